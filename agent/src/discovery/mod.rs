@@ -1,0 +1,53 @@
+//! What this host offers: its GPUs (from NVML, or from a simulated profile) and the cores and
+//! memory left for guests once the host's own reservation is taken out (DESIGN §2).
+//!
+//! Everything behind [`GpuDiscovery`] is synchronous; NVML calls cost microseconds but may
+//! block on a sick driver, so async callers go through `spawn_blocking`.
+
+mod host;
+mod nvml;
+mod simulated;
+
+pub use host::{HostResources, host_resources, machine_hostname};
+pub use nvml::NvmlDiscovery;
+pub use simulated::{SimulatedDiscovery, SimulatedProfile};
+
+use gpuspot_common::HostInventory;
+use gpuspot_common::protocol::GpuStatus;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+pub trait GpuDiscovery: Send + Sync + 'static {
+    /// Full inventory: GPUs plus the cores/memory offered to guests (after reservation).
+    fn inventory(&self) -> Result<HostInventory, DiscoveryError>;
+    /// Current health and utilisation of each GPU, for heartbeats.
+    fn gpu_status(&self) -> Result<Vec<GpuStatus>, DiscoveryError>;
+}
+
+/// What the host keeps for itself (the agent, the OS, page cache); never offered to guests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Reservation {
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(
+        "no NVIDIA driver found: NVML (libnvidia-ml.so.1) could not be used: {0}. \
+         On a host without NVIDIA GPUs, run the agent with `--simulate PROFILE` instead"
+    )]
+    NvmlUnavailable(String),
+    #[error("NVML query failed: {what}: {message}")]
+    Nvml { what: String, message: String },
+    #[error("could not read this host's cores and memory: {0}")]
+    Host(String),
+    #[error("cannot read simulated host profile {}: {source}", path.display())]
+    ProfileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid simulated host profile {}: {message}", path.display())]
+    ProfileInvalid { path: PathBuf, message: String },
+}

@@ -1,0 +1,4 @@
+
+pub mod discovery;
+pub mod metadata;
+pub mod runtime;

@@ -1,0 +1,182 @@
+//! A small blocking HTTP client for the coordinator's `/v1` API.
+//!
+//! Every request carries `Authorization: Bearer TOKEN` when a token is known. Error answers
+//! become [`ApiError`]s, connection failures [`Unreachable`]s, so `main` can print each the
+//! way the user expects.
+
+use crate::errors::{ApiError, Unreachable, UsageError};
+use anyhow::Context;
+use reqwest::Method;
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Time allowed for an ordinary request (connect, send, each read).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Talks to one coordinator.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: Http,
+}
+
+impl Client {
+    /// A client for the API at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Client> {
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            http: build_http(Some(REQUEST_TIMEOUT))?,
+        })
+    }
+
+    /// The API's base URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(Method::GET, path, None)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.json(Method::POST, path, Some(body))
+    }
+
+    pub fn patch_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.json(Method::PATCH, path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(Method::DELETE, path, None)
+    }
+
+    /// A plain-text resource (instance logs), as-is.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self.send(self.request(&self.http, Method::GET, path))?;
+        response.text().context("reading the response body")
+    }
+
+    /// Opens a long-lived GET (server-sent events). Each read of the returned response gives
+    /// up after `idle`, so a quiet stream can be told apart from a busy one.
+    pub fn open_stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+        idle: Duration,
+    ) -> anyhow::Result<Response> {
+        let http = build_http(Some(idle))?;
+        let mut request = self
+            .request(&http, Method::GET, path)
+            .header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        self.send(request)
+    }
+
+    fn json(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let mut request = self.request(&self.http, method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let text = self.send(request)?.text().context("reading the response")?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| {
+            format!("the coordinator's answer to {path} is not JSON: {text:.200}")
+        })
+    }
+
+    fn request(&self, http: &Http, method: Method, path: &str) -> RequestBuilder {
+        let request = http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends a request; a 4xx/5xx answer becomes an [`ApiError`].
+    fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        let response = request.send().map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if status.is_client_error() || status.is_server_error() {
+            let reason = status.canonical_reason().unwrap_or("error").to_owned();
+            let body = response.text().unwrap_or_default();
+            return Err(ApiError::from_body(status.as_u16(), &reason, &body).into());
+        }
+        Ok(response)
+    }
+
+    fn transport_error(&self, err: reqwest::Error) -> anyhow::Error {
+        if err.is_connect() {
+            let cause = root_cause(&err);
+            return Unreachable {
+                url: self.base.clone(),
+                cause,
+            }
+            .into();
+        }
+        if err.is_builder() {
+            let cause = root_cause(&err);
+            return UsageError(format!("invalid API URL {:?}: {cause}", self.base)).into();
+        }
+        anyhow::Error::new(err).context(format!("request to {} failed", self.base))
+    }
+}
+
+fn build_http(timeout: Option<Duration>) -> anyhow::Result<Http> {
+    Http::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// The innermost cause's text ("Connection refused (os error 111)").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// Percent-encodes one path segment (a GPU model may contain spaces or slashes).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(
+            encode_segment("NVIDIA GeForce RTX 5090"),
+            "NVIDIA%20GeForce%20RTX%205090"
+        );
+        assert_eq!(encode_segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(encode_segment("H100"), "H100");
+    }
+
+    #[test]
+    fn trailing_slash_is_trimmed() {
+        let client = Client::new("http://127.0.0.1:1/", Some(String::new()));
+        let client = client.expect("client builds");
+        assert_eq!(client.base(), "http://127.0.0.1:1");
+        assert!(client.token.is_none());
+    }
+}

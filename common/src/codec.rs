@@ -1,0 +1,187 @@
+//! The one place messages become bytes: a frame is a big-endian u32 length followed by that
+//! many bytes of bincode. Frames larger than [`MAX_FRAME`] are refused before any allocation,
+//! and decoding is bounded by the same limit, so garbage can cost at most one frame's memory.
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest accepted frame. Log chunks and commands are far smaller; snapshots travel on
+/// streams of their own.
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    Oversize(usize),
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("frame truncated: stream ended inside a frame")]
+    Truncated,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FRAME>()
+}
+
+/// The frame for `message`: length prefix and body.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    let body = bincode::serde::encode_to_vec(message, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(CodecError::Oversize(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Decodes one frame body (without its length prefix). Trailing bytes are an error: a frame
+/// holds exactly one message.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (message, used) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != body.len() {
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes after the message",
+            body.len() - used
+        )));
+    }
+    Ok(message)
+}
+
+/// Reads the next frame. `Ok(None)` when the stream ended cleanly between frames.
+pub async fn read_frame<R, T>(reader: &mut R) -> Result<Option<T>, CodecError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(CodecError::Oversize(len));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+        _ => CodecError::Io(e),
+    })?;
+    decode_body(&body).map(Some)
+}
+
+pub async fn write_frame<W, T>(writer: &mut W, message: &T) -> Result<(), CodecError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let frame = encode(message)?;
+    writer.write_all(&frame).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{AgentMessage, CoordinatorMessage, GpuStatus, InstanceReport, WorkloadState};
+    use crate::{HostId, InstanceId};
+
+    async fn round_trip<T: Serialize + DeserializeOwned>(message: &T) -> T {
+        let frame = encode(message).unwrap();
+        let mut reader = &frame[..];
+        read_frame(&mut reader).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_survive_a_round_trip() {
+        let heartbeat = AgentMessage::Heartbeat {
+            gpus: vec![GpuStatus {
+                uuid: "GPU-1".into(),
+                healthy: true,
+                utilization_percent: Some(42),
+            }],
+        };
+        assert_eq!(round_trip(&heartbeat).await, heartbeat);
+        let update = AgentMessage::InstanceUpdate(InstanceReport {
+            instance_id: InstanceId::from("i-1"),
+            state: WorkloadState::Exited { code: Some(3) },
+        });
+        assert_eq!(round_trip(&update).await, update);
+        let refused = CoordinatorMessage::Refused {
+            reason: "bad".into(),
+        };
+        assert_eq!(round_trip(&refused).await, refused);
+        let welcome = CoordinatorMessage::Welcome {
+            host_id: HostId::from("h-1"),
+            heartbeat_interval_ms: 5000,
+            desired: vec![],
+        };
+        assert_eq!(round_trip(&welcome).await, welcome);
+    }
+
+    #[tokio::test]
+    async fn several_frames_in_one_stream_come_out_in_order() {
+        let mut stream = Vec::new();
+        for code in 0..3 {
+            let msg = AgentMessage::InstanceUpdate(InstanceReport {
+                instance_id: InstanceId::from("i-x"),
+                state: WorkloadState::Exited { code: Some(code) },
+            });
+            stream.extend(encode(&msg).unwrap());
+        }
+        let mut reader = &stream[..];
+        for code in 0..3 {
+            let msg: AgentMessage = read_frame(&mut reader).await.unwrap().unwrap();
+            assert!(matches!(
+                msg,
+                AgentMessage::InstanceUpdate(InstanceReport { state: WorkloadState::Exited { code: Some(c) }, .. }) if c == code
+            ));
+        }
+        let end: Option<AgentMessage> = read_frame(&mut reader).await.unwrap();
+        assert!(end.is_none());
+    }
+
+    #[tokio::test]
+    async fn oversize_length_is_refused_before_reading_the_body() {
+        let mut frame = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&[0u8; 16]);
+        let mut reader = &frame[..];
+        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
+        assert!(matches!(err, CodecError::Oversize(n) if n == MAX_FRAME + 1));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed_not_a_panic() {
+        let garbage = [0xffu8, 0xfe, 0x13, 0x37, 0x00, 0x42, 0x99];
+        let mut frame = (garbage.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&garbage);
+        let mut reader = &frame[..];
+        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
+        assert!(matches!(err, CodecError::Malformed(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_truncated() {
+        let frame = encode(&AgentMessage::Heartbeat { gpus: vec![] }).unwrap();
+        let mut reader = &frame[..frame.len() - 1];
+        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
+        assert!(matches!(err, CodecError::Truncated | CodecError::Malformed(_)), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let frame = encode(&AgentMessage::Heartbeat { gpus: vec![] }).unwrap();
+        let mut body = frame[4..].to_vec();
+        body.push(0);
+        assert!(matches!(
+            decode_body::<AgentMessage>(&body),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+}

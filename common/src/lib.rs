@@ -1,0 +1,25 @@
+//! gpuspot-common: what the agent, the coordinator and the CLI agree on.
+//!
+//! Layout:
+//! - [`ids`]: typed identifiers (hosts, instances, accounts, deployments).
+//! - [`money`]: integer micro-unit money with decimal-string I/O.
+//! - [`inventory`]: GPUs, host inventory and the seed-004 partition into units.
+//! - [`clock`]: the `Clock` trait (system and manual) so core logic never reads the wall clock.
+//! - [`protocol`]: the agent ↔ coordinator messages, one enum per direction.
+//! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
+//! - [`pki`]: the coordinator CA, join tokens, host certificates and rustls configs.
+//! - [`transport`]: quinn endpoints built from the PKI configs.
+
+pub mod clock;
+pub mod codec;
+pub mod ids;
+pub mod inventory;
+pub mod money;
+pub mod pki;
+pub mod protocol;
+pub mod transport;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ids::{AccountId, DeploymentId, HostId, InstanceId};
+pub use inventory::{GpuInfo, HostInventory, Unit, partition};
+pub use money::Money;

@@ -1,0 +1,127 @@
+//! The agent ↔ coordinator messages: one exhaustive enum per direction. Every command names
+//! its instance, so applying it twice changes nothing (reconnects replay freely).
+
+use crate::{HostId, HostInventory, InstanceId, Money};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped whenever a message changes shape; the hello is refused on mismatch.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Agent → coordinator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AgentMessage {
+    /// On a connection without a client certificate: exchange a join token and a CSR for a
+    /// host certificate. Nothing else is accepted on such a connection.
+    Join {
+        token: String,
+        csr_pem: String,
+        hostname: String,
+    },
+    /// First message on an authenticated connection: who we are and everything we run.
+    Hello {
+        version: u32,
+        agent_version: String,
+        inventory: HostInventory,
+        instances: Vec<InstanceReport>,
+    },
+    Heartbeat {
+        gpus: Vec<GpuStatus>,
+    },
+    /// A workload changed state (started, exited, failed, stopped).
+    InstanceUpdate(InstanceReport),
+    /// Workload output, at its byte offset in the instance's log (writes are idempotent).
+    Log {
+        instance_id: InstanceId,
+        offset: u64,
+        data: Vec<u8>,
+    },
+}
+
+/// Coordinator → agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CoordinatorMessage {
+    Joined {
+        host_id: HostId,
+        cert_pem: String,
+        ca_pem: String,
+    },
+    /// The connection is refused (bad token, bad version, unknown certificate).
+    Refused { reason: String },
+    /// Answer to a hello: the complete desired state of this host. Anything the agent runs
+    /// that is not listed must stop; anything listed that does not run must start.
+    Welcome {
+        host_id: HostId,
+        heartbeat_interval_ms: u64,
+        desired: Vec<Assignment>,
+    },
+    Start(Assignment),
+    Stop {
+        instance_id: InstanceId,
+        reason: String,
+        kill_timeout_ms: u64,
+    },
+    /// New guest-visible metadata (termination time, price…); wakes the guest's long-poll.
+    Metadata(GuestMetadata),
+}
+
+/// What an agent must run for one instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub instance_id: InstanceId,
+    pub gpu_uuids: Vec<String>,
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub metadata: GuestMetadata,
+    /// How many bytes of output the coordinator already holds: resume from here.
+    pub log_offset: u64,
+    pub kill_timeout_ms: u64,
+}
+
+/// What the guest sees on its metadata socket (DESIGN §6). `None` answers 404.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestMetadata {
+    pub instance_id: InstanceId,
+    pub host_id: HostId,
+    pub gpu_uuids: Vec<String>,
+    pub spot_termination_time: Option<DateTime<Utc>>,
+    pub termination_reason: Option<String>,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub billing_mode: Option<String>,
+    pub bid: Option<Money>,
+    pub price: Option<Money>,
+    pub deployment_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub instance_id: InstanceId,
+    pub state: WorkloadState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadState {
+    Running,
+    /// The command ended by itself. `code` is None when a signal ended it.
+    Exited { code: Option<i32> },
+    /// Stopped on the coordinator's order.
+    Stopped,
+    /// Could not be started or was lost (bad command, missing binary…).
+    Failed { message: String },
+}
+
+impl WorkloadState {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, WorkloadState::Running)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuStatus {
+    pub uuid: String,
+    pub healthy: bool,
+    pub utilization_percent: Option<u32>,
+}
