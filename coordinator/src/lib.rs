@@ -1,1 +1,19 @@
+//! gpuspot-coordinator: the control plane of a spot GPU cloud.
+//!
+//! Layout (DESIGN §1):
+//! - [`config`]: TOML → validated [`config::Settings`].
+//! - [`core`]: pure logic given `now` (registry, placement, lifecycle, pools).
+//! - [`actors`]: the actix shells that own the core, persist, arm timers and send.
+//! - [`store`]: SQLite behind the [`store::Store`] trait, with a group-committing writer.
+//! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake).
+//! - [`api`]: the HTTP API on actix-web.
+//! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
+pub mod actors;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod quic;
+pub mod server;
+pub mod store;

@@ -1,0 +1,94 @@
+//! The messages the cluster actor accepts. API requests are one enum ([`ApiRequest`]) so the
+//! HTTP layer and the actor agree on a single, exhaustive boundary.
+
+use crate::core::pools::PoolUsage;
+use crate::core::{Host, Instance, InstanceRequest};
+use crate::config::PoolSettings;
+use actix::Message;
+use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, InstanceReport};
+use gpuspot_common::{AccountId, HostId, HostInventory, InstanceId, Money};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Whose view a request has: the admin sees everything, an account only its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Admin,
+    Account(AccountId),
+}
+
+impl Scope {
+    pub fn may_see(&self, owner: &AccountId) -> bool {
+        match self {
+            Scope::Admin => true,
+            Scope::Account(account) => account == owner,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ApiRequest {
+    CreateInstance { account: AccountId, request: InstanceRequest },
+    GetInstance { scope: Scope, id: InstanceId },
+    ListInstances { scope: Scope },
+    DeleteInstance { scope: Scope, id: InstanceId },
+    /// Name and env may change; `resize` says the body also tried billing or size.
+    ChangeInstance {
+        scope: Scope,
+        id: InstanceId,
+        name: Option<String>,
+        env: Option<std::collections::BTreeMap<String, String>>,
+        resize: bool,
+    },
+    ListHosts,
+    GetHost { id: HostId },
+    Pools,
+    /// Whether any pool or known host offers this model (for validation).
+    KnownModel { model: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolView {
+    pub settings: PoolSettings,
+    pub usage: PoolUsage,
+    pub market_price: Money,
+}
+
+#[derive(Debug)]
+pub enum ApiReply {
+    Instance(Box<Instance>),
+    Instances(Vec<Instance>),
+    Host(Box<Host>),
+    Hosts(Vec<Host>),
+    Pools(Vec<PoolView>),
+    Known(bool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("could not persist the change: {0}")]
+    Store(String),
+}
+
+impl Message for ApiRequest {
+    type Result = Result<ApiReply, ApiError>;
+}
+
+/// What a QUIC session tells the actor about its agent.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum AgentEvent {
+    Connected {
+        host_id: HostId,
+        link_id: u64,
+        outbox: UnboundedSender<CoordinatorMessage>,
+        inventory: HostInventory,
+        agent_version: String,
+        reports: Vec<InstanceReport>,
+    },
+    Message { host_id: HostId, link_id: u64, message: AgentMessage },
+    Disconnected { host_id: HostId, link_id: u64 },
+}

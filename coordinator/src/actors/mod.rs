@@ -1,0 +1,11 @@
+//! Thin actix shells around the core: they own the state, persist it, arm timers and send.
+//!
+//! - [`cluster`]: the one actor that owns [`crate::core::Cluster`]; API requests and agent
+//!   messages both arrive here as messages, so the state has a single writer.
+//! - [`messages`]: what crosses into the actor (one enum for API requests).
+
+pub mod cluster;
+pub mod messages;
+
+pub use cluster::ClusterActor;
+pub use messages::{AgentEvent, ApiError, ApiReply, ApiRequest, Scope};

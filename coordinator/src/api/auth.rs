@@ -1,0 +1,67 @@
+//! Bearer-token authentication. The admin token acts for the built-in `operator` account
+//! unless a request names another; account tokens arrive with billing (issue 4).
+
+use super::AppState;
+use super::error::HttpError;
+use crate::actors::Scope;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use gpuspot_common::AccountId;
+use std::future::{Ready, ready};
+
+pub const OPERATOR_ACCOUNT: &str = "a-operator";
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub scope: Scope,
+}
+
+impl Caller {
+    /// The account new resources are created for.
+    pub fn account(&self) -> AccountId {
+        match &self.scope {
+            Scope::Admin => AccountId::from(OPERATOR_ACCOUNT),
+            Scope::Account(account) => account.clone(),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), HttpError> {
+        match self.scope {
+            Scope::Admin => Ok(()),
+            Scope::Account(_) => Err(HttpError::forbidden("this route needs the admin token")),
+        }
+    }
+}
+
+fn authenticate(request: &HttpRequest) -> Result<Caller, HttpError> {
+    let state = request
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| HttpError::internal("application state missing"))?;
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| HttpError::unauthorized("missing bearer token (Authorization: Bearer TOKEN)"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+        return Ok(Caller { scope: Scope::Admin });
+    }
+    Err(HttpError::unauthorized("invalid token"))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequest for Caller {
+    type Error = HttpError;
+    type Future = Ready<Result<Self, HttpError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(request))
+    }
+}

@@ -1,0 +1,195 @@
+//! `/v1/instances`: create (202), list, show, change, terminate, and the workload's output.
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::HttpError;
+use super::views;
+use crate::actors::{ApiReply, ApiRequest};
+use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
+use actix_web::{HttpResponse, web};
+use gpuspot_common::{InstanceId, Money};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/instances", web::post().to(create))
+        .route("/instances", web::get().to(list))
+        .route("/instances/{id}", web::get().to(show))
+        .route("/instances/{id}", web::patch().to(change))
+        .route("/instances/{id}", web::delete().to(terminate))
+        .route("/instances/{id}/logs", web::get().to(logs));
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GpuBody {
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BillingBody {
+    pub mode: String,
+    pub max_price: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateBody {
+    pub name: Option<String>,
+    pub gpu: GpuBody,
+    pub cpu_cores: Option<Range>,
+    pub memory_gib: Option<Range>,
+    pub billing: Option<BillingBody>,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotOptions>,
+}
+
+fn bad(message: impl Into<String>) -> HttpError {
+    HttpError::bad_request("invalid_request", message)
+}
+
+pub fn parse_billing(body: Option<&BillingBody>) -> Result<Billing, HttpError> {
+    let Some(body) = body else { return Ok(Billing::Regular) };
+    match (body.mode.as_str(), &body.max_price) {
+        ("regular", None) => Ok(Billing::Regular),
+        ("regular", Some(_)) => Err(bad("billing.max_price is only for spot instances")),
+        ("spot", Some(price)) => match price.parse::<Money>() {
+            Ok(max_price) if max_price.micros() > 0 => Ok(Billing::Spot { max_price }),
+            Ok(_) => Err(bad("billing.max_price must be positive")),
+            Err(e) => Err(bad(format!("billing.max_price: {e}"))),
+        },
+        ("spot", None) => Err(bad("spot billing needs billing.max_price (your bid per GPU-hour)")),
+        (other, _) => Err(bad(format!("billing.mode must be \"spot\" or \"regular\", not {other:?}"))),
+    }
+}
+
+/// Checks everything that can be checked without the cluster; every problem at once.
+pub fn validate(body: CreateBody) -> Result<InstanceRequest, HttpError> {
+    let mut problems = Vec::new();
+    let count = body.gpu.count.unwrap_or(1);
+    if count == 0 {
+        problems.push("gpu.count must be at least 1".to_owned());
+    }
+    let models: Vec<String> = body.gpu.models.iter().map(|m| m.trim().to_owned()).collect();
+    if models.is_empty() || models.iter().any(String::is_empty) {
+        problems.push("gpu.models must list at least one GPU model, e.g. [\"H100\"]".to_owned());
+    }
+    let cpu_cores = body.cpu_cores.unwrap_or_default();
+    let memory_gib = body.memory_gib.unwrap_or_default();
+    for (name, range) in [("cpu_cores", cpu_cores), ("memory_gib", memory_gib)] {
+        if !range.is_valid() {
+            problems.push(format!("{name}.min must not exceed {name}.max"));
+        }
+    }
+    if body.command.is_empty() || body.command[0].trim().is_empty() {
+        problems.push("command must name a program to run".to_owned());
+    }
+    let billing = parse_billing(body.billing.as_ref()).map_err(|e| problems.push(e.message));
+    if !problems.is_empty() {
+        return Err(bad(problems.join("; ")));
+    }
+    Ok(InstanceRequest {
+        name: body.name.unwrap_or_default(),
+        gpu: GpuRequest { models, count },
+        cpu_cores,
+        memory_gib,
+        billing: billing.unwrap_or(Billing::Regular),
+        command: body.command,
+        env: body.env,
+        snapshot: body.snapshot.unwrap_or_default(),
+    })
+}
+
+fn instance_reply(reply: ApiReply) -> Result<serde_json::Value, HttpError> {
+    match reply {
+        ApiReply::Instance(i) => Ok(views::instance(&i)),
+        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+async fn create(state: web::Data<AppState>, caller: Caller, body: web::Json<CreateBody>) -> Result<HttpResponse, HttpError> {
+    let request = validate(body.into_inner())?;
+    let mut unknown = Vec::new();
+    for model in &request.gpu.models {
+        if let ApiReply::Known(false) = state.ask(ApiRequest::KnownModel { model: model.clone() }).await? {
+            unknown.push(model.clone());
+        }
+    }
+    if unknown.len() == request.gpu.models.len() {
+        return Err(HttpError::bad_request(
+            "unknown_model",
+            format!("no pool or host offers GPU model {}; see GET /v1/pools", unknown.join(", ")),
+        ));
+    }
+    let reply = state.ask(ApiRequest::CreateInstance { account: caller.account(), request }).await?;
+    Ok(HttpResponse::Accepted().json(instance_reply(reply)?))
+}
+
+async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
+    match state.ask(ApiRequest::ListInstances { scope: caller.scope }).await? {
+        ApiReply::Instances(list) => Ok(HttpResponse::Ok().json(list.iter().map(views::instance).collect::<Vec<_>>())),
+        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+async fn show(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    let id = InstanceId(id.into_inner());
+    let reply = state.ask(ApiRequest::GetInstance { scope: caller.scope, id }).await?;
+    Ok(HttpResponse::Ok().json(instance_reply(reply)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangeBody {
+    name: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    billing: Option<serde_json::Value>,
+    gpu: Option<serde_json::Value>,
+    cpu_cores: Option<serde_json::Value>,
+    memory_gib: Option<serde_json::Value>,
+}
+
+async fn change(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<ChangeBody>,
+) -> Result<HttpResponse, HttpError> {
+    let id = InstanceId(id.into_inner());
+    let body = body.into_inner();
+    let resize = body.billing.is_some() || body.gpu.is_some() || body.cpu_cores.is_some() || body.memory_gib.is_some();
+    let reply = state
+        .ask(ApiRequest::ChangeInstance { scope: caller.scope, id, name: body.name, env: body.env, resize })
+        .await?;
+    Ok(HttpResponse::Ok().json(instance_reply(reply)?))
+}
+
+async fn terminate(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    let id = InstanceId(id.into_inner());
+    let reply = state.ask(ApiRequest::DeleteInstance { scope: caller.scope, id }).await?;
+    Ok(HttpResponse::Ok().json(instance_reply(reply)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    tail_bytes: Option<u64>,
+}
+
+async fn logs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<LogQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let id = InstanceId(id.into_inner());
+    state.ask(ApiRequest::GetInstance { scope: caller.scope, id: id.clone() }).await?;
+    let max = query.tail_bytes.unwrap_or(1 << 20);
+    let logs = state.logs.clone();
+    let bytes = web::block(move || logs.read_tail(&id, max))
+        .await
+        .map_err(|e| HttpError::internal(e.to_string()))?
+        .map_err(|e| HttpError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
+}

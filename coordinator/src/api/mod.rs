@@ -1,0 +1,57 @@
+//! The HTTP API (DESIGN §11) on actix-web: JSON in and out, bearer tokens, and errors as
+//! `{"error":{"code","message"}}` with a proper status for every bad input.
+//!
+//! - [`error`]: the error type and the JSON/path/query error handlers.
+//! - [`auth`]: who is calling (admin or account) from the bearer token.
+//! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
+
+pub mod auth;
+pub mod error;
+pub mod hosts;
+pub mod instances;
+pub mod pools;
+pub mod views;
+
+use crate::actors::{ApiReply, ApiRequest, ClusterActor};
+use crate::quic::LogStore;
+use actix::Addr;
+use actix_web::{HttpResponse, web};
+use error::HttpError;
+
+pub struct AppState {
+    pub cluster: Addr<ClusterActor>,
+    pub admin_token: String,
+    pub logs: LogStore,
+}
+
+impl AppState {
+    pub async fn ask(&self, request: ApiRequest) -> Result<ApiReply, HttpError> {
+        self.cluster
+            .send(request)
+            .await
+            .map_err(|e| HttpError::internal(format!("cluster actor unavailable: {e}")))?
+            .map_err(HttpError::from)
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(error::json_config())
+        .app_data(error::path_config())
+        .app_data(error::query_config())
+        .route("/healthz", web::get().to(healthz))
+        .service(
+            web::scope("/v1")
+                .configure(instances::routes)
+                .configure(hosts::routes)
+                .configure(pools::routes),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
+    Err(HttpError::not_found(format!("no route for {} {}", request.method(), request.path())))
+}

@@ -1,0 +1,112 @@
+//! The `gpuspot-coordinator` command line: run the coordinator, or create a join token.
+//! Flags and `GPUSPOT_*` variables override the config file.
+
+use crate::config::{RawConfig, Settings};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "gpuspot-coordinator", version, about = "gpuspot coordinator: market, placement, lifecycle and the HTTP API")]
+pub struct Args {
+    /// Coordinator TOML config (timers, pools)
+    #[arg(long, global = true, env = "GPUSPOT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where state (SQLite, CA, logs) lives
+    #[arg(long, global = true, env = "GPUSPOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API address
+    #[arg(long, env = "GPUSPOT_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// QUIC address agents connect to
+    #[arg(long, env = "GPUSPOT_QUIC")]
+    pub quic: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Join tokens for agents
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Print a new join token (agents: --join-token)
+    Create,
+}
+
+/// Config file, then flags and environment on top.
+pub fn settings(args: &Args) -> anyhow::Result<Settings> {
+    let mut raw = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    raw.http = args.http.or(raw.http);
+    raw.quic = args.quic.or(raw.quic);
+    raw.data_dir = args.data_dir.clone().or(raw.data_dir);
+    if let Ok(token) = std::env::var("GPUSPOT_ADMIN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        raw.admin_token = Some(token.trim().to_owned());
+    }
+    Ok(raw.validate()?)
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Entry point of the `gpuspot-coordinator` binary.
+pub fn main() -> ExitCode {
+    gpuspot_common::pki::install_crypto_provider();
+    init_tracing();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpuspot-coordinator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let settings = settings(&args)?;
+    if let Some(Command::Token { action: TokenAction::Create }) = args.command {
+        let token = crate::server::create_join_token(&settings.data_dir)?;
+        println!("{token}");
+        return Ok(());
+    }
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    })
+    .block_on(async move {
+        let running = crate::server::start(settings).await?;
+        println!("gpuspot-coordinator: HTTP API on http://{}  QUIC on {}", running.http_addr, running.quic_addr);
+        if running.admin_token_generated {
+            println!("admin token (saved in the data dir): {}", running.admin_token);
+        }
+        wait_for_shutdown().await.context("waiting for a signal")?;
+        tracing::info!("shutting down");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_shutdown() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}

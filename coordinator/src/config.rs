@@ -1,0 +1,306 @@
+//! Coordinator configuration: TOML file → [`RawConfig`] (serde, every key optional) →
+//! [`Settings`] (validated). Every problem is reported at once, not the first only.
+
+use gpuspot_common::Money;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid TOML: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("config is invalid:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub timers: RawTimers,
+    #[serde(default)]
+    pub pools: Vec<RawPool>,
+    pub http: Option<SocketAddr>,
+    pub quic: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimers {
+    #[serde(default, with = "humantime_serde")]
+    pub hold_period: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub notice_period: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub overdue_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub price_tick: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub price_history: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub host_lost_after: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub kill_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub meter_tick: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub model: String,
+    pub list_price: String,
+    pub floor_ratio: Option<f64>,
+    pub busy_ratio: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub notice_period: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timers {
+    pub hold_period: Duration,
+    pub notice_period: Duration,
+    pub overdue_grace: Duration,
+    pub price_tick: Duration,
+    pub price_history: Duration,
+    pub heartbeat: Duration,
+    pub host_lost_after: Duration,
+    pub kill_timeout: Duration,
+    pub meter_tick: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        Self {
+            hold_period: min(60),
+            notice_period: min(30),
+            overdue_grace: min(5),
+            price_tick: min(5),
+            price_history: min(48 * 60),
+            heartbeat: Duration::from_secs(5),
+            host_lost_after: Duration::from_secs(30),
+            kill_timeout: Duration::from_secs(30),
+            meter_tick: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One market per GPU model. Ratios are kept in parts per million so that prices are
+/// computed in integers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSettings {
+    pub model: String,
+    pub list_price: Money,
+    pub floor_ppm: i64,
+    pub busy_ppm: i64,
+    pub notice_period: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub timers: Timers,
+    pub pools: Vec<PoolSettings>,
+    pub http: SocketAddr,
+    pub quic: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+}
+
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+pub const DEFAULT_QUIC: &str = "0.0.0.0:7443";
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|detail| ConfigError::Parse {
+            path: path.display().to_string(),
+            detail,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let timers = self.timers.validate(&mut problems);
+        let pools = self
+            .pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pool)| pool.validate(i, &timers, &mut problems))
+            .collect::<Vec<_>>();
+        for (i, pool) in pools.iter().enumerate() {
+            if pools[..i].iter().any(|p| p.model.eq_ignore_ascii_case(&pool.model)) {
+                problems.push(format!("pools: model {:?} is configured twice", pool.model));
+            }
+        }
+        if let Some(token) = &self.admin_token
+            && token.trim().len() < 8
+        {
+            problems.push("admin_token: must be at least 8 characters".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(Settings {
+            timers,
+            pools,
+            http: self.http.unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
+            quic: self.quic.unwrap_or_else(|| DEFAULT_QUIC.parse().expect("valid default")),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("gpuspot-data")),
+            admin_token: self.admin_token,
+        })
+    }
+}
+
+impl RawTimers {
+    fn validate(&self, problems: &mut Vec<String>) -> Timers {
+        let defaults = Timers::default();
+        let pick = |value: Option<Duration>, default: Duration| value.unwrap_or(default);
+        let timers = Timers {
+            hold_period: pick(self.hold_period, defaults.hold_period),
+            notice_period: pick(self.notice_period, defaults.notice_period),
+            overdue_grace: pick(self.overdue_grace, defaults.overdue_grace),
+            price_tick: pick(self.price_tick, defaults.price_tick),
+            price_history: pick(self.price_history, defaults.price_history),
+            heartbeat: pick(self.heartbeat, defaults.heartbeat),
+            host_lost_after: pick(self.host_lost_after, defaults.host_lost_after),
+            kill_timeout: pick(self.kill_timeout, defaults.kill_timeout),
+            meter_tick: pick(self.meter_tick, defaults.meter_tick),
+        };
+        for (name, value) in [
+            ("price_tick", timers.price_tick),
+            ("heartbeat", timers.heartbeat),
+            ("host_lost_after", timers.host_lost_after),
+            ("meter_tick", timers.meter_tick),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("timers.{name}: must be greater than zero"));
+            }
+        }
+        if timers.host_lost_after <= timers.heartbeat {
+            problems.push(format!(
+                "timers.host_lost_after ({}) must be longer than timers.heartbeat ({})",
+                humantime::format_duration(timers.host_lost_after),
+                humantime::format_duration(timers.heartbeat)
+            ));
+        }
+        timers
+    }
+}
+
+impl RawPool {
+    fn validate(&self, i: usize, timers: &Timers, problems: &mut Vec<String>) -> Option<PoolSettings> {
+        let at = format!("pools[{i}] ({:?})", self.model);
+        let before = problems.len();
+        if self.model.trim().is_empty() {
+            problems.push(format!("{at}: model must not be empty"));
+        }
+        let list_price = match self.list_price.parse::<Money>() {
+            Ok(price) if price.micros() > 0 => price,
+            Ok(_) => {
+                problems.push(format!("{at}: list_price must be positive"));
+                Money::ZERO
+            }
+            Err(e) => {
+                problems.push(format!("{at}: list_price: {e}"));
+                Money::ZERO
+            }
+        };
+        let floor = self.floor_ratio.unwrap_or(0.1);
+        let busy = self.busy_ratio.unwrap_or(0.2);
+        if !(0.0..=1.0).contains(&floor) || !(0.0..=1.0).contains(&busy) || floor > busy {
+            problems.push(format!(
+                "{at}: need 0 <= floor_ratio ({floor}) <= busy_ratio ({busy}) <= 1"
+            ));
+        }
+        (problems.len() == before).then(|| PoolSettings {
+            model: self.model.trim().to_owned(),
+            list_price,
+            floor_ppm: (floor * 1e6).round() as i64,
+            busy_ppm: (busy * 1e6).round() as i64,
+            notice_period: self.notice_period.unwrap_or(timers.notice_period),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_the_documented_defaults() {
+        let settings = RawConfig::from_toml("").unwrap().validate().unwrap();
+        assert_eq!(settings.timers, Timers::default());
+        assert_eq!(settings.timers.hold_period, Duration::from_secs(3600));
+        assert!(settings.pools.is_empty());
+    }
+
+    #[test]
+    fn pools_and_timers_parse() {
+        let raw = RawConfig::from_toml(
+            r#"
+            [timers]
+            notice_period = "3s"
+            heartbeat = "1s"
+            host_lost_after = "5s"
+            [[pools]]
+            model = "H100"
+            list_price = "2.58"
+            [[pools]]
+            model = "A100"
+            list_price = "1.50"
+            notice_period = "5m"
+            "#,
+        )
+        .unwrap();
+        let settings = raw.validate().unwrap();
+        assert_eq!(settings.pools[0].list_price, Money(2_580_000));
+        assert_eq!(settings.pools[0].floor_ppm, 100_000);
+        assert_eq!(settings.pools[0].notice_period, Duration::from_secs(3));
+        assert_eq!(settings.pools[1].notice_period, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let raw = RawConfig::from_toml(
+            r#"
+            [timers]
+            heartbeat = "10s"
+            host_lost_after = "5s"
+            [[pools]]
+            model = "H100"
+            list_price = "abc"
+            floor_ratio = 0.5
+            busy_ratio = 0.2
+            "#,
+        )
+        .unwrap();
+        let ConfigError::Invalid(problems) = raw.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(RawConfig::from_toml("[timers]\nhold = \"1h\"").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Pure coordinator logic: no actix, no I/O, no system clock. Every operation is given
+//! `now` and returns what must happen ([`Effect`]s); the actors persist and carry them out.
+//!
+//! - [`model`]: requests, instances, their states and reasons.
+//! - [`registry`]: hosts, their units and liveness.
+//! - [`placement`]: which host a request fits on (seed 004, best fit).
+//! - [`cluster`]: the state machine tying them together.
+//! - [`pools`]: per-model availability and the surplus price.
+
+pub mod cluster;
+pub mod lifecycle;
+pub mod model;
+pub mod placement;
+pub mod pools;
+pub mod registry;
+
+pub use cluster::{Cluster, Effect};
+pub use model::{Billing, EndReason, Instance, InstanceRequest, InstanceState, Range};
+pub use registry::{Host, HostState, Registry};

@@ -1,0 +1,232 @@
+//! Instances as users see them: the request (DESIGN §3/§11), the lifecycle state and the
+//! reason it waits or ended. Serialized as-is into the store and the API.
+
+use chrono::{DateTime, Utc};
+use gpuspot_common::{AccountId, HostId, InstanceId, Money};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    #[serde(default)]
+    pub min: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+impl Range {
+    pub fn contains(&self, value: u64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
+    }
+
+    pub fn is_valid(&self) -> bool {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => min <= max,
+            _ => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Billing {
+    Regular,
+    Spot { max_price: Money },
+}
+
+impl Billing {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Billing::Regular => "regular",
+            Billing::Spot { .. } => "spot",
+        }
+    }
+
+    pub fn bid(&self) -> Option<Money> {
+        match self {
+            Billing::Regular => None,
+            Billing::Spot { max_price } => Some(*max_price),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuRequest {
+    pub models: Vec<String>,
+    pub count: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotOptions {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// A validated request for one instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRequest {
+    pub name: String,
+    pub gpu: GpuRequest,
+    pub cpu_cores: Range,
+    pub memory_gib: Range,
+    pub billing: Billing,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub snapshot: SnapshotOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Queued,
+    Scheduled,
+    Running,
+    TerminationScheduled,
+    Stopping,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Queued => "queued",
+            InstanceState::Scheduled => "scheduled",
+            InstanceState::Running => "running",
+            InstanceState::TerminationScheduled => "termination_scheduled",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Terminated => "terminated",
+        }
+    }
+
+    /// Holds units on a host (placed and not yet released).
+    pub fn holds_units(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Scheduled
+                | InstanceState::Running
+                | InstanceState::TerminationScheduled
+                | InstanceState::Stopping
+        )
+    }
+}
+
+/// Why an instance ended (DESIGN §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    User,
+    Exited,
+    ReclaimedPrice,
+    ReclaimedCapacity,
+    Overdue,
+    HostLost,
+    Failed,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::User => "user",
+            EndReason::Exited => "exited",
+            EndReason::ReclaimedPrice => "reclaimed_price",
+            EndReason::ReclaimedCapacity => "reclaimed_capacity",
+            EndReason::Overdue => "overdue",
+            EndReason::HostLost => "host_lost",
+            EndReason::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub account_id: AccountId,
+    pub request: InstanceRequest,
+    pub state: InstanceState,
+    /// Why it waits (queued) or how it ended (terminated); a sentence for humans.
+    pub reason: Option<String>,
+    pub host_id: Option<HostId>,
+    pub gpu_uuids: Vec<String>,
+    pub gpu_model: Option<String>,
+    pub cpu_cores: Option<u32>,
+    pub memory_gib: Option<u64>,
+    pub price: Option<Money>,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub termination_time: Option<DateTime<Utc>>,
+    pub termination_reason: Option<EndReason>,
+    pub exit_code: Option<i32>,
+    pub deployment_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Monotonic creation order: the queue is served oldest first.
+    pub seq: u64,
+}
+
+impl Instance {
+    pub fn new(
+        id: InstanceId,
+        account_id: AccountId,
+        request: InstanceRequest,
+        now: DateTime<Utc>,
+        seq: u64,
+    ) -> Self {
+        Self {
+            id,
+            account_id,
+            request,
+            state: InstanceState::Queued,
+            reason: Some("waiting for placement".into()),
+            host_id: None,
+            gpu_uuids: Vec::new(),
+            gpu_model: None,
+            cpu_cores: None,
+            memory_gib: None,
+            price: None,
+            hold_until: None,
+            termination_time: None,
+            termination_reason: None,
+            exit_code: None,
+            deployment_id: None,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            seq,
+        }
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == InstanceState::Terminated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_inclusive_and_open_ended() {
+        let r = Range {
+            min: Some(100),
+            max: Some(200),
+        };
+        assert!(r.contains(100) && r.contains(200) && !r.contains(99) && !r.contains(201));
+        assert!(Range::default().contains(0));
+        assert!(!Range { min: Some(3), max: Some(2) }.is_valid());
+    }
+
+    #[test]
+    fn billing_serializes_as_the_api_shows_it() {
+        let spot = Billing::Spot {
+            max_price: Money(1_200_000),
+        };
+        assert_eq!(
+            serde_json::to_value(&spot).unwrap(),
+            serde_json::json!({"mode": "spot", "max_price": "1.20"})
+        );
+        assert_eq!(
+            serde_json::to_value(Billing::Regular).unwrap(),
+            serde_json::json!({"mode": "regular"})
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Where a request fits (DESIGN §3, seed 004). A host matches when it has k free healthy
+//! units of one accepted model and k shares of cores and memory fall in the requested
+//! ranges. Among matches the best fit wins: fewest free units left, then the lowest list
+//! price, then the host id, so the choice is deterministic.
+
+use super::model::InstanceRequest;
+use super::registry::{Host, HostState, Registry};
+use gpuspot_common::inventory::model_matches;
+use gpuspot_common::{HostId, Money};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub host_id: HostId,
+    pub unit_indices: Vec<usize>,
+    pub gpu_model: String,
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoFit {
+    /// Some known host could take it once units free up or it reconnects.
+    Wait(String),
+    /// No known host could ever take it as asked.
+    Never(String),
+}
+
+impl NoFit {
+    pub fn reason(&self) -> &str {
+        match self {
+            NoFit::Wait(r) | NoFit::Never(r) => r,
+        }
+    }
+}
+
+enum HostFit {
+    Fits(Placement),
+    Busy,
+    Never,
+}
+
+pub fn describe(request: &InstanceRequest) -> String {
+    let range = |r: &super::model::Range, unit: &str| match (r.min, r.max) {
+        (None, None) => None,
+        (min, max) => Some(format!(
+            "{}-{} {unit}",
+            min.map_or("0".into(), |v| v.to_string()),
+            max.map_or("any".into(), |v| v.to_string())
+        )),
+    };
+    let mut parts = vec![format!(
+        "{} x [{}]",
+        request.gpu.count,
+        request.gpu.models.join(", ")
+    )];
+    parts.extend(range(&request.cpu_cores, "cores"));
+    parts.extend(range(&request.memory_gib, "GiB"));
+    parts.join(", ")
+}
+
+fn fit_on_host(host: &Host, request: &InstanceRequest) -> HostFit {
+    let k = request.gpu.count as usize;
+    let Some(first) = host.units.first() else {
+        return HostFit::Never;
+    };
+    let cores = first.unit.cpu_cores * request.gpu.count;
+    let memory = first.unit.memory_gib * request.gpu.count as u64;
+    if !request.cpu_cores.contains(cores as u64) || !request.memory_gib.contains(memory) {
+        return HostFit::Never;
+    }
+    let mut any_model_could = false;
+    for wanted in &request.gpu.models {
+        let of_model = |free_only: bool| {
+            host.units
+                .iter()
+                .enumerate()
+                .filter(move |(_, s)| model_matches(wanted, &s.unit.gpu.model))
+                .filter(move |(_, s)| if free_only { s.is_free() } else { s.unit.gpu.healthy })
+        };
+        if of_model(false).count() < k {
+            continue;
+        }
+        any_model_could = true;
+        if host.state != HostState::Connected {
+            continue;
+        }
+        let free: Vec<(usize, _)> = of_model(true).take(k).collect();
+        if free.len() == k {
+            return HostFit::Fits(Placement {
+                host_id: host.id.clone(),
+                gpu_model: free[0].1.unit.gpu.model.clone(),
+                unit_indices: free.into_iter().map(|(i, _)| i).collect(),
+                cpu_cores: cores,
+                memory_gib: memory,
+            });
+        }
+    }
+    if any_model_could { HostFit::Busy } else { HostFit::Never }
+}
+
+/// The best host for `request`, or why there is none. `price_of` gives a GPU model's list
+/// price for the tie-break.
+pub fn place(
+    registry: &Registry,
+    request: &InstanceRequest,
+    price_of: impl Fn(&str) -> Money,
+) -> Result<Placement, NoFit> {
+    let mut best: Option<((usize, Money, HostId), Placement)> = None;
+    let mut could_wait = false;
+    for host in registry.iter().filter(|h| h.state != HostState::Lost) {
+        match fit_on_host(host, request) {
+            HostFit::Fits(placement) => {
+                let left = host.free_units() - placement.unit_indices.len();
+                let key = (left, price_of(&placement.gpu_model), host.id.clone());
+                if best.as_ref().is_none_or(|(best_key, _)| key < *best_key) {
+                    best = Some((key, placement));
+                }
+            }
+            HostFit::Busy => could_wait = true,
+            HostFit::Never => {}
+        }
+    }
+    match best {
+        Some((_, placement)) => Ok(placement),
+        None if could_wait => Err(NoFit::Wait(format!(
+            "waiting for capacity: no matching host has free units for {}",
+            describe(request)
+        ))),
+        None => Err(NoFit::Never(format!(
+            "no known host can satisfy {} (waiting for one to join)",
+            describe(request)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{Billing, GpuRequest, Range, SnapshotOptions};
+    use chrono::Utc;
+    use gpuspot_common::{GpuInfo, HostInventory};
+
+    pub fn inventory(name: &str, model: &str, gpus: u32, cores: u32, mem: u64) -> HostInventory {
+        HostInventory {
+            hostname: name.into(),
+            gpus: (0..gpus)
+                .map(|i| GpuInfo {
+                    index: i,
+                    uuid: format!("GPU-{name}-{i}"),
+                    model: model.into(),
+                    memory_mib: 32_768,
+                    pci_bus_id: String::new(),
+                    healthy: true,
+                })
+                .collect(),
+            cpu_cores: cores,
+            memory_gib: mem,
+        }
+    }
+
+    fn seed_004() -> Registry {
+        let mut registry = Registry::default();
+        for (id, model, cores, mem) in [
+            ("h-a", "NVIDIA GeForce RTX 5090", 128, 720),
+            ("h-b", "NVIDIA GeForce RTX 4090", 64, 720),
+            ("h-c", "NVIDIA RTX PRO 6000 Blackwell Server Edition", 128, 360),
+        ] {
+            let inv = inventory(id, model, 8, cores, mem);
+            registry.insert(Host::new(HostId::from(id), &inv, "test", Utc::now()));
+        }
+        registry
+    }
+
+    fn request(models: &[&str], count: u32, cores: (u64, u64), mem: (u64, u64)) -> InstanceRequest {
+        InstanceRequest {
+            name: "r".into(),
+            gpu: GpuRequest {
+                models: models.iter().map(|m| m.to_string()).collect(),
+                count,
+            },
+            cpu_cores: Range { min: Some(cores.0), max: Some(cores.1) },
+            memory_gib: Range { min: Some(mem.0), max: Some(mem.1) },
+            billing: Billing::Regular,
+            command: vec!["true".into()],
+            env: Default::default(),
+            snapshot: SnapshotOptions::default(),
+        }
+    }
+
+    const ALL: [&str; 3] = ["RTX 5090", "RTX 4090", "RTX PRO 6000"];
+
+    #[test]
+    fn seed_004_example_matches_a_or_c_never_b() {
+        let registry = seed_004();
+        let req = request(&ALL, 8, (100, 200), (224, 1024));
+        let first = place(&registry, &req, |_| Money(1)).unwrap();
+        assert!(["h-a", "h-c"].contains(&first.host_id.as_str()));
+        assert_eq!(first.cpu_cores, 128);
+        // Only B left once A and C are excluded: it must never match.
+        let mut only_b = Registry::default();
+        only_b.insert(registry.get(&HostId::from("h-b")).unwrap().clone());
+        assert!(matches!(place(&only_b, &req, |_| Money(1)), Err(NoFit::Never(_))));
+    }
+
+    #[test]
+    fn seed_004_shares_follow_the_host() {
+        let registry = seed_004();
+        let req = request(&["RTX PRO 6000"], 8, (100, 200), (224, 1024));
+        let placed = place(&registry, &req, |_| Money(1)).unwrap();
+        assert_eq!((placed.host_id.as_str(), placed.cpu_cores, placed.memory_gib), ("h-c", 128, 360));
+        let req = request(&["5090"], 8, (100, 200), (224, 1024));
+        let placed = place(&registry, &req, |_| Money(1)).unwrap();
+        assert_eq!((placed.host_id.as_str(), placed.cpu_cores, placed.memory_gib), ("h-a", 128, 720));
+    }
+
+    #[test]
+    fn best_fit_prefers_the_host_left_fullest_then_the_cheaper() {
+        let mut registry = seed_004();
+        let a = registry.get_mut(&HostId::from("h-a")).unwrap();
+        for slot in a.units.iter_mut().take(6) {
+            slot.instance = Some("i-x".into());
+        }
+        let req = request(&ALL, 1, (0, 1000), (0, 10_000));
+        assert_eq!(place(&registry, &req, |_| Money(1)).unwrap().host_id.as_str(), "h-a");
+        let fresh = seed_004();
+        let cheapest_b = |m: &str| if m.contains("4090") { Money(1) } else { Money(5) };
+        assert_eq!(place(&fresh, &req, cheapest_b).unwrap().host_id.as_str(), "h-b");
+    }
+
+    #[test]
+    fn full_hosts_mean_wait_not_never() {
+        let mut registry = seed_004();
+        for host in registry.iter_mut() {
+            for slot in &mut host.units {
+                slot.instance = Some("i-x".into());
+            }
+        }
+        let req = request(&["5090"], 1, (0, 1000), (0, 10_000));
+        assert!(matches!(place(&registry, &req, |_| Money(1)), Err(NoFit::Wait(_))));
+        let too_many = request(&["5090"], 9, (0, 10_000), (0, 100_000));
+        assert!(matches!(place(&registry, &too_many, |_| Money(1)), Err(NoFit::Never(_))));
+    }
+
+    #[test]
+    fn unhealthy_and_disconnected_hosts_take_nothing() {
+        let mut registry = seed_004();
+        let req = request(&["5090"], 8, (0, 1000), (0, 10_000));
+        registry.get_mut(&HostId::from("h-a")).unwrap().units[0].unit.gpu.healthy = false;
+        assert!(matches!(place(&registry, &req, |_| Money(1)), Err(NoFit::Never(_))));
+        let mut registry = seed_004();
+        registry.get_mut(&HostId::from("h-a")).unwrap().state = HostState::Disconnected;
+        assert!(matches!(place(&registry, &req, |_| Money(1)), Err(NoFit::Wait(_))));
+    }
+}

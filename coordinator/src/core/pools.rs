@@ -1,0 +1,74 @@
+//! Per GPU model: how many units exist and are free, and the surplus price (DESIGN §4):
+//! `floor_ratio` × list when idle, rising linearly to `busy_ratio` × list when full.
+
+use super::registry::{HostState, Registry};
+use crate::config::PoolSettings;
+use gpuspot_common::Money;
+use gpuspot_common::inventory::model_matches;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Healthy units on hosts that are not lost.
+    pub total: usize,
+    /// Healthy free units on connected hosts.
+    pub free: usize,
+}
+
+pub fn usage(registry: &Registry, model: &str) -> PoolUsage {
+    let mut usage = PoolUsage { total: 0, free: 0 };
+    for host in registry.iter().filter(|h| h.state != HostState::Lost) {
+        for slot in host.units.iter().filter(|s| model_matches(model, &s.unit.gpu.model)) {
+            if slot.unit.gpu.healthy {
+                usage.total += 1;
+                if slot.instance.is_none() && host.state == HostState::Connected {
+                    usage.free += 1;
+                }
+            }
+        }
+    }
+    usage
+}
+
+/// The price of idle capacity at this utilisation, in integer arithmetic.
+pub fn surplus_price(pool: &PoolSettings, usage: &PoolUsage) -> Money {
+    let (used, total) = ((usage.total - usage.free) as i64, usage.total.max(1) as i64);
+    let ratio_ppm = pool.floor_ppm + (pool.busy_ppm - pool.floor_ppm) * used / total;
+    pool.list_price.mul_ratio(ratio_ppm, 1_000_000)
+}
+
+/// The pool whose model names this GPU (first configured match wins).
+pub fn pool_for<'a>(pools: &'a [PoolSettings], gpu_model: &str) -> Option<&'a PoolSettings> {
+    pools.iter().find(|p| model_matches(&p.model, gpu_model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pool() -> PoolSettings {
+        PoolSettings {
+            model: "H100".into(),
+            list_price: Money(2_580_000),
+            floor_ppm: 100_000,
+            busy_ppm: 200_000,
+            notice_period: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn surplus_price_rises_from_floor_to_busy() {
+        let p = pool();
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 8 }), Money(258_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 4 }), Money(387_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 0 }), Money(516_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 0, free: 0 }), Money(258_000));
+    }
+
+    #[test]
+    fn pool_lookup_is_by_substring() {
+        let pools = vec![pool()];
+        assert!(pool_for(&pools, "NVIDIA H100 80GB HBM3").is_some());
+        assert!(pool_for(&pools, "NVIDIA A100").is_none());
+    }
+}

@@ -1,0 +1,148 @@
+//! Hosts as the coordinator knows them: inventory, units (who holds each), liveness.
+
+use chrono::{DateTime, Utc};
+use gpuspot_common::protocol::GpuStatus;
+use gpuspot_common::{HostId, HostInventory, InstanceId, Unit, partition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    Connected,
+    /// The link dropped; instances keep their units until `host_lost_after`.
+    Disconnected,
+    /// Silent past `host_lost_after`: its instances ended with `host_lost`.
+    Lost,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitSlot {
+    pub unit: Unit,
+    pub instance: Option<InstanceId>,
+}
+
+impl UnitSlot {
+    pub fn is_free(&self) -> bool {
+        self.unit.gpu.healthy && self.instance.is_none()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub id: HostId,
+    pub hostname: String,
+    pub agent_version: String,
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
+    pub units: Vec<UnitSlot>,
+    pub state: HostState,
+    pub joined_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+impl Host {
+    pub fn new(id: HostId, inventory: &HostInventory, agent_version: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            hostname: inventory.hostname.clone(),
+            agent_version: agent_version.to_owned(),
+            cpu_cores: inventory.cpu_cores,
+            memory_gib: inventory.memory_gib,
+            units: partition(inventory)
+                .into_iter()
+                .map(|unit| UnitSlot { unit, instance: None })
+                .collect(),
+            state: HostState::Connected,
+            joined_at: now,
+            last_seen: now,
+        }
+    }
+
+    /// Takes a fresh inventory from a (re)connecting agent, keeping who holds which GPU.
+    /// Holders of GPUs that disappeared are returned: they cannot be running any more.
+    pub fn refresh_inventory(&mut self, inventory: &HostInventory, agent_version: &str) -> Vec<InstanceId> {
+        let mut holders: BTreeMap<String, InstanceId> = self
+            .units
+            .iter()
+            .filter_map(|s| Some((s.unit.gpu.uuid.clone(), s.instance.clone()?)))
+            .collect();
+        self.hostname = inventory.hostname.clone();
+        self.agent_version = agent_version.to_owned();
+        self.cpu_cores = inventory.cpu_cores;
+        self.memory_gib = inventory.memory_gib;
+        self.units = partition(inventory)
+            .into_iter()
+            .map(|unit| {
+                let instance = holders.remove(&unit.gpu.uuid);
+                UnitSlot { unit, instance }
+            })
+            .collect();
+        holders.into_values().collect()
+    }
+
+    pub fn free_units(&self) -> usize {
+        self.units.iter().filter(|s| s.is_free()).count()
+    }
+
+    pub fn healthy_units(&self) -> usize {
+        self.units.iter().filter(|s| s.unit.gpu.healthy).count()
+    }
+
+    pub fn release(&mut self, instance: &InstanceId) {
+        for slot in &mut self.units {
+            if slot.instance.as_ref() == Some(instance) {
+                slot.instance = None;
+            }
+        }
+    }
+
+    /// Applies heartbeat GPU health; returns whether anything changed.
+    pub fn apply_gpu_status(&mut self, gpus: &[GpuStatus]) -> bool {
+        let mut changed = false;
+        for status in gpus {
+            for slot in self.units.iter_mut().filter(|s| s.unit.gpu.uuid == status.uuid) {
+                if slot.unit.gpu.healthy != status.healthy {
+                    slot.unit.gpu.healthy = status.healthy;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    hosts: BTreeMap<HostId, Host>,
+}
+
+impl Registry {
+    pub fn insert(&mut self, host: Host) {
+        self.hosts.insert(host.id.clone(), host);
+    }
+
+    pub fn get(&self, id: &HostId) -> Option<&Host> {
+        self.hosts.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &HostId) -> Option<&mut Host> {
+        self.hosts.get_mut(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Host> {
+        self.hosts.values_mut()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}

@@ -1,0 +1,55 @@
+//! Durable coordinator state (DESIGN §10). [`Store`] is the seam a PostgreSQL backend would
+//! fill; [`sqlite::SqliteStore`] is the one we ship. Writes go through [`writer::Writer`],
+//! one thread that group-commits batches so that nothing blocks the actors.
+
+pub mod sqlite;
+pub mod writer;
+
+use crate::core::cluster::Event;
+use crate::core::{Host, Instance};
+use chrono::{DateTime, Utc};
+use gpuspot_common::HostId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored row {0} is unreadable: {1}")]
+    Corrupt(String, String),
+    #[error("cannot create data dir {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("the store writer has stopped")]
+    WriterGone,
+}
+
+/// What a batch of core operations changed: upserts and appends, applied atomically.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub hosts: Vec<Host>,
+    pub instances: Vec<Instance>,
+    pub events: Vec<Event>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.instances.is_empty() && self.events.is_empty()
+    }
+}
+
+/// Everything a restarting coordinator needs.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub hosts: Vec<Host>,
+    pub instances: Vec<Instance>,
+    pub last_event_id: u64,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn load(&self) -> Result<Loaded, StoreError>;
+    fn commit(&self, batches: &[Batch]) -> Result<(), StoreError>;
+    fn add_join_token(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError>;
+    fn add_host_certificate(&self, fingerprint: &str, host: &HostId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError>;
+    fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+}

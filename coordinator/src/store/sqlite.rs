@@ -1,0 +1,200 @@
+//! SQLite backend: rusqlite (bundled), WAL, `synchronous=FULL` so that a committed change
+//! survives a crash. Rows keep their indexable columns plus a JSON body, which lets the
+//! shapes grow without migrations for every new field.
+
+use super::{Batch, Loaded, Store, StoreError};
+use crate::core::cluster::Event;
+use crate::core::{Host, Instance};
+use chrono::{DateTime, Utc};
+use gpuspot_common::HostId;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hosts (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL,
+    account_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL,
+    account_id TEXT, instance_id TEXT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS join_tokens (hash TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS host_certificates (
+    fingerprint TEXT PRIMARY KEY, host_id TEXT NOT NULL, created_at TEXT NOT NULL);
+";
+
+pub struct SqliteStore {
+    /// One connection: the writer thread and occasional readers take turns; SQLite
+    /// serializes writers anyway and our reads are small.
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.display().to_string(), e))?;
+        let conn = Connection::open(data_dir.join("gpuspot.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (transactions
+        // roll back), so the poisoned guard is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("core types always serialize")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(what.to_owned(), e.to_string()))
+}
+
+fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
+    let mut host_stmt = tx.prepare_cached("INSERT OR REPLACE INTO hosts (id, body) VALUES (?1, ?2)")?;
+    for host in &batch.hosts {
+        host_stmt.execute(params![host.id.as_str(), to_json(host)])?;
+    }
+    let mut inst_stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO instances (id, seq, state, account_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for i in &batch.instances {
+        inst_stmt.execute(params![i.id.as_str(), i.seq as i64, i.state.as_str(), i.account_id.as_str(), to_json(i)])?;
+    }
+    let mut event_stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events (id, at, kind, account_id, instance_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in &batch.events {
+        event_stmt.execute(params![
+            e.id as i64,
+            e.at.to_rfc3339(),
+            e.kind,
+            e.account_id.as_ref().map(|a| a.as_str()),
+            e.instance_id.as_ref().map(|i| i.as_str()),
+            to_json(e)
+        ])?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let conn = self.conn();
+        let mut hosts = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, body FROM hosts")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, body) = row?;
+            hosts.push(from_json::<Host>(&format!("host {id}"), &body)?);
+        }
+        let mut instances = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, body FROM instances ORDER BY seq")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, body) = row?;
+            instances.push(from_json::<Instance>(&format!("instance {id}"), &body)?);
+        }
+        let last_event_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        Ok(Loaded { hosts, instances, last_event_id: last_event_id as u64 })
+    }
+
+    fn commit(&self, batches: &[Batch]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for batch in batches {
+            write_batch(&tx, batch)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn add_join_token(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO join_tokens (hash, created_at) VALUES (?1, ?2)",
+            params![secret_hash, now.to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row("SELECT 1 FROM join_tokens WHERE hash = ?1", [secret_hash], |r| r.get(0))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn add_host_certificate(&self, fingerprint: &str, host: &HostId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO host_certificates (fingerprint, host_id, created_at) VALUES (?1, ?2, ?3)",
+            params![fingerprint, host.as_str(), now.to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError> {
+        let host: Option<String> = self
+            .conn()
+            .query_row("SELECT host_id FROM host_certificates WHERE fingerprint = ?1", [fingerprint], |r| r.get(0))
+            .optional()?;
+        Ok(host.map(HostId))
+    }
+
+    fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = stmt.query_map(params![after_id as i64, limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|body| from_json("event", &body?)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Timers;
+    use crate::core::Cluster;
+    use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
+    use gpuspot_common::AccountId;
+
+    fn request() -> InstanceRequest {
+        InstanceRequest {
+            name: "n".into(),
+            gpu: GpuRequest { models: vec!["H100".into()], count: 1 },
+            cpu_cores: Range::default(),
+            memory_gib: Range::default(),
+            billing: Billing::Regular,
+            command: vec!["true".into()],
+            env: Default::default(),
+            snapshot: SnapshotOptions::default(),
+        }
+    }
+
+    #[test]
+    fn committed_rows_come_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mut cluster = Cluster::new(vec![], Timers::default());
+        let id = cluster.create_instance(AccountId::from("a-operator"), request(), now);
+        let changes = cluster.take_changes();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let batch = Batch { hosts: changes.hosts, instances: changes.instances, events: changes.events };
+            store.commit(&[batch.clone(), batch]).unwrap();
+            store.add_join_token("abc", now).unwrap();
+            store.add_host_certificate("fp", &HostId::from("h-1"), now).unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.instances.len(), 1);
+        assert_eq!(loaded.instances[0].id, id);
+        assert!(loaded.last_event_id >= 1);
+        assert!(store.join_token_exists("abc").unwrap());
+        assert!(!store.join_token_exists("abd").unwrap());
+        assert_eq!(store.host_for_certificate("fp").unwrap(), Some(HostId::from("h-1")));
+        assert_eq!(store.events_after(0, 10).unwrap().len() as u64, loaded.last_event_id);
+    }
+}
