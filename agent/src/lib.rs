@@ -1,4 +1,18 @@
+//! gpuspot-agent: runs on every GPU host.
+//!
+//! Layout (DESIGN §1–2, §6, §9):
+//! - [`discovery`]: GPUs through NVML or a simulated profile, cores and memory via sysinfo.
+//! - [`runtime`]: guest workloads behind `WorkloadRuntime` (real processes, or a fake).
+//! - [`metadata`]: the per-instance guest metadata socket (seed 003).
+//! - [`supervisor`]: what this host runs, applied idempotently from the coordinator's orders.
+//! - [`link`]: joining, and the QUIC session with reconnects and reconciliation.
+//! - [`host`]: assembles one host's agent; [`config`] and [`cli`]: settings and the binary.
 
+pub mod cli;
+pub mod config;
 pub mod discovery;
+pub mod host;
+pub mod link;
 pub mod metadata;
 pub mod runtime;
+pub mod supervisor;

@@ -31,11 +31,6 @@ impl Client {
         })
     }
 
-    /// The API's base URL, as given.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         self.json(Method::GET, path, None)
     }
@@ -85,9 +80,8 @@ impl Client {
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).with_context(|| {
-            format!("the coordinator's answer to {path} is not JSON: {text:.200}")
-        })
+        serde_json::from_str(&text)
+            .with_context(|| format!("the coordinator's answer to {path} is not JSON: {text:.200}"))
     }
 
     fn request(&self, http: &Http, method: Method, path: &str) -> RequestBuilder {
@@ -176,7 +170,7 @@ mod tests {
     fn trailing_slash_is_trimmed() {
         let client = Client::new("http://127.0.0.1:1/", Some(String::new()));
         let client = client.expect("client builds");
-        assert_eq!(client.base(), "http://127.0.0.1:1");
+        assert_eq!(client.base, "http://127.0.0.1:1");
         assert!(client.token.is_none());
     }
 }

@@ -87,7 +87,7 @@ impl fmt::Display for Unreachable {
 impl std::error::Error for Unreachable {}
 
 /// The process exit code for an error: 2 for usage mistakes, 1 for everything else.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
+pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<UsageError>().is_some() {
         2
     } else {

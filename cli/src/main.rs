@@ -1,1 +1,57 @@
-fn main() {}
+//! `gpuspot`: the user's command line over the coordinator's HTTP API (DESIGN §11, §12), and
+//! `gpuspot dev`, a coordinator with simulated hosts in one process.
+//!
+//! Exit codes: 0 success, 1 an API or connection error, 2 a mistake in the command line.
+
+mod args;
+mod chart;
+mod client;
+mod commands;
+mod deployment_request;
+mod dev;
+mod errors;
+mod output;
+mod request;
+mod sse;
+
+use args::{Cli, Command};
+use clap::Parser;
+use client::Client;
+use commands::Ctx;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // One rustls provider for the whole process (DESIGN §13); an error only means one is
+    // already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", errors::render(&err));
+            ExitCode::from(errors::exit_code(&err))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let token = cli
+        .token
+        .or_else(|| std::env::var("GPUSPOT_ADMIN_TOKEN").ok());
+    let api = cli.api;
+    let ctx = || -> anyhow::Result<Ctx> {
+        Ok(Ctx {
+            client: Client::new(&api, token.clone())?,
+            json: cli.json,
+        })
+    };
+    match cli.command {
+        Command::Dev(dev_args) => dev::run(dev_args),
+        Command::Instances(cmd) => commands::instances::run(&ctx()?, cmd),
+        Command::Hosts(hosts) => commands::hosts::run(&ctx()?, hosts.cmd),
+        Command::Pools(pools) => commands::pools::run(&ctx()?, pools.cmd),
+        Command::Events(events) => commands::events::run(&ctx()?, &events),
+        Command::Accounts(cmd) => commands::accounts::run(&ctx()?, cmd),
+        Command::Deployments(cmd) => commands::deployments::run(&ctx()?, cmd),
+    }
+}

@@ -23,10 +23,6 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The table as lines, without trailing spaces.
     pub fn render(&self) -> String {
         let columns = self
@@ -146,14 +142,17 @@ mod tests {
     fn table_widths_follow_content() {
         let mut table = Table::new(&["ID", "STATE", "REASON"]);
         table.row(vec!["i-1".into(), "running".into(), "-".into()]);
-        table.row(vec!["i-22222".into(), "queued".into(), "no capacity".into()]);
+        table.row(vec![
+            "i-22222".into(),
+            "queued".into(),
+            "no capacity".into(),
+        ]);
         let expected = "\
 ID       STATE    REASON
 i-1      running  -
 i-22222  queued   no capacity
 ";
         assert_eq!(table.render(), expected);
-        assert!(!table.is_empty());
     }
 
     #[test]

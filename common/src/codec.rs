@@ -69,10 +69,13 @@ where
         return Err(CodecError::Oversize(len));
     }
     let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
-        _ => CodecError::Io(e),
-    })?;
+    reader
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+            _ => CodecError::Io(e),
+        })?;
     decode_body(&body).map(Some)
 }
 
@@ -89,7 +92,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{AgentMessage, CoordinatorMessage, GpuStatus, InstanceReport, WorkloadState};
+    use crate::protocol::{
+        AgentMessage, CoordinatorMessage, GpuStatus, InstanceReport, WorkloadState,
+    };
     use crate::{HostId, InstanceId};
 
     async fn round_trip<T: Serialize + DeserializeOwned>(message: &T) -> T {
@@ -152,7 +157,9 @@ mod tests {
         let mut frame = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&[0u8; 16]);
         let mut reader = &frame[..];
-        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
+        let err = read_frame::<_, AgentMessage>(&mut reader)
+            .await
+            .unwrap_err();
         assert!(matches!(err, CodecError::Oversize(n) if n == MAX_FRAME + 1));
     }
 
@@ -162,7 +169,9 @@ mod tests {
         let mut frame = (garbage.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&garbage);
         let mut reader = &frame[..];
-        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
+        let err = read_frame::<_, AgentMessage>(&mut reader)
+            .await
+            .unwrap_err();
         assert!(matches!(err, CodecError::Malformed(_)), "{err}");
     }
 
@@ -170,8 +179,13 @@ mod tests {
     async fn a_frame_cut_short_is_truncated() {
         let frame = encode(&AgentMessage::Heartbeat { gpus: vec![] }).unwrap();
         let mut reader = &frame[..frame.len() - 1];
-        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
-        assert!(matches!(err, CodecError::Truncated | CodecError::Malformed(_)), "{err}");
+        let err = read_frame::<_, AgentMessage>(&mut reader)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CodecError::Truncated | CodecError::Malformed(_)),
+            "{err}"
+        );
     }
 
     #[test]

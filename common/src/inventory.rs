@@ -86,7 +86,11 @@ mod tests {
     fn seed_004_host_a_units() {
         let units = partition(&host("NVIDIA GeForce RTX 5090", 8, 128, 720));
         assert_eq!(units.len(), 8);
-        assert!(units.iter().all(|u| u.cpu_cores == 16 && u.memory_gib == 90));
+        assert!(
+            units
+                .iter()
+                .all(|u| u.cpu_cores == 16 && u.memory_gib == 90)
+        );
         assert_eq!(units[3].gpu.uuid, "GPU-3");
     }
 
@@ -104,7 +108,10 @@ mod tests {
     #[test]
     fn model_match_is_case_insensitive_substring() {
         assert!(model_matches("h100", "NVIDIA H100 80GB HBM3"));
-        assert!(model_matches("RTX PRO 6000", "NVIDIA RTX PRO 6000 Blackwell Server Edition"));
+        assert!(model_matches(
+            "RTX PRO 6000",
+            "NVIDIA RTX PRO 6000 Blackwell Server Edition"
+        ));
         assert!(!model_matches("A100", "NVIDIA H100 80GB HBM3"));
         assert!(!model_matches("", "NVIDIA H100 80GB HBM3"));
     }

@@ -358,7 +358,9 @@ impl ServerCertVerifier for PinnedCaVerifier {
         let ca = intermediates
             .iter()
             .find(|c| fingerprint(c) == self.pin)
-            .ok_or_else(|| rustls::Error::General("coordinator CA does not match the join token".into()))?;
+            .ok_or_else(|| {
+                rustls::Error::General("coordinator CA does not match the join token".into())
+            })?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
         rustls::client::WebPkiServerVerifier::builder_with_provider(

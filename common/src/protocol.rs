@@ -48,7 +48,9 @@ pub enum CoordinatorMessage {
         ca_pem: String,
     },
     /// The connection is refused (bad token, bad version, unknown certificate).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// Answer to a hello: the complete desired state of this host. Anything the agent runs
     /// that is not listed must stop; anything listed that does not run must start.
     Welcome {
@@ -106,11 +108,15 @@ pub struct InstanceReport {
 pub enum WorkloadState {
     Running,
     /// The command ended by itself. `code` is None when a signal ended it.
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
     /// Stopped on the coordinator's order.
     Stopped,
     /// Could not be started or was lost (bad command, missing binary…).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 impl WorkloadState {

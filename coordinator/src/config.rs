@@ -147,7 +147,10 @@ impl RawConfig {
             .filter_map(|(i, pool)| pool.validate(i, &timers, &mut problems))
             .collect::<Vec<_>>();
         for (i, pool) in pools.iter().enumerate() {
-            if pools[..i].iter().any(|p| p.model.eq_ignore_ascii_case(&pool.model)) {
+            if pools[..i]
+                .iter()
+                .any(|p| p.model.eq_ignore_ascii_case(&pool.model))
+            {
                 problems.push(format!("pools: model {:?} is configured twice", pool.model));
             }
         }
@@ -162,9 +165,15 @@ impl RawConfig {
         Ok(Settings {
             timers,
             pools,
-            http: self.http.unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
-            quic: self.quic.unwrap_or_else(|| DEFAULT_QUIC.parse().expect("valid default")),
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("gpuspot-data")),
+            http: self
+                .http
+                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
+            quic: self
+                .quic
+                .unwrap_or_else(|| DEFAULT_QUIC.parse().expect("valid default")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("gpuspot-data")),
             admin_token: self.admin_token,
         })
     }
@@ -207,7 +216,12 @@ impl RawTimers {
 }
 
 impl RawPool {
-    fn validate(&self, i: usize, timers: &Timers, problems: &mut Vec<String>) -> Option<PoolSettings> {
+    fn validate(
+        &self,
+        i: usize,
+        timers: &Timers,
+        problems: &mut Vec<String>,
+    ) -> Option<PoolSettings> {
         let at = format!("pools[{i}] ({:?})", self.model);
         let before = problems.len();
         if self.model.trim().is_empty() {

@@ -7,9 +7,9 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::core::Cluster;
 use crate::quic::{self, LogStore, QuicContext};
+use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
-use crate::store::Store;
 use actix::Actor;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
@@ -32,7 +32,8 @@ pub struct Running {
 
 impl Running {
     pub async fn stop(self) {
-        self.endpoint.close(0u32.into(), b"coordinator shutting down");
+        self.endpoint
+            .close(0u32.into(), b"coordinator shutting down");
         self.http.stop(true).await;
     }
 }
@@ -60,13 +61,20 @@ fn hex_token() -> String {
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates a join token for agents (works whether or not the coordinator is running).
 pub fn create_join_token(data_dir: &Path) -> anyhow::Result<JoinToken> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let ca = CertificateAuthority::load_or_create(data_dir)?;
     let store = SqliteStore::open(data_dir)?;
     let token = JoinToken::generate(&ca);
@@ -77,36 +85,70 @@ pub fn create_join_token(data_dir: &Path) -> anyhow::Result<JoinToken> {
 /// Starts everything; call from inside `actix::System::with_tokio_rt`.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loaded = store.load().context("loading coordinator state")?;
-    tracing::info!(hosts = loaded.hosts.len(), instances = loaded.instances.len(), "state loaded");
-    let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
-        .restore(loaded.hosts, loaded.instances, loaded.last_event_id, clock.now());
+    tracing::info!(
+        hosts = loaded.hosts.len(),
+        instances = loaded.instances.len(),
+        "state loaded"
+    );
+    let core = Cluster::new(settings.pools.clone(), settings.timers.clone()).restore(
+        loaded.hosts,
+        loaded.instances,
+        loaded.last_event_id,
+        clock.now(),
+    );
     let cluster = ClusterActor::new(core, Writer::start(store.clone()), clock).start();
     let logs = LogStore::new(data_dir.join("logs"));
 
     let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
-    let endpoint = gpuspot_common::transport::server_endpoint(settings.quic, ca.server_config()?, idle)?;
+    let endpoint =
+        gpuspot_common::transport::server_endpoint(settings.quic, ca.server_config()?, idle)?;
     let quic_addr = endpoint.local_addr()?;
-    quic::serve(endpoint.clone(), Arc::new(QuicContext { store, ca, cluster: cluster.clone(), logs: logs.clone() }));
+    quic::serve(
+        endpoint.clone(),
+        Arc::new(QuicContext {
+            store,
+            ca,
+            cluster: cluster.clone(),
+            logs: logs.clone(),
+        }),
+    );
 
     let (admin_token, admin_token_generated) = admin_token(&settings)?;
-    let state = web::Data::new(AppState { cluster, admin_token: admin_token.clone(), logs });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
-        .workers(2)
-        .disable_signals()
-        .bind(settings.http)
-        .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
-    let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
+    let state = web::Data::new(AppState {
+        cluster,
+        admin_token: admin_token.clone(),
+        logs,
+    });
+    let server =
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
+            .workers(2)
+            .disable_signals()
+            .bind(settings.http)
+            .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
+    let http_addr = *server
+        .addrs()
+        .first()
+        .context("HTTP server bound no address")?;
     let server = server.run();
     let http = server.handle();
     actix_rt::spawn(server);
 
-    let endpoints = serde_json::json!({ "http": http_addr.to_string(), "quic": quic_addr.to_string() });
+    let endpoints =
+        serde_json::json!({ "http": http_addr.to_string(), "quic": quic_addr.to_string() });
     std::fs::write(data_dir.join("endpoints.json"), endpoints.to_string())?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
-    Ok(Running { http_addr, quic_addr, admin_token, admin_token_generated, http, endpoint })
+    Ok(Running {
+        http_addr,
+        quic_addr,
+        admin_token,
+        admin_token_generated,
+        http,
+        endpoint,
+    })
 }

@@ -98,10 +98,13 @@ fn read_device(device: &Device<'_>, index: u32) -> Reading {
         note("name", &e);
         fallback.model.clone()
     });
-    let memory_mib = device.memory_info().map(|m| m.total / MIB).unwrap_or_else(|e| {
-        note("memory", &e);
-        0
-    });
+    let memory_mib = device
+        .memory_info()
+        .map(|m| m.total / MIB)
+        .unwrap_or_else(|e| {
+            note("memory", &e);
+            0
+        });
     let pci_bus_id = device.pci_info().map(|p| p.bus_id).unwrap_or_else(|e| {
         note("pci info", &e);
         String::new()

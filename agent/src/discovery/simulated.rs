@@ -210,7 +210,11 @@ mod tests {
         distinct.sort();
         distinct.dedup();
         assert_eq!(distinct.len(), 8);
-        assert!(first[0].starts_with("GPU-") && first[0].len() == 40, "{}", first[0]);
+        assert!(
+            first[0].starts_with("GPU-") && first[0].len() == 40,
+            "{}",
+            first[0]
+        );
         let other = uuids(Some("host-b"));
         assert!(first.iter().all(|u| !other.contains(u)));
     }
@@ -247,7 +251,11 @@ mod tests {
     fn bad_profiles_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cases = [
-            ("missing.toml", "model = \"X\"\ngpu_count = 8\ncpu_cores = 1\n", "memory_gib"),
+            (
+                "missing.toml",
+                "model = \"X\"\ngpu_count = 8\ncpu_cores = 1\n",
+                "memory_gib",
+            ),
             ("typo.toml", "model = \"X\"\ngpu_cnt = 8\n", "gpu_cnt"),
             (
                 "zero.toml",

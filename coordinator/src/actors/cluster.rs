@@ -33,7 +33,12 @@ pub struct ClusterActor {
 
 impl ClusterActor {
     pub fn new(core: Cluster, writer: Writer, clock: Arc<dyn Clock>) -> Self {
-        Self { core, writer, clock, links: HashMap::new() }
+        Self {
+            core,
+            writer,
+            clock,
+            links: HashMap::new(),
+        }
     }
 
     /// Commits the core's outbox; its messages go out once the commit is durable.
@@ -44,7 +49,11 @@ impl ClusterActor {
             .into_iter()
             .filter_map(|(host, message)| Some((self.links.get(&host)?.outbox.clone(), message)))
             .collect();
-        let batch = Batch { hosts: changes.hosts, instances: changes.instances, events: changes.events };
+        let batch = Batch {
+            hosts: changes.hosts,
+            instances: changes.instances,
+            events: changes.events,
+        };
         let done = self.writer.submit(
             batch,
             Box::new(move || {
@@ -66,14 +75,22 @@ impl ClusterActor {
     /// Answers requests that only read; `None` for the ones that change state.
     fn read(&self, request: &ApiRequest) -> Option<Result<ApiReply, ApiError>> {
         Some(match request {
-            ApiRequest::GetInstance { scope, id } => self.visible(scope, id).map(|i| ApiReply::Instance(Box::new(i.clone()))),
+            ApiRequest::GetInstance { scope, id } => self
+                .visible(scope, id)
+                .map(|i| ApiReply::Instance(Box::new(i.clone()))),
             ApiRequest::ListInstances { scope } => {
-                let mut list: Vec<Instance> =
-                    self.core.instances().filter(|i| scope.may_see(&i.account_id)).cloned().collect();
+                let mut list: Vec<Instance> = self
+                    .core
+                    .instances()
+                    .filter(|i| scope.may_see(&i.account_id))
+                    .cloned()
+                    .collect();
                 list.sort_by_key(|i| i.seq);
                 Ok(ApiReply::Instances(list))
             }
-            ApiRequest::ListHosts => Ok(ApiReply::Hosts(self.core.registry().iter().cloned().collect())),
+            ApiRequest::ListHosts => Ok(ApiReply::Hosts(
+                self.core.registry().iter().cloned().collect(),
+            )),
             ApiRequest::GetHost { id } => self
                 .core
                 .registry()
@@ -82,8 +99,15 @@ impl ClusterActor {
                 .ok_or_else(|| ApiError::NotFound(format!("host {id}"))),
             ApiRequest::Pools => Ok(ApiReply::Pools(self.pool_views())),
             ApiRequest::KnownModel { model } => Ok(ApiReply::Known(
-                self.core.pools().iter().any(|p| model_matches(model, &p.model) || model_matches(&p.model, model))
-                    || self.core.registry().iter().any(|h| h.units.iter().any(|u| model_matches(model, &u.unit.gpu.model))),
+                self.core
+                    .pools()
+                    .iter()
+                    .any(|p| model_matches(model, &p.model) || model_matches(&p.model, model))
+                    || self.core.registry().iter().any(|h| {
+                        h.units
+                            .iter()
+                            .any(|u| model_matches(model, &u.unit.gpu.model))
+                    }),
             )),
             ApiRequest::CreateInstance { .. }
             | ApiRequest::DeleteInstance { .. }
@@ -98,7 +122,11 @@ impl ClusterActor {
             .map(|settings| {
                 let usage = pools::usage(self.core.registry(), &settings.model);
                 let market_price = pools::surplus_price(settings, &usage);
-                PoolView { settings: settings.clone(), usage, market_price }
+                PoolView {
+                    settings: settings.clone(),
+                    usage,
+                    market_price,
+                }
             })
             .collect()
     }
@@ -106,28 +134,45 @@ impl ClusterActor {
     fn write(&mut self, request: ApiRequest) -> Result<ApiReply, ApiError> {
         let now = self.clock.now();
         let id = match request {
-            ApiRequest::CreateInstance { account, request } => self.core.create_instance(account, request, now),
+            ApiRequest::CreateInstance { account, request } => {
+                self.core.create_instance(account, request, now)
+            }
             ApiRequest::DeleteInstance { scope, id } => {
                 self.visible(&scope, &id)?;
-                self.core.delete_instance(&id, now).map_err(lifecycle_error)?;
+                self.core
+                    .delete_instance(&id, now)
+                    .map_err(lifecycle_error)?;
                 id
             }
-            ApiRequest::ChangeInstance { scope, id, name, env, resize } => {
+            ApiRequest::ChangeInstance {
+                scope,
+                id,
+                name,
+                env,
+                resize,
+            } => {
                 self.visible(&scope, &id)?;
-                self.core.change_instance(&id, name, env, resize, now).map_err(lifecycle_error)?;
+                self.core
+                    .change_instance(&id, name, env, resize, now)
+                    .map_err(lifecycle_error)?;
                 id
             }
             other => unreachable!("{other:?} is answered by read()"),
         };
-        self.visible(&Scope::Admin, &id).map(|i| ApiReply::Instance(Box::new(i.clone())))
+        self.visible(&Scope::Admin, &id)
+            .map(|i| ApiReply::Instance(Box::new(i.clone())))
     }
 
     fn on_agent_message(&mut self, host_id: &HostId, message: AgentMessage) {
         let now = self.clock.now();
         match message {
             AgentMessage::Heartbeat { gpus } => self.core.heartbeat(host_id, &gpus, now),
-            AgentMessage::InstanceUpdate(report) => self.core.instance_update(host_id, &report, now),
-            other => tracing::warn!(%host_id, message = ?std::mem::discriminant(&other), "unexpected message after hello; ignored"),
+            AgentMessage::InstanceUpdate(report) => {
+                self.core.instance_update(host_id, &report, now)
+            }
+            other => {
+                tracing::warn!(%host_id, message = ?std::mem::discriminant(&other), "unexpected message after hello; ignored")
+            }
         }
     }
 }
@@ -173,11 +218,29 @@ impl Handler<AgentEvent> for ClusterActor {
     fn handle(&mut self, event: AgentEvent, _: &mut Context<Self>) {
         let now = self.clock.now();
         match event {
-            AgentEvent::Connected { host_id, link_id, outbox, inventory, agent_version, reports } => {
-                self.links.insert(host_id.clone(), Link { id: link_id, outbox });
-                self.core.host_connected(&host_id, &inventory, &agent_version, &reports, now);
+            AgentEvent::Connected {
+                host_id,
+                link_id,
+                outbox,
+                inventory,
+                agent_version,
+                reports,
+            } => {
+                self.links.insert(
+                    host_id.clone(),
+                    Link {
+                        id: link_id,
+                        outbox,
+                    },
+                );
+                self.core
+                    .host_connected(&host_id, &inventory, &agent_version, &reports, now);
             }
-            AgentEvent::Message { host_id, link_id, message } => {
+            AgentEvent::Message {
+                host_id,
+                link_id,
+                message,
+            } => {
                 if self.links.get(&host_id).is_some_and(|l| l.id == link_id) {
                     self.on_agent_message(&host_id, message);
                 }

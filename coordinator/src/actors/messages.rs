@@ -1,9 +1,9 @@
 //! The messages the cluster actor accepts. API requests are one enum ([`ApiRequest`]) so the
 //! HTTP layer and the actor agree on a single, exhaustive boundary.
 
+use crate::config::PoolSettings;
 use crate::core::pools::PoolUsage;
 use crate::core::{Host, Instance, InstanceRequest};
-use crate::config::PoolSettings;
 use actix::Message;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, InstanceReport};
 use gpuspot_common::{AccountId, HostId, HostInventory, InstanceId, Money};
@@ -27,10 +27,21 @@ impl Scope {
 
 #[derive(Debug)]
 pub enum ApiRequest {
-    CreateInstance { account: AccountId, request: InstanceRequest },
-    GetInstance { scope: Scope, id: InstanceId },
-    ListInstances { scope: Scope },
-    DeleteInstance { scope: Scope, id: InstanceId },
+    CreateInstance {
+        account: AccountId,
+        request: InstanceRequest,
+    },
+    GetInstance {
+        scope: Scope,
+        id: InstanceId,
+    },
+    ListInstances {
+        scope: Scope,
+    },
+    DeleteInstance {
+        scope: Scope,
+        id: InstanceId,
+    },
     /// Name and env may change; `resize` says the body also tried billing or size.
     ChangeInstance {
         scope: Scope,
@@ -40,10 +51,14 @@ pub enum ApiRequest {
         resize: bool,
     },
     ListHosts,
-    GetHost { id: HostId },
+    GetHost {
+        id: HostId,
+    },
     Pools,
     /// Whether any pool or known host offers this model (for validation).
-    KnownModel { model: String },
+    KnownModel {
+        model: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +104,13 @@ pub enum AgentEvent {
         agent_version: String,
         reports: Vec<InstanceReport>,
     },
-    Message { host_id: HostId, link_id: u64, message: AgentMessage },
-    Disconnected { host_id: HostId, link_id: u64 },
+    Message {
+        host_id: HostId,
+        link_id: u64,
+        message: AgentMessage,
+    },
+    Disconnected {
+        host_id: HostId,
+        link_id: u64,
+    },
 }

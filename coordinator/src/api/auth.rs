@@ -40,15 +40,21 @@ fn authenticate(request: &HttpRequest) -> Result<Caller, HttpError> {
     let header = request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| HttpError::unauthorized("missing bearer token (Authorization: Bearer TOKEN)"))?;
+        .ok_or_else(|| {
+            HttpError::unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
+        })?;
     let token = header
         .to_str()
         .ok()
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+        .ok_or_else(|| {
+            HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+        })?;
     if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
-        return Ok(Caller { scope: Scope::Admin });
+        return Ok(Caller {
+            scope: Scope::Admin,
+        });
     }
     Err(HttpError::unauthorized("invalid token"))
 }

@@ -15,7 +15,11 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -74,15 +78,26 @@ impl From<ApiError> for HttpError {
 }
 
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
-        let status = match &err {
-            actix_web::error::JsonPayloadError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            actix_web::error::JsonPayloadError::Overflow { .. }
-            | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        HttpError::new(status, "invalid_json", format!("request body is not valid: {err}")).into()
-    })
+    web::JsonConfig::default()
+        .limit(1 << 20)
+        .error_handler(|err, _| {
+            let status = match &err {
+                actix_web::error::JsonPayloadError::ContentType => {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE
+                }
+                actix_web::error::JsonPayloadError::Overflow { .. }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            HttpError::new(
+                status,
+                "invalid_json",
+                format!("request body is not valid: {err}"),
+            )
+            .into()
+        })
 }
 
 pub fn path_config() -> web::PathConfig {

@@ -52,7 +52,9 @@ fn bad(message: impl Into<String>) -> HttpError {
 }
 
 pub fn parse_billing(body: Option<&BillingBody>) -> Result<Billing, HttpError> {
-    let Some(body) = body else { return Ok(Billing::Regular) };
+    let Some(body) = body else {
+        return Ok(Billing::Regular);
+    };
     match (body.mode.as_str(), &body.max_price) {
         ("regular", None) => Ok(Billing::Regular),
         ("regular", Some(_)) => Err(bad("billing.max_price is only for spot instances")),
@@ -61,8 +63,12 @@ pub fn parse_billing(body: Option<&BillingBody>) -> Result<Billing, HttpError> {
             Ok(_) => Err(bad("billing.max_price must be positive")),
             Err(e) => Err(bad(format!("billing.max_price: {e}"))),
         },
-        ("spot", None) => Err(bad("spot billing needs billing.max_price (your bid per GPU-hour)")),
-        (other, _) => Err(bad(format!("billing.mode must be \"spot\" or \"regular\", not {other:?}"))),
+        ("spot", None) => Err(bad(
+            "spot billing needs billing.max_price (your bid per GPU-hour)",
+        )),
+        (other, _) => Err(bad(format!(
+            "billing.mode must be \"spot\" or \"regular\", not {other:?}"
+        ))),
     }
 }
 
@@ -73,7 +79,12 @@ pub fn validate(body: CreateBody) -> Result<InstanceRequest, HttpError> {
     if count == 0 {
         problems.push("gpu.count must be at least 1".to_owned());
     }
-    let models: Vec<String> = body.gpu.models.iter().map(|m| m.trim().to_owned()).collect();
+    let models: Vec<String> = body
+        .gpu
+        .models
+        .iter()
+        .map(|m| m.trim().to_owned())
+        .collect();
     if models.is_empty() || models.iter().any(String::is_empty) {
         problems.push("gpu.models must list at least one GPU model, e.g. [\"H100\"]".to_owned());
     }
@@ -110,34 +121,67 @@ fn instance_reply(reply: ApiReply) -> Result<serde_json::Value, HttpError> {
     }
 }
 
-async fn create(state: web::Data<AppState>, caller: Caller, body: web::Json<CreateBody>) -> Result<HttpResponse, HttpError> {
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, HttpError> {
     let request = validate(body.into_inner())?;
     let mut unknown = Vec::new();
     for model in &request.gpu.models {
-        if let ApiReply::Known(false) = state.ask(ApiRequest::KnownModel { model: model.clone() }).await? {
+        if let ApiReply::Known(false) = state
+            .ask(ApiRequest::KnownModel {
+                model: model.clone(),
+            })
+            .await?
+        {
             unknown.push(model.clone());
         }
     }
     if unknown.len() == request.gpu.models.len() {
         return Err(HttpError::bad_request(
             "unknown_model",
-            format!("no pool or host offers GPU model {}; see GET /v1/pools", unknown.join(", ")),
+            format!(
+                "no pool or host offers GPU model {}; see GET /v1/pools",
+                unknown.join(", ")
+            ),
         ));
     }
-    let reply = state.ask(ApiRequest::CreateInstance { account: caller.account(), request }).await?;
+    let reply = state
+        .ask(ApiRequest::CreateInstance {
+            account: caller.account(),
+            request,
+        })
+        .await?;
     Ok(HttpResponse::Accepted().json(instance_reply(reply)?))
 }
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    match state.ask(ApiRequest::ListInstances { scope: caller.scope }).await? {
-        ApiReply::Instances(list) => Ok(HttpResponse::Ok().json(list.iter().map(views::instance).collect::<Vec<_>>())),
+    match state
+        .ask(ApiRequest::ListInstances {
+            scope: caller.scope,
+        })
+        .await?
+    {
+        ApiReply::Instances(list) => {
+            Ok(HttpResponse::Ok().json(list.iter().map(views::instance).collect::<Vec<_>>()))
+        }
         other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
     }
 }
 
-async fn show(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
+async fn show(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
-    let reply = state.ask(ApiRequest::GetInstance { scope: caller.scope, id }).await?;
+    let reply = state
+        .ask(ApiRequest::GetInstance {
+            scope: caller.scope,
+            id,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(instance_reply(reply)?))
 }
 
@@ -159,16 +203,34 @@ async fn change(
 ) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
     let body = body.into_inner();
-    let resize = body.billing.is_some() || body.gpu.is_some() || body.cpu_cores.is_some() || body.memory_gib.is_some();
+    let resize = body.billing.is_some()
+        || body.gpu.is_some()
+        || body.cpu_cores.is_some()
+        || body.memory_gib.is_some();
     let reply = state
-        .ask(ApiRequest::ChangeInstance { scope: caller.scope, id, name: body.name, env: body.env, resize })
+        .ask(ApiRequest::ChangeInstance {
+            scope: caller.scope,
+            id,
+            name: body.name,
+            env: body.env,
+            resize,
+        })
         .await?;
     Ok(HttpResponse::Ok().json(instance_reply(reply)?))
 }
 
-async fn terminate(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
+async fn terminate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
-    let reply = state.ask(ApiRequest::DeleteInstance { scope: caller.scope, id }).await?;
+    let reply = state
+        .ask(ApiRequest::DeleteInstance {
+            scope: caller.scope,
+            id,
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(instance_reply(reply)?))
 }
 
@@ -184,12 +246,19 @@ async fn logs(
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
-    state.ask(ApiRequest::GetInstance { scope: caller.scope, id: id.clone() }).await?;
+    state
+        .ask(ApiRequest::GetInstance {
+            scope: caller.scope,
+            id: id.clone(),
+        })
+        .await?;
     let max = query.tail_bytes.unwrap_or(1 << 20);
     let logs = state.logs.clone();
     let bytes = web::block(move || logs.read_tail(&id, max))
         .await
         .map_err(|e| HttpError::internal(e.to_string()))?
         .map_err(|e| HttpError::internal(e.to_string()))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(bytes))
 }

@@ -53,5 +53,9 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
-    Err(HttpError::not_found(format!("no route for {} {}", request.method(), request.path())))
+    Err(HttpError::not_found(format!(
+        "no route for {} {}",
+        request.method(),
+        request.path()
+    )))
 }

@@ -13,7 +13,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, HttpError> {
     match state.ask(ApiRequest::Pools).await? {
-        ApiReply::Pools(pools) => Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>())),
+        ApiReply::Pools(pools) => {
+            Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>()))
+        }
         other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
     }
 }

@@ -46,7 +46,10 @@ pub fn host(h: &Host) -> Value {
             })
         })
         .collect();
-    let unit = h.units.first().map(|s| json!({ "cpu_cores": s.unit.cpu_cores, "memory_gib": s.unit.memory_gib }));
+    let unit = h
+        .units
+        .first()
+        .map(|s| json!({ "cpu_cores": s.unit.cpu_cores, "memory_gib": s.unit.memory_gib }));
     json!({
         "id": h.id,
         "hostname": h.hostname,

@@ -39,7 +39,10 @@ pub struct Changes {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty() && self.hosts.is_empty() && self.events.is_empty() && self.sends.is_empty()
+        self.instances.is_empty()
+            && self.hosts.is_empty()
+            && self.events.is_empty()
+            && self.sends.is_empty()
     }
 }
 
@@ -152,14 +155,23 @@ impl Cluster {
         self.sends.push((host.clone(), message));
     }
 
-    pub(super) fn event(&mut self, now: DateTime<Utc>, kind: &str, instance: Option<&Instance>, host: Option<&HostId>, data: serde_json::Value) {
+    pub(super) fn event(
+        &mut self,
+        now: DateTime<Utc>,
+        kind: &str,
+        instance: Option<&Instance>,
+        host: Option<&HostId>,
+        data: serde_json::Value,
+    ) {
         let event = Event {
             id: self.next_event_id,
             at: now,
             kind: kind.to_owned(),
             account_id: instance.map(|i| i.account_id.clone()),
             instance_id: instance.map(|i| i.id.clone()),
-            host_id: host.cloned().or_else(|| instance.and_then(|i| i.host_id.clone())),
+            host_id: host
+                .cloned()
+                .or_else(|| instance.and_then(|i| i.host_id.clone())),
             data,
         };
         self.next_event_id += 1;
@@ -171,7 +183,12 @@ impl Cluster {
     }
 
     /// Accepts a validated request: it is queued, then placed at once if anything fits.
-    pub fn create_instance(&mut self, account: AccountId, request: InstanceRequest, now: DateTime<Utc>) -> InstanceId {
+    pub fn create_instance(
+        &mut self,
+        account: AccountId,
+        request: InstanceRequest,
+        now: DateTime<Utc>,
+    ) -> InstanceId {
         let id = InstanceId::random();
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -179,7 +196,13 @@ impl Cluster {
         if instance.request.name.is_empty() {
             instance.request.name = id.to_string();
         }
-        self.event(now, "instance_created", Some(&instance), None, serde_json::json!({}));
+        self.event(
+            now,
+            "instance_created",
+            Some(&instance),
+            None,
+            serde_json::json!({}),
+        );
         self.instances.insert(id.clone(), instance);
         self.queue.insert(seq, id.clone());
         self.touch_instance(&id);
@@ -189,7 +212,8 @@ impl Cluster {
 
     /// Places whatever in the queue fits now, oldest first; the rest get a fresh reason.
     pub fn place_queued(&mut self, now: DateTime<Utc>) {
-        let queued: Vec<(u64, InstanceId)> = self.queue.iter().map(|(s, i)| (*s, i.clone())).collect();
+        let queued: Vec<(u64, InstanceId)> =
+            self.queue.iter().map(|(s, i)| (*s, i.clone())).collect();
         for (seq, id) in queued {
             let Some(request) = self.instances.get(&id).map(|i| i.request.clone()) else {
                 self.queue.remove(&seq);
@@ -215,7 +239,9 @@ impl Cluster {
     }
 
     fn assign(&mut self, id: &InstanceId, placement: Placement, now: DateTime<Utc>) {
-        let Some(host) = self.registry.get_mut(&placement.host_id) else { return };
+        let Some(host) = self.registry.get_mut(&placement.host_id) else {
+            return;
+        };
         let gpu_uuids: Vec<String> = placement
             .unit_indices
             .iter()
@@ -225,7 +251,9 @@ impl Cluster {
             })
             .collect();
         let price = self.list_price(&placement.gpu_model);
-        let Some(instance) = self.instances.get_mut(id) else { return };
+        let Some(instance) = self.instances.get_mut(id) else {
+            return;
+        };
         instance.state = InstanceState::Scheduled;
         instance.reason = None;
         instance.host_id = Some(placement.host_id.clone());
@@ -238,7 +266,13 @@ impl Cluster {
         self.touch_host(&placement.host_id);
         self.touch_instance(id);
         let instance = self.instances[id].clone();
-        self.event(now, "instance_placed", Some(&instance), None, serde_json::json!({ "gpu_uuids": instance.gpu_uuids }));
+        self.event(
+            now,
+            "instance_placed",
+            Some(&instance),
+            None,
+            serde_json::json!({ "gpu_uuids": instance.gpu_uuids }),
+        );
         if let Some(assignment) = assignment {
             self.send(&placement.host_id, CoordinatorMessage::Start(assignment));
         }
@@ -278,8 +312,16 @@ impl Cluster {
     }
 
     /// Ends an instance: units released, reason recorded, the queue gets another look.
-    pub(super) fn finish(&mut self, id: &InstanceId, reason: EndReason, detail: Option<String>, now: DateTime<Utc>) {
-        let Some(instance) = self.instances.get_mut(id) else { return };
+    pub(super) fn finish(
+        &mut self,
+        id: &InstanceId,
+        reason: EndReason,
+        detail: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(instance) = self.instances.get_mut(id) else {
+            return;
+        };
         if instance.is_terminated() {
             return;
         }

@@ -19,13 +19,20 @@ pub enum LifecycleError {
 impl Cluster {
     /// The user's DELETE: a queued instance ends at once; a placed one is stopped by its
     /// agent (SIGTERM, then SIGKILL after `kill_timeout`) and ends when the agent says so.
-    pub fn delete_instance(&mut self, id: &InstanceId, now: DateTime<Utc>) -> Result<(), LifecycleError> {
-        let instance = self.instances.get(id).ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
+    pub fn delete_instance(
+        &mut self,
+        id: &InstanceId,
+        now: DateTime<Utc>,
+    ) -> Result<(), LifecycleError> {
+        let instance = self
+            .instances
+            .get(id)
+            .ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
         match instance.state {
             InstanceState::Queued => self.finish(id, EndReason::User, None, now),
-            InstanceState::Scheduled | InstanceState::Running | InstanceState::TerminationScheduled => {
-                self.begin_stop(id, EndReason::User, now)
-            }
+            InstanceState::Scheduled
+            | InstanceState::Running
+            | InstanceState::TerminationScheduled => self.begin_stop(id, EndReason::User, now),
             InstanceState::Stopping | InstanceState::Terminated => {}
         }
         Ok(())
@@ -41,7 +48,10 @@ impl Cluster {
         resize: bool,
         now: DateTime<Utc>,
     ) -> Result<(), LifecycleError> {
-        let instance = self.instances.get_mut(id).ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
+        let instance = self
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
         if resize {
             return Err(LifecycleError::Conflict(match instance.request.billing.bid() {
                 Some(_) => "spot instances cannot change billing mode or be resized; create a new instance instead".into(),
@@ -56,24 +66,48 @@ impl Cluster {
         }
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(now, "instance_changed", Some(&instance), None, serde_json::json!({}));
+        self.event(
+            now,
+            "instance_changed",
+            Some(&instance),
+            None,
+            serde_json::json!({}),
+        );
         Ok(())
     }
 
     /// Orders the agent to stop the workload; `reason` is what it will have ended with.
     pub(super) fn begin_stop(&mut self, id: &InstanceId, reason: EndReason, now: DateTime<Utc>) {
-        let Some(instance) = self.instances.get_mut(id) else { return };
+        let Some(instance) = self.instances.get_mut(id) else {
+            return;
+        };
         instance.state = InstanceState::Stopping;
         instance.termination_reason = Some(reason);
         let host_id = instance.host_id.clone();
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(now, "instance_stopping", Some(&instance), None, serde_json::json!({ "reason": reason.as_str() }));
+        self.event(
+            now,
+            "instance_stopping",
+            Some(&instance),
+            None,
+            serde_json::json!({ "reason": reason.as_str() }),
+        );
         if let Some(host_id) = host_id
-            && self.registry.get(&host_id).is_some_and(|h| h.state == HostState::Connected)
+            && self
+                .registry
+                .get(&host_id)
+                .is_some_and(|h| h.state == HostState::Connected)
         {
             let kill_timeout_ms = self.timers.kill_timeout.as_millis() as u64;
-            self.send(&host_id, CoordinatorMessage::Stop { instance_id: id.clone(), reason: reason.as_str().into(), kill_timeout_ms });
+            self.send(
+                &host_id,
+                CoordinatorMessage::Stop {
+                    instance_id: id.clone(),
+                    reason: reason.as_str().into(),
+                    kill_timeout_ms,
+                },
+            );
         }
     }
 
@@ -95,14 +129,26 @@ impl Cluster {
                 vanished
             }
             None => {
-                self.registry.insert(Host::new(host_id.clone(), inventory, agent_version, now));
+                self.registry
+                    .insert(Host::new(host_id.clone(), inventory, agent_version, now));
                 Vec::new()
             }
         };
         self.touch_host(host_id);
-        self.event(now, "host_connected", None, Some(host_id), serde_json::json!({ "hostname": inventory.hostname }));
+        self.event(
+            now,
+            "host_connected",
+            None,
+            Some(host_id),
+            serde_json::json!({ "hostname": inventory.hostname }),
+        );
         for id in vanished {
-            self.finish(&id, EndReason::Failed, Some("its GPU is no longer reported by the host".into()), now);
+            self.finish(
+                &id,
+                EndReason::Failed,
+                Some("its GPU is no longer reported by the host".into()),
+                now,
+            );
         }
         for report in reports {
             self.apply_report(host_id, report, now);
@@ -110,13 +156,25 @@ impl Cluster {
         self.forget_unreported(host_id, reports, now);
         let desired = self.desired_on(host_id);
         let heartbeat_interval_ms = self.timers.heartbeat.as_millis() as u64;
-        self.send(host_id, CoordinatorMessage::Welcome { host_id: host_id.clone(), heartbeat_interval_ms, desired });
+        self.send(
+            host_id,
+            CoordinatorMessage::Welcome {
+                host_id: host_id.clone(),
+                heartbeat_interval_ms,
+                desired,
+            },
+        );
         self.place_queued(now);
     }
 
     /// Instances the agent should be running but does not report were lost with it (an
     /// agent restart); instances it was told to stop are simply gone.
-    fn forget_unreported(&mut self, host_id: &HostId, reports: &[InstanceReport], now: DateTime<Utc>) {
+    fn forget_unreported(
+        &mut self,
+        host_id: &HostId,
+        reports: &[InstanceReport],
+        now: DateTime<Utc>,
+    ) {
         let on_host: Vec<(InstanceId, InstanceState)> = self
             .instances
             .values()
@@ -126,11 +184,16 @@ impl Cluster {
             .collect();
         for (id, state) in on_host {
             match state {
-                InstanceState::Running | InstanceState::TerminationScheduled => {
-                    self.finish(&id, EndReason::Failed, Some("the agent no longer runs the workload".into()), now)
-                }
+                InstanceState::Running | InstanceState::TerminationScheduled => self.finish(
+                    &id,
+                    EndReason::Failed,
+                    Some("the agent no longer runs the workload".into()),
+                    now,
+                ),
                 InstanceState::Stopping => {
-                    let reason = self.instances[&id].termination_reason.unwrap_or(EndReason::User);
+                    let reason = self.instances[&id]
+                        .termination_reason
+                        .unwrap_or(EndReason::User);
                     self.finish(&id, reason, None, now)
                 }
                 _ => {}
@@ -145,7 +208,9 @@ impl Cluster {
             .filter(|i| {
                 matches!(
                     i.state,
-                    InstanceState::Scheduled | InstanceState::Running | InstanceState::TerminationScheduled
+                    InstanceState::Scheduled
+                        | InstanceState::Running
+                        | InstanceState::TerminationScheduled
                 )
             })
             .filter_map(|i| self.assignment(&i.id))
@@ -153,16 +218,29 @@ impl Cluster {
     }
 
     pub fn heartbeat(&mut self, host_id: &HostId, gpus: &[GpuStatus], now: DateTime<Utc>) {
-        let Some(host) = self.registry.get_mut(host_id) else { return };
+        let Some(host) = self.registry.get_mut(host_id) else {
+            return;
+        };
         host.last_seen = now;
         if host.apply_gpu_status(gpus) {
             self.touch_host(host_id);
-            self.event(now, "host_health_changed", None, Some(host_id), serde_json::json!({ "gpus": gpus }));
+            self.event(
+                now,
+                "host_health_changed",
+                None,
+                Some(host_id),
+                serde_json::json!({ "gpus": gpus }),
+            );
             self.place_queued(now);
         }
     }
 
-    pub fn instance_update(&mut self, host_id: &HostId, report: &InstanceReport, now: DateTime<Utc>) {
+    pub fn instance_update(
+        &mut self,
+        host_id: &HostId,
+        report: &InstanceReport,
+        now: DateTime<Utc>,
+    ) {
         if let Some(host) = self.registry.get_mut(host_id) {
             host.last_seen = now;
         }
@@ -171,12 +249,21 @@ impl Cluster {
 
     fn apply_report(&mut self, host_id: &HostId, report: &InstanceReport, now: DateTime<Utc>) {
         let id = &report.instance_id;
-        let Some(instance) = self.instances.get(id) else { return };
+        let Some(instance) = self.instances.get(id) else {
+            return;
+        };
         if instance.host_id.as_ref() != Some(host_id) || instance.is_terminated() {
             if !report.state.is_final() {
                 // Running somewhere it should not (replaced after a loss, or deleted).
                 let kill_timeout_ms = self.timers.kill_timeout.as_millis() as u64;
-                self.send(host_id, CoordinatorMessage::Stop { instance_id: id.clone(), reason: "not desired".into(), kill_timeout_ms });
+                self.send(
+                    host_id,
+                    CoordinatorMessage::Stop {
+                        instance_id: id.clone(),
+                        reason: "not desired".into(),
+                        kill_timeout_ms,
+                    },
+                );
             }
             return;
         }
@@ -188,19 +275,24 @@ impl Cluster {
                 if let Some(instance) = self.instances.get_mut(id) {
                     instance.exit_code = *code;
                 }
-                let detail = code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("code {c}"));
+                let detail =
+                    code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("code {c}"));
                 self.finish(id, EndReason::Exited, Some(detail), now)
             }
             WorkloadState::Exited { .. } | WorkloadState::Stopped => {
                 self.finish(id, pending.unwrap_or(EndReason::User), None, now)
             }
-            WorkloadState::Failed { message } => self.finish(id, EndReason::Failed, Some(message.clone()), now),
+            WorkloadState::Failed { message } => {
+                self.finish(id, EndReason::Failed, Some(message.clone()), now)
+            }
         }
     }
 
     fn mark_running(&mut self, id: &InstanceId, now: DateTime<Utc>) {
         let hold = self.timers.hold_period;
-        let Some(instance) = self.instances.get_mut(id) else { return };
+        let Some(instance) = self.instances.get_mut(id) else {
+            return;
+        };
         if instance.state != InstanceState::Scheduled {
             return;
         }
@@ -211,7 +303,13 @@ impl Cluster {
         }
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(now, "instance_running", Some(&instance), None, serde_json::json!({}));
+        self.event(
+            now,
+            "instance_running",
+            Some(&instance),
+            None,
+            serde_json::json!({}),
+        );
         if instance.hold_until.is_some()
             && let Some(host_id) = &instance.host_id
         {
@@ -221,17 +319,26 @@ impl Cluster {
     }
 
     pub fn host_disconnected(&mut self, host_id: &HostId, now: DateTime<Utc>) {
-        let Some(host) = self.registry.get_mut(host_id) else { return };
+        let Some(host) = self.registry.get_mut(host_id) else {
+            return;
+        };
         if host.state == HostState::Connected {
             host.state = HostState::Disconnected;
             self.touch_host(host_id);
-            self.event(now, "host_disconnected", None, Some(host_id), serde_json::json!({}));
+            self.event(
+                now,
+                "host_disconnected",
+                None,
+                Some(host_id),
+                serde_json::json!({}),
+            );
         }
     }
 
     /// Periodic work: hosts silent past `host_lost_after` are lost with their instances.
     pub fn tick(&mut self, now: DateTime<Utc>) {
-        let lost_after = chrono::Duration::from_std(self.timers.host_lost_after).unwrap_or(chrono::Duration::MAX);
+        let lost_after = chrono::Duration::from_std(self.timers.host_lost_after)
+            .unwrap_or(chrono::Duration::MAX);
         let silent: Vec<HostId> = self
             .registry
             .iter()

@@ -212,7 +212,13 @@ mod tests {
         };
         assert!(r.contains(100) && r.contains(200) && !r.contains(99) && !r.contains(201));
         assert!(Range::default().contains(0));
-        assert!(!Range { min: Some(3), max: Some(2) }.is_valid());
+        assert!(
+            !Range {
+                min: Some(3),
+                max: Some(2)
+            }
+            .is_valid()
+        );
     }
 
     #[test]

@@ -42,7 +42,12 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(id: HostId, inventory: &HostInventory, agent_version: &str, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        id: HostId,
+        inventory: &HostInventory,
+        agent_version: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             id,
             hostname: inventory.hostname.clone(),
@@ -51,7 +56,10 @@ impl Host {
             memory_gib: inventory.memory_gib,
             units: partition(inventory)
                 .into_iter()
-                .map(|unit| UnitSlot { unit, instance: None })
+                .map(|unit| UnitSlot {
+                    unit,
+                    instance: None,
+                })
                 .collect(),
             state: HostState::Connected,
             joined_at: now,
@@ -61,7 +69,11 @@ impl Host {
 
     /// Takes a fresh inventory from a (re)connecting agent, keeping who holds which GPU.
     /// Holders of GPUs that disappeared are returned: they cannot be running any more.
-    pub fn refresh_inventory(&mut self, inventory: &HostInventory, agent_version: &str) -> Vec<InstanceId> {
+    pub fn refresh_inventory(
+        &mut self,
+        inventory: &HostInventory,
+        agent_version: &str,
+    ) -> Vec<InstanceId> {
         let mut holders: BTreeMap<String, InstanceId> = self
             .units
             .iter()
@@ -101,7 +113,11 @@ impl Host {
     pub fn apply_gpu_status(&mut self, gpus: &[GpuStatus]) -> bool {
         let mut changed = false;
         for status in gpus {
-            for slot in self.units.iter_mut().filter(|s| s.unit.gpu.uuid == status.uuid) {
+            for slot in self
+                .units
+                .iter_mut()
+                .filter(|s| s.unit.gpu.uuid == status.uuid)
+            {
                 if slot.unit.gpu.healthy != status.healthy {
                     slot.unit.gpu.healthy = status.healthy;
                     changed = true;

@@ -25,7 +25,10 @@ impl LogStore {
 
     fn path(&self, id: &InstanceId) -> Result<PathBuf, LogError> {
         let ok = !id.as_str().is_empty()
-            && id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && id
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(LogError::BadId(id.to_string()));
         }
@@ -34,7 +37,11 @@ impl LogStore {
 
     pub fn write_at(&self, id: &InstanceId, offset: u64, data: &[u8]) -> Result<(), LogError> {
         std::fs::create_dir_all(&self.dir)?;
-        let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(self.path(id)?)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(self.path(id)?)?;
         file.seek(SeekFrom::Start(offset))?;
         file.write_all(data)?;
         Ok(())
@@ -42,7 +49,10 @@ impl LogStore {
 
     /// How many bytes we hold: where the agent resumes after a reconnect.
     pub fn len(&self, id: &InstanceId) -> u64 {
-        self.path(id).ok().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len())
+        self.path(id)
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
     }
 
     /// The last `max` bytes of the output (all of it when smaller).
@@ -76,6 +86,9 @@ mod tests {
         assert_eq!(logs.read_tail(&id, 1024).unwrap(), b"hello world\n");
         assert_eq!(logs.len(&id), 12);
         assert_eq!(logs.read_tail(&id, 6).unwrap(), b"world\n");
-        assert!(matches!(logs.write_at(&InstanceId::from("../x"), 0, b"x"), Err(LogError::BadId(_))));
+        assert!(matches!(
+            logs.write_at(&InstanceId::from("../x"), 0, b"x"),
+            Err(LogError::BadId(_))
+        ));
     }
 }

@@ -31,7 +31,9 @@ pub fn serve(endpoint: quinn::Endpoint, context: Arc<QuicContext>) -> tokio::tas
                 let remote = incoming.remote_address();
                 match incoming.await {
                     Ok(connection) => session::run(connection, context).await,
-                    Err(e) => tracing::warn!(%remote, error = %e, "agent connection refused during handshake"),
+                    Err(e) => {
+                        tracing::warn!(%remote, error = %e, "agent connection refused during handshake")
+                    }
                 }
             });
         }

@@ -49,7 +49,12 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, batches: &[Batch]) -> Result<(), StoreError>;
     fn add_join_token(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
     fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError>;
-    fn add_host_certificate(&self, fingerprint: &str, host: &HostId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn add_host_certificate(
+        &self,
+        fingerprint: &str,
+        host: &HostId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError>;
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 }

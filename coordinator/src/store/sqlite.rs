@@ -32,13 +32,16 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.display().to_string(), e))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::DataDir(data_dir.display().to_string(), e))?;
         let conn = Connection::open(data_dir.join("gpuspot.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -57,7 +60,8 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T
 }
 
 fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
-    let mut host_stmt = tx.prepare_cached("INSERT OR REPLACE INTO hosts (id, body) VALUES (?1, ?2)")?;
+    let mut host_stmt =
+        tx.prepare_cached("INSERT OR REPLACE INTO hosts (id, body) VALUES (?1, ?2)")?;
     for host in &batch.hosts {
         host_stmt.execute(params![host.id.as_str(), to_json(host)])?;
     }
@@ -65,7 +69,13 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
         "INSERT OR REPLACE INTO instances (id, seq, state, account_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for i in &batch.instances {
-        inst_stmt.execute(params![i.id.as_str(), i.seq as i64, i.state.as_str(), i.account_id.as_str(), to_json(i)])?;
+        inst_stmt.execute(params![
+            i.id.as_str(),
+            i.seq as i64,
+            i.state.as_str(),
+            i.account_id.as_str(),
+            to_json(i)
+        ])?;
     }
     let mut event_stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO events (id, at, kind, account_id, instance_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -98,8 +108,13 @@ impl Store for SqliteStore {
             let (id, body) = row?;
             instances.push(from_json::<Instance>(&format!("instance {id}"), &body)?);
         }
-        let last_event_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
-        Ok(Loaded { hosts, instances, last_event_id: last_event_id as u64 })
+        let last_event_id: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        Ok(Loaded {
+            hosts,
+            instances,
+            last_event_id: last_event_id as u64,
+        })
     }
 
     fn commit(&self, batches: &[Batch]) -> Result<(), StoreError> {
@@ -123,12 +138,21 @@ impl Store for SqliteStore {
     fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = self
             .conn()
-            .query_row("SELECT 1 FROM join_tokens WHERE hash = ?1", [secret_hash], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM join_tokens WHERE hash = ?1",
+                [secret_hash],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(found.is_some())
     }
 
-    fn add_host_certificate(&self, fingerprint: &str, host: &HostId, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn add_host_certificate(
+        &self,
+        fingerprint: &str,
+        host: &HostId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT OR REPLACE INTO host_certificates (fingerprint, host_id, created_at) VALUES (?1, ?2, ?3)",
             params![fingerprint, host.as_str(), now.to_rfc3339()],
@@ -139,15 +163,22 @@ impl Store for SqliteStore {
     fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError> {
         let host: Option<String> = self
             .conn()
-            .query_row("SELECT host_id FROM host_certificates WHERE fingerprint = ?1", [fingerprint], |r| r.get(0))
+            .query_row(
+                "SELECT host_id FROM host_certificates WHERE fingerprint = ?1",
+                [fingerprint],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(host.map(HostId))
     }
 
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-        let rows = stmt.query_map(params![after_id as i64, limit as i64], |r| r.get::<_, String>(0))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = stmt.query_map(params![after_id as i64, limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
         rows.map(|body| from_json("event", &body?)).collect()
     }
 }
@@ -163,7 +194,10 @@ mod tests {
     fn request() -> InstanceRequest {
         InstanceRequest {
             name: "n".into(),
-            gpu: GpuRequest { models: vec!["H100".into()], count: 1 },
+            gpu: GpuRequest {
+                models: vec!["H100".into()],
+                count: 1,
+            },
             cpu_cores: Range::default(),
             memory_gib: Range::default(),
             billing: Billing::Regular,
@@ -182,10 +216,16 @@ mod tests {
         let changes = cluster.take_changes();
         {
             let store = SqliteStore::open(dir.path()).unwrap();
-            let batch = Batch { hosts: changes.hosts, instances: changes.instances, events: changes.events };
+            let batch = Batch {
+                hosts: changes.hosts,
+                instances: changes.instances,
+                events: changes.events,
+            };
             store.commit(&[batch.clone(), batch]).unwrap();
             store.add_join_token("abc", now).unwrap();
-            store.add_host_certificate("fp", &HostId::from("h-1"), now).unwrap();
+            store
+                .add_host_certificate("fp", &HostId::from("h-1"), now)
+                .unwrap();
         }
         let store = SqliteStore::open(dir.path()).unwrap();
         let loaded = store.load().unwrap();
@@ -194,7 +234,13 @@ mod tests {
         assert!(loaded.last_event_id >= 1);
         assert!(store.join_token_exists("abc").unwrap());
         assert!(!store.join_token_exists("abd").unwrap());
-        assert_eq!(store.host_for_certificate("fp").unwrap(), Some(HostId::from("h-1")));
-        assert_eq!(store.events_after(0, 10).unwrap().len() as u64, loaded.last_event_id);
+        assert_eq!(
+            store.host_for_certificate("fp").unwrap(),
+            Some(HostId::from("h-1"))
+        );
+        assert_eq!(
+            store.events_after(0, 10).unwrap().len() as u64,
+            loaded.last_event_id
+        );
     }
 }

@@ -1,0 +1,113 @@
+//! The `gpuspot-agent` command line. Flags and `GPUSPOT_*` variables override the config file.
+
+use crate::config::{AgentSettings, RawAgentConfig};
+use anyhow::Context as _;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpuspot-agent",
+    version,
+    about = "gpuspot host agent: finds GPUs, runs guest workloads, reports to the coordinator"
+)]
+pub struct Args {
+    /// The coordinator's QUIC address, HOST:PORT
+    #[arg(long, env = "GPUSPOT_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Join token from `gpuspot-coordinator token create` (needed only until the host has joined)
+    #[arg(long, env = "GPUSPOT_JOIN_TOKEN")]
+    pub join_token: Option<String>,
+    /// Agent TOML config
+    #[arg(long, env = "GPUSPOT_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Simulated host profile (TOML) instead of NVML, for hosts without NVIDIA GPUs
+    #[arg(long)]
+    pub simulate: Option<PathBuf>,
+    /// Where credentials, instance data and output are kept
+    #[arg(long, env = "GPUSPOT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where guest metadata sockets are created (short path)
+    #[arg(long)]
+    pub socket_dir: Option<PathBuf>,
+    /// Host name to report (default: the machine's, or the profile's `name`)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// How long the link may be silent before reconnecting, e.g. "15s"
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub link_timeout: Option<Duration>,
+}
+
+impl Args {
+    pub fn settings(&self) -> anyhow::Result<AgentSettings> {
+        let mut raw = match &self.config {
+            Some(path) => RawAgentConfig::from_file(path)?,
+            None => RawAgentConfig::default(),
+        };
+        raw.coordinator = self.coordinator.clone().or(raw.coordinator);
+        raw.join_token = self.join_token.clone().or(raw.join_token);
+        raw.simulate = self.simulate.clone().or(raw.simulate);
+        raw.state_dir = self.state_dir.clone().or(raw.state_dir);
+        raw.socket_dir = self.socket_dir.clone().or(raw.socket_dir);
+        raw.hostname = self.hostname.clone().or(raw.hostname);
+        raw.link_timeout = self.link_timeout.or(raw.link_timeout);
+        Ok(raw.validate()?)
+    }
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the `gpuspot-agent` binary.
+pub fn main() -> ExitCode {
+    gpuspot_common::pki::install_crypto_provider();
+    init_tracing();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpuspot-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let discovery = crate::host::discovery(&settings)?;
+        let inventory = discovery.inventory()?;
+        tracing::info!(hostname = %inventory.hostname, gpus = inventory.gpus.len(), cores = inventory.cpu_cores,
+            memory_gib = inventory.memory_gib, "inventory");
+        std::fs::create_dir_all(&settings.state_dir)
+            .with_context(|| format!("creating state dir {}", settings.state_dir.display()))?;
+        let target = crate::link::resolve(&settings.coordinator).await?;
+        let endpoint = gpuspot_common::transport::client_endpoint(target)?;
+        let agent = crate::host::host_agent(&settings, discovery, endpoint);
+        agent.run(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: stopping workloads");
+}

@@ -1,0 +1,158 @@
+//! Agent configuration: TOML file → [`RawAgentConfig`] → [`AgentSettings`], with command-line
+//! flags and `GPUSPOT_*` variables on top. Every problem is reported at once.
+
+use crate::discovery::Reservation;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("agent config is invalid:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgentConfig {
+    /// `host:port` of the coordinator's QUIC listener.
+    pub coordinator: Option<String>,
+    pub join_token: Option<String>,
+    /// Credentials, instance data dirs and output live here.
+    pub state_dir: Option<PathBuf>,
+    /// Guest metadata sockets; keep it short (a socket path has at most 107 bytes).
+    pub socket_dir: Option<PathBuf>,
+    /// A simulated host profile instead of NVML.
+    pub simulate: Option<PathBuf>,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub reserve: Reservation,
+    /// How long the link may be silent before the agent reconnects.
+    #[serde(default, with = "humantime_serde")]
+    pub link_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub coordinator: String,
+    pub join_token: Option<String>,
+    pub state_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub simulate: Option<PathBuf>,
+    pub hostname: Option<String>,
+    pub reserve: Reservation,
+    pub link_timeout: Duration,
+}
+
+/// Longest socket path we create: 107 bytes is the kernel's limit, and the file name
+/// (`i-<16 hex>.sock`) takes 23 of them.
+const MAX_SOCKET_DIR: usize = 80;
+
+impl RawAgentConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    pub fn validate(self) -> Result<AgentSettings, ConfigError> {
+        let mut problems = Vec::new();
+        let coordinator = self.coordinator.unwrap_or_default();
+        if coordinator.trim().is_empty() {
+            problems.push(
+                "coordinator: set --coordinator HOST:PORT (the coordinator's QUIC address)"
+                    .to_owned(),
+            );
+        }
+        // Absolute, because guests run in their own data dir and must still find the socket.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+        let state_dir = absolute(
+            self.state_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/gpuspot-agent")),
+        );
+        let socket_dir = absolute(
+            self.socket_dir
+                .unwrap_or_else(|| default_socket_dir(&state_dir)),
+        );
+        if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
+            problems.push(format!(
+                "socket_dir: {} is too long for unix sockets (at most {MAX_SOCKET_DIR} bytes)",
+                socket_dir.display()
+            ));
+        }
+        let link_timeout = self.link_timeout.unwrap_or(Duration::from_secs(15));
+        if link_timeout < Duration::from_millis(500) {
+            problems.push("link_timeout: must be at least 500ms".to_owned());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(AgentSettings {
+            coordinator: coordinator.trim().to_owned(),
+            join_token: self.join_token,
+            state_dir,
+            socket_dir,
+            simulate: self.simulate,
+            hostname: self.hostname,
+            reserve: self.reserve,
+            link_timeout,
+        })
+    }
+}
+
+/// `<state_dir>/sock` when that is short enough, else a per-state-dir folder in /tmp.
+pub fn default_socket_dir(state_dir: &Path) -> PathBuf {
+    let beside = state_dir.join("sock");
+    if beside.as_os_str().len() <= MAX_SOCKET_DIR {
+        return beside;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    state_dir.hash(&mut hasher);
+    PathBuf::from(format!("/tmp/gpuspot-sock-{:016x}", hasher.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_coordinator_is_reported() {
+        let err = RawAgentConfig::default().validate().unwrap_err();
+        assert!(err.to_string().contains("--coordinator"), "{err}");
+    }
+
+    #[test]
+    fn long_state_dirs_get_a_short_socket_dir() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
+        let dir = default_socket_dir(&long);
+        assert!(dir.as_os_str().len() <= MAX_SOCKET_DIR);
+        assert_eq!(
+            default_socket_dir(Path::new("/srv/a")),
+            PathBuf::from("/srv/a/sock")
+        );
+    }
+
+    #[test]
+    fn file_keys_parse() {
+        let raw: RawAgentConfig = toml::from_str(
+            "coordinator = \"127.0.0.1:7443\"\nlink_timeout = \"3s\"\n[reserve]\ncpu_cores = 2\nmemory_gib = 8\n",
+        )
+        .unwrap();
+        let settings = raw.validate().unwrap();
+        assert_eq!(settings.reserve.cpu_cores, 2);
+        assert_eq!(settings.link_timeout, Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,175 @@
+//! The agent's side of the QUIC link: join once with a token (see [`join`]), then keep one
+//! authenticated session open, reconnecting with backoff. Each session starts with a hello
+//! that reports everything the host runs; the coordinator's welcome is the full desired
+//! state, which the [`Supervisor`] applies.
+
+pub mod join;
+mod session;
+
+use crate::discovery::GpuDiscovery;
+use crate::runtime::RuntimeEvent;
+use crate::supervisor::Supervisor;
+use gpuspot_common::pki::HostCredentials;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Retrying cannot help (bad token, incompatible coordinator): the agent must stop.
+    #[error("{0}")]
+    Fatal(String),
+    #[error("coordinator refused the session: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Transport(#[from] gpuspot_common::transport::TransportError),
+    #[error("link: {0}")]
+    Codec(#[from] gpuspot_common::codec::CodecError),
+    #[error("link: {0}")]
+    Connection(String),
+    #[error("cannot resolve coordinator address {0:?}")]
+    Resolve(String),
+    #[error("credentials: {0}")]
+    Credentials(#[from] gpuspot_common::pki::PkiError),
+    #[error("inventory: {0}")]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+}
+
+/// One host's agent: discovery, workloads and the link that keeps them in step with the
+/// coordinator.
+pub struct HostAgent {
+    pub coordinator: String,
+    pub join_token: Option<String>,
+    pub state_dir: PathBuf,
+    pub link_timeout: Duration,
+    pub endpoint: quinn::Endpoint,
+    pub discovery: Arc<dyn GpuDiscovery>,
+    pub supervisor: Supervisor,
+    pub events: UnboundedReceiver<RuntimeEvent>,
+}
+
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn step(&mut self) -> Duration {
+        let jitter = Duration::from_millis(rand_jitter_ms(self.next.as_millis() as u64 / 4));
+        let wait = self.next + jitter;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+}
+
+fn rand_jitter_ms(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(max);
+    h.finish() % max.max(1)
+}
+
+pub async fn resolve(address: &str) -> Result<SocketAddr, LinkError> {
+    tokio::net::lookup_host(address)
+        .await
+        .map_err(|_| LinkError::Resolve(address.to_owned()))?
+        .next()
+        .ok_or_else(|| LinkError::Resolve(address.to_owned()))
+}
+
+impl HostAgent {
+    /// Runs until `shutdown` resolves (then stops every workload) or a fatal link error.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LinkError> {
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff {
+            next: Backoff::FIRST,
+        };
+        loop {
+            let outcome = tokio::select! {
+                _ = &mut shutdown => break,
+                outcome = self.connect_once() => outcome,
+            };
+            match outcome {
+                Err(LinkError::Fatal(reason)) => {
+                    self.shutdown_workloads().await;
+                    return Err(LinkError::Fatal(reason));
+                }
+                Err(e) => tracing::warn!(error = %e, "link to the coordinator down; reconnecting"),
+                Ok(()) => backoff.reset(),
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(backoff.step()) => {}
+            }
+        }
+        self.shutdown_workloads().await;
+        Ok(())
+    }
+
+    /// Stops every workload and waits (bounded) for them to end.
+    async fn shutdown_workloads(&mut self) {
+        self.supervisor.stop_all();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
+        while !self.supervisor.running_ids().is_empty() {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => drop(self.supervisor.on_exit(event)),
+                _ => break,
+            }
+        }
+    }
+
+    async fn credentials(&self) -> Result<HostCredentials, LinkError> {
+        if let Some(credentials) = HostCredentials::load(&self.state_dir)? {
+            return Ok(credentials);
+        }
+        let Some(token) = &self.join_token else {
+            return Err(LinkError::Fatal(format!(
+                "this host has not joined yet (no credentials in {}): pass --join-token TOKEN from `gpuspot-coordinator token create`",
+                self.state_dir.display()
+            )));
+        };
+        let hostname = self.discovery.inventory()?.hostname;
+        let addr = resolve(&self.coordinator).await?;
+        join::join(
+            &self.endpoint,
+            addr,
+            token,
+            &hostname,
+            &self.state_dir,
+            self.link_timeout,
+        )
+        .await
+    }
+
+    async fn connect_once(&mut self) -> Result<(), LinkError> {
+        let credentials = self.credentials().await?;
+        let addr = resolve(&self.coordinator).await?;
+        let connection = gpuspot_common::transport::connect(
+            &self.endpoint,
+            addr,
+            credentials.client_config()?,
+            self.link_timeout,
+        )
+        .await?;
+        let result = session::run(self, &connection, &credentials).await;
+        if let Err(LinkError::Refused(reason)) = &result
+            && reason.contains("unknown host certificate")
+        {
+            tracing::warn!("the coordinator does not know this host's certificate; joining again");
+            for file in ["host-id", "host.key", "host.pem", "ca.pem"] {
+                let _ = std::fs::remove_file(self.state_dir.join(file));
+            }
+        }
+        connection.close(0u32.into(), b"agent session over");
+        result
+    }
+}

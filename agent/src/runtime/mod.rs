@@ -1,0 +1,77 @@
+//! Guest workloads behind one trait: [`ProcessRuntime`] runs real processes (own session,
+//! cgroup v2 limits where the host allows), [`FakeRuntime`] only records, for load tests.
+//!
+//! Contract shared by both: `start` either fails synchronously (nothing runs, nothing will be
+//! reported; the caller reports `Failed`) or succeeds, and then exactly one final
+//! [`RuntimeEvent`] arrives on the channel given at construction. A stop that was requested
+//! always ends as [`WorkloadState::Stopped`], whatever the exit status.
+
+mod cgroup;
+mod fake;
+mod group;
+mod process;
+
+pub use cgroup::{Cgroups, InstanceCgroup};
+pub use fake::FakeRuntime;
+pub use process::ProcessRuntime;
+
+use gpuspot_common::InstanceId;
+use gpuspot_common::protocol::WorkloadState;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything needed to run one instance's command on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadSpec {
+    pub instance_id: InstanceId,
+    /// argv; must not be empty.
+    pub command: Vec<String>,
+    /// The user's environment; cannot override the `GPUSPOT_*` and `*_VISIBLE_DEVICES` variables.
+    pub env: BTreeMap<String, String>,
+    pub gpu_uuids: Vec<String>,
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
+    /// `GPUSPOT_DATA_DIR`, `HOME` and the working directory; created if missing.
+    pub data_dir: PathBuf,
+    /// `GPUSPOT_METADATA_SOCKET`.
+    pub metadata_socket: PathBuf,
+    /// stdout and stderr are both appended here.
+    pub log_path: PathBuf,
+}
+
+/// The end of a workload (final states only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    pub instance_id: InstanceId,
+    pub state: WorkloadState,
+}
+
+pub trait WorkloadRuntime: Send + Sync + 'static {
+    /// Starts the workload. Its end is reported once on the events channel given at construction.
+    fn start(&self, spec: WorkloadSpec) -> Result<(), RuntimeError>;
+    /// SIGTERM to the whole process group, SIGKILL after kill_timeout; the end is reported as
+    /// WorkloadState::Stopped. Unknown id: no-op.
+    fn stop(&self, instance_id: &InstanceId, kill_timeout: Duration);
+    fn running(&self) -> Vec<InstanceId>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("instance {0} has an empty command")]
+    EmptyCommand(InstanceId),
+    #[error("instance {0} is already running")]
+    AlreadyRunning(InstanceId),
+    #[error("cannot prepare {}: {source}", path.display())]
+    Prepare {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,264 @@
+//! What this host runs, as the agent knows it: one entry per workload with its metadata
+//! socket and output, plus finished workloads until the coordinator has heard of them.
+//! It applies the coordinator's commands idempotently (instance ids) and turns the runtime's
+//! exits into reports. No I/O on the link here: the link module carries what this returns.
+
+use crate::metadata::MetadataServer;
+use crate::runtime::{RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use gpuspot_common::InstanceId;
+use gpuspot_common::protocol::{
+    AgentMessage, Assignment, GuestMetadata, InstanceReport, WorkloadState,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Largest log chunk per frame, and how many chunks one poll ships per instance.
+const LOG_CHUNK: usize = 64 * 1024;
+const LOG_CHUNKS_PER_POLL: usize = 16;
+/// Finished workloads remembered for the coordinator (bounded if it never acknowledges).
+const MAX_FINISHED: usize = 4096;
+
+struct Workload {
+    metadata: watch::Sender<GuestMetadata>,
+    _socket: Option<MetadataServer>,
+    log: LogTail,
+    kill_timeout: Duration,
+}
+
+struct LogTail {
+    path: PathBuf,
+    sent: u64,
+}
+
+struct Finished {
+    state: WorkloadState,
+    log: LogTail,
+}
+
+pub struct Supervisor {
+    runtime: Arc<dyn WorkloadRuntime>,
+    instances_dir: PathBuf,
+    socket_dir: PathBuf,
+    running: BTreeMap<InstanceId, Workload>,
+    finished: BTreeMap<InstanceId, Finished>,
+}
+
+impl Supervisor {
+    pub fn new(runtime: Arc<dyn WorkloadRuntime>, state_dir: PathBuf, socket_dir: PathBuf) -> Self {
+        Self {
+            runtime,
+            instances_dir: state_dir.join("instances"),
+            socket_dir,
+            running: BTreeMap::new(),
+            finished: BTreeMap::new(),
+        }
+    }
+
+    /// Everything to tell the coordinator in a hello: what runs and what ended unheard.
+    pub fn reports(&self) -> Vec<InstanceReport> {
+        let running = self.running.keys().map(|id| InstanceReport {
+            instance_id: id.clone(),
+            state: WorkloadState::Running,
+        });
+        let finished = self.finished.iter().map(|(id, f)| InstanceReport {
+            instance_id: id.clone(),
+            state: f.state.clone(),
+        });
+        running.chain(finished).collect()
+    }
+
+    pub fn finished_ids(&self) -> BTreeSet<InstanceId> {
+        self.finished.keys().cloned().collect()
+    }
+
+    pub fn running_ids(&self) -> Vec<InstanceId> {
+        self.running.keys().cloned().collect()
+    }
+
+    fn spec(&self, assignment: &Assignment) -> WorkloadSpec {
+        let dir = self.instances_dir.join(assignment.instance_id.as_str());
+        WorkloadSpec {
+            instance_id: assignment.instance_id.clone(),
+            command: assignment.command.clone(),
+            env: assignment.env.clone(),
+            gpu_uuids: assignment.gpu_uuids.clone(),
+            cpu_cores: assignment.cpu_cores,
+            memory_gib: assignment.memory_gib,
+            data_dir: dir.join("data"),
+            metadata_socket: self
+                .socket_dir
+                .join(format!("{}.sock", assignment.instance_id)),
+            log_path: dir.join("output.log"),
+        }
+    }
+
+    /// Starts an assignment unless it already runs (then only its metadata is refreshed).
+    /// Returns the report to send: running, or failed with why.
+    pub fn start(&mut self, assignment: Assignment) -> Option<InstanceReport> {
+        let id = assignment.instance_id.clone();
+        if let Some(workload) = self.running.get_mut(&id) {
+            workload.metadata.send_replace(assignment.metadata);
+            workload.log.sent = assignment.log_offset;
+            return None;
+        }
+        if self.finished.contains_key(&id) {
+            return None;
+        }
+        let spec = self.spec(&assignment);
+        let (metadata, watcher) = watch::channel(assignment.metadata.clone());
+        let socket = match MetadataServer::start(spec.metadata_socket.clone(), watcher) {
+            Ok(server) => Some(server),
+            Err(e) => return Some(failed(&id, format!("cannot open the metadata socket: {e}"))),
+        };
+        let log = LogTail {
+            path: spec.log_path.clone(),
+            sent: assignment.log_offset,
+        };
+        if let Err(e) = self.runtime.start(spec) {
+            tracing::warn!(instance = %id, error = %e, "workload failed to start");
+            self.remember_finished(
+                id.clone(),
+                WorkloadState::Failed {
+                    message: e.to_string(),
+                },
+                log,
+            );
+            return Some(failed(&id, e.to_string()));
+        }
+        tracing::info!(instance = %id, "workload started");
+        let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
+        self.running.insert(
+            id.clone(),
+            Workload {
+                metadata,
+                _socket: socket,
+                log,
+                kill_timeout,
+            },
+        );
+        Some(InstanceReport {
+            instance_id: id,
+            state: WorkloadState::Running,
+        })
+    }
+
+    pub fn stop(&mut self, id: &InstanceId, kill_timeout: Duration) {
+        if self.running.contains_key(id) {
+            tracing::info!(instance = %id, "stopping workload");
+            self.runtime.stop(id, kill_timeout);
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        for (id, workload) in &self.running {
+            self.runtime.stop(id, workload.kill_timeout);
+        }
+    }
+
+    pub fn set_metadata(&mut self, metadata: GuestMetadata) {
+        if let Some(workload) = self.running.get_mut(&metadata.instance_id) {
+            workload.metadata.send_replace(metadata);
+        }
+    }
+
+    /// A workload ended: its socket closes and it waits in `finished` until acknowledged.
+    pub fn on_exit(&mut self, event: RuntimeEvent) -> Option<InstanceReport> {
+        let workload = self.running.remove(&event.instance_id)?;
+        tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
+        self.remember_finished(event.instance_id.clone(), event.state.clone(), workload.log);
+        Some(InstanceReport {
+            instance_id: event.instance_id,
+            state: event.state,
+        })
+    }
+
+    fn remember_finished(&mut self, id: InstanceId, state: WorkloadState, log: LogTail) {
+        if self.finished.len() >= MAX_FINISHED
+            && let Some(oldest) = self.finished.keys().next().cloned()
+        {
+            self.forget(&oldest);
+        }
+        self.finished.insert(id, Finished { state, log });
+    }
+
+    fn forget(&mut self, id: &InstanceId) {
+        self.finished.remove(id);
+        let _ = std::fs::remove_dir_all(self.instances_dir.join(id.as_str()));
+    }
+
+    /// Applies the coordinator's full desired state. `acknowledged` are the finished
+    /// workloads the hello reported: the coordinator has them now.
+    pub fn reconcile(
+        &mut self,
+        desired: Vec<Assignment>,
+        acknowledged: &BTreeSet<InstanceId>,
+    ) -> Vec<InstanceReport> {
+        for id in acknowledged {
+            self.forget(id);
+        }
+        let wanted: BTreeSet<InstanceId> = desired.iter().map(|a| a.instance_id.clone()).collect();
+        let unwanted: Vec<(InstanceId, Duration)> = self
+            .running
+            .iter()
+            .filter(|(id, _)| !wanted.contains(*id))
+            .map(|(id, w)| (id.clone(), w.kill_timeout))
+            .collect();
+        for (id, kill_timeout) in unwanted {
+            tracing::info!(instance = %id, "not desired by the coordinator");
+            self.stop(&id, kill_timeout);
+        }
+        desired.into_iter().filter_map(|a| self.start(a)).collect()
+    }
+
+    /// Output not yet shipped, as log frames (all instances, or one).
+    pub fn pending_logs(&mut self, only: Option<&InstanceId>) -> Vec<AgentMessage> {
+        let tails = self
+            .running
+            .iter_mut()
+            .map(|(id, w)| (id, &mut w.log))
+            .chain(self.finished.iter_mut().map(|(id, f)| (id, &mut f.log)))
+            .filter(|(id, _)| only.is_none_or(|o| o == *id));
+        let mut frames = Vec::new();
+        for (id, tail) in tails {
+            for _ in 0..LOG_CHUNKS_PER_POLL {
+                match read_chunk(tail) {
+                    Some((offset, data)) => frames.push(AgentMessage::Log {
+                        instance_id: id.clone(),
+                        offset,
+                        data,
+                    }),
+                    None => break,
+                }
+            }
+        }
+        frames
+    }
+}
+
+fn failed(id: &InstanceId, message: String) -> InstanceReport {
+    InstanceReport {
+        instance_id: id.clone(),
+        state: WorkloadState::Failed { message },
+    }
+}
+
+fn read_chunk(tail: &mut LogTail) -> Option<(u64, Vec<u8>)> {
+    let mut file = std::fs::File::open(&tail.path).ok()?;
+    if file.metadata().ok()?.len() <= tail.sent {
+        return None;
+    }
+    file.seek(SeekFrom::Start(tail.sent)).ok()?;
+    let mut data = vec![0u8; LOG_CHUNK];
+    let n = file.read(&mut data).ok()?;
+    if n == 0 {
+        return None;
+    }
+    data.truncate(n);
+    let offset = tail.sent;
+    tail.sent += n as u64;
+    Some((offset, data))
+}

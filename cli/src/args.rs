@@ -1,0 +1,270 @@
+//! The command line, declared with clap derive: global options and one subcommand tree per
+//! API noun (DESIGN §12: `gpuspot <noun> <verb> …`).
+
+use crate::dev::DevArgs;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// gpuspot: the command line of a spot GPU cloud.
+#[derive(Parser)]
+#[command(name = "gpuspot", version, propagate_version = true)]
+pub struct Cli {
+    /// Coordinator API URL.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GPUSPOT_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub api: String,
+
+    /// Bearer token (falls back to GPUSPOT_ADMIN_TOKEN).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GPUSPOT_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Print the JSON the API returned (pretty) instead of tables.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The nouns; `Dev`'s options are declared by `dev.rs` (no `Debug` is asked of them).
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a coordinator and simulated hosts in one process.
+    Dev(DevArgs),
+    /// Create, list, inspect and terminate instances.
+    #[command(subcommand)]
+    Instances(InstancesCmd),
+    /// GPU hosts, their units and GPUs (admin).
+    Hosts(HostsArgs),
+    /// GPU pools: list and market prices, availability, price history.
+    Pools(PoolsArgs),
+    /// The event stream.
+    Events(EventsArgs),
+    /// Accounts, payments and the ledger.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Deployments: replica sets, jobs and containers.
+    #[command(subcommand)]
+    Deployments(DeploymentsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InstancesCmd {
+    /// Request an instance: `gpuspot instances create --gpu H100 -- python3 train.py`.
+    Create(Box<InstanceCreateArgs>),
+    /// List instances.
+    #[command(alias = "ls")]
+    List,
+    /// Show one instance.
+    Show { id: String },
+    /// Terminate an instance.
+    #[command(alias = "rm")]
+    Delete { id: String },
+    /// Print an instance's output.
+    Logs {
+        id: String,
+        /// Keep printing new output until the instance is terminated.
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+/// CPU and memory ranges, as `MIN-MAX` or separate bounds.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ResourceArgs {
+    /// CPU cores: MIN-MAX (16-64), MIN- , -MAX or an exact N.
+    #[arg(long, value_name = "MIN-MAX", allow_hyphen_values = true,
+        conflicts_with_all = ["cpu_min", "cpu_max"])]
+    pub cpu: Option<String>,
+    /// Lowest acceptable CPU core count.
+    #[arg(long, value_name = "N")]
+    pub cpu_min: Option<u64>,
+    /// Highest acceptable CPU core count.
+    #[arg(long, value_name = "N")]
+    pub cpu_max: Option<u64>,
+    /// Memory in GiB: MIN-MAX (64-512), MIN- , -MAX or an exact N.
+    #[arg(long, value_name = "MIN-MAX", allow_hyphen_values = true,
+        conflicts_with_all = ["memory_gib_min", "memory_gib_max"])]
+    pub memory_gib: Option<String>,
+    /// Lowest acceptable memory in GiB.
+    #[arg(long, value_name = "N")]
+    pub memory_gib_min: Option<u64>,
+    /// Highest acceptable memory in GiB.
+    #[arg(long, value_name = "N")]
+    pub memory_gib_max: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InstanceCreateArgs {
+    /// Instance name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Accepted GPU model (substring of the NVML name); repeat or give a comma list.
+    #[arg(
+        long = "gpu",
+        value_name = "MODEL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub gpus: Vec<String>,
+    /// Number of GPUs.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Spot billing (needs --max-price); regular billing otherwise.
+    #[arg(long)]
+    pub spot: bool,
+    /// Spot bid: the most to pay per GPU-hour, e.g. 1.20.
+    #[arg(long, value_name = "PRICE")]
+    pub max_price: Option<String>,
+    /// Environment variable for the workload; repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Snapshot the data directory when the instance stops.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Act for this account (admin token only).
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<HostsCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostsCmd {
+    /// List hosts (the default).
+    #[command(alias = "ls")]
+    List,
+    /// Show one host and its GPUs.
+    Show { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct PoolsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<PoolsCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolsCmd {
+    /// List pools (the default).
+    #[command(alias = "ls")]
+    List,
+    /// A pool's spot price history, with a chart.
+    History {
+        /// GPU model, e.g. "NVIDIA GeForce RTX 5090".
+        model: String,
+        /// How many hours back.
+        #[arg(long, default_value_t = 48)]
+        hours: u32,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Keep reading (reconnecting with Last-Event-ID when the connection drops).
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountsCmd {
+    /// Create an account (admin); prints its id and token.
+    Create { name: String },
+    /// Show an account's balance and overdue state.
+    Show { id: String },
+    /// Record a payment, e.g. `gpuspot accounts pay ID 10.00`.
+    Pay { id: String, amount: String },
+    /// An account's ledger.
+    Ledger { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeploymentsCmd {
+    /// Create a deployment from --file or from flags.
+    Create(Box<DeploymentCreateArgs>),
+    /// List deployments.
+    #[command(alias = "ls")]
+    List,
+    /// Show one deployment and its instances.
+    Show { id: String },
+    /// Set a replica set's replica count.
+    Scale { id: String, replicas: u32 },
+    /// Move replicas that fell back to regular back to spot.
+    Rebuild { id: String },
+    /// Delete a deployment and terminate its instances.
+    #[command(alias = "rm")]
+    Delete { id: String },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Replicaset,
+    Job,
+    Container,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeploymentCreateArgs {
+    /// The deployment request as TOML or JSON (by extension).
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "name", "mode", "replicas", "completions", "parallelism", "retry_limit", "specs",
+        "env", "snapshot", "command", "cpu", "cpu_min", "cpu_max", "memory_gib",
+        "memory_gib_min", "memory_gib_max",
+    ])]
+    pub file: Option<PathBuf>,
+    /// Deployment name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// replicaset (default), job or container.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Replicas to keep running (replicaset).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// Successful completions needed (job).
+    #[arg(long)]
+    pub completions: Option<u32>,
+    /// Runs at once (job).
+    #[arg(long)]
+    pub parallelism: Option<u32>,
+    /// Failed runs allowed (job).
+    #[arg(long)]
+    pub retry_limit: Option<u32>,
+    /// BILLING:MODELS:COUNT[:MAX_PRICE], e.g. spot:H100|A100:1:1.20; repeat, in preference order.
+    #[arg(long = "spec", value_name = "SPEC")]
+    pub specs: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Environment variable for the workload; repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Snapshot the data directory when an instance stops.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Act for this account (admin token only).
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,110 @@
+//! `gpuspot accounts create|show|pay|ledger`.
+
+use super::Ctx;
+use crate::args::AccountsCmd;
+use crate::client::encode_segment;
+use crate::errors::usage;
+use crate::output::{Table, field, fields, items};
+use gpuspot_common::Money;
+use serde_json::{Value, json};
+
+const SHOW_ORDER: &[&str] = &[
+    "id",
+    "name",
+    "balance",
+    "overdue_since",
+    "overdue_deadline",
+    "token",
+];
+
+pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
+    match cmd {
+        AccountsCmd::Create { name } => create(ctx, &name),
+        AccountsCmd::Show { id } => show(ctx, &id),
+        AccountsCmd::Pay { id, amount } => pay(ctx, &id, &amount),
+        AccountsCmd::Ledger { id } => ledger(ctx, &id),
+    }
+}
+
+fn path(id: &str) -> String {
+    format!("/v1/accounts/{}", encode_segment(id))
+}
+
+fn create(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    if name.trim().is_empty() {
+        return usage("the account name is empty");
+    }
+    let account = ctx
+        .client
+        .post_json("/v1/accounts", &json!({ "name": name }))?;
+    ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
+}
+
+fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let account = ctx.client.get_json(&path(id))?;
+    ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
+}
+
+/// The amount as the API wants it: a positive decimal string ("10" → "10.00").
+pub fn payment_body(amount: &str) -> anyhow::Result<Value> {
+    match amount.parse::<Money>() {
+        Ok(money) if money.micros() > 0 => Ok(json!({ "amount": money.to_string() })),
+        Ok(_) => usage(format!("a payment must be above zero, not {amount}")),
+        Err(e) => usage(format!("bad amount: {e}")),
+    }
+}
+
+fn pay(ctx: &Ctx, id: &str, amount: &str) -> anyhow::Result<()> {
+    let body = payment_body(amount)?;
+    let answer = ctx
+        .client
+        .post_json(&format!("{}/payments", path(id)), &body)?;
+    ctx.emit(&answer, |v| {
+        if v.is_object() {
+            print!(
+                "{}",
+                fields(
+                    v,
+                    &["id", "at", "kind", "amount", "balance_after", "balance"]
+                )
+            );
+        } else {
+            println!("paid {} to {id}", field(&body, "amount"));
+        }
+    })
+}
+
+fn ledger(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let answer = ctx.client.get_json(&format!("{}/ledger", path(id)))?;
+    ctx.emit(&answer, |v| {
+        let headers = ["AT", "KIND", "AMOUNT", "INSTANCE", "BALANCE AFTER"];
+        let mut table = Table::new(&headers);
+        for entry in items(v, "entries") {
+            let keys = ["at", "kind", "amount", "instance_id", "balance_after"];
+            table.row(keys.iter().map(|k| field(entry, k)).collect());
+        }
+        table.print();
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::UsageError;
+
+    #[test]
+    fn payments_are_validated_and_normalised() {
+        assert_eq!(
+            payment_body("10").expect("valid"),
+            json!({"amount": "10.00"})
+        );
+        assert_eq!(
+            payment_body("0.5").expect("valid"),
+            json!({"amount": "0.50"})
+        );
+        for bad in ["0", "-1.00", "ten", "1.0000001"] {
+            let err = payment_body(bad).expect_err(bad);
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{bad}");
+        }
+    }
+}

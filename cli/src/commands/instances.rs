@@ -1,0 +1,226 @@
+//! `gpuspot instances create|list|show|delete|logs`.
+
+use super::Ctx;
+use crate::args::{InstanceCreateArgs, InstancesCmd};
+use crate::client::encode_segment;
+use crate::output::{Table, field, fields, items, text};
+use crate::request::instance_request;
+use serde_json::Value;
+use std::io::Write;
+use std::time::Duration;
+
+/// The order `show` prints an instance's fields in (the rest follow, sorted).
+const SHOW_ORDER: &[&str] = &[
+    "id",
+    "name",
+    "state",
+    "reason",
+    "account_id",
+    "deployment_id",
+    "spec_index",
+    "host_id",
+    "gpu",
+    "gpu_model",
+    "gpu_uuids",
+    "cpu_cores",
+    "memory_gib",
+    "billing",
+    "price",
+    "hold_until",
+    "termination_time",
+    "termination_reason",
+    "exit_code",
+    "created_at",
+    "started_at",
+    "ended_at",
+];
+
+pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
+    match cmd {
+        InstancesCmd::Create(args) => create(ctx, &args),
+        InstancesCmd::List => list(ctx),
+        InstancesCmd::Show { id } => show(ctx, &id),
+        InstancesCmd::Delete { id } => delete(ctx, &id),
+        InstancesCmd::Logs { id, follow } => logs(ctx, &id, follow),
+    }
+}
+
+fn path(id: &str) -> String {
+    format!("/v1/instances/{}", encode_segment(id))
+}
+
+fn create(ctx: &Ctx, args: &InstanceCreateArgs) -> anyhow::Result<()> {
+    let body = instance_request(args)?;
+    let created = ctx.client.post_json("/v1/instances", &body)?;
+    ctx.emit(&created, |v| println!("{}", summary(v)))
+}
+
+/// `ID STATE` and, when there is one, the reason in parentheses.
+fn summary(instance: &Value) -> String {
+    let line = format!("{} {}", field(instance, "id"), field(instance, "state"));
+    match instance.get("reason").and_then(Value::as_str) {
+        Some(reason) if !reason.is_empty() => format!("{line} ({reason})"),
+        _ => line,
+    }
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<()> {
+    let answer = ctx.client.get_json("/v1/instances")?;
+    ctx.emit(&answer, |v| table(items(v, "instances")).print())
+}
+
+/// The instances table, also used by `deployments show`.
+pub fn table(instances: &[Value]) -> Table {
+    let headers = [
+        "ID", "NAME", "STATE", "HOST", "GPUS", "BILLING", "PRICE", "REASON",
+    ];
+    let mut table = Table::new(&headers);
+    for instance in instances {
+        table.row(vec![
+            field(instance, "id"),
+            field(instance, "name"),
+            field(instance, "state"),
+            field(instance, "host_id"),
+            gpus_text(instance),
+            billing_text(instance.get("billing")),
+            field(instance, "price"),
+            field(instance, "reason"),
+        ]);
+    }
+    table
+}
+
+/// `COUNT x MODEL`: the assigned GPUs when placed, the requested ones otherwise.
+pub fn gpus_text(instance: &Value) -> String {
+    let request = instance.get("gpu");
+    let uuids = instance.get("gpu_uuids").and_then(Value::as_array);
+    let count = match uuids {
+        Some(uuids) if !uuids.is_empty() => Some(uuids.len() as u64),
+        _ => request.and_then(|g| g.get("count")).and_then(Value::as_u64),
+    };
+    let model = match instance.get("gpu_model").and_then(Value::as_str) {
+        Some(model) => model.to_owned(),
+        None => request
+            .and_then(|g| g.get("models"))
+            .and_then(Value::as_array)
+            .map(|models| {
+                models
+                    .iter()
+                    .map(|m| text(Some(m)))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .unwrap_or_default(),
+    };
+    match (count, model.is_empty()) {
+        (None, true) => "-".to_owned(),
+        (None, false) => model,
+        (Some(n), true) => n.to_string(),
+        (Some(n), false) => format!("{n} x {model}"),
+    }
+}
+
+/// `regular` or `spot ≤BID`.
+pub fn billing_text(billing: Option<&Value>) -> String {
+    let Some(billing) = billing.filter(|b| b.is_object()) else {
+        return text(billing);
+    };
+    match billing.get("mode").and_then(Value::as_str) {
+        Some("spot") => format!("spot ≤{}", field(billing, "max_price")),
+        Some(mode) => mode.to_owned(),
+        None => text(Some(billing)),
+    }
+}
+
+fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let instance = ctx.client.get_json(&path(id))?;
+    ctx.emit(&instance, |v| {
+        print!("{}", fields(&readable(v), SHOW_ORDER))
+    })
+}
+
+/// The instance with `billing` and `gpu` turned into short text for `show`.
+fn readable(instance: &Value) -> Value {
+    let mut copy = instance.clone();
+    if let Some(map) = copy.as_object_mut() {
+        if map.contains_key("billing") {
+            let billing = billing_text(instance.get("billing"));
+            map.insert("billing".into(), Value::String(billing));
+        }
+        if map.contains_key("gpu") {
+            map.insert("gpu".into(), Value::String(gpus_text(&requested(instance))));
+        }
+    }
+    copy
+}
+
+/// Only the request part of the GPU fields (for the `gpu` line of `show`).
+fn requested(instance: &Value) -> Value {
+    serde_json::json!({ "gpu": instance.get("gpu") })
+}
+
+fn delete(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let answer = ctx.client.delete(&path(id))?;
+    ctx.emit(&answer, |v| match v.get("id") {
+        Some(_) => println!("{}", summary(v)),
+        None => println!("{id} terminating"),
+    })
+}
+
+fn logs(ctx: &Ctx, id: &str, follow: bool) -> anyhow::Result<()> {
+    let logs_path = format!("{}/logs", path(id));
+    let mut printed = 0;
+    loop {
+        let terminated = follow && is_terminated(ctx, id)?;
+        let text = ctx.client.get_text(&logs_path)?;
+        printed = print_new(&text, printed)?;
+        if !follow || terminated {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Prints the bytes after `printed` (everything when the log was cut shorter); returns the
+/// new count.
+fn print_new(text: &str, printed: usize) -> anyhow::Result<usize> {
+    let fresh = text.get(printed..).unwrap_or(text);
+    let mut out = std::io::stdout().lock();
+    out.write_all(fresh.as_bytes())?;
+    out.flush()?;
+    Ok(text.len())
+}
+
+fn is_terminated(ctx: &Ctx, id: &str) -> anyhow::Result<bool> {
+    let instance = ctx.client.get_json(&path(id))?;
+    Ok(instance.get("state").and_then(Value::as_str) == Some("terminated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn gpus_and_billing_cells() {
+        let queued = json!({"gpu": {"models": ["H100", "A100"], "count": 2}, "gpu_uuids": []});
+        assert_eq!(gpus_text(&queued), "2 x H100|A100");
+        let placed = json!({"gpu_model": "NVIDIA H100", "gpu_uuids": ["GPU-1", "GPU-2"]});
+        assert_eq!(gpus_text(&placed), "2 x NVIDIA H100");
+        assert_eq!(gpus_text(&json!({})), "-");
+        let spot = json!({"mode": "spot", "max_price": "1.20"});
+        assert_eq!(billing_text(Some(&spot)), "spot ≤1.20");
+        assert_eq!(billing_text(Some(&json!({"mode": "regular"}))), "regular");
+        assert_eq!(billing_text(None), "-");
+    }
+
+    #[test]
+    fn summary_names_the_reason() {
+        let instance = json!({"id": "i-1", "state": "queued", "reason": "no capacity"});
+        assert_eq!(summary(&instance), "i-1 queued (no capacity)");
+        assert_eq!(
+            summary(&json!({"id": "i-2", "state": "running"})),
+            "i-2 running"
+        );
+    }
+}

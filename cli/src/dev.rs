@@ -1,0 +1,176 @@
+//! `gpuspot dev`: a whole local cluster in one process. A real coordinator (SQLite, CA,
+//! HTTP API) and one real agent per simulated host, joined with a real token over loopback
+//! QUIC; workloads are real processes. Only the GPU inventory is simulated.
+
+use anyhow::Context as _;
+use gpuspot_agent::config::{AgentSettings, default_socket_dir};
+use gpuspot_agent::discovery::{Reservation, SimulatedDiscovery, SimulatedProfile};
+use gpuspot_coordinator::config::RawConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DEFAULT_CONFIG: &str = include_str!("../../config/dev.toml");
+const DEFAULT_HOSTS: &str = include_str!("../../config/dev-hosts.toml");
+
+/// Options of `gpuspot dev`.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// HTTP API listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// QUIC listen address for the agents.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
+    pub quic: SocketAddr,
+    /// Coordinator and agent state (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Coordinator config (default: config/dev.toml, built in).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Simulated hosts, a TOML file of [[hosts]] profiles (default: seed 004's A, B, C).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsFile {
+    hosts: Vec<SimulatedProfile>,
+}
+
+fn load_hosts(path: Option<&Path>) -> anyhow::Result<Vec<SimulatedProfile>> {
+    let (text, origin) = match path {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading hosts file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (DEFAULT_HOSTS.to_owned(), "built-in hosts".to_owned()),
+    };
+    let file: HostsFile =
+        toml::from_str(&text).with_context(|| format!("{origin} is not a valid [[hosts]] file"))?;
+    anyhow::ensure!(!file.hosts.is_empty(), "{origin} lists no hosts");
+    Ok(file.hosts)
+}
+
+fn coordinator_settings(
+    args: &DevArgs,
+    data_dir: &Path,
+) -> anyhow::Result<gpuspot_coordinator::config::Settings> {
+    let mut raw = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::from_toml(DEFAULT_CONFIG)
+            .map_err(|e| anyhow::anyhow!("built-in dev config: {e}"))?,
+    };
+    raw.http = Some(args.http);
+    raw.quic = Some(args.quic);
+    raw.data_dir = Some(data_dir.join("coordinator"));
+    if let Ok(token) = std::env::var("GPUSPOT_ADMIN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        raw.admin_token = Some(token.trim().to_owned());
+    }
+    Ok(raw.validate()?)
+}
+
+/// Runs the local cluster until Ctrl-C.
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    gpuspot_common::pki::install_crypto_provider();
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("gpuspot-dev-{}", std::process::id())),
+    };
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+    let settings = coordinator_settings(&args, &data_dir)?;
+    let profiles = load_hosts(args.hosts.as_deref())?;
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+    .block_on(cluster(settings, profiles, data_dir))
+}
+
+async fn cluster(
+    settings: gpuspot_coordinator::config::Settings,
+    profiles: Vec<SimulatedProfile>,
+    data_dir: PathBuf,
+) -> anyhow::Result<()> {
+    let link_timeout = (settings.timers.heartbeat * 3).max(Duration::from_secs(3));
+    let coordinator_dir = settings.data_dir.clone();
+    let running = gpuspot_coordinator::server::start(settings).await?;
+    let token = gpuspot_coordinator::server::create_join_token(&coordinator_dir)?;
+    let mut quic = running.quic_addr;
+    if quic.ip().is_unspecified() {
+        quic.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut agents = Vec::new();
+    for profile in profiles {
+        let name = profile
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("host-{}", agents.len() + 1));
+        let state_dir = data_dir.join("hosts").join(&name);
+        let settings = AgentSettings {
+            coordinator: quic.to_string(),
+            join_token: Some(token.to_string()),
+            socket_dir: default_socket_dir(&state_dir),
+            state_dir,
+            simulate: None,
+            hostname: Some(name.clone()),
+            reserve: Reservation::default(),
+            link_timeout,
+        };
+        std::fs::create_dir_all(&settings.state_dir)?;
+        let discovery = std::sync::Arc::new(SimulatedDiscovery::new(profile, Some(name)));
+        let endpoint = gpuspot_common::transport::client_endpoint(quic)?;
+        let agent = gpuspot_agent::host::host_agent(&settings, discovery, endpoint);
+        let mut stop = stop_rx.clone();
+        agents.push(tokio::spawn(agent.run(async move {
+            let _ = stop.changed().await;
+        })));
+    }
+    print_banner(&running, &data_dir, agents.len());
+    wait_for_signal().await;
+    println!("gpuspot dev: stopping workloads and the coordinator");
+    let _ = stop_tx.send(true);
+    for agent in agents {
+        let _ = tokio::time::timeout(Duration::from_secs(40), agent).await;
+    }
+    running.stop().await;
+    Ok(())
+}
+
+fn print_banner(running: &gpuspot_coordinator::server::Running, data_dir: &Path, hosts: usize) {
+    let api = format!("http://{}", running.http_addr);
+    println!("gpuspot dev: local cluster with {hosts} simulated hosts");
+    println!("  API:         {api}");
+    println!("  admin token: {}", running.admin_token);
+    println!("  QUIC:        {}", running.quic_addr);
+    println!("  data dir:    {}", data_dir.display());
+    println!("Use it from another terminal:");
+    println!(
+        "  export GPUSPOT_API={api} GPUSPOT_TOKEN={}",
+        running.admin_token
+    );
+    println!(
+        "  gpuspot hosts && gpuspot instances create --gpu 'RTX 5090' -- sh -c 'nvidia-smi -L || env | grep GPUSPOT; sleep 600'"
+    );
+    println!("Ctrl-C stops the cluster.");
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,186 @@
+//! Runs the built `gpuspot` binary against a tiny hand-written HTTP server on loopback:
+//! tables from list answers, API error bodies, an unreachable coordinator, usage errors and
+//! the event stream.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+/// A canned answer: status line, content type, body.
+type Answer = (&'static str, &'static str, String);
+
+/// Serves `route(method_and_path)` to every connection; returns the base URL and the request
+/// heads received so far.
+fn serve(route: fn(&str) -> Answer) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let head = answer(stream, route);
+            log.lock().expect("request log").push(head);
+        }
+    });
+    (base, seen)
+}
+
+fn answer(stream: TcpStream, route: fn(&str) -> Answer) -> String {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let request_line = head.lines().next().unwrap_or("").to_owned();
+    let (status, content_type, body) = route(&request_line);
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = stream;
+    let _ = stream.write_all(response.as_bytes());
+    head
+}
+
+fn routes(request_line: &str) -> Answer {
+    let json = "application/json";
+    match request_line {
+        l if l.starts_with("GET /v1/instances ") => ("200 OK", json, INSTANCES.to_owned()),
+        l if l.starts_with("GET /v1/instances/i-missing ") => (
+            "404 Not Found",
+            json,
+            r#"{"error":{"code":"not_found","message":"no instance i-missing"}}"#.to_owned(),
+        ),
+        l if l.starts_with("GET /v1/events ") => ("200 OK", "text/event-stream", EVENTS.into()),
+        _ => (
+            "500 Internal Server Error",
+            "text/plain",
+            "unexpected".into(),
+        ),
+    }
+}
+
+const INSTANCES: &str = r#"[
+ {"id":"i-abc","name":"train-1","state":"running","reason":null,"host_id":"h-1",
+  "gpu_uuids":["GPU-1","GPU-2"],"gpu_model":"NVIDIA H100","price":"0.52",
+  "billing":{"mode":"spot","max_price":"1.20"}},
+ {"id":"i-def","name":"eval","state":"queued","reason":"no host has 8 free H100 units",
+  "host_id":null,"gpu_uuids":[],"gpu_model":null,"gpu":{"models":["H100"],"count":8},
+  "price":null,"billing":{"mode":"regular"}}
+]"#;
+
+const EVENTS: &str = ": hello\n\n\
+id: 1\nevent: instance.running\ndata: {\"at\":\"2026-04-08T05:00:00Z\",\"instance_id\":\"i-abc\"}\n\n\
+id: 2\nevent: instance.terminated\ndata: {\"at\":\"2026-04-08T06:00:00Z\",\"instance_id\":\"i-abc\",\"reason\":\"user\"}\n\n";
+
+fn gpuspot(api: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpuspot"))
+        .env_remove("GPUSPOT_API")
+        .env_remove("GPUSPOT_TOKEN")
+        .env_remove("GPUSPOT_ADMIN_TOKEN")
+        .args(["--api", api, "--token", "t0k"])
+        .args(args)
+        .output()
+        .expect("run gpuspot")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn instances_list_prints_a_table() {
+    let (base, seen) = serve(routes);
+    let out = gpuspot(&base, &["instances", "list"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("ID     NAME     STATE"), "{stdout}");
+    for cell in [
+        "i-abc",
+        "running",
+        "h-1",
+        "2 x NVIDIA H100",
+        "spot ≤1.20",
+        "0.52",
+    ] {
+        assert!(lines[1].contains(cell), "{cell} missing in {stdout}");
+    }
+    for cell in [
+        "i-def",
+        "queued",
+        "8 x H100",
+        "regular",
+        "no host has 8 free H100 units",
+    ] {
+        assert!(lines[2].contains(cell), "{cell} missing in {stdout}");
+    }
+    let heads = seen
+        .lock()
+        .expect("request log")
+        .join("\n")
+        .to_ascii_lowercase();
+    assert!(heads.contains("authorization: bearer t0k"), "{heads}");
+}
+
+#[test]
+fn api_errors_print_the_message_and_exit_1() {
+    let (base, _seen) = serve(routes);
+    let out = gpuspot(&base, &["instances", "show", "i-missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: no instance i-missing (not_found, HTTP 404)\n"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unreachable_api_is_named() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    drop(listener);
+    let out = gpuspot(&base, &["instances", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the gpuspot coordinator"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&base), "{stderr}");
+    assert!(
+        stderr.contains("gpuspot dev") && stderr.contains("GPUSPOT_API"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_without_a_request() {
+    let out = gpuspot(
+        "http://127.0.0.1:9",
+        &["instances", "create", "--gpu", "H100"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no command"));
+    let out = gpuspot("http://127.0.0.1:9", &["accounts", "pay", "a-1", "ten"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn events_print_one_line_each() {
+    let (base, _seen) = serve(routes);
+    let out = gpuspot(&base, &["events"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("2026-04-08T05:00:00Z  instance.running"));
+    assert!(lines[1].contains("instance.terminated") && lines[1].ends_with("reason=user"));
+}
