@@ -37,6 +37,13 @@ pub fn host_agent(
     discovery: Arc<dyn GpuDiscovery>,
     endpoint: quinn::Endpoint,
 ) -> HostAgent {
+    let killed = crate::runtime::kill_orphans(&settings.state_dir.join("instances"));
+    if killed > 0 {
+        tracing::warn!(
+            killed,
+            "killed workloads left by an earlier agent process; the coordinator will restart what it still wants"
+        );
+    }
     let (events_tx, events) = mpsc::unbounded_channel();
     let runtime: Arc<dyn WorkloadRuntime> = Arc::new(ProcessRuntime::new(events_tx));
     HostAgent {

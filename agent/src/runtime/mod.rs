@@ -9,10 +9,12 @@
 mod cgroup;
 mod fake;
 mod group;
+mod orphans;
 mod process;
 
 pub use cgroup::{Cgroups, InstanceCgroup};
 pub use fake::FakeRuntime;
+pub use orphans::kill_orphans;
 pub use process::ProcessRuntime;
 
 use gpuspot_common::InstanceId;
