@@ -31,6 +31,21 @@ pub struct RawConfig {
     pub quic: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub admin_token: Option<String>,
+    pub webhook: Option<RawWebhook>,
+}
+
+/// Where events are POSTed (the seeds' email/SMS notice).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +131,7 @@ pub struct Settings {
     pub quic: SocketAddr,
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
+    pub webhook: Option<WebhookSettings>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -159,6 +175,18 @@ impl RawConfig {
         {
             problems.push("admin_token: must be at least 8 characters".into());
         }
+        let webhook = self.webhook.map(|w| {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                problems.push(format!(
+                    "webhook.url: {:?} must be an http:// or https:// URL",
+                    w.url
+                ));
+            }
+            WebhookSettings {
+                url: w.url,
+                max_attempts: w.max_attempts.unwrap_or(8).max(1),
+            }
+        });
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -175,6 +203,7 @@ impl RawConfig {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("gpuspot-data")),
             admin_token: self.admin_token,
+            webhook,
         })
     }
 }

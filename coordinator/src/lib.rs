@@ -6,7 +6,7 @@
 //! - [`actors`]: the actix shells that own the core, persist, arm timers and send.
 //! - [`store`]: SQLite behind the [`store::Store`] trait, with a group-committing writer.
 //! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake).
-//! - [`api`]: the HTTP API on actix-web.
+//! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator.
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
 pub mod actors;
@@ -17,3 +17,4 @@ pub mod core;
 pub mod quic;
 pub mod server;
 pub mod store;
+pub mod webhook;

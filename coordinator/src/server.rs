@@ -96,13 +96,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         instances = loaded.instances.len(),
         "state loaded"
     );
-    let core = Cluster::new(settings.pools.clone(), settings.timers.clone()).restore(
-        loaded.hosts,
-        loaded.instances,
-        loaded.last_event_id,
-        clock.now(),
-    );
-    let cluster = ClusterActor::new(core, Writer::start(store.clone()), clock).start();
+    let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
+        .restore(
+            loaded.hosts,
+            loaded.instances,
+            loaded.last_event_id,
+            clock.now(),
+        )
+        .with_prices(loaded.prices);
+    let (events, _) = tokio::sync::broadcast::channel(4096);
+    if let Some(webhook) = settings.webhook.clone() {
+        crate::webhook::spawn(webhook, events.subscribe());
+    }
+    let writer = Writer::start(store.clone());
+    let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
     let logs = LogStore::new(data_dir.join("logs"));
 
     let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
@@ -112,7 +119,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     quic::serve(
         endpoint.clone(),
         Arc::new(QuicContext {
-            store,
+            store: store.clone(),
             ca,
             cluster: cluster.clone(),
             logs: logs.clone(),
@@ -124,6 +131,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         cluster,
         admin_token: admin_token.clone(),
         logs,
+        store: store.clone(),
+        events: events.clone(),
     });
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))

@@ -3,6 +3,7 @@
 //! timer drives the core's deadlines (lost hosts).
 
 use super::messages::{AgentEvent, ApiError, ApiReply, ApiRequest, PoolView, Scope};
+use crate::core::cluster::Event;
 use crate::core::lifecycle::LifecycleError;
 use crate::core::{Cluster, Instance, pools};
 use crate::store::Batch;
@@ -15,9 +16,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::sync::mpsc::UnboundedSender;
 
-const TICK: Duration = Duration::from_millis(200);
+/// Granularity of deadlines (terminations, lost hosts).
+const TICK: Duration = Duration::from_millis(100);
 
 struct Link {
     id: u64,
@@ -29,15 +32,23 @@ pub struct ClusterActor {
     writer: Writer,
     clock: Arc<dyn Clock>,
     links: HashMap<HostId, Link>,
+    /// Committed events, for the SSE stream and webhooks.
+    events: broadcast::Sender<Event>,
 }
 
 impl ClusterActor {
-    pub fn new(core: Cluster, writer: Writer, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        core: Cluster,
+        writer: Writer,
+        clock: Arc<dyn Clock>,
+        events: broadcast::Sender<Event>,
+    ) -> Self {
         Self {
             core,
             writer,
             clock,
             links: HashMap::new(),
+            events,
         }
     }
 
@@ -49,16 +60,27 @@ impl ClusterActor {
             .into_iter()
             .filter_map(|(host, message)| Some((self.links.get(&host)?.outbox.clone(), message)))
             .collect();
+        let retention = chrono::Duration::from_std(self.core.timers().price_history)
+            .unwrap_or(chrono::Duration::MAX);
+        let prune_prices_before =
+            (!changes.price_points.is_empty()).then(|| self.clock.now() - retention);
+        let events = changes.events.clone();
+        let broadcast = self.events.clone();
         let batch = Batch {
             hosts: changes.hosts,
             instances: changes.instances,
             events: changes.events,
+            price_points: changes.price_points,
+            prune_prices_before,
         };
         let done = self.writer.submit(
             batch,
             Box::new(move || {
                 for (outbox, message) in sends {
                     let _ = outbox.send(message);
+                }
+                for event in events {
+                    let _ = broadcast.send(event);
                 }
             }),
         );
@@ -193,6 +215,12 @@ impl Actor for ClusterActor {
             actor.core.tick(actor.clock.now());
             drop(actor.flush());
         });
+        let market = |actor: &mut Self, _: &mut Context<Self>| {
+            actor.core.market_tick(actor.clock.now());
+            drop(actor.flush());
+        };
+        market(self, ctx);
+        ctx.run_interval(self.core.timers().price_tick, market);
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod hosts;
 pub mod instances;
 pub mod pools;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub cluster: Addr<ClusterActor>,
     pub admin_token: String,
     pub logs: LogStore,
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+    pub events: tokio::sync::broadcast::Sender<crate::core::cluster::Event>,
 }
 
 impl AppState {
@@ -43,7 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/v1")
                 .configure(instances::routes)
                 .configure(hosts::routes)
-                .configure(pools::routes),
+                .configure(pools::routes)
+                .configure(events::routes),
         )
         .default_service(web::to(not_found));
 }

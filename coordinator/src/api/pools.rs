@@ -8,7 +8,8 @@ use crate::actors::{ApiReply, ApiRequest};
 use actix_web::{HttpResponse, web};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/pools", web::get().to(list));
+    cfg.route("/pools", web::get().to(list))
+        .route("/pools/{model}/price-history", web::get().to(history));
 }
 
 async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, HttpError> {
@@ -18,4 +19,45 @@ async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespons
         }
         other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HistoryQuery {
+    hours: Option<u32>,
+}
+
+/// `GET /v1/pools/{model}/price-history?hours=N` (default 48): `[{"at","price"}]`, oldest first.
+async fn history(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    model: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let hours = query.hours.unwrap_or(48);
+    if hours == 0 || hours > 24 * 366 {
+        return Err(HttpError::bad_request(
+            "invalid_query",
+            "hours must be between 1 and 8784",
+        ));
+    }
+    let wanted = model.into_inner();
+    let pool = match state.ask(ApiRequest::Pools).await? {
+        ApiReply::Pools(pools) => pools
+            .into_iter()
+            .find(|p| p.settings.model.eq_ignore_ascii_case(wanted.trim()))
+            .ok_or_else(|| HttpError::not_found(format!("pool {wanted:?} (see GET /v1/pools)")))?,
+        other => return Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+    };
+    let since = chrono::Utc::now() - chrono::Duration::hours(hours as i64);
+    let store = state.store.clone();
+    let model = pool.settings.model.clone();
+    let points = web::block(move || store.price_history(&model, since))
+        .await
+        .map_err(|e| HttpError::internal(e.to_string()))?
+        .map_err(|e| HttpError::internal(e.to_string()))?;
+    let body: Vec<_> = points
+        .iter()
+        .map(|p| serde_json::json!({ "at": p.at, "price": p.price }))
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
 }

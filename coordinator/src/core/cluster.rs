@@ -3,7 +3,6 @@
 //! outbox, commits it to the store, and only then sends the messages in it.
 
 use super::model::{EndReason, Instance, InstanceRequest, InstanceState};
-use super::placement::{self, NoFit, Placement};
 use super::pools;
 use super::registry::{Host, HostState, Registry};
 use crate::config::{PoolSettings, Timers};
@@ -34,6 +33,7 @@ pub struct Changes {
     pub instances: Vec<Instance>,
     pub hosts: Vec<Host>,
     pub events: Vec<Event>,
+    pub price_points: Vec<PricePoint>,
     pub sends: Vec<Effect>,
 }
 
@@ -42,15 +42,55 @@ impl Changes {
         self.instances.is_empty()
             && self.hosts.is_empty()
             && self.events.is_empty()
+            && self.price_points.is_empty()
             && self.sends.is_empty()
+    }
+}
+
+/// A pool's market price at one tick, for the price history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePoint {
+    pub model: String,
+    pub at: DateTime<Utc>,
+    pub price: Money,
+}
+
+/// Service order of the queue: regular before spot (DESIGN §4), higher bids first, then
+/// the older request.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueKey {
+    class: u8,
+    negated_bid: i64,
+    seq: u64,
+}
+
+impl QueueKey {
+    pub fn of(instance: &Instance) -> Self {
+        match instance.request.billing.bid() {
+            None => Self {
+                class: 0,
+                negated_bid: 0,
+                seq: instance.seq,
+            },
+            Some(bid) => Self {
+                class: 1,
+                negated_bid: -bid.micros(),
+                seq: instance.seq,
+            },
+        }
     }
 }
 
 pub struct Cluster {
     pub(super) registry: Registry,
     pub(super) instances: BTreeMap<InstanceId, Instance>,
-    /// Queued instances by creation order.
-    pub(super) queue: BTreeMap<u64, InstanceId>,
+    /// Queued instances in service order (regular first, then spot by bid, then age).
+    pub(super) queue: BTreeMap<QueueKey, InstanceId>,
+    /// Scheduled terminations by deadline.
+    pub(super) deadlines: BTreeSet<(DateTime<Utc>, InstanceId)>,
+    /// Current spot market price per pool model.
+    pub(super) prices: BTreeMap<String, Money>,
+    price_points: Vec<PricePoint>,
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
     next_seq: u64,
@@ -67,6 +107,9 @@ impl Cluster {
             registry: Registry::default(),
             instances: BTreeMap::new(),
             queue: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            prices: BTreeMap::new(),
+            price_points: Vec::new(),
             pools,
             timers,
             next_seq: 1,
@@ -97,11 +140,23 @@ impl Cluster {
         for instance in instances {
             self.next_seq = self.next_seq.max(instance.seq + 1);
             if instance.state == InstanceState::Queued {
-                self.queue.insert(instance.seq, instance.id.clone());
+                self.queue
+                    .insert(QueueKey::of(&instance), instance.id.clone());
+            }
+            if let (InstanceState::TerminationScheduled, Some(at)) =
+                (instance.state, instance.termination_time)
+            {
+                self.deadlines.insert((at, instance.id.clone()));
             }
             self.instances.insert(instance.id.clone(), instance);
         }
         self.next_event_id = last_event_id + 1;
+        self
+    }
+
+    /// The last market prices a previous run recorded.
+    pub fn with_prices(mut self, prices: BTreeMap<String, Money>) -> Self {
+        self.prices = prices;
         self
     }
 
@@ -139,6 +194,7 @@ impl Cluster {
             instances,
             hosts,
             events: std::mem::take(&mut self.events),
+            price_points: std::mem::take(&mut self.price_points),
             sends: std::mem::take(&mut self.sends),
         }
     }
@@ -149,6 +205,10 @@ impl Cluster {
 
     pub(super) fn touch_host(&mut self, id: &HostId) {
         self.dirty_hosts.insert(id.clone());
+    }
+
+    pub(super) fn record_price(&mut self, point: PricePoint) {
+        self.price_points.push(point);
     }
 
     pub(super) fn send(&mut self, host: &HostId, message: CoordinatorMessage) {
@@ -204,78 +264,11 @@ impl Cluster {
             serde_json::json!({}),
         );
         self.instances.insert(id.clone(), instance);
-        self.queue.insert(seq, id.clone());
+        self.queue
+            .insert(QueueKey::of(&self.instances[&id]), id.clone());
         self.touch_instance(&id);
         self.place_queued(now);
         id
-    }
-
-    /// Places whatever in the queue fits now, oldest first; the rest get a fresh reason.
-    pub fn place_queued(&mut self, now: DateTime<Utc>) {
-        let queued: Vec<(u64, InstanceId)> =
-            self.queue.iter().map(|(s, i)| (*s, i.clone())).collect();
-        for (seq, id) in queued {
-            let Some(request) = self.instances.get(&id).map(|i| i.request.clone()) else {
-                self.queue.remove(&seq);
-                continue;
-            };
-            match placement::place(&self.registry, &request, |m| self.list_price(m)) {
-                Ok(placement) => {
-                    self.queue.remove(&seq);
-                    self.assign(&id, placement, now);
-                }
-                Err(no_fit) => self.set_waiting_reason(&id, &no_fit),
-            }
-        }
-    }
-
-    fn set_waiting_reason(&mut self, id: &InstanceId, no_fit: &NoFit) {
-        if let Some(instance) = self.instances.get_mut(id)
-            && instance.reason.as_deref() != Some(no_fit.reason())
-        {
-            instance.reason = Some(no_fit.reason().to_owned());
-            self.touch_instance(id);
-        }
-    }
-
-    fn assign(&mut self, id: &InstanceId, placement: Placement, now: DateTime<Utc>) {
-        let Some(host) = self.registry.get_mut(&placement.host_id) else {
-            return;
-        };
-        let gpu_uuids: Vec<String> = placement
-            .unit_indices
-            .iter()
-            .map(|&i| {
-                host.units[i].instance = Some(id.clone());
-                host.units[i].unit.gpu.uuid.clone()
-            })
-            .collect();
-        let price = self.list_price(&placement.gpu_model);
-        let Some(instance) = self.instances.get_mut(id) else {
-            return;
-        };
-        instance.state = InstanceState::Scheduled;
-        instance.reason = None;
-        instance.host_id = Some(placement.host_id.clone());
-        instance.gpu_uuids = gpu_uuids;
-        instance.gpu_model = Some(placement.gpu_model.clone());
-        instance.cpu_cores = Some(placement.cpu_cores);
-        instance.memory_gib = Some(placement.memory_gib);
-        instance.price = Some(price);
-        let assignment = self.assignment(id);
-        self.touch_host(&placement.host_id);
-        self.touch_instance(id);
-        let instance = self.instances[id].clone();
-        self.event(
-            now,
-            "instance_placed",
-            Some(&instance),
-            None,
-            serde_json::json!({ "gpu_uuids": instance.gpu_uuids }),
-        );
-        if let Some(assignment) = assignment {
-            self.send(&placement.host_id, CoordinatorMessage::Start(assignment));
-        }
     }
 
     pub fn guest_metadata(&self, instance: &Instance) -> GuestMetadata {
@@ -326,7 +319,10 @@ impl Cluster {
             return;
         }
         if instance.state == InstanceState::Queued {
-            self.queue.remove(&instance.seq);
+            self.queue.remove(&QueueKey::of(instance));
+        }
+        if let Some(at) = instance.termination_time {
+            self.deadlines.remove(&(at, id.clone()));
         }
         instance.state = InstanceState::Terminated;
         instance.termination_reason = Some(reason);

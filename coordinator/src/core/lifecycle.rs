@@ -335,8 +335,10 @@ impl Cluster {
         }
     }
 
-    /// Periodic work: hosts silent past `host_lost_after` are lost with their instances.
+    /// Periodic work: due terminations are carried out, and hosts silent past
+    /// `host_lost_after` are lost with their instances.
     pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.carry_out_deadlines(now);
         let lost_after = chrono::Duration::from_std(self.timers.host_lost_after)
             .unwrap_or(chrono::Duration::MAX);
         let silent: Vec<HostId> = self

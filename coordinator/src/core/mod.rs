@@ -6,13 +6,20 @@
 //! - [`placement`]: which host a request fits on (seed 004, best fit).
 //! - [`cluster`]: the state machine tying them together.
 //! - [`pools`]: per-model availability and the surplus price.
+//! - [`market`]: the per-pool spot auction; [`spot`]: applying it (prices, reclamation,
+//!   notices, deadlines); [`scheduling`]: serving the queue.
 
 pub mod cluster;
 pub mod lifecycle;
+pub mod market;
 pub mod model;
 pub mod placement;
 pub mod pools;
 pub mod registry;
+pub mod scheduling;
+pub mod spot;
+#[cfg(test)]
+mod spot_tests;
 
 pub use cluster::{Cluster, Effect};
 pub use model::{Billing, EndReason, Instance, InstanceRequest, InstanceState, Range};

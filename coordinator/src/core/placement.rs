@@ -58,7 +58,7 @@ pub fn describe(request: &InstanceRequest) -> String {
     parts.join(", ")
 }
 
-fn fit_on_host(host: &Host, request: &InstanceRequest) -> HostFit {
+fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> bool) -> HostFit {
     let k = request.gpu.count as usize;
     let Some(first) = host.units.first() else {
         return HostFit::Never;
@@ -74,7 +74,9 @@ fn fit_on_host(host: &Host, request: &InstanceRequest) -> HostFit {
             host.units
                 .iter()
                 .enumerate()
-                .filter(move |(_, s)| model_matches(wanted, &s.unit.gpu.model))
+                .filter(move |(_, s)| {
+                    model_matches(wanted, &s.unit.gpu.model) && allowed(&s.unit.gpu.model)
+                })
                 .filter(move |(_, s)| {
                     if free_only {
                         s.is_free()
@@ -108,17 +110,19 @@ fn fit_on_host(host: &Host, request: &InstanceRequest) -> HostFit {
     }
 }
 
-/// The best host for `request`, or why there is none. `price_of` gives a GPU model's list
-/// price for the tie-break.
+/// The best host for `request`, or why there is none. `price_of` gives a GPU model's
+/// price for the tie-break; only GPU models `allowed` accepts are considered (a spot bid
+/// below a pool's market price excludes that pool).
 pub fn place(
     registry: &Registry,
     request: &InstanceRequest,
     price_of: impl Fn(&str) -> Money,
+    allowed: impl Fn(&str) -> bool,
 ) -> Result<Placement, NoFit> {
     let mut best: Option<((usize, Money, HostId), Placement)> = None;
     let mut could_wait = false;
     for host in registry.iter().filter(|h| h.state != HostState::Lost) {
-        match fit_on_host(host, request) {
+        match fit_on_host(host, request, &allowed) {
             HostFit::Fits(placement) => {
                 let left = host.free_units() - placement.unit_indices.len();
                 let key = (left, price_of(&placement.gpu_model), host.id.clone());
@@ -214,14 +218,14 @@ mod tests {
     fn seed_004_example_matches_a_or_c_never_b() {
         let registry = seed_004();
         let req = request(&ALL, 8, (100, 200), (224, 1024));
-        let first = place(&registry, &req, |_| Money(1)).unwrap();
+        let first = place(&registry, &req, |_| Money(1), |_| true).unwrap();
         assert!(["h-a", "h-c"].contains(&first.host_id.as_str()));
         assert_eq!(first.cpu_cores, 128);
         // Only B left once A and C are excluded: it must never match.
         let mut only_b = Registry::default();
         only_b.insert(registry.get(&HostId::from("h-b")).unwrap().clone());
         assert!(matches!(
-            place(&only_b, &req, |_| Money(1)),
+            place(&only_b, &req, |_| Money(1), |_| true),
             Err(NoFit::Never(_))
         ));
     }
@@ -230,13 +234,13 @@ mod tests {
     fn seed_004_shares_follow_the_host() {
         let registry = seed_004();
         let req = request(&["RTX PRO 6000"], 8, (100, 200), (224, 1024));
-        let placed = place(&registry, &req, |_| Money(1)).unwrap();
+        let placed = place(&registry, &req, |_| Money(1), |_| true).unwrap();
         assert_eq!(
             (placed.host_id.as_str(), placed.cpu_cores, placed.memory_gib),
             ("h-c", 128, 360)
         );
         let req = request(&["5090"], 8, (100, 200), (224, 1024));
-        let placed = place(&registry, &req, |_| Money(1)).unwrap();
+        let placed = place(&registry, &req, |_| Money(1), |_| true).unwrap();
         assert_eq!(
             (placed.host_id.as_str(), placed.cpu_cores, placed.memory_gib),
             ("h-a", 128, 720)
@@ -252,7 +256,7 @@ mod tests {
         }
         let req = request(&ALL, 1, (0, 1000), (0, 10_000));
         assert_eq!(
-            place(&registry, &req, |_| Money(1))
+            place(&registry, &req, |_| Money(1), |_| true)
                 .unwrap()
                 .host_id
                 .as_str(),
@@ -267,7 +271,10 @@ mod tests {
             }
         };
         assert_eq!(
-            place(&fresh, &req, cheapest_b).unwrap().host_id.as_str(),
+            place(&fresh, &req, cheapest_b, |_| true)
+                .unwrap()
+                .host_id
+                .as_str(),
             "h-b"
         );
     }
@@ -282,12 +289,12 @@ mod tests {
         }
         let req = request(&["5090"], 1, (0, 1000), (0, 10_000));
         assert!(matches!(
-            place(&registry, &req, |_| Money(1)),
+            place(&registry, &req, |_| Money(1), |_| true),
             Err(NoFit::Wait(_))
         ));
         let too_many = request(&["5090"], 9, (0, 10_000), (0, 100_000));
         assert!(matches!(
-            place(&registry, &too_many, |_| Money(1)),
+            place(&registry, &too_many, |_| Money(1), |_| true),
             Err(NoFit::Never(_))
         ));
     }
@@ -301,13 +308,13 @@ mod tests {
             .gpu
             .healthy = false;
         assert!(matches!(
-            place(&registry, &req, |_| Money(1)),
+            place(&registry, &req, |_| Money(1), |_| true),
             Err(NoFit::Never(_))
         ));
         let mut registry = seed_004();
         registry.get_mut(&HostId::from("h-a")).unwrap().state = HostState::Disconnected;
         assert!(matches!(
-            place(&registry, &req, |_| Money(1)),
+            place(&registry, &req, |_| Money(1), |_| true),
             Err(NoFit::Wait(_))
         ));
     }

@@ -5,7 +5,7 @@
 pub mod sqlite;
 pub mod writer;
 
-use crate::core::cluster::Event;
+use crate::core::cluster::{Event, PricePoint};
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::HostId;
@@ -28,11 +28,18 @@ pub struct Batch {
     pub hosts: Vec<Host>,
     pub instances: Vec<Instance>,
     pub events: Vec<Event>,
+    pub price_points: Vec<PricePoint>,
+    /// Price history older than this is dropped (retention, DESIGN §4).
+    pub prune_prices_before: Option<DateTime<Utc>>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty() && self.instances.is_empty() && self.events.is_empty()
+        self.hosts.is_empty()
+            && self.instances.is_empty()
+            && self.events.is_empty()
+            && self.price_points.is_empty()
+            && self.prune_prices_before.is_none()
     }
 }
 
@@ -42,6 +49,8 @@ pub struct Loaded {
     pub hosts: Vec<Host>,
     pub instances: Vec<Instance>,
     pub last_event_id: u64,
+    /// The latest market price of each pool.
+    pub prices: std::collections::BTreeMap<String, gpuspot_common::Money>,
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -57,4 +66,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError>;
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    fn price_history(
+        &self,
+        model: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<PricePoint>, StoreError>;
 }

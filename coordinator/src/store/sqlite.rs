@@ -3,7 +3,7 @@
 //! shapes grow without migrations for every new field.
 
 use super::{Batch, Loaded, Store, StoreError};
-use crate::core::cluster::Event;
+use crate::core::cluster::{Event, PricePoint};
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::HostId;
@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL,
     account_id TEXT, instance_id TEXT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS price_history (model TEXT NOT NULL, at INTEGER NOT NULL, price INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS price_history_by_model ON price_history (model, at);
 CREATE TABLE IF NOT EXISTS join_tokens (hash TEXT PRIMARY KEY, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS host_certificates (
     fingerprint TEXT PRIMARY KEY, host_id TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -90,6 +92,15 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
             to_json(e)
         ])?;
     }
+    let mut price_stmt =
+        tx.prepare_cached("INSERT INTO price_history (model, at, price) VALUES (?1, ?2, ?3)")?;
+    for p in &batch.price_points {
+        price_stmt.execute(params![p.model, p.at.timestamp_millis(), p.price.micros()])?;
+    }
+    if let Some(before) = batch.prune_prices_before {
+        tx.prepare_cached("DELETE FROM price_history WHERE at < ?1")?
+            .execute([before.timestamp_millis()])?;
+    }
     Ok(())
 }
 
@@ -110,10 +121,20 @@ impl Store for SqliteStore {
         }
         let last_event_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        let mut prices = std::collections::BTreeMap::new();
+        let mut stmt = conn.prepare(
+            "SELECT model, price FROM price_history p \
+             WHERE at = (SELECT MAX(at) FROM price_history WHERE model = p.model)",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (model, price) = row?;
+            prices.insert(model, gpuspot_common::Money(price));
+        }
         Ok(Loaded {
             hosts,
             instances,
             last_event_id: last_event_id as u64,
+            prices,
         })
     }
 
@@ -181,6 +202,41 @@ impl Store for SqliteStore {
         })?;
         rows.map(|body| from_json("event", &body?)).collect()
     }
+
+    fn price_history(
+        &self,
+        model: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<PricePoint>, StoreError> {
+        self.read_price_history(model, since)
+    }
+}
+
+impl SqliteStore {
+    fn read_price_history(
+        &self,
+        model: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<PricePoint>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, price FROM price_history WHERE model = ?1 AND at >= ?2 ORDER BY at",
+        )?;
+        let rows = stmt.query_map(params![model, since.timestamp_millis()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|row| {
+            let (at, price) = row?;
+            let at = DateTime::from_timestamp_millis(at)
+                .ok_or_else(|| StoreError::Corrupt("price_history".into(), format!("time {at}")))?;
+            Ok(PricePoint {
+                model: model.to_owned(),
+                at,
+                price: gpuspot_common::Money(price),
+            })
+        })
+        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +245,7 @@ mod tests {
     use crate::config::Timers;
     use crate::core::Cluster;
     use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
-    use gpuspot_common::AccountId;
+    use gpuspot_common::{AccountId, Money};
 
     fn request() -> InstanceRequest {
         InstanceRequest {
@@ -216,10 +272,24 @@ mod tests {
         let changes = cluster.take_changes();
         {
             let store = SqliteStore::open(dir.path()).unwrap();
+            let points = vec![
+                PricePoint {
+                    model: "H100".into(),
+                    at: now - chrono::Duration::hours(50),
+                    price: Money(1),
+                },
+                PricePoint {
+                    model: "H100".into(),
+                    at: now,
+                    price: Money(7),
+                },
+            ];
             let batch = Batch {
                 hosts: changes.hosts,
                 instances: changes.instances,
                 events: changes.events,
+                price_points: points,
+                prune_prices_before: Some(now - chrono::Duration::hours(48)),
             };
             store.commit(&[batch.clone(), batch]).unwrap();
             store.add_join_token("abc", now).unwrap();
@@ -242,5 +312,14 @@ mod tests {
             store.events_after(0, 10).unwrap().len() as u64,
             loaded.last_event_id
         );
+        let history = store
+            .price_history("H100", now - chrono::Duration::hours(100))
+            .unwrap();
+        assert_eq!(
+            history.len(),
+            2,
+            "the recent point of both commits; the old ones pruned"
+        );
+        assert_eq!(loaded.prices.get("H100"), Some(&Money(7)));
     }
 }
