@@ -60,10 +60,8 @@ impl Args {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Entry point of the `gpuspot-agent` binary.
@@ -81,9 +79,7 @@ pub fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let discovery = crate::host::discovery(&settings)?;
         let inventory = discovery.inventory()?;

@@ -9,10 +9,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config {path} is not valid: {detail}")]
     Parse { path: String, detail: String },
     #[error("agent config is invalid:\n  - {}", .0.join("\n  - "))]
@@ -57,10 +54,8 @@ const MAX_SOCKET_DIR: usize = 80;
 
 impl RawAgentConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
             detail: e.to_string(),
@@ -78,14 +73,10 @@ impl RawAgentConfig {
         }
         // Absolute, because guests run in their own data dir and must still find the socket.
         let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-        let state_dir = absolute(
-            self.state_dir
-                .unwrap_or_else(|| PathBuf::from("/var/lib/gpuspot-agent")),
-        );
-        let socket_dir = absolute(
-            self.socket_dir
-                .unwrap_or_else(|| default_socket_dir(&state_dir)),
-        );
+        let state_dir =
+            absolute(self.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/gpuspot-agent")));
+        let socket_dir =
+            absolute(self.socket_dir.unwrap_or_else(|| default_socket_dir(&state_dir)));
         if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
             problems.push(format!(
                 "socket_dir: {} is too long for unix sockets (at most {MAX_SOCKET_DIR} bytes)",
@@ -139,10 +130,7 @@ mod tests {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
         let dir = default_socket_dir(&long);
         assert!(dir.as_os_str().len() <= MAX_SOCKET_DIR);
-        assert_eq!(
-            default_socket_dir(Path::new("/srv/a")),
-            PathBuf::from("/srv/a/sock")
-        );
+        assert_eq!(default_socket_dir(Path::new("/srv/a")), PathBuf::from("/srv/a/sock"));
     }
 
     #[test]

@@ -19,10 +19,7 @@ pub fn discovery(
     match &settings.simulate {
         Some(path) => {
             let profile = SimulatedProfile::from_file(path)?;
-            Ok(Arc::new(SimulatedDiscovery::new(
-                profile,
-                settings.hostname.clone(),
-            )))
+            Ok(Arc::new(SimulatedDiscovery::new(profile, settings.hostname.clone())))
         }
         None => {
             let hostname = settings.hostname.clone().unwrap_or_else(machine_hostname);

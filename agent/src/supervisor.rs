@@ -60,14 +60,14 @@ impl Supervisor {
 
     /// Everything to tell the coordinator in a hello: what runs and what ended unheard.
     pub fn reports(&self) -> Vec<InstanceReport> {
-        let running = self.running.keys().map(|id| InstanceReport {
-            instance_id: id.clone(),
-            state: WorkloadState::Running,
-        });
-        let finished = self.finished.iter().map(|(id, f)| InstanceReport {
-            instance_id: id.clone(),
-            state: f.state.clone(),
-        });
+        let running = self
+            .running
+            .keys()
+            .map(|id| InstanceReport { instance_id: id.clone(), state: WorkloadState::Running });
+        let finished = self
+            .finished
+            .iter()
+            .map(|(id, f)| InstanceReport { instance_id: id.clone(), state: f.state.clone() });
         running.chain(finished).collect()
     }
 
@@ -89,9 +89,7 @@ impl Supervisor {
             cpu_cores: assignment.cpu_cores,
             memory_gib: assignment.memory_gib,
             data_dir: dir.join("data"),
-            metadata_socket: self
-                .socket_dir
-                .join(format!("{}.sock", assignment.instance_id)),
+            metadata_socket: self.socket_dir.join(format!("{}.sock", assignment.instance_id)),
             log_path: dir.join("output.log"),
         }
     }
@@ -114,36 +112,20 @@ impl Supervisor {
             Ok(server) => Some(server),
             Err(e) => return Some(failed(&id, format!("cannot open the metadata socket: {e}"))),
         };
-        let log = LogTail {
-            path: spec.log_path.clone(),
-            sent: assignment.log_offset,
-        };
+        let log = LogTail { path: spec.log_path.clone(), sent: assignment.log_offset };
         if let Err(e) = self.runtime.start(spec) {
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
             self.remember_finished(
                 id.clone(),
-                WorkloadState::Failed {
-                    message: e.to_string(),
-                },
+                WorkloadState::Failed { message: e.to_string() },
                 log,
             );
             return Some(failed(&id, e.to_string()));
         }
         tracing::info!(instance = %id, "workload started");
         let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
-        self.running.insert(
-            id.clone(),
-            Workload {
-                metadata,
-                _socket: socket,
-                log,
-                kill_timeout,
-            },
-        );
-        Some(InstanceReport {
-            instance_id: id,
-            state: WorkloadState::Running,
-        })
+        self.running.insert(id.clone(), Workload { metadata, _socket: socket, log, kill_timeout });
+        Some(InstanceReport { instance_id: id, state: WorkloadState::Running })
     }
 
     pub fn stop(&mut self, id: &InstanceId, kill_timeout: Duration) {
@@ -170,10 +152,7 @@ impl Supervisor {
         let workload = self.running.remove(&event.instance_id)?;
         tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
         self.remember_finished(event.instance_id.clone(), event.state.clone(), workload.log);
-        Some(InstanceReport {
-            instance_id: event.instance_id,
-            state: event.state,
-        })
+        Some(InstanceReport { instance_id: event.instance_id, state: event.state })
     }
 
     fn remember_finished(&mut self, id: InstanceId, state: WorkloadState, log: LogTail) {
@@ -226,11 +205,9 @@ impl Supervisor {
         for (id, tail) in tails {
             for _ in 0..LOG_CHUNKS_PER_POLL {
                 match read_chunk(tail) {
-                    Some((offset, data)) => frames.push(AgentMessage::Log {
-                        instance_id: id.clone(),
-                        offset,
-                        data,
-                    }),
+                    Some((offset, data)) => {
+                        frames.push(AgentMessage::Log { instance_id: id.clone(), offset, data })
+                    }
                     None => break,
                 }
             }
@@ -240,10 +217,7 @@ impl Supervisor {
 }
 
 fn failed(id: &InstanceId, message: String) -> InstanceReport {
-    InstanceReport {
-        instance_id: id.clone(),
-        state: WorkloadState::Failed { message },
-    }
+    InstanceReport { instance_id: id.clone(), state: WorkloadState::Failed { message } }
 }
 
 fn read_chunk(tail: &mut LogTail) -> Option<(u64, Vec<u8>)> {

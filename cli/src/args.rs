@@ -111,12 +111,7 @@ pub struct InstanceCreateArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Accepted GPU model (substring of the NVML name); repeat or give a comma list.
-    #[arg(
-        long = "gpu",
-        value_name = "MODEL",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long = "gpu", value_name = "MODEL", value_delimiter = ',', required = true)]
     pub gpus: Vec<String>,
     /// Number of GPUs.
     #[arg(long, default_value_t = 1)]

@@ -13,10 +13,7 @@ pub fn render(prices: &[i64], width: usize, height: usize) -> Vec<String> {
     let columns = squeeze(prices, width);
     let low = columns.iter().copied().min().unwrap_or(0);
     let high = columns.iter().copied().max().unwrap_or(0);
-    let levels: Vec<usize> = columns
-        .iter()
-        .map(|&price| level(price, low, high, height))
-        .collect();
+    let levels: Vec<usize> = columns.iter().map(|&price| level(price, low, high, height)).collect();
     let top = Money::from_micros(high).to_string();
     let bottom = Money::from_micros(low).to_string();
     let label_width = top.len().max(bottom.len());
@@ -28,10 +25,7 @@ pub fn render(prices: &[i64], width: usize, height: usize) -> Vec<String> {
                 0 => bottom.as_str(),
                 _ => "",
             };
-            let bars: String = levels
-                .iter()
-                .map(|&l| if l >= row { '#' } else { ' ' })
-                .collect();
+            let bars: String = levels.iter().map(|&l| if l >= row { '#' } else { ' ' }).collect();
             format!("{label:>label_width$} |{}", bars.trim_end())
         })
         .collect()

@@ -62,9 +62,8 @@ impl Client {
         idle: Duration,
     ) -> anyhow::Result<Response> {
         let http = build_http(Some(idle))?;
-        let mut request = self
-            .request(&http, Method::GET, path)
-            .header("Accept", "text/event-stream");
+        let mut request =
+            self.request(&http, Method::GET, path).header("Accept", "text/event-stream");
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -107,11 +106,7 @@ impl Client {
     fn transport_error(&self, err: reqwest::Error) -> anyhow::Error {
         if err.is_connect() {
             let cause = root_cause(&err);
-            return Unreachable {
-                url: self.base.clone(),
-                cause,
-            }
-            .into();
+            return Unreachable { url: self.base.clone(), cause }.into();
         }
         if err.is_builder() {
             let cause = root_cause(&err);
@@ -158,10 +153,7 @@ mod tests {
 
     #[test]
     fn segments_are_percent_encoded() {
-        assert_eq!(
-            encode_segment("NVIDIA GeForce RTX 5090"),
-            "NVIDIA%20GeForce%20RTX%205090"
-        );
+        assert_eq!(encode_segment("NVIDIA GeForce RTX 5090"), "NVIDIA%20GeForce%20RTX%205090");
         assert_eq!(encode_segment("a/b?c"), "a%2Fb%3Fc");
         assert_eq!(encode_segment("H100"), "H100");
     }

@@ -95,17 +95,12 @@ pub fn parse_spec(text: &str) -> anyhow::Result<Map<String, Value>> {
         "spot" => true,
         "regular" => false,
         other => {
-            return usage(format!(
-                "--spec {text:?}: billing {other:?} is not spot or regular"
-            ));
+            return usage(format!("--spec {text:?}: billing {other:?} is not spot or regular"));
         }
     };
     let models: Vec<String> = parts[1].split(['|', ',']).map(str::to_owned).collect();
     let Ok(count) = parts[2].trim().parse::<u32>() else {
-        return usage(format!(
-            "--spec {text:?}: count {:?} is not a number",
-            parts[2]
-        ));
+        return usage(format!("--spec {text:?}: count {:?} is not a number", parts[2]));
     };
     let mut spec = Map::new();
     spec.insert("gpu".into(), gpu_json(&models, count)?);
@@ -174,13 +169,8 @@ mod tests {
 
     #[test]
     fn bad_specs_are_usage_errors() {
-        for bad in [
-            "spot:H100:1",
-            "regular:H100:1:2.00",
-            "cheap:H100:1",
-            "spot:H100",
-            "spot::1:1",
-        ] {
+        for bad in ["spot:H100:1", "regular:H100:1:2.00", "cheap:H100:1", "spot:H100", "spot::1:1"]
+        {
             assert!(is_usage(parse_spec(bad)), "{bad} should be refused");
         }
         assert!(is_usage(parse_spec("spot:H100:x:1.00")));
@@ -221,16 +211,8 @@ mod tests {
 
     #[test]
     fn mode_flags_are_checked() {
-        let job = create(&[
-            "--mode",
-            "job",
-            "--completions",
-            "5",
-            "--spec",
-            "regular:H:1",
-            "--",
-            "x",
-        ]);
+        let job =
+            create(&["--mode", "job", "--completions", "5", "--spec", "regular:H:1", "--", "x"]);
         assert_eq!(job.expect("valid")["completions"], json!(5));
         assert!(is_usage(create(&[
             "--mode",
@@ -242,14 +224,7 @@ mod tests {
             "--",
             "x"
         ])));
-        assert!(is_usage(create(&[
-            "--completions",
-            "2",
-            "--spec",
-            "regular:H:1",
-            "--",
-            "x"
-        ])));
+        assert!(is_usage(create(&["--completions", "2", "--spec", "regular:H:1", "--", "x"])));
         assert!(is_usage(create(&["--", "x"])));
     }
 
@@ -277,10 +252,7 @@ snapshot = { enabled = true }
                         "billing": { "mode": "spot", "max_price": "1.20" } }],
             "template": { "command": ["python3", "train.py"], "snapshot": { "enabled": true } }
         });
-        assert_eq!(
-            load_deployment_file(&toml_path).expect("toml loads"),
-            expected
-        );
+        assert_eq!(load_deployment_file(&toml_path).expect("toml loads"), expected);
         let json_path = dir.path().join("svc.json");
         std::fs::write(&json_path, expected.to_string()).expect("write json");
         let path = json_path.to_str().expect("utf-8 path");
@@ -298,8 +270,6 @@ snapshot = { enabled = true }
         let broken = dir.path().join("svc.toml");
         std::fs::write(&broken, "name = ").expect("write");
         assert!(is_usage(load_deployment_file(&broken)));
-        assert!(is_usage(load_deployment_file(
-            &dir.path().join("missing.json")
-        )));
+        assert!(is_usage(load_deployment_file(&dir.path().join("missing.json"))));
     }
 }

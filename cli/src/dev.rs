@@ -86,10 +86,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let settings = coordinator_settings(&args, &data_dir)?;
     let profiles = load_hosts(args.hosts.as_deref())?;
     actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
     })
     .block_on(cluster(settings, profiles, data_dir))
 }
@@ -110,10 +107,7 @@ async fn cluster(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
     for profile in profiles {
-        let name = profile
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("host-{}", agents.len() + 1));
+        let name = profile.name.clone().unwrap_or_else(|| format!("host-{}", agents.len() + 1));
         let state_dir = data_dir.join("hosts").join(&name);
         let settings = AgentSettings {
             coordinator: quic.to_string(),
@@ -153,10 +147,7 @@ fn print_banner(running: &gpuspot_coordinator::server::Running, data_dir: &Path,
     println!("  QUIC:        {}", running.quic_addr);
     println!("  data dir:    {}", data_dir.display());
     println!("Use it from another terminal:");
-    println!(
-        "  export GPUSPOT_API={api} GPUSPOT_TOKEN={}",
-        running.admin_token
-    );
+    println!("  export GPUSPOT_API={api} GPUSPOT_TOKEN={}", running.admin_token);
     println!(
         "  gpuspot hosts && gpuspot instances create --gpu 'RTX 5090' -- sh -c 'nvidia-smi -L || env | grep GPUSPOT; sleep 600'"
     );

@@ -39,16 +39,10 @@ impl ApiError {
         let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
         let error = parsed.as_ref().and_then(|v| v.get("error"));
         let field = |name: &str| {
-            error
-                .and_then(|e| e.get(name))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
+            error.and_then(|e| e.get(name)).and_then(|v| v.as_str()).map(str::to_owned)
         };
-        let fallback = if body.trim().is_empty() {
-            reason.to_owned()
-        } else {
-            body.trim().to_owned()
-        };
+        let fallback =
+            if body.trim().is_empty() { reason.to_owned() } else { body.trim().to_owned() };
         ApiError {
             status,
             code: field("code").unwrap_or_else(|| "http_error".to_owned()),
@@ -88,11 +82,7 @@ impl std::error::Error for Unreachable {}
 
 /// The process exit code for an error: 2 for usage mistakes, 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<UsageError>().is_some() {
-        2
-    } else {
-        1
-    }
+    if err.downcast_ref::<UsageError>().is_some() { 2 } else { 1 }
 }
 
 /// The text printed after `error: `; the API's own message for API errors, the whole
@@ -123,10 +113,7 @@ mod tests {
         let err = ApiError::from_body(502, "Bad Gateway", "upstream down\n");
         assert_eq!(err.to_string(), "upstream down (http_error, HTTP 502)");
         let err = ApiError::from_body(500, "Internal Server Error", "");
-        assert_eq!(
-            err.to_string(),
-            "Internal Server Error (http_error, HTTP 500)"
-        );
+        assert_eq!(err.to_string(), "Internal Server Error (http_error, HTTP 500)");
     }
 
     #[test]

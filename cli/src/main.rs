@@ -35,15 +35,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let token = cli
-        .token
-        .or_else(|| std::env::var("GPUSPOT_ADMIN_TOKEN").ok());
+    let token = cli.token.or_else(|| std::env::var("GPUSPOT_ADMIN_TOKEN").ok());
     let api = cli.api;
     let ctx = || -> anyhow::Result<Ctx> {
-        Ok(Ctx {
-            client: Client::new(&api, token.clone())?,
-            json: cli.json,
-        })
+        Ok(Ctx { client: Client::new(&api, token.clone())?, json: cli.json })
     };
     match cli.command {
         Command::Dev(dev_args) => dev::run(dev_args),

@@ -12,10 +12,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&str]) -> Table {
-        Table {
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row; missing cells print empty, extra cells are kept.
@@ -25,13 +22,7 @@ impl Table {
 
     /// The table as lines, without trailing spaces.
     pub fn render(&self) -> String {
-        let columns = self
-            .rows
-            .iter()
-            .map(Vec::len)
-            .chain([self.headers.len()])
-            .max()
-            .unwrap_or(0);
+        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
         let mut widths = vec![0; columns];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in line.iter().enumerate() {
@@ -72,11 +63,9 @@ pub fn text(value: Option<&Value>) -> String {
         Some(Value::String(s)) if s.is_empty() => "-".to_owned(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) if items.is_empty() => "-".to_owned(),
-        Some(Value::Array(items)) if items.iter().all(is_scalar) => items
-            .iter()
-            .map(|item| text(Some(item)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Some(Value::Array(items)) if items.iter().all(is_scalar) => {
+            items.iter().map(|item| text(Some(item))).collect::<Vec<_>>().join(", ")
+        }
         Some(other) => other.to_string(),
     }
 }
@@ -106,16 +95,9 @@ pub fn fields(object: &Value, first: &[&str]) -> String {
     let Some(map) = object.as_object() else {
         return format!("{}\n", text(Some(object)));
     };
-    let mut keys: Vec<&str> = first
-        .iter()
-        .copied()
-        .filter(|k| map.contains_key(*k))
-        .collect();
-    let mut rest: Vec<&str> = map
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !first.contains(k))
-        .collect();
+    let mut keys: Vec<&str> = first.iter().copied().filter(|k| map.contains_key(*k)).collect();
+    let mut rest: Vec<&str> =
+        map.keys().map(String::as_str).filter(|k| !first.contains(k)).collect();
     rest.sort_unstable();
     keys.extend(rest);
     let width = keys.iter().map(|k| k.len() + 1).max().unwrap_or(0);
@@ -142,11 +124,7 @@ mod tests {
     fn table_widths_follow_content() {
         let mut table = Table::new(&["ID", "STATE", "REASON"]);
         table.row(vec!["i-1".into(), "running".into(), "-".into()]);
-        table.row(vec![
-            "i-22222".into(),
-            "queued".into(),
-            "no capacity".into(),
-        ]);
+        table.row(vec!["i-22222".into(), "queued".into(), "no capacity".into()]);
         let expected = "\
 ID       STATE    REASON
 i-1      running  -
@@ -160,10 +138,7 @@ i-22222  queued   no capacity
         let mut table = Table::new(&["BILLING", "PRICE"]);
         table.row(vec!["spot ≤1.20".into(), "0.52".into()]);
         table.row(vec!["regular".into()]);
-        assert_eq!(
-            table.render(),
-            "BILLING     PRICE\nspot ≤1.20  0.52\nregular\n"
-        );
+        assert_eq!(table.render(), "BILLING     PRICE\nspot ≤1.20  0.52\nregular\n");
     }
 
     #[test]

@@ -15,10 +15,7 @@ pub fn instance_request(args: &InstanceCreateArgs) -> anyhow::Result<Value> {
     }
     body.insert("gpu".into(), gpu_json(&args.gpus, args.count)?);
     insert_resources(&mut body, &args.resources)?;
-    body.insert(
-        "billing".into(),
-        billing_json(args.spot, args.max_price.as_deref())?,
-    );
+    body.insert("billing".into(), billing_json(args.spot, args.max_price.as_deref())?);
     insert_template(&mut body, &args.command, &args.env, args.snapshot)?;
     if let Some(account) = &args.account {
         body.insert("account_id".into(), json!(account));
@@ -28,11 +25,7 @@ pub fn instance_request(args: &InstanceCreateArgs) -> anyhow::Result<Value> {
 
 /// `{"models": [...], "count": n}`; models trimmed, empty ones dropped.
 pub fn gpu_json(models: &[String], count: u32) -> anyhow::Result<Value> {
-    let models: Vec<&str> = models
-        .iter()
-        .map(|m| m.trim())
-        .filter(|m| !m.is_empty())
-        .collect();
+    let models: Vec<&str> = models.iter().map(|m| m.trim()).filter(|m| !m.is_empty()).collect();
     if models.is_empty() {
         return usage("name at least one GPU model (--gpu H100)");
     }
@@ -74,9 +67,7 @@ pub fn range_json(
     if let (Some(lo), Some(hi)) = (min, max)
         && lo > hi
     {
-        return usage(format!(
-            "{flag}: the minimum {lo} is above the maximum {hi}"
-        ));
+        return usage(format!("{flag}: the minimum {lo} is above the maximum {hi}"));
     }
     let mut range = Map::new();
     if let Some(lo) = min {
@@ -97,9 +88,9 @@ pub fn parse_range(flag: &str, text: &str) -> anyhow::Result<(Option<u64>, Optio
         }
         match part.parse::<u64>() {
             Ok(n) => Ok(Some(n)),
-            Err(_) => usage(format!(
-                "{flag}: {text:?} is not a range (expected MIN-MAX, e.g. 16-64)"
-            )),
+            Err(_) => {
+                usage(format!("{flag}: {text:?} is not a range (expected MIN-MAX, e.g. 16-64)"))
+            }
         }
     };
     let (min, max) = match text.split_once('-') {
@@ -192,10 +183,7 @@ mod tests {
 
     fn usage_message(result: anyhow::Result<Value>) -> String {
         let err = result.expect_err("should be refused");
-        err.downcast_ref::<UsageError>()
-            .expect("a usage error")
-            .0
-            .clone()
+        err.downcast_ref::<UsageError>().expect("a usage error").0.clone()
     }
 
     #[test]
@@ -247,15 +235,7 @@ mod tests {
 
     #[test]
     fn separate_bounds_and_open_ranges() {
-        let body = create(&[
-            "--gpu=H100",
-            "--cpu-min",
-            "8",
-            "--memory-gib",
-            "224-",
-            "--",
-            "x",
-        ]);
+        let body = create(&["--gpu=H100", "--cpu-min", "8", "--memory-gib", "224-", "--", "x"]);
         let body = body.expect("valid");
         assert_eq!(body["cpu_cores"], json!({ "min": 8 }));
         assert_eq!(body["memory_gib"], json!({ "min": 224 }));
@@ -279,15 +259,7 @@ mod tests {
         assert!(range.contains("above the maximum"), "{range}");
         let junk = usage_message(create(&["--gpu", "H100", "--cpu", "a-b", "--", "x"]));
         assert!(junk.contains("not a range"), "{junk}");
-        let price = usage_message(create(&[
-            "--gpu",
-            "H",
-            "--spot",
-            "--max-price",
-            "x",
-            "--",
-            "x",
-        ]));
+        let price = usage_message(create(&["--gpu", "H", "--spot", "--max-price", "x", "--", "x"]));
         assert!(price.contains("bad price"), "{price}");
     }
 
@@ -295,15 +267,7 @@ mod tests {
     fn missing_gpu_and_conflicting_ranges_are_clap_errors() {
         let argv = ["gpuspot", "instances", "create", "--", "x"];
         assert!(Cli::try_parse_from(argv).is_err());
-        let argv = [
-            "gpuspot",
-            "instances",
-            "create",
-            "--gpu",
-            "H",
-            "--cpu",
-            "1-2",
-        ];
+        let argv = ["gpuspot", "instances", "create", "--gpu", "H", "--cpu", "1-2"];
         let argv: Vec<&str> = argv.into_iter().chain(["--cpu-min", "1"]).collect();
         assert!(Cli::try_parse_from(argv).is_err());
     }

@@ -39,10 +39,7 @@ impl SseParser {
     /// Forgets a half-received event (kept: the last id), before reading a new connection.
     pub fn restart(&mut self) {
         let last_id = self.last_id.take();
-        *self = SseParser {
-            last_id,
-            ..SseParser::default()
-        };
+        *self = SseParser { last_id, ..SseParser::default() };
     }
 
     /// Feeds a chunk; returns the events it completed.

@@ -58,11 +58,7 @@ fn routes(request_line: &str) -> Answer {
             r#"{"error":{"code":"not_found","message":"no instance i-missing"}}"#.to_owned(),
         ),
         l if l.starts_with("GET /v1/events ") => ("200 OK", "text/event-stream", EVENTS.into()),
-        _ => (
-            "500 Internal Server Error",
-            "text/plain",
-            "unexpected".into(),
-        ),
+        _ => ("500 Internal Server Error", "text/plain", "unexpected".into()),
     }
 }
 
@@ -103,30 +99,13 @@ fn instances_list_prints_a_table() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].starts_with("ID     NAME     STATE"), "{stdout}");
-    for cell in [
-        "i-abc",
-        "running",
-        "h-1",
-        "2 x NVIDIA H100",
-        "spot ≤1.20",
-        "0.52",
-    ] {
+    for cell in ["i-abc", "running", "h-1", "2 x NVIDIA H100", "spot ≤1.20", "0.52"] {
         assert!(lines[1].contains(cell), "{cell} missing in {stdout}");
     }
-    for cell in [
-        "i-def",
-        "queued",
-        "8 x H100",
-        "regular",
-        "no host has 8 free H100 units",
-    ] {
+    for cell in ["i-def", "queued", "8 x H100", "regular", "no host has 8 free H100 units"] {
         assert!(lines[2].contains(cell), "{cell} missing in {stdout}");
     }
-    let heads = seen
-        .lock()
-        .expect("request log")
-        .join("\n")
-        .to_ascii_lowercase();
+    let heads = seen.lock().expect("request log").join("\n").to_ascii_lowercase();
     assert!(heads.contains("authorization: bearer t0k"), "{heads}");
 }
 
@@ -135,10 +114,7 @@ fn api_errors_print_the_message_and_exit_1() {
     let (base, _seen) = serve(routes);
     let out = gpuspot(&base, &["instances", "show", "i-missing"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        "error: no instance i-missing (not_found, HTTP 404)\n"
-    );
+    assert_eq!(text(&out.stderr), "error: no instance i-missing (not_found, HTTP 404)\n");
     assert!(out.stdout.is_empty());
 }
 
@@ -150,23 +126,14 @@ fn unreachable_api_is_named() {
     let out = gpuspot(&base, &["instances", "list"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("cannot reach the gpuspot coordinator"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot reach the gpuspot coordinator"), "{stderr}");
     assert!(stderr.contains(&base), "{stderr}");
-    assert!(
-        stderr.contains("gpuspot dev") && stderr.contains("GPUSPOT_API"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("gpuspot dev") && stderr.contains("GPUSPOT_API"), "{stderr}");
 }
 
 #[test]
 fn usage_errors_exit_2_without_a_request() {
-    let out = gpuspot(
-        "http://127.0.0.1:9",
-        &["instances", "create", "--gpu", "H100"],
-    );
+    let out = gpuspot("http://127.0.0.1:9", &["instances", "create", "--gpu", "H100"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no command"));
     let out = gpuspot("http://127.0.0.1:9", &["accounts", "pay", "a-1", "ten"]);

@@ -25,9 +25,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self {
-            now: Mutex::new(start),
-        }
+        Self { now: Mutex::new(start) }
     }
 
     pub fn advance(&self, by: Duration) {
@@ -52,9 +50,8 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told() {
-        let start = DateTime::parse_from_rfc3339("2026-04-08T05:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let start =
+            DateTime::parse_from_rfc3339("2026-04-08T05:00:00Z").unwrap().with_timezone(&Utc);
         let clock = ManualClock::new(start);
         assert_eq!(clock.now(), start);
         clock.advance(Duration::seconds(90));

@@ -69,13 +69,10 @@ where
         return Err(CodecError::Oversize(len));
     }
     let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
-            _ => CodecError::Io(e),
-        })?;
+    reader.read_exact(&mut body).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+        _ => CodecError::Io(e),
+    })?;
     decode_body(&body).map(Some)
 }
 
@@ -118,9 +115,7 @@ mod tests {
             state: WorkloadState::Exited { code: Some(3) },
         });
         assert_eq!(round_trip(&update).await, update);
-        let refused = CoordinatorMessage::Refused {
-            reason: "bad".into(),
-        };
+        let refused = CoordinatorMessage::Refused { reason: "bad".into() };
         assert_eq!(round_trip(&refused).await, refused);
         let welcome = CoordinatorMessage::Welcome {
             host_id: HostId::from("h-1"),
@@ -157,9 +152,7 @@ mod tests {
         let mut frame = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&[0u8; 16]);
         let mut reader = &frame[..];
-        let err = read_frame::<_, AgentMessage>(&mut reader)
-            .await
-            .unwrap_err();
+        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
         assert!(matches!(err, CodecError::Oversize(n) if n == MAX_FRAME + 1));
     }
 
@@ -169,9 +162,7 @@ mod tests {
         let mut frame = (garbage.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&garbage);
         let mut reader = &frame[..];
-        let err = read_frame::<_, AgentMessage>(&mut reader)
-            .await
-            .unwrap_err();
+        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
         assert!(matches!(err, CodecError::Malformed(_)), "{err}");
     }
 
@@ -179,13 +170,8 @@ mod tests {
     async fn a_frame_cut_short_is_truncated() {
         let frame = encode(&AgentMessage::Heartbeat { gpus: vec![] }).unwrap();
         let mut reader = &frame[..frame.len() - 1];
-        let err = read_frame::<_, AgentMessage>(&mut reader)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, CodecError::Truncated | CodecError::Malformed(_)),
-            "{err}"
-        );
+        let err = read_frame::<_, AgentMessage>(&mut reader).await.unwrap_err();
+        assert!(matches!(err, CodecError::Truncated | CodecError::Malformed(_)), "{err}");
     }
 
     #[test]
@@ -193,9 +179,6 @@ mod tests {
         let frame = encode(&AgentMessage::Heartbeat { gpus: vec![] }).unwrap();
         let mut body = frame[4..].to_vec();
         body.push(0);
-        assert!(matches!(
-            decode_body::<AgentMessage>(&body),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(decode_body::<AgentMessage>(&body), Err(CodecError::Malformed(_))));
     }
 }

@@ -42,15 +42,7 @@ pub fn partition(inventory: &HostInventory) -> Vec<Unit> {
     }
     let cpu_cores = inventory.cpu_cores / n as u32;
     let memory_gib = inventory.memory_gib / n as u64;
-    inventory
-        .gpus
-        .iter()
-        .map(|gpu| Unit {
-            gpu: gpu.clone(),
-            cpu_cores,
-            memory_gib,
-        })
-        .collect()
+    inventory.gpus.iter().map(|gpu| Unit { gpu: gpu.clone(), cpu_cores, memory_gib }).collect()
 }
 
 /// Whether `wanted` (a request's model filter, e.g. "H100") names `nvml_name`
@@ -86,11 +78,7 @@ mod tests {
     fn seed_004_host_a_units() {
         let units = partition(&host("NVIDIA GeForce RTX 5090", 8, 128, 720));
         assert_eq!(units.len(), 8);
-        assert!(
-            units
-                .iter()
-                .all(|u| u.cpu_cores == 16 && u.memory_gib == 90)
-        );
+        assert!(units.iter().all(|u| u.cpu_cores == 16 && u.memory_gib == 90));
         assert_eq!(units[3].gpu.uuid, "GPU-3");
     }
 
@@ -108,10 +96,7 @@ mod tests {
     #[test]
     fn model_match_is_case_insensitive_substring() {
         assert!(model_matches("h100", "NVIDIA H100 80GB HBM3"));
-        assert!(model_matches(
-            "RTX PRO 6000",
-            "NVIDIA RTX PRO 6000 Blackwell Server Edition"
-        ));
+        assert!(model_matches("RTX PRO 6000", "NVIDIA RTX PRO 6000 Blackwell Server Edition"));
         assert!(!model_matches("A100", "NVIDIA H100 80GB HBM3"));
         assert!(!model_matches("", "NVIDIA H100 80GB HBM3"));
     }

@@ -121,23 +121,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_amounts() {
-        assert!(matches!(
-            "abc".parse::<Money>(),
-            Err(MoneyError::Malformed(_))
-        ));
-        assert!(matches!(
-            "1.2.3".parse::<Money>(),
-            Err(MoneyError::Malformed(_))
-        ));
+        assert!(matches!("abc".parse::<Money>(), Err(MoneyError::Malformed(_))));
+        assert!(matches!("1.2.3".parse::<Money>(), Err(MoneyError::Malformed(_))));
         assert!(matches!("".parse::<Money>(), Err(MoneyError::Malformed(_))));
-        assert!(matches!(
-            "1.0000001".parse::<Money>(),
-            Err(MoneyError::TooPrecise(_))
-        ));
-        assert!(matches!(
-            "99999999999999999".parse::<Money>(),
-            Err(MoneyError::OutOfRange(_))
-        ));
+        assert!(matches!("1.0000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
+        assert!(matches!("99999999999999999".parse::<Money>(), Err(MoneyError::OutOfRange(_))));
     }
 
     #[test]

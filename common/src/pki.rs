@@ -34,10 +34,7 @@ pub enum PkiError {
     #[error("bad PEM in {what}: {detail}")]
     Pem { what: &'static str, detail: String },
     #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("malformed join token (expected gpuspot1.<ca-sha256>.<secret>)")]
     MalformedToken,
     #[error("the coordinator's CA does not match the fingerprint pinned by the join token")]
@@ -62,10 +59,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| PkiError::Io { path: path.display().to_string(), source }
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
@@ -85,17 +79,13 @@ fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
 }
 
 fn cert_der(pem: &str, what: &'static str) -> Result<CertificateDer<'static>, PkiError> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::Pem {
-        what,
-        detail: e.to_string(),
-    })
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| PkiError::Pem { what, detail: e.to_string() })
 }
 
 fn key_der(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, PkiError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::Pem {
-        what,
-        detail: e.to_string(),
-    })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| PkiError::Pem { what, detail: e.to_string() })
 }
 
 /// The coordinator's certificate authority, kept as `ca.pem` / `ca.key` in its data dir.
@@ -114,17 +104,11 @@ impl CertificateAuthority {
             let key = KeyPair::from_pem(&key_pem)?;
             let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
             let cert_der = cert_der(&cert_pem, "ca.pem")?;
-            return Ok(Self {
-                cert_pem,
-                cert_der,
-                issuer,
-            });
+            return Ok(Self { cert_pem, cert_der, issuer });
         }
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "gpuspot cluster CA");
+        params.distinguished_name.push(DnType::CommonName, "gpuspot cluster CA");
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyCertSign,
@@ -156,9 +140,7 @@ impl CertificateAuthority {
         let params = &mut csr.params;
         params.subject_alt_names = vec![SanType::DnsName(host_id.as_str().try_into()?)];
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, host_id.as_str());
+        params.distinguished_name.push(DnType::CommonName, host_id.as_str());
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -170,9 +152,7 @@ impl CertificateAuthority {
     /// this CA but optional, so that an agent without one can still present a join token.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, PkiError> {
         let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, SERVER_NAME);
+        params.distinguished_name.push(DnType::CommonName, SERVER_NAME);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
@@ -205,10 +185,7 @@ pub struct JoinToken {
 impl JoinToken {
     pub fn generate(ca: &CertificateAuthority) -> Self {
         let secret: [u8; 24] = rand::random();
-        Self {
-            ca_fingerprint: ca.fingerprint(),
-            secret: hex::encode(secret),
-        }
+        Self { ca_fingerprint: ca.fingerprint(), secret: hex::encode(secret) }
     }
 
     /// What the coordinator stores: never the secret itself.
@@ -243,10 +220,7 @@ impl FromStr for JoinToken {
         if fp.len() != 64 || !is_hex(fp) || !is_hex(secret) {
             return Err(PkiError::MalformedToken);
         }
-        Ok(Self {
-            ca_fingerprint: fp.to_ascii_lowercase(),
-            secret: secret.to_owned(),
-        })
+        Ok(Self { ca_fingerprint: fp.to_ascii_lowercase(), secret: secret.to_owned() })
     }
 }
 
@@ -297,11 +271,7 @@ impl HostCredentials {
     /// Checks the CA handed over at join time against the token's pin.
     pub fn verify_ca(&self, token: &JoinToken) -> Result<(), PkiError> {
         let der = cert_der(&self.ca_pem, "ca.pem")?;
-        if fingerprint(&der) == token.ca_fingerprint {
-            Ok(())
-        } else {
-            Err(PkiError::CaMismatch)
-        }
+        if fingerprint(&der) == token.ca_fingerprint { Ok(()) } else { Err(PkiError::CaMismatch) }
     }
 
     pub fn cert_fingerprint(&self) -> Result<String, PkiError> {
@@ -327,10 +297,8 @@ impl HostCredentials {
 /// rustls config for joining: no client certificate, and the server is trusted only if its
 /// chain contains the CA whose fingerprint the token pins.
 pub fn join_client_config(token: &JoinToken) -> Result<rustls::ClientConfig, PkiError> {
-    let verifier = Arc::new(PinnedCaVerifier {
-        pin: token.ca_fingerprint.clone(),
-        provider: provider(),
-    });
+    let verifier =
+        Arc::new(PinnedCaVerifier { pin: token.ca_fingerprint.clone(), provider: provider() });
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -355,12 +323,9 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
-            .iter()
-            .find(|c| fingerprint(c) == self.pin)
-            .ok_or_else(|| {
-                rustls::Error::General("coordinator CA does not match the join token".into())
-            })?;
+        let ca = intermediates.iter().find(|c| fingerprint(c) == self.pin).ok_or_else(|| {
+            rustls::Error::General("coordinator CA does not match the join token".into())
+        })?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
         rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -401,9 +366,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -431,12 +394,8 @@ mod tests {
         let (key_pem, csr_pem) = new_host_key_and_csr("node-7").unwrap();
         let host_id = HostId::from("h-0123456789abcdef");
         let cert_pem = ca.sign_host_csr(&csr_pem, &host_id).unwrap();
-        let creds = HostCredentials {
-            host_id,
-            key_pem,
-            cert_pem,
-            ca_pem: ca.cert_pem().to_owned(),
-        };
+        let creds =
+            HostCredentials { host_id, key_pem, cert_pem, ca_pem: ca.cert_pem().to_owned() };
         let token = JoinToken::generate(&ca);
         creds.verify_ca(&token).unwrap();
         creds.client_config().unwrap();

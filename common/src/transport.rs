@@ -13,10 +13,7 @@ pub enum TransportError {
     #[error("QUIC TLS setup: {0}")]
     Crypto(String),
     #[error("cannot bind UDP {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot connect to {addr}: {detail}")]
     Connect { addr: SocketAddr, detail: String },
 }
@@ -48,10 +45,7 @@ pub fn client_endpoint(target: SocketAddr) -> Result<quinn::Endpoint, TransportE
     } else {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    quinn::Endpoint::client(local).map_err(|source| TransportError::Bind {
-        addr: local,
-        source,
-    })
+    quinn::Endpoint::client(local).map_err(|source| TransportError::Bind { addr: local, source })
 }
 
 pub async fn connect(

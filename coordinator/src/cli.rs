@@ -66,10 +66,8 @@ pub fn settings(args: &Args) -> anyhow::Result<Settings> {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Entry point of the `gpuspot-coordinator` binary.
@@ -88,19 +86,13 @@ pub fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = settings(&args)?;
-    if let Some(Command::Token {
-        action: TokenAction::Create,
-    }) = args.command
-    {
+    if let Some(Command::Token { action: TokenAction::Create }) = args.command {
         let token = crate::server::create_join_token(&settings.data_dir)?;
         println!("{token}");
         return Ok(());
     }
     actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
     })
     .block_on(async move {
         let running = crate::server::start(settings).await?;
@@ -109,10 +101,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             running.http_addr, running.quic_addr
         );
         if running.admin_token_generated {
-            println!(
-                "admin token (saved in the data dir): {}",
-                running.admin_token
-            );
+            println!("admin token (saved in the data dir): {}", running.admin_token);
         }
         wait_for_shutdown().await.context("waiting for a signal")?;
         tracing::info!("shutting down");

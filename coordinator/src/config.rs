@@ -10,10 +10,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config {path} is not valid TOML: {detail}")]
     Parse { path: String, detail: String },
     #[error("config is invalid:\n  - {}", .0.join("\n  - "))]
@@ -139,14 +136,10 @@ pub const DEFAULT_QUIC: &str = "0.0.0.0:7443";
 
 impl RawConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|detail| ConfigError::Parse {
-            path: path.display().to_string(),
-            detail,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text)
+            .map_err(|detail| ConfigError::Parse { path: path.display().to_string(), detail })
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
@@ -163,10 +156,7 @@ impl RawConfig {
             .filter_map(|(i, pool)| pool.validate(i, &timers, &mut problems))
             .collect::<Vec<_>>();
         for (i, pool) in pools.iter().enumerate() {
-            if pools[..i]
-                .iter()
-                .any(|p| p.model.eq_ignore_ascii_case(&pool.model))
-            {
+            if pools[..i].iter().any(|p| p.model.eq_ignore_ascii_case(&pool.model)) {
                 problems.push(format!("pools: model {:?} is configured twice", pool.model));
             }
         }
@@ -177,15 +167,10 @@ impl RawConfig {
         }
         let webhook = self.webhook.map(|w| {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                problems.push(format!(
-                    "webhook.url: {:?} must be an http:// or https:// URL",
-                    w.url
-                ));
+                problems
+                    .push(format!("webhook.url: {:?} must be an http:// or https:// URL", w.url));
             }
-            WebhookSettings {
-                url: w.url,
-                max_attempts: w.max_attempts.unwrap_or(8).max(1),
-            }
+            WebhookSettings { url: w.url, max_attempts: w.max_attempts.unwrap_or(8).max(1) }
         });
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -193,15 +178,9 @@ impl RawConfig {
         Ok(Settings {
             timers,
             pools,
-            http: self
-                .http
-                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
-            quic: self
-                .quic
-                .unwrap_or_else(|| DEFAULT_QUIC.parse().expect("valid default")),
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from("gpuspot-data")),
+            http: self.http.unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
+            quic: self.quic.unwrap_or_else(|| DEFAULT_QUIC.parse().expect("valid default")),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("gpuspot-data")),
             admin_token: self.admin_token,
             webhook,
         })
@@ -270,9 +249,8 @@ impl RawPool {
         let floor = self.floor_ratio.unwrap_or(0.1);
         let busy = self.busy_ratio.unwrap_or(0.2);
         if !(0.0..=1.0).contains(&floor) || !(0.0..=1.0).contains(&busy) || floor > busy {
-            problems.push(format!(
-                "{at}: need 0 <= floor_ratio ({floor}) <= busy_ratio ({busy}) <= 1"
-            ));
+            problems
+                .push(format!("{at}: need 0 <= floor_ratio ({floor}) <= busy_ratio ({busy}) <= 1"));
         }
         (problems.len() == before).then(|| PoolSettings {
             model: self.model.trim().to_owned(),

@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod directory;
 pub mod quic;
 pub mod server;
 pub mod store;

@@ -32,8 +32,7 @@ pub struct Running {
 
 impl Running {
     pub async fn stop(self) {
-        self.endpoint
-            .close(0u32.into(), b"coordinator shutting down");
+        self.endpoint.close(0u32.into(), b"coordinator shutting down");
         self.http.stop(true).await;
     }
 }
@@ -67,8 +66,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates a join token for agents (works whether or not the coordinator is running).
@@ -91,23 +89,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loaded = store.load().context("loading coordinator state")?;
-    tracing::info!(
-        hosts = loaded.hosts.len(),
-        instances = loaded.instances.len(),
-        "state loaded"
-    );
+    tracing::info!(hosts = loaded.hosts.len(), instances = loaded.instances.len(), "state loaded");
     let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
-        .restore(
-            loaded.hosts,
-            loaded.instances,
-            loaded.last_event_id,
-            clock.now(),
-        )
-        .with_prices(loaded.prices);
-    let (events, _) = tokio::sync::broadcast::channel(4096);
-    if let Some(webhook) = settings.webhook.clone() {
-        crate::webhook::spawn(webhook, events.subscribe());
+        .restore(loaded.hosts, loaded.instances, loaded.last_event_id, clock.now())
+        .with_prices(loaded.prices)
+        .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id);
+    let directory = Arc::new(crate::directory::Directory::default());
+    for account in &loaded.accounts {
+        directory.add(account);
     }
+    let (events, _) = tokio::sync::broadcast::channel(4096);
+    crate::webhook::spawn(settings.webhook.clone(), directory.clone(), events.subscribe());
     let writer = Writer::start(store.clone());
     let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
     let logs = LogStore::new(data_dir.join("logs"));
@@ -133,6 +125,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         logs,
         store: store.clone(),
         events: events.clone(),
+        directory,
     });
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
@@ -140,10 +133,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             .disable_signals()
             .bind(settings.http)
             .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
-    let http_addr = *server
-        .addrs()
-        .first()
-        .context("HTTP server bound no address")?;
+    let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
     let server = server.run();
     let http = server.handle();
     actix_rt::spawn(server);
@@ -152,12 +142,5 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         serde_json::json!({ "http": http_addr.to_string(), "quic": quic_addr.to_string() });
     std::fs::write(data_dir.join("endpoints.json"), endpoints.to_string())?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
-    Ok(Running {
-        http_addr,
-        quic_addr,
-        admin_token,
-        admin_token_generated,
-        http,
-        endpoint,
-    })
+    Ok(Running { http_addr, quic_addr, admin_token, admin_token_generated, http, endpoint })
 }

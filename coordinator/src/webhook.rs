@@ -1,5 +1,6 @@
-//! Event delivery to the operator's webhook (the seeds' email/SMS notice): every committed
-//! event is POSTed as JSON, in order, retried with exponential backoff until it is
+//! Event delivery to webhooks (the seeds' email/SMS notice): every committed event is
+//! POSTed as JSON to the operator's webhook (config `[webhook]`), and events of an account
+//! to that account's `webhook_url`; in order, retried with exponential backoff until
 //! accepted (2xx) or `max_attempts` is spent. A slow receiver delays, never drops, later
 //! events — unless it falls so far behind that the live feed overflows, which is logged.
 
@@ -11,11 +12,14 @@ use tokio::sync::broadcast;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-pub fn spawn(settings: WebhookSettings, mut events: broadcast::Receiver<Event>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+const ACCOUNT_ATTEMPTS: u32 = 8;
+
+pub fn spawn(
+    operator: Option<WebhookSettings>,
+    directory: std::sync::Arc<crate::directory::Directory>,
+    mut events: broadcast::Receiver<Event>,
+) {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "webhook client could not be built; webhooks disabled");
@@ -25,7 +29,16 @@ pub fn spawn(settings: WebhookSettings, mut events: broadcast::Receiver<Event>) 
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(event) => deliver(&client, &settings, &event).await,
+                Ok(event) => {
+                    if let Some(settings) = &operator {
+                        deliver(&client, settings, &event).await;
+                    }
+                    let account = event.account_id.as_ref().and_then(|a| directory.webhook_of(a));
+                    if let Some(url) = account {
+                        let settings = WebhookSettings { url, max_attempts: ACCOUNT_ATTEMPTS };
+                        deliver(&client, &settings, &event).await;
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::error!(skipped = n, "webhook receiver fell behind; events skipped")
                 }

@@ -44,18 +44,12 @@ mod tests {
     fn reservation_is_taken_out_and_saturates() {
         let all = host_resources(Reservation::default()).expect("host resources");
         assert!(all.cpu_cores >= 1);
-        let less = host_resources(Reservation {
-            cpu_cores: 1,
-            memory_gib: 1,
-        })
-        .expect("host resources");
+        let less =
+            host_resources(Reservation { cpu_cores: 1, memory_gib: 1 }).expect("host resources");
         assert_eq!(less.cpu_cores, all.cpu_cores - 1);
         assert_eq!(less.memory_gib, all.memory_gib.saturating_sub(1));
-        let none = host_resources(Reservation {
-            cpu_cores: u32::MAX,
-            memory_gib: u64::MAX,
-        })
-        .expect("host resources");
+        let none = host_resources(Reservation { cpu_cores: u32::MAX, memory_gib: u64::MAX })
+            .expect("host resources");
         assert_eq!((none.cpu_cores, none.memory_gib), (0, 0));
     }
 

@@ -29,11 +29,7 @@ impl NvmlDiscovery {
     /// NVIDIA driver, whose message points at `--simulate`.
     pub fn new(reservation: Reservation, hostname: String) -> Result<Self, DiscoveryError> {
         let nvml = Nvml::init().map_err(init_error)?;
-        Ok(Self {
-            nvml,
-            reservation,
-            hostname,
-        })
+        Ok(Self { nvml, reservation, hostname })
     }
 
     fn read_all(&self) -> Result<Vec<Reading>, DiscoveryError> {
@@ -49,10 +45,7 @@ impl NvmlDiscovery {
             Ok(device) => read_device(&device, index),
             Err(error) => {
                 tracing::debug!(index, %error, "GPU cannot be opened; reporting it unhealthy");
-                Reading {
-                    info: placeholder(index),
-                    utilization_percent: None,
-                }
+                Reading { info: placeholder(index), utilization_percent: None }
             }
         }
     }
@@ -98,27 +91,17 @@ fn read_device(device: &Device<'_>, index: u32) -> Reading {
         note("name", &e);
         fallback.model.clone()
     });
-    let memory_mib = device
-        .memory_info()
-        .map(|m| m.total / MIB)
-        .unwrap_or_else(|e| {
-            note("memory", &e);
-            0
-        });
+    let memory_mib = device.memory_info().map(|m| m.total / MIB).unwrap_or_else(|e| {
+        note("memory", &e);
+        0
+    });
     let pci_bus_id = device.pci_info().map(|p| p.bus_id).unwrap_or_else(|e| {
         note("pci info", &e);
         String::new()
     });
     let ecc_ok = ecc_healthy(device, index);
     Reading {
-        info: GpuInfo {
-            index,
-            uuid,
-            model,
-            memory_mib,
-            pci_bus_id,
-            healthy: healthy && ecc_ok,
-        },
+        info: GpuInfo { index, uuid, model, memory_mib, pci_bus_id, healthy: healthy && ecc_ok },
         utilization_percent: device.utilization_rates().ok().map(|u| u.gpu),
     }
 }
@@ -157,10 +140,7 @@ fn init_error(error: NvmlError) -> DiscoveryError {
         | NvmlError::FailedToLoadSymbol(_)
         | NvmlError::LibraryNotFound
         | NvmlError::DriverNotLoaded => DiscoveryError::NvmlUnavailable(error.to_string()),
-        other => DiscoveryError::Nvml {
-            what: "initialisation".into(),
-            message: other.to_string(),
-        },
+        other => DiscoveryError::Nvml { what: "initialisation".into(), message: other.to_string() },
     }
 }
 

@@ -35,14 +35,10 @@ pub struct SimulatedProfile {
 impl SimulatedProfile {
     /// Reads and checks a profile; errors name the file and the offending field.
     pub fn from_file(path: &Path) -> Result<Self, DiscoveryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::ProfileRead {
-            path: path.to_owned(),
-            source,
-        })?;
-        let invalid = |message: String| DiscoveryError::ProfileInvalid {
-            path: path.to_owned(),
-            message,
-        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| DiscoveryError::ProfileRead { path: path.to_owned(), source })?;
+        let invalid =
+            |message: String| DiscoveryError::ProfileInvalid { path: path.to_owned(), message };
         let profile: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         profile.check().map_err(invalid)?;
         Ok(profile)
@@ -73,21 +69,11 @@ impl SimulatedDiscovery {
     /// `hostname_override` wins over the profile's `name`, which wins over the machine's
     /// hostname (fleet mode runs one profile under many names).
     pub fn new(profile: SimulatedProfile, hostname_override: Option<String>) -> Self {
-        let hostname = hostname_override
-            .or_else(|| profile.name.clone())
-            .unwrap_or_else(machine_hostname);
-        let uuids = (0..profile.gpu_count)
-            .map(|index| simulated_uuid(&hostname, index))
-            .collect();
-        let healthy = (0..profile.gpu_count)
-            .map(|_| AtomicBool::new(true))
-            .collect();
-        Self {
-            profile,
-            hostname,
-            uuids,
-            healthy,
-        }
+        let hostname =
+            hostname_override.or_else(|| profile.name.clone()).unwrap_or_else(machine_hostname);
+        let uuids = (0..profile.gpu_count).map(|index| simulated_uuid(&hostname, index)).collect();
+        let healthy = (0..profile.gpu_count).map(|_| AtomicBool::new(true)).collect();
+        Self { profile, hostname, uuids, healthy }
     }
 
     pub fn hostname(&self) -> &str {
@@ -106,9 +92,7 @@ impl SimulatedDiscovery {
     }
 
     fn is_healthy(&self, index: usize) -> bool {
-        self.healthy
-            .get(index)
-            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        self.healthy.get(index).is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 }
 
@@ -154,14 +138,7 @@ impl GpuDiscovery for SimulatedDiscovery {
 fn simulated_uuid(hostname: &str, index: u32) -> String {
     let digest = Sha256::digest(format!("gpuspot-simulated-gpu:{hostname}:{index}"));
     let hex = hex::encode(&digest[..16]);
-    format!(
-        "GPU-{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("GPU-{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 #[cfg(test)]
@@ -182,9 +159,7 @@ mod tests {
 
     #[test]
     fn seed_004_host_a_splits_into_eight_units_of_16_cores_and_90_gib() {
-        let inventory = SimulatedDiscovery::new(host_a(), None)
-            .inventory()
-            .expect("inventory");
+        let inventory = SimulatedDiscovery::new(host_a(), None).inventory().expect("inventory");
         assert_eq!(inventory.hostname, "host-a");
         let units = partition(&inventory);
         assert_eq!(units.len(), 8);
@@ -210,11 +185,7 @@ mod tests {
         distinct.sort();
         distinct.dedup();
         assert_eq!(distinct.len(), 8);
-        assert!(
-            first[0].starts_with("GPU-") && first[0].len() == 40,
-            "{}",
-            first[0]
-        );
+        assert!(first[0].starts_with("GPU-") && first[0].len() == 40, "{}", first[0]);
         let other = uuids(Some("host-b"));
         assert!(first.iter().all(|u| !other.contains(u)));
     }
@@ -251,11 +222,7 @@ mod tests {
     fn bad_profiles_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cases = [
-            (
-                "missing.toml",
-                "model = \"X\"\ngpu_count = 8\ncpu_cores = 1\n",
-                "memory_gib",
-            ),
+            ("missing.toml", "model = \"X\"\ngpu_count = 8\ncpu_cores = 1\n", "memory_gib"),
             ("typo.toml", "model = \"X\"\ngpu_cnt = 8\n", "gpu_cnt"),
             (
                 "zero.toml",
@@ -267,16 +234,12 @@ mod tests {
         for (file, text, field) in cases {
             let path = dir.path().join(file);
             std::fs::write(&path, text).expect("write");
-            let message = SimulatedProfile::from_file(&path)
-                .expect_err("must fail")
-                .to_string();
+            let message = SimulatedProfile::from_file(&path).expect_err("must fail").to_string();
             assert!(message.contains(file), "{message}");
             assert!(message.contains(field), "{message}");
         }
         let absent = dir.path().join("absent.toml");
-        let message = SimulatedProfile::from_file(&absent)
-            .expect_err("must fail")
-            .to_string();
+        let message = SimulatedProfile::from_file(&absent).expect_err("must fail").to_string();
         assert!(message.contains("absent.toml"), "{message}");
     }
 }

@@ -18,36 +18,21 @@ pub async fn join(
     state_dir: &Path,
     idle_timeout: Duration,
 ) -> Result<HostCredentials, LinkError> {
-    let parsed: JoinToken = token
-        .parse()
-        .map_err(|e: pki::PkiError| LinkError::Fatal(format!("join token: {e}")))?;
+    let parsed: JoinToken =
+        token.parse().map_err(|e: pki::PkiError| LinkError::Fatal(format!("join token: {e}")))?;
     let (key_pem, csr_pem) = pki::new_host_key_and_csr(hostname)?;
     let tls = pki::join_client_config(&parsed)?;
     let connection = gpuspot_common::transport::connect(endpoint, addr, tls, idle_timeout).await?;
-    let (mut send, mut recv) = connection
-        .open_bi()
-        .await
-        .map_err(|e| LinkError::Connection(e.to_string()))?;
-    let request = AgentMessage::Join {
-        token: token.to_owned(),
-        csr_pem,
-        hostname: hostname.to_owned(),
-    };
+    let (mut send, mut recv) =
+        connection.open_bi().await.map_err(|e| LinkError::Connection(e.to_string()))?;
+    let request =
+        AgentMessage::Join { token: token.to_owned(), csr_pem, hostname: hostname.to_owned() };
     codec::write_frame(&mut send, &request).await?;
     let answer = codec::read_frame::<_, CoordinatorMessage>(&mut recv).await?;
     connection.close(0u32.into(), b"joined");
     match answer {
-        Some(CoordinatorMessage::Joined {
-            host_id,
-            cert_pem,
-            ca_pem,
-        }) => {
-            let credentials = HostCredentials {
-                host_id,
-                key_pem,
-                cert_pem,
-                ca_pem,
-            };
+        Some(CoordinatorMessage::Joined { host_id, cert_pem, ca_pem }) => {
+            let credentials = HostCredentials { host_id, key_pem, cert_pem, ca_pem };
             credentials.verify_ca(&parsed)?;
             credentials.save(state_dir)?;
             tracing::info!(host_id = %credentials.host_id, "joined the cluster");
@@ -56,11 +41,11 @@ pub async fn join(
         Some(CoordinatorMessage::Refused { reason }) => {
             Err(LinkError::Fatal(format!("join refused: {reason}")))
         }
-        Some(other) => Err(LinkError::Connection(format!(
-            "unexpected answer to a join: {other:?}"
-        ))),
-        None => Err(LinkError::Connection(
-            "the coordinator closed the join without answering".into(),
-        )),
+        Some(other) => {
+            Err(LinkError::Connection(format!("unexpected answer to a join: {other:?}")))
+        }
+        None => {
+            Err(LinkError::Connection("the coordinator closed the join without answering".into()))
+        }
     }
 }

@@ -90,9 +90,7 @@ impl HostAgent {
     /// Runs until `shutdown` resolves (then stops every workload) or a fatal link error.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LinkError> {
         tokio::pin!(shutdown);
-        let mut backoff = Backoff {
-            next: Backoff::FIRST,
-        };
+        let mut backoff = Backoff { next: Backoff::FIRST };
         loop {
             let outcome = tokio::select! {
                 _ = &mut shutdown => break,
@@ -139,15 +137,7 @@ impl HostAgent {
         };
         let hostname = self.discovery.inventory()?.hostname;
         let addr = resolve(&self.coordinator).await?;
-        join::join(
-            &self.endpoint,
-            addr,
-            token,
-            &hostname,
-            &self.state_dir,
-            self.link_timeout,
-        )
-        .await
+        join::join(&self.endpoint, addr, token, &hostname, &self.state_dir, self.link_timeout).await
     }
 
     async fn connect_once(&mut self) -> Result<(), LinkError> {

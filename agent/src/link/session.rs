@@ -16,10 +16,8 @@ pub async fn run(
     connection: &quinn::Connection,
     credentials: &HostCredentials,
 ) -> Result<(), LinkError> {
-    let (mut send, recv) = connection
-        .open_bi()
-        .await
-        .map_err(|e| LinkError::Connection(e.to_string()))?;
+    let (mut send, recv) =
+        connection.open_bi().await.map_err(|e| LinkError::Connection(e.to_string()))?;
     while let Ok(event) = agent.events.try_recv() {
         drop(agent.supervisor.on_exit(event));
     }
@@ -70,11 +68,7 @@ fn handle(
     heartbeat: &mut tokio::time::Interval,
 ) -> Result<Vec<AgentMessage>, LinkError> {
     let reports = match message {
-        CoordinatorMessage::Welcome {
-            desired,
-            heartbeat_interval_ms,
-            ..
-        } => {
+        CoordinatorMessage::Welcome { desired, heartbeat_interval_ms, .. } => {
             let every = Duration::from_millis(heartbeat_interval_ms.max(100));
             *heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             agent.supervisor.reconcile(desired, acknowledged)
@@ -82,14 +76,8 @@ fn handle(
         CoordinatorMessage::Start(assignment) => {
             agent.supervisor.start(assignment).into_iter().collect()
         }
-        CoordinatorMessage::Stop {
-            instance_id,
-            kill_timeout_ms,
-            ..
-        } => {
-            agent
-                .supervisor
-                .stop(&instance_id, Duration::from_millis(kill_timeout_ms));
+        CoordinatorMessage::Stop { instance_id, kill_timeout_ms, .. } => {
+            agent.supervisor.stop(&instance_id, Duration::from_millis(kill_timeout_ms));
             Vec::new()
         }
         CoordinatorMessage::Metadata(metadata) => {
@@ -98,9 +86,7 @@ fn handle(
         }
         CoordinatorMessage::Refused { reason } => {
             if reason.contains("protocol version") {
-                return Err(LinkError::Fatal(format!(
-                    "coordinator refused this agent: {reason}"
-                )));
+                return Err(LinkError::Fatal(format!("coordinator refused this agent: {reason}")));
             }
             return Err(LinkError::Refused(reason));
         }
@@ -109,10 +95,7 @@ fn handle(
             Vec::new()
         }
     };
-    Ok(reports
-        .into_iter()
-        .map(AgentMessage::InstanceUpdate)
-        .collect())
+    Ok(reports.into_iter().map(AgentMessage::InstanceUpdate).collect())
 }
 
 async fn write_all(

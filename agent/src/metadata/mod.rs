@@ -52,11 +52,7 @@ impl MetadataServer {
     ) -> Result<Self, MetadataError> {
         let (listener, file_id) = bind_private(&path)?;
         let task = tokio::spawn(server::serve(listener, metadata));
-        Ok(Self {
-            path,
-            file_id,
-            task,
-        })
+        Ok(Self { path, file_id, task })
     }
 
     pub fn path(&self) -> &Path {
@@ -82,11 +78,8 @@ fn bind_private(path: &Path) -> Result<(UnixListener, (u64, u64)), MetadataError
     let parent = prepare_target(path)?;
     let staging = staging_path(&parent);
     // A staging name that does not fit falls back to binding in place (a brief 0755 window).
-    let bind_at = if staging.as_os_str().len() <= MAX_SOCKET_PATH {
-        staging
-    } else {
-        path.to_owned()
-    };
+    let bind_at =
+        if staging.as_os_str().len() <= MAX_SOCKET_PATH { staging } else { path.to_owned() };
     let _ = std::fs::remove_file(&bind_at);
     let listener = UnixListener::bind(&bind_at).map_err(io_error("bind", &bind_at))?;
     let placed = std::fs::set_permissions(&bind_at, std::fs::Permissions::from_mode(0o600))
@@ -106,10 +99,7 @@ fn bind_private(path: &Path) -> Result<(UnixListener, (u64, u64)), MetadataError
 fn prepare_target(path: &Path) -> Result<PathBuf, MetadataError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
-        return Err(MetadataError::PathTooLong {
-            path: path.to_owned(),
-            len,
-        });
+        return Err(MetadataError::PathTooLong { path: path.to_owned(), len });
     }
     if let Ok(existing) = std::fs::symlink_metadata(path)
         && !existing.file_type().is_socket()
@@ -124,11 +114,7 @@ fn prepare_target(path: &Path) -> Result<PathBuf, MetadataError> {
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MetadataError {
     let path = path.to_owned();
-    move |source| MetadataError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| MetadataError::Io { action, path, source }
 }
 
 /// Short, unique within the host (pid + counter), hidden, in the socket's own directory so

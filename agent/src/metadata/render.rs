@@ -69,10 +69,7 @@ mod tests {
 
     #[test]
     fn values_render_as_the_seed_shows_them() {
-        let at = Utc
-            .with_ymd_and_hms(2026, 4, 8, 5, 0, 0)
-            .single()
-            .expect("time");
+        let at = Utc.with_ymd_and_hms(2026, 4, 8, 5, 0, 0).single().expect("time");
         let metadata = GuestMetadata {
             instance_id: "i-1".into(),
             spot_termination_time: Some(at + chrono::Duration::milliseconds(400)),
@@ -81,19 +78,13 @@ mod tests {
             ..GuestMetadata::default()
         };
         let show = |key| value(&metadata, key).map(|v| v.to_string());
-        assert_eq!(
-            show("spot_termination_time").as_deref(),
-            Some("\"2026-04-08T05:00:00+00:00\"")
-        );
+        assert_eq!(show("spot_termination_time").as_deref(), Some("\"2026-04-08T05:00:00+00:00\""));
         assert_eq!(show("price").as_deref(), Some("\"1.20\""));
         assert_eq!(show("gpu_uuids").as_deref(), Some("[\"GPU-a\"]"));
         assert_eq!(show("host_id"), None);
         assert_eq!(show("bid"), None);
         assert_eq!(show("no_such_key"), None);
         let action = instance_action(&metadata).expect("action").to_string();
-        assert_eq!(
-            action,
-            r#"{"action":"terminate","time":"2026-04-08T05:00:00Z"}"#
-        );
+        assert_eq!(action, r#"{"action":"terminate","time":"2026-04-08T05:00:00Z"}"#);
     }
 }

@@ -51,9 +51,7 @@ async fn serve_connection(stream: UnixStream, metadata: watch::Receiver<GuestMet
         let metadata = metadata.clone();
         async move { Ok::<_, Infallible>(respond(request, metadata).await) }
     });
-    let served = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let served = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
     if let Err(error) = served {
         tracing::debug!(%error, "metadata connection ended with an error");
     }
@@ -62,9 +60,7 @@ async fn serve_connection(stream: UnixStream, metadata: watch::Receiver<GuestMet
 async fn respond(request: Request<Incoming>, metadata: watch::Receiver<GuestMetadata>) -> Reply {
     if request.method() != Method::GET {
         let mut reply = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed");
-        reply
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
+        reply.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
         return reply;
     }
     let query = request.uri().query().unwrap_or("");
@@ -114,9 +110,7 @@ async fn events(mut metadata: watch::Receiver<GuestMetadata>, wait: Duration) ->
     let current = metadata.borrow().clone();
     let mut reply = json(StatusCode::OK, &render::object(&current));
     let flag = if changed { "true" } else { "false" };
-    reply
-        .headers_mut()
-        .insert(CHANGED, HeaderValue::from_static(flag));
+    reply.headers_mut().insert(CHANGED, HeaderValue::from_static(flag));
     reply
 }
 
@@ -156,9 +150,7 @@ fn json(status: StatusCode, value: &Value) -> Reply {
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::from(body)));
     *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reply.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     reply
 }
 

@@ -41,27 +41,16 @@ fn parse(raw: &str) -> Response {
     let (head, body) = raw.split_once("\r\n\r\n").expect("header end");
     let mut lines = head.lines();
     let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("code");
+    let status = status_line.split(' ').nth(1).expect("status").parse().expect("code");
     let headers = lines
         .filter_map(|line| line.split_once(": "))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
         .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    Response { status, headers, body: body.to_owned() }
 }
 
 fn termination() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 4, 8, 5, 0, 0)
-        .single()
-        .expect("time")
+    Utc.with_ymd_and_hms(2026, 4, 8, 5, 0, 0).single().expect("time")
 }
 
 fn metadata() -> GuestMetadata {
@@ -88,12 +77,7 @@ fn fixture() -> Fixture {
     let socket = dir.path().join("run").join("i-0123.sock");
     let (sender, receiver) = watch::channel(metadata());
     let server = MetadataServer::start(socket.clone(), receiver).expect("start");
-    Fixture {
-        _dir: dir,
-        socket,
-        sender,
-        server,
-    }
+    Fixture { _dir: dir, socket, sender, server }
 }
 
 fn schedule_termination(sender: &watch::Sender<GuestMetadata>) {
@@ -107,27 +91,15 @@ fn schedule_termination(sender: &watch::Sender<GuestMetadata>) {
 async fn termination_time_is_404_until_scheduled_then_the_quoted_time() {
     let f = fixture();
     let before = get(&f.socket, "/vm/metadata?key=spot_termination_time").await;
-    assert_eq!(
-        (before.status, before.body.as_str()),
-        (404, "404 page not found")
-    );
-    assert_eq!(
-        before.headers.get("content-length").map(String::as_str),
-        Some("18")
-    );
+    assert_eq!((before.status, before.body.as_str()), (404, "404 page not found"));
+    assert_eq!(before.headers.get("content-length").map(String::as_str), Some("18"));
 
     schedule_termination(&f.sender);
     let after = get(&f.socket, "/vm/metadata?key=spot_termination_time").await;
     assert_eq!(after.status, 200);
     assert_eq!(after.body, "\"2026-04-08T05:00:00+00:00\"");
-    assert_eq!(
-        after.headers.get("content-type").map(String::as_str),
-        Some("application/json")
-    );
-    assert_eq!(
-        after.headers.get("content-length").map(String::as_str),
-        Some("27")
-    );
+    assert_eq!(after.headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(after.headers.get("content-length").map(String::as_str), Some("27"));
     let reason = get(&f.socket, "/vm/metadata?key=termination_reason").await;
     assert_eq!(reason.body, "\"reclaimed_price\"");
 }
@@ -149,11 +121,7 @@ async fn each_key_is_a_json_value_and_absent_or_unknown_keys_are_404() {
     }
     for key in ["deployment_id", "hold_until", "no_such_key", ""] {
         let reply = get(&f.socket, &format!("/vm/metadata?key={key}")).await;
-        assert_eq!(
-            (reply.status, reply.body.as_str()),
-            (404, "404 page not found"),
-            "{key}"
-        );
+        assert_eq!((reply.status, reply.body.as_str()), (404, "404 page not found"), "{key}");
     }
 }
 
@@ -182,22 +150,14 @@ async fn long_poll_wakes_on_a_change_made_while_it_waits() {
     let began = Instant::now();
     let mut micros = 1_300_000;
     while !poll.is_finished() && began.elapsed() < DEADLINE {
-        f.sender
-            .send_modify(|m| m.price = Some(Money::from_micros(micros)));
+        f.sender.send_modify(|m| m.price = Some(Money::from_micros(micros)));
         micros += 100_000;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let reply = poll.await.expect("poll task");
-    assert!(
-        began.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        began.elapsed()
-    );
+    assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.headers.get("x-gpuspot-changed").map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(reply.headers.get("x-gpuspot-changed").map(String::as_str), Some("true"));
     let object: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
     assert_ne!(object["price"], "1.20");
 }
@@ -210,15 +170,9 @@ async fn long_poll_times_out_unchanged_and_rejects_a_bad_wait() {
     let began = Instant::now();
     let reply = get(&f.socket, "/vm/events?wait=1").await;
     let took = began.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.headers.get("x-gpuspot-changed").map(String::as_str),
-        Some("false")
-    );
+    assert_eq!(reply.headers.get("x-gpuspot-changed").map(String::as_str), Some("false"));
     assert!(reply.body.contains("\"instance_id\":\"i-0123\""));
 
     let bad = get(&f.socket, "/vm/events?wait=soon").await;
@@ -230,17 +184,11 @@ async fn aws_instance_action_both_ways() {
     let f = fixture();
     let path = "/latest/meta-data/spot/instance-action";
     let before = get(&f.socket, path).await;
-    assert_eq!(
-        (before.status, before.body.as_str()),
-        (404, "404 page not found")
-    );
+    assert_eq!((before.status, before.body.as_str()), (404, "404 page not found"));
     schedule_termination(&f.sender);
     let after = get(&f.socket, path).await;
     assert_eq!(after.status, 200);
-    assert_eq!(
-        after.body,
-        r#"{"action":"terminate","time":"2026-04-08T05:00:00Z"}"#
-    );
+    assert_eq!(after.body, r#"{"action":"terminate","time":"2026-04-08T05:00:00Z"}"#);
 }
 
 #[tokio::test]
@@ -249,19 +197,13 @@ async fn other_methods_and_paths_are_refused() {
     let post = request(&f.socket, "POST", "/vm/metadata").await;
     assert_eq!(post.status, 405);
     let unknown = get(&f.socket, "/computeMetadata/v1/").await;
-    assert_eq!(
-        (unknown.status, unknown.body.as_str()),
-        (404, "404 page not found")
-    );
+    assert_eq!((unknown.status, unknown.body.as_str()), (404, "404 page not found"));
 }
 
 #[tokio::test]
 async fn socket_is_private_replaces_a_stale_one_and_goes_away_on_drop() {
     let f = fixture();
-    let mode = std::fs::metadata(&f.socket)
-        .expect("socket")
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(&f.socket).expect("socket").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // An agent restart finds its old socket file and takes its place.
@@ -270,10 +212,7 @@ async fn socket_is_private_replaces_a_stale_one_and_goes_away_on_drop() {
     let stale = std::os::unix::net::UnixListener::bind(&f.socket).expect("stale socket");
     drop(stale);
     let server = MetadataServer::start(f.socket.clone(), receiver).expect("restart");
-    assert_eq!(
-        get(&f.socket, "/vm/metadata?key=host_id").await.body,
-        "\"h-42\""
-    );
+    assert_eq!(get(&f.socket, "/vm/metadata?key=host_id").await.body, "\"h-42\"");
 
     server.shutdown();
     assert!(!f.socket.exists());
@@ -287,27 +226,18 @@ async fn refuses_to_replace_a_regular_file_or_bind_an_overlong_path() {
     std::fs::write(&file, "keep me").expect("write");
     let (_sender, receiver) = watch::channel(metadata());
     let error = MetadataServer::start(file.clone(), receiver.clone()).err();
-    assert!(
-        matches!(error, Some(MetadataError::NotASocket(_))),
-        "{error:?}"
-    );
+    assert!(matches!(error, Some(MetadataError::NotASocket(_))), "{error:?}");
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me");
 
     let long = dir.path().join("x".repeat(MAX_SOCKET_PATH));
     let error = MetadataServer::start(long, receiver).err();
-    assert!(
-        matches!(error, Some(MetadataError::PathTooLong { .. })),
-        "{error:?}"
-    );
+    assert!(matches!(error, Some(MetadataError::PathTooLong { .. })), "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_003_watcher_works_with_only_the_socket_path_changed() {
     let has = |tool: &str| {
-        std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
+        std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
     };
     if !has("curl") || !has("bash") {
         println!("skipped: curl or bash is not installed on this machine");
@@ -321,12 +251,7 @@ async fn seed_003_watcher_works_with_only_the_socket_path_changed() {
         out = dir.join("spot_response").display(),
         sock = f.socket.display()
     );
-    let run = |script: String| {
-        tokio::process::Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .output()
-    };
+    let run = |script: String| tokio::process::Command::new("bash").arg("-c").arg(script).output();
     let code = run(curl.clone()).await.expect("curl");
     assert_eq!(String::from_utf8_lossy(&code.stdout), "404");
     let body = std::fs::read_to_string(dir.join("spot_response")).expect("response");
@@ -345,9 +270,6 @@ async fn seed_003_watcher_works_with_only_the_socket_path_changed() {
         .expect("watcher finished")
         .expect("bash");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("Reclamation scheduled: \"2026-04-08T05:00:00+00:00\""),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Reclamation scheduled: \"2026-04-08T05:00:00+00:00\""), "{stdout}");
     assert!(stdout.contains("checkpoint-called"), "{stdout}");
 }

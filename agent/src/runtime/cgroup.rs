@@ -34,9 +34,7 @@ impl Cgroups {
     /// Probes a cgroup v2 hierarchy mounted at `mount`, preparing `<mount>/gpuspot`.
     pub fn at(mount: &Path) -> Self {
         match prepare(mount) {
-            Ok(parent) => Self {
-                parent: Some(parent),
-            },
+            Ok(parent) => Self { parent: Some(parent) },
             Err(reason) => {
                 UNAVAILABLE_LOGGED.call_once(|| {
                     tracing::info!(
@@ -81,9 +79,7 @@ fn prepare(mount: &Path) -> Result<PathBuf, String> {
         .map_err(|e| format!("no cgroup v2 hierarchy at {} ({e})", mount.display()))?;
     for wanted in ["cpu", "memory"] {
         if !controllers.split_whitespace().any(|c| c == wanted) {
-            return Err(format!(
-                "the cgroup v2 `{wanted}` controller is not available"
-            ));
+            return Err(format!("the cgroup v2 `{wanted}` controller is not available"));
         }
     }
     enable_controllers(mount)?;
@@ -132,10 +128,7 @@ impl InstanceCgroup {
             .create(true)
             .truncate(false)
             .open(dir.join("cgroup.procs"))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            procs,
-        })
+        Ok(Self { dir: dir.to_owned(), procs })
     }
 
     pub fn dir(&self) -> &Path {
@@ -150,10 +143,7 @@ impl InstanceCgroup {
     /// SIGKILLs every process in the cgroup, including ones that left the process group
     /// (kernels without `cgroup.kill`, before 5.14, rely on the process-group kill alone).
     pub fn kill_all(&self) {
-        if let Ok(mut file) = OpenOptions::new()
-            .write(true)
-            .open(self.dir.join("cgroup.kill"))
-        {
+        if let Ok(mut file) = OpenOptions::new().write(true).open(self.dir.join("cgroup.kill")) {
             let _ = file.write_all(b"1");
         }
     }
@@ -219,22 +209,14 @@ mod tests {
         let mount = fake_mount("cpuset cpu io memory pids\n");
         let cgroups = Cgroups::at(mount.path());
         assert!(cgroups.enforced());
-        assert_eq!(
-            read(mount.path().join("cgroup.subtree_control")),
-            "+cpu +memory"
-        );
+        assert_eq!(read(mount.path().join("cgroup.subtree_control")), "+cpu +memory");
         let parent = mount.path().join("gpuspot");
         assert_eq!(read(parent.join("cgroup.subtree_control")), "+cpu +memory");
 
-        let cgroup = cgroups
-            .create(&InstanceId::from("i-abc"), 16, 90)
-            .expect("cgroup");
+        let cgroup = cgroups.create(&InstanceId::from("i-abc"), 16, 90).expect("cgroup");
         assert_eq!(cgroup.dir(), parent.join("i-abc"));
         assert_eq!(read(cgroup.dir().join("cpu.max")), "1600000 100000");
-        assert_eq!(
-            read(cgroup.dir().join("memory.max")),
-            (90u64 << 30).to_string()
-        );
+        assert_eq!(read(cgroup.dir().join("memory.max")), (90u64 << 30).to_string());
         assert!(cgroup.procs_fd() >= 0);
     }
 

@@ -26,10 +26,7 @@ struct FakeState {
 
 impl FakeRuntime {
     pub fn new(events: mpsc::UnboundedSender<RuntimeEvent>) -> Self {
-        Self {
-            events,
-            state: Mutex::new(FakeState::default()),
-        }
+        Self { events, state: Mutex::new(FakeState::default()) }
     }
 
     fn state(&self) -> MutexGuard<'_, FakeState> {
@@ -67,10 +64,7 @@ impl FakeRuntime {
     }
 
     fn report(&self, instance_id: &InstanceId, state: WorkloadState) {
-        let _ = self.events.send(RuntimeEvent {
-            instance_id: instance_id.clone(),
-            state,
-        });
+        let _ = self.events.send(RuntimeEvent { instance_id: instance_id.clone(), state });
     }
 }
 
@@ -135,10 +129,7 @@ mod tests {
         let runtime = FakeRuntime::new(tx);
         runtime.start(spec("i-a")).expect("start");
         runtime.start(spec("i-b")).expect("start");
-        assert!(matches!(
-            runtime.start(spec("i-a")),
-            Err(RuntimeError::AlreadyRunning(_))
-        ));
+        assert!(matches!(runtime.start(spec("i-a")), Err(RuntimeError::AlreadyRunning(_))));
         assert_eq!(runtime.running().len(), 2);
 
         let a = InstanceId::from("i-a");
@@ -162,16 +153,10 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let runtime = FakeRuntime::new(tx);
         runtime.fail_starts(Some("no such file".into()));
-        assert!(matches!(
-            runtime.start(spec("i-a")),
-            Err(RuntimeError::Spawn { .. })
-        ));
+        assert!(matches!(runtime.start(spec("i-a")), Err(RuntimeError::Spawn { .. })));
         let mut empty = spec("i-b");
         empty.command.clear();
-        assert!(matches!(
-            runtime.start(empty),
-            Err(RuntimeError::EmptyCommand(_))
-        ));
+        assert!(matches!(runtime.start(empty), Err(RuntimeError::EmptyCommand(_))));
         runtime.fail_starts(None);
         runtime.start(spec("i-a")).expect("start");
         assert_eq!(runtime.spec(&InstanceId::from("i-a")), Some(spec("i-a")));

@@ -32,20 +32,13 @@ pub fn kill_orphans(instances_dir: &Path) -> usize {
 
 fn owned_by_us(pid: i32, prefix: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|env| {
-            env.split(|b| *b == 0)
-                .any(|var| var.starts_with(prefix.as_bytes()))
-        })
+        .map(|env| env.split(|b| *b == 0).any(|var| var.starts_with(prefix.as_bytes())))
         .unwrap_or(false)
 }
 
 fn process_group(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
+    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -82,10 +75,7 @@ mod tests {
             std::thread::yield_now();
         };
         assert!(!status.success());
-        assert!(
-            other.try_wait().unwrap().is_none(),
-            "an unrelated process was killed"
-        );
+        assert!(other.try_wait().unwrap().is_none(), "an unrelated process was killed");
         other.kill().unwrap();
         other.wait().unwrap();
     }

@@ -60,9 +60,7 @@ impl ProcessRuntime {
 impl Inner {
     fn workloads(&self) -> MutexGuard<'_, HashMap<InstanceId, Control>> {
         // The map stays consistent even if a holder panicked: every change is one insert/remove.
-        self.workloads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.workloads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -79,10 +77,7 @@ impl WorkloadRuntime for ProcessRuntime {
         }
         // Callers may sit on a blocking thread; spawning needs the runtime's reactor.
         let _runtime = self.inner.tokio.enter();
-        let cgroup = self
-            .inner
-            .cgroups
-            .create(&id, spec.cpu_cores, spec.memory_gib);
+        let cgroup = self.inner.cgroups.create(&id, spec.cpu_cores, spec.memory_gib);
         let child = match spawn(&spec, cgroup.as_ref()) {
             Ok(child) => child,
             Err(error) => {
@@ -93,12 +88,7 @@ impl WorkloadRuntime for ProcessRuntime {
             }
         };
         let (stop_tx, stop_rx) = oneshot::channel();
-        workloads.insert(
-            id.clone(),
-            Control {
-                stop: Some(stop_tx),
-            },
-        );
+        workloads.insert(id.clone(), Control { stop: Some(stop_tx) });
         tracing::info!(instance_id = %id, pid = ?child.id(), "workload started");
         let supervisor = supervise(self.inner.clone(), id, child, cgroup, stop_rx);
         self.inner.tokio.spawn(supervisor);
@@ -149,10 +139,9 @@ fn spawn(spec: &WorkloadSpec, cgroup: Option<&InstanceCgroup>) -> Result<Child, 
     unsafe {
         command.pre_exec(move || enter_session(procs_fd));
     }
-    command.spawn().map_err(|source| RuntimeError::Spawn {
-        program: spec.command[0].clone(),
-        source,
-    })
+    command
+        .spawn()
+        .map_err(|source| RuntimeError::Spawn { program: spec.command[0].clone(), source })
 }
 
 /// Runs in the child between fork and exec.
@@ -181,15 +170,9 @@ fn guest_env(spec: &WorkloadSpec) -> Vec<(OsString, OsString)> {
     env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
     let gpus = OsString::from(spec.gpu_uuids.join(","));
     env.extend([
-        (
-            "GPUSPOT_INSTANCE_ID".into(),
-            spec.instance_id.as_str().into(),
-        ),
+        ("GPUSPOT_INSTANCE_ID".into(), spec.instance_id.as_str().into()),
         ("GPUSPOT_DATA_DIR".into(), spec.data_dir.clone().into()),
-        (
-            "GPUSPOT_METADATA_SOCKET".into(),
-            spec.metadata_socket.clone().into(),
-        ),
+        ("GPUSPOT_METADATA_SOCKET".into(), spec.metadata_socket.clone().into()),
         ("CUDA_VISIBLE_DEVICES".into(), gpus.clone()),
         ("NVIDIA_VISIBLE_DEVICES".into(), gpus),
     ]);
@@ -204,10 +187,7 @@ async fn supervise(
     cgroup: Option<InstanceCgroup>,
     mut stop_rx: oneshot::Receiver<Duration>,
 ) {
-    let pgid = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .unwrap_or(0);
+    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
     let mut stopped = false;
     let status = tokio::select! {
         status = child.wait() => status,
@@ -223,20 +203,12 @@ async fn supervise(
         cgroup.remove().await;
     }
     // A stop that raced with a natural exit still counts: the user asked for it.
-    let stop_requested = inner
-        .workloads()
-        .remove(&id)
-        .is_some_and(|control| control.stop.is_none());
-    let state = if stopped || stop_requested {
-        WorkloadState::Stopped
-    } else {
-        final_state(status)
-    };
+    let stop_requested =
+        inner.workloads().remove(&id).is_some_and(|control| control.stop.is_none());
+    let state =
+        if stopped || stop_requested { WorkloadState::Stopped } else { final_state(status) };
     tracing::info!(instance_id = %id, ?state, "workload ended");
-    let _ = inner.events.send(RuntimeEvent {
-        instance_id: id,
-        state,
-    });
+    let _ = inner.events.send(RuntimeEvent { instance_id: id, state });
 }
 
 /// SIGTERM to the group; the leader and then the rest of the group (a background checkpoint
@@ -262,12 +234,10 @@ async fn terminate(
 
 fn final_state(status: std::io::Result<ExitStatus>) -> WorkloadState {
     match status {
-        Ok(status) => WorkloadState::Exited {
-            code: status.code(),
-        },
-        Err(error) => WorkloadState::Failed {
-            message: format!("lost track of the workload: {error}"),
-        },
+        Ok(status) => WorkloadState::Exited { code: status.code() },
+        Err(error) => {
+            WorkloadState::Failed { message: format!("lost track of the workload: {error}") }
+        }
     }
 }
 

@@ -128,10 +128,7 @@ async fn output_is_appended_to_the_log_and_the_exit_code_comes_back() {
 async fn a_signal_death_has_no_exit_code() {
     let mut h = Harness::new();
     h.start("i-sig", "kill -KILL $$");
-    assert_eq!(
-        h.next_event().await.state,
-        WorkloadState::Exited { code: None }
-    );
+    assert_eq!(h.next_event().await.state, WorkloadState::Exited { code: None });
 }
 
 #[tokio::test]
@@ -139,14 +136,9 @@ async fn stop_ends_a_sleeping_workload_quickly_as_stopped() {
     let mut h = Harness::new();
     h.start("i-sleep", "sleep 300");
     let began = Instant::now();
-    h.runtime
-        .stop(&InstanceId::from("i-sleep"), Duration::from_secs(30));
+    h.runtime.stop(&InstanceId::from("i-sleep"), Duration::from_secs(30));
     assert_eq!(h.next_event().await.state, WorkloadState::Stopped);
-    assert!(
-        began.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        began.elapsed()
-    );
+    assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
     assert!(h.runtime.running().is_empty());
 }
 
@@ -160,14 +152,9 @@ async fn a_workload_that_traps_sigterm_finishes_its_checkpoint() {
     h.start("i-trap", script);
     read_when_written(&h.data_dir("i-trap").join("ready")).await;
     let began = Instant::now();
-    h.runtime
-        .stop(&InstanceId::from("i-trap"), Duration::from_secs(20));
+    h.runtime.stop(&InstanceId::from("i-trap"), Duration::from_secs(20));
     assert_eq!(h.next_event().await.state, WorkloadState::Stopped);
-    assert!(
-        began.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        began.elapsed()
-    );
+    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
     let checkpoint = std::fs::read_to_string(h.data_dir("i-trap").join("checkpoint"));
     assert_eq!(checkpoint.expect("checkpoint written"), "saved\n");
 }
@@ -178,21 +165,13 @@ async fn a_workload_that_ignores_sigterm_is_killed_after_the_timeout() {
     let script = "trap '' TERM; echo $$ > pid; while :; do sleep 0.05; done";
     h.start("i-stubborn", script);
     let pid_file = h.data_dir("i-stubborn").join("pid");
-    let pid: u32 = read_when_written(&pid_file)
-        .await
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid: u32 = read_when_written(&pid_file).await.trim().parse().expect("pid");
     let began = Instant::now();
     let kill_timeout = Duration::from_millis(500);
-    h.runtime
-        .stop(&InstanceId::from("i-stubborn"), kill_timeout);
+    h.runtime.stop(&InstanceId::from("i-stubborn"), kill_timeout);
     assert_eq!(h.next_event().await.state, WorkloadState::Stopped);
     let took = began.elapsed();
-    assert!(
-        took >= kill_timeout && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    assert!(took >= kill_timeout && took < Duration::from_secs(5), "{took:?}");
     assert!(!process_alive(pid));
 }
 
@@ -201,14 +180,9 @@ async fn background_children_die_with_a_stopped_workload() {
     let mut h = Harness::new();
     h.start("i-bg", "sleep 300 & echo $! > bg.pid; sleep 300");
     let pid_file = h.data_dir("i-bg").join("bg.pid");
-    let pid: u32 = read_when_written(&pid_file)
-        .await
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid: u32 = read_when_written(&pid_file).await.trim().parse().expect("pid");
     assert!(process_alive(pid));
-    h.runtime
-        .stop(&InstanceId::from("i-bg"), Duration::from_secs(5));
+    h.runtime.stop(&InstanceId::from("i-bg"), Duration::from_secs(5));
     assert_eq!(h.next_event().await.state, WorkloadState::Stopped);
     assert!(eventually(EVENT_DEADLINE, || !process_alive(pid)).await);
 }
@@ -220,11 +194,7 @@ async fn background_children_die_when_the_command_exits() {
     let event = h.next_event().await;
     assert_eq!(event.state, WorkloadState::Exited { code: Some(0) });
     let pid_file = h.data_dir("i-bg-exit").join("bg.pid");
-    let pid: u32 = read_when_written(&pid_file)
-        .await
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid: u32 = read_when_written(&pid_file).await.trim().parse().expect("pid");
     assert!(eventually(EVENT_DEADLINE, || !process_alive(pid)).await);
 }
 
@@ -235,10 +205,7 @@ async fn bad_starts_fail_synchronously_and_report_nothing() {
     missing.command = vec!["/nonexistent/gpuspot-no-such-binary".into()];
     let error = h.runtime.start(missing).expect_err("must fail");
     assert!(matches!(error, RuntimeError::Spawn { .. }), "{error}");
-    assert!(
-        error.to_string().contains("gpuspot-no-such-binary"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("gpuspot-no-such-binary"), "{error}");
 
     let mut empty = h.spec("i-empty", "");
     empty.command.clear();
@@ -253,19 +220,13 @@ async fn bad_starts_fail_synchronously_and_report_nothing() {
 async fn an_instance_runs_once_and_unknown_stops_are_ignored() {
     let mut h = Harness::new();
     h.start("i-once", "sleep 300");
-    let error = h
-        .runtime
-        .start(h.spec("i-once", "sleep 300"))
-        .expect_err("duplicate");
+    let error = h.runtime.start(h.spec("i-once", "sleep 300")).expect_err("duplicate");
     assert!(matches!(error, RuntimeError::AlreadyRunning(_)), "{error}");
-    h.runtime
-        .stop(&InstanceId::from("i-unknown"), Duration::from_secs(1));
+    h.runtime.stop(&InstanceId::from("i-unknown"), Duration::from_secs(1));
     assert_eq!(h.runtime.running(), vec![InstanceId::from("i-once")]);
-    h.runtime
-        .stop(&InstanceId::from("i-once"), Duration::from_secs(5));
+    h.runtime.stop(&InstanceId::from("i-once"), Duration::from_secs(5));
     // A second stop while the first is in progress changes nothing.
-    h.runtime
-        .stop(&InstanceId::from("i-once"), Duration::from_secs(5));
+    h.runtime.stop(&InstanceId::from("i-once"), Duration::from_secs(5));
     assert_eq!(h.next_event().await.state, WorkloadState::Stopped);
     assert!(h.events.try_recv().is_err());
 }
@@ -290,9 +251,7 @@ async fn workload_runs_inside_its_limited_cgroup_when_v2_is_usable() {
     spec.command = vec!["sh".into(), "-c".into(), script];
     runtime.start(spec).expect("start");
     let event = tokio::time::timeout(EVENT_DEADLINE, events.recv()).await;
-    let event = event
-        .expect("event before the deadline")
-        .expect("channel open");
+    let event = event.expect("event before the deadline").expect("channel open");
     assert_eq!(event.state, WorkloadState::Exited { code: Some(0) });
     let cgroup = std::fs::read_to_string(dir.path().join("cg")).expect("cg");
     assert!(cgroup.contains(&format!("/gpuspot/{id}")), "{cgroup}");

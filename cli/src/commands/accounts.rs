@@ -8,14 +8,8 @@ use crate::output::{Table, field, fields, items};
 use gpuspot_common::Money;
 use serde_json::{Value, json};
 
-const SHOW_ORDER: &[&str] = &[
-    "id",
-    "name",
-    "balance",
-    "overdue_since",
-    "overdue_deadline",
-    "token",
-];
+const SHOW_ORDER: &[&str] =
+    &["id", "name", "balance", "overdue_since", "overdue_deadline", "token"];
 
 pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
     match cmd {
@@ -34,9 +28,7 @@ fn create(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     if name.trim().is_empty() {
         return usage("the account name is empty");
     }
-    let account = ctx
-        .client
-        .post_json("/v1/accounts", &json!({ "name": name }))?;
+    let account = ctx.client.post_json("/v1/accounts", &json!({ "name": name }))?;
     ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
 }
 
@@ -56,18 +48,10 @@ pub fn payment_body(amount: &str) -> anyhow::Result<Value> {
 
 fn pay(ctx: &Ctx, id: &str, amount: &str) -> anyhow::Result<()> {
     let body = payment_body(amount)?;
-    let answer = ctx
-        .client
-        .post_json(&format!("{}/payments", path(id)), &body)?;
+    let answer = ctx.client.post_json(&format!("{}/payments", path(id)), &body)?;
     ctx.emit(&answer, |v| {
         if v.is_object() {
-            print!(
-                "{}",
-                fields(
-                    v,
-                    &["id", "at", "kind", "amount", "balance_after", "balance"]
-                )
-            );
+            print!("{}", fields(v, &["id", "at", "kind", "amount", "balance_after", "balance"]));
         } else {
             println!("paid {} to {id}", field(&body, "amount"));
         }
@@ -94,14 +78,8 @@ mod tests {
 
     #[test]
     fn payments_are_validated_and_normalised() {
-        assert_eq!(
-            payment_body("10").expect("valid"),
-            json!({"amount": "10.00"})
-        );
-        assert_eq!(
-            payment_body("0.5").expect("valid"),
-            json!({"amount": "0.50"})
-        );
+        assert_eq!(payment_body("10").expect("valid"), json!({"amount": "10.00"}));
+        assert_eq!(payment_body("0.5").expect("valid"), json!({"amount": "0.50"}));
         for bad in ["0", "-1.00", "ten", "1.0000001"] {
             let err = payment_body(bad).expect_err(bad);
             assert!(err.downcast_ref::<UsageError>().is_some(), "{bad}");

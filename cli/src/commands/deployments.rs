@@ -38,9 +38,7 @@ pub fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> anyhow::Result<()> {
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "scaled")))
         }
         DeploymentsCmd::Rebuild { id } => {
-            let answer = ctx
-                .client
-                .post_json(&format!("{}/rebuild", path(&id)), &json!({}))?;
+            let answer = ctx.client.post_json(&format!("{}/rebuild", path(&id)), &json!({}))?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "rebuilding")))
         }
         DeploymentsCmd::Delete { id } => {
@@ -74,16 +72,7 @@ fn or_id(answer: &Value, id: &str, word: &str) -> String {
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/deployments")?;
     ctx.emit(&answer, |v| {
-        let headers = [
-            "ID",
-            "NAME",
-            "MODE",
-            "STATE",
-            "WANT",
-            "INSTANCES",
-            "DONE/FAILED",
-            "REASON",
-        ];
+        let headers = ["ID", "NAME", "MODE", "STATE", "WANT", "INSTANCES", "DONE/FAILED", "REASON"];
         let mut table = Table::new(&headers);
         for deployment in items(v, "deployments") {
             table.row(vec![
@@ -93,11 +82,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
                 field(deployment, "state"),
                 wanted(deployment),
                 instance_count(deployment),
-                format!(
-                    "{}/{}",
-                    field(deployment, "succeeded"),
-                    field(deployment, "failed")
-                ),
+                format!("{}/{}", field(deployment, "succeeded"), field(deployment, "failed")),
                 field(deployment, "reason"),
             ]);
         }
@@ -124,10 +109,8 @@ fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let deployment = ctx.client.get_json(&path(id))?;
     ctx.emit(&deployment, |v| {
         let mut summary = v.clone();
-        let instances = summary
-            .as_object_mut()
-            .and_then(|map| map.remove("instances"))
-            .unwrap_or(Value::Null);
+        let instances =
+            summary.as_object_mut().and_then(|map| map.remove("instances")).unwrap_or(Value::Null);
         if let Some(map) = summary.as_object_mut() {
             map.remove("specs");
             map.remove("template");

@@ -77,10 +77,7 @@ fn pump(stream: &mut impl Read, parser: &mut SseParser, json: bool) -> anyhow::R
 }
 
 fn is_timeout(err: &std::io::Error) -> bool {
-    if matches!(
-        err.kind(),
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-    ) {
+    if matches!(err.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
         return true;
     }
     err.get_ref()
@@ -96,10 +93,7 @@ pub fn render(event: &SseEvent, json: bool) -> anyhow::Result<String> {
         let line = serde_json::json!({ "id": event.id, "event": event.event, "data": data });
         return Ok(serde_json::to_string(&line)?);
     }
-    let pick = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| data.get(*k).filter(|v| !v.is_null()))
-    };
+    let pick = |keys: &[&str]| keys.iter().find_map(|k| data.get(*k).filter(|v| !v.is_null()));
     let time = text(pick(&["at", "time"]));
     let kind = match event.event.as_str() {
         "message" => text(pick(&["type", "kind"])),
@@ -115,9 +109,7 @@ pub fn render(event: &SseEvent, json: bool) -> anyhow::Result<String> {
             .join(" "),
         other => text(Some(other)),
     };
-    Ok(format!("{time}  {kind:<24}  {instance:<12}  {details}")
-        .trim_end()
-        .to_owned())
+    Ok(format!("{time}  {kind:<24}  {instance:<12}  {details}").trim_end().to_owned())
 }
 
 #[cfg(test)]
@@ -125,11 +117,7 @@ mod tests {
     use super::*;
 
     fn event(kind: &str, data: &str) -> SseEvent {
-        SseEvent {
-            id: Some("7".into()),
-            event: kind.into(),
-            data: data.into(),
-        }
+        SseEvent { id: Some("7".into()), event: kind.into(), data: data.into() }
     }
 
     #[test]
@@ -140,10 +128,7 @@ mod tests {
             line,
             "2026-04-08T05:00:00Z  instance.termination_scheduled  i-1           reason=reclaimed_price"
         );
-        let line = render(
-            &event("message", r#"{"type":"host.lost","host_id":"h-1"}"#),
-            false,
-        );
+        let line = render(&event("message", r#"{"type":"host.lost","host_id":"h-1"}"#), false);
         assert_eq!(
             line.expect("renders"),
             "-  host.lost                 -             host_id=h-1"

@@ -29,14 +29,7 @@ pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/hosts")?;
     ctx.emit(&answer, |v| {
-        let headers = [
-            "ID",
-            "HOSTNAME",
-            "STATE",
-            "GPUS",
-            "UNITS FREE/TOTAL",
-            "LAST SEEN",
-        ];
+        let headers = ["ID", "HOSTNAME", "STATE", "GPUS", "UNITS FREE/TOTAL", "LAST SEEN"];
         let mut table = Table::new(&headers);
         for host in items(v, "hosts") {
             table.row(vec![
@@ -44,11 +37,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
                 host_name(host),
                 field(host, "state"),
                 gpus_text(host),
-                format!(
-                    "{}/{}",
-                    field(host, "units_free"),
-                    field(host, "units_total")
-                ),
+                format!("{}/{}", field(host, "units_free"), field(host, "units_total")),
                 field(host, "last_seen"),
             ]);
         }
@@ -92,9 +81,7 @@ pub fn gpus_text(host: &Value) -> String {
 }
 
 fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let host = ctx
-        .client
-        .get_json(&format!("/v1/hosts/{}", encode_segment(id)))?;
+    let host = ctx.client.get_json(&format!("/v1/hosts/{}", encode_segment(id)))?;
     ctx.emit(&host, |v| {
         let mut summary = v.clone();
         if let Some(map) = summary.as_object_mut() {
@@ -110,24 +97,10 @@ fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
 }
 
 fn gpu_table(gpus: &[Value]) -> Table {
-    let headers = [
-        "INDEX",
-        "UUID",
-        "MODEL",
-        "MEMORY MIB",
-        "PCI BUS ID",
-        "HEALTHY",
-    ];
+    let headers = ["INDEX", "UUID", "MODEL", "MEMORY MIB", "PCI BUS ID", "HEALTHY"];
     let mut table = Table::new(&headers);
     for gpu in gpus {
-        let keys = [
-            "index",
-            "uuid",
-            "model",
-            "memory_mib",
-            "pci_bus_id",
-            "healthy",
-        ];
+        let keys = ["index", "uuid", "model", "memory_mib", "pci_bus_id", "healthy"];
         table.row(keys.iter().map(|k| field(gpu, k)).collect());
     }
     table

@@ -71,9 +71,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// The instances table, also used by `deployments show`.
 pub fn table(instances: &[Value]) -> Table {
-    let headers = [
-        "ID", "NAME", "STATE", "HOST", "GPUS", "BILLING", "PRICE", "REASON",
-    ];
+    let headers = ["ID", "NAME", "STATE", "HOST", "GPUS", "BILLING", "PRICE", "REASON"];
     let mut table = Table::new(&headers);
     for instance in instances {
         table.row(vec![
@@ -103,13 +101,7 @@ pub fn gpus_text(instance: &Value) -> String {
         None => request
             .and_then(|g| g.get("models"))
             .and_then(Value::as_array)
-            .map(|models| {
-                models
-                    .iter()
-                    .map(|m| text(Some(m)))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
+            .map(|models| models.iter().map(|m| text(Some(m))).collect::<Vec<_>>().join("|"))
             .unwrap_or_default(),
     };
     match (count, model.is_empty()) {
@@ -134,9 +126,7 @@ pub fn billing_text(billing: Option<&Value>) -> String {
 
 fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let instance = ctx.client.get_json(&path(id))?;
-    ctx.emit(&instance, |v| {
-        print!("{}", fields(&readable(v), SHOW_ORDER))
-    })
+    ctx.emit(&instance, |v| print!("{}", fields(&readable(v), SHOW_ORDER)))
 }
 
 /// The instance with `billing` and `gpu` turned into short text for `show`.
@@ -218,9 +208,6 @@ mod tests {
     fn summary_names_the_reason() {
         let instance = json!({"id": "i-1", "state": "queued", "reason": "no capacity"});
         assert_eq!(summary(&instance), "i-1 queued (no capacity)");
-        assert_eq!(
-            summary(&json!({"id": "i-2", "state": "running"})),
-            "i-2 running"
-        );
+        assert_eq!(summary(&json!({"id": "i-2", "state": "running"})), "i-2 running");
     }
 }

@@ -22,14 +22,7 @@ pub fn run(ctx: &Ctx, cmd: Option<PoolsCmd>) -> anyhow::Result<()> {
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/pools")?;
     ctx.emit(&answer, |v| {
-        let headers = [
-            "MODEL",
-            "LIST PRICE",
-            "MARKET PRICE",
-            "AVAILABILITY",
-            "TOTAL",
-            "NOTICE",
-        ];
+        let headers = ["MODEL", "LIST PRICE", "MARKET PRICE", "AVAILABILITY", "TOTAL", "NOTICE"];
         let mut table = Table::new(&headers);
         for pool in items(v, "pools") {
             table.row(vec![
@@ -54,10 +47,7 @@ pub fn availability(available: Option<&Value>) -> String {
 }
 
 fn history(ctx: &Ctx, model: &str, hours: u32) -> anyhow::Result<()> {
-    let path = format!(
-        "/v1/pools/{}/price-history?hours={hours}",
-        encode_segment(model)
-    );
+    let path = format!("/v1/pools/{}/price-history?hours={hours}", encode_segment(model));
     let answer = ctx.client.get_json(&path)?;
     ctx.emit(&answer, |v| {
         let points = items(v, "points");
@@ -100,14 +90,8 @@ mod tests {
     #[test]
     fn availability_is_worded_like_seed_003() {
         assert_eq!(availability(Some(&json!(3))), "Currently available (3)");
-        assert_eq!(
-            availability(Some(&json!(0))),
-            "No capacity currently available"
-        );
-        assert_eq!(
-            availability(Some(&Value::Null)),
-            "No capacity currently available"
-        );
+        assert_eq!(availability(Some(&json!(0))), "No capacity currently available");
+        assert_eq!(availability(Some(&Value::Null)), "No capacity currently available");
         assert_eq!(availability(None), "No capacity currently available");
     }
 
@@ -120,9 +104,6 @@ mod tests {
         let lines = chart_lines(points.as_array().expect("array"));
         assert_eq!(lines.len(), CHART_HEIGHT + 1);
         assert!(lines[0].starts_with("0.50 |"));
-        assert_eq!(
-            lines[CHART_HEIGHT],
-            "2026-04-08T00:00:00Z → 2026-04-08T01:00:00Z"
-        );
+        assert_eq!(lines[CHART_HEIGHT], "2026-04-08T00:00:00Z → 2026-04-08T01:00:00Z");
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP layer and the actor agree on a single, exhaustive boundary.
 
 use crate::config::PoolSettings;
+use crate::core::billing::{Account, LedgerEntry};
 use crate::core::pools::PoolUsage;
 use crate::core::{Host, Instance, InstanceRequest};
 use actix::Message;
@@ -59,6 +60,21 @@ pub enum ApiRequest {
     KnownModel {
         model: String,
     },
+    CreateAccount {
+        name: String,
+        token_hash: String,
+        webhook_url: Option<String>,
+    },
+    GetAccount {
+        scope: Scope,
+        id: AccountId,
+    },
+    ListAccounts,
+    Pay {
+        scope: Scope,
+        id: AccountId,
+        amount: Money,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +92,9 @@ pub enum ApiReply {
     Hosts(Vec<Host>),
     Pools(Vec<PoolView>),
     Known(bool),
+    Account(Box<Account>),
+    Accounts(Vec<Account>),
+    Payment(Box<LedgerEntry>, Box<Account>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +103,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PaymentRequired(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("could not persist the change: {0}")]
     Store(String),
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`cluster`]: the one actor that owns [`crate::core::Cluster`]; API requests and agent
 //!   messages both arrive here as messages, so the state has a single writer.
-//! - [`messages`]: what crosses into the actor (one enum for API requests).
+//! - [`messages`]: what crosses into the actor (one enum for API requests); `requests`:
+//!   how the actor answers them.
 
 pub mod cluster;
 pub mod messages;
+mod requests;
 
 pub use cluster::ClusterActor;
 pub use messages::{AgentEvent, ApiError, ApiReply, ApiRequest, Scope};

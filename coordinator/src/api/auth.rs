@@ -1,5 +1,5 @@
-//! Bearer-token authentication. The admin token acts for the built-in `operator` account
-//! unless a request names another; account tokens arrive with billing (issue 4).
+//! Bearer-token authentication: the admin token (acting for the built-in `operator`
+//! account unless a request names another), or an account's own token.
 
 use super::AppState;
 use super::error::HttpError;
@@ -8,7 +8,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use gpuspot_common::AccountId;
 use std::future::{Ready, ready};
 
-pub const OPERATOR_ACCOUNT: &str = "a-operator";
+pub use crate::core::accounts::OPERATOR as OPERATOR_ACCOUNT;
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
@@ -17,11 +17,16 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The account new resources are created for.
-    pub fn account(&self) -> AccountId {
-        match &self.scope {
-            Scope::Admin => AccountId::from(OPERATOR_ACCOUNT),
-            Scope::Account(account) => account.clone(),
+    /// The account new resources are created for: the admin may name one, an account
+    /// only itself.
+    pub fn account(&self, named: Option<String>) -> Result<AccountId, HttpError> {
+        match (&self.scope, named) {
+            (Scope::Admin, Some(named)) => Ok(AccountId(named)),
+            (Scope::Admin, None) => Ok(AccountId::from(OPERATOR_ACCOUNT)),
+            (Scope::Account(own), Some(named)) if named != own.as_str() => {
+                Err(HttpError::forbidden("an account token can only act for its own account"))
+            }
+            (Scope::Account(own), _) => Ok(own.clone()),
         }
     }
 
@@ -37,26 +42,21 @@ fn authenticate(request: &HttpRequest) -> Result<Caller, HttpError> {
     let state = request
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| HttpError::internal("application state missing"))?;
-    let header = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| {
+    let header =
+        request.headers().get(actix_web::http::header::AUTHORIZATION).ok_or_else(|| {
             HttpError::unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
         })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`")
-        })?;
+    let token =
+        header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).ok_or_else(
+            || HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`"),
+        )?;
     if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
-        return Ok(Caller {
-            scope: Scope::Admin,
-        });
+        return Ok(Caller { scope: Scope::Admin });
     }
-    Err(HttpError::unauthorized("invalid token"))
+    match state.directory.account_for_token(token) {
+        Some(account) => Ok(Caller { scope: Scope::Account(account) }),
+        None => Err(HttpError::unauthorized("invalid token")),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -15,11 +15,7 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -72,32 +68,27 @@ impl From<ApiError> for HttpError {
         match error {
             ApiError::NotFound(_) => HttpError::not_found(error.to_string()),
             ApiError::Conflict(message) => HttpError::conflict(message),
+            ApiError::PaymentRequired(message) => {
+                HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
+            }
+            ApiError::BadRequest(message) => HttpError::bad_request("invalid_request", message),
             ApiError::Store(_) => HttpError::internal(error.to_string()),
         }
     }
 }
 
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(1 << 20)
-        .error_handler(|err, _| {
-            let status = match &err {
-                actix_web::error::JsonPayloadError::ContentType => {
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE
-                }
-                actix_web::error::JsonPayloadError::Overflow { .. }
-                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            HttpError::new(
-                status,
-                "invalid_json",
-                format!("request body is not valid: {err}"),
-            )
-            .into()
-        })
+    web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
+        let status = match &err {
+            actix_web::error::JsonPayloadError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            actix_web::error::JsonPayloadError::Overflow { .. }
+            | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        HttpError::new(status, "invalid_json", format!("request body is not valid: {err}")).into()
+    })
 }
 
 pub fn path_config() -> web::PathConfig {

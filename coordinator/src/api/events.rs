@@ -46,10 +46,7 @@ pub fn visible(scope: &Scope, event: &Event) -> bool {
 
 pub fn format_sse(event: &Event) -> Bytes {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
-    Bytes::from(format!(
-        "id: {}\nevent: {}\ndata: {data}\n\n",
-        event.id, event.kind
-    ))
+    Bytes::from(format!("id: {}\nevent: {}\ndata: {data}\n\n", event.id, event.kind))
 }
 
 impl Feed {

@@ -9,8 +9,7 @@ use actix_web::{HttpResponse, web};
 use gpuspot_common::HostId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/hosts", web::get().to(list))
-        .route("/hosts/{id}", web::get().to(show));
+    cfg.route("/hosts", web::get().to(list)).route("/hosts/{id}", web::get().to(show));
 }
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
@@ -29,12 +28,7 @@ async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    match state
-        .ask(ApiRequest::GetHost {
-            id: HostId(id.into_inner()),
-        })
-        .await?
-    {
+    match state.ask(ApiRequest::GetHost { id: HostId(id.into_inner()) }).await? {
         ApiReply::Host(host) => Ok(HttpResponse::Ok().json(views::host(&host))),
         other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
     }

@@ -36,6 +36,8 @@ pub struct BillingBody {
 #[derive(Debug, Deserialize)]
 pub struct CreateBody {
     pub name: Option<String>,
+    /// The admin may create for another account.
+    pub account_id: Option<String>,
     pub gpu: GpuBody,
     pub cpu_cores: Option<Range>,
     pub memory_gib: Option<Range>,
@@ -63,12 +65,10 @@ pub fn parse_billing(body: Option<&BillingBody>) -> Result<Billing, HttpError> {
             Ok(_) => Err(bad("billing.max_price must be positive")),
             Err(e) => Err(bad(format!("billing.max_price: {e}"))),
         },
-        ("spot", None) => Err(bad(
-            "spot billing needs billing.max_price (your bid per GPU-hour)",
-        )),
-        (other, _) => Err(bad(format!(
-            "billing.mode must be \"spot\" or \"regular\", not {other:?}"
-        ))),
+        ("spot", None) => Err(bad("spot billing needs billing.max_price (your bid per GPU-hour)")),
+        (other, _) => {
+            Err(bad(format!("billing.mode must be \"spot\" or \"regular\", not {other:?}")))
+        }
     }
 }
 
@@ -79,12 +79,7 @@ pub fn validate(body: CreateBody) -> Result<InstanceRequest, HttpError> {
     if count == 0 {
         problems.push("gpu.count must be at least 1".to_owned());
     }
-    let models: Vec<String> = body
-        .gpu
-        .models
-        .iter()
-        .map(|m| m.trim().to_owned())
-        .collect();
+    let models: Vec<String> = body.gpu.models.iter().map(|m| m.trim().to_owned()).collect();
     if models.is_empty() || models.iter().any(String::is_empty) {
         problems.push("gpu.models must list at least one GPU model, e.g. [\"H100\"]".to_owned());
     }
@@ -126,14 +121,13 @@ async fn create(
     caller: Caller,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let request = validate(body.into_inner())?;
+    let body = body.into_inner();
+    let account = caller.account(body.account_id.clone())?;
+    let request = validate(body)?;
     let mut unknown = Vec::new();
     for model in &request.gpu.models {
-        if let ApiReply::Known(false) = state
-            .ask(ApiRequest::KnownModel {
-                model: model.clone(),
-            })
-            .await?
+        if let ApiReply::Known(false) =
+            state.ask(ApiRequest::KnownModel { model: model.clone() }).await?
         {
             unknown.push(model.clone());
         }
@@ -141,28 +135,15 @@ async fn create(
     if unknown.len() == request.gpu.models.len() {
         return Err(HttpError::bad_request(
             "unknown_model",
-            format!(
-                "no pool or host offers GPU model {}; see GET /v1/pools",
-                unknown.join(", ")
-            ),
+            format!("no pool or host offers GPU model {}; see GET /v1/pools", unknown.join(", ")),
         ));
     }
-    let reply = state
-        .ask(ApiRequest::CreateInstance {
-            account: caller.account(),
-            request,
-        })
-        .await?;
+    let reply = state.ask(ApiRequest::CreateInstance { account, request }).await?;
     Ok(HttpResponse::Accepted().json(instance_reply(reply)?))
 }
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    match state
-        .ask(ApiRequest::ListInstances {
-            scope: caller.scope,
-        })
-        .await?
-    {
+    match state.ask(ApiRequest::ListInstances { scope: caller.scope }).await? {
         ApiReply::Instances(list) => {
             Ok(HttpResponse::Ok().json(list.iter().map(views::instance).collect::<Vec<_>>()))
         }
@@ -176,12 +157,7 @@ async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
-    let reply = state
-        .ask(ApiRequest::GetInstance {
-            scope: caller.scope,
-            id,
-        })
-        .await?;
+    let reply = state.ask(ApiRequest::GetInstance { scope: caller.scope, id }).await?;
     Ok(HttpResponse::Ok().json(instance_reply(reply)?))
 }
 
@@ -225,12 +201,7 @@ async fn terminate(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
-    let reply = state
-        .ask(ApiRequest::DeleteInstance {
-            scope: caller.scope,
-            id,
-        })
-        .await?;
+    let reply = state.ask(ApiRequest::DeleteInstance { scope: caller.scope, id }).await?;
     Ok(HttpResponse::Ok().json(instance_reply(reply)?))
 }
 
@@ -246,19 +217,12 @@ async fn logs(
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
-    state
-        .ask(ApiRequest::GetInstance {
-            scope: caller.scope,
-            id: id.clone(),
-        })
-        .await?;
+    state.ask(ApiRequest::GetInstance { scope: caller.scope, id: id.clone() }).await?;
     let max = query.tail_bytes.unwrap_or(1 << 20);
     let logs = state.logs.clone();
     let bytes = web::block(move || logs.read_tail(&id, max))
         .await
         .map_err(|e| HttpError::internal(e.to_string()))?
         .map_err(|e| HttpError::internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(bytes))
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
 }

@@ -5,6 +5,7 @@
 //! - [`auth`]: who is calling (admin or account) from the bearer token.
 //! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod events;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub logs: LogStore,
     pub store: std::sync::Arc<dyn crate::store::Store>,
     pub events: tokio::sync::broadcast::Sender<crate::core::cluster::Event>,
+    pub directory: std::sync::Arc<crate::directory::Directory>,
 }
 
 impl AppState {
@@ -47,7 +49,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(instances::routes)
                 .configure(hosts::routes)
                 .configure(pools::routes)
-                .configure(events::routes),
+                .configure(events::routes)
+                .configure(accounts::routes),
         )
         .default_service(web::to(not_found));
 }
@@ -57,9 +60,5 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
-    Err(HttpError::not_found(format!(
-        "no route for {} {}",
-        request.method(),
-        request.path()
-    )))
+    Err(HttpError::not_found(format!("no route for {} {}", request.method(), request.path())))
 }

@@ -35,10 +35,7 @@ async fn history(
 ) -> Result<HttpResponse, HttpError> {
     let hours = query.hours.unwrap_or(48);
     if hours == 0 || hours > 24 * 366 {
-        return Err(HttpError::bad_request(
-            "invalid_query",
-            "hours must be between 1 and 8784",
-        ));
+        return Err(HttpError::bad_request("invalid_query", "hours must be between 1 and 8784"));
     }
     let wanted = model.into_inner();
     let pool = match state.ask(ApiRequest::Pools).await? {
@@ -55,9 +52,7 @@ async fn history(
         .await
         .map_err(|e| HttpError::internal(e.to_string()))?
         .map_err(|e| HttpError::internal(e.to_string()))?;
-    let body: Vec<_> = points
-        .iter()
-        .map(|p| serde_json::json!({ "at": p.at, "price": p.price }))
-        .collect();
+    let body: Vec<_> =
+        points.iter().map(|p| serde_json::json!({ "at": p.at, "price": p.price })).collect();
     Ok(HttpResponse::Ok().json(body))
 }

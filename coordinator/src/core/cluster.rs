@@ -2,6 +2,8 @@
 //! mutate state and record what changed in an outbox ([`Changes`]); the actor takes the
 //! outbox, commits it to the store, and only then sends the messages in it.
 
+use super::accounts::OPERATOR;
+use super::billing::{Account, LedgerEntry};
 use super::model::{EndReason, Instance, InstanceRequest, InstanceState};
 use super::pools;
 use super::registry::{Host, HostState, Registry};
@@ -32,6 +34,8 @@ pub type Effect = (HostId, CoordinatorMessage);
 pub struct Changes {
     pub instances: Vec<Instance>,
     pub hosts: Vec<Host>,
+    pub accounts: Vec<Account>,
+    pub ledger: Vec<LedgerEntry>,
     pub events: Vec<Event>,
     pub price_points: Vec<PricePoint>,
     pub sends: Vec<Effect>,
@@ -41,6 +45,8 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
             && self.hosts.is_empty()
+            && self.accounts.is_empty()
+            && self.ledger.is_empty()
             && self.events.is_empty()
             && self.price_points.is_empty()
             && self.sends.is_empty()
@@ -67,16 +73,8 @@ pub struct QueueKey {
 impl QueueKey {
     pub fn of(instance: &Instance) -> Self {
         match instance.request.billing.bid() {
-            None => Self {
-                class: 0,
-                negated_bid: 0,
-                seq: instance.seq,
-            },
-            Some(bid) => Self {
-                class: 1,
-                negated_bid: -bid.micros(),
-                seq: instance.seq,
-            },
+            None => Self { class: 0, negated_bid: 0, seq: instance.seq },
+            Some(bid) => Self { class: 1, negated_bid: -bid.micros(), seq: instance.seq },
         }
     }
 }
@@ -91,6 +89,10 @@ pub struct Cluster {
     /// Current spot market price per pool model.
     pub(super) prices: BTreeMap<String, Money>,
     price_points: Vec<PricePoint>,
+    pub(super) accounts: BTreeMap<AccountId, Account>,
+    next_ledger_id: u64,
+    dirty_accounts: BTreeSet<AccountId>,
+    ledger: Vec<LedgerEntry>,
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
     next_seq: u64,
@@ -110,6 +112,10 @@ impl Cluster {
             deadlines: BTreeSet::new(),
             prices: BTreeMap::new(),
             price_points: Vec::new(),
+            accounts: BTreeMap::from([(AccountId::from(OPERATOR), operator_account())]),
+            next_ledger_id: 1,
+            dirty_accounts: BTreeSet::new(),
+            ledger: Vec::new(),
             pools,
             timers,
             next_seq: 1,
@@ -140,8 +146,7 @@ impl Cluster {
         for instance in instances {
             self.next_seq = self.next_seq.max(instance.seq + 1);
             if instance.state == InstanceState::Queued {
-                self.queue
-                    .insert(QueueKey::of(&instance), instance.id.clone());
+                self.queue.insert(QueueKey::of(&instance), instance.id.clone());
             }
             if let (InstanceState::TerminationScheduled, Some(at)) =
                 (instance.state, instance.termination_time)
@@ -151,6 +156,15 @@ impl Cluster {
             self.instances.insert(instance.id.clone(), instance);
         }
         self.next_event_id = last_event_id + 1;
+        self
+    }
+
+    /// Accounts and the last ledger entry id a previous run committed.
+    pub fn with_accounts(mut self, accounts: Vec<Account>, last_ledger_id: u64) -> Self {
+        for account in accounts {
+            self.accounts.insert(account.id.clone(), account);
+        }
+        self.next_ledger_id = last_ledger_id + 1;
         self
     }
 
@@ -190,9 +204,15 @@ impl Cluster {
             .into_iter()
             .filter_map(|id| self.registry.get(&id).cloned())
             .collect();
+        let accounts = std::mem::take(&mut self.dirty_accounts)
+            .into_iter()
+            .filter_map(|id| self.accounts.get(&id).cloned())
+            .collect();
         Changes {
             instances,
             hosts,
+            accounts,
+            ledger: std::mem::take(&mut self.ledger),
             events: std::mem::take(&mut self.events),
             price_points: std::mem::take(&mut self.price_points),
             sends: std::mem::take(&mut self.sends),
@@ -205,6 +225,20 @@ impl Cluster {
 
     pub(super) fn touch_host(&mut self, id: &HostId) {
         self.dirty_hosts.insert(id.clone());
+    }
+
+    pub(super) fn touch_account(&mut self, id: &AccountId) {
+        self.dirty_accounts.insert(id.clone());
+    }
+
+    pub(super) fn push_ledger(&mut self, entry: LedgerEntry) {
+        self.ledger.push(entry);
+    }
+
+    pub(super) fn next_ledger_id(&mut self) -> u64 {
+        let id = self.next_ledger_id;
+        self.next_ledger_id += 1;
+        id
     }
 
     pub(super) fn record_price(&mut self, point: PricePoint) {
@@ -229,13 +263,25 @@ impl Cluster {
             kind: kind.to_owned(),
             account_id: instance.map(|i| i.account_id.clone()),
             instance_id: instance.map(|i| i.id.clone()),
-            host_id: host
-                .cloned()
-                .or_else(|| instance.and_then(|i| i.host_id.clone())),
+            host_id: host.cloned().or_else(|| instance.and_then(|i| i.host_id.clone())),
             data,
         };
         self.next_event_id += 1;
         self.events.push(event);
+    }
+
+    /// An event about an account rather than an instance.
+    pub(super) fn event_for_account(
+        &mut self,
+        now: DateTime<Utc>,
+        kind: &str,
+        account: &AccountId,
+        data: serde_json::Value,
+    ) {
+        self.event(now, kind, None, None, data);
+        if let Some(event) = self.events.last_mut() {
+            event.account_id = Some(account.clone());
+        }
     }
 
     pub fn list_price(&self, gpu_model: &str) -> Money {
@@ -256,16 +302,9 @@ impl Cluster {
         if instance.request.name.is_empty() {
             instance.request.name = id.to_string();
         }
-        self.event(
-            now,
-            "instance_created",
-            Some(&instance),
-            None,
-            serde_json::json!({}),
-        );
+        self.event(now, "instance_created", Some(&instance), None, serde_json::json!({}));
         self.instances.insert(id.clone(), instance);
-        self.queue
-            .insert(QueueKey::of(&self.instances[&id]), id.clone());
+        self.queue.insert(QueueKey::of(&self.instances[&id]), id.clone());
         self.touch_instance(&id);
         self.place_queued(now);
         id
@@ -312,12 +351,14 @@ impl Cluster {
         detail: Option<String>,
         now: DateTime<Utc>,
     ) {
+        if self.instances.get(id).is_none_or(|i| i.is_terminated()) {
+            return;
+        }
+        // The run is charged up to its end, in the same commit as the end itself.
+        self.meter_instance(id, now, true);
         let Some(instance) = self.instances.get_mut(id) else {
             return;
         };
-        if instance.is_terminated() {
-            return;
-        }
         if instance.state == InstanceState::Queued {
             self.queue.remove(&QueueKey::of(instance));
         }
@@ -344,5 +385,19 @@ impl Cluster {
             "reason": reason.as_str(), "exit_code": instance.exit_code, "detail": instance.reason,
         }));
         self.place_queued(now);
+    }
+}
+
+fn operator_account() -> Account {
+    Account {
+        id: AccountId::from(OPERATOR),
+        name: "operator".into(),
+        balance: Money::ZERO,
+        token_hash: String::new(),
+        webhook_url: None,
+        overdue_since: None,
+        overdue_deadline: None,
+        created_at: DateTime::<Utc>::UNIX_EPOCH,
+        unlimited: true,
     }
 }

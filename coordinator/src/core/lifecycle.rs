@@ -24,10 +24,8 @@ impl Cluster {
         id: &InstanceId,
         now: DateTime<Utc>,
     ) -> Result<(), LifecycleError> {
-        let instance = self
-            .instances
-            .get(id)
-            .ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
+        let instance =
+            self.instances.get(id).ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
         match instance.state {
             InstanceState::Queued => self.finish(id, EndReason::User, None, now),
             InstanceState::Scheduled
@@ -66,13 +64,7 @@ impl Cluster {
         }
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(
-            now,
-            "instance_changed",
-            Some(&instance),
-            None,
-            serde_json::json!({}),
-        );
+        self.event(now, "instance_changed", Some(&instance), None, serde_json::json!({}));
         Ok(())
     }
 
@@ -94,10 +86,7 @@ impl Cluster {
             serde_json::json!({ "reason": reason.as_str() }),
         );
         if let Some(host_id) = host_id
-            && self
-                .registry
-                .get(&host_id)
-                .is_some_and(|h| h.state == HostState::Connected)
+            && self.registry.get(&host_id).is_some_and(|h| h.state == HostState::Connected)
         {
             let kill_timeout_ms = self.timers.kill_timeout.as_millis() as u64;
             self.send(
@@ -129,8 +118,7 @@ impl Cluster {
                 vanished
             }
             None => {
-                self.registry
-                    .insert(Host::new(host_id.clone(), inventory, agent_version, now));
+                self.registry.insert(Host::new(host_id.clone(), inventory, agent_version, now));
                 Vec::new()
             }
         };
@@ -191,9 +179,7 @@ impl Cluster {
                     now,
                 ),
                 InstanceState::Stopping => {
-                    let reason = self.instances[&id]
-                        .termination_reason
-                        .unwrap_or(EndReason::User);
+                    let reason = self.instances[&id].termination_reason.unwrap_or(EndReason::User);
                     self.finish(&id, reason, None, now)
                 }
                 _ => {}
@@ -298,18 +284,13 @@ impl Cluster {
         }
         instance.state = InstanceState::Running;
         instance.started_at = Some(now);
+        instance.meter.metered_until = Some(now);
         if instance.request.billing.bid().is_some() {
             instance.hold_until = chrono::Duration::from_std(hold).ok().map(|d| now + d);
         }
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(
-            now,
-            "instance_running",
-            Some(&instance),
-            None,
-            serde_json::json!({}),
-        );
+        self.event(now, "instance_running", Some(&instance), None, serde_json::json!({}));
         if instance.hold_until.is_some()
             && let Some(host_id) = &instance.host_id
         {
@@ -325,13 +306,7 @@ impl Cluster {
         if host.state == HostState::Connected {
             host.state = HostState::Disconnected;
             self.touch_host(host_id);
-            self.event(
-                now,
-                "host_disconnected",
-                None,
-                Some(host_id),
-                serde_json::json!({}),
-            );
+            self.event(now, "host_disconnected", None, Some(host_id), serde_json::json!({}));
         }
     }
 
@@ -339,6 +314,7 @@ impl Cluster {
     /// `host_lost_after` are lost with their instances.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.carry_out_deadlines(now);
+        self.expire_overdue(now);
         let lost_after = chrono::Duration::from_std(self.timers.host_lost_after)
             .unwrap_or(chrono::Duration::MAX);
         let silent: Vec<HostId> = self

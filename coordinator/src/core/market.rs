@@ -32,12 +32,7 @@ pub fn auction(
     surplus: Money,
     list: Money,
 ) -> AuctionResult {
-    bids.sort_by(|a, b| {
-        b.bid
-            .cmp(&a.bid)
-            .then(b.running.cmp(&a.running))
-            .then(a.seq.cmp(&b.seq))
-    });
+    bids.sort_by(|a, b| b.bid.cmp(&a.bid).then(b.running.cmp(&a.running)).then(a.seq.cmp(&b.seq)));
     let mut used = 0;
     let mut full = false;
     let mut winners = Vec::new();
@@ -56,11 +51,7 @@ pub fn auction(
         }
     }
     let price = surplus.max(highest_losing.unwrap_or(Money::ZERO)).min(list);
-    AuctionResult {
-        price,
-        winners,
-        losers,
-    }
+    AuctionResult { price, winners, losers }
 }
 
 #[cfg(test)]
@@ -68,13 +59,7 @@ mod tests {
     use super::*;
 
     fn bid(id: &str, cents: i64, units: usize, running: bool, seq: u64) -> SpotBid {
-        SpotBid {
-            instance: InstanceId::from(id),
-            bid: Money(cents * 10_000),
-            units,
-            running,
-            seq,
-        }
+        SpotBid { instance: InstanceId::from(id), bid: Money(cents * 10_000), units, running, seq }
     }
 
     const LIST: Money = Money(2_580_000);
@@ -82,12 +67,8 @@ mod tests {
 
     #[test]
     fn without_competition_everyone_wins_at_the_surplus_price() {
-        let result = auction(
-            vec![bid("a", 50, 2, true, 1), bid("b", 30, 2, false, 2)],
-            8,
-            SURPLUS,
-            LIST,
-        );
+        let result =
+            auction(vec![bid("a", 50, 2, true, 1), bid("b", 30, 2, false, 2)], 8, SURPLUS, LIST);
         assert_eq!(result.winners.len(), 2);
         assert!(result.losers.is_empty());
         assert_eq!(result.price, SURPLUS);
@@ -102,14 +83,8 @@ mod tests {
             bid("lower", 35, 4, true, 3),
         ];
         let result = auction(bids, 8, SURPLUS, LIST);
-        assert_eq!(
-            result.winners,
-            vec![InstanceId::from("high"), InstanceId::from("mid")]
-        );
-        assert_eq!(
-            result.losers,
-            vec![InstanceId::from("low"), InstanceId::from("lower")]
-        );
+        assert_eq!(result.winners, vec![InstanceId::from("high"), InstanceId::from("mid")]);
+        assert_eq!(result.losers, vec![InstanceId::from("low"), InstanceId::from("lower")]);
         assert_eq!(result.price, Money(400_000));
     }
 
@@ -123,10 +98,7 @@ mod tests {
         let result = auction(bids, 2, SURPLUS, LIST);
         assert_eq!(
             result.winners,
-            vec![
-                InstanceId::from("running-old"),
-                InstanceId::from("running-new")
-            ]
+            vec![InstanceId::from("running-old"), InstanceId::from("running-new")]
         );
         assert_eq!(result.losers, vec![InstanceId::from("queued-old")]);
         assert_eq!(result.price, Money(500_000));

@@ -6,9 +6,15 @@
 //! - [`placement`]: which host a request fits on (seed 004, best fit).
 //! - [`cluster`]: the state machine tying them together.
 //! - [`pools`]: per-model availability and the surplus price.
+//! - [`billing`]: accounts, ledger and the exact meter; [`accounts`]: payments, metering
+//!   and overdue handling in the cluster.
 //! - [`market`]: the per-pool spot auction; [`spot`]: applying it (prices, reclamation,
 //!   notices, deadlines); [`scheduling`]: serving the queue.
 
+pub mod accounts;
+pub mod billing;
+#[cfg(test)]
+mod billing_tests;
 pub mod cluster;
 pub mod lifecycle;
 pub mod market;

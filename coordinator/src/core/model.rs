@@ -161,6 +161,9 @@ pub struct Instance {
     pub ended_at: Option<DateTime<Utc>>,
     /// Monotonic creation order: the queue is served oldest first.
     pub seq: u64,
+    /// What this instance has cost so far, and what of it is charged.
+    #[serde(default)]
+    pub meter: super::billing::Meter,
 }
 
 impl Instance {
@@ -192,6 +195,7 @@ impl Instance {
             started_at: None,
             ended_at: None,
             seq,
+            meter: Default::default(),
         }
     }
 
@@ -206,26 +210,15 @@ mod tests {
 
     #[test]
     fn ranges_are_inclusive_and_open_ended() {
-        let r = Range {
-            min: Some(100),
-            max: Some(200),
-        };
+        let r = Range { min: Some(100), max: Some(200) };
         assert!(r.contains(100) && r.contains(200) && !r.contains(99) && !r.contains(201));
         assert!(Range::default().contains(0));
-        assert!(
-            !Range {
-                min: Some(3),
-                max: Some(2)
-            }
-            .is_valid()
-        );
+        assert!(!Range { min: Some(3), max: Some(2) }.is_valid());
     }
 
     #[test]
     fn billing_serializes_as_the_api_shows_it() {
-        let spot = Billing::Spot {
-            max_price: Money(1_200_000),
-        };
+        let spot = Billing::Spot { max_price: Money(1_200_000) };
         assert_eq!(
             serde_json::to_value(&spot).unwrap(),
             serde_json::json!({"mode": "spot", "max_price": "1.20"})

@@ -48,11 +48,7 @@ pub fn describe(request: &InstanceRequest) -> String {
             max.map_or("any".into(), |v| v.to_string())
         )),
     };
-    let mut parts = vec![format!(
-        "{} x [{}]",
-        request.gpu.count,
-        request.gpu.models.join(", ")
-    )];
+    let mut parts = vec![format!("{} x [{}]", request.gpu.count, request.gpu.models.join(", "))];
     parts.extend(range(&request.cpu_cores, "cores"));
     parts.extend(range(&request.memory_gib, "GiB"));
     parts.join(", ")
@@ -77,13 +73,7 @@ fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -
                 .filter(move |(_, s)| {
                     model_matches(wanted, &s.unit.gpu.model) && allowed(&s.unit.gpu.model)
                 })
-                .filter(move |(_, s)| {
-                    if free_only {
-                        s.is_free()
-                    } else {
-                        s.unit.gpu.healthy
-                    }
-                })
+                .filter(move |(_, s)| if free_only { s.is_free() } else { s.unit.gpu.healthy })
         };
         if of_model(false).count() < k {
             continue;
@@ -103,11 +93,7 @@ fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -
             });
         }
     }
-    if any_model_could {
-        HostFit::Busy
-    } else {
-        HostFit::Never
-    }
+    if any_model_could { HostFit::Busy } else { HostFit::Never }
 }
 
 /// The best host for `request`, or why there is none. `price_of` gives a GPU model's
@@ -177,12 +163,7 @@ mod tests {
         for (id, model, cores, mem) in [
             ("h-a", "NVIDIA GeForce RTX 5090", 128, 720),
             ("h-b", "NVIDIA GeForce RTX 4090", 64, 720),
-            (
-                "h-c",
-                "NVIDIA RTX PRO 6000 Blackwell Server Edition",
-                128,
-                360,
-            ),
+            ("h-c", "NVIDIA RTX PRO 6000 Blackwell Server Edition", 128, 360),
         ] {
             let inv = inventory(id, model, 8, cores, mem);
             registry.insert(Host::new(HostId::from(id), &inv, "test", Utc::now()));
@@ -193,18 +174,9 @@ mod tests {
     fn request(models: &[&str], count: u32, cores: (u64, u64), mem: (u64, u64)) -> InstanceRequest {
         InstanceRequest {
             name: "r".into(),
-            gpu: GpuRequest {
-                models: models.iter().map(|m| m.to_string()).collect(),
-                count,
-            },
-            cpu_cores: Range {
-                min: Some(cores.0),
-                max: Some(cores.1),
-            },
-            memory_gib: Range {
-                min: Some(mem.0),
-                max: Some(mem.1),
-            },
+            gpu: GpuRequest { models: models.iter().map(|m| m.to_string()).collect(), count },
+            cpu_cores: Range { min: Some(cores.0), max: Some(cores.1) },
+            memory_gib: Range { min: Some(mem.0), max: Some(mem.1) },
             billing: Billing::Regular,
             command: vec!["true".into()],
             env: Default::default(),
@@ -224,10 +196,7 @@ mod tests {
         // Only B left once A and C are excluded: it must never match.
         let mut only_b = Registry::default();
         only_b.insert(registry.get(&HostId::from("h-b")).unwrap().clone());
-        assert!(matches!(
-            place(&only_b, &req, |_| Money(1), |_| true),
-            Err(NoFit::Never(_))
-        ));
+        assert!(matches!(place(&only_b, &req, |_| Money(1), |_| true), Err(NoFit::Never(_))));
     }
 
     #[test]
@@ -255,28 +224,12 @@ mod tests {
             slot.instance = Some("i-x".into());
         }
         let req = request(&ALL, 1, (0, 1000), (0, 10_000));
-        assert_eq!(
-            place(&registry, &req, |_| Money(1), |_| true)
-                .unwrap()
-                .host_id
-                .as_str(),
-            "h-a"
-        );
+        assert_eq!(place(&registry, &req, |_| Money(1), |_| true).unwrap().host_id.as_str(), "h-a");
         let fresh = seed_004();
         let cheapest_b = |m: &str| {
-            if m.contains("4090") {
-                Money(1)
-            } else {
-                Money(5)
-            }
+            if m.contains("4090") { Money(1) } else { Money(5) }
         };
-        assert_eq!(
-            place(&fresh, &req, cheapest_b, |_| true)
-                .unwrap()
-                .host_id
-                .as_str(),
-            "h-b"
-        );
+        assert_eq!(place(&fresh, &req, cheapest_b, |_| true).unwrap().host_id.as_str(), "h-b");
     }
 
     #[test]
@@ -288,10 +241,7 @@ mod tests {
             }
         }
         let req = request(&["5090"], 1, (0, 1000), (0, 10_000));
-        assert!(matches!(
-            place(&registry, &req, |_| Money(1), |_| true),
-            Err(NoFit::Wait(_))
-        ));
+        assert!(matches!(place(&registry, &req, |_| Money(1), |_| true), Err(NoFit::Wait(_))));
         let too_many = request(&["5090"], 9, (0, 10_000), (0, 100_000));
         assert!(matches!(
             place(&registry, &too_many, |_| Money(1), |_| true),
@@ -303,19 +253,10 @@ mod tests {
     fn unhealthy_and_disconnected_hosts_take_nothing() {
         let mut registry = seed_004();
         let req = request(&["5090"], 8, (0, 1000), (0, 10_000));
-        registry.get_mut(&HostId::from("h-a")).unwrap().units[0]
-            .unit
-            .gpu
-            .healthy = false;
-        assert!(matches!(
-            place(&registry, &req, |_| Money(1), |_| true),
-            Err(NoFit::Never(_))
-        ));
+        registry.get_mut(&HostId::from("h-a")).unwrap().units[0].unit.gpu.healthy = false;
+        assert!(matches!(place(&registry, &req, |_| Money(1), |_| true), Err(NoFit::Never(_))));
         let mut registry = seed_004();
         registry.get_mut(&HostId::from("h-a")).unwrap().state = HostState::Disconnected;
-        assert!(matches!(
-            place(&registry, &req, |_| Money(1), |_| true),
-            Err(NoFit::Wait(_))
-        ));
+        assert!(matches!(place(&registry, &req, |_| Money(1), |_| true), Err(NoFit::Wait(_))));
     }
 }

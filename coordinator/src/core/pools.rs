@@ -17,11 +17,7 @@ pub struct PoolUsage {
 pub fn usage(registry: &Registry, model: &str) -> PoolUsage {
     let mut usage = PoolUsage { total: 0, free: 0 };
     for host in registry.iter().filter(|h| h.state != HostState::Lost) {
-        for slot in host
-            .units
-            .iter()
-            .filter(|s| model_matches(model, &s.unit.gpu.model))
-        {
+        for slot in host.units.iter().filter(|s| model_matches(model, &s.unit.gpu.model)) {
             if slot.unit.gpu.healthy {
                 usage.total += 1;
                 if slot.instance.is_none() && host.state == HostState::Connected {
@@ -63,22 +59,10 @@ mod tests {
     #[test]
     fn surplus_price_rises_from_floor_to_busy() {
         let p = pool();
-        assert_eq!(
-            surplus_price(&p, &PoolUsage { total: 8, free: 8 }),
-            Money(258_000)
-        );
-        assert_eq!(
-            surplus_price(&p, &PoolUsage { total: 8, free: 4 }),
-            Money(387_000)
-        );
-        assert_eq!(
-            surplus_price(&p, &PoolUsage { total: 8, free: 0 }),
-            Money(516_000)
-        );
-        assert_eq!(
-            surplus_price(&p, &PoolUsage { total: 0, free: 0 }),
-            Money(258_000)
-        );
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 8 }), Money(258_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 4 }), Money(387_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 0 }), Money(516_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 0, free: 0 }), Money(258_000));
     }
 
     #[test]

@@ -56,10 +56,7 @@ impl Host {
             memory_gib: inventory.memory_gib,
             units: partition(inventory)
                 .into_iter()
-                .map(|unit| UnitSlot {
-                    unit,
-                    instance: None,
-                })
+                .map(|unit| UnitSlot { unit, instance: None })
                 .collect(),
             state: HostState::Connected,
             joined_at: now,
@@ -113,11 +110,7 @@ impl Host {
     pub fn apply_gpu_status(&mut self, gpus: &[GpuStatus]) -> bool {
         let mut changed = false;
         for status in gpus {
-            for slot in self
-                .units
-                .iter_mut()
-                .filter(|s| s.unit.gpu.uuid == status.uuid)
-            {
+            for slot in self.units.iter_mut().filter(|s| s.unit.gpu.uuid == status.uuid) {
                 if slot.unit.gpu.healthy != status.healthy {
                     slot.unit.gpu.healthy = status.healthy;
                     changed = true;

@@ -34,17 +34,20 @@ impl Cluster {
         if self.queue.is_empty() {
             return;
         }
-        let queued: Vec<(QueueKey, InstanceId)> = self
-            .queue
-            .iter()
-            .map(|(k, i)| (k.clone(), i.clone()))
-            .collect();
+        let queued: Vec<(QueueKey, InstanceId)> =
+            self.queue.iter().map(|(k, i)| (k.clone(), i.clone())).collect();
         let mut claimed: HashMap<HostId, usize> = HashMap::new();
         for (key, id) in queued {
-            let Some(request) = self.instances.get(&id).map(|i| i.request.clone()) else {
+            let Some((request, account)) =
+                self.instances.get(&id).map(|i| (i.request.clone(), i.account_id.clone()))
+            else {
                 self.queue.remove(&key);
                 continue;
             };
+            if !self.may_start(&account) {
+                self.set_waiting_reason(&id, "account overdue: waiting for a payment");
+                continue;
+            }
             match self.find_placement(&request) {
                 Ok(placement) => {
                     self.queue.remove(&key);
@@ -80,8 +83,7 @@ impl Cluster {
         match placement::place(&self.registry, request, |_| Money::ZERO, |_| true) {
             Ok(placement) => format!(
                 "outbid: your bid {bid} is below the market price {} for {}",
-                self.market_price(&placement.gpu_model)
-                    .unwrap_or(Money::ZERO),
+                self.market_price(&placement.gpu_model).unwrap_or(Money::ZERO),
                 placement.gpu_model
             ),
             Err(_) => no_fit.reason().to_owned(),
@@ -150,24 +152,17 @@ impl Cluster {
     ) -> String {
         let k = request.gpu.count as usize;
         let mut best: Option<(usize, Money, HostId, usize, Vec<InstanceId>)> = None;
-        for host in self
-            .registry
-            .iter()
-            .filter(|h| h.state == super::registry::HostState::Connected)
+        for host in
+            self.registry.iter().filter(|h| h.state == super::registry::HostState::Connected)
         {
             let already = claimed.get(&host.id).copied().unwrap_or(0);
             for model in &request.gpu.models {
                 let Some(plan) = self.reclaim_plan(host, request, model, already, now) else {
                     continue;
                 };
-                let key = (
-                    plan.1.len(),
-                    plan.1.iter().filter_map(|id| self.bid_of(id)).sum::<i64>(),
-                );
-                if best
-                    .as_ref()
-                    .is_none_or(|(n, bids, ..)| key < (*n, bids.micros()))
-                {
+                let key =
+                    (plan.1.len(), plan.1.iter().filter_map(|id| self.bid_of(id)).sum::<i64>());
+                if best.as_ref().is_none_or(|(n, bids, ..)| key < (*n, bids.micros())) {
                     best = Some((key.0, Money(key.1), host.id.clone(), plan.0, plan.1));
                 }
             }
@@ -187,12 +182,7 @@ impl Cluster {
     }
 
     fn bid_of(&self, id: &InstanceId) -> Option<i64> {
-        self.instances
-            .get(id)?
-            .request
-            .billing
-            .bid()
-            .map(|b| b.micros())
+        self.instances.get(id)?.request.billing.bid().map(|b| b.micros())
     }
 
     /// On `host`, for GPU `model`: units already coming free, and the spot instances (lowest
@@ -208,9 +198,7 @@ impl Cluster {
         use gpuspot_common::inventory::model_matches;
         let k = request.gpu.count as usize;
         let unit = host.units.first()?;
-        let fits_share = request
-            .cpu_cores
-            .contains((unit.unit.cpu_cores as u64) * k as u64)
+        let fits_share = request.cpu_cores.contains((unit.unit.cpu_cores as u64) * k as u64)
             && request.memory_gib.contains(unit.unit.memory_gib * k as u64);
         let slots: Vec<_> = host
             .units
@@ -233,11 +221,7 @@ impl Cluster {
                     if instance.hold_until.is_some_and(|h| h <= now)
                         && !holders.iter().any(|h| h.2 == instance.id) =>
                 {
-                    let bid = instance
-                        .request
-                        .billing
-                        .bid()
-                        .map_or(i64::MAX, |b| b.micros());
+                    let bid = instance.request.billing.bid().map_or(i64::MAX, |b| b.micros());
                     let newest_first = u64::MAX - instance.seq;
                     holders.push((
                         bid,

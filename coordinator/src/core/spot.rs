@@ -18,9 +18,7 @@ pub fn pool_of_request<'a>(
     models: &[String],
 ) -> Option<&'a PoolSettings> {
     models.iter().find_map(|m| {
-        pools
-            .iter()
-            .find(|p| model_matches(m, &p.model) || model_matches(&p.model, m))
+        pools.iter().find(|p| model_matches(m, &p.model) || model_matches(&p.model, m))
     })
 }
 
@@ -73,11 +71,7 @@ impl Cluster {
     }
 
     fn set_price(&mut self, pool: &PoolSettings, price: Money, now: DateTime<Utc>) {
-        self.record_price(PricePoint {
-            model: pool.model.clone(),
-            at: now,
-            price,
-        });
+        self.record_price(PricePoint { model: pool.model.clone(), at: now, price });
         let previous = self.prices.insert(pool.model.clone(), price);
         if previous == Some(price) {
             return;
@@ -105,6 +99,8 @@ impl Cluster {
             })
             .collect();
         for (id, pays) in paying {
+            // What ran at the old price is accrued at the old price.
+            self.meter_instance(&id, now, false);
             if let Some(instance) = self.instances.get_mut(&id) {
                 instance.price = Some(pays);
             }
@@ -143,10 +139,7 @@ impl Cluster {
         let Some(instance) = self.instances.get(id) else {
             return;
         };
-        if !matches!(
-            instance.state,
-            InstanceState::Scheduled | InstanceState::Running
-        ) {
+        if !matches!(instance.state, InstanceState::Scheduled | InstanceState::Running) {
             return;
         }
         let notice = chrono::Duration::from_std(self.notice_for(instance, reason))

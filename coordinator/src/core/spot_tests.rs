@@ -31,9 +31,7 @@ fn pool() -> PoolSettings {
 }
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-04-08T05:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-04-08T05:00:00Z").unwrap().with_timezone(&Utc)
 }
 
 fn host(gpus: u32) -> HostInventory {
@@ -57,10 +55,7 @@ fn host(gpus: u32) -> HostInventory {
 fn request(count: u32, billing: Billing) -> InstanceRequest {
     InstanceRequest {
         name: String::new(),
-        gpu: GpuRequest {
-            models: vec!["H100".into()],
-            count,
-        },
+        gpu: GpuRequest { models: vec!["H100".into()], count },
         cpu_cores: Range::default(),
         memory_gib: Range::default(),
         billing,
@@ -71,9 +66,7 @@ fn request(count: u32, billing: Billing) -> InstanceRequest {
 }
 
 fn spot(cents: i64) -> Billing {
-    Billing::Spot {
-        max_price: Money(cents * 10_000),
-    }
+    Billing::Spot { max_price: Money(cents * 10_000) }
 }
 
 struct World {
@@ -87,17 +80,13 @@ impl World {
         let host_id = HostId::from("h-1");
         cluster.host_connected(&host_id, &host(gpus), "test", &[], t0());
         cluster.take_changes();
-        Self {
-            cluster,
-            host: host_id,
-        }
+        Self { cluster, host: host_id }
     }
 
     /// Creates and, if placed, starts an instance (the agent reports it running).
     fn run(&mut self, count: u32, billing: Billing, at: DateTime<Utc>) -> InstanceId {
-        let id = self
-            .cluster
-            .create_instance(AccountId::from("a-1"), request(count, billing), at);
+        let account = AccountId::from(super::accounts::OPERATOR);
+        let id = self.cluster.create_instance(account, request(count, billing), at);
         if self.state(&id) == InstanceState::Scheduled {
             self.report(&id, WorkloadState::Running, at);
         }
@@ -105,10 +94,7 @@ impl World {
     }
 
     fn report(&mut self, id: &InstanceId, state: WorkloadState, at: DateTime<Utc>) {
-        let report = InstanceReport {
-            instance_id: id.clone(),
-            state,
-        };
+        let report = InstanceReport { instance_id: id.clone(), state };
         self.cluster.instance_update(&self.host, &report, at);
     }
 
@@ -117,12 +103,7 @@ impl World {
     }
 
     fn sends(&mut self) -> Vec<CoordinatorMessage> {
-        self.cluster
-            .take_changes()
-            .sends
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect()
+        self.cluster.take_changes().sends.into_iter().map(|(_, m)| m).collect()
     }
 }
 
@@ -133,42 +114,25 @@ fn a_higher_bid_reclaims_only_after_the_hold_then_at_the_deadline() {
     let high = w.run(1, spot(90), t0());
     assert_eq!(w.state(&high), InstanceState::Queued);
     w.cluster.market_tick(t0() + Duration::seconds(10));
-    assert_eq!(
-        w.state(&low),
-        InstanceState::Running,
-        "inside the hold nobody is reclaimed"
-    );
+    assert_eq!(w.state(&low), InstanceState::Running, "inside the hold nobody is reclaimed");
     w.sends();
 
     let decided = t0() + Duration::seconds(HOLD + 1);
     w.cluster.market_tick(decided);
     let noticed = w.cluster.instance(&low).unwrap().clone();
     assert_eq!(noticed.state, InstanceState::TerminationScheduled);
-    assert_eq!(
-        noticed.termination_time,
-        Some(decided + Duration::seconds(NOTICE))
-    );
-    assert_eq!(
-        noticed.termination_reason.map(|r| r.as_str()),
-        Some("reclaimed_price")
-    );
+    assert_eq!(noticed.termination_time, Some(decided + Duration::seconds(NOTICE)));
+    assert_eq!(noticed.termination_reason.map(|r| r.as_str()), Some("reclaimed_price"));
     let metadata = w.sends().into_iter().find_map(|m| match m {
         CoordinatorMessage::Metadata(md) if md.instance_id == low => Some(md),
         _ => None,
     });
     let metadata = metadata.expect("the guest is told at once");
     assert_eq!(metadata.spot_termination_time, noticed.termination_time);
-    assert_eq!(
-        metadata.termination_reason.as_deref(),
-        Some("reclaimed_price")
-    );
+    assert_eq!(metadata.termination_reason.as_deref(), Some("reclaimed_price"));
 
     w.cluster.tick(decided + Duration::seconds(NOTICE - 1));
-    assert_eq!(
-        w.state(&low),
-        InstanceState::TerminationScheduled,
-        "not before the deadline"
-    );
+    assert_eq!(w.state(&low), InstanceState::TerminationScheduled, "not before the deadline");
     w.cluster.tick(decided + Duration::seconds(NOTICE));
     assert_eq!(w.state(&low), InstanceState::Stopping);
     assert!(
@@ -176,17 +140,9 @@ fn a_higher_bid_reclaims_only_after_the_hold_then_at_the_deadline() {
             |m| matches!(m, CoordinatorMessage::Stop { instance_id, .. } if *instance_id == low)
         )
     );
-    w.report(
-        &low,
-        WorkloadState::Stopped,
-        decided + Duration::seconds(NOTICE + 1),
-    );
+    w.report(&low, WorkloadState::Stopped, decided + Duration::seconds(NOTICE + 1));
     assert_eq!(w.state(&low), InstanceState::Terminated);
-    assert_eq!(
-        w.state(&high),
-        InstanceState::Scheduled,
-        "the winner takes the freed units"
-    );
+    assert_eq!(w.state(&high), InstanceState::Scheduled, "the winner takes the freed units");
 }
 
 #[test]
@@ -198,10 +154,7 @@ fn without_competition_nobody_is_reclaimed_and_the_price_is_the_surplus() {
     assert_eq!(w.state(&a), InstanceState::Running);
     assert_eq!(w.state(&b), InstanceState::Running);
     // Half the pool used: 0.1 + 0.5 * (0.2 - 0.1) = 15 % of 2.00.
-    assert_eq!(
-        w.cluster.market_price("NVIDIA H100 80GB HBM3"),
-        Some(Money(300_000))
-    );
+    assert_eq!(w.cluster.market_price("NVIDIA H100 80GB HBM3"), Some(Money(300_000)));
     assert_eq!(
         w.cluster.instance(&a).unwrap().price,
         Some(Money(300_000)),
@@ -233,19 +186,11 @@ fn a_regular_request_reclaims_the_lowest_bid_once_and_waits_for_it() {
     );
     assert_eq!(w.state(&cheap), InstanceState::TerminationScheduled);
     assert_eq!(
-        w.cluster
-            .instance(&cheap)
-            .unwrap()
-            .termination_reason
-            .map(|r| r.as_str()),
+        w.cluster.instance(&cheap).unwrap().termination_reason.map(|r| r.as_str()),
         Some("reclaimed_capacity")
     );
     w.cluster.place_queued(after_hold + Duration::seconds(1));
-    assert_eq!(
-        w.state(&dear),
-        InstanceState::Running,
-        "one victim is enough"
-    );
+    assert_eq!(w.state(&dear), InstanceState::Running, "one victim is enough");
 
     let deadline = after_hold + Duration::seconds(NOTICE);
     w.cluster.tick(deadline);
@@ -287,15 +232,9 @@ fn a_scheduled_termination_survives_a_restart_and_happens_at_the_same_time() {
     let mut restarted =
         Cluster::new(vec![pool()], timers()).restore(hosts, instances, 100, decided);
     restarted.tick(decided + Duration::seconds(NOTICE - 1));
-    assert_eq!(
-        restarted.instance(&low).unwrap().state,
-        InstanceState::TerminationScheduled
-    );
+    assert_eq!(restarted.instance(&low).unwrap().state, InstanceState::TerminationScheduled);
     restarted.tick(decided + Duration::seconds(NOTICE));
-    assert_eq!(
-        restarted.instance(&low).unwrap().state,
-        InstanceState::Stopping
-    );
+    assert_eq!(restarted.instance(&low).unwrap().state, InstanceState::Stopping);
 }
 
 #[test]

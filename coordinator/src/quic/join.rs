@@ -36,9 +36,8 @@ async fn try_join(
     token: &str,
     csr_pem: &str,
 ) -> Result<(HostId, String), String> {
-    let token: JoinToken = token
-        .parse()
-        .map_err(|e: gpuspot_common::pki::PkiError| e.to_string())?;
+    let token: JoinToken =
+        token.parse().map_err(|e: gpuspot_common::pki::PkiError| e.to_string())?;
     if token.ca_fingerprint != context.ca.fingerprint() {
         return Err("the join token was issued by another coordinator".into());
     }
@@ -50,14 +49,12 @@ async fn try_join(
         .map_err(|e| e.to_string())?;
     if !known {
         return Err(
-            "unknown join token (create one with `gpuspot-coordinator token create`)".into(),
+            "unknown join token (create one with `gpuspot-coordinator token create`)".into()
         );
     }
     let host_id = HostId::random();
-    let cert_pem = context
-        .ca
-        .sign_host_csr(csr_pem, &host_id)
-        .map_err(|e| format!("bad CSR: {e}"))?;
+    let cert_pem =
+        context.ca.sign_host_csr(csr_pem, &host_id).map_err(|e| format!("bad CSR: {e}"))?;
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
     let fingerprint = gpuspot_common::pki::fingerprint(&der);
     let store = context.store.clone();

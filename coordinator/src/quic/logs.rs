@@ -25,10 +25,7 @@ impl LogStore {
 
     fn path(&self, id: &InstanceId) -> Result<PathBuf, LogError> {
         let ok = !id.as_str().is_empty()
-            && id
-                .as_str()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(LogError::BadId(id.to_string()));
         }
@@ -49,10 +46,7 @@ impl LogStore {
 
     /// How many bytes we hold: where the agent resumes after a reconnect.
     pub fn len(&self, id: &InstanceId) -> u64 {
-        self.path(id)
-            .ok()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len())
+        self.path(id).ok().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len())
     }
 
     /// The last `max` bytes of the output (all of it when smaller).

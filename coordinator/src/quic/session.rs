@@ -24,11 +24,9 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         tracing::info!(%remote, "agent opened no stream; closing");
         return;
     };
-    let first = tokio::time::timeout(
-        FIRST_FRAME_TIMEOUT,
-        codec::read_frame::<_, AgentMessage>(&mut recv),
-    )
-    .await;
+    let first =
+        tokio::time::timeout(FIRST_FRAME_TIMEOUT, codec::read_frame::<_, AgentMessage>(&mut recv))
+            .await;
     let first = match first {
         Ok(Ok(Some(message))) => message,
         Ok(Err(e)) => return close(&connection, &format!("bad first frame: {e}")),
@@ -36,14 +34,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
     };
     let fingerprint = peer_certificate_fingerprint(&connection);
     match (fingerprint, first) {
-        (
-            None,
-            AgentMessage::Join {
-                token,
-                csr_pem,
-                hostname,
-            },
-        ) => {
+        (None, AgentMessage::Join { token, csr_pem, hostname }) => {
             let answer = join::handle(&context, &token, &csr_pem, &hostname).await;
             let _ = codec::write_frame(&mut send, &answer).await;
             let _ = send.finish();
@@ -60,12 +51,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         }
         (
             Some(fingerprint),
-            AgentMessage::Hello {
-                version,
-                agent_version,
-                inventory,
-                instances,
-            },
+            AgentMessage::Hello { version, agent_version, inventory, instances },
         ) => {
             if version != PROTOCOL_VERSION {
                 let reason = format!(
@@ -91,9 +77,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
             let reason = read_loop(&mut recv, &host_id, link_id, &context).await;
             writer.abort();
             tracing::info!(%host_id, %reason, "agent session ended");
-            context
-                .cluster
-                .do_send(AgentEvent::Disconnected { host_id, link_id });
+            context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
             connection.close(0u32.into(), reason.as_bytes());
         }
         (Some(_), _) => refuse(&connection, &mut send, "expected a hello").await,
@@ -121,13 +105,8 @@ fn close(connection: &quinn::Connection, reason: &str) {
 }
 
 async fn refuse(connection: &quinn::Connection, send: &mut quinn::SendStream, reason: &str) {
-    let _ = codec::write_frame(
-        send,
-        &CoordinatorMessage::Refused {
-            reason: reason.to_owned(),
-        },
-    )
-    .await;
+    let _ =
+        codec::write_frame(send, &CoordinatorMessage::Refused { reason: reason.to_owned() }).await;
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await;
     close(connection, reason);
@@ -141,11 +120,7 @@ async fn read_loop(
 ) -> String {
     loop {
         match codec::read_frame::<_, AgentMessage>(recv).await {
-            Ok(Some(AgentMessage::Log {
-                instance_id,
-                offset,
-                data,
-            })) => {
+            Ok(Some(AgentMessage::Log { instance_id, offset, data })) => {
                 let logs = context.logs.clone();
                 let written =
                     tokio::task::spawn_blocking(move || logs.write_at(&instance_id, offset, &data))

@@ -5,10 +5,11 @@
 pub mod sqlite;
 pub mod writer;
 
+use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
-use gpuspot_common::HostId;
+use gpuspot_common::{AccountId, HostId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +28,8 @@ pub enum StoreError {
 pub struct Batch {
     pub hosts: Vec<Host>,
     pub instances: Vec<Instance>,
+    pub accounts: Vec<Account>,
+    pub ledger: Vec<LedgerEntry>,
     pub events: Vec<Event>,
     pub price_points: Vec<PricePoint>,
     /// Price history older than this is dropped (retention, DESIGN §4).
@@ -37,6 +40,8 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
             && self.instances.is_empty()
+            && self.accounts.is_empty()
+            && self.ledger.is_empty()
             && self.events.is_empty()
             && self.price_points.is_empty()
             && self.prune_prices_before.is_none()
@@ -49,6 +54,8 @@ pub struct Loaded {
     pub hosts: Vec<Host>,
     pub instances: Vec<Instance>,
     pub last_event_id: u64,
+    pub accounts: Vec<Account>,
+    pub last_ledger_id: u64,
     /// The latest market price of each pool.
     pub prices: std::collections::BTreeMap<String, gpuspot_common::Money>,
 }
@@ -66,6 +73,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError>;
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    fn ledger(&self, account: &AccountId, limit: usize) -> Result<Vec<LedgerEntry>, StoreError>;
     fn price_history(
         &self,
         model: &str,

@@ -3,10 +3,11 @@
 //! shapes grow without migrations for every new field.
 
 use super::{Batch, Loaded, Store, StoreError};
+use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
-use gpuspot_common::HostId;
+use gpuspot_common::{AccountId, HostId};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,6 +22,10 @@ CREATE TABLE IF NOT EXISTS events (
     account_id TEXT, instance_id TEXT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS price_history (model TEXT NOT NULL, at INTEGER NOT NULL, price INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS price_history_by_model ON price_history (model, at);
+CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, instance_id TEXT, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_by_account ON ledger (account_id, id);
 CREATE TABLE IF NOT EXISTS join_tokens (hash TEXT PRIMARY KEY, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS host_certificates (
     fingerprint TEXT PRIMARY KEY, host_id TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -41,9 +46,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -92,6 +95,19 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
             to_json(e)
         ])?;
     }
+    let mut account_stmt =
+        tx.prepare_cached("INSERT OR REPLACE INTO accounts (id, body) VALUES (?1, ?2)")?;
+    for a in &batch.accounts {
+        account_stmt.execute(params![a.id.as_str(), to_json(a)])?;
+    }
+    // A ledger entry has a fixed id: written twice, it is still one entry.
+    let mut ledger_stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO ledger (id, account_id, instance_id, body) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for e in &batch.ledger {
+        let instance = e.instance_id.as_ref().map(|i| i.as_str());
+        ledger_stmt.execute(params![e.id as i64, e.account_id.as_str(), instance, to_json(e)])?;
+    }
     let mut price_stmt =
         tx.prepare_cached("INSERT INTO price_history (model, at, price) VALUES (?1, ?2, ?3)")?;
     for p in &batch.price_points {
@@ -130,11 +146,21 @@ impl Store for SqliteStore {
             let (model, price) = row?;
             prices.insert(model, gpuspot_common::Money(price));
         }
+        let mut accounts = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, body FROM accounts")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, body) = row?;
+            accounts.push(from_json::<Account>(&format!("account {id}"), &body)?);
+        }
+        let last_ledger_id: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?;
         Ok(Loaded {
             hosts,
             instances,
             last_event_id: last_event_id as u64,
             prices,
+            accounts,
+            last_ledger_id: last_ledger_id as u64,
         })
     }
 
@@ -159,11 +185,7 @@ impl Store for SqliteStore {
     fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = self
             .conn()
-            .query_row(
-                "SELECT 1 FROM join_tokens WHERE hash = ?1",
-                [secret_hash],
-                |r| r.get(0),
-            )
+            .query_row("SELECT 1 FROM join_tokens WHERE hash = ?1", [secret_hash], |r| r.get(0))
             .optional()?;
         Ok(found.is_some())
     }
@@ -197,9 +219,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt =
             conn.prepare_cached("SELECT body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-        let rows = stmt.query_map(params![after_id as i64, limit as i64], |r| {
-            r.get::<_, String>(0)
-        })?;
+        let rows =
+            stmt.query_map(params![after_id as i64, limit as i64], |r| r.get::<_, String>(0))?;
         rows.map(|body| from_json("event", &body?)).collect()
     }
 
@@ -209,6 +230,17 @@ impl Store for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<PricePoint>, StoreError> {
         self.read_price_history(model, since)
+    }
+
+    fn ledger(&self, account: &AccountId, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body FROM (SELECT id, body FROM ledger WHERE account_id = ?1 \
+             ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )?;
+        let rows =
+            stmt.query_map(params![account.as_str(), limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|body| from_json("ledger entry", &body?)).collect()
     }
 }
 
@@ -229,11 +261,7 @@ impl SqliteStore {
             let (at, price) = row?;
             let at = DateTime::from_timestamp_millis(at)
                 .ok_or_else(|| StoreError::Corrupt("price_history".into(), format!("time {at}")))?;
-            Ok(PricePoint {
-                model: model.to_owned(),
-                at,
-                price: gpuspot_common::Money(price),
-            })
+            Ok(PricePoint { model: model.to_owned(), at, price: gpuspot_common::Money(price) })
         })
         .collect()
     }
@@ -250,10 +278,7 @@ mod tests {
     fn request() -> InstanceRequest {
         InstanceRequest {
             name: "n".into(),
-            gpu: GpuRequest {
-                models: vec!["H100".into()],
-                count: 1,
-            },
+            gpu: GpuRequest { models: vec!["H100".into()], count: 1 },
             cpu_cores: Range::default(),
             memory_gib: Range::default(),
             billing: Billing::Regular,
@@ -278,24 +303,20 @@ mod tests {
                     at: now - chrono::Duration::hours(50),
                     price: Money(1),
                 },
-                PricePoint {
-                    model: "H100".into(),
-                    at: now,
-                    price: Money(7),
-                },
+                PricePoint { model: "H100".into(), at: now, price: Money(7) },
             ];
             let batch = Batch {
                 hosts: changes.hosts,
                 instances: changes.instances,
                 events: changes.events,
+                accounts: changes.accounts,
+                ledger: changes.ledger,
                 price_points: points,
                 prune_prices_before: Some(now - chrono::Duration::hours(48)),
             };
             store.commit(&[batch.clone(), batch]).unwrap();
             store.add_join_token("abc", now).unwrap();
-            store
-                .add_host_certificate("fp", &HostId::from("h-1"), now)
-                .unwrap();
+            store.add_host_certificate("fp", &HostId::from("h-1"), now).unwrap();
         }
         let store = SqliteStore::open(dir.path()).unwrap();
         let loaded = store.load().unwrap();
@@ -304,22 +325,10 @@ mod tests {
         assert!(loaded.last_event_id >= 1);
         assert!(store.join_token_exists("abc").unwrap());
         assert!(!store.join_token_exists("abd").unwrap());
-        assert_eq!(
-            store.host_for_certificate("fp").unwrap(),
-            Some(HostId::from("h-1"))
-        );
-        assert_eq!(
-            store.events_after(0, 10).unwrap().len() as u64,
-            loaded.last_event_id
-        );
-        let history = store
-            .price_history("H100", now - chrono::Duration::hours(100))
-            .unwrap();
-        assert_eq!(
-            history.len(),
-            2,
-            "the recent point of both commits; the old ones pruned"
-        );
+        assert_eq!(store.host_for_certificate("fp").unwrap(), Some(HostId::from("h-1")));
+        assert_eq!(store.events_after(0, 10).unwrap().len() as u64, loaded.last_event_id);
+        let history = store.price_history("H100", now - chrono::Duration::hours(100)).unwrap();
+        assert_eq!(history.len(), 2, "the recent point of both commits; the old ones pruned");
         assert_eq!(loaded.prices.get("H100"), Some(&Money(7)));
     }
 }

@@ -57,10 +57,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let batches: Vec<Batch> = group
-            .iter_mut()
-            .map(|(b, _, _)| std::mem::take(b))
-            .collect();
+        let batches: Vec<Batch> = group.iter_mut().map(|(b, _, _)| std::mem::take(b)).collect();
         let non_empty: Vec<Batch> = batches.into_iter().filter(|b| !b.is_empty()).collect();
         let result = if non_empty.is_empty() {
             Ok(())
