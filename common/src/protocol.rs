@@ -31,6 +31,12 @@ pub enum AgentMessage {
     },
     /// A workload changed state (started, exited, failed, stopped).
     InstanceUpdate(InstanceReport),
+    /// The outcome of packing and uploading an instance's data dir when it stopped; sent
+    /// before that instance's final `InstanceUpdate`, so the next run can restore it.
+    SnapshotSaved {
+        instance_id: InstanceId,
+        result: Result<SnapshotRef, String>,
+    },
     /// Workload output, at its byte offset in the instance's log (writes are idempotent).
     Log {
         instance_id: InstanceId,
@@ -81,6 +87,47 @@ pub struct Assignment {
     /// How many bytes of output the coordinator already holds: resume from here.
     pub log_offset: u64,
     pub kill_timeout_ms: u64,
+    /// Snapshots of the data dir (DESIGN §8); None when disabled.
+    pub snapshot: Option<SnapshotPlan>,
+}
+
+/// What to do with an instance's data dir: restore one before the command starts, and/or
+/// save one when the instance stops (for any reason).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPlan {
+    pub save: bool,
+    pub restore: Option<SnapshotRef>,
+    /// Largest packed snapshot accepted, in bytes.
+    pub max_bytes: u64,
+}
+
+/// A stored snapshot: `<id>.tar.zst` in the coordinator's snapshot store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    pub id: String,
+    /// sha256 of the packed file, hex.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// First frame on a snapshot stream (a bidirectional stream the agent opens next to its
+/// control stream). An upload's raw bytes follow the frame; the coordinator answers with
+/// one [`SnapshotStreamReply`]. A download's reply is followed by the raw bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotStreamRequest {
+    Upload { instance_id: InstanceId, sha256: String, size: u64 },
+    Download { snapshot_id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotStreamReply {
+    /// Upload stored and its checksum verified.
+    Stored(SnapshotRef),
+    /// Download follows: exactly `size` bytes.
+    Sending(SnapshotRef),
+    Rejected {
+        reason: String,
+    },
 }
 
 /// What the guest sees on its metadata socket (DESIGN §6). `None` answers 404.

@@ -340,6 +340,7 @@ impl Cluster {
             metadata: self.guest_metadata(instance),
             log_offset: 0,
             kill_timeout_ms: self.timers.kill_timeout.as_millis() as u64,
+            snapshot: None,
         })
     }
 
