@@ -93,7 +93,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
         .restore(loaded.hosts, loaded.instances, loaded.last_event_id, clock.now())
         .with_prices(loaded.prices)
-        .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id);
+        .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id)
+        .with_deployments(loaded.deployments);
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
         directory.add(account);

@@ -61,6 +61,7 @@ impl ClusterActor {
         let batch = Batch {
             hosts: changes.hosts,
             instances: changes.instances,
+            deployments: changes.deployments,
             accounts: changes.accounts,
             ledger: changes.ledger,
             events: changes.events,

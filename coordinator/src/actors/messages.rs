@@ -3,11 +3,13 @@
 
 use crate::config::PoolSettings;
 use crate::core::billing::{Account, LedgerEntry};
+use crate::core::deployment::{Deployment, DeploymentSpec, Template};
+use crate::core::deployments::NewDeployment;
 use crate::core::pools::PoolUsage;
 use crate::core::{Host, Instance, InstanceRequest};
 use actix::Message;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, InstanceReport};
-use gpuspot_common::{AccountId, HostId, HostInventory, InstanceId, Money};
+use gpuspot_common::{AccountId, DeploymentId, HostId, HostInventory, InstanceId, Money};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Whose view a request has: the admin sees everything, an account only its own.
@@ -70,6 +72,8 @@ pub enum ApiRequest {
         id: AccountId,
     },
     ListAccounts,
+    /// Everything about deployments goes through one variant per verb.
+    Deployment(DeploymentRequest),
     Pay {
         scope: Scope,
         id: AccountId,
@@ -95,6 +99,52 @@ pub enum ApiReply {
     Account(Box<Account>),
     Accounts(Vec<Account>),
     Payment(Box<LedgerEntry>, Box<Account>),
+    Deployment(Box<DeploymentView>),
+    Deployments(Vec<DeploymentView>),
+    Endpoints(Vec<(Instance, Option<String>)>),
+}
+
+#[derive(Debug)]
+pub enum DeploymentRequest {
+    Create {
+        account: AccountId,
+        new: NewDeployment,
+    },
+    Get {
+        scope: Scope,
+        id: DeploymentId,
+    },
+    List {
+        scope: Scope,
+    },
+    Change {
+        scope: Scope,
+        id: DeploymentId,
+        replicas: Option<u32>,
+        specs: Option<Vec<DeploymentSpec>>,
+        template: Option<Template>,
+    },
+    Rebuild {
+        scope: Scope,
+        id: DeploymentId,
+    },
+    Delete {
+        scope: Scope,
+        id: DeploymentId,
+    },
+    Endpoints {
+        scope: Scope,
+        id: DeploymentId,
+    },
+}
+
+/// A deployment with its instances, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct DeploymentView {
+    pub deployment: Deployment,
+    pub instances: Vec<Instance>,
+    /// Set by a rebuild: how many replicas moved back to spot.
+    pub moved: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]

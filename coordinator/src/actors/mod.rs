@@ -6,6 +6,7 @@
 //!   how the actor answers them.
 
 pub mod cluster;
+mod deployment_requests;
 pub mod messages;
 mod requests;
 

@@ -58,6 +58,7 @@ impl ClusterActor {
             ApiRequest::ListAccounts => {
                 Ok(ApiReply::Accounts(self.core.accounts().cloned().collect()))
             }
+            ApiRequest::Deployment(request) => return self.read_deployment(request),
             ApiRequest::CreateInstance { .. }
             | ApiRequest::DeleteInstance { .. }
             | ApiRequest::ChangeInstance { .. }
@@ -140,6 +141,7 @@ impl ClusterActor {
                 let account = self.visible_account(&Scope::Admin, &id)?.clone();
                 Ok(ApiReply::Payment(Box::new(entry), Box::new(account)))
             }
+            ApiRequest::Deployment(request) => self.write_deployment(request),
             other => unreachable!("{other:?} is answered by read()"),
         }
     }

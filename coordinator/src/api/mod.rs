@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod hosts;
@@ -50,7 +51,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(hosts::routes)
                 .configure(pools::routes)
                 .configure(events::routes)
-                .configure(accounts::routes),
+                .configure(accounts::routes)
+                .configure(deployments::routes),
         )
         .default_service(web::to(not_found));
 }

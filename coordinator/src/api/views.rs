@@ -25,6 +25,7 @@ pub fn instance(i: &Instance) -> Value {
         "termination_reason": i.termination_reason.map(|r| r.as_str()),
         "exit_code": i.exit_code,
         "deployment_id": i.deployment_id,
+        "spec_index": i.spec_index,
         "command": i.request.command,
         "env": i.request.env,
         "snapshot": i.request.snapshot,

@@ -4,13 +4,14 @@
 
 use super::accounts::OPERATOR;
 use super::billing::{Account, LedgerEntry};
+use super::deployment::Deployment;
 use super::model::{EndReason, Instance, InstanceRequest, InstanceState};
 use super::pools;
 use super::registry::{Host, HostState, Registry};
 use crate::config::{PoolSettings, Timers};
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata};
-use gpuspot_common::{AccountId, HostId, InstanceId, Money};
+use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +34,7 @@ pub type Effect = (HostId, CoordinatorMessage);
 #[derive(Debug, Default)]
 pub struct Changes {
     pub instances: Vec<Instance>,
+    pub deployments: Vec<Deployment>,
     pub hosts: Vec<Host>,
     pub accounts: Vec<Account>,
     pub ledger: Vec<LedgerEntry>,
@@ -44,6 +46,7 @@ pub struct Changes {
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
+            && self.deployments.is_empty()
             && self.hosts.is_empty()
             && self.accounts.is_empty()
             && self.ledger.is_empty()
@@ -93,6 +96,10 @@ pub struct Cluster {
     next_ledger_id: u64,
     dirty_accounts: BTreeSet<AccountId>,
     ledger: Vec<LedgerEntry>,
+    pub(super) deployments: BTreeMap<DeploymentId, Deployment>,
+    dirty_deployments: BTreeSet<DeploymentId>,
+    pub(super) pending_reconciles: BTreeSet<DeploymentId>,
+    pub(super) reconciling: bool,
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
     next_seq: u64,
@@ -116,6 +123,10 @@ impl Cluster {
             next_ledger_id: 1,
             dirty_accounts: BTreeSet::new(),
             ledger: Vec::new(),
+            deployments: BTreeMap::new(),
+            dirty_deployments: BTreeSet::new(),
+            pending_reconciles: BTreeSet::new(),
+            reconciling: false,
             pools,
             timers,
             next_seq: 1,
@@ -168,6 +179,15 @@ impl Cluster {
         self
     }
 
+    /// Deployments a previous run committed.
+    pub fn with_deployments(mut self, deployments: Vec<Deployment>) -> Self {
+        for d in deployments {
+            self.next_seq = self.next_seq.max(d.seq + 1);
+            self.deployments.insert(d.id.clone(), d);
+        }
+        self
+    }
+
     /// The last market prices a previous run recorded.
     pub fn with_prices(mut self, prices: BTreeMap<String, Money>) -> Self {
         self.prices = prices;
@@ -204,12 +224,17 @@ impl Cluster {
             .into_iter()
             .filter_map(|id| self.registry.get(&id).cloned())
             .collect();
+        let deployments = std::mem::take(&mut self.dirty_deployments)
+            .into_iter()
+            .filter_map(|id| self.deployments.get(&id).cloned())
+            .collect();
         let accounts = std::mem::take(&mut self.dirty_accounts)
             .into_iter()
             .filter_map(|id| self.accounts.get(&id).cloned())
             .collect();
         Changes {
             instances,
+            deployments,
             hosts,
             accounts,
             ledger: std::mem::take(&mut self.ledger),
@@ -225,6 +250,16 @@ impl Cluster {
 
     pub(super) fn touch_host(&mut self, id: &HostId) {
         self.dirty_hosts.insert(id.clone());
+    }
+
+    pub(super) fn touch_deployment(&mut self, id: &DeploymentId) {
+        self.dirty_deployments.insert(id.clone());
+    }
+
+    pub(super) fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     pub(super) fn touch_account(&mut self, id: &AccountId) {
@@ -295,16 +330,28 @@ impl Cluster {
         request: InstanceRequest,
         now: DateTime<Utc>,
     ) -> InstanceId {
+        self.create_instance_with(account, request, now, |_| {})
+    }
+
+    /// Like [`Cluster::create_instance`], with `customize` applied before placement (a
+    /// deployment sets its id and spec here).
+    pub(super) fn create_instance_with(
+        &mut self,
+        account: AccountId,
+        request: InstanceRequest,
+        now: DateTime<Utc>,
+        customize: impl FnOnce(&mut Instance),
+    ) -> InstanceId {
         let id = InstanceId::random();
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.take_seq();
         let mut instance = Instance::new(id.clone(), account, request, now, seq);
         if instance.request.name.is_empty() {
             instance.request.name = id.to_string();
         }
+        customize(&mut instance);
         self.event(now, "instance_created", Some(&instance), None, serde_json::json!({}));
+        self.queue.insert(QueueKey::of(&instance), id.clone());
         self.instances.insert(id.clone(), instance);
-        self.queue.insert(QueueKey::of(&self.instances[&id]), id.clone());
         self.touch_instance(&id);
         self.place_queued(now);
         id
@@ -386,6 +433,7 @@ impl Cluster {
             "reason": reason.as_str(), "exit_code": instance.exit_code, "detail": instance.reason,
         }));
         self.place_queued(now);
+        self.deployment_instance_ended(&instance, now);
     }
 }
 

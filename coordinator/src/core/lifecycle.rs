@@ -291,6 +291,9 @@ impl Cluster {
         let instance = instance.clone();
         self.touch_instance(id);
         self.event(now, "instance_running", Some(&instance), None, serde_json::json!({}));
+        if let Some(deployment) = &instance.deployment_id {
+            self.reconcile_deployment(&gpuspot_common::DeploymentId(deployment.clone()), now);
+        }
         if instance.hold_until.is_some()
             && let Some(host_id) = &instance.host_id
         {

@@ -5,6 +5,7 @@
 //! - [`registry`]: hosts, their units and liveness.
 //! - [`placement`]: which host a request fits on (seed 004, best fit).
 //! - [`cluster`]: the state machine tying them together.
+//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling them.
 //! - [`pools`]: per-model availability and the surplus price.
 //! - [`billing`]: accounts, ledger and the exact meter; [`accounts`]: payments, metering
 //!   and overdue handling in the cluster.
@@ -16,6 +17,10 @@ pub mod billing;
 #[cfg(test)]
 mod billing_tests;
 pub mod cluster;
+pub mod deployment;
+#[cfg(test)]
+mod deployment_tests;
+pub mod deployments;
 pub mod lifecycle;
 pub mod market;
 pub mod model;

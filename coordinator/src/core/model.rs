@@ -156,6 +156,9 @@ pub struct Instance {
     pub termination_reason: Option<EndReason>,
     pub exit_code: Option<i32>,
     pub deployment_id: Option<String>,
+    /// Which of its deployment's specs this instance took.
+    #[serde(default)]
+    pub spec_index: Option<usize>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -191,6 +194,7 @@ impl Instance {
             termination_reason: None,
             exit_code: None,
             deployment_id: None,
+            spec_index: None,
             created_at: now,
             started_at: None,
             ended_at: None,

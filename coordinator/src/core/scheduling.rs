@@ -65,7 +65,7 @@ impl Cluster {
         }
     }
 
-    fn find_placement(&self, request: &InstanceRequest) -> Result<Placement, NoFit> {
+    pub(super) fn find_placement(&self, request: &InstanceRequest) -> Result<Placement, NoFit> {
         let price_of = |model: &str| self.price_for(request, model);
         match request.billing.bid() {
             None => placement::place(&self.registry, request, price_of, |_| true),

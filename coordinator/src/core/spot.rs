@@ -38,6 +38,7 @@ impl Cluster {
             }
         }
         self.place_queued(now);
+        self.reconcile_deployments(now);
     }
 
     fn run_auction(&self, pool: &PoolSettings, now: DateTime<Utc>) -> market::AuctionResult {
@@ -164,6 +165,10 @@ impl Cluster {
             }),
         );
         self.push_metadata(id);
+        // A ReplicaSet starts the replacement at once while this one drains (seed 002).
+        if let Some(deployment) = instance.deployment_id {
+            self.reconcile_deployment(&gpuspot_common::DeploymentId(deployment), now);
+        }
     }
 
     /// Terminations whose deadline has come: the agent stops them now, not before.

@@ -7,6 +7,7 @@ pub mod writer;
 
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
+use crate::core::deployment::Deployment;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, HostId};
@@ -26,6 +27,7 @@ pub enum StoreError {
 /// What a batch of core operations changed: upserts and appends, applied atomically.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
+    pub deployments: Vec<Deployment>,
     pub hosts: Vec<Host>,
     pub instances: Vec<Instance>,
     pub accounts: Vec<Account>,
@@ -39,6 +41,7 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
+            && self.deployments.is_empty()
             && self.instances.is_empty()
             && self.accounts.is_empty()
             && self.ledger.is_empty()
@@ -56,6 +59,7 @@ pub struct Loaded {
     pub last_event_id: u64,
     pub accounts: Vec<Account>,
     pub last_ledger_id: u64,
+    pub deployments: Vec<Deployment>,
     /// The latest market price of each pool.
     pub prices: std::collections::BTreeMap<String, gpuspot_common::Money>,
 }

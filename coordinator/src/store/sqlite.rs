@@ -5,6 +5,7 @@
 use super::{Batch, Loaded, Store, StoreError};
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
+use crate::core::deployment::Deployment;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, HostId};
@@ -22,6 +23,7 @@ CREATE TABLE IF NOT EXISTS events (
     account_id TEXT, instance_id TEXT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS price_history (model TEXT NOT NULL, at INTEGER NOT NULL, price INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS price_history_by_model ON price_history (model, at);
+CREATE TABLE IF NOT EXISTS deployments (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, instance_id TEXT, body TEXT NOT NULL);
@@ -95,6 +97,11 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
             to_json(e)
         ])?;
     }
+    let mut deployment_stmt =
+        tx.prepare_cached("INSERT OR REPLACE INTO deployments (id, body) VALUES (?1, ?2)")?;
+    for d in &batch.deployments {
+        deployment_stmt.execute(params![d.id.as_str(), to_json(d)])?;
+    }
     let mut account_stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO accounts (id, body) VALUES (?1, ?2)")?;
     for a in &batch.accounts {
@@ -152,6 +159,12 @@ impl Store for SqliteStore {
             let (id, body) = row?;
             accounts.push(from_json::<Account>(&format!("account {id}"), &body)?);
         }
+        let mut deployments = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, body FROM deployments")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, body) = row?;
+            deployments.push(from_json::<Deployment>(&format!("deployment {id}"), &body)?);
+        }
         let last_ledger_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?;
         Ok(Loaded {
@@ -161,6 +174,7 @@ impl Store for SqliteStore {
             prices,
             accounts,
             last_ledger_id: last_ledger_id as u64,
+            deployments,
         })
     }
 
@@ -309,6 +323,7 @@ mod tests {
                 hosts: changes.hosts,
                 instances: changes.instances,
                 events: changes.events,
+                deployments: changes.deployments,
                 accounts: changes.accounts,
                 ledger: changes.ledger,
                 price_points: points,

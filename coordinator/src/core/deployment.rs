@@ -1,0 +1,119 @@
+//! Deployments as users see them (DESIGN §7, seeds 002 and 004): a mode (ReplicaSet, Job,
+//! Container), an ordered list of specs (e.g. spot H100, spot A100, regular H100) and a
+//! template; each new instance takes the first spec that can be placed now.
+
+use super::model::{Billing, GpuRequest, Instance, InstanceRequest, Range, SnapshotOptions};
+use chrono::{DateTime, Utc};
+use gpuspot_common::{AccountId, DeploymentId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Keep `replicas` running; replace what exits, is lost or gets a notice.
+    Replicaset,
+    /// Run until `completions` successful exits, `parallelism` at a time.
+    Job,
+    /// A job of one: its lifecycle follows its command (seed 004).
+    Container,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentSpec {
+    pub gpu: GpuRequest,
+    #[serde(default)]
+    pub cpu_cores: Range,
+    #[serde(default)]
+    pub memory_gib: Range,
+    pub billing: Billing,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub snapshot: SnapshotOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Waiting,
+    Running,
+    Completed,
+    Failed,
+    Deleted,
+}
+
+impl DeploymentState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DeploymentState::Completed | DeploymentState::Failed | DeploymentState::Deleted
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub mode: Mode,
+    pub replicas: u32,
+    pub completions: u32,
+    pub parallelism: u32,
+    pub retry_limit: u32,
+    pub specs: Vec<DeploymentSpec>,
+    pub template: Template,
+    pub state: DeploymentState,
+    pub reason: Option<String>,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub created_at: DateTime<Utc>,
+    pub seq: u64,
+}
+
+impl Deployment {
+    /// The instance request for spec `index`.
+    pub fn request(&self, index: usize) -> InstanceRequest {
+        let spec = &self.specs[index];
+        InstanceRequest {
+            name: format!("{}-{}", self.name, self.seq),
+            gpu: spec.gpu.clone(),
+            cpu_cores: spec.cpu_cores,
+            memory_gib: spec.memory_gib,
+            billing: spec.billing.clone(),
+            command: self.template.command.clone(),
+            env: self.template.env.clone(),
+            snapshot: self.template.snapshot.clone(),
+        }
+    }
+
+    /// Whether an instance still matches the deployment's current conditions.
+    pub fn matches(&self, instance: &Instance) -> bool {
+        let r = &instance.request;
+        r.command == self.template.command
+            && r.env == self.template.env
+            && r.snapshot == self.template.snapshot
+            && self.specs.iter().any(|s| {
+                s.gpu == r.gpu
+                    && s.cpu_cores == r.cpu_cores
+                    && s.memory_gib == r.memory_gib
+                    && s.billing == r.billing
+            })
+    }
+
+    /// How many runs should be active now (queued, placed or running).
+    pub fn wanted_active(&self) -> u32 {
+        match self.mode {
+            Mode::Replicaset => self.replicas,
+            Mode::Job | Mode::Container => {
+                self.parallelism.min(self.completions.saturating_sub(self.succeeded))
+            }
+        }
+    }
+}
