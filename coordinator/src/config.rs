@@ -29,6 +29,16 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub admin_token: Option<String>,
     pub webhook: Option<RawWebhook>,
+    #[serde(default)]
+    pub snapshots: RawSnapshots,
+}
+
+/// The snapshot store (DESIGN §8).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnapshots {
+    /// Largest packed snapshot accepted, in bytes (default 10 GiB).
+    pub max_bytes: Option<u64>,
 }
 
 /// Where events are POSTed (the seeds' email/SMS notice).
@@ -129,6 +139,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
     pub webhook: Option<WebhookSettings>,
+    pub snapshot_max_bytes: u64,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -183,6 +194,10 @@ impl RawConfig {
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("gpuspot-data")),
             admin_token: self.admin_token,
             webhook,
+            snapshot_max_bytes: self
+                .snapshots
+                .max_bytes
+                .unwrap_or(crate::core::cluster::DEFAULT_SNAPSHOT_MAX_BYTES),
         })
     }
 }

@@ -5,7 +5,8 @@
 //! - [`core`]: pure logic given `now` (registry, placement, lifecycle, pools).
 //! - [`actors`]: the actix shells that own the core, persist, arm timers and send.
 //! - [`store`]: SQLite behind the [`store::Store`] trait, with a group-committing writer.
-//! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake).
+//! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake, snapshot streams).
+//! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator.
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
@@ -17,5 +18,6 @@ pub mod core;
 pub mod directory;
 pub mod quic;
 pub mod server;
+pub mod snapshots;
 pub mod store;
 pub mod webhook;

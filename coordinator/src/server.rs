@@ -94,7 +94,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .restore(loaded.hosts, loaded.instances, loaded.last_event_id, clock.now())
         .with_prices(loaded.prices)
         .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id)
-        .with_deployments(loaded.deployments);
+        .with_deployments(loaded.deployments)
+        .with_snapshots(loaded.snapshots)
+        .with_snapshot_limit(settings.snapshot_max_bytes);
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
         directory.add(account);
@@ -104,6 +106,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let writer = Writer::start(store.clone());
     let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
     let logs = LogStore::new(data_dir.join("logs"));
+    let snapshot_files = crate::snapshots::SnapshotFiles::new(data_dir.join("snapshots"));
+    let stale = snapshot_files.remove_stale_parts();
+    if stale > 0 {
+        tracing::info!(stale, "removed snapshot uploads interrupted by a restart");
+    }
 
     let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
     let endpoint =
@@ -116,6 +123,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             ca,
             cluster: cluster.clone(),
             logs: logs.clone(),
+            snapshots: snapshot_files,
+            snapshot_max_bytes: settings.snapshot_max_bytes,
         }),
     );
 

@@ -62,6 +62,7 @@ impl ClusterActor {
             hosts: changes.hosts,
             instances: changes.instances,
             deployments: changes.deployments,
+            snapshots: changes.snapshots,
             accounts: changes.accounts,
             ledger: changes.ledger,
             events: changes.events,
@@ -86,6 +87,9 @@ impl ClusterActor {
         let now = self.clock.now();
         match message {
             AgentMessage::Heartbeat { gpus } => self.core.heartbeat(host_id, &gpus, now),
+            AgentMessage::SnapshotSaved { instance_id, result } => {
+                self.core.snapshot_saved(&instance_id, result, now)
+            }
             AgentMessage::InstanceUpdate(report) => {
                 self.core.instance_update(host_id, &report, now)
             }

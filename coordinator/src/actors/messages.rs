@@ -72,6 +72,9 @@ pub enum ApiRequest {
         id: AccountId,
     },
     ListAccounts,
+    ListSnapshots {
+        scope: Scope,
+    },
     /// Everything about deployments goes through one variant per verb.
     Deployment(DeploymentRequest),
     Pay {
@@ -99,6 +102,7 @@ pub enum ApiReply {
     Account(Box<Account>),
     Accounts(Vec<Account>),
     Payment(Box<LedgerEntry>, Box<Account>),
+    Snapshots(Vec<crate::core::snapshots::SnapshotRecord>),
     Deployment(Box<DeploymentView>),
     Deployments(Vec<DeploymentView>),
     Endpoints(Vec<(Instance, Option<String>)>),

@@ -55,6 +55,16 @@ impl ClusterActor {
             ApiRequest::GetAccount { scope, id } => {
                 self.visible_account(scope, id).map(|a| ApiReply::Account(Box::new(a.clone())))
             }
+            ApiRequest::ListSnapshots { scope } => {
+                let mut list: Vec<_> = self
+                    .core
+                    .snapshots()
+                    .filter(|s| scope.may_see(&s.account_id))
+                    .cloned()
+                    .collect();
+                list.sort_by_key(|s| s.created_at);
+                Ok(ApiReply::Snapshots(list))
+            }
             ApiRequest::ListAccounts => {
                 Ok(ApiReply::Accounts(self.core.accounts().cloned().collect()))
             }
@@ -106,6 +116,11 @@ impl ClusterActor {
                         "account {account} is overdue (balance {}): pay to start new instances",
                         owner.balance
                     )));
+                }
+                if let Some(snapshot) = &request.snapshot.restore_from
+                    && self.core.snapshot(snapshot).is_none_or(|s| s.account_id != account)
+                {
+                    return Err(ApiError::NotFound(format!("snapshot {snapshot}")));
                 }
                 self.core.create_instance(account, request, now)
             }

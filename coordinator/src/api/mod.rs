@@ -13,6 +13,7 @@ pub mod events;
 pub mod hosts;
 pub mod instances;
 pub mod pools;
+pub mod snapshots;
 pub mod views;
 
 use crate::actors::{ApiReply, ApiRequest, ClusterActor};
@@ -52,7 +53,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(pools::routes)
                 .configure(events::routes)
                 .configure(accounts::routes)
-                .configure(deployments::routes),
+                .configure(deployments::routes)
+                .configure(snapshots::routes),
         )
         .default_service(web::to(not_found));
 }

@@ -8,6 +8,7 @@ use super::deployment::Deployment;
 use super::model::{EndReason, Instance, InstanceRequest, InstanceState};
 use super::pools;
 use super::registry::{Host, HostState, Registry};
+use super::snapshots::SnapshotRecord;
 use crate::config::{PoolSettings, Timers};
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata};
@@ -34,6 +35,7 @@ pub type Effect = (HostId, CoordinatorMessage);
 #[derive(Debug, Default)]
 pub struct Changes {
     pub instances: Vec<Instance>,
+    pub snapshots: Vec<SnapshotRecord>,
     pub deployments: Vec<Deployment>,
     pub hosts: Vec<Host>,
     pub accounts: Vec<Account>,
@@ -46,6 +48,7 @@ pub struct Changes {
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
+            && self.snapshots.is_empty()
             && self.deployments.is_empty()
             && self.hosts.is_empty()
             && self.accounts.is_empty()
@@ -82,6 +85,9 @@ impl QueueKey {
     }
 }
 
+/// 10 GiB: large enough for model checkpoints, small enough to bound the store.
+pub const DEFAULT_SNAPSHOT_MAX_BYTES: u64 = 10 << 30;
+
 pub struct Cluster {
     pub(super) registry: Registry,
     pub(super) instances: BTreeMap<InstanceId, Instance>,
@@ -99,6 +105,11 @@ pub struct Cluster {
     pub(super) deployments: BTreeMap<DeploymentId, Deployment>,
     dirty_deployments: BTreeSet<DeploymentId>,
     pub(super) pending_reconciles: BTreeSet<DeploymentId>,
+    pub(super) snapshots: BTreeMap<String, SnapshotRecord>,
+    /// Latest snapshot id per lineage (deployment, or lone instance).
+    pub(super) latest_snapshot: BTreeMap<String, String>,
+    pub(super) new_snapshots: Vec<SnapshotRecord>,
+    pub(super) snapshot_max_bytes: u64,
     pub(super) reconciling: bool,
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
@@ -126,6 +137,10 @@ impl Cluster {
             deployments: BTreeMap::new(),
             dirty_deployments: BTreeSet::new(),
             pending_reconciles: BTreeSet::new(),
+            snapshots: BTreeMap::new(),
+            latest_snapshot: BTreeMap::new(),
+            new_snapshots: Vec::new(),
+            snapshot_max_bytes: DEFAULT_SNAPSHOT_MAX_BYTES,
             reconciling: false,
             pools,
             timers,
@@ -176,6 +191,12 @@ impl Cluster {
             self.accounts.insert(account.id.clone(), account);
         }
         self.next_ledger_id = last_ledger_id + 1;
+        self
+    }
+
+    /// Largest snapshot accepted (config `[snapshots] max_bytes`).
+    pub fn with_snapshot_limit(mut self, max_bytes: u64) -> Self {
+        self.snapshot_max_bytes = max_bytes;
         self
     }
 
@@ -234,6 +255,7 @@ impl Cluster {
             .collect();
         Changes {
             instances,
+            snapshots: std::mem::take(&mut self.new_snapshots),
             deployments,
             hosts,
             accounts,
@@ -387,7 +409,7 @@ impl Cluster {
             metadata: self.guest_metadata(instance),
             log_offset: 0,
             kill_timeout_ms: self.timers.kill_timeout.as_millis() as u64,
-            snapshot: None,
+            snapshot: self.snapshot_plan(instance),
         })
     }
 

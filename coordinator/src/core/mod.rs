@@ -6,6 +6,7 @@
 //! - [`placement`]: which host a request fits on (seed 004, best fit).
 //! - [`cluster`]: the state machine tying them together.
 //! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling them.
+//! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`pools`]: per-model availability and the surplus price.
 //! - [`billing`]: accounts, ledger and the exact meter; [`accounts`]: payments, metering
 //!   and overdue handling in the cluster.
@@ -28,6 +29,7 @@ pub mod placement;
 pub mod pools;
 pub mod registry;
 pub mod scheduling;
+pub mod snapshots;
 pub mod spot;
 #[cfg(test)]
 mod spot_tests;

@@ -60,6 +60,10 @@ pub struct GpuRequest {
 pub struct SnapshotOptions {
     #[serde(default)]
     pub enabled: bool,
+    /// Restore this snapshot before the command starts (default: the latest of the
+    /// instance's deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
 }
 
 /// A validated request for one instance.

@@ -2,6 +2,10 @@
 //! units of one accepted model and k shares of cores and memory fall in the requested
 //! ranges. Among matches the best fit wins: fewest free units left, then the lowest list
 //! price, then the host id, so the choice is deterministic.
+//!
+//! The registry's index (see [`super::registry::index`]) makes this cost a few lookups per
+//! class of interchangeable hosts rather than a walk over every host; only hosts that mix
+//! GPU models are examined one by one, with [`fit_on_host`].
 
 use super::model::InstanceRequest;
 use super::registry::{Host, HostState, Registry};
@@ -96,6 +100,65 @@ fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -
     if any_model_could { HostFit::Busy } else { HostFit::Never }
 }
 
+/// A class of hosts that could take the request, found under the index lock.
+struct Candidate {
+    model: String,
+    /// Its best-fitting connected host with enough free units: (free units, id).
+    best: Option<(usize, HostId)>,
+}
+
+/// Reads the index: the classes whose model and shares suit `request` and that have a
+/// host with enough healthy units, plus the hosts that mix models (examined one by one).
+fn candidates(registry: &Registry, request: &InstanceRequest) -> (Vec<Candidate>, Vec<HostId>) {
+    let k = request.gpu.count as usize;
+    let wanted: Vec<String> = request
+        .gpu
+        .models
+        .iter()
+        .map(|w| w.trim().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let index = registry.index();
+    let classes = index
+        .classes()
+        .filter(|(_, class)| wanted.iter().any(|w| class.lower_model.contains(w.as_str())))
+        .filter(|(shape, _)| {
+            let cores = shape.cpu_cores * request.gpu.count;
+            let memory = shape.memory_gib * request.gpu.count as u64;
+            request.cpu_cores.contains(cores as u64) && request.memory_gib.contains(memory)
+        })
+        .filter(|(_, class)| class.most_healthy() >= k)
+        .map(|(shape, class)| Candidate {
+            model: shape.model.clone(),
+            best: class.best_fit(k).cloned(),
+        })
+        .collect();
+    (classes, index.irregular().iter().cloned().collect())
+}
+
+/// The host's first `k` free units of its (single) model, as a placement.
+fn take_units(host: &Host, request: &InstanceRequest, model: &str) -> Option<Placement> {
+    let k = request.gpu.count as usize;
+    let first = host.units.first()?;
+    let unit_indices: Vec<usize> = host
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.is_free() && s.unit.gpu.model == model)
+        .map(|(i, _)| i)
+        .take(k)
+        .collect();
+    (unit_indices.len() == k).then(|| Placement {
+        host_id: host.id.clone(),
+        unit_indices,
+        gpu_model: model.to_owned(),
+        cpu_cores: first.unit.cpu_cores * request.gpu.count,
+        memory_gib: first.unit.memory_gib * request.gpu.count as u64,
+    })
+}
+
+type FitKey = (usize, Money, HostId);
+
 /// The best host for `request`, or why there is none. `price_of` gives a GPU model's
 /// price for the tie-break; only GPU models `allowed` accepts are considered (a spot bid
 /// below a pool's market price excludes that pool).
@@ -105,23 +168,38 @@ pub fn place(
     price_of: impl Fn(&str) -> Money,
     allowed: impl Fn(&str) -> bool,
 ) -> Result<Placement, NoFit> {
-    let mut best: Option<((usize, Money, HostId), Placement)> = None;
+    let k = request.gpu.count as usize;
+    let (classes, irregular) = if k == 0 { Default::default() } else { candidates(registry, request) };
+    let mut best: Option<(FitKey, Option<Placement>, String)> = None;
     let mut could_wait = false;
-    for host in registry.iter().filter(|h| h.state != HostState::Lost) {
+    for candidate in classes.into_iter().filter(|c| allowed(&c.model)) {
+        could_wait = true;
+        if let Some((free, host_id)) = candidate.best {
+            let key = (free - k, price_of(&candidate.model), host_id);
+            if best.as_ref().is_none_or(|(best_key, ..)| key < *best_key) {
+                best = Some((key, None, candidate.model));
+            }
+        }
+    }
+    let mixed = irregular.iter().filter_map(|id| registry.get(id));
+    for host in mixed.filter(|h| h.state != HostState::Lost) {
         match fit_on_host(host, request, &allowed) {
             HostFit::Fits(placement) => {
                 let left = host.free_units() - placement.unit_indices.len();
                 let key = (left, price_of(&placement.gpu_model), host.id.clone());
-                if best.as_ref().is_none_or(|(best_key, _)| key < *best_key) {
-                    best = Some((key, placement));
+                if best.as_ref().is_none_or(|(best_key, ..)| key < *best_key) {
+                    best = Some((key, Some(placement), String::new()));
                 }
             }
             HostFit::Busy => could_wait = true,
             HostFit::Never => {}
         }
     }
-    match best {
-        Some((_, placement)) => Ok(placement),
+    let placed = best.and_then(|((_, _, host_id), placement, model)| {
+        placement.or_else(|| take_units(registry.get(&host_id)?, request, &model))
+    });
+    match placed {
+        Some(placement) => Ok(placement),
         None if could_wait => Err(NoFit::Wait(format!(
             "waiting for capacity: no matching host has free units for {}",
             describe(request)
@@ -132,6 +210,9 @@ pub fn place(
         ))),
     }
 }
+
+#[cfg(test)]
+mod equivalence;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Per GPU model: how many units exist and are free, and the surplus price (DESIGN §4):
 //! `floor_ratio` × list when idle, rising linearly to `busy_ratio` × list when full.
 
-use super::registry::{HostState, Registry};
+use super::registry::Registry;
 use crate::config::PoolSettings;
 use gpuspot_common::Money;
 use gpuspot_common::inventory::model_matches;
@@ -14,16 +14,13 @@ pub struct PoolUsage {
     pub free: usize,
 }
 
+/// Sums the registry index's per-model counts over the GPU models `model` names.
 pub fn usage(registry: &Registry, model: &str) -> PoolUsage {
     let mut usage = PoolUsage { total: 0, free: 0 };
-    for host in registry.iter().filter(|h| h.state != HostState::Lost) {
-        for slot in host.units.iter().filter(|s| model_matches(model, &s.unit.gpu.model)) {
-            if slot.unit.gpu.healthy {
-                usage.total += 1;
-                if slot.instance.is_none() && host.state == HostState::Connected {
-                    usage.free += 1;
-                }
-            }
+    for (name, counts) in registry.index().models() {
+        if model_matches(model, name) {
+            usage.total += counts.total;
+            usage.free += counts.free;
         }
     }
     usage

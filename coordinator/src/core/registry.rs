@@ -1,10 +1,18 @@
 //! Hosts as the coordinator knows them: inventory, units (who holds each), liveness.
+//!
+//! The registry keeps an [`index`] of its hosts by what they can take. Every way to change
+//! a host (`insert`, `get_mut`, `iter_mut`) marks it, and the index catches up with the
+//! marked hosts the next time it is read, so callers mutate hosts freely.
+
+pub mod index;
 
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::GpuStatus;
 use gpuspot_common::{HostId, HostInventory, InstanceId, Unit, partition};
+use index::HostIndex;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,10 +132,36 @@ impl Host {
 #[derive(Debug, Default)]
 pub struct Registry {
     hosts: BTreeMap<HostId, Host>,
+    /// Behind a lock only so that reads (`&self`) can catch the index up.
+    index: Mutex<Indexed>,
+}
+
+#[derive(Debug, Default)]
+struct Indexed {
+    index: HostIndex,
+    /// Hosts handed out for mutation since the index last caught up.
+    stale: HashSet<HostId>,
+}
+
+/// The index, caught up with every host. Hold it briefly: reading the index again while
+/// this lives would deadlock.
+pub struct IndexGuard<'a>(MutexGuard<'a, Indexed>);
+
+impl std::ops::Deref for IndexGuard<'_> {
+    type Target = HostIndex;
+
+    fn deref(&self) -> &HostIndex {
+        &self.0.index
+    }
 }
 
 impl Registry {
+    fn stale(&mut self) -> &mut HashSet<HostId> {
+        &mut self.index.get_mut().unwrap_or_else(PoisonError::into_inner).stale
+    }
+
     pub fn insert(&mut self, host: Host) {
+        self.stale().insert(host.id.clone());
         self.hosts.insert(host.id.clone(), host);
     }
 
@@ -136,6 +170,9 @@ impl Registry {
     }
 
     pub fn get_mut(&mut self, id: &HostId) -> Option<&mut Host> {
+        if self.hosts.contains_key(id) {
+            self.stale().insert(id.clone());
+        }
         self.hosts.get_mut(id)
     }
 
@@ -144,7 +181,19 @@ impl Registry {
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Host> {
+        let ids: Vec<HostId> = self.hosts.keys().cloned().collect();
+        self.stale().extend(ids);
         self.hosts.values_mut()
+    }
+
+    /// The index of hosts by what they can take, caught up with every change.
+    pub fn index(&self) -> IndexGuard<'_> {
+        let mut guard = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let Indexed { index, stale } = &mut *guard;
+        for id in stale.drain() {
+            index.update(&id, self.hosts.get(&id));
+        }
+        IndexGuard(guard)
     }
 
     pub fn len(&self) -> usize {

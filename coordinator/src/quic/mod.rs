@@ -1,10 +1,12 @@
 //! The QUIC side of the coordinator: accepts agent connections, lets certificate-less
 //! agents join with a token, and runs one session per authenticated agent that relays
-//! frames between its bidirectional stream and the cluster actor.
+//! frames between its bidirectional stream and the cluster actor. Snapshot transfers use
+//! further streams on the same connection (see [`snapshots`]).
 
 mod join;
 mod logs;
 mod session;
+pub mod snapshots;
 
 pub use logs::LogStore;
 
@@ -20,6 +22,10 @@ pub struct QuicContext {
     pub ca: Arc<CertificateAuthority>,
     pub cluster: Addr<ClusterActor>,
     pub logs: LogStore,
+    /// The snapshot store the agents upload to and download from.
+    pub snapshots: crate::snapshots::SnapshotFiles,
+    /// Largest packed snapshot accepted on upload (`[snapshots] max_bytes`).
+    pub snapshot_max_bytes: u64,
 }
 
 /// Accepts connections until the endpoint closes.

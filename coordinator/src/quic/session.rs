@@ -1,8 +1,10 @@
 //! One agent connection: the agent opens a bidirectional stream and speaks first. Without a
 //! client certificate only a join is accepted; with one, a hello starts a session that
-//! lasts until the connection ends. Malformed frames close the connection with a logged
-//! reason and touch nothing else.
+//! lasts until the connection ends, and the agent's further streams on that connection are
+//! snapshot transfers. Malformed frames close the connection with a logged reason and touch
+//! nothing else.
 
+use super::snapshots::{self, SnapshotStreams};
 use super::{QuicContext, join};
 use crate::actors::AgentEvent;
 use gpuspot_common::HostId;
@@ -74,8 +76,14 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 reports: instances,
             });
             let writer = tokio::spawn(write_loop(send, inbox, context.clone()));
+            let streams = SnapshotStreams {
+                files: context.snapshots.clone(),
+                max_bytes: context.snapshot_max_bytes,
+            };
+            let snapshots = snapshots::spawn_acceptor(connection.clone(), streams, host_id.clone());
             let reason = read_loop(&mut recv, &host_id, link_id, &context).await;
             writer.abort();
+            snapshots.abort();
             tracing::info!(%host_id, %reason, "agent session ended");
             context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
             connection.close(0u32.into(), reason.as_bytes());

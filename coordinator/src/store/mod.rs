@@ -8,6 +8,7 @@ pub mod writer;
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
+use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, HostId};
@@ -28,6 +29,7 @@ pub enum StoreError {
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub deployments: Vec<Deployment>,
+    pub snapshots: Vec<SnapshotRecord>,
     pub hosts: Vec<Host>,
     pub instances: Vec<Instance>,
     pub accounts: Vec<Account>,
@@ -42,6 +44,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
             && self.deployments.is_empty()
+            && self.snapshots.is_empty()
             && self.instances.is_empty()
             && self.accounts.is_empty()
             && self.ledger.is_empty()
@@ -60,6 +63,7 @@ pub struct Loaded {
     pub accounts: Vec<Account>,
     pub last_ledger_id: u64,
     pub deployments: Vec<Deployment>,
+    pub snapshots: Vec<SnapshotRecord>,
     /// The latest market price of each pool.
     pub prices: std::collections::BTreeMap<String, gpuspot_common::Money>,
 }

@@ -6,6 +6,7 @@ use super::{Batch, Loaded, Store, StoreError};
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
+use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, HostId};
@@ -23,6 +24,7 @@ CREATE TABLE IF NOT EXISTS events (
     account_id TEXT, instance_id TEXT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS price_history (model TEXT NOT NULL, at INTEGER NOT NULL, price INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS price_history_by_model ON price_history (model, at);
+CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deployments (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger (
@@ -97,6 +99,11 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
             to_json(e)
         ])?;
     }
+    let mut snapshot_stmt =
+        tx.prepare_cached("INSERT OR REPLACE INTO snapshots (id, body) VALUES (?1, ?2)")?;
+    for r in &batch.snapshots {
+        snapshot_stmt.execute(params![r.snapshot.id, to_json(r)])?;
+    }
     let mut deployment_stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO deployments (id, body) VALUES (?1, ?2)")?;
     for d in &batch.deployments {
@@ -165,6 +172,12 @@ impl Store for SqliteStore {
             let (id, body) = row?;
             deployments.push(from_json::<Deployment>(&format!("deployment {id}"), &body)?);
         }
+        let mut snapshots = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, body FROM snapshots")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, body) = row?;
+            snapshots.push(from_json::<SnapshotRecord>(&format!("snapshot {id}"), &body)?);
+        }
         let last_ledger_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?;
         Ok(Loaded {
@@ -175,6 +188,7 @@ impl Store for SqliteStore {
             accounts,
             last_ledger_id: last_ledger_id as u64,
             deployments,
+            snapshots,
         })
     }
 
@@ -324,6 +338,7 @@ mod tests {
                 instances: changes.instances,
                 events: changes.events,
                 deployments: changes.deployments,
+                snapshots: changes.snapshots,
                 accounts: changes.accounts,
                 ledger: changes.ledger,
                 price_points: points,

@@ -1,0 +1,105 @@
+//! Snapshot bookkeeping (DESIGN §8): which packed data dirs exist, and which one a new
+//! instance restores — the latest of its deployment, or one named in its request. The
+//! bytes live in the coordinator's snapshot store; this only tracks them.
+
+use super::cluster::Cluster;
+use chrono::{DateTime, Utc};
+use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
+use gpuspot_common::{AccountId, InstanceId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub snapshot: SnapshotRef,
+    pub instance_id: InstanceId,
+    pub deployment_id: Option<String>,
+    pub account_id: AccountId,
+    pub created_at: DateTime<Utc>,
+}
+
+impl SnapshotRecord {
+    /// Snapshots are grouped by deployment; a lone instance is its own group.
+    pub fn lineage(&self) -> String {
+        self.deployment_id.clone().unwrap_or_else(|| self.instance_id.to_string())
+    }
+}
+
+impl Cluster {
+    pub fn snapshots(&self) -> impl Iterator<Item = &SnapshotRecord> {
+        self.snapshots.values()
+    }
+
+    pub fn snapshot(&self, id: &str) -> Option<&SnapshotRecord> {
+        self.snapshots.get(id)
+    }
+
+    /// Restores earlier records (after a restart).
+    pub fn with_snapshots(mut self, records: Vec<SnapshotRecord>) -> Self {
+        for record in records {
+            self.remember_snapshot(record);
+        }
+        self
+    }
+
+    fn remember_snapshot(&mut self, record: SnapshotRecord) {
+        let lineage = record.lineage();
+        let newer = self
+            .latest_snapshot
+            .get(&lineage)
+            .and_then(|id| self.snapshots.get(id))
+            .is_none_or(|current| current.created_at <= record.created_at);
+        if newer {
+            self.latest_snapshot.insert(lineage, record.snapshot.id.clone());
+        }
+        self.snapshots.insert(record.snapshot.id.clone(), record);
+    }
+
+    /// The agent packed and uploaded (or failed to) an instance's data dir.
+    pub fn snapshot_saved(
+        &mut self,
+        instance_id: &InstanceId,
+        result: Result<SnapshotRef, String>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(instance) = self.instances.get(instance_id).cloned() else { return };
+        match result {
+            Ok(snapshot) => {
+                let record = SnapshotRecord {
+                    snapshot: snapshot.clone(),
+                    instance_id: instance_id.clone(),
+                    deployment_id: instance.deployment_id.clone(),
+                    account_id: instance.account_id.clone(),
+                    created_at: now,
+                };
+                self.remember_snapshot(record.clone());
+                self.new_snapshots.push(record);
+                let data = serde_json::json!({ "snapshot_id": snapshot.id, "size": snapshot.size, "sha256": snapshot.sha256 });
+                self.event(now, "snapshot_saved", Some(&instance), None, data);
+            }
+            Err(reason) => {
+                tracing::warn!(instance = %instance_id, %reason, "snapshot failed");
+                self.event(
+                    now,
+                    "snapshot_failed",
+                    Some(&instance),
+                    None,
+                    serde_json::json!({ "reason": reason }),
+                );
+            }
+        }
+    }
+
+    /// The snapshot plan of an instance: save when enabled; restore the latest of its
+    /// lineage, or the one its request names.
+    pub(super) fn snapshot_plan(&self, instance: &super::model::Instance) -> Option<SnapshotPlan> {
+        let options = &instance.request.snapshot;
+        if !options.enabled && options.restore_from.is_none() {
+            return None;
+        }
+        let lineage = instance.deployment_id.clone().unwrap_or_else(|| instance.id.to_string());
+        let restore_id =
+            options.restore_from.clone().or_else(|| self.latest_snapshot.get(&lineage).cloned());
+        let restore = restore_id.and_then(|id| self.snapshots.get(&id)).map(|r| r.snapshot.clone());
+        Some(SnapshotPlan { save: options.enabled, restore, max_bytes: self.snapshot_max_bytes })
+    }
+}
