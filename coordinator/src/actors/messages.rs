@@ -72,6 +72,8 @@ pub enum ApiRequest {
         id: AccountId,
     },
     ListAccounts,
+    /// Counts for `/metrics`.
+    Stats,
     ListSnapshots {
         scope: Scope,
     },
@@ -102,10 +104,21 @@ pub enum ApiReply {
     Account(Box<Account>),
     Accounts(Vec<Account>),
     Payment(Box<LedgerEntry>, Box<Account>),
+    Stats(Box<Stats>),
     Snapshots(Vec<crate::core::snapshots::SnapshotRecord>),
     Deployment(Box<DeploymentView>),
     Deployments(Vec<DeploymentView>),
     Endpoints(Vec<(Instance, Option<String>)>),
+}
+
+/// Cluster-wide counts, cheap to compute, for monitoring.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub hosts_by_state: std::collections::BTreeMap<&'static str, usize>,
+    pub instances_by_state: std::collections::BTreeMap<&'static str, usize>,
+    pub pools: Vec<PoolView>,
+    pub deployments: usize,
+    pub accounts: usize,
 }
 
 #[derive(Debug)]

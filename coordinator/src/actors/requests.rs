@@ -65,6 +65,7 @@ impl ClusterActor {
                 list.sort_by_key(|s| s.created_at);
                 Ok(ApiReply::Snapshots(list))
             }
+            ApiRequest::Stats => Ok(ApiReply::Stats(Box::new(self.stats()))),
             ApiRequest::ListAccounts => {
                 Ok(ApiReply::Accounts(self.core.accounts().cloned().collect()))
             }
@@ -75,6 +76,27 @@ impl ClusterActor {
             | ApiRequest::CreateAccount { .. }
             | ApiRequest::Pay { .. } => return None,
         })
+    }
+
+    fn stats(&self) -> super::messages::Stats {
+        let mut stats = super::messages::Stats {
+            pools: self.pool_views(),
+            deployments: self.core.deployments().filter(|d| !d.state.is_final()).count(),
+            accounts: self.core.accounts().count(),
+            ..Default::default()
+        };
+        for host in self.core.registry().iter() {
+            let state = match host.state {
+                crate::core::HostState::Connected => "connected",
+                crate::core::HostState::Disconnected => "disconnected",
+                crate::core::HostState::Lost => "lost",
+            };
+            *stats.hosts_by_state.entry(state).or_default() += 1;
+        }
+        for instance in self.core.instances() {
+            *stats.instances_by_state.entry(instance.state.as_str()).or_default() += 1;
+        }
+        stats
     }
 
     fn known_model(&self, model: &str) -> bool {

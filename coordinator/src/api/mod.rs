@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod hosts;
 pub mod instances;
+pub mod metrics;
 pub mod pools;
 pub mod snapshots;
 pub mod views;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(error::path_config())
         .app_data(error::query_config())
         .route("/healthz", web::get().to(healthz))
+        .configure(metrics::routes)
         .service(
             web::scope("/v1")
                 .configure(instances::routes)

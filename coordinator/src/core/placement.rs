@@ -169,7 +169,8 @@ pub fn place(
     allowed: impl Fn(&str) -> bool,
 ) -> Result<Placement, NoFit> {
     let k = request.gpu.count as usize;
-    let (classes, irregular) = if k == 0 { Default::default() } else { candidates(registry, request) };
+    let (classes, irregular) =
+        if k == 0 { Default::default() } else { candidates(registry, request) };
     let mut best: Option<(FitKey, Option<Placement>, String)> = None;
     let mut could_wait = false;
     for candidate in classes.into_iter().filter(|c| allowed(&c.model)) {
