@@ -5,7 +5,8 @@
 //! remainder in micro-unit-milliseconds per GPU-hour), and a charge is always "what is due
 //! so far minus what was charged so far". So however often it is written, the charges of an
 //! instance add up to the integral of its price over its run, rounded down once, with no
-//! drift; and since the meter state and the ledger entries are committed together, a crash
+//! drift (elapsed time is measured between whole-millisecond timestamps, so splitting a run
+//! into more pieces never changes its total); and since the meter state and the ledger entries are committed together, a crash
 //! can neither lose nor repeat a charge.
 
 use chrono::{DateTime, Utc};
@@ -36,7 +37,9 @@ impl Meter {
         if now <= from {
             return;
         }
-        let ms = (now - from).num_milliseconds() as i128;
+        // Differences of whole-millisecond timestamps telescope: however many times a run
+        // is metered, its total is (end_ms - start_ms), never short by truncations.
+        let ms = (now.timestamp_millis() - from.timestamp_millis()) as i128;
         let numerator =
             price_per_gpu_hour.micros() as i128 * gpus as i128 * ms + self.remainder as i128;
         self.accrued += (numerator / MS_PER_HOUR) as i64;
@@ -157,6 +160,22 @@ mod tests {
         let total_ms = 7_200i128 * 1_337;
         let exact = (price.micros() as i128 * 3 * total_ms / MS_PER_HOUR) as i64;
         assert_eq!(charged, exact);
+    }
+
+    #[test]
+    fn splitting_a_run_at_sub_millisecond_instants_loses_nothing() {
+        let price = Money(3_600_000);
+        let start = t(0) + Duration::microseconds(700);
+        let mut split = Meter::default();
+        split.accrue(price, 1, start);
+        for step in 1..1_000 {
+            split.accrue(price, 1, start + Duration::microseconds(step * 1_300));
+        }
+        split.accrue(price, 1, start + Duration::seconds(2));
+        let mut whole = Meter::default();
+        whole.accrue(price, 1, start);
+        whole.accrue(price, 1, start + Duration::seconds(2));
+        assert_eq!(split.take_due(), whole.take_due());
     }
 
     #[test]
