@@ -2,7 +2,7 @@
 
 use crate::config::{AgentSettings, RawAgentConfig};
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,9 +11,12 @@ use std::time::Duration;
 #[command(
     name = "gpuspot-agent",
     version,
-    about = "gpuspot host agent: finds GPUs, runs guest workloads, reports to the coordinator"
+    about = "gpuspot host agent: finds GPUs, runs guest workloads, reports to the coordinator",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// The coordinator's QUIC address, HOST:PORT
     #[arg(long, env = "GPUSPOT_COORDINATOR")]
     pub coordinator: Option<String>,
@@ -38,6 +41,12 @@ pub struct Args {
     /// How long the link may be silent before reconnecting, e.g. "15s"
     #[arg(long, value_parser = humantime::parse_duration)]
     pub link_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs many simulated hosts in one process, each with its own QUIC connection (load tests)
+    Fleet(crate::fleet::FleetArgs),
 }
 
 impl Args {
@@ -68,7 +77,12 @@ pub fn init_tracing() {
 pub fn main() -> ExitCode {
     gpuspot_common::pki::install_crypto_provider();
     init_tracing();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let result = match args.command {
+        Some(Command::Fleet(fleet)) => crate::fleet::run(fleet),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gpuspot-agent: {e:#}");
@@ -95,7 +109,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,15 +1,30 @@
 //! Assembles one host's agent from settings: the discovery backend (NVML or a simulated
-//! profile), the process runtime and the supervisor, ready to run its link.
+//! profile), the workload runtime (real processes, or the fake one for load tests) and the
+//! supervisor, ready to run its link.
 
 use crate::config::AgentSettings;
 use crate::discovery::{
     GpuDiscovery, NvmlDiscovery, SimulatedDiscovery, SimulatedProfile, machine_hostname,
 };
-use crate::link::HostAgent;
-use crate::runtime::{ProcessRuntime, WorkloadRuntime};
+use crate::link::{HostAgent, LinkStats};
+use crate::runtime::{FakeRuntime, ProcessRuntime, WorkloadRuntime};
 use crate::supervisor::Supervisor;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How often workload output is shipped to the coordinator.
+pub const LOG_POLL: Duration = Duration::from_millis(250);
+
+/// Which [`WorkloadRuntime`] runs the host's workloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Real processes in their own session (the default).
+    #[default]
+    Process,
+    /// No processes: workloads run until stopped, for load tests.
+    Fake,
+}
 
 /// NVML unless a simulated profile is configured. Without a driver this fails with a clear
 /// message rather than reporting a host with zero GPUs.
@@ -34,15 +49,25 @@ pub fn host_agent(
     discovery: Arc<dyn GpuDiscovery>,
     endpoint: quinn::Endpoint,
 ) -> HostAgent {
-    let killed = crate::runtime::kill_orphans(&settings.state_dir.join("instances"));
-    if killed > 0 {
-        tracing::warn!(
-            killed,
-            "killed workloads left by an earlier agent process; the coordinator will restart what it still wants"
-        );
-    }
+    host_agent_with(settings, discovery, endpoint, RuntimeKind::Process)
+}
+
+/// A host agent with the given runtime. The fake runtime writes no output, so its agent
+/// does not poll for any. Call inside a tokio runtime.
+pub fn host_agent_with(
+    settings: &AgentSettings,
+    discovery: Arc<dyn GpuDiscovery>,
+    endpoint: quinn::Endpoint,
+    kind: RuntimeKind,
+) -> HostAgent {
     let (events_tx, events) = mpsc::unbounded_channel();
-    let runtime: Arc<dyn WorkloadRuntime> = Arc::new(ProcessRuntime::new(events_tx));
+    let runtime: Arc<dyn WorkloadRuntime> = match kind {
+        RuntimeKind::Process => {
+            kill_orphans(settings);
+            Arc::new(ProcessRuntime::new(events_tx))
+        }
+        RuntimeKind::Fake => Arc::new(FakeRuntime::new(events_tx)),
+    };
     HostAgent {
         coordinator: settings.coordinator.clone(),
         join_token: settings.join_token.clone(),
@@ -56,5 +81,19 @@ pub fn host_agent(
             settings.socket_dir.clone(),
         ),
         events,
+        snapshots: Default::default(),
+        log_poll: (kind == RuntimeKind::Process).then_some(LOG_POLL),
+        connect_gate: None,
+        stats: Arc::new(LinkStats::default()),
+    }
+}
+
+fn kill_orphans(settings: &AgentSettings) {
+    let killed = crate::runtime::kill_orphans(&settings.state_dir.join("instances"));
+    if killed > 0 {
+        tracing::warn!(
+            killed,
+            "killed workloads left by an earlier agent process; the coordinator will restart what it still wants"
+        );
     }
 }

@@ -4,15 +4,19 @@
 //! - [`discovery`]: GPUs through NVML or a simulated profile, cores and memory via sysinfo.
 //! - [`runtime`]: guest workloads behind `WorkloadRuntime` (real processes, or a fake).
 //! - [`metadata`]: the per-instance guest metadata socket (seed 003).
+//! - [`snapshots`]: data-dir snapshots to and from the coordinator's store (DESIGN §8).
 //! - [`supervisor`]: what this host runs, applied idempotently from the coordinator's orders.
 //! - [`link`]: joining, and the QUIC session with reconnects and reconciliation.
 //! - [`host`]: assembles one host's agent; [`config`] and [`cli`]: settings and the binary.
+//! - [`fleet`]: many simulated hosts in one process, for load tests.
 
 pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod fleet;
 pub mod host;
 pub mod link;
 pub mod metadata;
 pub mod runtime;
+pub mod snapshots;
 pub mod supervisor;

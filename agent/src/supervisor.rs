@@ -1,13 +1,21 @@
 //! What this host runs, as the agent knows it: one entry per workload with its metadata
 //! socket and output, plus finished workloads until the coordinator has heard of them.
 //! It applies the coordinator's commands idempotently (instance ids) and turns the runtime's
-//! exits into reports. No I/O on the link here: the link module carries what this returns.
+//! exits into reports. No I/O on the link here: the link module carries what this returns,
+//! including the snapshot work (see [`snapshots`]) that must happen before a command starts
+//! or before an instance's end is reported.
+
+mod snapshots;
+#[cfg(test)]
+mod tests;
+
+pub use snapshots::Followup;
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
-    AgentMessage, Assignment, GuestMetadata, InstanceReport, WorkloadState,
+    AgentMessage, Assignment, GuestMetadata, InstanceReport, SnapshotPlan, WorkloadState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
@@ -27,6 +35,8 @@ struct Workload {
     _socket: Option<MetadataServer>,
     log: LogTail,
     kill_timeout: Duration,
+    snapshot: Option<SnapshotPlan>,
+    data_dir: PathBuf,
 }
 
 struct LogTail {
@@ -37,6 +47,8 @@ struct LogTail {
 struct Finished {
     state: WorkloadState,
     log: LogTail,
+    /// A save not yet reported: until it is, the end itself is not reported either.
+    save: Option<snapshots::PendingSave>,
 }
 
 pub struct Supervisor {
@@ -45,6 +57,8 @@ pub struct Supervisor {
     socket_dir: PathBuf,
     running: BTreeMap<InstanceId, Workload>,
     finished: BTreeMap<InstanceId, Finished>,
+    /// Assignments waiting for their snapshot to be restored before they start.
+    restoring: BTreeMap<InstanceId, snapshots::Restoring>,
 }
 
 impl Supervisor {
@@ -55,32 +69,39 @@ impl Supervisor {
             socket_dir,
             running: BTreeMap::new(),
             finished: BTreeMap::new(),
+            restoring: BTreeMap::new(),
         }
     }
 
-    /// Everything to tell the coordinator in a hello: what runs and what ended unheard.
+    /// Everything to tell the coordinator in a hello: what runs and what ended unheard. An
+    /// instance whose snapshot is still being saved counts as running until it is reported.
     pub fn reports(&self) -> Vec<InstanceReport> {
         let running = self
             .running
             .keys()
             .map(|id| InstanceReport { instance_id: id.clone(), state: WorkloadState::Running });
-        let finished = self
-            .finished
-            .iter()
-            .map(|(id, f)| InstanceReport { instance_id: id.clone(), state: f.state.clone() });
+        let finished = self.finished.iter().map(|(id, f)| InstanceReport {
+            instance_id: id.clone(),
+            state: if f.save.is_some() { WorkloadState::Running } else { f.state.clone() },
+        });
         running.chain(finished).collect()
     }
 
+    /// The finished workloads a hello reports as ended (not those still saving).
     pub fn finished_ids(&self) -> BTreeSet<InstanceId> {
-        self.finished.keys().cloned().collect()
+        self.finished.iter().filter(|(_, f)| f.save.is_none()).map(|(id, _)| id.clone()).collect()
     }
 
     pub fn running_ids(&self) -> Vec<InstanceId> {
         self.running.keys().cloned().collect()
     }
 
+    fn instance_dir(&self, id: &InstanceId) -> PathBuf {
+        self.instances_dir.join(id.as_str())
+    }
+
     fn spec(&self, assignment: &Assignment) -> WorkloadSpec {
-        let dir = self.instances_dir.join(assignment.instance_id.as_str());
+        let dir = self.instance_dir(&assignment.instance_id);
         WorkloadSpec {
             instance_id: assignment.instance_id.clone(),
             command: assignment.command.clone(),
@@ -95,8 +116,9 @@ impl Supervisor {
     }
 
     /// Starts an assignment unless it already runs (then only its metadata is refreshed).
-    /// Returns the report to send: running, or failed with why.
-    pub fn start(&mut self, assignment: Assignment) -> Option<InstanceReport> {
+    /// Returns the report to send (running, or failed with why), or the snapshot to restore
+    /// first, after which [`Supervisor::restored`] starts it.
+    pub fn start(&mut self, assignment: Assignment) -> Option<Followup> {
         let id = assignment.instance_id.clone();
         if let Some(workload) = self.running.get_mut(&id) {
             workload.metadata.send_replace(assignment.metadata);
@@ -106,6 +128,20 @@ impl Supervisor {
         if self.finished.contains_key(&id) {
             return None;
         }
+        if let Some(restoring) = self.restoring.get_mut(&id) {
+            restoring.assignment = assignment;
+            restoring.cancelled = false;
+            return None;
+        }
+        if let Some(snapshot) = assignment.snapshot.as_ref().and_then(|p| p.restore.clone()) {
+            return Some(Followup::Restore(self.begin_restore(assignment, snapshot)));
+        }
+        self.launch(assignment).map(Followup::Report)
+    }
+
+    /// Starts the command of an assignment whose data dir is ready.
+    fn launch(&mut self, assignment: Assignment) -> Option<InstanceReport> {
+        let id = assignment.instance_id.clone();
         let spec = self.spec(&assignment);
         let (metadata, watcher) = watch::channel(assignment.metadata.clone());
         let socket = match MetadataServer::start(spec.metadata_socket.clone(), watcher) {
@@ -113,25 +149,34 @@ impl Supervisor {
             Err(e) => return Some(failed(&id, format!("cannot open the metadata socket: {e}"))),
         };
         let log = LogTail { path: spec.log_path.clone(), sent: assignment.log_offset };
+        let data_dir = spec.data_dir.clone();
         if let Err(e) = self.runtime.start(spec) {
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
             self.remember_finished(
                 id.clone(),
                 WorkloadState::Failed { message: e.to_string() },
                 log,
+                None,
             );
             return Some(failed(&id, e.to_string()));
         }
         tracing::info!(instance = %id, "workload started");
         let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
-        self.running.insert(id.clone(), Workload { metadata, _socket: socket, log, kill_timeout });
+        let snapshot = assignment.snapshot;
+        let workload =
+            Workload { metadata, _socket: socket, log, kill_timeout, snapshot, data_dir };
+        self.running.insert(id.clone(), workload);
         Some(InstanceReport { instance_id: id, state: WorkloadState::Running })
     }
 
+    /// Stops a workload; one still waiting for its restore will not start.
     pub fn stop(&mut self, id: &InstanceId, kill_timeout: Duration) {
         if self.running.contains_key(id) {
             tracing::info!(instance = %id, "stopping workload");
             self.runtime.stop(id, kill_timeout);
+        } else if let Some(restoring) = self.restoring.get_mut(id) {
+            tracing::info!(instance = %id, "cancelling a workload waiting for its snapshot");
+            restoring.cancelled = true;
         }
     }
 
@@ -148,20 +193,36 @@ impl Supervisor {
     }
 
     /// A workload ended: its socket closes and it waits in `finished` until acknowledged.
-    pub fn on_exit(&mut self, event: RuntimeEvent) -> Option<InstanceReport> {
+    /// Returns its report, or, when its data dir is to be saved, the save to run first.
+    pub fn on_exit(&mut self, event: RuntimeEvent) -> Option<Followup> {
         let workload = self.running.remove(&event.instance_id)?;
         tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
-        self.remember_finished(event.instance_id.clone(), event.state.clone(), workload.log);
-        Some(InstanceReport { instance_id: event.instance_id, state: event.state })
+        let id = event.instance_id;
+        let save = workload
+            .snapshot
+            .filter(|plan| plan.save)
+            .map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
+        let pending = save.clone().map(snapshots::PendingSave::Uploading);
+        self.remember_finished(id.clone(), event.state.clone(), workload.log, pending);
+        Some(match save {
+            Some(job) => Followup::Save(job),
+            None => Followup::Report(InstanceReport { instance_id: id, state: event.state }),
+        })
     }
 
-    fn remember_finished(&mut self, id: InstanceId, state: WorkloadState, log: LogTail) {
+    fn remember_finished(
+        &mut self,
+        id: InstanceId,
+        state: WorkloadState,
+        log: LogTail,
+        save: Option<snapshots::PendingSave>,
+    ) {
         if self.finished.len() >= MAX_FINISHED
             && let Some(oldest) = self.finished.keys().next().cloned()
         {
             self.forget(&oldest);
         }
-        self.finished.insert(id, Finished { state, log });
+        self.finished.insert(id, Finished { state, log, save });
     }
 
     fn forget(&mut self, id: &InstanceId) {
@@ -175,7 +236,7 @@ impl Supervisor {
         &mut self,
         desired: Vec<Assignment>,
         acknowledged: &BTreeSet<InstanceId>,
-    ) -> Vec<InstanceReport> {
+    ) -> Vec<Followup> {
         for id in acknowledged {
             self.forget(id);
         }
@@ -189,6 +250,9 @@ impl Supervisor {
         for (id, kill_timeout) in unwanted {
             tracing::info!(instance = %id, "not desired by the coordinator");
             self.stop(&id, kill_timeout);
+        }
+        for (id, restoring) in &mut self.restoring {
+            restoring.cancelled |= !wanted.contains(id);
         }
         desired.into_iter().filter_map(|a| self.start(a)).collect()
     }

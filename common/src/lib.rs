@@ -9,6 +9,7 @@
 //! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
 //! - [`pki`]: the coordinator CA, join tokens, host certificates and rustls configs.
 //! - [`transport`]: quinn endpoints built from the PKI configs.
+//! - [`snapshot`]: packing a data dir (tar + zstd, sha256) and restoring it safely.
 
 pub mod clock;
 pub mod codec;
@@ -17,6 +18,7 @@ pub mod inventory;
 pub mod money;
 pub mod pki;
 pub mod protocol;
+pub mod snapshot;
 pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,6 +1,11 @@
 //! quinn endpoints for the agent link, built from the [`crate::pki`] TLS configs. The idle
 //! timeout is how fast either side notices a silent peer at the transport level; liveness
 //! as the coordinator judges it comes from heartbeats.
+//!
+//! Only the agent opens streams (its session, plus one per snapshot transfer), so the
+//! coordinator accepts a few and the agent none. quinn sets up per-connection state for
+//! every stream a peer may open, which at its defaults (100 + 100) was a large share of
+//! the coordinator's memory per connected host.
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::CertificateDer;
@@ -18,11 +23,21 @@ pub enum TransportError {
     Connect { addr: SocketAddr, detail: String },
 }
 
-fn transport(idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+/// Bidirectional streams an agent may have open at once on one connection.
+pub const MAX_AGENT_STREAMS: u32 = 16;
+
+fn transport(
+    idle_timeout: Duration,
+    peer_streams: u32,
+    segmentation_offload: bool,
+) -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(idle_timeout).unwrap_or(quinn::VarInt::MAX.into());
     config.max_idle_timeout(Some(idle));
     config.keep_alive_interval(Some(idle_timeout / 3));
+    config.max_concurrent_bidi_streams(peer_streams.into());
+    config.max_concurrent_uni_streams(0u32.into());
+    config.enable_segmentation_offload(segmentation_offload);
     Arc::new(config)
 }
 
@@ -34,7 +49,7 @@ pub fn server_endpoint(
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport(idle_timeout));
+    config.transport_config(transport(idle_timeout, MAX_AGENT_STREAMS, false));
     quinn::Endpoint::server(config, addr).map_err(|source| TransportError::Bind { addr, source })
 }
 
@@ -57,7 +72,7 @@ pub async fn connect(
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport(idle_timeout));
+    config.transport_config(transport(idle_timeout, 0, true));
     let connect_err = |detail: String| TransportError::Connect { addr, detail };
     endpoint
         .connect_with(config, addr, crate::pki::SERVER_NAME)

@@ -1,1 +1,20 @@
+//! End-to-end harness for gpuspot: starts a real coordinator and real agents (simulated
+//! GPUs, real workloads) on loopback, drives them through the HTTP API and the guest
+//! metadata socket, and cleans every process up even when a test panics.
+//!
+//! A scenario: `let c = gpuspot_e2e::cluster!(); let a = c.agent(&Cluster::seed_profile("host-a"));`
+//! then `c.api.create(&request(...))` and `c.wait_state(id, "running")`.
 
+pub mod api;
+pub mod cluster;
+pub mod coordinator;
+pub mod metadata;
+pub mod process;
+pub mod wait;
+
+pub use api::{Api, assert_error, request, s, sh};
+pub use cluster::{Agent, Binaries, Cluster, SOON};
+pub use coordinator::{Coordinator, TEST_CONFIG};
+pub use metadata::unix_get;
+pub use process::{is_alive, kill_tree};
+pub use wait::{holds, wait_until};

@@ -22,7 +22,15 @@ pub async fn join(
         token.parse().map_err(|e: pki::PkiError| LinkError::Fatal(format!("join token: {e}")))?;
     let (key_pem, csr_pem) = pki::new_host_key_and_csr(hostname)?;
     let tls = pki::join_client_config(&parsed)?;
-    let connection = gpuspot_common::transport::connect(endpoint, addr, tls, idle_timeout).await?;
+    let connection = gpuspot_common::transport::connect(endpoint, addr, tls, idle_timeout)
+        .await
+        .map_err(|e| match e.to_string() {
+            // Retrying cannot fix a token that pins another coordinator's CA.
+            text if text.contains("does not match the join token") => {
+                LinkError::Fatal(format!("join refused: {text}"))
+            }
+            _ => LinkError::Transport(e),
+        })?;
     let (mut send, mut recv) =
         connection.open_bi().await.map_err(|e| LinkError::Connection(e.to_string()))?;
     let request =

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,41 @@ pub struct HostAgent {
     pub discovery: Arc<dyn GpuDiscovery>,
     pub supervisor: Supervisor,
     pub events: UnboundedReceiver<RuntimeEvent>,
+    /// Snapshot restores and saves in flight; they outlive a session.
+    pub snapshots: crate::snapshots::SnapshotTasks,
+    /// How often workload output is shipped; `None` when the runtime writes none.
+    pub log_poll: Option<Duration>,
+    /// Bounds how many hosts join or handshake at once (a fleet shares one).
+    pub connect_gate: Option<Arc<Semaphore>>,
+    pub stats: Arc<LinkStats>,
+}
+
+/// Counters of a host's link (shared by all hosts of a fleet).
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Sessions open now.
+    pub sessions: AtomicU64,
+    /// Sessions ever opened.
+    pub connects: AtomicU64,
+    /// Heartbeats written to a session.
+    pub heartbeats: AtomicU64,
+}
+
+/// Counts a session as open for as long as it lives.
+pub(crate) struct OpenSession<'a>(&'a LinkStats);
+
+impl<'a> OpenSession<'a> {
+    pub(crate) fn new(stats: &'a LinkStats) -> Self {
+        stats.sessions.fetch_add(1, Ordering::Relaxed);
+        stats.connects.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Backoff {
@@ -140,7 +177,17 @@ impl HostAgent {
         join::join(&self.endpoint, addr, token, &hostname, &self.state_dir, self.link_timeout).await
     }
 
-    async fn connect_once(&mut self) -> Result<(), LinkError> {
+    /// Joins if needed and opens an authenticated connection, within the connect gate.
+    async fn handshake(&self) -> Result<(HostCredentials, quinn::Connection), LinkError> {
+        let _permit = match &self.connect_gate {
+            Some(gate) => Some(
+                gate.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LinkError::Connection("the fleet is shutting down".into()))?,
+            ),
+            None => None,
+        };
         let credentials = self.credentials().await?;
         let addr = resolve(&self.coordinator).await?;
         let connection = gpuspot_common::transport::connect(
@@ -150,6 +197,11 @@ impl HostAgent {
             self.link_timeout,
         )
         .await?;
+        Ok((credentials, connection))
+    }
+
+    async fn connect_once(&mut self) -> Result<(), LinkError> {
+        let (credentials, connection) = self.handshake().await?;
         let result = session::run(self, &connection, &credentials).await;
         if let Err(LinkError::Refused(reason)) = &result
             && reason.contains("unknown host certificate")

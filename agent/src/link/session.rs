@@ -1,15 +1,20 @@
 //! One authenticated session: hello, then commands in, reports, heartbeats and output out,
 //! until the link fails. Frames are read by a separate task, because a half-read frame must
-//! never be abandoned by a `select!`.
+//! never be abandoned by a `select!`. Snapshot restores and saves run as tasks (see
+//! [`crate::snapshots::tasks`]) whose outcomes come back into the same `select!`.
 
-use super::{HostAgent, LinkError};
+use super::{HostAgent, LinkError, OpenSession};
+use crate::snapshots::TaskOutcome;
+use crate::supervisor::Followup;
 use gpuspot_common::codec;
 use gpuspot_common::pki::HostCredentials;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const LOG_POLL: Duration = Duration::from_millis(250);
+/// The log poll of an agent whose runtime writes no output: effectively never.
+const NO_LOG_POLL: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn run(
     agent: &mut HostAgent,
@@ -32,22 +37,28 @@ pub async fn run(
     codec::write_frame(&mut send, &hello).await?;
     let mut inbox = spawn_reader(recv);
     let mut heartbeat = tokio::time::interval(agent.link_timeout / 3);
-    let mut log_poll = tokio::time::interval(LOG_POLL);
+    let mut log_poll = tokio::time::interval(agent.log_poll.unwrap_or(NO_LOG_POLL));
+    let stats = agent.stats.clone();
+    let _open = OpenSession::new(&stats);
     tracing::info!(host_id = %credentials.host_id, "session open");
     loop {
         tokio::select! {
             message = inbox.recv() => match message {
                 Some(Ok(message)) => {
-                    let outgoing = handle(agent, message, &acknowledged, &mut heartbeat)?;
-                    write_all(&mut send, outgoing).await?;
+                    let followups = handle(agent, message, &acknowledged, &mut heartbeat)?;
+                    follow(agent, connection, &mut send, followups).await?;
                 }
                 Some(Err(e)) => return Err(e),
                 None => return Err(LinkError::Connection("the coordinator closed the session".into())),
             },
             Some(event) = agent.events.recv() => {
-                let mut outgoing = agent.supervisor.pending_logs(Some(&event.instance_id));
-                outgoing.extend(agent.supervisor.on_exit(event).map(AgentMessage::InstanceUpdate));
-                write_all(&mut send, outgoing).await?;
+                write_all(&mut send, agent.supervisor.pending_logs(Some(&event.instance_id))).await?;
+                let followups = agent.supervisor.on_exit(event).into_iter().collect();
+                follow(agent, connection, &mut send, followups).await?;
+            }
+            outcome = agent.snapshots.next() => {
+                let followups = on_outcome(agent, connection, outcome);
+                follow(agent, connection, &mut send, followups).await?;
             }
             _ = heartbeat.tick() => {
                 let gpus = agent.discovery.gpu_status().unwrap_or_else(|e| {
@@ -55,6 +66,7 @@ pub async fn run(
                     Vec::new()
                 });
                 codec::write_frame(&mut send, &AgentMessage::Heartbeat { gpus }).await?;
+                stats.heartbeats.fetch_add(1, Ordering::Relaxed);
             }
             _ = log_poll.tick() => write_all(&mut send, agent.supervisor.pending_logs(None)).await?,
         }
@@ -66,12 +78,15 @@ fn handle(
     message: CoordinatorMessage,
     acknowledged: &std::collections::BTreeSet<gpuspot_common::InstanceId>,
     heartbeat: &mut tokio::time::Interval,
-) -> Result<Vec<AgentMessage>, LinkError> {
-    let reports = match message {
+) -> Result<Vec<Followup>, LinkError> {
+    let followups = match message {
         CoordinatorMessage::Welcome { desired, heartbeat_interval_ms, .. } => {
             let every = Duration::from_millis(heartbeat_interval_ms.max(100));
             *heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            agent.supervisor.reconcile(desired, acknowledged)
+            let mut followups = agent.supervisor.reconcile(desired, acknowledged);
+            let tasks = &agent.snapshots;
+            followups.extend(agent.supervisor.resume_snapshots(|id| tasks.in_flight(id)));
+            followups
         }
         CoordinatorMessage::Start(assignment) => {
             agent.supervisor.start(assignment).into_iter().collect()
@@ -95,7 +110,64 @@ fn handle(
             Vec::new()
         }
     };
-    Ok(reports.into_iter().map(AgentMessage::InstanceUpdate).collect())
+    Ok(followups)
+}
+
+/// Carries out what the supervisor asked for: reports are written, snapshot work starts as
+/// tasks, and an instance whose save is done gets its closing messages (`SnapshotSaved`
+/// before the final `InstanceUpdate`), marked closed only once they are written.
+async fn follow(
+    agent: &mut HostAgent,
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    followups: Vec<Followup>,
+) -> Result<(), LinkError> {
+    let mut outgoing = Vec::new();
+    let mut closed = Vec::new();
+    for followup in followups {
+        match followup {
+            Followup::Report(report) => outgoing.push(AgentMessage::InstanceUpdate(report)),
+            Followup::Restore(job) => drop(agent.snapshots.restore(connection, job)),
+            Followup::Save(job) => drop(agent.snapshots.save(connection, job)),
+            Followup::Close(id) => {
+                outgoing.extend(agent.supervisor.closing(&id));
+                closed.push(id);
+            }
+        }
+    }
+    write_all(send, outgoing).await?;
+    for id in &closed {
+        agent.supervisor.closed(id);
+    }
+    Ok(())
+}
+
+/// A snapshot task ended. A transfer cut by a lost link is retried at once when this
+/// session's link is alive, otherwise after the next welcome; any other outcome is final.
+fn on_outcome(
+    agent: &mut HostAgent,
+    connection: &quinn::Connection,
+    outcome: TaskOutcome,
+) -> Vec<Followup> {
+    let alive = connection.close_reason().is_none();
+    let supervisor = &mut agent.supervisor;
+    let followup = match outcome {
+        TaskOutcome::Restored { instance_id, link_lost: true, .. }
+            if supervisor.restore_retry(&instance_id).is_some() =>
+        {
+            supervisor.restore_retry(&instance_id).filter(|_| alive).map(Followup::Restore)
+        }
+        TaskOutcome::Restored { instance_id, result, .. } => {
+            supervisor.restored(&instance_id, result)
+        }
+        TaskOutcome::Saved { instance_id, packed, link_lost: true, .. } => {
+            supervisor.save_interrupted(&instance_id, packed).filter(|_| alive).map(Followup::Save)
+        }
+        TaskOutcome::Saved { instance_id, result, .. } => {
+            supervisor.save_done(&instance_id, result)
+        }
+    };
+    followup.into_iter().collect()
 }
 
 async fn write_all(

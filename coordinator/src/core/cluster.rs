@@ -85,6 +85,9 @@ impl QueueKey {
     }
 }
 
+/// How long hosts have to reconnect after a coordinator restart before any is lost.
+pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// 10 GiB: large enough for model checkpoints, small enough to bound the store.
 pub const DEFAULT_SNAPSHOT_MAX_BYTES: u64 = 10 << 30;
 
@@ -111,6 +114,9 @@ pub struct Cluster {
     pub(super) new_snapshots: Vec<SnapshotRecord>,
     pub(super) snapshot_max_bytes: u64,
     pub(super) reconciling: bool,
+    /// After a restart, agents need time to notice and reconnect before anyone is lost.
+    /// (when the state was restored, until when restored hosts may stay silent).
+    pub(super) restart_grace: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
     next_seq: u64,
@@ -142,6 +148,7 @@ impl Cluster {
             new_snapshots: Vec::new(),
             snapshot_max_bytes: DEFAULT_SNAPSHOT_MAX_BYTES,
             reconciling: false,
+            restart_grace: None,
             pools,
             timers,
             next_seq: 1,
@@ -181,6 +188,9 @@ impl Cluster {
             }
             self.instances.insert(instance.id.clone(), instance);
         }
+        // Like Nomad's failover heartbeat TTL: a restart is not the agents' fault.
+        let grace = self.timers.host_lost_after.max(RESTART_GRACE);
+        self.restart_grace = chrono::Duration::from_std(grace).ok().map(|g| (now, now + g));
         self.next_event_id = last_event_id + 1;
         self
     }

@@ -320,10 +320,17 @@ impl Cluster {
         self.expire_overdue(now);
         let lost_after = chrono::Duration::from_std(self.timers.host_lost_after)
             .unwrap_or(chrono::Duration::MAX);
+        // Hosts not heard from since a restart get the restart grace instead.
+        let in_grace = |h: &Host| {
+            self.restart_grace
+                .is_some_and(|(restored, until)| h.last_seen <= restored && now < until)
+        };
         let silent: Vec<HostId> = self
             .registry
             .iter()
-            .filter(|h| h.state != HostState::Lost && now - h.last_seen > lost_after)
+            .filter(|h| {
+                h.state != HostState::Lost && now - h.last_seen > lost_after && !in_grace(h)
+            })
             .map(|h| h.id.clone())
             .collect();
         for host_id in silent {

@@ -1,0 +1,246 @@
+//! `gpuspot-agent fleet`: many simulated hosts in one process, for load tests (DESIGN §2).
+//! Each host is a whole [`HostAgent`]: its own join and certificate (kept under
+//! `<state-dir>/host-NNNNN`), its own QUIC connection, heartbeats and supervisor. They share
+//! one quinn client endpoint (one UDP socket; quinn multiplexes the connections) and a
+//! gate that bounds how many join or handshake at once, so thousands of hosts start (and
+//! reconnect after a coordinator restart) without a thundering herd.
+
+use crate::config::{RawAgentConfig, default_socket_dir};
+use crate::discovery::{SimulatedDiscovery, SimulatedProfile};
+use crate::host::{RuntimeKind, host_agent_with};
+use crate::link::LinkStats;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// How often the fleet writes `fleet-stats.json` into its state dir.
+const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How long hosts get to stop their workloads on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(40);
+
+/// Options of `gpuspot-agent fleet`.
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// The coordinator's QUIC address, HOST:PORT
+    #[arg(long, env = "GPUSPOT_COORDINATOR")]
+    pub coordinator: String,
+    /// Join token (needed only for hosts that have not joined yet)
+    #[arg(long, env = "GPUSPOT_JOIN_TOKEN")]
+    pub join_token: Option<String>,
+    /// How many simulated hosts to run
+    #[arg(long)]
+    pub hosts: usize,
+    /// Simulated host profile (TOML) every host reports; its `name` prefixes the hostnames
+    #[arg(long)]
+    pub profile: PathBuf,
+    /// Where each host keeps its credentials and instance data (`host-NNNNN/` each)
+    #[arg(long, env = "GPUSPOT_STATE_DIR", default_value = "gpuspot-fleet")]
+    pub state_dir: PathBuf,
+    /// `process` runs real workloads; `fake` runs none (they end only when stopped)
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Process)]
+    pub runtime: RuntimeKind,
+    /// How long a link may be silent before the host reconnects, e.g. "15s"
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub link_timeout: Option<Duration>,
+    /// Number of the first host (several fleets against one coordinator need distinct ones)
+    #[arg(long, default_value_t = 1)]
+    pub first: usize,
+    /// How many hosts may join or handshake at the same time
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+/// The hostname of fleet host `index`: `<profile name or "sim">-NNNNN`.
+pub fn hostname(profile: &SimulatedProfile, index: usize) -> String {
+    format!("{}-{index:05}", profile.name.as_deref().unwrap_or("sim"))
+}
+
+/// Runs the fleet until SIGINT/SIGTERM; then every host stops its workloads.
+pub fn run(args: FleetArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.hosts > 0, "--hosts must be at least 1");
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let profile = SimulatedProfile::from_file(&args.profile)?;
+    raise_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(fleet(args, profile))
+}
+
+async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()> {
+    let state_dir = std::path::absolute(&args.state_dir).unwrap_or(args.state_dir.clone());
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+    let target = crate::link::resolve(&args.coordinator).await?;
+    let endpoint = gpuspot_common::transport::client_endpoint(target)?;
+    let gate = Arc::new(Semaphore::new(args.concurrency));
+    let stats = Arc::new(LinkStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut hosts = JoinSet::new();
+    for index in args.first..args.first + args.hosts {
+        let name = hostname(&profile, index);
+        let host_dir = state_dir.join(format!("host-{index:05}"));
+        let settings = host_settings(&args, &host_dir, &name)?;
+        std::fs::create_dir_all(&host_dir)
+            .with_context(|| format!("creating {}", host_dir.display()))?;
+        let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
+        let mut agent = host_agent_with(&settings, discovery, endpoint.clone(), args.runtime);
+        agent.connect_gate = Some(gate.clone());
+        agent.stats = stats.clone();
+        let mut stop = stop_rx.clone();
+        hosts.spawn(async move {
+            let result = agent.run(async move { drop(stop.changed().await) }).await;
+            (name, result)
+        });
+    }
+    tracing::info!(hosts = args.hosts, runtime = ?args.runtime, coordinator = %args.coordinator, "fleet started");
+    supervise(&mut hosts, &stats, &state_dir, args.hosts).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = hosts.join_next().await {
+            log_end(done);
+        }
+    })
+    .await;
+    endpoint.close(0u32.into(), b"fleet stopped");
+    write_stats(&state_dir, &stats, args.hosts, hosts.len());
+    Ok(())
+}
+
+/// Settings for one fleet host, through the same validation as a single agent's.
+fn host_settings(
+    args: &FleetArgs,
+    host_dir: &Path,
+    name: &str,
+) -> anyhow::Result<crate::config::AgentSettings> {
+    let raw = RawAgentConfig {
+        coordinator: Some(args.coordinator.clone()),
+        join_token: args.join_token.clone(),
+        state_dir: Some(host_dir.to_owned()),
+        socket_dir: Some(default_socket_dir(host_dir)),
+        simulate: Some(args.profile.clone()),
+        hostname: Some(name.to_owned()),
+        reserve: Default::default(),
+        link_timeout: args.link_timeout,
+    };
+    Ok(raw.validate()?)
+}
+
+/// Writes stats every [`STATS_EVERY`] and reports hosts that stop, until a signal.
+async fn supervise(
+    hosts: &mut JoinSet<(String, Result<(), crate::link::LinkError>)>,
+    stats: &LinkStats,
+    state_dir: &Path,
+    total: usize,
+) {
+    let mut every = tokio::time::interval(STATS_EVERY);
+    let shutdown = crate::cli::shutdown_signal();
+    tokio::pin!(shutdown);
+    let started = Instant::now();
+    let mut all_up = false;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = every.tick() => {
+                write_stats(state_dir, stats, total, hosts.len());
+                let open = stats.sessions.load(Ordering::Relaxed) as usize;
+                if !all_up && open >= total {
+                    all_up = true;
+                    tracing::info!(hosts = total, seconds = started.elapsed().as_secs_f64(), "every fleet host is connected");
+                }
+            }
+            Some(done) = hosts.join_next() => log_end(done),
+        }
+    }
+}
+
+fn log_end(done: Result<(String, Result<(), crate::link::LinkError>), tokio::task::JoinError>) {
+    match done {
+        Ok((_, Ok(()))) => {}
+        Ok((name, Err(e))) => tracing::error!(host = %name, error = %e, "fleet host stopped"),
+        Err(e) => tracing::error!(error = %e, "fleet host task failed"),
+    }
+}
+
+/// `fleet-stats.json`: hosts, hosts still running, sessions open, connects and heartbeats.
+fn write_stats(state_dir: &Path, stats: &LinkStats, total: usize, running: usize) {
+    let body = serde_json::json!({
+        "at_unix_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        "hosts": total,
+        "running": running,
+        "sessions": stats.sessions.load(Ordering::Relaxed),
+        "connects": stats.connects.load(Ordering::Relaxed),
+        "heartbeats": stats.heartbeats.load(Ordering::Relaxed),
+    });
+    let path = state_dir.join("fleet-stats.json");
+    let tmp = state_dir.join("fleet-stats.json.tmp");
+    let written =
+        std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %path.display(), "cannot write fleet stats");
+    }
+}
+
+/// Every host's metadata sockets and workloads take descriptors: use all we may.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        tracing::warn!("cannot raise the open-file limit; large fleets may run out of descriptors");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_follow_the_profile_name_and_are_distinct() {
+        let mut profile = SimulatedProfile {
+            name: Some("h100".into()),
+            model: "NVIDIA H100 80GB HBM3".into(),
+            gpu_count: 8,
+            gpu_memory_mib: 81_920,
+            cpu_cores: 64,
+            memory_gib: 512,
+        };
+        assert_eq!(hostname(&profile, 7), "h100-00007");
+        profile.name = None;
+        assert_eq!(hostname(&profile, 12_345), "sim-12345");
+        let uuid = |i| {
+            let d = SimulatedDiscovery::new(profile.clone(), Some(hostname(&profile, i)));
+            crate::discovery::GpuDiscovery::inventory(&d).expect("inventory").gpus[0].uuid.clone()
+        };
+        assert_ne!(uuid(1), uuid(2));
+    }
+
+    #[test]
+    fn host_settings_are_validated_per_host() {
+        let args = FleetArgs {
+            coordinator: "127.0.0.1:7443".into(),
+            join_token: None,
+            hosts: 2,
+            profile: PathBuf::from("p.toml"),
+            state_dir: PathBuf::from("/tmp/fleet"),
+            runtime: RuntimeKind::Fake,
+            link_timeout: Some(Duration::from_secs(9)),
+            first: 1,
+            concurrency: 4,
+        };
+        let settings = host_settings(&args, Path::new("/tmp/fleet/host-00001"), "sim-00001")
+            .expect("settings");
+        assert_eq!(settings.link_timeout, Duration::from_secs(9));
+        assert_eq!(settings.socket_dir, PathBuf::from("/tmp/fleet/host-00001/sock"));
+        assert_eq!(settings.hostname.as_deref(), Some("sim-00001"));
+    }
+}

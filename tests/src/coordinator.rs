@@ -1,0 +1,186 @@
+//! A real coordinator process on loopback: started on ephemeral ports (read back from
+//! `endpoints.json`), killed with SIGKILL, restarted on the same data dir and ports.
+
+use crate::api::Api;
+use crate::process::{Proc, log_tail};
+use crate::wait::wait_until;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Short timers so that every lifecycle step takes seconds.
+pub const TEST_CONFIG: &str = r#"[timers]
+hold_period = "4s"
+notice_period = "3s"
+overdue_grace = "4s"
+price_tick = "1s"
+heartbeat = "500ms"
+host_lost_after = "2s"
+kill_timeout = "2s"
+meter_tick = "1s"
+
+[[pools]]
+model = "RTX 5090"
+list_price = "0.90"
+
+[[pools]]
+model = "RTX 4090"
+list_price = "0.60"
+
+[[pools]]
+model = "RTX PRO 6000"
+list_price = "1.80"
+
+[[pools]]
+model = "H100"
+list_price = "2.58"
+"#;
+
+/// How long a (re)started coordinator may take to answer /healthz.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// Log files of one test, shown when it fails.
+pub type LogList = Arc<Mutex<Vec<PathBuf>>>;
+
+pub struct Coordinator {
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub admin_token: String,
+    pub http: SocketAddr,
+    pub quic: SocketAddr,
+    bin: PathBuf,
+    dir: PathBuf,
+    starts: u32,
+    logs: LogList,
+    proc: Option<Proc>,
+}
+
+impl Coordinator {
+    /// Writes the test config into `dir` and starts a coordinator on ephemeral ports.
+    pub fn start(bin: &Path, dir: &Path, logs: LogList) -> Coordinator {
+        let config = dir.join("coordinator.toml");
+        std::fs::write(&config, TEST_CONFIG).expect("write coordinator config");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let mut coordinator = Coordinator {
+            data_dir: dir.join("coordinator-data"),
+            config,
+            admin_token: format!("e2e-admin-{}-{nanos}", std::process::id()),
+            http: any,
+            quic: any,
+            bin: bin.to_owned(),
+            dir: dir.to_owned(),
+            starts: 0,
+            logs,
+            proc: None,
+        };
+        coordinator.spawn();
+        coordinator
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url(), Some(&self.admin_token))
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.kill();
+        }
+    }
+
+    /// Starts again on the same data dir and the ports the last run had.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// `e2e-coordinator --data-dir DIR token create` (works while the coordinator runs).
+    pub fn create_join_token(&self) -> String {
+        let output = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["token", "create"])
+            .env("GPUSPOT_ADMIN_TOKEN", &self.admin_token)
+            .output()
+            .expect("run token create");
+        assert!(
+            output.status.success(),
+            "token create failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(token.starts_with("gpuspot1."), "unexpected join token {token:?}");
+        token
+    }
+
+    /// The tail of the current run's log.
+    pub fn log_tail(&self) -> String {
+        self.proc.as_ref().map(|p| p.log_tail(4000)).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let endpoints = self.data_dir.join("endpoints.json");
+        let _ = std::fs::remove_file(&endpoints);
+        let log = self.dir.join(format!("coordinator-{}.log", self.starts));
+        self.logs.lock().expect("log list").push(log.clone());
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--http")
+            .arg(self.http.to_string())
+            .arg("--quic")
+            .arg(self.quic.to_string())
+            .env("GPUSPOT_ADMIN_TOKEN", &self.admin_token)
+            .env_remove("GPUSPOT_CONFIG")
+            .env_remove("GPUSPOT_DATA_DIR");
+        let proc = self.proc.insert(Proc::spawn("coordinator", command, &log));
+        let (http, quic) = wait_until(STARTUP, "the coordinator to write endpoints.json", || {
+            if let Some(status) = proc.try_wait() {
+                panic!(
+                    "the coordinator exited ({status}) while starting:\n{}",
+                    log_tail(&log, 4000)
+                );
+            }
+            read_endpoints(&endpoints)
+        });
+        self.http = http;
+        self.quic = quic;
+        let api = self.api();
+        wait_until(STARTUP, "GET /healthz to answer 200", || match api.try_get("/healthz") {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(format!("{status} {body}")),
+            Err(e) => Err(e),
+        });
+    }
+}
+
+fn read_endpoints(path: &Path) -> Result<(SocketAddr, SocketAddr), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("endpoints.json {text:?}: {e}"))?;
+    let addr = |key: &str| -> Result<SocketAddr, String> {
+        value[key]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("endpoints.json has no {key} address: {text}"))
+    };
+    Ok((addr("http")?, addr("quic")?))
+}
