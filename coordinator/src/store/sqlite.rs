@@ -68,6 +68,20 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt(what.to_owned(), e.to_string()))
 }
 
+/// Every row of a `(id, body)` table, decoded; `table` may carry an ORDER BY.
+fn load_all<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    table: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT id, body FROM {table}"))?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|row| {
+        let (id, body) = row?;
+        from_json(&format!("{table} row {id}"), &body)
+    })
+    .collect()
+}
+
 fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     let mut host_stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO hosts (id, body) VALUES (?1, ?2)")?;
@@ -137,18 +151,8 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
 impl Store for SqliteStore {
     fn load(&self) -> Result<Loaded, StoreError> {
         let conn = self.conn();
-        let mut hosts = Vec::new();
-        let mut stmt = conn.prepare("SELECT id, body FROM hosts")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, body) = row?;
-            hosts.push(from_json::<Host>(&format!("host {id}"), &body)?);
-        }
-        let mut instances = Vec::new();
-        let mut stmt = conn.prepare("SELECT id, body FROM instances ORDER BY seq")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, body) = row?;
-            instances.push(from_json::<Instance>(&format!("instance {id}"), &body)?);
-        }
+        let hosts: Vec<Host> = load_all(&conn, "hosts")?;
+        let instances: Vec<Instance> = load_all(&conn, "instances ORDER BY seq")?;
         let last_event_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
         let mut prices = std::collections::BTreeMap::new();
@@ -160,24 +164,9 @@ impl Store for SqliteStore {
             let (model, price) = row?;
             prices.insert(model, gpuspot_common::Money(price));
         }
-        let mut accounts = Vec::new();
-        let mut stmt = conn.prepare("SELECT id, body FROM accounts")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, body) = row?;
-            accounts.push(from_json::<Account>(&format!("account {id}"), &body)?);
-        }
-        let mut deployments = Vec::new();
-        let mut stmt = conn.prepare("SELECT id, body FROM deployments")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, body) = row?;
-            deployments.push(from_json::<Deployment>(&format!("deployment {id}"), &body)?);
-        }
-        let mut snapshots = Vec::new();
-        let mut stmt = conn.prepare("SELECT id, body FROM snapshots")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, body) = row?;
-            snapshots.push(from_json::<SnapshotRecord>(&format!("snapshot {id}"), &body)?);
-        }
+        let accounts: Vec<Account> = load_all(&conn, "accounts")?;
+        let deployments: Vec<Deployment> = load_all(&conn, "deployments")?;
+        let snapshots: Vec<SnapshotRecord> = load_all(&conn, "snapshots")?;
         let last_ledger_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?;
         Ok(Loaded {
