@@ -3,9 +3,14 @@
 #   1. a coordinator and a real NVML agent start and the agent joins over QUIC;
 #   2. the GPUs the agent reports match `nvidia-smi -L` (UUIDs and names);
 #   3. an instance asking for one GPU runs a real CUDA workload (PyTorch when present) that
-#      proves it sees exactly its assigned GPU, and exits 0.
+#      proves it sees exactly its assigned GPU, and exits 0;
+#   4. seed 003's checkpoint/resume loop with a real PyTorch training run: a spot job with
+#      snapshots is reclaimed mid-run by a regular request, and its next run restores the
+#      snapshot and resumes from the last checkpoint to the right total.
 # Prints PASS/FAIL lines and exits non-zero if anything failed.
 # Usage: scripts/gpu-check.sh   (BIN_DIR defaults to target/release; build with cargo build --release)
+# GPU_CHECK_SIMULATE=config/hosts/host-a.toml runs the same flow on a simulated host (no GPU
+# checks), to test this script itself.
 set -u
 cd "$(dirname "$0")/.."
 BIN_DIR=${BIN_DIR:-target/release}
@@ -35,16 +40,33 @@ wait_for() { # wait_for SECONDS COMMAND...
 for bin in gpuspot-coordinator gpuspot-agent; do
     [ -x "$BIN_DIR/$bin" ] || { fail "binary $BIN_DIR/$bin missing (cargo build --release)"; exit 1; }
 done
-command -v nvidia-smi >/dev/null || { fail "nvidia-smi not found: not an NVIDIA host"; exit 1; }
-nvidia-smi -L > "$WORK/smi.txt" || { fail "nvidia-smi -L failed"; exit 1; }
-echo "nvidia-smi -L:"; sed 's/^/  /' "$WORK/smi.txt"
+SIMULATE=${GPU_CHECK_SIMULATE:-}
+if [ -z "$SIMULATE" ]; then
+    command -v nvidia-smi >/dev/null || { fail "nvidia-smi not found: not an NVIDIA host"; exit 1; }
+    nvidia-smi -L > "$WORK/smi.txt" || { fail "nvidia-smi -L failed"; exit 1; }
+    echo "nvidia-smi -L:"; sed 's/^/  /' "$WORK/smi.txt"
+fi
 
+# One pool for the host's GPU model, so spot requests have a market.
+if [ -n "$SIMULATE" ]; then
+    GPU_NAME=$(sed -n 's/^model = "\(.*\)"/\1/p' "$SIMULATE")
+else
+    GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+fi
 cat > "$WORK/coordinator.toml" <<TOML
 [timers]
 heartbeat = "1s"
 host_lost_after = "10s"
-kill_timeout = "5s"
+kill_timeout = "10s"
+hold_period = "5s"
+notice_period = "5s"
+price_tick = "1s"
+[[pools]]
+model = "$GPU_NAME"
+list_price = "2.00"
 TOML
+AGENT_ARGS=()
+[ -n "$SIMULATE" ] && AGENT_ARGS=(--simulate "$SIMULATE")
 GPUSPOT_ADMIN_TOKEN=$TOKEN "$BIN_DIR/gpuspot-coordinator" --config "$WORK/coordinator.toml" \
     --data-dir "$WORK/coord" --http "$HTTP" --quic "$QUIC" > "$WORK/coordinator.log" 2>&1 &
 PIDS+=($!)
@@ -52,14 +74,14 @@ wait_for 20 curl -sf "http://$HTTP/healthz" -o /dev/null && pass "coordinator an
     || { fail "coordinator did not start"; tail "$WORK/coordinator.log"; exit 1; }
 JOIN=$("$BIN_DIR/gpuspot-coordinator" --data-dir "$WORK/coord" token create)
 "$BIN_DIR/gpuspot-agent" --coordinator "$QUIC" --join-token "$JOIN" --state-dir "$WORK/agent" \
-    > "$WORK/agent.log" 2>&1 &
+    "${AGENT_ARGS[@]}" > "$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 host_up() { [ "$(api "http://$HTTP/v1/hosts" | json 'len([h for h in d if h["state"]=="connected"])')" = 1 ]; }
 if wait_for 30 host_up; then pass "NVML agent joined over QUIC (mutual TLS)"; else
     fail "agent did not join"; tail -20 "$WORK/agent.log"; exit 1; fi
 
 api "http://$HTTP/v1/hosts" > "$WORK/hosts.json"
-python3 - "$WORK/hosts.json" "$WORK/smi.txt" <<'PY' && pass "discovered GPUs match nvidia-smi -L" || fail "discovered GPUs differ from nvidia-smi -L"
+cat > "$WORK/compare.py" <<'PY'
 import json, re, sys
 host = json.load(open(sys.argv[1]))[0]
 smi = {m.group(2): m.group(1).strip() for m in re.finditer(r"GPU \d+: (.*?) \(UUID: (GPU-[^)]+)\)", open(sys.argv[2]).read())}
@@ -68,6 +90,10 @@ print("  agent reports:", ", ".join(f'{g["index"]}:{g["model"]} {g["uuid"]} {g["
 print(f'  unit: {host["unit"]}')
 sys.exit(0 if got == smi and got else 1)
 PY
+if [ -z "$SIMULATE" ]; then
+    python3 "$WORK/compare.py" "$WORK/hosts.json" "$WORK/smi.txt" \
+        && pass "discovered GPUs match nvidia-smi -L" || fail "discovered GPUs differ from nvidia-smi -L"
+fi
 
 MODEL=$(json 'd[0]["gpus"][0]["model"]' < "$WORK/hosts.json")
 cat > "$WORK/workload.py" <<'PY'
@@ -98,6 +124,68 @@ if wait_for 180 done_; then
         && pass "CUDA workload saw exactly its assigned GPU" || fail "CUDA workload failed"
 else
     fail "CUDA workload did not finish"; api "http://$HTTP/v1/instances/$ID/logs"
+fi
+
+# 4. Seed 003's checkpoint/resume loop, for real: a PyTorch training job (spot, snapshots on)
+#    is reclaimed mid-run by a regular request after its hold; its next run restores the
+#    snapshot of GPUSPOT_DATA_DIR and resumes from the last checkpoint.
+cat > "$WORK/train.py" <<'PY'
+import os, signal, sys, time
+data = os.environ["GPUSPOT_DATA_DIR"]; ckpt = os.path.join(data, "checkpoint.pt"); TOTAL = 300
+stop = False
+def on_term(*_): global stop; stop = True
+signal.signal(signal.SIGTERM, on_term)
+try:
+    import torch
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    model = torch.nn.Linear(256, 256).to(dev); opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    def save(step): torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict()}, ckpt)
+    def load():
+        if not os.path.exists(ckpt): return 0
+        c = torch.load(ckpt, map_location=dev); model.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); return c["step"]
+    def train_step():
+        x = torch.randn(512, 256, device=dev); loss = ((model(x) - x) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step(); return float(loss)
+except ImportError:
+    dev = "cpu (no torch)"
+    def save(step): open(ckpt, "w").write(str(step))
+    def load(): return int(open(ckpt).read()) if os.path.exists(ckpt) else 0
+    def train_step(): return 0.0
+start = load()
+print(f"device={dev} resumed at step {start}" if start else f"device={dev} starting", flush=True)
+for step in range(start, TOTAL):
+    loss = train_step(); time.sleep(0.05)
+    with open(os.path.join(data, "steps.log"), "a") as f: f.write(f"{step}\n")
+    if step % 20 == 0: save(step + 1)
+    if stop:
+        save(step + 1); print(f"SIGTERM: checkpoint saved at step {step + 1}", flush=True); sys.exit(143)
+steps = [int(l) for l in open(os.path.join(data, "steps.log"))]
+print(f"done {TOTAL} steps; distinct steps logged {len(set(steps))}; last loss {loss:.4f}", flush=True)
+PY
+JOB=$(python3 -c "import json,sys; print(json.dumps({'name':'resume','mode':'job','completions':1,'retry_limit':0,
+  'specs':[{'gpu':{'models':[sys.argv[1]],'count':1},'billing':{'mode':'spot','max_price':'1000.00'}}],
+  'template':{'command':['python3',sys.argv[2]],'snapshot':{'enabled':True}}}))" "$MODEL" "$WORK/train.py")
+DEP=$(api -X POST -H 'Content-Type: application/json' -d "$JOB" "http://$HTTP/v1/deployments" | tee "$WORK/dep-created.json" | json 'd["id"]')
+echo "  resume job $DEP: $(json '(d["state"], d["reason"])' < "$WORK/dep-created.json")"
+first_run() { api "http://$HTTP/v1/deployments/$DEP" | json 'd["instances"][0]["id"] if d["instances"] else ""'; }
+wait_for 60 bash -c "[ -n \"\$(curl -s -H 'Authorization: Bearer $TOKEN' http://$HTTP/v1/deployments/$DEP | python3 -c 'import json,sys; d=json.load(sys.stdin); print(\"x\" if any(i[\"state\"]==\"running\" for i in d[\"instances\"]) else \"\")')\" ]"
+sleep 8   # past the 5 s hold, some checkpoints written
+NGPU=$(json 'len(d[0]["gpus"])' < "$WORK/hosts.json")
+REG=$(python3 -c "import json,sys; print(json.dumps({'name':'reclaimer','gpu':{'models':[sys.argv[1]],'count':int(sys.argv[2])},'command':['sleep','8']}))" "$MODEL" "$NGPU")
+api -X POST -H 'Content-Type: application/json' -d "$REG" "http://$HTTP/v1/instances" >/dev/null
+done_dep() { [ "$(api "http://$HTTP/v1/deployments/$DEP" | json 'd["state"]')" = completed ]; }
+if wait_for 240 done_dep; then
+    api "http://$HTTP/v1/deployments/$DEP" > "$WORK/dep.json"
+    for i in $(json '" ".join(i["id"] for i in d["instances"])' < "$WORK/dep.json"); do
+        echo "  run $i: $(api "http://$HTTP/v1/instances/$i" | json '(d["reason"], d["host_id"])')"
+        api "http://$HTTP/v1/instances/$i/logs" | sed 's/^/  | /'
+    done
+    LOGS=$(for i in $(json '" ".join(i["id"] for i in d["instances"])' < "$WORK/dep.json"); do api "http://$HTTP/v1/instances/$i/logs"; done)
+    echo "$LOGS" | grep -q "resumed at step [1-9]" && echo "$LOGS" | grep -q "done 300 steps; distinct steps logged 300" \
+        && pass "training job reclaimed mid-run resumed from its snapshot and finished all 300 steps" \
+        || fail "training job did not resume from its snapshot"
+else
+    fail "resume job did not complete"; api "http://$HTTP/v1/deployments/$DEP"
 fi
 [ $FAILED = 0 ] && echo "gpu-check: all checks pass" || echo "gpu-check: some checks FAILED"
 exit $FAILED

@@ -31,10 +31,15 @@ macro_rules! binaries {
 }
 
 /// A cluster of this package's binaries; the usual way to start a scenario.
+/// `cluster!(config)` starts its coordinator on `config` (a whole TOML text, e.g. from
+/// [`crate::coordinator::config_with_timers`]) instead of [`crate::TEST_CONFIG`].
 #[macro_export]
 macro_rules! cluster {
     () => {
         $crate::Cluster::start($crate::binaries!())
+    };
+    ($config:expr) => {
+        $crate::Cluster::start_with_config($crate::binaries!(), $config)
     };
 }
 
@@ -53,9 +58,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(bins: Binaries) -> Cluster {
+        Cluster::start_with_config(bins, crate::TEST_CONFIG)
+    }
+
+    /// A cluster whose coordinator runs on `config` (a whole coordinator TOML).
+    pub fn start_with_config(bins: Binaries, config: &str) -> Cluster {
         let dir = tempfile::Builder::new().prefix("e2e").tempdir().expect("temp dir");
         let logs: LogList = Arc::new(Mutex::new(Vec::new()));
-        let coordinator = Coordinator::start(&bins.coordinator, dir.path(), logs.clone());
+        let coordinator =
+            Coordinator::start_with_config(&bins.coordinator, dir.path(), logs.clone(), config);
         let api = coordinator.api();
         Cluster { coordinator, api, bins, logs, agents_started: Mutex::new(0), dir }
     }

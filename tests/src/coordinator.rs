@@ -38,6 +38,31 @@ model = "H100"
 list_price = "2.58"
 "#;
 
+/// [`TEST_CONFIG`] with some `[timers]` values replaced, e.g.
+/// `config_with_timers(&[("hold_period", "3s"), ("notice_period", "8s")])`. A key that
+/// [`TEST_CONFIG`] does not set is added to `[timers]`.
+pub fn config_with_timers(overrides: &[(&str, &str)]) -> String {
+    let key_of = |line: &str| line.split('=').next().unwrap_or("").trim().to_owned();
+    let known: Vec<String> = TEST_CONFIG.lines().map(key_of).collect();
+    let mut text = String::new();
+    let mut in_timers = false;
+    for line in TEST_CONFIG.lines() {
+        if line.starts_with('[') {
+            in_timers = line.trim() == "[timers]";
+        }
+        match overrides.iter().find(|(k, _)| in_timers && *k == key_of(line)) {
+            Some((k, v)) => text.push_str(&format!("{k} = {v:?}\n")),
+            None => text.push_str(&format!("{line}\n")),
+        }
+        if line.trim() == "[timers]" {
+            for (k, v) in overrides.iter().filter(|(k, _)| !known.iter().any(|n| n == k)) {
+                text.push_str(&format!("{k} = {v:?}\n"));
+            }
+        }
+    }
+    text
+}
+
 /// How long a (re)started coordinator may take to answer /healthz.
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -60,8 +85,15 @@ pub struct Coordinator {
 impl Coordinator {
     /// Writes the test config into `dir` and starts a coordinator on ephemeral ports.
     pub fn start(bin: &Path, dir: &Path, logs: LogList) -> Coordinator {
+        Coordinator::start_with_config(bin, dir, logs, TEST_CONFIG)
+    }
+
+    /// Like [`Coordinator::start`], with `config` (a whole coordinator TOML) instead of
+    /// [`TEST_CONFIG`]; see [`config_with_timers`].
+    pub fn start_with_config(bin: &Path, dir: &Path, logs: LogList, config: &str) -> Coordinator {
+        let config_text = config;
         let config = dir.join("coordinator.toml");
-        std::fs::write(&config, TEST_CONFIG).expect("write coordinator config");
+        std::fs::write(&config, config_text).expect("write coordinator config");
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())

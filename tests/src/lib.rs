@@ -6,15 +6,20 @@
 //! then `c.api.create(&request(...))` and `c.wait_state(id, "running")`.
 
 pub mod api;
+pub mod billing;
 pub mod cluster;
 pub mod coordinator;
+pub mod deploy;
+pub mod events;
+pub mod market;
 pub mod metadata;
 pub mod process;
+pub mod values;
 pub mod wait;
 
 pub use api::{Api, assert_error, request, s, sh};
 pub use cluster::{Agent, Binaries, Cluster, SOON};
-pub use coordinator::{Coordinator, TEST_CONFIG};
+pub use coordinator::{Coordinator, TEST_CONFIG, config_with_timers};
 pub use metadata::unix_get;
 pub use process::{is_alive, kill_tree};
 pub use wait::{holds, wait_until};

@@ -37,10 +37,13 @@ struct Feed {
     catching_up: bool,
 }
 
+/// Admins see everything; an account sees its own events and the market's price moves.
 pub fn visible(scope: &Scope, event: &Event) -> bool {
     match scope {
         Scope::Admin => true,
-        Scope::Account(account) => event.account_id.as_ref() == Some(account),
+        Scope::Account(account) => {
+            event.account_id.as_ref() == Some(account) || event.kind == "price_changed"
+        }
     }
 }
 

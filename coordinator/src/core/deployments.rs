@@ -330,7 +330,10 @@ impl Cluster {
                     self.start_deployment_instance(d, index, now);
                     return Ok(());
                 }
-                Err(no_fit) => why.push(format!("spec {index}: {}", no_fit.reason())),
+                Err(no_fit) => {
+                    let reason = self.spot_waiting_reason(&d.request(index), no_fit);
+                    why.push(format!("spec {index}: {reason}"));
+                }
             }
         }
         Err(format!("no spec can be placed now ({})", why.join("; ")))

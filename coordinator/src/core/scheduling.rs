@@ -76,11 +76,15 @@ impl Cluster {
     }
 
     /// Why a spot request waits: outbid when a placement would exist at any price.
-    fn spot_waiting_reason(&self, request: &InstanceRequest, no_fit: NoFit) -> String {
+    pub(super) fn spot_waiting_reason(&self, request: &InstanceRequest, no_fit: NoFit) -> String {
         let Some(bid) = request.billing.bid() else {
             return no_fit.reason().to_owned();
         };
         match placement::place(&self.registry, request, |_| Money::ZERO, |_| true) {
+            Ok(placement) if self.market_price(&placement.gpu_model).is_none() => format!(
+                "no spot market for {}: no pool is configured for this GPU model",
+                placement.gpu_model
+            ),
             Ok(placement) => format!(
                 "outbid: your bid {bid} is below the market price {} for {}",
                 self.market_price(&placement.gpu_model).unwrap_or(Money::ZERO),

@@ -43,6 +43,7 @@ impl Cluster {
 
     fn run_auction(&self, pool: &PoolSettings, now: DateTime<Utc>) -> market::AuctionResult {
         let usage = pools::usage(&self.registry, &pool.model);
+        let surplus = pools::surplus_price(pool, &usage);
         let mut regular_units = 0;
         let mut bids = Vec::new();
         for instance in self.instances.values() {
@@ -58,7 +59,11 @@ impl Cluster {
             }
             match (instance.request.billing.bid(), instance.state) {
                 (None, state) if state.holds_units() => regular_units += instance.gpu_uuids.len(),
-                (Some(bid), InstanceState::Queued) => bids.push(spot_bid(instance, bid, false)),
+                // The surplus price is the reserve for new requests: a queued bid below it
+                // could not be placed, so it must not push anyone out either.
+                (Some(bid), InstanceState::Queued) if bid >= surplus => {
+                    bids.push(spot_bid(instance, bid, false))
+                }
                 (Some(bid), InstanceState::Scheduled | InstanceState::Running) => {
                     bids.push(spot_bid(instance, bid, true))
                 }
@@ -66,7 +71,6 @@ impl Cluster {
             }
         }
         let supply = usage.total.saturating_sub(regular_units);
-        let surplus = pools::surplus_price(pool, &usage);
         let _ = now;
         market::auction(bids, supply, surplus, pool.list_price)
     }
