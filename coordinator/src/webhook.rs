@@ -71,3 +71,74 @@ async fn deliver(client: &reqwest::Client, settings: &WebhookSettings, event: &E
     }
     tracing::error!(event = event.id, url = %settings.url, "webhook gave up on this event");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A webhook receiver on 127.0.0.1 that answers 503 `failures` times, then 204, and
+    /// hands over every request body it got.
+    async fn flaky_receiver(
+        failures: usize,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for attempt in 0.. {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let mut request = vec![0u8; 64 * 1024];
+                let n = socket.read(&mut request).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&request[..n]).to_string();
+                let _ = tx.send(text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned());
+                let status =
+                    if attempt < failures { "503 Service Unavailable" } else { "204 No Content" };
+                let answer =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, rx)
+    }
+
+    fn event() -> Event {
+        Event {
+            id: 42,
+            at: chrono::Utc::now(),
+            kind: "termination_scheduled".into(),
+            account_id: None,
+            instance_id: Some("i-1".into()),
+            host_id: None,
+            data: serde_json::json!({ "reason": "reclaimed_price" }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_receiver_gets_the_event_again_until_it_accepts() {
+        let (url, mut bodies) = flaky_receiver(2).await;
+        let settings = WebhookSettings { url, max_attempts: 5 };
+        let client = reqwest::Client::new();
+        deliver(&client, &settings, &event()).await;
+        let mut got = Vec::new();
+        while let Ok(body) = bodies.try_recv() {
+            got.push(body);
+        }
+        assert_eq!(got.len(), 3, "two failures, then accepted");
+        let delivered: Event = serde_json::from_str(&got[2]).unwrap();
+        assert_eq!(delivered.id, 42);
+        assert_eq!(delivered.kind, "termination_scheduled");
+    }
+
+    #[tokio::test]
+    async fn delivery_gives_up_after_max_attempts() {
+        let (url, mut bodies) = flaky_receiver(usize::MAX).await;
+        let settings = WebhookSettings { url, max_attempts: 2 };
+        deliver(&reqwest::Client::new(), &settings, &event()).await;
+        let mut count = 0;
+        while bodies.try_recv().is_ok() {
+            count += 1;
+        }
+        assert_eq!(count, 2);
+    }
+}
