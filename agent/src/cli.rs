@@ -66,17 +66,10 @@ impl Args {
     }
 }
 
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
 /// Entry point of the `gpuspot-agent` binary.
 pub fn main() -> ExitCode {
     gpuspot_common::pki::install_crypto_provider();
-    init_tracing();
+    gpuspot_common::process::init_tracing();
     let args = Args::parse();
     let result = match args.command {
         Some(Command::Fleet(fleet)) => crate::fleet::run(fleet),
@@ -111,14 +104,6 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// Resolves on SIGINT or SIGTERM.
 pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    gpuspot_common::process::shutdown_signal().await;
     tracing::info!("shutting down: stopping workloads");
 }

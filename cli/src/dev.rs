@@ -129,7 +129,7 @@ async fn cluster(
         })));
     }
     print_banner(&running, &data_dir, agents.len());
-    wait_for_signal().await;
+    gpuspot_common::process::shutdown_signal().await;
     println!("gpuspot dev: stopping workloads and the coordinator");
     let _ = stop_tx.send(true);
     for agent in agents {
@@ -152,16 +152,4 @@ fn print_banner(running: &gpuspot_coordinator::server::Running, data_dir: &Path,
         "  gpuspot hosts && gpuspot instances create --gpu 'RTX 5090' -- sh -c 'nvidia-smi -L || env | grep GPUSPOT; sleep 600'"
     );
     println!("Ctrl-C stops the cluster.");
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -7,6 +7,7 @@
 //! - [`clock`]: the `Clock` trait (system and manual) so core logic never reads the wall clock.
 //! - [`protocol`]: the agent ↔ coordinator messages, one enum per direction.
 //! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
+//! - [`process`]: logging set-up and shutdown signals shared by the binaries.
 //! - [`pki`]: the coordinator CA, join tokens, host certificates and rustls configs.
 //! - [`transport`]: quinn endpoints built from the PKI configs.
 //! - [`snapshot`]: packing a data dir (tar + zstd, sha256) and restoring it safely.
@@ -17,6 +18,7 @@ pub mod ids;
 pub mod inventory;
 pub mod money;
 pub mod pki;
+pub mod process;
 pub mod protocol;
 pub mod snapshot;
 pub mod transport;

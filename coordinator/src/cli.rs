@@ -2,7 +2,6 @@
 //! Flags and `GPUSPOT_*` variables override the config file.
 
 use crate::config::{RawConfig, Settings};
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,17 +62,10 @@ pub fn settings(args: &Args) -> anyhow::Result<Settings> {
     Ok(raw.validate()?)
 }
 
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
 /// Entry point of the `gpuspot-coordinator` binary.
 pub fn main() -> ExitCode {
     gpuspot_common::pki::install_crypto_provider();
-    init_tracing();
+    gpuspot_common::process::init_tracing();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,18 +95,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         if running.admin_token_generated {
             println!("admin token (saved in the data dir): {}", running.admin_token);
         }
-        wait_for_shutdown().await.context("waiting for a signal")?;
+        gpuspot_common::process::shutdown_signal().await;
         tracing::info!("shutting down");
         running.stop().await;
         Ok(())
     })
-}
-
-async fn wait_for_shutdown() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
 }
