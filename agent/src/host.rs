@@ -85,6 +85,7 @@ pub fn host_agent_with(
         log_poll: (kind == RuntimeKind::Process).then_some(LOG_POLL),
         connect_gate: None,
         stats: Arc::new(LinkStats::default()),
+        welcomed: false,
     }
 }
 

@@ -52,6 +52,17 @@ fn admin_token(settings: &Settings) -> anyhow::Result<(String, bool)> {
     Ok((token, true))
 }
 
+/// The QUIC stateless-reset key, kept in the data dir so that it survives restarts.
+fn quic_reset_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("quic-reset.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim()).with_context(|| format!("reading {}", path.display()));
+    }
+    let key: [u8; 32] = rand::random();
+    write_private(&path, &hex::encode(key))?;
+    Ok(key.to_vec())
+}
+
 fn hex_token() -> String {
     let bytes: [u8; 20] = rand::random();
     hex::encode(bytes)
@@ -113,8 +124,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     }
 
     let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
-    let endpoint =
-        gpuspot_common::transport::server_endpoint(settings.quic, ca.server_config()?, idle)?;
+    let endpoint = gpuspot_common::transport::server_endpoint_with_reset_key(
+        settings.quic,
+        ca.server_config()?,
+        idle,
+        &quic_reset_key(&data_dir)?,
+    )?;
     let quic_addr = endpoint.local_addr()?;
     quic::serve(
         endpoint.clone(),

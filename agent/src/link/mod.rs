@@ -58,6 +58,8 @@ pub struct HostAgent {
     /// Bounds how many hosts join or handshake at once (a fleet shares one).
     pub connect_gate: Option<Arc<Semaphore>>,
     pub stats: Arc<LinkStats>,
+    /// Whether the last session got as far as the coordinator's welcome.
+    pub(crate) welcomed: bool,
 }
 
 /// Counters of a host's link (shared by all hosts of a fleet).
@@ -140,6 +142,11 @@ impl HostAgent {
                 }
                 Err(e) => tracing::warn!(error = %e, "link to the coordinator down; reconnecting"),
                 Ok(()) => backoff.reset(),
+            }
+            // A session that was up ends like a fresh start: retry soon, not after the
+            // backoff left by earlier failed attempts.
+            if std::mem::take(&mut self.welcomed) {
+                backoff.reset();
             }
             tokio::select! {
                 _ = &mut shutdown => break,

@@ -81,6 +81,7 @@ fn handle(
 ) -> Result<Vec<Followup>, LinkError> {
     let followups = match message {
         CoordinatorMessage::Welcome { desired, heartbeat_interval_ms, .. } => {
+            agent.welcomed = true;
             let every = Duration::from_millis(heartbeat_interval_ms.max(100));
             *heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let mut followups = agent.supervisor.reconcile(desired, acknowledged);

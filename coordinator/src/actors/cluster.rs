@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 struct Link {
     id: u64,
-    outbox: UnboundedSender<CoordinatorMessage>,
+    outbox: UnboundedSender<Box<CoordinatorMessage>>,
 }
 
 pub struct ClusterActor {
@@ -47,7 +47,7 @@ impl ClusterActor {
     /// Commits the core's outbox; its messages go out once the commit is durable.
     pub(super) fn flush(&mut self) -> impl Future<Output = Result<(), ApiError>> + use<> {
         let changes = self.core.take_changes();
-        let sends: Vec<(UnboundedSender<CoordinatorMessage>, CoordinatorMessage)> = changes
+        let sends: Vec<(UnboundedSender<Box<CoordinatorMessage>>, CoordinatorMessage)> = changes
             .sends
             .into_iter()
             .filter_map(|(host, message)| Some((self.links.get(&host)?.outbox.clone(), message)))
@@ -73,7 +73,7 @@ impl ClusterActor {
             batch,
             Box::new(move || {
                 for (outbox, message) in sends {
-                    let _ = outbox.send(message);
+                    let _ = outbox.send(Box::new(message));
                 }
                 for event in events {
                     let _ = broadcast.send(event);

@@ -189,7 +189,7 @@ pub enum AgentEvent {
     Connected {
         host_id: HostId,
         link_id: u64,
-        outbox: UnboundedSender<CoordinatorMessage>,
+        outbox: UnboundedSender<Box<CoordinatorMessage>>,
         inventory: HostInventory,
         agent_version: String,
         reports: Vec<InstanceReport>,

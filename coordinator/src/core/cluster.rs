@@ -86,7 +86,7 @@ impl QueueKey {
 }
 
 /// How long hosts have to reconnect after a coordinator restart before any is lost.
-pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// 10 GiB: large enough for model checkpoints, small enough to bound the store.
 pub const DEFAULT_SNAPSHOT_MAX_BYTES: u64 = 10 << 30;

@@ -157,7 +157,45 @@ fn take_units(host: &Host, request: &InstanceRequest, model: &str) -> Option<Pla
     })
 }
 
-type FitKey = (usize, Money, HostId);
+/// The best fit so far: its key (free units left, price, host id), and its placement, or
+/// the model of the class host whose units are only taken once it has won.
+struct Best {
+    key: (usize, Money, HostId),
+    placement: Option<Placement>,
+    model: String,
+}
+
+fn offer(best: &mut Option<Best>, candidate: Best) {
+    if best.as_ref().is_none_or(|b| candidate.key < b.key) {
+        *best = Some(candidate);
+    }
+}
+
+/// Hosts that mix GPU models, examined one by one. Returns whether any could take the
+/// request once units free up.
+fn consider_mixed(
+    registry: &Registry,
+    ids: &[HostId],
+    request: &InstanceRequest,
+    price_of: &impl Fn(&str) -> Money,
+    allowed: &impl Fn(&str) -> bool,
+    best: &mut Option<Best>,
+) -> bool {
+    let mut could_wait = false;
+    let mixed = ids.iter().filter_map(|id| registry.get(id));
+    for host in mixed.filter(|h| h.state != HostState::Lost) {
+        match fit_on_host(host, request, allowed) {
+            HostFit::Fits(placement) => {
+                let left = host.free_units() - placement.unit_indices.len();
+                let key = (left, price_of(&placement.gpu_model), host.id.clone());
+                offer(best, Best { key, placement: Some(placement), model: String::new() });
+            }
+            HostFit::Busy => could_wait = true,
+            HostFit::Never => {}
+        }
+    }
+    could_wait
+}
 
 /// The best host for `request`, or why there is none. `price_of` gives a GPU model's
 /// price for the tie-break; only GPU models `allowed` accepts are considered (a spot bid
@@ -171,33 +209,18 @@ pub fn place(
     let k = request.gpu.count as usize;
     let (classes, irregular) =
         if k == 0 { Default::default() } else { candidates(registry, request) };
-    let mut best: Option<(FitKey, Option<Placement>, String)> = None;
+    let mut best = None;
     let mut could_wait = false;
     for candidate in classes.into_iter().filter(|c| allowed(&c.model)) {
         could_wait = true;
         if let Some((free, host_id)) = candidate.best {
             let key = (free - k, price_of(&candidate.model), host_id);
-            if best.as_ref().is_none_or(|(best_key, ..)| key < *best_key) {
-                best = Some((key, None, candidate.model));
-            }
+            offer(&mut best, Best { key, placement: None, model: candidate.model });
         }
     }
-    let mixed = irregular.iter().filter_map(|id| registry.get(id));
-    for host in mixed.filter(|h| h.state != HostState::Lost) {
-        match fit_on_host(host, request, &allowed) {
-            HostFit::Fits(placement) => {
-                let left = host.free_units() - placement.unit_indices.len();
-                let key = (left, price_of(&placement.gpu_model), host.id.clone());
-                if best.as_ref().is_none_or(|(best_key, ..)| key < *best_key) {
-                    best = Some((key, Some(placement), String::new()));
-                }
-            }
-            HostFit::Busy => could_wait = true,
-            HostFit::Never => {}
-        }
-    }
-    let placed = best.and_then(|((_, _, host_id), placement, model)| {
-        placement.or_else(|| take_units(registry.get(&host_id)?, request, &model))
+    could_wait |= consider_mixed(registry, &irregular, request, &price_of, &allowed, &mut best);
+    let placed = best.and_then(|b| {
+        b.placement.or_else(|| take_units(registry.get(&b.key.2)?, request, &b.model))
     });
     match placed {
         Some(placement) => Ok(placement),

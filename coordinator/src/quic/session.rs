@@ -154,11 +154,11 @@ async fn read_loop(
 
 async fn write_loop(
     mut send: quinn::SendStream,
-    mut inbox: tokio::sync::mpsc::UnboundedReceiver<CoordinatorMessage>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Box<CoordinatorMessage>>,
     context: Arc<QuicContext>,
 ) {
     while let Some(mut message) = inbox.recv().await {
-        if let CoordinatorMessage::Welcome { desired, .. } = &mut message {
+        if let CoordinatorMessage::Welcome { desired, .. } = &mut *message {
             for assignment in desired {
                 assignment.log_offset = context.logs.len(&assignment.instance_id);
             }
