@@ -163,7 +163,7 @@ async fn ask_view(
 ) -> Result<DeploymentView, HttpError> {
     match state.ask(ApiRequest::Deployment(request)).await? {
         ApiReply::Deployment(v) => Ok(*v),
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 
@@ -198,7 +198,7 @@ async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse
         ApiReply::Deployments(list) => {
             Ok(HttpResponse::Ok().json(list.iter().map(view).collect::<Vec<_>>()))
         }
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 
@@ -288,6 +288,6 @@ async fn endpoints(
                 }))
                 .collect::<Vec<_>>(),
         )),
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }

@@ -38,6 +38,11 @@ impl HttpError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// The actor answered a request with a reply of another kind: a bug, not bad input.
+    pub fn unexpected(reply: impl std::fmt::Debug) -> Self {
+        Self::internal(format!("unexpected reply {reply:?}"))
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

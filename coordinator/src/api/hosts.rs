@@ -18,7 +18,7 @@ async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse
         ApiReply::Hosts(hosts) => {
             Ok(HttpResponse::Ok().json(hosts.iter().map(views::host).collect::<Vec<_>>()))
         }
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 
@@ -30,6 +30,6 @@ async fn show(
     caller.require_admin()?;
     match state.ask(ApiRequest::GetHost { id: HostId(id.into_inner()) }).await? {
         ApiReply::Host(host) => Ok(HttpResponse::Ok().json(views::host(&host))),
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }

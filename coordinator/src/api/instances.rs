@@ -112,7 +112,7 @@ pub fn validate(body: CreateBody) -> Result<InstanceRequest, HttpError> {
 fn instance_reply(reply: ApiReply) -> Result<serde_json::Value, HttpError> {
     match reply {
         ApiReply::Instance(i) => Ok(views::instance(&i)),
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 
@@ -147,7 +147,7 @@ async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse
         ApiReply::Instances(list) => {
             Ok(HttpResponse::Ok().json(list.iter().map(views::instance).collect::<Vec<_>>()))
         }
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 

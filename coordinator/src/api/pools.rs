@@ -17,7 +17,7 @@ async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpRespons
         ApiReply::Pools(pools) => {
             Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>()))
         }
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 
@@ -43,7 +43,7 @@ async fn history(
             .into_iter()
             .find(|p| p.settings.model.eq_ignore_ascii_case(wanted.trim()))
             .ok_or_else(|| HttpError::not_found(format!("pool {wanted:?} (see GET /v1/pools)")))?,
-        other => return Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => return Err(HttpError::unexpected(other)),
     };
     let since = chrono::Utc::now() - chrono::Duration::hours(hours as i64);
     let store = state.store.clone();

@@ -27,7 +27,7 @@ fn view(record: &SnapshotRecord) -> Value {
 async fn visible(state: &AppState, caller: Caller) -> Result<Vec<SnapshotRecord>, HttpError> {
     match state.ask(ApiRequest::ListSnapshots { scope: caller.scope }).await? {
         ApiReply::Snapshots(list) => Ok(list),
-        other => Err(HttpError::internal(format!("unexpected reply {other:?}"))),
+        other => Err(HttpError::unexpected(other)),
     }
 }
 
