@@ -41,6 +41,9 @@ pub struct Args {
     /// How long the link may be silent before reconnecting, e.g. "15s"
     #[arg(long, value_parser = humantime::parse_duration)]
     pub link_timeout: Option<Duration>,
+    /// Bytes of output each instance keeps on this host (`[logs] max_bytes`, default 64 MiB)
+    #[arg(long)]
+    pub log_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +65,7 @@ impl Args {
         raw.socket_dir = self.socket_dir.clone().or(raw.socket_dir);
         raw.hostname = self.hostname.clone().or(raw.hostname);
         raw.link_timeout = self.link_timeout.or(raw.link_timeout);
+        raw.logs.max_bytes = self.log_max_bytes.or(raw.logs.max_bytes);
         Ok(raw.validate()?)
     }
 }
@@ -70,6 +74,7 @@ impl Args {
 pub fn main() -> ExitCode {
     gpuspot_common::pki::install_crypto_provider();
     gpuspot_common::process::init_tracing();
+    raise_fd_limit();
     let args = Args::parse();
     let result = match args.command {
         Some(Command::Fleet(fleet)) => crate::fleet::run(fleet),
@@ -92,7 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let inventory = discovery.inventory()?;
         tracing::info!(hostname = %inventory.hostname, gpus = inventory.gpus.len(), cores = inventory.cpu_cores,
             memory_gib = inventory.memory_gib, "inventory");
-        std::fs::create_dir_all(&settings.state_dir)
+        crate::config::create_private_dir(&settings.state_dir)
             .with_context(|| format!("creating state dir {}", settings.state_dir.display()))?;
         let target = crate::link::resolve(&settings.coordinator).await?;
         let endpoint = gpuspot_common::transport::client_endpoint(target)?;
@@ -100,6 +105,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         agent.run(shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Guests' sockets and workloads take descriptors: use all we may, before any socket opens
+/// (the guests' share of descriptors is set from the limit in force then).
+fn raise_fd_limit() {
+    match crate::metadata::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -2,6 +2,7 @@
 //! flags and `GPUSPOT_*` variables on top. Every problem is reported at once.
 
 use crate::discovery::Reservation;
+use gpuspot_common::logcap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct RawAgentConfig {
     /// How long the link may be silent before the agent reconnects.
     #[serde(default, with = "humantime_serde")]
     pub link_timeout: Option<Duration>,
+    #[serde(default)]
+    pub logs: gpuspot_common::logcap::RawLogs,
 }
 
 #[derive(Clone, Debug)]
@@ -46,7 +49,12 @@ pub struct AgentSettings {
     pub hostname: Option<String>,
     pub reserve: Reservation,
     pub link_timeout: Duration,
+    /// Output each instance keeps on disk, `[logs] max_bytes`.
+    pub log_max_bytes: u64,
 }
+
+/// The smallest `[logs] max_bytes`: one disk block.
+pub const MIN_LOG_BYTES: u64 = 4096;
 
 /// Longest socket path we create: 107 bytes is the kernel's limit, and the file name
 /// (`i-<16 hex>.sock`) takes 23 of them.
@@ -87,6 +95,10 @@ impl RawAgentConfig {
         if link_timeout < Duration::from_millis(500) {
             problems.push("link_timeout: must be at least 500ms".to_owned());
         }
+        let log_max_bytes = self.logs.max_bytes.unwrap_or(logcap::DEFAULT_MAX_BYTES);
+        if log_max_bytes < MIN_LOG_BYTES {
+            problems.push(format!("logs.max_bytes: must be at least {MIN_LOG_BYTES}"));
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -99,8 +111,17 @@ impl RawAgentConfig {
             hostname: self.hostname,
             reserve: self.reserve,
             link_timeout,
+            log_max_bytes,
         })
     }
+}
+
+/// Creates `dir` (and missing parents) private to the agent's user, 0700, and restricts it
+/// to 0700 if it already existed: credentials, instance data and output live there.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// `<state_dir>/sock` when that is short enough, else a per-state-dir folder in /tmp.
@@ -142,5 +163,31 @@ mod tests {
         let settings = raw.validate().unwrap();
         assert_eq!(settings.reserve.cpu_cores, 2);
         assert_eq!(settings.link_timeout, Duration::from_secs(3));
+        assert_eq!(settings.log_max_bytes, logcap::DEFAULT_MAX_BYTES);
+    }
+
+    #[test]
+    fn logs_max_bytes_is_read_and_checked() {
+        let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
+        let settings = parse("coordinator = \"c:1\"\n[logs]\nmax_bytes = 1048576\n").unwrap();
+        assert_eq!(settings.log_max_bytes, 1 << 20);
+        let err = parse("coordinator = \"c:1\"\n[logs]\nmax_bytes = 10\n").unwrap_err();
+        assert!(err.to_string().contains("logs.max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn private_dirs_are_0700_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("a/b");
+        create_private_dir(&fresh).unwrap();
+        let existing = tmp.path().join("open");
+        std::fs::create_dir(&existing).unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&existing).unwrap();
+        for dir in [tmp.path().join("a"), fresh, existing] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
     }
 }

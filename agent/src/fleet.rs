@@ -64,14 +64,13 @@ pub fn run(args: FleetArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.hosts > 0, "--hosts must be at least 1");
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     let profile = SimulatedProfile::from_file(&args.profile)?;
-    raise_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(fleet(args, profile))
 }
 
 async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()> {
     let state_dir = std::path::absolute(&args.state_dir).unwrap_or(args.state_dir.clone());
-    std::fs::create_dir_all(&state_dir)
+    crate::config::create_private_dir(&state_dir)
         .with_context(|| format!("creating state dir {}", state_dir.display()))?;
     let target = crate::link::resolve(&args.coordinator).await?;
     let endpoint = gpuspot_common::transport::client_endpoint(target)?;
@@ -83,7 +82,7 @@ async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()>
         let name = hostname(&profile, index);
         let host_dir = state_dir.join(format!("host-{index:05}"));
         let settings = host_settings(&args, &host_dir, &name)?;
-        std::fs::create_dir_all(&host_dir)
+        crate::config::create_private_dir(&host_dir)
             .with_context(|| format!("creating {}", host_dir.display()))?;
         let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
         let mut agent = host_agent_with(&settings, discovery, endpoint.clone(), args.runtime);
@@ -124,6 +123,7 @@ fn host_settings(
         hostname: Some(name.to_owned()),
         reserve: Default::default(),
         link_timeout: args.link_timeout,
+        logs: Default::default(),
     };
     Ok(raw.validate()?)
 }
@@ -182,21 +182,6 @@ fn write_stats(state_dir: &Path, stats: &LinkStats, total: usize, running: usize
         std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         tracing::warn!(error = %e, path = %path.display(), "cannot write fleet stats");
-    }
-}
-
-/// Every host's metadata sockets and workloads take descriptors: use all we may.
-fn raise_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
-        }
-    };
-    if !raised {
-        tracing::warn!("cannot raise the open-file limit; large fleets may run out of descriptors");
     }
 }
 

@@ -60,6 +60,9 @@ pub fn host_agent_with(
     endpoint: quinn::Endpoint,
     kind: RuntimeKind,
 ) -> HostAgent {
+    if let Err(error) = crate::config::create_private_dir(&settings.state_dir) {
+        tracing::warn!(%error, dir = %settings.state_dir.display(), "cannot make the state dir private");
+    }
     let (events_tx, events) = mpsc::unbounded_channel();
     let runtime: Arc<dyn WorkloadRuntime> = match kind {
         RuntimeKind::Process => {
@@ -68,6 +71,8 @@ pub fn host_agent_with(
         }
         RuntimeKind::Fake => Arc::new(FakeRuntime::new(events_tx)),
     };
+    // The fake runtime writes no output: nothing to poll or cap.
+    let log_poll = (kind == RuntimeKind::Process).then_some(LOG_POLL);
     HostAgent {
         coordinator: settings.coordinator.clone(),
         join_token: settings.join_token.clone(),
@@ -79,10 +84,11 @@ pub fn host_agent_with(
             runtime,
             settings.state_dir.clone(),
             settings.socket_dir.clone(),
-        ),
+        )
+        .with_log_limit(settings.log_max_bytes, log_poll),
         events,
         snapshots: Default::default(),
-        log_poll: (kind == RuntimeKind::Process).then_some(LOG_POLL),
+        log_poll,
         connect_gate: None,
         stats: Arc::new(LinkStats::default()),
         welcomed: false,

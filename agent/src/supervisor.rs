@@ -5,11 +5,16 @@
 //! including the snapshot work (see [`snapshots`]) that must happen before a command starts
 //! or before an instance's end is reported.
 
+#[cfg(test)]
+mod log_tests;
+mod logs;
 mod snapshots;
 #[cfg(test)]
 mod tests;
 
 pub use snapshots::Followup;
+
+use logs::LogTail;
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{RuntimeEvent, WorkloadRuntime, WorkloadSpec};
@@ -18,14 +23,12 @@ use gpuspot_common::protocol::{
     AgentMessage, Assignment, GuestMetadata, InstanceReport, SnapshotPlan, WorkloadState,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Largest log chunk per frame, and how many chunks one poll ships per instance.
-const LOG_CHUNK: usize = 64 * 1024;
+/// How many log chunks one poll ships per instance.
 const LOG_CHUNKS_PER_POLL: usize = 16;
 /// Finished workloads remembered for the coordinator (bounded if it never acknowledges).
 const MAX_FINISHED: usize = 4096;
@@ -37,11 +40,6 @@ struct Workload {
     kill_timeout: Duration,
     snapshot: Option<SnapshotPlan>,
     data_dir: PathBuf,
-}
-
-struct LogTail {
-    path: PathBuf,
-    sent: u64,
 }
 
 struct Finished {
@@ -59,6 +57,10 @@ pub struct Supervisor {
     finished: BTreeMap<InstanceId, Finished>,
     /// Assignments waiting for their snapshot to be restored before they start.
     restoring: BTreeMap<InstanceId, snapshots::Restoring>,
+    /// Output each instance keeps on disk (`[logs] max_bytes`).
+    log_max_bytes: u64,
+    /// How often a running workload's log is capped besides every read; `None`: only reads.
+    log_cap_every: Option<Duration>,
 }
 
 impl Supervisor {
@@ -70,7 +72,21 @@ impl Supervisor {
             running: BTreeMap::new(),
             finished: BTreeMap::new(),
             restoring: BTreeMap::new(),
+            log_max_bytes: gpuspot_common::logcap::DEFAULT_MAX_BYTES,
+            log_cap_every: None,
         }
+    }
+
+    /// Keeps at most `max_bytes` of each instance's output on disk, capping running
+    /// workloads' logs every `every` (when given) as well as on every read.
+    pub fn with_log_limit(mut self, max_bytes: u64, every: Option<Duration>) -> Self {
+        self.log_max_bytes = max_bytes;
+        self.log_cap_every = every;
+        self
+    }
+
+    fn log_tail(&self, path: PathBuf, sent: u64) -> LogTail {
+        LogTail::new(path, self.log_max_bytes, sent)
     }
 
     /// Everything to tell the coordinator in a hello: what runs and what ended unheard. An
@@ -148,7 +164,7 @@ impl Supervisor {
             Ok(server) => Some(server),
             Err(e) => return Some(failed(&id, format!("cannot open the metadata socket: {e}"))),
         };
-        let log = LogTail { path: spec.log_path.clone(), sent: assignment.log_offset };
+        let mut log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
         if let Err(e) = self.runtime.start(spec) {
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
@@ -161,6 +177,9 @@ impl Supervisor {
             return Some(failed(&id, e.to_string()));
         }
         tracing::info!(instance = %id, "workload started");
+        if let Some(every) = self.log_cap_every {
+            log.cap_every(every);
+        }
         let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
         let snapshot = assignment.snapshot;
         let workload =
@@ -195,7 +214,8 @@ impl Supervisor {
     /// A workload ended: its socket closes and it waits in `finished` until acknowledged.
     /// Returns its report, or, when its data dir is to be saved, the save to run first.
     pub fn on_exit(&mut self, event: RuntimeEvent) -> Option<Followup> {
-        let workload = self.running.remove(&event.instance_id)?;
+        let mut workload = self.running.remove(&event.instance_id)?;
+        workload.log.stop_capping();
         tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
         let id = event.instance_id;
         let save = workload
@@ -268,7 +288,7 @@ impl Supervisor {
         let mut frames = Vec::new();
         for (id, tail) in tails {
             for _ in 0..LOG_CHUNKS_PER_POLL {
-                match read_chunk(tail) {
+                match tail.read_chunk() {
                     Some((offset, data)) => {
                         frames.push(AgentMessage::Log { instance_id: id.clone(), offset, data })
                     }
@@ -282,21 +302,4 @@ impl Supervisor {
 
 fn failed(id: &InstanceId, message: String) -> InstanceReport {
     InstanceReport { instance_id: id.clone(), state: WorkloadState::Failed { message } }
-}
-
-fn read_chunk(tail: &mut LogTail) -> Option<(u64, Vec<u8>)> {
-    let mut file = std::fs::File::open(&tail.path).ok()?;
-    if file.metadata().ok()?.len() <= tail.sent {
-        return None;
-    }
-    file.seek(SeekFrom::Start(tail.sent)).ok()?;
-    let mut data = vec![0u8; LOG_CHUNK];
-    let n = file.read(&mut data).ok()?;
-    if n == 0 {
-        return None;
-    }
-    data.truncate(n);
-    let offset = tail.sent;
-    tail.sent += n as u64;
-    Some((offset, data))
 }

@@ -151,6 +151,8 @@ pub enum HostsCmd {
     List,
     /// Show one host and its GPUs.
     Show { id: String },
+    /// Forget a host: its work is stopped (deployments replace it) and its agent refused.
+    Delete { id: String },
 }
 
 #[derive(Args, Debug)]
@@ -187,10 +189,16 @@ pub enum AccountsCmd {
     Create { name: String },
     /// Show an account's balance and overdue state.
     Show { id: String },
-    /// Record a payment, e.g. `gpuspot accounts pay ID 10.00`.
+    /// Record a payment (admin), e.g. `gpuspot accounts pay ID 10.00`.
     Pay { id: String, amount: String },
     /// An account's ledger.
     Ledger { id: String },
+    /// Issue a new token for an account; the old one stops working at once.
+    RotateToken { id: String },
+    /// Disable an account (admin): its token is refused and its instances terminated.
+    Disable { id: String },
+    /// Enable a disabled account again (admin).
+    Enable { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -97,6 +97,12 @@ async fn cluster(
     data_dir: PathBuf,
 ) -> anyhow::Result<()> {
     let link_timeout = (settings.timers.heartbeat * 3).max(Duration::from_secs(3));
+    // One process serves every guest socket of the dev hosts: give it all the descriptors
+    // it may have, and the coordinator's log cap to its hosts.
+    if let Err(error) = gpuspot_agent::metadata::raise_fd_limit() {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
+    let log_max_bytes = settings.log_max_bytes;
     let coordinator_dir = settings.data_dir.clone();
     let running = gpuspot_coordinator::server::start(settings).await?;
     let token = gpuspot_coordinator::server::create_join_token(&coordinator_dir)?;
@@ -118,6 +124,7 @@ async fn cluster(
             hostname: Some(name.clone()),
             reserve: Reservation::default(),
             link_timeout,
+            log_max_bytes,
         };
         std::fs::create_dir_all(&settings.state_dir)?;
         let discovery = std::sync::Arc::new(SimulatedDiscovery::new(profile, Some(name)));

@@ -59,10 +59,14 @@ where
     T: DeserializeOwned,
 {
     let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    // Only an end before the first prefix byte is clean; inside the prefix it is truncation.
+    let mut filled = 0;
+    while filled < len.len() {
+        match reader.read(&mut len[filled..]).await? {
+            0 if filled == 0 => return Ok(None),
+            0 => return Err(CodecError::Truncated),
+            n => filled += n,
+        }
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {

@@ -4,6 +4,7 @@
 //! - [`ids`]: typed identifiers (hosts, instances, accounts, deployments).
 //! - [`money`]: integer micro-unit money with decimal-string I/O.
 //! - [`inventory`]: GPUs, host inventory and the seed-004 partition into units.
+//! - [`logcap`]: workload log files capped on disk by punching out their oldest bytes.
 //! - [`clock`]: the `Clock` trait (system and manual) so core logic never reads the wall clock.
 //! - [`protocol`]: the agent ↔ coordinator messages, one enum per direction.
 //! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod codec;
 pub mod ids;
 pub mod inventory;
+pub mod logcap;
 pub mod money;
 pub mod pki;
 pub mod process;

@@ -38,8 +38,9 @@ impl Money {
         Money((self.0 as i128 * num as i128 / den as i128) as i64)
     }
 
-    pub fn saturating_add(self, other: Money) -> Money {
-        Money(self.0.saturating_add(other.0))
+    /// `None` on overflow: a balance is never saturated, so it always equals its ledger.
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
     }
 }
 

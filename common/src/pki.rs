@@ -62,6 +62,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     move |source| PkiError::Io { path: path.display().to_string(), source }
 }
 
+/// Writes a file only its owner can read: 0600 when created, and tightened to 0600 when an
+/// older file had a wider mode (`mode` applies to new files only).
 fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -75,7 +77,13 @@ fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
         .mode(0o600)
         .open(path)
         .map_err(io_err(path))?;
+    owner_only(path)?;
     file.write_all(contents.as_bytes()).map_err(io_err(path))
+}
+
+fn owner_only(path: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err(path))
 }
 
 fn cert_der(pem: &str, what: &'static str) -> Result<CertificateDer<'static>, PkiError> {
@@ -100,6 +108,8 @@ impl CertificateAuthority {
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         if cert_path.exists() && key_path.exists() {
             let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
+            // A key left readable by an older version is tightened (DESIGN §15).
+            owner_only(&key_path)?;
             let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
             let key = KeyPair::from_pem(&key_pem)?;
             let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
@@ -385,6 +395,20 @@ mod tests {
         assert_eq!(parsed, token);
         assert!("gpuspot1.abc.def".parse::<JoinToken>().is_err());
         assert!("nonsense".parse::<JoinToken>().is_err());
+    }
+
+    #[test]
+    fn the_ca_key_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca.key");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        CertificateAuthority::load_or_create(dir.path()).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        // A key an older version (or a careless copy) left world-readable is tightened.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        CertificateAuthority::load_or_create(dir.path()).unwrap();
+        assert_eq!(mode(&key), 0o600);
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! The `gpuspot-coordinator` command line: run the coordinator, or create a join token.
-//! Flags and `GPUSPOT_*` variables override the config file.
+//! The `gpuspot-coordinator` command line: run the coordinator, or manage join tokens
+//! ([`tokens`]). Flags and `GPUSPOT_*` variables override the config file.
+
+mod tokens;
 
 use crate::config::{RawConfig, Settings};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,8 +44,27 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
-    /// Print a new join token (agents: --join-token)
-    Create,
+    /// Print a new join token (agents: --join-token); its id and expiry go to stderr
+    Create {
+        /// How long the token admits new hosts, e.g. 30m, 24h, 7d
+        #[arg(long, default_value = "24h", value_parser = tokens::parse_ttl)]
+        ttl: Duration,
+        /// How many hosts may join with it [default: unlimited]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        uses: Option<u32>,
+    },
+    /// List join tokens: id, created, expires, uses/max and state
+    #[command(alias = "ls")]
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a join token: no new host can join with it (hosts that joined stay)
+    Revoke {
+        /// The token's id, as `token list` shows it (jt-…)
+        id: String,
+    },
 }
 
 /// Config file, then flags and environment on top.
@@ -78,10 +100,8 @@ pub fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = settings(&args)?;
-    if let Some(Command::Token { action: TokenAction::Create }) = args.command {
-        let token = crate::server::create_join_token(&settings.data_dir)?;
-        println!("{token}");
-        return Ok(());
+    if let Some(Command::Token { action }) = args.command {
+        return tokens::run(&settings.data_dir, action);
     }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")

@@ -1,6 +1,7 @@
 //! Coordinator configuration: TOML file → [`RawConfig`] (serde, every key optional) →
 //! [`Settings`] (validated). Every problem is reported at once, not the first only.
 
+use crate::core::crash_loop::CrashBackoff;
 use gpuspot_common::Money;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -31,6 +32,43 @@ pub struct RawConfig {
     pub webhook: Option<RawWebhook>,
     #[serde(default)]
     pub snapshots: RawSnapshots,
+    #[serde(default)]
+    pub deployments: RawDeployments,
+    #[serde(default)]
+    pub logs: gpuspot_common::logcap::RawLogs,
+}
+
+/// Replica sets' crash-loop backoff (DESIGN §15).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployments {
+    /// The wait before replacing a crashed replica (default 10s), doubling per crash in a row.
+    #[serde(default, with = "humantime_serde")]
+    pub crash_backoff: Option<Duration>,
+    /// The longest such wait (default 5m).
+    #[serde(default, with = "humantime_serde")]
+    pub crash_backoff_max: Option<Duration>,
+    /// A run this long resets the doubling (default 10m).
+    #[serde(default, with = "humantime_serde")]
+    pub crash_reset_after: Option<Duration>,
+}
+
+impl RawDeployments {
+    fn validate(&self, problems: &mut Vec<String>) -> CrashBackoff {
+        let defaults = CrashBackoff::default();
+        let backoff = CrashBackoff {
+            base: self.crash_backoff.unwrap_or(defaults.base),
+            max: self.crash_backoff_max.unwrap_or(defaults.max),
+            reset_after: self.crash_reset_after.unwrap_or(defaults.reset_after),
+        };
+        if backoff.base.is_zero() {
+            problems.push("deployments.crash_backoff: must be greater than zero".into());
+        }
+        if backoff.max < backoff.base {
+            problems.push("deployments.crash_backoff_max: must not be below crash_backoff".into());
+        }
+        backoff
+    }
 }
 
 /// The snapshot store (DESIGN §8).
@@ -140,6 +178,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub webhook: Option<WebhookSettings>,
     pub snapshot_max_bytes: u64,
+    pub crash_backoff: CrashBackoff,
+    pub log_max_bytes: u64,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -160,6 +200,7 @@ impl RawConfig {
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let mut problems = Vec::new();
         let timers = self.timers.validate(&mut problems);
+        let crash_backoff = self.deployments.validate(&mut problems);
         let pools = self
             .pools
             .iter()
@@ -183,6 +224,11 @@ impl RawConfig {
             }
             WebhookSettings { url: w.url, max_attempts: w.max_attempts.unwrap_or(8).max(1) }
         });
+        let log_max_bytes =
+            self.logs.max_bytes.unwrap_or(gpuspot_common::logcap::DEFAULT_MAX_BYTES);
+        if log_max_bytes == 0 {
+            problems.push("logs.max_bytes: must be greater than zero".into());
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -198,6 +244,8 @@ impl RawConfig {
                 .snapshots
                 .max_bytes
                 .unwrap_or(crate::core::cluster::DEFAULT_SNAPSHOT_MAX_BYTES),
+            crash_backoff,
+            log_max_bytes,
         })
     }
 }

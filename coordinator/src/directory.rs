@@ -26,8 +26,9 @@ pub fn new_token() -> String {
 }
 
 impl Directory {
+    /// Adds an account read at start or just created.
     pub fn add(&self, account: &Account) {
-        if !account.token_hash.is_empty() {
+        if !account.token_hash.is_empty() && !account.disabled {
             let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
             tokens.insert(account.token_hash.clone(), account.id.clone());
         }
@@ -35,6 +36,16 @@ impl Directory {
             let mut webhooks = self.webhooks.write().unwrap_or_else(|p| p.into_inner());
             webhooks.insert(account.id.clone(), url.clone());
         }
+    }
+
+    /// After a token rotation or a change of `disabled`: the account's old token stops
+    /// resolving at once, and the current one resolves unless the account is disabled.
+    pub fn set(&self, account: &Account) {
+        {
+            let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+            tokens.retain(|_, owner| owner != &account.id);
+        }
+        self.add(account);
     }
 
     pub fn account_for_token(&self, token: &str) -> Option<AccountId> {
@@ -68,9 +79,29 @@ mod tests {
             overdue_deadline: None,
             created_at: Utc::now(),
             unlimited: false,
+            disabled: false,
         });
         assert_eq!(directory.account_for_token(&token), Some(AccountId::from("a-1")));
         assert_eq!(directory.account_for_token("gst_nope"), None);
+        let rotated = new_token();
+        let mut account = Account {
+            id: AccountId::from("a-1"),
+            name: "acme".into(),
+            balance: Money::ZERO,
+            token_hash: token_hash(&rotated),
+            webhook_url: None,
+            overdue_since: None,
+            overdue_deadline: None,
+            created_at: Utc::now(),
+            unlimited: false,
+            disabled: false,
+        };
+        directory.set(&account);
+        assert_eq!(directory.account_for_token(&token), None, "the old token stops at once");
+        assert_eq!(directory.account_for_token(&rotated), Some(AccountId::from("a-1")));
+        account.disabled = true;
+        directory.set(&account);
+        assert_eq!(directory.account_for_token(&rotated), None, "a disabled account's token");
         assert_eq!(
             directory.webhook_of(&AccountId::from("a-1")).as_deref(),
             Some("http://127.0.0.1:9/hook")

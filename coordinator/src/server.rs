@@ -1,15 +1,18 @@
 //! Starts a coordinator inside the current actix system: store, CA, cluster actor, QUIC
 //! listener and HTTP API, and writes `endpoints.json` into the data dir so tools (and the
-//! test harness) find the addresses it actually bound.
+//! test harness) find the addresses it actually bound. The data dir is kept 0700 and its
+//! secrets (database, CA key, admin token, reset key) 0600 (DESIGN §15).
 
 use crate::actors::ClusterActor;
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::core::Cluster;
 use crate::quic::{self, LogStore, QuicContext};
-use crate::store::Store;
+use crate::store::credentials::{JoinTokenRecord, NewJoinToken};
+use crate::store::files::{self, restrict};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
 use actix::Actor;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
@@ -45,6 +48,7 @@ fn admin_token(settings: &Settings) -> anyhow::Result<(String, bool)> {
     }
     let path = settings.data_dir.join("admin-token");
     if let Ok(token) = std::fs::read_to_string(&path) {
+        restrict(&path, 0o600).with_context(|| format!("tightening {}", path.display()))?;
         return Ok((token.trim().to_owned(), false));
     }
     let token = hex_token();
@@ -56,6 +60,7 @@ fn admin_token(settings: &Settings) -> anyhow::Result<(String, bool)> {
 fn quic_reset_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join("quic-reset.key");
     if let Ok(text) = std::fs::read_to_string(&path) {
+        restrict(&path, 0o600).with_context(|| format!("tightening {}", path.display()))?;
         return hex::decode(text.trim()).with_context(|| format!("reading {}", path.display()));
     }
     let key: [u8; 32] = rand::random();
@@ -69,32 +74,56 @@ fn hex_token() -> String {
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    files::write_private(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Creates a join token for agents (works whether or not the coordinator is running).
+/// How long a join token lasts unless `--ttl` says otherwise (DESIGN §15).
+pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Creates a join token with the default lifetime and no use limit.
 pub fn create_join_token(data_dir: &Path) -> anyhow::Result<JoinToken> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    Ok(create_join_token_with(data_dir, JOIN_TOKEN_TTL, None)?.0)
+}
+
+/// Creates a join token that expires after `ttl` and, with `max_uses`, admits that many
+/// hosts; works whether or not the coordinator is running (they share the database).
+pub fn create_join_token_with(
+    data_dir: &Path,
+    ttl: Duration,
+    max_uses: Option<u32>,
+) -> anyhow::Result<(JoinToken, JoinTokenRecord)> {
+    files::private_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let ca = CertificateAuthority::load_or_create(data_dir)?;
     let store = SqliteStore::open(data_dir)?;
-    let token = JoinToken::generate(&ca);
-    store.add_join_token(&token.secret_hash(), chrono::Utc::now())?;
-    Ok(token)
+    let created_at = chrono::Utc::now();
+    let expires_at = chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|ttl| created_at.checked_add_signed(ttl))
+        .context("the token lifetime is too long")?;
+    // Ids are a prefix of the secret's hash: a clash is astronomically rare, but cheap to
+    // step around.
+    let mut clash = None;
+    for _ in 0..4 {
+        let token = JoinToken::generate(&ca);
+        let new = NewJoinToken {
+            secret_hash: token.secret_hash(),
+            created_at,
+            expires_at: Some(expires_at),
+            max_uses,
+        };
+        match store.add_join_token(&new) {
+            Ok(record) => return Ok((token, record)),
+            Err(e @ StoreError::Conflict(_)) => clash = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(clash.map_or_else(|| anyhow::anyhow!("no join token created"), Into::into))
 }
 
 /// Starts everything; call from inside `actix::System::with_tokio_rt`.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
+    files::private_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir)?);
@@ -107,7 +136,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id)
         .with_deployments(loaded.deployments)
         .with_snapshots(loaded.snapshots)
-        .with_snapshot_limit(settings.snapshot_max_bytes);
+        .with_snapshot_limit(settings.snapshot_max_bytes)
+        .with_crash_backoff(settings.crash_backoff.clone());
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
         directory.add(account);
@@ -116,7 +146,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     crate::webhook::spawn(settings.webhook.clone(), directory.clone(), events.subscribe());
     let writer = Writer::start(store.clone());
     let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
-    let logs = LogStore::new(data_dir.join("logs"));
+    let logs = LogStore::new(data_dir.join("logs"), settings.log_max_bytes);
     let snapshot_files = crate::snapshots::SnapshotFiles::new(data_dir.join("snapshots"));
     let stale = snapshot_files.remove_stale_parts();
     if stale > 0 {
@@ -140,6 +170,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             logs: logs.clone(),
             snapshots: snapshot_files,
             snapshot_max_bytes: settings.snapshot_max_bytes,
+            kill_timeout: settings.timers.kill_timeout,
         }),
     );
 
@@ -151,6 +182,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         store: store.clone(),
         events: events.clone(),
         directory,
+        streams: Default::default(),
     });
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
@@ -168,4 +200,48 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     std::fs::write(data_dir.join("endpoints.json"), endpoints.to_string())?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
     Ok(Running { http_addr, quic_addr, admin_token, admin_token_generated, http, endpoint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).mode() & 0o777
+    }
+
+    fn settings(data_dir: &Path) -> Settings {
+        let raw = crate::config::RawConfig {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            quic: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(data_dir.to_owned()),
+            ..Default::default()
+        };
+        raw.validate().unwrap()
+    }
+
+    #[test]
+    fn after_a_start_the_data_dir_is_0700_and_its_secrets_0600() {
+        gpuspot_common::pki::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        // A data dir an older version (or a umask) left open is tightened too.
+        std::fs::create_dir(&data_dir).unwrap();
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let settings = settings(&data_dir);
+        let dir = data_dir.clone();
+        actix::System::new().block_on(async move {
+            let running = start(settings).await.unwrap();
+            assert!(running.admin_token_generated);
+            // While it runs: SQLite removes its -wal and -shm files at a clean close.
+            assert_eq!(mode(&dir), 0o700);
+            for file in ["gpuspot.db", "gpuspot.db-wal", "gpuspot.db-shm", "ca.key", "admin-token"]
+            {
+                assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+            }
+            assert_eq!(mode(&dir.join("quic-reset.key")), 0o600);
+            running.stop().await;
+        });
+    }
 }

@@ -159,6 +159,11 @@ impl Coordinator {
         token
     }
 
+    /// The running coordinator's pid (to read its memory from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
     /// The tail of the current run's log.
     pub fn log_tail(&self) -> String {
         self.proc.as_ref().map(|p| p.log_tail(4000)).unwrap_or_default()

@@ -20,6 +20,34 @@ pub fn config_with_5090_notice(notice: &str) -> String {
     crate::TEST_CONFIG.replacen(pool, &format!("{pool}notice_period = {notice:?}\n"), 1)
 }
 
+/// [`crate::TEST_CONFIG`] with a `[deployments]` crash-loop backoff of `base` doubling up
+/// to `max` (humantime, e.g. "1s").
+pub fn config_with_crash_backoff(base: &str, max: &str) -> String {
+    format!(
+        "{}\n[deployments]\ncrash_backoff = {base:?}\ncrash_backoff_max = {max:?}\n",
+        crate::TEST_CONFIG
+    )
+}
+
+/// The backoff before the run after the `crash`-th crash in a row (1 is the first): `base`
+/// doubling up to `max` (DESIGN §15).
+pub fn crash_delay(base: Duration, max: Duration, crash: u32) -> Duration {
+    base.saturating_mul(1 << crash.saturating_sub(1).min(31)).min(max)
+}
+
+/// How many runs of a command that crashes at once can start within `window` of the
+/// first: the first, then one after each backoff.
+pub fn crash_loop_runs(base: Duration, max: Duration, window: Duration) -> usize {
+    let (mut runs, mut at) = (1, Duration::ZERO);
+    loop {
+        at += crash_delay(base, max, runs as u32);
+        if at > window {
+            return runs;
+        }
+        runs += 1;
+    }
+}
+
 /// Restarts the coordinator of a cluster that has no agents yet on `config` (same data dir
 /// and ports).
 pub fn use_config(c: &mut Cluster, config: &str) {

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod coordinator;
 pub mod deploy;
 pub mod events;
+pub mod guest_limits;
 pub mod market;
 pub mod metadata;
 pub mod process;

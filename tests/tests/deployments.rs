@@ -1,17 +1,19 @@
 //! Deployments and snapshots (DESIGN §7, §8, seeds 002, 003, 004): a ReplicaSet that rides
 //! out a spot price rise on its regular fallback and `rebuild`s back to spot, a Job that
 //! reaches exactly its completions while runs are reclaimed, seed 003's checkpoint/resume
-//! training loop moving hosts through a snapshot, and scaling and deleting.
+//! training loop moving hosts through a snapshot, scaling and deleting, and a crash loop
+//! held back by its backoff (DESIGN §15).
 
 use gpuspot_e2e::deploy::{
-    Deployments, TRAIN_LOOP, cli, config_with_5090_notice, endpoint_ids, host_id, ids, in_state,
-    instances, live, market_price, regular_spec, spot_request, spot_spec, step_after, summary,
-    use_config,
+    Deployments, TRAIN_LOOP, cli, config_with_5090_notice, config_with_crash_backoff, crash_delay,
+    crash_loop_runs, endpoint_ids, host_id, ids, in_state, instances, live, market_price,
+    regular_spec, spot_request, spot_spec, step_after, summary, use_config,
 };
+use gpuspot_e2e::values::time;
 use gpuspot_e2e::{Cluster, SOON, cluster, holds, is_alive, request, s, sh, wait_until};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A long-lived workload that leaves its pid in its data dir.
 const SLEEP: &str = "echo $$ > pid; exec sleep 120";
@@ -350,6 +352,47 @@ fn scaling_takes_effect_at_once_and_delete_stops_every_replica() {
     assert_eq!(c.host("host-a").expect("host-a")["units_free"], 8);
     let (status, body) = deps.patch(&id, &json!({ "replicas": 3 }));
     assert_eq!(status, 404, "a deleted deployment cannot be scaled: {body}");
+}
+
+#[test]
+fn a_replica_that_keeps_crashing_is_restarted_with_a_growing_backoff_not_in_a_hot_loop() {
+    // 1 s doubling to 4 s: runs start about 0, 1, 3, 7 and 11 s after the first.
+    let (base, max) = (Duration::from_secs(1), Duration::from_secs(4));
+    let c = cluster!(&config_with_crash_backoff("1s", "4s"));
+    let _a = c.agent(&Cluster::seed_profile("host-a"));
+    let deps = Deployments::new(&c.api);
+    let started = Instant::now();
+    let created = deps.create(&json!({
+        "name": "crashy", "mode": "replicaset", "replicas": 1,
+        "specs": [regular_spec(&["RTX 5090"], 1)],
+        "template": { "command": sh("exit 1") },
+    }));
+    let id = s(&created, "id").to_owned();
+    let d = deps.wait(&id, SOON, "4 crashed runs, the 4th waiting out its backoff", |d| {
+        let waiting = s(d, "reason").starts_with("crash_loop:");
+        holds(d["failed"].as_u64() >= Some(4) && waiting, String::new).map(|()| d.clone())
+    });
+    let window = started.elapsed();
+    let (runs, context) = (instances(&d), summary(&d));
+    let bound = crash_loop_runs(base, max, window);
+    eprintln!("{} runs in {window:.1?} (the backoff allows {bound})", runs.len());
+    assert!(runs.len() <= bound, "at most {bound} runs in {window:?}: {context}");
+    assert_eq!(d["failed"], runs.len(), "every run crashed: {context}");
+    assert_eq!(d["restarts"], runs.len() - 1, "each crash restarted once: {context}");
+    assert_eq!(s(&d, "state"), "waiting", "{context}");
+    let reason = s(&d, "reason");
+    let countdown = reason.strip_prefix("crash_loop: exit code 1, next start in ");
+    assert!(countdown.is_some_and(|n| n.ends_with('s')), "{reason}");
+
+    // Each restart came after its backoff (by the coordinator's clock), and soon after it.
+    for (n, pair) in runs.windows(2).enumerate() {
+        let (crashed, next) = (&pair[0], &pair[1]);
+        assert_eq!((crashed["exit_code"].clone(), s(crashed, "state")), (json!(1), "terminated"));
+        let delay = crash_delay(base, max, n as u32 + 1).as_nanos() as i128;
+        let waited = time(next, "created_at") - time(crashed, "ended_at");
+        assert!(waited >= delay, "restart {} waited {waited} ns < {delay}: {context}", n + 1);
+        assert!(waited < delay + 2_000_000_000, "restart {} came late: {context}", n + 1);
+    }
 }
 
 /// A deployment file for the CLI (TOML, like the API's JSON body).

@@ -270,7 +270,7 @@ fn coordinator_restart_between_notice_and_deadline_keeps_the_deadline() {
 #[test]
 fn events_show_the_market_and_resume_after_last_event_id() {
     let c = cluster!(&config_with_timers(&[("hold_period", "2s"), ("notice_period", "2s")]));
-    let mut stream = EventStream::open(&c.api, None);
+    let mut stream = EventStream::open(&c.api, Some(0));
     let _a = h100_host(&c, 2);
     // Below the idle pool's price (0.258), a bid waits as outbid even with units free.
     let cheap = c.api.create(&spot("cheap", &["H100"], 1, "0.10", &sh("exec sleep 120")));

@@ -1,13 +1,18 @@
 //! The guest metadata socket (DESIGN §6, seed 003): one unix socket per instance, mode 0600,
 //! serving that instance's [`GuestMetadata`] over HTTP/1.1. The agent keeps the
 //! `watch::Sender` and updates it when the coordinator sends new metadata; long-polling guests
-//! wake up at once.
+//! wake up at once. What one guest may hold of the agent through its socket is bounded by
+//! [`SocketLimits`] (DESIGN §15).
 
+mod connection;
+pub mod limits;
 mod render;
 mod server;
 
+pub use limits::{ConnectionBudget, SocketLimits, raise_fd_limit};
+
 use gpuspot_common::protocol::GuestMetadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::UnixListener;
@@ -45,13 +50,22 @@ pub struct MetadataServer {
 
 impl MetadataServer {
     /// Binds `path` (replacing a stale socket, creating the parent directory) and serves on a
-    /// task of the current tokio runtime, which must exist.
+    /// task of the current tokio runtime, which must exist, with the default limits.
     pub fn start(
         path: PathBuf,
         metadata: watch::Receiver<GuestMetadata>,
     ) -> Result<Self, MetadataError> {
+        Self::start_with(path, metadata, SocketLimits::default())
+    }
+
+    /// [`MetadataServer::start`] with the given limits.
+    pub fn start_with(
+        path: PathBuf,
+        metadata: watch::Receiver<GuestMetadata>,
+        limits: SocketLimits,
+    ) -> Result<Self, MetadataError> {
         let (listener, file_id) = bind_private(&path)?;
-        let task = tokio::spawn(server::serve(listener, metadata));
+        let task = tokio::spawn(server::serve(listener, metadata, limits));
         Ok(Self { path, file_id, task })
     }
 
@@ -108,7 +122,12 @@ fn prepare_target(path: &Path) -> Result<PathBuf, MetadataError> {
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     let parent = parent.unwrap_or(Path::new(".")).to_owned();
-    std::fs::create_dir_all(&parent).map_err(io_error("create directory", &parent))?;
+    // Directories we create are private; an existing one keeps the mode its owner chose.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&parent)
+        .map_err(io_error("create directory", &parent))?;
     Ok(parent)
 }
 
@@ -130,5 +149,7 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod tests;

@@ -1,44 +1,65 @@
-//! HTTP/1.1 over the instance's unix socket: the accept loop and the routes of DESIGN §6.
+//! HTTP/1.1 over the instance's unix socket: the accept loop (within the socket's limits,
+//! see [`super::limits`]) and the routes of DESIGN §6.
 //! Answers mimic what guests already script against: seed 003's exact `404 page not found`
 //! body, AWS's `spot/instance-action` document.
 
+use super::connection::{Activity, Tracked, admit, http_builder, refuse};
+use super::limits::SocketLimits;
 use super::render;
 use bytes::Bytes;
 use gpuspot_common::protocol::GuestMetadata;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::server::conn::http1;
+use hyper::header::{
+    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 const NOT_FOUND: &str = "404 page not found";
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// How long a socket waits after a failed accept (out of descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const CHANGED: HeaderName = HeaderName::from_static("x-gpuspot-changed");
 
 type Reply = Response<Full<Bytes>>;
 
 /// Serves until the task is aborted; aborting drops every connection with it.
-pub(super) async fn serve(listener: UnixListener, metadata: watch::Receiver<GuestMetadata>) {
+pub(super) async fn serve(
+    listener: UnixListener,
+    metadata: watch::Receiver<GuestMetadata>,
+    limits: SocketLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
+    let mut warned = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, metadata.clone()));
-                }
+                Ok((stream, _)) => match admit(&slots, &limits) {
+                    Some(admission) => {
+                        let served = serve_connection(stream, metadata.clone(), limits.clone());
+                        connections.spawn(async move {
+                            served.await;
+                            drop(admission);
+                        });
+                    }
+                    None => over_limit(stream, &limits, &mut warned),
+                },
                 Err(error) => {
-                    // Out of file descriptors, typically: back off instead of spinning.
+                    // Out of file descriptors, typically: back off instead of spinning. Only
+                    // this socket waits; every socket has its own task.
                     tracing::warn!(%error, "metadata socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -46,15 +67,62 @@ pub(super) async fn serve(listener: UnixListener, metadata: watch::Receiver<Gues
     }
 }
 
-async fn serve_connection(stream: UnixStream, metadata: watch::Receiver<GuestMetadata>) {
-    let service = service_fn(move |request| {
-        let metadata = metadata.clone();
-        async move { Ok::<_, Infallible>(respond(request, metadata).await) }
-    });
-    let served = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-    if let Err(error) = served {
-        tracing::debug!(%error, "metadata connection ended with an error");
+/// Refuses a connection beyond the limits; says so in the agent's log once per socket.
+fn over_limit(stream: UnixStream, limits: &SocketLimits, warned: &mut bool) {
+    if !std::mem::replace(warned, true) {
+        let (max, budget_left) = (limits.max_connections, limits.budget.available());
+        tracing::warn!(
+            max,
+            budget_left,
+            "a guest holds too many metadata connections; refusing more"
+        );
     }
+    refuse(stream);
+}
+
+/// One connection: HTTP/1.1 within the limits, closed when it has been idle too long.
+async fn serve_connection(
+    stream: UnixStream,
+    metadata: watch::Receiver<GuestMetadata>,
+    limits: SocketLimits,
+) {
+    let activity = Activity::new();
+    let in_service = activity.clone();
+    let service = service_fn(move |request| {
+        let (metadata, busy) = (metadata.clone(), in_service.busy());
+        async move {
+            let reply = match refuse_body(&request) {
+                Some(refused) => refused,
+                None => respond(request, metadata).await,
+            };
+            drop(busy);
+            Ok::<_, Infallible>(reply)
+        }
+    });
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let served = http_builder(&limits).serve_connection(io, service);
+    tokio::select! {
+        served = served => if let Err(error) = served {
+            tracing::debug!(%error, "metadata connection ended with an error");
+        },
+        () = activity.stalled(limits.idle_timeout) => {
+            tracing::debug!("closing an idle metadata connection");
+        }
+    }
+}
+
+/// Nothing on the socket takes a body: a request that announces one is refused and its
+/// connection closed, so the agent never reads or buffers it.
+fn refuse_body(request: &Request<Incoming>) -> Option<Reply> {
+    let headers = request.headers();
+    let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let has_body = headers.contains_key(TRANSFER_ENCODING) || length.is_some_and(|n| n > 0);
+    if !has_body {
+        return None;
+    }
+    let mut reply = text(StatusCode::PAYLOAD_TOO_LARGE, "413 requests to this socket take no body");
+    reply.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    Some(reply)
 }
 
 async fn respond(request: Request<Incoming>, metadata: watch::Receiver<GuestMetadata>) -> Reply {

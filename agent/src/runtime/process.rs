@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::os::fd::RawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -113,14 +114,20 @@ fn spawn(spec: &WorkloadSpec, cgroup: Option<&InstanceCgroup>) -> Result<Child, 
         let path = path.to_owned();
         move |source| RuntimeError::Prepare { path, source }
     };
-    std::fs::create_dir_all(&spec.data_dir).map_err(prepare(&spec.data_dir))?;
+    // Private to the agent's user (DESIGN §15): data dirs 0700, logs 0600, also when a
+    // restored snapshot or an earlier run left them with other modes.
+    crate::config::create_private_dir(&spec.data_dir).map_err(prepare(&spec.data_dir))?;
     if let Some(parent) = spec.log_path.parent() {
-        std::fs::create_dir_all(parent).map_err(prepare(parent))?;
+        crate::config::create_private_dir(parent).map_err(prepare(parent))?;
     }
     let stdout = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&spec.log_path)
+        .map_err(prepare(&spec.log_path))?;
+    stdout
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(prepare(&spec.log_path))?;
     let stderr = stdout.try_clone().map_err(prepare(&spec.log_path))?;
 

@@ -259,3 +259,23 @@ async fn workload_runs_inside_its_limited_cgroup_when_v2_is_usable() {
     assert_eq!(max.trim(), "200000 100000");
     assert!(!Path::new("/sys/fs/cgroup/gpuspot").join(&id).exists());
 }
+
+#[tokio::test]
+async fn data_dirs_are_0700_and_logs_0600_even_when_they_existed() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Harness::new();
+    let spec = h.spec("i-modes", "exit 0");
+    let logs = spec.log_path.parent().expect("parent");
+    std::fs::create_dir_all(logs).expect("mkdir");
+    std::fs::write(&spec.log_path, "old\n").expect("write");
+    std::fs::set_permissions(&spec.log_path, std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    h.runtime.start(spec.clone()).expect("start");
+    assert_eq!(h.next_event().await.state, WorkloadState::Exited { code: Some(0) });
+    let mode =
+        |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&spec.data_dir), 0o700);
+    assert_eq!(mode(spec.data_dir.parent().expect("parent")), 0o700, "created parents too");
+    assert_eq!(mode(logs), 0o700);
+    assert_eq!(mode(&spec.log_path), 0o600);
+}

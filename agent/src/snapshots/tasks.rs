@@ -122,7 +122,10 @@ async fn run_restore(connection: &quinn::Connection, job: RestoreJob) -> TaskOut
 
 async fn restore(connection: &quinn::Connection, job: &RestoreJob) -> Result<(), String> {
     if let Some(parent) = job.scratch.parent() {
-        tokio::fs::create_dir_all(parent)
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
             .await
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }

@@ -4,7 +4,7 @@
 //! `finished` with a pending save: until the save is reported (`SnapshotSaved`, then the
 //! final `InstanceUpdate`), hellos report it as still running and it is never forgotten.
 
-use super::{LogTail, Supervisor};
+use super::Supervisor;
 use crate::snapshots::tasks::Packed;
 use crate::snapshots::{RestoreJob, SaveJob};
 use gpuspot_common::InstanceId;
@@ -79,7 +79,7 @@ impl Supervisor {
                 WorkloadState::Failed { message }
             }
         };
-        let log = LogTail { path: self.spec(&assignment).log_path, sent: assignment.log_offset };
+        let log = self.log_tail(self.spec(&assignment).log_path, assignment.log_offset);
         self.remember_finished(id.clone(), state.clone(), log, None);
         Some(Followup::Report(InstanceReport { instance_id: id.clone(), state }))
     }

@@ -1,4 +1,4 @@
-//! `gpuspot accounts create|show|pay|ledger`.
+//! `gpuspot accounts create|show|pay|ledger|rotate-token|disable|enable`.
 
 use super::Ctx;
 use crate::args::AccountsCmd;
@@ -9,7 +9,7 @@ use gpuspot_common::Money;
 use serde_json::{Value, json};
 
 const SHOW_ORDER: &[&str] =
-    &["id", "name", "balance", "overdue_since", "overdue_deadline", "token"];
+    &["id", "name", "balance", "overdue_since", "overdue_deadline", "disabled", "token"];
 
 pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
     match cmd {
@@ -17,7 +17,18 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
         AccountsCmd::Show { id } => show(ctx, &id),
         AccountsCmd::Pay { id, amount } => pay(ctx, &id, &amount),
         AccountsCmd::Ledger { id } => ledger(ctx, &id),
+        AccountsCmd::RotateToken { id } => {
+            let account = ctx.client.post_json(&format!("{}/token", path(&id)), &json!({}))?;
+            ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
+        }
+        AccountsCmd::Disable { id } => set_disabled(ctx, &id, true),
+        AccountsCmd::Enable { id } => set_disabled(ctx, &id, false),
     }
+}
+
+fn set_disabled(ctx: &Ctx, id: &str, disabled: bool) -> anyhow::Result<()> {
+    let account = ctx.client.patch_json(&path(id), &json!({ "disabled": disabled }))?;
+    ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
 }
 
 fn path(id: &str) -> String {

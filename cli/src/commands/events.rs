@@ -1,7 +1,8 @@
 //! `gpuspot events [--follow]`: reads the `GET /v1/events` server-sent event stream and
-//! prints one line per event. Without `--follow` it stops when the server closes the stream
-//! or the stream has been quiet for about a second; with it, it keeps reading and reconnects
-//! with `Last-Event-ID` when the connection drops.
+//! prints one line per event. Without `--follow` it asks for the replay of recent events
+//! (`Last-Event-ID: 0`: the server sends at most the 1,000 newest) and stops when the stream
+//! has been quiet for about a second; with it, it starts from now, keeps reading and
+//! reconnects with `Last-Event-ID` when the connection drops.
 
 use super::Ctx;
 use crate::args::EventsArgs;
@@ -35,7 +36,8 @@ pub fn run(ctx: &Ctx, args: &EventsArgs) -> anyhow::Result<()> {
     let mut connected_once = false;
     loop {
         parser.restart();
-        let opened = ctx.client.open_stream("/v1/events", parser.last_id(), idle);
+        let resume = parser.last_id().or((!args.follow).then_some("0"));
+        let opened = ctx.client.open_stream("/v1/events", resume, idle);
         let mut response = match opened {
             Ok(response) => response,
             Err(e) if args.follow && connected_once && e.is::<Unreachable>() => {

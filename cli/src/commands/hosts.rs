@@ -1,5 +1,5 @@
-//! `gpuspot hosts [list]` and `gpuspot hosts show ID` (admin). Host JSON is read loosely:
-//! whatever fields are there are printed.
+//! `gpuspot hosts [list]`, `gpuspot hosts show ID` and `gpuspot hosts delete ID` (admin).
+//! Host JSON is read loosely: whatever fields are there are printed.
 
 use super::Ctx;
 use crate::args::HostsCmd;
@@ -23,6 +23,7 @@ pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
     match cmd.unwrap_or(HostsCmd::List) {
         HostsCmd::List => list(ctx),
         HostsCmd::Show { id } => show(ctx, &id),
+        HostsCmd::Delete { id } => delete(ctx, &id),
     }
 }
 
@@ -93,6 +94,16 @@ fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
             println!();
             gpu_table(gpus).print();
         }
+    })
+}
+
+fn delete(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let host = ctx.client.delete(&format!("/v1/hosts/{}", encode_segment(id)))?;
+    ctx.emit(&host, |v| {
+        println!(
+            "deleted host {id} ({}): its certificate is revoked and its workloads stopped",
+            host_name(v)
+        )
     })
 }
 

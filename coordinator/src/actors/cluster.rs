@@ -68,6 +68,7 @@ impl ClusterActor {
             events: changes.events,
             price_points: changes.price_points,
             prune_prices_before,
+            deleted_hosts: changes.removed_hosts,
         };
         let done = self.writer.submit(
             batch,
@@ -142,6 +143,9 @@ impl Handler<AgentEvent> for ClusterActor {
     type Result = ();
 
     fn handle(&mut self, event: AgentEvent, _: &mut Context<Self>) {
+        let Some(event) = self.turn_away_forgotten(event) else {
+            return;
+        };
         let now = self.clock.now();
         match event {
             AgentEvent::Connected {

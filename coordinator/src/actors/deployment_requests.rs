@@ -31,7 +31,9 @@ impl ClusterActor {
         id: &DeploymentId,
         moved: Option<usize>,
     ) -> Result<DeploymentView, ApiError> {
-        let deployment = self.visible_deployment(&Scope::Admin, id)?.clone();
+        let mut deployment = self.visible_deployment(&Scope::Admin, id)?.clone();
+        // A crash-loop countdown reads as of now, not as of the crash.
+        deployment.reason = deployment.reason_at(self.clock.now());
         let instances = self.core.deployment_instances(id).into_iter().cloned().collect();
         Ok(DeploymentView { deployment, instances, moved })
     }

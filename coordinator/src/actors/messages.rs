@@ -84,6 +84,20 @@ pub enum ApiRequest {
         id: AccountId,
         amount: Money,
     },
+    RotateToken {
+        scope: Scope,
+        id: AccountId,
+        token_hash: String,
+    },
+    /// Admin only (checked by the API).
+    ChangeAccount {
+        id: AccountId,
+        disabled: Option<bool>,
+    },
+    /// Admin only (checked by the API): forget the host, revoke its certificate.
+    DeleteHost {
+        id: HostId,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +188,8 @@ pub enum ApiError {
     PaymentRequired(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("could not persist the change: {0}")]
     Store(String),
 }

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 mod deployment_requests;
+mod host_requests;
 pub mod messages;
 mod requests;
 

@@ -74,7 +74,10 @@ impl ClusterActor {
             | ApiRequest::DeleteInstance { .. }
             | ApiRequest::ChangeInstance { .. }
             | ApiRequest::CreateAccount { .. }
-            | ApiRequest::Pay { .. } => return None,
+            | ApiRequest::Pay { .. }
+            | ApiRequest::RotateToken { .. }
+            | ApiRequest::ChangeAccount { .. }
+            | ApiRequest::DeleteHost { .. } => return None,
         })
     }
 
@@ -133,6 +136,9 @@ impl ClusterActor {
                 let Some(owner) = self.core.account(&account) else {
                     return Err(ApiError::NotFound(format!("account {account}")));
                 };
+                if owner.disabled {
+                    return Err(ApiError::Forbidden(format!("account {account} is disabled")));
+                }
                 if !self.core.may_start(&owner.id) {
                     return Err(ApiError::PaymentRequired(format!(
                         "account {account} is overdue (balance {}): pay to start new instances",
@@ -171,16 +177,42 @@ impl ClusterActor {
             }
             ApiRequest::Pay { scope, id, amount } => {
                 self.visible_account(&scope, &id)?;
-                let entry = self.core.pay(&id, amount, now).map_err(|e| match e {
-                    AccountError::Unknown(_) => ApiError::NotFound(e.to_string()),
-                    AccountError::NonPositivePayment => ApiError::BadRequest(e.to_string()),
-                })?;
+                let entry = self.core.pay(&id, amount, now).map_err(account_error)?;
                 let account = self.visible_account(&Scope::Admin, &id)?.clone();
                 Ok(ApiReply::Payment(Box::new(entry), Box::new(account)))
             }
+            ApiRequest::RotateToken { scope, id, token_hash } => {
+                self.visible_account(&scope, &id)?;
+                self.core.rotate_token(&id, token_hash, now).map_err(account_error)?;
+                self.visible_account(&scope, &id).map(|a| ApiReply::Account(Box::new(a.clone())))
+            }
+            ApiRequest::ChangeAccount { id, disabled } => {
+                self.visible_account(&Scope::Admin, &id)?;
+                if id.as_str() == crate::core::accounts::OPERATOR {
+                    return Err(ApiError::Conflict(
+                        "the operator account cannot be changed".into(),
+                    ));
+                }
+                if let Some(disabled) = disabled {
+                    self.core.set_disabled(&id, disabled, now).map_err(account_error)?;
+                }
+                self.visible_account(&Scope::Admin, &id)
+                    .map(|a| ApiReply::Account(Box::new(a.clone())))
+            }
             ApiRequest::Deployment(request) => self.write_deployment(request),
+            ApiRequest::DeleteHost { id } => self.delete_host(id),
             other => unreachable!("{other:?} is answered by read()"),
         }
+    }
+}
+
+fn account_error(error: AccountError) -> ApiError {
+    match error {
+        AccountError::Unknown(_) => ApiError::NotFound(error.to_string()),
+        AccountError::NonPositivePayment | AccountError::Overflow(_) => {
+            ApiError::BadRequest(error.to_string())
+        }
+        AccountError::Disabled(_) => ApiError::Forbidden(error.to_string()),
     }
 }
 

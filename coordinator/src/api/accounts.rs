@@ -1,5 +1,6 @@
-//! `/v1/accounts`: accounts (created by the admin, each with its API token), payments and
-//! the ledger. An account sees only itself; another account's id answers 404.
+//! `/v1/accounts`: accounts (created by the admin, each with its API token), payments (the
+//! admin's alone, DESIGN §15), token rotation, disabling, and the ledger. An account sees
+//! only itself; another account's id answers 404.
 
 use super::AppState;
 use super::auth::Caller;
@@ -16,6 +17,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/accounts", web::post().to(create))
         .route("/accounts", web::get().to(list))
         .route("/accounts/{id}", web::get().to(show))
+        .route("/accounts/{id}", web::patch().to(change))
+        .route("/accounts/{id}/token", web::post().to(rotate_token))
         .route("/accounts/{id}/payments", web::post().to(pay))
         .route("/accounts/{id}/ledger", web::get().to(ledger));
 }
@@ -29,8 +32,17 @@ pub fn view(account: &Account) -> Value {
         "overdue_since": account.overdue_since,
         "overdue_deadline": account.overdue_deadline,
         "webhook_url": account.webhook_url,
+        "disabled": account.disabled,
         "created_at": account.created_at,
     })
+}
+
+/// The account in an actor reply that must be one.
+fn account_reply(reply: ApiReply) -> Result<Box<Account>, HttpError> {
+    match reply {
+        ApiReply::Account(account) => Ok(account),
+        other => Err(HttpError::unexpected(other)),
+    }
 }
 
 pub fn entry_view(entry: &LedgerEntry) -> Value {
@@ -45,6 +57,7 @@ pub fn entry_view(entry: &LedgerEntry) -> Value {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
     webhook_url: Option<String>,
@@ -72,9 +85,7 @@ async fn create(
         token_hash: token_hash(&token),
         webhook_url: body.webhook_url,
     };
-    let ApiReply::Account(account) = state.ask(request).await? else {
-        return Err(HttpError::internal("unexpected reply"));
-    };
+    let account = account_reply(state.ask(request).await?)?;
     state.directory.add(&account);
     let mut body = view(&account);
     body["token"] = json!(token);
@@ -83,8 +94,9 @@ async fn create(
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    let ApiReply::Accounts(accounts) = state.ask(ApiRequest::ListAccounts).await? else {
-        return Err(HttpError::internal("unexpected reply"));
+    let accounts = match state.ask(ApiRequest::ListAccounts).await? {
+        ApiReply::Accounts(accounts) => accounts,
+        other => return Err(HttpError::unexpected(other)),
     };
     Ok(HttpResponse::Ok().json(accounts.iter().map(view).collect::<Vec<_>>()))
 }
@@ -95,15 +107,36 @@ async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let request = ApiRequest::GetAccount { scope: caller.scope, id: AccountId(id.into_inner()) };
-    let ApiReply::Account(account) = state.ask(request).await? else {
-        return Err(HttpError::internal("unexpected reply"));
-    };
+    let account = account_reply(state.ask(request).await?)?;
     Ok(HttpResponse::Ok().json(view(&account)))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PaymentBody {
     amount: String,
+}
+
+/// The most one payment may add: 1,000,000,000 units.
+const MAX_PAYMENT: Money = Money(1_000_000_000 * gpuspot_common::money::MICROS_PER_UNIT);
+
+/// `^[0-9]+(\.[0-9]{1,6})?$`, above zero, at most [`MAX_PAYMENT`].
+fn payment_amount(text: &str) -> Result<Money, HttpError> {
+    let invalid =
+        |why: &str| HttpError::bad_request("invalid_request", format!("amount {text:?}: {why}"));
+    let (whole, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(frac) || frac.len() > 6 {
+        return Err(invalid("expected a decimal like \"10.00\" with at most 6 decimals"));
+    }
+    let amount: Money = text.parse().map_err(|_| invalid("out of range"))?;
+    if amount <= Money::ZERO {
+        return Err(invalid("must be more than zero"));
+    }
+    if amount > MAX_PAYMENT {
+        return Err(invalid("at most 1000000000 per payment"));
+    }
+    Ok(amount)
 }
 
 async fn pay(
@@ -112,16 +145,53 @@ async fn pay(
     id: web::Path<String>,
     body: web::Json<PaymentBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let amount: Money = body
-        .amount
-        .parse()
-        .map_err(|e| HttpError::bad_request("invalid_request", format!("amount: {e}")))?;
+    caller.require_admin()?;
+    let amount = payment_amount(&body.amount)?;
     let request = ApiRequest::Pay { scope: caller.scope, id: AccountId(id.into_inner()), amount };
-    let ApiReply::Payment(entry, account) = state.ask(request).await? else {
-        return Err(HttpError::internal("unexpected reply"));
+    let (entry, account) = match state.ask(request).await? {
+        ApiReply::Payment(entry, account) => (entry, account),
+        other => return Err(HttpError::unexpected(other)),
     };
     Ok(HttpResponse::Created()
         .json(json!({ "entry": entry_view(&entry), "account": view(&account) })))
+}
+
+async fn rotate_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let token = new_token();
+    let request = ApiRequest::RotateToken {
+        scope: caller.scope,
+        id: AccountId(id.into_inner()),
+        token_hash: token_hash(&token),
+    };
+    let account = account_reply(state.ask(request).await?)?;
+    state.directory.set(&account);
+    let mut body = view(&account);
+    body["token"] = json!(token);
+    Ok(HttpResponse::Created().json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    disabled: Option<bool>,
+}
+
+async fn change(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<ChangeBody>,
+) -> Result<HttpResponse, HttpError> {
+    caller.require_admin()?;
+    let request =
+        ApiRequest::ChangeAccount { id: AccountId(id.into_inner()), disabled: body.disabled };
+    let account = account_reply(state.ask(request).await?)?;
+    state.directory.set(&account);
+    Ok(HttpResponse::Ok().json(view(&account)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,4 +214,21 @@ async fn ledger(
         .map_err(|e| HttpError::internal(e.to_string()))?
         .map_err(|e| HttpError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(entries.iter().map(entry_view).collect::<Vec<_>>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_amounts_are_strict() {
+        assert_eq!(payment_amount("10.00").unwrap(), Money(10_000_000));
+        assert_eq!(payment_amount("0.000001").unwrap(), Money(1));
+        assert_eq!(payment_amount("1000000000").unwrap(), MAX_PAYMENT);
+        for bad in ["", "0", "0.0", "-1", "+1", "1.", ".5", "1.1234567", "1e3", " 1", "1,5"] {
+            assert!(payment_amount(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(payment_amount("1000000000.000001").is_err());
+        assert!(payment_amount("9223372036854775807").is_err());
+    }
 }

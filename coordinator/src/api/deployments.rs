@@ -147,6 +147,7 @@ pub fn view(v: &DeploymentView) -> Value {
         "id": d.id, "name": d.name, "account_id": d.account_id, "mode": d.mode,
         "replicas": d.replicas, "completions": d.completions, "parallelism": d.parallelism,
         "retry_limit": d.retry_limit, "succeeded": d.succeeded, "failed": d.failed,
+        "restarts": d.restarts,
         "state": d.state, "reason": d.reason, "specs": d.specs, "template": d.template,
         "created_at": d.created_at,
         "instances": v.instances.iter().map(views::instance).collect::<Vec<_>>(),

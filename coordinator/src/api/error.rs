@@ -77,6 +77,7 @@ impl From<ApiError> for HttpError {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }
             ApiError::BadRequest(message) => HttpError::bad_request("invalid_request", message),
+            ApiError::Forbidden(message) => HttpError::forbidden(message),
             ApiError::Store(_) => HttpError::internal(error.to_string()),
         }
     }

@@ -1,22 +1,35 @@
-//! `GET /v1/events`: every change as server-sent events. The stream first replays the
-//! stored events after `Last-Event-ID` (header, or `?after=`), then follows live ones; an
-//! account sees only its own. A subscriber that falls behind the live feed catches up from
-//! the store, so nothing is skipped.
+//! `GET /v1/events`: every change as server-sent events; an account sees only its own.
+//!
+//! Bounded on purpose (DESIGN §15), since every tenant may open streams and not read them:
+//! - without `Last-Event-ID` (header, or `?after=`) a stream starts from now: no replay;
+//! - with one, it replays at most the [`MAX_REPLAY`] newest matching events after it, then
+//!   follows live ones;
+//! - at most [`MAX_STREAMS_PER_TOKEN`] streams per token at once (429 beyond);
+//! - a stream that falls further behind the live feed than its buffer holds (the client is
+//!   not reading, or not fast enough) is closed. actix stops polling a body whose socket
+//!   does not drain, so such a client costs a bounded write buffer until the feed overflows;
+//!   a client that reconnects with `Last-Event-ID` resumes where it stopped.
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use crate::actors::Scope;
 use crate::core::cluster::Event;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
+use futures::StreamExt;
+use gpuspot_common::AccountId;
 use serde::Deserialize;
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-const PAGE: usize = 500;
+pub const MAX_STREAMS_PER_TOKEN: usize = 8;
+pub const MAX_REPLAY: usize = 1000;
+/// Replayed events are read in pages, so a stream that is not read holds one page at most.
+const REPLAY_PAGE: usize = 100;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,8 +37,52 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     after: Option<u64>,
+}
+
+/// Open streams per token. A [`StreamSlot`] gives its place back when the stream ends.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    open: Mutex<HashMap<String, usize>>,
+}
+
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    key: String,
+}
+
+impl StreamSlots {
+    fn take(self: &Arc<Self>, key: String) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key.clone()).or_default();
+        if *count >= MAX_STREAMS_PER_TOKEN {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot { slots: self.clone(), key })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A token's streams are counted together; an account has one token at a time.
+fn slot_key(scope: &Scope) -> String {
+    match scope {
+        Scope::Admin => "admin".into(),
+        Scope::Account(account) => account.to_string(),
+    }
 }
 
 struct Feed {
@@ -34,7 +91,9 @@ struct Feed {
     scope: Scope,
     last_id: u64,
     backlog: VecDeque<Event>,
-    catching_up: bool,
+    /// Replayed events still to read from the store.
+    replay_left: usize,
+    _slot: StreamSlot,
 }
 
 /// Admins see everything; an account sees its own events and the market's price moves.
@@ -53,42 +112,82 @@ pub fn format_sse(event: &Event) -> Bytes {
 }
 
 impl Feed {
-    /// The next chunk to send: a stored or live event, or a keep-alive comment.
-    async fn next_chunk(&mut self) -> Result<Bytes, HttpError> {
+    /// The next chunk to send: a replayed or live event, or a keep-alive comment; `None`
+    /// when the stream must end.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(event) = self.backlog.pop_front() {
                 self.last_id = self.last_id.max(event.id);
-                if visible(&self.scope, &event) {
-                    return Ok(format_sse(&event));
-                }
-                continue;
+                return Some(format_sse(&event));
             }
-            if self.catching_up {
-                self.read_page().await?;
-                continue;
+            if self.replay_left > 0 {
+                match self.replay_page().await {
+                    Ok(()) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "event replay failed; closing the stream");
+                        return None;
+                    }
+                }
             }
             match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
-                Err(_) => return Ok(Bytes::from_static(b": keep-alive\n\n")),
-                Ok(Ok(event)) if event.id > self.last_id => self.backlog.push_back(event),
-                Ok(Ok(_)) => {}
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => self.catching_up = true,
-                Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    return Err(HttpError::internal("event feed closed"));
+                Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                Ok(Ok(event)) if event.id > self.last_id && visible(&self.scope, &event) => {
+                    self.backlog.push_back(event)
                 }
+                Ok(Ok(_)) => {}
+                Ok(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    tracing::info!(
+                        missed,
+                        last_id = self.last_id,
+                        "closing an event stream that does not keep up"
+                    );
+                    return None;
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             }
         }
     }
 
-    async fn read_page(&mut self) -> Result<(), HttpError> {
-        let (store, after) = (self.store.clone(), self.last_id);
-        let page = web::block(move || store.events_after(after, PAGE))
+    async fn replay_page(&mut self) -> Result<(), HttpError> {
+        let (store, after, account) = (self.store.clone(), self.last_id, account_of(&self.scope));
+        let limit = self.replay_left.min(REPLAY_PAGE);
+        let page = web::block(move || store.events_visible_after(after, account.as_ref(), limit))
             .await
             .map_err(|e| HttpError::internal(e.to_string()))?
             .map_err(|e| HttpError::internal(e.to_string()))?;
-        self.catching_up = page.len() == PAGE;
+        self.replay_left = if page.len() < limit { 0 } else { self.replay_left - page.len() };
         self.backlog.extend(page);
         Ok(())
     }
+}
+
+fn account_of(scope: &Scope) -> Option<AccountId> {
+    match scope {
+        Scope::Admin => None,
+        Scope::Account(account) => Some(account.clone()),
+    }
+}
+
+/// `Last-Event-ID` wins over `?after=`; neither means "from now on".
+fn resume_point(request: &HttpRequest, after: Option<u64>) -> Result<Option<u64>, HttpError> {
+    match request.headers().get("Last-Event-ID") {
+        None => Ok(after),
+        Some(value) => match value.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(id) => Ok(Some(id)),
+            None => {
+                Err(HttpError::bad_request("invalid_header", "Last-Event-ID must be an event id"))
+            }
+        },
+    }
+}
+
+/// Where the replay after `after` starts, so that it holds at most [`MAX_REPLAY`] events.
+async fn replay_start(state: &AppState, scope: &Scope, after: u64) -> Result<u64, HttpError> {
+    let (store, account) = (state.store.clone(), account_of(scope));
+    web::block(move || store.replay_start(after, account.as_ref(), MAX_REPLAY))
+        .await
+        .map_err(|e| HttpError::internal(e.to_string()))?
+        .map_err(|e| HttpError::internal(e.to_string()))
 }
 
 async fn stream(
@@ -97,38 +196,36 @@ async fn stream(
     request: HttpRequest,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, HttpError> {
-    let header = request
-        .headers()
-        .get("Last-Event-ID")
-        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
-    let last_id = match header {
-        Some(None) => {
-            return Err(HttpError::bad_request(
-                "invalid_header",
-                "Last-Event-ID must be an event id",
-            ));
-        }
-        Some(Some(id)) => id,
-        None => query.after.unwrap_or(0),
+    let resume = resume_point(&request, query.after)?;
+    let slot = state.streams.take(slot_key(&caller.scope)).ok_or_else(|| {
+        HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("at most {MAX_STREAMS_PER_TOKEN} event streams per token at once"),
+        )
+    })?;
+    // Subscribe before reading the store, so no event falls between the two; events in
+    // both are skipped by id.
+    let live = state.events.subscribe();
+    let (last_id, replay_left) = match resume {
+        Some(after) => (replay_start(&state, &caller.scope, after).await?, MAX_REPLAY),
+        None => (0, 0),
     };
-    // Subscribe before reading the store, so no event falls between the two.
     let feed = Feed {
         store: state.store.clone(),
-        live: state.events.subscribe(),
+        live,
         scope: caller.scope,
         last_id,
         backlog: VecDeque::new(),
-        catching_up: true,
+        replay_left,
+        _slot: slot,
     };
-    let body = futures::stream::unfold(feed, |mut feed| async move {
-        match feed.next_chunk().await {
-            Ok(chunk) => Some((Ok::<_, actix_web::Error>(chunk), feed)),
-            Err(e) => {
-                tracing::warn!(error = %e, "event stream ended");
-                None
-            }
-        }
-    });
+    // A comment first, so the client has the headers at once, not at the first event.
+    let opening = futures::stream::once(async { Ok(Bytes::from_static(b": stream open\n\n")) });
+    let body = opening.chain(futures::stream::unfold(feed, |mut feed| async move {
+        let chunk = feed.next_chunk().await?;
+        Some((Ok::<_, actix_web::Error>(chunk), feed))
+    }));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

@@ -1,4 +1,5 @@
-//! `/v1/hosts`: the fleet with its units, GPUs and health (admin only).
+//! `/v1/hosts`: the fleet with its units, GPUs and health, and deleting a host (admin
+//! only).
 
 use super::AppState;
 use super::auth::Caller;
@@ -9,7 +10,9 @@ use actix_web::{HttpResponse, web};
 use gpuspot_common::HostId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/hosts", web::get().to(list)).route("/hosts/{id}", web::get().to(show));
+    cfg.route("/hosts", web::get().to(list))
+        .route("/hosts/{id}", web::get().to(show))
+        .route("/hosts/{id}", web::delete().to(delete));
 }
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
@@ -29,6 +32,20 @@ async fn show(
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
     match state.ask(ApiRequest::GetHost { id: HostId(id.into_inner()) }).await? {
+        ApiReply::Host(host) => Ok(HttpResponse::Ok().json(views::host(&host))),
+        other => Err(HttpError::unexpected(other)),
+    }
+}
+
+/// Forgets the host and revokes its certificate (DESIGN §15); answers with the host as it
+/// was, GPUs still naming the instances that were stopped.
+async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    caller.require_admin()?;
+    match state.ask(ApiRequest::DeleteHost { id: HostId(id.into_inner()) }).await? {
         ApiReply::Host(host) => Ok(HttpResponse::Ok().json(views::host(&host))),
         other => Err(HttpError::unexpected(other)),
     }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub store: std::sync::Arc<dyn crate::store::Store>,
     pub events: tokio::sync::broadcast::Sender<crate::core::cluster::Event>,
     pub directory: std::sync::Arc<crate::directory::Directory>,
+    /// Open event streams per token (DESIGN §15).
+    pub streams: std::sync::Arc<events::StreamSlots>,
 }
 
 impl AppState {

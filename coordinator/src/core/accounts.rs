@@ -17,6 +17,10 @@ pub enum AccountError {
     Unknown(AccountId),
     #[error("a payment must be a positive amount")]
     NonPositivePayment,
+    #[error("the payment would overflow the balance of account {0}; nothing was booked")]
+    Overflow(AccountId),
+    #[error("account {0} is disabled")]
+    Disabled(AccountId),
 }
 
 impl Cluster {
@@ -46,6 +50,7 @@ impl Cluster {
             overdue_deadline: None,
             created_at: now,
             unlimited: false,
+            disabled: false,
         };
         self.accounts.insert(id.clone(), account);
         self.touch_account(&id);
@@ -79,7 +84,9 @@ impl Cluster {
         }
         let entry_id = self.next_ledger_id();
         let account = self.accounts.get_mut(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
-        let entry = account.book(entry_id, EntryKind::Payment, amount, None, now);
+        let entry = account
+            .book(entry_id, EntryKind::Payment, amount, None, now)
+            .ok_or_else(|| AccountError::Overflow(id.clone()))?;
         let settled = account.is_overdue() && account.balance >= Money::ZERO;
         self.push_ledger(entry.clone());
         self.touch_account(id);
@@ -142,7 +149,7 @@ impl Cluster {
         let price = instance.price.unwrap_or(Money::ZERO);
         let gpus = instance.gpu_uuids.len() as u32;
         instance.meter.accrue(price, gpus, now);
-        let due = if charge { instance.meter.take_due() } else { Money::ZERO };
+        let due = if charge { instance.meter.due() } else { Money::ZERO };
         let account_id = instance.account_id.clone();
         self.touch_instance(id);
         if due.micros() == 0 {
@@ -150,8 +157,17 @@ impl Cluster {
         }
         let entry_id = self.next_ledger_id();
         let account = self.accounts.get_mut(&account_id)?;
-        let entry =
-            account.book(entry_id, EntryKind::Charge, Money(-due.micros()), Some(id.clone()), now);
+        let Some(entry) =
+            account.book(entry_id, EntryKind::Charge, Money(-due.micros()), Some(id.clone()), now)
+        else {
+            // Unreachable with real prices; if it ever happens the charge stays due rather
+            // than leave a balance that differs from its ledger.
+            tracing::error!(instance = %id, account = %account_id, "charge would overflow the balance; kept due");
+            return None;
+        };
+        if let Some(instance) = self.instances.get_mut(id) {
+            instance.meter.take_due();
+        }
         self.push_ledger(entry);
         self.touch_account(&account_id);
         Some(account_id)
@@ -228,8 +244,67 @@ impl Cluster {
         }
     }
 
-    /// Whether new work may start for this account (not while it is overdue).
+    /// Whether new work may start for this account (not while it is overdue or disabled).
     pub fn may_start(&self, id: &AccountId) -> bool {
-        self.accounts.get(id).is_some_and(|a| !a.is_overdue())
+        self.accounts.get(id).is_some_and(|a| !a.is_overdue() && !a.disabled)
+    }
+
+    /// A new token for the account; returns the old token's hash, which stops working.
+    pub fn rotate_token(
+        &mut self,
+        id: &AccountId,
+        token_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<String, AccountError> {
+        let account = self.accounts.get_mut(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
+        if account.disabled {
+            return Err(AccountError::Disabled(id.clone()));
+        }
+        let old = std::mem::replace(&mut account.token_hash, token_hash);
+        self.touch_account(id);
+        self.account_event(now, "token_rotated", id, serde_json::json!({}));
+        Ok(old)
+    }
+
+    /// Disabling ends the account's deployments and terminates its instances (reason
+    /// `user`); enabling again only lets its token in again.
+    pub fn set_disabled(
+        &mut self,
+        id: &AccountId,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccountError> {
+        let account = self.accounts.get_mut(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
+        if account.disabled == disabled {
+            return Ok(());
+        }
+        account.disabled = disabled;
+        self.touch_account(id);
+        let kind = if disabled { "account_disabled" } else { "account_enabled" };
+        self.account_event(now, kind, id, serde_json::json!({}));
+        if disabled {
+            self.end_account_work(id, now);
+        }
+        Ok(())
+    }
+
+    fn end_account_work(&mut self, id: &AccountId, now: DateTime<Utc>) {
+        let deployments: Vec<_> = self
+            .deployments()
+            .filter(|d| &d.account_id == id && !d.state.is_final())
+            .map(|d| d.id.clone())
+            .collect();
+        for deployment in deployments {
+            let _ = self.delete_deployment(&deployment, now);
+        }
+        let instances: Vec<InstanceId> = self
+            .instances
+            .values()
+            .filter(|i| &i.account_id == id && i.state != InstanceState::Terminated)
+            .map(|i| i.id.clone())
+            .collect();
+        for instance in instances {
+            let _ = self.delete_instance(&instance, now);
+        }
     }
 }

@@ -47,6 +47,11 @@ impl Meter {
         self.metered_until = Some(now);
     }
 
+    /// What is due and not yet charged.
+    pub fn due(&self) -> Money {
+        Money(self.accrued - self.charged)
+    }
+
     /// What is due and not yet charged; marks it charged.
     pub fn take_due(&mut self) -> Money {
         let due = self.accrued - self.charged;
@@ -88,6 +93,9 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
     /// The built-in operator account has no balance limit.
     pub unlimited: bool,
+    /// Set by the admin: the token is refused and nothing of the account runs.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl Account {
@@ -95,7 +103,8 @@ impl Account {
         self.overdue_since.is_some()
     }
 
-    /// Books `amount` and returns the ledger entry.
+    /// Books `amount` and returns the ledger entry; `None`, changing nothing, when the
+    /// balance would overflow.
     pub fn book(
         &mut self,
         id: u64,
@@ -103,9 +112,9 @@ impl Account {
         amount: Money,
         instance_id: Option<InstanceId>,
         at: DateTime<Utc>,
-    ) -> LedgerEntry {
-        self.balance = self.balance.saturating_add(amount);
-        LedgerEntry {
+    ) -> Option<LedgerEntry> {
+        self.balance = self.balance.checked_add(amount)?;
+        Some(LedgerEntry {
             id,
             account_id: self.id.clone(),
             at,
@@ -113,7 +122,7 @@ impl Account {
             amount,
             instance_id,
             balance_after: self.balance,
-        }
+        })
     }
 }
 
@@ -201,14 +210,27 @@ mod tests {
             overdue_deadline: None,
             created_at: t(0),
             unlimited: false,
+            disabled: false,
         };
         let entries = [
-            account.book(1, EntryKind::Payment, Money(10_000_000), None, t(0)),
-            account.book(2, EntryKind::Charge, Money(-2_500_001), Some("i-1".into()), t(5)),
-            account.book(3, EntryKind::Charge, Money(-8_000_000), Some("i-1".into()), t(9)),
+            account.book(1, EntryKind::Payment, Money(10_000_000), None, t(0)).unwrap(),
+            account
+                .book(2, EntryKind::Charge, Money(-2_500_001), Some("i-1".into()), t(5))
+                .unwrap(),
+            account
+                .book(3, EntryKind::Charge, Money(-8_000_000), Some("i-1".into()), t(9))
+                .unwrap(),
         ];
         let sum: i64 = entries.iter().map(|e| e.amount.micros()).sum();
         assert_eq!(account.balance, Money(sum));
         assert_eq!(entries[2].balance_after, Money(-500_001));
+        let top = account.book(4, EntryKind::Payment, Money(i64::MAX - 1), None, t(10)).unwrap();
+        assert_eq!(top.balance_after, Money(i64::MAX - 500_002));
+        assert_eq!(account.book(5, EntryKind::Payment, Money(500_003), None, t(11)), None);
+        assert_eq!(
+            account.balance,
+            Money(i64::MAX - 500_002),
+            "an overflowing entry changes nothing"
+        );
     }
 }

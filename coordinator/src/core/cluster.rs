@@ -43,6 +43,8 @@ pub struct Changes {
     pub events: Vec<Event>,
     pub price_points: Vec<PricePoint>,
     pub sends: Vec<Effect>,
+    /// Hosts the operator deleted (see `registry::removal`).
+    pub removed_hosts: Vec<super::registry::RemovedHost>,
 }
 
 impl Changes {
@@ -56,6 +58,7 @@ impl Changes {
             && self.events.is_empty()
             && self.price_points.is_empty()
             && self.sends.is_empty()
+            && self.removed_hosts.is_empty()
     }
 }
 
@@ -108,6 +111,8 @@ pub struct Cluster {
     pub(super) deployments: BTreeMap<DeploymentId, Deployment>,
     dirty_deployments: BTreeSet<DeploymentId>,
     pub(super) pending_reconciles: BTreeSet<DeploymentId>,
+    /// Replica sets waiting to replace crashed replicas, and the backoff settings.
+    pub(super) crash_restarts: super::crash_loop::CrashRestarts,
     pub(super) snapshots: BTreeMap<String, SnapshotRecord>,
     /// Latest snapshot id per lineage (deployment, or lone instance).
     pub(super) latest_snapshot: BTreeMap<String, String>,
@@ -143,6 +148,7 @@ impl Cluster {
             deployments: BTreeMap::new(),
             dirty_deployments: BTreeSet::new(),
             pending_reconciles: BTreeSet::new(),
+            crash_restarts: Default::default(),
             snapshots: BTreeMap::new(),
             latest_snapshot: BTreeMap::new(),
             new_snapshots: Vec::new(),
@@ -214,6 +220,7 @@ impl Cluster {
     pub fn with_deployments(mut self, deployments: Vec<Deployment>) -> Self {
         for d in deployments {
             self.next_seq = self.next_seq.max(d.seq + 1);
+            self.crash_restarts.restored(&d);
             self.deployments.insert(d.id.clone(), d);
         }
         self
@@ -273,6 +280,7 @@ impl Cluster {
             events: std::mem::take(&mut self.events),
             price_points: std::mem::take(&mut self.price_points),
             sends: std::mem::take(&mut self.sends),
+            removed_hosts: self.registry.take_removed(),
         }
     }
 
@@ -480,5 +488,6 @@ fn operator_account() -> Account {
         overdue_deadline: None,
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         unlimited: true,
+        disabled: false,
     }
 }

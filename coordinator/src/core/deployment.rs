@@ -2,6 +2,7 @@
 //! Container), an ordered list of specs (e.g. spot H100, spot A100, regular H100) and a
 //! template; each new instance takes the first spec that can be placed now.
 
+use super::crash_loop::CrashLoop;
 use super::model::{Billing, GpuRequest, Instance, InstanceRequest, Range, SnapshotOptions};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId};
@@ -72,7 +73,14 @@ pub struct Deployment {
     pub state: DeploymentState,
     pub reason: Option<String>,
     pub succeeded: u32,
+    /// Job: failed runs; replica set: crashed runs.
     pub failed: u32,
+    /// Replica set: replicas started to replace crashed ones.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Replica set: the crash-loop backoff's state.
+    #[serde(default)]
+    pub crash_loop: CrashLoop,
     pub created_at: DateTime<Utc>,
     pub seq: u64,
 }

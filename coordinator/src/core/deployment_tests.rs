@@ -14,12 +14,12 @@ use gpuspot_common::{AccountId, DeploymentId, GpuInfo, HostId, HostInventory, Mo
 const HOLD: i64 = 10;
 const NOTICE: i64 = 5;
 
-fn t(seconds: i64) -> DateTime<Utc> {
+pub(super) fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-04-08T05:00:00Z").unwrap().with_timezone(&Utc)
         + Duration::seconds(seconds)
 }
 
-fn cluster(hosts: &[(&str, u32)]) -> Cluster {
+pub(super) fn cluster(hosts: &[(&str, u32)]) -> Cluster {
     cluster_of(&hosts.iter().map(|(n, g)| (*n, *g, "NVIDIA H100")).collect::<Vec<_>>())
 }
 
@@ -69,7 +69,7 @@ fn spec(billing: Billing) -> DeploymentSpec {
     }
 }
 
-fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32) -> NewDeployment {
+pub(super) fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32) -> NewDeployment {
     NewDeployment {
         name: "d".into(),
         mode,
@@ -87,7 +87,7 @@ fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32) -> NewDepl
 }
 
 /// The agents start whatever was placed.
-fn start_scheduled(cluster: &mut Cluster, at: DateTime<Utc>) {
+pub(super) fn start_scheduled(cluster: &mut Cluster, at: DateTime<Utc>) {
     let scheduled: Vec<Instance> =
         cluster.instances().filter(|i| i.state == InstanceState::Scheduled).cloned().collect();
     for i in scheduled {
@@ -96,12 +96,12 @@ fn start_scheduled(cluster: &mut Cluster, at: DateTime<Utc>) {
     }
 }
 
-fn end(cluster: &mut Cluster, i: &Instance, state: WorkloadState, at: DateTime<Utc>) {
+pub(super) fn end(cluster: &mut Cluster, i: &Instance, state: WorkloadState, at: DateTime<Utc>) {
     let report = InstanceReport { instance_id: i.id.clone(), state };
     cluster.instance_update(i.host_id.as_ref().unwrap(), &report, at);
 }
 
-fn running(cluster: &Cluster, id: &DeploymentId) -> Vec<Instance> {
+pub(super) fn running(cluster: &Cluster, id: &DeploymentId) -> Vec<Instance> {
     cluster
         .deployment_instances(id)
         .into_iter()

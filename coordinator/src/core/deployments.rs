@@ -1,10 +1,12 @@
 //! Deployments in the cluster: each reconcile compares what a deployment wants with the
 //! instances it has, and starts or stops instances to close the gap. New instances take the
 //! first spec that can be placed now; a ReplicaSet replaces a replica the moment it gets a
-//! termination notice (it drains meanwhile); a Job counts successful exits, retries real
-//! failures up to its limit, and re-runs reclaimed or lost runs without counting them.
+//! termination notice (it drains meanwhile) and replaces crashed replicas after a backoff
+//! ([`super::crash_loop`]); a Job counts successful exits, retries real failures up to its
+//! limit, and re-runs reclaimed or lost runs without counting them.
 
 use super::cluster::Cluster;
+use super::crash_loop::crash_cause;
 use super::deployment::{Deployment, DeploymentSpec, DeploymentState, Mode, Template};
 use super::model::{EndReason, Instance, InstanceState};
 use chrono::{DateTime, Utc};
@@ -80,6 +82,8 @@ impl Cluster {
             reason: Some("starting".into()),
             succeeded: 0,
             failed: 0,
+            restarts: 0,
+            crash_loop: Default::default(),
             created_at: now,
             seq,
         };
@@ -96,6 +100,7 @@ impl Cluster {
             d.account_id.clone(),
             serde_json::json!({
                 "deployment_id": d.id, "state": d.state, "succeeded": d.succeeded, "failed": d.failed,
+                "restarts": d.restarts,
             }),
         );
         self.event_for_account(now, kind, &account, data);
@@ -123,6 +128,9 @@ impl Cluster {
             return Err(DeploymentError::Conflict(
                 "only a replicaset has replicas to scale".into(),
             ));
+        }
+        if specs.is_some() || template.is_some() {
+            self.forget_crashes(id);
         }
         let Some(d) = self.deployments.get_mut(id) else {
             return Err(DeploymentError::Unknown(id.clone()));
@@ -222,12 +230,17 @@ impl Cluster {
         }
     }
 
-    /// Job accounting when one of its instances ends, then a reconcile.
+    /// Job accounting, or a replica set's crash, when one of its instances ends; then a
+    /// reconcile.
     pub(super) fn deployment_instance_ended(&mut self, instance: &Instance, now: DateTime<Utc>) {
         let Some(id) = instance.deployment_id.clone().map(DeploymentId) else { return };
-        if let Some(d) = self.deployments.get_mut(&id)
-            && d.mode != Mode::Replicaset
-            && !d.state.is_final()
+        let mode = self.deployments.get(&id).filter(|d| !d.state.is_final()).map(|d| d.mode);
+        if mode == Some(Mode::Replicaset)
+            && let Some(cause) = crash_cause(instance)
+        {
+            self.replica_crashed(&id, instance, cause, now);
+        } else if let Some(d) = self.deployments.get_mut(&id)
+            && mode.is_some_and(|m| m != Mode::Replicaset)
         {
             match (instance.termination_reason, instance.exit_code) {
                 (Some(EndReason::Exited), Some(0)) => d.succeeded += 1,
@@ -283,19 +296,32 @@ impl Cluster {
         let active: Vec<InstanceId> =
             instances.into_iter().filter(|i| counts_as_active(i)).map(|i| i.id.clone()).collect();
         let wanted = d.wanted_active() as usize;
-        let mut reason = None;
-        for _ in active.len()..wanted {
-            if let Err(why) = self.start_with_first_placeable_spec(&d, now) {
-                reason = Some(why);
-                break;
-            }
-        }
+        let reason = self.fill_gap(&d, wanted.saturating_sub(active.len()), now);
         if active.len() > wanted {
             for extra in self.extras(&d, active.len() - wanted) {
                 self.end_instance(&extra, now);
             }
         }
         self.update_deployment_state(id, reason);
+    }
+
+    /// Starts up to `gap` instances, unless crashed replicas' replacements must still wait.
+    /// Why it fell short, if it did.
+    fn fill_gap(&mut self, d: &Deployment, gap: usize, now: DateTime<Utc>) -> Option<String> {
+        if gap > 0 && d.crash_loop.waiting(now) {
+            return d.crash_loop.reason(now);
+        }
+        let mut started = 0;
+        let mut reason = None;
+        while started < gap {
+            if let Err(why) = self.start_with_first_placeable_spec(d, now) {
+                reason = Some(why);
+                break;
+            }
+            started += 1;
+        }
+        self.count_restarts(&d.id, started as u32, gap as u32, now);
+        reason
     }
 
     /// Which replicas to stop when scaling down: queued first, then fallbacks, newest first.

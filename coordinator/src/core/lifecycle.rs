@@ -327,10 +327,12 @@ impl Cluster {
         }
     }
 
-    /// Periodic work: due terminations are carried out, and hosts silent past
-    /// `host_lost_after` are lost with their instances.
+    /// Periodic work: due terminations are carried out, replacements of crashed replicas
+    /// whose backoff is over start, and hosts silent past `host_lost_after` are lost with
+    /// their instances.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.carry_out_deadlines(now);
+        self.start_due_restarts(now);
         self.expire_overdue(now);
         let lost_after = chrono::Duration::from_std(self.timers.host_lost_after)
             .unwrap_or(chrono::Duration::MAX);

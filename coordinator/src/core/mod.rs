@@ -5,7 +5,8 @@
 //! - [`registry`]: hosts, their units and liveness.
 //! - [`placement`]: which host a request fits on (seed 004, best fit).
 //! - [`cluster`]: the state machine tying them together.
-//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling them.
+//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling them;
+//!   [`crash_loop`]: the backoff before replacing crashed replicas.
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`pools`]: per-model availability and the surplus price.
 //! - [`billing`]: accounts, ledger and the exact meter; [`accounts`]: payments, metering
@@ -18,6 +19,9 @@ pub mod billing;
 #[cfg(test)]
 mod billing_tests;
 pub mod cluster;
+pub mod crash_loop;
+#[cfg(test)]
+mod crash_loop_tests;
 pub mod deployment;
 #[cfg(test)]
 mod deployment_tests;

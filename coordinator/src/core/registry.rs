@@ -3,8 +3,12 @@
 //! The registry keeps an [`index`] of its hosts by what they can take. Every way to change
 //! a host (`insert`, `get_mut`, `iter_mut`) marks it, and the index catches up with the
 //! marked hosts the next time it is read, so callers mutate hosts freely.
+//!
+//! A host the operator deletes ([`removal`]) leaves the registry and is remembered as
+//! forgotten, so that an agent still holding its certificate cannot slip back in.
 
 pub mod index;
+pub mod removal;
 
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::GpuStatus;
@@ -129,11 +133,24 @@ impl Host {
     }
 }
 
+/// A host the operator deleted, for the store to forget (its row) and revoke (its
+/// certificates).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedHost {
+    pub id: HostId,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     hosts: BTreeMap<HostId, Host>,
     /// Behind a lock only so that reads (`&self`) can catch the index up.
     index: Mutex<Indexed>,
+    /// Removed since the store last took them.
+    removed: Vec<RemovedHost>,
+    /// Every host removed while this process ran. The store revokes their certificates,
+    /// but a hello checked just before that commit must still be turned away.
+    forgotten: HashSet<HostId>,
 }
 
 #[derive(Debug, Default)]
@@ -194,6 +211,25 @@ impl Registry {
             index.update(&id, self.hosts.get(&id));
         }
         IndexGuard(guard)
+    }
+
+    /// Takes `id` out for good (the index catches up on its next read); the host as it was.
+    pub fn remove(&mut self, id: &HostId, now: DateTime<Utc>) -> Option<Host> {
+        let host = self.hosts.remove(id)?;
+        self.stale().insert(id.clone());
+        self.removed.push(RemovedHost { id: id.clone(), at: now });
+        self.forgotten.insert(id.clone());
+        Some(host)
+    }
+
+    /// Hosts removed since the last call, for the store.
+    pub fn take_removed(&mut self) -> Vec<RemovedHost> {
+        std::mem::take(&mut self.removed)
+    }
+
+    /// Whether the operator deleted this host while this process ran.
+    pub fn is_forgotten(&self, id: &HostId) -> bool {
+        self.forgotten.contains(id)
     }
 
     pub fn len(&self) -> usize {

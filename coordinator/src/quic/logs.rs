@@ -1,13 +1,18 @@
 //! Workload output as the agents push it: one file per instance under `<data-dir>/logs`,
-//! written at the offset the agent gives, so a chunk sent twice lands on itself.
+//! written at the offset the agent gives, so a chunk sent twice lands on itself. Each file
+//! keeps at most `[logs] max_bytes` on disk, oldest dropped ([`gpuspot_common::logcap`]), so
+//! nothing a guest prints fills the coordinator's disk. Directory 0700, files 0600.
 
 use gpuspot_common::InstanceId;
+use gpuspot_common::logcap;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug)]
 pub struct LogStore {
     dir: PathBuf,
+    max_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +24,8 @@ pub enum LogError {
 }
 
 impl LogStore {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
+        Self { dir, max_bytes }
     }
 
     fn path(&self, id: &InstanceId) -> Result<PathBuf, LogError> {
@@ -33,14 +38,17 @@ impl LogStore {
     }
 
     pub fn write_at(&self, id: &InstanceId, offset: u64, data: &[u8]) -> Result<(), LogError> {
-        std::fs::create_dir_all(&self.dir)?;
+        let path = self.path(id)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(false)
-            .open(self.path(id)?)?;
+            .mode(0o600)
+            .open(path)?;
         file.seek(SeekFrom::Start(offset))?;
         file.write_all(data)?;
+        logcap::drop_head(&file, self.max_bytes)?;
         Ok(())
     }
 
@@ -49,8 +57,9 @@ impl LogStore {
         self.path(id).ok().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len())
     }
 
-    /// The last `max` bytes of the output (all of it when smaller).
+    /// The last `max` bytes of the output (all it keeps when smaller).
     pub fn read_tail(&self, id: &InstanceId, max: u64) -> Result<Vec<u8>, LogError> {
+        let max = max.min(self.max_bytes);
         let path = self.path(id)?;
         let mut file = match std::fs::File::open(path) {
             Ok(file) => file,
@@ -72,7 +81,7 @@ mod tests {
     #[test]
     fn repeated_chunks_are_idempotent_and_ids_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = LogStore::new(dir.path().join("logs"));
+        let logs = LogStore::new(dir.path().join("logs"), 1 << 20);
         let id = InstanceId::from("i-abc");
         logs.write_at(&id, 0, b"hello ").unwrap();
         logs.write_at(&id, 6, b"world\n").unwrap();
@@ -84,5 +93,29 @@ mod tests {
             logs.write_at(&InstanceId::from("../x"), 0, b"x"),
             Err(LogError::BadId(_))
         ));
+    }
+
+    #[test]
+    fn a_log_keeps_at_most_max_bytes_on_disk_and_its_offsets() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let logs = LogStore::new(dir.path().join("logs"), max);
+        let id = InstanceId::from("i-loud");
+        let chunk = vec![b'x'; 16 * 1024];
+        for n in 0..64u64 {
+            logs.write_at(&id, n * chunk.len() as u64, &chunk).unwrap();
+        }
+        logs.write_at(&id, 64 * chunk.len() as u64, b"last line\n").unwrap();
+        let total = 64 * chunk.len() as u64 + 10;
+        assert_eq!(logs.len(&id), total, "the agent resumes after everything it sent");
+        let file = std::fs::File::open(dir.path().join("logs/i-loud.log")).unwrap();
+        assert!(logcap::allocated_bytes(&file).unwrap() <= max + 8192);
+        let tail = logs.read_tail(&id, u64::MAX).unwrap();
+        assert_eq!(tail.len() as u64, max);
+        assert!(tail.ends_with(b"xlast line\n") && !tail.contains(&0));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("logs")), 0o700);
+        assert_eq!(mode(&dir.path().join("logs/i-loud.log")), 0o600);
     }
 }

@@ -26,6 +26,8 @@ pub struct QuicContext {
     pub snapshots: crate::snapshots::SnapshotFiles,
     /// Largest packed snapshot accepted on upload (`[snapshots] max_bytes`).
     pub snapshot_max_bytes: u64,
+    /// SIGTERM to SIGKILL for the workloads of a deleted host that says hello again.
+    pub kill_timeout: std::time::Duration,
 }
 
 /// Accepts connections until the endpoint closes.

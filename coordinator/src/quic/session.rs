@@ -2,14 +2,19 @@
 //! client certificate only a join is accepted; with one, a hello starts a session that
 //! lasts until the connection ends, and the agent's further streams on that connection are
 //! snapshot transfers. Malformed frames close the connection with a logged reason and touch
-//! nothing else.
+//! nothing else. A certificate whose host the operator deleted is refused as revoked, and a
+//! refusal the cluster sends during a session (the host was just deleted) ends it.
 
 use super::snapshots::{self, SnapshotStreams};
 use super::{QuicContext, join};
 use crate::actors::AgentEvent;
+use crate::core::model::EndReason;
+use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
 use gpuspot_common::codec::{self, CodecError};
-use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION};
+use gpuspot_common::protocol::{
+    AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION,
+};
 use gpuspot_common::transport::peer_certificate_fingerprint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +66,16 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 );
                 return refuse(&connection, &mut send, &reason).await;
             }
-            let Some(host_id) = host_for(&context, fingerprint).await else {
-                return refuse(&connection, &mut send, "unknown host certificate").await;
+            let host_id = match host_for(&context, fingerprint).await {
+                Ok(host_id) => host_id,
+                Err(Refusal::Revoked(host_id)) => {
+                    // Deleted while it was away: what it still runs must stop too.
+                    stop_reported(&mut send, &instances, context.kill_timeout).await;
+                    return refuse(&connection, &mut send, &revoked_reason(&host_id)).await;
+                }
+                Err(Refusal::Unknown) => {
+                    return refuse(&connection, &mut send, "unknown host certificate").await;
+                }
             };
             let (outbox, inbox) = tokio::sync::mpsc::unbounded_channel();
             let link_id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
@@ -75,7 +88,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 agent_version,
                 reports: instances,
             });
-            let writer = tokio::spawn(write_loop(send, inbox, context.clone()));
+            let writer = tokio::spawn(write_loop(send, inbox, connection.clone(), context.clone()));
             let streams = SnapshotStreams {
                 files: context.snapshots.clone(),
                 max_bytes: context.snapshot_max_bytes,
@@ -92,17 +105,49 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
     }
 }
 
-async fn host_for(context: &QuicContext, fingerprint: String) -> Option<HostId> {
+/// Why a client certificate does not start a session.
+enum Refusal {
+    /// Never issued here (or the store could not say): the agent may join again.
+    Unknown,
+    /// Its host was deleted: the agent is refused for good.
+    Revoked(HostId),
+}
+
+/// The host a client certificate names.
+async fn host_for(context: &QuicContext, fingerprint: String) -> Result<HostId, Refusal> {
     let store = context.store.clone();
-    match tokio::task::spawn_blocking(move || store.host_for_certificate(&fingerprint)).await {
-        Ok(Ok(host)) => host,
+    let found = tokio::task::spawn_blocking(move || store.host_certificate(&fingerprint)).await;
+    match found {
+        Ok(Ok(Some(record))) if record.revoked_at.is_some() => {
+            Err(Refusal::Revoked(record.host_id))
+        }
+        Ok(Ok(Some(record))) => Ok(record.host_id),
+        Ok(Ok(None)) => Err(Refusal::Unknown),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "certificate lookup failed");
-            None
+            Err(Refusal::Unknown)
         }
         Err(e) => {
             tracing::error!(error = %e, "certificate lookup task failed");
-            None
+            Err(Refusal::Unknown)
+        }
+    }
+}
+
+/// Tells the agent to stop every workload its hello reported.
+async fn stop_reported(
+    send: &mut quinn::SendStream,
+    reports: &[InstanceReport],
+    kill_timeout: Duration,
+) {
+    for report in reports.iter().filter(|r| !r.state.is_final()) {
+        let stop = CoordinatorMessage::Stop {
+            instance_id: report.instance_id.clone(),
+            reason: EndReason::HostLost.as_str().into(),
+            kill_timeout_ms: kill_timeout.as_millis() as u64,
+        };
+        if codec::write_frame(send, &stop).await.is_err() {
+            return;
         }
     }
 }
@@ -155,6 +200,7 @@ async fn read_loop(
 async fn write_loop(
     mut send: quinn::SendStream,
     mut inbox: tokio::sync::mpsc::UnboundedReceiver<Box<CoordinatorMessage>>,
+    connection: quinn::Connection,
     context: Arc<QuicContext>,
 ) {
     while let Some(mut message) = inbox.recv().await {
@@ -165,6 +211,14 @@ async fn write_loop(
         }
         if let Err(e) = codec::write_frame(&mut send, &message).await {
             tracing::info!(error = %e, "cannot write to agent; its session will end");
+            return;
+        }
+        if let CoordinatorMessage::Refused { reason } = &*message {
+            // The host was deleted: what was queued before is written; let the agent read
+            // it (it hangs up on a refusal), then close whatever it left open.
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await;
+            close(&connection, reason);
             return;
         }
     }

@@ -2,16 +2,22 @@
 //! fill; [`sqlite::SqliteStore`] is the one we ship. Writes go through [`writer::Writer`],
 //! one thread that group-commits batches so that nothing blocks the actors.
 
+pub mod credentials;
+#[cfg(test)]
+mod credentials_tests;
+pub mod files;
 pub mod sqlite;
 pub mod writer;
 
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
+use crate::core::registry::RemovedHost;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
-use gpuspot_common::{AccountId, HostId};
+use credentials::{CertificateRecord, JoinRefusal, JoinTokenRecord, NewCertificate, NewJoinToken};
+use gpuspot_common::AccountId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,9 +29,12 @@ pub enum StoreError {
     DataDir(String, std::io::Error),
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error("{0}")]
+    Conflict(String),
 }
 
-/// What a batch of core operations changed: upserts and appends, applied atomically.
+/// What a batch of core operations changed: upserts, appends and deletions, applied
+/// atomically (deletions last, so a host upserted and then forgotten is gone).
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub deployments: Vec<Deployment>,
@@ -38,6 +47,8 @@ pub struct Batch {
     pub price_points: Vec<PricePoint>,
     /// Price history older than this is dropped (retention, DESIGN §4).
     pub prune_prices_before: Option<DateTime<Utc>>,
+    /// Hosts the operator deleted: their rows go, their certificates are revoked.
+    pub deleted_hosts: Vec<RemovedHost>,
 }
 
 impl Batch {
@@ -51,6 +62,7 @@ impl Batch {
             && self.events.is_empty()
             && self.price_points.is_empty()
             && self.prune_prices_before.is_none()
+            && self.deleted_hosts.is_empty()
     }
 }
 
@@ -71,15 +83,41 @@ pub struct Loaded {
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Loaded, StoreError>;
     fn commit(&self, batches: &[Batch]) -> Result<(), StoreError>;
-    fn add_join_token(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
-    fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError>;
-    fn add_host_certificate(
+    /// Records a new join token; a token whose id is taken is a `Conflict`.
+    fn add_join_token(&self, token: &NewJoinToken) -> Result<JoinTokenRecord, StoreError>;
+    /// Every join token, oldest first.
+    fn join_tokens(&self) -> Result<Vec<JoinTokenRecord>, StoreError>;
+    /// Revokes the token with this id; None when there is none.
+    fn revoke_join_token(
         &self,
-        fingerprint: &str,
-        host: &HostId,
+        id: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError>;
+    ) -> Result<Option<JoinTokenRecord>, StoreError>;
+    /// A join: if the token is active, one use is counted and `certificate` recorded, both
+    /// at once and atomically with every other join; otherwise why it is refused.
+    fn redeem_join_token(
+        &self,
+        secret_hash: &str,
+        certificate: &NewCertificate,
+    ) -> Result<Result<JoinTokenRecord, JoinRefusal>, StoreError>;
+    /// Where a replay of at most `max` events after `after_id` starts: the id just before
+    /// the `max`-th newest event `account` may see (all events with `None`), or `after_id`
+    /// when there are fewer (DESIGN §15: a bounded replay).
+    fn replay_start(
+        &self,
+        after_id: u64,
+        account: Option<&AccountId>,
+        max: usize,
+    ) -> Result<u64, StoreError>;
+    /// Up to `limit` events after `after_id` that `account` may see, oldest first.
+    fn events_visible_after(
+        &self,
+        after_id: u64,
+        account: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// The host a certificate names, and whether it was revoked.
+    fn host_certificate(&self, fingerprint: &str) -> Result<Option<CertificateRecord>, StoreError>;
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     fn ledger(&self, account: &AccountId, limit: usize) -> Result<Vec<LedgerEntry>, StoreError>;
     fn price_history(

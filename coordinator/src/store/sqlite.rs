@@ -2,6 +2,10 @@
 //! survives a crash. Rows keep their indexable columns plus a JSON body, which lets the
 //! shapes grow without migrations for every new field.
 
+use super::credentials::{
+    self, CertificateRecord, JoinRefusal, JoinTokenRecord, NewCertificate, NewJoinToken,
+};
+use super::files::{private_dir, private_file, restrict};
 use super::{Batch, Loaded, Store, StoreError};
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
@@ -9,7 +13,7 @@ use crate::core::deployment::Deployment;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
-use gpuspot_common::{AccountId, HostId};
+use gpuspot_common::AccountId;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -35,6 +39,10 @@ CREATE TABLE IF NOT EXISTS host_certificates (
     fingerprint TEXT PRIMARY KEY, host_id TEXT NOT NULL, created_at TEXT NOT NULL);
 ";
 
+/// Events an account (`?2`, NULL for the admin) may see; price moves are public, as in
+/// `api::events::visible`.
+const VISIBLE_TO: &str = "(?2 IS NULL OR account_id = ?2 OR kind = 'price_changed')";
+
 pub struct SqliteStore {
     /// One connection: the writer thread and occasional readers take turns; SQLite
     /// serializes writers anyway and our reads are small.
@@ -42,14 +50,27 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens (creating if needed) `gpuspot.db` in `data_dir`; the dir is made 0700 and the
+    /// database files 0600 (DESIGN §15), tightening them if an older version left them open.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::DataDir(data_dir.display().to_string(), e))?;
-        let conn = Connection::open(data_dir.join("gpuspot.db"))?;
+        let dir_error = |e| StoreError::DataDir(data_dir.display().to_string(), e);
+        private_dir(data_dir).map_err(dir_error)?;
+        let path = data_dir.join("gpuspot.db");
+        // SQLite gives the -wal and -shm files the mode of the database file, so creating
+        // that one 0600 first covers all three.
+        private_file(&path).map_err(dir_error)?;
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        credentials::migrate(&conn)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = data_dir.join(format!("gpuspot.db{suffix}"));
+            if side.exists() {
+                restrict(&side, 0o600).map_err(dir_error)?;
+            }
+        }
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -145,6 +166,9 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
         tx.prepare_cached("DELETE FROM price_history WHERE at < ?1")?
             .execute([before.timestamp_millis()])?;
     }
+    for removed in &batch.deleted_hosts {
+        credentials::forget_host(tx, &removed.id, removed.at)?;
+    }
     Ok(())
 }
 
@@ -191,45 +215,66 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn add_join_token(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO join_tokens (hash, created_at) VALUES (?1, ?2)",
-            params![secret_hash, now.to_rfc3339()],
-        )?;
-        Ok(())
+    fn add_join_token(&self, token: &NewJoinToken) -> Result<JoinTokenRecord, StoreError> {
+        credentials::add_token(&self.conn(), token)
     }
 
-    fn join_token_exists(&self, secret_hash: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = self
-            .conn()
-            .query_row("SELECT 1 FROM join_tokens WHERE hash = ?1", [secret_hash], |r| r.get(0))
-            .optional()?;
-        Ok(found.is_some())
+    fn join_tokens(&self) -> Result<Vec<JoinTokenRecord>, StoreError> {
+        credentials::list_tokens(&self.conn())
     }
 
-    fn add_host_certificate(
+    fn revoke_join_token(
         &self,
-        fingerprint: &str,
-        host: &HostId,
+        id: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO host_certificates (fingerprint, host_id, created_at) VALUES (?1, ?2, ?3)",
-            params![fingerprint, host.as_str(), now.to_rfc3339()],
-        )?;
-        Ok(())
+    ) -> Result<Option<JoinTokenRecord>, StoreError> {
+        credentials::revoke_token(&self.conn(), id, now)
     }
 
-    fn host_for_certificate(&self, fingerprint: &str) -> Result<Option<HostId>, StoreError> {
-        let host: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT host_id FROM host_certificates WHERE fingerprint = ?1",
-                [fingerprint],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(host.map(HostId))
+    fn redeem_join_token(
+        &self,
+        secret_hash: &str,
+        certificate: &NewCertificate,
+    ) -> Result<Result<JoinTokenRecord, JoinRefusal>, StoreError> {
+        credentials::redeem(&mut self.conn(), secret_hash, certificate)
+    }
+
+    fn host_certificate(&self, fingerprint: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        credentials::certificate(&self.conn(), fingerprint)
+    }
+
+    fn replay_start(
+        &self,
+        after_id: u64,
+        account: Option<&AccountId>,
+        max: usize,
+    ) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT id FROM events WHERE id > ?1 AND {VISIBLE_TO} ORDER BY id DESC LIMIT 1 OFFSET ?3"
+        ))?;
+        let offset = max.saturating_sub(1) as i64;
+        let account = account.map(|a| a.as_str());
+        let oldest: Option<i64> =
+            stmt.query_row(params![after_id as i64, account, offset], |r| r.get(0)).optional()?;
+        Ok(oldest.map_or(after_id, |id| (id as u64).saturating_sub(1)))
+    }
+
+    fn events_visible_after(
+        &self,
+        after_id: u64,
+        account: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT body FROM events WHERE id > ?1 AND {VISIBLE_TO} ORDER BY id LIMIT ?3"
+        ))?;
+        let account = account.map(|a| a.as_str());
+        let rows = stmt.query_map(params![after_id as i64, account, limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|body| from_json("event", &body?)).collect()
     }
 
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -332,19 +377,15 @@ mod tests {
                 ledger: changes.ledger,
                 price_points: points,
                 prune_prices_before: Some(now - chrono::Duration::hours(48)),
+                deleted_hosts: Vec::new(),
             };
             store.commit(&[batch.clone(), batch]).unwrap();
-            store.add_join_token("abc", now).unwrap();
-            store.add_host_certificate("fp", &HostId::from("h-1"), now).unwrap();
         }
         let store = SqliteStore::open(dir.path()).unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.instances.len(), 1);
         assert_eq!(loaded.instances[0].id, id);
         assert!(loaded.last_event_id >= 1);
-        assert!(store.join_token_exists("abc").unwrap());
-        assert!(!store.join_token_exists("abd").unwrap());
-        assert_eq!(store.host_for_certificate("fp").unwrap(), Some(HostId::from("h-1")));
         assert_eq!(store.events_after(0, 10).unwrap().len() as u64, loaded.last_event_id);
         let history = store.price_history("H100", now - chrono::Duration::hours(100)).unwrap();
         assert_eq!(history.len(), 2, "the recent point of both commits; the old ones pruned");

@@ -1,0 +1,166 @@
+//! `gpuspot-coordinator token create|list|revoke`: join tokens, straight on the SQLite
+//! store in the data dir, so they work whether or not the coordinator is running.
+
+use super::TokenAction;
+use crate::store::Store;
+use crate::store::credentials::{JoinTokenRecord, show_time};
+use crate::store::sqlite::SqliteStore;
+use anyhow::{Context as _, bail};
+use chrono::Utc;
+use std::path::Path;
+use std::time::Duration;
+
+pub fn run(data_dir: &Path, action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create { ttl, uses } => create(data_dir, ttl, uses),
+        TokenAction::List { json } => list(data_dir, json),
+        TokenAction::Revoke { id } => revoke(data_dir, &id),
+    }
+}
+
+/// A `--ttl`: a humantime duration longer than zero.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(ttl) if ttl.is_zero() => Err("a token must live longer than 0s".into()),
+        Ok(ttl) => Ok(ttl),
+        Err(e) => Err(format!("{e} (examples: 30m, 24h, 7d)")),
+    }
+}
+
+/// The token alone on stdout (scripts read its first line); what it allows on stderr.
+fn create(data_dir: &Path, ttl: Duration, uses: Option<u32>) -> anyhow::Result<()> {
+    let (token, record) = crate::server::create_join_token_with(data_dir, ttl, uses)?;
+    println!("{token}");
+    let expires = record.expires_at.map_or_else(|| "never".to_owned(), show_time);
+    eprintln!(
+        "join token {}: expires {expires} (in {}), {}",
+        record.id,
+        humantime::format_duration(ttl),
+        match uses {
+            Some(1) => "1 host may join with it".to_owned(),
+            Some(n) => format!("{n} hosts may join with it"),
+            None => "unlimited uses".to_owned(),
+        }
+    );
+    Ok(())
+}
+
+/// The existing store: listing or revoking must not create an empty one by mistake.
+fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    if !data_dir.join("gpuspot.db").exists() {
+        bail!("no coordinator state in {} (check --data-dir)", data_dir.display());
+    }
+    SqliteStore::open(data_dir).with_context(|| format!("opening {}", data_dir.display()))
+}
+
+fn list(data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let tokens = open(data_dir)?.join_tokens()?;
+    let now = Utc::now();
+    if json {
+        let rows: Vec<serde_json::Value> = tokens.iter().map(|t| json_row(t, now)).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    print!("{}", table(&tokens, now));
+    Ok(())
+}
+
+fn json_row(token: &JoinTokenRecord, now: chrono::DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "id": token.id,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "uses": token.uses,
+        "max_uses": token.max_uses,
+        "revoked_at": token.revoked_at,
+        "state": token.state(now).as_str(),
+    })
+}
+
+/// `ID  CREATED  EXPIRES  USES  STATE`, one token a line, columns aligned.
+fn table(tokens: &[JoinTokenRecord], now: chrono::DateTime<Utc>) -> String {
+    let mut rows = vec![["ID", "CREATED", "EXPIRES", "USES", "STATE"].map(str::to_owned)];
+    for t in tokens {
+        let max = t.max_uses.map_or_else(|| "unlimited".to_owned(), |m| m.to_string());
+        rows.push([
+            t.id.clone(),
+            show_time(t.created_at),
+            t.expires_at.map_or_else(|| "never".to_owned(), show_time),
+            format!("{}/{max}", t.uses),
+            t.state(now).as_str().to_owned(),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..5).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> =
+            row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<()> {
+    let id = id.trim().to_ascii_lowercase();
+    let store = open(data_dir)?;
+    let Some(before) = store.join_tokens()?.into_iter().find(|t| t.id == id) else {
+        bail!("no join token {id} (see `gpuspot-coordinator token list`)");
+    };
+    if let Some(at) = before.revoked_at {
+        println!("join token {id} was already revoked at {}", show_time(at));
+        return Ok(());
+    }
+    store.revoke_join_token(&id, Utc::now())?;
+    println!("revoked join token {id}: no new host can join with it (hosts that joined stay)");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_table_shows_uses_against_the_limit_and_each_state() {
+        let now = at("2026-05-01T12:00:00Z");
+        let token = |id: &str, expires: &str, max: Option<u32>, uses: u32| JoinTokenRecord {
+            id: id.into(),
+            created_at: at("2026-05-01T00:00:00Z"),
+            expires_at: Some(at(expires)),
+            max_uses: max,
+            uses,
+            revoked_at: None,
+        };
+        let revoked = JoinTokenRecord {
+            revoked_at: Some(now),
+            ..token("jt-000000000004", "2026-05-02T00:00:00Z", None, 0)
+        };
+        let text = table(
+            &[
+                token("jt-000000000001", "2026-05-02T00:00:00Z", None, 2),
+                token("jt-000000000002", "2026-05-01T11:00:00Z", None, 0),
+                token("jt-000000000003", "2026-05-02T00:00:00Z", Some(1), 1),
+                revoked,
+            ],
+            now,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ID"), "{text}");
+        assert!(lines[1].contains("2/unlimited") && lines[1].ends_with("active"), "{text}");
+        assert!(lines[2].ends_with("expired"), "{text}");
+        assert!(lines[3].contains("1/1") && lines[3].ends_with("used up"), "{text}");
+        assert!(lines[4].ends_with("revoked"), "{text}");
+    }
+
+    #[test]
+    fn a_ttl_is_a_positive_humantime_duration() {
+        assert_eq!(parse_ttl("90m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("soon").unwrap_err().contains("24h"));
+    }
+}
