@@ -128,8 +128,11 @@ fn overdue_account_is_shut_down_after_the_grace_even_in_hold() {
     let since = time(&account, "overdue_since");
     assert_eq!(tt - since, grace, "{account}");
 
-    let (status, body) = guest_key(&socket, "spot_termination_time");
-    assert_eq!((status, unix_nanos(&body)), (200, tt - tt.rem_euclid(SEC)), "{body}");
+    let body = wait_until(SOON, "the guest to see its termination time", || {
+        let (status, body) = guest_key(&socket, "spot_termination_time");
+        if status == 200 { Ok(body) } else { Err(format!("{status} {body}")) }
+    });
+    assert_eq!(unix_nanos(&body), tt - tt.rem_euclid(SEC), "{body}");
     assert_eq!(guest_key(&socket, "termination_reason"), (200, "\"overdue\"".into()));
     let more = spot("more", &["H100"], 1, "1.00", &sh("exec sleep 60"));
     let refused = broke.api.post("/v1/instances", &more);
@@ -164,7 +167,11 @@ fn payment_inside_the_grace_cancels_the_shutdown() {
     let noticed = c.wait_state(&id, "termination_scheduled");
     assert_eq!(s(&noticed, "termination_reason"), "overdue", "{noticed}");
     let old_deadline = time(&noticed, "termination_time");
-    assert_eq!(guest_key(&socket, "spot_termination_time").0, 200);
+    // The agent hears of the notice once it is committed, a moment after the API shows it.
+    wait_until(SOON, "the guest to see its termination time", || {
+        let (status, body) = guest_key(&socket, "spot_termination_time");
+        holds(status == 200, || format!("{status} {body}"))
+    });
 
     // The operator books the account's payment, inside the grace.
     let after = late_payer.pay(&c.api, "1.00");
