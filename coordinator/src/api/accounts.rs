@@ -209,10 +209,7 @@ async fn ledger(
     state.ask(ApiRequest::GetAccount { scope: caller.scope, id: id.clone() }).await?;
     let limit = query.limit.unwrap_or(10_000).clamp(1, 100_000);
     let store = state.store.clone();
-    let entries = web::block(move || store.ledger(&id, limit))
-        .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|e| HttpError::internal(e.to_string()))?;
+    let entries = super::blocking(move || store.ledger(&id, limit)).await?;
     Ok(HttpResponse::Ok().json(entries.iter().map(entry_view).collect::<Vec<_>>()))
 }
 

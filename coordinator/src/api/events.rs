@@ -151,10 +151,9 @@ impl Feed {
     async fn replay_page(&mut self) -> Result<(), HttpError> {
         let (store, after, account) = (self.store.clone(), self.last_id, account_of(&self.scope));
         let limit = self.replay_left.min(REPLAY_PAGE);
-        let page = web::block(move || store.events_visible_after(after, account.as_ref(), limit))
-            .await
-            .map_err(|e| HttpError::internal(e.to_string()))?
-            .map_err(|e| HttpError::internal(e.to_string()))?;
+        let page =
+            super::blocking(move || store.events_visible_after(after, account.as_ref(), limit))
+                .await?;
         self.replay_left = if page.len() < limit { 0 } else { self.replay_left - page.len() };
         self.backlog.extend(page);
         Ok(())
@@ -184,10 +183,7 @@ fn resume_point(request: &HttpRequest, after: Option<u64>) -> Result<Option<u64>
 /// Where the replay after `after` starts, so that it holds at most [`MAX_REPLAY`] events.
 async fn replay_start(state: &AppState, scope: &Scope, after: u64) -> Result<u64, HttpError> {
     let (store, account) = (state.store.clone(), account_of(scope));
-    web::block(move || store.replay_start(after, account.as_ref(), MAX_REPLAY))
-        .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|e| HttpError::internal(e.to_string()))
+    super::blocking(move || store.replay_start(after, account.as_ref(), MAX_REPLAY)).await
 }
 
 async fn stream(

@@ -220,9 +220,6 @@ async fn logs(
     state.ask(ApiRequest::GetInstance { scope: caller.scope, id: id.clone() }).await?;
     let max = query.tail_bytes.unwrap_or(1 << 20);
     let logs = state.logs.clone();
-    let bytes = web::block(move || logs.read_tail(&id, max))
-        .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|e| HttpError::internal(e.to_string()))?;
+    let bytes = super::blocking(move || logs.read_tail(&id, max)).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
 }

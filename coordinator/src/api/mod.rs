@@ -44,6 +44,20 @@ impl AppState {
     }
 }
 
+/// Runs a store or file call off the actix thread; either failure is a 500.
+pub async fn blocking<T, E>(
+    call: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, HttpError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    web::block(call)
+        .await
+        .map_err(|e| HttpError::internal(e.to_string()))?
+        .map_err(|e| HttpError::internal(e.to_string()))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::path_config())

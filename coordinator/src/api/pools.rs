@@ -48,10 +48,7 @@ async fn history(
     let since = chrono::Utc::now() - chrono::Duration::hours(hours as i64);
     let store = state.store.clone();
     let model = pool.settings.model.clone();
-    let points = web::block(move || store.price_history(&model, since))
-        .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|e| HttpError::internal(e.to_string()))?;
+    let points = super::blocking(move || store.price_history(&model, since)).await?;
     let body: Vec<_> =
         points.iter().map(|p| serde_json::json!({ "at": p.at, "price": p.price })).collect();
     Ok(HttpResponse::Ok().json(body))
