@@ -44,6 +44,10 @@ pub struct Args {
     /// Bytes of output each instance keeps on this host (`[logs] max_bytes`, default 64 MiB)
     #[arg(long)]
     pub log_max_bytes: Option<u64>,
+    /// Docker Engine API of the host's container engine, e.g. unix:///run/podman/podman.sock
+    /// (`[containers] engine`); without one the host runs process guests only
+    #[arg(long, env = "GPUSPOT_CONTAINER_ENGINE")]
+    pub container_engine: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +70,7 @@ impl Args {
         raw.hostname = self.hostname.clone().or(raw.hostname);
         raw.link_timeout = self.link_timeout.or(raw.link_timeout);
         raw.logs.max_bytes = self.log_max_bytes.or(raw.logs.max_bytes);
+        raw.containers.engine = self.container_engine.clone().or(raw.containers.engine);
         Ok(raw.validate()?)
     }
 }

@@ -37,6 +37,26 @@ pub struct RawAgentConfig {
     pub link_timeout: Option<Duration>,
     #[serde(default)]
     pub logs: gpuspot_common::logcap::RawLogs,
+    #[serde(default)]
+    pub containers: RawContainers,
+    #[serde(default)]
+    pub process: RawProcess,
+}
+
+/// `[containers]`: the host's container engine (DESIGN §14).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainers {
+    /// Docker Engine API endpoint, e.g. `unix:///run/podman/podman.sock`; none: no containers.
+    pub engine: Option<String>,
+}
+
+/// `[process]`: process guests (DESIGN §14).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    /// `FIRST-LAST`: the uids (and gids) given to process guests, one per instance.
+    pub uid_range: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -51,7 +71,14 @@ pub struct AgentSettings {
     pub link_timeout: Duration,
     /// Output each instance keeps on disk, `[logs] max_bytes`.
     pub log_max_bytes: u64,
+    /// `[containers] engine`: where the Docker Engine API is served; `None`: no containers.
+    pub container_engine: Option<String>,
+    /// `[process] uid_range`, inclusive: one uid/gid per process guest.
+    pub uid_range: (u32, u32),
 }
+
+/// `[process] uid_range` when none is configured.
+pub const DEFAULT_UID_RANGE: (u32, u32) = (200_000, 299_999);
 
 /// The smallest `[logs] max_bytes`: one disk block.
 pub const MIN_LOG_BYTES: u64 = 4096;
@@ -99,6 +126,16 @@ impl RawAgentConfig {
         if log_max_bytes < MIN_LOG_BYTES {
             problems.push(format!("logs.max_bytes: must be at least {MIN_LOG_BYTES}"));
         }
+        let uid_range = match self.process.uid_range.as_deref().map(parse_uid_range) {
+            None => DEFAULT_UID_RANGE,
+            Some(Ok(range)) => range,
+            Some(Err(problem)) => {
+                problems.push(format!("process.uid_range: {problem}"));
+                DEFAULT_UID_RANGE
+            }
+        };
+        let container_engine =
+            self.containers.engine.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -112,8 +149,23 @@ impl RawAgentConfig {
             reserve: self.reserve,
             link_timeout,
             log_max_bytes,
+            container_engine,
+            uid_range,
         })
     }
+}
+
+/// `"FIRST-LAST"`, both above 0 (root) and FIRST ≤ LAST.
+fn parse_uid_range(text: &str) -> Result<(u32, u32), String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not FIRST-LAST, e.g. \"200000-299999\""))?;
+    let parse = |n: &str| n.trim().parse::<u32>().map_err(|e| format!("{n:?}: {e}"));
+    let (first, last) = (parse(first)?, parse(last)?);
+    if first == 0 || first > last {
+        return Err(format!("{text:?} must be FIRST-LAST with 0 < FIRST <= LAST"));
+    }
+    Ok((first, last))
 }
 
 /// Creates `dir` (and missing parents) private to the agent's user, 0700, and restricts it
@@ -164,6 +216,25 @@ mod tests {
         assert_eq!(settings.reserve.cpu_cores, 2);
         assert_eq!(settings.link_timeout, Duration::from_secs(3));
         assert_eq!(settings.log_max_bytes, logcap::DEFAULT_MAX_BYTES);
+    }
+
+    #[test]
+    fn containers_and_uid_range_are_read_and_checked() {
+        let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
+        let settings = parse("coordinator = \"c:1\"\n").unwrap();
+        assert_eq!(settings.uid_range, DEFAULT_UID_RANGE);
+        assert_eq!(settings.container_engine, None);
+        let settings = parse(
+            "coordinator = \"c:1\"\n[containers]\nengine = \"unix:///run/p.sock\"\n[process]\nuid_range = \"5000-5009\"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.uid_range, (5000, 5009));
+        assert_eq!(settings.container_engine.as_deref(), Some("unix:///run/p.sock"));
+        for bad in ["0-10", "10-5", "abc"] {
+            let err = parse(&format!("coordinator = \"c:1\"\n[process]\nuid_range = \"{bad}\"\n"))
+                .unwrap_err();
+            assert!(err.to_string().contains("process.uid_range"), "{err}");
+        }
     }
 
     #[test]

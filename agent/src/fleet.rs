@@ -124,6 +124,8 @@ fn host_settings(
         reserve: Default::default(),
         link_timeout: args.link_timeout,
         logs: Default::default(),
+        containers: Default::default(),
+        process: Default::default(),
     };
     Ok(raw.validate()?)
 }

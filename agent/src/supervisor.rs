@@ -108,6 +108,11 @@ impl Supervisor {
         self.finished.iter().filter(|(_, f)| f.save.is_none()).map(|(id, _)| id.clone()).collect()
     }
 
+    /// The guest runtimes this host offers (DESIGN §14).
+    pub fn runtimes(&self) -> Vec<gpuspot_common::protocol::GuestRuntime> {
+        self.runtime.runtimes()
+    }
+
     pub fn running_ids(&self) -> Vec<InstanceId> {
         self.running.keys().cloned().collect()
     }
@@ -128,6 +133,8 @@ impl Supervisor {
             data_dir: dir.join("data"),
             metadata_socket: self.socket_dir.join(format!("{}.sock", assignment.instance_id)),
             log_path: dir.join("output.log"),
+            image: assignment.image.clone(),
+            data_disk_gib: assignment.data_disk_gib,
         }
     }
 

@@ -125,6 +125,8 @@ async fn cluster(
             reserve: Reservation::default(),
             link_timeout,
             log_max_bytes,
+            container_engine: None,
+            uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
         };
         std::fs::create_dir_all(&settings.state_dir)?;
         let discovery = std::sync::Arc::new(SimulatedDiscovery::new(profile, Some(name)));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped whenever a message changes shape; the hello is refused on mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Agent → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,8 @@ pub enum AgentMessage {
         agent_version: String,
         inventory: HostInventory,
         instances: Vec<InstanceReport>,
+        /// How this host can run guests (DESIGN §14); image requests go only to `Container`.
+        runtimes: Vec<GuestRuntime>,
     },
     Heartbeat {
         gpus: Vec<GpuStatus>,
@@ -89,6 +91,62 @@ pub struct Assignment {
     pub kill_timeout_ms: u64,
     /// Snapshots of the data dir (DESIGN §8); None when disabled.
     pub snapshot: Option<SnapshotPlan>,
+    /// Run in an OCI container from this image (DESIGN §14); `None`: a process guest.
+    pub image: Option<String>,
+    /// Size limit of the data dir, GiB (seed 004's 50 GB data disk).
+    pub data_disk_gib: u64,
+}
+
+/// The ways a host can run a guest (DESIGN §14), as `GET /v1/hosts` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestRuntime {
+    /// A process under its own uid (no `image`).
+    Process,
+    /// An OCI container through the host's engine.
+    Container,
+}
+
+/// First frame on an exec stream, a bidirectional stream the coordinator opens to the agent
+/// (DESIGN §14 "Getting in"). The agent answers with [`ExecOutput`] frames ending in `Exit`
+/// or `Error`; the coordinator may send [`ExecInput`] frames while it runs. Closing the
+/// stream (either side) ends the command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub instance_id: InstanceId,
+    /// argv; must not be empty.
+    pub command: Vec<String>,
+    /// Allocate a terminal (interactive sessions); stdout and stderr are merged either way.
+    pub tty: bool,
+    /// Terminal size (columns, rows) when `tty`.
+    pub size: Option<(u16, u16)>,
+    /// Whether stdin frames follow; without it the command's stdin is empty.
+    pub stdin: bool,
+    /// The agent kills the command after this long.
+    pub timeout_ms: u64,
+}
+
+/// Agent → coordinator on an exec stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecOutput {
+    /// Output bytes (stdout and stderr merged, in order of arrival).
+    Data(Vec<u8>),
+    /// The command ended; `code` is None when a signal or the timeout ended it.
+    Exit { code: Option<i32>, timed_out: bool },
+    /// The command could not run (unknown instance, not running, bad command).
+    Error { reason: String },
+}
+
+/// Coordinator → agent on an exec stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecInput {
+    Stdin(Vec<u8>),
+    /// No more stdin.
+    Eof,
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
 }
 
 /// What to do with an instance's data dir: restore one before the command starts, and/or

@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 use gpuspot_common::codec::{self, CodecError, MAX_FRAME};
 use gpuspot_common::protocol::{
-    AgentMessage, Assignment, CoordinatorMessage, GpuStatus, GuestMetadata, InstanceReport,
-    SnapshotPlan, SnapshotRef, SnapshotStreamReply, SnapshotStreamRequest, WorkloadState,
+    AgentMessage, Assignment, CoordinatorMessage, GpuStatus, GuestMetadata, GuestRuntime,
+    InstanceReport, SnapshotPlan, SnapshotRef, SnapshotStreamReply, SnapshotStreamRequest,
+    WorkloadState,
 };
 use gpuspot_common::{GpuInfo, HostId, HostInventory, InstanceId, Money};
 use proptest::collection::{btree_map, vec};
@@ -77,7 +78,7 @@ fn assignment() -> impl Strategy<Value = Assignment> {
         .prop_map(|(save, restore, max_bytes)| SnapshotPlan { save, restore, max_bytes });
     let shape = (text(), vec(text(), 0..4), any::<u32>(), any::<u64>());
     let run = (vec(text(), 0..4), btree_map(text(), text(), 0..4), metadata());
-    let rest = (any::<u64>(), any::<u64>(), option::of(plan));
+    let rest = (any::<u64>(), any::<u64>(), option::of(plan), option::of(text()), any::<u64>());
     (shape, run, rest).prop_map(
         |((id, gpu_uuids, cpu_cores, memory_gib), (command, env, metadata), rest)| Assignment {
             instance_id: InstanceId(id),
@@ -90,6 +91,8 @@ fn assignment() -> impl Strategy<Value = Assignment> {
             log_offset: rest.0,
             kill_timeout_ms: rest.1,
             snapshot: rest.2,
+            image: rest.3,
+            data_disk_gib: rest.4,
         },
     )
 }
@@ -140,12 +143,17 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
             csr_pem,
             hostname
         }),
-        (any::<u32>(), text(), inventory(), vec(report(), 0..4)).prop_map(
-            |(version, agent_version, inventory, instances)| AgentMessage::Hello {
+        (any::<u32>(), text(), inventory(), vec(report(), 0..4), any::<bool>()).prop_map(
+            |(version, agent_version, inventory, instances, containers)| AgentMessage::Hello {
                 version,
                 agent_version,
                 inventory,
                 instances,
+                runtimes: if containers {
+                    vec![GuestRuntime::Process, GuestRuntime::Container]
+                } else {
+                    vec![GuestRuntime::Process]
+                },
             }
         ),
         vec(gpu_status, 0..4).prop_map(|gpus| AgentMessage::Heartbeat { gpus }),

@@ -33,6 +33,7 @@ pub async fn run(
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         inventory,
         instances: agent.supervisor.reports(),
+        runtimes: agent.supervisor.runtimes(),
     };
     codec::write_frame(&mut send, &hello).await?;
     let mut inbox = spawn_reader(recv);

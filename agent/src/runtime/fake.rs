@@ -2,9 +2,9 @@
 //! records starts and stops and ends workloads only when told to, through the same events
 //! channel and with the same contract as the real runtime.
 
-use super::{RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use super::{ExecSession, ExecSpec, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::WorkloadState;
+use gpuspot_common::protocol::{GuestRuntime, WorkloadState};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -102,6 +102,22 @@ impl WorkloadRuntime for FakeRuntime {
     fn running(&self) -> Vec<InstanceId> {
         self.state().running.keys().cloned().collect()
     }
+
+    /// Fake workloads live in this process only: none survive it.
+    fn adopt(&self) -> Vec<InstanceId> {
+        Vec::new()
+    }
+
+    /// There is no process to run a command in.
+    fn exec(&self, instance_id: &InstanceId, _spec: ExecSpec) -> Result<ExecSession, RuntimeError> {
+        Err(RuntimeError::Exec(format!(
+            "instance {instance_id} runs on a load-test host without processes"
+        )))
+    }
+
+    fn runtimes(&self) -> Vec<GuestRuntime> {
+        vec![GuestRuntime::Process]
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +136,8 @@ mod tests {
             data_dir: PathBuf::from("/nonexistent"),
             metadata_socket: PathBuf::from("/nonexistent.sock"),
             log_path: PathBuf::from("/nonexistent.log"),
+            image: None,
+            data_disk_gib: 1,
         }
     }
 

@@ -18,7 +18,7 @@ pub use orphans::kill_orphans;
 pub use process::ProcessRuntime;
 
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::WorkloadState;
+use gpuspot_common::protocol::{ExecInput, GuestRuntime, WorkloadState};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +40,32 @@ pub struct WorkloadSpec {
     pub metadata_socket: PathBuf,
     /// stdout and stderr are both appended here.
     pub log_path: PathBuf,
+    /// Run in a container from this image (DESIGN §14); `None`: a process guest.
+    pub image: Option<String>,
+    /// Size limit of the data dir, GiB, where the filesystem can enforce one.
+    pub data_disk_gib: u64,
+}
+
+/// A command to run inside a running instance (DESIGN §14 "Getting in").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// argv; must not be empty.
+    pub command: Vec<String>,
+    pub tty: bool,
+    /// (columns, rows) when `tty`.
+    pub size: Option<(u16, u16)>,
+    /// Whether input arrives on [`ExecSession::input`]; otherwise stdin is empty.
+    pub stdin: bool,
+}
+
+/// A running exec. Dropping `cancel` (or the whole session) kills the command.
+pub struct ExecSession {
+    /// Output (stdout and stderr merged); closes when the command is done.
+    pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    pub input: tokio::sync::mpsc::Sender<ExecInput>,
+    /// The exit code (None: ended by a signal), or why it could not be followed.
+    pub exit: tokio::sync::oneshot::Receiver<Result<Option<i32>, String>>,
+    pub cancel: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The end of a workload (final states only).
@@ -56,6 +82,14 @@ pub trait WorkloadRuntime: Send + Sync + 'static {
     /// WorkloadState::Stopped. Unknown id: no-op.
     fn stop(&self, instance_id: &InstanceId, kill_timeout: Duration);
     fn running(&self) -> Vec<InstanceId>;
+    /// Called once at start: takes over the workloads an earlier agent process on this host
+    /// left running, which from then on are supervised (and their ends reported) like any
+    /// other. Returns their ids.
+    fn adopt(&self) -> Vec<InstanceId>;
+    /// Runs a command inside a running instance (its uid and cgroup, or its container).
+    fn exec(&self, instance_id: &InstanceId, spec: ExecSpec) -> Result<ExecSession, RuntimeError>;
+    /// The guest runtimes this host offers, as reported in the hello.
+    fn runtimes(&self) -> Vec<GuestRuntime>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +104,10 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("instance {0} does not run here")]
+    NotRunning(InstanceId),
+    #[error("{0}")]
+    Exec(String),
     #[error("cannot start {program:?}: {source}")]
     Spawn {
         program: String,

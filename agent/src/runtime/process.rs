@@ -6,8 +6,9 @@
 
 use super::cgroup::{Cgroups, InstanceCgroup};
 use super::group::{signal_group, wait_group_gone};
-use super::{RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use super::{ExecSession, ExecSpec, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
+use gpuspot_common::protocol::GuestRuntime;
 use gpuspot_common::protocol::WorkloadState;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -106,6 +107,18 @@ impl WorkloadRuntime for ProcessRuntime {
 
     fn running(&self) -> Vec<InstanceId> {
         self.inner.workloads().keys().cloned().collect()
+    }
+
+    fn adopt(&self) -> Vec<InstanceId> {
+        Vec::new() // issue 10, helper B: re-adoption by pid + start time
+    }
+
+    fn exec(&self, instance_id: &InstanceId, _spec: ExecSpec) -> Result<ExecSession, RuntimeError> {
+        Err(RuntimeError::NotRunning(instance_id.clone())) // issue 10, helper B
+    }
+
+    fn runtimes(&self) -> Vec<GuestRuntime> {
+        vec![GuestRuntime::Process]
     }
 }
 

@@ -39,6 +39,8 @@ impl Harness {
             data_dir: self.data_dir(id),
             metadata_socket: self.dir.path().join(format!("{id}.sock")),
             log_path: self.dir.path().join("logs").join(format!("{id}.log")),
+            image: None,
+            data_disk_gib: 1,
         }
     }
 

@@ -24,6 +24,8 @@ fn assignment(id: &str, script: &str) -> Assignment {
         log_offset: 0,
         kill_timeout_ms: 1000,
         snapshot: None,
+        image: None,
+        data_disk_gib: 1,
     }
 }
 

@@ -37,6 +37,8 @@ fn assignment(id: &str, save: bool, restore: Option<SnapshotRef>) -> Assignment 
         log_offset: 0,
         kill_timeout_ms: 1000,
         snapshot: Some(SnapshotPlan { save, restore, max_bytes: 1 << 20 }),
+        image: None,
+        data_disk_gib: 1,
     }
 }
 

@@ -428,6 +428,8 @@ impl Cluster {
             log_offset: 0,
             kill_timeout_ms: self.timers.kill_timeout.as_millis() as u64,
             snapshot: self.snapshot_plan(instance),
+            image: None,
+            data_disk_gib: 50,
         })
     }
 

@@ -58,7 +58,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         }
         (
             Some(fingerprint),
-            AgentMessage::Hello { version, agent_version, inventory, instances },
+            AgentMessage::Hello { version, agent_version, inventory, instances, runtimes: _ },
         ) => {
             if version != PROTOCOL_VERSION {
                 let reason = format!(
