@@ -6,7 +6,12 @@
 #      proves it sees exactly its assigned GPU, and exits 0;
 #   4. seed 003's checkpoint/resume loop with a real PyTorch training run: a spot job with
 #      snapshots is reclaimed mid-run by a regular request, and its next run restores the
-#      snapshot and resumes from the last checkpoint to the right total.
+#      snapshot and resumes from the last checkpoint to the right total;
+#   5. when the host has a container engine (Docker or Podman, found at /var/run/docker.sock or
+#      /run/podman/podman.sock, or named by GPU_CHECK_ENGINE=unix:///PATH): an image instance
+#      (a tiny image built here from the host's own shell, imported through the engine's API:
+#      no registry needed) sees exactly its GPU, the metadata socket at
+#      /run/gpuspot/metadata.sock and /data, and exits 0.
 # Prints PASS/FAIL lines and exits non-zero if anything failed.
 # Usage: scripts/gpu-check.sh   (BIN_DIR defaults to target/release; build with cargo build --release)
 # GPU_CHECK_SIMULATE=config/hosts/host-a.toml runs the same flow on a simulated host (no GPU
@@ -67,6 +72,13 @@ list_price = "2.00"
 TOML
 AGENT_ARGS=()
 [ -n "$SIMULATE" ] && AGENT_ARGS=(--simulate "$SIMULATE")
+ENGINE=${GPU_CHECK_ENGINE:-}
+if [ -z "$ENGINE" ]; then
+    for sock in /var/run/docker.sock /run/podman/podman.sock; do
+        [ -S "$sock" ] && ENGINE="unix://$sock" && break
+    done
+fi
+[ -n "$ENGINE" ] && AGENT_ARGS+=(--container-engine "$ENGINE")
 GPUSPOT_ADMIN_TOKEN=$TOKEN "$BIN_DIR/gpuspot-coordinator" --config "$WORK/coordinator.toml" \
     --data-dir "$WORK/coord" --http "$HTTP" --quic "$QUIC" > "$WORK/coordinator.log" 2>&1 &
 PIDS+=($!)
@@ -187,5 +199,58 @@ if wait_for 240 done_dep; then
 else
     fail "resume job did not complete"; api "http://$HTTP/v1/deployments/$DEP"
 fi
+# 5. A container guest (DESIGN §14), when the host has an engine.
+engine_api() { curl -s --unix-socket "${ENGINE#unix://}" "$@"; }
+build_image() { # a rootfs of the host's sh (and its libraries), imported as gpuspot-gpu-check:1
+    local root="$WORK/rootfs"
+    mkdir -p "$root"/{bin,tmp,data,run/gpuspot,dev,proc,sys,etc}
+    for binary in /bin/sh /bin/ls /bin/cat; do
+        cp -L "$binary" "$root/bin/"
+        for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+            mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
+        done
+    done
+    tar -C "$root" -c . | engine_api -X POST -H 'Content-Type: application/x-tar' --data-binary @- \
+        "http://d/images/create?fromSrc=-&repo=localhost/gpuspot-gpu-check&tag=1" > "$WORK/import.log"
+}
+if [ -z "$ENGINE" ]; then
+    echo "SKIP container guest: no container engine on this host"
+elif ! engine_api -sf http://d/_ping >/dev/null; then
+    fail "container engine at $ENGINE does not answer"
+else
+    build_image
+    cat > "$WORK/in-container.sh" <<'SH'
+echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES GPUSPOT_DATA_DIR=$GPUSPOT_DATA_DIR"
+for d in /dev/nvidia[0-9]*; do [ -e "$d" ] && echo "device $d"; done
+[ -S /run/gpuspot/metadata.sock ] && echo "SOCKET OK"
+echo hello > /data/probe && cat /data/probe
+command -v nvidia-smi >/dev/null && nvidia-smi -L
+exit 0
+SH
+    CBODY=$(python3 -c "import json,sys; print(json.dumps({'name':'gpu-check-container','image':'localhost/gpuspot-gpu-check:1','gpu':{'models':[sys.argv[1]],'count':1},'command':['/bin/sh','-c',open(sys.argv[2]).read()]}))" "$MODEL" "$WORK/in-container.sh")
+    CID=$(api -X POST -H 'Content-Type: application/json' -d "$CBODY" "http://$HTTP/v1/instances" | json 'd["id"]')
+    cdone() { [ "$(api "http://$HTTP/v1/instances/$CID" | json 'd["state"] in ("terminated", "failed")')" = True ]; }
+    if wait_for 180 cdone; then
+        api "http://$HTTP/v1/instances/$CID" > "$WORK/container.json"
+        api "http://$HTTP/v1/instances/$CID/logs" > "$WORK/container.log"
+        echo "  container instance: $(json '(d["state"], d["reason"], d["exit_code"], d["gpu_uuids"])' < "$WORK/container.json")"
+        sed 's/^/  | /' "$WORK/container.log"
+        ASSIGNED=$(json 'd["gpu_uuids"][0]' < "$WORK/container.json")
+        ok=1
+        [ "$(json 'd["exit_code"]' < "$WORK/container.json")" = 0 ] || ok=0
+        grep -q "SOCKET OK" "$WORK/container.log" && grep -qx hello "$WORK/container.log" || ok=0
+        if [ -z "$SIMULATE" ]; then
+            [ "$(grep -c '^device ' "$WORK/container.log")" = 1 ] || ok=0
+            if grep -q '^GPU ' "$WORK/container.log"; then
+                [ "$(grep -c '^GPU ' "$WORK/container.log")" = 1 ] && grep -q "$ASSIGNED" "$WORK/container.log" || ok=0
+            fi
+        fi
+        [ $ok = 1 ] && pass "container guest saw exactly its GPU, /run/gpuspot/metadata.sock and /data" \
+            || fail "container guest did not see what DESIGN §14 promises"
+    else
+        fail "container instance did not finish"; api "http://$HTTP/v1/instances/$CID"
+    fi
+fi
+
 [ $FAILED = 0 ] && echo "gpu-check: all checks pass" || echo "gpu-check: some checks FAILED"
 exit $FAILED

@@ -96,17 +96,22 @@ pub fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = args.settings()?;
+    // The state dir is traversable by guests: what the agent writes there is private.
+    crate::config::restrict_umask();
+    crate::config::create_guest_reachable_dir(&settings.state_dir)
+        .with_context(|| format!("creating state dir {}", settings.state_dir.display()))?;
+    // Before anything touches the state dir: a second agent would take the first one's
+    // workloads. Held until the process ends.
+    let _lock = crate::lock::StateLock::acquire(&settings.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let discovery = crate::host::discovery(&settings)?;
         let inventory = discovery.inventory()?;
         tracing::info!(hostname = %inventory.hostname, gpus = inventory.gpus.len(), cores = inventory.cpu_cores,
             memory_gib = inventory.memory_gib, "inventory");
-        crate::config::create_private_dir(&settings.state_dir)
-            .with_context(|| format!("creating state dir {}", settings.state_dir.display()))?;
         let target = crate::link::resolve(&settings.coordinator).await?;
         let endpoint = gpuspot_common::transport::client_endpoint(target)?;
-        let agent = crate::host::host_agent(&settings, discovery, endpoint);
+        let agent = crate::host::try_host_agent(&settings, discovery, endpoint)?;
         agent.run(shutdown_signal()).await?;
         Ok(())
     })
@@ -121,8 +126,9 @@ fn raise_fd_limit() {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT or SIGTERM. The agent then exits and its workloads keep running:
+/// the next agent on the state dir adopts them (DESIGN §14).
 pub(crate) async fn shutdown_signal() {
     gpuspot_common::process::shutdown_signal().await;
-    tracing::info!("shutting down: stopping workloads");
+    tracing::info!("shutting down; workloads keep running and the next agent adopts them");
 }

@@ -83,9 +83,9 @@ pub const DEFAULT_UID_RANGE: (u32, u32) = (200_000, 299_999);
 /// The smallest `[logs] max_bytes`: one disk block.
 pub const MIN_LOG_BYTES: u64 = 4096;
 
-/// Longest socket path we create: 107 bytes is the kernel's limit, and the file name
-/// (`i-<16 hex>.sock`) takes 23 of them.
-const MAX_SOCKET_DIR: usize = 80;
+/// Longest socket dir: 107 bytes is the kernel's limit for a socket path, and
+/// `/<instance>/metadata.sock` (`/i-<16 hex>/metadata.sock`) takes 33 of them.
+pub const MAX_SOCKET_DIR: usize = 74;
 
 impl RawAgentConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -114,7 +114,8 @@ impl RawAgentConfig {
             absolute(self.socket_dir.unwrap_or_else(|| default_socket_dir(&state_dir)));
         if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
             problems.push(format!(
-                "socket_dir: {} is too long for unix sockets (at most {MAX_SOCKET_DIR} bytes)",
+                "socket_dir: {} is too long for unix sockets (at most {MAX_SOCKET_DIR} bytes: \
+                 sockets are <socket_dir>/<instance>/metadata.sock, 107 bytes at most)",
                 socket_dir.display()
             ));
         }
@@ -176,6 +177,28 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// Creates `dir` (and missing parents) for the agent, reachable but not listable by guests:
+/// 0711 when the agent is root (guests with their own uids must traverse it to reach their
+/// data dir and socket, DESIGN §14), else 0700 like [`create_private_dir`]. What lies in it
+/// stays private by its own modes (keys and records 0600, data dirs 0700 of their guest).
+pub fn create_guest_reachable_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    let mode = if unsafe { libc::geteuid() } == 0 { 0o711 } else { 0o700 };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// Files the agent creates are its own (0600/0700) unless it says otherwise: its state dir
+/// is traversable by guests, so nothing in it may be readable by default. Guests get 022
+/// back before they exec.
+pub fn restrict_umask() {
+    // SAFETY: umask has no preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// `<state_dir>/sock` when that is short enough, else a per-state-dir folder in /tmp.
 pub fn default_socket_dir(state_dir: &Path) -> PathBuf {
     let beside = state_dir.join("sock");
@@ -204,6 +227,26 @@ mod tests {
         let dir = default_socket_dir(&long);
         assert!(dir.as_os_str().len() <= MAX_SOCKET_DIR);
         assert_eq!(default_socket_dir(Path::new("/srv/a")), PathBuf::from("/srv/a/sock"));
+        // The longest socket path then still fits the kernel's 107 bytes.
+        let instance = format!("i-{}", "f".repeat(16));
+        let socket = dir.join(instance).join("metadata.sock");
+        let limit = PathBuf::from("/").join("y".repeat(MAX_SOCKET_DIR - 1));
+        assert!(socket.as_os_str().len() <= 107);
+        assert_eq!(
+            limit.join(format!("i-{}", "f".repeat(16))).join("metadata.sock").as_os_str().len(),
+            107
+        );
+    }
+
+    #[test]
+    fn a_too_long_socket_dir_is_refused_with_the_reason() {
+        let raw = RawAgentConfig {
+            coordinator: Some("c:1".into()),
+            socket_dir: Some(PathBuf::from(format!("/{}", "s".repeat(MAX_SOCKET_DIR)))),
+            ..Default::default()
+        };
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains("socket_dir") && err.contains("metadata.sock"), "{err}");
     }
 
     #[test]
@@ -244,6 +287,18 @@ mod tests {
         assert_eq!(settings.log_max_bytes, 1 << 20);
         let err = parse("coordinator = \"c:1\"\n[logs]\nmax_bytes = 10\n").unwrap_err();
         assert!(err.to_string().contains("logs.max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn guest_reachable_dirs_are_traversable_only_when_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        create_guest_reachable_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        // SAFETY: geteuid has no preconditions.
+        let expected = if unsafe { libc::geteuid() } == 0 { 0o711 } else { 0o700 };
+        assert_eq!(mode, expected);
     }
 
     #[test]

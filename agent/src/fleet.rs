@@ -7,7 +7,7 @@
 
 use crate::config::{RawAgentConfig, default_socket_dir};
 use crate::discovery::{SimulatedDiscovery, SimulatedProfile};
-use crate::host::{RuntimeKind, host_agent_with};
+use crate::host::{GpuKind, RuntimeKind, try_host_agent_with};
 use crate::link::LinkStats;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -85,12 +85,19 @@ async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()>
         crate::config::create_private_dir(&host_dir)
             .with_context(|| format!("creating {}", host_dir.display()))?;
         let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
-        let mut agent = host_agent_with(&settings, discovery, endpoint.clone(), args.runtime);
+        let mut agent = try_host_agent_with(
+            &settings,
+            discovery,
+            endpoint.clone(),
+            args.runtime,
+            GpuKind::Simulated,
+        )?;
         agent.connect_gate = Some(gate.clone());
         agent.stats = stats.clone();
         let mut stop = stop_rx.clone();
         hosts.spawn(async move {
-            let result = agent.run(async move { drop(stop.changed().await) }).await;
+            let result =
+                agent.run_stopping_workloads(async move { drop(stop.changed().await) }).await;
             (name, result)
         });
     }

@@ -1,13 +1,17 @@
 //! Assembles one host's agent from settings: the discovery backend (NVML or a simulated
-//! profile), the workload runtime (real processes, or the fake one for load tests) and the
-//! supervisor, ready to run its link.
+//! profile), the workload runtimes (real processes plus containers when the host has a
+//! container engine, or the fake one for load tests) and the supervisor, ready to run its
+//! link.
 
 use crate::config::AgentSettings;
 use crate::discovery::{
     GpuDiscovery, NvmlDiscovery, SimulatedDiscovery, SimulatedProfile, machine_hostname,
 };
 use crate::link::{HostAgent, LinkStats};
-use crate::runtime::{FakeRuntime, ProcessRuntime, WorkloadRuntime};
+use crate::runtime::{
+    ContainerError, ContainerOptions, ContainerRuntime, FakeRuntime, GuestRuntimes, ProcessRuntime,
+    RuntimeEvent, WorkloadRuntime,
+};
 use crate::supervisor::Supervisor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,37 +47,59 @@ pub fn discovery(
     }
 }
 
-/// A host agent running real processes. Call inside a tokio runtime.
-pub fn host_agent(
+/// Why a host agent cannot be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(
+        "{0}; fix [containers] engine / --container-engine, or remove it to run process guests only"
+    )]
+    ContainerEngine(#[from] ContainerError),
+}
+
+/// Whether the host's GPUs are real (NVML) or simulated (made-up UUIDs no container
+/// engine could attach).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuKind {
+    Real,
+    Simulated,
+}
+
+impl GpuKind {
+    /// Simulated when the settings name a profile. Callers that build a simulated
+    /// discovery themselves (`gpuspot dev`) say so with [`try_host_agent_with`].
+    pub fn of(settings: &AgentSettings) -> GpuKind {
+        if settings.simulate.is_some() { GpuKind::Simulated } else { GpuKind::Real }
+    }
+}
+
+/// A host agent running real processes, and containers when `settings.container_engine`
+/// names one (which must answer). Call inside a tokio runtime.
+pub fn try_host_agent(
     settings: &AgentSettings,
     discovery: Arc<dyn GpuDiscovery>,
     endpoint: quinn::Endpoint,
-) -> HostAgent {
-    host_agent_with(settings, discovery, endpoint, RuntimeKind::Process)
+) -> Result<HostAgent, HostError> {
+    let gpus = GpuKind::of(settings);
+    try_host_agent_with(settings, discovery, endpoint, RuntimeKind::Process, gpus)
 }
 
 /// A host agent with the given runtime. The fake runtime writes no output, so its agent
-/// does not poll for any. Call inside a tokio runtime.
-pub fn host_agent_with(
+/// does not poll for any, and runs no containers. Call inside a tokio runtime.
+pub fn try_host_agent_with(
     settings: &AgentSettings,
     discovery: Arc<dyn GpuDiscovery>,
     endpoint: quinn::Endpoint,
     kind: RuntimeKind,
-) -> HostAgent {
-    if let Err(error) = crate::config::create_private_dir(&settings.state_dir) {
-        tracing::warn!(%error, dir = %settings.state_dir.display(), "cannot make the state dir private");
-    }
+    gpus: GpuKind,
+) -> Result<HostAgent, HostError> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let runtime: Arc<dyn WorkloadRuntime> = match kind {
-        RuntimeKind::Process => {
-            kill_orphans(settings);
-            Arc::new(ProcessRuntime::new(events_tx))
-        }
+        RuntimeKind::Process => guest_runtimes(settings, gpus, events_tx)?,
         RuntimeKind::Fake => Arc::new(FakeRuntime::new(events_tx)),
     };
     // The fake runtime writes no output: nothing to poll or cap.
     let log_poll = (kind == RuntimeKind::Process).then_some(LOG_POLL);
-    HostAgent {
+    Ok(HostAgent {
         coordinator: settings.coordinator.clone(),
         join_token: settings.join_token.clone(),
         state_dir: settings.state_dir.clone(),
@@ -92,15 +118,29 @@ pub fn host_agent_with(
         connect_gate: None,
         stats: Arc::new(LinkStats::default()),
         welcomed: false,
-    }
+    })
 }
 
-fn kill_orphans(settings: &AgentSettings) {
-    let killed = crate::runtime::kill_orphans(&settings.state_dir.join("instances"));
-    if killed > 0 {
-        tracing::warn!(
-            killed,
-            "killed workloads left by an earlier agent process; the coordinator will restart what it still wants"
-        );
-    }
+/// Processes, plus containers when an engine is configured (connected and checked now, so
+/// that a wrong URL stops the agent at start rather than failing every image later).
+fn guest_runtimes(
+    settings: &AgentSettings,
+    gpus: GpuKind,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+) -> Result<Arc<dyn WorkloadRuntime>, HostError> {
+    let process: Arc<dyn WorkloadRuntime> =
+        Arc::new(ProcessRuntime::for_host(events.clone(), settings));
+    let container = match &settings.container_engine {
+        None => None,
+        Some(url) => {
+            let options = ContainerOptions {
+                agent: settings.state_dir.display().to_string(),
+                real_gpus: gpus == GpuKind::Real,
+                log_max_bytes: settings.log_max_bytes,
+            };
+            let runtime = ContainerRuntime::connect(url, options, events)?;
+            Some(Arc::new(runtime) as Arc<dyn WorkloadRuntime>)
+        }
+    };
+    Ok(Arc::new(GuestRuntimes::new(process, container)))
 }

@@ -2,12 +2,15 @@
 //!
 //! Layout (DESIGN §1–2, §6, §9):
 //! - [`discovery`]: GPUs through NVML or a simulated profile, cores and memory via sysinfo.
-//! - [`runtime`]: guest workloads behind `WorkloadRuntime` (real processes, or a fake).
+//! - [`runtime`]: guest workloads behind `WorkloadRuntime`: processes under their own uids,
+//!   containers through the host's engine, or a fake for load tests (DESIGN §14).
 //! - [`metadata`]: the per-instance guest metadata socket (seed 003).
 //! - [`snapshots`]: data-dir snapshots to and from the coordinator's store (DESIGN §8).
 //! - [`supervisor`]: what this host runs, applied idempotently from the coordinator's orders.
 //! - [`link`]: joining, and the QUIC session with reconnects and reconciliation.
-//! - [`host`]: assembles one host's agent; [`config`] and [`cli`]: settings and the binary.
+//! - [`state_file`]: crash-safe JSON records in the state dir.
+//! - [`host`]: assembles one host's agent; [`config`] and [`cli`]: settings and the binary;
+//!   [`lock`]: one agent per state dir.
 //! - [`fleet`]: many simulated hosts in one process, for load tests.
 
 pub mod cli;
@@ -16,7 +19,9 @@ pub mod discovery;
 pub mod fleet;
 pub mod host;
 pub mod link;
+pub mod lock;
 pub mod metadata;
 pub mod runtime;
 pub mod snapshots;
+pub mod state_file;
 pub mod supervisor;

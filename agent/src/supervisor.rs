@@ -3,11 +3,20 @@
 //! It applies the coordinator's commands idempotently (instance ids) and turns the runtime's
 //! exits into reports. No I/O on the link here: the link module carries what this returns,
 //! including the snapshot work (see [`snapshots`]) that must happen before a command starts
-//! or before an instance's end is reported.
+//! or before an instance's end is reported. Workloads outlive the agent process: a restarted
+//! agent adopts them, and data dirs go as soon as their instance is over (see [`adoption`]).
+//!
+//! Layout: `<state_dir>/instances/<id>/` (0711 where guests have their own uids) holds
+//! `data/` (the guest's), `output.log` and the records; `<socket_dir>/<id>/metadata.sock` is
+//! the guest's socket, in a directory of its own so that it can be bind-mounted.
 
+mod adoption;
+#[cfg(test)]
+mod adoption_tests;
 #[cfg(test)]
 mod log_tests;
 mod logs;
+mod records;
 mod snapshots;
 #[cfg(test)]
 mod tests;
@@ -17,7 +26,7 @@ pub use snapshots::Followup;
 use logs::LogTail;
 
 use crate::metadata::MetadataServer;
-use crate::runtime::{RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, GuestMetadata, InstanceReport, SnapshotPlan, WorkloadState,
@@ -61,20 +70,46 @@ pub struct Supervisor {
     log_max_bytes: u64,
     /// How often a running workload's log is capped besides every read; `None`: only reads.
     log_cap_every: Option<Duration>,
+    /// Size-limited data dirs where the host allows (made before a restore).
+    disks: DataDisks,
+    /// Whether [`Supervisor::adopt`] has run.
+    adopted: bool,
+    /// Data and instance dirs being deleted on blocking threads.
+    deleting: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The metadata socket's file name, in `<socket_dir>/<instance>/`.
+pub const SOCKET_FILE: &str = "metadata.sock";
+
 impl Supervisor {
+    /// Also makes the state, instances and socket dirs traversable (0711) when the agent
+    /// is root, so that guests with their own uids reach their own files below them.
     pub fn new(runtime: Arc<dyn WorkloadRuntime>, state_dir: PathBuf, socket_dir: PathBuf) -> Self {
+        let instances_dir = state_dir.join("instances");
+        for dir in [&state_dir, &instances_dir, &socket_dir] {
+            if let Err(error) = crate::config::create_guest_reachable_dir(dir) {
+                tracing::warn!(dir = %dir.display(), %error, "cannot prepare a state directory");
+            }
+        }
         Self {
             runtime,
-            instances_dir: state_dir.join("instances"),
+            instances_dir,
             socket_dir,
             running: BTreeMap::new(),
             finished: BTreeMap::new(),
             restoring: BTreeMap::new(),
             log_max_bytes: gpuspot_common::logcap::DEFAULT_MAX_BYTES,
             log_cap_every: None,
+            disks: DataDisks::detect(),
+            adopted: false,
+            deleting: Vec::new(),
         }
+    }
+
+    /// Where data dirs are size-limited (default: where the host allows).
+    pub fn with_data_disks(mut self, disks: DataDisks) -> Self {
+        self.disks = disks;
+        self
     }
 
     /// Keeps at most `max_bytes` of each instance's output on disk, capping running
@@ -108,6 +143,11 @@ impl Supervisor {
         self.finished.iter().filter(|(_, f)| f.save.is_none()).map(|(id, _)| id.clone()).collect()
     }
 
+    /// The runtime, for commands run inside instances (exec streams).
+    pub fn runtime(&self) -> Arc<dyn WorkloadRuntime> {
+        self.runtime.clone()
+    }
+
     /// The guest runtimes this host offers (DESIGN §14).
     pub fn runtimes(&self) -> Vec<gpuspot_common::protocol::GuestRuntime> {
         self.runtime.runtimes()
@@ -131,7 +171,10 @@ impl Supervisor {
             cpu_cores: assignment.cpu_cores,
             memory_gib: assignment.memory_gib,
             data_dir: dir.join("data"),
-            metadata_socket: self.socket_dir.join(format!("{}.sock", assignment.instance_id)),
+            metadata_socket: self
+                .socket_dir
+                .join(assignment.instance_id.as_str())
+                .join(SOCKET_FILE),
             log_path: dir.join("output.log"),
             image: assignment.image.clone(),
             data_disk_gib: assignment.data_disk_gib,
@@ -169,30 +212,34 @@ impl Supervisor {
         let (metadata, watcher) = watch::channel(assignment.metadata.clone());
         let socket = match MetadataServer::start(spec.metadata_socket.clone(), watcher) {
             Ok(server) => Some(server),
-            Err(e) => return Some(failed(&id, format!("cannot open the metadata socket: {e}"))),
+            Err(e) => {
+                self.release_data(&id);
+                return Some(failed(&id, format!("cannot open the metadata socket: {e}")));
+            }
         };
-        let mut log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
+        let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
+        // A container gets its data disk here, to bind-mount it; the process runtime makes
+        // its guests' own (and the fake one needs none).
+        if spec.image.is_some()
+            && let Err(error) = self.disks.prepare(&data_dir, spec.data_disk_gib)
+        {
+            tracing::warn!(instance = %id, %error, "cannot prepare the data dir");
+        }
         if let Err(e) = self.runtime.start(spec) {
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
-            self.remember_finished(
-                id.clone(),
-                WorkloadState::Failed { message: e.to_string() },
-                log,
-                None,
-            );
+            let state = WorkloadState::Failed { message: e.to_string() };
+            self.remember_finished(id.clone(), state, log, None);
+            self.release_data(&id);
             return Some(failed(&id, e.to_string()));
         }
         tracing::info!(instance = %id, "workload started");
-        if let Some(every) = self.log_cap_every {
-            log.cap_every(every);
-        }
-        let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
-        let snapshot = assignment.snapshot;
-        let workload =
-            Workload { metadata, _socket: socket, log, kill_timeout, snapshot, data_dir };
-        self.running.insert(id.clone(), workload);
-        Some(InstanceReport { instance_id: id, state: WorkloadState::Running })
+        records::save(&self.instance_dir(&id), &assignment);
+        // A container runs only once its image is pulled and it is created and started: its
+        // runtime says when (see `on_runtime_event`), so pull time is neither `running` nor billed.
+        let starts_later = assignment.image.is_some();
+        self.track(assignment, metadata, socket, log, data_dir);
+        (!starts_later).then_some(InstanceReport { instance_id: id, state: WorkloadState::Running })
     }
 
     /// Stops a workload; one still waiting for its restore will not start.
@@ -220,7 +267,16 @@ impl Supervisor {
 
     /// A workload ended: its socket closes and it waits in `finished` until acknowledged.
     /// Returns its report, or, when its data dir is to be saved, the save to run first.
-    pub fn on_exit(&mut self, event: RuntimeEvent) -> Option<Followup> {
+    /// A `Running` event (a runtime whose start completes later) is reported as it is.
+    pub fn on_runtime_event(&mut self, event: RuntimeEvent) -> Option<Followup> {
+        if !event.state.is_final() {
+            let id = event.instance_id;
+            let running = self.running.contains_key(&id);
+            return running.then_some(Followup::Report(InstanceReport {
+                instance_id: id,
+                state: event.state,
+            }));
+        }
         let mut workload = self.running.remove(&event.instance_id)?;
         workload.log.stop_capping();
         tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
@@ -230,6 +286,9 @@ impl Supervisor {
             .filter(|plan| plan.save)
             .map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
         let pending = save.clone().map(snapshots::PendingSave::Uploading);
+        if save.is_none() {
+            self.release_data(&id);
+        }
         self.remember_finished(id.clone(), event.state.clone(), workload.log, pending);
         Some(match save {
             Some(job) => Followup::Save(job),
@@ -254,7 +313,7 @@ impl Supervisor {
 
     fn forget(&mut self, id: &InstanceId) {
         self.finished.remove(id);
-        let _ = std::fs::remove_dir_all(self.instances_dir.join(id.as_str()));
+        self.remove_instance_dir(id);
     }
 
     /// Applies the coordinator's full desired state. `acknowledged` are the finished

@@ -78,6 +78,24 @@ pub enum InstancesCmd {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Run a command inside a running instance: `gpuspot instances exec ID -- nvidia-smi`;
+    /// `-t` (or no command: a shell) for an interactive session.
+    Exec(ExecArgs),
+}
+
+/// `gpuspot instances exec ID [-t] -- CMD…`
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// Interactive: a terminal, with stdin, resizes and output streamed.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Seconds before a non-interactive command is killed (1-3600).
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 /// CPU and memory ranges, as `MIN-MAX` or separate bounds.
@@ -130,12 +148,25 @@ pub struct InstanceCreateArgs {
     /// Snapshot the data directory when the instance stops.
     #[arg(long)]
     pub snapshot: bool,
+    #[command(flatten)]
+    pub guest: GuestArgs,
     /// Act for this account (admin token only).
     #[arg(long, value_name = "ID")]
     pub account: Option<String>,
-    /// The command to run, after `--`.
+    /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// How the guest runs (DESIGN §14): in a container from an image, and its data disk.
+#[derive(Args, Debug, Default, Clone)]
+pub struct GuestArgs {
+    /// Run in a container from this OCI image (on hosts that run containers).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Size of the data disk in GiB (1-50; default 50).
+    #[arg(long, value_name = "GIB")]
+    pub data_disk_gib: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -232,7 +263,7 @@ pub struct DeploymentCreateArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "name", "mode", "replicas", "completions", "parallelism", "retry_limit", "specs",
         "env", "snapshot", "command", "cpu", "cpu_min", "cpu_max", "memory_gib",
-        "memory_gib_min", "memory_gib_max",
+        "memory_gib_min", "memory_gib_max", "image", "data_disk_gib",
     ])]
     pub file: Option<PathBuf>,
     /// Deployment name.
@@ -264,10 +295,12 @@ pub struct DeploymentCreateArgs {
     /// Snapshot the data directory when an instance stops.
     #[arg(long)]
     pub snapshot: bool,
+    #[command(flatten)]
+    pub guest: GuestArgs,
     /// Act for this account (admin token only).
     #[arg(long, value_name = "ID")]
     pub account: Option<String>,
-    /// The command to run, after `--`.
+    /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

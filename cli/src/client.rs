@@ -31,6 +31,29 @@ impl Client {
         })
     }
 
+    /// The API's base URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The bearer token, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Like [`Client::post_json`], for a request whose answer may take up to `timeout`.
+    pub fn post_json_within(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let http = build_http(Some(timeout))?;
+        let text = self.send(self.request(&http, Method::POST, path).json(body))?.text()?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the coordinator's answer to {path} is not JSON: {text:.200}"))
+    }
+
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         self.json(Method::GET, path, None)
     }

@@ -49,7 +49,7 @@ fn request_from_flags(args: &DeploymentCreateArgs) -> anyhow::Result<Value> {
     }
     body.insert("specs".into(), specs_json(args)?);
     let mut template = Map::new();
-    insert_template(&mut template, &args.command, &args.env, args.snapshot)?;
+    insert_template(&mut template, &args.command, &args.env, args.snapshot, &args.guest)?;
     body.insert("template".into(), Value::Object(template));
     Ok(Value::Object(body))
 }
@@ -207,6 +207,13 @@ mod tests {
             "template": { "command": ["python3", "serve.py"], "env": { "PORT": "8000" } }
         });
         assert_eq!(body.expect("valid"), expected);
+    }
+
+    #[test]
+    fn an_image_goes_into_the_template() {
+        let argv = ["--spec", "regular:H100:1", "--image", "busybox", "--data-disk-gib", "10"];
+        let body = create(&argv).expect("valid");
+        assert_eq!(body["template"], json!({ "image": "busybox", "data_disk_gib": 10 }));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use gpuspot_agent::config::{AgentSettings, default_socket_dir};
 use gpuspot_agent::discovery::{Reservation, SimulatedDiscovery, SimulatedProfile};
+use gpuspot_agent::host::{GpuKind, RuntimeKind};
 use gpuspot_coordinator::config::RawConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -32,6 +33,10 @@ pub struct DevArgs {
     /// Simulated hosts, a TOML file of [[hosts]] profiles (default: seed 004's A, B, C).
     #[arg(long, value_name = "FILE")]
     pub hosts: Option<PathBuf>,
+    /// Container engine (Docker Engine API) for every simulated host, e.g.
+    /// unix:///run/podman/podman.sock: the hosts then run image requests too.
+    #[arg(long, value_name = "URL", env = "GPUSPOT_CONTAINER_ENGINE")]
+    pub container_engine: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,16 +90,18 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     let settings = coordinator_settings(&args, &data_dir)?;
     let profiles = load_hosts(args.hosts.as_deref())?;
+    let engine = args.container_engine.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
     })
-    .block_on(cluster(settings, profiles, data_dir))
+    .block_on(cluster(settings, profiles, data_dir, engine))
 }
 
 async fn cluster(
     settings: gpuspot_coordinator::config::Settings,
     profiles: Vec<SimulatedProfile>,
     data_dir: PathBuf,
+    container_engine: Option<String>,
 ) -> anyhow::Result<()> {
     let link_timeout = (settings.timers.heartbeat * 3).max(Duration::from_secs(3));
     // One process serves every guest socket of the dev hosts: give it all the descriptors
@@ -112,6 +119,13 @@ async fn cluster(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
+    // Process guests run under their own uids and must traverse these to reach their data
+    // dirs and sockets (DESIGN §14); what lies inside stays private by its own modes.
+    gpuspot_agent::config::restrict_umask();
+    for dir in [data_dir.clone(), data_dir.join("hosts")] {
+        gpuspot_agent::config::create_guest_reachable_dir(&dir)?;
+    }
+    let mut locks = Vec::new();
     for profile in profiles {
         let name = profile.name.clone().unwrap_or_else(|| format!("host-{}", agents.len() + 1));
         let state_dir = data_dir.join("hosts").join(&name);
@@ -125,19 +139,27 @@ async fn cluster(
             reserve: Reservation::default(),
             link_timeout,
             log_max_bytes,
-            container_engine: None,
+            container_engine: container_engine.clone(),
             uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
         };
-        std::fs::create_dir_all(&settings.state_dir)?;
+        gpuspot_agent::config::create_guest_reachable_dir(&settings.state_dir)?;
+        locks.push(gpuspot_agent::lock::StateLock::acquire(&settings.state_dir)?);
         let discovery = std::sync::Arc::new(SimulatedDiscovery::new(profile, Some(name)));
         let endpoint = gpuspot_common::transport::client_endpoint(quic)?;
-        let agent = gpuspot_agent::host::host_agent(&settings, discovery, endpoint);
+        let agent = gpuspot_agent::host::try_host_agent_with(
+            &settings,
+            discovery,
+            endpoint,
+            RuntimeKind::Process,
+            GpuKind::Simulated,
+        )?;
         let mut stop = stop_rx.clone();
-        agents.push(tokio::spawn(agent.run(async move {
+        // A dev cluster lives and dies with this process: its workloads stop with it.
+        agents.push(tokio::spawn(agent.run_stopping_workloads(async move {
             let _ = stop.changed().await;
         })));
     }
-    print_banner(&running, &data_dir, agents.len());
+    print_banner(&running, &data_dir, agents.len(), container_engine.as_deref());
     gpuspot_common::process::shutdown_signal().await;
     println!("gpuspot dev: stopping workloads and the coordinator");
     let _ = stop_tx.send(true);
@@ -148,9 +170,17 @@ async fn cluster(
     Ok(())
 }
 
-fn print_banner(running: &gpuspot_coordinator::server::Running, data_dir: &Path, hosts: usize) {
+fn print_banner(
+    running: &gpuspot_coordinator::server::Running,
+    data_dir: &Path,
+    hosts: usize,
+    engine: Option<&str>,
+) {
     let api = format!("http://{}", running.http_addr);
     println!("gpuspot dev: local cluster with {hosts} simulated hosts");
+    if let Some(engine) = engine {
+        println!("  containers:  through {engine} (requests with --image)");
+    }
     println!("  API:         {api}");
     println!("  admin token: {}", running.admin_token);
     println!("  QUIC:        {}", running.quic_addr);

@@ -2,7 +2,7 @@
 //! deployments share: ranges, billing, env and the command. Everything obviously wrong is
 //! reported here as a [`UsageError`](crate::errors::UsageError) before anything is sent.
 
-use crate::args::{InstanceCreateArgs, ResourceArgs};
+use crate::args::{GuestArgs, InstanceCreateArgs, ResourceArgs};
 use crate::errors::usage;
 use gpuspot_common::Money;
 use serde_json::{Map, Value, json};
@@ -16,7 +16,7 @@ pub fn instance_request(args: &InstanceCreateArgs) -> anyhow::Result<Value> {
     body.insert("gpu".into(), gpu_json(&args.gpus, args.count)?);
     insert_resources(&mut body, &args.resources)?;
     body.insert("billing".into(), billing_json(args.spot, args.max_price.as_deref())?);
-    insert_template(&mut body, &args.command, &args.env, args.snapshot)?;
+    insert_template(&mut body, &args.command, &args.env, args.snapshot, &args.guest)?;
     if let Some(account) = &args.account {
         body.insert("account_id".into(), json!(account));
     }
@@ -143,23 +143,47 @@ pub fn env_json(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     Ok(env)
 }
 
-/// Adds `command`, `env` (when given) and `snapshot` (when enabled) to a body or template.
+/// Adds `command`, `env` (when given), `snapshot` (when enabled), `image` and
+/// `data_disk_gib` (when given) to a body or template. With an image the command may be
+/// left out: the image's CMD runs.
 pub fn insert_template(
     body: &mut Map<String, Value>,
     command: &[String],
     env: &[String],
     snapshot: bool,
+    guest: &GuestArgs,
 ) -> anyhow::Result<()> {
-    if command.is_empty() || command[0].trim().is_empty() {
+    insert_guest(body, guest)?;
+    let image_cmd = guest.image.is_some() && command.is_empty();
+    if !image_cmd && command.first().is_none_or(|c| c.trim().is_empty()) {
         return usage("no command: give it after `--`, e.g. `-- python3 train.py`");
     }
-    body.insert("command".into(), json!(command));
+    if !image_cmd {
+        body.insert("command".into(), json!(command));
+    }
     let env = env_json(env)?;
     if !env.is_empty() {
         body.insert("env".into(), Value::Object(env));
     }
     if snapshot {
         body.insert("snapshot".into(), json!({ "enabled": true }));
+    }
+    Ok(())
+}
+
+/// `image` and `data_disk_gib`, checked as far as the CLI can (the API has the last word).
+fn insert_guest(body: &mut Map<String, Value>, guest: &GuestArgs) -> anyhow::Result<()> {
+    if let Some(image) = &guest.image {
+        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+            return usage(format!("--image {image:?}: name an OCI image, e.g. python:3.12"));
+        }
+        body.insert("image".into(), json!(image));
+    }
+    if let Some(gib) = guest.data_disk_gib {
+        if !(1..=50).contains(&gib) {
+            return usage(format!("--data-disk-gib {gib}: the data disk is 1 to 50 GiB"));
+        }
+        body.insert("data_disk_gib".into(), json!(gib));
     }
     Ok(())
 }
@@ -261,6 +285,24 @@ mod tests {
         assert!(junk.contains("not a range"), "{junk}");
         let price = usage_message(create(&["--gpu", "H", "--spot", "--max-price", "x", "--", "x"]));
         assert!(price.contains("bad price"), "{price}");
+    }
+
+    #[test]
+    fn image_requests_may_leave_the_command_to_the_image() {
+        let body = create(&["--gpu", "H100", "--image", "python:3.12", "--data-disk-gib", "20"]);
+        let expected = json!({
+            "gpu": { "models": ["H100"], "count": 1 },
+            "billing": { "mode": "regular" },
+            "image": "python:3.12",
+            "data_disk_gib": 20
+        });
+        assert_eq!(body.expect("valid"), expected);
+        let body = create(&["--gpu", "H100", "--image", "busybox", "--", "sleep", "9"]);
+        assert_eq!(body.expect("valid")["command"], json!(["sleep", "9"]));
+        let disk = usage_message(create(&["--gpu", "H", "--data-disk-gib", "51", "--", "x"]));
+        assert!(disk.contains("1 to 50 GiB"), "{disk}");
+        let image = usage_message(create(&["--gpu", "H", "--image", "a b", "--", "x"]));
+        assert!(image.contains("--image"), "{image}");
     }
 
     #[test]

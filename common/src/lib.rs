@@ -8,6 +8,7 @@
 //! - [`clock`]: the `Clock` trait (system and manual) so core logic never reads the wall clock.
 //! - [`protocol`]: the agent ↔ coordinator messages, one enum per direction.
 //! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
+//! - [`dirlock`]: one process per directory (the agent's state dir, the coordinator's data dir).
 //! - [`process`]: logging set-up and shutdown signals shared by the binaries.
 //! - [`pki`]: the coordinator CA, join tokens, host certificates and rustls configs.
 //! - [`transport`]: quinn endpoints built from the PKI configs.
@@ -15,6 +16,7 @@
 
 pub mod clock;
 pub mod codec;
+pub mod dirlock;
 pub mod ids;
 pub mod inventory;
 pub mod logcap;

@@ -21,3 +21,12 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// This machine's hostname, or "localhost" when it cannot be read (a name is only a label).
+pub fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

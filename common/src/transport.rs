@@ -2,10 +2,10 @@
 //! timeout is how fast either side notices a silent peer at the transport level; liveness
 //! as the coordinator judges it comes from heartbeats.
 //!
-//! Only the agent opens streams (its session, plus one per snapshot transfer), so the
-//! coordinator accepts a few and the agent none. quinn sets up per-connection state for
-//! every stream a peer may open, which at its defaults (100 + 100) was a large share of
-//! the coordinator's memory per connected host.
+//! The agent opens its session and one stream per snapshot transfer; the coordinator opens
+//! one per exec (DESIGN §14 "Getting in"). quinn sets up per-connection state for every
+//! stream a peer may open, which at its defaults (100 + 100) was a large share of the
+//! coordinator's memory per connected host, so both limits are small.
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::CertificateDer;
@@ -25,6 +25,9 @@ pub enum TransportError {
 
 /// Bidirectional streams an agent may have open at once on one connection.
 pub const MAX_AGENT_STREAMS: u32 = 16;
+
+/// Exec streams the coordinator may have open at once on one agent connection.
+pub const MAX_EXEC_STREAMS: u32 = 32;
 
 fn transport(
     idle_timeout: Duration,
@@ -100,7 +103,7 @@ pub async fn connect(
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport(idle_timeout, 0, true));
+    config.transport_config(transport(idle_timeout, MAX_EXEC_STREAMS, true));
     let connect_err = |detail: String| TransportError::Connect { addr, detail };
     endpoint
         .connect_with(config, addr, crate::pki::SERVER_NAME)

@@ -87,6 +87,8 @@ fn request(rng: &mut Rng) -> InstanceRequest {
         command: vec!["sleep".into(), "infinity".into()],
         env: Default::default(),
         snapshot: SnapshotOptions::default(),
+        image: None,
+        data_disk_gib: 50,
     }
 }
 
@@ -110,7 +112,14 @@ fn main() {
         let inventory = inventory(n, &mut rng);
         units += inventory.gpus.len();
         let id = HostId::from(format!("h-{n:05}").as_str());
-        cluster.host_connected(&id, &inventory, "bench", &[], now);
+        cluster.host_connected(
+            &id,
+            &inventory,
+            "bench",
+            &[gpuspot_common::protocol::GuestRuntime::Process],
+            &[],
+            now,
+        );
         cluster.take_changes();
     }
     let connect = started.elapsed();

@@ -1,6 +1,10 @@
 //! Coordinator configuration: TOML file → [`RawConfig`] (serde, every key optional) →
 //! [`Settings`] (validated). Every problem is reported at once, not the first only.
 
+mod policy;
+
+pub use policy::{Policy, RawPolicy};
+
 use crate::core::crash_loop::CrashBackoff;
 use gpuspot_common::Money;
 use serde::Deserialize;
@@ -36,6 +40,25 @@ pub struct RawConfig {
     pub deployments: RawDeployments,
     #[serde(default)]
     pub logs: gpuspot_common::logcap::RawLogs,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// The SSH front door (DESIGN §14); off when absent.
+    pub ssh: Option<RawSsh>,
+}
+
+/// `[ssh]`: `listen = "ADDR"`, and the host name users are told to connect to (default:
+/// the listen address when it names one, else this machine's hostname).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub listen: SocketAddr,
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SshSettings {
+    pub listen: SocketAddr,
+    pub host: Option<String>,
 }
 
 /// Replica sets' crash-loop backoff (DESIGN §15).
@@ -180,6 +203,8 @@ pub struct Settings {
     pub snapshot_max_bytes: u64,
     pub crash_backoff: CrashBackoff,
     pub log_max_bytes: u64,
+    pub policy: Policy,
+    pub ssh: Option<SshSettings>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -229,6 +254,13 @@ impl RawConfig {
         if log_max_bytes == 0 {
             problems.push("logs.max_bytes: must be greater than zero".into());
         }
+        let ssh = self.ssh.map(|raw| {
+            let host = raw.host.map(|h| h.trim().to_owned());
+            if host.as_ref().is_some_and(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+                problems.push("ssh.host: must be a host name without spaces".into());
+            }
+            SshSettings { listen: raw.listen, host }
+        });
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -246,6 +278,8 @@ impl RawConfig {
                 .unwrap_or(crate::core::cluster::DEFAULT_SNAPSHOT_MAX_BYTES),
             crash_backoff,
             log_max_bytes,
+            policy: self.policy.validate(),
+            ssh,
         })
     }
 }
@@ -381,6 +415,15 @@ mod tests {
             panic!("expected Invalid")
         };
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn ssh_is_off_unless_configured() {
+        assert_eq!(RawConfig::from_toml("").unwrap().validate().unwrap().ssh, None);
+        let raw = RawConfig::from_toml("[ssh]\nlisten = \"127.0.0.1:2222\"").unwrap();
+        let ssh = raw.validate().unwrap().ssh.expect("ssh settings");
+        assert_eq!(ssh.listen, "127.0.0.1:2222".parse().unwrap());
+        assert!(RawConfig::from_toml("[ssh]\nlisten = \"x\"").is_err());
     }
 
     #[test]

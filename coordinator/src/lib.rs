@@ -8,6 +8,7 @@
 //! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake, snapshot streams).
 //! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator.
+//! - [`ssh`]: the SSH front door into instances.
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
 pub mod actors;
@@ -19,5 +20,6 @@ pub mod directory;
 pub mod quic;
 pub mod server;
 pub mod snapshots;
+pub mod ssh;
 pub mod store;
 pub mod webhook;

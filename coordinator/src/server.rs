@@ -10,6 +10,7 @@ use crate::core::Cluster;
 use crate::quic::{self, LogStore, QuicContext};
 use crate::store::credentials::{JoinTokenRecord, NewJoinToken};
 use crate::store::files::{self, restrict};
+use crate::store::lock::DataDirLock;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
@@ -29,13 +30,19 @@ pub struct Running {
     pub admin_token: String,
     /// Whether the admin token was generated (and should be shown to the operator).
     pub admin_token_generated: bool,
+    /// The SSH front door's address, when `[ssh]` is configured.
+    pub ssh_addr: Option<SocketAddr>,
     http: actix_web::dev::ServerHandle,
     endpoint: quinn::Endpoint,
+    /// Held while this coordinator runs: no second one starts on its data dir.
+    _lock: DataDirLock,
+    ssh: Option<crate::ssh::SshDoor>,
 }
 
 impl Running {
     pub async fn stop(self) {
         self.endpoint.close(0u32.into(), b"coordinator shutting down");
+        drop(self.ssh);
         self.http.stop(true).await;
     }
 }
@@ -125,6 +132,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir.clone();
     files::private_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    // Before anything in the dir is read or written (endpoints.json included).
+    let lock = DataDirLock::acquire(&data_dir)?;
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -146,6 +155,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     crate::webhook::spawn(settings.webhook.clone(), directory.clone(), events.subscribe());
     let writer = Writer::start(store.clone());
     let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
+    // Before the actor runs: a clone of a running cluster's address overflows in actix.
+    let ssh_cluster = settings.ssh.as_ref().map(|_| cluster.clone());
     let logs = LogStore::new(data_dir.join("logs"), settings.log_max_bytes);
     let snapshot_files = crate::snapshots::SnapshotFiles::new(data_dir.join("snapshots"));
     let stale = snapshot_files.remove_stale_parts();
@@ -161,6 +172,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         &quic_reset_key(&data_dir)?,
     )?;
     let quic_addr = endpoint.local_addr()?;
+    let exec_links = Arc::new(quic::exec::ExecLinks::default());
     quic::serve(
         endpoint.clone(),
         Arc::new(QuicContext {
@@ -171,10 +183,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             snapshots: snapshot_files,
             snapshot_max_bytes: settings.snapshot_max_bytes,
             kill_timeout: settings.timers.kill_timeout,
+            exec_links: exec_links.clone(),
         }),
     );
 
     let (admin_token, admin_token_generated) = admin_token(&settings)?;
+    let ssh = match (&settings.ssh, ssh_cluster) {
+        (Some(ssh), Some(cluster)) => {
+            let access = crate::ssh::Access {
+                cluster,
+                links: exec_links.clone(),
+                admin_token: admin_token.clone(),
+                directory: directory.clone(),
+            };
+            Some(crate::ssh::start(ssh, &data_dir, access).await?)
+        }
+        _ => None,
+    };
+    let ssh_addr = ssh.as_ref().map(|door| door.addr);
     let state = web::Data::new(AppState {
         cluster,
         admin_token: admin_token.clone(),
@@ -183,6 +209,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         events: events.clone(),
         directory,
         streams: Default::default(),
+        exec_links,
+        policy: settings.policy.clone(),
     });
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
@@ -195,11 +223,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let http = server.handle();
     actix_rt::spawn(server);
 
-    let endpoints =
-        serde_json::json!({ "http": http_addr.to_string(), "quic": quic_addr.to_string() });
+    let endpoints = serde_json::json!({
+        "http": http_addr.to_string(),
+        "quic": quic_addr.to_string(),
+        "ssh": ssh_addr.map(|a| a.to_string()),
+    });
     std::fs::write(data_dir.join("endpoints.json"), endpoints.to_string())?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
-    Ok(Running { http_addr, quic_addr, admin_token, admin_token_generated, http, endpoint })
+    Ok(Running {
+        http_addr,
+        quic_addr,
+        admin_token,
+        admin_token_generated,
+        ssh_addr,
+        http,
+        endpoint,
+        ssh,
+        _lock: lock,
+    })
 }
 
 #[cfg(test)]

@@ -64,6 +64,9 @@ impl Cluster {
     /// A cluster whose coordinator runs on `config` (a whole coordinator TOML).
     pub fn start_with_config(bins: Binaries, config: &str) -> Cluster {
         let dir = tempfile::Builder::new().prefix("e2e").tempdir().expect("temp dir");
+        // Guests run under their own uids (DESIGN §14) and must reach their dirs below it.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod temp dir");
         let logs: LogList = Arc::new(Mutex::new(Vec::new()));
         let coordinator =
             Coordinator::start_with_config(&bins.coordinator, dir.path(), logs.clone(), config);
@@ -129,6 +132,11 @@ impl Cluster {
         agent.proc = self.spawn_agent_proc(profile, None, &agent.state_dir, &agent.hostname);
     }
 
+    /// Starts another agent process on an existing state dir (no token), without waiting.
+    pub fn spawn_agent_on(&self, profile: &Path, state_dir: &Path, hostname: &str) -> Agent {
+        self.spawn_agent_in(profile, None, state_dir, hostname)
+    }
+
     fn spawn_agent_in(
         &self,
         profile: &Path,
@@ -164,7 +172,8 @@ impl Cluster {
             .args(["--link-timeout", "3s"])
             .env_remove("GPUSPOT_JOIN_TOKEN")
             .env_remove("GPUSPOT_AGENT_CONFIG")
-            .env_remove("GPUSPOT_STATE_DIR");
+            .env_remove("GPUSPOT_STATE_DIR")
+            .env_remove("GPUSPOT_CONTAINER_ENGINE");
         if let Some(token) = token {
             command.arg("--join-token").arg(token);
         }
@@ -185,7 +194,7 @@ impl Cluster {
         })
     }
 
-    /// Waits until instance `id` is in `state`; the instance. Reaching `terminated` while
+    /// Waits until instance `id` is in `state`; the instance. Reaching `terminated` or `failed` while
     /// waiting for another state fails at once.
     pub fn wait_state(&self, id: &str, state: &str) -> Value {
         self.wait_state_within(id, state, SOON)
@@ -198,7 +207,7 @@ impl Cluster {
             if now == state {
                 return Ok(instance);
             }
-            if now == "terminated" {
+            if now == "terminated" || now == "failed" {
                 panic!("instance {id} ended while waiting for {state}: {instance}");
             }
             Err(instance.to_string())
@@ -228,6 +237,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.coordinator.kill();
         kill_processes_under(self.dir.path());
+        crate::guests::kill_guests_under(self.dir.path());
+        crate::mounts::unmount_under(self.dir.path());
         if std::thread::panicking() {
             self.print_logs();
             if std::env::var_os("E2E_KEEP").is_some() {

@@ -91,7 +91,8 @@ while [ "$n" -lt "$TOTAL" ]; do
   n=$((n + 1)); echo "$n" >> "$D/steps"
   if [ $((n % 5)) -eq 0 ]; then save; fi
 done
-save; echo "done $n""#;
+save; echo "steps: $(tr '\n' ' ' < "$D/steps")"; echo "checkpoint: $(cat "$D/checkpoint")"
+echo "done $n""#;
 
 /// `/v1/deployments` on top of an [`Api`].
 pub struct Deployments {
@@ -160,7 +161,7 @@ impl Deployments {
 
 /// The deployment's instances that have not ended.
 pub fn live(d: &Value) -> Vec<Value> {
-    instances(d).into_iter().filter(|i| s(i, "state") != "terminated").collect()
+    instances(d).into_iter().filter(|i| !matches!(s(i, "state"), "terminated" | "failed")).collect()
 }
 
 /// All of the deployment's instances.

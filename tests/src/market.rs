@@ -105,3 +105,19 @@ pub fn market_price(api: &Api, model: &str) -> i64 {
         .unwrap_or_else(|| panic!("no pool {model} in {pools}"));
     crate::values::money(pool, "market_price")
 }
+
+/// Seed 003's `spot_watcher.sh`, verbatim but for the socket path (the seed's placeholder
+/// checkpoint path names the checkpoint script written next to it).
+pub const SEED_WATCHER: &str = r#"#!/bin/bash
+# spot_watcher.sh
+while true; do
+HTTP_CODE=$(curl -s -o /tmp/spot_response -w "%{http_code}" \
+--unix-socket "$GPUSPOT_METADATA_SOCKET" \
+http://localhost/vm/metadata?key=spot_termination_time)
+if [ "$HTTP_CODE" -eq 200 ]; then
+echo "[$(date)] Reclamation scheduled: $(cat /tmp/spot_response)"
+./save_checkpoint.sh # call your checkpoint script
+break
+fi
+sleep 5
+done"#;

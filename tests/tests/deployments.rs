@@ -253,13 +253,20 @@ fn checkpointed_training_job_resumes_on_another_host_from_its_snapshot() {
     assert_eq!(resumed_at, stopped_at, "resumed from the SIGTERM checkpoint: {logs:?}");
     eprintln!("stopped on h1 at step {stopped_at}, resumed on h2 at step {resumed_at}");
 
-    // Every step was done exactly once across the two hosts.
-    let steps = std::fs::read_to_string(h2.instance_data_dir(second_id).join("steps"))
-        .expect("steps file in the resumed run's data dir");
-    let steps: Vec<u32> = steps.lines().map(|l| l.trim().parse().expect("step")).collect();
+    // Every step was done exactly once across the two hosts (the run prints its data dir's
+    // `steps` file at the end: the dir itself is deleted once the run is over, DESIGN §14).
+    let line = |prefix: &str| {
+        let found = logs.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned));
+        found.unwrap_or_else(|| panic!("no {prefix:?} in {logs:?}"))
+    };
+    let steps: Vec<u32> =
+        line("steps: ").split_whitespace().map(|n| n.parse().expect("step")).collect();
     assert_eq!(steps, (1..=120).collect::<Vec<u32>>(), "each step once, in order");
-    let checkpoint = std::fs::read_to_string(h2.instance_data_dir(second_id).join("checkpoint"));
-    assert_eq!(checkpoint.expect("checkpoint").trim(), "120");
+    assert_eq!(line("checkpoint: ").trim(), "120");
+    let data = h2.instance_data_dir(second_id);
+    wait_until(SOON, "the finished run's data dir to be deleted", || {
+        holds(!data.exists(), || format!("{} exists", data.display()))
+    });
 
     // The store kept the first run's snapshot for the deployment (the second's follows).
     let snapshots = wait_until(SOON, "snapshots of both runs", || {

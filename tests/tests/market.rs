@@ -7,8 +7,8 @@
 
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::market::{
-    GUEST_PROLOGUE, WATCH_AND_STAMP, bash, guest_key, market_price, patch, socket_of, spot,
-    throughout, wait_for_time,
+    GUEST_PROLOGUE, SEED_WATCHER, WATCH_AND_STAMP, bash, guest_key, market_price, patch, socket_of,
+    spot, throughout, wait_for_time,
 };
 use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, money, now_nanos, signed, stamp_in, time};
 use gpuspot_e2e::{
@@ -162,22 +162,6 @@ fn regular_request_reclaims_the_lowest_bid_and_starts_after_the_notice() {
         assert!(untouched, "a higher bid was reclaimed: {spared}");
     }
 }
-
-/// Seed 003's `spot_watcher.sh`, verbatim but for the socket path (the seed's placeholder
-/// checkpoint path names the checkpoint script written next to it).
-const SEED_WATCHER: &str = r#"#!/bin/bash
-# spot_watcher.sh
-while true; do
-HTTP_CODE=$(curl -s -o /tmp/spot_response -w "%{http_code}" \
---unix-socket "$GPUSPOT_METADATA_SOCKET" \
-http://localhost/vm/metadata?key=spot_termination_time)
-if [ "$HTTP_CODE" -eq 200 ]; then
-echo "[$(date)] Reclamation scheduled: $(cat /tmp/spot_response)"
-./save_checkpoint.sh # call your checkpoint script
-break
-fi
-sleep 5
-done"#;
 
 #[test]
 fn seed_003_watcher_script_catches_the_notice_and_checkpoints() {

@@ -27,14 +27,7 @@ pub fn host_resources(reservation: Reservation) -> Result<HostResources, Discove
     })
 }
 
-/// This machine's hostname, or "localhost" when it cannot be read (a name is only a label).
-pub fn machine_hostname() -> String {
-    System::host_name()
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
+pub use gpuspot_common::process::machine_hostname;
 
 #[cfg(test)]
 mod tests {

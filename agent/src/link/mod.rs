@@ -3,6 +3,7 @@
 //! that reports everything the host runs; the coordinator's welcome is the full desired
 //! state, which the [`Supervisor`] applies.
 
+pub mod exec;
 pub mod join;
 mod session;
 
@@ -126,8 +127,29 @@ pub async fn resolve(address: &str) -> Result<SocketAddr, LinkError> {
 }
 
 impl HostAgent {
-    /// Runs until `shutdown` resolves (then stops every workload) or a fatal link error.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LinkError> {
+    /// Runs until `shutdown` resolves or a fatal link error. First takes over what an
+    /// earlier agent process on this state dir left running. Workloads keep running when it
+    /// returns (DESIGN §14: only a stop from the coordinator ends a workload); the next agent
+    /// on this state dir adopts them.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), LinkError> {
+        self.serve(shutdown).await.1
+    }
+
+    /// [`HostAgent::run`], then stops every workload and waits (bounded) for their ends:
+    /// for hosts that live and die with their process (`gpuspot dev`, load-test fleets).
+    pub async fn run_stopping_workloads(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), LinkError> {
+        let (mut agent, result) = self.serve(shutdown).await;
+        tracing::info!("stopping workloads");
+        agent.shutdown_workloads().await;
+        agent.supervisor.deletions_done().await;
+        result
+    }
+
+    async fn serve(mut self, shutdown: impl Future<Output = ()>) -> (Self, Result<(), LinkError>) {
+        self.supervisor.adopt();
         tokio::pin!(shutdown);
         let mut backoff = Backoff { next: Backoff::FIRST };
         loop {
@@ -136,10 +158,7 @@ impl HostAgent {
                 outcome = self.connect_once() => outcome,
             };
             match outcome {
-                Err(LinkError::Fatal(reason)) => {
-                    self.shutdown_workloads().await;
-                    return Err(LinkError::Fatal(reason));
-                }
+                Err(LinkError::Fatal(reason)) => return (self, Err(LinkError::Fatal(reason))),
                 Err(e) => tracing::warn!(error = %e, "link to the coordinator down; reconnecting"),
                 Ok(()) => backoff.reset(),
             }
@@ -153,8 +172,7 @@ impl HostAgent {
                 _ = tokio::time::sleep(backoff.step()) => {}
             }
         }
-        self.shutdown_workloads().await;
-        Ok(())
+        (self, Ok(()))
     }
 
     /// Stops every workload and waits (bounded) for them to end.
@@ -163,7 +181,7 @@ impl HostAgent {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
         while !self.supervisor.running_ids().is_empty() {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => drop(self.supervisor.on_exit(event)),
+                Ok(Some(event)) => drop(self.supervisor.on_runtime_event(event)),
                 _ => break,
             }
         }

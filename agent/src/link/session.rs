@@ -1,7 +1,8 @@
 //! One authenticated session: hello, then commands in, reports, heartbeats and output out,
 //! until the link fails. Frames are read by a separate task, because a half-read frame must
 //! never be abandoned by a `select!`. Snapshot restores and saves run as tasks (see
-//! [`crate::snapshots::tasks`]) whose outcomes come back into the same `select!`.
+//! [`crate::snapshots::tasks`]) whose outcomes come back into the same `select!`. Streams
+//! the coordinator opens during the session are execs, served by [`super::exec`].
 
 use super::{HostAgent, LinkError, OpenSession};
 use crate::snapshots::TaskOutcome;
@@ -24,7 +25,7 @@ pub async fn run(
     let (mut send, recv) =
         connection.open_bi().await.map_err(|e| LinkError::Connection(e.to_string()))?;
     while let Ok(event) = agent.events.try_recv() {
-        drop(agent.supervisor.on_exit(event));
+        drop(agent.supervisor.on_runtime_event(event));
     }
     let inventory = agent.discovery.inventory()?;
     let acknowledged = agent.supervisor.finished_ids();
@@ -37,6 +38,7 @@ pub async fn run(
     };
     codec::write_frame(&mut send, &hello).await?;
     let mut inbox = spawn_reader(recv);
+    let _execs = super::exec::spawn_acceptor(connection.clone(), agent.supervisor.runtime());
     let mut heartbeat = tokio::time::interval(agent.link_timeout / 3);
     let mut log_poll = tokio::time::interval(agent.log_poll.unwrap_or(NO_LOG_POLL));
     let stats = agent.stats.clone();
@@ -54,7 +56,7 @@ pub async fn run(
             },
             Some(event) = agent.events.recv() => {
                 write_all(&mut send, agent.supervisor.pending_logs(Some(&event.instance_id))).await?;
-                let followups = agent.supervisor.on_exit(event).into_iter().collect();
+                let followups = agent.supervisor.on_runtime_event(event).into_iter().collect();
                 follow(agent, connection, &mut send, followups).await?;
             }
             outcome = agent.snapshots.next() => {

@@ -98,6 +98,7 @@ fn bind_private(path: &Path) -> Result<(UnixListener, (u64, u64)), MetadataError
     let listener = UnixListener::bind(&bind_at).map_err(io_error("bind", &bind_at))?;
     let placed = std::fs::set_permissions(&bind_at, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("restrict permissions of", &bind_at))
+        .and_then(|()| give_to_guest(&bind_at, &parent))
         .and_then(|()| std::fs::rename(&bind_at, path).map_err(io_error("move socket to", path)));
     if let Err(error) = placed {
         let _ = std::fs::remove_file(&bind_at);
@@ -107,6 +108,21 @@ fn bind_private(path: &Path) -> Result<(UnixListener, (u64, u64)), MetadataError
         io_error("inspect", path)(std::io::Error::from(std::io::ErrorKind::NotFound))
     })?;
     Ok((listener, id))
+}
+
+/// A process guest's socket dir is root's, mode 0710, with the guest's group (its uid and
+/// gid are the same number, DESIGN §14): the socket goes to that guest, also when the
+/// agent re-creates it after a restart. The dir is not writable by the guest, so the path
+/// is safe to chown.
+fn give_to_guest(socket: &Path, dir: &Path) -> Result<(), MetadataError> {
+    let Ok(meta) = std::fs::metadata(dir) else { return Ok(()) };
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if meta.uid() != euid || meta.gid() == egid || meta.mode() & 0o777 != 0o710 {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(socket, Some(meta.gid()), Some(meta.gid()))
+        .map_err(io_error("give the socket to its guest:", socket))
 }
 
 /// Checks `path` can hold our socket and returns its (created) parent directory.

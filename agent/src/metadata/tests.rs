@@ -219,6 +219,34 @@ async fn socket_is_private_replaces_a_stale_one_and_goes_away_on_drop() {
     assert!(UnixStream::connect(&f.socket).await.is_err());
 }
 
+/// Root only (chown): a process guest's socket dir (root's, 0710, the guest's group) makes
+/// the socket the guest's, also when it is re-created after an agent restart.
+#[tokio::test]
+async fn a_socket_in_a_guest_socket_dir_belongs_to_that_guest() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("i-1");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::lchown(&dir, Some(0), Some(3_999_300_001)).expect("chown");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710)).expect("chmod");
+    let socket = dir.join("metadata.sock");
+    let (_sender, receiver) = watch::channel(metadata());
+    let _server = MetadataServer::start(socket.clone(), receiver).expect("start");
+    let meta = std::fs::metadata(&socket).expect("socket");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (3_999_300_001, 3_999_300_001, 0o600)
+    );
+    // Anywhere else the socket stays the agent's.
+    let (_sender, receiver) = watch::channel(metadata());
+    let plain = tmp.path().join("plain.sock");
+    let _other = MetadataServer::start(plain.clone(), receiver).expect("start");
+    assert_eq!(std::fs::metadata(&plain).expect("socket").uid(), 0);
+}
+
 #[tokio::test]
 async fn refuses_to_replace_a_regular_file_or_bind_an_overlong_path() {
     let dir = tempfile::tempdir().expect("tempdir");

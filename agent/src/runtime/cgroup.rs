@@ -131,6 +131,13 @@ impl InstanceCgroup {
         Ok(Self { dir: dir.to_owned(), procs })
     }
 
+    /// The cgroup an earlier agent process made for a workload it left running; `None`
+    /// when it is gone.
+    pub fn open(dir: &Path) -> Option<Self> {
+        let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok()?;
+        Some(Self { dir: dir.to_owned(), procs })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

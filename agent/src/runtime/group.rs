@@ -39,9 +39,15 @@ pub fn group_alive(pgid: i32) -> bool {
 }
 
 /// Whether `pid` is a live (non-zombie) process.
-#[cfg(test)]
 pub fn process_alive(pid: u32) -> bool {
     proc_state(pid).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X'))
+}
+
+/// When `pid` started, in clock ticks since boot (`/proc/<pid>/stat` field 22): with the
+/// pid, it names one process even after the pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// (state, process group) from `/proc/<pid>/stat`. The command name may contain spaces and
@@ -67,5 +73,7 @@ mod tests {
         let pgid = unsafe { libc::getpgrp() };
         assert!(group_alive(pgid));
         assert!(!process_alive(u32::MAX - 1));
+        assert!(start_time(pid).is_some_and(|t| t > 0));
+        assert_eq!(start_time(pid), start_time(pid));
     }
 }

@@ -3,19 +3,35 @@
 //!
 //! Contract shared by both: `start` either fails synchronously (nothing runs, nothing will be
 //! reported; the caller reports `Failed`) or succeeds, and then exactly one final
-//! [`RuntimeEvent`] arrives on the channel given at construction. A stop that was requested
+//! [`RuntimeEvent`] arrives on the channel given at construction. A runtime whose start
+//! completes later (containers: pull, create, start) first sends a `Running` event when the
+//! workload actually runs; the process runtime runs it before `start` returns and sends none. A stop that was requested
 //! always ends as [`WorkloadState::Stopped`], whatever the exit status.
 
+mod adopt;
 mod cgroup;
+pub mod container;
+pub mod disk;
+mod dispatch;
+mod exec;
 mod fake;
 mod group;
+mod guest_files;
 mod orphans;
 mod process;
+mod record;
+mod spawn;
+mod sweep;
+pub mod uids;
 
 pub use cgroup::{Cgroups, InstanceCgroup};
+pub use container::{ContainerError, ContainerOptions, ContainerRuntime};
+pub use disk::DataDisks;
+pub use dispatch::GuestRuntimes;
 pub use fake::FakeRuntime;
 pub use orphans::kill_orphans;
-pub use process::ProcessRuntime;
+pub use process::{ProcessOptions, ProcessRuntime};
+pub use uids::Isolation;
 
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{ExecInput, GuestRuntime, WorkloadState};

@@ -1,69 +1,222 @@
-//! Workloads as real processes. Each command runs as the leader of its own session (so one
-//! signal reaches everything it started), inside its instance's cgroup when limits can be
-//! enforced, with a cleared environment plus what the guest is promised (DESIGN §6). Its
-//! lifecycle follows its command (seed 004): when the command ends, whatever it left behind
-//! is killed.
+//! Workloads as real processes (DESIGN §14). Each runs under a watcher (see [`super::spawn`])
+//! as the leader of its own session, under its own uid when the agent is root (see
+//! [`super::uids`]), inside its instance's cgroup when limits can be enforced, with a
+//! cleared environment plus what the guest is promised (DESIGN §6). Its lifecycle follows
+//! its command (seed 004): when the command ends or is stopped, whatever it left behind is
+//! killed, everything under its uid included. Each workload is recorded in its instance
+//! dir (see [`super::record`]) so that a restarted agent adopts it (see [`super::adopt`]).
 
+use super::adopt::Watcher;
 use super::cgroup::{Cgroups, InstanceCgroup};
+use super::disk::DataDisks;
 use super::group::{signal_group, wait_group_gone};
+use super::record::{self, ProcRef, ProcessRecord};
+use super::spawn::{Identity, guest_env, spawn_watched};
+use super::uids::{GuestIds, Isolation};
 use super::{ExecSession, ExecSpec, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::GuestRuntime;
-use gpuspot_common::protocol::WorkloadState;
+use gpuspot_common::protocol::{GuestRuntime, WorkloadState};
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::os::fd::RawFd;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::process::{ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-/// Agent variables a guest inherits: enough to find binaries, speak its locale, load CUDA.
-const PASSED_THROUGH: [&str; 3] = ["PATH", "LANG", "LD_LIBRARY_PATH"];
-
-pub struct ProcessRuntime {
-    inner: Arc<Inner>,
+/// How a [`ProcessRuntime`] runs guests on this host.
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    pub isolation: Isolation,
+    pub cgroups: Cgroups,
+    pub disks: DataDisks,
+    /// `<state_dir>/instances`, where [`WorkloadRuntime::adopt`] looks for workloads an
+    /// earlier agent process left running; `None`: nothing is adopted.
+    pub instances_dir: Option<PathBuf>,
 }
 
-struct Inner {
-    events: mpsc::UnboundedSender<RuntimeEvent>,
-    cgroups: Cgroups,
-    tokio: tokio::runtime::Handle,
-    /// Workloads from spawn until their final event is sent.
-    workloads: Mutex<HashMap<InstanceId, Control>>,
-}
-
-struct Control {
-    /// Taken by the first `stop`; `None` afterwards means a stop was requested.
-    stop: Option<oneshot::Sender<Duration>>,
-}
-
-impl ProcessRuntime {
-    /// Must be called inside a tokio runtime: workloads are supervised by tasks spawned on it.
-    pub fn new(events: mpsc::UnboundedSender<RuntimeEvent>) -> Self {
-        Self::with_cgroups(events, Cgroups::detect())
-    }
-
-    pub fn with_cgroups(events: mpsc::UnboundedSender<RuntimeEvent>, cgroups: Cgroups) -> Self {
+impl ProcessOptions {
+    /// What the host allows: own uids when root, cgroup v2 limits and data disks where
+    /// usable; adoption from the agent's state dir.
+    pub fn for_host(settings: &crate::config::AgentSettings) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                events,
-                cgroups,
-                tokio: tokio::runtime::Handle::current(),
-                workloads: Mutex::new(HashMap::new()),
-            }),
+            isolation: Isolation::detect(settings.uid_range),
+            cgroups: Cgroups::detect(),
+            disks: DataDisks::detect(),
+            instances_dir: Some(settings.state_dir.join("instances")),
         }
     }
 }
 
+pub struct ProcessRuntime {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) events: mpsc::UnboundedSender<RuntimeEvent>,
+    pub(super) options: ProcessOptions,
+    pub(super) tokio: tokio::runtime::Handle,
+    /// Workloads from spawn (or adoption) until their final event is sent.
+    workloads: Mutex<HashMap<InstanceId, Control>>,
+}
+
+pub(super) struct Control {
+    /// Taken by the first `stop`; `None` afterwards means a stop was requested.
+    pub(super) stop: Option<oneshot::Sender<Duration>>,
+    /// A stop was requested of an earlier agent process (the `stopping` marker).
+    pub(super) stopping: bool,
+    pub(super) target: Arc<ExecTarget>,
+}
+
+/// What a command run inside the instance needs (see [`super::exec`]).
+#[derive(Debug)]
+pub(super) struct ExecTarget {
+    pub(super) ids: Option<GuestIds>,
+    pub(super) cgroup_dir: Option<PathBuf>,
+    pub(super) data_dir: PathBuf,
+    pub(super) env: Vec<(String, String)>,
+}
+
+/// One workload being supervised: what its end must clean up.
+pub(super) struct Guest {
+    pub(super) id: InstanceId,
+    pub(super) record: ProcessRecord,
+    pub(super) cgroup: Option<InstanceCgroup>,
+    pub(super) watcher: Watcher,
+}
+
+impl ProcessRuntime {
+    /// Guests isolated as the host allows, with the default uid range; nothing adopted.
+    /// Must be called inside a tokio runtime, like every constructor here.
+    pub fn new(events: mpsc::UnboundedSender<RuntimeEvent>) -> Self {
+        Self::with_options(
+            events,
+            ProcessOptions {
+                isolation: Isolation::detect(crate::config::DEFAULT_UID_RANGE),
+                cgroups: Cgroups::detect(),
+                disks: DataDisks::detect(),
+                instances_dir: None,
+            },
+        )
+    }
+
+    /// The runtime of one host agent (what `host.rs` should build).
+    pub fn for_host(
+        events: mpsc::UnboundedSender<RuntimeEvent>,
+        settings: &crate::config::AgentSettings,
+    ) -> Self {
+        Self::with_options(events, ProcessOptions::for_host(settings))
+    }
+
+    pub fn with_options(
+        events: mpsc::UnboundedSender<RuntimeEvent>,
+        options: ProcessOptions,
+    ) -> Self {
+        let tokio = tokio::runtime::Handle::current();
+        let workloads = Mutex::new(HashMap::new());
+        Self { inner: Arc::new(Inner { events, options, tokio, workloads }) }
+    }
+}
+
 impl Inner {
-    fn workloads(&self) -> MutexGuard<'_, HashMap<InstanceId, Control>> {
+    pub(super) fn workloads(&self) -> MutexGuard<'_, HashMap<InstanceId, Control>> {
         // The map stays consistent even if a holder panicked: every change is one insert/remove.
         self.workloads.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Registers a spawned or adopted workload in `workloads` (the locked map) and
+    /// supervises it until its end.
+    pub(super) fn supervise(
+        self: &Arc<Self>,
+        workloads: &mut HashMap<InstanceId, Control>,
+        guest: Guest,
+        stopping: bool,
+    ) {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let record = &guest.record;
+        let target = Arc::new(ExecTarget {
+            ids: record.ids.map(|(uid, gid)| GuestIds { uid, gid }),
+            cgroup_dir: record.cgroup.clone(),
+            data_dir: record.data_dir.clone(),
+            env: record.env.clone(),
+        });
+        let control = Control { stop: Some(stop_tx), stopping, target };
+        workloads.insert(guest.id.clone(), control);
+        self.tokio.spawn(supervise(self.clone(), guest, stop_rx));
+    }
+
+    /// Prepares the guest's files, spawns it and records it.
+    fn launch(&self, spec: &WorkloadSpec) -> Result<Guest, RuntimeError> {
+        let data_dir = &spec.data_dir;
+        self.options.disks.prepare(data_dir, spec.data_disk_gib).map_err(prepare(data_dir))?;
+        let output = open_private(&spec.log_path, false).map_err(prepare(&spec.log_path))?;
+        let ids = self.options.isolation.claim(data_dir);
+        let ids = ids.map_err(|e| prepare(data_dir)(std::io::Error::other(e)))?;
+        super::guest_files::hand_over(data_dir, &spec.metadata_socket, ids)
+            .map_err(prepare(data_dir))?;
+        let dir = record::instance_dir(data_dir);
+        let _ = std::fs::remove_file(dir.join(record::STOPPING));
+        let status_path = dir.join(record::STATUS);
+        let status = open_private(&status_path, true).map_err(prepare(&status_path))?;
+        let cgroup =
+            self.options.cgroups.create(&spec.instance_id, spec.cpu_cores, spec.memory_gib);
+        let env = guest_env(spec);
+        let identity =
+            Identity { ids, cgroup_procs: cgroup.as_ref().map(InstanceCgroup::procs_fd) };
+        let child = match spawn_watched(spec, &env, identity, &output, &status) {
+            Ok(child) => child,
+            Err(error) => {
+                if let Some(cgroup) = cgroup {
+                    self.tokio.spawn(cgroup.remove());
+                }
+                return Err(error);
+            }
+        };
+        let record = ProcessRecord {
+            instance_id: spec.instance_id.clone(),
+            boot_id: record::boot_id(),
+            watcher: ProcRef::of(child.id().unwrap_or(0)),
+            // The watcher wrote it before std's spawn could return.
+            workload: ProcRef::of(record::read_status(&status_path).pid.unwrap_or(0)),
+            ids: ids.map(|ids| (ids.uid, ids.gid)),
+            cgroup: cgroup.as_ref().map(|c| c.dir().to_owned()),
+            data_dir: data_dir.clone(),
+            metadata_socket: spec.metadata_socket.clone(),
+            env,
+        };
+        save_record(&record, &dir);
+        let id = spec.instance_id.clone();
+        Ok(Guest { id, record, cgroup, watcher: Watcher::Child(child) })
+    }
+}
+
+fn prepare(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.to_owned();
+    move |source| RuntimeError::Prepare { path, source }
+}
+
+/// A workload without a record still runs; only a restarted agent could not adopt it.
+fn save_record(record: &ProcessRecord, dir: &Path) {
+    if let Err(error) = record.save(dir) {
+        tracing::warn!(instance_id = %record.instance_id, %error,
+            "cannot record the workload; a restarted agent will not adopt it");
+    }
+}
+
+/// Opens `path` for appending (or truncated), 0600 also when it existed with another mode.
+fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(!truncate)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 impl WorkloadRuntime for ProcessRuntime {
@@ -79,30 +232,21 @@ impl WorkloadRuntime for ProcessRuntime {
         }
         // Callers may sit on a blocking thread; spawning needs the runtime's reactor.
         let _runtime = self.inner.tokio.enter();
-        let cgroup = self.inner.cgroups.create(&id, spec.cpu_cores, spec.memory_gib);
-        let child = match spawn(&spec, cgroup.as_ref()) {
-            Ok(child) => child,
-            Err(error) => {
-                if let Some(cgroup) = cgroup {
-                    self.inner.tokio.spawn(cgroup.remove());
-                }
-                return Err(error);
-            }
-        };
-        let (stop_tx, stop_rx) = oneshot::channel();
-        workloads.insert(id.clone(), Control { stop: Some(stop_tx) });
-        tracing::info!(instance_id = %id, pid = ?child.id(), "workload started");
-        let supervisor = supervise(self.inner.clone(), id, child, cgroup, stop_rx);
-        self.inner.tokio.spawn(supervisor);
+        let guest = self.inner.launch(&spec)?;
+        tracing::info!(instance_id = %id, pid = guest.record.workload.pid,
+            uid = ?guest.record.ids.map(|(uid, _)| uid), "workload started");
+        self.inner.supervise(&mut workloads, guest, false);
         Ok(())
     }
 
     fn stop(&self, instance_id: &InstanceId, kill_timeout: Duration) {
         let mut workloads = self.inner.workloads();
-        let stop = workloads.get_mut(instance_id).and_then(|c| c.stop.take());
-        if let Some(stop) = stop {
-            let _ = stop.send(kill_timeout);
-        }
+        let Some(control) = workloads.get_mut(instance_id) else { return };
+        let Some(stop) = control.stop.take() else { return };
+        // Remembered on disk: an end seen by a restarted agent still counts as stopped.
+        let marker = record::instance_dir(&control.target.data_dir).join(record::STOPPING);
+        let _ = File::create(marker);
+        let _ = stop.send(kill_timeout);
     }
 
     fn running(&self) -> Vec<InstanceId> {
@@ -110,11 +254,14 @@ impl WorkloadRuntime for ProcessRuntime {
     }
 
     fn adopt(&self) -> Vec<InstanceId> {
-        Vec::new() // issue 10, helper B: re-adoption by pid + start time
+        super::adopt::adopt(&self.inner)
     }
 
-    fn exec(&self, instance_id: &InstanceId, _spec: ExecSpec) -> Result<ExecSession, RuntimeError> {
-        Err(RuntimeError::NotRunning(instance_id.clone())) // issue 10, helper B
+    fn exec(&self, instance_id: &InstanceId, spec: ExecSpec) -> Result<ExecSession, RuntimeError> {
+        let target = self.inner.workloads().get(instance_id).map(|c| c.target.clone());
+        let target = target.ok_or_else(|| RuntimeError::NotRunning(instance_id.clone()))?;
+        let _runtime = self.inner.tokio.enter();
+        super::exec::start(&target, spec)
     }
 
     fn runtimes(&self) -> Vec<GuestRuntime> {
@@ -122,142 +269,69 @@ impl WorkloadRuntime for ProcessRuntime {
     }
 }
 
-fn spawn(spec: &WorkloadSpec, cgroup: Option<&InstanceCgroup>) -> Result<Child, RuntimeError> {
-    let prepare = |path: &std::path::Path| {
-        let path = path.to_owned();
-        move |source| RuntimeError::Prepare { path, source }
-    };
-    // Private to the agent's user (DESIGN §15): data dirs 0700, logs 0600, also when a
-    // restored snapshot or an earlier run left them with other modes.
-    crate::config::create_private_dir(&spec.data_dir).map_err(prepare(&spec.data_dir))?;
-    if let Some(parent) = spec.log_path.parent() {
-        crate::config::create_private_dir(parent).map_err(prepare(parent))?;
-    }
-    let stdout = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&spec.log_path)
-        .map_err(prepare(&spec.log_path))?;
-    stdout
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(prepare(&spec.log_path))?;
-    let stderr = stdout.try_clone().map_err(prepare(&spec.log_path))?;
-
-    let mut command = Command::new(&spec.command[0]);
-    command
-        .args(&spec.command[1..])
-        .current_dir(&spec.data_dir)
-        .env_clear()
-        .envs(guest_env(spec))
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(false);
-    let procs_fd = cgroup.map(InstanceCgroup::procs_fd);
-    // SAFETY: the closure only makes async-signal-safe calls (setsid, write).
-    unsafe {
-        command.pre_exec(move || enter_session(procs_fd));
-    }
-    command
-        .spawn()
-        .map_err(|source| RuntimeError::Spawn { program: spec.command[0].clone(), source })
-}
-
-/// Runs in the child between fork and exec.
-fn enter_session(cgroup_procs: Option<RawFd>) -> std::io::Result<()> {
-    // SAFETY: setsid is async-signal-safe and has no memory preconditions.
-    if unsafe { libc::setsid() } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if let Some(fd) = cgroup_procs {
-        // Best effort: without the cgroup the workload still runs, just unconfined.
-        // SAFETY: fd is open (held by the parent's InstanceCgroup) and the buffer is static.
-        unsafe {
-            libc::write(fd, b"0".as_ptr().cast(), 1);
-        }
-    }
-    Ok(())
-}
-
-/// Later entries win, so the guest's own variables cannot override what gpuspot promises.
-fn guest_env(spec: &WorkloadSpec) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = PASSED_THROUGH
-        .iter()
-        .filter_map(|name| Some((OsString::from(name), std::env::var_os(name)?)))
-        .collect();
-    env.push(("HOME".into(), spec.data_dir.clone().into()));
-    env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
-    let gpus = OsString::from(spec.gpu_uuids.join(","));
-    env.extend([
-        ("GPUSPOT_INSTANCE_ID".into(), spec.instance_id.as_str().into()),
-        ("GPUSPOT_DATA_DIR".into(), spec.data_dir.clone().into()),
-        ("GPUSPOT_METADATA_SOCKET".into(), spec.metadata_socket.clone().into()),
-        ("CUDA_VISIBLE_DEVICES".into(), gpus.clone()),
-        ("NVIDIA_VISIBLE_DEVICES".into(), gpus),
-    ]);
-    env
-}
-
-/// Owns one workload from spawn to its single final event.
-async fn supervise(
-    inner: Arc<Inner>,
-    id: InstanceId,
-    mut child: Child,
-    cgroup: Option<InstanceCgroup>,
-    mut stop_rx: oneshot::Receiver<Duration>,
-) {
-    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
-    let mut stopped = false;
-    let status = tokio::select! {
-        status = child.wait() => status,
+/// Owns one workload from spawn (or adoption) to its single final event.
+async fn supervise(inner: Arc<Inner>, mut guest: Guest, mut stop_rx: oneshot::Receiver<Duration>) {
+    let pgid = i32::try_from(guest.record.workload.pid).unwrap_or(0);
+    let stopped = tokio::select! {
+        () = guest.watcher.wait() => false,
         Ok(kill_timeout) = &mut stop_rx => {
-            stopped = true;
-            terminate(&mut child, pgid, kill_timeout).await
+            terminate(&mut guest.watcher, pgid, kill_timeout).await;
+            true
         }
     };
-    // The command is over: nothing it started may outlive it.
+    let status =
+        record::read_status(&record::instance_dir(&guest.record.data_dir).join(record::STATUS));
+    clean_up(&mut guest, pgid).await;
+    // A stop that raced with a natural exit still counts: the user asked for it.
+    let control = inner.workloads().remove(&guest.id);
+    let stop_requested = control.is_some_and(|c| c.stop.is_none() || c.stopping);
+    let state = if stopped || stop_requested {
+        WorkloadState::Stopped
+    } else {
+        final_state(status.wait_status)
+    };
+    tracing::info!(instance_id = %guest.id, ?state, "workload ended");
+    let _ = inner.events.send(RuntimeEvent { instance_id: guest.id, state });
+}
+
+/// The command is over: nothing it started may outlive it.
+async fn clean_up(guest: &mut Guest, pgid: i32) {
     signal_group(pgid, libc::SIGKILL);
-    if let Some(cgroup) = cgroup {
+    if let Some(cgroup) = &guest.cgroup {
         cgroup.kill_all();
+    }
+    if let Some((uid, _)) = guest.record.ids {
+        let swept = tokio::task::spawn_blocking(move || {
+            super::sweep::kill_uid(uid);
+            super::sweep::remove_scratch_of(uid);
+        });
+        let _ = swept.await;
+    }
+    if let Some(cgroup) = guest.cgroup.take() {
         cgroup.remove().await;
     }
-    // A stop that raced with a natural exit still counts: the user asked for it.
-    let stop_requested =
-        inner.workloads().remove(&id).is_some_and(|control| control.stop.is_none());
-    let state =
-        if stopped || stop_requested { WorkloadState::Stopped } else { final_state(status) };
-    tracing::info!(instance_id = %id, ?state, "workload ended");
-    let _ = inner.events.send(RuntimeEvent { instance_id: id, state });
 }
 
 /// SIGTERM to the group; the leader and then the rest of the group (a background checkpoint
 /// writer, say) share the kill timeout before SIGKILL.
-async fn terminate(
-    child: &mut Child,
-    pgid: i32,
-    kill_timeout: Duration,
-) -> std::io::Result<ExitStatus> {
+async fn terminate(watcher: &mut Watcher, pgid: i32, kill_timeout: Duration) {
     signal_group(pgid, libc::SIGTERM);
     let deadline = tokio::time::Instant::now() + kill_timeout;
-    match tokio::time::timeout_at(deadline, child.wait()).await {
-        Ok(status) => {
-            wait_group_gone(pgid, deadline).await;
-            status
-        }
+    match tokio::time::timeout_at(deadline, watcher.wait()).await {
+        Ok(()) => wait_group_gone(pgid, deadline).await,
         Err(_) => {
             signal_group(pgid, libc::SIGKILL);
-            child.wait().await
+            watcher.wait().await;
         }
     }
 }
 
-fn final_state(status: std::io::Result<ExitStatus>) -> WorkloadState {
-    match status {
-        Ok(status) => WorkloadState::Exited { code: status.code() },
-        Err(error) => {
-            WorkloadState::Failed { message: format!("lost track of the workload: {error}") }
-        }
+fn final_state(wait_status: Option<i32>) -> WorkloadState {
+    match wait_status {
+        Some(status) => WorkloadState::Exited { code: record::exit_code(status) },
+        None => WorkloadState::Failed {
+            message: "lost track of the workload: its watcher ended without its exit status".into(),
+        },
     }
 }
 

@@ -14,18 +14,32 @@ struct Harness {
     dir: tempfile::TempDir,
 }
 
+/// Guests run as the test's own user, without cgroups or data disks.
+fn shared_options(dir: &Path) -> ProcessOptions {
+    ProcessOptions {
+        isolation: Isolation::Shared,
+        cgroups: Cgroups::disabled(),
+        disks: DataDisks::disabled(),
+        instances_dir: Some(dir.to_owned()),
+    }
+}
+
 impl Harness {
     fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::with_options(shared_options(dir.path()), dir)
+    }
+
+    fn with_options(options: ProcessOptions, dir: tempfile::TempDir) -> Self {
+        // Guests of other uids must be able to reach their dirs below it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
         let (tx, events) = mpsc::unbounded_channel();
-        Self {
-            runtime: ProcessRuntime::with_cgroups(tx, Cgroups::disabled()),
-            events,
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Self { runtime: ProcessRuntime::with_options(tx, options), events, dir }
     }
 
     fn data_dir(&self, id: &str) -> PathBuf {
-        self.dir.path().join("data").join(id)
+        self.dir.path().join(id).join("data")
     }
 
     fn spec(&self, id: &str, script: &str) -> WorkloadSpec {
@@ -37,8 +51,8 @@ impl Harness {
             cpu_cores: 2,
             memory_gib: 1,
             data_dir: self.data_dir(id),
-            metadata_socket: self.dir.path().join(format!("{id}.sock")),
-            log_path: self.dir.path().join("logs").join(format!("{id}.log")),
+            metadata_socket: self.dir.path().join("sock").join(id).join("metadata.sock"),
+            log_path: self.dir.path().join(id).join("output.log"),
             image: None,
             data_disk_gib: 1,
         }
@@ -53,6 +67,19 @@ impl Harness {
             .await
             .expect("no runtime event before the deadline")
             .expect("events channel closed")
+    }
+}
+
+/// Workloads a test left running die with it, whatever ran them (the watchers follow).
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let dirs = std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten();
+        for record in dirs.filter_map(|entry| ProcessRecord::load(&entry.path())) {
+            signal_group(record.workload.pid as i32, libc::SIGKILL);
+            if let Some((uid, _)) = record.ids {
+                crate::runtime::sweep::kill_uid(uid);
+            }
+        }
     }
 }
 
@@ -242,11 +269,12 @@ async fn workload_runs_inside_its_limited_cgroup_when_v2_is_usable() {
         return;
     }
     let (tx, mut events) = mpsc::unbounded_channel();
-    let runtime = ProcessRuntime::with_cgroups(tx, cgroups);
     let dir = tempfile::tempdir().expect("tempdir");
+    let runtime =
+        ProcessRuntime::with_options(tx, ProcessOptions { cgroups, ..shared_options(dir.path()) });
     let id = format!("i-cgtest-{}", std::process::id());
     let mut spec = Harness::new().spec(&id, "");
-    spec.data_dir = dir.path().to_owned();
+    spec.data_dir = dir.path().join("data");
     spec.log_path = dir.path().join("log");
     let script =
         format!("cat /proc/self/cgroup > cg; cat /sys/fs/cgroup/gpuspot/{id}/cpu.max > max");
@@ -255,9 +283,9 @@ async fn workload_runs_inside_its_limited_cgroup_when_v2_is_usable() {
     let event = tokio::time::timeout(EVENT_DEADLINE, events.recv()).await;
     let event = event.expect("event before the deadline").expect("channel open");
     assert_eq!(event.state, WorkloadState::Exited { code: Some(0) });
-    let cgroup = std::fs::read_to_string(dir.path().join("cg")).expect("cg");
+    let cgroup = std::fs::read_to_string(dir.path().join("data/cg")).expect("cg");
     assert!(cgroup.contains(&format!("/gpuspot/{id}")), "{cgroup}");
-    let max = std::fs::read_to_string(dir.path().join("max")).expect("max");
+    let max = std::fs::read_to_string(dir.path().join("data/max")).expect("max");
     assert_eq!(max.trim(), "200000 100000");
     assert!(!Path::new("/sys/fs/cgroup/gpuspot").join(&id).exists());
 }
@@ -280,4 +308,10 @@ async fn data_dirs_are_0700_and_logs_0600_even_when_they_existed() {
     assert_eq!(mode(spec.data_dir.parent().expect("parent")), 0o700, "created parents too");
     assert_eq!(mode(logs), 0o700);
     assert_eq!(mode(&spec.log_path), 0o600);
+    let records = spec.data_dir.parent().expect("instance dir");
+    assert_eq!(mode(&records.join(record::RECORD)), 0o600);
+    assert_eq!(mode(&records.join(record::STATUS)), 0o600);
 }
+
+#[path = "process_isolation_tests.rs"]
+mod isolation;

@@ -2,7 +2,7 @@
 //! `max_bytes` of it on disk while it runs, and ships the real tail, never the hole's zeros.
 
 use super::*;
-use crate::runtime::{Cgroups, ProcessRuntime};
+use crate::runtime::{Cgroups, DataDisks, Isolation, ProcessOptions, ProcessRuntime};
 use gpuspot_common::logcap;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -49,10 +49,17 @@ async fn capped(path: &std::path::Path, len_at_least: u64) -> (u64, u64) {
 async fn a_loud_workload_keeps_max_bytes_on_disk_and_its_real_tail_is_shipped() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (tx, mut events) = mpsc::unbounded_channel();
-    let runtime = Arc::new(ProcessRuntime::with_cgroups(tx, Cgroups::disabled()));
+    let options = ProcessOptions {
+        isolation: Isolation::Shared,
+        cgroups: Cgroups::disabled(),
+        disks: DataDisks::disabled(),
+        instances_dir: None,
+    };
+    let runtime = Arc::new(ProcessRuntime::with_options(tx, options));
     let sockets = tmp.path().join("s");
     let mut supervisor = Supervisor::new(runtime, tmp.path().join("state"), sockets)
-        .with_log_limit(MAX, Some(Duration::from_millis(50)));
+        .with_log_limit(MAX, Some(Duration::from_millis(50)))
+        .with_data_disks(DataDisks::disabled());
     let printed: u64 = 20_000_000;
     // It keeps running: the cap must hold without the workload ending.
     let script = format!("head -c {printed} /dev/zero | tr '\\0' x; echo; echo the-end; sleep 300");
@@ -78,5 +85,5 @@ async fn a_loud_workload_keeps_max_bytes_on_disk_and_its_real_tail_is_shipped() 
 
     supervisor.stop(&id, Duration::from_secs(1));
     let event = tokio::time::timeout(DEADLINE, events.recv()).await.expect("ended").expect("event");
-    assert!(supervisor.on_exit(event).is_some());
+    assert!(supervisor.on_runtime_event(event).is_some());
 }

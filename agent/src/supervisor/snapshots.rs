@@ -26,6 +26,10 @@ pub enum Followup {
     Close(InstanceId),
 }
 
+/// Packed snapshots wait in `<instance>/scratch/`, 0700: the instance dir is traversable
+/// by guests, and a tarball of a guest's data is for the agent only.
+const SCRATCH: &str = "scratch";
+
 pub(super) struct Restoring {
     pub(super) assignment: Assignment,
     pub(super) cancelled: bool,
@@ -43,6 +47,10 @@ impl Supervisor {
         snapshot: SnapshotRef,
     ) -> RestoreJob {
         let job = self.restore_job(&assignment.instance_id, snapshot);
+        // The restore fills the data disk, so the disk comes first.
+        if let Err(error) = self.disks.prepare(&job.data_dir, assignment.data_disk_gib) {
+            tracing::warn!(instance = %job.instance_id, %error, "cannot prepare the data dir");
+        }
         tracing::info!(instance = %job.instance_id, snapshot = %job.snapshot.id, "restoring a snapshot before starting");
         self.restoring.insert(job.instance_id.clone(), Restoring { assignment, cancelled: false });
         job
@@ -54,12 +62,16 @@ impl Supervisor {
             instance_id: id.clone(),
             snapshot,
             data_dir: dir.join("data"),
-            scratch: dir.join("restore.tar.zst"),
+            scratch: dir.join(SCRATCH).join("restore.tar.zst"),
         }
     }
 
     pub(super) fn save_job(&self, id: &InstanceId, data_dir: PathBuf, max_bytes: u64) -> SaveJob {
-        let packed_file = self.instance_dir(id).join("snapshot.tar.zst");
+        let scratch = self.instance_dir(id).join(SCRATCH);
+        if let Err(error) = crate::config::create_private_dir(&scratch) {
+            tracing::warn!(instance = %id, %error, "cannot create the snapshot scratch dir");
+        }
+        let packed_file = scratch.join("snapshot.tar.zst");
         SaveJob { instance_id: id.clone(), data_dir, packed_file, max_bytes, packed: None }
     }
 
@@ -81,6 +93,7 @@ impl Supervisor {
         };
         let log = self.log_tail(self.spec(&assignment).log_path, assignment.log_offset);
         self.remember_finished(id.clone(), state.clone(), log, None);
+        self.release_data(id);
         Some(Followup::Report(InstanceReport { instance_id: id.clone(), state }))
     }
 
@@ -112,6 +125,8 @@ impl Supervisor {
         let Some(PendingSave::Uploading(job)) = &finished.save else { return None };
         let _ = std::fs::remove_file(&job.packed_file);
         finished.save = Some(PendingSave::Done(result));
+        // Stored or refused, the upload is over: the data can go.
+        self.release_data(id);
         Some(Followup::Close(id.clone()))
     }
 

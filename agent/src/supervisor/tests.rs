@@ -17,7 +17,8 @@ fn fixture() -> Fixture {
     let runtime = Arc::new(FakeRuntime::new(tx));
     let sockets = tmp.path().join("s");
     std::fs::create_dir_all(&sockets).unwrap();
-    let supervisor = Supervisor::new(runtime.clone(), tmp.path().join("state"), sockets);
+    let supervisor = Supervisor::new(runtime.clone(), tmp.path().join("state"), sockets)
+        .with_data_disks(crate::runtime::DataDisks::disabled());
     Fixture { _tmp: tmp, runtime, events, supervisor }
 }
 
@@ -50,7 +51,7 @@ impl Fixture {
     fn end(&mut self, id: &str, state: WorkloadState) -> Option<Followup> {
         assert!(self.runtime.finish(&InstanceId::from(id), state));
         let event = self.events.try_recv().unwrap();
-        self.supervisor.on_exit(event)
+        self.supervisor.on_runtime_event(event)
     }
 }
 

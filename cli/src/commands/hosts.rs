@@ -12,6 +12,7 @@ const SHOW_ORDER: &[&str] = &[
     "hostname",
     "name",
     "state",
+    "runtimes",
     "units_free",
     "units_total",
     "cpu_cores",
@@ -30,7 +31,8 @@ pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/hosts")?;
     ctx.emit(&answer, |v| {
-        let headers = ["ID", "HOSTNAME", "STATE", "GPUS", "UNITS FREE/TOTAL", "LAST SEEN"];
+        let headers =
+            ["ID", "HOSTNAME", "STATE", "GPUS", "RUNTIMES", "UNITS FREE/TOTAL", "LAST SEEN"];
         let mut table = Table::new(&headers);
         for host in items(v, "hosts") {
             table.row(vec![
@@ -38,6 +40,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
                 host_name(host),
                 field(host, "state"),
                 gpus_text(host),
+                field(host, "runtimes"),
                 format!("{}/{}", field(host, "units_free"), field(host, "units_total")),
                 field(host, "last_seen"),
             ]);

@@ -1,4 +1,4 @@
-//! `gpuspot instances create|list|show|delete|logs`.
+//! `gpuspot instances create|list|show|delete|logs` (and `exec`, in [`super::exec`]).
 
 use super::Ctx;
 use crate::args::{InstanceCreateArgs, InstancesCmd};
@@ -26,6 +26,8 @@ const SHOW_ORDER: &[&str] = &[
     "memory_gib",
     "billing",
     "price",
+    "image",
+    "data_disk_gib",
     "hold_until",
     "termination_time",
     "termination_reason",
@@ -42,6 +44,7 @@ pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
         InstancesCmd::Show { id } => show(ctx, &id),
         InstancesCmd::Delete { id } => delete(ctx, &id),
         InstancesCmd::Logs { id, follow } => logs(ctx, &id, follow),
+        InstancesCmd::Exec(args) => super::exec::run(ctx, &args),
     }
 }
 
@@ -71,7 +74,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// The instances table, also used by `deployments show`.
 pub fn table(instances: &[Value]) -> Table {
-    let headers = ["ID", "NAME", "STATE", "HOST", "GPUS", "BILLING", "PRICE", "REASON"];
+    let headers = ["ID", "NAME", "STATE", "HOST", "GPUS", "IMAGE", "BILLING", "PRICE", "REASON"];
     let mut table = Table::new(&headers);
     for instance in instances {
         table.row(vec![
@@ -80,6 +83,7 @@ pub fn table(instances: &[Value]) -> Table {
             field(instance, "state"),
             field(instance, "host_id"),
             gpus_text(instance),
+            field(instance, "image"),
             billing_text(instance.get("billing")),
             field(instance, "price"),
             field(instance, "reason"),
@@ -181,9 +185,11 @@ fn print_new(text: &str, printed: usize) -> anyhow::Result<usize> {
     Ok(text.len())
 }
 
+/// Whether the instance has ended: `terminated`, or `failed` (it never ran).
 fn is_terminated(ctx: &Ctx, id: &str) -> anyhow::Result<bool> {
     let instance = ctx.client.get_json(&path(id))?;
-    Ok(instance.get("state").and_then(Value::as_str) == Some("terminated"))
+    let state = instance.get("state").and_then(Value::as_str);
+    Ok(matches!(state, Some("terminated" | "failed")))
 }
 
 #[cfg(test)]

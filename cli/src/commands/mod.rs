@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod deployments;
 pub mod events;
+pub mod exec;
 pub mod hosts;
 pub mod instances;
 pub mod pools;

@@ -154,10 +154,12 @@ impl Handler<AgentEvent> for ClusterActor {
                 outbox,
                 inventory,
                 agent_version,
+                runtimes,
                 reports,
             } => {
                 self.links.insert(host_id.clone(), Link { id: link_id, outbox });
-                self.core.host_connected(&host_id, &inventory, &agent_version, &reports, now);
+                let (inventory, version) = (&inventory, &agent_version);
+                self.core.host_connected(&host_id, inventory, version, &runtimes, &reports, now);
             }
             AgentEvent::Message { host_id, link_id, message } => {
                 if self.links.get(&host_id).is_some_and(|l| l.id == link_id) {

@@ -8,7 +8,7 @@ use crate::core::deployments::NewDeployment;
 use crate::core::pools::PoolUsage;
 use crate::core::{Host, Instance, InstanceRequest};
 use actix::Message;
-use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, InstanceReport};
+use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, GuestRuntime, InstanceReport};
 use gpuspot_common::{AccountId, DeploymentId, HostId, HostInventory, InstanceId, Money};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -208,6 +208,8 @@ pub enum AgentEvent {
         outbox: UnboundedSender<Box<CoordinatorMessage>>,
         inventory: HostInventory,
         agent_version: String,
+        /// How the host runs guests (DESIGN §14).
+        runtimes: Vec<GuestRuntime>,
         reports: Vec<InstanceReport>,
     },
     Message {

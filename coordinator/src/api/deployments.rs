@@ -4,7 +4,7 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use super::instances::{BillingBody, GpuBody, parse_billing};
+use super::instances::{BillingBody, GpuBody, check_command, parse_billing, parse_guest};
 use super::views;
 use crate::actors::messages::{DeploymentRequest, DeploymentView};
 use crate::actors::{ApiReply, ApiRequest};
@@ -37,11 +37,16 @@ pub struct SpecBody {
 
 #[derive(Debug, Deserialize)]
 pub struct TemplateBody {
+    #[serde(default)]
     command: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
     snapshot: Option<SnapshotOptions>,
+    #[serde(default)]
+    image: Option<Value>,
+    #[serde(default)]
+    data_disk_gib: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,14 +86,28 @@ fn parse_spec(index: usize, body: &SpecBody) -> Result<DeploymentSpec, HttpError
 }
 
 fn parse_template(body: TemplateBody) -> Result<Template, HttpError> {
-    if body.command.is_empty() || body.command[0].trim().is_empty() {
-        return Err(bad("template.command must name a program to run"));
+    let mut problems = Vec::new();
+    let (image, data_disk_gib) =
+        parse_guest("template.", body.image.as_ref(), body.data_disk_gib.as_ref(), &mut problems);
+    problems.extend(check_command("template.command", &body.command, image.as_deref()));
+    if !problems.is_empty() {
+        return Err(bad(problems.join("; ")));
     }
     Ok(Template {
         command: body.command,
         env: body.env,
         snapshot: body.snapshot.unwrap_or_default(),
+        image,
+        data_disk_gib,
     })
+}
+
+/// `[policy] process_workloads = false` refuses a template without an image.
+fn admit(state: &AppState, template: &Template) -> Result<(), HttpError> {
+    state
+        .policy
+        .admits("template.image", template.image.as_deref())
+        .map_err(|m| HttpError::bad_request("image_required", m))
 }
 
 fn parse_mode(mode: &str) -> Result<Mode, HttpError> {
@@ -176,6 +195,7 @@ async fn create(
     let body = body.into_inner();
     let account = caller.account(body.account_id.clone())?;
     let new = validate(body)?;
+    admit(&state, &new.template)?;
     let mut known = false;
     for model in new.specs.iter().flat_map(|s| s.gpu.models.iter()) {
         known |= matches!(
@@ -242,6 +262,9 @@ async fn change(
         None => None,
     };
     let template = body.template.map(parse_template).transpose()?;
+    if let Some(template) = &template {
+        admit(&state, template)?;
+    }
     let request = DeploymentRequest::Change {
         scope: caller.scope,
         id: DeploymentId(id.into_inner()),

@@ -5,6 +5,7 @@ use super::auth::Caller;
 use super::error::HttpError;
 use super::views;
 use crate::actors::{ApiReply, ApiRequest};
+use crate::core::guest::{self, DEFAULT_DATA_DISK_GIB};
 use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
 use actix_web::{HttpResponse, web};
 use gpuspot_common::{InstanceId, Money};
@@ -42,11 +43,69 @@ pub struct CreateBody {
     pub cpu_cores: Option<Range>,
     pub memory_gib: Option<Range>,
     pub billing: Option<BillingBody>,
+    /// Optional with an image (it replaces the image's CMD), required without.
+    #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub snapshot: Option<SnapshotOptions>,
+    /// Taken as JSON so that a wrong type is refused with the field's name.
+    #[serde(default)]
+    pub image: Option<serde_json::Value>,
+    #[serde(default)]
+    pub data_disk_gib: Option<serde_json::Value>,
+}
+
+/// What runs the guest: `image` and `data_disk_gib` of a request, or of a template
+/// (`prefix` "template."). Problems are added to `problems`, each naming its field.
+pub fn parse_guest(
+    prefix: &str,
+    image: Option<&serde_json::Value>,
+    data_disk_gib: Option<&serde_json::Value>,
+    problems: &mut Vec<String>,
+) -> (Option<String>, u64) {
+    let image = match image {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => {
+            let field = format!("{prefix}image");
+            guest::check_image(&field, name).map_err(|p| problems.push(p)).ok();
+            Some(name.clone())
+        }
+        Some(_) => {
+            problems.push(format!("{prefix}image must be a string naming an OCI image"));
+            None
+        }
+    };
+    let field = format!("{prefix}data_disk_gib");
+    let data_disk_gib = match data_disk_gib {
+        None | Some(serde_json::Value::Null) => DEFAULT_DATA_DISK_GIB,
+        Some(value) => match value.as_u64() {
+            Some(gib) => {
+                guest::check_data_disk(&field, gib).map_err(|p| problems.push(p)).ok();
+                gib
+            }
+            None => {
+                problems.push(format!("{field} must be a whole number of GiB, 1 to 50"));
+                DEFAULT_DATA_DISK_GIB
+            }
+        },
+    };
+    (image, data_disk_gib)
+}
+
+/// Without an image the command is what runs, so it must name a program; with one it may
+/// be left out (the image's CMD runs).
+pub fn check_command(field: &str, command: &[String], image: Option<&str>) -> Option<String> {
+    let empty = command.first().is_none_or(|c| c.trim().is_empty());
+    match (image, command.is_empty()) {
+        (Some(_), true) => None,
+        (Some(_), false) if empty => Some(format!("{field}[0] must name a program to run")),
+        (None, _) if empty => {
+            Some(format!("{field} must name a program to run (or give an image whose CMD runs)"))
+        }
+        _ => None,
+    }
 }
 
 fn bad(message: impl Into<String>) -> HttpError {
@@ -90,9 +149,9 @@ pub fn validate(body: CreateBody) -> Result<InstanceRequest, HttpError> {
             problems.push(format!("{name}.min must not exceed {name}.max"));
         }
     }
-    if body.command.is_empty() || body.command[0].trim().is_empty() {
-        problems.push("command must name a program to run".to_owned());
-    }
+    let (image, data_disk_gib) =
+        parse_guest("", body.image.as_ref(), body.data_disk_gib.as_ref(), &mut problems);
+    problems.extend(check_command("command", &body.command, image.as_deref()));
     let billing = parse_billing(body.billing.as_ref()).map_err(|e| problems.push(e.message));
     if !problems.is_empty() {
         return Err(bad(problems.join("; ")));
@@ -106,6 +165,8 @@ pub fn validate(body: CreateBody) -> Result<InstanceRequest, HttpError> {
         command: body.command,
         env: body.env,
         snapshot: body.snapshot.unwrap_or_default(),
+        image,
+        data_disk_gib,
     })
 }
 
@@ -124,6 +185,10 @@ async fn create(
     let body = body.into_inner();
     let account = caller.account(body.account_id.clone())?;
     let request = validate(body)?;
+    state
+        .policy
+        .admits("image", request.image.as_deref())
+        .map_err(|m| HttpError::bad_request("image_required", m))?;
     let mut unknown = Vec::new();
     for model in &request.gpu.models {
         if let ApiReply::Known(false) =
@@ -222,4 +287,45 @@ async fn logs(
     let logs = state.logs.clone();
     let bytes = super::blocking(move || logs.read_tail(&id, max)).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(extra: serde_json::Value) -> Result<InstanceRequest, String> {
+        let mut body = json!({ "gpu": { "models": ["H100"] }, "command": ["true"] });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        validate(serde_json::from_value(body).unwrap()).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn image_and_data_disk_default_to_a_process_with_50_gib() {
+        let request = check(json!({})).unwrap();
+        assert_eq!((request.image, request.data_disk_gib), (None, 50));
+        let request = check(json!({ "image": "busybox", "data_disk_gib": 8 })).unwrap();
+        assert_eq!((request.image.as_deref(), request.data_disk_gib), (Some("busybox"), 8));
+        let no_command = json!({ "image": "busybox", "command": [] });
+        assert_eq!(check(no_command).unwrap().command, Vec::<String>::new(), "the image's CMD");
+    }
+
+    #[test]
+    fn bad_images_and_disks_are_refused_naming_the_field() {
+        let cases = [
+            (json!({ "image": "" }), "image must not be empty"),
+            (json!({ "image": "a b" }), "image \"a b\" must not contain whitespace"),
+            (json!({ "image": "x".repeat(300) }), "image must be at most 255 bytes"),
+            (json!({ "image": 7 }), "image must be a string"),
+            (json!({ "data_disk_gib": 0 }), "data_disk_gib must be between 1 and 50"),
+            (json!({ "data_disk_gib": 51 }), "data_disk_gib must be between 1 and 50"),
+            (json!({ "data_disk_gib": -1 }), "data_disk_gib must be a whole number"),
+            (json!({ "data_disk_gib": "10" }), "data_disk_gib must be a whole number"),
+            (json!({ "command": [] }), "command must name a program"),
+        ];
+        for (extra, expected) in cases {
+            let problem = check(extra.clone()).expect_err("refused");
+            assert!(problem.contains(expected), "{extra}: {problem}");
+        }
+    }
 }

@@ -4,12 +4,15 @@
 //! - [`error`]: the error type and the JSON/path/query error handlers.
 //! - [`auth`]: who is calling (admin or account) from the bearer token.
 //! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
+//! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
 
 pub mod accounts;
 pub mod auth;
 pub mod deployments;
 pub mod error;
 pub mod events;
+pub mod exec;
+pub mod exec_ws;
 pub mod hosts;
 pub mod instances;
 pub mod metrics;
@@ -32,6 +35,10 @@ pub struct AppState {
     pub directory: std::sync::Arc<crate::directory::Directory>,
     /// Open event streams per token (DESIGN §15).
     pub streams: std::sync::Arc<events::StreamSlots>,
+    /// `[policy]`: e.g. whether requests without an image are accepted (DESIGN §14).
+    pub policy: crate::config::Policy,
+    /// Agent connections by host, for exec streams (DESIGN §14).
+    pub exec_links: std::sync::Arc<crate::quic::exec::ExecLinks>,
 }
 
 impl AppState {
@@ -67,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .configure(instances::routes)
+                .configure(exec::routes)
                 .configure(hosts::routes)
                 .configure(pools::routes)
                 .configure(events::routes)

@@ -29,9 +29,12 @@ pub fn instance(i: &Instance) -> Value {
         "command": i.request.command,
         "env": i.request.env,
         "snapshot": i.request.snapshot,
+        "image": i.request.image,
+        "data_disk_gib": i.request.data_disk_gib,
         "created_at": i.created_at,
         "started_at": i.started_at,
         "ended_at": i.ended_at,
+        "ssh": crate::ssh::command_for(&i.id),
     })
 }
 
@@ -56,6 +59,7 @@ pub fn host(h: &Host) -> Value {
         "hostname": h.hostname,
         "state": h.state,
         "agent_version": h.agent_version,
+        "runtimes": h.runtimes,
         "cpu_cores": h.cpu_cores,
         "memory_gib": h.memory_gib,
         "gpus": gpus,

@@ -300,7 +300,7 @@ impl Cluster {
         let instances: Vec<InstanceId> = self
             .instances
             .values()
-            .filter(|i| &i.account_id == id && i.state != InstanceState::Terminated)
+            .filter(|i| &i.account_id == id && !i.is_terminated())
             .map(|i| i.id.clone())
             .collect();
         for instance in instances {

@@ -45,7 +45,14 @@ fn cluster() -> (Cluster, HostId) {
         cpu_cores: 64,
         memory_gib: 256,
     };
-    cluster.host_connected(&host, &inventory, "test", &[], t(0));
+    cluster.host_connected(
+        &host,
+        &inventory,
+        "test",
+        &[gpuspot_common::protocol::GuestRuntime::Process],
+        &[],
+        t(0),
+    );
     (cluster, host)
 }
 
@@ -59,6 +66,8 @@ fn regular(count: u32) -> InstanceRequest {
         command: vec!["true".into()],
         env: Default::default(),
         snapshot: SnapshotOptions::default(),
+        image: None,
+        data_disk_gib: 50,
     }
 }
 

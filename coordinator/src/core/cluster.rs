@@ -428,8 +428,8 @@ impl Cluster {
             log_offset: 0,
             kill_timeout_ms: self.timers.kill_timeout.as_millis() as u64,
             snapshot: self.snapshot_plan(instance),
-            image: None,
-            data_disk_gib: 50,
+            image: instance.request.image.clone(),
+            data_disk_gib: instance.request.data_disk_gib,
         })
     }
 
@@ -439,6 +439,28 @@ impl Cluster {
         id: &InstanceId,
         reason: EndReason,
         detail: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        let text = match detail {
+            Some(detail) => format!("{}: {detail}", reason.as_str()),
+            None => reason.as_str().to_owned(),
+        };
+        self.end(id, reason, text, InstanceState::Terminated, now);
+    }
+
+    /// Ends a request that never ran in `failed` (DESIGN §16); `reason` is shown as is
+    /// (`image_pull_failed: …`). Like every end, it is charged only for what ran.
+    pub(super) fn fail(&mut self, id: &InstanceId, reason: String, now: DateTime<Utc>) {
+        self.end(id, EndReason::Failed, reason, InstanceState::Failed, now);
+    }
+
+    /// Ends an instance in `state` (terminated or failed).
+    fn end(
+        &mut self,
+        id: &InstanceId,
+        reason: EndReason,
+        text: String,
+        state: InstanceState,
         now: DateTime<Utc>,
     ) {
         if self.instances.get(id).is_none_or(|i| i.is_terminated()) {
@@ -455,12 +477,9 @@ impl Cluster {
         if let Some(at) = instance.termination_time {
             self.deadlines.remove(&(at, id.clone()));
         }
-        instance.state = InstanceState::Terminated;
+        instance.state = state;
         instance.termination_reason = Some(reason);
-        instance.reason = Some(match detail {
-            Some(detail) => format!("{}: {detail}", reason.as_str()),
-            None => reason.as_str().to_owned(),
-        });
+        instance.reason = Some(text);
         instance.ended_at = Some(now);
         let host_id = instance.host_id.clone();
         let instance = instance.clone();
@@ -471,9 +490,18 @@ impl Cluster {
             self.touch_host(host_id);
         }
         self.touch_instance(id);
-        self.event(now, "instance_terminated", Some(&instance), None, serde_json::json!({
-            "reason": reason.as_str(), "exit_code": instance.exit_code, "detail": instance.reason,
-        }));
+        let kind =
+            if state == InstanceState::Failed { "instance_failed" } else { "instance_terminated" };
+        self.event(
+            now,
+            kind,
+            Some(&instance),
+            None,
+            serde_json::json!({
+                "state": state.as_str(), "reason": reason.as_str(), "exit_code": instance.exit_code,
+                "detail": instance.reason,
+            }),
+        );
         self.place_queued(now);
         self.deployment_instance_ended(&instance, now);
     }

@@ -37,6 +37,12 @@ pub struct Template {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub snapshot: SnapshotOptions,
+    /// Each instance runs in a container from this image (DESIGN §14).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Each instance's data disk, GiB.
+    #[serde(default = "super::guest::default_data_disk_gib")]
+    pub data_disk_gib: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +104,8 @@ impl Deployment {
             command: self.template.command.clone(),
             env: self.template.env.clone(),
             snapshot: self.template.snapshot.clone(),
+            image: self.template.image.clone(),
+            data_disk_gib: self.template.data_disk_gib,
         }
     }
 
@@ -107,6 +115,8 @@ impl Deployment {
         r.command == self.template.command
             && r.env == self.template.env
             && r.snapshot == self.template.snapshot
+            && r.image == self.template.image
+            && r.data_disk_gib == self.template.data_disk_gib
             && self.specs.iter().any(|s| {
                 s.gpu == r.gpu
                     && s.cpu_cores == r.cpu_cores

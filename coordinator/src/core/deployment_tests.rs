@@ -54,7 +54,14 @@ fn cluster_of(hosts: &[(&str, u32, &str)]) -> Cluster {
             cpu_cores: 8 * gpus,
             memory_gib: 64 * *gpus as u64,
         };
-        cluster.host_connected(&HostId::from(*name), &inventory, "test", &[], t(0));
+        cluster.host_connected(
+            &HostId::from(*name),
+            &inventory,
+            "test",
+            &[gpuspot_common::protocol::GuestRuntime::Process],
+            &[],
+            t(0),
+        );
     }
     cluster
 }
@@ -82,6 +89,8 @@ pub(super) fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32)
             command: vec!["run".into()],
             env: Default::default(),
             snapshot: Default::default(),
+            image: None,
+            data_disk_gib: 50,
         },
     }
 }

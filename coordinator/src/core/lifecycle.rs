@@ -5,8 +5,13 @@ use super::cluster::Cluster;
 use super::model::{EndReason, InstanceState};
 use super::registry::{Host, HostState};
 use chrono::{DateTime, Utc};
-use gpuspot_common::protocol::{CoordinatorMessage, GpuStatus, InstanceReport, WorkloadState};
+use gpuspot_common::protocol::{
+    CoordinatorMessage, GpuStatus, GuestRuntime, InstanceReport, WorkloadState,
+};
 use gpuspot_common::{HostId, HostInventory, InstanceId};
+
+/// How the agent's failure message begins when the image could not be pulled (DESIGN §14).
+pub const IMAGE_PULL_FAILED: &str = "image_pull_failed";
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LifecycleError {
@@ -31,7 +36,7 @@ impl Cluster {
             InstanceState::Scheduled
             | InstanceState::Running
             | InstanceState::TerminationScheduled => self.begin_stop(id, EndReason::User, now),
-            InstanceState::Stopping | InstanceState::Terminated => {}
+            InstanceState::Stopping | InstanceState::Terminated | InstanceState::Failed => {}
         }
         Ok(())
     }
@@ -100,13 +105,14 @@ impl Cluster {
         }
     }
 
-    /// A hello on an authenticated link: the host (re)joins, its reports are applied and it
-    /// is told its complete desired state.
+    /// A hello on an authenticated link: the host (re)joins with the runtimes it offers,
+    /// its reports are applied and it is told its complete desired state.
     pub fn host_connected(
         &mut self,
         host_id: &HostId,
         inventory: &HostInventory,
         agent_version: &str,
+        runtimes: &[GuestRuntime],
         reports: &[InstanceReport],
         now: DateTime<Utc>,
     ) {
@@ -115,20 +121,24 @@ impl Cluster {
                 let vanished = host.refresh_inventory(inventory, agent_version);
                 host.state = HostState::Connected;
                 host.last_seen = now;
+                host.set_runtimes(runtimes);
                 vanished
             }
             None => {
-                self.registry.insert(Host::new(host_id.clone(), inventory, agent_version, now));
+                let mut host = Host::new(host_id.clone(), inventory, agent_version, now);
+                host.set_runtimes(runtimes);
+                self.registry.insert(host);
                 Vec::new()
             }
         };
         self.touch_host(host_id);
+        let runtimes = self.registry.get(host_id).map(|h| h.runtimes.clone()).unwrap_or_default();
         self.event(
             now,
             "host_connected",
             None,
             Some(host_id),
-            serde_json::json!({ "hostname": inventory.hostname }),
+            serde_json::json!({ "hostname": inventory.hostname, "runtimes": runtimes }),
         );
         for id in vanished {
             self.finish(
@@ -281,6 +291,10 @@ impl Cluster {
             }
             WorkloadState::Exited { .. } | WorkloadState::Stopped => {
                 self.finish(id, pending.unwrap_or(EndReason::User), None, now)
+            }
+            // A request that never ran (DESIGN §16): `failed`, with the agent's reason.
+            WorkloadState::Failed { message } if message.starts_with(IMAGE_PULL_FAILED) => {
+                self.fail(id, message.clone(), now)
             }
             WorkloadState::Failed { message } => {
                 self.finish(id, EndReason::Failed, Some(message.clone()), now)

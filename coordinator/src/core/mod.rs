@@ -2,7 +2,8 @@
 //! `now` and returns what must happen ([`Effect`]s); the actors persist and carry them out.
 //!
 //! - [`model`]: requests, instances, their states and reasons.
-//! - [`registry`]: hosts, their units and liveness.
+//! - [`registry`]: hosts, their units, runtimes and liveness.
+//! - [`guest`]: how a guest runs (image or process, data disk) and which hosts can run it.
 //! - [`placement`]: which host a request fits on (seed 004, best fit).
 //! - [`cluster`]: the state machine tying them together.
 //! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling them;
@@ -26,6 +27,9 @@ pub mod deployment;
 #[cfg(test)]
 mod deployment_tests;
 pub mod deployments;
+pub mod guest;
+#[cfg(test)]
+mod guest_tests;
 pub mod lifecycle;
 pub mod market;
 pub mod model;

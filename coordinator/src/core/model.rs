@@ -77,6 +77,12 @@ pub struct InstanceRequest {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub snapshot: SnapshotOptions,
+    /// Run in a container from this image (DESIGN §14); `None`: a process guest.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Size limit of the data dir (seed 004's data disk); absent in older records.
+    #[serde(default = "super::guest::default_data_disk_gib")]
+    pub data_disk_gib: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +94,8 @@ pub enum InstanceState {
     TerminationScheduled,
     Stopping,
     Terminated,
+    /// Ended without ever running (DESIGN §16), e.g. `image_pull_failed: …`.
+    Failed,
 }
 
 impl InstanceState {
@@ -99,7 +107,13 @@ impl InstanceState {
             InstanceState::TerminationScheduled => "termination_scheduled",
             InstanceState::Stopping => "stopping",
             InstanceState::Terminated => "terminated",
+            InstanceState::Failed => "failed",
         }
+    }
+
+    /// `terminated` or `failed`: nothing follows.
+    pub fn is_final(self) -> bool {
+        matches!(self, InstanceState::Terminated | InstanceState::Failed)
     }
 
     /// Holds units on a host (placed and not yet released).
@@ -207,8 +221,9 @@ impl Instance {
         }
     }
 
+    /// Whether it has ended, `terminated` or `failed`: both are final and hold nothing.
     pub fn is_terminated(&self) -> bool {
-        self.state == InstanceState::Terminated
+        self.state.is_final()
     }
 }
 

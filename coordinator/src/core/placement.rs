@@ -1,12 +1,14 @@
 //! Where a request fits (DESIGN §3, seed 004). A host matches when it has k free healthy
 //! units of one accepted model and k shares of cores and memory fall in the requested
-//! ranges. Among matches the best fit wins: fewest free units left, then the lowest list
+//! ranges, and it runs the request's kind of guest (a container for an `image`, DESIGN
+//! §14). Among matches the best fit wins: fewest free units left, then the lowest list
 //! price, then the host id, so the choice is deterministic.
 //!
 //! The registry's index (see [`super::registry::index`]) makes this cost a few lookups per
 //! class of interchangeable hosts rather than a walk over every host; only hosts that mix
 //! GPU models are examined one by one, with [`fit_on_host`].
 
+use super::guest::{host_runs, required_runtime, runtime_phrase};
 use super::model::InstanceRequest;
 use super::registry::{Host, HostState, Registry};
 use gpuspot_common::inventory::model_matches;
@@ -59,6 +61,14 @@ pub fn describe(request: &InstanceRequest) -> String {
 }
 
 fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> bool) -> HostFit {
+    if !host_runs(host, request) {
+        return HostFit::Never;
+    }
+    fit_units(host, request, allowed)
+}
+
+/// Whether the host's units and shares suit the request, whatever its runtimes.
+fn fit_units(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> bool) -> HostFit {
     let k = request.gpu.count as usize;
     let Some(first) = host.units.first() else {
         return HostFit::Never;
@@ -103,6 +113,8 @@ fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -
 /// A class of hosts that could take the request, found under the index lock.
 struct Candidate {
     model: String,
+    /// Its hosts run the request's kind of guest.
+    runs: bool,
     /// Its best-fitting connected host with enough free units: (free units, id).
     best: Option<(usize, HostId)>,
 }
@@ -118,6 +130,7 @@ fn candidates(registry: &Registry, request: &InstanceRequest) -> (Vec<Candidate>
         .map(|w| w.trim().to_lowercase())
         .filter(|w| !w.is_empty())
         .collect();
+    let runtime = required_runtime(request);
     let index = registry.index();
     let classes = index
         .classes()
@@ -130,6 +143,7 @@ fn candidates(registry: &Registry, request: &InstanceRequest) -> (Vec<Candidate>
         .filter(|(_, class)| class.most_healthy() >= k)
         .map(|(shape, class)| Candidate {
             model: shape.model.clone(),
+            runs: shape.runtimes.contains(&runtime),
             best: class.best_fit(k).cloned(),
         })
         .collect();
@@ -171,8 +185,16 @@ fn offer(best: &mut Option<Best>, candidate: Best) {
     }
 }
 
-/// Hosts that mix GPU models, examined one by one. Returns whether any could take the
-/// request once units free up.
+/// What the examined hosts say beyond the best fit.
+#[derive(Default)]
+struct Outlook {
+    /// A host that runs the request could take it once units free up.
+    could_wait: bool,
+    /// A host would suit it but does not run its kind of guest.
+    wrong_runtime: bool,
+}
+
+/// Hosts that mix GPU models, examined one by one.
 fn consider_mixed(
     registry: &Registry,
     ids: &[HostId],
@@ -180,21 +202,24 @@ fn consider_mixed(
     price_of: &impl Fn(&str) -> Money,
     allowed: &impl Fn(&str) -> bool,
     best: &mut Option<Best>,
-) -> bool {
-    let mut could_wait = false;
+    outlook: &mut Outlook,
+) {
     let mixed = ids.iter().filter_map(|id| registry.get(id));
     for host in mixed.filter(|h| h.state != HostState::Lost) {
+        if !host_runs(host, request) {
+            outlook.wrong_runtime |= !matches!(fit_units(host, request, allowed), HostFit::Never);
+            continue;
+        }
         match fit_on_host(host, request, allowed) {
             HostFit::Fits(placement) => {
                 let left = host.free_units() - placement.unit_indices.len();
                 let key = (left, price_of(&placement.gpu_model), host.id.clone());
                 offer(best, Best { key, placement: Some(placement), model: String::new() });
             }
-            HostFit::Busy => could_wait = true,
+            HostFit::Busy => outlook.could_wait = true,
             HostFit::Never => {}
         }
     }
-    could_wait
 }
 
 /// The best host for `request`, or why there is none. `price_of` gives a GPU model's
@@ -210,22 +235,31 @@ pub fn place(
     let (classes, irregular) =
         if k == 0 { Default::default() } else { candidates(registry, request) };
     let mut best = None;
-    let mut could_wait = false;
+    let mut outlook = Outlook::default();
     for candidate in classes.into_iter().filter(|c| allowed(&c.model)) {
-        could_wait = true;
+        if !candidate.runs {
+            outlook.wrong_runtime = true;
+            continue;
+        }
+        outlook.could_wait = true;
         if let Some((free, host_id)) = candidate.best {
             let key = (free - k, price_of(&candidate.model), host_id);
             offer(&mut best, Best { key, placement: None, model: candidate.model });
         }
     }
-    could_wait |= consider_mixed(registry, &irregular, request, &price_of, &allowed, &mut best);
+    consider_mixed(registry, &irregular, request, &price_of, &allowed, &mut best, &mut outlook);
     let placed = best.and_then(|b| {
         b.placement.or_else(|| take_units(registry.get(&b.key.2)?, request, &b.model))
     });
     match placed {
         Some(placement) => Ok(placement),
-        None if could_wait => Err(NoFit::Wait(format!(
+        None if outlook.could_wait => Err(NoFit::Wait(format!(
             "waiting for capacity: no matching host has free units for {}",
+            describe(request)
+        ))),
+        None if outlook.wrong_runtime => Err(NoFit::Never(format!(
+            "no host with a matching GPU {}: {} (waiting for one that does to join)",
+            runtime_phrase(required_runtime(request)),
             describe(request)
         ))),
         None => Err(NoFit::Never(format!(
@@ -237,6 +271,8 @@ pub fn place(
 
 #[cfg(test)]
 mod equivalence;
+#[cfg(test)]
+mod runtimes;
 
 #[cfg(test)]
 mod tests {
@@ -286,6 +322,8 @@ mod tests {
             command: vec!["true".into()],
             env: Default::default(),
             snapshot: SnapshotOptions::default(),
+            image: None,
+            data_disk_gib: 50,
         }
     }
 

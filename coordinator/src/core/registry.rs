@@ -11,7 +11,7 @@ pub mod index;
 pub mod removal;
 
 use chrono::{DateTime, Utc};
-use gpuspot_common::protocol::GpuStatus;
+use gpuspot_common::protocol::{GpuStatus, GuestRuntime};
 use gpuspot_common::{HostId, HostInventory, InstanceId, Unit, partition};
 use index::HostIndex;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,9 @@ pub struct Host {
     pub cpu_cores: u32,
     pub memory_gib: u64,
     pub units: Vec<UnitSlot>,
+    /// How it can run guests, as its last hello said (DESIGN §14); sorted, no repeats.
+    #[serde(default = "process_only")]
+    pub runtimes: Vec<GuestRuntime>,
     pub state: HostState,
     pub joined_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -70,6 +73,7 @@ impl Host {
                 .into_iter()
                 .map(|unit| UnitSlot { unit, instance: None })
                 .collect(),
+            runtimes: process_only(),
             state: HostState::Connected,
             joined_at: now,
             last_seen: now,
@@ -102,6 +106,16 @@ impl Host {
         holders.into_values().collect()
     }
 
+    /// Takes the runtimes a hello reported; returns whether they changed.
+    pub fn set_runtimes(&mut self, runtimes: &[GuestRuntime]) -> bool {
+        let mut runtimes = runtimes.to_vec();
+        runtimes.sort();
+        runtimes.dedup();
+        let changed = self.runtimes != runtimes;
+        self.runtimes = runtimes;
+        changed
+    }
+
     pub fn free_units(&self) -> usize {
         self.units.iter().filter(|s| s.is_free()).count()
     }
@@ -131,6 +145,12 @@ impl Host {
         }
         changed
     }
+}
+
+/// What a host offers until its agent says otherwise (and what records from before runtimes
+/// were reported held: every agent then ran processes).
+fn process_only() -> Vec<GuestRuntime> {
+    vec![GuestRuntime::Process]
 }
 
 /// A host the operator deleted, for the store to forget (its row) and revoke (its

@@ -201,6 +201,9 @@ impl Cluster {
     ) -> Option<(usize, Vec<InstanceId>)> {
         use gpuspot_common::inventory::model_matches;
         let k = request.gpu.count as usize;
+        if !super::guest::host_runs(host, request) {
+            return None;
+        }
         let unit = host.units.first()?;
         let fits_share = request.cpu_cores.contains((unit.unit.cpu_cores as u64) * k as u64)
             && request.memory_gib.contains(unit.unit.memory_gib * k as u64);

@@ -46,6 +46,7 @@ impl Cluster {
         let surplus = pools::surplus_price(pool, &usage);
         let mut regular_units = 0;
         let mut bids = Vec::new();
+        let offered = self.offered_runtimes();
         for instance in self.instances.values() {
             let in_pool = match &instance.gpu_model {
                 Some(model) => {
@@ -61,7 +62,11 @@ impl Cluster {
                 (None, state) if state.holds_units() => regular_units += instance.gpu_uuids.len(),
                 // The surplus price is the reserve for new requests: a queued bid below it
                 // could not be placed, so it must not push anyone out either.
-                (Some(bid), InstanceState::Queued) if bid >= surplus => {
+                // So could one that no host can run (an image and no container host).
+                (Some(bid), InstanceState::Queued)
+                    if bid >= surplus
+                        && offered.contains(&super::guest::required_runtime(&instance.request)) =>
+                {
                     bids.push(spot_bid(instance, bid, false))
                 }
                 (Some(bid), InstanceState::Scheduled | InstanceState::Running) => {
@@ -73,6 +78,19 @@ impl Cluster {
         let supply = usage.total.saturating_sub(regular_units);
         let _ = now;
         market::auction(bids, supply, surplus, pool.list_price)
+    }
+
+    /// The guest runtimes any host that is not lost offers.
+    fn offered_runtimes(&self) -> Vec<gpuspot_common::protocol::GuestRuntime> {
+        let mut offered: Vec<_> = self
+            .registry
+            .iter()
+            .filter(|h| h.state != super::registry::HostState::Lost)
+            .flat_map(|h| h.runtimes.iter().copied())
+            .collect();
+        offered.sort();
+        offered.dedup();
+        offered
     }
 
     fn set_price(&mut self, pool: &PoolSettings, price: Money, now: DateTime<Utc>) {

@@ -62,6 +62,8 @@ fn request(count: u32, billing: Billing) -> InstanceRequest {
         command: vec!["sleep".into(), "1000".into()],
         env: Default::default(),
         snapshot: SnapshotOptions::default(),
+        image: None,
+        data_disk_gib: 50,
     }
 }
 
@@ -78,7 +80,14 @@ impl World {
     fn new(gpus: u32) -> Self {
         let mut cluster = Cluster::new(vec![pool()], timers());
         let host_id = HostId::from("h-1");
-        cluster.host_connected(&host_id, &host(gpus), "test", &[], t0());
+        cluster.host_connected(
+            &host_id,
+            &host(gpus),
+            "test",
+            &[gpuspot_common::protocol::GuestRuntime::Process],
+            &[],
+            t0(),
+        );
         cluster.take_changes();
         Self { cluster, host: host_id }
     }

@@ -1,8 +1,10 @@
 //! The QUIC side of the coordinator: accepts agent connections, lets certificate-less
 //! agents join with a token, and runs one session per authenticated agent that relays
 //! frames between its bidirectional stream and the cluster actor. Snapshot transfers use
-//! further streams on the same connection (see [`snapshots`]).
+//! further streams on the same connection (see [`snapshots`]); the coordinator opens one
+//! per command run inside an instance (see [`exec`]).
 
+pub mod exec;
 mod join;
 mod logs;
 mod session;
@@ -28,6 +30,8 @@ pub struct QuicContext {
     pub snapshot_max_bytes: u64,
     /// SIGTERM to SIGKILL for the workloads of a deleted host that says hello again.
     pub kill_timeout: std::time::Duration,
+    /// Each connected host's connection, for exec streams.
+    pub exec_links: Arc<exec::ExecLinks>,
 }
 
 /// Accepts connections until the endpoint closes.

@@ -58,7 +58,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         }
         (
             Some(fingerprint),
-            AgentMessage::Hello { version, agent_version, inventory, instances, runtimes: _ },
+            AgentMessage::Hello { version, agent_version, inventory, instances, runtimes },
         ) => {
             if version != PROTOCOL_VERSION {
                 let reason = format!(
@@ -86,8 +86,10 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 outbox,
                 inventory,
                 agent_version,
+                runtimes,
                 reports: instances,
             });
+            context.exec_links.register(host_id.clone(), link_id, connection.clone());
             let writer = tokio::spawn(write_loop(send, inbox, connection.clone(), context.clone()));
             let streams = SnapshotStreams {
                 files: context.snapshots.clone(),
@@ -97,6 +99,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
             let reason = read_loop(&mut recv, &host_id, link_id, &context).await;
             writer.abort();
             snapshots.abort();
+            context.exec_links.unregister(&host_id, link_id);
             tracing::info!(%host_id, %reason, "agent session ended");
             context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
             connection.close(0u32.into(), reason.as_bytes());

@@ -6,6 +6,7 @@ pub mod credentials;
 #[cfg(test)]
 mod credentials_tests;
 pub mod files;
+pub mod lock;
 pub mod sqlite;
 pub mod writer;
 

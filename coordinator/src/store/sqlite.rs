@@ -347,6 +347,8 @@ mod tests {
             command: vec!["true".into()],
             env: Default::default(),
             snapshot: SnapshotOptions::default(),
+            image: None,
+            data_disk_gib: 50,
         }
     }
 

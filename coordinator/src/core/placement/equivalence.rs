@@ -8,6 +8,7 @@ use crate::core::pools::{PoolUsage, usage};
 use crate::core::registry::{Host, HostState, Registry};
 use chrono::Utc;
 use gpuspot_common::inventory::model_matches;
+use gpuspot_common::protocol::GuestRuntime;
 use gpuspot_common::{GpuInfo, HostId, HostInventory, Money};
 
 const MODELS: [&str; 3] = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA L4"];
@@ -85,7 +86,12 @@ fn random_host(rng: &mut Rng, n: usize) -> Host {
         cpu_cores: [64, 128][rng.below(2) as usize],
         memory_gib: [512, 1024][rng.below(2) as usize],
     };
-    Host::new(HostId::from(format!("h-{n:04}").as_str()), &inventory, "t", Utc::now())
+    let mut host =
+        Host::new(HostId::from(format!("h-{n:04}").as_str()), &inventory, "t", Utc::now());
+    if rng.below(2) == 0 {
+        host.set_runtimes(&[GuestRuntime::Process, GuestRuntime::Container]);
+    }
+    host
 }
 
 fn mutate(registry: &mut Registry, rng: &mut Rng, hosts: usize) {
@@ -99,7 +105,15 @@ fn mutate(registry: &mut Registry, rng: &mut Rng, hosts: usize) {
         0..=49 => host.units[unit].instance = Some(format!("i-{roll}").as_str().into()),
         50..=79 => host.units[unit].instance = None,
         80..=87 => host.units[unit].unit.gpu.healthy = !host.units[unit].unit.gpu.healthy,
-        88..=93 => host.state = HostState::Disconnected,
+        88..=90 => host.state = HostState::Disconnected,
+        91..=93 => {
+            let toggled = if host.runtimes.contains(&GuestRuntime::Container) {
+                vec![GuestRuntime::Process]
+            } else {
+                vec![GuestRuntime::Process, GuestRuntime::Container]
+            };
+            host.set_runtimes(&toggled);
+        }
         94..=96 => host.state = HostState::Lost,
         _ => host.state = HostState::Connected,
     }
@@ -121,6 +135,8 @@ fn random_request(rng: &mut Rng) -> InstanceRequest {
         command: vec!["true".into()],
         env: Default::default(),
         snapshot: SnapshotOptions::default(),
+        image: (rng.below(3) == 0).then(|| "busybox".into()),
+        data_disk_gib: 50,
     }
 }
 

@@ -2,7 +2,7 @@
 //! cost O(classes · log hosts) instead of a walk over every host and unit.
 //!
 //! Hosts whose units all carry one GPU model form a class per (model, cores and memory per
-//! unit): every host of a class matches the same requests. Per class the index keeps the
+//! unit, guest runtimes): every host of a class matches the same requests. Per class the index keeps the
 //! connected hosts with free units ordered by (free units, id) — best fit first, exactly
 //! placement's tie-break — and how many healthy units the non-lost hosts have. Hosts mixing
 //! GPU models are rare; they are listed apart and examined one by one. Per exact model it
@@ -10,6 +10,7 @@
 
 use super::{Host, HostState};
 use gpuspot_common::HostId;
+use gpuspot_common::protocol::GuestRuntime;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What makes hosts interchangeable for placement.
@@ -18,6 +19,8 @@ pub struct Shape {
     pub model: String,
     pub cpu_cores: u32,
     pub memory_gib: u64,
+    /// How its hosts run guests (sorted): image requests need `Container`.
+    pub runtimes: Vec<GuestRuntime>,
 }
 
 #[derive(Debug)]
@@ -94,6 +97,7 @@ impl Entry {
                 model: f.unit.gpu.model.clone(),
                 cpu_cores: f.unit.cpu_cores,
                 memory_gib: f.unit.memory_gib,
+                runtimes: host.runtimes.clone(),
             },
             free: Some(host.free_units()).filter(|&n| n > 0 && host.state == HostState::Connected),
             healthy: (host.state != HostState::Lost).then(|| host.healthy_units()),

@@ -1,0 +1,110 @@
+//! Taking over the process workloads an earlier agent process left running (DESIGN §14
+//! "Agent restarts"): every instance dir with a record (see [`super::record`]) whose data
+//! dir still exists. A watcher that still runs (same boot, same pid and start time) is
+//! followed through a pidfd (polled where the kernel has none); once it has ended, the
+//! `exit-status` it wrote gives the real exit code, also for a workload that ended while
+//! no agent ran. From then on an adopted workload is supervised like any other. Workloads
+//! under the instances dir without a record are killed (see [`super::orphans`]).
+
+use super::cgroup::InstanceCgroup;
+use super::process::{Guest, Inner};
+use super::record::{self, ProcRef, ProcessRecord};
+use gpuspot_common::InstanceId;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+
+/// How long a watcher without a pidfd is polled for.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What tells a workload's end: the watcher is our child, or was an earlier agent's.
+pub(super) enum Watcher {
+    Child(tokio::process::Child),
+    Pidfd(AsyncFd<OwnedFd>),
+    Poll(ProcRef),
+    /// Already over when the agent started.
+    Gone,
+}
+
+impl Watcher {
+    /// Resolves once the watcher has ended (and so has written what it knows).
+    pub(super) async fn wait(&mut self) {
+        match self {
+            Watcher::Child(child) => drop(child.wait().await),
+            Watcher::Pidfd(fd) => drop(fd.readable().await),
+            Watcher::Poll(process) => {
+                while process.alive() {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Watcher::Gone => {}
+        }
+    }
+
+    /// The recorded watcher if it still runs in this boot.
+    fn find(record: &ProcessRecord, boot_id: &str) -> Self {
+        let watcher = record.watcher;
+        if record.boot_id != boot_id || !watcher.alive() {
+            return Watcher::Gone;
+        }
+        let Some(pidfd) = pidfd_open(watcher.pid) else { return Watcher::Poll(watcher) };
+        // The pid might have been reused between the check and the open: check again, now
+        // that the pidfd pins the process.
+        if !watcher.alive() {
+            return Watcher::Gone;
+        }
+        // SAFETY: the OwnedFd keeps the descriptor open and unchanged while registered.
+        match unsafe { AsyncFd::register(pidfd) } {
+            Ok(fd) => Watcher::Pidfd(fd),
+            Err(_) => Watcher::Poll(watcher),
+        }
+    }
+}
+
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes plain integers; a returned fd is ours to own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adopts every recorded workload under the runtime's instances dir; their ids.
+pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
+    let Some(dir) = inner.options.instances_dir.clone() else { return Vec::new() };
+    let _runtime = inner.tokio.enter();
+    let boot_id = record::boot_id();
+    let mut adopted = Vec::new();
+    let mut workloads = inner.workloads();
+    for instance_dir in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()) {
+        let Some(mut record) = ProcessRecord::load(&instance_dir) else { continue };
+        // A released data dir means the instance is over; its record waits for its dir to go.
+        if !record.data_dir.exists() || workloads.contains_key(&record.instance_id) {
+            continue;
+        }
+        let mut watcher = Watcher::find(&record, &boot_id);
+        if let Some((uid, _)) = record.ids
+            && !inner.options.isolation.reclaim(uid, &record.data_dir)
+        {
+            tracing::warn!(instance_id = %record.instance_id, uid,
+                "the workload's uid now belongs to another guest; it is taken for ended");
+            record.ids = None;
+            watcher = Watcher::Gone;
+        }
+        let alive = !matches!(watcher, Watcher::Gone);
+        tracing::info!(instance_id = %record.instance_id, pid = record.workload.pid, alive,
+            "adopting a workload left by an earlier agent process");
+        let cgroup = record.cgroup.as_deref().and_then(InstanceCgroup::open);
+        let stopping = instance_dir.join(record::STOPPING).exists();
+        let id = record.instance_id.clone();
+        adopted.push(id.clone());
+        inner.supervise(&mut workloads, Guest { id, record, cgroup, watcher }, stopping);
+    }
+    drop(workloads);
+    let killed = super::orphans::kill_unadopted(&dir, &adopted);
+    if killed > 0 {
+        tracing::warn!(killed, "killed unrecorded workloads left by an earlier agent process");
+    }
+    adopted
+}

@@ -1,0 +1,234 @@
+//! What a guest's container is made of (DESIGN §14), as a pure function of its
+//! [`WorkloadSpec`]: name and labels, command, environment, the two host paths it may see,
+//! hard limits, its own network namespace, and exactly its GPUs.
+
+use super::super::WorkloadSpec;
+use super::engine::EngineKind;
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, DeviceRequest, HostConfig, HostConfigLogConfig, Mount,
+    MountTypeEnum, ResourcesUlimits,
+};
+use gpuspot_common::InstanceId;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Label naming the instance a container runs.
+pub const LABEL_INSTANCE: &str = "gpuspot.instance";
+/// Label naming the agent (its state dir) that owns a container: several agents may share
+/// one engine (`gpuspot dev`), and each adopts only its own.
+pub const LABEL_AGENT: &str = "gpuspot.agent";
+/// Label holding the host file the container's output is appended to, for re-adoption.
+pub const LABEL_LOG: &str = "gpuspot.log";
+
+/// Where the guest finds its data dir and its metadata socket (DESIGN §14).
+pub const DATA_DIR: &str = "/data";
+pub const SOCKET_DIR: &str = "/run/gpuspot";
+pub const SOCKET: &str = "/run/gpuspot/metadata.sock";
+/// The file name of a socket that sits alone in its own per-instance directory.
+const SOCKET_FILE: &str = "metadata.sock";
+
+/// Processes one container may have: enough for data loaders, not a fork bomb.
+pub const PIDS_LIMIT: i64 = 4096;
+/// Per-process limits. Engines' defaults (nofile 1048576) exceed the hard limits of some
+/// hosts, and then no container starts at all.
+const NOFILE: i64 = 1024;
+const NPROC: i64 = 4096;
+
+/// The variables a guest cannot set itself.
+const RESERVED_ENV: [&str; 5] = [
+    "GPUSPOT_INSTANCE_ID",
+    "GPUSPOT_DATA_DIR",
+    "GPUSPOT_METADATA_SOCKET",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+];
+
+/// How the host's GPUs reach a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuAttach {
+    /// Simulated GPUs (fake UUIDs): only the environment names them.
+    None,
+    /// CDI names `nvidia.com/gpu=<UUID>`; Podman takes them as devices, Docker as a
+    /// device request of the "cdi" driver.
+    Cdi(EngineKind),
+    /// The NVIDIA container toolkit's device request (driver "nvidia", capability gpu).
+    NvidiaRequest,
+    /// Real GPUs that this engine cannot attach: Podman takes GPUs only as CDI devices (it
+    /// ignores device requests), and the host has no CDI spec. Starts with GPUs fail.
+    Unavailable,
+}
+
+impl GpuAttach {
+    /// CDI where the host has a CDI spec, else the NVIDIA device request; none for
+    /// simulated GPUs.
+    pub fn detect(real_gpus: bool, kind: EngineKind) -> GpuAttach {
+        match (real_gpus, cdi_spec_present(), kind) {
+            (false, _, _) => GpuAttach::None,
+            (true, true, _) => GpuAttach::Cdi(kind),
+            (true, false, EngineKind::Docker) => GpuAttach::NvidiaRequest,
+            (true, false, EngineKind::Podman) => GpuAttach::Unavailable,
+        }
+    }
+
+    /// Why a container with GPUs cannot start here, if it cannot.
+    pub fn refusal(self, uuids: &[String]) -> Option<String> {
+        (self == GpuAttach::Unavailable && !uuids.is_empty()).then(|| {
+            "cannot give the container its GPUs: Podman attaches GPUs only as CDI devices and \
+             this host has no CDI spec in /etc/cdi or /var/run/cdi (make one with \
+             `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)"
+                .to_owned()
+        })
+    }
+}
+
+/// Whether a CDI spec (`*.json` or `*.yaml`) lies where engines look for them.
+fn cdi_spec_present() -> bool {
+    ["/etc/cdi", "/var/run/cdi"].iter().any(|dir| {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") || name.ends_with(".yaml") || name.ends_with(".yml")
+        })
+    })
+}
+
+/// `gpuspot-<instance id>`
+pub fn container_name(id: &InstanceId) -> String {
+    format!("gpuspot-{id}")
+}
+
+/// The whole create request for `spec`'s container, owned by `agent`.
+pub fn create_body(
+    spec: &WorkloadSpec,
+    image: &str,
+    agent: &str,
+    gpus: GpuAttach,
+    log_max_bytes: u64,
+) -> ContainerCreateBody {
+    let labels = HashMap::from([
+        (LABEL_INSTANCE.to_owned(), spec.instance_id.to_string()),
+        (LABEL_AGENT.to_owned(), agent.to_owned()),
+        (LABEL_LOG.to_owned(), spec.log_path.display().to_string()),
+    ]);
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        // Empty: the image's CMD runs (DESIGN §14: `command`, when given, replaces it).
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(env(spec)),
+        labels: Some(labels),
+        host_config: Some(host_config(spec, gpus, log_max_bytes)),
+        ..Default::default()
+    }
+}
+
+/// The user's variables, then ours. A user variable with one of our names is dropped, not
+/// just overridden (C's getenv takes the first of two), as is one whose name is empty or
+/// holds `=` (it would smuggle in a variable of any name).
+fn env(spec: &WorkloadSpec) -> Vec<String> {
+    let gpus = spec.gpu_uuids.join(",");
+    let ours = [spec.instance_id.as_str(), DATA_DIR, SOCKET, gpus.as_str(), gpus.as_str()];
+    spec.env
+        .iter()
+        .filter(|(k, _)| !k.is_empty() && !k.contains('=') && !RESERVED_ENV.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(RESERVED_ENV.iter().zip(ours).map(|(k, v)| format!("{k}={v}")))
+        .collect()
+}
+
+fn host_config(spec: &WorkloadSpec, gpus: GpuAttach, log_max_bytes: u64) -> HostConfig {
+    let memory = i64::try_from(spec.memory_gib.saturating_mul(1 << 30)).unwrap_or(i64::MAX);
+    let ulimit = |name: &str, limit: i64| ResourcesUlimits {
+        name: Some(name.to_owned()),
+        soft: Some(limit),
+        hard: Some(limit),
+    };
+    let (devices, device_requests) = gpu_devices(&spec.gpu_uuids, gpus);
+    HostConfig {
+        mounts: Some(mounts(spec)),
+        nano_cpus: Some(i64::from(spec.cpu_cores) * 1_000_000_000),
+        memory: Some(memory),
+        // Equal to memory: no swap beyond the limit.
+        memory_swap: Some(memory),
+        pids_limit: Some(PIDS_LIMIT),
+        ulimits: Some(vec![ulimit("nofile", NOFILE), ulimit("nproc", NPROC)]),
+        // Its own network namespace behind the engine's bridge.
+        network_mode: Some("bridge".to_owned()),
+        // A tiny init as PID 1 passes SIGTERM on to the command (PID 1 ignores signals it
+        // has no handler for) and reaps what it leaves behind.
+        init: Some(true),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        devices,
+        device_requests,
+        log_config: Some(HostConfigLogConfig {
+            typ: None,
+            config: Some(HashMap::from([("max-size".to_owned(), log_max_bytes.to_string())])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The data dir at `/data`, and the metadata socket at `/run/gpuspot/metadata.sock`: its
+/// directory when the socket sits alone in one (a restarted agent re-creates the socket,
+/// and a bind-mounted file would keep the dead one), else the socket file itself (a shared
+/// directory would show other guests' sockets). Nothing else from the host.
+fn mounts(spec: &WorkloadSpec) -> Vec<Mount> {
+    let bind = |source: &Path, target: &str, read_only: bool| Mount {
+        source: Some(source.display().to_string()),
+        target: Some(target.to_owned()),
+        typ: Some(MountTypeEnum::BIND),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let socket = &spec.metadata_socket;
+    let alone = socket.file_name().is_some_and(|name| name == SOCKET_FILE);
+    let socket_mount = match socket.parent() {
+        // Read-only: the guest connects to its socket but plants nothing beside it.
+        Some(dir) if alone => bind(dir, SOCKET_DIR, true),
+        _ => bind(socket, SOCKET, false),
+    };
+    vec![bind(&spec.data_dir, DATA_DIR, false), socket_mount]
+}
+
+fn gpu_devices(
+    uuids: &[String],
+    gpus: GpuAttach,
+) -> (Option<Vec<DeviceMapping>>, Option<Vec<DeviceRequest>>) {
+    if uuids.is_empty() {
+        return (None, None);
+    }
+    let cdi_names = || uuids.iter().map(|uuid| format!("nvidia.com/gpu={uuid}"));
+    match gpus {
+        GpuAttach::None | GpuAttach::Unavailable => (None, None),
+        GpuAttach::Cdi(EngineKind::Podman) => {
+            let devices = cdi_names()
+                .map(|name| DeviceMapping {
+                    path_on_host: Some(name),
+                    path_in_container: Some(String::new()),
+                    cgroup_permissions: Some("rwm".to_owned()),
+                })
+                .collect();
+            (Some(devices), None)
+        }
+        GpuAttach::Cdi(EngineKind::Docker) => {
+            let request = DeviceRequest {
+                driver: Some("cdi".to_owned()),
+                device_ids: Some(cdi_names().collect()),
+                ..Default::default()
+            };
+            (None, Some(vec![request]))
+        }
+        GpuAttach::NvidiaRequest => {
+            let request = DeviceRequest {
+                driver: Some("nvidia".to_owned()),
+                device_ids: Some(uuids.to_vec()),
+                capabilities: Some(vec![vec!["gpu".to_owned()]]),
+                ..Default::default()
+            };
+            (None, Some(vec![request]))
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod tests;

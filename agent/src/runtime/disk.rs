@@ -1,0 +1,249 @@
+//! Data dirs with a size limit (DESIGN §14 "Data", `data_disk_gib`). Where the agent is
+//! root and the host has loop devices, `mkfs.ext4` and `mount`, an instance's data dir is a
+//! sparse ext4 image (`<instance>/data.img`, 0600) loop-mounted `nosuid,nodev` on it: a
+//! guest that fills it gets ENOSPC, and the host's disk holds only what was written.
+//! Elsewhere the data dir is a plain directory and the agent says once that the limit is
+//! not enforced. [`release`] unmounts and deletes it, image included.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const GIB: u64 = 1 << 30;
+/// Bytes per inode: room for ~32k files per GiB (a Python env in `$HOME` has many).
+const BYTES_PER_INODE: &str = "32768";
+
+static DETECTED: OnceLock<DataDisks> = OnceLock::new();
+/// Set by the first image that could not be made: later ones are not tried.
+static BROKEN: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataDisks {
+    enforced: bool,
+}
+
+impl DataDisks {
+    /// Whether this host can enforce the limit; probed once per process, and said when not.
+    pub fn detect() -> Self {
+        *DETECTED.get_or_init(|| match unsupported_reason() {
+            None => Self { enforced: true },
+            Some(reason) => {
+                tracing::info!("data_disk_gib is not enforced on this host: {reason}");
+                Self { enforced: false }
+            }
+        })
+    }
+
+    /// Plain directories, never images (tests of bookkeeping, fake runtimes).
+    pub fn disabled() -> Self {
+        Self { enforced: false }
+    }
+
+    pub fn enforced(&self) -> bool {
+        self.enforced && !BROKEN.load(Ordering::Relaxed)
+    }
+
+    /// Makes `dir` ready for a guest: a mounted image of `gib` GiB when enforced, else a
+    /// plain directory. Already mounted (a restore ran first, or after a restart): kept.
+    pub fn prepare(&self, dir: &Path, gib: u64) -> std::io::Result<()> {
+        if is_mount_point(dir) {
+            return Ok(());
+        }
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        if gib == 0 || !self.enforced() {
+            return Ok(());
+        }
+        if let Err(reason) = mount_image(dir, gib) {
+            let _ = std::fs::remove_file(image_of(dir));
+            if !BROKEN.swap(true, Ordering::Relaxed) {
+                tracing::warn!(dir = %dir.display(), %reason,
+                    "cannot make a data disk; data_disk_gib is not enforced from now on");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unsupported_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("the agent is not root (loop mounts need root)".into());
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        return Some("no /dev/loop-control".into());
+    }
+    for tool in ["mkfs.ext4", "mount"] {
+        if find_tool(tool).is_none() {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
+/// `tool` in PATH or the sbin dirs (an agent's PATH may lack them).
+fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `<instance>/data.img` for `<instance>/data`.
+fn image_of(dir: &Path) -> PathBuf {
+    dir.with_extension("img")
+}
+
+fn mount_image(dir: &Path, gib: u64) -> Result<(), String> {
+    let image = image_of(dir);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&image)
+        .map_err(|e| format!("cannot create {}: {e}", image.display()))?;
+    file.set_len(gib.saturating_mul(GIB)).map_err(|e| format!("cannot size the image: {e}"))?;
+    drop(file);
+    let image_arg = image.as_os_str();
+    // No journal and lazy init: a scratch disk that is ready in milliseconds.
+    let options = "lazy_itable_init=1,lazy_journal_init=1,nodiscard";
+    run(
+        "mkfs.ext4",
+        &[
+            "-q".as_ref(),
+            "-F".as_ref(),
+            "-m".as_ref(),
+            "0".as_ref(),
+            "-O".as_ref(),
+            "^has_journal".as_ref(),
+            "-i".as_ref(),
+            BYTES_PER_INODE.as_ref(),
+            "-E".as_ref(),
+            options.as_ref(),
+            image_arg,
+        ],
+    )?;
+    run("mount", &["-o".as_ref(), "loop,nosuid,nodev".as_ref(), image_arg, dir.as_os_str()])?;
+    let _ = std::fs::remove_dir(dir.join("lost+found"));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
+}
+
+fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let program = find_tool(tool).ok_or_else(|| format!("{tool} is not installed"))?;
+    let output = Command::new(&program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(format!("{tool} failed ({}): {}", output.status, stderr.trim()))
+}
+
+/// Whether `dir` is the root of a filesystem mounted on it (its device differs from its
+/// parent's), as a data disk is.
+pub fn is_mount_point(dir: &Path) -> bool {
+    let (Ok(own), Some(Ok(parent))) =
+        (std::fs::symlink_metadata(dir), dir.parent().map(std::fs::metadata))
+    else {
+        return false;
+    };
+    own.is_dir() && own.dev() != parent.dev()
+}
+
+/// Deletes a data dir: unmounts its disk (the loop device goes with it), removes the image
+/// and the directory. A dir that is already gone is fine.
+pub fn release(dir: &Path) -> std::io::Result<()> {
+    if is_mount_point(dir) {
+        unmount(dir)?;
+    }
+    let removed = match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    match std::fs::remove_file(image_of(dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    removed
+}
+
+fn unmount(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    // Still busy (a descriptor not yet closed): detach now, freed when the last one goes.
+    // SAFETY: as above.
+    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    Err(std::io::Error::last_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_dirs_when_not_enforced_and_release_removes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("i-1/data");
+        DataDisks::disabled().prepare(&dir, 50).unwrap();
+        assert!(dir.is_dir() && !is_mount_point(&dir));
+        std::fs::write(dir.join("f"), "x").unwrap();
+        release(&dir).unwrap();
+        assert!(!dir.exists());
+        release(&dir).unwrap();
+    }
+
+    /// Runs where loop mounts work (root with loop devices, as in CI); elsewhere the detection
+    /// itself is what is checked.
+    #[test]
+    fn an_enforced_disk_holds_its_size_and_no_more() {
+        let disks = DataDisks::detect();
+        if !disks.enforced() {
+            assert!(unsupported_reason().is_some());
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("i-1/data");
+        disks.prepare(&dir, 1).unwrap();
+        assert!(is_mount_point(&dir), "not mounted");
+        disks.prepare(&dir, 1).unwrap(); // idempotent
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "an empty disk");
+        let total = statvfs_total(&dir);
+        assert!(total > GIB * 9 / 10 && total <= GIB, "size {total}");
+        let file = std::fs::File::create(dir.join("big")).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: fd is open.
+        let too_big = unsafe { libc::fallocate(fd, 0, 0, 2 * GIB as libc::off_t) };
+        assert_eq!(too_big, -1, "2 GiB fit on a 1 GiB disk");
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOSPC));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::fallocate(fd, 0, 0, 64 << 20) }, 0);
+        drop(file);
+        let image = image_of(&dir);
+        assert!(image.metadata().unwrap().blocks() * 512 < 256 << 20, "the image is sparse");
+        release(&dir).unwrap();
+        assert!(!dir.exists() && !image.exists());
+    }
+
+    fn statvfs_total(dir: &Path) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: zeroed statvfs is a valid out-parameter; path is NUL-terminated.
+        unsafe {
+            let mut stat: libc::statvfs = std::mem::zeroed();
+            assert_eq!(libc::statvfs(path.as_ptr(), &mut stat), 0);
+            stat.f_blocks * stat.f_frsize
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Forking a process guest. The agent's child is a *watcher*: it leaves the agent's
+//! session, forks the workload, closes every descriptor but the instance's `exit-status`
+//! file, waits for the workload and writes its wait status there with write(2). It stays
+//! root, so the guest cannot signal it, and it does not die with the agent, so a restarted
+//! agent learns a real exit code even for a workload that ended while it was down (it
+//! watches the watcher's pid through a pidfd, then reads the file). The workload, before
+//! exec: its own session and process group, its cgroup, no supplementary groups, its
+//! gid and uid, no new privileges, umask 022.
+//!
+//! Everything between fork and exec makes async-signal-safe calls only (the agent is
+//! multi-threaded). std's spawn sees the exec succeed once both the workload's exec and
+//! the watcher's close have shut its error pipe; a failing exec is still reported.
+
+use super::uids::GuestIds;
+use super::{RuntimeError, WorkloadSpec};
+use std::fs::File;
+use std::os::fd::RawFd;
+use std::process::Stdio;
+use tokio::process::{Child, Command};
+
+/// Agent variables a guest inherits: enough to find binaries, speak its locale, load CUDA.
+const PASSED_THROUGH: [&str; 3] = ["PATH", "LANG", "LD_LIBRARY_PATH"];
+
+/// Who the guest is and what it may join, for the code between fork and exec.
+#[derive(Clone, Copy, Debug)]
+pub struct Identity {
+    pub ids: Option<GuestIds>,
+    /// The instance cgroup's `cgroup.procs`, held open by the agent.
+    pub cgroup_procs: Option<RawFd>,
+}
+
+/// Spawns the watcher and, under it, the workload. `status` receives the workload's pid at
+/// once (read it with [`super::record::read_status`]) and its wait status at the end.
+pub fn spawn_watched(
+    spec: &WorkloadSpec,
+    env: &[(String, String)],
+    identity: Identity,
+    output: &File,
+    status: &File,
+) -> Result<Child, RuntimeError> {
+    let spawn_error = |source| RuntimeError::Spawn { program: spec.command[0].clone(), source };
+    let stdout = output.try_clone().map_err(spawn_error)?;
+    let stderr = output.try_clone().map_err(spawn_error)?;
+    let mut command = Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .current_dir(&spec.data_dir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(false);
+    let status_fd = std::os::fd::AsRawFd::as_raw_fd(status);
+    // SAFETY: the closure only makes async-signal-safe calls (see the module docs).
+    unsafe {
+        command.pre_exec(move || fork_watched(identity, status_fd));
+    }
+    command.spawn().map_err(spawn_error)
+}
+
+/// In the agent's child: returns only in the workload (which std then execs).
+fn fork_watched(identity: Identity, status_fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: async-signal-safe calls only; the watcher never returns from `watch`.
+    unsafe {
+        if libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        match libc::fork() {
+            -1 => Err(std::io::Error::last_os_error()),
+            0 => enter_guest(identity, None),
+            workload => watch(workload, status_fd),
+        }
+    }
+}
+
+/// The watcher: records the workload's pid and, once it has ended, its wait status.
+unsafe fn watch(workload: libc::pid_t, status_fd: RawFd) -> ! {
+    // SAFETY: async-signal-safe calls on a descriptor the agent opened for us.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"gpuspot-watch".as_ptr());
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        write_number(status_fd, i64::from(workload));
+        close_all_but(status_fd);
+        let mut status = 0;
+        loop {
+            let waited = libc::waitpid(workload, &mut status, 0);
+            if waited == workload {
+                write_number(status_fd, i64::from(status));
+                break;
+            }
+            if waited == -1 && *libc::__errno_location() != libc::EINTR {
+                break; // no status to tell: the agent reports that it lost track
+            }
+        }
+        libc::_exit(0)
+    }
+}
+
+/// Between fork and exec of a guest's process (workload or exec'd command): its own
+/// session (with `tty` as controlling terminal when given), its cgroup, its ids.
+pub fn enter_guest(identity: Identity, tty: Option<RawFd>) -> std::io::Result<()> {
+    let fail = || Err(std::io::Error::last_os_error());
+    // SAFETY: async-signal-safe calls with valid arguments.
+    unsafe {
+        if libc::setsid() == -1 {
+            return fail();
+        }
+        if let Some(tty) = tty
+            && libc::ioctl(tty, libc::TIOCSCTTY, 0) == -1
+        {
+            return fail();
+        }
+        if let Some(fd) = identity.cgroup_procs {
+            // Best effort: without the cgroup the guest still runs, just unconfined.
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+        }
+        if let Some(ids) = identity.ids
+            && (libc::setgroups(0, std::ptr::null()) == -1
+                || libc::setgid(ids.gid) == -1
+                || libc::setuid(ids.uid) == -1)
+        {
+            return fail();
+        }
+        // setuid-root binaries on the host must not give a guest its privileges back.
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 {
+            return fail();
+        }
+        libc::umask(0o022);
+    }
+    Ok(())
+}
+
+/// Closes every descriptor but `keep` (close_range(2); the std error pipe among them).
+unsafe fn close_all_but(keep: RawFd) {
+    let keep = keep as libc::c_uint;
+    // SAFETY: closing descriptors is always memory-safe.
+    unsafe {
+        if keep > 0 {
+            libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
+        }
+        if libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == -1 {
+            for fd in keep + 1..4096 {
+                libc::close(fd as RawFd);
+            }
+        }
+    }
+}
+
+/// `n` and a newline, formatted without allocating.
+unsafe fn write_number(fd: RawFd, n: i64) {
+    let mut buf = [0u8; 24];
+    let mut at = buf.len() - 1;
+    buf[at] = b'\n';
+    let negative = n < 0;
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // SAFETY: the buffer outlives the call.
+    unsafe {
+        libc::write(fd, buf[at..].as_ptr().cast(), buf.len() - at);
+    }
+}
+
+/// What the guest sees. Later entries win, so the guest's own variables cannot override
+/// what gpuspot promises (DESIGN §6).
+pub fn guest_env(spec: &WorkloadSpec) -> Vec<(String, String)> {
+    let lossy = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let mut env: Vec<(String, String)> = PASSED_THROUGH
+        .iter()
+        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+        .collect();
+    env.push(("HOME".into(), lossy(&spec.data_dir)));
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let gpus = spec.gpu_uuids.join(",");
+    env.extend([
+        ("GPUSPOT_INSTANCE_ID".into(), spec.instance_id.to_string()),
+        ("GPUSPOT_DATA_DIR".into(), lossy(&spec.data_dir)),
+        ("GPUSPOT_METADATA_SOCKET".into(), lossy(&spec.metadata_socket)),
+        ("CUDA_VISIBLE_DEVICES".into(), gpus.clone()),
+        ("NVIDIA_VISIBLE_DEVICES".into(), gpus),
+    ]);
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_as_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("n");
+        let file = File::create(&path).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: fd is open for the duration of the calls.
+        unsafe {
+            write_number(fd, 0);
+            write_number(fd, 123_456);
+            write_number(fd, -9);
+            write_number(fd, i64::from(i32::MAX));
+        }
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "0\n123456\n-9\n2147483647\n");
+    }
+}

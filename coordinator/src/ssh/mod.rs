@@ -1,0 +1,144 @@
+//! The SSH front door (DESIGN §14 "Getting in", seed 004's "SSH command and password"):
+//! `ssh -p PORT <instance-id>@<coordinator>` with the instance owner's account token (or the
+//! admin token) as password opens a shell in the instance; `ssh … <id>@host CMD` runs CMD.
+//! It is a russh server on `[ssh] listen`; every command goes through the same
+//! [`Gateway`] as `POST /v1/instances/{id}/exec`, so it reaches only running instances the
+//! caller may see. A wrong password and another account's instance are refused alike.
+//!
+//! - [`keys`]: the host key, made once and kept in the data dir (0600).
+//! - [`session`]: one client connection: login, then its session channels.
+
+mod keys;
+mod session;
+
+use crate::actors::Scope;
+use crate::api::exec::Gateway;
+use crate::config::SshSettings;
+use crate::directory::Directory;
+use anyhow::Context as _;
+use gpuspot_common::InstanceId;
+use russh::server::Server as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Who may log in, and how commands reach instances.
+pub struct Access {
+    /// Clone it before the cluster actor starts (see [`Gateway`]).
+    pub cluster: actix::Addr<crate::actors::ClusterActor>,
+    pub links: Arc<crate::quic::exec::ExecLinks>,
+    pub admin_token: String,
+    pub directory: Arc<Directory>,
+}
+
+impl Access {
+    fn gateway(&self) -> Gateway<'_> {
+        Gateway { cluster: &self.cluster, links: &self.links }
+    }
+
+    /// The caller a password (an API token) stands for.
+    fn scope_for(&self, token: &str) -> Option<Scope> {
+        if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+            return Some(Scope::Admin);
+        }
+        self.directory.account_for_token(token).map(Scope::Account)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A running SSH door; dropping it stops accepting and ends its connections.
+pub struct SshDoor {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SshDoor {
+    fn drop(&mut self) {
+        self.task.abort();
+        *door_lock() = None;
+    }
+}
+
+/// Binds `[ssh] listen` and serves it in the background.
+pub async fn start(
+    settings: &SshSettings,
+    data_dir: &Path,
+    access: Access,
+) -> anyhow::Result<SshDoor> {
+    let key = keys::load_or_create(data_dir)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding the SSH door on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let config = Arc::new(russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-gpuspot".into()),
+        methods: (&[russh::MethodKind::Password][..]).into(),
+        auth_rejection_time: Duration::from_secs(1),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![key],
+        max_auth_attempts: 3,
+        // Shells sit idle for hours; dead clients are found by keepalives instead.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    });
+    let host = settings.host.clone().unwrap_or_else(|| default_host(addr));
+    *door_lock() = Some(Advertised { port: addr.port(), host });
+    let access = Arc::new(access);
+    let task = tokio::spawn(async move {
+        let mut server = session::Door { access };
+        if let Err(e) = server.run_on_socket(config, &listener).await {
+            tracing::error!(error = %e, "the SSH door stopped accepting connections");
+        }
+    });
+    tracing::info!(%addr, "SSH door open");
+    Ok(SshDoor { addr, task })
+}
+
+/// What users are told to type: `ssh -p PORT <id>@<host>`.
+struct Advertised {
+    port: u16,
+    host: String,
+}
+
+/// The door of this coordinator process. It is process-wide because the instance JSON is
+/// built in many places that know nothing of the server around them; one process runs one
+/// coordinator.
+static DOOR: RwLock<Option<Advertised>> = RwLock::new(None);
+
+fn door_lock() -> std::sync::RwLockWriteGuard<'static, Option<Advertised>> {
+    DOOR.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The SSH command for instance `id` (the instance JSON's `ssh`), None when the door is off.
+pub fn command_for(id: &InstanceId) -> Option<String> {
+    let door = DOOR.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    door.as_ref().map(|d| format!("ssh -p {} {id}@{}", d.port, d.host))
+}
+
+/// The listen address when it names one, else this machine's name.
+fn default_host(addr: SocketAddr) -> String {
+    // ssh takes a bare IPv6 address in `user@host` (no brackets).
+    if !addr.ip().is_unspecified() {
+        return addr.ip().to_string();
+    }
+    gpuspot_common::process::machine_hostname()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_host_is_the_listen_address_when_it_names_one() {
+        assert_eq!(default_host("127.0.0.1:22".parse().unwrap()), "127.0.0.1");
+        assert_eq!(default_host("[::1]:22".parse().unwrap()), "::1");
+        assert!(!default_host("0.0.0.0:22".parse().unwrap()).is_empty());
+    }
+}

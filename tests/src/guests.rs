@@ -1,0 +1,59 @@
+//! What a test checks about process guests on the host (DESIGN §14): the uid a process
+//! runs as, who owns a file and with which mode, and whether a data dir is a mounted disk.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The real uid of `pid`, from `/proc/<pid>/status`.
+pub fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// (owner uid, permission bits) of `path`, not following a final symlink.
+pub fn owner_and_mode(path: &Path) -> (u32, u32) {
+    let meta =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.mode() & 0o7777)
+}
+
+/// Whether a filesystem is mounted on `dir` (its device differs from its parent's).
+pub fn is_mount_point(dir: &Path) -> bool {
+    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
+        (Ok(own), Some(Ok(parent))) => own.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+/// The value after `KEY=` on a line of `logs`.
+pub fn value_of<'a>(logs: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}=");
+    logs.lines().find_map(|line| line.trim().strip_prefix(prefix.as_str()))
+}
+
+/// Where agents claim guest uids (`gpuspot_agent::runtime::uids::CLAIMS_DIR`).
+const CLAIMS_DIR: &str = "/run/gpuspot-uids";
+
+/// SIGKILLs every process of the guest uids claimed for data dirs under `root`: what a
+/// guest detached from its instance's dir (`cd /; setsid …`) when a test ended early.
+pub fn kill_guests_under(root: &Path) {
+    let Ok(root) = root.canonicalize() else { return };
+    let claims = std::fs::read_dir(CLAIMS_DIR).into_iter().flatten().flatten();
+    let uids: Vec<u32> = claims
+        .filter(|claim| {
+            let owner = std::fs::read_to_string(claim.path()).unwrap_or_default();
+            Path::new(owner.trim()).starts_with(&root)
+        })
+        .filter_map(|claim| claim.file_name().to_str()?.parse().ok())
+        .collect();
+    if uids.is_empty() {
+        return;
+    }
+    let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    for pid in procs.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+        if uid_of(pid).is_some_and(|uid| uids.contains(&uid)) {
+            crate::process::kill_tree(pid);
+        }
+    }
+}
