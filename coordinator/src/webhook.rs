@@ -53,7 +53,7 @@ async fn deliver(client: &reqwest::Client, settings: &WebhookSettings, event: &E
     for attempt in 1..=settings.max_attempts {
         let sent = client
             .post(&settings.url)
-            .header("X-Gpuspot-Event", &event.kind)
+            .header("X-Gpuspot-Event", event.kind.as_str())
             .header("X-Gpuspot-Event-Id", event.id.to_string())
             .json(event)
             .send()
@@ -106,7 +106,7 @@ mod tests {
         Event {
             id: 42,
             at: chrono::Utc::now(),
-            kind: "termination_scheduled".into(),
+            kind: crate::core::events::EventKind::TerminationScheduled,
             account_id: None,
             instance_id: Some("i-1".into()),
             host_id: None,
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(got.len(), 3, "two failures, then accepted");
         let delivered: Event = serde_json::from_str(&got[2]).unwrap();
         assert_eq!(delivered.id, 42);
-        assert_eq!(delivered.kind, "termination_scheduled");
+        assert_eq!(delivered.kind, crate::core::events::EventKind::TerminationScheduled);
     }
 
     #[tokio::test]

@@ -7,18 +7,14 @@ use crate::core::Cluster;
 use crate::core::cluster::Event;
 use crate::store::Batch;
 use crate::store::writer::Writer;
-use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
 use gpuspot_common::{Clock, HostId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::sync::mpsc::UnboundedSender;
-
-/// Granularity of deadlines (terminations, lost hosts).
-const TICK: Duration = Duration::from_millis(100);
 
 struct Link {
     id: u64,
@@ -32,6 +28,7 @@ pub struct ClusterActor {
     links: HashMap<HostId, Link>,
     /// Committed events, for the SSE stream and webhooks.
     events: broadcast::Sender<Event>,
+    pub(super) alarm: super::wakeup::Alarm,
 }
 
 impl ClusterActor {
@@ -41,7 +38,7 @@ impl ClusterActor {
         clock: Arc<dyn Clock>,
         events: broadcast::Sender<Event>,
     ) -> Self {
-        Self { core, writer, clock, links: HashMap::new(), events }
+        Self { core, writer, clock, links: HashMap::new(), events, alarm: Default::default() }
     }
 
     /// Commits the core's outbox; its messages go out once the commit is durable.
@@ -106,32 +103,21 @@ impl Actor for ClusterActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(usize::MAX);
-        ctx.run_interval(TICK, |actor, _| {
-            actor.core.tick(actor.clock.now());
-            drop(actor.flush());
-        });
-        let market = |actor: &mut Self, _: &mut Context<Self>| {
-            actor.core.market_tick(actor.clock.now());
-            drop(actor.flush());
-        };
-        market(self, ctx);
-        ctx.run_interval(self.core.timers().price_tick, market);
-        ctx.run_interval(self.core.timers().meter_tick, |actor, _| {
-            actor.core.meter_tick(actor.clock.now());
-            drop(actor.flush());
-        });
+        // A fresh start runs the market at once, as the first due time says.
+        self.arm_alarm(ctx);
     }
 }
 
 impl Handler<ApiRequest> for ClusterActor {
     type Result = ResponseFuture<Result<ApiReply, ApiError>>;
 
-    fn handle(&mut self, request: ApiRequest, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, request: ApiRequest, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(answer) = self.read(&request) {
             return Box::pin(async move { answer });
         }
         let reply = self.write(request);
         let committed = self.flush();
+        self.arm_alarm(ctx);
         Box::pin(async move {
             committed.await?;
             reply
@@ -142,7 +128,7 @@ impl Handler<ApiRequest> for ClusterActor {
 impl Handler<AgentEvent> for ClusterActor {
     type Result = ();
 
-    fn handle(&mut self, event: AgentEvent, _: &mut Context<Self>) {
+    fn handle(&mut self, event: AgentEvent, ctx: &mut Context<Self>) {
         let Some(event) = self.turn_away_forgotten(event) else {
             return;
         };
@@ -174,5 +160,6 @@ impl Handler<AgentEvent> for ClusterActor {
             }
         }
         drop(self.flush());
+        self.arm_alarm(ctx);
     }
 }

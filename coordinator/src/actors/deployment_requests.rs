@@ -10,7 +10,7 @@ use gpuspot_common::DeploymentId;
 fn deployment_error(error: DeploymentError) -> ApiError {
     match error {
         DeploymentError::Unknown(_) => ApiError::NotFound(error.to_string()),
-        DeploymentError::Conflict(message) => ApiError::Conflict(message),
+        DeploymentError::NotAReplicaSet => ApiError::Conflict(error.to_string()),
     }
 }
 

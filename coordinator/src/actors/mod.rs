@@ -10,6 +10,7 @@ mod deployment_requests;
 mod host_requests;
 pub mod messages;
 mod requests;
+mod wakeup;
 
 pub use cluster::ClusterActor;
 pub use messages::{AgentEvent, ApiError, ApiReply, ApiRequest, Scope};

@@ -219,6 +219,8 @@ fn account_error(error: AccountError) -> ApiError {
 fn lifecycle_error(error: LifecycleError) -> ApiError {
     match error {
         LifecycleError::UnknownInstance(_) => ApiError::NotFound(error.to_string()),
-        LifecycleError::Conflict(message) => ApiError::Conflict(message),
+        LifecycleError::SpotIsFixed | LifecycleError::SizeIsFixed => {
+            ApiError::Conflict(error.to_string())
+        }
     }
 }

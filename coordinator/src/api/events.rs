@@ -101,7 +101,7 @@ pub fn visible(scope: &Scope, event: &Event) -> bool {
     match scope {
         Scope::Admin => true,
         Scope::Account(account) => {
-            event.account_id.as_ref() == Some(account) || event.kind == "price_changed"
+            event.account_id.as_ref() == Some(account) || event.kind.is_public()
         }
     }
 }

@@ -5,23 +5,13 @@
 
 use super::billing::{Account, EntryKind, LedgerEntry};
 use super::cluster::Cluster;
+pub use super::error::AccountError;
 use super::model::{EndReason, InstanceState};
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 
 pub const OPERATOR: &str = "a-operator";
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AccountError {
-    #[error("no account {0}")]
-    Unknown(AccountId),
-    #[error("a payment must be a positive amount")]
-    NonPositivePayment,
-    #[error("the payment would overflow the balance of account {0}; nothing was booked")]
-    Overflow(AccountId),
-    #[error("account {0} is disabled")]
-    Disabled(AccountId),
-}
 
 impl Cluster {
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -54,14 +44,14 @@ impl Cluster {
         };
         self.accounts.insert(id.clone(), account);
         self.touch_account(&id);
-        self.account_event(now, "account_created", &id, serde_json::json!({}));
+        self.account_event(now, EventKind::AccountCreated, &id, serde_json::json!({}));
         id
     }
 
     fn account_event(
         &mut self,
         now: DateTime<Utc>,
-        kind: &str,
+        kind: EventKind,
         id: &AccountId,
         mut data: serde_json::Value,
     ) {
@@ -90,7 +80,7 @@ impl Cluster {
         let settled = account.is_overdue() && account.balance >= Money::ZERO;
         self.push_ledger(entry.clone());
         self.touch_account(id);
-        self.account_event(now, "payment", id, serde_json::json!({ "amount": amount }));
+        self.account_event(now, EventKind::Payment, id, serde_json::json!({ "amount": amount }));
         if settled {
             self.settle(id, now);
         }
@@ -103,7 +93,7 @@ impl Cluster {
             account.overdue_deadline = None;
         }
         self.touch_account(id);
-        self.account_event(now, "account_settled", id, serde_json::json!({}));
+        self.account_event(now, EventKind::AccountSettled, id, serde_json::json!({}));
         let cancelled: Vec<InstanceId> = self
             .instances
             .values()
@@ -128,7 +118,7 @@ impl Cluster {
         self.touch_instance(id);
         self.event(
             now,
-            "termination_cancelled",
+            EventKind::TerminationCancelled,
             Some(&instance),
             None,
             serde_json::json!({ "reason": "payment" }),
@@ -203,7 +193,7 @@ impl Cluster {
                 account.overdue_deadline = Some(now + grace);
             }
             self.touch_account(&id);
-            self.account_event(now, "account_overdue", &id, serde_json::json!({}));
+            self.account_event(now, EventKind::AccountOverdue, &id, serde_json::json!({}));
             let doomed: Vec<InstanceId> = self
                 .instances
                 .values()
@@ -262,7 +252,7 @@ impl Cluster {
         }
         let old = std::mem::replace(&mut account.token_hash, token_hash);
         self.touch_account(id);
-        self.account_event(now, "token_rotated", id, serde_json::json!({}));
+        self.account_event(now, EventKind::TokenRotated, id, serde_json::json!({}));
         Ok(old)
     }
 
@@ -280,7 +270,7 @@ impl Cluster {
         }
         account.disabled = disabled;
         self.touch_account(id);
-        let kind = if disabled { "account_disabled" } else { "account_enabled" };
+        let kind = if disabled { EventKind::AccountDisabled } else { EventKind::AccountEnabled };
         self.account_event(now, kind, id, serde_json::json!({}));
         if disabled {
             self.end_account_work(id, now);

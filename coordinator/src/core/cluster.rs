@@ -5,28 +5,18 @@
 use super::accounts::OPERATOR;
 use super::billing::{Account, LedgerEntry};
 use super::deployment::Deployment;
+pub use super::events::Event;
 use super::model::{EndReason, Instance, InstanceRequest, InstanceState};
 use super::pools;
 use super::registry::{Host, HostState, Registry};
 use super::snapshots::SnapshotRecord;
 use crate::config::{PoolSettings, Timers};
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata};
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Something that happened, for the event log, the SSE stream and webhooks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub id: u64,
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub account_id: Option<AccountId>,
-    pub instance_id: Option<InstanceId>,
-    pub host_id: Option<HostId>,
-    pub data: serde_json::Value,
-}
 
 /// A message to send to a host once the changes that led to it are durable.
 pub type Effect = (HostId, CoordinatorMessage);
@@ -130,6 +120,7 @@ pub struct Cluster {
     dirty_hosts: BTreeSet<HostId>,
     events: Vec<Event>,
     sends: Vec<Effect>,
+    pub(super) periodic: super::timers::Periodic,
 }
 
 impl Cluster {
@@ -163,6 +154,7 @@ impl Cluster {
             dirty_hosts: BTreeSet::new(),
             events: Vec::new(),
             sends: Vec::new(),
+            periodic: Default::default(),
         }
     }
 
@@ -327,7 +319,7 @@ impl Cluster {
     pub(super) fn event(
         &mut self,
         now: DateTime<Utc>,
-        kind: &str,
+        kind: EventKind,
         instance: Option<&Instance>,
         host: Option<&HostId>,
         data: serde_json::Value,
@@ -335,7 +327,7 @@ impl Cluster {
         let event = Event {
             id: self.next_event_id,
             at: now,
-            kind: kind.to_owned(),
+            kind,
             account_id: instance.map(|i| i.account_id.clone()),
             instance_id: instance.map(|i| i.id.clone()),
             host_id: host.cloned().or_else(|| instance.and_then(|i| i.host_id.clone())),
@@ -349,7 +341,7 @@ impl Cluster {
     pub(super) fn event_for_account(
         &mut self,
         now: DateTime<Utc>,
-        kind: &str,
+        kind: EventKind,
         account: &AccountId,
         data: serde_json::Value,
     ) {
@@ -389,7 +381,7 @@ impl Cluster {
             instance.request.name = id.to_string();
         }
         customize(&mut instance);
-        self.event(now, "instance_created", Some(&instance), None, serde_json::json!({}));
+        self.event(now, EventKind::InstanceCreated, Some(&instance), None, serde_json::json!({}));
         self.queue.insert(QueueKey::of(&instance), id.clone());
         self.instances.insert(id.clone(), instance);
         self.touch_instance(&id);
@@ -490,8 +482,11 @@ impl Cluster {
             self.touch_host(host_id);
         }
         self.touch_instance(id);
-        let kind =
-            if state == InstanceState::Failed { "instance_failed" } else { "instance_terminated" };
+        let kind = if state == InstanceState::Failed {
+            EventKind::InstanceFailed
+        } else {
+            EventKind::InstanceTerminated
+        };
         self.event(
             now,
             kind,

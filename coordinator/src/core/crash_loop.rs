@@ -179,6 +179,10 @@ impl Cluster {
         }
     }
 
+    pub(super) fn next_crash_restart(&self) -> Option<DateTime<Utc>> {
+        self.crash_restarts.due.first().map(|(at, _)| *at)
+    }
+
     /// New conditions (template or specs) get a fresh start: the crashes were the old ones'.
     pub(super) fn forget_crashes(&mut self, id: &DeploymentId) {
         let Some(d) = self.deployments.get_mut(id) else { return };

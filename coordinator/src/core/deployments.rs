@@ -8,17 +8,11 @@
 use super::cluster::Cluster;
 use super::crash_loop::crash_cause;
 use super::deployment::{Deployment, DeploymentSpec, DeploymentState, Mode, Template};
+pub use super::error::DeploymentError;
 use super::model::{EndReason, Instance, InstanceState};
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DeploymentError {
-    #[error("no deployment {0}")]
-    Unknown(DeploymentId),
-    #[error("{0}")]
-    Conflict(String),
-}
 
 /// A validated deployment request.
 #[derive(Clone, Debug)]
@@ -89,12 +83,12 @@ impl Cluster {
         };
         self.deployments.insert(id.clone(), deployment);
         self.touch_deployment(&id);
-        self.deployment_event(now, "deployment_created", &id);
+        self.deployment_event(now, EventKind::DeploymentCreated, &id);
         self.reconcile_deployment(&id, now);
         id
     }
 
-    fn deployment_event(&mut self, now: DateTime<Utc>, kind: &str, id: &DeploymentId) {
+    fn deployment_event(&mut self, now: DateTime<Utc>, kind: EventKind, id: &DeploymentId) {
         let Some(d) = self.deployments.get(id) else { return };
         let (account, data) = (
             d.account_id.clone(),
@@ -125,9 +119,7 @@ impl Cluster {
     ) -> Result<(), DeploymentError> {
         let mode = self.live(id)?.mode;
         if replicas.is_some() && mode != Mode::Replicaset {
-            return Err(DeploymentError::Conflict(
-                "only a replicaset has replicas to scale".into(),
-            ));
+            return Err(DeploymentError::NotAReplicaSet);
         }
         if specs.is_some() || template.is_some() {
             self.forget_crashes(id);
@@ -149,7 +141,7 @@ impl Cluster {
             self.end_instance(&instance, now);
         }
         self.touch_deployment(id);
-        self.deployment_event(now, "deployment_changed", id);
+        self.deployment_event(now, EventKind::DeploymentChanged, id);
         self.reconcile_deployment(id, now);
         Ok(())
     }
@@ -178,7 +170,7 @@ impl Cluster {
             self.end_instance(&old, now);
             moved += 1;
         }
-        self.deployment_event(now, "deployment_rebuilt", id);
+        self.deployment_event(now, EventKind::DeploymentRebuilt, id);
         Ok(moved)
     }
 
@@ -214,7 +206,7 @@ impl Cluster {
             self.end_instance(&instance, now);
         }
         self.touch_deployment(id);
-        self.deployment_event(now, "deployment_ended", id);
+        self.deployment_event(now, EventKind::DeploymentEnded, id);
     }
 
     /// Stops an instance for its deployment (queued ones end at once).

@@ -2,8 +2,10 @@
 //! hosts connecting, going quiet and getting lost.
 
 use super::cluster::Cluster;
+pub use super::error::LifecycleError;
 use super::model::{EndReason, InstanceState};
 use super::registry::{Host, HostState};
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{
     CoordinatorMessage, GpuStatus, GuestRuntime, InstanceReport, WorkloadState,
@@ -12,14 +14,6 @@ use gpuspot_common::{HostId, HostInventory, InstanceId};
 
 /// How the agent's failure message begins when the image could not be pulled (DESIGN §14).
 pub const IMAGE_PULL_FAILED: &str = "image_pull_failed";
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LifecycleError {
-    #[error("no instance {0}")]
-    UnknownInstance(InstanceId),
-    #[error("{0}")]
-    Conflict(String),
-}
 
 impl Cluster {
     /// The user's DELETE: a queued instance ends at once; a placed one is stopped by its
@@ -56,10 +50,10 @@ impl Cluster {
             .get_mut(id)
             .ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
         if resize {
-            return Err(LifecycleError::Conflict(match instance.request.billing.bid() {
-                Some(_) => "spot instances cannot change billing mode or be resized; create a new instance instead".into(),
-                None => "billing mode and size are fixed once an instance is created; create a new instance instead".into(),
-            }));
+            return Err(match instance.request.billing.bid() {
+                Some(_) => LifecycleError::SpotIsFixed,
+                None => LifecycleError::SizeIsFixed,
+            });
         }
         if let Some(name) = name {
             instance.request.name = name;
@@ -69,7 +63,7 @@ impl Cluster {
         }
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(now, "instance_changed", Some(&instance), None, serde_json::json!({}));
+        self.event(now, EventKind::InstanceChanged, Some(&instance), None, serde_json::json!({}));
         Ok(())
     }
 
@@ -85,7 +79,7 @@ impl Cluster {
         self.touch_instance(id);
         self.event(
             now,
-            "instance_stopping",
+            EventKind::InstanceStopping,
             Some(&instance),
             None,
             serde_json::json!({ "reason": reason.as_str() }),
@@ -135,7 +129,7 @@ impl Cluster {
         let runtimes = self.registry.get(host_id).map(|h| h.runtimes.clone()).unwrap_or_default();
         self.event(
             now,
-            "host_connected",
+            EventKind::HostConnected,
             None,
             Some(host_id),
             serde_json::json!({ "hostname": inventory.hostname, "runtimes": runtimes }),
@@ -236,7 +230,7 @@ impl Cluster {
             self.touch_host(host_id);
             self.event(
                 now,
-                "host_health_changed",
+                EventKind::HostHealthChanged,
                 None,
                 Some(host_id),
                 serde_json::json!({ "gpus": gpus }),
@@ -318,7 +312,7 @@ impl Cluster {
         }
         let instance = instance.clone();
         self.touch_instance(id);
-        self.event(now, "instance_running", Some(&instance), None, serde_json::json!({}));
+        self.event(now, EventKind::InstanceRunning, Some(&instance), None, serde_json::json!({}));
         if let Some(deployment) = &instance.deployment_id {
             self.reconcile_deployment(&gpuspot_common::DeploymentId(deployment.clone()), now);
         }
@@ -337,7 +331,13 @@ impl Cluster {
         if host.state == HostState::Connected {
             host.state = HostState::Disconnected;
             self.touch_host(host_id);
-            self.event(now, "host_disconnected", None, Some(host_id), serde_json::json!({}));
+            self.event(
+                now,
+                EventKind::HostDisconnected,
+                None,
+                Some(host_id),
+                serde_json::json!({}),
+            );
         }
     }
 
@@ -373,7 +373,7 @@ impl Cluster {
             host.state = HostState::Lost;
         }
         self.touch_host(host_id);
-        self.event(now, "host_lost", None, Some(host_id), serde_json::json!({}));
+        self.event(now, EventKind::HostLost, None, Some(host_id), serde_json::json!({}));
         let on_host: Vec<InstanceId> = self
             .instances
             .values()

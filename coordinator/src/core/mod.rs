@@ -27,6 +27,8 @@ pub mod deployment;
 #[cfg(test)]
 mod deployment_tests;
 pub mod deployments;
+pub mod error;
+pub mod events;
 pub mod guest;
 #[cfg(test)]
 mod guest_tests;
@@ -41,6 +43,7 @@ pub mod snapshots;
 pub mod spot;
 #[cfg(test)]
 mod spot_tests;
+pub mod timers;
 
 pub use cluster::{Cluster, Effect};
 pub use model::{Billing, EndReason, Instance, InstanceRequest, InstanceState, Range};

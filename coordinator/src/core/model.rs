@@ -225,6 +225,74 @@ impl Instance {
     pub fn is_terminated(&self) -> bool {
         self.state.is_final()
     }
+
+    pub fn state(&self) -> InstanceState {
+        self.state
+    }
+
+    /// Why it waits (queued) or how it ended; a sentence for humans.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    pub fn host_id(&self) -> Option<&HostId> {
+        self.host_id.as_ref()
+    }
+
+    pub fn gpu_uuids(&self) -> &[String] {
+        &self.gpu_uuids
+    }
+
+    pub fn gpu_model(&self) -> Option<&str> {
+        self.gpu_model.as_deref()
+    }
+
+    pub fn cpu_cores(&self) -> Option<u32> {
+        self.cpu_cores
+    }
+
+    pub fn memory_gib(&self) -> Option<u64> {
+        self.memory_gib
+    }
+
+    /// What it pays per GPU-hour now (once placed).
+    pub fn price(&self) -> Option<Money> {
+        self.price
+    }
+
+    pub fn hold_until(&self) -> Option<DateTime<Utc>> {
+        self.hold_until
+    }
+
+    /// The deadline of its notice, while noticed.
+    pub fn termination_time(&self) -> Option<DateTime<Utc>> {
+        self.termination_time
+    }
+
+    /// Why it is being stopped or ended.
+    pub fn termination_reason(&self) -> Option<EndReason> {
+        self.termination_reason
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exit_code
+    }
+
+    pub fn deployment_id(&self) -> Option<&str> {
+        self.deployment_id.as_deref()
+    }
+
+    pub fn spec_index(&self) -> Option<usize> {
+        self.spec_index
+    }
+
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started_at
+    }
+
+    pub fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.ended_at
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use super::cluster::{Cluster, QueueKey};
 use super::model::{EndReason, InstanceRequest, InstanceState};
 use super::placement::{self, NoFit, Placement};
 use super::pools;
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::CoordinatorMessage;
 use gpuspot_common::{HostId, InstanceId, Money};
@@ -135,7 +136,7 @@ impl Cluster {
         self.touch_instance(id);
         self.event(
             now,
-            "instance_placed",
+            EventKind::InstancePlaced,
             Some(&instance),
             None,
             serde_json::json!({ "gpu_uuids": instance.gpu_uuids, "price": price }),

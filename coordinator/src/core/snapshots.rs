@@ -3,6 +3,7 @@
 //! bytes live in the coordinator's snapshot store; this only tracks them.
 
 use super::cluster::Cluster;
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use gpuspot_common::{AccountId, InstanceId};
@@ -74,13 +75,13 @@ impl Cluster {
                 self.remember_snapshot(record.clone());
                 self.new_snapshots.push(record);
                 let data = serde_json::json!({ "snapshot_id": snapshot.id, "size": snapshot.size, "sha256": snapshot.sha256 });
-                self.event(now, "snapshot_saved", Some(&instance), None, data);
+                self.event(now, EventKind::SnapshotSaved, Some(&instance), None, data);
             }
             Err(reason) => {
                 tracing::warn!(instance = %instance_id, %reason, "snapshot failed");
                 self.event(
                     now,
-                    "snapshot_failed",
+                    EventKind::SnapshotFailed,
                     Some(&instance),
                     None,
                     serde_json::json!({ "reason": reason }),

@@ -7,6 +7,7 @@ use super::market::{self, SpotBid};
 use super::model::{EndReason, Instance, InstanceState};
 use super::pools;
 use crate::config::PoolSettings;
+use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::inventory::model_matches;
 use gpuspot_common::protocol::CoordinatorMessage;
@@ -101,7 +102,7 @@ impl Cluster {
         }
         self.event(
             now,
-            "price_changed",
+            EventKind::PriceChanged,
             None,
             None,
             serde_json::json!({
@@ -179,7 +180,7 @@ impl Cluster {
         self.touch_instance(id);
         self.event(
             now,
-            "termination_scheduled",
+            EventKind::TerminationScheduled,
             Some(&instance),
             None,
             serde_json::json!({

@@ -128,7 +128,7 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
         event_stmt.execute(params![
             e.id as i64,
             e.at.to_rfc3339(),
-            e.kind,
+            e.kind.as_str(),
             e.account_id.as_ref().map(|a| a.as_str()),
             e.instance_id.as_ref().map(|i| i.as_str()),
             to_json(e)

@@ -5,6 +5,7 @@
 //! The agent is then told why it is refused, and every later hello is refused the same way.
 
 use crate::core::cluster::Cluster;
+use crate::core::events::EventKind;
 use crate::core::model::EndReason;
 use crate::core::registry::Host;
 use chrono::{DateTime, Utc};
@@ -46,7 +47,7 @@ impl Cluster {
         // After the stops, on the same stream: the session ends once it is written.
         self.send(id, CoordinatorMessage::Refused { reason: revoked_reason(id) });
         let data = serde_json::json!({ "hostname": host.hostname });
-        self.event(now, "host_deleted", None, Some(id), data);
+        self.event(now, EventKind::HostDeleted, None, Some(id), data);
         Some(host)
     }
 }
@@ -104,7 +105,7 @@ mod tests {
         assert!(
             matches!(&to_gone[1].1, CoordinatorMessage::Refused { reason } if reason.contains("revoked"))
         );
-        assert!(changes.events.iter().any(|e| e.kind == "host_deleted"));
+        assert!(changes.events.iter().any(|e| e.kind == EventKind::HostDeleted));
         assert!(c.delete_host(&gone, t(6)).is_none(), "deleting twice finds nothing");
     }
 }

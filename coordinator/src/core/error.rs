@@ -1,0 +1,39 @@
+//! What a core operation can refuse, one enum per concern. Each says what went wrong in
+//! words a user can act on; `api::error` decides the HTTP status and code, in one place.
+
+use gpuspot_common::{AccountId, DeploymentId, InstanceId};
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no instance {0}")]
+    UnknownInstance(InstanceId),
+    /// Seed 000: a spot instance cannot change billing method or be upgraded.
+    #[error(
+        "spot instances cannot change billing mode or be resized; create a new instance instead"
+    )]
+    SpotIsFixed,
+    #[error(
+        "billing mode and size are fixed once an instance is created; create a new instance instead"
+    )]
+    SizeIsFixed,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("no account {0}")]
+    Unknown(AccountId),
+    #[error("a payment must be a positive amount")]
+    NonPositivePayment,
+    #[error("the payment would overflow the balance of account {0}; nothing was booked")]
+    Overflow(AccountId),
+    #[error("account {0} is disabled")]
+    Disabled(AccountId),
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeploymentError {
+    #[error("no deployment {0}")]
+    Unknown(DeploymentId),
+    #[error("only a replicaset has replicas to scale")]
+    NotAReplicaSet,
+}

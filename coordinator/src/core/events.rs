@@ -1,0 +1,112 @@
+//! What happened, for the event log, the SSE stream and webhooks (DESIGN §11): a typed
+//! [`EventKind`] serialized under the names users filter on, and the log that numbers
+//! events in commit order.
+
+use chrono::{DateTime, Utc};
+use gpuspot_common::{AccountId, HostId, InstanceId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    InstanceCreated,
+    InstancePlaced,
+    InstanceRunning,
+    InstanceChanged,
+    InstanceStopping,
+    InstanceTerminated,
+    InstanceFailed,
+    TerminationScheduled,
+    TerminationCancelled,
+    PriceChanged,
+    HostConnected,
+    HostDisconnected,
+    HostHealthChanged,
+    HostLost,
+    HostDeleted,
+    AccountCreated,
+    AccountOverdue,
+    AccountSettled,
+    AccountDisabled,
+    AccountEnabled,
+    Payment,
+    TokenRotated,
+    DeploymentCreated,
+    DeploymentChanged,
+    DeploymentRebuilt,
+    DeploymentEnded,
+    SnapshotSaved,
+    SnapshotFailed,
+}
+
+impl EventKind {
+    /// The name on the wire (SSE `event:`, the webhook header, the store).
+    pub fn as_str(self) -> &'static str {
+        use EventKind::*;
+        match self {
+            InstanceCreated => "instance_created",
+            InstancePlaced => "instance_placed",
+            InstanceRunning => "instance_running",
+            InstanceChanged => "instance_changed",
+            InstanceStopping => "instance_stopping",
+            InstanceTerminated => "instance_terminated",
+            InstanceFailed => "instance_failed",
+            TerminationScheduled => "termination_scheduled",
+            TerminationCancelled => "termination_cancelled",
+            PriceChanged => "price_changed",
+            HostConnected => "host_connected",
+            HostDisconnected => "host_disconnected",
+            HostHealthChanged => "host_health_changed",
+            HostLost => "host_lost",
+            HostDeleted => "host_deleted",
+            AccountCreated => "account_created",
+            AccountOverdue => "account_overdue",
+            AccountSettled => "account_settled",
+            AccountDisabled => "account_disabled",
+            AccountEnabled => "account_enabled",
+            Payment => "payment",
+            TokenRotated => "token_rotated",
+            DeploymentCreated => "deployment_created",
+            DeploymentChanged => "deployment_changed",
+            DeploymentRebuilt => "deployment_rebuilt",
+            DeploymentEnded => "deployment_ended",
+            SnapshotSaved => "snapshot_saved",
+            SnapshotFailed => "snapshot_failed",
+        }
+    }
+
+    /// Market-wide news every account may see.
+    pub fn is_public(self) -> bool {
+        self == EventKind::PriceChanged
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happened, for the event log, the SSE stream and webhooks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: u64,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub account_id: Option<AccountId>,
+    pub instance_id: Option<InstanceId>,
+    pub host_id: Option<HostId>,
+    pub data: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_serialize_under_their_wire_names() {
+        for kind in [EventKind::PriceChanged, EventKind::TerminationScheduled, EventKind::Payment] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.as_str()));
+        }
+    }
+}

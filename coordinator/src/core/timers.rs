@@ -1,0 +1,80 @@
+//! The core's one timer (quinn-proto style): [`Cluster::poll_timeout`] names the next
+//! moment anything is due — a termination deadline, the price tick, the meter tick, a lost
+//! host, a crashed replica's replacement, an overdue deadline — and
+//! [`Cluster::handle_timeout`] does everything due by `now`. The actor arms one timer for
+//! the answer and calls back; tests drive whole scenarios on a manual clock the same way.
+
+use super::cluster::Cluster;
+use chrono::{DateTime, Duration, Utc};
+
+/// When the periodic jobs run next (None: at the first call, as a fresh start does).
+#[derive(Debug, Default)]
+pub struct Periodic {
+    next_price_tick: Option<DateTime<Utc>>,
+    next_meter_tick: Option<DateTime<Utc>>,
+}
+
+fn after(now: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
+    Duration::from_std(period)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+impl Cluster {
+    /// The next moment [`Cluster::handle_timeout`] has work; never None while the market
+    /// ticks, so an idle cluster still wakes for its prices.
+    pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
+        let periodic = [self.periodic.next_price_tick, self.periodic.next_meter_tick]
+            .map(|t| t.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        [
+            Some(periodic[0]),
+            Some(periodic[1]),
+            self.next_deadline(),
+            self.next_crash_restart(),
+            self.next_overdue_deadline(),
+            self.next_host_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does everything due by `now`, in the order the periodic tick used to: prices first
+    /// (so a reclaim found by the auction gets its notice now), then the meter, then due
+    /// deadlines, replacements and lost hosts.
+    pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
+        if self.periodic.next_price_tick.is_none_or(|t| t <= now) {
+            self.periodic.next_price_tick = Some(after(now, self.timers.price_tick));
+            self.market_tick(now);
+        }
+        if self.periodic.next_meter_tick.is_none_or(|t| t <= now) {
+            self.periodic.next_meter_tick = Some(after(now, self.timers.meter_tick));
+            self.meter_tick(now);
+        }
+        self.tick(now);
+    }
+
+    fn next_overdue_deadline(&self) -> Option<DateTime<Utc>> {
+        self.accounts.values().filter_map(|a| a.overdue_deadline).min()
+    }
+
+    /// When the first silent host counts as lost (the restart grace included).
+    fn next_host_expiry(&self) -> Option<DateTime<Utc>> {
+        let lost_after = Duration::from_std(self.timers.host_lost_after).unwrap_or(Duration::MAX);
+        self.registry
+            .iter()
+            .filter(|h| h.state != super::registry::HostState::Lost)
+            .map(|h| {
+                let expiry =
+                    h.last_seen.checked_add_signed(lost_after).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                match self.restart_grace {
+                    Some((restored, until)) if h.last_seen <= restored => expiry.max(until),
+                    _ => expiry,
+                }
+            })
+            .min()
+            // The check is "silent for more than lost_after": one millisecond past it.
+            .map(|t| t + Duration::milliseconds(1))
+    }
+}
