@@ -94,7 +94,8 @@ where
 mod tests {
     use super::*;
     use crate::protocol::{
-        AgentMessage, CoordinatorMessage, GpuStatus, InstanceReport, WorkloadState,
+        AgentMessage, CoordinatorMessage, GpuStatus, InstanceReport, PROTOCOL_VERSION, RefusalCode,
+        WorkloadState,
     };
     use crate::{HostId, InstanceId};
 
@@ -119,7 +120,8 @@ mod tests {
             state: WorkloadState::Exited { code: Some(3) },
         });
         assert_eq!(round_trip(&update).await, update);
-        let refused = CoordinatorMessage::Refused { reason: "bad".into() };
+        let refused =
+            CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason: "bad".into() };
         assert_eq!(round_trip(&refused).await, refused);
         let welcome = CoordinatorMessage::Welcome {
             host_id: HostId::from("h-1"),
@@ -184,5 +186,60 @@ mod tests {
         let mut body = frame[4..].to_vec();
         body.push(0);
         assert!(matches!(decode_body::<AgentMessage>(&body), Err(CodecError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn every_refusal_code_survives_a_round_trip() {
+        for code in RefusalCode::ALL {
+            let refused = CoordinatorMessage::Refused { code, reason: format!("because {code}") };
+            assert_eq!(round_trip(&refused).await, refused, "{code}");
+        }
+    }
+
+    #[test]
+    fn refusal_codes_keep_their_wire_order_and_a_newer_code_reads_as_other() {
+        for (index, code) in RefusalCode::ALL.into_iter().enumerate() {
+            let index = u32::try_from(index).unwrap();
+            let expected = bincode::serde::encode_to_vec(index, config()).unwrap();
+            assert_eq!(bincode::serde::encode_to_vec(code, config()).unwrap(), expected, "{code}");
+        }
+        // A code past the last one this build knows: a newer coordinator's.
+        let newer = RefusalCode::ALL.len() as u32;
+        let refused = CoordinatorMessage::Refused { code: RefusalCode::Other, reason: "x".into() };
+        let variant = u32::from(encode(&refused).unwrap()[4]);
+        let body = bincode::serde::encode_to_vec((variant, newer, "x"), config()).unwrap();
+        let decoded: CoordinatorMessage = decode_body(&body).unwrap();
+        assert_eq!(decoded, refused);
+    }
+
+    #[test]
+    fn refusal_codes_serialize_in_snake_case_under_their_log_names() {
+        for code in RefusalCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert_eq!(RefusalCode::UnknownCertificate.as_str(), "unknown_certificate");
+    }
+
+    /// The first two coordinator messages as a protocol-2 agent knows them.
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    enum Protocol2Message {
+        Joined { host_id: String, cert_pem: String, ca_pem: String },
+        Refused { reason: String },
+    }
+
+    #[test]
+    fn an_agent_of_another_version_reads_its_refusal() {
+        let sentence = "protocol version 2 is not supported (coordinator speaks 3)";
+        for peer in [Some(PROTOCOL_VERSION - 1), Some(PROTOCOL_VERSION + 1), None] {
+            let refusal = CoordinatorMessage::refusal(RefusalCode::VersionMismatch, sentence, peer);
+            let body = encode(&refusal).unwrap()[4..].to_vec();
+            let read: Protocol2Message = decode_body(&body).unwrap();
+            assert_eq!(read, Protocol2Message::Refused { reason: sentence.into() }, "{peer:?}");
+        }
+        let typed = CoordinatorMessage::refusal(RefusalCode::Revoked, "r", Some(PROTOCOL_VERSION));
+        assert_eq!(
+            typed,
+            CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason: "r".into() }
+        );
     }
 }

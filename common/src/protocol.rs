@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Bumped whenever a message changes shape; the hello is refused on mismatch.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Bumped whenever a message changes shape; the hello is refused on mismatch, in the
+/// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
+/// 3: refusals carry a [`RefusalCode`].
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Agent → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,8 +60,10 @@ pub enum CoordinatorMessage {
         cert_pem: String,
         ca_pem: String,
     },
-    /// The connection is refused (bad token, bad version, unknown certificate).
-    Refused {
+    /// Protocol 2's refusal: the sentence alone. Bincode names a variant by its index, so
+    /// it keeps this place and this shape for good: it is what a peer whose version is not
+    /// ours (or not known) is sent, see [`CoordinatorMessage::refusal`].
+    LegacyRefused {
         reason: String,
     },
     /// Answer to a hello: the complete desired state of this host. Anything the agent runs
@@ -77,6 +81,111 @@ pub enum CoordinatorMessage {
     },
     /// New guest-visible metadata (termination time, price…); wakes the guest's long-poll.
     Metadata(GuestMetadata),
+    /// The connection is refused: `code` says what the agent should do about it, `reason`
+    /// is the sentence its operator reads. Only for a peer that speaks [`PROTOCOL_VERSION`].
+    Refused {
+        code: RefusalCode,
+        reason: String,
+    },
+}
+
+impl CoordinatorMessage {
+    /// The refusal a peer whose hello named `peer_version` can decode: typed when it speaks
+    /// our version, the sentence-only legacy form otherwise or when it named none (joins).
+    pub fn refusal(
+        code: RefusalCode,
+        reason: impl Into<String>,
+        peer_version: Option<u32>,
+    ) -> Self {
+        let reason = reason.into();
+        match peer_version {
+            Some(PROTOCOL_VERSION) => CoordinatorMessage::Refused { code, reason },
+            _ => CoordinatorMessage::LegacyRefused { reason },
+        }
+    }
+}
+
+/// Why the coordinator refuses a connection, as a program reads it (the sentence next to it
+/// is for people). Serialized in snake_case; new codes go before `Other`, which is what an
+/// agent makes of a code newer than itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// The hello named another protocol version.
+    VersionMismatch,
+    /// The certificate was never issued here (or the store could not say): join again.
+    UnknownCertificate,
+    /// The operator deleted this host; its certificate is refused for good.
+    Revoked,
+    /// A session was attempted without a host certificate.
+    CertificateRequired,
+    /// The first frame of an authenticated connection was not a hello.
+    ExpectedHello,
+    /// The join token does not parse.
+    InvalidToken,
+    /// The join token was issued by another coordinator.
+    ForeignToken,
+    /// The join token is not one this coordinator knows.
+    UnknownToken,
+    /// The operator revoked the join token.
+    TokenRevoked,
+    /// The join token expired.
+    TokenExpired,
+    /// The join token has been used as often as it may.
+    TokenUsedUp,
+    /// The CSR sent with the join could not be signed.
+    BadCsr,
+    /// The coordinator failed on its side (store, task).
+    Internal,
+    /// A code this build does not know (sent by a newer coordinator).
+    #[serde(other)]
+    Other,
+}
+
+impl RefusalCode {
+    /// Every code, in wire order.
+    pub const ALL: [RefusalCode; 14] = [
+        RefusalCode::VersionMismatch,
+        RefusalCode::UnknownCertificate,
+        RefusalCode::Revoked,
+        RefusalCode::CertificateRequired,
+        RefusalCode::ExpectedHello,
+        RefusalCode::InvalidToken,
+        RefusalCode::ForeignToken,
+        RefusalCode::UnknownToken,
+        RefusalCode::TokenRevoked,
+        RefusalCode::TokenExpired,
+        RefusalCode::TokenUsedUp,
+        RefusalCode::BadCsr,
+        RefusalCode::Internal,
+        RefusalCode::Other,
+    ];
+
+    /// The serialized name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::VersionMismatch => "version_mismatch",
+            RefusalCode::UnknownCertificate => "unknown_certificate",
+            RefusalCode::Revoked => "revoked",
+            RefusalCode::CertificateRequired => "certificate_required",
+            RefusalCode::ExpectedHello => "expected_hello",
+            RefusalCode::InvalidToken => "invalid_token",
+            RefusalCode::ForeignToken => "foreign_token",
+            RefusalCode::UnknownToken => "unknown_token",
+            RefusalCode::TokenRevoked => "token_revoked",
+            RefusalCode::TokenExpired => "token_expired",
+            RefusalCode::TokenUsedUp => "token_used_up",
+            RefusalCode::BadCsr => "bad_csr",
+            RefusalCode::Internal => "internal",
+            RefusalCode::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an agent must run for one instance.

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use gpuspot_common::codec::{self, CodecError, MAX_FRAME};
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, CoordinatorMessage, GpuStatus, GuestMetadata, GuestRuntime,
-    InstanceReport, SnapshotPlan, SnapshotRef, SnapshotStreamReply, SnapshotStreamRequest,
-    WorkloadState,
+    InstanceReport, RefusalCode, SnapshotPlan, SnapshotRef, SnapshotStreamReply,
+    SnapshotStreamRequest, WorkloadState,
 };
 use gpuspot_common::{GpuInfo, HostId, HostInventory, InstanceId, Money};
 use proptest::collection::{btree_map, vec};
@@ -175,7 +175,9 @@ fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
             cert_pem,
             ca_pem,
         }),
-        text().prop_map(|reason| CoordinatorMessage::Refused { reason }),
+        text().prop_map(|reason| CoordinatorMessage::LegacyRefused { reason }),
+        (proptest::sample::select(RefusalCode::ALL.to_vec()), text())
+            .prop_map(|(code, reason)| CoordinatorMessage::Refused { code, reason }),
         (text(), any::<u64>(), vec(assignment(), 0..3)).prop_map(|(host, interval, desired)| {
             CoordinatorMessage::Welcome {
                 host_id: HostId(host),

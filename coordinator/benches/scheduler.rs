@@ -133,7 +133,7 @@ fn main() {
         let count = request.gpu.count as usize;
         let id = cluster.create_instance(account.clone(), request, now);
         cluster.take_changes();
-        if cluster.instance(&id).is_none_or(|i| i.state != InstanceState::Scheduled) {
+        if cluster.instance(&id).is_none_or(|i| i.state() != InstanceState::Scheduled) {
             break;
         }
         placed += 1;

@@ -2,7 +2,8 @@
 //!
 //! Layout (DESIGN §1):
 //! - [`config`]: TOML → validated [`config::Settings`].
-//! - [`core`]: pure logic given `now` (registry, placement, lifecycle, pools).
+//! - [`core`]: pure logic given `now`: the instance lifecycle enum, the cluster over its
+//!   owned parts (hosts, instances, prices, ledger, deployments, snapshots), one timer.
 //! - [`actors`]: the actix shells that own the core, persist, arm timers and send.
 //! - [`store`]: SQLite behind the [`store::Store`] trait, with a group-committing writer.
 //! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake, snapshot streams).

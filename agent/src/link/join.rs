@@ -46,9 +46,11 @@ pub async fn join(
             tracing::info!(host_id = %credentials.host_id, "joined the cluster");
             Ok(credentials)
         }
-        Some(CoordinatorMessage::Refused { reason }) => {
-            Err(LinkError::Fatal(format!("join refused: {reason}")))
-        }
+        // Whatever the code, the same token will be refused again: the agent stops.
+        Some(
+            CoordinatorMessage::Refused { reason, .. }
+            | CoordinatorMessage::LegacyRefused { reason },
+        ) => Err(LinkError::Fatal(format!("join refused: {reason}"))),
         Some(other) => {
             Err(LinkError::Connection(format!("unexpected answer to a join: {other:?}")))
         }

@@ -5,12 +5,15 @@
 
 pub mod exec;
 pub mod join;
+mod refusal;
 mod session;
 
 use crate::discovery::GpuDiscovery;
 use crate::runtime::RuntimeEvent;
 use crate::supervisor::Supervisor;
 use gpuspot_common::pki::HostCredentials;
+use gpuspot_common::protocol::RefusalCode;
+use refusal::Reaction;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,8 +28,8 @@ pub enum LinkError {
     /// Retrying cannot help (bad token, incompatible coordinator): the agent must stop.
     #[error("{0}")]
     Fatal(String),
-    #[error("coordinator refused the session: {0}")]
-    Refused(String),
+    #[error("coordinator refused the session: {reason}")]
+    Refused { code: RefusalCode, reason: String },
     #[error("{0}")]
     Transport(#[from] gpuspot_common::transport::TransportError),
     #[error("link: {0}")]
@@ -228,8 +231,8 @@ impl HostAgent {
     async fn connect_once(&mut self) -> Result<(), LinkError> {
         let (credentials, connection) = self.handshake().await?;
         let result = session::run(self, &connection, &credentials).await;
-        if let Err(LinkError::Refused(reason)) = &result
-            && reason.contains("unknown host certificate")
+        if let Err(LinkError::Refused { code, .. }) = &result
+            && Reaction::to(*code) == Reaction::JoinAgain
         {
             tracing::warn!("the coordinator does not know this host's certificate; joining again");
             for file in ["host-id", "host.key", "host.pem", "ca.pem"] {

@@ -4,12 +4,13 @@
 //! [`crate::snapshots::tasks`]) whose outcomes come back into the same `select!`. Streams
 //! the coordinator opens during the session are execs, served by [`super::exec`].
 
+use super::refusal::refused;
 use super::{HostAgent, LinkError, OpenSession};
 use crate::snapshots::TaskOutcome;
 use crate::supervisor::Followup;
 use gpuspot_common::codec;
 use gpuspot_common::pki::HostCredentials;
-use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION};
+use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION, RefusalCode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -103,11 +104,10 @@ fn handle(
             agent.supervisor.set_metadata(metadata);
             Vec::new()
         }
-        CoordinatorMessage::Refused { reason } => {
-            if reason.contains("protocol version") {
-                return Err(LinkError::Fatal(format!("coordinator refused this agent: {reason}")));
-            }
-            return Err(LinkError::Refused(reason));
+        CoordinatorMessage::Refused { code, reason } => return Err(refused(code, reason)),
+        // Only a coordinator of another protocol version answers our hello this way.
+        CoordinatorMessage::LegacyRefused { reason } => {
+            return Err(refused(RefusalCode::VersionMismatch, reason));
         }
         CoordinatorMessage::Joined { .. } => {
             tracing::warn!("ignoring an unexpected join answer in a session");

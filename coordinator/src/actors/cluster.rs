@@ -2,10 +2,10 @@
 //! through the store writer, and sends agent messages only after that commit. A periodic
 //! timer drives the core's deadlines (lost hosts).
 
-use super::messages::{AgentEvent, ApiError, ApiReply, ApiRequest};
+use super::failure::Failure;
+use super::messages::{AgentEvent, ApiRequest};
 use crate::core::Cluster;
 use crate::core::cluster::Event;
-use crate::store::Batch;
 use crate::store::writer::Writer;
 use actix::{Actor, Context, Handler, ResponseFuture};
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
@@ -42,33 +42,19 @@ impl ClusterActor {
     }
 
     /// Commits the core's outbox; its messages go out once the commit is durable.
-    pub(super) fn flush(&mut self) -> impl Future<Output = Result<(), ApiError>> + use<> {
-        let changes = self.core.take_changes();
-        let sends: Vec<(UnboundedSender<Box<CoordinatorMessage>>, CoordinatorMessage)> = changes
-            .sends
-            .into_iter()
-            .filter_map(|(host, message)| Some((self.links.get(&host)?.outbox.clone(), message)))
-            .collect();
-        let retention = chrono::Duration::from_std(self.core.timers().price_history)
-            .unwrap_or(chrono::Duration::MAX);
-        let prune_prices_before =
-            (!changes.price_points.is_empty()).then(|| self.clock.now() - retention);
+    pub(super) fn flush(&mut self) -> impl Future<Output = Result<(), Failure>> + use<> {
+        let mut changes = self.core.take_changes();
+        let sends: Vec<(UnboundedSender<Box<CoordinatorMessage>>, CoordinatorMessage)> =
+            std::mem::take(&mut changes.sends)
+                .into_iter()
+                .filter_map(|(host, message)| {
+                    Some((self.links.get(&host)?.outbox.clone(), message))
+                })
+                .collect();
         let events = changes.events.clone();
         let broadcast = self.events.clone();
-        let batch = Batch {
-            hosts: changes.hosts,
-            instances: changes.instances,
-            deployments: changes.deployments,
-            snapshots: changes.snapshots,
-            accounts: changes.accounts,
-            ledger: changes.ledger,
-            events: changes.events,
-            price_points: changes.price_points,
-            prune_prices_before,
-            deleted_hosts: changes.removed_hosts,
-        };
         let done = self.writer.submit(
-            batch,
+            changes,
             Box::new(move || {
                 for (outbox, message) in sends {
                     let _ = outbox.send(Box::new(message));
@@ -78,7 +64,7 @@ impl ClusterActor {
                 }
             }),
         );
-        async move { done.await.map_err(|e| ApiError::Store(e.to_string())) }
+        async move { done.await.map_err(Failure::from) }
     }
 
     fn on_agent_message(&mut self, host_id: &HostId, message: AgentMessage) {
@@ -109,19 +95,17 @@ impl Actor for ClusterActor {
 }
 
 impl Handler<ApiRequest> for ClusterActor {
-    type Result = ResponseFuture<Result<ApiReply, ApiError>>;
+    type Result = ResponseFuture<()>;
 
+    /// Reads are answered inside `answer`; a write's answer waits for its commit, which
+    /// runs outside the actor so that the next message need not wait for the disk.
     fn handle(&mut self, request: ApiRequest, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(answer) = self.read(&request) {
-            return Box::pin(async move { answer });
-        }
-        let reply = self.write(request);
+        let Some(deferred) = self.answer(request) else {
+            return Box::pin(std::future::ready(()));
+        };
         let committed = self.flush();
         self.arm_alarm(ctx);
-        Box::pin(async move {
-            committed.await?;
-            reply
-        })
+        Box::pin(async move { deferred(committed.await) })
     }
 }
 

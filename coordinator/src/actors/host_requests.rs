@@ -4,21 +4,22 @@
 //! turned away here.
 
 use super::cluster::ClusterActor;
-use super::messages::{AgentEvent, ApiError, ApiReply};
+use super::failure::{Failure, Missing};
+use super::messages::AgentEvent;
+use crate::core::Host;
 use crate::core::model::EndReason;
 use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
-use gpuspot_common::protocol::CoordinatorMessage;
+use gpuspot_common::protocol::{CoordinatorMessage, RefusalCode};
 
 impl ClusterActor {
-    pub(super) fn delete_host(&mut self, id: HostId) -> Result<ApiReply, ApiError> {
-        let now = self.clock.now();
-        let host = self
-            .core
-            .delete_host(&id, now)
-            .ok_or_else(|| ApiError::NotFound(format!("host {id}")))?;
+    /// Answers with the host as it was, GPUs still naming the instances that were stopped.
+    pub(super) fn delete_host(&mut self, id: HostId) -> Result<Host, Failure> {
+        let Some(host) = self.core.delete_host(&id, self.clock.now()) else {
+            return Err(Failure::NotFound(Missing::Host(id)));
+        };
         tracing::info!(host_id = %id, hostname = %host.hostname, "host deleted by the operator; its certificate is revoked");
-        Ok(ApiReply::Host(Box::new(host)))
+        Ok(host)
     }
 
     /// A hello whose certificate was checked just before its host was deleted (the
@@ -40,8 +41,9 @@ impl ClusterActor {
                 kill_timeout_ms,
             }));
         }
-        let _ =
-            outbox.send(Box::new(CoordinatorMessage::Refused { reason: revoked_reason(host_id) }));
+        let reason = revoked_reason(host_id);
+        let refused = CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason };
+        let _ = outbox.send(Box::new(refused));
         None
     }
 }

@@ -1,11 +1,14 @@
 //! The messages the cluster actor accepts. API requests are one enum ([`ApiRequest`]) so the
-//! HTTP layer and the actor agree on a single, exhaustive boundary.
+//! HTTP layer and the actor agree on a single, exhaustive boundary; each variant carries
+//! its typed [`Reply`].
 
+use super::reply::Reply;
 use crate::config::PoolSettings;
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::deployment::{Deployment, DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
 use crate::core::pools::PoolUsage;
+use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance, InstanceRequest};
 use actix::Message;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, GuestRuntime, InstanceReport};
@@ -28,22 +31,28 @@ impl Scope {
     }
 }
 
+/// Every API request, each with the [`Reply`] for the one type it answers. Reads are
+/// answered at once; writes once the store has committed them.
 #[derive(Debug)]
 pub enum ApiRequest {
     CreateInstance {
         account: AccountId,
         request: InstanceRequest,
+        reply: Reply<Instance>,
     },
     GetInstance {
         scope: Scope,
         id: InstanceId,
+        reply: Reply<Instance>,
     },
     ListInstances {
         scope: Scope,
+        reply: Reply<Vec<Instance>>,
     },
     DeleteInstance {
         scope: Scope,
         id: InstanceId,
+        reply: Reply<Instance>,
     },
     /// Name and env may change; `resize` says the body also tried billing or size.
     ChangeInstance {
@@ -52,30 +61,44 @@ pub enum ApiRequest {
         name: Option<String>,
         env: Option<std::collections::BTreeMap<String, String>>,
         resize: bool,
+        reply: Reply<Instance>,
     },
-    ListHosts,
+    ListHosts {
+        reply: Reply<Vec<Host>>,
+    },
     GetHost {
         id: HostId,
+        reply: Reply<Host>,
     },
-    Pools,
+    Pools {
+        reply: Reply<Vec<PoolView>>,
+    },
     /// Whether any pool or known host offers this model (for validation).
     KnownModel {
         model: String,
+        reply: Reply<bool>,
     },
     CreateAccount {
         name: String,
         token_hash: String,
         webhook_url: Option<String>,
+        reply: Reply<Account>,
     },
     GetAccount {
         scope: Scope,
         id: AccountId,
+        reply: Reply<Account>,
     },
-    ListAccounts,
+    ListAccounts {
+        reply: Reply<Vec<Account>>,
+    },
     /// Counts for `/metrics`.
-    Stats,
+    Stats {
+        reply: Reply<Stats>,
+    },
     ListSnapshots {
         scope: Scope,
+        reply: Reply<Vec<SnapshotRecord>>,
     },
     /// Everything about deployments goes through one variant per verb.
     Deployment(DeploymentRequest),
@@ -83,20 +106,25 @@ pub enum ApiRequest {
         scope: Scope,
         id: AccountId,
         amount: Money,
+        reply: Reply<Payment>,
     },
     RotateToken {
         scope: Scope,
         id: AccountId,
         token_hash: String,
+        reply: Reply<Account>,
     },
     /// Admin only (checked by the API).
     ChangeAccount {
         id: AccountId,
         disabled: Option<bool>,
+        reply: Reply<Account>,
     },
-    /// Admin only (checked by the API): forget the host, revoke its certificate.
+    /// Admin only (checked by the API): forget the host, revoke its certificate. Answers
+    /// with the host as it was.
     DeleteHost {
         id: HostId,
+        reply: Reply<Host>,
     },
 }
 
@@ -107,22 +135,11 @@ pub struct PoolView {
     pub market_price: Money,
 }
 
-#[derive(Debug)]
-pub enum ApiReply {
-    Instance(Box<Instance>),
-    Instances(Vec<Instance>),
-    Host(Box<Host>),
-    Hosts(Vec<Host>),
-    Pools(Vec<PoolView>),
-    Known(bool),
-    Account(Box<Account>),
-    Accounts(Vec<Account>),
-    Payment(Box<LedgerEntry>, Box<Account>),
-    Stats(Box<Stats>),
-    Snapshots(Vec<crate::core::snapshots::SnapshotRecord>),
-    Deployment(Box<DeploymentView>),
-    Deployments(Vec<DeploymentView>),
-    Endpoints(Vec<(Instance, Option<String>)>),
+/// A booked payment and the account after it.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub entry: LedgerEntry,
+    pub account: Account,
 }
 
 /// Cluster-wide counts, cheap to compute, for monitoring.
@@ -140,13 +157,16 @@ pub enum DeploymentRequest {
     Create {
         account: AccountId,
         new: NewDeployment,
+        reply: Reply<DeploymentView>,
     },
     Get {
         scope: Scope,
         id: DeploymentId,
+        reply: Reply<DeploymentView>,
     },
     List {
         scope: Scope,
+        reply: Reply<Vec<DeploymentView>>,
     },
     Change {
         scope: Scope,
@@ -154,18 +174,22 @@ pub enum DeploymentRequest {
         replicas: Option<u32>,
         specs: Option<Vec<DeploymentSpec>>,
         template: Option<Template>,
+        reply: Reply<DeploymentView>,
     },
     Rebuild {
         scope: Scope,
         id: DeploymentId,
+        reply: Reply<DeploymentView>,
     },
     Delete {
         scope: Scope,
         id: DeploymentId,
+        reply: Reply<DeploymentView>,
     },
     Endpoints {
         scope: Scope,
         id: DeploymentId,
+        reply: Reply<Vec<Endpoint>>,
     },
 }
 
@@ -178,24 +202,15 @@ pub struct DeploymentView {
     pub moved: Option<usize>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    PaymentRequired(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("could not persist the change: {0}")]
-    Store(String),
+/// A running replica of a deployment and the hostname it is reached at.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub instance: Instance,
+    pub hostname: Option<String>,
 }
 
 impl Message for ApiRequest {
-    type Result = Result<ApiReply, ApiError>;
+    type Result = ();
 }
 
 /// What a QUIC session tells the actor about its agent.

@@ -2,15 +2,21 @@
 //!
 //! - [`cluster`]: the one actor that owns [`crate::core::Cluster`]; API requests and agent
 //!   messages both arrive here as messages, so the state has a single writer.
-//! - [`messages`]: what crosses into the actor (one enum for API requests); `requests`:
-//!   how the actor answers them.
+//! - [`messages`]: what crosses into the actor (one enum for API requests), each request
+//!   with its typed [`Reply`]; [`failure`]: why a request is refused; `requests`,
+//!   `account_requests`, `deployment_requests`, `host_requests`: how the actor answers.
 
+mod account_requests;
 pub mod cluster;
 mod deployment_requests;
+pub mod failure;
 mod host_requests;
 pub mod messages;
+pub mod reply;
 mod requests;
 mod wakeup;
 
 pub use cluster::ClusterActor;
-pub use messages::{AgentEvent, ApiError, ApiReply, ApiRequest, Scope};
+pub use failure::{Failure, Missing};
+pub use messages::{AgentEvent, ApiRequest, Scope};
+pub use reply::{Answer, Reply};

@@ -1,88 +1,108 @@
 //! How the cluster actor answers API requests: reads straight from the core state, writes
-//! through the core and then the store (the reply waits for the commit, see `cluster`).
+//! through the core and then the store (the answer waits for the commit, see `cluster`).
+//! Accounts are in `account_requests`, deployments in `deployment_requests`.
 
 use super::cluster::ClusterActor;
-use super::messages::{ApiError, ApiReply, ApiRequest, PoolView, Scope};
-use crate::core::accounts::AccountError;
+use super::failure::{Failure, Missing};
+use super::messages::{ApiRequest, PoolView, Scope, Stats};
+use super::reply::Deferred;
 use crate::core::billing::Account;
-use crate::core::lifecycle::LifecycleError;
-use crate::core::{Instance, pools};
+use crate::core::snapshots::SnapshotRecord;
+use crate::core::{Host, Instance, InstanceRequest, pools};
 use gpuspot_common::inventory::model_matches;
-use gpuspot_common::{AccountId, InstanceId};
+use gpuspot_common::{AccountId, HostId, InstanceId};
+use std::collections::BTreeMap;
 
 impl ClusterActor {
-    fn visible(&self, scope: &Scope, id: &InstanceId) -> Result<&Instance, ApiError> {
+    /// Answers `request`: a read at once (`None`); a write is carried out and its answer
+    /// returned, to be sent once the commit is durable.
+    pub(super) fn answer(&mut self, request: ApiRequest) -> Option<Deferred> {
+        use ApiRequest as Ask;
+        match request {
+            Ask::GetInstance { scope, id, reply } => reply.send(self.visible(&scope, &id).cloned()),
+            Ask::ListInstances { scope, reply } => reply.send(Ok(self.instances_of(&scope))),
+            Ask::ListHosts { reply } => {
+                reply.send(Ok(self.core.registry().iter().cloned().collect()))
+            }
+            Ask::GetHost { id, reply } => reply.send(self.host(&id).cloned()),
+            Ask::Pools { reply } => reply.send(Ok(self.pool_views())),
+            Ask::KnownModel { model, reply } => reply.send(Ok(self.known_model(&model))),
+            Ask::GetAccount { scope, id, reply } => {
+                reply.send(self.visible_account(&scope, &id).cloned())
+            }
+            Ask::ListAccounts { reply } => reply.send(Ok(self.core.accounts().cloned().collect())),
+            Ask::ListSnapshots { scope, reply } => reply.send(Ok(self.snapshots_of(&scope))),
+            Ask::Stats { reply } => reply.send(Ok(self.stats())),
+            Ask::Deployment(request) => return self.answer_deployment(request),
+            Ask::CreateInstance { account, request, reply } => {
+                return Some(reply.after_commit(self.create_instance(account, request)));
+            }
+            Ask::DeleteInstance { scope, id, reply } => {
+                return Some(reply.after_commit(self.delete_instance(&scope, id)));
+            }
+            Ask::ChangeInstance { scope, id, name, env, resize, reply } => {
+                let changed = self.change_instance(&scope, id, name, env, resize);
+                return Some(reply.after_commit(changed));
+            }
+            Ask::CreateAccount { name, token_hash, webhook_url, reply } => {
+                return Some(reply.after_commit(self.create_account(
+                    name,
+                    token_hash,
+                    webhook_url,
+                )));
+            }
+            Ask::Pay { scope, id, amount, reply } => {
+                return Some(reply.after_commit(self.pay(&scope, id, amount)));
+            }
+            Ask::RotateToken { scope, id, token_hash, reply } => {
+                return Some(reply.after_commit(self.rotate_token(&scope, id, token_hash)));
+            }
+            Ask::ChangeAccount { id, disabled, reply } => {
+                return Some(reply.after_commit(self.change_account(id, disabled)));
+            }
+            Ask::DeleteHost { id, reply } => return Some(reply.after_commit(self.delete_host(id))),
+        }
+        None
+    }
+
+    pub(super) fn visible(&self, scope: &Scope, id: &InstanceId) -> Result<&Instance, Failure> {
         self.core
             .instance(id)
             .filter(|i| scope.may_see(&i.account_id))
-            .ok_or_else(|| ApiError::NotFound(format!("instance {id}")))
+            .ok_or_else(|| Failure::NotFound(Missing::Instance(id.clone())))
     }
 
-    fn visible_account(&self, scope: &Scope, id: &AccountId) -> Result<&Account, ApiError> {
+    pub(super) fn visible_account(
+        &self,
+        scope: &Scope,
+        id: &AccountId,
+    ) -> Result<&Account, Failure> {
         self.core
             .account(id)
             .filter(|a| scope.may_see(&a.id))
-            .ok_or_else(|| ApiError::NotFound(format!("account {id}")))
+            .ok_or_else(|| Failure::NotFound(Missing::Account(id.clone())))
     }
 
-    /// Answers requests that only read; `None` for the ones that change state.
-    pub(super) fn read(&self, request: &ApiRequest) -> Option<Result<ApiReply, ApiError>> {
-        Some(match request {
-            ApiRequest::GetInstance { scope, id } => {
-                self.visible(scope, id).map(|i| ApiReply::Instance(Box::new(i.clone())))
-            }
-            ApiRequest::ListInstances { scope } => {
-                let mut list: Vec<Instance> = self
-                    .core
-                    .instances()
-                    .filter(|i| scope.may_see(&i.account_id))
-                    .cloned()
-                    .collect();
-                list.sort_by_key(|i| i.seq);
-                Ok(ApiReply::Instances(list))
-            }
-            ApiRequest::ListHosts => {
-                Ok(ApiReply::Hosts(self.core.registry().iter().cloned().collect()))
-            }
-            ApiRequest::GetHost { id } => self
-                .core
-                .registry()
-                .get(id)
-                .map(|h| ApiReply::Host(Box::new(h.clone())))
-                .ok_or_else(|| ApiError::NotFound(format!("host {id}"))),
-            ApiRequest::Pools => Ok(ApiReply::Pools(self.pool_views())),
-            ApiRequest::KnownModel { model } => Ok(ApiReply::Known(self.known_model(model))),
-            ApiRequest::GetAccount { scope, id } => {
-                self.visible_account(scope, id).map(|a| ApiReply::Account(Box::new(a.clone())))
-            }
-            ApiRequest::ListSnapshots { scope } => {
-                let mut list: Vec<_> = self
-                    .core
-                    .snapshots()
-                    .filter(|s| scope.may_see(&s.account_id))
-                    .cloned()
-                    .collect();
-                list.sort_by_key(|s| s.created_at);
-                Ok(ApiReply::Snapshots(list))
-            }
-            ApiRequest::Stats => Ok(ApiReply::Stats(Box::new(self.stats()))),
-            ApiRequest::ListAccounts => {
-                Ok(ApiReply::Accounts(self.core.accounts().cloned().collect()))
-            }
-            ApiRequest::Deployment(request) => return self.read_deployment(request),
-            ApiRequest::CreateInstance { .. }
-            | ApiRequest::DeleteInstance { .. }
-            | ApiRequest::ChangeInstance { .. }
-            | ApiRequest::CreateAccount { .. }
-            | ApiRequest::Pay { .. }
-            | ApiRequest::RotateToken { .. }
-            | ApiRequest::ChangeAccount { .. }
-            | ApiRequest::DeleteHost { .. } => return None,
-        })
+    fn host(&self, id: &HostId) -> Result<&Host, Failure> {
+        self.core.registry().get(id).ok_or_else(|| Failure::NotFound(Missing::Host(id.clone())))
     }
 
-    fn stats(&self) -> super::messages::Stats {
-        let mut stats = super::messages::Stats {
+    fn instances_of(&self, scope: &Scope) -> Vec<Instance> {
+        let mut list: Vec<Instance> =
+            self.core.instances().filter(|i| scope.may_see(&i.account_id)).cloned().collect();
+        list.sort_by_key(|i| i.seq);
+        list
+    }
+
+    fn snapshots_of(&self, scope: &Scope) -> Vec<SnapshotRecord> {
+        let mut list: Vec<SnapshotRecord> =
+            self.core.snapshots().filter(|s| scope.may_see(&s.account_id)).cloned().collect();
+        list.sort_by_key(|s| s.created_at);
+        list
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = Stats {
             pools: self.pool_views(),
             deployments: self.core.deployments().filter(|d| !d.state.is_final()).count(),
             accounts: self.core.accounts().count(),
@@ -97,7 +117,7 @@ impl ClusterActor {
             *stats.hosts_by_state.entry(state).or_default() += 1;
         }
         for instance in self.core.instances() {
-            *stats.instances_by_state.entry(instance.state.as_str()).or_default() += 1;
+            *stats.instances_by_state.entry(instance.state().as_str()).or_default() += 1;
         }
         stats
     }
@@ -129,98 +149,46 @@ impl ClusterActor {
             .collect()
     }
 
-    pub(super) fn write(&mut self, request: ApiRequest) -> Result<ApiReply, ApiError> {
-        let now = self.clock.now();
-        let id = match request {
-            ApiRequest::CreateInstance { account, request } => {
-                let Some(owner) = self.core.account(&account) else {
-                    return Err(ApiError::NotFound(format!("account {account}")));
-                };
-                if owner.disabled {
-                    return Err(ApiError::Forbidden(format!("account {account} is disabled")));
-                }
-                if !self.core.may_start(&owner.id) {
-                    return Err(ApiError::PaymentRequired(format!(
-                        "account {account} is overdue (balance {}): pay to start new instances",
-                        owner.balance
-                    )));
-                }
-                if let Some(snapshot) = &request.snapshot.restore_from
-                    && self.core.snapshot(snapshot).is_none_or(|s| s.account_id != account)
-                {
-                    return Err(ApiError::NotFound(format!("snapshot {snapshot}")));
-                }
-                self.core.create_instance(account, request, now)
-            }
-            ApiRequest::DeleteInstance { scope, id } => {
-                self.visible(&scope, &id)?;
-                self.core.delete_instance(&id, now).map_err(lifecycle_error)?;
-                id
-            }
-            ApiRequest::ChangeInstance { scope, id, name, env, resize } => {
-                self.visible(&scope, &id)?;
-                self.core.change_instance(&id, name, env, resize, now).map_err(lifecycle_error)?;
-                id
-            }
-            other => return self.write_account(other),
+    /// Refuses an unknown, disabled or overdue owner and a snapshot that is not theirs.
+    fn create_instance(
+        &mut self,
+        account: AccountId,
+        request: InstanceRequest,
+    ) -> Result<Instance, Failure> {
+        let Some(owner) = self.core.account(&account) else {
+            return Err(Failure::NotFound(Missing::Account(account)));
         };
-        self.visible(&Scope::Admin, &id).map(|i| ApiReply::Instance(Box::new(i.clone())))
+        if owner.disabled {
+            return Err(crate::core::error::AccountError::Disabled(account).into());
+        }
+        if !self.core.may_start(&owner.id) {
+            return Err(Failure::OverdueForInstances { account, balance: owner.balance });
+        }
+        if let Some(snapshot) = &request.snapshot.restore_from
+            && self.core.snapshot(snapshot).is_none_or(|s| s.account_id != account)
+        {
+            return Err(Failure::NotFound(Missing::Snapshot(snapshot.clone())));
+        }
+        let id = self.core.create_instance(account, request, self.clock.now());
+        self.visible(&Scope::Admin, &id).cloned()
     }
 
-    fn write_account(&mut self, request: ApiRequest) -> Result<ApiReply, ApiError> {
-        let now = self.clock.now();
-        match request {
-            ApiRequest::CreateAccount { name, token_hash, webhook_url } => {
-                let id = self.core.create_account(name, token_hash, webhook_url, now);
-                self.visible_account(&Scope::Admin, &id)
-                    .map(|a| ApiReply::Account(Box::new(a.clone())))
-            }
-            ApiRequest::Pay { scope, id, amount } => {
-                self.visible_account(&scope, &id)?;
-                let entry = self.core.pay(&id, amount, now).map_err(account_error)?;
-                let account = self.visible_account(&Scope::Admin, &id)?.clone();
-                Ok(ApiReply::Payment(Box::new(entry), Box::new(account)))
-            }
-            ApiRequest::RotateToken { scope, id, token_hash } => {
-                self.visible_account(&scope, &id)?;
-                self.core.rotate_token(&id, token_hash, now).map_err(account_error)?;
-                self.visible_account(&scope, &id).map(|a| ApiReply::Account(Box::new(a.clone())))
-            }
-            ApiRequest::ChangeAccount { id, disabled } => {
-                self.visible_account(&Scope::Admin, &id)?;
-                if id.as_str() == crate::core::accounts::OPERATOR {
-                    return Err(ApiError::Conflict(
-                        "the operator account cannot be changed".into(),
-                    ));
-                }
-                if let Some(disabled) = disabled {
-                    self.core.set_disabled(&id, disabled, now).map_err(account_error)?;
-                }
-                self.visible_account(&Scope::Admin, &id)
-                    .map(|a| ApiReply::Account(Box::new(a.clone())))
-            }
-            ApiRequest::Deployment(request) => self.write_deployment(request),
-            ApiRequest::DeleteHost { id } => self.delete_host(id),
-            other => unreachable!("{other:?} is answered by read()"),
-        }
+    fn delete_instance(&mut self, scope: &Scope, id: InstanceId) -> Result<Instance, Failure> {
+        self.visible(scope, &id)?;
+        self.core.delete_instance(&id, self.clock.now())?;
+        self.visible(&Scope::Admin, &id).cloned()
     }
-}
 
-fn account_error(error: AccountError) -> ApiError {
-    match error {
-        AccountError::Unknown(_) => ApiError::NotFound(error.to_string()),
-        AccountError::NonPositivePayment | AccountError::Overflow(_) => {
-            ApiError::BadRequest(error.to_string())
-        }
-        AccountError::Disabled(_) => ApiError::Forbidden(error.to_string()),
-    }
-}
-
-fn lifecycle_error(error: LifecycleError) -> ApiError {
-    match error {
-        LifecycleError::UnknownInstance(_) => ApiError::NotFound(error.to_string()),
-        LifecycleError::SpotIsFixed | LifecycleError::SizeIsFixed => {
-            ApiError::Conflict(error.to_string())
-        }
+    fn change_instance(
+        &mut self,
+        scope: &Scope,
+        id: InstanceId,
+        name: Option<String>,
+        env: Option<BTreeMap<String, String>>,
+        resize: bool,
+    ) -> Result<Instance, Failure> {
+        self.visible(scope, &id)?;
+        self.core.change_instance(&id, name, env, resize, self.clock.now())?;
+        self.visible(&Scope::Admin, &id).cloned()
     }
 }

@@ -5,7 +5,8 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use crate::actors::{ApiReply, ApiRequest};
+use crate::actors::ApiRequest;
+use crate::actors::messages::Payment;
 use crate::core::billing::{Account, LedgerEntry};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, web};
@@ -35,14 +36,6 @@ pub fn view(account: &Account) -> Value {
         "disabled": account.disabled,
         "created_at": account.created_at,
     })
-}
-
-/// The account in an actor reply that must be one.
-fn account_reply(reply: ApiReply) -> Result<Box<Account>, HttpError> {
-    match reply {
-        ApiReply::Account(account) => Ok(account),
-        other => Err(HttpError::unexpected(other)),
-    }
 }
 
 pub fn entry_view(entry: &LedgerEntry) -> Value {
@@ -80,12 +73,14 @@ async fn create(
         return Err(HttpError::bad_request("invalid_request", "webhook_url must be http(s)://…"));
     }
     let token = new_token();
-    let request = ApiRequest::CreateAccount {
-        name,
-        token_hash: token_hash(&token),
-        webhook_url: body.webhook_url,
-    };
-    let account = account_reply(state.ask(request).await?)?;
+    let account = state
+        .ask(|reply| ApiRequest::CreateAccount {
+            name,
+            token_hash: token_hash(&token),
+            webhook_url: body.webhook_url,
+            reply,
+        })
+        .await?;
     state.directory.add(&account);
     let mut body = view(&account);
     body["token"] = json!(token);
@@ -94,10 +89,7 @@ async fn create(
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    let accounts = match state.ask(ApiRequest::ListAccounts).await? {
-        ApiReply::Accounts(accounts) => accounts,
-        other => return Err(HttpError::unexpected(other)),
-    };
+    let accounts = state.ask(|reply| ApiRequest::ListAccounts { reply }).await?;
     Ok(HttpResponse::Ok().json(accounts.iter().map(view).collect::<Vec<_>>()))
 }
 
@@ -106,8 +98,9 @@ async fn show(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let request = ApiRequest::GetAccount { scope: caller.scope, id: AccountId(id.into_inner()) };
-    let account = account_reply(state.ask(request).await?)?;
+    let id = AccountId(id.into_inner());
+    let account =
+        state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
     Ok(HttpResponse::Ok().json(view(&account)))
 }
 
@@ -147,11 +140,9 @@ async fn pay(
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
     let amount = payment_amount(&body.amount)?;
-    let request = ApiRequest::Pay { scope: caller.scope, id: AccountId(id.into_inner()), amount };
-    let (entry, account) = match state.ask(request).await? {
-        ApiReply::Payment(entry, account) => (entry, account),
-        other => return Err(HttpError::unexpected(other)),
-    };
+    let id = AccountId(id.into_inner());
+    let Payment { entry, account } =
+        state.ask(|reply| ApiRequest::Pay { scope: caller.scope, id, amount, reply }).await?;
     Ok(HttpResponse::Created()
         .json(json!({ "entry": entry_view(&entry), "account": view(&account) })))
 }
@@ -162,12 +153,14 @@ async fn rotate_token(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let token = new_token();
-    let request = ApiRequest::RotateToken {
-        scope: caller.scope,
-        id: AccountId(id.into_inner()),
-        token_hash: token_hash(&token),
-    };
-    let account = account_reply(state.ask(request).await?)?;
+    let account = state
+        .ask(|reply| ApiRequest::RotateToken {
+            scope: caller.scope,
+            id: AccountId(id.into_inner()),
+            token_hash: token_hash(&token),
+            reply,
+        })
+        .await?;
     state.directory.set(&account);
     let mut body = view(&account);
     body["token"] = json!(token);
@@ -187,9 +180,8 @@ async fn change(
     body: web::Json<ChangeBody>,
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    let request =
-        ApiRequest::ChangeAccount { id: AccountId(id.into_inner()), disabled: body.disabled };
-    let account = account_reply(state.ask(request).await?)?;
+    let (id, disabled) = (AccountId(id.into_inner()), body.disabled);
+    let account = state.ask(|reply| ApiRequest::ChangeAccount { id, disabled, reply }).await?;
     state.directory.set(&account);
     Ok(HttpResponse::Ok().json(view(&account)))
 }
@@ -206,7 +198,9 @@ async fn ledger(
     query: web::Query<LedgerQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let id = AccountId(id.into_inner());
-    state.ask(ApiRequest::GetAccount { scope: caller.scope, id: id.clone() }).await?;
+    state
+        .ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id: id.clone(), reply })
+        .await?;
     let limit = query.limit.unwrap_or(10_000).clamp(1, 100_000);
     let store = state.store.clone();
     let entries = super::blocking(move || store.ledger(&id, limit)).await?;

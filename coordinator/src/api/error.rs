@@ -1,7 +1,9 @@
 //! API errors: every failure answers `{"error":{"code":"…","message":"…"}}` with a status
-//! that says whose fault it was.
+//! that says whose fault it was. The one place where the actor's and the core's typed
+//! errors become a status, a code and a message.
 
-use crate::actors::ApiError;
+use crate::actors::Failure;
+use crate::core::error::{AccountError, DeploymentError, LifecycleError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use std::fmt;
@@ -38,11 +40,6 @@ impl HttpError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    /// The actor answered a request with a reply of another kind: a bug, not bad input.
-    pub fn unexpected(reply: impl std::fmt::Debug) -> Self {
-        Self::internal(format!("unexpected reply {reply:?}"))
-    }
-
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -68,17 +65,54 @@ impl ResponseError for HttpError {
     }
 }
 
-impl From<ApiError> for HttpError {
-    fn from(error: ApiError) -> Self {
-        match error {
-            ApiError::NotFound(_) => HttpError::not_found(error.to_string()),
-            ApiError::Conflict(message) => HttpError::conflict(message),
-            ApiError::PaymentRequired(message) => {
+impl From<Failure> for HttpError {
+    fn from(failure: Failure) -> Self {
+        let message = failure.to_string();
+        match failure {
+            Failure::NotFound(_) => HttpError::not_found(message),
+            Failure::Lifecycle(error) => error.into(),
+            Failure::Account(error) => error.into(),
+            Failure::Deployment(error) => error.into(),
+            Failure::OverdueForInstances { .. } | Failure::OverdueForDeployments(_) => {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }
-            ApiError::BadRequest(message) => HttpError::bad_request("invalid_request", message),
-            ApiError::Forbidden(message) => HttpError::forbidden(message),
-            ApiError::Store(_) => HttpError::internal(error.to_string()),
+            Failure::OperatorIsFixed => HttpError::conflict(message),
+            Failure::Store(_) => HttpError::internal(message),
+        }
+    }
+}
+
+impl From<LifecycleError> for HttpError {
+    fn from(error: LifecycleError) -> Self {
+        let message = error.to_string();
+        match error {
+            LifecycleError::UnknownInstance(_) => HttpError::not_found(message),
+            LifecycleError::SpotIsFixed | LifecycleError::SizeIsFixed => {
+                HttpError::conflict(message)
+            }
+        }
+    }
+}
+
+impl From<AccountError> for HttpError {
+    fn from(error: AccountError) -> Self {
+        let message = error.to_string();
+        match error {
+            AccountError::Unknown(_) => HttpError::not_found(message),
+            AccountError::NonPositivePayment | AccountError::Overflow(_) => {
+                HttpError::bad_request("invalid_request", message)
+            }
+            AccountError::Disabled(_) => HttpError::forbidden(message),
+        }
+    }
+}
+
+impl From<DeploymentError> for HttpError {
+    fn from(error: DeploymentError) -> Self {
+        let message = error.to_string();
+        match error {
+            DeploymentError::Unknown(_) => HttpError::not_found(message),
+            DeploymentError::NotAReplicaSet => HttpError::conflict(message),
         }
     }
 }

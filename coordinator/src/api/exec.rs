@@ -6,7 +6,7 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use crate::actors::{ApiReply, ApiRequest, ClusterActor, Scope};
+use crate::actors::{ApiRequest, ClusterActor, Scope};
 use crate::core::model::InstanceState;
 use crate::quic::exec::{self, ExecChannel, ExecLinks};
 use actix::Addr;
@@ -66,16 +66,8 @@ impl<'a> Gateway<'a> {
         scope: Scope,
         id: &InstanceId,
     ) -> Result<crate::core::Instance, HttpError> {
-        let request = ApiRequest::GetInstance { scope, id: id.clone() };
-        let reply = self
-            .cluster
-            .send(request)
+        super::ask(self.cluster, |reply| ApiRequest::GetInstance { scope, id: id.clone(), reply })
             .await
-            .map_err(|e| HttpError::internal(format!("cluster actor unavailable: {e}")))??;
-        match reply {
-            ApiReply::Instance(instance) => Ok(*instance),
-            other => Err(HttpError::unexpected(other)),
-        }
     }
 
     /// Starts `start` inside instance `id`.
@@ -86,22 +78,24 @@ impl<'a> Gateway<'a> {
         start: ExecStart,
     ) -> Result<ExecChannel, HttpError> {
         let instance = self.instance(scope, id).await?;
-        let running =
-            matches!(instance.state, InstanceState::Running | InstanceState::TerminationScheduled);
-        let host_id = instance.host_id.filter(|_| running).ok_or_else(|| {
+        let running = matches!(
+            instance.state(),
+            InstanceState::Running | InstanceState::TerminationScheduled
+        );
+        let host_id = instance.host_id().filter(|_| running).ok_or_else(|| {
             HttpError::new(
                 StatusCode::CONFLICT,
                 "not_running",
                 format!(
                     "instance {id} is {}: commands run only in a running instance",
-                    instance.state.as_str()
+                    instance.state().as_str()
                 ),
             )
         })?;
         let unavailable = |detail: String| {
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "host_unavailable", detail)
         };
-        let connection = self.links.connection(&host_id).ok_or_else(|| {
+        let connection = self.links.connection(host_id).ok_or_else(|| {
             unavailable(format!(
                 "host {host_id} of instance {id} is not connected now; try again when it is back"
             ))

@@ -5,7 +5,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use super::views;
-use crate::actors::{ApiReply, ApiRequest};
+use crate::actors::ApiRequest;
 use actix_web::{HttpResponse, web};
 use gpuspot_common::HostId;
 
@@ -17,12 +17,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    match state.ask(ApiRequest::ListHosts).await? {
-        ApiReply::Hosts(hosts) => {
-            Ok(HttpResponse::Ok().json(hosts.iter().map(views::host).collect::<Vec<_>>()))
-        }
-        other => Err(HttpError::unexpected(other)),
-    }
+    let hosts = state.ask(|reply| ApiRequest::ListHosts { reply }).await?;
+    Ok(HttpResponse::Ok().json(hosts.iter().map(views::host).collect::<Vec<_>>()))
 }
 
 async fn show(
@@ -31,10 +27,9 @@ async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    match state.ask(ApiRequest::GetHost { id: HostId(id.into_inner()) }).await? {
-        ApiReply::Host(host) => Ok(HttpResponse::Ok().json(views::host(&host))),
-        other => Err(HttpError::unexpected(other)),
-    }
+    let id = HostId(id.into_inner());
+    let host = state.ask(|reply| ApiRequest::GetHost { id, reply }).await?;
+    Ok(HttpResponse::Ok().json(views::host(&host)))
 }
 
 /// Forgets the host and revokes its certificate (DESIGN §15); answers with the host as it
@@ -45,8 +40,7 @@ async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    match state.ask(ApiRequest::DeleteHost { id: HostId(id.into_inner()) }).await? {
-        ApiReply::Host(host) => Ok(HttpResponse::Ok().json(views::host(&host))),
-        other => Err(HttpError::unexpected(other)),
-    }
+    let id = HostId(id.into_inner());
+    let host = state.ask(|reply| ApiRequest::DeleteHost { id, reply }).await?;
+    Ok(HttpResponse::Ok().json(views::host(&host)))
 }

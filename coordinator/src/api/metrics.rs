@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::HttpError;
-use crate::actors::{ApiReply, ApiRequest};
+use crate::actors::ApiRequest;
 use actix_web::{HttpResponse, web};
 use std::fmt::Write;
 
@@ -18,9 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let ApiReply::Stats(stats) = state.ask(ApiRequest::Stats).await? else {
-        return Err(HttpError::internal("unexpected reply"));
-    };
+    let stats = state.ask(|reply| ApiRequest::Stats { reply }).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: Vec<(String, String)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

@@ -4,6 +4,7 @@
 //! - [`error`]: the error type and the JSON/path/query error handlers.
 //! - [`auth`]: who is calling (admin or account) from the bearer token.
 //! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
+//! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
 
 pub mod accounts;
@@ -18,9 +19,10 @@ pub mod instances;
 pub mod metrics;
 pub mod pools;
 pub mod snapshots;
+pub mod validation;
 pub mod views;
 
-use crate::actors::{ApiReply, ApiRequest, ClusterActor};
+use crate::actors::{ApiRequest, ClusterActor, Reply};
 use crate::quic::LogStore;
 use actix::Addr;
 use actix_web::{HttpResponse, web};
@@ -42,13 +44,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn ask(&self, request: ApiRequest) -> Result<ApiReply, HttpError> {
-        self.cluster
-            .send(request)
-            .await
-            .map_err(|e| HttpError::internal(format!("cluster actor unavailable: {e}")))?
-            .map_err(HttpError::from)
+    /// Asks the cluster actor: `request` builds the request around its reply, e.g.
+    /// `state.ask(|reply| ApiRequest::GetInstance { scope, id, reply })`.
+    pub async fn ask<T: 'static>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> ApiRequest,
+    ) -> Result<T, HttpError> {
+        ask(&self.cluster, request).await
     }
+}
+
+/// [`AppState::ask`] for callers that hold only the actor's address.
+pub async fn ask<T: 'static>(
+    cluster: &Addr<ClusterActor>,
+    request: impl FnOnce(Reply<T>) -> ApiRequest,
+) -> Result<T, HttpError> {
+    let unavailable =
+        |e: &dyn std::fmt::Display| HttpError::internal(format!("cluster actor unavailable: {e}"));
+    let (reply, answer) = Reply::channel();
+    cluster.send(request(reply)).await.map_err(|e| unavailable(&e))?;
+    answer.await.map_err(|e| unavailable(&e))?.map_err(HttpError::from)
 }
 
 /// Runs a store or file call off the actix thread; either failure is a 500.

@@ -4,7 +4,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use super::views;
-use crate::actors::{ApiReply, ApiRequest};
+use crate::actors::ApiRequest;
 use actix_web::{HttpResponse, web};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -13,12 +13,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, HttpError> {
-    match state.ask(ApiRequest::Pools).await? {
-        ApiReply::Pools(pools) => {
-            Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>()))
-        }
-        other => Err(HttpError::unexpected(other)),
-    }
+    let pools = state.ask(|reply| ApiRequest::Pools { reply }).await?;
+    Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>()))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -38,13 +34,12 @@ async fn history(
         return Err(HttpError::bad_request("invalid_query", "hours must be between 1 and 8784"));
     }
     let wanted = model.into_inner();
-    let pool = match state.ask(ApiRequest::Pools).await? {
-        ApiReply::Pools(pools) => pools
-            .into_iter()
-            .find(|p| p.settings.model.eq_ignore_ascii_case(wanted.trim()))
-            .ok_or_else(|| HttpError::not_found(format!("pool {wanted:?} (see GET /v1/pools)")))?,
-        other => return Err(HttpError::unexpected(other)),
-    };
+    let pool = state
+        .ask(|reply| ApiRequest::Pools { reply })
+        .await?
+        .into_iter()
+        .find(|p| p.settings.model.eq_ignore_ascii_case(wanted.trim()))
+        .ok_or_else(|| HttpError::not_found(format!("pool {wanted:?} (see GET /v1/pools)")))?;
     let since = chrono::Utc::now() - chrono::Duration::hours(hours as i64);
     let store = state.store.clone();
     let model = pool.settings.model.clone();

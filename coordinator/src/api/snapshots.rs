@@ -3,7 +3,7 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use crate::actors::{ApiReply, ApiRequest};
+use crate::actors::ApiRequest;
 use crate::core::snapshots::SnapshotRecord;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
@@ -25,10 +25,7 @@ fn view(record: &SnapshotRecord) -> Value {
 }
 
 async fn visible(state: &AppState, caller: Caller) -> Result<Vec<SnapshotRecord>, HttpError> {
-    match state.ask(ApiRequest::ListSnapshots { scope: caller.scope }).await? {
-        ApiReply::Snapshots(list) => Ok(list),
-        other => Err(HttpError::unexpected(other)),
-    }
+    state.ask(|reply| ApiRequest::ListSnapshots { scope: caller.scope, reply }).await
 }
 
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {

@@ -1,25 +1,26 @@
 //! Accounts in the cluster: creation, payments, the meter tick that turns running time into
 //! ledger charges, and overdue handling (seed 000): a balance below zero gives every
-//! instance of the account a termination at now + `overdue_grace`, hold or not; a payment
-//! that brings the balance back to zero or more before then cancels them.
+//! placed instance of the account a termination at now + `overdue_grace`, hold or not; a
+//! payment that brings the balance back to zero or more before then cancels them, and past
+//! the deadline its queued requests end too.
 
 use super::billing::{Account, EntryKind, LedgerEntry};
 use super::cluster::Cluster;
 pub use super::error::AccountError;
+use super::events::EventKind;
+pub use super::ledger::OPERATOR;
 use super::model::{EndReason, InstanceState};
-use crate::core::events::EventKind;
+use super::outbox::About;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 
-pub const OPERATOR: &str = "a-operator";
-
 impl Cluster {
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
-        self.accounts.get(id)
+        self.ledger.get(id)
     }
 
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values()
+        self.ledger.iter()
     }
 
     pub fn create_account(
@@ -29,8 +30,8 @@ impl Cluster {
         webhook_url: Option<String>,
         now: DateTime<Utc>,
     ) -> AccountId {
-        let id = AccountId::random();
-        let account = Account {
+        let id = self.ids.account();
+        self.ledger.insert(Account {
             id: id.clone(),
             name,
             balance: Money::ZERO,
@@ -41,13 +42,12 @@ impl Cluster {
             created_at: now,
             unlimited: false,
             disabled: false,
-        };
-        self.accounts.insert(id.clone(), account);
-        self.touch_account(&id);
+        });
         self.account_event(now, EventKind::AccountCreated, &id, serde_json::json!({}));
         id
     }
 
+    /// An event about an account, with its balance and overdue deadline.
     fn account_event(
         &mut self,
         now: DateTime<Utc>,
@@ -55,11 +55,11 @@ impl Cluster {
         id: &AccountId,
         mut data: serde_json::Value,
     ) {
-        if let Some(account) = self.accounts.get(id) {
+        if let Some(account) = self.ledger.get(id) {
             data["balance"] = serde_json::json!(account.balance);
             data["overdue_deadline"] = serde_json::json!(account.overdue_deadline);
         }
-        self.event_for_account(now, kind, id, data);
+        self.outbox.event(now, kind, About { account: Some(id), ..About::default() }, data);
     }
 
     /// A top-up. Settles an overdue account whose balance is back at zero or more.
@@ -72,139 +72,114 @@ impl Cluster {
         if amount.micros() <= 0 {
             return Err(AccountError::NonPositivePayment);
         }
-        let entry_id = self.next_ledger_id();
-        let account = self.accounts.get_mut(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
-        let entry = account
-            .book(entry_id, EntryKind::Payment, amount, None, now)
+        if self.ledger.get(id).is_none() {
+            return Err(AccountError::Unknown(id.clone()));
+        }
+        let entry = self
+            .ledger
+            .book(id, EntryKind::Payment, amount, None, now)
             .ok_or_else(|| AccountError::Overflow(id.clone()))?;
-        let settled = account.is_overdue() && account.balance >= Money::ZERO;
-        self.push_ledger(entry.clone());
-        self.touch_account(id);
+        let settled =
+            self.ledger.get(id).is_some_and(|a| a.is_overdue() && a.balance >= Money::ZERO);
         self.account_event(now, EventKind::Payment, id, serde_json::json!({ "amount": amount }));
         if settled {
-            self.settle(id, now);
+            self.settle_account(id, now);
         }
+        self.settle(now);
         Ok(entry)
     }
 
-    fn settle(&mut self, id: &AccountId, now: DateTime<Utc>) {
-        if let Some(account) = self.accounts.get_mut(id) {
-            account.overdue_since = None;
-            account.overdue_deadline = None;
-        }
-        self.touch_account(id);
+    /// The account is no longer overdue: its notices for being overdue are cancelled.
+    fn settle_account(&mut self, id: &AccountId, now: DateTime<Utc>) {
+        self.ledger.update(id, |a| {
+            a.overdue_since = None;
+            a.overdue_deadline = None;
+        });
         self.account_event(now, EventKind::AccountSettled, id, serde_json::json!({}));
         let cancelled: Vec<InstanceId> = self
             .instances
-            .values()
-            .filter(|i| &i.account_id == id && i.state == InstanceState::TerminationScheduled)
-            .filter(|i| i.termination_reason == Some(EndReason::Overdue))
+            .iter()
+            .filter(|i| &i.account_id == id && i.state() == InstanceState::TerminationScheduled)
+            .filter(|i| i.termination_reason() == Some(EndReason::Overdue))
             .map(|i| i.id.clone())
             .collect();
-        for instance_id in cancelled {
-            self.cancel_termination(&instance_id, now);
+        for instance in cancelled {
+            self.transition(&instance, now, |lifecycle| lifecycle.cancel_notice());
         }
         self.place_queued(now);
     }
 
-    fn cancel_termination(&mut self, id: &InstanceId, now: DateTime<Utc>) {
-        let Some(instance) = self.instances.get_mut(id) else { return };
-        if let Some(at) = instance.termination_time.take() {
-            self.deadlines.remove(&(at, id.clone()));
-        }
-        instance.termination_reason = None;
-        instance.state = InstanceState::Running;
-        let instance = instance.clone();
-        self.touch_instance(id);
-        self.event(
-            now,
-            EventKind::TerminationCancelled,
-            Some(&instance),
-            None,
-            serde_json::json!({ "reason": "payment" }),
-        );
-        self.push_metadata(id);
-    }
-
     /// Accrues an instance's meter to `now` at its current price; with `charge`, books
-    /// what is due. Returns the account charged, if any.
-    pub(super) fn meter_instance(
-        &mut self,
-        id: &InstanceId,
-        now: DateTime<Utc>,
-        charge: bool,
-    ) -> Option<AccountId> {
-        let instance = self.instances.get_mut(id)?;
-        instance.started_at?;
-        let price = instance.price.unwrap_or(Money::ZERO);
-        let gpus = instance.gpu_uuids.len() as u32;
-        instance.meter.accrue(price, gpus, now);
-        let due = if charge { instance.meter.due() } else { Money::ZERO };
-        let account_id = instance.account_id.clone();
-        self.touch_instance(id);
-        if due.micros() == 0 {
-            return None;
+    /// what is due.
+    pub(super) fn meter_instance(&mut self, id: &InstanceId, now: DateTime<Utc>, charge: bool) {
+        let accrued = self.instances.get(id).is_some_and(|i| i.started_at().is_some());
+        if !accrued {
+            return;
         }
-        let entry_id = self.next_ledger_id();
-        let account = self.accounts.get_mut(&account_id)?;
-        let Some(entry) =
-            account.book(entry_id, EntryKind::Charge, Money(-due.micros()), Some(id.clone()), now)
-        else {
+        let due = self.instances.update(id, |i| {
+            let (price, gpus) = (i.price().unwrap_or(Money::ZERO), i.gpu_uuids().len() as u32);
+            i.meter.accrue(price, gpus, now);
+            (i.account_id.clone(), if charge { i.meter.due() } else { Money::ZERO })
+        });
+        let Some((account_id, due)) = due.filter(|(_, due)| due.micros() != 0) else {
+            return;
+        };
+        let charged = Money(-due.micros());
+        if self
+            .ledger
+            .book(&account_id, EntryKind::Charge, charged, Some(id.clone()), now)
+            .is_none()
+        {
             // Unreachable with real prices; if it ever happens the charge stays due rather
             // than leave a balance that differs from its ledger.
             tracing::error!(instance = %id, account = %account_id, "charge would overflow the balance; kept due");
-            return None;
-        };
-        if let Some(instance) = self.instances.get_mut(id) {
-            instance.meter.take_due();
+            return;
         }
-        self.push_ledger(entry);
-        self.touch_account(&account_id);
-        Some(account_id)
+        self.instances.update(id, |i| i.meter.take_due());
     }
 
     /// Every `meter_tick`: charge everything running, then look for overdue accounts.
     pub fn meter_tick(&mut self, now: DateTime<Utc>) {
         let running: Vec<InstanceId> = self
             .instances
-            .values()
-            .filter(|i| i.started_at.is_some() && i.state.holds_units())
+            .iter()
+            .filter(|i| i.started_at().is_some() && i.state().holds_units())
             .map(|i| i.id.clone())
             .collect();
         for id in running {
             self.meter_instance(&id, now, true);
         }
         self.check_overdue(now);
+        self.settle(now);
     }
 
-    /// Accounts that went below zero become overdue: every instance gets its termination.
-    pub(super) fn check_overdue(&mut self, now: DateTime<Utc>) {
+    /// Accounts that went below zero become overdue: every placed instance gets its notice.
+    fn check_overdue(&mut self, now: DateTime<Utc>) {
         let newly: Vec<AccountId> = self
-            .accounts
-            .values()
+            .ledger
+            .iter()
             .filter(|a| !a.unlimited && !a.is_overdue() && a.balance < Money::ZERO)
             .map(|a| a.id.clone())
             .collect();
         let grace =
             chrono::Duration::from_std(self.timers.overdue_grace).unwrap_or(chrono::Duration::MAX);
         for id in newly {
-            if let Some(account) = self.accounts.get_mut(&id) {
-                account.overdue_since = Some(now);
-                account.overdue_deadline = Some(now + grace);
-            }
-            self.touch_account(&id);
+            self.ledger.update(&id, |a| {
+                a.overdue_since = Some(now);
+                a.overdue_deadline = Some(now + grace);
+            });
             self.account_event(now, EventKind::AccountOverdue, &id, serde_json::json!({}));
             let doomed: Vec<InstanceId> = self
                 .instances
-                .values()
+                .iter()
                 .filter(|i| {
                     i.account_id == id
-                        && matches!(i.state, InstanceState::Scheduled | InstanceState::Running)
+                        && matches!(i.state(), InstanceState::Scheduled | InstanceState::Running)
                 })
                 .map(|i| i.id.clone())
                 .collect();
             for instance in doomed {
-                self.schedule_termination(&instance, EndReason::Overdue, now);
+                self.give_notice(&instance, EndReason::Overdue, now);
             }
         }
     }
@@ -212,20 +187,17 @@ impl Cluster {
     /// Past an overdue deadline, queued instances of the account end too.
     pub(super) fn expire_overdue(&mut self, now: DateTime<Utc>) {
         let expired: Vec<AccountId> = self
-            .accounts
-            .values()
+            .ledger
+            .iter()
             .filter(|a| a.overdue_deadline.is_some_and(|d| d <= now))
             .map(|a| a.id.clone())
             .collect();
         for id in expired {
-            if let Some(account) = self.accounts.get_mut(&id) {
-                account.overdue_deadline = None;
-            }
-            self.touch_account(&id);
+            self.ledger.update(&id, |a| a.overdue_deadline = None);
             let queued: Vec<InstanceId> = self
                 .instances
-                .values()
-                .filter(|i| i.account_id == id && i.state == InstanceState::Queued)
+                .iter()
+                .filter(|i| i.account_id == id && i.state() == InstanceState::Queued)
                 .map(|i| i.id.clone())
                 .collect();
             for instance in queued {
@@ -236,7 +208,7 @@ impl Cluster {
 
     /// Whether new work may start for this account (not while it is overdue or disabled).
     pub fn may_start(&self, id: &AccountId) -> bool {
-        self.accounts.get(id).is_some_and(|a| !a.is_overdue() && !a.disabled)
+        self.ledger.may_start(id)
     }
 
     /// A new token for the account; returns the old token's hash, which stops working.
@@ -246,14 +218,13 @@ impl Cluster {
         token_hash: String,
         now: DateTime<Utc>,
     ) -> Result<String, AccountError> {
-        let account = self.accounts.get_mut(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
+        let account = self.ledger.get(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
         if account.disabled {
             return Err(AccountError::Disabled(id.clone()));
         }
-        let old = std::mem::replace(&mut account.token_hash, token_hash);
-        self.touch_account(id);
+        let old = self.ledger.update(id, |a| std::mem::replace(&mut a.token_hash, token_hash));
         self.account_event(now, EventKind::TokenRotated, id, serde_json::json!({}));
-        Ok(old)
+        Ok(old.unwrap_or_default())
     }
 
     /// Disabling ends the account's deployments and terminates its instances (reason
@@ -264,17 +235,17 @@ impl Cluster {
         disabled: bool,
         now: DateTime<Utc>,
     ) -> Result<(), AccountError> {
-        let account = self.accounts.get_mut(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
+        let account = self.ledger.get(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
         if account.disabled == disabled {
             return Ok(());
         }
-        account.disabled = disabled;
-        self.touch_account(id);
+        self.ledger.update(id, |a| a.disabled = disabled);
         let kind = if disabled { EventKind::AccountDisabled } else { EventKind::AccountEnabled };
         self.account_event(now, kind, id, serde_json::json!({}));
         if disabled {
             self.end_account_work(id, now);
         }
+        self.settle(now);
         Ok(())
     }
 
@@ -289,12 +260,12 @@ impl Cluster {
         }
         let instances: Vec<InstanceId> = self
             .instances
-            .values()
+            .iter()
             .filter(|i| &i.account_id == id && !i.is_terminated())
             .map(|i| i.id.clone())
             .collect();
         for instance in instances {
-            let _ = self.delete_instance(&instance, now);
+            self.end_or_stop(&instance, EndReason::User, now);
         }
     }
 }

@@ -117,8 +117,8 @@ fn running_out_of_money_schedules_overdue_terminations_and_a_payment_cancels_the
     assert!(acme.is_overdue() && acme.balance < Money::ZERO);
     assert_eq!(acme.overdue_deadline, Some(t(120 + GRACE)));
     let instance = cluster.instance(&id).unwrap();
-    assert_eq!(instance.state, InstanceState::TerminationScheduled);
-    assert_eq!(instance.termination_time, Some(t(120 + GRACE)));
+    assert_eq!(instance.state(), InstanceState::TerminationScheduled);
+    assert_eq!(instance.termination_time(), Some(t(120 + GRACE)));
     assert!(cluster.take_changes().sends.iter().any(|(_, m)| matches!(m,
         CoordinatorMessage::Metadata(md) if md.termination_reason.as_deref() == Some("overdue"))));
     let refused = cluster.may_start(&account);
@@ -126,12 +126,12 @@ fn running_out_of_money_schedules_overdue_terminations_and_a_payment_cancels_the
 
     cluster.pay(&account, Money(1_000_000), t(200)).unwrap();
     let instance = cluster.instance(&id).unwrap();
-    assert_eq!(instance.state, InstanceState::Running);
-    assert_eq!(instance.termination_time, None);
+    assert_eq!(instance.state(), InstanceState::Running);
+    assert_eq!(instance.termination_time(), None);
     assert!(cluster.take_changes().sends.iter().any(|(_, m)| matches!(m,
         CoordinatorMessage::Metadata(md) if md.spot_termination_time.is_none())));
     cluster.tick(t(120 + GRACE + 1));
-    assert_eq!(cluster.instance(&id).unwrap().state, InstanceState::Running);
+    assert_eq!(cluster.instance(&id).unwrap().state(), InstanceState::Running);
 }
 
 #[test]
@@ -146,11 +146,11 @@ fn an_unpaid_account_is_shut_down_at_the_deadline_even_inside_a_hold() {
     let report = InstanceReport { instance_id: id.clone(), state: WorkloadState::Running };
     cluster.instance_update(&host, &report, t(0));
     cluster.meter_tick(t(10));
-    assert_eq!(cluster.instance(&id).unwrap().state, InstanceState::TerminationScheduled);
+    assert_eq!(cluster.instance(&id).unwrap().state(), InstanceState::TerminationScheduled);
     cluster.tick(t(10 + GRACE - 1));
-    assert_eq!(cluster.instance(&id).unwrap().state, InstanceState::TerminationScheduled);
+    assert_eq!(cluster.instance(&id).unwrap().state(), InstanceState::TerminationScheduled);
     cluster.tick(t(10 + GRACE));
-    assert_eq!(cluster.instance(&id).unwrap().state, InstanceState::Stopping);
+    assert_eq!(cluster.instance(&id).unwrap().state(), InstanceState::Stopping);
 }
 
 #[test]
@@ -160,5 +160,5 @@ fn the_operator_account_is_never_overdue() {
     let id = start(&mut cluster, &host, &operator, t(0));
     cluster.meter_tick(t(3600));
     assert!(cluster.account(&operator).unwrap().balance < Money::ZERO);
-    assert_eq!(cluster.instance(&id).unwrap().state, InstanceState::Running);
+    assert_eq!(cluster.instance(&id).unwrap().state(), InstanceState::Running);
 }

@@ -7,7 +7,7 @@
 //! waits lets the cluster's periodic tick start each replacement at its time.
 
 use super::cluster::Cluster;
-use super::deployment::Deployment;
+use super::deployment::{Deployment, Deployments};
 use super::model::{EndReason, Instance};
 use chrono::{DateTime, Utc};
 use gpuspot_common::DeploymentId;
@@ -109,15 +109,15 @@ impl Deployment {
 /// How a replica's run ended, when that was a crash. A run that had a notice was already
 /// replaced when the notice came, so however it ends it is not a crash.
 pub fn crash_cause(instance: &Instance) -> Option<String> {
-    if instance.termination_time.is_some() {
+    if instance.termination_time().is_some() {
         return None;
     }
-    match instance.termination_reason? {
-        EndReason::Exited => Some(match instance.exit_code {
+    match instance.termination_reason()? {
+        EndReason::Exited => Some(match instance.exit_code() {
             Some(code) => format!("exit code {code}"),
             None => "killed by a signal".into(),
         }),
-        EndReason::Failed => Some(instance.reason.clone().unwrap_or_else(|| "failed".into())),
+        EndReason::Failed => Some(instance.reason().unwrap_or("failed").to_owned()),
         _ => None,
     }
 }
@@ -142,7 +142,7 @@ impl CrashRestarts {
 impl Cluster {
     /// The crash-loop backoff (config `[deployments]`).
     pub fn with_crash_backoff(mut self, backoff: CrashBackoff) -> Self {
-        self.crash_restarts.backoff = backoff;
+        self.deployments.crash_restarts.backoff = backoff;
         self
     }
 
@@ -154,42 +154,64 @@ impl Cluster {
         cause: String,
         now: DateTime<Utc>,
     ) {
-        let ran = match (instance.started_at, instance.ended_at) {
+        let ran = match (instance.started_at(), instance.ended_at()) {
             (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
             _ => Duration::ZERO,
         };
-        let Some(d) = self.deployments.get_mut(id) else { return };
-        d.failed = d.failed.saturating_add(1);
-        if let Some(old) = d.crash_loop.next_start_at {
-            self.crash_restarts.due.remove(&(old, id.clone()));
-        }
-        let at = d.crash_loop.crashed(cause, ran, &self.crash_restarts.backoff, now);
-        self.crash_restarts.due.insert((at, id.clone()));
-        self.touch_deployment(id);
+        self.deployments.replica_crashed(id, ran, cause, now);
     }
 
-    /// From the tick: deployments whose wait is over get another look.
+    /// From the timer: deployments whose wait is over get another look.
     pub(super) fn start_due_restarts(&mut self, now: DateTime<Utc>) {
+        for id in self.deployments.take_due_restarts(now) {
+            self.reconcile_deployment(&id);
+        }
+    }
+
+    pub(super) fn next_crash_restart(&self) -> Option<DateTime<Utc>> {
+        self.deployments.crash_restarts.due.first().map(|(at, _)| *at)
+    }
+}
+
+impl Deployments {
+    fn replica_crashed(
+        &mut self,
+        id: &DeploymentId,
+        ran: Duration,
+        cause: String,
+        now: DateTime<Utc>,
+    ) {
+        let Some(d) = self.by_id.get_mut(id) else { return };
+        d.failed = d.failed.saturating_add(1);
+        let restarts = &mut self.crash_restarts;
+        if let Some(old) = d.crash_loop.next_start_at {
+            restarts.due.remove(&(old, id.clone()));
+        }
+        let at = d.crash_loop.crashed(cause, ran, &restarts.backoff, now);
+        restarts.due.insert((at, id.clone()));
+        self.dirty.insert(id.clone());
+    }
+
+    fn take_due_restarts(&mut self, now: DateTime<Utc>) -> Vec<DeploymentId> {
+        let mut due = Vec::new();
         while let Some((at, id)) = self.crash_restarts.due.first().cloned() {
             if at > now {
                 break;
             }
             self.crash_restarts.due.remove(&(at, id.clone()));
-            self.reconcile_deployment(&id, now);
+            due.push(id);
         }
-    }
-
-    pub(super) fn next_crash_restart(&self) -> Option<DateTime<Utc>> {
-        self.crash_restarts.due.first().map(|(at, _)| *at)
+        due
     }
 
     /// New conditions (template or specs) get a fresh start: the crashes were the old ones'.
     pub(super) fn forget_crashes(&mut self, id: &DeploymentId) {
-        let Some(d) = self.deployments.get_mut(id) else { return };
+        let Some(d) = self.by_id.get_mut(id) else { return };
         if let Some(old) = d.crash_loop.next_start_at {
             self.crash_restarts.due.remove(&(old, id.clone()));
         }
         d.crash_loop = CrashLoop::default();
+        self.dirty.insert(id.clone());
     }
 
     /// After a reconcile started `started` of the `gap` missing replicas: the ones that
@@ -201,7 +223,7 @@ impl Cluster {
         gap: u32,
         now: DateTime<Utc>,
     ) {
-        let Some(d) = self.deployments.get_mut(id) else { return };
+        let Some(d) = self.by_id.get_mut(id) else { return };
         let before = (d.restarts, d.crash_loop.clone());
         let restarted = started.min(d.crash_loop.unreplaced);
         d.restarts = d.restarts.saturating_add(restarted);
@@ -211,7 +233,7 @@ impl Cluster {
             d.crash_loop.next_start_at = None;
         }
         if before != (d.restarts, d.crash_loop.clone()) {
-            self.touch_deployment(id);
+            self.dirty.insert(id.clone());
         }
     }
 }

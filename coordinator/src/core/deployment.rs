@@ -135,3 +135,51 @@ impl Deployment {
         }
     }
 }
+
+/// All deployments, those changed since the last commit, and the crashed replica sets
+/// waiting to replace replicas.
+#[derive(Debug, Default)]
+pub struct Deployments {
+    pub(super) by_id: std::collections::BTreeMap<gpuspot_common::DeploymentId, Deployment>,
+    pub(super) dirty: std::collections::BTreeSet<gpuspot_common::DeploymentId>,
+    pub(super) crash_restarts: super::crash_loop::CrashRestarts,
+}
+
+impl Deployments {
+    /// A deployment a previous run committed, with its crash-loop wait.
+    pub fn restore(&mut self, d: Deployment) {
+        self.crash_restarts.restored(&d);
+        self.by_id.insert(d.id.clone(), d);
+    }
+
+    pub fn get(&self, id: &gpuspot_common::DeploymentId) -> Option<&Deployment> {
+        self.by_id.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Deployment> {
+        self.by_id.values()
+    }
+
+    pub fn insert(&mut self, d: Deployment) {
+        self.dirty.insert(d.id.clone());
+        self.by_id.insert(d.id.clone(), d);
+    }
+
+    /// Changes a deployment (stored with the next commit).
+    pub fn update<R>(
+        &mut self,
+        id: &gpuspot_common::DeploymentId,
+        change: impl FnOnce(&mut Deployment) -> R,
+    ) -> Option<R> {
+        let d = self.by_id.get_mut(id)?;
+        self.dirty.insert(id.clone());
+        Some(change(d))
+    }
+
+    pub fn take_dirty(&mut self) -> Vec<Deployment> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.by_id.get(&id).cloned())
+            .collect()
+    }
+}

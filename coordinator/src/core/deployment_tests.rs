@@ -98,23 +98,23 @@ pub(super) fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32)
 /// The agents start whatever was placed.
 pub(super) fn start_scheduled(cluster: &mut Cluster, at: DateTime<Utc>) {
     let scheduled: Vec<Instance> =
-        cluster.instances().filter(|i| i.state == InstanceState::Scheduled).cloned().collect();
+        cluster.instances().filter(|i| i.state() == InstanceState::Scheduled).cloned().collect();
     for i in scheduled {
         let report = InstanceReport { instance_id: i.id.clone(), state: WorkloadState::Running };
-        cluster.instance_update(i.host_id.as_ref().unwrap(), &report, at);
+        cluster.instance_update(i.host_id().unwrap(), &report, at);
     }
 }
 
 pub(super) fn end(cluster: &mut Cluster, i: &Instance, state: WorkloadState, at: DateTime<Utc>) {
     let report = InstanceReport { instance_id: i.id.clone(), state };
-    cluster.instance_update(i.host_id.as_ref().unwrap(), &report, at);
+    cluster.instance_update(i.host_id().unwrap(), &report, at);
 }
 
 pub(super) fn running(cluster: &Cluster, id: &DeploymentId) -> Vec<Instance> {
     cluster
         .deployment_instances(id)
         .into_iter()
-        .filter(|i| i.state == InstanceState::Running)
+        .filter(|i| i.state() == InstanceState::Running)
         .cloned()
         .collect()
 }
@@ -127,7 +127,7 @@ fn a_replicaset_replaces_noticed_replicas_at_once_falls_back_and_rebuilds() {
     let id = c.create_deployment(operator.clone(), new(Mode::Replicaset, 3, 0, 0), t(0));
     start_scheduled(&mut c, t(0));
     assert_eq!(running(&c, &id).len(), 3);
-    assert!(running(&c, &id).iter().all(|i| i.spec_index == Some(0)), "spot first");
+    assert!(running(&c, &id).iter().all(|i| i.spec_index() == Some(0)), "spot first");
 
     // Three higher bids for the H100s: after the hold, two replicas lose the auction.
     let high_request = super::model::InstanceRequest {
@@ -140,18 +140,18 @@ fn a_replicaset_replaces_noticed_replicas_at_once_falls_back_and_rebuilds() {
     let noticed: Vec<Instance> = c
         .deployment_instances(&id)
         .into_iter()
-        .filter(|i| i.state == InstanceState::TerminationScheduled)
+        .filter(|i| i.state() == InstanceState::TerminationScheduled)
         .cloned()
         .collect();
     assert_eq!(noticed.len(), 2, "two of the three replicas lose the auction");
     let replacements: Vec<Instance> = c
         .deployment_instances(&id)
         .into_iter()
-        .filter(|i| i.state == InstanceState::Scheduled)
+        .filter(|i| i.state() == InstanceState::Scheduled)
         .cloned()
         .collect();
     assert_eq!(replacements.len(), 2, "replacements start at notice time");
-    assert!(replacements.iter().all(|i| i.spec_index == Some(1)), "on the regular fallback");
+    assert!(replacements.iter().all(|i| i.spec_index() == Some(1)), "on the regular fallback");
     start_scheduled(&mut c, t(HOLD + 2));
     for i in &noticed {
         c.tick(t(HOLD + 1 + NOTICE));
@@ -163,14 +163,14 @@ fn a_replicaset_replaces_noticed_replicas_at_once_falls_back_and_rebuilds() {
     for h in &high {
         let instance = c.instance(h).unwrap().clone();
         c.delete_instance(h, t(40)).unwrap();
-        if instance.host_id.is_some() {
+        if instance.host_id().is_some() {
             end(&mut c, &instance, WorkloadState::Stopped, t(40));
         }
     }
     c.market_tick(t(41));
     assert_eq!(c.rebuild_deployment(&id, t(42)).unwrap(), 2);
     start_scheduled(&mut c, t(42));
-    let on_spot = running(&c, &id).iter().filter(|i| i.spec_index == Some(0)).count();
+    let on_spot = running(&c, &id).iter().filter(|i| i.spec_index() == Some(0)).count();
     assert_eq!(on_spot, 3, "all three replicas are on spot again");
 }
 
@@ -185,7 +185,7 @@ fn scaling_a_replicaset_is_immediate() {
     let stopping = c
         .deployment_instances(&id)
         .iter()
-        .filter(|i| matches!(i.state, InstanceState::Stopping | InstanceState::Terminated))
+        .filter(|i| matches!(i.state(), InstanceState::Stopping | InstanceState::Terminated))
         .count();
     assert_eq!(stopping, 4);
 }
@@ -215,7 +215,7 @@ fn a_job_counts_successes_reruns_reclaimed_runs_and_completes_at_its_target() {
     }
     let d = c.deployment(&id).unwrap();
     assert_eq!((d.succeeded, d.failed), (5, 0));
-    let successes = c.deployment_instances(&id).iter().filter(|i| i.exit_code == Some(0)).count();
+    let successes = c.deployment_instances(&id).iter().filter(|i| i.exit_code() == Some(0)).count();
     assert_eq!(successes, 5, "exactly five successful runs");
 }
 

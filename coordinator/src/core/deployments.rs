@@ -7,8 +7,10 @@
 
 use super::cluster::Cluster;
 use super::crash_loop::crash_cause;
+pub use super::deployment::Deployments;
 use super::deployment::{Deployment, DeploymentSpec, DeploymentState, Mode, Template};
 pub use super::error::DeploymentError;
+use super::instance::Owner;
 use super::model::{EndReason, Instance, InstanceState};
 use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
@@ -27,29 +29,18 @@ pub struct NewDeployment {
     pub template: Template,
 }
 
-/// Is this instance draining (noticed or stopping: on its way out)?
-pub fn draining(instance: &Instance) -> bool {
-    matches!(instance.state, InstanceState::TerminationScheduled | InstanceState::Stopping)
-}
-
 impl Cluster {
     pub fn deployment(&self, id: &DeploymentId) -> Option<&Deployment> {
         self.deployments.get(id)
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
-        self.deployments.values()
+        self.deployments.iter()
     }
 
     /// The deployment's instances, oldest first.
     pub fn deployment_instances(&self, id: &DeploymentId) -> Vec<&Instance> {
-        let mut list: Vec<&Instance> = self
-            .instances
-            .values()
-            .filter(|i| i.deployment_id.as_deref() == Some(id.as_str()))
-            .collect();
-        list.sort_by_key(|i| i.seq);
-        list
+        self.instances.of_owner(id).collect()
     }
 
     pub fn create_deployment(
@@ -58,7 +49,7 @@ impl Cluster {
         new: NewDeployment,
         now: DateTime<Utc>,
     ) -> DeploymentId {
-        let id = DeploymentId::random();
+        let id = self.ids.deployment();
         let seq = self.take_seq();
         let name = if new.name.is_empty() { id.to_string() } else { new.name };
         let deployment = Deployment {
@@ -81,10 +72,10 @@ impl Cluster {
             created_at: now,
             seq,
         };
-        self.deployments.insert(id.clone(), deployment);
-        self.touch_deployment(&id);
+        self.deployments.insert(deployment);
         self.deployment_event(now, EventKind::DeploymentCreated, &id);
-        self.reconcile_deployment(&id, now);
+        self.reconcile_deployment(&id);
+        self.settle(now);
         id
     }
 
@@ -97,7 +88,8 @@ impl Cluster {
                 "restarts": d.restarts,
             }),
         );
-        self.event_for_account(now, kind, &account, data);
+        let about = super::outbox::About { account: Some(&account), ..Default::default() };
+        self.outbox.event(now, kind, about, data);
     }
 
     fn live(&self, id: &DeploymentId) -> Result<&Deployment, DeploymentError> {
@@ -122,27 +114,29 @@ impl Cluster {
             return Err(DeploymentError::NotAReplicaSet);
         }
         if specs.is_some() || template.is_some() {
-            self.forget_crashes(id);
+            self.deployments.forget_crashes(id);
         }
-        let Some(d) = self.deployments.get_mut(id) else {
-            return Err(DeploymentError::Unknown(id.clone()));
-        };
-        d.replicas = replicas.unwrap_or(d.replicas);
-        d.specs = specs.unwrap_or_else(|| d.specs.clone());
-        d.template = template.unwrap_or_else(|| d.template.clone());
-        let d = d.clone();
+        let d = self
+            .deployments
+            .update(id, |d| {
+                d.replicas = replicas.unwrap_or(d.replicas);
+                d.specs = specs.unwrap_or_else(|| d.specs.clone());
+                d.template = template.unwrap_or_else(|| d.template.clone());
+                d.clone()
+            })
+            .ok_or_else(|| DeploymentError::Unknown(id.clone()))?;
         let stale: Vec<InstanceId> = self
             .deployment_instances(id)
             .into_iter()
-            .filter(|i| !i.is_terminated() && !draining(i) && !d.matches(i))
+            .filter(|i| !i.is_terminated() && !i.is_draining() && !d.matches(i))
             .map(|i| i.id.clone())
             .collect();
         for instance in stale {
             self.end_instance(&instance, now);
         }
-        self.touch_deployment(id);
         self.deployment_event(now, EventKind::DeploymentChanged, id);
-        self.reconcile_deployment(id, now);
+        self.reconcile_deployment(id);
+        self.settle(now);
         Ok(())
     }
 
@@ -157,7 +151,7 @@ impl Cluster {
         let fallen: Vec<InstanceId> = self
             .deployment_instances(id)
             .into_iter()
-            .filter(|i| !i.is_terminated() && !draining(i) && i.request.billing.bid().is_none())
+            .filter(|i| !i.is_terminated() && !i.is_draining() && i.request.billing.bid().is_none())
             .map(|i| i.id.clone())
             .collect();
         let mut moved = 0;
@@ -171,6 +165,7 @@ impl Cluster {
             moved += 1;
         }
         self.deployment_event(now, EventKind::DeploymentRebuilt, id);
+        self.settle(now);
         Ok(moved)
     }
 
@@ -181,6 +176,7 @@ impl Cluster {
     ) -> Result<(), DeploymentError> {
         self.live(id)?;
         self.finalize(id, DeploymentState::Deleted, None, now);
+        self.settle(now);
         Ok(())
     }
 
@@ -192,86 +188,69 @@ impl Cluster {
         reason: Option<String>,
         now: DateTime<Utc>,
     ) {
-        if let Some(d) = self.deployments.get_mut(id) {
+        self.deployments.update(id, |d| {
             d.state = state;
             d.reason = reason;
-        }
+        });
         let active: Vec<InstanceId> = self
             .deployment_instances(id)
             .into_iter()
-            .filter(|i| !i.is_terminated() && i.state != InstanceState::Stopping)
+            .filter(|i| !i.is_terminated() && i.state() != InstanceState::Stopping)
             .map(|i| i.id.clone())
             .collect();
         for instance in active {
             self.end_instance(&instance, now);
         }
-        self.touch_deployment(id);
         self.deployment_event(now, EventKind::DeploymentEnded, id);
     }
 
     /// Stops an instance for its deployment (queued ones end at once).
     fn end_instance(&mut self, id: &InstanceId, now: DateTime<Utc>) {
-        match self.instances.get(id).map(|i| i.state) {
-            Some(InstanceState::Queued) => self.finish(id, EndReason::User, None, now),
-            Some(
-                InstanceState::Scheduled
-                | InstanceState::Running
-                | InstanceState::TerminationScheduled,
-            ) => self.begin_stop(id, EndReason::User, now),
-            _ => {}
-        }
+        self.end_or_stop(id, EndReason::User, now);
     }
 
-    /// Job accounting, or a replica set's crash, when one of its instances ends; then a
-    /// reconcile.
-    pub(super) fn deployment_instance_ended(&mut self, instance: &Instance, now: DateTime<Utc>) {
-        let Some(id) = instance.deployment_id.clone().map(DeploymentId) else { return };
+    /// Job accounting, or a replica set's crash, when one of its instances ended; then a
+    /// reconcile (from [`Cluster::settle`]).
+    pub(super) fn deployment_instance_ended(&mut self, instance: &InstanceId, now: DateTime<Utc>) {
+        let Some(instance) = self.instances.get(instance).cloned() else { return };
+        let Some(id) = instance.deployment_id().cloned() else { return };
         let mode = self.deployments.get(&id).filter(|d| !d.state.is_final()).map(|d| d.mode);
-        if mode == Some(Mode::Replicaset)
-            && let Some(cause) = crash_cause(instance)
-        {
-            self.replica_crashed(&id, instance, cause, now);
-        } else if let Some(d) = self.deployments.get_mut(&id)
-            && mode.is_some_and(|m| m != Mode::Replicaset)
-        {
-            match (instance.termination_reason, instance.exit_code) {
-                (Some(EndReason::Exited), Some(0)) => d.succeeded += 1,
-                (Some(EndReason::Exited | EndReason::Failed), _) => d.failed += 1,
-                _ => {}
+        match mode {
+            Some(Mode::Replicaset) => {
+                if let Some(cause) = crash_cause(&instance) {
+                    self.replica_crashed(&id, &instance, cause, now);
+                }
             }
-            self.touch_deployment(&id);
+            Some(_) => {
+                let outcome = (instance.termination_reason(), instance.exit_code());
+                self.deployments.update(&id, |d| match outcome {
+                    (Some(EndReason::Exited), Some(0)) => d.succeeded += 1,
+                    (Some(EndReason::Exited | EndReason::Failed), _) => d.failed += 1,
+                    _ => {}
+                });
+            }
+            None => {}
         }
-        self.reconcile_deployment(&id, now);
+        self.reconcile_one(&id, now);
     }
 
     /// Every deployment still in play gets another look (capacity or prices changed).
     pub fn reconcile_deployments(&mut self, now: DateTime<Utc>) {
-        let ids: Vec<DeploymentId> = self
-            .deployments
-            .values()
-            .filter(|d| !d.state.is_final())
-            .map(|d| d.id.clone())
-            .collect();
+        let ids: Vec<DeploymentId> =
+            self.deployments.iter().filter(|d| !d.state.is_final()).map(|d| d.id.clone()).collect();
         for id in ids {
-            self.reconcile_deployment(&id, now);
+            self.reconcile_deployment(&id);
         }
+        self.settle(now);
     }
 
-    /// Closes the gap between what the deployment wants and what it has. Re-entrant calls
-    /// (an instance it stops or starts touching another deployment) are queued, not nested.
-    pub(super) fn reconcile_deployment(&mut self, id: &DeploymentId, now: DateTime<Utc>) {
-        self.pending_reconciles.insert(id.clone());
-        if self.reconciling {
-            return;
-        }
-        self.reconciling = true;
-        while let Some(next) = self.pending_reconciles.pop_first() {
-            self.reconcile_one(&next, now);
-        }
-        self.reconciling = false;
+    /// Asks for a reconcile when the current operation settles: never in the middle of one.
+    pub(super) fn reconcile_deployment(&mut self, id: &DeploymentId) {
+        self.reactions.reconcile.insert(id.clone());
     }
 
-    fn reconcile_one(&mut self, id: &DeploymentId, now: DateTime<Utc>) {
+    /// Closes the gap between what the deployment wants and what it has.
+    pub(super) fn reconcile_one(&mut self, id: &DeploymentId, now: DateTime<Utc>) {
         let Some(d) = self.deployments.get(id).filter(|d| !d.state.is_final()).cloned() else {
             return;
         };
@@ -284,7 +263,7 @@ impl Cluster {
         }
         let instances = self.deployment_instances(id);
         let counts_as_active =
-            |i: &Instance| !i.is_terminated() && (d.mode != Mode::Replicaset || !draining(i));
+            |i: &Instance| !i.is_terminated() && (d.mode != Mode::Replicaset || !i.is_draining());
         let active: Vec<InstanceId> =
             instances.into_iter().filter(|i| counts_as_active(i)).map(|i| i.id.clone()).collect();
         let wanted = d.wanted_active() as usize;
@@ -312,7 +291,7 @@ impl Cluster {
             }
             started += 1;
         }
-        self.count_restarts(&d.id, started as u32, gap as u32, now);
+        self.deployments.count_restarts(&d.id, started as u32, gap as u32, now);
         reason
     }
 
@@ -321,12 +300,12 @@ impl Cluster {
         let mut active: Vec<&Instance> = self
             .deployment_instances(&d.id)
             .into_iter()
-            .filter(|i| !i.is_terminated() && !draining(i))
+            .filter(|i| !i.is_terminated() && !i.is_draining())
             .collect();
         active.sort_by_key(|i| {
             (
-                i.state != InstanceState::Queued,
-                std::cmp::Reverse(i.spec_index),
+                i.state() != InstanceState::Queued,
+                std::cmp::Reverse(i.spec_index()),
                 std::cmp::Reverse(i.seq),
             )
         });
@@ -338,7 +317,7 @@ impl Cluster {
         d: &Deployment,
         now: DateTime<Utc>,
     ) -> Result<(), String> {
-        if !self.may_start(&d.account_id) {
+        if !self.ledger.may_start(&d.account_id) {
             return Err("account overdue: waiting for a payment".into());
         }
         let mut why = Vec::new();
@@ -359,27 +338,24 @@ impl Cluster {
 
     fn start_deployment_instance(&mut self, d: &Deployment, spec: usize, now: DateTime<Utc>) {
         let mut request = d.request(spec);
-        request.name = format!("{}-{}", d.name, self.deployment_instances(&d.id).len() + 1);
-        let id = self.create_instance_with(d.account_id.clone(), request, now, |i| {
-            i.deployment_id = Some(d.id.to_string());
-            i.spec_index = Some(spec);
-        });
-        let _ = id;
+        request.name = format!("{}-{}", d.name, self.instances.of_owner(&d.id).count() + 1);
+        let owner = Owner { deployment_id: d.id.clone(), spec_index: Some(spec) };
+        self.create_instance_for(d.account_id.clone(), request, Some(owner), now);
     }
 
     fn update_deployment_state(&mut self, id: &DeploymentId, waiting_reason: Option<String>) {
-        let running =
-            self.deployment_instances(id).iter().any(|i| i.state == InstanceState::Running);
-        let Some(d) = self.deployments.get_mut(id) else { return };
+        let running = self.instances.of_owner(id).any(|i| i.state() == InstanceState::Running);
         let (state, reason) = match (running, waiting_reason) {
             (true, reason) => (DeploymentState::Running, reason),
             (false, Some(reason)) => (DeploymentState::Waiting, Some(reason)),
             (false, None) => (DeploymentState::Waiting, Some("starting".into())),
         };
+        let Some(d) = self.deployments.get(id) else { return };
         if d.state != state || d.reason != reason {
-            d.state = state;
-            d.reason = reason;
-            self.touch_deployment(id);
+            self.deployments.update(id, |d| {
+                d.state = state;
+                d.reason = reason;
+            });
         }
     }
 
@@ -387,7 +363,7 @@ impl Cluster {
     pub fn endpoints(&self, id: &DeploymentId) -> Vec<&Instance> {
         self.deployment_instances(id)
             .into_iter()
-            .filter(|i| i.state == InstanceState::Running)
+            .filter(|i| i.state() == InstanceState::Running)
             .collect()
     }
 }

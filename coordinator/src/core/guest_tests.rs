@@ -71,7 +71,7 @@ fn request(image: Option<&str>) -> InstanceRequest {
 }
 
 fn report(c: &mut Cluster, id: &InstanceId, state: WorkloadState, at: DateTime<Utc>) {
-    let host = c.instance(id).and_then(|i| i.host_id.clone()).expect("placed");
+    let host = c.instance(id).and_then(|i| i.host_id().cloned()).expect("placed");
     c.instance_update(&host, &InstanceReport { instance_id: id.clone(), state }, at);
 }
 
@@ -81,14 +81,14 @@ fn an_image_request_waits_for_a_container_host_and_carries_its_image_there() {
     connect(&mut c, "plain", PROCESS, t(0));
     let id = c.create_instance(AccountId::from(OPERATOR), request(Some("busybox:1")), t(1));
     let queued = c.instance(&id).unwrap();
-    assert_eq!(queued.state, InstanceState::Queued);
-    let reason = queued.reason.clone().unwrap_or_default();
+    assert_eq!(queued.state(), InstanceState::Queued);
+    let reason = queued.reason().unwrap_or_default().to_owned();
     assert!(reason.starts_with("no host with a matching GPU runs containers"), "{reason}");
     c.take_changes();
 
     let boxes = connect(&mut c, "boxes", BOTH, t(2));
     let placed = c.instance(&id).unwrap();
-    assert_eq!((placed.state, placed.host_id.as_ref()), (InstanceState::Scheduled, Some(&boxes)));
+    assert_eq!((placed.state(), placed.host_id()), (InstanceState::Scheduled, Some(&boxes)));
     let start = c.take_changes().sends.into_iter().find_map(|(host, m)| match m {
         CoordinatorMessage::Start(a) if host == boxes => Some(a),
         _ => None,
@@ -106,11 +106,11 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     c.take_changes();
     report(&mut c, &id, WorkloadState::Failed { message: PULL_FAILED.into() }, t(30));
     let failed = c.instance(&id).unwrap().clone();
-    assert_eq!(failed.state, InstanceState::Failed);
-    assert_eq!(failed.state.as_str(), "failed");
-    assert_eq!(failed.reason.as_deref(), Some(PULL_FAILED));
-    assert_eq!(failed.termination_reason, Some(EndReason::Failed));
-    assert_eq!((failed.started_at, failed.ended_at), (None, Some(t(30))));
+    assert_eq!(failed.state(), InstanceState::Failed);
+    assert_eq!(failed.state().as_str(), "failed");
+    assert_eq!(failed.reason().as_deref(), Some(PULL_FAILED));
+    assert_eq!(failed.termination_reason(), Some(EndReason::Failed));
+    assert_eq!((failed.started_at(), failed.ended_at()), (None, Some(t(30))));
     assert!(failed.is_terminated());
     let changes = c.take_changes();
     assert!(changes.ledger.is_empty(), "nothing ran, nothing is charged: {:?}", changes.ledger);
@@ -123,8 +123,8 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     let other = c.create_instance(AccountId::from(OPERATOR), request(Some("ok:1")), t(40));
     report(&mut c, &other, WorkloadState::Failed { message: "no such file".into() }, t(41));
     let ended = c.instance(&other).unwrap();
-    assert_eq!(ended.state, InstanceState::Terminated);
-    assert_eq!(ended.reason.as_deref(), Some("failed: no such file"));
+    assert_eq!(ended.state(), InstanceState::Terminated);
+    assert_eq!(ended.reason().as_deref(), Some("failed: no such file"));
 }
 
 #[test]

@@ -6,7 +6,45 @@
 //! everyone pays it, capped by their own bid (so without competition nobody is reclaimed
 //! and nobody pays above their bid).
 
+use chrono::{DateTime, Utc};
 use gpuspot_common::{InstanceId, Money};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A pool's market price at one tick, for the price history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePoint {
+    pub model: String,
+    pub at: DateTime<Utc>,
+    pub price: Money,
+}
+
+/// The current price of each pool, and the points recorded since the last commit.
+#[derive(Debug, Default)]
+pub struct Prices {
+    current: BTreeMap<String, Money>,
+    points: Vec<PricePoint>,
+}
+
+impl Prices {
+    pub fn restore(&mut self, prices: BTreeMap<String, Money>) {
+        self.current = prices;
+    }
+
+    pub fn get(&self, pool: &str) -> Option<Money> {
+        self.current.get(pool).copied()
+    }
+
+    /// Records the tick's price; returns the one before it.
+    pub fn set(&mut self, pool: &str, price: Money, now: DateTime<Utc>) -> Option<Money> {
+        self.points.push(PricePoint { model: pool.to_owned(), at: now, price });
+        self.current.insert(pool.to_owned(), price)
+    }
+
+    pub fn take_points(&mut self) -> Vec<PricePoint> {
+        std::mem::take(&mut self.points)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpotBid {

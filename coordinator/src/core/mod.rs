@@ -1,24 +1,31 @@
 //! Pure coordinator logic: no actix, no I/O, no system clock. Every operation is given
-//! `now` and returns what must happen ([`Effect`]s); the actors persist and carry them out.
+//! `now`; what must happen afterwards waits in the outbox ([`changes::Changes`]) for the
+//! actor to commit and send.
 //!
-//! - [`model`]: requests, instances, their states and reasons.
-//! - [`registry`]: hosts, their units, runtimes and liveness.
-//! - [`guest`]: how a guest runs (image or process, data disk) and which hosts can run it.
-//! - [`placement`]: which host a request fits on (seed 004, best fit).
-//! - [`cluster`]: the state machine tying them together.
-//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling them;
-//!   [`crash_loop`]: the backoff before replacing crashed replicas.
+//! - [`cluster`]: the coordinator over the parts below; [`timers`]: its one timer.
+//! - [`instance`]: an instance's lifecycle (one enum, its transitions and their effects)
+//!   and the table of instances with its indexes; [`model`]: requests and state names.
+//! - [`registry`]: hosts, their units, runtimes and liveness; [`agents`]: what hosts and
+//!   their agents report.
+//! - [`requests`]: creating, changing and deleting instances; [`scheduling`]: serving
+//!   the queue and reclaiming capacity for regular requests; [`placement`]: where a request
+//!   fits (seed 004, best fit); [`guest`]: which hosts can run it.
+//! - [`market`]: the per-pool spot auction and prices; [`spot`]: running it, notices and
+//!   their deadlines; [`pools`]: availability and the surplus price.
+//! - [`billing`]: accounts and the exact meter; [`ledger`]: accounts and their entries;
+//!   [`accounts`]: payments, metering and overdue handling.
+//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling
+//!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
-//! - [`pools`]: per-model availability and the surplus price.
-//! - [`billing`]: accounts, ledger and the exact meter; [`accounts`]: payments, metering
-//!   and overdue handling in the cluster.
-//! - [`market`]: the per-pool spot auction; [`spot`]: applying it (prices, reclamation,
-//!   notices, deadlines); [`scheduling`]: serving the queue.
+//! - [`events`], [`error`], [`ids`], [`settings`], [`outbox`], [`changes`]: what the parts
+//!   share.
 
 pub mod accounts;
+pub mod agents;
 pub mod billing;
 #[cfg(test)]
 mod billing_tests;
+pub mod changes;
 pub mod cluster;
 pub mod crash_loop;
 #[cfg(test)]
@@ -32,19 +39,27 @@ pub mod events;
 pub mod guest;
 #[cfg(test)]
 mod guest_tests;
-pub mod lifecycle;
+pub mod ids;
+pub mod instance;
+pub mod ledger;
 pub mod market;
 pub mod model;
+pub mod outbox;
 pub mod placement;
 pub mod pools;
 pub mod registry;
+pub mod requests;
+#[cfg(test)]
+mod scenario_tests;
 pub mod scheduling;
+pub mod settings;
 pub mod snapshots;
 pub mod spot;
 #[cfg(test)]
 mod spot_tests;
 pub mod timers;
 
-pub use cluster::{Cluster, Effect};
-pub use model::{Billing, EndReason, Instance, InstanceRequest, InstanceState, Range};
+pub use cluster::{Cluster, Outgoing};
+pub use instance::Instance;
+pub use model::{Billing, EndReason, InstanceRequest, InstanceState, Range};
 pub use registry::{Host, HostState, Registry};

@@ -1,8 +1,8 @@
-//! Instances as users see them: the request (DESIGN §3/§11), the lifecycle state and the
-//! reason it waits or ended. Serialized as-is into the store and the API.
+//! What users ask for (DESIGN §3/§11) and the names of the states and end reasons they
+//! see; the instance itself and its lifecycle are in [`super::instance`].
 
-use chrono::{DateTime, Utc};
-use gpuspot_common::{AccountId, HostId, InstanceId, Money};
+pub use super::instance::Instance;
+use gpuspot_common::Money;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -152,146 +152,6 @@ impl EndReason {
             EndReason::HostLost => "host_lost",
             EndReason::Failed => "failed",
         }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Instance {
-    pub id: InstanceId,
-    pub account_id: AccountId,
-    pub request: InstanceRequest,
-    pub state: InstanceState,
-    /// Why it waits (queued) or how it ended (terminated); a sentence for humans.
-    pub reason: Option<String>,
-    pub host_id: Option<HostId>,
-    pub gpu_uuids: Vec<String>,
-    pub gpu_model: Option<String>,
-    pub cpu_cores: Option<u32>,
-    pub memory_gib: Option<u64>,
-    pub price: Option<Money>,
-    pub hold_until: Option<DateTime<Utc>>,
-    pub termination_time: Option<DateTime<Utc>>,
-    pub termination_reason: Option<EndReason>,
-    pub exit_code: Option<i32>,
-    pub deployment_id: Option<String>,
-    /// Which of its deployment's specs this instance took.
-    #[serde(default)]
-    pub spec_index: Option<usize>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    /// Monotonic creation order: the queue is served oldest first.
-    pub seq: u64,
-    /// What this instance has cost so far, and what of it is charged.
-    #[serde(default)]
-    pub meter: super::billing::Meter,
-}
-
-impl Instance {
-    pub fn new(
-        id: InstanceId,
-        account_id: AccountId,
-        request: InstanceRequest,
-        now: DateTime<Utc>,
-        seq: u64,
-    ) -> Self {
-        Self {
-            id,
-            account_id,
-            request,
-            state: InstanceState::Queued,
-            reason: Some("waiting for placement".into()),
-            host_id: None,
-            gpu_uuids: Vec::new(),
-            gpu_model: None,
-            cpu_cores: None,
-            memory_gib: None,
-            price: None,
-            hold_until: None,
-            termination_time: None,
-            termination_reason: None,
-            exit_code: None,
-            deployment_id: None,
-            spec_index: None,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
-            seq,
-            meter: Default::default(),
-        }
-    }
-
-    /// Whether it has ended, `terminated` or `failed`: both are final and hold nothing.
-    pub fn is_terminated(&self) -> bool {
-        self.state.is_final()
-    }
-
-    pub fn state(&self) -> InstanceState {
-        self.state
-    }
-
-    /// Why it waits (queued) or how it ended; a sentence for humans.
-    pub fn reason(&self) -> Option<&str> {
-        self.reason.as_deref()
-    }
-
-    pub fn host_id(&self) -> Option<&HostId> {
-        self.host_id.as_ref()
-    }
-
-    pub fn gpu_uuids(&self) -> &[String] {
-        &self.gpu_uuids
-    }
-
-    pub fn gpu_model(&self) -> Option<&str> {
-        self.gpu_model.as_deref()
-    }
-
-    pub fn cpu_cores(&self) -> Option<u32> {
-        self.cpu_cores
-    }
-
-    pub fn memory_gib(&self) -> Option<u64> {
-        self.memory_gib
-    }
-
-    /// What it pays per GPU-hour now (once placed).
-    pub fn price(&self) -> Option<Money> {
-        self.price
-    }
-
-    pub fn hold_until(&self) -> Option<DateTime<Utc>> {
-        self.hold_until
-    }
-
-    /// The deadline of its notice, while noticed.
-    pub fn termination_time(&self) -> Option<DateTime<Utc>> {
-        self.termination_time
-    }
-
-    /// Why it is being stopped or ended.
-    pub fn termination_reason(&self) -> Option<EndReason> {
-        self.termination_reason
-    }
-
-    pub fn exit_code(&self) -> Option<i32> {
-        self.exit_code
-    }
-
-    pub fn deployment_id(&self) -> Option<&str> {
-        self.deployment_id.as_deref()
-    }
-
-    pub fn spec_index(&self) -> Option<usize> {
-        self.spec_index
-    }
-
-    pub fn started_at(&self) -> Option<DateTime<Utc>> {
-        self.started_at
-    }
-
-    pub fn ended_at(&self) -> Option<DateTime<Utc>> {
-        self.ended_at
     }
 }
 

@@ -8,6 +8,7 @@
 //! forgotten, so that an agent still holding its certificate cannot slip back in.
 
 pub mod index;
+pub mod liveness;
 pub mod removal;
 
 use chrono::{DateTime, Utc};
@@ -176,6 +177,7 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct Indexed {
     index: HostIndex,
+    liveness: liveness::Liveness,
     /// Hosts handed out for mutation since the index last caught up.
     stale: HashSet<HostId>,
 }
@@ -226,11 +228,22 @@ impl Registry {
     /// The index of hosts by what they can take, caught up with every change.
     pub fn index(&self) -> IndexGuard<'_> {
         let mut guard = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        let Indexed { index, stale } = &mut *guard;
+        let Indexed { index, liveness, stale } = &mut *guard;
         for id in stale.drain() {
             index.update(&id, self.hosts.get(&id));
+            liveness.update(&id, self.hosts.get(&id));
         }
         IndexGuard(guard)
+    }
+
+    /// The earliest last-seen time of a host that is not lost, later than `after`.
+    pub fn earliest_seen_after(&self, after: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        self.index().0.liveness.earliest_after(after)
+    }
+
+    /// Hosts not lost whose last word came before `before`.
+    pub fn silent_before(&self, before: DateTime<Utc>) -> Vec<HostId> {
+        self.index().0.liveness.silent_before(before)
     }
 
     /// Takes `id` out for good (the index catches up on its next read); the host as it was.

@@ -2,13 +2,12 @@
 //! places what fits. A spot request only goes where its bid covers the pool's market price;
 //! a regular request that finds no free units reclaims spot capacity (DESIGN §4).
 
-use super::cluster::{Cluster, QueueKey};
+use super::cluster::Cluster;
+use super::instance::Placement as Placed;
 use super::model::{EndReason, InstanceRequest, InstanceState};
 use super::placement::{self, NoFit, Placement};
 use super::pools;
-use crate::core::events::EventKind;
 use chrono::{DateTime, Utc};
-use gpuspot_common::protocol::CoordinatorMessage;
 use gpuspot_common::{HostId, InstanceId, Money};
 use std::collections::HashMap;
 
@@ -16,7 +15,7 @@ impl Cluster {
     /// The market price a spot instance of this GPU model pays now.
     pub fn market_price(&self, gpu_model: &str) -> Option<Money> {
         let pool = pools::pool_for(&self.pools, gpu_model)?;
-        Some(self.prices.get(&pool.model).copied().unwrap_or_else(|| {
+        Some(self.prices.get(&pool.model).unwrap_or_else(|| {
             pools::surplus_price(pool, &pools::usage(&self.registry, &pool.model))
         }))
     }
@@ -32,28 +31,22 @@ impl Cluster {
 
     /// Places whatever in the queue fits now; the rest get a fresh reason.
     pub fn place_queued(&mut self, now: DateTime<Utc>) {
-        if self.queue.is_empty() {
+        if !self.instances.has_queued() {
             return;
         }
-        let queued: Vec<(QueueKey, InstanceId)> =
-            self.queue.iter().map(|(k, i)| (k.clone(), i.clone())).collect();
         let mut claimed: HashMap<HostId, usize> = HashMap::new();
-        for (key, id) in queued {
+        for id in self.instances.queued() {
             let Some((request, account)) =
                 self.instances.get(&id).map(|i| (i.request.clone(), i.account_id.clone()))
             else {
-                self.queue.remove(&key);
                 continue;
             };
-            if !self.may_start(&account) {
+            if !self.ledger.may_start(&account) {
                 self.set_waiting_reason(&id, "account overdue: waiting for a payment");
                 continue;
             }
             match self.find_placement(&request) {
-                Ok(placement) => {
-                    self.queue.remove(&key);
-                    self.assign(&id, placement, now);
-                }
+                Ok(placement) => self.assign(&id, placement, now),
                 Err(NoFit::Wait(_)) if request.billing.bid().is_none() => {
                     let reason = self.reclaim_for(&request, &mut claimed, now);
                     self.set_waiting_reason(&id, &reason);
@@ -95,16 +88,17 @@ impl Cluster {
         }
     }
 
+    /// Stored only when it changed: every pass over the queue says it again.
     fn set_waiting_reason(&mut self, id: &InstanceId, reason: &str) {
-        if let Some(instance) = self.instances.get_mut(id)
-            && instance.reason.as_deref() != Some(reason)
-        {
-            instance.reason = Some(reason.to_owned());
-            self.touch_instance(id);
+        if self.instances.get(id).is_some_and(|i| i.reason() != Some(reason)) {
+            self.instances.update(id, |i| i.lifecycle_mut().wait(reason));
         }
     }
 
     pub(super) fn assign(&mut self, id: &InstanceId, placement: Placement, now: DateTime<Utc>) {
+        let Some(request) = self.instances.get(id).map(|i| i.request.clone()) else {
+            return;
+        };
         let Some(host) = self.registry.get_mut(&placement.host_id) else {
             return;
         };
@@ -116,34 +110,16 @@ impl Cluster {
                 host.units[i].unit.gpu.uuid.clone()
             })
             .collect();
-        let Some(request) = self.instances.get(id).map(|i| i.request.clone()) else {
-            return;
-        };
-        let price = self.price_for(&request, &placement.gpu_model);
-        let Some(instance) = self.instances.get_mut(id) else {
-            return;
-        };
-        instance.state = InstanceState::Scheduled;
-        instance.reason = None;
-        instance.host_id = Some(placement.host_id.clone());
-        instance.gpu_uuids = gpu_uuids;
-        instance.gpu_model = Some(placement.gpu_model.clone());
-        instance.cpu_cores = Some(placement.cpu_cores);
-        instance.memory_gib = Some(placement.memory_gib);
-        instance.price = Some(price);
-        let instance = instance.clone();
         self.touch_host(&placement.host_id);
-        self.touch_instance(id);
-        self.event(
-            now,
-            EventKind::InstancePlaced,
-            Some(&instance),
-            None,
-            serde_json::json!({ "gpu_uuids": instance.gpu_uuids, "price": price }),
-        );
-        if let Some(assignment) = self.assignment(id) {
-            self.send(&placement.host_id, CoordinatorMessage::Start(assignment));
-        }
+        let placed = Placed {
+            price: self.price_for(&request, &placement.gpu_model),
+            host_id: placement.host_id,
+            gpu_uuids,
+            gpu_model: placement.gpu_model,
+            cpu_cores: placement.cpu_cores,
+            memory_gib: placement.memory_gib,
+        };
+        self.transition(id, now, |lifecycle| lifecycle.place(placed));
     }
 
     /// A regular request found no free units: on the host where it then fits, schedule the
@@ -181,7 +157,7 @@ impl Cluster {
         let _ = leaving;
         *claimed.entry(host_id.clone()).or_default() += k;
         for victim in &victims {
-            self.schedule_termination(victim, EndReason::ReclaimedCapacity, now);
+            self.give_notice(victim, EndReason::ReclaimedCapacity, now);
         }
         format!("waiting for reclaimed capacity on host {host_id}")
     }
@@ -223,11 +199,10 @@ impl Cluster {
             else {
                 continue;
             };
-            match instance.state {
+            match instance.state() {
                 InstanceState::TerminationScheduled | InstanceState::Stopping => coming += 1,
                 InstanceState::Running
-                    if instance.hold_until.is_some_and(|h| h <= now)
-                        && !holders.iter().any(|h| h.2 == instance.id) =>
+                    if instance.reclaimable(now) && !holders.iter().any(|h| h.2 == instance.id) =>
                 {
                     let bid = instance.request.billing.bid().map_or(i64::MAX, |b| b.micros());
                     let newest_first = u64::MAX - instance.seq;
@@ -235,7 +210,7 @@ impl Cluster {
                         bid,
                         newest_first,
                         instance.id.clone(),
-                        instance.gpu_uuids.len(),
+                        instance.gpu_uuids().len(),
                     ));
                 }
                 _ => {}

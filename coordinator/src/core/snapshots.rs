@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use gpuspot_common::{AccountId, InstanceId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
@@ -25,34 +26,60 @@ impl SnapshotRecord {
     }
 }
 
+/// The snapshots known, the latest of each lineage, and those recorded since the commit.
+#[derive(Debug)]
+pub struct Snapshots {
+    records: BTreeMap<String, SnapshotRecord>,
+    latest: BTreeMap<String, String>,
+    new: Vec<SnapshotRecord>,
+    pub max_bytes: u64,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Self {
+            records: BTreeMap::new(),
+            latest: BTreeMap::new(),
+            new: Vec::new(),
+            max_bytes: super::cluster::DEFAULT_SNAPSHOT_MAX_BYTES,
+        }
+    }
+}
+
+impl Snapshots {
+    fn remember(&mut self, record: SnapshotRecord) {
+        let lineage = record.lineage();
+        let newer = self
+            .latest
+            .get(&lineage)
+            .and_then(|id| self.records.get(id))
+            .is_none_or(|current| current.created_at <= record.created_at);
+        if newer {
+            self.latest.insert(lineage, record.snapshot.id.clone());
+        }
+        self.records.insert(record.snapshot.id.clone(), record);
+    }
+
+    pub fn take_new(&mut self) -> Vec<SnapshotRecord> {
+        std::mem::take(&mut self.new)
+    }
+}
+
 impl Cluster {
     pub fn snapshots(&self) -> impl Iterator<Item = &SnapshotRecord> {
-        self.snapshots.values()
+        self.snapshots.records.values()
     }
 
     pub fn snapshot(&self, id: &str) -> Option<&SnapshotRecord> {
-        self.snapshots.get(id)
+        self.snapshots.records.get(id)
     }
 
     /// Restores earlier records (after a restart).
     pub fn with_snapshots(mut self, records: Vec<SnapshotRecord>) -> Self {
         for record in records {
-            self.remember_snapshot(record);
+            self.snapshots.remember(record);
         }
         self
-    }
-
-    fn remember_snapshot(&mut self, record: SnapshotRecord) {
-        let lineage = record.lineage();
-        let newer = self
-            .latest_snapshot
-            .get(&lineage)
-            .and_then(|id| self.snapshots.get(id))
-            .is_none_or(|current| current.created_at <= record.created_at);
-        if newer {
-            self.latest_snapshot.insert(lineage, record.snapshot.id.clone());
-        }
-        self.snapshots.insert(record.snapshot.id.clone(), record);
     }
 
     /// The agent packed and uploaded (or failed to) an instance's data dir.
@@ -62,30 +89,25 @@ impl Cluster {
         result: Result<SnapshotRef, String>,
         now: DateTime<Utc>,
     ) {
-        let Some(instance) = self.instances.get(instance_id).cloned() else { return };
+        let Some(instance) = self.instances.get(instance_id) else { return };
         match result {
             Ok(snapshot) => {
                 let record = SnapshotRecord {
                     snapshot: snapshot.clone(),
                     instance_id: instance_id.clone(),
-                    deployment_id: instance.deployment_id.clone(),
+                    deployment_id: instance.deployment_id().map(|d| d.to_string()),
                     account_id: instance.account_id.clone(),
                     created_at: now,
                 };
-                self.remember_snapshot(record.clone());
-                self.new_snapshots.push(record);
+                self.snapshots.remember(record.clone());
+                self.snapshots.new.push(record);
                 let data = serde_json::json!({ "snapshot_id": snapshot.id, "size": snapshot.size, "sha256": snapshot.sha256 });
-                self.event(now, EventKind::SnapshotSaved, Some(&instance), None, data);
+                self.event(now, EventKind::SnapshotSaved, Some(instance_id), None, data);
             }
             Err(reason) => {
                 tracing::warn!(instance = %instance_id, %reason, "snapshot failed");
-                self.event(
-                    now,
-                    EventKind::SnapshotFailed,
-                    Some(&instance),
-                    None,
-                    serde_json::json!({ "reason": reason }),
-                );
+                let data = serde_json::json!({ "reason": reason });
+                self.event(now, EventKind::SnapshotFailed, Some(instance_id), None, data);
             }
         }
     }
@@ -97,10 +119,13 @@ impl Cluster {
         if !options.enabled && options.restore_from.is_none() {
             return None;
         }
-        let lineage = instance.deployment_id.clone().unwrap_or_else(|| instance.id.to_string());
+        let lineage =
+            instance.deployment_id().map_or_else(|| instance.id.to_string(), |d| d.to_string());
         let restore_id =
-            options.restore_from.clone().or_else(|| self.latest_snapshot.get(&lineage).cloned());
-        let restore = restore_id.and_then(|id| self.snapshots.get(&id)).map(|r| r.snapshot.clone());
-        Some(SnapshotPlan { save: options.enabled, restore, max_bytes: self.snapshot_max_bytes })
+            options.restore_from.clone().or_else(|| self.snapshots.latest.get(&lineage).cloned());
+        let restore =
+            restore_id.and_then(|id| self.snapshots.records.get(&id)).map(|r| r.snapshot.clone());
+        let max_bytes = self.snapshots.max_bytes;
+        Some(SnapshotPlan { save: options.enabled, restore, max_bytes })
     }
 }

@@ -108,7 +108,7 @@ impl World {
     }
 
     fn state(&self, id: &InstanceId) -> InstanceState {
-        self.cluster.instance(id).unwrap().state
+        self.cluster.instance(id).unwrap().state()
     }
 
     fn sends(&mut self) -> Vec<CoordinatorMessage> {
@@ -129,15 +129,15 @@ fn a_higher_bid_reclaims_only_after_the_hold_then_at_the_deadline() {
     let decided = t0() + Duration::seconds(HOLD + 1);
     w.cluster.market_tick(decided);
     let noticed = w.cluster.instance(&low).unwrap().clone();
-    assert_eq!(noticed.state, InstanceState::TerminationScheduled);
-    assert_eq!(noticed.termination_time, Some(decided + Duration::seconds(NOTICE)));
-    assert_eq!(noticed.termination_reason.map(|r| r.as_str()), Some("reclaimed_price"));
+    assert_eq!(noticed.state(), InstanceState::TerminationScheduled);
+    assert_eq!(noticed.termination_time(), Some(decided + Duration::seconds(NOTICE)));
+    assert_eq!(noticed.termination_reason().map(|r| r.as_str()), Some("reclaimed_price"));
     let metadata = w.sends().into_iter().find_map(|m| match m {
         CoordinatorMessage::Metadata(md) if md.instance_id == low => Some(md),
         _ => None,
     });
     let metadata = metadata.expect("the guest is told at once");
-    assert_eq!(metadata.spot_termination_time, noticed.termination_time);
+    assert_eq!(metadata.spot_termination_time, noticed.termination_time());
     assert_eq!(metadata.termination_reason.as_deref(), Some("reclaimed_price"));
 
     w.cluster.tick(decided + Duration::seconds(NOTICE - 1));
@@ -165,12 +165,12 @@ fn without_competition_nobody_is_reclaimed_and_the_price_is_the_surplus() {
     // Half the pool used: 0.1 + 0.5 * (0.2 - 0.1) = 15 % of 2.00.
     assert_eq!(w.cluster.market_price("NVIDIA H100 80GB HBM3"), Some(Money(300_000)));
     assert_eq!(
-        w.cluster.instance(&a).unwrap().price,
+        w.cluster.instance(&a).unwrap().price(),
         Some(Money(300_000)),
         "pays the market, not the bid"
     );
     assert_eq!(
-        w.cluster.instance(&b).unwrap().price,
+        w.cluster.instance(&b).unwrap().price(),
         Some(Money(250_000)),
         "never more than the bid"
     );
@@ -188,14 +188,14 @@ fn a_regular_request_reclaims_the_lowest_bid_once_and_waits_for_it() {
         w.cluster
             .instance(&regular)
             .unwrap()
-            .reason
+            .reason()
             .as_deref()
             .unwrap()
             .contains("reclaimed capacity")
     );
     assert_eq!(w.state(&cheap), InstanceState::TerminationScheduled);
     assert_eq!(
-        w.cluster.instance(&cheap).unwrap().termination_reason.map(|r| r.as_str()),
+        w.cluster.instance(&cheap).unwrap().termination_reason().map(|r| r.as_str()),
         Some("reclaimed_capacity")
     );
     w.cluster.place_queued(after_hold + Duration::seconds(1));
@@ -206,7 +206,7 @@ fn a_regular_request_reclaims_the_lowest_bid_once_and_waits_for_it() {
     w.report(&cheap, WorkloadState::Stopped, deadline);
     assert_eq!(w.state(&regular), InstanceState::Scheduled);
     assert_eq!(
-        w.cluster.instance(&regular).unwrap().price,
+        w.cluster.instance(&regular).unwrap().price(),
         Some(Money(2_000_000)),
         "regular pays list"
     );
@@ -241,9 +241,9 @@ fn a_scheduled_termination_survives_a_restart_and_happens_at_the_same_time() {
     let mut restarted =
         Cluster::new(vec![pool()], timers()).restore(hosts, instances, 100, decided);
     restarted.tick(decided + Duration::seconds(NOTICE - 1));
-    assert_eq!(restarted.instance(&low).unwrap().state, InstanceState::TerminationScheduled);
+    assert_eq!(restarted.instance(&low).unwrap().state(), InstanceState::TerminationScheduled);
     restarted.tick(decided + Duration::seconds(NOTICE));
-    assert_eq!(restarted.instance(&low).unwrap().state, InstanceState::Stopping);
+    assert_eq!(restarted.instance(&low).unwrap().state(), InstanceState::Stopping);
 }
 
 #[test]
@@ -251,6 +251,6 @@ fn a_spot_bid_below_the_market_price_waits_as_outbid() {
     let mut w = World::new(4);
     let cheap = w.run(1, spot(5), t0());
     assert_eq!(w.state(&cheap), InstanceState::Queued);
-    let reason = w.cluster.instance(&cheap).unwrap().reason.clone().unwrap();
+    let reason = w.cluster.instance(&cheap).unwrap().reason().clone().unwrap();
     assert!(reason.starts_with("outbid"), "{reason}");
 }

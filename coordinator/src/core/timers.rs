@@ -55,26 +55,41 @@ impl Cluster {
         self.tick(now);
     }
 
-    fn next_overdue_deadline(&self) -> Option<DateTime<Utc>> {
-        self.accounts.values().filter_map(|a| a.overdue_deadline).min()
+    /// What is due that is not periodic: notices whose deadline came, replacements whose
+    /// backoff is over, overdue deadlines and hosts silent for too long.
+    pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.carry_out_deadlines(now);
+        self.start_due_restarts(now);
+        self.expire_overdue(now);
+        self.lose_silent_hosts(now);
+        self.settle(now);
     }
 
-    /// When the first silent host counts as lost (the restart grace included).
+    fn next_overdue_deadline(&self) -> Option<DateTime<Utc>> {
+        self.ledger.next_overdue_deadline()
+    }
+
+    /// When the first silent host counts as lost: `host_lost_after` past its last word,
+    /// or, for hosts not heard from since a restart, the end of the restart grace.
     fn next_host_expiry(&self) -> Option<DateTime<Utc>> {
         let lost_after = Duration::from_std(self.timers.host_lost_after).unwrap_or(Duration::MAX);
-        self.registry
-            .iter()
-            .filter(|h| h.state != super::registry::HostState::Lost)
-            .map(|h| {
-                let expiry =
-                    h.last_seen.checked_add_signed(lost_after).unwrap_or(DateTime::<Utc>::MAX_UTC);
-                match self.restart_grace {
-                    Some((restored, until)) if h.last_seen <= restored => expiry.max(until),
-                    _ => expiry,
-                }
-            })
-            .min()
-            // The check is "silent for more than lost_after": one millisecond past it.
-            .map(|t| t + Duration::milliseconds(1))
+        let expiry = |seen: DateTime<Utc>| {
+            seen.checked_add_signed(lost_after).unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
+        // The check is "silent for more than lost_after": one millisecond past it.
+        let past = |t: DateTime<Utc>| t + Duration::milliseconds(1);
+        match self.restart_grace {
+            Some((restored, until)) => {
+                let restored_hosts =
+                    self.registry.earliest_seen_after(None).filter(|s| *s <= restored);
+                let heard_since = self.registry.earliest_seen_after(Some(restored));
+                [restored_hosts.map(|s| expiry(s).max(until)), heard_since.map(expiry)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(past)
+            }
+            None => self.registry.earliest_seen_after(None).map(|s| past(expiry(s))),
+        }
     }
 }

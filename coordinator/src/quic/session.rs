@@ -13,7 +13,7 @@ use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
 use gpuspot_common::codec::{self, CodecError};
 use gpuspot_common::protocol::{
-    AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION,
+    AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION, RefusalCode,
 };
 use gpuspot_common::transport::peer_certificate_fingerprint;
 use std::sync::Arc;
@@ -49,34 +49,16 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
             let _ = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
         }
         (None, _) => {
-            refuse(
-                &connection,
-                &mut send,
-                "a host certificate is required: join with a token first",
-            )
-            .await
+            let reason = "a host certificate is required: join with a token first";
+            refuse(&connection, &mut send, None, RefusalCode::CertificateRequired, reason).await
         }
         (
             Some(fingerprint),
             AgentMessage::Hello { version, agent_version, inventory, instances, runtimes },
         ) => {
-            if version != PROTOCOL_VERSION {
-                let reason = format!(
-                    "protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})"
-                );
-                return refuse(&connection, &mut send, &reason).await;
-            }
-            let host_id = match host_for(&context, fingerprint).await {
-                Ok(host_id) => host_id,
-                Err(Refusal::Revoked(host_id)) => {
-                    // Deleted while it was away: what it still runs must stop too.
-                    stop_reported(&mut send, &instances, context.kill_timeout).await;
-                    return refuse(&connection, &mut send, &revoked_reason(&host_id)).await;
-                }
-                Err(Refusal::Unknown) => {
-                    return refuse(&connection, &mut send, "unknown host certificate").await;
-                }
-            };
+            let admitted =
+                admit(&connection, &mut send, &context, fingerprint, version, &instances).await;
+            let Some(host_id) = admitted else { return };
             let (outbox, inbox) = tokio::sync::mpsc::unbounded_channel();
             let link_id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%host_id, %remote, hostname = %inventory.hostname, "agent connected");
@@ -104,8 +86,43 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
             context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
             connection.close(0u32.into(), reason.as_bytes());
         }
-        (Some(_), _) => refuse(&connection, &mut send, "expected a hello").await,
+        (Some(_), _) => {
+            refuse(&connection, &mut send, None, RefusalCode::ExpectedHello, "expected a hello")
+                .await
+        }
     }
+}
+
+/// The host whose hello this is, or None once the agent has been refused: it speaks another
+/// protocol version, or its certificate is revoked or unknown.
+async fn admit(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    context: &QuicContext,
+    fingerprint: String,
+    version: u32,
+    instances: &[InstanceReport],
+) -> Option<HostId> {
+    let (code, reason) = if version != PROTOCOL_VERSION {
+        let reason = format!(
+            "protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})"
+        );
+        (RefusalCode::VersionMismatch, reason)
+    } else {
+        match host_for(context, fingerprint).await {
+            Ok(host_id) => return Some(host_id),
+            Err(Refusal::Revoked(host_id)) => {
+                // Deleted while it was away: what it still runs must stop too.
+                stop_reported(send, instances, context.kill_timeout).await;
+                (RefusalCode::Revoked, revoked_reason(&host_id))
+            }
+            Err(Refusal::Unknown) => {
+                (RefusalCode::UnknownCertificate, "unknown host certificate".to_owned())
+            }
+        }
+    };
+    refuse(connection, send, Some(version), code, &reason).await;
+    None
 }
 
 /// Why a client certificate does not start a session.
@@ -160,9 +177,18 @@ fn close(connection: &quinn::Connection, reason: &str) {
     connection.close(1u32.into(), reason.as_bytes());
 }
 
-async fn refuse(connection: &quinn::Connection, send: &mut quinn::SendStream, reason: &str) {
-    let _ =
-        codec::write_frame(send, &CoordinatorMessage::Refused { reason: reason.to_owned() }).await;
+/// Refuses in the form the peer decodes: `peer_version` is what its hello named, None when
+/// it sent no hello.
+async fn refuse(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    peer_version: Option<u32>,
+    code: RefusalCode,
+    reason: &str,
+) {
+    tracing::debug!(%code, ?peer_version, "refusing an agent");
+    let refusal = CoordinatorMessage::refusal(code, reason, peer_version);
+    let _ = codec::write_frame(send, &refusal).await;
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await;
     close(connection, reason);
@@ -216,7 +242,9 @@ async fn write_loop(
             tracing::info!(error = %e, "cannot write to agent; its session will end");
             return;
         }
-        if let CoordinatorMessage::Refused { reason } = &*message {
+        if let CoordinatorMessage::Refused { reason, .. }
+        | CoordinatorMessage::LegacyRefused { reason } = &*message
+        {
             // The host was deleted: what was queued before is written; let the agent read
             // it (it hangs up on a refusal), then close whatever it left open.
             let _ = send.finish();

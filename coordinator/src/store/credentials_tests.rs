@@ -173,7 +173,7 @@ fn a_deleted_host_loses_its_row_and_its_certificate_is_revoked() {
     store.commit(&[Batch { hosts: vec![host], ..Batch::default() }]).unwrap();
     assert_eq!(store.load().unwrap().hosts.len(), 1);
     let gone = RemovedHost { id: HostId::from("h-1"), at: t(5) };
-    store.commit(&[Batch { deleted_hosts: vec![gone], ..Batch::default() }]).unwrap();
+    store.commit(&[Batch { removed_hosts: vec![gone], ..Batch::default() }]).unwrap();
     let record = store.host_certificate("fp-1").unwrap().expect("kept, marked");
     assert_eq!(record.revoked_at, Some(t(5)));
     assert!(store.load().unwrap().hosts.is_empty());

@@ -13,7 +13,6 @@ pub mod writer;
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
-use crate::core::registry::RemovedHost;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
@@ -34,38 +33,8 @@ pub enum StoreError {
     Conflict(String),
 }
 
-/// What a batch of core operations changed: upserts, appends and deletions, applied
-/// atomically (deletions last, so a host upserted and then forgotten is gone).
-#[derive(Debug, Default, Clone)]
-pub struct Batch {
-    pub deployments: Vec<Deployment>,
-    pub snapshots: Vec<SnapshotRecord>,
-    pub hosts: Vec<Host>,
-    pub instances: Vec<Instance>,
-    pub accounts: Vec<Account>,
-    pub ledger: Vec<LedgerEntry>,
-    pub events: Vec<Event>,
-    pub price_points: Vec<PricePoint>,
-    /// Price history older than this is dropped (retention, DESIGN §4).
-    pub prune_prices_before: Option<DateTime<Utc>>,
-    /// Hosts the operator deleted: their rows go, their certificates are revoked.
-    pub deleted_hosts: Vec<RemovedHost>,
-}
-
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
-            && self.deployments.is_empty()
-            && self.snapshots.is_empty()
-            && self.instances.is_empty()
-            && self.accounts.is_empty()
-            && self.ledger.is_empty()
-            && self.events.is_empty()
-            && self.price_points.is_empty()
-            && self.prune_prices_before.is_none()
-            && self.deleted_hosts.is_empty()
-    }
-}
+/// What the store commits: the core's change set, as is.
+pub use crate::core::changes::Changes as Batch;
 
 /// Everything a restarting coordinator needs.
 #[derive(Debug, Default)]

@@ -116,7 +116,7 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
         inst_stmt.execute(params![
             i.id.as_str(),
             i.seq as i64,
-            i.state.as_str(),
+            i.state().as_str(),
             i.account_id.as_str(),
             to_json(i)
         ])?;
@@ -166,7 +166,7 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
         tx.prepare_cached("DELETE FROM price_history WHERE at < ?1")?
             .execute([before.timestamp_millis()])?;
     }
-    for removed in &batch.deleted_hosts {
+    for removed in &batch.removed_hosts {
         credentials::forget_host(tx, &removed.id, removed.at)?;
     }
     Ok(())
@@ -370,16 +370,10 @@ mod tests {
                 PricePoint { model: "H100".into(), at: now, price: Money(7) },
             ];
             let batch = Batch {
-                hosts: changes.hosts,
-                instances: changes.instances,
-                events: changes.events,
-                deployments: changes.deployments,
-                snapshots: changes.snapshots,
-                accounts: changes.accounts,
-                ledger: changes.ledger,
                 price_points: points,
                 prune_prices_before: Some(now - chrono::Duration::hours(48)),
-                deleted_hosts: Vec::new(),
+                sends: Vec::new(),
+                ..changes
             };
             store.commit(&[batch.clone(), batch]).unwrap();
         }

@@ -9,7 +9,7 @@ use crate::core::events::EventKind;
 use crate::core::model::EndReason;
 use crate::core::registry::Host;
 use chrono::{DateTime, Utc};
-use gpuspot_common::protocol::CoordinatorMessage;
+use gpuspot_common::protocol::{CoordinatorMessage, RefusalCode};
 use gpuspot_common::{HostId, InstanceId};
 
 /// What a deleted host's agent is told, now and at every later hello. It must not say
@@ -25,29 +25,24 @@ impl Cluster {
         let host = self.registry.remove(id, now)?;
         let on_host: Vec<InstanceId> = self
             .instances
-            .values()
-            .filter(|i| i.host_id.as_ref() == Some(id) && !i.is_terminated())
+            .iter()
+            .filter(|i| i.host_id() == Some(id) && !i.is_terminated())
             .map(|i| i.id.clone())
             .collect();
         let detail = format!("the operator deleted host {id}");
-        let kill_timeout_ms = self.timers.kill_timeout.as_millis() as u64;
         // Whatever its state says, a link may still be up (a host marked lost whose
         // connection has not timed out): the messages go wherever one is, and are dropped
         // where none is. A host without one hears it at its next hello.
         for instance_id in on_host {
-            let reason = EndReason::HostLost.as_str().to_owned();
-            let stop = CoordinatorMessage::Stop {
-                instance_id: instance_id.clone(),
-                reason,
-                kill_timeout_ms,
-            };
-            self.send(id, stop);
+            self.send_stop(id, &instance_id, EndReason::HostLost.as_str());
             self.finish(&instance_id, EndReason::HostLost, Some(detail.clone()), now);
         }
         // After the stops, on the same stream: the session ends once it is written.
-        self.send(id, CoordinatorMessage::Refused { reason: revoked_reason(id) });
+        let reason = revoked_reason(id);
+        self.send(id, CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason });
         let data = serde_json::json!({ "hostname": host.hostname });
         self.event(now, EventKind::HostDeleted, None, Some(id), data);
+        self.settle(now);
         Some(host)
     }
 }
@@ -68,7 +63,7 @@ mod tests {
             c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 1, 0, 0), t(0));
         start_scheduled(&mut c, t(0));
         let first = c.deployment_instances(&d)[0].clone();
-        let (gone, other) = match first.host_id.as_ref().map(HostId::as_str) {
+        let (gone, other) = match first.host_id().map(HostId::as_str) {
             Some("h-a") => (HostId::from("h-a"), HostId::from("h-b")),
             _ => (HostId::from("h-b"), HostId::from("h-a")),
         };
@@ -79,10 +74,10 @@ mod tests {
         assert!(c.registry().get(&gone).is_none());
         assert!(c.registry().is_forgotten(&gone));
         let ended = c.instance(&first.id).unwrap();
-        assert_eq!(ended.state, InstanceState::Terminated);
-        assert_eq!(ended.termination_reason, Some(EndReason::HostLost));
+        assert_eq!(ended.state(), InstanceState::Terminated);
+        assert_eq!(ended.termination_reason(), Some(EndReason::HostLost));
         assert_eq!(
-            ended.reason.as_deref(),
+            ended.reason().as_deref(),
             Some(&*format!("host_lost: the operator deleted host {gone}"))
         );
         let replacement: Vec<_> = c
@@ -92,7 +87,7 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(replacement.len(), 1);
-        assert_eq!(replacement[0].host_id.as_ref(), Some(&other), "replaced on the other host");
+        assert_eq!(replacement[0].host_id(), Some(&other), "replaced on the other host");
 
         let changes = c.take_changes();
         assert_eq!(changes.removed_hosts.len(), 1);
@@ -103,7 +98,7 @@ mod tests {
             matches!(&to_gone[0].1, CoordinatorMessage::Stop { instance_id, .. } if *instance_id == first.id)
         );
         assert!(
-            matches!(&to_gone[1].1, CoordinatorMessage::Refused { reason } if reason.contains("revoked"))
+            matches!(&to_gone[1].1, CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason } if reason.contains("revoked"))
         );
         assert!(changes.events.iter().any(|e| e.kind == EventKind::HostDeleted));
         assert!(c.delete_host(&gone, t(6)).is_none(), "deleting twice finds nothing");

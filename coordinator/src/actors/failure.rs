@@ -1,0 +1,55 @@
+//! Why the cluster actor refused a request, in the domain's words: the core's typed errors
+//! and what the actor decides itself (visibility, overdue and disabled accounts, the store).
+//! `api::error` turns each into an HTTP status and code, in one place.
+
+use crate::core::error::{AccountError, DeploymentError, LifecycleError};
+use crate::store::StoreError;
+use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Absent, or not visible in the caller's scope: the same answer, so that another
+    /// account's ids stay hidden.
+    #[error("{0} not found")]
+    NotFound(Missing),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Deployment(#[from] DeploymentError),
+    /// An overdue account may not start instances until it pays (DESIGN §15).
+    #[error("account {account} is overdue (balance {balance}): pay to start new instances")]
+    OverdueForInstances { account: AccountId, balance: Money },
+    /// Nor deployments.
+    #[error("account {0} is overdue: pay to start new work")]
+    OverdueForDeployments(AccountId),
+    /// The operator account is the coordinator's own and stays as configured.
+    #[error("the operator account cannot be changed")]
+    OperatorIsFixed,
+    #[error("could not persist the change: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What was not found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    Instance(InstanceId),
+    Account(AccountId),
+    Host(HostId),
+    Deployment(DeploymentId),
+    Snapshot(String),
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Missing::Instance(id) => write!(f, "instance {id}"),
+            Missing::Account(id) => write!(f, "account {id}"),
+            Missing::Host(id) => write!(f, "host {id}"),
+            Missing::Deployment(id) => write!(f, "deployment {id}"),
+            Missing::Snapshot(id) => write!(f, "snapshot {id}"),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! One validation for what users ask for (DESIGN §3, §7, §11, §14): the bodies of
+//! `POST /v1/instances` and of a deployment's specs and template, turned into the core's
+//! types. Everything that can be checked without the cluster is checked, and every problem
+//! is reported at once, each naming its field (`gpu.count`, `specs[1].billing.max_price`,
+//! `template.image`), as one 400 `invalid_request`. An instance is a spec and a template
+//! under one name, so both paths go through the same rules in [`rules`] and a rule gives
+//! the same verdict on both.
+
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use super::error::HttpError;
+use crate::core::deployment::{DeploymentSpec, Template};
+use crate::core::deployments::NewDeployment;
+use crate::core::model::{InstanceRequest, Range, SnapshotOptions};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+pub struct GpuBody {
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BillingBody {
+    pub mode: String,
+    pub max_price: Option<String>,
+}
+
+/// `POST /v1/instances`.
+#[derive(Debug, Deserialize)]
+pub struct InstanceBody {
+    pub name: Option<String>,
+    /// The admin may create for another account.
+    pub account_id: Option<String>,
+    pub gpu: GpuBody,
+    pub cpu_cores: Option<Range>,
+    pub memory_gib: Option<Range>,
+    pub billing: Option<BillingBody>,
+    /// Optional with an image (it replaces the image's CMD), required without.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotOptions>,
+    /// Taken as JSON so that a wrong type is refused with the field's name.
+    #[serde(default)]
+    pub image: Option<Value>,
+    #[serde(default)]
+    pub data_disk_gib: Option<Value>,
+}
+
+/// One of a deployment's `specs`: where and how its instances may run.
+#[derive(Debug, Deserialize)]
+pub struct SpecBody {
+    pub gpu: GpuBody,
+    pub cpu_cores: Option<Range>,
+    pub memory_gib: Option<Range>,
+    pub billing: Option<BillingBody>,
+}
+
+/// A deployment's `template`: what its instances run.
+#[derive(Debug, Deserialize)]
+pub struct TemplateBody {
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotOptions>,
+    #[serde(default)]
+    pub image: Option<Value>,
+    #[serde(default)]
+    pub data_disk_gib: Option<Value>,
+}
+
+/// `POST /v1/deployments`.
+#[derive(Debug, Deserialize)]
+pub struct DeploymentBody {
+    pub name: Option<String>,
+    pub mode: String,
+    pub replicas: Option<u32>,
+    pub completions: Option<u32>,
+    pub parallelism: Option<u32>,
+    pub retry_limit: Option<u32>,
+    pub specs: Vec<SpecBody>,
+    pub template: TemplateBody,
+    pub account_id: Option<String>,
+}
+
+/// Every problem found in one body, each a sentence that names its field.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn add(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Ok when nothing was found, else one 400 `invalid_request` listing all of it.
+    pub fn finish(self) -> Result<(), HttpError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(HttpError::bad_request("invalid_request", self.0.join("; ")))
+        }
+    }
+}
+
+/// Checks an instance request: its conditions as a spec's, its guest as a template's.
+pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
+    let InstanceBody {
+        name,
+        account_id: _,
+        gpu,
+        cpu_cores,
+        memory_gib,
+        billing,
+        command,
+        env,
+        snapshot,
+        image,
+        data_disk_gib,
+    } = body;
+    let spec = SpecBody { gpu, cpu_cores, memory_gib, billing };
+    let template = TemplateBody { command, env, snapshot, image, data_disk_gib };
+    let mut problems = Problems::default();
+    let spec = rules::spec("", &spec, &mut problems);
+    let template = rules::template("", template, &mut problems);
+    problems.finish()?;
+    Ok(InstanceRequest {
+        name: name.unwrap_or_default(),
+        gpu: spec.gpu,
+        cpu_cores: spec.cpu_cores,
+        memory_gib: spec.memory_gib,
+        billing: spec.billing,
+        command: template.command,
+        env: template.env,
+        snapshot: template.snapshot,
+        image: template.image,
+        data_disk_gib: template.data_disk_gib,
+    })
+}
+
+/// Checks a new deployment: its mode and counts, every spec and the template.
+pub fn deployment(body: DeploymentBody) -> Result<NewDeployment, HttpError> {
+    let mut problems = Problems::default();
+    let mode = rules::mode(&body.mode, &mut problems);
+    let counts = rules::counts(mode, &body, &mut problems);
+    let specs = specs(&body.specs, &mut problems);
+    let template = rules::template("template.", body.template, &mut problems);
+    problems.finish()?;
+    Ok(NewDeployment {
+        name: body.name.unwrap_or_default(),
+        mode,
+        replicas: counts.replicas,
+        completions: counts.completions,
+        parallelism: counts.parallelism,
+        retry_limit: counts.retry_limit,
+        specs,
+        template,
+    })
+}
+
+/// Checks what a `PATCH /v1/deployments/{id}` replaces, specs and template together.
+pub fn deployment_change(
+    specs: Option<&[SpecBody]>,
+    template: Option<TemplateBody>,
+) -> Result<(Option<Vec<DeploymentSpec>>, Option<Template>), HttpError> {
+    let mut problems = Problems::default();
+    let specs = specs.map(|bodies| self::specs(bodies, &mut problems));
+    let template = template.map(|body| rules::template("template.", body, &mut problems));
+    problems.finish()?;
+    Ok((specs, template))
+}
+
+/// Checks spec `index` alone, its fields named `specs[index].…`.
+pub fn spec(index: usize, body: &SpecBody) -> Result<DeploymentSpec, HttpError> {
+    let mut problems = Problems::default();
+    let spec = rules::spec(&format!("specs[{index}]."), body, &mut problems);
+    problems.finish().map(|()| spec)
+}
+
+/// Checks a template alone, its fields named `template.…`.
+pub fn template(body: TemplateBody) -> Result<Template, HttpError> {
+    let mut problems = Problems::default();
+    let template = rules::template("template.", body, &mut problems);
+    problems.finish().map(|()| template)
+}
+
+/// The ordered specs; at least one, since each new instance takes the first that fits.
+fn specs(bodies: &[SpecBody], problems: &mut Problems) -> Vec<DeploymentSpec> {
+    if bodies.is_empty() {
+        problems.add("specs must list at least one spec (tried in order)");
+    }
+    let at = |index: usize| format!("specs[{index}].");
+    bodies.iter().enumerate().map(|(i, body)| rules::spec(&at(i), body, problems)).collect()
+}

@@ -1,0 +1,196 @@
+//! The field rules behind [`super`]: each checks one part of a body, adds what is wrong to
+//! the problems (naming the field under `at`, the prefix of where the part sits: `""`,
+//! `"specs[1]."`, `"template."`) and returns the best value it can, so that checking goes
+//! on and every problem is found in one pass.
+
+use super::{BillingBody, DeploymentBody, GpuBody, Problems, SpecBody, TemplateBody};
+use crate::core::deployment::{DeploymentSpec, Mode, Template};
+use crate::core::guest::{self, DEFAULT_DATA_DISK_GIB};
+use crate::core::model::{Billing, GpuRequest, Range};
+use gpuspot_common::Money;
+use serde_json::Value;
+
+/// Most replicas, or parallel runs of a job, one deployment may ask for.
+const MAX_REPLICAS: u32 = 10_000;
+
+/// Where and how an instance may run: GPUs, core and memory ranges, billing.
+pub fn spec(at: &str, body: &SpecBody, problems: &mut Problems) -> DeploymentSpec {
+    DeploymentSpec {
+        gpu: gpu(at, &body.gpu, problems),
+        cpu_cores: range(at, "cpu_cores", body.cpu_cores, problems),
+        memory_gib: range(at, "memory_gib", body.memory_gib, problems),
+        billing: billing(at, body.billing.as_ref(), problems),
+    }
+}
+
+/// What an instance runs: image or process, data disk, command, env, snapshots.
+pub fn template(at: &str, body: TemplateBody, problems: &mut Problems) -> Template {
+    let image = image(at, body.image.as_ref(), problems);
+    let data_disk_gib = data_disk(at, body.data_disk_gib.as_ref(), problems);
+    command(at, &body.command, image.as_deref(), problems);
+    Template {
+        command: body.command,
+        env: body.env,
+        snapshot: body.snapshot.unwrap_or_default(),
+        image,
+        data_disk_gib,
+    }
+}
+
+fn gpu(at: &str, body: &GpuBody, problems: &mut Problems) -> GpuRequest {
+    let count = body.count.unwrap_or(1);
+    if count == 0 {
+        problems.add(format!("{at}gpu.count must be at least 1"));
+    }
+    let models: Vec<String> = body.models.iter().map(|m| m.trim().to_owned()).collect();
+    if models.is_empty() || models.iter().any(String::is_empty) {
+        problems.add(format!("{at}gpu.models must list at least one GPU model, e.g. [\"H100\"]"));
+    }
+    GpuRequest { models, count }
+}
+
+fn range(at: &str, name: &str, range: Option<Range>, problems: &mut Problems) -> Range {
+    let range = range.unwrap_or_default();
+    if !range.is_valid() {
+        problems.add(format!("{at}{name}.min must not exceed {at}{name}.max"));
+    }
+    range
+}
+
+/// Regular unless it says spot with a positive bid per GPU-hour.
+fn billing(at: &str, body: Option<&BillingBody>, problems: &mut Problems) -> Billing {
+    let Some(body) = body else {
+        return Billing::Regular;
+    };
+    let price = format!("{at}billing.max_price");
+    let problem = match (body.mode.as_str(), &body.max_price) {
+        ("regular", None) => return Billing::Regular,
+        ("regular", Some(_)) => format!("{price} is only for spot instances"),
+        ("spot", Some(text)) => match text.parse::<Money>() {
+            Ok(max_price) if max_price.micros() > 0 => return Billing::Spot { max_price },
+            Ok(_) => format!("{price} must be positive"),
+            Err(e) => format!("{price}: {e}"),
+        },
+        ("spot", None) => format!("spot billing needs {price} (your bid per GPU-hour)"),
+        (other, _) => format!("{at}billing.mode must be \"spot\" or \"regular\", not {other:?}"),
+    };
+    problems.add(problem);
+    Billing::Regular
+}
+
+/// A container image reference, or `None` for a process guest.
+fn image(at: &str, image: Option<&Value>, problems: &mut Problems) -> Option<String> {
+    match image {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => {
+            if let Err(problem) = guest::check_image(&format!("{at}image"), name) {
+                problems.add(problem);
+            }
+            Some(name.clone())
+        }
+        Some(_) => {
+            problems.add(format!("{at}image must be a string naming an OCI image"));
+            None
+        }
+    }
+}
+
+fn data_disk(at: &str, gib: Option<&Value>, problems: &mut Problems) -> u64 {
+    let field = format!("{at}data_disk_gib");
+    let Some(value) = gib.filter(|v| !v.is_null()) else {
+        return DEFAULT_DATA_DISK_GIB;
+    };
+    match value.as_u64() {
+        Some(gib) => {
+            if let Err(problem) = guest::check_data_disk(&field, gib) {
+                problems.add(problem);
+            }
+            gib
+        }
+        None => {
+            problems.add(format!("{field} must be a whole number of GiB, 1 to 50"));
+            DEFAULT_DATA_DISK_GIB
+        }
+    }
+}
+
+/// Without an image the command is what runs, so it must name a program; with one it may
+/// be left out (the image's CMD runs).
+fn command(at: &str, command: &[String], image: Option<&str>, problems: &mut Problems) {
+    let unnamed = command.first().is_none_or(|c| c.trim().is_empty());
+    match (image, command.is_empty()) {
+        (Some(_), false) if unnamed => {
+            problems.add(format!("{at}command[0] must name a program to run"));
+        }
+        (None, _) if unnamed => problems.add(format!(
+            "{at}command must name a program to run (or give an image whose CMD runs)"
+        )),
+        _ => {}
+    }
+}
+
+/// A deployment's mode; a bad one is reported and checked on as a container, whose counts
+/// raise no problems of their own.
+pub fn mode(mode: &str, problems: &mut Problems) -> Mode {
+    match mode {
+        "replicaset" => Mode::Replicaset,
+        "job" => Mode::Job,
+        "container" => Mode::Container,
+        other => {
+            problems.add(format!("mode must be replicaset, job or container, not {other:?}"));
+            Mode::Container
+        }
+    }
+}
+
+/// The counts a mode uses; those of other modes are zero.
+pub struct Counts {
+    pub replicas: u32,
+    pub completions: u32,
+    pub parallelism: u32,
+    pub retry_limit: u32,
+}
+
+/// A job needs at least one completion and run at a time; no deployment more than
+/// [`MAX_REPLICAS`] at once.
+pub fn counts(mode: Mode, body: &DeploymentBody, problems: &mut Problems) -> Counts {
+    let counts = counts_of(mode, body);
+    if mode == Mode::Job {
+        for (name, value) in
+            [("completions", counts.completions), ("parallelism", counts.parallelism)]
+        {
+            if value == 0 {
+                problems.add(format!("{name} must be at least 1 for a job"));
+            }
+        }
+    }
+    for (name, value) in [("replicas", counts.replicas), ("parallelism", counts.parallelism)] {
+        if value > MAX_REPLICAS {
+            problems.add(format!("{name} must be at most {MAX_REPLICAS}"));
+        }
+    }
+    counts
+}
+
+fn counts_of(mode: Mode, body: &DeploymentBody) -> Counts {
+    match mode {
+        Mode::Replicaset => Counts {
+            replicas: body.replicas.unwrap_or(1),
+            completions: 0,
+            parallelism: 0,
+            retry_limit: 0,
+        },
+        Mode::Job => Counts {
+            replicas: 0,
+            completions: body.completions.unwrap_or(1),
+            parallelism: body.parallelism.unwrap_or(1),
+            retry_limit: body.retry_limit.unwrap_or(3),
+        },
+        Mode::Container => Counts {
+            replicas: 0,
+            completions: 1,
+            parallelism: 1,
+            retry_limit: body.retry_limit.unwrap_or(0),
+        },
+    }
+}

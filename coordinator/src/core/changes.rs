@@ -1,0 +1,56 @@
+//! The one change set: what core operations changed, which the actor commits through the
+//! store (rows to upsert, entries to append, hosts to delete, history to prune) and then
+//! acts on (messages to send once the commit is durable).
+
+use super::billing::{Account, LedgerEntry};
+use super::deployment::Deployment;
+use super::events::Event;
+use super::market::PricePoint;
+use super::model::Instance;
+use super::outbox::Send;
+use super::registry::{Host, RemovedHost};
+use super::snapshots::SnapshotRecord;
+use chrono::{DateTime, Utc};
+
+/// Applied atomically by the store (deletions last, so a host upserted and then forgotten
+/// is gone); `sends` are not stored, they leave after the commit.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub instances: Vec<Instance>,
+    pub snapshots: Vec<SnapshotRecord>,
+    pub deployments: Vec<Deployment>,
+    pub hosts: Vec<Host>,
+    pub accounts: Vec<Account>,
+    pub ledger: Vec<LedgerEntry>,
+    pub events: Vec<Event>,
+    pub price_points: Vec<PricePoint>,
+    /// Price history older than this is dropped (retention, DESIGN §4).
+    pub prune_prices_before: Option<DateTime<Utc>>,
+    pub sends: Vec<Send>,
+    /// Hosts the operator deleted: their rows go, their certificates are revoked.
+    pub removed_hosts: Vec<RemovedHost>,
+}
+
+impl Changes {
+    /// Nothing to store (messages to send do not count).
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+            && self.snapshots.is_empty()
+            && self.deployments.is_empty()
+            && self.hosts.is_empty()
+            && self.accounts.is_empty()
+            && self.ledger.is_empty()
+            && self.events.is_empty()
+            && self.price_points.is_empty()
+            && self.prune_prices_before.is_none()
+            && self.removed_hosts.is_empty()
+    }
+
+    /// With new price points, history older than `retention` before the newest goes.
+    pub fn with_price_retention(mut self, retention: std::time::Duration) -> Self {
+        let newest = self.price_points.iter().map(|p| p.at).max();
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        self.prune_prices_before = newest.and_then(|at| at.checked_sub_signed(retention));
+        self
+    }
+}

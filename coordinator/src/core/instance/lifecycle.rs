@@ -1,0 +1,291 @@
+//! An instance's lifecycle (DESIGN §5) as one enum whose variants carry what is true in
+//! that state: queued (why it waits), scheduled (its placement), running (and its run's
+//! start and hold), noticed (and the deadline), stopping (and why), ended (and how). The
+//! transition methods are the only code that changes it; each names the states it may start
+//! from and returns the [`Effect`]s the cluster must carry out.
+
+use super::effects::{Effect, WrongState};
+use crate::core::events::EventKind;
+use crate::core::model::{EndReason, InstanceState};
+use chrono::{DateTime, Utc};
+use gpuspot_common::{HostId, Money};
+
+/// Where an instance was placed and at what price it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub host_id: HostId,
+    pub gpu_uuids: Vec<String>,
+    pub gpu_model: String,
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
+    /// Per GPU-hour, now: list for regular, the market price capped by the bid for spot.
+    pub price: Money,
+}
+
+/// The workload's run, from the agent's first `running` report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub started_at: DateTime<Utc>,
+    /// Spot only: not reclaimed for price or capacity before this (seed 000's hold).
+    pub hold_until: Option<DateTime<Utc>>,
+}
+
+/// A scheduled termination: the guest sees `at` on its socket from the moment it is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub at: DateTime<Utc>,
+    pub reason: EndReason,
+}
+
+/// How an instance ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ending {
+    /// `Terminated`, or `Failed` for a request that never ran.
+    pub state: InstanceState,
+    pub reason: EndReason,
+    /// The reason as users read it (`exited: code 3`, `image_pull_failed: …`).
+    pub text: String,
+    pub exit_code: Option<i32>,
+    pub at: DateTime<Utc>,
+    pub placement: Option<Placement>,
+    pub run: Option<Run>,
+    /// The deadline it had been given, if any (still shown after the end).
+    pub notice_at: Option<DateTime<Utc>>,
+}
+
+impl Ending {
+    /// An end at `at`; what it held and had is filled in by [`Lifecycle::end`].
+    pub fn new(state: InstanceState, reason: EndReason, text: String, at: DateTime<Utc>) -> Self {
+        Self {
+            state,
+            reason,
+            text,
+            exit_code: None,
+            at,
+            placement: None,
+            run: None,
+            notice_at: None,
+        }
+    }
+
+    pub fn with_exit_code(mut self, code: Option<i32>) -> Self {
+        self.exit_code = code;
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Queued {
+        waiting: String,
+    },
+    Scheduled {
+        placement: Placement,
+    },
+    Running {
+        placement: Placement,
+        run: Run,
+    },
+    /// A notice may come before the workload ran (an overdue account): `run` is None then.
+    Noticed {
+        placement: Placement,
+        run: Option<Run>,
+        notice: Notice,
+    },
+    Stopping {
+        placement: Placement,
+        run: Option<Run>,
+        reason: EndReason,
+        notice_at: Option<DateTime<Utc>>,
+    },
+    Ended(Box<Ending>),
+}
+
+/// What a queued instance waits for when nothing was said yet.
+pub const FIRST_WAIT: &str = "waiting for placement";
+
+impl Lifecycle {
+    pub fn state(&self) -> InstanceState {
+        match self {
+            Lifecycle::Queued { .. } => InstanceState::Queued,
+            Lifecycle::Scheduled { .. } => InstanceState::Scheduled,
+            Lifecycle::Running { .. } => InstanceState::Running,
+            Lifecycle::Noticed { .. } => InstanceState::TerminationScheduled,
+            Lifecycle::Stopping { .. } => InstanceState::Stopping,
+            Lifecycle::Ended(ending) => ending.state,
+        }
+    }
+
+    pub fn placement(&self) -> Option<&Placement> {
+        match self {
+            Lifecycle::Queued { .. } => None,
+            Lifecycle::Scheduled { placement }
+            | Lifecycle::Running { placement, .. }
+            | Lifecycle::Noticed { placement, .. }
+            | Lifecycle::Stopping { placement, .. } => Some(placement),
+            Lifecycle::Ended(ending) => ending.placement.as_ref(),
+        }
+    }
+
+    pub fn run(&self) -> Option<&Run> {
+        match self {
+            Lifecycle::Queued { .. } | Lifecycle::Scheduled { .. } => None,
+            Lifecycle::Running { run, .. } => Some(run),
+            Lifecycle::Noticed { run, .. } | Lifecycle::Stopping { run, .. } => run.as_ref(),
+            Lifecycle::Ended(ending) => ending.run.as_ref(),
+        }
+    }
+
+    pub fn notice(&self) -> Option<&Notice> {
+        match self {
+            Lifecycle::Noticed { notice, .. } => Some(notice),
+            _ => None,
+        }
+    }
+
+    /// The deadline it has or had: shown from the notice on, also after the end.
+    pub fn notice_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Lifecycle::Noticed { notice, .. } => Some(notice.at),
+            Lifecycle::Stopping { notice_at, .. } => *notice_at,
+            Lifecycle::Ended(ending) => ending.notice_at,
+            _ => None,
+        }
+    }
+
+    /// Why it is being stopped, is noticed, or ended.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        match self {
+            Lifecycle::Noticed { notice, .. } => Some(notice.reason),
+            Lifecycle::Stopping { reason, .. } => Some(*reason),
+            Lifecycle::Ended(ending) => Some(ending.reason),
+            _ => None,
+        }
+    }
+
+    fn check(&self, transition: &'static str, allowed: &[InstanceState]) -> Result<(), WrongState> {
+        let from = self.state();
+        if allowed.contains(&from) { Ok(()) } else { Err(WrongState { transition, from }) }
+    }
+
+    /// Queued → a fresh waiting reason; true when it changed (worth storing).
+    pub fn wait(&mut self, reason: &str) -> Result<bool, WrongState> {
+        self.check("wait", &[InstanceState::Queued])?;
+        let Lifecycle::Queued { waiting } = self else { unreachable!() };
+        let changed = waiting != reason;
+        if changed {
+            reason.clone_into(waiting);
+        }
+        Ok(changed)
+    }
+
+    /// Queued → scheduled on `placement`: its agent is told to start it.
+    pub fn place(&mut self, placement: Placement) -> Result<Vec<Effect>, WrongState> {
+        self.check("place", &[InstanceState::Queued])?;
+        let data =
+            serde_json::json!({ "gpu_uuids": placement.gpu_uuids, "price": placement.price });
+        let host = placement.host_id.clone();
+        *self = Lifecycle::Scheduled { placement };
+        Ok(vec![Effect::Event(EventKind::InstancePlaced, data), Effect::Start { host }])
+    }
+
+    /// The agent reports it running: the run (and a spot hold) starts now. A workload
+    /// noticed before it ran keeps its notice; it still starts its run, so it is charged.
+    pub fn start(&mut self, run: Run) -> Result<Vec<Effect>, WrongState> {
+        match self {
+            Lifecycle::Scheduled { placement } => {
+                *self = Lifecycle::Running { placement: placement.clone(), run };
+            }
+            Lifecycle::Noticed { run: slot @ None, .. } => *slot = Some(run),
+            _ => return Err(WrongState { transition: "start", from: self.state() }),
+        }
+        let mut effects = vec![Effect::Event(EventKind::InstanceRunning, serde_json::json!({}))];
+        if run.hold_until.is_some() {
+            effects.push(Effect::Metadata);
+        }
+        effects.push(Effect::Reconcile);
+        Ok(effects)
+    }
+
+    /// Scheduled or running → noticed: it ends at `notice.at`, and the guest hears so now.
+    pub fn give_notice(&mut self, notice: Notice) -> Result<Vec<Effect>, WrongState> {
+        self.check("give_notice", &[InstanceState::Scheduled, InstanceState::Running])?;
+        let (placement, run) = match self {
+            Lifecycle::Scheduled { placement } => (placement.clone(), None),
+            Lifecycle::Running { placement, run } => (placement.clone(), Some(*run)),
+            _ => unreachable!(),
+        };
+        *self = Lifecycle::Noticed { placement, run, notice };
+        let data =
+            serde_json::json!({ "termination_time": notice.at, "reason": notice.reason.as_str() });
+        Ok(vec![
+            Effect::Event(EventKind::TerminationScheduled, data),
+            Effect::Metadata,
+            Effect::Reconcile,
+        ])
+    }
+
+    /// An overdue notice a payment settled: back to scheduled or running as it was.
+    pub fn cancel_notice(&mut self) -> Result<Vec<Effect>, WrongState> {
+        self.check("cancel_notice", &[InstanceState::TerminationScheduled])?;
+        let Lifecycle::Noticed { placement, run, notice } = self else { unreachable!() };
+        if notice.reason != EndReason::Overdue {
+            return Err(WrongState { transition: "cancel_notice", from: self.state() });
+        }
+        *self = match run {
+            Some(run) => Lifecycle::Running { placement: placement.clone(), run: *run },
+            None => Lifecycle::Scheduled { placement: placement.clone() },
+        };
+        let data = serde_json::json!({ "reason": "payment" });
+        Ok(vec![Effect::Event(EventKind::TerminationCancelled, data), Effect::Metadata])
+    }
+
+    /// Placed → stopping: the agent is told to stop it; it ends when the agent says so.
+    pub fn stop(&mut self, reason: EndReason) -> Result<Vec<Effect>, WrongState> {
+        use InstanceState::*;
+        self.check("stop", &[Scheduled, Running, TerminationScheduled])?;
+        let notice_at = self.notice_at();
+        let (placement, run) = (self.placement().cloned(), self.run().copied());
+        let placement = placement.expect("a placed instance has a placement");
+        let host = placement.host_id.clone();
+        *self = Lifecycle::Stopping { placement, run, reason, notice_at };
+        let data = serde_json::json!({ "reason": reason.as_str() });
+        Ok(vec![Effect::Event(EventKind::InstanceStopping, data), Effect::Stop { host, reason }])
+    }
+
+    /// Any state but ended → ended: its units are released and its owner hears of it.
+    pub fn end(&mut self, mut ending: Ending) -> Result<Vec<Effect>, WrongState> {
+        use InstanceState::*;
+        self.check("end", &[Queued, Scheduled, Running, TerminationScheduled, Stopping])?;
+        ending.placement = self.placement().cloned();
+        ending.run = self.run().copied();
+        ending.notice_at = self.notice_at();
+        let data = serde_json::json!({
+            "state": ending.state.as_str(), "reason": ending.reason.as_str(),
+            "exit_code": ending.exit_code, "detail": ending.text,
+        });
+        let kind = if ending.state == Failed {
+            EventKind::InstanceFailed
+        } else {
+            EventKind::InstanceTerminated
+        };
+        let release =
+            ending.placement.as_ref().map(|p| Effect::Release { host: p.host_id.clone() });
+        *self = Lifecycle::Ended(Box::new(ending));
+        Ok(release.into_iter().chain([Effect::Event(kind, data), Effect::Ended]).collect())
+    }
+
+    /// A new price for a placed instance; the guest hears it.
+    pub fn reprice(&mut self, price: Money) -> Result<Vec<Effect>, WrongState> {
+        use InstanceState::*;
+        self.check("reprice", &[Scheduled, Running, TerminationScheduled, Stopping])?;
+        match self {
+            Lifecycle::Scheduled { placement }
+            | Lifecycle::Running { placement, .. }
+            | Lifecycle::Noticed { placement, .. }
+            | Lifecycle::Stopping { placement, .. } => placement.price = price,
+            _ => unreachable!(),
+        }
+        Ok(vec![Effect::Metadata])
+    }
+}

@@ -1,0 +1,114 @@
+//! Accounts and the entries booked on them since the last commit. Booking is the only way
+//! a balance changes, so a balance is always the sum of its ledger.
+
+use super::billing::{Account, EntryKind, LedgerEntry};
+use chrono::{DateTime, Utc};
+use gpuspot_common::{AccountId, InstanceId, Money};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const OPERATOR: &str = "a-operator";
+
+#[derive(Debug)]
+pub struct Ledger {
+    accounts: BTreeMap<AccountId, Account>,
+    next_entry_id: u64,
+    dirty: BTreeSet<AccountId>,
+    entries: Vec<LedgerEntry>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        let operator = operator_account();
+        Self {
+            accounts: BTreeMap::from([(operator.id.clone(), operator)]),
+            next_entry_id: 1,
+            dirty: BTreeSet::new(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl Ledger {
+    /// Accounts and the last entry id a previous run committed.
+    pub fn restore(&mut self, accounts: Vec<Account>, last_entry_id: u64) {
+        for account in accounts {
+            self.accounts.insert(account.id.clone(), account);
+        }
+        self.next_entry_id = last_entry_id + 1;
+    }
+
+    pub fn get(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    pub fn insert(&mut self, account: Account) {
+        self.dirty.insert(account.id.clone());
+        self.accounts.insert(account.id.clone(), account);
+    }
+
+    /// Changes an account's settings (not its balance: that is [`Ledger::book`]).
+    pub fn update<R>(
+        &mut self,
+        id: &AccountId,
+        change: impl FnOnce(&mut Account) -> R,
+    ) -> Option<R> {
+        let account = self.accounts.get_mut(id)?;
+        self.dirty.insert(id.clone());
+        Some(change(account))
+    }
+
+    /// Books `amount`; None, changing nothing, for an unknown account or an overflow.
+    pub fn book(
+        &mut self,
+        id: &AccountId,
+        kind: EntryKind,
+        amount: Money,
+        instance: Option<InstanceId>,
+        now: DateTime<Utc>,
+    ) -> Option<LedgerEntry> {
+        let entry =
+            self.accounts.get_mut(id)?.book(self.next_entry_id, kind, amount, instance, now)?;
+        self.next_entry_id += 1;
+        self.dirty.insert(id.clone());
+        self.entries.push(entry.clone());
+        Some(entry)
+    }
+
+    /// Whether new work may start for this account (not while it is overdue or disabled).
+    pub fn may_start(&self, id: &AccountId) -> bool {
+        self.accounts.get(id).is_some_and(|a| !a.is_overdue() && !a.disabled)
+    }
+
+    /// The earliest overdue deadline.
+    pub fn next_overdue_deadline(&self) -> Option<DateTime<Utc>> {
+        self.accounts.values().filter_map(|a| a.overdue_deadline).min()
+    }
+
+    /// Changed accounts and new entries, for the commit.
+    pub fn take_changes(&mut self) -> (Vec<Account>, Vec<LedgerEntry>) {
+        let accounts = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.accounts.get(&id).cloned())
+            .collect();
+        (accounts, std::mem::take(&mut self.entries))
+    }
+}
+
+fn operator_account() -> Account {
+    Account {
+        id: AccountId::from(OPERATOR),
+        name: "operator".into(),
+        balance: Money::ZERO,
+        token_hash: String::new(),
+        webhook_url: None,
+        overdue_since: None,
+        overdue_deadline: None,
+        created_at: DateTime::<Utc>::UNIX_EPOCH,
+        unlimited: true,
+        disabled: false,
+    }
+}
