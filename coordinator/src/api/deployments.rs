@@ -4,8 +4,8 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::validation::{self, deployment as validate};
 use super::validation::{DeploymentBody as CreateBody, SpecBody, TemplateBody};
-use super::validation::{deployment as validate, spec as parse_spec, template as parse_template};
 use super::views;
 use crate::actors::messages::{DeploymentRequest, DeploymentView, Endpoint};
 use crate::actors::{ApiRequest, Reply};
@@ -23,10 +23,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/deployments/{id}", web::delete().to(delete))
         .route("/deployments/{id}/rebuild", web::post().to(rebuild))
         .route("/deployments/{id}/endpoints", web::get().to(endpoints));
-}
-
-fn bad(message: impl Into<String>) -> HttpError {
-    HttpError::bad_request("invalid_request", message)
 }
 
 /// `[policy] process_workloads = false` refuses a template without an image.
@@ -114,18 +110,7 @@ async fn change(
     body: web::Json<ChangeBody>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
-    let specs = match &body.specs {
-        Some(specs) if specs.is_empty() => return Err(bad("specs must not be empty")),
-        Some(specs) => Some(
-            specs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| parse_spec(i, s))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        None => None,
-    };
-    let template = body.template.map(parse_template).transpose()?;
+    let (specs, template) = validation::deployment_change(body.specs.as_deref(), body.template)?;
     if let Some(template) = &template {
         admit(&state, template)?;
     }

@@ -140,3 +140,89 @@ pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default()
         .error_handler(|err, _| HttpError::bad_request("invalid_query", err.to_string()).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::Missing;
+    use crate::store::StoreError;
+    use gpuspot_common::{AccountId, DeploymentId, InstanceId, Money};
+
+    fn answer(failure: impl Into<Failure>) -> (u16, &'static str, String) {
+        let error = HttpError::from(failure.into());
+        (error.status.as_u16(), error.code, error.message)
+    }
+
+    fn expect(status: u16, code: &'static str, message: &str) -> (u16, &'static str, String) {
+        (status, code, message.to_owned())
+    }
+
+    #[test]
+    fn refusals_answer_the_status_code_and_message_users_know() {
+        let alice = || AccountId("a-alice".into());
+        let cases = [
+            (
+                answer(Failure::NotFound(Missing::Instance(InstanceId("i-1".into())))),
+                expect(404, "not_found", "instance i-1 not found"),
+            ),
+            (
+                answer(Failure::NotFound(Missing::Snapshot("s-1".into()))),
+                expect(404, "not_found", "snapshot s-1 not found"),
+            ),
+            (
+                answer(LifecycleError::SizeIsFixed),
+                expect(409, "conflict", &LifecycleError::SizeIsFixed.to_string()),
+            ),
+            (
+                answer(AccountError::Disabled(alice())),
+                expect(403, "forbidden", "account a-alice is disabled"),
+            ),
+            (
+                answer(AccountError::NonPositivePayment),
+                expect(400, "invalid_request", "a payment must be a positive amount"),
+            ),
+            (
+                answer(DeploymentError::Unknown(DeploymentId("d-1".into()))),
+                expect(404, "not_found", "no deployment d-1"),
+            ),
+            (
+                answer(DeploymentError::NotAReplicaSet),
+                expect(409, "conflict", "only a replicaset has replicas to scale"),
+            ),
+            (
+                answer(Failure::OverdueForInstances {
+                    account: alice(),
+                    balance: Money(-1_500_000),
+                }),
+                expect(
+                    402,
+                    "payment_required",
+                    "account a-alice is overdue (balance -1.50): pay to start new instances",
+                ),
+            ),
+            (
+                answer(Failure::OverdueForDeployments(alice())),
+                expect(
+                    402,
+                    "payment_required",
+                    "account a-alice is overdue: pay to start new work",
+                ),
+            ),
+            (
+                answer(Failure::OperatorIsFixed),
+                expect(409, "conflict", "the operator account cannot be changed"),
+            ),
+            (
+                answer(StoreError::WriterGone),
+                expect(
+                    500,
+                    "internal",
+                    "could not persist the change: the store writer has stopped",
+                ),
+            ),
+        ];
+        for (got, expected) in cases {
+            assert_eq!(got, expected);
+        }
+    }
+}

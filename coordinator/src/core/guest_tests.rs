@@ -108,7 +108,7 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     let failed = c.instance(&id).unwrap().clone();
     assert_eq!(failed.state(), InstanceState::Failed);
     assert_eq!(failed.state().as_str(), "failed");
-    assert_eq!(failed.reason().as_deref(), Some(PULL_FAILED));
+    assert_eq!(failed.reason(), Some(PULL_FAILED));
     assert_eq!(failed.termination_reason(), Some(EndReason::Failed));
     assert_eq!((failed.started_at(), failed.ended_at()), (None, Some(t(30))));
     assert!(failed.is_terminated());
@@ -124,7 +124,7 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     report(&mut c, &other, WorkloadState::Failed { message: "no such file".into() }, t(41));
     let ended = c.instance(&other).unwrap();
     assert_eq!(ended.state(), InstanceState::Terminated);
-    assert_eq!(ended.reason().as_deref(), Some("failed: no such file"));
+    assert_eq!(ended.reason(), Some("failed: no such file"));
 }
 
 #[test]

@@ -184,15 +184,7 @@ fn a_regular_request_reclaims_the_lowest_bid_once_and_waits_for_it() {
     let after_hold = t0() + Duration::seconds(HOLD + 5);
     let regular = w.run(1, Billing::Regular, after_hold);
     assert_eq!(w.state(&regular), InstanceState::Queued);
-    assert!(
-        w.cluster
-            .instance(&regular)
-            .unwrap()
-            .reason()
-            .as_deref()
-            .unwrap()
-            .contains("reclaimed capacity")
-    );
+    assert!(w.cluster.instance(&regular).unwrap().reason().unwrap().contains("reclaimed capacity"));
     assert_eq!(w.state(&cheap), InstanceState::TerminationScheduled);
     assert_eq!(
         w.cluster.instance(&cheap).unwrap().termination_reason().map(|r| r.as_str()),
@@ -251,6 +243,6 @@ fn a_spot_bid_below_the_market_price_waits_as_outbid() {
     let mut w = World::new(4);
     let cheap = w.run(1, spot(5), t0());
     assert_eq!(w.state(&cheap), InstanceState::Queued);
-    let reason = w.cluster.instance(&cheap).unwrap().reason().clone().unwrap();
+    let reason = w.cluster.instance(&cheap).unwrap().reason().unwrap();
     assert!(reason.starts_with("outbid"), "{reason}");
 }

@@ -179,20 +179,6 @@ pub fn deployment_change(
     Ok((specs, template))
 }
 
-/// Checks spec `index` alone, its fields named `specs[index].…`.
-pub fn spec(index: usize, body: &SpecBody) -> Result<DeploymentSpec, HttpError> {
-    let mut problems = Problems::default();
-    let spec = rules::spec(&format!("specs[{index}]."), body, &mut problems);
-    problems.finish().map(|()| spec)
-}
-
-/// Checks a template alone, its fields named `template.…`.
-pub fn template(body: TemplateBody) -> Result<Template, HttpError> {
-    let mut problems = Problems::default();
-    let template = rules::template("template.", body, &mut problems);
-    problems.finish().map(|()| template)
-}
-
 /// The ordered specs; at least one, since each new instance takes the first that fits.
 fn specs(bodies: &[SpecBody], problems: &mut Problems) -> Vec<DeploymentSpec> {
     if bodies.is_empty() {

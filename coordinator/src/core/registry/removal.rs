@@ -76,10 +76,7 @@ mod tests {
         let ended = c.instance(&first.id).unwrap();
         assert_eq!(ended.state(), InstanceState::Terminated);
         assert_eq!(ended.termination_reason(), Some(EndReason::HostLost));
-        assert_eq!(
-            ended.reason().as_deref(),
-            Some(&*format!("host_lost: the operator deleted host {gone}"))
-        );
+        assert_eq!(ended.reason(), Some(&*format!("host_lost: the operator deleted host {gone}")));
         let replacement: Vec<_> = c
             .deployment_instances(&d)
             .into_iter()
