@@ -43,6 +43,7 @@ fn pools() -> Vec<PoolSettings> {
             floor_ppm: 100_000,
             busy_ppm: 200_000,
             notice_period: Duration::from_secs(1800),
+            pricing: Default::default(),
         })
         .collect()
 }
@@ -89,6 +90,7 @@ fn request(rng: &mut Rng) -> InstanceRequest {
         snapshot: SnapshotOptions::default(),
         image: None,
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 

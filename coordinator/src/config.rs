@@ -2,11 +2,13 @@
 //! [`Settings`] (validated). Every problem is reported at once, not the first only.
 
 mod policy;
+mod pool;
 
 pub use policy::{Policy, RawPolicy};
+pub use pool::RawPool;
 
 use crate::core::crash_loop::CrashBackoff;
-use gpuspot_common::Money;
+use crate::core::quotas::Quota;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,17 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     /// The SSH front door (DESIGN §14); off when absent.
     pub ssh: Option<RawSsh>,
+    #[serde(default)]
+    pub accounts: RawAccounts,
+}
+
+/// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
+/// are no limit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccounts {
+    pub default_max_gpus: Option<u32>,
+    pub default_max_instances: Option<u32>,
 }
 
 /// `[ssh]`: `listen = "ADDR"`, and the host name users are told to connect to (default:
@@ -139,17 +152,6 @@ pub struct RawTimers {
     pub meter_tick: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPool {
-    pub model: String,
-    pub list_price: String,
-    pub floor_ratio: Option<f64>,
-    pub busy_ratio: Option<f64>,
-    #[serde(default, with = "humantime_serde")]
-    pub notice_period: Option<Duration>,
-}
-
 pub use crate::core::settings::{PoolSettings, Timers};
 
 #[derive(Clone, Debug)]
@@ -166,6 +168,7 @@ pub struct Settings {
     pub log_max_bytes: u64,
     pub policy: Policy,
     pub ssh: Option<SshSettings>,
+    pub default_quota: Quota,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -241,6 +244,10 @@ impl RawConfig {
             log_max_bytes,
             policy: self.policy.validate(),
             ssh,
+            default_quota: Quota {
+                max_gpus: self.accounts.default_max_gpus,
+                max_instances: self.accounts.default_max_instances,
+            },
         })
     }
 }
@@ -281,48 +288,10 @@ impl RawTimers {
     }
 }
 
-impl RawPool {
-    fn validate(
-        &self,
-        i: usize,
-        timers: &Timers,
-        problems: &mut Vec<String>,
-    ) -> Option<PoolSettings> {
-        let at = format!("pools[{i}] ({:?})", self.model);
-        let before = problems.len();
-        if self.model.trim().is_empty() {
-            problems.push(format!("{at}: model must not be empty"));
-        }
-        let list_price = match self.list_price.parse::<Money>() {
-            Ok(price) if price.micros() > 0 => price,
-            Ok(_) => {
-                problems.push(format!("{at}: list_price must be positive"));
-                Money::ZERO
-            }
-            Err(e) => {
-                problems.push(format!("{at}: list_price: {e}"));
-                Money::ZERO
-            }
-        };
-        let floor = self.floor_ratio.unwrap_or(0.1);
-        let busy = self.busy_ratio.unwrap_or(0.2);
-        if !(0.0..=1.0).contains(&floor) || !(0.0..=1.0).contains(&busy) || floor > busy {
-            problems
-                .push(format!("{at}: need 0 <= floor_ratio ({floor}) <= busy_ratio ({busy}) <= 1"));
-        }
-        (problems.len() == before).then(|| PoolSettings {
-            model: self.model.trim().to_owned(),
-            list_price,
-            floor_ppm: (floor * 1e6).round() as i64,
-            busy_ppm: (busy * 1e6).round() as i64,
-            notice_period: self.notice_period.unwrap_or(timers.notice_period),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpuspot_common::Money;
 
     #[test]
     fn empty_config_gives_the_documented_defaults() {
@@ -385,6 +354,26 @@ mod tests {
         let ssh = raw.validate().unwrap().ssh.expect("ssh settings");
         assert_eq!(ssh.listen, "127.0.0.1:2222".parse().unwrap());
         assert!(RawConfig::from_toml("[ssh]\nlisten = \"x\"").is_err());
+    }
+
+    #[test]
+    fn account_quotas_default_to_unlimited() {
+        let settings = RawConfig::from_toml("").unwrap().validate().unwrap();
+        assert_eq!(settings.default_quota, Quota::UNLIMITED);
+        let raw = RawConfig::from_toml("[accounts]\ndefault_max_gpus = 4").unwrap();
+        let quota = raw.validate().unwrap().default_quota;
+        assert_eq!(quota, Quota { max_gpus: Some(4), max_instances: None });
+        assert!(RawConfig::from_toml("[accounts]\ndefault_max_gpus = -1").is_err());
+        assert!(RawConfig::from_toml("[accounts]\nmax_gpus = 1").is_err());
+        // The sample config's commented `[accounts]` lines are real keys.
+        let sample = include_str!("../../config/coordinator.toml");
+        let section: String = sample
+            .lines()
+            .filter(|l| l.starts_with("# [accounts]") || l.starts_with("# default_max_"))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let documented = RawConfig::from_toml(&section).unwrap().validate().unwrap();
+        assert_eq!(documented.default_quota, Quota { max_gpus: Some(8), max_instances: Some(20) });
     }
 
     #[test]

@@ -80,6 +80,7 @@ mod tests {
             created_at: Utc::now(),
             unlimited: false,
             disabled: false,
+            quota: None,
         });
         assert_eq!(directory.account_for_token(&token), Some(AccountId::from("a-1")));
         assert_eq!(directory.account_for_token("gst_nope"), None);
@@ -95,6 +96,7 @@ mod tests {
             created_at: Utc::now(),
             unlimited: false,
             disabled: false,
+            quota: None,
         };
         directory.set(&account);
         assert_eq!(directory.account_for_token(&token), None, "the old token stops at once");

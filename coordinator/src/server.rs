@@ -146,7 +146,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_deployments(loaded.deployments)
         .with_snapshots(loaded.snapshots)
         .with_snapshot_limit(settings.snapshot_max_bytes)
-        .with_crash_backoff(settings.crash_backoff.clone());
+        .with_crash_backoff(settings.crash_backoff.clone())
+        .with_default_quota(settings.default_quota);
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
         directory.add(account);

@@ -67,6 +67,10 @@ impl Api {
         self.send(self.request(Method::POST, path).json(body), &format!("POST {path}"))
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.request(Method::PATCH, path).json(body), &format!("PATCH {path}"))
+    }
+
     /// POST with a raw body sent as `application/json` (for malformed-JSON checks).
     pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
         let builder = self

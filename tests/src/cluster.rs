@@ -161,7 +161,20 @@ impl Cluster {
             logs.push(log.clone());
             log
         };
-        let mut command = Command::new(&self.bins.agent);
+        let command = self.agent_command(&self.bins.agent, profile, state_dir, token);
+        Proc::spawn(&format!("agent {hostname}"), command, &log)
+    }
+
+    /// How the tests start an agent binary: simulated hosts from `profile`, state in
+    /// `state_dir`, a short link timeout, and nothing taken from the caller's environment.
+    pub fn agent_command(
+        &self,
+        bin: &Path,
+        profile: &Path,
+        state_dir: &Path,
+        token: Option<&str>,
+    ) -> Command {
+        let mut command = Command::new(bin);
         command
             .arg("--coordinator")
             .arg(self.coordinator.quic.to_string())
@@ -177,7 +190,7 @@ impl Cluster {
         if let Some(token) = token {
             command.arg("--join-token").arg(token);
         }
-        Proc::spawn(&format!("agent {hostname}"), command, &log)
+        command
     }
 
     /// The host named `hostname`, if the coordinator knows it.

@@ -158,24 +158,8 @@ fn spawn(
     token: Option<&str>,
     n: u32,
 ) -> Proc {
-    let mut command = Command::new(bin);
-    command
-        .arg("--coordinator")
-        .arg(c.coordinator.quic.to_string())
-        .arg("--simulate")
-        .arg(profile)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--container-engine")
-        .arg(&podman().url)
-        .args(["--link-timeout", "3s"])
-        .env_remove("GPUSPOT_JOIN_TOKEN")
-        .env_remove("GPUSPOT_AGENT_CONFIG")
-        .env_remove("GPUSPOT_STATE_DIR")
-        .env_remove("GPUSPOT_CONTAINER_ENGINE");
-    if let Some(token) = token {
-        command.arg("--join-token").arg(token);
-    }
+    let mut command = c.agent_command(bin, profile, state_dir, token);
+    command.arg("--container-engine").arg(&podman().url);
     let log = PathBuf::from(format!("{}.{n}.log", state_dir.display()));
     Proc::spawn(&format!("agent {}", state_dir.display()), command, &log)
 }

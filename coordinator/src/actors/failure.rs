@@ -2,7 +2,7 @@
 //! and what the actor decides itself (visibility, overdue and disabled accounts, the store).
 //! `api::error` turns each into an HTTP status and code, in one place.
 
-use crate::core::error::{AccountError, DeploymentError, LifecycleError};
+use crate::core::error::{AccountError, DeploymentError, LifecycleError, QuotaError};
 use crate::store::StoreError;
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
 use std::fmt;
@@ -19,6 +19,9 @@ pub enum Failure {
     Account(#[from] AccountError),
     #[error(transparent)]
     Deployment(#[from] DeploymentError),
+    /// It would pass the account's quota (DESIGN §16); nothing was created.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     /// An overdue account may not start instances until it pays (DESIGN §15).
     #[error("account {account} is overdue (balance {balance}): pay to start new instances")]
     OverdueForInstances { account: AccountId, balance: Money },

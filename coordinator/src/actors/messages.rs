@@ -8,6 +8,7 @@ use crate::core::billing::{Account, LedgerEntry};
 use crate::core::deployment::{Deployment, DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
 use crate::core::pools::PoolUsage;
+use crate::core::quotas::{Quota, QuotaUpdate, Usage};
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance, InstanceRequest};
 use actix::Message;
@@ -82,15 +83,15 @@ pub enum ApiRequest {
         name: String,
         token_hash: String,
         webhook_url: Option<String>,
-        reply: Reply<Account>,
+        reply: Reply<AccountView>,
     },
     GetAccount {
         scope: Scope,
         id: AccountId,
-        reply: Reply<Account>,
+        reply: Reply<AccountView>,
     },
     ListAccounts {
-        reply: Reply<Vec<Account>>,
+        reply: Reply<Vec<AccountView>>,
     },
     /// Counts for `/metrics`.
     Stats {
@@ -112,13 +113,14 @@ pub enum ApiRequest {
         scope: Scope,
         id: AccountId,
         token_hash: String,
-        reply: Reply<Account>,
+        reply: Reply<AccountView>,
     },
     /// Admin only (checked by the API).
     ChangeAccount {
         id: AccountId,
         disabled: Option<bool>,
-        reply: Reply<Account>,
+        quota: Option<QuotaUpdate>,
+        reply: Reply<AccountView>,
     },
     /// Admin only (checked by the API): forget the host, revoke its certificate. Answers
     /// with the host as it was.
@@ -139,7 +141,15 @@ pub struct PoolView {
 #[derive(Debug, Clone)]
 pub struct Payment {
     pub entry: LedgerEntry,
+    pub account: AccountView,
+}
+
+/// An account as the API shows it: with the quota that applies to it and what it holds.
+#[derive(Debug, Clone)]
+pub struct AccountView {
     pub account: Account,
+    pub quota: Quota,
+    pub usage: Usage,
 }
 
 /// Cluster-wide counts, cheap to compute, for monitoring.

@@ -4,7 +4,7 @@
 
 use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
-use super::messages::{ApiRequest, PoolView, Scope, Stats};
+use super::messages::{ApiRequest, DeploymentRequest, PoolView, Scope, Stats};
 use super::reply::Deferred;
 use crate::core::billing::Account;
 use crate::core::snapshots::SnapshotRecord;
@@ -27,13 +27,13 @@ impl ClusterActor {
             Ask::GetHost { id, reply } => reply.send(self.host(&id).cloned()),
             Ask::Pools { reply } => reply.send(Ok(self.pool_views())),
             Ask::KnownModel { model, reply } => reply.send(Ok(self.known_model(&model))),
-            Ask::GetAccount { scope, id, reply } => {
-                reply.send(self.visible_account(&scope, &id).cloned())
-            }
-            Ask::ListAccounts { reply } => reply.send(Ok(self.core.accounts().cloned().collect())),
+            Ask::GetAccount { scope, id, reply } => reply.send(self.account_view(&scope, &id)),
+            Ask::ListAccounts { reply } => reply.send(Ok(self.account_views())),
             Ask::ListSnapshots { scope, reply } => reply.send(Ok(self.snapshots_of(&scope))),
             Ask::Stats { reply } => reply.send(Ok(self.stats())),
-            Ask::Deployment(request) => return self.answer_deployment(request),
+            Ask::Deployment(request) => {
+                return self.within_quota(request).and_then(|r| self.answer_deployment(r));
+            }
             Ask::CreateInstance { account, request, reply } => {
                 return Some(reply.after_commit(self.create_instance(account, request)));
             }
@@ -57,8 +57,8 @@ impl ClusterActor {
             Ask::RotateToken { scope, id, token_hash, reply } => {
                 return Some(reply.after_commit(self.rotate_token(&scope, id, token_hash)));
             }
-            Ask::ChangeAccount { id, disabled, reply } => {
-                return Some(reply.after_commit(self.change_account(id, disabled)));
+            Ask::ChangeAccount { id, disabled, quota, reply } => {
+                return Some(reply.after_commit(self.change_account(id, disabled, quota)));
             }
             Ask::DeleteHost { id, reply } => return Some(reply.after_commit(self.delete_host(id))),
         }
@@ -149,7 +149,23 @@ impl ClusterActor {
             .collect()
     }
 
-    /// Refuses an unknown, disabled or overdue owner and a snapshot that is not theirs.
+    /// A deployment that could never fit its account's quota is refused here, before the
+    /// deployment requests see it (DESIGN §16); `None` when it was answered.
+    fn within_quota(&mut self, request: DeploymentRequest) -> Option<DeploymentRequest> {
+        let DeploymentRequest::Create { account, new, reply } = request else {
+            return Some(request);
+        };
+        match self.core.check_deployment_quota(&account, &new) {
+            Ok(()) => Some(DeploymentRequest::Create { account, new, reply }),
+            Err(past) => {
+                reply.send(Err(past.into()));
+                None
+            }
+        }
+    }
+
+    /// Refuses an unknown, disabled or overdue owner, a snapshot that is not theirs and a
+    /// request past the account's quota, before anything is created.
     fn create_instance(
         &mut self,
         account: AccountId,
@@ -169,6 +185,7 @@ impl ClusterActor {
         {
             return Err(Failure::NotFound(Missing::Snapshot(snapshot.clone())));
         }
+        self.core.check_quota(&account, &request)?;
         let id = self.core.create_instance(account, request, self.clock.now());
         self.visible(&Scope::Admin, &id).cloned()
     }

@@ -1,17 +1,18 @@
 //! `/v1/accounts`: accounts (created by the admin, each with its API token), payments (the
-//! admin's alone, DESIGN §15), token rotation, disabling, and the ledger. An account sees
-//! only itself; another account's id answers 404.
+//! admin's alone, DESIGN §15), token rotation, disabling, quotas (the admin's, DESIGN §16)
+//! and the ledger. An account sees only itself; another account's id answers 404.
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use crate::actors::ApiRequest;
-use crate::actors::messages::Payment;
-use crate::core::billing::{Account, LedgerEntry};
+use crate::actors::messages::{AccountView, Payment};
+use crate::core::billing::LedgerEntry;
+use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, web};
 use gpuspot_common::{AccountId, Money};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,7 +25,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/accounts/{id}/ledger", web::get().to(ledger));
 }
 
-pub fn view(account: &Account) -> Value {
+/// An account with the quota that applies to it and what it holds (DESIGN §16).
+pub fn view(shown: &AccountView) -> Value {
+    let account = &shown.account;
     json!({
         "id": account.id,
         "name": account.name,
@@ -35,6 +38,8 @@ pub fn view(account: &Account) -> Value {
         "webhook_url": account.webhook_url,
         "disabled": account.disabled,
         "created_at": account.created_at,
+        "quota": shown.quota,
+        "usage": shown.usage,
     })
 }
 
@@ -81,7 +86,7 @@ async fn create(
             reply,
         })
         .await?;
-    state.directory.add(&account);
+    state.directory.add(&account.account);
     let mut body = view(&account);
     body["token"] = json!(token);
     Ok(HttpResponse::Created().json(body))
@@ -161,7 +166,7 @@ async fn rotate_token(
             reply,
         })
         .await?;
-    state.directory.set(&account);
+    state.directory.set(&account.account);
     let mut body = view(&account);
     body["token"] = json!(token);
     Ok(HttpResponse::Created().json(body))
@@ -171,6 +176,17 @@ async fn rotate_token(
 #[serde(deny_unknown_fields)]
 struct ChangeBody {
     disabled: Option<bool>,
+    /// An object changes the limits it names (`null` in one clears it); `null` here goes
+    /// back to the configured default.
+    #[serde(default, deserialize_with = "present")]
+    quota: Option<Option<QuotaChange>>,
+}
+
+/// A key that is present, `null` included (`Some(None)`); an absent key is `None`.
+fn present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<QuotaChange>>, D::Error> {
+    Option::<QuotaChange>::deserialize(deserializer).map(Some)
 }
 
 async fn change(
@@ -181,8 +197,10 @@ async fn change(
 ) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
     let (id, disabled) = (AccountId(id.into_inner()), body.disabled);
-    let account = state.ask(|reply| ApiRequest::ChangeAccount { id, disabled, reply }).await?;
-    state.directory.set(&account);
+    let quota = body.quota.map(|q| q.map_or(QuotaUpdate::Default, QuotaUpdate::Change));
+    let account =
+        state.ask(|reply| ApiRequest::ChangeAccount { id, disabled, quota, reply }).await?;
+    state.directory.set(&account.account);
     Ok(HttpResponse::Ok().json(view(&account)))
 }
 

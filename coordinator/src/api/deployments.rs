@@ -97,6 +97,7 @@ async fn show(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChangeBody {
     replicas: Option<u32>,
     specs: Option<Vec<SpecBody>>,

@@ -73,6 +73,7 @@ impl From<Failure> for HttpError {
             Failure::Lifecycle(error) => error.into(),
             Failure::Account(error) => error.into(),
             Failure::Deployment(error) => error.into(),
+            Failure::Quota(_) => HttpError::new(StatusCode::FORBIDDEN, "quota_exceeded", message),
             Failure::OverdueForInstances { .. } | Failure::OverdueForDeployments(_) => {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }
@@ -145,6 +146,7 @@ pub fn query_config() -> web::QueryConfig {
 mod tests {
     use super::*;
     use crate::actors::Missing;
+    use crate::core::error::QuotaError;
     use crate::store::StoreError;
     use gpuspot_common::{AccountId, DeploymentId, InstanceId, Money};
 
@@ -206,6 +208,22 @@ mod tests {
                     402,
                     "payment_required",
                     "account a-alice is overdue: pay to start new work",
+                ),
+            ),
+            (
+                answer(QuotaError::Gpus { wanted: 3, limit: 2 }),
+                expect(
+                    403,
+                    "quota_exceeded",
+                    "quota_exceeded: 3 GPUs would pass the account's max_gpus of 2",
+                ),
+            ),
+            (
+                answer(QuotaError::Instances { wanted: 1, limit: 0 }),
+                expect(
+                    403,
+                    "quota_exceeded",
+                    "quota_exceeded: 1 instance would pass the account's max_instances of 0",
                 ),
             ),
             (

@@ -66,6 +66,7 @@ async fn show(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChangeBody {
     name: Option<String>,
     env: Option<BTreeMap<String, String>>,

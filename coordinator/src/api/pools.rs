@@ -1,4 +1,4 @@
-//! `/v1/pools`: per GPU model, list price, market price and availability.
+//! `/v1/pools`: per GPU model, list price, market price, pricing mode and availability.
 
 use super::AppState;
 use super::auth::Caller;
@@ -14,7 +14,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, HttpError> {
     let pools = state.ask(|reply| ApiRequest::Pools { reply }).await?;
-    Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(pools.iter().map(pool_view).collect::<Vec<_>>()))
+}
+
+/// [`views::pool`] and how the pool prices its running instances (`"market"` or
+/// `"fixed_at_start"`, DESIGN §4).
+fn pool_view(pool: &crate::actors::messages::PoolView) -> serde_json::Value {
+    let mut view = views::pool(pool);
+    view["pricing"] = pool.settings.pricing.as_str().into();
+    view
 }
 
 #[derive(Debug, serde::Deserialize)]

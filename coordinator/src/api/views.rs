@@ -31,6 +31,7 @@ pub fn instance(i: &Instance) -> Value {
         "snapshot": i.request.snapshot,
         "image": i.request.image,
         "data_disk_gib": i.request.data_disk_gib,
+        "on_unavailable": i.request.on_unavailable.as_str(),
         "created_at": i.created_at,
         "started_at": i.started_at(),
         "ended_at": i.ended_at(),

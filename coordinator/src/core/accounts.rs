@@ -42,6 +42,7 @@ impl Cluster {
             created_at: now,
             unlimited: false,
             disabled: false,
+            quota: None,
         });
         self.account_event(now, EventKind::AccountCreated, &id, serde_json::json!({}));
         id

@@ -9,6 +9,7 @@
 //! into more pieces never changes its total); and since the meter state and the ledger entries are committed together, a crash
 //! can neither lose nor repeat a charge.
 
+use super::quotas::Quota;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,9 @@ pub struct Account {
     /// Set by the admin: the token is refused and nothing of the account runs.
     #[serde(default)]
     pub disabled: bool,
+    /// Set by the admin (DESIGN §16); `None`: the configured default applies.
+    #[serde(default)]
+    pub quota: Option<Quota>,
 }
 
 impl Account {
@@ -211,6 +215,7 @@ mod tests {
             created_at: t(0),
             unlimited: false,
             disabled: false,
+            quota: None,
         };
         let entries = [
             account.book(1, EntryKind::Payment, Money(10_000_000), None, t(0)).unwrap(),

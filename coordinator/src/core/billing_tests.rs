@@ -27,6 +27,7 @@ fn cluster() -> (Cluster, HostId) {
         floor_ppm: 100_000,
         busy_ppm: 200_000,
         notice_period: std::time::Duration::from_secs(60),
+        pricing: Default::default(),
     };
     let mut cluster = Cluster::new(vec![pool], timers);
     let host = HostId::from("h-1");
@@ -68,6 +69,7 @@ fn regular(count: u32) -> InstanceRequest {
         snapshot: SnapshotOptions::default(),
         image: None,
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 

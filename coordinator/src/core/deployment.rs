@@ -5,9 +5,9 @@
 use super::crash_loop::CrashLoop;
 use super::model::{Billing, GpuRequest, Instance, InstanceRequest, Range, SnapshotOptions};
 use chrono::{DateTime, Utc};
-use gpuspot_common::{AccountId, DeploymentId};
+use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +89,10 @@ pub struct Deployment {
     pub crash_loop: CrashLoop,
     pub created_at: DateTime<Utc>,
     pub seq: u64,
+    /// Instances this deployment stopped itself (scaled down, replaced, finalized) and
+    /// that have not ended yet: their end is not a user's stop.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub stopped_by_deployment: BTreeSet<InstanceId>,
 }
 
 impl Deployment {
@@ -106,6 +110,7 @@ impl Deployment {
             snapshot: self.template.snapshot.clone(),
             image: self.template.image.clone(),
             data_disk_gib: self.template.data_disk_gib,
+            on_unavailable: super::model::OnUnavailable::Queue,
         }
     }
 

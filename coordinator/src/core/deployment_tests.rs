@@ -36,6 +36,7 @@ fn cluster_of(hosts: &[(&str, u32, &str)]) -> Cluster {
         floor_ppm: 100_000,
         busy_ppm: 200_000,
         notice_period: std::time::Duration::from_secs(NOTICE as u64),
+        pricing: Default::default(),
     };
     let mut cluster = Cluster::new(vec![pool("H100"), pool("A100")], timers);
     for (name, gpus, model) in hosts {
@@ -243,4 +244,38 @@ fn a_container_follows_its_command() {
     end(&mut c, &run, WorkloadState::Exited { code: Some(0) }, t(3));
     assert_eq!(c.deployment(&id).unwrap().state, DeploymentState::Completed);
     assert!(c.deployment_instances(&id).iter().all(|i| i.is_terminated()));
+}
+
+#[test]
+fn a_container_whose_instance_the_user_deletes_completes_and_is_not_started_again() {
+    let mut c = cluster(&[("h", 1)]);
+    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0));
+    start_scheduled(&mut c, t(0));
+    let run = running(&c, &id).remove(0);
+    c.delete_instance(&run.id, t(2)).unwrap();
+    end(&mut c, &run, WorkloadState::Stopped, t(3));
+    c.reconcile_deployments(t(4));
+    let d = c.deployment(&id).unwrap();
+    assert_eq!(d.state, DeploymentState::Completed, "{d:?}");
+    assert_eq!(d.reason.as_deref(), Some("stopped by user"));
+    assert_eq!(c.deployment_instances(&id).len(), 1, "no new run");
+}
+
+#[test]
+fn a_container_the_deployment_replaces_itself_runs_again() {
+    let mut c = cluster(&[("h", 1)]);
+    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0));
+    start_scheduled(&mut c, t(0));
+    let run = running(&c, &id).remove(0);
+    let mut template = c.deployment(&id).unwrap().template.clone();
+    template.command = vec!["run-v2".into()];
+    c.change_deployment(&id, None, None, Some(template), t(1)).unwrap();
+    end(&mut c, &run, WorkloadState::Stopped, t(2));
+    let d = c.deployment(&id).unwrap();
+    assert_ne!(d.state, DeploymentState::Completed, "{d:?}");
+    assert!(d.stopped_by_deployment.is_empty(), "forgotten once ended: {d:?}");
+    let live: Vec<_> =
+        c.deployment_instances(&id).into_iter().filter(|i| !i.is_terminated()).collect();
+    assert_eq!(live.len(), 1, "a new run of the new template");
+    assert_eq!(live[0].request.command, vec!["run-v2".to_owned()]);
 }

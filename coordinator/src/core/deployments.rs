@@ -71,6 +71,7 @@ impl Cluster {
             crash_loop: Default::default(),
             created_at: now,
             seq,
+            stopped_by_deployment: Default::default(),
         };
         self.deployments.insert(deployment);
         self.deployment_event(now, EventKind::DeploymentCreated, &id);
@@ -158,6 +159,7 @@ impl Cluster {
         for old in fallen {
             let spot = (0..d.specs.len())
                 .filter(|&s| d.specs[s].billing.bid().is_some())
+                .filter(|&s| self.check_quota(&d.account_id, &d.request(s)).is_ok())
                 .find(|&s| self.find_placement(&d.request(s)).is_ok());
             let Some(spec) = spot else { break };
             self.start_deployment_instance(&d, spec, now);
@@ -204,9 +206,28 @@ impl Cluster {
         self.deployment_event(now, EventKind::DeploymentEnded, id);
     }
 
-    /// Stops an instance for its deployment (queued ones end at once).
+    /// Stops an instance for its deployment (queued ones end at once). It ends with
+    /// reason `user` like a user's delete; the deployment remembers that the stop was its
+    /// own, so that only a user's stop ends a container deployment (§16).
     fn end_instance(&mut self, id: &InstanceId, now: DateTime<Utc>) {
+        let owner = self.instances.get(id).and_then(|i| i.deployment_id().cloned());
+        if let Some(owner) = owner {
+            self.deployments.update(&owner, |d| d.stopped_by_deployment.insert(id.clone()));
+        }
         self.end_or_stop(id, EndReason::User, now);
+    }
+
+    /// Seed 004: the user stopped the container of a container deployment (not the
+    /// deployment itself: its own stops are remembered until they end).
+    fn stopped_by_user(&mut self, id: &DeploymentId, instance: &Instance) -> bool {
+        let own = self
+            .deployments
+            .get(id)
+            .is_some_and(|d| d.stopped_by_deployment.contains(&instance.id));
+        if own {
+            self.deployments.update(id, |d| d.stopped_by_deployment.remove(&instance.id));
+        }
+        !own && instance.termination_reason() == Some(EndReason::User)
     }
 
     /// Job accounting, or a replica set's crash, when one of its instances ended; then a
@@ -215,7 +236,12 @@ impl Cluster {
         let Some(instance) = self.instances.get(instance).cloned() else { return };
         let Some(id) = instance.deployment_id().cloned() else { return };
         let mode = self.deployments.get(&id).filter(|d| !d.state.is_final()).map(|d| d.mode);
+        let by_user = self.stopped_by_user(&id, &instance);
         match mode {
+            Some(Mode::Container) if by_user => {
+                let reason = Some("stopped by user".to_owned());
+                return self.finalize(&id, DeploymentState::Completed, reason, now);
+            }
             Some(Mode::Replicaset) => {
                 if let Some(cause) = crash_cause(&instance) {
                     self.replica_crashed(&id, &instance, cause, now);
@@ -320,15 +346,23 @@ impl Cluster {
         if !self.ledger.may_start(&d.account_id) {
             return Err("account overdue: waiting for a payment".into());
         }
+        if let Some(past) = self.quota_refuses_every_spec(d) {
+            return Err(past.to_string());
+        }
         let mut why = Vec::new();
+        let mut pass = super::scheduling::Pass::default();
         for index in 0..d.specs.len() {
+            if let Err(past) = self.check_quota(&d.account_id, &d.request(index)) {
+                why.push(format!("spec {index}: {past}"));
+                continue;
+            }
             match self.find_placement(&d.request(index)) {
                 Ok(_) => {
                     self.start_deployment_instance(d, index, now);
                     return Ok(());
                 }
                 Err(no_fit) => {
-                    let reason = self.spot_waiting_reason(&d.request(index), no_fit);
+                    let reason = self.waiting_reason(&d.request(index), no_fit, &mut pass, now);
                     why.push(format!("spec {index}: {reason}"));
                 }
             }

@@ -37,3 +37,20 @@ pub enum DeploymentError {
     #[error("only a replicaset has replicas to scale")]
     NotAReplicaSet,
 }
+
+/// A request that would pass the account's quota (DESIGN §16); the message names the limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("quota_exceeded: {} would pass the account's max_gpus of {limit}", count(*wanted, "GPU"))]
+    Gpus { wanted: u64, limit: u32 },
+    #[error(
+        "quota_exceeded: {} would pass the account's max_instances of {limit}",
+        count(*wanted, "instance")
+    )]
+    Instances { wanted: u64, limit: u32 },
+}
+
+/// "1 GPU", "3 GPUs".
+fn count(n: u64, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}

@@ -30,6 +30,7 @@ fn cluster() -> Cluster {
         floor_ppm: 100_000,
         busy_ppm: 200_000,
         notice_period: std::time::Duration::from_secs(60),
+        pricing: Default::default(),
     };
     Cluster::new(vec![pool], timers)
 }
@@ -67,6 +68,7 @@ fn request(image: Option<&str>) -> InstanceRequest {
         snapshot: Default::default(),
         image: image.map(str::to_owned),
         data_disk_gib: 20,
+        on_unavailable: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! a balance changes, so a balance is always the sum of its ledger.
 
 use super::billing::{Account, EntryKind, LedgerEntry};
+use super::quotas::Quota;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,8 @@ pub struct Ledger {
     next_entry_id: u64,
     dirty: BTreeSet<AccountId>,
     entries: Vec<LedgerEntry>,
+    /// The quota of accounts without their own (config `[accounts]`, DESIGN §16).
+    default_quota: Quota,
 }
 
 impl Default for Ledger {
@@ -24,6 +27,7 @@ impl Default for Ledger {
             next_entry_id: 1,
             dirty: BTreeSet::new(),
             entries: Vec::new(),
+            default_quota: Quota::UNLIMITED,
         }
     }
 }
@@ -35,6 +39,14 @@ impl Ledger {
             self.accounts.insert(account.id.clone(), account);
         }
         self.next_entry_id = last_entry_id + 1;
+    }
+
+    pub fn default_quota(&self) -> Quota {
+        self.default_quota
+    }
+
+    pub fn set_default_quota(&mut self, quota: Quota) {
+        self.default_quota = quota;
     }
 
     pub fn get(&self, id: &AccountId) -> Option<&Account> {
@@ -110,5 +122,6 @@ fn operator_account() -> Account {
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         unlimited: true,
         disabled: false,
+        quota: None,
     }
 }

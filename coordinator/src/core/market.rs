@@ -3,8 +3,8 @@
 //! hold. Demand (running and queued spot instances) is ranked by bid — ties go to the
 //! running one, then the older — and the first bids whose units fit in the supply win. The
 //! price is the larger of the surplus price and the highest losing bid, never above list;
-//! everyone pays it, capped by their own bid (so without competition nobody is reclaimed
-//! and nobody pays above their bid).
+//! everyone pays it, capped by their own bid. Which running instances that costs their
+//! units (losers, and bids below the price) is [`super::spot`]'s to say.
 
 use chrono::{DateTime, Utc};
 use gpuspot_common::{InstanceId, Money};

@@ -13,7 +13,8 @@
 //! - [`market`]: the per-pool spot auction and prices; [`spot`]: running it, notices and
 //!   their deadlines; [`pools`]: availability and the surplus price.
 //! - [`billing`]: accounts and the exact meter; [`ledger`]: accounts and their entries;
-//!   [`accounts`]: payments, metering and overdue handling.
+//!   [`accounts`]: payments, metering and overdue handling; [`quotas`]: what one account
+//!   may hold at once.
 //! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling
 //!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
@@ -47,6 +48,9 @@ pub mod model;
 pub mod outbox;
 pub mod placement;
 pub mod pools;
+pub mod quotas;
+#[cfg(test)]
+mod quotas_tests;
 pub mod registry;
 pub mod requests;
 #[cfg(test)]

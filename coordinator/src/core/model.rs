@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Range {
     #[serde(default)]
     pub min: Option<u64>,
@@ -57,6 +58,7 @@ pub struct GpuRequest {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnapshotOptions {
     #[serde(default)]
     pub enabled: bool,
@@ -83,6 +85,36 @@ pub struct InstanceRequest {
     /// Size limit of the data dir (seed 004's data disk); absent in older records.
     #[serde(default = "super::guest::default_data_disk_gib")]
     pub data_disk_gib: u64,
+    /// What happens when it cannot be placed at once (DESIGN §16); absent in older records.
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+}
+
+/// `"queue"`: wait for capacity (seed 004); `"fail"`: end `failed` with `out_of_stock: …`
+/// when the first placement attempt finds nothing (seed 001).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    #[default]
+    Queue,
+    Fail,
+}
+
+impl OnUnavailable {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "queue" => Some(OnUnavailable::Queue),
+            "fail" => Some(OnUnavailable::Fail),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Queue => "queue",
+            OnUnavailable::Fail => "fail",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +197,19 @@ mod tests {
         assert!(r.contains(100) && r.contains(200) && !r.contains(99) && !r.contains(201));
         assert!(Range::default().contains(0));
         assert!(!Range { min: Some(3), max: Some(2) }.is_valid());
+    }
+
+    #[test]
+    fn on_unavailable_defaults_to_queue_in_older_records() {
+        let old = serde_json::json!({
+            "name": "n", "gpu": {"models": ["H100"], "count": 1}, "cpu_cores": {},
+            "memory_gib": {}, "billing": {"mode": "regular"}, "command": ["true"], "env": {},
+            "snapshot": {},
+        });
+        let request: InstanceRequest = serde_json::from_value(old).unwrap();
+        assert_eq!(request.on_unavailable, OnUnavailable::Queue);
+        assert_eq!(OnUnavailable::parse("fail"), Some(OnUnavailable::Fail));
+        assert_eq!(OnUnavailable::parse("later"), None);
     }
 
     #[test]

@@ -50,6 +50,7 @@ mod tests {
             floor_ppm: 100_000,
             busy_ppm: 200_000,
             notice_period: Duration::from_secs(60),
+            pricing: Default::default(),
         }
     }
 

@@ -1,15 +1,64 @@
 //! Serving the queue: each pass walks it in order (regular first, then spot by bid) and
 //! places what fits. A spot request only goes where its bid covers the pool's market price;
-//! a regular request that finds no free units reclaims spot capacity (DESIGN §4).
+//! a regular request that finds no free units reclaims spot capacity (DESIGN §4,
+//! [`reclaim`]); one that asked to fail rather than wait ends `failed` (§16). What still
+//! waits gets a reason that says what is true ([`occupancy`]).
+
+mod occupancy;
+mod reclaim;
+#[cfg(test)]
+mod tests;
 
 use super::cluster::Cluster;
+use super::guest::required_runtime;
 use super::instance::Placement as Placed;
-use super::model::{EndReason, InstanceRequest, InstanceState};
+use super::model::{InstanceRequest, OnUnavailable};
 use super::placement::{self, NoFit, Placement};
 use super::pools;
 use chrono::{DateTime, Utc};
-use gpuspot_common::{HostId, InstanceId, Money};
+use gpuspot_common::{AccountId, HostId, InstanceId, Money};
+pub(super) use occupancy::Occupancy;
 use std::collections::HashMap;
+
+/// Why a queued request was not placed in this pass.
+enum Unplaced {
+    Overdue,
+    /// Nothing can take it now; the waiting reason says why.
+    NoRoom(String),
+}
+
+impl Unplaced {
+    fn text(&self) -> &str {
+        match self {
+            Unplaced::Overdue => "account overdue: waiting for a payment",
+            Unplaced::NoRoom(reason) => reason,
+        }
+    }
+}
+
+/// What one pass over the queue remembers: units already claimed by reclaims, and what
+/// holds the hosts matching each shape of request (until something is placed or noticed).
+#[derive(Default)]
+pub(super) struct Pass {
+    claimed: HashMap<HostId, usize>,
+    occupancy: HashMap<String, Occupancy>,
+}
+
+impl Pass {
+    fn occupancy(
+        &mut self,
+        cluster: &Cluster,
+        request: &InstanceRequest,
+        now: DateTime<Utc>,
+    ) -> Occupancy {
+        let shape = format!("{} {:?}", placement::describe(request), required_runtime(request));
+        self.occupancy.entry(shape).or_insert_with(|| cluster.occupancy(request, now)).clone()
+    }
+
+    fn forget_occupancy(&mut self) {
+        self.occupancy.clear();
+    }
+}
 
 impl Cluster {
     /// The market price a spot instance of this GPU model pays now.
@@ -29,33 +78,57 @@ impl Cluster {
         }
     }
 
-    /// Places whatever in the queue fits now; the rest get a fresh reason.
+    /// Places whatever in the queue fits now. The rest get a fresh reason, or end
+    /// `failed` with `out_of_stock: …` when they asked to fail rather than wait (§16).
     pub fn place_queued(&mut self, now: DateTime<Utc>) {
         if !self.instances.has_queued() {
             return;
         }
-        let mut claimed: HashMap<HostId, usize> = HashMap::new();
+        let mut pass = Pass::default();
         for id in self.instances.queued() {
             let Some((request, account)) =
                 self.instances.get(&id).map(|i| (i.request.clone(), i.account_id.clone()))
             else {
                 continue;
             };
-            if !self.ledger.may_start(&account) {
-                self.set_waiting_reason(&id, "account overdue: waiting for a payment");
-                continue;
-            }
-            match self.find_placement(&request) {
-                Ok(placement) => self.assign(&id, placement, now),
-                Err(NoFit::Wait(_)) if request.billing.bid().is_none() => {
-                    let reason = self.reclaim_for(&request, &mut claimed, now);
-                    self.set_waiting_reason(&id, &reason);
+            let outcome = self.try_place(&id, &request, &account, &mut pass, now);
+            match (outcome, request.on_unavailable) {
+                (Ok(()), _) => pass.forget_occupancy(),
+                (Err(why), OnUnavailable::Queue) => self.set_waiting_reason(&id, why.text()),
+                (Err(Unplaced::Overdue), OnUnavailable::Fail) => {
+                    self.fail(&id, "account overdue: pay to start new instances".into(), now)
                 }
-                Err(no_fit) => {
-                    let reason = self.spot_waiting_reason(&request, no_fit);
-                    self.set_waiting_reason(&id, &reason);
+                (Err(Unplaced::NoRoom(reason)), OnUnavailable::Fail) => {
+                    self.fail(&id, format!("out_of_stock: {reason}"), now)
                 }
             }
+        }
+    }
+
+    /// Places the request now, or says why not. Only a request that would wait reclaims
+    /// spot capacity: one that fails at once must not cost anyone a notice.
+    fn try_place(
+        &mut self,
+        id: &InstanceId,
+        request: &InstanceRequest,
+        account: &AccountId,
+        pass: &mut Pass,
+        now: DateTime<Utc>,
+    ) -> Result<(), Unplaced> {
+        if !self.ledger.may_start(account) {
+            return Err(Unplaced::Overdue);
+        }
+        let reclaims =
+            request.billing.bid().is_none() && request.on_unavailable == OnUnavailable::Queue;
+        match self.find_placement(request) {
+            Ok(placement) => {
+                self.assign(id, placement, now);
+                Ok(())
+            }
+            Err(NoFit::Wait(_)) if reclaims => {
+                Err(Unplaced::NoRoom(self.reclaim_for(request, pass, now)))
+            }
+            Err(no_fit) => Err(Unplaced::NoRoom(self.waiting_reason(request, no_fit, pass, now))),
         }
     }
 
@@ -69,22 +142,73 @@ impl Cluster {
         }
     }
 
-    /// Why a spot request waits: outbid when a placement would exist at any price.
-    pub(super) fn spot_waiting_reason(&self, request: &InstanceRequest, no_fit: NoFit) -> String {
-        let Some(bid) = request.billing.bid() else {
+    /// Why a request that found no placement waits, as things are now: no host for it at
+    /// all; for spot, whether the bid is the obstacle; else which hosts match and what
+    /// holds their units.
+    pub(super) fn waiting_reason(
+        &self,
+        request: &InstanceRequest,
+        no_fit: NoFit,
+        pass: &mut Pass,
+        now: DateTime<Utc>,
+    ) -> String {
+        // Pools the bid does not cover were left out: what is true at any price?
+        let no_fit = match request.billing.bid() {
+            None => no_fit,
+            Some(bid) => match placement::place(&self.registry, request, |_| Money::ZERO, |_| true)
+            {
+                Ok(placement) => return self.outbid(&placement.gpu_model, bid),
+                Err(at_any_price) => at_any_price,
+            },
+        };
+        let NoFit::Wait(_) = no_fit else {
             return no_fit.reason().to_owned();
         };
-        match placement::place(&self.registry, request, |_| Money::ZERO, |_| true) {
-            Ok(placement) if self.market_price(&placement.gpu_model).is_none() => format!(
+        let occupancy = pass.occupancy(self, request, now);
+        let full = format!(
+            "no matching host has free units for {}: {}",
+            placement::describe(request),
+            occupancy.describe()
+        );
+        match request.billing.bid().map(|bid| self.bid_against(&occupancy, bid)) {
+            None => format!("waiting for capacity: {full}"),
+            Some(Ok(covered)) => format!("waiting for capacity: {full}; {covered}"),
+            Some(Err(obstacle)) => format!("{obstacle}; and {full}"),
+        }
+    }
+
+    /// A placement would exist at any price but not at this bid: the bid is what stops
+    /// it (or the model has no spot market).
+    fn outbid(&self, gpu_model: &str, bid: Money) -> String {
+        match self.market_price(gpu_model) {
+            None => {
+                format!("no spot market for {gpu_model}: no pool is configured for this GPU model")
+            }
+            Some(price) => {
+                format!("outbid: your bid {bid} is below the market price {price} for {gpu_model}")
+            }
+        }
+    }
+
+    /// Whether `bid` covers the market price of any matching model: Ok says it does (the
+    /// bid is not the obstacle), Err says how it is (below all of them, or no market).
+    fn bid_against(&self, occupancy: &Occupancy, bid: Money) -> Result<String, String> {
+        let prices: Vec<(Money, &String)> = occupancy
+            .models
+            .iter()
+            .filter_map(|model| Some((self.market_price(model)?, model)))
+            .collect();
+        let Some(&(lowest, model)) = prices.iter().min() else {
+            let models: Vec<&str> = occupancy.models.iter().map(String::as_str).collect();
+            return Err(format!(
                 "no spot market for {}: no pool is configured for this GPU model",
-                placement.gpu_model
-            ),
-            Ok(placement) => format!(
-                "outbid: your bid {bid} is below the market price {} for {}",
-                self.market_price(&placement.gpu_model).unwrap_or(Money::ZERO),
-                placement.gpu_model
-            ),
-            Err(_) => no_fit.reason().to_owned(),
+                models.join(", ")
+            ));
+        };
+        if bid >= lowest {
+            Ok(format!("your bid {bid} covers the market price {lowest} for {model}"))
+        } else {
+            Err(format!("outbid: your bid {bid} is below the market price {lowest} for {model}"))
         }
     }
 
@@ -120,112 +244,5 @@ impl Cluster {
             memory_gib: placement.memory_gib,
         };
         self.transition(id, now, |lifecycle| lifecycle.place(placed));
-    }
-
-    /// A regular request found no free units: on the host where it then fits, schedule the
-    /// termination of the lowest spot bids whose hold is over. Units already on their way
-    /// out count, so repeated passes do not reclaim twice. Returns the waiting reason.
-    fn reclaim_for(
-        &mut self,
-        request: &InstanceRequest,
-        claimed: &mut HashMap<HostId, usize>,
-        now: DateTime<Utc>,
-    ) -> String {
-        let k = request.gpu.count as usize;
-        let mut best: Option<(usize, Money, HostId, usize, Vec<InstanceId>)> = None;
-        for host in
-            self.registry.iter().filter(|h| h.state == super::registry::HostState::Connected)
-        {
-            let already = claimed.get(&host.id).copied().unwrap_or(0);
-            for model in &request.gpu.models {
-                let Some(plan) = self.reclaim_plan(host, request, model, already, now) else {
-                    continue;
-                };
-                let key =
-                    (plan.1.len(), plan.1.iter().filter_map(|id| self.bid_of(id)).sum::<i64>());
-                if best.as_ref().is_none_or(|(n, bids, ..)| key < (*n, bids.micros())) {
-                    best = Some((key.0, Money(key.1), host.id.clone(), plan.0, plan.1));
-                }
-            }
-        }
-        let Some((_, _, host_id, leaving, victims)) = best else {
-            return format!(
-                "waiting for capacity: no host can make room for {} (spot instances still in their hold period)",
-                placement::describe(request)
-            );
-        };
-        let _ = leaving;
-        *claimed.entry(host_id.clone()).or_default() += k;
-        for victim in &victims {
-            self.give_notice(victim, EndReason::ReclaimedCapacity, now);
-        }
-        format!("waiting for reclaimed capacity on host {host_id}")
-    }
-
-    fn bid_of(&self, id: &InstanceId) -> Option<i64> {
-        self.instances.get(id)?.request.billing.bid().map(|b| b.micros())
-    }
-
-    /// On `host`, for GPU `model`: units already coming free, and the spot instances (lowest
-    /// bids first) whose termination would make room for `request`. None if it cannot fit.
-    fn reclaim_plan(
-        &self,
-        host: &super::registry::Host,
-        request: &InstanceRequest,
-        model: &str,
-        already_claimed: usize,
-        now: DateTime<Utc>,
-    ) -> Option<(usize, Vec<InstanceId>)> {
-        use gpuspot_common::inventory::model_matches;
-        let k = request.gpu.count as usize;
-        if !super::guest::host_runs(host, request) {
-            return None;
-        }
-        let unit = host.units.first()?;
-        let fits_share = request.cpu_cores.contains((unit.unit.cpu_cores as u64) * k as u64)
-            && request.memory_gib.contains(unit.unit.memory_gib * k as u64);
-        let slots: Vec<_> = host
-            .units
-            .iter()
-            .filter(|s| s.unit.gpu.healthy && model_matches(model, &s.unit.gpu.model))
-            .collect();
-        if !fits_share || slots.len() < k {
-            return None;
-        }
-        let mut coming = slots.iter().filter(|s| s.instance.is_none()).count();
-        let mut holders: Vec<(i64, u64, InstanceId, usize)> = Vec::new();
-        for slot in &slots {
-            let Some(instance) = slot.instance.as_ref().and_then(|id| self.instances.get(id))
-            else {
-                continue;
-            };
-            match instance.state() {
-                InstanceState::TerminationScheduled | InstanceState::Stopping => coming += 1,
-                InstanceState::Running
-                    if instance.reclaimable(now) && !holders.iter().any(|h| h.2 == instance.id) =>
-                {
-                    let bid = instance.request.billing.bid().map_or(i64::MAX, |b| b.micros());
-                    let newest_first = u64::MAX - instance.seq;
-                    holders.push((
-                        bid,
-                        newest_first,
-                        instance.id.clone(),
-                        instance.gpu_uuids().len(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let mut available = coming.saturating_sub(already_claimed);
-        holders.sort();
-        let mut victims = Vec::new();
-        for (bid, _, id, units) in holders {
-            if available >= k || bid == i64::MAX {
-                break;
-            }
-            available += units;
-            victims.push(id);
-        }
-        (available >= k).then_some((coming, victims))
     }
 }

@@ -1,4 +1,4 @@
-//! What the core is configured with: its timers and its pools. The config file's parsing
+//! What the core is configured with: its timers and its pools (and how each prices). The config file's parsing
 //! (`crate::config`) builds these; the core never reads the file's types.
 
 use gpuspot_common::Money;
@@ -43,4 +43,41 @@ pub struct PoolSettings {
     pub floor_ppm: i64,
     pub busy_ppm: i64,
     pub notice_period: Duration,
+    pub pricing: PoolPricing,
+}
+
+/// What a running spot instance of a pool pays (DESIGN §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolPricing {
+    /// The market price of each moment, capped by the bid; a bid below it is reclaimed.
+    #[default]
+    Market,
+    /// The price at the instance's start, for its whole life (seed 003): no price
+    /// reclaims it, only capacity.
+    FixedAtStart,
+}
+
+impl PoolPricing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolPricing::Market => "market",
+            PoolPricing::FixedAtStart => "fixed_at_start",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("pricing must be \"market\" or \"fixed_at_start\", not {0:?}")]
+pub struct UnknownPricing(pub String);
+
+impl std::str::FromStr for PoolPricing {
+    type Err = UnknownPricing;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "market" => Ok(PoolPricing::Market),
+            "fixed_at_start" => Ok(PoolPricing::FixedAtStart),
+            other => Err(UnknownPricing(other.to_owned())),
+        }
+    }
 }

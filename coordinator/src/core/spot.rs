@@ -1,7 +1,8 @@
 //! The spot side of the cluster, start to end of a reclaim: every `price_tick` each pool
 //! runs its auction ([`super::market`]); the new price reaches every paying instance and
-//! its guest; a loser past its hold gets a notice (on the guest's socket at once, see
-//! [`super::instance::lifecycle`]); when the notice's deadline comes the agent stops it.
+//! its guest; a loser, or a bid below the new price, past its hold gets a notice (on the
+//! guest's socket at once, see [`super::instance::lifecycle`]); when the notice's deadline
+//! comes the agent stops it. A `fixed_at_start` pool reprices and reclaims nobody.
 
 use super::cluster::Cluster;
 use super::events::EventKind;
@@ -9,7 +10,7 @@ use super::instance::Notice;
 use super::market::{self, SpotBid};
 use super::model::{EndReason, Instance, InstanceState};
 use super::pools;
-use super::settings::PoolSettings;
+use super::settings::{PoolPricing, PoolSettings};
 use chrono::{DateTime, Utc};
 use gpuspot_common::inventory::model_matches;
 use gpuspot_common::protocol::GuestRuntime;
@@ -26,20 +27,42 @@ pub fn pool_of_request<'a>(
 }
 
 impl Cluster {
-    /// One auction per pool; losers past their hold get their notice. Then the queue and
-    /// every deployment get another look at the new prices.
+    /// One auction per pool, then the pool's reclaims for price. Then the queue and every
+    /// deployment get another look at the new prices.
     pub fn market_tick(&mut self, now: DateTime<Utc>) {
         for pool in self.pools.clone() {
             let result = self.run_auction(&pool);
             self.set_price(&pool, result.price, now);
-            for loser in result.losers {
-                if self.instances.get(&loser).is_some_and(|i| i.reclaimable(now)) {
-                    self.give_notice(&loser, EndReason::ReclaimedPrice, now);
-                }
+            for id in self.outbid_after_hold(&pool, &result, now) {
+                self.give_notice(&id, EndReason::ReclaimedPrice, now);
             }
         }
         self.place_queued(now);
         self.reconcile_deployments(now);
+    }
+
+    /// Running spot instances past their hold that lost the auction or whose bid is below
+    /// the new price (DESIGN §4: a bid is the most its owner will pay, competition or
+    /// not). None in a `fixed_at_start` pool: there only capacity reclaims.
+    fn outbid_after_hold(
+        &self,
+        pool: &PoolSettings,
+        result: &market::AuctionResult,
+        now: DateTime<Utc>,
+    ) -> Vec<InstanceId> {
+        if pool.pricing == PoolPricing::FixedAtStart {
+            return Vec::new();
+        }
+        let losers: std::collections::HashSet<&InstanceId> = result.losers.iter().collect();
+        self.instances
+            .iter()
+            .filter(|i| i.reclaimable(now) && self.in_pool(i, pool))
+            .filter(|i| {
+                losers.contains(&i.id)
+                    || i.request.billing.bid().is_some_and(|bid| bid < result.price)
+            })
+            .map(|i| i.id.clone())
+            .collect()
     }
 
     fn in_pool(&self, instance: &Instance, pool: &PoolSettings) -> bool {
@@ -55,12 +78,20 @@ impl Cluster {
     fn run_auction(&self, pool: &PoolSettings) -> market::AuctionResult {
         let usage = pools::usage(&self.registry, &pool.model);
         let surplus = pools::surplus_price(pool, &usage);
-        let mut regular_units = 0;
+        // At a fixed price a placed spot instance keeps its units like a regular one: no
+        // bid can outrank it.
+        let fixed = pool.pricing == PoolPricing::FixedAtStart;
+        let mut units_not_for_sale = 0;
         let mut bids = Vec::new();
         let offered = self.offered_runtimes();
         for instance in self.instances.iter().filter(|i| self.in_pool(i, pool)) {
             match (instance.request.billing.bid(), instance.state()) {
-                (None, state) if state.holds_units() => regular_units += instance.gpu_uuids().len(),
+                (None, state) if state.holds_units() => {
+                    units_not_for_sale += instance.gpu_uuids().len()
+                }
+                (Some(_), InstanceState::Scheduled | InstanceState::Running) if fixed => {
+                    units_not_for_sale += instance.gpu_uuids().len()
+                }
                 // The surplus price is the reserve for new requests: a queued bid below it
                 // could not be placed, so it must not push anyone out either; nor may one
                 // that no host can run (an image and no container host).
@@ -76,7 +107,7 @@ impl Cluster {
                 _ => {}
             }
         }
-        let supply = usage.total.saturating_sub(regular_units);
+        let supply = usage.total.saturating_sub(units_not_for_sale);
         market::auction(bids, supply, surplus, pool.list_price)
     }
 
@@ -100,6 +131,10 @@ impl Cluster {
         }
         let data = serde_json::json!({ "model": pool.model, "price": price, "previous": previous });
         self.event(now, EventKind::PriceChanged, None, None, data);
+        if pool.pricing == PoolPricing::FixedAtStart {
+            // Each keeps the price it started at (seed 003).
+            return;
+        }
         let paying: Vec<(InstanceId, Money)> = self
             .instances
             .iter()

@@ -1,8 +1,10 @@
 //! Scenario tests of the spot market through the cluster state machine, with a hand-moved
-//! clock: hold, price reclamation, capacity reclamation, notices and deadlines.
+//! clock: hold, price reclamation (outbid, or a bid below the price), capacity
+//! reclamation, notices and deadlines, and a `fixed_at_start` pool.
 
 use super::cluster::Cluster;
 use super::model::{Billing, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
+use super::settings::PoolPricing;
 use crate::config::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, InstanceReport, WorkloadState};
@@ -27,6 +29,7 @@ fn pool() -> PoolSettings {
         floor_ppm: 100_000,
         busy_ppm: 200_000,
         notice_period: std::time::Duration::from_secs(NOTICE as u64),
+        pricing: Default::default(),
     }
 }
 
@@ -64,6 +67,7 @@ fn request(count: u32, billing: Billing) -> InstanceRequest {
         snapshot: SnapshotOptions::default(),
         image: None,
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 
@@ -78,7 +82,11 @@ struct World {
 
 impl World {
     fn new(gpus: u32) -> Self {
-        let mut cluster = Cluster::new(vec![pool()], timers());
+        Self::with_pool(gpus, pool())
+    }
+
+    fn with_pool(gpus: u32, pool: PoolSettings) -> Self {
+        let mut cluster = Cluster::new(vec![pool], timers());
         let host_id = HostId::from("h-1");
         cluster.host_connected(
             &host_id,
@@ -155,13 +163,13 @@ fn a_higher_bid_reclaims_only_after_the_hold_then_at_the_deadline() {
 }
 
 #[test]
-fn without_competition_nobody_is_reclaimed_and_the_price_is_the_surplus() {
+fn in_the_hold_everyone_pays_the_surplus_price_and_nobody_above_their_bid() {
     let mut w = World::new(4);
     let a = w.run(1, spot(30), t0());
     let b = w.run(1, spot(25), t0());
-    w.cluster.market_tick(t0() + Duration::seconds(HOLD * 10));
+    w.cluster.market_tick(t0() + Duration::seconds(HOLD / 2));
     assert_eq!(w.state(&a), InstanceState::Running);
-    assert_eq!(w.state(&b), InstanceState::Running);
+    assert_eq!(w.state(&b), InstanceState::Running, "inside the hold nobody is reclaimed");
     // Half the pool used: 0.1 + 0.5 * (0.2 - 0.1) = 15 % of 2.00.
     assert_eq!(w.cluster.market_price("NVIDIA H100 80GB HBM3"), Some(Money(300_000)));
     assert_eq!(
@@ -174,6 +182,72 @@ fn without_competition_nobody_is_reclaimed_and_the_price_is_the_surplus() {
         Some(Money(250_000)),
         "never more than the bid"
     );
+}
+
+#[test]
+fn without_competition_a_bid_below_the_price_is_reclaimed_after_its_hold() {
+    let mut w = World::new(4);
+    let a = w.run(1, spot(30), t0());
+    let b = w.run(1, spot(25), t0());
+    w.sends();
+    let decided = t0() + Duration::seconds(HOLD + 1);
+    w.cluster.market_tick(decided);
+    let noticed = w.cluster.instance(&b).unwrap().clone();
+    assert_eq!(noticed.state(), InstanceState::TerminationScheduled, "0.25 is below 0.30");
+    assert_eq!(noticed.termination_reason().map(|r| r.as_str()), Some("reclaimed_price"));
+    assert_eq!(noticed.termination_time(), Some(decided + Duration::seconds(NOTICE)));
+    let metadata = w.sends().into_iter().find_map(|m| match m {
+        CoordinatorMessage::Metadata(md) if md.instance_id == b => Some(md),
+        _ => None,
+    });
+    let metadata = metadata.expect("the guest is told at once");
+    assert_eq!(metadata.spot_termination_time, noticed.termination_time());
+    assert_eq!(w.state(&a), InstanceState::Running, "a bid equal to the price stays");
+    assert_eq!(w.cluster.instance(&a).unwrap().termination_time(), None);
+}
+
+#[test]
+fn a_queued_bid_below_the_risen_price_waits_as_outbid() {
+    let mut w = World::new(4);
+    for _ in 0..3 {
+        w.run(1, spot(50), t0());
+    }
+    w.cluster.market_tick(t0() + Duration::seconds(1));
+    // Three of four used: 0.1 + 0.75 * 0.1 = 17.5 % of 2.00, above the idle 0.20.
+    assert_eq!(w.cluster.market_price("NVIDIA H100 80GB HBM3"), Some(Money(350_000)));
+    let late = w.run(1, spot(30), t0() + Duration::seconds(2));
+    assert_eq!(w.state(&late), InstanceState::Queued, "a unit is free but the bid is short");
+    let reason = w.cluster.instance(&late).unwrap().reason().unwrap();
+    assert!(reason.starts_with("outbid") && reason.contains("0.35"), "{reason}");
+}
+
+#[test]
+fn a_fixed_at_start_pool_keeps_the_start_price_and_reclaims_only_for_capacity() {
+    let fixed = PoolSettings { pricing: PoolPricing::FixedAtStart, ..pool() };
+    let mut w = World::with_pool(4, fixed);
+    let cheap = w.run(1, spot(25), t0());
+    let big = w.run(3, spot(60), t0());
+    let start_prices: Vec<_> =
+        [&cheap, &big].map(|id| w.cluster.instance(id).unwrap().price()).into();
+    let high = w.run(1, spot(90), t0());
+    assert_eq!(w.state(&high), InstanceState::Queued);
+    let after_hold = t0() + Duration::seconds(HOLD + 1);
+    w.cluster.market_tick(after_hold);
+    assert_eq!(
+        w.cluster.market_price("NVIDIA H100 80GB HBM3"),
+        Some(Money(900_000)),
+        "the waiting bid sets the market"
+    );
+    for (id, started_at) in [&cheap, &big].into_iter().zip(start_prices) {
+        let instance = w.cluster.instance(id).unwrap();
+        assert_eq!(instance.state(), InstanceState::Running, "no price reclaims: {id}");
+        assert_eq!(instance.price(), started_at, "the price at its start: {id}");
+    }
+    w.run(1, Billing::Regular, after_hold + Duration::seconds(1));
+    let reclaimed = w.cluster.instance(&cheap).unwrap();
+    assert_eq!(reclaimed.state(), InstanceState::TerminationScheduled);
+    assert_eq!(reclaimed.termination_reason().map(|r| r.as_str()), Some("reclaimed_capacity"));
+    assert_eq!(w.state(&big), InstanceState::Running);
 }
 
 #[test]

@@ -349,6 +349,7 @@ mod tests {
             snapshot: SnapshotOptions::default(),
             image: None,
             data_disk_gib: 50,
+            on_unavailable: Default::default(),
         }
     }
 

@@ -19,6 +19,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GpuBody {
     #[serde(default)]
     pub models: Vec<String>,
@@ -26,6 +27,7 @@ pub struct GpuBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BillingBody {
     pub mode: String,
     pub max_price: Option<String>,
@@ -33,6 +35,7 @@ pub struct BillingBody {
 
 /// `POST /v1/instances`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InstanceBody {
     pub name: Option<String>,
     /// The admin may create for another account.
@@ -53,10 +56,14 @@ pub struct InstanceBody {
     pub image: Option<Value>,
     #[serde(default)]
     pub data_disk_gib: Option<Value>,
+    /// `"queue"` (default) or `"fail"` (DESIGN §16); JSON so a wrong type names the field.
+    #[serde(default)]
+    pub on_unavailable: Option<Value>,
 }
 
 /// One of a deployment's `specs`: where and how its instances may run.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpecBody {
     pub gpu: GpuBody,
     pub cpu_cores: Option<Range>,
@@ -66,6 +73,7 @@ pub struct SpecBody {
 
 /// A deployment's `template`: what its instances run.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TemplateBody {
     #[serde(default)]
     pub command: Vec<String>,
@@ -81,6 +89,7 @@ pub struct TemplateBody {
 
 /// `POST /v1/deployments`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeploymentBody {
     pub name: Option<String>,
     pub mode: String,
@@ -126,12 +135,14 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
         snapshot,
         image,
         data_disk_gib,
+        on_unavailable,
     } = body;
     let spec = SpecBody { gpu, cpu_cores, memory_gib, billing };
     let template = TemplateBody { command, env, snapshot, image, data_disk_gib };
     let mut problems = Problems::default();
     let spec = rules::spec("", &spec, &mut problems);
     let template = rules::template("", template, &mut problems);
+    let on_unavailable = rules::on_unavailable(on_unavailable.as_ref(), &mut problems);
     problems.finish()?;
     Ok(InstanceRequest {
         name: name.unwrap_or_default(),
@@ -144,6 +155,7 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
         snapshot: template.snapshot,
         image: template.image,
         data_disk_gib: template.data_disk_gib,
+        on_unavailable,
     })
 }
 

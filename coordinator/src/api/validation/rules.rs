@@ -6,7 +6,7 @@
 use super::{BillingBody, DeploymentBody, GpuBody, Problems, SpecBody, TemplateBody};
 use crate::core::deployment::{DeploymentSpec, Mode, Template};
 use crate::core::guest::{self, DEFAULT_DATA_DISK_GIB};
-use crate::core::model::{Billing, GpuRequest, Range};
+use crate::core::model::{Billing, GpuRequest, OnUnavailable, Range};
 use gpuspot_common::Money;
 use serde_json::Value;
 
@@ -110,6 +110,20 @@ fn data_disk(at: &str, gib: Option<&Value>, problems: &mut Problems) -> u64 {
         None => {
             problems.add(format!("{field} must be a whole number of GiB, 1 to 50"));
             DEFAULT_DATA_DISK_GIB
+        }
+    }
+}
+
+/// What a request does when nothing can take it at once: queue (the default) or fail.
+pub fn on_unavailable(value: Option<&Value>, problems: &mut Problems) -> OnUnavailable {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return OnUnavailable::Queue;
+    };
+    match value.as_str().and_then(OnUnavailable::parse) {
+        Some(choice) => choice,
+        None => {
+            problems.add(format!("on_unavailable must be \"queue\" or \"fail\", not {value}"));
+            OnUnavailable::Queue
         }
     }
 }

@@ -211,3 +211,17 @@ fn bad_images_and_disks_are_refused_naming_the_field() {
         assert!(problem.starts_with(expected), "{extra}: {problem}");
     }
 }
+
+#[test]
+fn on_unavailable_is_queue_unless_it_says_fail_and_anything_else_names_the_field() {
+    use crate::core::model::OnUnavailable;
+    let default = check_instance(&json!({}), &json!({})).unwrap();
+    assert_eq!(default.on_unavailable, OnUnavailable::Queue);
+    let fail = check_instance(&json!({ "on_unavailable": "fail" }), &json!({})).unwrap();
+    assert_eq!(fail.on_unavailable, OnUnavailable::Fail);
+    for bad in [json!("later"), json!(true), json!("FAIL")] {
+        let problems = problems(check_instance(&json!({ "on_unavailable": bad }), &json!({})));
+        let expected = "on_unavailable must be \"queue\" or \"fail\", not ";
+        assert!(problems.iter().any(|p| p.starts_with(expected)), "{bad}: {problems:?}");
+    }
+}

@@ -26,6 +26,7 @@ fn instance() -> Instance {
         snapshot: SnapshotOptions::default(),
         image: None,
         data_disk_gib: 20,
+        on_unavailable: Default::default(),
     };
     Instance::new(InstanceId::from("i-1"), AccountId::from("a-1"), request, t(0), 7)
 }

@@ -137,6 +137,7 @@ fn random_request(rng: &mut Rng) -> InstanceRequest {
         snapshot: SnapshotOptions::default(),
         image: (rng.below(3) == 0).then(|| "busybox".into()),
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 

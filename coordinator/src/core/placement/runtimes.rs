@@ -43,6 +43,7 @@ fn request(image: Option<&str>) -> InstanceRequest {
         snapshot: SnapshotOptions::default(),
         image: image.map(str::to_owned),
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 

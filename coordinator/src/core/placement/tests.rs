@@ -48,6 +48,7 @@ fn request(models: &[&str], count: u32, cores: (u64, u64), mem: (u64, u64)) -> I
         snapshot: SnapshotOptions::default(),
         image: None,
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 

@@ -49,6 +49,7 @@ pub fn pools() -> Vec<PoolSettings> {
         floor_ppm: 100_000,
         busy_ppm: 200_000,
         notice_period: std(NOTICE),
+        pricing: Default::default(),
     }]
 }
 
@@ -92,6 +93,7 @@ pub fn request(billing: Billing) -> InstanceRequest {
         snapshot: SnapshotOptions::default(),
         image: None,
         data_disk_gib: 50,
+        on_unavailable: Default::default(),
     }
 }
 
