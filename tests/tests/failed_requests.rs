@@ -4,9 +4,10 @@
 //! deployment whose instance the user deletes ends `completed`, never started again.
 
 use gpuspot_e2e::deploy::{Deployments, instances, regular_spec, summary};
+use gpuspot_e2e::market::throughout;
+use gpuspot_e2e::values::now_nanos;
 use gpuspot_e2e::{SOON, cluster, holds, request, s, sh, wait_until};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 const SLEEP: &str = "exec sleep 120";
 
@@ -86,13 +87,13 @@ fn deleting_a_container_deployments_instance_completes_it_and_nothing_starts_aga
     });
     c.wait_state(s(&run, "id"), "terminated");
     // Several scheduling passes later there is still only the one run, ended.
-    let until = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < until {
+    let until = now_nanos() + 1_500_000_000;
+    throughout(until, "one ended run and no new one", || {
         let d = deps.get(&id);
-        assert_eq!(s(&d, "state"), "completed", "{}", summary(&d));
-        assert_eq!(instances(&d).len(), 1, "a new run started: {}", summary(&d));
-        assert_eq!(c.api.instances().len(), 1, "{:?}", c.api.instances());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let runs = c.api.instances().len();
+        holds(s(&d, "state") == "completed" && instances(&d).len() == 1 && runs == 1, || {
+            format!("{runs} instances: {}", summary(&d))
+        })
+    });
     assert_eq!(instances(&ended).len(), 1, "{}", summary(&ended));
 }
