@@ -2,9 +2,10 @@
 # Installs the system packages the test suite drives for real (DESIGN §14): Podman with runc
 # for container guests (crun fails under hybrid cgroups), busybox-static for the locally
 # built test image (no registry is reachable), OpenSSH's client and sshpass for the SSH front
-# door. Idempotent; needs root (or sudo) and Debian's apt.
+# door, python3-aiosmtpd (its `aiosmtpd` command) as the real mail server of the mail tests.
+# Idempotent; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass)
+PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

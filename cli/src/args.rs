@@ -57,6 +57,26 @@ pub enum Command {
     /// Deployments: replica sets, jobs and containers.
     #[command(subcommand)]
     Deployments(DeploymentsCmd),
+    /// Your inbox: notices of terminations, overdue payments and failed requests.
+    Messages(MessagesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MessagesArgs {
+    /// Only the messages not yet read.
+    #[arg(long)]
+    pub unread: bool,
+    /// Print each message's body too.
+    #[arg(long, short)]
+    pub long: bool,
+    #[command(subcommand)]
+    pub cmd: Option<MessagesCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MessagesCmd {
+    /// Show one message in full and mark it read.
+    Read { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,7 +237,18 @@ pub struct EventsArgs {
 #[derive(Subcommand, Debug)]
 pub enum AccountsCmd {
     /// Create an account (admin); prints its id and token.
-    Create { name: String },
+    Create {
+        name: String,
+        /// Where the account's notices are mailed (DESIGN §17).
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Set or clear (`--email ""`) the address an account's notices are mailed to.
+    SetEmail {
+        id: String,
+        #[arg(long)]
+        email: String,
+    },
     /// Show an account's balance and overdue state.
     Show { id: String },
     /// Record a payment (admin), e.g. `gpuspot accounts pay ID 10.00`.

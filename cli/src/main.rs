@@ -48,5 +48,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(events) => commands::events::run(&ctx()?, &events),
         Command::Accounts(cmd) => commands::accounts::run(&ctx()?, cmd),
         Command::Deployments(cmd) => commands::deployments::run(&ctx()?, cmd),
+        Command::Messages(args) => commands::messages::run(&ctx()?, &args),
     }
 }

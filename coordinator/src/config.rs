@@ -3,9 +3,11 @@
 
 mod policy;
 mod pool;
+mod smtp;
 
 pub use policy::{Policy, RawPolicy};
 pub use pool::RawPool;
+pub use smtp::{RawSmtp, SmtpSettings};
 
 use crate::core::crash_loop::CrashBackoff;
 use crate::core::quotas::Quota;
@@ -48,6 +50,8 @@ pub struct RawConfig {
     pub ssh: Option<RawSsh>,
     #[serde(default)]
     pub accounts: RawAccounts,
+    /// Where customers' notices are mailed (DESIGN §17); no mail when absent.
+    pub smtp: Option<RawSmtp>,
 }
 
 /// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
@@ -169,6 +173,7 @@ pub struct Settings {
     pub policy: Policy,
     pub ssh: Option<SshSettings>,
     pub default_quota: Quota,
+    pub smtp: Option<SmtpSettings>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -225,6 +230,7 @@ impl RawConfig {
             }
             SshSettings { listen: raw.listen, host }
         });
+        let smtp = self.smtp.and_then(|raw| raw.validate(&mut problems));
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -248,6 +254,7 @@ impl RawConfig {
                 max_gpus: self.accounts.default_max_gpus,
                 max_instances: self.accounts.default_max_instances,
             },
+            smtp,
         })
     }
 }
@@ -374,6 +381,21 @@ mod tests {
             .collect();
         let documented = RawConfig::from_toml(&section).unwrap().validate().unwrap();
         assert_eq!(documented.default_quota, Quota { max_gpus: Some(8), max_instances: Some(20) });
+    }
+
+    #[test]
+    fn the_sample_configs_smtp_lines_are_real_keys() {
+        let sample = include_str!("../../config/coordinator.toml");
+        let start = sample.find("# [smtp]").expect("the sample documents [smtp]");
+        let section: String = sample[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let smtp = RawConfig::from_toml(&section).unwrap().validate().unwrap().smtp;
+        let smtp = smtp.expect("smtp settings");
+        assert_eq!(smtp.max_retry, Duration::from_secs(600));
+        assert!(RawConfig::from_toml("").unwrap().validate().unwrap().smtp.is_none());
     }
 
     #[test]

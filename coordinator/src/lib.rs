@@ -8,7 +8,8 @@
 //! - [`store`]: SQLite behind the [`store::Store`] trait, with a group-committing writer.
 //! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake, snapshot streams).
 //! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
-//! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator.
+//! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator;
+//!   [`mail`]: the mail outbox of customers' messages.
 //! - [`ssh`]: the SSH front door into instances.
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod directory;
+pub mod mail;
 pub mod quic;
 pub mod server;
 pub mod snapshots;

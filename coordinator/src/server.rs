@@ -147,13 +147,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_snapshots(loaded.snapshots)
         .with_snapshot_limit(settings.snapshot_max_bytes)
         .with_crash_backoff(settings.crash_backoff.clone())
-        .with_default_quota(settings.default_quota);
+        .with_default_quota(settings.default_quota)
+        .with_mail(settings.smtp.is_some());
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
         directory.add(account);
     }
     let (events, _) = tokio::sync::broadcast::channel(4096);
     crate::webhook::spawn(settings.webhook.clone(), directory.clone(), events.subscribe());
+    if let Some(smtp) = settings.smtp.clone() {
+        crate::mail::spawn(smtp, store.clone(), events.subscribe());
+    }
     let writer = Writer::start(store.clone());
     let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
     // Before the actor runs: a clone of a running cluster's address overflows in actix.

@@ -111,6 +111,8 @@ mod tests {
             instance_id: Some("i-1".into()),
             host_id: None,
             data: serde_json::json!({ "reason": "reclaimed_price" }),
+            subject: None,
+            message: None,
         }
     }
 

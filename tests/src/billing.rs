@@ -14,7 +14,13 @@ pub struct Account {
 
 /// `POST /v1/accounts` as the admin; must answer 201 with a token.
 pub fn create_account(admin: &Api, name: &str) -> Account {
-    let (status, body) = admin.post("/v1/accounts", &json!({ "name": name }));
+    create_account_with(admin, &json!({ "name": name }))
+}
+
+/// [`create_account`] with a whole body, e.g. `{"name", "email"}`.
+pub fn create_account_with(admin: &Api, request: &Value) -> Account {
+    let name = s(request, "name");
+    let (status, body) = admin.post("/v1/accounts", request);
     assert_eq!(status, 201, "POST /v1/accounts: {body}");
     let token = s(&body, "token");
     assert!(!token.is_empty(), "no token for the new account: {body}");

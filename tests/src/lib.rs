@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod mounts;
 pub mod podman;
 pub mod process;
+pub mod smtp;
 pub mod values;
 pub mod wait;
 

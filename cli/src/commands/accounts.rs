@@ -1,4 +1,4 @@
-//! `gpuspot accounts create|show|pay|ledger|rotate-token|disable|enable`.
+//! `gpuspot accounts create|set-email|show|pay|ledger|rotate-token|disable|enable`.
 
 use super::Ctx;
 use crate::args::AccountsCmd;
@@ -9,11 +9,16 @@ use gpuspot_common::Money;
 use serde_json::{Value, json};
 
 const SHOW_ORDER: &[&str] =
-    &["id", "name", "balance", "overdue_since", "overdue_deadline", "disabled", "token"];
+    &["id", "name", "email", "balance", "overdue_since", "overdue_deadline", "disabled", "token"];
 
 pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
     match cmd {
-        AccountsCmd::Create { name } => create(ctx, &name),
+        AccountsCmd::Create { name, email } => create(ctx, &name, email),
+        AccountsCmd::SetEmail { id, email } => {
+            let email = if email.is_empty() { Value::Null } else { Value::String(email) };
+            let account = ctx.client.patch_json(&path(&id), &json!({ "email": email }))?;
+            ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
+        }
         AccountsCmd::Show { id } => show(ctx, &id),
         AccountsCmd::Pay { id, amount } => pay(ctx, &id, &amount),
         AccountsCmd::Ledger { id } => ledger(ctx, &id),
@@ -35,11 +40,15 @@ fn path(id: &str) -> String {
     format!("/v1/accounts/{}", encode_segment(id))
 }
 
-fn create(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+fn create(ctx: &Ctx, name: &str, email: Option<String>) -> anyhow::Result<()> {
     if name.trim().is_empty() {
         return usage("the account name is empty");
     }
-    let account = ctx.client.post_json("/v1/accounts", &json!({ "name": name }))?;
+    let mut body = json!({ "name": name });
+    if let Some(email) = email {
+        body["email"] = Value::String(email);
+    }
+    let account = ctx.client.post_json("/v1/accounts", &body)?;
     ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
 }
 

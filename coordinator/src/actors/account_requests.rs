@@ -5,9 +5,17 @@
 use super::cluster::ClusterActor;
 use super::failure::Failure;
 use super::messages::{AccountView, Payment, Scope};
-use crate::core::accounts::OPERATOR;
+use crate::core::accounts::{NewAccount, OPERATOR};
 use crate::core::quotas::QuotaUpdate;
 use gpuspot_common::{AccountId, Money};
+
+/// What `PATCH /v1/accounts/{id}` changes; an absent field stays as it is.
+#[derive(Debug, Default)]
+pub struct AccountChange {
+    pub disabled: Option<bool>,
+    pub quota: Option<QuotaUpdate>,
+    pub email: Option<Option<String>>,
+}
 
 impl ClusterActor {
     /// The account as the API shows it, if `scope` may see it.
@@ -37,13 +45,8 @@ impl ClusterActor {
             .collect()
     }
 
-    pub(super) fn create_account(
-        &mut self,
-        name: String,
-        token_hash: String,
-        webhook_url: Option<String>,
-    ) -> Result<AccountView, Failure> {
-        let id = self.core.create_account(name, token_hash, webhook_url, self.clock.now());
+    pub(super) fn create_account(&mut self, new: NewAccount) -> Result<AccountView, Failure> {
+        let id = self.core.create_account(new, self.clock.now());
         self.account_view(&Scope::Admin, &id)
     }
 
@@ -70,23 +73,28 @@ impl ClusterActor {
         self.account_view(scope, &id)
     }
 
-    /// The operator account is refused whatever the change (it stays unlimited).
+    /// The operator account is refused a change of `disabled` or `quota` (it stays
+    /// unlimited); its email may change like any other.
     pub(super) fn change_account(
         &mut self,
+        scope: &Scope,
         id: AccountId,
-        disabled: Option<bool>,
-        quota: Option<QuotaUpdate>,
+        change: AccountChange,
     ) -> Result<AccountView, Failure> {
-        self.visible_account(&Scope::Admin, &id)?;
-        if id.as_str() == OPERATOR {
+        self.visible_account(scope, &id)?;
+        let now = self.clock.now();
+        if id.as_str() == OPERATOR && (change.disabled.is_some() || change.quota.is_some()) {
             return Err(Failure::OperatorIsFixed);
         }
-        if let Some(disabled) = disabled {
-            self.core.set_disabled(&id, disabled, self.clock.now())?;
+        if let Some(email) = change.email {
+            self.core.set_email(&id, email, now)?;
         }
-        if let Some(quota) = quota {
-            self.core.set_quota(&id, quota, self.clock.now())?;
+        if let Some(disabled) = change.disabled {
+            self.core.set_disabled(&id, disabled, now)?;
         }
-        self.account_view(&Scope::Admin, &id)
+        if let Some(quota) = change.quota {
+            self.core.set_quota(&id, quota, now)?;
+        }
+        self.account_view(scope, &id)
     }
 }

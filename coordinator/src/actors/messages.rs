@@ -80,9 +80,7 @@ pub enum ApiRequest {
         reply: Reply<bool>,
     },
     CreateAccount {
-        name: String,
-        token_hash: String,
-        webhook_url: Option<String>,
+        new: crate::core::accounts::NewAccount,
         reply: Reply<AccountView>,
     },
     GetAccount {
@@ -115,11 +113,14 @@ pub enum ApiRequest {
         token_hash: String,
         reply: Reply<AccountView>,
     },
-    /// Admin only (checked by the API).
+    /// `disabled` and `quota` are the admin's alone (checked by the API); an account may
+    /// change its own `email` (`Some(None)` clears it).
     ChangeAccount {
+        scope: Scope,
         id: AccountId,
         disabled: Option<bool>,
         quota: Option<QuotaUpdate>,
+        email: Option<Option<String>>,
         reply: Reply<AccountView>,
     },
     /// Admin only (checked by the API): forget the host, revoke its certificate. Answers

@@ -2,6 +2,7 @@
 //! through the core and then the store (the answer waits for the commit, see `cluster`).
 //! Accounts are in `account_requests`, deployments in `deployment_requests`.
 
+use super::account_requests::AccountChange;
 use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
 use super::messages::{ApiRequest, DeploymentRequest, PoolView, Scope, Stats};
@@ -44,12 +45,8 @@ impl ClusterActor {
                 let changed = self.change_instance(&scope, id, name, env, resize);
                 return Some(reply.after_commit(changed));
             }
-            Ask::CreateAccount { name, token_hash, webhook_url, reply } => {
-                return Some(reply.after_commit(self.create_account(
-                    name,
-                    token_hash,
-                    webhook_url,
-                )));
+            Ask::CreateAccount { new, reply } => {
+                return Some(reply.after_commit(self.create_account(new)));
             }
             Ask::Pay { scope, id, amount, reply } => {
                 return Some(reply.after_commit(self.pay(&scope, id, amount)));
@@ -57,8 +54,9 @@ impl ClusterActor {
             Ask::RotateToken { scope, id, token_hash, reply } => {
                 return Some(reply.after_commit(self.rotate_token(&scope, id, token_hash)));
             }
-            Ask::ChangeAccount { id, disabled, quota, reply } => {
-                return Some(reply.after_commit(self.change_account(id, disabled, quota)));
+            Ask::ChangeAccount { scope, id, disabled, quota, email, reply } => {
+                let change = AccountChange { disabled, quota, email };
+                return Some(reply.after_commit(self.change_account(&scope, id, change)));
             }
             Ask::DeleteHost { id, reply } => return Some(reply.after_commit(self.delete_host(id))),
         }

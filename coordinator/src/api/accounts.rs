@@ -1,12 +1,13 @@
 //! `/v1/accounts`: accounts (created by the admin, each with its API token), payments (the
-//! admin's alone, DESIGN §15), token rotation, disabling, quotas (the admin's, DESIGN §16)
-//! and the ledger. An account sees only itself; another account's id answers 404.
+//! admin's alone, DESIGN §15), token rotation, disabling, quotas (the admin's, DESIGN §16),
+//! the email messages are mailed to (the account's own, DESIGN §17) and the ledger. An account sees only itself; another account's id answers 404.
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use crate::actors::ApiRequest;
 use crate::actors::messages::{AccountView, Payment};
+use crate::core::accounts::NewAccount;
 use crate::core::billing::LedgerEntry;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
@@ -36,6 +37,7 @@ pub fn view(shown: &AccountView) -> Value {
         "overdue_since": account.overdue_since,
         "overdue_deadline": account.overdue_deadline,
         "webhook_url": account.webhook_url,
+        "email": account.email,
         "disabled": account.disabled,
         "created_at": account.created_at,
         "quota": shown.quota,
@@ -59,6 +61,15 @@ pub fn entry_view(entry: &LedgerEntry) -> Value {
 struct CreateBody {
     name: String,
     webhook_url: Option<String>,
+    email: Option<String>,
+}
+
+/// An address lettre can send to, as written (DESIGN §17).
+fn email_address(text: &str) -> Result<String, HttpError> {
+    let text = text.trim();
+    text.parse::<lettre::Address>().map(|_| text.to_owned()).map_err(|e| {
+        HttpError::bad_request("invalid_request", format!("email {text:?} is not an address: {e}"))
+    })
 }
 
 async fn create(
@@ -77,15 +88,11 @@ async fn create(
     {
         return Err(HttpError::bad_request("invalid_request", "webhook_url must be http(s)://…"));
     }
+    let email = body.email.as_deref().map(email_address).transpose()?;
     let token = new_token();
-    let account = state
-        .ask(|reply| ApiRequest::CreateAccount {
-            name,
-            token_hash: token_hash(&token),
-            webhook_url: body.webhook_url,
-            reply,
-        })
-        .await?;
+    let new =
+        NewAccount { name, token_hash: token_hash(&token), webhook_url: body.webhook_url, email };
+    let account = state.ask(|reply| ApiRequest::CreateAccount { new, reply }).await?;
     state.directory.add(&account.account);
     let mut body = view(&account);
     body["token"] = json!(token);
@@ -180,13 +187,16 @@ struct ChangeBody {
     /// back to the configured default.
     #[serde(default, deserialize_with = "present")]
     quota: Option<Option<QuotaChange>>,
+    /// The account's own to change; `null` stops mail (the inbox stays).
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
 }
 
 /// A key that is present, `null` included (`Some(None)`); an absent key is `None`.
-fn present<'de, D: Deserializer<'de>>(
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
-) -> Result<Option<Option<QuotaChange>>, D::Error> {
-    Option::<QuotaChange>::deserialize(deserializer).map(Some)
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 async fn change(
@@ -195,11 +205,20 @@ async fn change(
     id: web::Path<String>,
     body: web::Json<ChangeBody>,
 ) -> Result<HttpResponse, HttpError> {
-    caller.require_admin()?;
+    let body = body.into_inner();
+    if body.disabled.is_some() || body.quota.is_some() {
+        caller.require_admin()?;
+    }
     let (id, disabled) = (AccountId(id.into_inner()), body.disabled);
     let quota = body.quota.map(|q| q.map_or(QuotaUpdate::Default, QuotaUpdate::Change));
-    let account =
-        state.ask(|reply| ApiRequest::ChangeAccount { id, disabled, quota, reply }).await?;
+    let email = match body.email {
+        Some(Some(text)) => Some(Some(email_address(&text)?)),
+        other => other,
+    };
+    let scope = caller.scope;
+    let account = state
+        .ask(|reply| ApiRequest::ChangeAccount { scope, id, disabled, quota, email, reply })
+        .await?;
     state.directory.set(&account.account);
     Ok(HttpResponse::Ok().json(view(&account)))
 }

@@ -6,6 +6,7 @@
 //! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
 //! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
+//! - [`messages`]: the accounts' inboxes.
 
 pub mod accounts;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod exec;
 pub mod exec_ws;
 pub mod hosts;
 pub mod instances;
+pub mod messages;
 pub mod metrics;
 pub mod pools;
 pub mod snapshots;
@@ -94,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(pools::routes)
                 .configure(events::routes)
                 .configure(accounts::routes)
+                .configure(messages::routes)
                 .configure(deployments::routes)
                 .configure(snapshots::routes),
         )

@@ -14,6 +14,23 @@ use super::outbox::About;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 
+/// What a new account starts with.
+#[derive(Clone, Debug, Default)]
+pub struct NewAccount {
+    pub name: String,
+    /// sha256 of its API token.
+    pub token_hash: String,
+    pub webhook_url: Option<String>,
+    pub email: Option<String>,
+}
+
+#[cfg(test)]
+impl NewAccount {
+    pub fn named(name: &str) -> Self {
+        Self { name: name.into(), ..Self::default() }
+    }
+}
+
 impl Cluster {
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
         self.ledger.get(id)
@@ -23,20 +40,15 @@ impl Cluster {
         self.ledger.iter()
     }
 
-    pub fn create_account(
-        &mut self,
-        name: String,
-        token_hash: String,
-        webhook_url: Option<String>,
-        now: DateTime<Utc>,
-    ) -> AccountId {
+    pub fn create_account(&mut self, new: NewAccount, now: DateTime<Utc>) -> AccountId {
         let id = self.ids.account();
         self.ledger.insert(Account {
             id: id.clone(),
-            name,
+            name: new.name,
             balance: Money::ZERO,
-            token_hash,
-            webhook_url,
+            token_hash: new.token_hash,
+            webhook_url: new.webhook_url,
+            email: new.email,
             overdue_since: None,
             overdue_deadline: None,
             created_at: now,
@@ -48,7 +60,20 @@ impl Cluster {
         id
     }
 
-    /// An event about an account, with its balance and overdue deadline.
+    /// Where the account's messages are mailed from now on (`None`: the inbox only).
+    pub fn set_email(
+        &mut self,
+        id: &AccountId,
+        email: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccountError> {
+        self.ledger.get(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
+        self.ledger.update(id, |a| a.email = email);
+        self.account_event(now, EventKind::AccountChanged, id, serde_json::json!({}));
+        Ok(())
+    }
+
+    /// An event about an account, with its name, balance and overdue deadline.
     fn account_event(
         &mut self,
         now: DateTime<Utc>,
@@ -57,6 +82,7 @@ impl Cluster {
         mut data: serde_json::Value,
     ) {
         if let Some(account) = self.ledger.get(id) {
+            data["name"] = serde_json::json!(account.name);
             data["balance"] = serde_json::json!(account.balance);
             data["overdue_deadline"] = serde_json::json!(account.overdue_deadline);
         }
@@ -201,9 +227,12 @@ impl Cluster {
                 .filter(|i| i.account_id == id && i.state() == InstanceState::Queued)
                 .map(|i| i.id.clone())
                 .collect();
+            let cancelled = queued.len();
             for instance in queued {
                 self.finish(&instance, EndReason::Overdue, None, now);
             }
+            let data = serde_json::json!({ "cancelled_requests": cancelled });
+            self.account_event(now, EventKind::AccountOverdueShutdown, &id, data);
         }
     }
 

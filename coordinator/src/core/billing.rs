@@ -89,6 +89,9 @@ pub struct Account {
     /// sha256 of the account's API token (the token itself is shown once, at creation).
     pub token_hash: String,
     pub webhook_url: Option<String>,
+    /// Where its messages are mailed (DESIGN §17).
+    #[serde(default)]
+    pub email: Option<String>,
     pub overdue_since: Option<DateTime<Utc>>,
     pub overdue_deadline: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -210,6 +213,7 @@ mod tests {
             balance: Money::ZERO,
             token_hash: String::new(),
             webhook_url: None,
+            email: None,
             overdue_since: None,
             overdue_deadline: None,
             created_at: t(0),

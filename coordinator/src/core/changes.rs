@@ -7,6 +7,7 @@ use super::deployment::Deployment;
 use super::events::Event;
 use super::market::PricePoint;
 use super::model::Instance;
+use super::notices::Message;
 use super::outbox::Send;
 use super::registry::{Host, RemovedHost};
 use super::snapshots::SnapshotRecord;
@@ -23,6 +24,8 @@ pub struct Changes {
     pub accounts: Vec<Account>,
     pub ledger: Vec<LedgerEntry>,
     pub events: Vec<Event>,
+    /// Inbox messages, with the mail still to send for them (DESIGN §17).
+    pub messages: Vec<Message>,
     pub price_points: Vec<PricePoint>,
     /// Price history older than this is dropped (retention, DESIGN §4).
     pub prune_prices_before: Option<DateTime<Utc>>,
@@ -41,6 +44,7 @@ impl Changes {
             && self.accounts.is_empty()
             && self.ledger.is_empty()
             && self.events.is_empty()
+            && self.messages.is_empty()
             && self.price_points.is_empty()
             && self.prune_prices_before.is_none()
             && self.removed_hosts.is_empty()

@@ -60,6 +60,8 @@ pub struct Cluster {
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
     pub(super) periodic: super::timers::Periodic,
+    /// Whether inbox messages are also mailed (config `[smtp]`, DESIGN §17).
+    mail: bool,
     next_seq: u64,
 }
 
@@ -79,6 +81,7 @@ impl Cluster {
             pools,
             timers,
             periodic: Default::default(),
+            mail: false,
             next_seq: 1,
         }
     }
@@ -119,6 +122,12 @@ impl Cluster {
     /// Accounts and the last ledger entry id a previous run committed.
     pub fn with_accounts(mut self, accounts: Vec<super::billing::Account>, last_id: u64) -> Self {
         self.ledger.restore(accounts, last_id);
+        self
+    }
+
+    /// Inbox messages are mailed to their account's `email` too (an `[smtp]` is set).
+    pub fn with_mail(mut self, enabled: bool) -> Self {
+        self.mail = enabled;
         self
     }
 
@@ -178,12 +187,25 @@ impl Cluster {
             accounts,
             ledger,
             events: std::mem::take(&mut self.outbox.events),
+            messages: self.take_messages(),
             price_points: self.prices.take_points(),
             sends: std::mem::take(&mut self.outbox.sends),
             removed_hosts: self.registry.take_removed(),
             prune_prices_before: None,
         }
         .with_price_retention(self.timers.price_history)
+    }
+
+    /// The outbox's inbox messages, each addressed to its account's email as it is now.
+    fn take_messages(&mut self) -> Vec<super::notices::Message> {
+        let mut messages = std::mem::take(&mut self.outbox.messages);
+        if self.mail {
+            for message in &mut messages {
+                message.mail_to =
+                    self.ledger.get(&message.account_id).and_then(|a| a.email.clone());
+            }
+        }
+        messages
     }
 
     pub(super) fn take_seq(&mut self) -> u64 {

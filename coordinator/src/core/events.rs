@@ -25,7 +25,10 @@ pub enum EventKind {
     HostLost,
     HostDeleted,
     AccountCreated,
+    AccountChanged,
     AccountOverdue,
+    /// The overdue deadline passed: the account's instances were shut down (DESIGN §17).
+    AccountOverdueShutdown,
     AccountSettled,
     AccountDisabled,
     AccountEnabled,
@@ -60,7 +63,9 @@ impl EventKind {
             HostLost => "host_lost",
             HostDeleted => "host_deleted",
             AccountCreated => "account_created",
+            AccountChanged => "account_changed",
             AccountOverdue => "account_overdue",
+            AccountOverdueShutdown => "account_overdue_shutdown",
             AccountSettled => "account_settled",
             AccountDisabled => "account_disabled",
             AccountEnabled => "account_enabled",
@@ -97,6 +102,12 @@ pub struct Event {
     pub instance_id: Option<InstanceId>,
     pub host_id: Option<HostId>,
     pub data: serde_json::Value,
+    /// The subject of the message this event put in its account's inbox (DESIGN §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// That message's text, for webhooks that forward it (an SMS gateway, a chat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ fn operator_account() -> Account {
         balance: Money::ZERO,
         token_hash: String::new(),
         webhook_url: None,
+        email: None,
         overdue_since: None,
         overdue_deadline: None,
         created_at: DateTime::<Utc>::UNIX_EPOCH,

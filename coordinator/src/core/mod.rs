@@ -18,6 +18,7 @@
 //! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling
 //!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
+//! - [`notices`]: the messages events make for a person's inbox and mail.
 //! - [`events`], [`error`], [`ids`], [`settings`], [`outbox`], [`changes`]: what the parts
 //!   share.
 
@@ -45,6 +46,9 @@ pub mod instance;
 pub mod ledger;
 pub mod market;
 pub mod model;
+pub mod notices;
+#[cfg(test)]
+mod notices_tests;
 pub mod outbox;
 pub mod placement;
 pub mod pools;

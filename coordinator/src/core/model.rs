@@ -170,6 +170,8 @@ pub enum EndReason {
     ReclaimedCapacity,
     Overdue,
     HostLost,
+    /// The operator drained the host (DESIGN §19).
+    HostMaintenance,
     Failed,
 }
 
@@ -182,6 +184,7 @@ impl EndReason {
             EndReason::ReclaimedCapacity => "reclaimed_capacity",
             EndReason::Overdue => "overdue",
             EndReason::HostLost => "host_lost",
+            EndReason::HostMaintenance => "host_maintenance",
             EndReason::Failed => "failed",
         }
     }

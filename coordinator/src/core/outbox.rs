@@ -1,8 +1,9 @@
 //! What the cluster has to say once its changes are durable: events (numbered in order),
-//! messages for hosts, and which hosts changed. Taken whole by `Cluster::take_changes`.
+//! the inbox messages some of them make, messages for hosts, and which hosts changed. Taken whole by `Cluster::take_changes`.
 
 use super::events::{Event, EventKind};
 use super::model::Instance;
+use super::notices::{self, Message};
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::CoordinatorMessage;
 use gpuspot_common::{AccountId, HostId};
@@ -15,6 +16,7 @@ pub type Send = (HostId, CoordinatorMessage);
 pub struct Outbox {
     next_event_id: u64,
     pub(super) events: Vec<Event>,
+    pub(super) messages: Vec<Message>,
     pub(super) sends: Vec<Send>,
     pub(super) dirty_hosts: BTreeSet<HostId>,
 }
@@ -24,6 +26,7 @@ impl Default for Outbox {
         Self {
             next_event_id: 1,
             events: Vec::new(),
+            messages: Vec::new(),
             sends: Vec::new(),
             dirty_hosts: BTreeSet::new(),
         }
@@ -52,7 +55,7 @@ impl Outbox {
         data: serde_json::Value,
     ) {
         let instance = about.instance;
-        let event = Event {
+        let mut event = Event {
             id: self.next_event_id,
             at: now,
             kind,
@@ -60,8 +63,15 @@ impl Outbox {
             instance_id: instance.map(|i| i.id.clone()),
             host_id: about.host.or_else(|| instance.and_then(|i| i.host_id())).cloned(),
             data,
+            subject: None,
+            message: None,
         };
         self.next_event_id += 1;
+        if let Some(notice) = notices::compose(&event, instance) {
+            event.subject = Some(notice.subject.clone());
+            event.message = Some(notice.body.clone());
+            self.messages.extend(Message::for_event(&event, notice));
+        }
         self.events.push(event);
     }
 

@@ -20,7 +20,8 @@ use sim::Sim;
 const MS: Duration = Duration::milliseconds(1);
 
 fn funded_account(sim: &mut Sim, amount: Money) -> AccountId {
-    let account = sim.act(|c, now| c.create_account("acme".into(), String::new(), None, now));
+    let account =
+        sim.act(|c, now| c.create_account(crate::core::accounts::NewAccount::named("acme"), now));
     sim.act(|c, now| c.pay(&account, amount, now)).expect("a payment is accepted");
     account
 }

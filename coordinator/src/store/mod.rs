@@ -7,17 +7,20 @@ pub mod credentials;
 mod credentials_tests;
 pub mod files;
 pub mod lock;
+pub mod messages;
 pub mod sqlite;
 pub mod writer;
 
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
+use crate::core::notices::Message;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
 use credentials::{CertificateRecord, JoinRefusal, JoinTokenRecord, NewCertificate, NewJoinToken};
 use gpuspot_common::AccountId;
+use messages::{MailOutcome, PendingMail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +56,25 @@ pub struct Loaded {
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Loaded, StoreError>;
     fn commit(&self, batches: &[Batch]) -> Result<(), StoreError>;
+    /// Up to `limit` of the account's inbox messages, newest first (DESIGN §17).
+    fn messages(
+        &self,
+        account: &AccountId,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+    /// Marks the account's message read; `None` when the account has no such message.
+    fn mark_message_read(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<Message>, StoreError>;
+    /// Messages whose mail is due at `now`, oldest first.
+    fn mail_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<PendingMail>, StoreError>;
+    /// When the next mail still to send is due.
+    fn next_mail_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// What became of an attempt to mail message `id`.
+    fn record_mail(&self, id: &str, outcome: &MailOutcome) -> Result<(), StoreError>;
     /// Records a new join token; a token whose id is taken is a `Conflict`.
     fn add_join_token(&self, token: &NewJoinToken) -> Result<JoinTokenRecord, StoreError>;
     /// Every join token, oldest first.

@@ -6,10 +6,12 @@ use super::credentials::{
     self, CertificateRecord, JoinRefusal, JoinTokenRecord, NewCertificate, NewJoinToken,
 };
 use super::files::{private_dir, private_file, restrict};
+use super::messages::{self, MailOutcome, PendingMail};
 use super::{Batch, Loaded, Store, StoreError};
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
+use crate::core::notices::Message;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
@@ -64,6 +66,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(messages::SCHEMA)?;
         credentials::migrate(&conn)?;
         for suffix in ["-wal", "-shm"] {
             let side = data_dir.join(format!("gpuspot.db{suffix}"));
@@ -169,7 +172,7 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
     for removed in &batch.removed_hosts {
         credentials::forget_host(tx, &removed.id, removed.at)?;
     }
-    Ok(())
+    messages::insert(tx, &batch.messages)
 }
 
 impl Store for SqliteStore {
@@ -213,6 +216,35 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn messages(
+        &self,
+        account: &AccountId,
+        unread_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        messages::list(&self.conn(), account, unread_only, limit)
+    }
+
+    fn mark_message_read(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        messages::mark_read(&self.conn(), account, id)
+    }
+
+    fn mail_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<PendingMail>, StoreError> {
+        messages::due(&self.conn(), now, limit)
+    }
+
+    fn next_mail_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        messages::next_due(&self.conn())
+    }
+
+    fn record_mail(&self, id: &str, outcome: &MailOutcome) -> Result<(), StoreError> {
+        messages::record(&self.conn(), id, outcome)
     }
 
     fn add_join_token(&self, token: &NewJoinToken) -> Result<JoinTokenRecord, StoreError> {
