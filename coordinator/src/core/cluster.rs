@@ -62,6 +62,7 @@ pub struct Cluster {
     pub(super) periodic: super::timers::Periodic,
     /// Whether inbox messages are also mailed (config `[smtp]`, DESIGN §17).
     mail: bool,
+    mail_budget: super::mail_budget::MailBudget,
     next_seq: u64,
 }
 
@@ -82,6 +83,7 @@ impl Cluster {
             timers,
             periodic: Default::default(),
             mail: false,
+            mail_budget: Default::default(),
             next_seq: 1,
         }
     }
@@ -201,8 +203,15 @@ impl Cluster {
         let mut messages = std::mem::take(&mut self.outbox.messages);
         if self.mail {
             for message in &mut messages {
-                message.mail_to =
-                    self.ledger.get(&message.account_id).and_then(|a| a.email.clone());
+                let email = self.ledger.get(&message.account_id).and_then(|a| a.email.clone());
+                message.mail_to = email.filter(|_| {
+                    let admitted = self.mail_budget.admit(&message.account_id, message.at);
+                    if !admitted {
+                        tracing::warn!(account = %message.account_id, message = %message.id,
+                            "hourly mail cap reached; the message stays in the inbox only");
+                    }
+                    admitted
+                });
             }
         }
         messages

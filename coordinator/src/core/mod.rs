@@ -44,6 +44,7 @@ mod guest_tests;
 pub mod ids;
 pub mod instance;
 pub mod ledger;
+pub mod mail_budget;
 pub mod market;
 pub mod model;
 pub mod notices;
