@@ -17,6 +17,10 @@ use std::time::Duration;
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line)
+    #[arg(long, global = true, env = "GPUSPOT_LOG_FORMAT", default_value = "text",
+          value_parser = gpuspot_common::process::LOG_FORMATS)]
+    pub log_format: String,
     /// The coordinator's QUIC address, HOST:PORT
     #[arg(long, env = "GPUSPOT_COORDINATOR")]
     pub coordinator: Option<String>,
@@ -78,9 +82,9 @@ impl Args {
 /// Entry point of the `gpuspot-agent` binary.
 pub fn main() -> ExitCode {
     gpuspot_common::pki::install_crypto_provider();
-    gpuspot_common::process::init_tracing();
-    raise_fd_limit();
     let args = Args::parse();
+    gpuspot_common::process::init_tracing_as(&args.log_format);
+    raise_fd_limit();
     let result = match args.command {
         Some(Command::Fleet(fleet)) => crate::fleet::run(fleet),
         None => run(args),

@@ -1,12 +1,27 @@
 //! What every gpuspot binary does at its edges: log to stderr filtered by `RUST_LOG`
-//! (default `info`), and wait for Ctrl-C or SIGTERM to shut down cleanly.
+//! (default `info`) as text or JSON lines (`--log-format`, DESIGN §19), and wait for Ctrl-C
+//! or SIGTERM to shut down cleanly.
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`). Safe to call twice.
+/// The values `--log-format` accepts.
+pub const LOG_FORMATS: [&str; 2] = ["text", "json"];
+
+/// Logs to stderr as text, coloured only on a terminal; `RUST_LOG` filters (default
+/// `info`). Safe to call twice.
 pub fn init_tracing() {
+    init_tracing_as("text");
+}
+
+/// Like [`init_tracing`]; `"json"` writes one JSON object per line (for log shippers).
+pub fn init_tracing_as(format: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

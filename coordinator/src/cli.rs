@@ -23,6 +23,10 @@ pub struct Args {
     /// Where state (SQLite, CA, logs) lives
     #[arg(long, global = true, env = "GPUSPOT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line)
+    #[arg(long, global = true, env = "GPUSPOT_LOG_FORMAT", default_value = "text",
+          value_parser = gpuspot_common::process::LOG_FORMATS)]
+    pub log_format: String,
     /// HTTP API address
     #[arg(long, env = "GPUSPOT_HTTP")]
     pub http: Option<SocketAddr>,
@@ -87,8 +91,8 @@ pub fn settings(args: &Args) -> anyhow::Result<Settings> {
 /// Entry point of the `gpuspot-coordinator` binary.
 pub fn main() -> ExitCode {
     gpuspot_common::pki::install_crypto_provider();
-    gpuspot_common::process::init_tracing();
     let args = Args::parse();
+    gpuspot_common::process::init_tracing_as(&args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
