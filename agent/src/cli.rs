@@ -52,6 +52,13 @@ pub struct Args {
     /// (`[containers] engine`); without one the host runs process guests only
     #[arg(long, env = "GPUSPOT_CONTAINER_ENGINE")]
     pub container_engine: Option<String>,
+    /// Host ports handed to guests, FIRST-LAST (`[ports] range`, default 20000-20999)
+    #[arg(long, env = "GPUSPOT_PORTS")]
+    pub ports: Option<String>,
+    /// Address the gateway reaches this host's guests at (`[ports] address`; default: the
+    /// address the coordinator sees)
+    #[arg(long, env = "GPUSPOT_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +82,8 @@ impl Args {
         raw.link_timeout = self.link_timeout.or(raw.link_timeout);
         raw.logs.max_bytes = self.log_max_bytes.or(raw.logs.max_bytes);
         raw.containers.engine = self.container_engine.clone().or(raw.containers.engine);
+        raw.ports.range = self.ports.clone().or(raw.ports.range);
+        raw.ports.address = self.advertise_address.clone().or(raw.ports.address);
         Ok(raw.validate()?)
     }
 }

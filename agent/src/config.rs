@@ -3,6 +3,7 @@
 
 use crate::discovery::Reservation;
 use gpuspot_common::logcap;
+use gpuspot_common::protocol::GuestNetwork;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +42,19 @@ pub struct RawAgentConfig {
     pub containers: RawContainers,
     #[serde(default)]
     pub process: RawProcess,
+    #[serde(default)]
+    pub ports: RawPorts,
+}
+
+/// `[ports]`: the host ports guests listen on (DESIGN §18).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPorts {
+    /// `FIRST-LAST`: host ports the coordinator hands to guests, one or more per instance.
+    pub range: Option<String>,
+    /// The address the gateway reaches this host's guests at (default: the address the
+    /// coordinator sees the agent connect from).
+    pub address: Option<String>,
 }
 
 /// `[containers]`: the host's container engine (DESIGN §14).
@@ -75,7 +89,12 @@ pub struct AgentSettings {
     pub container_engine: Option<String>,
     /// `[process] uid_range`, inclusive: one uid/gid per process guest.
     pub uid_range: (u32, u32),
+    /// `[ports]`: guests' host ports and where they are reached.
+    pub network: GuestNetwork,
 }
+
+/// `[ports] range` when none is configured.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (20_000, 20_999);
 
 /// `[process] uid_range` when none is configured.
 pub const DEFAULT_UID_RANGE: (u32, u32) = (200_000, 299_999);
@@ -135,6 +154,7 @@ impl RawAgentConfig {
                 DEFAULT_UID_RANGE
             }
         };
+        let network = guest_network(self.ports, &mut problems);
         let container_engine =
             self.containers.engine.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
         if !problems.is_empty() {
@@ -152,7 +172,35 @@ impl RawAgentConfig {
             log_max_bytes,
             container_engine,
             uid_range,
+            network,
         })
+    }
+}
+
+fn guest_network(raw: RawPorts, problems: &mut Vec<String>) -> GuestNetwork {
+    let ports = match raw.range.as_deref().map(parse_port_range) {
+        None => DEFAULT_PORT_RANGE,
+        Some(Ok(range)) => range,
+        Some(Err(problem)) => {
+            problems.push(format!("ports.range: {problem}"));
+            DEFAULT_PORT_RANGE
+        }
+    };
+    let address = raw.address.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+    if let Some(address) = &address
+        && (address.contains(['/', ' ']) || address.parse::<std::net::SocketAddr>().is_ok())
+    {
+        problems.push(format!("ports.address: {address:?} must be a host name or IP, no port"));
+    }
+    GuestNetwork { ports, address }
+}
+
+/// `"FIRST-LAST"`, unprivileged ports (1024 and up) with FIRST ≤ LAST.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (first, last) = parse_uid_range(text)?;
+    match (u16::try_from(first), u16::try_from(last)) {
+        (Ok(first), Ok(last)) if first >= 1024 => Ok((first, last)),
+        _ => Err(format!("{text:?} must lie within 1024-65535, e.g. \"20000-20999\"")),
     }
 }
 
@@ -277,6 +325,24 @@ mod tests {
             let err = parse(&format!("coordinator = \"c:1\"\n[process]\nuid_range = \"{bad}\"\n"))
                 .unwrap_err();
             assert!(err.to_string().contains("process.uid_range"), "{err}");
+        }
+    }
+
+    #[test]
+    fn port_range_and_address_are_read_and_checked() {
+        let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
+        let settings = parse("coordinator = \"c:1\"\n").unwrap();
+        assert_eq!(settings.network.ports, DEFAULT_PORT_RANGE);
+        assert_eq!(settings.network.address, None);
+        let settings = parse(
+            "coordinator = \"c:1\"\n[ports]\nrange = \"30000-30009\"\naddress = \"10.0.0.5\"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.network.ports, (30000, 30009));
+        assert_eq!(settings.network.address.as_deref(), Some("10.0.0.5"));
+        for bad in ["range = \"80-90\"", "range = \"30000-70000\"", "address = \"1.2.3.4:80\""] {
+            let err = parse(&format!("coordinator = \"c:1\"\n[ports]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("ports."), "{err}");
         }
     }
 

@@ -133,6 +133,7 @@ fn host_settings(
         logs: Default::default(),
         containers: Default::default(),
         process: Default::default(),
+        ports: Default::default(),
     };
     Ok(raw.validate()?)
 }

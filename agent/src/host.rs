@@ -117,6 +117,8 @@ pub fn try_host_agent_with(
         log_poll,
         connect_gate: None,
         stats: Arc::new(LinkStats::default()),
+        network: settings.network.clone(),
+        probes: Default::default(),
         welcomed: false,
     })
 }

@@ -17,6 +17,7 @@ mod adoption_tests;
 mod log_tests;
 mod logs;
 mod records;
+mod serving;
 mod snapshots;
 #[cfg(test)]
 mod tests;
@@ -29,7 +30,8 @@ use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
-    AgentMessage, Assignment, GuestMetadata, InstanceReport, SnapshotPlan, WorkloadState,
+    AgentMessage, Assignment, GuestMetadata, InstanceReport, ReadinessProbe, SnapshotPlan,
+    WorkloadState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -49,6 +51,9 @@ struct Workload {
     kill_timeout: Duration,
     snapshot: Option<SnapshotPlan>,
     data_dir: PathBuf,
+    /// Its readiness probe and the port it probes (DESIGN §18).
+    probe: Option<(u16, ReadinessProbe)>,
+    gpu_uuids: Vec<String>,
 }
 
 struct Finished {
@@ -178,6 +183,7 @@ impl Supervisor {
             log_path: dir.join("output.log"),
             image: assignment.image.clone(),
             data_disk_gib: assignment.data_disk_gib,
+            ports: assignment.ports.clone(),
         }
     }
 
@@ -217,6 +223,10 @@ impl Supervisor {
                 return Some(failed(&id, format!("cannot open the metadata socket: {e}")));
             }
         };
+        if let Err(message) = serving::ports_free(&spec.ports) {
+            self.release_data(&id);
+            return Some(failed(&id, message));
+        }
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
         // A container gets its data disk here, to bind-mount it; the process runtime makes

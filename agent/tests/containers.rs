@@ -96,6 +96,7 @@ impl Host {
             log_path: dir.join("output.log"),
             image: Some(engine().image.clone()),
             data_disk_gib: 1,
+            ports: Vec::new(),
         }
     }
 }

@@ -187,6 +187,13 @@ pub struct GuestArgs {
     /// Size of the data disk in GiB (1-50; default 50).
     #[arg(long, value_name = "GIB")]
     pub data_disk_gib: Option<u64>,
+    /// A container port to publish on a host port (repeatable; with --image). A process
+    /// guest always gets one host port, in $PORT.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Readiness probe: the HTTP path the agent GETs on the first port (2xx/3xx = ready).
+    #[arg(long, value_name = "PATH")]
+    pub readiness: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -279,6 +286,8 @@ pub enum DeploymentsCmd {
     /// Delete a deployment and terminate its instances.
     #[command(alias = "rm")]
     Delete { id: String },
+    /// A replica set's replicas: address, ready, draining.
+    Endpoints { id: String },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +303,8 @@ pub struct DeploymentCreateArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "name", "mode", "replicas", "completions", "parallelism", "retry_limit", "specs",
         "env", "snapshot", "command", "cpu", "cpu_min", "cpu_max", "memory_gib",
-        "memory_gib_min", "memory_gib_max", "image", "data_disk_gib",
+        "memory_gib_min", "memory_gib_max", "image", "data_disk_gib", "ports", "readiness",
+        "autoscale", "target_rps", "target_gpu", "scale_in_delay", "schedule",
     ])]
     pub file: Option<PathBuf>,
     /// Deployment name.
@@ -331,6 +341,21 @@ pub struct DeploymentCreateArgs {
     /// Act for this account (admin token only).
     #[arg(long, value_name = "ID")]
     pub account: Option<String>,
+    /// Autoscale the replica set between MIN and MAX replicas (with --target-rps/--target-gpu).
+    #[arg(long, value_name = "MIN:MAX")]
+    pub autoscale: Option<String>,
+    /// Autoscaling target: requests per second per replica, through the gateway.
+    #[arg(long, value_name = "RPS", requires = "autoscale")]
+    pub target_rps: Option<f64>,
+    /// Autoscaling target: GPU utilisation per replica, percent.
+    #[arg(long, value_name = "PERCENT", requires = "autoscale")]
+    pub target_gpu: Option<u32>,
+    /// How long fewer replicas must be wanted before scaling in, e.g. 5m (default).
+    #[arg(long, value_name = "DURATION", requires = "autoscale")]
+    pub scale_in_delay: Option<String>,
+    /// A scheduled minimum, CRON=N in UTC (e.g. '0 9 * * 1-5=4'); repeatable.
+    #[arg(long = "schedule", value_name = "CRON=N")]
+    pub schedule: Vec<String>,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -48,10 +48,53 @@ fn request_from_flags(args: &DeploymentCreateArgs) -> anyhow::Result<Value> {
         }
     }
     body.insert("specs".into(), specs_json(args)?);
+    insert_scaling(&mut body, args)?;
     let mut template = Map::new();
     insert_template(&mut template, &args.command, &args.env, args.snapshot, &args.guest)?;
     body.insert("template".into(), Value::Object(template));
     Ok(Value::Object(body))
+}
+
+/// `--autoscale MIN:MAX` with its targets, and `--schedule CRON=N` entries.
+fn insert_scaling(
+    body: &mut Map<String, Value>,
+    args: &DeploymentCreateArgs,
+) -> anyhow::Result<()> {
+    if let Some(bounds) = &args.autoscale {
+        let parsed = bounds.split_once(':').and_then(|(min, max)| {
+            Some((min.trim().parse::<u32>().ok()?, max.trim().parse::<u32>().ok()?))
+        });
+        let Some((min, max)) = parsed else {
+            return usage(format!("--autoscale {bounds:?}: give MIN:MAX replicas, e.g. 1:8"));
+        };
+        let mut policy = Map::new();
+        policy.insert("min_replicas".into(), json!(min));
+        policy.insert("max_replicas".into(), json!(max));
+        if let Some(rps) = args.target_rps {
+            policy.insert("target_rps_per_replica".into(), json!(rps));
+        }
+        if let Some(gpu) = args.target_gpu {
+            policy.insert("target_gpu_utilization".into(), json!(gpu));
+        }
+        if let Some(delay) = &args.scale_in_delay {
+            policy.insert("scale_in_delay".into(), json!(delay));
+        }
+        body.insert("autoscaling".into(), Value::Object(policy));
+    }
+    let mut schedule = Vec::new();
+    for entry in &args.schedule {
+        let Some((cron, n)) = entry.rsplit_once('=') else {
+            return usage(format!("--schedule {entry:?}: give CRON=N, e.g. '0 9 * * 1-5=4'"));
+        };
+        let Ok(n) = n.trim().parse::<u32>() else {
+            return usage(format!("--schedule {entry:?}: N must be a whole number of replicas"));
+        };
+        schedule.push(json!({ "cron": cron.trim(), "min_replicas": n }));
+    }
+    if !schedule.is_empty() {
+        body.insert("schedule".into(), Value::Array(schedule));
+    }
+    Ok(())
 }
 
 /// The `--spec` list, each with the `--cpu`/`--memory-gib` ranges.

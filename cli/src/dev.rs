@@ -21,6 +21,9 @@ pub struct DevArgs {
     /// HTTP API listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// The serving gateway: `http://ADDR/d/{deployment}/…` reaches a replica set's replicas.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8088")]
+    pub gateway: SocketAddr,
     /// QUIC listen address for the agents.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
     pub quic: SocketAddr,
@@ -71,6 +74,7 @@ fn coordinator_settings(
     };
     raw.http = Some(args.http);
     raw.quic = Some(args.quic);
+    raw.gateway = Some(gpuspot_coordinator::config::RawGateway { listen: args.gateway });
     raw.data_dir = Some(data_dir.join("coordinator"));
     if let Ok(token) = std::env::var("GPUSPOT_ADMIN_TOKEN")
         && !token.trim().is_empty()
@@ -141,6 +145,8 @@ async fn cluster(
             log_max_bytes,
             container_engine: container_engine.clone(),
             uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
+            // One machine, several hosts: each its own block of ports.
+            network: dev_network(agents.len()),
         };
         gpuspot_agent::config::create_guest_reachable_dir(&settings.state_dir)?;
         locks.push(gpuspot_agent::lock::StateLock::acquire(&settings.state_dir)?);
@@ -170,6 +176,15 @@ async fn cluster(
     Ok(())
 }
 
+/// Host `index`'s guests get ports 20000 + 1000·index onwards, on loopback.
+fn dev_network(index: usize) -> gpuspot_common::protocol::GuestNetwork {
+    let first = 20_000 + 1_000 * (index as u16 % 40);
+    gpuspot_common::protocol::GuestNetwork {
+        ports: (first, first + 999),
+        address: Some("127.0.0.1".to_owned()),
+    }
+}
+
 fn print_banner(
     running: &gpuspot_coordinator::server::Running,
     data_dir: &Path,
@@ -184,6 +199,9 @@ fn print_banner(
     println!("  API:         {api}");
     println!("  admin token: {}", running.admin_token);
     println!("  QUIC:        {}", running.quic_addr);
+    if let Some(gateway) = running.gateway_addr {
+        println!("  gateway:     http://{gateway}/d/<deployment>/");
+    }
     println!("  data dir:    {}", data_dir.display());
     println!("Use it from another terminal:");
     println!("  export GPUSPOT_API={api} GPUSPOT_TOKEN={}", running.admin_token);

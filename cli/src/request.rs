@@ -185,6 +185,12 @@ fn insert_guest(body: &mut Map<String, Value>, guest: &GuestArgs) -> anyhow::Res
         }
         body.insert("data_disk_gib".into(), json!(gib));
     }
+    if !guest.ports.is_empty() {
+        body.insert("ports".into(), json!(guest.ports));
+    }
+    if let Some(path) = &guest.readiness {
+        body.insert("readiness".into(), json!({ "http_path": path }));
+    }
     Ok(())
 }
 

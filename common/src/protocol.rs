@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 /// Bumped whenever a message changes shape; the hello is refused on mismatch, in the
 /// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
-/// 3: refusals carry a [`RefusalCode`].
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (DESIGN §18).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Agent → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +29,8 @@ pub enum AgentMessage {
         instances: Vec<InstanceReport>,
         /// How this host can run guests (DESIGN §14); image requests go only to `Container`.
         runtimes: Vec<GuestRuntime>,
+        /// The host ports guests are given and where they are reached (DESIGN §18).
+        network: GuestNetwork,
     },
     Heartbeat {
         gpus: Vec<GpuStatus>,
@@ -47,6 +49,35 @@ pub enum AgentMessage {
         offset: u64,
         data: Vec<u8>,
     },
+    /// The readiness probe of an instance changed its verdict (sent again after each hello).
+    Readiness {
+        instance_id: InstanceId,
+        ready: bool,
+    },
+}
+
+/// Where a host's guests listen: the host ports the coordinator may hand out (inclusive)
+/// and the address others reach them at (None: the address the coordinator sees).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNetwork {
+    pub ports: (u16, u16),
+    pub address: Option<String>,
+}
+
+/// One published port: `host` on the host, `guest` inside a container (a process guest
+/// listens on the host port itself, named by `PORT`, and has `guest: None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host: u16,
+    pub guest: Option<u16>,
+}
+
+/// An HTTP readiness probe the agent runs against the instance's first port: ready while
+/// `GET http_path` answers 2xx or 3xx.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessProbe {
+    pub http_path: String,
+    pub interval_ms: u64,
 }
 
 /// Coordinator → agent.
@@ -207,6 +238,9 @@ pub struct Assignment {
     pub image: Option<String>,
     /// Size limit of the data dir, GiB (seed 004's 50 GB data disk).
     pub data_disk_gib: u64,
+    /// Host ports given to this instance (DESIGN §18); the first is `PORT`.
+    pub ports: Vec<PortMapping>,
+    pub readiness: Option<ReadinessProbe>,
 }
 
 /// The ways a host can run a guest (DESIGN §14), as `GET /v1/hosts` shows them.

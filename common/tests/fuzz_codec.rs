@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use gpuspot_common::codec::{self, CodecError, MAX_FRAME};
 use gpuspot_common::protocol::{
-    AgentMessage, Assignment, CoordinatorMessage, GpuStatus, GuestMetadata, GuestRuntime,
-    InstanceReport, RefusalCode, SnapshotPlan, SnapshotRef, SnapshotStreamReply,
-    SnapshotStreamRequest, WorkloadState,
+    AgentMessage, Assignment, CoordinatorMessage, GpuStatus, GuestMetadata, GuestNetwork,
+    GuestRuntime, InstanceReport, PortMapping, ReadinessProbe, RefusalCode, SnapshotPlan,
+    SnapshotRef, SnapshotStreamReply, SnapshotStreamRequest, WorkloadState,
 };
 use gpuspot_common::{GpuInfo, HostId, HostInventory, InstanceId, Money};
 use proptest::collection::{btree_map, vec};
@@ -79,20 +79,29 @@ fn assignment() -> impl Strategy<Value = Assignment> {
     let shape = (text(), vec(text(), 0..4), any::<u32>(), any::<u64>());
     let run = (vec(text(), 0..4), btree_map(text(), text(), 0..4), metadata());
     let rest = (any::<u64>(), any::<u64>(), option::of(plan), option::of(text()), any::<u64>());
-    (shape, run, rest).prop_map(
-        |((id, gpu_uuids, cpu_cores, memory_gib), (command, env, metadata), rest)| Assignment {
-            instance_id: InstanceId(id),
-            gpu_uuids,
-            cpu_cores,
-            memory_gib,
-            command,
-            env,
-            metadata,
-            log_offset: rest.0,
-            kill_timeout_ms: rest.1,
-            snapshot: rest.2,
-            image: rest.3,
-            data_disk_gib: rest.4,
+    let port = (any::<u16>(), option::of(any::<u16>()))
+        .prop_map(|(host, guest)| PortMapping { host, guest });
+    let probe = (text(), any::<u64>())
+        .prop_map(|(http_path, interval_ms)| ReadinessProbe { http_path, interval_ms });
+    let serving = (vec(port, 0..3), option::of(probe));
+    (shape, run, rest, serving).prop_map(
+        |((id, gpu_uuids, cpu_cores, memory_gib), (command, env, metadata), rest, serving)| {
+            Assignment {
+                instance_id: InstanceId(id),
+                gpu_uuids,
+                cpu_cores,
+                memory_gib,
+                command,
+                env,
+                metadata,
+                log_offset: rest.0,
+                kill_timeout_ms: rest.1,
+                snapshot: rest.2,
+                image: rest.3,
+                data_disk_gib: rest.4,
+                ports: serving.0,
+                readiness: serving.1,
+            }
         },
     )
 }
@@ -154,6 +163,7 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
                 } else {
                     vec![GuestRuntime::Process]
                 },
+                network: GuestNetwork { ports: (20_000, 20_999), address: None },
             }
         ),
         vec(gpu_status, 0..4).prop_map(|gpus| AgentMessage::Heartbeat { gpus }),
@@ -165,6 +175,8 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
         (text(), any::<u64>(), vec(any::<u8>(), 0..256)).prop_map(|(id, offset, data)| {
             AgentMessage::Log { instance_id: InstanceId(id), offset, data }
         }),
+        (text(), any::<bool>())
+            .prop_map(|(id, ready)| AgentMessage::Readiness { instance_id: InstanceId(id), ready }),
     ]
 }
 

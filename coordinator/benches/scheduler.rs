@@ -91,6 +91,8 @@ fn request(rng: &mut Rng) -> InstanceRequest {
         image: None,
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

@@ -52,6 +52,15 @@ pub struct RawConfig {
     pub accounts: RawAccounts,
     /// Where customers' notices are mailed (DESIGN §17); no mail when absent.
     pub smtp: Option<RawSmtp>,
+    /// The serving gateway (DESIGN §18); off when absent.
+    pub gateway: Option<RawGateway>,
+}
+
+/// `[gateway]`: `listen = "ADDR"` serves `/d/{deployment}/…` there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub listen: SocketAddr,
 }
 
 /// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
@@ -154,6 +163,8 @@ pub struct RawTimers {
     pub kill_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub meter_tick: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub autoscale_interval: Option<Duration>,
 }
 
 pub use crate::core::settings::{PoolSettings, Timers};
@@ -174,6 +185,8 @@ pub struct Settings {
     pub ssh: Option<SshSettings>,
     pub default_quota: Quota,
     pub smtp: Option<SmtpSettings>,
+    /// `[gateway] listen`.
+    pub gateway: Option<SocketAddr>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -255,6 +268,7 @@ impl RawConfig {
                 max_instances: self.accounts.default_max_instances,
             },
             smtp,
+            gateway: self.gateway.map(|g| g.listen),
         })
     }
 }
@@ -273,12 +287,14 @@ impl RawTimers {
             host_lost_after: pick(self.host_lost_after, defaults.host_lost_after),
             kill_timeout: pick(self.kill_timeout, defaults.kill_timeout),
             meter_tick: pick(self.meter_tick, defaults.meter_tick),
+            autoscale_interval: pick(self.autoscale_interval, defaults.autoscale_interval),
         };
         for (name, value) in [
             ("price_tick", timers.price_tick),
             ("heartbeat", timers.heartbeat),
             ("host_lost_after", timers.host_lost_after),
             ("meter_tick", timers.meter_tick),
+            ("autoscale_interval", timers.autoscale_interval),
         ] {
             if value.is_zero() {
                 problems.push(format!("timers.{name}: must be greater than zero"));

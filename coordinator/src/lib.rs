@@ -10,6 +10,7 @@
 //! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator;
 //!   [`mail`]: the mail outbox of customers' messages.
+//! - [`gateway`]: the HTTP gateway in front of replica sets (DESIGN §18).
 //! - [`ssh`]: the SSH front door into instances.
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod directory;
+pub mod gateway;
 pub mod mail;
 pub mod quic;
 pub mod server;

@@ -32,17 +32,23 @@ pub struct Running {
     pub admin_token_generated: bool,
     /// The SSH front door's address, when `[ssh]` is configured.
     pub ssh_addr: Option<SocketAddr>,
+    /// The serving gateway's address, when `[gateway]` is configured (DESIGN §18).
+    pub gateway_addr: Option<SocketAddr>,
     http: actix_web::dev::ServerHandle,
     endpoint: quinn::Endpoint,
     /// Held while this coordinator runs: no second one starts on its data dir.
     _lock: DataDirLock,
     ssh: Option<crate::ssh::SshDoor>,
+    gateway_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn stop(self) {
         self.endpoint.close(0u32.into(), b"coordinator shutting down");
         drop(self.ssh);
+        if let Some(task) = self.gateway_task {
+            task.abort();
+        }
         self.http.stop(true).await;
     }
 }
@@ -159,7 +165,23 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         crate::mail::spawn(smtp, store.clone(), events.subscribe());
     }
     let writer = Writer::start(store.clone());
-    let cluster = ClusterActor::new(core, writer, clock, events.clone()).start();
+    let gateway = match settings.gateway {
+        Some(listen) => {
+            let gateway = crate::gateway::Gateway::new();
+            let (addr, task) = gateway
+                .serve(listen)
+                .await
+                .with_context(|| format!("binding the gateway on {listen}"))?;
+            Some((gateway, addr, task))
+        }
+        None => None,
+    };
+    let mut actor = ClusterActor::new(core, writer, clock, events.clone());
+    if let Some((gateway, _, _)) = &gateway {
+        actor = actor.with_gateway(gateway.clone());
+    }
+    let cluster = actor.start();
+    let (gateway_addr, gateway_task) = gateway.map(|(_, a, t)| (a, t)).unzip();
     // Before the actor runs: a clone of a running cluster's address overflows in actix.
     let ssh_cluster = settings.ssh.as_ref().map(|_| cluster.clone());
     let logs = LogStore::new(data_dir.join("logs"), settings.log_max_bytes);
@@ -232,6 +254,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         "http": http_addr.to_string(),
         "quic": quic_addr.to_string(),
         "ssh": ssh_addr.map(|a| a.to_string()),
+        "gateway": gateway_addr.map(|a| a.to_string()),
     });
     std::fs::write(data_dir.join("endpoints.json"), endpoints.to_string())?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
@@ -241,9 +264,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin_token,
         admin_token_generated,
         ssh_addr,
+        gateway_addr,
         http,
         endpoint,
         ssh,
+        gateway_task,
         _lock: lock,
     })
 }

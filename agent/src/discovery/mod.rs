@@ -22,6 +22,10 @@ pub trait GpuDiscovery: Send + Sync + 'static {
     fn inventory(&self) -> Result<HostInventory, DiscoveryError>;
     /// Current health and utilisation of each GPU, for heartbeats.
     fn gpu_status(&self) -> Result<Vec<GpuStatus>, DiscoveryError>;
+    /// A profile instead of NVML: guests then set the utilisation their GPUs report.
+    fn is_simulated(&self) -> bool {
+        false
+    }
 }
 
 /// What the host keeps for itself (the agent, the OS, page cache); never offered to guests.

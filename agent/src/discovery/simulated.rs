@@ -131,6 +131,10 @@ impl GpuDiscovery for SimulatedDiscovery {
             })
             .collect())
     }
+
+    fn is_simulated(&self) -> bool {
+        true
+    }
 }
 
 /// `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, shaped like NVML's, from a hash of the host

@@ -62,6 +62,10 @@ pub struct HostAgent {
     /// Bounds how many hosts join or handshake at once (a fleet shares one).
     pub connect_gate: Option<Arc<Semaphore>>,
     pub stats: Arc<LinkStats>,
+    /// The host ports guests get and where they are reached, told in each hello.
+    pub network: gpuspot_common::protocol::GuestNetwork,
+    /// Readiness probes of the workloads that have one (DESIGN §18).
+    pub probes: crate::probes::Probes,
     /// Whether the last session got as far as the coordinator's welcome.
     pub(crate) welcomed: bool,
 }

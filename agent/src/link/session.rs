@@ -36,6 +36,7 @@ pub async fn run(
         inventory,
         instances: agent.supervisor.reports(),
         runtimes: agent.supervisor.runtimes(),
+        network: agent.network.clone(),
     };
     codec::write_frame(&mut send, &hello).await?;
     let mut inbox = spawn_reader(recv);
@@ -49,8 +50,13 @@ pub async fn run(
         tokio::select! {
             message = inbox.recv() => match message {
                 Some(Ok(message)) => {
+                    let welcome = matches!(message, CoordinatorMessage::Welcome { .. });
                     let followups = handle(agent, message, &acknowledged, &mut heartbeat)?;
                     follow(agent, connection, &mut send, followups).await?;
+                    if welcome {
+                        // The coordinator keeps no verdicts across its restarts: all again.
+                        write_all(&mut send, readiness(agent.probes.verdicts())).await?;
+                    }
                 }
                 Some(Err(e)) => return Err(e),
                 None => return Err(LinkError::Connection("the coordinator closed the session".into())),
@@ -64,11 +70,11 @@ pub async fn run(
                 let followups = on_outcome(agent, connection, outcome);
                 follow(agent, connection, &mut send, followups).await?;
             }
+            (instance_id, ready) = agent.probes.next() => {
+                codec::write_frame(&mut send, &AgentMessage::Readiness { instance_id, ready }).await?;
+            }
             _ = heartbeat.tick() => {
-                let gpus = agent.discovery.gpu_status().unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "GPU status unavailable for this heartbeat");
-                    Vec::new()
-                });
+                let gpus = gpu_status(agent);
                 codec::write_frame(&mut send, &AgentMessage::Heartbeat { gpus }).await?;
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
             }
@@ -143,7 +149,30 @@ async fn follow(
     for id in &closed {
         agent.supervisor.closed(id);
     }
+    agent.probes.sync(agent.supervisor.probe_targets());
     Ok(())
+}
+
+fn readiness(verdicts: Vec<(gpuspot_common::InstanceId, bool)>) -> Vec<AgentMessage> {
+    verdicts
+        .into_iter()
+        .map(|(instance_id, ready)| AgentMessage::Readiness { instance_id, ready })
+        .collect()
+}
+
+/// The GPUs' health and utilisation; on a simulated host, the utilisation its guests set.
+fn gpu_status(agent: &HostAgent) -> Vec<gpuspot_common::protocol::GpuStatus> {
+    let mut gpus = agent.discovery.gpu_status().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "GPU status unavailable for this heartbeat");
+        Vec::new()
+    });
+    if agent.discovery.is_simulated() {
+        let set = agent.supervisor.simulated_utilization();
+        for gpu in &mut gpus {
+            gpu.utilization_percent = Some(set.get(&gpu.uuid).copied().unwrap_or(0));
+        }
+    }
+    gpus
 }
 
 /// A snapshot task ended. A transfer cut by a lost link is retried at once when this

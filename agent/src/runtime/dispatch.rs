@@ -99,6 +99,7 @@ mod tests {
             log_path: PathBuf::from("/nonexistent.log"),
             image: image.map(str::to_owned),
             data_disk_gib: 1,
+            ports: Vec::new(),
         }
     }
 

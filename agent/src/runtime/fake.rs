@@ -138,6 +138,7 @@ mod tests {
             log_path: PathBuf::from("/nonexistent.log"),
             image: None,
             data_disk_gib: 1,
+            ports: Vec::new(),
         }
     }
 

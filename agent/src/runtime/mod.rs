@@ -60,6 +60,9 @@ pub struct WorkloadSpec {
     pub image: Option<String>,
     /// Size limit of the data dir, GiB, where the filesystem can enforce one.
     pub data_disk_gib: u64,
+    /// Host ports it listens on (DESIGN §18): a process guest's first is its `PORT`, a
+    /// container's are published to its own ports.
+    pub ports: Vec<gpuspot_common::protocol::PortMapping>,
 }
 
 /// A command to run inside a running instance (DESIGN §14 "Getting in").

@@ -55,6 +55,7 @@ impl Harness {
             log_path: self.dir.path().join(id).join("output.log"),
             image: None,
             data_disk_gib: 1,
+            ports: Vec::new(),
         }
     }
 

@@ -192,6 +192,9 @@ pub fn guest_env(spec: &WorkloadSpec) -> Vec<(String, String)> {
         ("CUDA_VISIBLE_DEVICES".into(), gpus.clone()),
         ("NVIDIA_VISIBLE_DEVICES".into(), gpus),
     ]);
+    if let Some(port) = spec.ports.first() {
+        env.push(("PORT".into(), port.host.to_string()));
+    }
     env
 }
 

@@ -122,8 +122,17 @@ impl Supervisor {
         }
         let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
         let snapshot = assignment.snapshot;
-        let workload =
-            Workload { metadata, _socket: socket, log, kill_timeout, snapshot, data_dir };
+        let probe = assignment.readiness.zip(assignment.ports.first()).map(|(p, m)| (m.host, p));
+        let workload = Workload {
+            metadata,
+            _socket: socket,
+            log,
+            kill_timeout,
+            snapshot,
+            data_dir,
+            probe,
+            gpu_uuids: assignment.gpu_uuids,
+        };
         self.running.insert(assignment.instance_id, workload);
     }
 }

@@ -26,6 +26,8 @@ fn assignment(id: &str, script: &str) -> Assignment {
         snapshot: None,
         image: None,
         data_disk_gib: 1,
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

@@ -40,6 +40,8 @@ fn assignment(id: &str, save: bool, restore: Option<SnapshotRef>) -> Assignment 
         snapshot: Some(SnapshotPlan { save, restore, max_bytes: 1 << 20 }),
         image: None,
         data_disk_gib: 1,
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `gpuspot deployments create|list|show|scale|rebuild|delete`.
+//! `gpuspot deployments create|list|show|scale|rebuild|delete|endpoints`.
 
 use super::{Ctx, instances};
 use crate::args::DeploymentsCmd;
@@ -45,7 +45,25 @@ pub fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> anyhow::Result<()> {
             let answer = ctx.client.delete(&path(&id))?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "deleted")))
         }
+        DeploymentsCmd::Endpoints { id } => endpoints(ctx, &id),
     }
+}
+
+fn endpoints(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let answer = ctx.client.get_json(&format!("{}/endpoints", path(id)))?;
+    ctx.emit(&answer, |v| {
+        let mut table = Table::new(&["INSTANCE", "HOST", "ADDRESS", "READY", "DRAINING"]);
+        for endpoint in items(v, "endpoints") {
+            table.row(vec![
+                field(endpoint, "instance_id"),
+                field(endpoint, "hostname"),
+                field(endpoint, "address"),
+                field(endpoint, "ready"),
+                field(endpoint, "draining"),
+            ]);
+        }
+        table.print();
+    })
 }
 
 fn path(id: &str) -> String {

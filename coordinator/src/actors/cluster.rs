@@ -6,8 +6,9 @@ use super::failure::Failure;
 use super::messages::{AgentEvent, ApiRequest};
 use crate::core::Cluster;
 use crate::core::cluster::Event;
+use crate::gateway::Gateway;
 use crate::store::writer::Writer;
-use actix::{Actor, Context, Handler, ResponseFuture};
+use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture};
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
 use gpuspot_common::{Clock, HostId};
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct ClusterActor {
     /// Committed events, for the SSE stream and webhooks.
     events: broadcast::Sender<Event>,
     pub(super) alarm: super::wakeup::Alarm,
+    /// The serving gateway, told of every endpoint change (DESIGN §18).
+    gateway: Option<Arc<Gateway>>,
 }
 
 impl ClusterActor {
@@ -38,12 +41,45 @@ impl ClusterActor {
         clock: Arc<dyn Clock>,
         events: broadcast::Sender<Event>,
     ) -> Self {
-        Self { core, writer, clock, links: HashMap::new(), events, alarm: Default::default() }
+        Self {
+            core,
+            writer,
+            clock,
+            links: HashMap::new(),
+            events,
+            alarm: Default::default(),
+            gateway: None,
+        }
+    }
+
+    /// Routes the gateway by this cluster's endpoints and scales on its request counts.
+    pub fn with_gateway(mut self, gateway: Arc<Gateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// Publishes the routes when an endpoint may have changed (before the commit: a
+    /// noticed replica leaves the rotation at once).
+    fn publish_routes(&mut self) {
+        if self.core.take_routes_changed()
+            && let Some(gateway) = &self.gateway
+        {
+            gateway.publish(self.core.routes());
+        }
+    }
+
+    /// One look of the autoscaler (DESIGN §18).
+    fn autoscale(&mut self, ctx: &mut Context<Self>) {
+        let requests = self.gateway.as_ref().map(|g| g.request_counts()).unwrap_or_default();
+        self.core.autoscale(&requests, self.clock.now());
+        drop(self.flush());
+        self.arm_alarm(ctx);
     }
 
     /// Commits the core's outbox; its messages go out once the commit is durable.
     pub(super) fn flush(&mut self) -> impl Future<Output = Result<(), Failure>> + use<> {
         let mut changes = self.core.take_changes();
+        self.publish_routes();
         let sends: Vec<(UnboundedSender<Box<CoordinatorMessage>>, CoordinatorMessage)> =
             std::mem::take(&mut changes.sends)
                 .into_iter()
@@ -77,6 +113,9 @@ impl ClusterActor {
             AgentMessage::InstanceUpdate(report) => {
                 self.core.instance_update(host_id, &report, now)
             }
+            AgentMessage::Readiness { instance_id, ready } => {
+                self.core.set_readiness(host_id, &instance_id, ready)
+            }
             other => {
                 tracing::warn!(%host_id, message = ?std::mem::discriminant(&other), "unexpected message after hello; ignored")
             }
@@ -91,6 +130,8 @@ impl Actor for ClusterActor {
         ctx.set_mailbox_capacity(usize::MAX);
         // A fresh start runs the market at once, as the first due time says.
         self.arm_alarm(ctx);
+        let every = self.core.timers().autoscale_interval;
+        ctx.run_interval(every, |actor, ctx| actor.autoscale(ctx));
     }
 }
 
@@ -125,11 +166,13 @@ impl Handler<AgentEvent> for ClusterActor {
                 inventory,
                 agent_version,
                 runtimes,
+                network,
                 reports,
             } => {
                 self.links.insert(host_id.clone(), Link { id: link_id, outbox });
                 let (inventory, version) = (&inventory, &agent_version);
                 self.core.host_connected(&host_id, inventory, version, &runtimes, &reports, now);
+                self.core.set_host_network(&host_id, network);
             }
             AgentEvent::Message { host_id, link_id, message } => {
                 if self.links.get(&host_id).is_some_and(|l| l.id == link_id) {

@@ -65,12 +65,12 @@ impl ClusterActor {
 
     fn endpoints(&self, scope: &Scope, id: &DeploymentId) -> Result<Vec<Endpoint>, Failure> {
         self.visible_deployment(scope, id)?;
-        let endpoints = self.core.endpoints(id).into_iter().map(|instance| {
+        let endpoints = self.core.endpoints(id).into_iter().map(|(instance, info)| {
             let hostname = instance
                 .host_id()
                 .and_then(|h| self.core.registry().get(h))
                 .map(|h| h.hostname.clone());
-            Endpoint { instance: instance.clone(), hostname }
+            Endpoint { instance: instance.clone(), hostname, info }
         });
         Ok(endpoints.collect())
     }

@@ -218,6 +218,7 @@ pub struct DeploymentView {
 pub struct Endpoint {
     pub instance: Instance,
     pub hostname: Option<String>,
+    pub info: crate::core::routes::EndpointInfo,
 }
 
 impl Message for ApiRequest {
@@ -236,6 +237,8 @@ pub enum AgentEvent {
         agent_version: String,
         /// How the host runs guests (DESIGN §14).
         runtimes: Vec<GuestRuntime>,
+        /// Where its guests listen (DESIGN §18).
+        network: crate::core::registry::HostNetwork,
         reports: Vec<InstanceReport>,
     },
     Message {

@@ -42,6 +42,7 @@ pub fn view(v: &DeploymentView) -> Value {
         "restarts": d.restarts,
         "state": d.state, "reason": d.reason, "specs": d.specs, "template": d.template,
         "created_at": d.created_at,
+        "autoscaling": d.autoscaling, "schedule": d.schedule,
         "instances": v.instances.iter().map(views::instance).collect::<Vec<_>>(),
     });
     if let Some(moved) = v.moved {
@@ -157,9 +158,10 @@ async fn endpoints(
     Ok(HttpResponse::Ok().json(list.iter().map(endpoint_view).collect::<Vec<_>>()))
 }
 
-fn endpoint_view(Endpoint { instance: i, hostname }: &Endpoint) -> Value {
+fn endpoint_view(Endpoint { instance: i, hostname, info }: &Endpoint) -> Value {
     json!({
         "instance_id": i.id, "host_id": i.host_id(), "hostname": hostname,
+        "address": info.address, "ready": info.ready, "draining": info.draining,
         "gpu_uuids": i.gpu_uuids(), "spec_index": i.spec_index(), "billing": i.request.billing,
         "started_at": i.started_at(),
     })

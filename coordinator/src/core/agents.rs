@@ -49,6 +49,17 @@ impl Cluster {
         self.settle(now);
     }
 
+    /// Takes where the host's guests listen from its hello (after [`Cluster::host_connected`]:
+    /// the host is known then). Ports already given out stay as they are.
+    pub fn set_host_network(&mut self, host_id: &HostId, network: super::registry::HostNetwork) {
+        let Some(host) = self.registry.get_mut(host_id) else { return };
+        if host.network != network {
+            host.network = network;
+            self.touch_host(host_id);
+            self.routes_changed = true;
+        }
+    }
+
     /// Registers or refreshes the host; returns the instances whose GPUs it lost.
     fn join(
         &mut self,

@@ -70,6 +70,8 @@ fn regular(count: u32) -> InstanceRequest {
         image: None,
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

@@ -20,7 +20,7 @@ use super::registry::{Host, HostState, Registry};
 use super::settings::{PoolSettings, Timers};
 use super::snapshots::Snapshots;
 use chrono::{DateTime, Utc};
-use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata};
+use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata, ReadinessProbe};
 use gpuspot_common::{DeploymentId, HostId, InstanceId, Money};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -64,6 +64,13 @@ pub struct Cluster {
     mail: bool,
     mail_budget: super::mail_budget::MailBudget,
     next_seq: u64,
+    /// The agents' readiness verdicts (DESIGN §18); not stored, agents repeat them.
+    pub(super) readiness: std::collections::HashMap<InstanceId, bool>,
+    /// Whether an endpoint may have changed since the gateway's table was last built.
+    pub(super) routes_changed: bool,
+    /// The gateway's request counter per deployment at the autoscaler's last look.
+    pub(super) request_samples:
+        std::collections::HashMap<gpuspot_common::DeploymentId, (u64, DateTime<Utc>)>,
 }
 
 impl Cluster {
@@ -85,6 +92,9 @@ impl Cluster {
             mail: false,
             mail_budget: Default::default(),
             next_seq: 1,
+            readiness: Default::default(),
+            routes_changed: true,
+            request_samples: Default::default(),
         }
     }
 
@@ -176,13 +186,15 @@ impl Cluster {
 
     /// Takes the outbox: rows to upsert, events to append, messages to send after commit.
     pub fn take_changes(&mut self) -> Changes {
-        let hosts = std::mem::take(&mut self.outbox.dirty_hosts)
+        let hosts: Vec<super::registry::Host> = std::mem::take(&mut self.outbox.dirty_hosts)
             .into_iter()
             .filter_map(|id| self.registry.get(&id).cloned())
             .collect();
         let (accounts, ledger) = self.ledger.take_changes();
+        let instances = self.instances.take_dirty();
+        self.note_route_changes(&instances, &hosts);
         Changes {
-            instances: self.instances.take_dirty(),
+            instances,
             snapshots: self.snapshots.take_new(),
             deployments: self.deployments.take_dirty(),
             hosts,
@@ -196,6 +208,16 @@ impl Cluster {
             prune_prices_before: None,
         }
         .with_price_retention(self.timers.price_history)
+    }
+
+    /// Endpoints change with their replicas and hosts; an ended instance's verdict goes.
+    fn note_route_changes(&mut self, instances: &[Instance], hosts: &[super::registry::Host]) {
+        for ended in instances.iter().filter(|i| i.is_terminated()) {
+            self.readiness.remove(&ended.id);
+        }
+        self.routes_changed |= !hosts.is_empty()
+            || !self.deployments.dirty.is_empty()
+            || instances.iter().any(|i| i.owner.is_some());
     }
 
     /// The outbox's inbox messages, each addressed to its account's email as it is now.
@@ -369,6 +391,11 @@ impl Cluster {
             snapshot: self.snapshot_plan(instance),
             image: instance.request.image.clone(),
             data_disk_gib: instance.request.data_disk_gib,
+            ports: Self::port_mappings(instance),
+            readiness: instance.request.readiness.as_ref().map(|r| ReadinessProbe {
+                http_path: r.http_path.clone(),
+                interval_ms: r.interval.as_millis() as u64,
+            }),
         })
     }
 }

@@ -43,6 +43,12 @@ pub struct Template {
     /// Each instance's data disk, GiB.
     #[serde(default = "super::guest::default_data_disk_gib")]
     pub data_disk_gib: u64,
+    /// Container ports each instance publishes (DESIGN §18).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Each instance's readiness probe (DESIGN §18).
+    #[serde(default)]
+    pub readiness: Option<super::serving::Readiness>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +99,14 @@ pub struct Deployment {
     /// that have not ended yet: their end is not a user's stop.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stopped_by_deployment: BTreeSet<InstanceId>,
+    /// Replica set: scaling on load (DESIGN §18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<super::autoscale::Autoscaling>,
+    /// Replica set: scheduled minimums (DESIGN §18).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<super::autoscale::ScheduledMinimum>,
+    #[serde(default)]
+    pub scaling: super::autoscale::ScalingState,
 }
 
 impl Deployment {
@@ -111,6 +125,8 @@ impl Deployment {
             image: self.template.image.clone(),
             data_disk_gib: self.template.data_disk_gib,
             on_unavailable: super::model::OnUnavailable::Queue,
+            ports: self.template.ports.clone(),
+            readiness: self.template.readiness.clone(),
         }
     }
 
@@ -122,6 +138,8 @@ impl Deployment {
             && r.snapshot == self.template.snapshot
             && r.image == self.template.image
             && r.data_disk_gib == self.template.data_disk_gib
+            && r.ports == self.template.ports
+            && r.readiness == self.template.readiness
             && self.specs.iter().any(|s| {
                 s.gpu == r.gpu
                     && s.cpu_cores == r.cpu_cores

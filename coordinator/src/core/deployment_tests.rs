@@ -79,6 +79,8 @@ fn spec(billing: Billing) -> DeploymentSpec {
 
 pub(super) fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32) -> NewDeployment {
     NewDeployment {
+        autoscaling: None,
+        schedule: Vec::new(),
         name: "d".into(),
         mode,
         replicas,
@@ -92,6 +94,8 @@ pub(super) fn new(mode: Mode, replicas: u32, completions: u32, parallelism: u32)
             snapshot: Default::default(),
             image: None,
             data_disk_gib: 50,
+            ports: Vec::new(),
+            readiness: None,
         },
     }
 }

@@ -27,6 +27,8 @@ pub struct NewDeployment {
     pub retry_limit: u32,
     pub specs: Vec<DeploymentSpec>,
     pub template: Template,
+    pub autoscaling: Option<super::autoscale::Autoscaling>,
+    pub schedule: Vec<super::autoscale::ScheduledMinimum>,
 }
 
 impl Cluster {
@@ -72,6 +74,9 @@ impl Cluster {
             created_at: now,
             seq,
             stopped_by_deployment: Default::default(),
+            autoscaling: new.autoscaling,
+            schedule: new.schedule,
+            scaling: Default::default(),
         };
         self.deployments.insert(deployment);
         self.deployment_event(now, EventKind::DeploymentCreated, &id);
@@ -391,13 +396,5 @@ impl Cluster {
                 d.reason = reason;
             });
         }
-    }
-
-    /// Endpoints: running replicas that are not draining.
-    pub fn endpoints(&self, id: &DeploymentId) -> Vec<&Instance> {
-        self.deployment_instances(id)
-            .into_iter()
-            .filter(|i| i.state() == InstanceState::Running)
-            .collect()
     }
 }

@@ -38,6 +38,8 @@ pub enum EventKind {
     DeploymentChanged,
     DeploymentRebuilt,
     DeploymentEnded,
+    /// The autoscaler (or a schedule) changed the replica count, with its reason.
+    DeploymentScaled,
     SnapshotSaved,
     SnapshotFailed,
 }
@@ -75,6 +77,7 @@ impl EventKind {
             DeploymentChanged => "deployment_changed",
             DeploymentRebuilt => "deployment_rebuilt",
             DeploymentEnded => "deployment_ended",
+            DeploymentScaled => "deployment_scaled",
             SnapshotSaved => "snapshot_saved",
             SnapshotFailed => "snapshot_failed",
         }

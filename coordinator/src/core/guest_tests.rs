@@ -69,6 +69,8 @@ fn request(image: Option<&str>) -> InstanceRequest {
         image: image.map(str::to_owned),
         data_disk_gib: 20,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 
@@ -139,8 +141,12 @@ fn a_replica_set_whose_image_cannot_be_pulled_backs_off() {
         snapshot: Default::default(),
         image: Some("nope:1".into()),
         data_disk_gib: 50,
+        ports: Vec::new(),
+        readiness: None,
     };
     let new = NewDeployment {
+        autoscaling: None,
+        schedule: Vec::new(),
         name: "svc".into(),
         mode: Mode::Replicaset,
         replicas: 1,

@@ -17,6 +17,9 @@
 //!   may hold at once.
 //! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling
 //!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
+//! - [`serving`]: ports and readiness of guests that serve; [`routes`]: their endpoints
+//!   and the gateway's table (DESIGN §18).
+//! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`notices`]: the messages events make for a person's inbox and mail.
 //! - [`events`], [`error`], [`ids`], [`settings`], [`outbox`], [`changes`]: what the parts
@@ -24,6 +27,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod autoscale;
 pub mod billing;
 #[cfg(test)]
 mod billing_tests;
@@ -58,9 +62,12 @@ pub mod quotas;
 mod quotas_tests;
 pub mod registry;
 pub mod requests;
+pub mod routes;
+pub mod scaling;
 #[cfg(test)]
 mod scenario_tests;
 pub mod scheduling;
+pub mod serving;
 pub mod settings;
 pub mod snapshots;
 pub mod spot;

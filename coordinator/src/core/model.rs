@@ -88,6 +88,12 @@ pub struct InstanceRequest {
     /// What happens when it cannot be placed at once (DESIGN §16); absent in older records.
     #[serde(default)]
     pub on_unavailable: OnUnavailable,
+    /// Container ports to publish on host ports (DESIGN §18).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// The agent's readiness probe (DESIGN §18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<super::serving::Readiness>,
 }
 
 /// `"queue"`: wait for capacity (seed 004); `"fail"`: end `failed` with `out_of_stock: …`

@@ -55,6 +55,27 @@ pub struct Host {
     pub state: HostState,
     pub joined_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    /// Guests' host ports and the address they are reached at, as its last hello said.
+    #[serde(default)]
+    pub network: HostNetwork,
+    /// Per GPU UUID, the utilisation its last heartbeat reported (not stored).
+    #[serde(skip)]
+    pub gpu_utilization: BTreeMap<String, u32>,
+}
+
+/// Where a host's guests listen (DESIGN §18).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostNetwork {
+    /// Host ports handed to guests, inclusive.
+    pub ports: (u16, u16),
+    /// What `HOST` in an endpoint's `HOST:PORT` is.
+    pub address: String,
+}
+
+impl Default for HostNetwork {
+    fn default() -> Self {
+        Self { ports: (20_000, 20_999), address: "127.0.0.1".to_owned() }
+    }
 }
 
 impl Host {
@@ -78,6 +99,8 @@ impl Host {
             state: HostState::Connected,
             joined_at: now,
             last_seen: now,
+            network: HostNetwork::default(),
+            gpu_utilization: BTreeMap::new(),
         }
     }
 
@@ -133,10 +156,14 @@ impl Host {
         }
     }
 
-    /// Applies heartbeat GPU health; returns whether anything changed.
+    /// Applies heartbeat GPU health (and notes utilisation); returns whether health changed.
     pub fn apply_gpu_status(&mut self, gpus: &[GpuStatus]) -> bool {
         let mut changed = false;
         for status in gpus {
+            match status.utilization_percent {
+                Some(percent) => self.gpu_utilization.insert(status.uuid.clone(), percent),
+                None => self.gpu_utilization.remove(&status.uuid),
+            };
             for slot in self.units.iter_mut().filter(|s| s.unit.gpu.uuid == status.uuid) {
                 if slot.unit.gpu.healthy != status.healthy {
                     slot.unit.gpu.healthy = status.healthy;

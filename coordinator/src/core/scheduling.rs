@@ -234,8 +234,10 @@ impl Cluster {
                 host.units[i].unit.gpu.uuid.clone()
             })
             .collect();
+        let host_ports = self.allocate_ports(&placement.host_id, &request);
         self.touch_host(&placement.host_id);
         let placed = Placed {
+            host_ports,
             price: self.price_for(&request, &placement.gpu_model),
             host_id: placement.host_id,
             gpu_uuids,

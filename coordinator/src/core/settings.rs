@@ -15,6 +15,8 @@ pub struct Timers {
     pub host_lost_after: Duration,
     pub kill_timeout: Duration,
     pub meter_tick: Duration,
+    /// How often replica sets with `autoscaling` or a `schedule` are looked at (DESIGN §18).
+    pub autoscale_interval: Duration,
 }
 
 impl Default for Timers {
@@ -30,6 +32,7 @@ impl Default for Timers {
             host_lost_after: Duration::from_secs(30),
             kill_timeout: Duration::from_secs(30),
             meter_tick: Duration::from_secs(60),
+            autoscale_interval: Duration::from_secs(15),
         }
     }
 }

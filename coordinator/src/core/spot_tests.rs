@@ -68,6 +68,8 @@ fn request(count: u32, billing: Billing) -> InstanceRequest {
         image: None,
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

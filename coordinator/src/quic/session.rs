@@ -9,6 +9,7 @@ use super::snapshots::{self, SnapshotStreams};
 use super::{QuicContext, join};
 use crate::actors::AgentEvent;
 use crate::core::model::EndReason;
+use crate::core::registry::HostNetwork;
 use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
 use gpuspot_common::codec::{self, CodecError};
@@ -54,7 +55,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         }
         (
             Some(fingerprint),
-            AgentMessage::Hello { version, agent_version, inventory, instances, runtimes },
+            AgentMessage::Hello { version, agent_version, inventory, instances, runtimes, network },
         ) => {
             let admitted =
                 admit(&connection, &mut send, &context, fingerprint, version, &instances).await;
@@ -69,6 +70,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 inventory,
                 agent_version,
                 runtimes,
+                network: host_network(network, remote),
                 reports: instances,
             });
             context.exec_links.register(host_id.clone(), link_id, connection.clone());
@@ -91,6 +93,19 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 .await
         }
     }
+}
+
+/// Where the host's guests are reached: the address its agent names, else the one it
+/// connected from (the coordinator's view, DESIGN §18).
+fn host_network(
+    network: gpuspot_common::protocol::GuestNetwork,
+    remote: std::net::SocketAddr,
+) -> HostNetwork {
+    let address = network.address.unwrap_or_else(|| match remote.ip().to_canonical() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    });
+    HostNetwork { ports: network.ports, address }
 }
 
 /// The host whose hello this is, or None once the agent has been refused: it speaks another

@@ -382,6 +382,8 @@ mod tests {
             image: None,
             data_disk_gib: 50,
             on_unavailable: Default::default(),
+            ports: Vec::new(),
+            readiness: None,
         }
     }
 

@@ -6,7 +6,7 @@ use super::super::WorkloadSpec;
 use super::engine::EngineKind;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, DeviceRequest, HostConfig, HostConfigLogConfig, Mount,
-    MountTypeEnum, ResourcesUlimits,
+    MountTypeEnum, PortBinding, ResourcesUlimits,
 };
 use gpuspot_common::InstanceId;
 use std::collections::HashMap;
@@ -35,12 +35,13 @@ const NOFILE: i64 = 1024;
 const NPROC: i64 = 4096;
 
 /// The variables a guest cannot set itself.
-const RESERVED_ENV: [&str; 5] = [
+const RESERVED_ENV: [&str; 6] = [
     "GPUSPOT_INSTANCE_ID",
     "GPUSPOT_DATA_DIR",
     "GPUSPOT_METADATA_SOCKET",
     "CUDA_VISIBLE_DEVICES",
     "NVIDIA_VISIBLE_DEVICES",
+    "PORT",
 ];
 
 /// How the host's GPUs reach a container.
@@ -117,6 +118,8 @@ pub fn create_body(
         env: Some(env(spec)),
         labels: Some(labels),
         host_config: Some(host_config(spec, gpus, log_max_bytes)),
+        exposed_ports: port_bindings(spec)
+            .map(|ports| ports.into_keys().map(|port| (port, HashMap::new())).collect()),
         ..Default::default()
     }
 }
@@ -126,13 +129,30 @@ pub fn create_body(
 /// holds `=` (it would smuggle in a variable of any name).
 fn env(spec: &WorkloadSpec) -> Vec<String> {
     let gpus = spec.gpu_uuids.join(",");
-    let ours = [spec.instance_id.as_str(), DATA_DIR, SOCKET, gpus.as_str(), gpus.as_str()];
+    // A container's `PORT` is its own first declared port (published on a host port).
+    let port = spec.ports.first().map(|p| p.guest.unwrap_or(p.host).to_string());
+    let ours = [spec.instance_id.as_str(), DATA_DIR, SOCKET, gpus.as_str(), gpus.as_str()]
+        .into_iter()
+        .chain(port.as_deref());
     spec.env
         .iter()
         .filter(|(k, _)| !k.is_empty() && !k.contains('=') && !RESERVED_ENV.contains(&k.as_str()))
         .map(|(k, v)| format!("{k}={v}"))
         .chain(RESERVED_ENV.iter().zip(ours).map(|(k, v)| format!("{k}={v}")))
         .collect()
+}
+
+/// `guest/tcp` → the host port it is published on, on every host address.
+fn port_bindings(spec: &WorkloadSpec) -> Option<HashMap<String, Option<Vec<PortBinding>>>> {
+    let bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let binding = PortBinding { host_ip: None, host_port: Some(p.host.to_string()) };
+            (format!("{}/tcp", p.guest.unwrap_or(p.host)), Some(vec![binding]))
+        })
+        .collect();
+    (!bindings.is_empty()).then_some(bindings)
 }
 
 fn host_config(spec: &WorkloadSpec, gpus: GpuAttach, log_max_bytes: u64) -> HostConfig {
@@ -153,6 +173,7 @@ fn host_config(spec: &WorkloadSpec, gpus: GpuAttach, log_max_bytes: u64) -> Host
         ulimits: Some(vec![ulimit("nofile", NOFILE), ulimit("nproc", NPROC)]),
         // Its own network namespace behind the engine's bridge.
         network_mode: Some("bridge".to_owned()),
+        port_bindings: port_bindings(spec),
         // A tiny init as PID 1 passes SIGTERM on to the command (PID 1 ignores signals it
         // has no handler for) and reaps what it leaves behind.
         init: Some(true),

@@ -20,6 +20,7 @@ fn spec() -> WorkloadSpec {
         log_path: PathBuf::from("/state/instances/i-1/output.log"),
         image: Some("localhost/train:1".into()),
         data_disk_gib: 50,
+        ports: Vec::new(),
     }
 }
 

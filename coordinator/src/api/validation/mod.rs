@@ -59,6 +59,11 @@ pub struct InstanceBody {
     /// `"queue"` (default) or `"fail"` (DESIGN §16); JSON so a wrong type names the field.
     #[serde(default)]
     pub on_unavailable: Option<Value>,
+    /// Container ports to publish (DESIGN §18).
+    #[serde(default)]
+    pub ports: Option<Value>,
+    #[serde(default)]
+    pub readiness: Option<Value>,
 }
 
 /// One of a deployment's `specs`: where and how its instances may run.
@@ -85,6 +90,10 @@ pub struct TemplateBody {
     pub image: Option<Value>,
     #[serde(default)]
     pub data_disk_gib: Option<Value>,
+    #[serde(default)]
+    pub ports: Option<Value>,
+    #[serde(default)]
+    pub readiness: Option<Value>,
 }
 
 /// `POST /v1/deployments`.
@@ -100,6 +109,11 @@ pub struct DeploymentBody {
     pub specs: Vec<SpecBody>,
     pub template: TemplateBody,
     pub account_id: Option<String>,
+    /// Replica sets: scaling on load and on a schedule (DESIGN §18).
+    #[serde(default)]
+    pub autoscaling: Option<Value>,
+    #[serde(default)]
+    pub schedule: Option<Value>,
 }
 
 /// Every problem found in one body, each a sentence that names its field.
@@ -136,9 +150,11 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
         image,
         data_disk_gib,
         on_unavailable,
+        ports,
+        readiness,
     } = body;
     let spec = SpecBody { gpu, cpu_cores, memory_gib, billing };
-    let template = TemplateBody { command, env, snapshot, image, data_disk_gib };
+    let template = TemplateBody { command, env, snapshot, image, data_disk_gib, ports, readiness };
     let mut problems = Problems::default();
     let spec = rules::spec("", &spec, &mut problems);
     let template = rules::template("", template, &mut problems);
@@ -156,6 +172,8 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
         image: template.image,
         data_disk_gib: template.data_disk_gib,
         on_unavailable,
+        ports: template.ports,
+        readiness: template.readiness,
     })
 }
 
@@ -166,11 +184,19 @@ pub fn deployment(body: DeploymentBody) -> Result<NewDeployment, HttpError> {
     let counts = rules::counts(mode, &body, &mut problems);
     let specs = specs(&body.specs, &mut problems);
     let template = rules::template("template.", body.template, &mut problems);
+    let (autoscaling, schedule) =
+        rules::scaling(mode, body.autoscaling.as_ref(), body.schedule.as_ref(), &mut problems);
     problems.finish()?;
+    let replicas = match &autoscaling {
+        Some(a) => body.replicas.unwrap_or(a.min_replicas).clamp(a.min_replicas, a.max_replicas),
+        None => counts.replicas,
+    };
     Ok(NewDeployment {
+        autoscaling,
+        schedule,
         name: body.name.unwrap_or_default(),
         mode,
-        replicas: counts.replicas,
+        replicas,
         completions: counts.completions,
         parallelism: counts.parallelism,
         retry_limit: counts.retry_limit,

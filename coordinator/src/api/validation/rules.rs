@@ -4,9 +4,11 @@
 //! on and every problem is found in one pass.
 
 use super::{BillingBody, DeploymentBody, GpuBody, Problems, SpecBody, TemplateBody};
+use crate::core::autoscale::{self, Autoscaling, ScheduledMinimum};
 use crate::core::deployment::{DeploymentSpec, Mode, Template};
 use crate::core::guest::{self, DEFAULT_DATA_DISK_GIB};
 use crate::core::model::{Billing, GpuRequest, OnUnavailable, Range};
+use crate::core::serving::{self, Readiness};
 use gpuspot_common::Money;
 use serde_json::Value;
 
@@ -28,12 +30,48 @@ pub fn template(at: &str, body: TemplateBody, problems: &mut Problems) -> Templa
     let image = image(at, body.image.as_ref(), problems);
     let data_disk_gib = data_disk(at, body.data_disk_gib.as_ref(), problems);
     command(at, &body.command, image.as_deref(), problems);
+    let ports = ports(at, body.ports.as_ref(), image.is_some(), problems);
+    let readiness = readiness(at, body.readiness.as_ref(), problems);
     Template {
         command: body.command,
         env: body.env,
         snapshot: body.snapshot.unwrap_or_default(),
         image,
         data_disk_gib,
+        ports,
+        readiness,
+    }
+}
+
+/// A container's ports, a list of numbers (DESIGN §18).
+fn ports(at: &str, value: Option<&Value>, has_image: bool, problems: &mut Problems) -> Vec<u16> {
+    let field = format!("{at}ports");
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Vec::new() };
+    let Ok(ports) = serde_json::from_value::<Vec<u16>>(value.clone()) else {
+        problems.add(format!("{field} must be a list of port numbers, e.g. [8000]"));
+        return Vec::new();
+    };
+    if let Err(problem) = serving::check_ports(&field, &ports, has_image) {
+        problems.add(problem);
+    }
+    ports
+}
+
+/// `{"http_path": "/healthz", "interval": "2s"}`; unknown fields are refused by name.
+fn readiness(at: &str, value: Option<&Value>, problems: &mut Problems) -> Option<Readiness> {
+    let field = format!("{at}readiness");
+    let value = value.filter(|v| !v.is_null())?;
+    match serde_json::from_value::<Readiness>(value.clone()) {
+        Ok(probe) => {
+            if let Err(problem) = serving::check_readiness(&field, &probe) {
+                problems.add(problem);
+            }
+            Some(probe)
+        }
+        Err(e) => {
+            problems.add(format!("{field}: {e} (e.g. {{\"http_path\": \"/healthz\"}})"));
+            None
+        }
     }
 }
 
@@ -141,6 +179,38 @@ fn command(at: &str, command: &[String], image: Option<&str>, problems: &mut Pro
         )),
         _ => {}
     }
+}
+
+/// A replica set's `autoscaling` and `schedule` (DESIGN §18); other modes have neither.
+pub fn scaling(
+    mode: Mode,
+    autoscaling: Option<&Value>,
+    schedule: Option<&Value>,
+    problems: &mut Problems,
+) -> (Option<Autoscaling>, Vec<ScheduledMinimum>) {
+    let autoscaling = autoscaling.filter(|v| !v.is_null());
+    let schedule = schedule.filter(|v| !v.is_null());
+    if mode != Mode::Replicaset && (autoscaling.is_some() || schedule.is_some()) {
+        problems.add("autoscaling and schedule are for replica sets (mode replicaset)");
+        return (None, Vec::new());
+    }
+    let policy = autoscaling.and_then(|value| {
+        serde_json::from_value::<Autoscaling>(value.clone())
+            .map_err(|e| problems.add(format!("autoscaling: {e}")))
+            .ok()
+    });
+    let entries = schedule.map_or_else(Vec::new, |value| {
+        serde_json::from_value::<Vec<ScheduledMinimum>>(value.clone()).unwrap_or_else(|e| {
+            problems.add(format!(
+                "schedule: {e} (e.g. [{{\"cron\": \"0 9 * * 1-5\", \"min_replicas\": 4}}])"
+            ));
+            Vec::new()
+        })
+    });
+    for problem in autoscale::check(policy.as_ref(), &entries) {
+        problems.add(problem);
+    }
+    (policy, entries)
 }
 
 /// A deployment's mode; a bad one is reported and checked on as a container, whose counts

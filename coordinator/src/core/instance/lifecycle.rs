@@ -20,6 +20,8 @@ pub struct Placement {
     pub memory_gib: u64,
     /// Per GPU-hour, now: list for regular, the market price capped by the bid for spot.
     pub price: Money,
+    /// Host ports it was given (DESIGN §18): its `PORT`, or its container ports' in order.
+    pub host_ports: Vec<u16>,
 }
 
 /// The workload's run, from the agent's first `running` report.

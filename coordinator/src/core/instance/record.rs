@@ -37,6 +37,8 @@ pub struct InstanceRecord {
     pub seq: u64,
     #[serde(default)]
     pub meter: Meter,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<u16>,
 }
 
 impl From<Instance> for InstanceRecord {
@@ -52,6 +54,7 @@ impl From<Instance> for InstanceRecord {
             cpu_cores: placement.map(|p| p.cpu_cores),
             memory_gib: placement.map(|p| p.memory_gib),
             price: placement.map(|p| p.price),
+            host_ports: placement.map(|p| p.host_ports.clone()).unwrap_or_default(),
             hold_until: run.and_then(|r| r.hold_until),
             termination_time: i.lifecycle.notice_at(),
             termination_reason: i.lifecycle.end_reason(),
@@ -109,6 +112,7 @@ fn placement_of(r: &InstanceRecord) -> Option<Placement> {
         cpu_cores: r.cpu_cores.unwrap_or_default(),
         memory_gib: r.memory_gib.unwrap_or_default(),
         price: r.price.unwrap_or(Money::ZERO),
+        host_ports: r.host_ports.clone(),
     })
 }
 

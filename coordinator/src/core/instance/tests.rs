@@ -27,12 +27,15 @@ fn instance() -> Instance {
         image: None,
         data_disk_gib: 20,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     };
     Instance::new(InstanceId::from("i-1"), AccountId::from("a-1"), request, t(0), 7)
 }
 
 fn placement() -> Placement {
     Placement {
+        host_ports: Vec::new(),
         host_id: HostId::from("h-1"),
         gpu_uuids: vec!["GPU-1".into()],
         gpu_model: "NVIDIA H100 80GB HBM3".into(),

@@ -138,6 +138,8 @@ fn random_request(rng: &mut Rng) -> InstanceRequest {
         image: (rng.below(3) == 0).then(|| "busybox".into()),
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

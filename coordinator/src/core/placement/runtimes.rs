@@ -44,6 +44,8 @@ fn request(image: Option<&str>) -> InstanceRequest {
         image: image.map(str::to_owned),
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

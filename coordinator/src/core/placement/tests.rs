@@ -49,6 +49,8 @@ fn request(models: &[&str], count: u32, cores: (u64, u64), mem: (u64, u64)) -> I
         image: None,
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

@@ -94,12 +94,16 @@ pub fn request(billing: Billing) -> InstanceRequest {
         image: None,
         data_disk_gib: 50,
         on_unavailable: Default::default(),
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 
 /// A ReplicaSet of `replicas` regular one-H100 replicas.
 pub fn replica_set(replicas: u32) -> NewDeployment {
     NewDeployment {
+        autoscaling: None,
+        schedule: Vec::new(),
         name: "inference".into(),
         mode: Mode::Replicaset,
         replicas,
@@ -118,6 +122,8 @@ pub fn replica_set(replicas: u32) -> NewDeployment {
             snapshot: Default::default(),
             image: None,
             data_disk_gib: 50,
+            ports: Vec::new(),
+            readiness: None,
         },
     }
 }

@@ -25,6 +25,8 @@ fn request(count: u32, billing: Billing, on_unavailable: OnUnavailable) -> Insta
         image: None,
         data_disk_gib: 50,
         on_unavailable,
+        ports: Vec::new(),
+        readiness: None,
     }
 }
 

@@ -1,0 +1,107 @@
+//! What the supervisor knows about guests that serve (DESIGN §18): whether their host ports
+//! are free before they start, what their readiness probes target, and, on simulated hosts,
+//! the GPU utilisation a guest sets for its GPUs by writing a percentage to
+//! `$GPUSPOT_DATA_DIR/.gpu_utilization` (so that tests can drive autoscaling).
+
+use super::Supervisor;
+use crate::probes::ProbeTarget;
+use gpuspot_common::protocol::PortMapping;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+/// The file a guest on a simulated host writes its GPUs' utilisation into.
+pub const SIMULATED_UTILIZATION_FILE: &str = ".gpu_utilization";
+
+/// Refuses to start a guest whose host port another program already holds: it would fail
+/// to listen, or a container would not start, for a reason nobody sees.
+pub(super) fn ports_free(ports: &[PortMapping]) -> Result<(), String> {
+    for port in ports {
+        if let Err(error) = std::net::TcpListener::bind(("0.0.0.0", port.host)) {
+            return Err(format!(
+                "host port {} is not free on this host ({error}): another program holds a \
+                 port of the agent's [ports] range",
+                port.host
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Supervisor {
+    /// The probes of the running workloads that have one.
+    pub fn probe_targets(&self) -> Vec<ProbeTarget> {
+        self.running
+            .iter()
+            .filter_map(|(id, w)| {
+                let (port, probe) = w.probe.clone()?;
+                Some(ProbeTarget { instance_id: id.clone(), port, probe })
+            })
+            .collect()
+    }
+
+    /// Simulated hosts only: the utilisation each guest set for its GPUs, by GPU UUID.
+    pub fn simulated_utilization(&self) -> HashMap<String, u32> {
+        let mut by_gpu = HashMap::new();
+        for workload in self.running.values() {
+            let Some(percent) = read_percent(&workload.data_dir.join(SIMULATED_UTILIZATION_FILE))
+            else {
+                continue;
+            };
+            for uuid in &workload.gpu_uuids {
+                by_gpu.insert(uuid.clone(), percent);
+            }
+        }
+        by_gpu
+    }
+}
+
+/// A whole percentage 0-100 from a small regular file the guest owns; the file is the
+/// guest's, so it is opened without following links and read at most 16 bytes of.
+fn read_percent(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(16).read_to_string(&mut text).ok()?;
+    let value: f64 = text.trim().parse().ok()?;
+    (0.0..=100.0).contains(&value).then_some(value.round() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_are_read_and_nonsense_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join(SIMULATED_UTILIZATION_FILE);
+        for (text, expected) in
+            [("80\n", Some(80)), ("33.6", Some(34)), ("101", None), ("x", None), ("-1", None)]
+        {
+            std::fs::write(&file, text).unwrap();
+            assert_eq!(read_percent(&file), expected, "{text:?}");
+        }
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        std::fs::write(&file, "50").unwrap();
+        assert_eq!(read_percent(&link), None, "links are not followed");
+        assert_eq!(read_percent(tmp.path()), None, "a directory is no percentage");
+    }
+
+    #[test]
+    fn a_held_port_is_refused_with_its_number() {
+        let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let err = ports_free(&[PortMapping { host: port, guest: None }]).unwrap_err();
+        assert!(err.contains(&port.to_string()), "{err}");
+        drop(held);
+        assert!(ports_free(&[PortMapping { host: port, guest: None }]).is_ok());
+    }
+}

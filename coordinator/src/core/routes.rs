@@ -1,0 +1,138 @@
+//! Where a deployment's replicas are reached (DESIGN §18): host ports handed out at
+//! placement, the readiness verdicts agents report, each replica as an endpoint (address,
+//! ready, draining), and the table the gateway routes by. A replica takes traffic while it
+//! is ready, not draining and its host is connected; a notice drains it at once.
+
+use super::cluster::Cluster;
+use super::model::{Instance, InstanceRequest, InstanceState};
+use super::registry::HostState;
+use super::serving;
+use gpuspot_common::protocol::PortMapping;
+use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId};
+use std::collections::BTreeSet;
+
+/// One replica as `GET /v1/deployments/{id}/endpoints` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub instance_id: InstanceId,
+    pub host_id: Option<HostId>,
+    /// `HOST:PORT` of its first port.
+    pub address: Option<String>,
+    pub ready: bool,
+    pub draining: bool,
+}
+
+/// What the gateway knows of one deployment: where its ready, non-draining replicas are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub deployment_id: DeploymentId,
+    pub name: String,
+    pub account_id: AccountId,
+    /// (replica, `HOST:PORT`)
+    pub backends: Vec<(InstanceId, String)>,
+}
+
+impl Cluster {
+    /// The lowest free ports of the host's range for a request being placed there.
+    pub(super) fn allocate_ports(&self, host_id: &HostId, request: &InstanceRequest) -> Vec<u16> {
+        let Some(host) = self.registry.get(host_id) else { return Vec::new() };
+        let used: BTreeSet<u16> = self
+            .held_on(host_id)
+            .into_iter()
+            .filter_map(|i| i.placement())
+            .flat_map(|p| p.host_ports.iter().copied())
+            .collect();
+        let needed = serving::ports_needed(&request.ports, request.image.is_some());
+        let ports = serving::allocate(&host.network, &used, needed);
+        if ports.len() < needed {
+            tracing::warn!(host = %host_id, needed, given = ports.len(),
+                "the host's [ports] range is exhausted; the guest gets fewer ports");
+        }
+        ports
+    }
+
+    /// The assignment's ports: host ports paired with the container's own, in order.
+    pub(super) fn port_mappings(instance: &Instance) -> Vec<PortMapping> {
+        let host_ports = instance.placement().map(|p| p.host_ports.as_slice()).unwrap_or(&[]);
+        match instance.request.image {
+            Some(_) => host_ports
+                .iter()
+                .zip(&instance.request.ports)
+                .map(|(&host, &guest)| PortMapping { host, guest: Some(guest) })
+                .collect(),
+            None => host_ports.iter().map(|&host| PortMapping { host, guest: None }).collect(),
+        }
+    }
+
+    /// An agent's readiness verdict for one of its instances.
+    pub fn set_readiness(&mut self, host_id: &HostId, id: &InstanceId, ready: bool) {
+        let on_host = self.instances.get(id).is_some_and(|i| i.host_id() == Some(host_id));
+        if on_host && self.readiness.insert(id.clone(), ready) != Some(ready) {
+            self.routes_changed = true;
+        }
+    }
+
+    /// Whether any endpoint may have changed since the last call.
+    pub fn take_routes_changed(&mut self) -> bool {
+        std::mem::take(&mut self.routes_changed)
+    }
+
+    /// Running and draining replicas of a deployment, oldest first.
+    pub fn endpoints(&self, id: &DeploymentId) -> Vec<(&Instance, EndpointInfo)> {
+        let mut list: Vec<(&Instance, EndpointInfo)> = self
+            .deployment_instances(id)
+            .into_iter()
+            .filter(|i| {
+                matches!(
+                    i.state(),
+                    InstanceState::Running
+                        | InstanceState::TerminationScheduled
+                        | InstanceState::Stopping
+                )
+            })
+            .map(|i| (i, self.endpoint(i)))
+            .collect();
+        list.sort_by_key(|(i, _)| i.seq);
+        list
+    }
+
+    fn endpoint(&self, instance: &Instance) -> EndpointInfo {
+        let host = instance.host_id().and_then(|h| self.registry.get(h));
+        let address = host
+            .zip(instance.placement().and_then(|p| p.host_ports.first()))
+            .map(|(host, port)| format!("{}:{port}", host.network.address));
+        let connected = host.is_some_and(|h| h.state == HostState::Connected);
+        let probed = instance.request.readiness.is_some();
+        let verdict = self.readiness.get(&instance.id).copied();
+        let running = matches!(
+            instance.state(),
+            InstanceState::Running | InstanceState::TerminationScheduled
+        );
+        EndpointInfo {
+            instance_id: instance.id.clone(),
+            host_id: instance.host_id().cloned(),
+            ready: running && connected && address.is_some() && (!probed || verdict == Some(true)),
+            address,
+            draining: instance.is_draining(),
+        }
+    }
+
+    /// Every live replica set's route, for the gateway.
+    pub fn routes(&self) -> Vec<Route> {
+        self.deployments
+            .iter()
+            .filter(|d| !d.state.is_final())
+            .map(|d| Route {
+                deployment_id: d.id.clone(),
+                name: d.name.clone(),
+                account_id: d.account_id.clone(),
+                backends: self
+                    .endpoints(&d.id)
+                    .into_iter()
+                    .filter(|(_, e)| e.ready && !e.draining)
+                    .filter_map(|(_, e)| Some((e.instance_id, e.address?)))
+                    .collect(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,119 @@
+//! The cluster's side of autoscaling (see [`super::autoscale`] for the rules): every
+//! `autoscale_interval` each replica set with `autoscaling` or a `schedule` is measured
+//! (requests per second from the gateway's counters, its GPUs' utilisation from the
+//! heartbeats) and scaled, each change an event `deployment_scaled` with its reason.
+
+use super::autoscale::{self, Signals};
+use super::cluster::Cluster;
+use super::deployment::{Deployment, Mode};
+use super::events::EventKind;
+use super::model::InstanceState;
+use chrono::{DateTime, Utc};
+use gpuspot_common::DeploymentId;
+use std::collections::HashMap;
+
+impl Cluster {
+    /// One look at every autoscaled replica set; `requests` are the gateway's counters of
+    /// requests received so far per deployment (empty without a gateway).
+    pub fn autoscale(&mut self, requests: &HashMap<DeploymentId, u64>, now: DateTime<Utc>) {
+        let ids: Vec<DeploymentId> = self
+            .deployments
+            .iter()
+            .filter(|d| d.mode == Mode::Replicaset && !d.state.is_final())
+            .filter(|d| d.autoscaling.is_some() || !d.schedule.is_empty())
+            .map(|d| d.id.clone())
+            .collect();
+        for id in ids {
+            let rps = self.request_rate(&id, requests.get(&id).copied(), now);
+            self.autoscale_one(&id, rps, now);
+        }
+        self.settle(now);
+    }
+
+    fn autoscale_one(&mut self, id: &DeploymentId, rps: Option<f64>, now: DateTime<Utc>) {
+        let Some(d) = self.deployments.get(id).cloned() else { return };
+        let signals = Signals { rps, gpu_utilization: self.replica_gpu_utilization(id) };
+        let mut scaling = d.scaling.clone();
+        let seen = scaling.schedule_seen_until.unwrap_or(d.created_at);
+        let fired = autoscale::fired(&d.schedule, seen, now);
+        if !d.schedule.is_empty() {
+            scaling.schedule_seen_until = Some(now);
+        }
+        let decision = match &d.autoscaling {
+            // Without autoscaling, a schedule entry sets the count itself.
+            None => fired.map(|(at, n)| (n, format!("the schedule sets {n} replicas from {at}"))),
+            Some(policy) => {
+                if let Some((_, min)) = fired {
+                    scaling.scheduled_min = Some(min);
+                }
+                let floor = scaling.scheduled_min.unwrap_or(policy.min_replicas);
+                let (n, why) = autoscale::wanted(policy, d.replicas, floor, signals);
+                let delay = chrono::Duration::from_std(policy.scale_in_delay).unwrap_or_default();
+                if n < d.replicas {
+                    let since = *scaling.lower_since.get_or_insert(now);
+                    let waited = now - since >= delay;
+                    waited.then(|| {
+                        let delay = humantime::format_duration(policy.scale_in_delay);
+                        (n, format!("{why} (fewer wanted for {delay})"))
+                    })
+                } else {
+                    scaling.lower_since = None;
+                    (n > d.replicas).then_some((n, why))
+                }
+            }
+        };
+        if let Some((replicas, _)) = &decision
+            && *replicas < d.replicas
+        {
+            scaling.lower_since = None;
+        }
+        if scaling != d.scaling {
+            self.deployments.update(id, |d| d.scaling = scaling);
+        }
+        if let Some((replicas, reason)) = decision.filter(|(n, _)| *n != d.replicas) {
+            self.scale_to(&d, replicas, &reason, now);
+        }
+    }
+
+    fn scale_to(&mut self, d: &Deployment, replicas: u32, reason: &str, now: DateTime<Utc>) {
+        tracing::info!(deployment = %d.id, from = d.replicas, to = replicas, reason, "autoscaling");
+        self.deployments.update(&d.id, |d| d.replicas = replicas);
+        let data = serde_json::json!({
+            "deployment_id": d.id, "from": d.replicas, "to": replicas, "reason": reason,
+        });
+        let about = super::outbox::About { account: Some(&d.account_id), ..Default::default() };
+        self.outbox.event(now, EventKind::DeploymentScaled, about, data);
+        self.reconcile_deployment(&d.id);
+    }
+
+    /// Requests per second since the last look (none at the first, or without a gateway).
+    fn request_rate(
+        &mut self,
+        id: &DeploymentId,
+        count: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Option<f64> {
+        let count = count?;
+        let previous = self.request_samples.insert(id.clone(), (count, now));
+        let (before, at) = previous?;
+        let seconds = (now - at).num_milliseconds() as f64 / 1000.0;
+        (seconds > 0.0).then(|| count.saturating_sub(before) as f64 / seconds)
+    }
+
+    /// The mean utilisation its running replicas' hosts report for their GPUs.
+    fn replica_gpu_utilization(&self, id: &DeploymentId) -> Option<f64> {
+        let readings: Vec<u32> = self
+            .deployment_instances(id)
+            .into_iter()
+            .filter(|i| i.state() == InstanceState::Running)
+            .flat_map(|i| {
+                let host = i.host_id().and_then(|h| self.registry.get(h));
+                i.gpu_uuids()
+                    .iter()
+                    .filter_map(move |uuid| host.and_then(|h| h.gpu_utilization.get(uuid)).copied())
+            })
+            .collect();
+        (!readings.is_empty())
+            .then(|| readings.iter().map(|&r| f64::from(r)).sum::<f64>() / readings.len() as f64)
+    }
+}

@@ -1,0 +1,146 @@
+//! The gateway's routing table: per deployment (by id, and by name where the name is
+//! unique), the ready, non-draining replicas with their outstanding requests. A new table
+//! from the cluster replaces the old at once; counters of replicas and deployments that
+//! stay carry over, so the least-outstanding choice and the request rate see no jump.
+
+use crate::core::routes::Route;
+use gpuspot_common::{DeploymentId, InstanceId};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+pub struct Backend {
+    pub instance_id: InstanceId,
+    pub address: String,
+    pub outstanding: Arc<AtomicUsize>,
+}
+
+pub struct RouteState {
+    pub deployment_id: DeploymentId,
+    pub backends: Vec<Backend>,
+    /// Requests ever received for this deployment (rates are taken from differences).
+    pub requests: Arc<AtomicU64>,
+    /// Where the next scan for the least loaded replica starts, so ties rotate.
+    next: AtomicUsize,
+}
+
+impl RouteState {
+    /// The replica with the fewest requests in flight, skipping `tried`.
+    pub fn pick(&self, tried: &BTreeSet<usize>) -> Option<(usize, &Backend)> {
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i))
+            .min_by_key(|&i| self.backends[i].outstanding.load(Ordering::Relaxed))
+            .map(|i| (i, &self.backends[i]))
+    }
+}
+
+#[derive(Default)]
+pub struct Table {
+    by_key: HashMap<String, Arc<RouteState>>,
+}
+
+impl Table {
+    /// Deployment `key` (its id or its unique name).
+    pub fn get(&self, key: &str) -> Option<Arc<RouteState>> {
+        self.by_key.get(key).cloned()
+    }
+
+    /// The table for `routes`, keeping `previous`'s counters where they still apply.
+    pub fn build(routes: Vec<Route>, previous: &Table) -> Table {
+        let mut old_requests = HashMap::new();
+        let mut old_outstanding = HashMap::new();
+        for state in previous.by_key.values() {
+            old_requests.insert(state.deployment_id.clone(), state.requests.clone());
+            for b in &state.backends {
+                old_outstanding.insert(b.instance_id.clone(), b.outstanding.clone());
+            }
+        }
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for route in &routes {
+            *names.entry(route.name.clone()).or_default() += 1;
+        }
+        let mut by_key = HashMap::new();
+        for route in routes {
+            let backends = route
+                .backends
+                .into_iter()
+                .map(|(instance_id, address)| Backend {
+                    outstanding: old_outstanding.get(&instance_id).cloned().unwrap_or_default(),
+                    instance_id,
+                    address,
+                })
+                .collect();
+            let state = Arc::new(RouteState {
+                requests: old_requests.get(&route.deployment_id).cloned().unwrap_or_default(),
+                deployment_id: route.deployment_id.clone(),
+                backends,
+                next: AtomicUsize::new(0),
+            });
+            if names.get(&route.name) == Some(&1) && route.name != route.deployment_id.0 {
+                by_key.insert(route.name, state.clone());
+            }
+            by_key.insert(route.deployment_id.0, state);
+        }
+        Table { by_key }
+    }
+
+    /// Requests received so far, per deployment.
+    pub fn request_counts(&self) -> HashMap<DeploymentId, u64> {
+        self.by_key
+            .values()
+            .map(|s| (s.deployment_id.clone(), s.requests.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpuspot_common::AccountId;
+
+    fn route(id: &str, name: &str, replicas: &[&str]) -> Route {
+        Route {
+            deployment_id: DeploymentId(id.into()),
+            name: name.into(),
+            account_id: AccountId("a".into()),
+            backends: replicas
+                .iter()
+                .map(|r| (InstanceId((*r).into()), format!("127.0.0.1:{}", r.len())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_replica_is_picked_and_ties_rotate() {
+        let table = Table::build(vec![route("d-1", "svc", &["a", "b", "c"])], &Table::default());
+        let state = table.get("svc").expect("by name");
+        state.backends[0].outstanding.store(5, Ordering::Relaxed);
+        state.backends[2].outstanding.store(1, Ordering::Relaxed);
+        assert_eq!(state.pick(&BTreeSet::new()).unwrap().1.instance_id.0, "b");
+        let tried = BTreeSet::from([1]);
+        assert_eq!(state.pick(&tried).unwrap().1.instance_id.0, "c");
+        state.backends[0].outstanding.store(0, Ordering::Relaxed);
+        state.backends[2].outstanding.store(0, Ordering::Relaxed);
+        let picks: BTreeSet<String> =
+            (0..3).map(|_| state.pick(&BTreeSet::new()).unwrap().1.instance_id.0.clone()).collect();
+        assert_eq!(picks.len(), 3, "ties rotate over every replica");
+        assert!(state.pick(&BTreeSet::from([0, 1, 2])).is_none());
+    }
+
+    #[test]
+    fn counters_carry_over_and_shared_names_route_by_id_only() {
+        let first = Table::build(vec![route("d-1", "svc", &["a", "b"])], &Table::default());
+        let state = first.get("d-1").unwrap();
+        state.requests.store(7, Ordering::Relaxed);
+        state.backends[1].outstanding.store(3, Ordering::Relaxed);
+        let routes = vec![route("d-1", "svc", &["b", "c"]), route("d-2", "svc", &[])];
+        let second = Table::build(routes, &first);
+        assert!(second.get("svc").is_none(), "two deployments named svc: ids only");
+        let state = second.get("d-1").unwrap();
+        assert_eq!(state.backends[0].outstanding.load(Ordering::Relaxed), 3);
+        assert_eq!(second.request_counts()[&DeploymentId("d-1".into())], 7);
+    }
+}
