@@ -12,6 +12,16 @@ use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// 100 host ports for the guests of the agent on `state_dir`: agents of parallel tests
+/// share this machine, so each gets a block of its own (the same on every restart).
+fn port_block(state_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    state_dir.hash(&mut hasher);
+    let first = 21_000 + (hasher.finish() % 400) as u16 * 100;
+    format!("{first}-{}", first + 99)
+}
+
 /// Paths of the wrapper binaries; build one with [`crate::binaries!`] inside a test crate.
 #[derive(Clone, Debug)]
 pub struct Binaries {
@@ -183,6 +193,10 @@ impl Cluster {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--link-timeout", "3s"])
+            .arg("--ports")
+            .arg(port_block(state_dir))
+            .env_remove("GPUSPOT_PORTS")
+            .env_remove("GPUSPOT_ADVERTISE_ADDRESS")
             .env_remove("GPUSPOT_JOIN_TOKEN")
             .env_remove("GPUSPOT_AGENT_CONFIG")
             .env_remove("GPUSPOT_STATE_DIR")
@@ -191,6 +205,14 @@ impl Cluster {
             command.arg("--join-token").arg(token);
         }
         command
+    }
+
+    /// The address of the coordinator's gateway, when its config has `[gateway]`.
+    pub fn gateway(&self) -> Option<String> {
+        let text =
+            std::fs::read_to_string(self.coordinator.data_dir.join("endpoints.json")).ok()?;
+        let endpoints: Value = serde_json::from_str(&text).ok()?;
+        endpoints["gateway"].as_str().map(str::to_owned)
     }
 
     /// The host named `hostname`, if the coordinator knows it.

@@ -225,8 +225,9 @@ pub fn ids(list: &[Value]) -> BTreeSet<String> {
     list.iter().map(|i| s(i, "id").to_owned()).collect()
 }
 
+/// The endpoints that take traffic: those not draining.
 pub fn endpoint_ids(list: &[Value]) -> BTreeSet<String> {
-    list.iter().map(|e| s(e, "instance_id").to_owned()).collect()
+    list.iter().filter(|e| e["draining"] == false).map(|e| s(e, "instance_id").to_owned()).collect()
 }
 
 /// The number after `prefix` in `logs`.

@@ -14,6 +14,7 @@ pub mod events;
 pub mod exec;
 pub mod guest_limits;
 pub mod guests;
+pub mod load;
 pub mod market;
 pub mod metadata;
 pub mod mounts;

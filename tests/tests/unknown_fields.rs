@@ -1,6 +1,6 @@
 //! DESIGN §18's last rule: a body with a field the API does not know is refused (400) with
 //! the field's name, at any depth, and nothing is created, so nobody believes a misspelt or
-//! not-yet-existing feature (`autoscaling`, `min_replicas`) is on.
+//! misspelt feature (`autoscale`, `min_replicas`) is on.
 
 use gpuspot_e2e::{assert_error, cluster, request, s};
 use serde_json::{Value, json};
@@ -35,14 +35,20 @@ fn unknown_fields_are_refused_with_their_name_and_create_nothing() {
     assert!(c.api.instances().is_empty(), "nothing was created");
 
     let mut scaled = deployment();
-    scaled["autoscaling"] = json!({ "min": 1, "max": 4 });
-    refused_naming(&c.api.post("/v1/deployments", &scaled), "autoscaling", "deployment");
+    scaled["autoscale"] = json!({ "min_replicas": 1, "max_replicas": 4 });
+    refused_naming(&c.api.post("/v1/deployments", &scaled), "autoscale", "deployment");
+    let mut policy = deployment();
+    policy["autoscaling"] = json!({ "min": 1, "max": 4 });
+    refused_naming(&c.api.post("/v1/deployments", &policy), "min", "deployment autoscaling");
     let mut spec = deployment();
     spec["specs"][0]["billing"]["max_bid"] = json!("1.00");
     refused_naming(&c.api.post("/v1/deployments", &spec), "max_bid", "deployment spec");
     let mut template = deployment();
-    template["template"]["ports"] = json!([8000]);
-    refused_naming(&c.api.post("/v1/deployments", &template), "ports", "deployment template");
+    template["template"]["portz"] = json!([8000]);
+    refused_naming(&c.api.post("/v1/deployments", &template), "portz", "deployment template");
+    let mut probe = deployment();
+    probe["template"]["readiness"] = json!({ "path": "/healthz" });
+    refused_naming(&c.api.post("/v1/deployments", &probe), "path", "deployment readiness");
     let listed = c.api.get_ok("/v1/deployments");
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "nothing was created: {listed}");
 
