@@ -253,6 +253,40 @@ mod tests {
     }
 
     #[test]
+    fn serving_flags_build_ports_readiness_autoscaling_and_a_schedule() {
+        let argv = [
+            "--spec",
+            "regular:H100:1",
+            "--image",
+            "srv:1",
+            "--port",
+            "8000",
+            "--readiness",
+            "/healthz",
+            "--autoscale",
+            "1:8",
+            "--target-rps",
+            "20",
+            "--scale-in-delay",
+            "2m",
+            "--schedule",
+            "0 9 * * 1-5=4",
+        ];
+        let body = create(&argv).expect("valid");
+        assert_eq!(body["template"]["ports"], json!([8000]));
+        assert_eq!(body["template"]["readiness"], json!({ "http_path": "/healthz" }));
+        assert_eq!(
+            body["autoscaling"],
+            json!({ "min_replicas": 1, "max_replicas": 8, "target_rps_per_replica": 20.0,
+                    "scale_in_delay": "2m" })
+        );
+        assert_eq!(body["schedule"], json!([{ "cron": "0 9 * * 1-5", "min_replicas": 4 }]));
+        let bad = ["--spec", "regular:H100:1", "--autoscale", "8", "--target-rps", "1", "--", "x"];
+        assert!(is_usage(create(&bad)));
+        assert!(is_usage(create(&["--spec", "regular:H:1", "--schedule", "daily", "--", "x"])));
+    }
+
+    #[test]
     fn an_image_goes_into_the_template() {
         let argv = ["--spec", "regular:H100:1", "--image", "busybox", "--data-disk-gib", "10"];
         let body = create(&argv).expect("valid");

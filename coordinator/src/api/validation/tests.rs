@@ -225,3 +225,62 @@ fn on_unavailable_is_queue_unless_it_says_fail_and_anything_else_names_the_field
         assert!(problems.iter().any(|p| p.starts_with(expected)), "{bad}: {problems:?}");
     }
 }
+
+#[test]
+fn ports_and_readiness_are_checked_alike_on_instances_and_templates() {
+    let cases = [
+        (json!({ "ports": [8000] }), "ports are for containers"),
+        (json!({ "image": "srv:1", "ports": [8000, 8000] }), "must not repeat a port"),
+        (json!({ "image": "srv:1", "ports": "8000" }), "ports must be a list of port numbers"),
+        (json!({ "readiness": { "http_path": "healthz" } }), "readiness.http_path must be a path"),
+        (json!({ "readiness": { "http_path": "/", "interval": "1ms" } }), "readiness.interval"),
+        (json!({ "readiness": { "path": "/" } }), "unknown field `path`"),
+    ];
+    for (template, needle) in cases {
+        let instance = problems(check_instance(&json!({}), &template)).join("; ");
+        let deployment = problems(check_deployment(&json!({}), &template)).join("; ");
+        assert!(instance.contains(needle), "{template}: {instance}");
+        let named = deployment.contains(needle) && deployment.contains("template.");
+        assert!(named, "{template}: {deployment}");
+    }
+    let ok = check_instance(
+        &json!({}),
+        &json!({ "image": "srv:1", "ports": [8000, 9000],
+        "readiness": { "http_path": "/healthz" } }),
+    )
+    .expect("valid");
+    assert_eq!(ok.ports, vec![8000, 9000]);
+    assert_eq!(
+        ok.readiness.map(|r| r.interval),
+        Some(crate::core::serving::DEFAULT_PROBE_INTERVAL)
+    );
+}
+
+fn scaled(extra: Value) -> Result<NewDeployment, HttpError> {
+    let mut body = json!({
+        "mode": "replicaset", "specs": [valid_spec()], "template": valid_template(),
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    deployment(serde_json::from_value(body).expect("a body"))
+}
+
+#[test]
+fn autoscaling_starts_within_its_bounds_and_bad_settings_are_named() {
+    let policy = json!({ "min_replicas": 2, "max_replicas": 5, "target_rps_per_replica": 10 });
+    let d = scaled(json!({ "autoscaling": policy })).expect("valid");
+    assert_eq!(d.replicas, 2, "starts at the minimum");
+    let d = scaled(json!({ "replicas": 9, "autoscaling": policy })).expect("valid");
+    assert_eq!(d.replicas, 5, "at most the maximum");
+    assert_eq!(d.autoscaling.map(|a| a.scale_in_delay.as_secs()), Some(300), "default delay");
+    let bad = problems(scaled(json!({
+        "autoscaling": { "min_replicas": 1, "max_replicas": 2 },
+        "schedule": [{ "cron": "at nine", "min_replicas": 1 }],
+    })))
+    .join("; ");
+    assert!(bad.contains("needs target_rps_per_replica or target_gpu_utilization"), "{bad}");
+    assert!(bad.contains("schedule[0].cron"), "{bad}");
+    let job = json!({ "mode": "job", "specs": [valid_spec()], "template": valid_template(),
+        "autoscaling": policy });
+    let job = problems(deployment(serde_json::from_value(job).unwrap())).join("; ");
+    assert!(job.contains("for replica sets"), "{job}");
+}
