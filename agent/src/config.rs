@@ -347,6 +347,13 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_is_valid() {
+        let raw: RawAgentConfig = toml::from_str(include_str!("../../config/agent.toml")).unwrap();
+        let settings = raw.validate().unwrap();
+        assert_eq!(settings.network.ports, DEFAULT_PORT_RANGE);
+    }
+
+    #[test]
     fn logs_max_bytes_is_read_and_checked() {
         let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
         let settings = parse("coordinator = \"c:1\"\n[logs]\nmax_bytes = 1048576\n").unwrap();

@@ -93,19 +93,23 @@ async fn forward(
     let (mut parts, body) = request.into_parts();
     forwarded_headers(&mut parts.headers, peer);
     match buffered(&parts.headers, body).await {
-        Ok(Body_::Buffered(bytes)) => send_buffered(gateway, &route, parts, &target, bytes).await,
-        Ok(Body_::Streamed(body)) => send_streamed(gateway, &route, parts, &target, body).await,
-        Err(response) => response,
+        Ok(RequestBody::Buffered(bytes)) => {
+            send_buffered(gateway, &route, parts, &target, bytes).await
+        }
+        Ok(RequestBody::Streamed(body)) => {
+            send_streamed(gateway, &route, parts, &target, body).await
+        }
+        Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", &message),
     }
 }
 
-enum Body_ {
+enum RequestBody {
     Buffered(Bytes),
     Streamed(Incoming),
 }
 
 /// The body in memory when its declared length allows (or it has none), else as a stream.
-async fn buffered(headers: &HeaderMap, body: Incoming) -> Result<Body_, Response<ProxyBody>> {
+async fn buffered(headers: &HeaderMap, body: Incoming) -> Result<RequestBody, String> {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -114,11 +118,11 @@ async fn buffered(headers: &HeaderMap, body: Incoming) -> Result<Body_, Response
     match (length, chunked) {
         (Some(n), false) if n <= BUFFER_LIMIT => {}
         (None, false) => {}
-        _ => return Ok(Body_::Streamed(body)),
+        _ => return Ok(RequestBody::Streamed(body)),
     }
     match Limited::new(body, BUFFER_LIMIT as usize).collect().await {
-        Ok(collected) => Ok(Body_::Buffered(collected.to_bytes())),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, "bad_request", &format!("request body: {e}"))),
+        Ok(collected) => Ok(RequestBody::Buffered(collected.to_bytes())),
+        Err(e) => Err(format!("request body: {e}")),
     }
 }
 
@@ -137,7 +141,7 @@ async fn send_buffered(
         let body = Full::new(bytes.clone()).map_err(|never| match never {}).boxed();
         let request = match outgoing(&parts, backend, target, body) {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", &message),
         };
         match send(gateway, backend, request).await {
             Ok(response) => return response,
@@ -165,7 +169,7 @@ async fn send_streamed(
     let body = body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed();
     match outgoing(&parts, backend, target, body) {
         Ok(request) => send(gateway, backend, request).await.unwrap_or_else(|e| bad_gateway(&e)),
-        Err(response) => response,
+        Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", &message),
     }
 }
 
@@ -174,7 +178,7 @@ fn outgoing(
     backend: &Backend,
     target: &str,
     body: ProxyBody,
-) -> Result<Request<ProxyBody>, Response<ProxyBody>> {
+) -> Result<Request<ProxyBody>, String> {
     let uri = format!("http://{}{target}", backend.address);
     let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
     for (name, value) in &parts.headers {
@@ -182,7 +186,7 @@ fn outgoing(
             builder = builder.header(name, value);
         }
     }
-    builder.body(body).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()))
+    builder.body(body).map_err(|e| e.to_string())
 }
 
 /// Sends one request to `backend`; its in-flight count holds until the response is read.
