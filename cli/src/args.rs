@@ -211,6 +211,18 @@ pub enum HostsCmd {
     Show { id: String },
     /// Forget a host: its work is stopped (deployments replace it) and its agent refused.
     Delete { id: String },
+    /// No new placements on the host (what runs there stays).
+    Cordon { id: String },
+    /// Let the host take placements again.
+    Uncordon { id: String },
+    /// Cordon the host and give everything on it a host_maintenance notice; deployments
+    /// replace their instances elsewhere.
+    Drain {
+        id: String,
+        /// Every instance ends by then at the latest, e.g. 10m (default: its own notice).
+        #[arg(long, value_name = "DURATION")]
+        deadline: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

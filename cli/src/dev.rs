@@ -176,9 +176,10 @@ async fn cluster(
     Ok(())
 }
 
-/// Host `index`'s guests get ports 20000 + 1000·index onwards, on loopback.
+/// Host `index`'s guests get ports 20000 + 1000·index onwards (below the kernel's ephemeral
+/// ports), on loopback.
 fn dev_network(index: usize) -> gpuspot_common::protocol::GuestNetwork {
-    let first = 20_000 + 1_000 * (index as u16 % 40);
+    let first = 20_000 + 1_000 * (index as u16 % 12);
     gpuspot_common::protocol::GuestNetwork {
         ports: (first, first + 999),
         address: Some("127.0.0.1".to_owned()),

@@ -12,14 +12,23 @@ use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// 100 host ports for the guests of the agent on `state_dir`: agents of parallel tests
-/// share this machine, so each gets a block of its own (the same on every restart).
+/// 16 host ports for the guests of the agent on `state_dir`: agents of parallel tests share
+/// this machine, so each gets a block of its own (the same on every restart), below the
+/// kernel's ephemeral ports (32768 and up), which clients' sockets take.
 fn port_block(state_dir: &Path) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    state_dir.hash(&mut hasher);
-    let first = 21_000 + (hasher.finish() % 400) as u16 * 100;
-    format!("{first}-{}", first + 99)
+    static BLOCKS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut blocks = BLOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    let index = match blocks.iter().position(|d| d == state_dir) {
+        Some(index) => index,
+        None => {
+            blocks.push(state_dir.to_owned());
+            blocks.len() - 1
+        }
+    };
+    // Test binaries run one after another; the pid staggers them anyway.
+    let block = (std::process::id() as usize * 31 + index) % 700;
+    let first = 21_000 + block as u16 * 16;
+    format!("{first}-{}", first + 15)
 }
 
 /// Paths of the wrapper binaries; build one with [`crate::binaries!`] inside a test crate.

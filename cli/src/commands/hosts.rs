@@ -1,11 +1,11 @@
-//! `gpuspot hosts [list]`, `gpuspot hosts show ID` and `gpuspot hosts delete ID` (admin).
+//! `gpuspot hosts [list]`, `gpuspot hosts show|delete|cordon|uncordon|drain ID` (admin).
 //! Host JSON is read loosely: whatever fields are there are printed.
 
 use super::Ctx;
 use crate::args::HostsCmd;
 use crate::client::encode_segment;
 use crate::output::{Table, field, fields, items, text};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const SHOW_ORDER: &[&str] = &[
     "id",
@@ -25,7 +25,20 @@ pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
         HostsCmd::List => list(ctx),
         HostsCmd::Show { id } => show(ctx, &id),
         HostsCmd::Delete { id } => delete(ctx, &id),
+        HostsCmd::Cordon { id } => maintain(ctx, &id, "cordon", &json!({})),
+        HostsCmd::Uncordon { id } => maintain(ctx, &id, "uncordon", &json!({})),
+        HostsCmd::Drain { id, deadline } => {
+            let body = deadline.map_or_else(|| json!({}), |d| json!({ "deadline": d }));
+            maintain(ctx, &id, "drain", &body)
+        }
     }
+}
+
+/// `POST /v1/hosts/{id}/{action}`; prints the host's new state.
+fn maintain(ctx: &Ctx, id: &str, action: &str, body: &Value) -> anyhow::Result<()> {
+    let path = format!("/v1/hosts/{}/{action}", encode_segment(id));
+    let host = ctx.client.post_json(&path, body)?;
+    ctx.emit(&host, |v| println!("host {id} ({}): {}", host_name(v), field(v, "state")))
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {

@@ -22,6 +22,26 @@ impl ClusterActor {
         Ok(host)
     }
 
+    pub(super) fn host_maintenance(
+        &mut self,
+        id: HostId,
+        action: super::messages::HostAction,
+    ) -> Result<Host, Failure> {
+        use super::messages::HostAction;
+        let now = self.clock.now();
+        let done = match action {
+            HostAction::Cordon => self.core.cordon_host(&id, now),
+            HostAction::Uncordon => self.core.uncordon_host(&id, now),
+            HostAction::Drain(deadline) => {
+                self.core.drain_host(&id, deadline, now).map(|noticed| {
+                    tracing::info!(host_id = %id, noticed, "host draining for maintenance");
+                })
+            }
+        };
+        done.and_then(|()| self.core.registry().get(&id).cloned())
+            .ok_or(Failure::NotFound(Missing::Host(id)))
+    }
+
     /// A hello whose certificate was checked just before its host was deleted (the
     /// revocation was not committed yet): the agent is told to stop what it reported and
     /// why it is refused, and the event goes no further. Others pass through.

@@ -129,6 +129,21 @@ pub enum ApiRequest {
         id: HostId,
         reply: Reply<Host>,
     },
+    /// Admin only: cordon, uncordon or drain a host (DESIGN §19). Answers with the host.
+    HostMaintenance {
+        id: HostId,
+        action: HostAction,
+        reply: Reply<Host>,
+    },
+}
+
+/// What the operator does to a host.
+#[derive(Debug, Clone, Copy)]
+pub enum HostAction {
+    Cordon,
+    Uncordon,
+    /// Notices within this deadline at the latest (None: each instance's own notice).
+    Drain(Option<std::time::Duration>),
 }
 
 #[derive(Debug, Clone)]

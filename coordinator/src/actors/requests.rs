@@ -59,6 +59,9 @@ impl ClusterActor {
                 return Some(reply.after_commit(self.change_account(&scope, id, change)));
             }
             Ask::DeleteHost { id, reply } => return Some(reply.after_commit(self.delete_host(id))),
+            Ask::HostMaintenance { id, action, reply } => {
+                return Some(reply.after_commit(self.host_maintenance(id, action)));
+            }
         }
         None
     }

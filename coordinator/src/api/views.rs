@@ -61,7 +61,7 @@ pub fn host(h: &Host) -> Value {
     json!({
         "id": h.id,
         "hostname": h.hostname,
-        "state": h.state,
+        "state": h.shown_state(),
         "agent_version": h.agent_version,
         "runtimes": h.runtimes,
         "cpu_cores": h.cpu_cores,

@@ -20,6 +20,7 @@
 //! - [`serving`]: ports and readiness of guests that serve; [`routes`]: their endpoints
 //!   and the gateway's table (DESIGN §18).
 //! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
+//! - [`maintenance`]: cordon, uncordon and drain of a host (DESIGN §19).
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`notices`]: the messages events make for a person's inbox and mail.
 //! - [`events`], [`error`], [`ids`], [`settings`], [`outbox`], [`changes`]: what the parts
@@ -49,6 +50,7 @@ pub mod ids;
 pub mod instance;
 pub mod ledger;
 pub mod mail_budget;
+pub mod maintenance;
 pub mod market;
 pub mod model;
 pub mod notices;

@@ -93,7 +93,7 @@ fn fit_units(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> 
             continue;
         }
         any_model_could = true;
-        if host.state != HostState::Connected {
+        if !host.takes_placements() {
             continue;
         }
         let free: Vec<(usize, _)> = of_model(true).take(k).collect();

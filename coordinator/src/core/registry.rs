@@ -58,9 +58,23 @@ pub struct Host {
     /// Guests' host ports and the address they are reached at, as its last hello said.
     #[serde(default)]
     pub network: HostNetwork,
+    /// The operator's cordon or drain (DESIGN §19).
+    #[serde(default)]
+    pub maintenance: Maintenance,
     /// Per GPU UUID, the utilisation its last heartbeat reported (not stored).
     #[serde(skip)]
     pub gpu_utilization: BTreeMap<String, u32>,
+}
+
+/// Whether the operator took a host out of service (DESIGN §19): a cordoned host gets no
+/// new placements; a draining one also had every instance noticed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Maintenance {
+    #[default]
+    None,
+    Cordoned,
+    Draining,
 }
 
 /// Where a host's guests listen (DESIGN §18).
@@ -100,6 +114,7 @@ impl Host {
             joined_at: now,
             last_seen: now,
             network: HostNetwork::default(),
+            maintenance: Maintenance::None,
             gpu_utilization: BTreeMap::new(),
         }
     }
@@ -138,6 +153,25 @@ impl Host {
         let changed = self.runtimes != runtimes;
         self.runtimes = runtimes;
         changed
+    }
+
+    /// Whether new instances may be placed here: connected and not cordoned or draining.
+    pub fn takes_placements(&self) -> bool {
+        self.state == HostState::Connected && self.maintenance == Maintenance::None
+    }
+
+    /// The state users see: the link's, or the operator's cordon / drain while connected
+    /// (`drained` once a draining host holds nothing).
+    pub fn shown_state(&self) -> &'static str {
+        match (self.state, self.maintenance) {
+            (HostState::Disconnected, _) => "disconnected",
+            (HostState::Lost, _) => "lost",
+            (HostState::Connected, Maintenance::None) => "connected",
+            (HostState::Connected, Maintenance::Cordoned) => "cordoned",
+            (HostState::Connected, Maintenance::Draining) => {
+                if self.units.iter().all(|s| s.instance.is_none()) { "drained" } else { "draining" }
+            }
+        }
     }
 
     pub fn free_units(&self) -> usize {

@@ -172,11 +172,23 @@ impl Cluster {
 
     /// [`Cluster::schedule_termination`] within an operation that settles later.
     pub(super) fn give_notice(&mut self, id: &InstanceId, reason: EndReason, now: DateTime<Utc>) {
+        self.give_notice_within(id, reason, None, now);
+    }
+
+    /// [`Cluster::give_notice`] with a notice of at most `within` (an operator's drain).
+    pub(super) fn give_notice_within(
+        &mut self,
+        id: &InstanceId,
+        reason: EndReason,
+        within: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) {
         let Some(instance) = self.instances.get(id) else {
             return;
         };
-        let notice = chrono::Duration::from_std(self.notice_for(instance, reason))
-            .unwrap_or(chrono::Duration::MAX);
+        let period = self.notice_for(instance, reason);
+        let period = within.map_or(period, |w| w.min(period));
+        let notice = chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
         let at = now.checked_add_signed(notice).unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.transition(id, now, |lifecycle| lifecycle.give_notice(Notice { at, reason }));
     }

@@ -58,7 +58,7 @@ fn usage_by_scan(registry: &Registry, model: &str) -> PoolUsage {
         for slot in host.units.iter().filter(|s| model_matches(model, &s.unit.gpu.model)) {
             if slot.unit.gpu.healthy {
                 usage.total += 1;
-                if slot.instance.is_none() && host.state == HostState::Connected {
+                if slot.instance.is_none() && host.takes_placements() {
                     usage.free += 1;
                 }
             }

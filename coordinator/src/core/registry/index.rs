@@ -85,7 +85,7 @@ impl Entry {
             if host.state != HostState::Lost {
                 usage.total += 1;
             }
-            if host.state == HostState::Connected && slot.instance.is_none() {
+            if host.takes_placements() && slot.instance.is_none() {
                 usage.free += 1;
             }
         }
@@ -99,7 +99,7 @@ impl Entry {
                 memory_gib: f.unit.memory_gib,
                 runtimes: host.runtimes.clone(),
             },
-            free: Some(host.free_units()).filter(|&n| n > 0 && host.state == HostState::Connected),
+            free: Some(host.free_units()).filter(|&n| n > 0 && host.takes_placements()),
             healthy: (host.state != HostState::Lost).then(|| host.healthy_units()),
         });
         Self { member, irregular: first.is_some() && !single, models }

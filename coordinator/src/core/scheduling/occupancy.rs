@@ -68,12 +68,12 @@ impl Cluster {
                 continue;
             }
             occupancy.hosts.push(host.id.clone());
-            if host.state != HostState::Connected {
-                occupancy.unavailable.push((host.id.clone(), state_word(host.state)));
+            if !host.takes_placements() {
+                occupancy.unavailable.push((host.id.clone(), host.shown_state().to_owned()));
             }
             for slot in slots {
                 occupancy.models.insert(slot.unit.gpu.model.clone());
-                if slot.instance.is_some() || host.state == HostState::Connected {
+                if slot.instance.is_some() || host.takes_placements() {
                     self.count_holder(slot, now, &mut occupancy);
                 }
             }
@@ -101,13 +101,6 @@ impl Cluster {
             }
         }
     }
-}
-
-fn state_word(state: HostState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{state:?}").to_lowercase())
 }
 
 impl Occupancy {

@@ -4,7 +4,7 @@
 use super::super::cluster::Cluster;
 use super::super::model::{EndReason, InstanceRequest, InstanceState};
 use super::super::placement;
-use super::super::registry::{Host, HostState};
+use super::super::registry::Host;
 use super::Pass;
 use super::occupancy::matching_slots;
 use chrono::{DateTime, Utc};
@@ -53,7 +53,7 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> Option<Plan> {
         let mut best: Option<Plan> = None;
-        for host in self.registry.iter().filter(|h| h.state == HostState::Connected) {
+        for host in self.registry.iter().filter(|h| h.takes_placements()) {
             let already = pass.claimed.get(&host.id).copied().unwrap_or(0);
             for model in &request.gpu.models {
                 let Some(victims) = self.reclaim_plan(host, request, model, already, now) else {
