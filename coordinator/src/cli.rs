@@ -1,5 +1,5 @@
-//! The `gpuspot-coordinator` command line: run the coordinator, or manage join tokens
-//! ([`tokens`]). Flags and `GPUSPOT_*` variables override the config file.
+//! The `gpuspot-coordinator` command line: run the coordinator, manage join tokens
+//! ([`tokens`]) or back up the database. Flags and `GPUSPOT_*` variables override the config file.
 
 mod tokens;
 
@@ -43,6 +43,12 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Write a consistent copy of the database (safe while the coordinator runs)
+    Backup {
+        /// The new file (it must not exist)
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
     },
 }
 
@@ -104,8 +110,14 @@ pub fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = settings(&args)?;
-    if let Some(Command::Token { action }) = args.command {
-        return tokens::run(&settings.data_dir, action);
+    match args.command {
+        Some(Command::Token { action }) => return tokens::run(&settings.data_dir, action),
+        Some(Command::Backup { to }) => {
+            let bytes = crate::store::backup::backup(&settings.data_dir, &to)?;
+            eprintln!("backed up the database to {} ({bytes} bytes)", to.display());
+            return Ok(());
+        }
+        None => {}
     }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")

@@ -1,9 +1,11 @@
 //! Operating hosts (DESIGN §19): a cordoned host takes no placements until uncordoned; a
 //! drain gives everything on a host a `host_maintenance` notice within its deadline while
-//! the replica set's replacements run elsewhere, none lost, and the host ends `drained`.
+//! the replica set's replacements run elsewhere, none lost, and the host ends `drained`;
+//! a backup taken while running restores into a new data dir.
 
+use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::{Deployments, host_id, in_state, live, regular_spec};
-use gpuspot_e2e::{SOON, assert_error, cluster, holds, request, s, sh};
+use gpuspot_e2e::{Coordinator, SOON, assert_error, binaries, cluster, holds, request, s, sh};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -77,4 +79,49 @@ fn a_drain_moves_a_replica_sets_replicas_to_other_hosts_with_notice_and_none_is_
     assert!(ids(&moved).is_disjoint(&ids(&first)), "replacements, not the drained replicas");
     let d = deps.get(&id);
     assert_eq!(s(&d, "state"), "running", "{d}");
+}
+
+#[test]
+fn a_backup_taken_while_running_restores_into_a_new_data_dir_with_the_same_instances_and_balances()
+{
+    let c = cluster!();
+    let _a = c.agent(&c.write_profile("box", "NVIDIA GeForce RTX 4090", 2, 16, 64));
+    let acme = create_account(&c.api, "acme");
+    acme.pay(&c.api, "25.00");
+    let running = c.api.create(&request("kept", &["RTX 4090"], 1, &sh("sleep 120")));
+    c.wait_state(s(&running, "id"), "running");
+    let file = c.dir().join("backup.db");
+    let output = std::process::Command::new(binaries!().coordinator)
+        .arg("--data-dir")
+        .arg(&c.coordinator.data_dir)
+        .args(["backup", "--to"])
+        .arg(&file)
+        .output()
+        .expect("run the backup");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let again = std::process::Command::new(binaries!().coordinator)
+        .arg("--data-dir")
+        .arg(&c.coordinator.data_dir)
+        .args(["backup", "--to"])
+        .arg(&file)
+        .output()
+        .expect("run the backup");
+    assert!(!again.status.success(), "an existing file is never overwritten");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    let dir = c.dir().join("restored");
+    std::fs::create_dir_all(dir.join("coordinator-data")).unwrap();
+    std::fs::copy(&file, dir.join("coordinator-data/gpuspot.db")).unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let restored = Coordinator::start(&binaries!().coordinator, &dir, logs);
+    let api = restored.api();
+    let names = |list: Vec<serde_json::Value>| -> BTreeSet<String> {
+        list.iter().map(|i| format!("{} {}", s(i, "id"), s(i, "name"))).collect()
+    };
+    assert_eq!(names(api.instances()), names(c.api.instances()), "the same instances");
+    let balance = |api: &gpuspot_e2e::Api| {
+        api.get_ok(&format!("/v1/accounts/{}", acme.id))["balance"].clone()
+    };
+    assert_eq!(balance(&api), balance(&c.api), "the same balance");
+    assert_eq!(balance(&api), "25.00", "the payment is in the copy");
 }

@@ -2,6 +2,7 @@
 //! fill; [`sqlite::SqliteStore`] is the one we ship. Writes go through [`writer::Writer`],
 //! one thread that group-commits batches so that nothing blocks the actors.
 
+pub mod backup;
 pub mod credentials;
 #[cfg(test)]
 mod credentials_tests;
