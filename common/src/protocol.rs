@@ -168,6 +168,9 @@ pub enum RefusalCode {
     BadCsr,
     /// The coordinator failed on its side (store, task).
     Internal,
+    /// A GPU model of the host has no pool on the coordinator, so it could not be priced;
+    /// the agent retries (the operator adds the pool and restarts the coordinator).
+    NoPool,
     /// A code this build does not know (sent by a newer coordinator).
     #[serde(other)]
     Other,
@@ -175,7 +178,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in wire order.
-    pub const ALL: [RefusalCode; 14] = [
+    pub const ALL: [RefusalCode; 15] = [
         RefusalCode::VersionMismatch,
         RefusalCode::UnknownCertificate,
         RefusalCode::Revoked,
@@ -189,6 +192,7 @@ impl RefusalCode {
         RefusalCode::TokenUsedUp,
         RefusalCode::BadCsr,
         RefusalCode::Internal,
+        RefusalCode::NoPool,
         RefusalCode::Other,
     ];
 
@@ -208,6 +212,7 @@ impl RefusalCode {
             RefusalCode::TokenUsedUp => "token_used_up",
             RefusalCode::BadCsr => "bad_csr",
             RefusalCode::Internal => "internal",
+            RefusalCode::NoPool => "no_pool",
             RefusalCode::Other => "other",
         }
     }

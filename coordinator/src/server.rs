@@ -40,16 +40,23 @@ pub struct Running {
     _lock: DataDirLock,
     ssh: Option<crate::ssh::SshDoor>,
     gateway_task: Option<tokio::task::JoinHandle<()>>,
+    cluster: actix::Addr<ClusterActor>,
 }
 
 impl Running {
+    /// Stops promptly (DESIGN §19): the API first (requests in flight get a few seconds,
+    /// open event streams are cut), then the cluster commits and stops taking events, and
+    /// only then do the agents' connections close, so none of them is counted lost.
     pub async fn stop(self) {
-        self.endpoint.close(0u32.into(), b"coordinator shutting down");
-        drop(self.ssh);
         if let Some(task) = self.gateway_task {
             task.abort();
         }
+        drop(self.ssh);
         self.http.stop(true).await;
+        if let Err(error) = self.cluster.send(crate::actors::cluster::Shutdown).await {
+            tracing::debug!(%error, "the cluster had stopped already");
+        }
+        self.endpoint.close(0u32.into(), b"coordinator shutting down");
     }
 }
 
@@ -134,6 +141,9 @@ pub fn create_join_token_with(
 }
 
 /// Starts everything; call from inside `actix::System::with_tokio_rt`.
+/// How long API requests in flight may take once a stop began.
+const SHUTDOWN_GRACE: u64 = 3;
+
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir.clone();
     files::private_dir(&data_dir)
@@ -181,6 +191,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         actor = actor.with_gateway(gateway.clone());
     }
     let cluster = actor.start();
+    let stop_handle = cluster.clone();
     let (gateway_addr, gateway_task) = gateway.map(|(_, a, t)| (a, t)).unzip();
     // Before the actor runs: a clone of a running cluster's address overflows in actix.
     let ssh_cluster = settings.ssh.as_ref().map(|_| cluster.clone());
@@ -243,6 +254,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
             .workers(2)
             .disable_signals()
+            // Event streams never end by themselves: a stop must not wait for them.
+            .shutdown_timeout(SHUTDOWN_GRACE)
             .bind(settings.http)
             .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
     let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
@@ -269,6 +282,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         endpoint,
         ssh,
         gateway_task,
+        cluster: stop_handle,
         _lock: lock,
     })
 }

@@ -131,6 +131,26 @@ impl Coordinator {
         }
     }
 
+    /// SIGTERM, as systemd stops it; returns how long it took to exit (panics past `within`).
+    pub fn terminate(&mut self, within: Duration) -> Duration {
+        let mut proc = self.proc.take().expect("a running coordinator");
+        let started = std::time::Instant::now();
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(proc.pid() as i32, libc::SIGTERM);
+        }
+        wait_until(within, "the coordinator to exit after SIGTERM", || {
+            proc.try_wait().map(|_| ()).ok_or_else(|| "still running".to_owned())
+        });
+        started.elapsed()
+    }
+
+    /// Starts again on the same data dir and the ports the last run had (after
+    /// [`Coordinator::terminate`] or [`Coordinator::kill`]).
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// Starts again on the same data dir and the ports the last run had.
     pub fn restart(&mut self) {
         self.kill();

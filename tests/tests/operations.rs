@@ -5,9 +5,15 @@
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::{Deployments, host_id, in_state, live, regular_spec};
-use gpuspot_e2e::{Coordinator, SOON, assert_error, binaries, cluster, holds, request, s, sh};
+use gpuspot_e2e::events::EventStream;
+use gpuspot_e2e::market::throughout;
+use gpuspot_e2e::values::now_nanos;
+use gpuspot_e2e::{
+    Coordinator, SOON, assert_error, binaries, cluster, holds, request, s, sh, wait_until,
+};
 use serde_json::json;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 #[test]
 fn a_cordoned_host_gets_no_placements_until_it_is_uncordoned() {
@@ -23,8 +29,11 @@ fn a_cordoned_host_gets_no_placements_until_it_is_uncordoned() {
         s(&waiting, "reason").contains("is cordoned"),
         "the reason names the cordon: {waiting}"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert_eq!(s(&c.api.instance(&id), "state"), "queued", "still not placed on the cordoned host");
+    // Two placement passes (price ticks of 1 s) leave it where it is.
+    throughout(now_nanos() + 2_000_000_000, "the request waiting", || {
+        let state = s(&c.api.instance(&id), "state").to_owned();
+        holds(state == "queued", || state.clone())
+    });
     let (status, host) = c.api.post(&format!("/v1/hosts/{a}/uncordon"), &json!({}));
     assert_eq!((status, s(&host, "state")), (200, "connected"), "{host}");
     let running = c.wait_state(&id, "running");
@@ -124,4 +133,39 @@ fn a_backup_taken_while_running_restores_into_a_new_data_dir_with_the_same_insta
     };
     assert_eq!(balance(&api), balance(&c.api), "the same balance");
     assert_eq!(balance(&api), "25.00", "the payment is in the copy");
+}
+
+#[test]
+fn a_host_whose_gpu_model_has_no_pool_is_refused_with_the_reason_not_priced_at_zero() {
+    let c = cluster!();
+    let agent =
+        c.spawn_agent(&c.write_profile("odd", "NVIDIA A10", 1, 8, 32), Some(&c.join_token()));
+    wait_until(SOON, "the agent to log why it is refused", || {
+        let log = agent.log();
+        holds(log.contains("no [[pools]] entry prices GPU model \"NVIDIA A10\""), || log.clone())
+    });
+    let hosts = c.api.get_ok("/v1/hosts");
+    assert!(!hosts.to_string().contains("\"odd\""), "the host was not admitted: {hosts}");
+}
+
+#[test]
+fn a_coordinator_stopped_with_sigterm_exits_promptly_and_its_restart_ends_no_instance() {
+    let mut c = cluster!();
+    let _a = c.agent(&c.write_profile("steady", "NVIDIA GeForce RTX 4090", 2, 16, 64));
+    let created = c.api.create(&request("steady", &["RTX 4090"], 1, &sh("exec sleep 120")));
+    let id = s(&created, "id").to_owned();
+    c.wait_state(&id, "running");
+    // An open event stream never ends by itself: the stop must not wait for it.
+    let _events = EventStream::open(&c.api, None);
+    let took = c.coordinator.terminate(Duration::from_secs(10));
+    eprintln!("the coordinator exited {took:?} after SIGTERM");
+    c.coordinator.start_again();
+    c.wait_host("steady", "connected");
+    // Longer than host_lost_after (2 s): nothing counted the coordinator's absence.
+    throughout(now_nanos() + 4_000_000_000, "the instance running", || {
+        let instance = c.api.instance(&id);
+        holds(s(&instance, "state") == "running", || instance.to_string())
+    });
+    let host = c.host("steady").expect("the host");
+    assert_eq!(s(&host, "state"), "connected", "{host}");
 }

@@ -26,6 +26,7 @@ impl Reaction {
             | RefusalCode::CertificateRequired
             | RefusalCode::ExpectedHello
             | RefusalCode::Internal
+            | RefusalCode::NoPool
             | RefusalCode::Other => Reaction::RetryLater,
             // Join answers: a session is never refused with them, but a coordinator that did
             // would refuse the next try the same way.

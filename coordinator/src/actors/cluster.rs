@@ -8,7 +8,7 @@ use crate::core::Cluster;
 use crate::core::cluster::Event;
 use crate::gateway::Gateway;
 use crate::store::writer::Writer;
-use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, ResponseFuture};
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
 use gpuspot_common::{Clock, HostId};
 use std::collections::HashMap;
@@ -147,6 +147,26 @@ impl Handler<ApiRequest> for ClusterActor {
         let committed = self.flush();
         self.arm_alarm(ctx);
         Box::pin(async move { deferred(committed.await) })
+    }
+}
+
+/// The coordinator is stopping: the actor commits what it has and takes nothing more, so
+/// that agents dropping off as the listener closes are not counted as lost hosts.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for ClusterActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let committed = self.flush();
+        ctx.stop();
+        Box::pin(async move {
+            if let Err(error) = committed.await {
+                tracing::warn!(?error, "the last commit before shutdown failed");
+            }
+        })
     }
 }
 

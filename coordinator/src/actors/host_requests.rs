@@ -46,9 +46,15 @@ impl ClusterActor {
     /// revocation was not committed yet): the agent is told to stop what it reported and
     /// why it is refused, and the event goes no further. Others pass through.
     pub(super) fn turn_away_forgotten(&self, event: AgentEvent) -> Option<AgentEvent> {
-        let AgentEvent::Connected { host_id, outbox, reports, .. } = &event else {
+        let AgentEvent::Connected { host_id, outbox, reports, inventory, .. } = &event else {
             return Some(event);
         };
+        if let Some(reason) = crate::core::pools::unpriced(self.core.pools(), inventory) {
+            tracing::warn!(%host_id, hostname = %inventory.hostname, %reason, "refusing a host");
+            let code = gpuspot_common::protocol::RefusalCode::NoPool;
+            let _ = outbox.send(Box::new(CoordinatorMessage::Refused { code, reason }));
+            return None;
+        }
         if !self.core.registry().is_forgotten(host_id) {
             return Some(event);
         }

@@ -38,6 +38,29 @@ pub fn pool_for<'a>(pools: &'a [PoolSettings], gpu_model: &str) -> Option<&'a Po
     pools.iter().find(|p| model_matches(&p.model, gpu_model))
 }
 
+/// Why a host with `inventory` cannot join: a GPU model no pool prices (DESIGN §19: its
+/// instances would otherwise run at price 0).
+pub fn unpriced(
+    pools: &[PoolSettings],
+    inventory: &gpuspot_common::HostInventory,
+) -> Option<String> {
+    let mut missing: Vec<&str> = inventory
+        .gpus
+        .iter()
+        .map(|g| g.model.as_str())
+        .filter(|model| pool_for(pools, model).is_none())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "no [[pools]] entry prices GPU model {}: add one (model, list_price) to the \
+             coordinator's config and restart it; until then this host cannot join",
+            missing.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
