@@ -2,10 +2,11 @@
 # Installs the system packages the test suite drives for real (DESIGN §14): Podman with runc
 # for container guests (crun fails under hybrid cgroups), busybox-static for the locally
 # built test image (no registry is reachable), OpenSSH's client and sshpass for the SSH front
-# door, python3-aiosmtpd (its `aiosmtpd` command) as the real mail server of the mail tests.
+# door, python3-aiosmtpd (its `aiosmtpd` command) as the real mail server of the mail tests,
+# and prometheus for `promtool check metrics` on both /metrics endpoints.
 # Idempotent; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd)
+PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -59,6 +59,9 @@ pub struct Args {
     /// address the coordinator sees)
     #[arg(long, env = "GPUSPOT_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<String>,
+    /// Serve Prometheus metrics on ADDR, e.g. 127.0.0.1:9464 (`metrics`; off by default)
+    #[arg(long, value_name = "ADDR", env = "GPUSPOT_AGENT_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +87,7 @@ impl Args {
         raw.containers.engine = self.container_engine.clone().or(raw.containers.engine);
         raw.ports.range = self.ports.clone().or(raw.ports.range);
         raw.ports.address = self.advertise_address.clone().or(raw.ports.address);
+        raw.metrics = self.metrics.or(raw.metrics);
         Ok(raw.validate()?)
     }
 }
@@ -124,7 +128,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             memory_gib = inventory.memory_gib, "inventory");
         let target = crate::link::resolve(&settings.coordinator).await?;
         let endpoint = gpuspot_common::transport::client_endpoint(target)?;
-        let agent = crate::host::try_host_agent(&settings, discovery, endpoint)?;
+        let agent = crate::host::try_host_agent(&settings, discovery.clone(), endpoint)?;
+        let _metrics = match settings.metrics {
+            Some(addr) => {
+                let sources = crate::metrics::Sources { discovery, stats: agent.stats.clone() };
+                let (local, task) = crate::metrics::serve(addr, sources)
+                    .await
+                    .with_context(|| format!("binding the metrics listener on {addr}"))?;
+                println!("gpuspot-agent: metrics on http://{local}/metrics");
+                Some(task)
+            }
+            None => None,
+        };
         agent.run(shutdown_signal()).await?;
         Ok(())
     })

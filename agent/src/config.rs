@@ -44,6 +44,8 @@ pub struct RawAgentConfig {
     pub process: RawProcess,
     #[serde(default)]
     pub ports: RawPorts,
+    /// Serve `/metrics` here (DESIGN §19); off when absent.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `[ports]`: the host ports guests listen on (DESIGN §18).
@@ -91,6 +93,8 @@ pub struct AgentSettings {
     pub uid_range: (u32, u32),
     /// `[ports]`: guests' host ports and where they are reached.
     pub network: GuestNetwork,
+    /// `metrics`: where `/metrics` is served.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `[ports] range` when none is configured.
@@ -173,6 +177,7 @@ impl RawAgentConfig {
             container_engine,
             uid_range,
             network,
+            metrics: self.metrics,
         })
     }
 }

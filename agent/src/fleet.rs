@@ -134,6 +134,7 @@ fn host_settings(
         containers: Default::default(),
         process: Default::default(),
         ports: Default::default(),
+        metrics: None,
     };
     Ok(raw.validate()?)
 }

@@ -5,6 +5,7 @@
 //! - [`runtime`]: guest workloads behind `WorkloadRuntime`: processes under their own uids,
 //!   containers through the host's engine, or a fake for load tests (DESIGN §14).
 //! - [`metadata`]: the per-instance guest metadata socket (seed 003).
+//! - [`metrics`]: the agent's `/metrics` (`--metrics ADDR`).
 //! - [`probes`]: readiness probes of the guests that serve (DESIGN §18).
 //! - [`snapshots`]: data-dir snapshots to and from the coordinator's store (DESIGN §8).
 //! - [`supervisor`]: what this host runs, applied idempotently from the coordinator's orders.
@@ -22,6 +23,7 @@ pub mod host;
 pub mod link;
 pub mod lock;
 pub mod metadata;
+pub mod metrics;
 pub mod probes;
 pub mod runtime;
 pub mod snapshots;

@@ -158,6 +158,10 @@ impl Supervisor {
         self.runtime.runtimes()
     }
 
+    pub fn running_count(&self) -> usize {
+        self.running.len()
+    }
+
     pub fn running_ids(&self) -> Vec<InstanceId> {
         self.running.keys().cloned().collect()
     }

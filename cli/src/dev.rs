@@ -147,6 +147,7 @@ async fn cluster(
             uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
             // One machine, several hosts: each its own block of ports.
             network: dev_network(agents.len()),
+            metrics: None,
         };
         gpuspot_agent::config::create_guest_reachable_dir(&settings.state_dir)?;
         locks.push(gpuspot_agent::lock::StateLock::acquire(&settings.state_dir)?);

@@ -112,6 +112,8 @@ mod tests {
                 uuid: "GPU-1".into(),
                 healthy: true,
                 utilization_percent: Some(42),
+                memory_used_mib: Some(1024),
+                temperature_celsius: Some(61),
             }],
         };
         assert_eq!(round_trip(&heartbeat).await, heartbeat);

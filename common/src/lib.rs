@@ -6,6 +6,7 @@
 //! - [`inventory`]: GPUs, host inventory and the seed-004 partition into units.
 //! - [`logcap`]: workload log files capped on disk by punching out their oldest bytes.
 //! - [`clock`]: the `Clock` trait (system and manual) so core logic never reads the wall clock.
+//! - [`metrics`]: `/metrics` bodies in OpenMetrics or the classic text format.
 //! - [`protocol`]: the agent ↔ coordinator messages, one enum per direction.
 //! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
 //! - [`dirlock`]: one process per directory (the agent's state dir, the coordinator's data dir).
@@ -20,6 +21,7 @@ pub mod dirlock;
 pub mod ids;
 pub mod inventory;
 pub mod logcap;
+pub mod metrics;
 pub mod money;
 pub mod pki;
 pub mod process;

@@ -54,6 +54,10 @@ pub enum AgentMessage {
         instance_id: InstanceId,
         ready: bool,
     },
+    /// The guest's socket now shows the termination time just sent (for notice latency).
+    NoticeShown {
+        instance_id: InstanceId,
+    },
 }
 
 /// Where a host's guests listen: the host ports the coordinator may hand out (inclusive)
@@ -386,4 +390,7 @@ pub struct GpuStatus {
     pub uuid: String,
     pub healthy: bool,
     pub utilization_percent: Option<u32>,
+    /// Memory in use, MiB (NVML; None on simulated hosts).
+    pub memory_used_mib: Option<u64>,
+    pub temperature_celsius: Option<u32>,
 }

@@ -142,9 +142,14 @@ fn inventory() -> impl Strategy<Value = HostInventory> {
 }
 
 fn agent_message() -> impl Strategy<Value = AgentMessage> {
-    let gpu_status = (text(), any::<bool>(), option::of(any::<u32>())).prop_map(
-        |(uuid, healthy, utilization_percent)| GpuStatus { uuid, healthy, utilization_percent },
-    );
+    let gpu_status = (text(), any::<bool>(), option::of(any::<u32>()), option::of(any::<u64>()))
+        .prop_map(|(uuid, healthy, utilization_percent, memory_used_mib)| GpuStatus {
+            uuid,
+            healthy,
+            utilization_percent,
+            memory_used_mib,
+            temperature_celsius: utilization_percent.map(|u| u % 120),
+        });
     let saved = prop_oneof![snapshot_ref().prop_map(Ok), text().prop_map(Err)];
     prop_oneof![
         (text(), text(), text()).prop_map(|(token, csr_pem, hostname)| AgentMessage::Join {
@@ -177,6 +182,7 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
         }),
         (text(), any::<bool>())
             .prop_map(|(id, ready)| AgentMessage::Readiness { instance_id: InstanceId(id), ready }),
+        text().prop_map(|id| AgentMessage::NoticeShown { instance_id: InstanceId(id) }),
     ]
 }
 

@@ -9,7 +9,7 @@
 //! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake, snapshot streams).
 //! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator;
-//!   [`mail`]: the mail outbox of customers' messages.
+//!   [`mail`]: the mail outbox of customers' messages; [`metrics`]: what `/metrics` counts.
 //! - [`gateway`]: the HTTP gateway in front of replica sets (DESIGN §18).
 //! - [`ssh`]: the SSH front door into instances.
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
@@ -22,6 +22,7 @@ pub mod core;
 pub mod directory;
 pub mod gateway;
 pub mod mail;
+pub mod metrics;
 pub mod quic;
 pub mod server;
 pub mod snapshots;

@@ -7,6 +7,7 @@
 use crate::config::SmtpSettings;
 use crate::core::cluster::Event;
 use crate::core::notices::Message;
+use crate::metrics::{METRICS, Metrics};
 use crate::store::Store;
 use crate::store::messages::{MailOutcome, PendingMail};
 use chrono::Utc;
@@ -95,15 +96,18 @@ impl Outbox {
         match self.transport.send(email).await {
             Ok(_) => {
                 tracing::info!(message = %id, to = %pending.to, "mail sent");
+                Metrics::delivery(&METRICS.mail_deliveries, "sent");
                 MailOutcome::Sent { at: Utc::now() }
             }
             Err(e) if e.is_permanent() => {
                 tracing::error!(message = %id, to = %pending.to, error = %e, "mail refused");
+                Metrics::delivery(&METRICS.mail_deliveries, "refused");
                 MailOutcome::Failed { error: e.to_string() }
             }
             Err(e) => {
                 let wait = self.settings.retry_after(pending.attempts + 1);
                 tracing::warn!(message = %id, error = %e, retry_in = ?wait, "mail not sent");
+                Metrics::delivery(&METRICS.mail_deliveries, "failed");
                 let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 MailOutcome::Retry { next, error: e.to_string() }
             }

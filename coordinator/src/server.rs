@@ -250,14 +250,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         exec_links,
         policy: settings.policy.clone(),
     });
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
-            .workers(2)
-            .disable_signals()
-            // Event streams never end by themselves: a stop must not wait for them.
-            .shutdown_timeout(SHUTDOWN_GRACE)
-            .bind(settings.http)
-            .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(api::metrics::count))
+            .app_data(state.clone())
+            .configure(api::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    // Event streams never end by themselves: a stop must not wait for them.
+    .shutdown_timeout(SHUTDOWN_GRACE)
+    .bind(settings.http)
+    .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
     let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
     let server = server.run();
     let http = server.handle();

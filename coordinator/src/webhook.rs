@@ -6,6 +6,7 @@
 
 use crate::config::WebhookSettings;
 use crate::core::cluster::Event;
+use crate::metrics::{METRICS, Metrics};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -59,17 +60,22 @@ async fn deliver(client: &reqwest::Client, settings: &WebhookSettings, event: &E
             .send()
             .await;
         let failure = match sent {
-            Ok(response) if response.status().is_success() => return,
+            Ok(response) if response.status().is_success() => {
+                Metrics::delivery(&METRICS.webhook_deliveries, "delivered");
+                return;
+            }
             Ok(response) => format!("HTTP {}", response.status()),
             Err(e) => e.to_string(),
         };
         tracing::warn!(event = event.id, attempt, %failure, "webhook delivery failed");
+        Metrics::delivery(&METRICS.webhook_deliveries, "failed");
         if attempt < settings.max_attempts {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(MAX_RETRY);
         }
     }
     tracing::error!(event = event.id, url = %settings.url, "webhook gave up on this event");
+    Metrics::delivery(&METRICS.webhook_deliveries, "given_up");
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ fn unknown_fields_are_refused_with_their_name_and_create_nothing() {
     scaled["autoscale"] = json!({ "min_replicas": 1, "max_replicas": 4 });
     refused_naming(&c.api.post("/v1/deployments", &scaled), "autoscale", "deployment");
     let mut policy = deployment();
-    policy["autoscaling"] = json!({ "min": 1, "max": 4 });
-    refused_naming(&c.api.post("/v1/deployments", &policy), "min", "deployment autoscaling");
+    policy["autoscaling"] = json!({ "min_replicas": 1, "max_replicas": 4, "target_rps": 5 });
+    refused_naming(&c.api.post("/v1/deployments", &policy), "target_rps", "deployment autoscaling");
     let mut spec = deployment();
     spec["specs"][0]["billing"]["max_bid"] = json!("1.00");
     refused_naming(&c.api.post("/v1/deployments", &spec), "max_bid", "deployment spec");

@@ -7,7 +7,7 @@ use gpuspot_common::protocol::GpuStatus;
 use gpuspot_common::{GpuInfo, HostInventory};
 use nvml_wrapper::Device;
 use nvml_wrapper::Nvml;
-use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError};
+use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::error::NvmlError;
 
 const MIB: u64 = 1 << 20;
@@ -22,6 +22,8 @@ pub struct NvmlDiscovery {
 struct Reading {
     info: GpuInfo,
     utilization_percent: Option<u32>,
+    memory_used_mib: Option<u64>,
+    temperature_celsius: Option<u32>,
 }
 
 impl NvmlDiscovery {
@@ -45,7 +47,12 @@ impl NvmlDiscovery {
             Ok(device) => read_device(&device, index),
             Err(error) => {
                 tracing::debug!(index, %error, "GPU cannot be opened; reporting it unhealthy");
-                Reading { info: placeholder(index), utilization_percent: None }
+                Reading {
+                    info: placeholder(index),
+                    utilization_percent: None,
+                    memory_used_mib: None,
+                    temperature_celsius: None,
+                }
             }
         }
     }
@@ -71,6 +78,8 @@ impl GpuDiscovery for NvmlDiscovery {
                 uuid: r.info.uuid,
                 healthy: r.info.healthy,
                 utilization_percent: r.utilization_percent,
+                memory_used_mib: r.memory_used_mib,
+                temperature_celsius: r.temperature_celsius,
             })
             .collect())
     }
@@ -103,6 +112,8 @@ fn read_device(device: &Device<'_>, index: u32) -> Reading {
     Reading {
         info: GpuInfo { index, uuid, model, memory_mib, pci_bus_id, healthy: healthy && ecc_ok },
         utilization_percent: device.utilization_rates().ok().map(|u| u.gpu),
+        memory_used_mib: device.memory_info().ok().map(|m| m.used >> 20),
+        temperature_celsius: device.temperature(TemperatureSensor::Gpu).ok(),
     }
 }
 

@@ -128,6 +128,8 @@ impl GpuDiscovery for SimulatedDiscovery {
                 uuid: uuid.clone(),
                 healthy: self.is_healthy(i),
                 utilization_percent: Some(0),
+                memory_used_mib: None,
+                temperature_celsius: None,
             })
             .collect())
     }

@@ -79,6 +79,8 @@ pub struct LinkStats {
     pub connects: AtomicU64,
     /// Heartbeats written to a session.
     pub heartbeats: AtomicU64,
+    /// Guests running now (the last session's count).
+    pub guests: AtomicU64,
 }
 
 /// Counts a session as open for as long as it lives.

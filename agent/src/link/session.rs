@@ -51,8 +51,17 @@ pub async fn run(
             message = inbox.recv() => match message {
                 Some(Ok(message)) => {
                     let welcome = matches!(message, CoordinatorMessage::Welcome { .. });
+                    let shown = match &message {
+                        CoordinatorMessage::Metadata(m) if m.spot_termination_time.is_some() => {
+                            Some(m.instance_id.clone())
+                        }
+                        _ => None,
+                    };
                     let followups = handle(agent, message, &acknowledged, &mut heartbeat)?;
                     follow(agent, connection, &mut send, followups).await?;
+                    if let Some(instance_id) = shown {
+                        codec::write_frame(&mut send, &AgentMessage::NoticeShown { instance_id }).await?;
+                    }
                     if welcome {
                         // The coordinator keeps no verdicts across its restarts: all again.
                         write_all(&mut send, readiness(agent.probes.verdicts())).await?;
@@ -150,6 +159,8 @@ async fn follow(
         agent.supervisor.closed(id);
     }
     agent.probes.sync(agent.supervisor.probe_targets());
+    let guests = agent.supervisor.running_count() as u64;
+    agent.stats.guests.store(guests, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

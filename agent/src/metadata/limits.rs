@@ -42,11 +42,17 @@ impl Default for SocketLimits {
 
 /// Guest connections that may be open at once across many sockets.
 #[derive(Clone, Debug)]
-pub struct ConnectionBudget(Arc<Semaphore>);
+pub struct ConnectionBudget(Arc<Semaphore>, usize);
 
 impl ConnectionBudget {
     pub fn new(connections: usize) -> Self {
-        Self(Arc::new(Semaphore::new(connections.min(Semaphore::MAX_PERMITS))))
+        let connections = connections.min(Semaphore::MAX_PERMITS);
+        Self(Arc::new(Semaphore::new(connections)), connections)
+    }
+
+    /// Guest connections open now.
+    pub fn in_use(&self) -> usize {
+        self.1.saturating_sub(self.0.available_permits())
     }
 
     /// The process-wide budget: half the descriptor limit in force at first use, which is

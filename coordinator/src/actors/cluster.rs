@@ -6,7 +6,9 @@ use super::failure::Failure;
 use super::messages::{AgentEvent, ApiRequest};
 use crate::core::Cluster;
 use crate::core::cluster::Event;
+use crate::core::events::EventKind;
 use crate::gateway::Gateway;
+use crate::metrics::METRICS;
 use crate::store::writer::Writer;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, ResponseFuture};
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
@@ -16,6 +18,9 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio::sync::mpsc::UnboundedSender;
+
+/// Notices awaiting their agent's word before old ones are dropped.
+const MAX_PENDING_NOTICES: usize = 100_000;
 
 struct Link {
     id: u64,
@@ -32,6 +37,8 @@ pub struct ClusterActor {
     pub(super) alarm: super::wakeup::Alarm,
     /// The serving gateway, told of every endpoint change (DESIGN §18).
     gateway: Option<Arc<Gateway>>,
+    /// When each notice not yet shown on its guest's socket was decided (notice latency).
+    notices_pending: HashMap<gpuspot_common::InstanceId, std::time::Instant>,
 }
 
 impl ClusterActor {
@@ -49,6 +56,7 @@ impl ClusterActor {
             events,
             alarm: Default::default(),
             gateway: None,
+            notices_pending: HashMap::new(),
         }
     }
 
@@ -68,6 +76,21 @@ impl ClusterActor {
         }
     }
 
+    /// Counts the events and notes when each notice was decided (now: in this handler).
+    fn note_notices(&mut self, events: &[Event]) {
+        METRICS.observe_events(events);
+        let now = std::time::Instant::now();
+        let noticed = events.iter().filter(|e| e.kind == EventKind::TerminationScheduled);
+        for id in noticed.filter_map(|e| e.instance_id.clone()) {
+            self.notices_pending.insert(id, now);
+        }
+        // Agents that never answer (gone, older) must not grow this without bound.
+        if self.notices_pending.len() > MAX_PENDING_NOTICES {
+            let cutoff = std::time::Duration::from_secs(600);
+            self.notices_pending.retain(|_, at| at.elapsed() < cutoff);
+        }
+    }
+
     /// One look of the autoscaler (DESIGN §18).
     fn autoscale(&mut self, ctx: &mut Context<Self>) {
         let requests = self.gateway.as_ref().map(|g| g.request_counts()).unwrap_or_default();
@@ -80,6 +103,7 @@ impl ClusterActor {
     pub(super) fn flush(&mut self) -> impl Future<Output = Result<(), Failure>> + use<> {
         let mut changes = self.core.take_changes();
         self.publish_routes();
+        self.note_notices(&changes.events);
         let sends: Vec<(UnboundedSender<Box<CoordinatorMessage>>, CoordinatorMessage)> =
             std::mem::take(&mut changes.sends)
                 .into_iter()
@@ -115,6 +139,11 @@ impl ClusterActor {
             }
             AgentMessage::Readiness { instance_id, ready } => {
                 self.core.set_readiness(host_id, &instance_id, ready)
+            }
+            AgentMessage::NoticeShown { instance_id } => {
+                if let Some(decided) = self.notices_pending.remove(&instance_id) {
+                    METRICS.notice_latency.observe(decided.elapsed().as_secs_f64());
+                }
             }
             other => {
                 tracing::warn!(%host_id, message = ?std::mem::discriminant(&other), "unexpected message after hello; ignored")

@@ -176,6 +176,11 @@ pub struct Stats {
     pub pools: Vec<PoolView>,
     pub deployments: usize,
     pub accounts: usize,
+    /// Queued requests per pool that they may take (a request of several models counts
+    /// for each).
+    pub queued_by_pool: std::collections::BTreeMap<String, usize>,
+    /// Seconds since each host (not lost) was last heard from.
+    pub heartbeat_ages: Vec<(String, f64)>,
 }
 
 #[derive(Debug)]

@@ -109,16 +109,24 @@ impl ClusterActor {
             accounts: self.core.accounts().count(),
             ..Default::default()
         };
+        let now = self.clock.now();
         for host in self.core.registry().iter() {
-            let state = match host.state {
-                crate::core::HostState::Connected => "connected",
-                crate::core::HostState::Disconnected => "disconnected",
-                crate::core::HostState::Lost => "lost",
-            };
-            *stats.hosts_by_state.entry(state).or_default() += 1;
+            *stats.hosts_by_state.entry(host.shown_state()).or_default() += 1;
+            if host.state != crate::core::HostState::Lost {
+                let age = (now - host.last_seen).num_milliseconds().max(0) as f64 / 1000.0;
+                stats.heartbeat_ages.push((host.id.to_string(), age));
+            }
         }
         for instance in self.core.instances() {
             *stats.instances_by_state.entry(instance.state().as_str()).or_default() += 1;
+            if instance.state() == crate::core::model::InstanceState::Queued {
+                for pool in &stats.pools {
+                    let models = &instance.request.gpu.models;
+                    if models.iter().any(|m| model_matches(m, &pool.settings.model)) {
+                        *stats.queued_by_pool.entry(pool.settings.model.clone()).or_default() += 1;
+                    }
+                }
+            }
         }
         stats
     }

@@ -5,8 +5,12 @@
 use super::AppState;
 use super::error::HttpError;
 use crate::actors::ApiRequest;
-use actix_web::{HttpResponse, web};
-use std::fmt::Write;
+use crate::metrics::{METRICS, One, RequestLabels};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
 
 const OPENAPI: &str = include_str!("openapi.json");
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -17,50 +21,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(dashboard));
 }
 
-async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+async fn metrics(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
     let stats = state.ask(|reply| ApiRequest::Stats { reply }).await?;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, rows: Vec<(String, String)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, value) in rows {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let by = |key: &str, map: &std::collections::BTreeMap<&str, usize>| {
-        map.iter().map(|(k, v)| (format!("{{{key}=\"{k}\"}}"), v.to_string())).collect()
-    };
-    gauge("gpuspot_hosts", "Hosts by link state.", by("state", &stats.hosts_by_state));
-    gauge(
-        "gpuspot_instances",
-        "Instances by lifecycle state.",
-        by("state", &stats.instances_by_state),
-    );
-    let pool = |f: &dyn Fn(&crate::actors::messages::PoolView) -> String| {
-        stats.pools.iter().map(|p| (format!("{{model=\"{}\"}}", p.settings.model), f(p))).collect()
-    };
-    gauge(
-        "gpuspot_pool_units_total",
-        "Healthy units per pool.",
-        pool(&|p| p.usage.total.to_string()),
-    );
-    gauge("gpuspot_pool_units_free", "Free units per pool.", pool(&|p| p.usage.free.to_string()));
-    gauge(
-        "gpuspot_pool_market_price",
-        "Spot market price per GPU-hour.",
-        pool(&|p| p.market_price.to_string()),
-    );
-    gauge(
-        "gpuspot_pool_list_price",
-        "List price per GPU-hour.",
-        pool(&|p| p.settings.list_price.to_string()),
-    );
-    gauge(
-        "gpuspot_deployments_active",
-        "Deployments not yet ended.",
-        vec![(String::new(), stats.deployments.to_string())],
-    );
-    gauge("gpuspot_accounts", "Accounts.", vec![(String::new(), stats.accounts.to_string())]);
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out))
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = METRICS.render(&stats, accept);
+    Ok(HttpResponse::Ok().content_type(content_type).body(body))
+}
+
+/// Counts every API request and its latency (DESIGN §19), by method and status.
+pub async fn count(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.call(request).await?;
+    let status = response.status().as_u16();
+    METRICS.api_requests.get_or_create(&RequestLabels { method: method.clone(), status }).inc();
+    let latency = started.elapsed().as_secs_f64();
+    METRICS.api_latency.get_or_create(&One { name: method }).observe(latency);
+    Ok(response)
 }
 
 async fn openapi() -> HttpResponse {
