@@ -100,21 +100,18 @@ fn a_backup_taken_while_running_restores_into_a_new_data_dir_with_the_same_insta
     let running = c.api.create(&request("kept", &["RTX 4090"], 1, &sh("sleep 120")));
     c.wait_state(s(&running, "id"), "running");
     let file = c.dir().join("backup.db");
-    let output = std::process::Command::new(binaries!().coordinator)
-        .arg("--data-dir")
-        .arg(&c.coordinator.data_dir)
-        .args(["backup", "--to"])
-        .arg(&file)
-        .output()
-        .expect("run the backup");
+    let backup = || {
+        std::process::Command::new(binaries!().coordinator)
+            .arg("--data-dir")
+            .arg(&c.coordinator.data_dir)
+            .args(["backup", "--to"])
+            .arg(&file)
+            .output()
+            .expect("run the backup")
+    };
+    let output = backup();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let again = std::process::Command::new(binaries!().coordinator)
-        .arg("--data-dir")
-        .arg(&c.coordinator.data_dir)
-        .args(["backup", "--to"])
-        .arg(&file)
-        .output()
-        .expect("run the backup");
+    let again = backup();
     assert!(!again.status.success(), "an existing file is never overwritten");
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 
