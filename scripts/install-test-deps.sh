@@ -3,10 +3,11 @@
 # for container guests (crun fails under hybrid cgroups), busybox-static for the locally
 # built test image (no registry is reachable), OpenSSH's client and sshpass for the SSH front
 # door, python3-aiosmtpd (its `aiosmtpd` command) as the real mail server of the mail tests,
-# and prometheus for `promtool check metrics` on both /metrics endpoints.
+# prometheus for `promtool check metrics` on both /metrics endpoints, and systemd for
+# `systemd-analyze verify` of the units in scripts/systemd.
 # Idempotent; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus)
+PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
