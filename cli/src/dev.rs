@@ -21,9 +21,11 @@ pub struct DevArgs {
     /// HTTP API listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// The serving gateway: `http://ADDR/d/{deployment}/…` reaches a replica set's replicas.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8088")]
-    pub gateway: SocketAddr,
+    /// The serving gateway: `http://ADDR/d/{deployment}/…` reaches a replica set's replicas
+    /// [default: 127.0.0.1:8088, or a free port when that one is taken]. Its address is also
+    /// written as `gateway` into the coordinator's endpoints.json.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<SocketAddr>,
     /// QUIC listen address for the agents.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
     pub quic: SocketAddr,
@@ -74,7 +76,7 @@ fn coordinator_settings(
     };
     raw.http = Some(args.http);
     raw.quic = Some(args.quic);
-    raw.gateway = Some(gpuspot_coordinator::config::RawGateway { listen: args.gateway });
+    raw.gateway = Some(gpuspot_coordinator::config::RawGateway { listen: gateway_addr(args) });
     raw.data_dir = Some(data_dir.join("coordinator"));
     if let Ok(token) = std::env::var("GPUSPOT_ADMIN_TOKEN")
         && !token.trim().is_empty()
@@ -83,6 +85,24 @@ fn coordinator_settings(
     }
     Ok(raw.validate()?)
 }
+
+/// `--gateway`, else the default port when it is free (another dev cluster may hold it),
+/// else any free port: a busy default must not keep the cluster from starting.
+fn gateway_addr(args: &DevArgs) -> SocketAddr {
+    if let Some(addr) = args.gateway {
+        return addr;
+    }
+    let default: SocketAddr = DEFAULT_GATEWAY.parse().expect("a valid default");
+    match std::net::TcpListener::bind(default) {
+        Ok(_) => default,
+        Err(_) => {
+            eprintln!("gpuspot dev: {DEFAULT_GATEWAY} is taken; the gateway takes a free port");
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    }
+}
+
+const DEFAULT_GATEWAY: &str = "127.0.0.1:8088";
 
 /// Runs the local cluster until Ctrl-C.
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -128,6 +148,15 @@ async fn cluster(
     gpuspot_agent::config::restrict_umask();
     for dir in [data_dir.clone(), data_dir.join("hosts")] {
         gpuspot_agent::config::create_guest_reachable_dir(&dir)?;
+    }
+    if let Some(closed) = closed_ancestor(&data_dir) {
+        eprintln!(
+            "gpuspot dev: warning: {} is not traversable by other users, so guests (which run \
+             under their own uids) cannot reach their data dirs below {}; chmod o+x it or \
+             pick another --data-dir",
+            closed.display(),
+            data_dir.display()
+        );
     }
     let mut locks = Vec::new();
     for profile in profiles {
@@ -175,6 +204,20 @@ async fn cluster(
     }
     running.stop().await;
     Ok(())
+}
+
+/// The first directory above `dir` that other users cannot traverse, when running as root
+/// (process guests get their own uids only then).
+fn closed_ancestor(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    dir.ancestors()
+        .skip(1)
+        .find(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_owned)
 }
 
 /// Host `index`'s guests get ports 20000 + 1000·index onwards (below the kernel's ephemeral
