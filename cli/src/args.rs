@@ -83,15 +83,28 @@ pub enum MessagesCmd {
 pub enum InstancesCmd {
     /// Request an instance: `gpuspot instances create --gpu H100 -- python3 train.py`.
     Create(Box<InstanceCreateArgs>),
-    /// List instances.
+    /// List instances (ended ones only with --all or --state).
     #[command(alias = "ls")]
-    List,
-    /// Show one instance.
+    List {
+        /// Only instances in this state (repeatable): queued, running, terminated, …
+        #[arg(long = "state", value_name = "STATE")]
+        states: Vec<String>,
+        /// Ended (terminated, failed) instances too.
+        #[arg(long, short)]
+        all: bool,
+    },
+    /// Show one instance (by name or id).
     Show { id: String },
-    /// Terminate an instance.
+    /// Terminate instances (by name or id).
     #[command(alias = "rm")]
-    Delete { id: String },
-    /// Print an instance's output.
+    Delete {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Wait until each is terminated.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print an instance's output (by name or id).
     Logs {
         id: String,
         /// Keep printing new output until the instance is terminated.
@@ -173,6 +186,9 @@ pub struct InstanceCreateArgs {
     /// Act for this account (admin token only).
     #[arg(long, value_name = "ID")]
     pub account: Option<String>,
+    /// Wait until it runs (or fails); exits 1 if it ends without running.
+    #[arg(long)]
+    pub wait: bool,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

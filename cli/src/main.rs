@@ -21,6 +21,12 @@ use commands::Ctx;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `gpuspot … | head`: a closed pipe ends the process quietly, as for any Unix tool,
+    // instead of a panic in println! (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // One rustls provider for the whole process (DESIGN §13); an error only means one is
     // already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();

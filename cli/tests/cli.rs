@@ -52,6 +52,10 @@ fn routes(request_line: &str) -> Answer {
     let json = "application/json";
     match request_line {
         l if l.starts_with("GET /v1/instances ") => ("200 OK", json, INSTANCES.to_owned()),
+        l if l.starts_with("GET /v1/instances/i-abc ") => {
+            let list: serde_json::Value = serde_json::from_str(INSTANCES).expect("json");
+            ("200 OK", json, list[0].to_string())
+        }
         l if l.starts_with("GET /v1/instances/i-missing ") => (
             "404 Not Found",
             json,
@@ -68,7 +72,9 @@ const INSTANCES: &str = r#"[
   "billing":{"mode":"spot","max_price":"1.20"}},
  {"id":"i-def","name":"eval","state":"queued","reason":"no host has 8 free H100 units",
   "host_id":null,"gpu_uuids":[],"gpu_model":null,"gpu":{"models":["H100"],"count":8},
-  "price":null,"billing":{"mode":"regular"}}
+  "price":null,"billing":{"mode":"regular"}},
+ {"id":"i-old","name":"train-1","state":"terminated","reason":"user","host_id":"h-1",
+  "gpu_uuids":[],"gpu_model":null,"price":null,"billing":{"mode":"regular"}}
 ]"#;
 
 const EVENTS: &str = ": hello\n\n\
@@ -88,6 +94,39 @@ fn gpuspot(api: &str, args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn ended_instances_show_with_all_or_their_state_and_names_resolve_to_the_live_one() {
+    let (base, seen) = serve(routes);
+    let all = text(&gpuspot(&base, &["instances", "list", "--all"]).stdout);
+    assert_eq!(all.lines().count(), 4, "{all}");
+    assert!(all.contains("i-old") && all.contains("AGE"), "{all}");
+    let ended = text(&gpuspot(&base, &["instances", "list", "--state", "terminated"]).stdout);
+    assert_eq!(ended.lines().count(), 2, "{ended}");
+    let out = gpuspot(&base, &["instances", "show", "train-1"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let heads = seen.lock().expect("request log").join("\n");
+    assert!(heads.contains("GET /v1/instances/i-abc "), "the live train-1 is shown: {heads}");
+}
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let (base, _) = serve(routes);
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_gpuspot"))
+        .args(["--api", &base, "--token", "t0k", "instances", "list"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run gpuspot");
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && out.status.code() != Some(101),
+        "{:?}: {stderr}",
+        out.status
+    );
 }
 
 #[test]

@@ -250,9 +250,12 @@ pub fn cli(api: &Api, args: &[&str]) -> Option<Value> {
         );
         return None;
     }
+    // Before a `--`, after which everything is the workload's command.
+    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
     let output = Command::new(&bin)
-        .args(args)
+        .args(&args[..split])
         .args(["--api", &api.base, "--token", api.token.as_deref().unwrap_or_default(), "--json"])
+        .args(&args[split..])
         .env_remove("GPUSPOT_API")
         .env_remove("GPUSPOT_TOKEN")
         .output()

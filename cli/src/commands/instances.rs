@@ -1,6 +1,7 @@
-//! `gpuspot instances create|list|show|delete|logs` (and `exec`, in [`super::exec`]).
+//! `gpuspot instances create|list|show|delete|logs` (and `exec`, in [`super::exec`]);
+//! instances go by name or id (see [`super::lookup`]).
 
-use super::Ctx;
+use super::{Ctx, lookup};
 use crate::args::{InstanceCreateArgs, InstancesCmd};
 use crate::client::encode_segment;
 use crate::output::{Table, field, fields, items, text};
@@ -40,11 +41,16 @@ const SHOW_ORDER: &[&str] = &[
 pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
     match cmd {
         InstancesCmd::Create(args) => create(ctx, &args),
-        InstancesCmd::List => list(ctx),
-        InstancesCmd::Show { id } => show(ctx, &id),
-        InstancesCmd::Delete { id } => delete(ctx, &id),
-        InstancesCmd::Logs { id, follow } => logs(ctx, &id, follow),
-        InstancesCmd::Exec(args) => super::exec::run(ctx, &args),
+        InstancesCmd::List { states, all } => list(ctx, &states, all),
+        InstancesCmd::Show { id } => show(ctx, &lookup::instance_id(ctx, &id)?),
+        InstancesCmd::Delete { ids, wait } => {
+            ids.iter().try_for_each(|id| delete(ctx, &lookup::instance_id(ctx, id)?, wait))
+        }
+        InstancesCmd::Logs { id, follow } => logs(ctx, &lookup::instance_id(ctx, &id)?, follow),
+        InstancesCmd::Exec(mut args) => {
+            args.id = lookup::instance_id(ctx, &args.id)?;
+            super::exec::run(ctx, &args)
+        }
     }
 }
 
@@ -54,9 +60,23 @@ fn path(id: &str) -> String {
 
 fn create(ctx: &Ctx, args: &InstanceCreateArgs) -> anyhow::Result<()> {
     let body = instance_request(args)?;
-    let created = ctx.client.post_json("/v1/instances", &body)?;
-    ctx.emit(&created, |v| println!("{}", summary(v)))
+    let mut created = ctx.client.post_json("/v1/instances", &body)?;
+    if args.wait {
+        created = lookup::wait_for(ctx, &field(&created, "id"), &["running"], WAIT_LIMIT)?;
+    }
+    ctx.emit(&created, |v| println!("{}", summary(v)))?;
+    if args.wait && lookup::is_ended(&created) {
+        anyhow::bail!(
+            "{} ended without running: {}",
+            field(&created, "id"),
+            field(&created, "reason")
+        );
+    }
+    Ok(())
 }
+
+/// The longest `--wait`.
+const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// `ID STATE` and, when there is one, the reason in parentheses.
 fn summary(instance: &Value) -> String {
@@ -67,20 +87,29 @@ fn summary(instance: &Value) -> String {
     }
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<()> {
+fn list(ctx: &Ctx, states: &[String], all: bool) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/instances")?;
-    ctx.emit(&answer, |v| table(items(v, "instances")).print())
+    let shown: Vec<Value> = items(&answer, "instances")
+        .iter()
+        .filter(|i| lookup::shown(i, states, all))
+        .cloned()
+        .collect();
+    ctx.emit(&Value::Array(shown), |v| table(items(v, "instances")).print())
 }
 
 /// The instances table, also used by `deployments show`.
 pub fn table(instances: &[Value]) -> Table {
-    let headers = ["ID", "NAME", "STATE", "HOST", "GPUS", "IMAGE", "BILLING", "PRICE", "REASON"];
+    let headers =
+        ["ID", "NAME", "STATE", "AGE", "HOST", "GPUS", "IMAGE", "BILLING", "PRICE", "REASON"];
     let mut table = Table::new(&headers);
+    let now = chrono::Utc::now();
     for instance in instances {
+        let created = instance.get("created_at").and_then(Value::as_str);
         table.row(vec![
             field(instance, "id"),
             field(instance, "name"),
             field(instance, "state"),
+            lookup::age(created, now),
             field(instance, "host_id"),
             gpus_text(instance),
             field(instance, "image"),
@@ -153,8 +182,11 @@ fn requested(instance: &Value) -> Value {
     serde_json::json!({ "gpu": instance.get("gpu") })
 }
 
-fn delete(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let answer = ctx.client.delete(&path(id))?;
+fn delete(ctx: &Ctx, id: &str, wait: bool) -> anyhow::Result<()> {
+    let mut answer = ctx.client.delete(&path(id))?;
+    if wait {
+        answer = lookup::wait_for(ctx, id, &lookup::ENDED, WAIT_LIMIT)?;
+    }
     ctx.emit(&answer, |v| match v.get("id") {
         Some(_) => println!("{}", summary(v)),
         None => println!("{id} terminating"),

@@ -1,0 +1,110 @@
+//! What `instances` commands share beyond one request: an instance named by its name or its
+//! id, waiting until instances reach a state (`--wait`), the `--state`/`--all` filter of
+//! lists, and ages (`5s`, `3m`, `2h`, `4d`) instead of timestamps.
+
+use super::Ctx;
+use crate::errors::usage;
+use crate::output::{field, items};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// States an instance never leaves.
+pub const ENDED: [&str; 2] = ["terminated", "failed"];
+
+/// The id of the instance `name_or_id` names: an id as it is, else the one live instance
+/// of that name (or, with none live, the newest ended one).
+pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
+    let list = ctx.client.get_json("/v1/instances")?;
+    let instances = items(&list, "instances");
+    if instances.iter().any(|i| field(i, "id") == name_or_id) {
+        return Ok(name_or_id.to_owned());
+    }
+    let named: Vec<&Value> = instances.iter().filter(|i| field(i, "name") == name_or_id).collect();
+    let live: Vec<&&Value> = named.iter().filter(|i| !is_ended(i)).collect();
+    match (live.as_slice(), named.last()) {
+        ([one], _) => Ok(field(one, "id")),
+        ([], Some(newest)) => Ok(field(newest, "id")),
+        ([], None) => Ok(name_or_id.to_owned()),
+        (many, _) => {
+            let ids: Vec<String> = many.iter().map(|i| field(i, "id")).collect();
+            usage(format!(
+                "{name_or_id:?} names {} instances ({}): give an id",
+                ids.len(),
+                ids.join(", ")
+            ))
+        }
+    }
+}
+
+pub fn is_ended(instance: &Value) -> bool {
+    ENDED.contains(&field(instance, "state").as_str())
+}
+
+/// Polls instance `id` until its state is one of `states` (or it ended); the last answer.
+pub fn wait_for(ctx: &Ctx, id: &str, states: &[&str], within: Duration) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + within;
+    let path = format!("/v1/instances/{}", crate::client::encode_segment(id));
+    loop {
+        let instance = ctx.client.get_json(&path)?;
+        let state = field(&instance, "state");
+        if states.contains(&state.as_str()) || is_ended(&instance) {
+            return Ok(instance);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("{id} is still {state} after {}s", within.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether a list shows `instance`: with `--state` only those states; without, everything
+/// but ended instances unless `--all`.
+pub fn shown(instance: &Value, states: &[String], all: bool) -> bool {
+    let state = field(instance, "state");
+    match states.is_empty() {
+        false => states.contains(&state),
+        true => all || !is_ended(instance),
+    }
+}
+
+/// How long ago an RFC 3339 time was, in its largest whole unit.
+pub fn age(time: Option<&str>, now: DateTime<Utc>) -> String {
+    let Some(at) = time.and_then(|t| t.parse::<DateTime<Utc>>().ok()) else {
+        return "-".to_owned();
+    };
+    let seconds = (now - at).num_seconds().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        let now: DateTime<Utc> = "2026-12-03T12:00:00Z".parse().unwrap();
+        let age = |t: &str| age(Some(t), now);
+        assert_eq!(age("2026-12-03T11:59:55.123456789Z"), "4s");
+        assert_eq!(age("2026-12-03T11:50:00Z"), "10m");
+        assert_eq!(age("2026-12-03T07:00:00Z"), "5h");
+        assert_eq!(age("2026-11-29T12:00:00Z"), "4d");
+        assert_eq!(super::age(None, now), "-");
+    }
+
+    #[test]
+    fn ended_instances_are_hidden_unless_asked_for() {
+        let ended = json!({"state": "terminated"});
+        let running = json!({"state": "running"});
+        assert!(!shown(&ended, &[], false) && shown(&ended, &[], true));
+        assert!(shown(&running, &[], false));
+        let only = vec!["terminated".to_owned()];
+        assert!(shown(&ended, &only, false) && !shown(&running, &only, false));
+    }
+}
