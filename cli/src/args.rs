@@ -59,6 +59,13 @@ pub enum Command {
     Deployments(DeploymentsCmd),
     /// Your inbox: notices of terminations, overdue payments and failed requests.
     Messages(MessagesArgs),
+    /// Print a shell completion script: `source <(gpuspot completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `gpuspot man | man -l -`.
+    Man,
 }
 
 #[derive(Args, Debug)]

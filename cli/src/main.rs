@@ -55,5 +55,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Accounts(cmd) => commands::accounts::run(&ctx()?, cmd),
         Command::Deployments(cmd) => commands::deployments::run(&ctx()?, cmd),
         Command::Messages(args) => commands::messages::run(&ctx()?, &args),
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "gpuspot", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(())
+        }
     }
 }

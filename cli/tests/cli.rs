@@ -111,6 +111,18 @@ fn ended_instances_show_with_all_or_their_state_and_names_resolve_to_the_live_on
 }
 
 #[test]
+fn completions_and_the_man_page_are_generated() {
+    let bash = gpuspot("http://127.0.0.1:9", &["completion", "bash"]);
+    assert!(bash.status.success(), "{}", text(&bash.stderr));
+    let script = text(&bash.stdout);
+    assert!(script.contains("_gpuspot()") && script.contains("deployments"), "{script}");
+    let man = gpuspot("http://127.0.0.1:9", &["man"]);
+    let page = text(&man.stdout);
+    assert!(man.status.success() && page.contains(".TH gpuspot"), "{page}");
+    assert!(page.contains("instances"), "{page}");
+}
+
+#[test]
 fn a_closed_pipe_ends_the_command_quietly() {
     let (base, _) = serve(routes);
     let (reader, writer) = std::io::pipe().expect("a pipe");
