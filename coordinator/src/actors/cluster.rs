@@ -5,6 +5,7 @@
 use super::failure::Failure;
 use super::messages::{AgentEvent, ApiRequest};
 use crate::core::Cluster;
+use crate::core::agents::Hello;
 use crate::core::cluster::Event;
 use crate::core::events::EventKind;
 use crate::gateway::Gateway;
@@ -219,9 +220,13 @@ impl Handler<AgentEvent> for ClusterActor {
                 reports,
             } => {
                 self.links.insert(host_id.clone(), Link { id: link_id, outbox });
-                let (inventory, version) = (&inventory, &agent_version);
-                self.core.host_connected(&host_id, inventory, version, &runtimes, &reports, now);
-                self.core.set_host_network(&host_id, network);
+                let hello = Hello {
+                    inventory: &inventory,
+                    agent_version: &agent_version,
+                    runtimes: &runtimes,
+                    network: Some(network),
+                };
+                self.core.host_said_hello(&host_id, hello, &reports, now);
             }
             AgentEvent::Message { host_id, link_id, message } => {
                 if self.links.get(&host_id).is_some_and(|l| l.id == link_id) {

@@ -36,7 +36,12 @@ pub async fn count(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let method = request.method().as_str().to_owned();
+    // Clients choose the method: any other than the standard ones counts as OTHER, so a
+    // flood of invented methods cannot grow the label sets without bound.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "OTHER".to_owned(),
+    };
     let started = std::time::Instant::now();
     let response = next.call(request).await?;
     let status = response.status().as_u16();

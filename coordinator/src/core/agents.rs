@@ -16,6 +16,15 @@ use gpuspot_common::{HostId, HostInventory, InstanceId};
 /// How the agent's failure message begins when the image could not be pulled (DESIGN §14).
 pub const IMAGE_PULL_FAILED: &str = "image_pull_failed";
 
+/// What a hello says about its host.
+pub struct Hello<'a> {
+    pub inventory: &'a HostInventory,
+    pub agent_version: &'a str,
+    pub runtimes: &'a [GuestRuntime],
+    /// Where its guests listen; None keeps what the host had.
+    pub network: Option<super::registry::HostNetwork>,
+}
+
 impl Cluster {
     /// A hello on an authenticated link: the host (re)joins with the runtimes it offers,
     /// its reports are applied and it is told its complete desired state.
@@ -28,7 +37,20 @@ impl Cluster {
         reports: &[InstanceReport],
         now: DateTime<Utc>,
     ) {
-        let vanished = self.join(host_id, inventory, agent_version, runtimes, now);
+        let hello = Hello { inventory, agent_version, runtimes, network: None };
+        self.host_said_hello(host_id, hello, reports, now);
+    }
+
+    /// [`Cluster::host_connected`] with where the host's guests listen, taken before
+    /// anything is placed on it (DESIGN §18).
+    pub fn host_said_hello(
+        &mut self,
+        host_id: &HostId,
+        hello: Hello<'_>,
+        reports: &[InstanceReport],
+        now: DateTime<Utc>,
+    ) {
+        let vanished = self.join(host_id, &hello, now);
         for id in vanished {
             let detail = "its GPU is no longer reported by the host".to_owned();
             self.finish(&id, EndReason::Failed, Some(detail), now);
@@ -49,26 +71,11 @@ impl Cluster {
         self.settle(now);
     }
 
-    /// Takes where the host's guests listen from its hello (after [`Cluster::host_connected`]:
-    /// the host is known then). Ports already given out stay as they are.
-    pub fn set_host_network(&mut self, host_id: &HostId, network: super::registry::HostNetwork) {
-        let Some(host) = self.registry.get_mut(host_id) else { return };
-        if host.network != network {
-            host.network = network;
-            self.touch_host(host_id);
-            self.routes_changed = true;
-        }
-    }
-
-    /// Registers or refreshes the host; returns the instances whose GPUs it lost.
-    fn join(
-        &mut self,
-        host_id: &HostId,
-        inventory: &HostInventory,
-        agent_version: &str,
-        runtimes: &[GuestRuntime],
-        now: DateTime<Utc>,
-    ) -> Vec<InstanceId> {
+    /// Registers or refreshes the host; returns the instances whose GPUs it lost. Ports
+    /// already given out stay as they are when the host's range changes.
+    fn join(&mut self, host_id: &HostId, hello: &Hello<'_>, now: DateTime<Utc>) -> Vec<InstanceId> {
+        let (inventory, agent_version, runtimes) =
+            (hello.inventory, hello.agent_version, hello.runtimes);
         let vanished = match self.registry.get_mut(host_id) {
             Some(host) => {
                 let vanished = host.refresh_inventory(inventory, agent_version);
@@ -84,6 +91,13 @@ impl Cluster {
                 Vec::new()
             }
         };
+        if let Some(network) = &hello.network
+            && let Some(host) = self.registry.get_mut(host_id)
+            && host.network != *network
+        {
+            host.network = network.clone();
+            self.routes_changed = true;
+        }
         self.touch_host(host_id);
         let runtimes = self.registry.get(host_id).map(|h| h.runtimes.clone()).unwrap_or_default();
         let data = serde_json::json!({ "hostname": inventory.hostname, "runtimes": runtimes });
