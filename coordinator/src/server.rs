@@ -141,6 +141,9 @@ pub fn create_join_token_with(
 }
 
 /// Starts everything; call from inside `actix::System::with_tokio_rt`.
+/// How long an idle HTTP connection stays open.
+const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 /// How long API requests in flight may take once a stop began.
 const SHUTDOWN_GRACE: u64 = 3;
 
@@ -258,6 +261,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     })
     .workers(2)
     .disable_signals()
+    // Actix's 5 s default makes a client that reuses a connection after 5 idle seconds race the server's close
+    // and see "connection closed before message completed" on a request that never ran.
+    .keep_alive(HTTP_KEEP_ALIVE)
     // Event streams never end by themselves: a stop must not wait for them.
     .shutdown_timeout(SHUTDOWN_GRACE)
     .bind(settings.http)

@@ -20,6 +20,9 @@ impl Api {
         let client = Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(2))
+            // Under the coordinator's 75 s keep-alive, so a pooled connection is never reused
+            // just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("HTTP client");
         Api { base: base.trim_end_matches('/').to_owned(), token: token.map(str::to_owned), client }
