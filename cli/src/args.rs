@@ -29,12 +29,31 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
-    /// Print the JSON the API returned (pretty) instead of tables.
+    /// Output format: table, wide (a table with more columns) or json (what the API
+    /// returned, pretty).
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        default_value_t = Output::Table
+    )]
+    pub output: Output,
+
+    /// Same as `-o json`.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
 }
 
 /// The nouns; `Dev`'s options are declared by `dev.rs` (no `Debug` is asked of them).
@@ -59,6 +78,8 @@ pub enum Command {
     Deployments(DeploymentsCmd),
     /// Your inbox: notices of terminations, overdue payments and failed requests.
     Messages(MessagesArgs),
+    /// Snapshots kept for instances and deployments.
+    Snapshots(SnapshotsArgs),
     /// Print a shell completion script: `source <(gpuspot completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -92,14 +113,7 @@ pub enum InstancesCmd {
     Create(Box<InstanceCreateArgs>),
     /// List instances (ended ones only with --all or --state).
     #[command(alias = "ls")]
-    List {
-        /// Only instances in this state (repeatable): queued, running, terminated, …
-        #[arg(long = "state", value_name = "STATE")]
-        states: Vec<String>,
-        /// Ended (terminated, failed) instances too.
-        #[arg(long, short)]
-        all: bool,
-    },
+    List(ListFilter),
     /// Show one instance (by name or id).
     Show { id: String },
     /// Terminate instances (by name or id).
@@ -111,6 +125,20 @@ pub enum InstancesCmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Change an instance's name or environment (by name or id).
+    Update {
+        id: String,
+        /// The new name.
+        #[arg(long)]
+        rename: Option<String>,
+        /// Set an environment variable (repeatable); the environment given replaces the old
+        /// one as a whole.
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// Remove every environment variable.
+        #[arg(long, conflicts_with = "env")]
+        clear_env: bool,
+    },
     /// Print an instance's output (by name or id).
     Logs {
         id: String,
@@ -121,6 +149,32 @@ pub enum InstancesCmd {
     /// Run a command inside a running instance: `gpuspot instances exec ID -- nvidia-smi`;
     /// `-t` (or no command: a shell) for an interactive session.
     Exec(ExecArgs),
+}
+
+/// Which items a list shows: by default everything that has not ended.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ListFilter {
+    /// Only items in this state (repeatable), e.g. queued, running, terminated.
+    #[arg(long = "state", value_name = "STATE")]
+    pub states: Vec<String>,
+    /// Ended ones too (terminated instances, deleted or finished deployments).
+    #[arg(long, short)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<SnapshotsCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotsCmd {
+    /// List snapshots (the default).
+    #[command(alias = "ls")]
+    List,
+    /// Show one snapshot.
+    Show { id: String },
 }
 
 /// `gpuspot instances exec ID [-t] -- CMD…`
@@ -230,7 +284,7 @@ pub enum HostsCmd {
     /// List hosts (the default).
     #[command(alias = "ls")]
     List,
-    /// Show one host and its GPUs.
+    /// Show one host and its GPUs (by hostname or id).
     Show { id: String },
     /// Forget a host: its work is stopped (deployments replace it) and its agent refused.
     Delete { id: String },
@@ -261,7 +315,8 @@ pub enum PoolsCmd {
     List,
     /// A pool's spot price history, with a chart.
     History {
-        /// GPU model, e.g. "NVIDIA GeForce RTX 5090".
+        /// GPU model: the pool's name ("RTX 5090") or the NVML name ("NVIDIA GeForce RTX
+        /// 5090").
         model: String,
         /// How many hours back.
         #[arg(long, default_value_t = 48)]
@@ -278,6 +333,9 @@ pub struct EventsArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AccountsCmd {
+    /// List accounts (admin).
+    #[command(alias = "ls")]
+    List,
     /// Create an account (admin); prints its id and token.
     Create {
         name: String,
@@ -309,18 +367,21 @@ pub enum AccountsCmd {
 pub enum DeploymentsCmd {
     /// Create a deployment from --file or from flags.
     Create(Box<DeploymentCreateArgs>),
-    /// List deployments.
+    /// List deployments (deleted and finished ones only with --all or --state).
     #[command(alias = "ls")]
-    List,
-    /// Show one deployment and its instances.
+    List(ListFilter),
+    /// Show one deployment and its instances (by name or id).
     Show { id: String },
     /// Set a replica set's replica count.
     Scale { id: String, replicas: u32 },
     /// Move replicas that fell back to regular back to spot.
     Rebuild { id: String },
-    /// Delete a deployment and terminate its instances.
+    /// Delete deployments (by name or id) and terminate their instances.
     #[command(alias = "rm")]
-    Delete { id: String },
+    Delete {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
     /// A replica set's replicas: address, ready, draining.
     Endpoints { id: String },
 }

@@ -43,9 +43,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.or_else(|| std::env::var("GPUSPOT_ADMIN_TOKEN").ok());
     let api = cli.api;
-    let ctx = || -> anyhow::Result<Ctx> {
-        Ok(Ctx { client: Client::new(&api, token.clone())?, json: cli.json })
-    };
+    let output = if cli.json { args::Output::Json } else { cli.output };
+    let ctx =
+        || -> anyhow::Result<Ctx> { Ok(Ctx { client: Client::new(&api, token.clone())?, output }) };
     match cli.command {
         Command::Dev(dev_args) => dev::run(dev_args),
         Command::Instances(cmd) => commands::instances::run(&ctx()?, cmd),
@@ -55,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Accounts(cmd) => commands::accounts::run(&ctx()?, cmd),
         Command::Deployments(cmd) => commands::deployments::run(&ctx()?, cmd),
         Command::Messages(args) => commands::messages::run(&ctx()?, &args),
+        Command::Snapshots(args) => commands::snapshots::run(&ctx()?, args.cmd),
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "gpuspot", &mut std::io::stdout());

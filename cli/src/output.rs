@@ -1,62 +1,75 @@
-//! Terminal output: a table printer whose column widths come from the content, `key: value`
+//! Terminal output: tables (comfy-table) fitted to the terminal, `key: value`
 //! listings, and tolerant renderings of JSON values (times and money are shown as the API
 //! gives them; a missing or null field shows as `-`).
 
+use comfy_table::{ColumnConstraint, Width};
 use serde_json::Value;
 
-/// A plain-text table: a header row, then rows; columns two spaces apart.
+/// A borderless table (comfy-table): a header row, then rows; columns two spaces apart.
+/// On a terminal (or with `COLUMNS` set) it fits the width by wrapping the last column;
+/// piped, rows stay one line each so `grep` and `awk` see whole rows.
 pub struct Table {
-    headers: Vec<String>,
-    rows: Vec<Vec<String>>,
+    inner: comfy_table::Table,
 }
 
 impl Table {
     pub fn new(headers: &[&str]) -> Table {
-        Table { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+        let mut inner = comfy_table::Table::new();
+        inner.load_preset(comfy_table::presets::NOTHING);
+        inner.set_header(headers.iter().copied());
+        inner.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        if let Some(width) = columns_from_env() {
+            inner.set_width(width);
+        }
+        Table { inner }
     }
 
-    /// Adds a row; missing cells print empty, extra cells are kept.
+    /// Adds a row; missing cells print empty.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.inner.add_row(cells);
     }
 
     /// The table as lines, without trailing spaces.
-    pub fn render(&self) -> String {
-        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
-        let mut widths = vec![0; columns];
-        for line in std::iter::once(&self.headers).chain(&self.rows) {
-            for (i, cell) in line.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
-        }
+    pub fn render(&mut self) -> String {
+        self.keep_all_but_the_last_column_whole();
         let mut out = String::new();
-        for line in std::iter::once(&self.headers).chain(&self.rows) {
-            out.push_str(&render_line(line, &widths));
+        for line in self.inner.lines() {
+            out.push_str(line.trim_end());
             out.push('\n');
         }
         out
     }
 
-    pub fn print(&self) {
+    pub fn print(mut self) {
         print!("{}", self.render());
     }
-}
 
-fn render_line(cells: &[String], widths: &[usize]) -> String {
-    let mut line = String::new();
-    for (i, width) in widths.iter().enumerate() {
-        let cell = cells.get(i).map(String::as_str).unwrap_or("");
-        if i > 0 {
-            line.push_str("  ");
+    /// Ids, states and prices must stay greppable: only the last column (a reason, a
+    /// message) wraps when the terminal is narrow.
+    fn keep_all_but_the_last_column_whole(&mut self) {
+        let count = self.inner.column_count();
+        for (i, column) in self.inner.column_iter_mut().enumerate() {
+            column.set_padding((0, 2));
+            let constraint = match i + 1 < count {
+                true => ColumnConstraint::ContentWidth,
+                false => ColumnConstraint::LowerBoundary(Width::Fixed(LAST_COLUMN_MIN)),
+            };
+            column.set_constraint(constraint);
         }
-        line.push_str(cell);
-        let pad = width.saturating_sub(cell.chars().count());
-        line.extend(std::iter::repeat_n(' ', pad));
     }
-    line.trim_end().to_owned()
 }
 
-/// A JSON value as one short cell: strings bare, `null`/absent as `-`, scalar arrays joined.
+/// The narrowest the wrapped last column gets (a table wider than the terminal beats a
+/// column of one letter per line).
+const LAST_COLUMN_MIN: u16 = 24;
+
+/// `COLUMNS`, as shells and `less` use it, when set to a width.
+fn columns_from_env() -> Option<u16> {
+    std::env::var("COLUMNS").ok()?.trim().parse().ok().filter(|&w| w > 0)
+}
+
+/// A JSON value as one short cell: strings bare, `null`/absent as `-`, scalar arrays joined,
+/// flat objects as `key=value, …`.
 pub fn text(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".to_owned(),
@@ -65,6 +78,9 @@ pub fn text(value: Option<&Value>) -> String {
         Some(Value::Array(items)) if items.is_empty() => "-".to_owned(),
         Some(Value::Array(items)) if items.iter().all(is_scalar) => {
             items.iter().map(|item| text(Some(item))).collect::<Vec<_>>().join(", ")
+        }
+        Some(Value::Object(map)) if map.values().all(is_scalar) => {
+            map.iter().map(|(k, v)| format!("{k}={}", text(Some(v)))).collect::<Vec<_>>().join(", ")
         }
         Some(other) => other.to_string(),
     }
@@ -142,13 +158,37 @@ i-22222  queued   no capacity
     }
 
     #[test]
+    fn a_narrow_terminal_wraps_only_the_last_column() {
+        let mut table = Table::new(&["ID", "STATE", "REASON"]);
+        table.inner.set_width(60);
+        table.row(vec![
+            "i-0123456789abcdef".into(),
+            "queued".into(),
+            "no known host can satisfy 9 x [RTX 4090]".into(),
+        ]);
+        let out = table.render();
+        assert!(out.lines().all(|l| l.chars().count() <= 60), "{out}");
+        assert!(
+            out.lines().nth(1).is_some_and(|l| l.starts_with("i-0123456789abcdef  queued  ")),
+            "{out}"
+        );
+        assert!(out.lines().count() > 2, "the reason wrapped: {out}");
+        let mut narrow = Table::new(&["ID", "REASON"]);
+        narrow.inner.set_width(20);
+        narrow.row(vec!["i-0123456789abcdef".into(), "no known host can satisfy it".into()]);
+        let out = narrow.render();
+        assert!(out.lines().nth(1).is_some_and(|l| l.contains("no known host")), "{out}");
+    }
+
+    #[test]
     fn values_render_as_cells() {
         assert_eq!(text(None), "-");
         assert_eq!(text(Some(&Value::Null)), "-");
         assert_eq!(text(Some(&json!("1.20"))), "1.20");
         assert_eq!(text(Some(&json!(3))), "3");
         assert_eq!(text(Some(&json!(["a", "b"]))), "a, b");
-        assert_eq!(text(Some(&json!({"k": 1}))), r#"{"k":1}"#);
+        assert_eq!(text(Some(&json!({"gpus": 1, "max": null}))), "gpus=1, max=-");
+        assert_eq!(text(Some(&json!({"k": [1]}))), r#"{"k":[1]}"#);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `gpuspot accounts create|set-email|show|pay|ledger|rotate-token|disable|enable`.
+//! `gpuspot accounts list|create|set-email|show|pay|ledger|rotate-token|disable|enable`; an
+//! account goes by name or id.
 
-use super::Ctx;
+use super::{Ctx, lookup};
 use crate::args::AccountsCmd;
 use crate::client::encode_segment;
 use crate::errors::usage;
@@ -12,23 +13,45 @@ const SHOW_ORDER: &[&str] =
     &["id", "name", "email", "balance", "overdue_since", "overdue_deadline", "disabled", "token"];
 
 pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
+    let named = |id: &str| lookup::id_of(ctx, &lookup::ACCOUNT, id);
     match cmd {
+        AccountsCmd::List => list(ctx),
         AccountsCmd::Create { name, email } => create(ctx, &name, email),
         AccountsCmd::SetEmail { id, email } => {
             let email = if email.is_empty() { Value::Null } else { Value::String(email) };
-            let account = ctx.client.patch_json(&path(&id), &json!({ "email": email }))?;
+            let account = ctx.client.patch_json(&path(&named(&id)?), &json!({ "email": email }))?;
             ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
         }
-        AccountsCmd::Show { id } => show(ctx, &id),
-        AccountsCmd::Pay { id, amount } => pay(ctx, &id, &amount),
-        AccountsCmd::Ledger { id } => ledger(ctx, &id),
+        AccountsCmd::Show { id } => show(ctx, &named(&id)?),
+        AccountsCmd::Pay { id, amount } => pay(ctx, &named(&id)?, &amount),
+        AccountsCmd::Ledger { id } => ledger(ctx, &named(&id)?),
         AccountsCmd::RotateToken { id } => {
-            let account = ctx.client.post_json(&format!("{}/token", path(&id)), &json!({}))?;
+            let token_path = format!("{}/token", path(&named(&id)?));
+            let account = ctx.client.post_json(&token_path, &json!({}))?;
             ctx.emit(&account, |v| print!("{}", fields(v, SHOW_ORDER)))
         }
-        AccountsCmd::Disable { id } => set_disabled(ctx, &id, true),
-        AccountsCmd::Enable { id } => set_disabled(ctx, &id, false),
+        AccountsCmd::Disable { id } => set_disabled(ctx, &named(&id)?, true),
+        AccountsCmd::Enable { id } => set_disabled(ctx, &named(&id)?, false),
     }
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<()> {
+    let answer = ctx.client.get_json("/v1/accounts")?;
+    ctx.emit(&answer, |v| {
+        let mut headers = vec!["ID", "NAME", "BALANCE", "OVERDUE SINCE", "DISABLED", "EMAIL"];
+        if ctx.wide() {
+            headers.extend(["QUOTA", "USAGE", "CREATED"]);
+        }
+        let mut table = Table::new(&headers);
+        for account in items(v, "accounts") {
+            let mut keys = vec!["id", "name", "balance", "overdue_since", "disabled", "email"];
+            if ctx.wide() {
+                keys.extend(["quota", "usage", "created_at"]);
+            }
+            table.row(keys.iter().map(|k| field(account, k)).collect());
+        }
+        table.print();
+    })
 }
 
 fn set_disabled(ctx: &Ctx, id: &str, disabled: bool) -> anyhow::Result<()> {
@@ -69,13 +92,18 @@ pub fn payment_body(amount: &str) -> anyhow::Result<Value> {
 fn pay(ctx: &Ctx, id: &str, amount: &str) -> anyhow::Result<()> {
     let body = payment_body(amount)?;
     let answer = ctx.client.post_json(&format!("{}/payments", path(id)), &body)?;
-    ctx.emit(&answer, |v| {
-        if v.is_object() {
-            print!("{}", fields(v, &["id", "at", "kind", "amount", "balance_after", "balance"]));
-        } else {
-            println!("paid {} to {id}", field(&body, "amount"));
-        }
-    })
+    ctx.emit(&answer, |v| println!("{}", paid(v, id, &field(&body, "amount"))))
+}
+
+/// `paid 10.00 to acme (a-…): balance 12.50`, from the `{account, entry}` answer.
+fn paid(answer: &Value, id: &str, amount: &str) -> String {
+    let account = answer.get("account").unwrap_or(answer);
+    let name = account.get("name").and_then(Value::as_str).unwrap_or(id);
+    let balance = match answer.get("entry") {
+        Some(entry) => field(entry, "balance_after"),
+        None => field(account, "balance"),
+    };
+    format!("paid {amount} to {name} ({id}): balance {balance}")
 }
 
 fn ledger(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
@@ -104,5 +132,13 @@ mod tests {
             let err = payment_body(bad).expect_err(bad);
             assert!(err.downcast_ref::<UsageError>().is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_payment_prints_one_line_not_json() {
+        let answer = json!({"account": {"name": "acme", "balance": "10.00"},
+                            "entry": {"amount": "10.00", "balance_after": "10.00"}});
+        assert_eq!(paid(&answer, "a-1", "10.00"), "paid 10.00 to acme (a-1): balance 10.00");
+        assert_eq!(paid(&json!({}), "a-1", "1.00"), "paid 1.00 to a-1 (a-1): balance -");
     }
 }

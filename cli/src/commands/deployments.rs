@@ -1,7 +1,8 @@
-//! `gpuspot deployments create|list|show|scale|rebuild|delete|endpoints`.
+//! `gpuspot deployments create|list|show|scale|rebuild|delete|endpoints`; a deployment goes
+//! by name or id.
 
-use super::{Ctx, instances};
-use crate::args::DeploymentsCmd;
+use super::{Ctx, instances, lookup};
+use crate::args::{DeploymentsCmd, ListFilter};
 use crate::client::encode_segment;
 use crate::deployment_request::deployment_request;
 use crate::output::{Table, field, fields, items};
@@ -30,23 +31,31 @@ pub fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> anyhow::Result<()> {
             let created = ctx.client.post_json("/v1/deployments", &body)?;
             ctx.emit(&created, |v| println!("{}", summary(v)))
         }
-        DeploymentsCmd::List => list(ctx),
-        DeploymentsCmd::Show { id } => show(ctx, &id),
+        DeploymentsCmd::List(filter) => list(ctx, &filter),
+        DeploymentsCmd::Show { id } => show(ctx, &named(ctx, &id)?),
         DeploymentsCmd::Scale { id, replicas } => {
+            let id = named(ctx, &id)?;
             let body = json!({ "replicas": replicas });
             let answer = ctx.client.patch_json(&path(&id), &body)?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "scaled")))
         }
         DeploymentsCmd::Rebuild { id } => {
+            let id = named(ctx, &id)?;
             let answer = ctx.client.post_json(&format!("{}/rebuild", path(&id)), &json!({}))?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "rebuilding")))
         }
-        DeploymentsCmd::Delete { id } => {
+        DeploymentsCmd::Delete { ids } => ids.iter().try_for_each(|id| {
+            let id = named(ctx, id)?;
             let answer = ctx.client.delete(&path(&id))?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "deleted")))
-        }
-        DeploymentsCmd::Endpoints { id } => endpoints(ctx, &id),
+        }),
+        DeploymentsCmd::Endpoints { id } => endpoints(ctx, &named(ctx, &id)?),
     }
+}
+
+/// The id of the deployment a name or id names.
+fn named(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
+    lookup::id_of(ctx, &lookup::DEPLOYMENT, name_or_id)
 }
 
 fn endpoints(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
@@ -87,22 +96,43 @@ fn or_id(answer: &Value, id: &str, word: &str) -> String {
     }
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<()> {
+fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/deployments")?;
-    ctx.emit(&answer, |v| {
-        let headers = ["ID", "NAME", "MODE", "STATE", "WANT", "INSTANCES", "DONE/FAILED", "REASON"];
+    let shown = lookup::DEPLOYMENT.filtered(&answer, filter);
+    ctx.emit(&shown, |v| {
+        let mut headers = vec!["ID", "NAME", "MODE", "STATE", "AGE", "WANT", "INSTANCES"];
+        if ctx.wide() {
+            headers.extend(["DONE/FAILED", "SPECS", "ACCOUNT"]);
+        }
+        headers.push("REASON");
         let mut table = Table::new(&headers);
+        let now = chrono::Utc::now();
         for deployment in items(v, "deployments") {
-            table.row(vec![
+            let created = deployment.get("created_at").and_then(Value::as_str);
+            let mut row = vec![
                 field(deployment, "id"),
                 field(deployment, "name"),
                 field(deployment, "mode"),
                 field(deployment, "state"),
+                lookup::age(created, now),
                 wanted(deployment),
                 instance_count(deployment),
-                format!("{}/{}", field(deployment, "succeeded"), field(deployment, "failed")),
-                field(deployment, "reason"),
-            ]);
+            ];
+            if ctx.wide() {
+                row.push(format!(
+                    "{}/{}",
+                    field(deployment, "succeeded"),
+                    field(deployment, "failed")
+                ));
+                row.push(
+                    items(deployment.get("specs").unwrap_or(&Value::Null), "specs")
+                        .len()
+                        .to_string(),
+                );
+                row.push(field(deployment, "account_id"));
+            }
+            row.push(field(deployment, "reason"));
+            table.row(row);
         }
         table.print();
     })
@@ -138,7 +168,7 @@ fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         let list = items(&instances, "instances");
         if !list.is_empty() {
             println!();
-            instances::table(list).print();
+            instances::table(list, &instances::hostnames(ctx), ctx.wide()).print();
         }
     })
 }

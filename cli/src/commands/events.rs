@@ -21,7 +21,7 @@ const FOLLOW_IDLE: Duration = Duration::from_secs(60);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// Fields shown in their own columns, left out of the details.
-const SHOWN: &[&str] = &["at", "time", "type", "kind", "instance_id", "id"];
+const SHOWN: &[&str] = &["at", "time", "type", "kind", "id"];
 
 /// Why reading a stream stopped.
 enum End {
@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, args: &EventsArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         };
         connected_once = true;
-        let end = pump(&mut response, &mut parser, ctx.json)?;
+        let end = pump(&mut response, &mut parser, ctx.json())?;
         match (args.follow, end) {
             (false, End::Broken(e)) => {
                 eprintln!("note: the event stream broke off: {e}");
@@ -87,31 +87,61 @@ fn is_timeout(err: &std::io::Error) -> bool {
         .is_some_and(reqwest::Error::is_timeout)
 }
 
-/// One line: `TIME  TYPE  INSTANCE  key=value …`, or a JSON object with `--json`.
+/// One line: `TIME  KIND  SUBJECT  key=value …` in fixed-width columns (the time to the
+/// millisecond, the subject an instance, host or deployment id), the event's `data` spread
+/// into the details; or a JSON object with `-o json`.
 pub fn render(event: &SseEvent, json: bool) -> anyhow::Result<String> {
-    let data: Value =
+    let body: Value =
         serde_json::from_str(&event.data).unwrap_or_else(|_| Value::String(event.data.clone()));
     if json {
-        let line = serde_json::json!({ "id": event.id, "event": event.event, "data": data });
+        let line = serde_json::json!({ "id": event.id, "event": event.event, "data": body });
         return Ok(serde_json::to_string(&line)?);
     }
-    let pick = |keys: &[&str]| keys.iter().find_map(|k| data.get(*k).filter(|v| !v.is_null()));
-    let time = text(pick(&["at", "time"]));
+    let data = body.get("data").filter(|d| d.is_object());
+    let pick = |keys: &[&str]| {
+        let sources = [Some(&body), data];
+        keys.iter()
+            .find_map(|k| sources.iter().flatten().find_map(|s| s.get(*k).filter(|v| !v.is_null())))
+    };
+    let time = millis(&text(pick(&["at", "time"])));
     let kind = match event.event.as_str() {
-        "message" => text(pick(&["type", "kind"])),
+        "message" => text(pick(&["kind", "type"])),
         other => other.to_owned(),
     };
-    let instance = text(pick(&["instance_id"]));
-    let details = match &data {
-        Value::Object(map) => map
-            .iter()
-            .filter(|(k, v)| !SHOWN.contains(&k.as_str()) && !v.is_null())
-            .map(|(k, v)| format!("{k}={}", text(Some(v))))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => text(Some(other)),
+    let subject_key = SUBJECTS.iter().find(|k| pick(&[**k]).is_some()).copied();
+    let subject = text(subject_key.and_then(|k| pick(&[k])));
+    let details = details(&body, data, subject_key);
+    let line = format!("{time:<24}  {kind:<KIND_WIDTH$}  {subject:<18}  {details}");
+    Ok(line.trim_end().to_owned())
+}
+
+/// What an event is about, in order of preference, for the SUBJECT column.
+const SUBJECTS: &[&str] = &["instance_id", "deployment_id", "host_id", "account_id"];
+
+/// Wide enough for every event kind the coordinator sends (`account_overdue_shutdown`).
+const KIND_WIDTH: usize = 24;
+
+/// `key=value` for every field not already in a column: the top level's, then `data`'s.
+fn details(body: &Value, data: Option<&Value>, subject: Option<&str>) -> String {
+    let Value::Object(top) = body else {
+        return text(Some(body));
     };
-    Ok(format!("{time}  {kind:<24}  {instance:<12}  {details}").trim_end().to_owned())
+    let skip = |k: &str| SHOWN.contains(&k) || Some(k) == subject || k == "data";
+    let nested = data.and_then(Value::as_object).into_iter().flatten();
+    top.iter()
+        .chain(nested)
+        .filter(|(k, v)| !skip(k) && !v.is_null())
+        .map(|(k, v)| format!("{k}={}", text(Some(v))))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An RFC 3339 time to the millisecond, so every line's time has the same width.
+fn millis(time: &str) -> String {
+    match time.parse::<chrono::DateTime<chrono::Utc>>() {
+        Ok(at) => at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        Err(_) => time.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -123,18 +153,21 @@ mod tests {
     }
 
     #[test]
-    fn one_line_per_event() {
-        let data = r#"{"at":"2026-04-08T05:00:00Z","instance_id":"i-1","reason":"reclaimed_price","price":null}"#;
-        let line = render(&event("instance.termination_scheduled", data), false).expect("renders");
+    fn one_line_per_event_in_columns_with_the_data_spread_out() {
+        let data = r#"{"id":4,"at":"2026-04-08T05:00:00.123456789Z","kind":"termination_scheduled","account_id":"a-1","instance_id":"i-0123456789abcdef","host_id":null,"data":{"reason":"reclaimed_price","price":null}}"#;
+        let line = render(&event("termination_scheduled", data), false).expect("renders");
         assert_eq!(
             line,
-            "2026-04-08T05:00:00Z  instance.termination_scheduled  i-1           reason=reclaimed_price"
+            "2026-04-08T05:00:00.123Z  termination_scheduled     i-0123456789abcdef  account_id=a-1 reason=reclaimed_price"
         );
-        let line = render(&event("message", r#"{"type":"host.lost","host_id":"h-1"}"#), false);
+        let data = r#"{"at":"2026-04-08T05:00:01Z","kind":"price_changed","instance_id":null,"data":{"model":"RTX 5090","price":"0.09"}}"#;
+        let line = render(&event("price_changed", data), false).expect("renders");
         assert_eq!(
-            line.expect("renders"),
-            "-  host.lost                 -             host_id=h-1"
+            line,
+            "2026-04-08T05:00:01.000Z  price_changed             -                   model=RTX 5090 price=0.09"
         );
+        let line = render(&event("message", r#"{"kind":"host_lost","host_id":"h-1"}"#), false);
+        assert!(line.expect("renders").contains("host_lost                 h-1"));
     }
 
     #[test]

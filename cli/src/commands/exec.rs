@@ -47,7 +47,7 @@ fn once(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<i32> {
     let body = json!({ "command": args.command, "timeout_seconds": args.timeout });
     let wait = Duration::from_secs(args.timeout) + ANSWER_GRACE;
     let answer = ctx.client.post_json_within(&exec_path(&args.id), &body, wait)?;
-    if ctx.json {
+    if ctx.json() {
         crate::output::print_json(&answer)?;
     } else {
         let mut out = std::io::stdout().lock();

@@ -1,7 +1,8 @@
-//! `gpuspot hosts [list]`, `gpuspot hosts show|delete|cordon|uncordon|drain ID` (admin).
+//! `gpuspot hosts [list]`, `gpuspot hosts show|delete|cordon|uncordon|drain HOST` (admin; a
+//! host by its hostname or id).
 //! Host JSON is read loosely: whatever fields are there are printed.
 
-use super::Ctx;
+use super::{Ctx, lookup};
 use crate::args::HostsCmd;
 use crate::client::encode_segment;
 use crate::output::{Table, field, fields, items, text};
@@ -21,15 +22,16 @@ const SHOW_ORDER: &[&str] = &[
 ];
 
 pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
+    let named = |id: &str| lookup::id_of(ctx, &lookup::HOST, id);
     match cmd.unwrap_or(HostsCmd::List) {
         HostsCmd::List => list(ctx),
-        HostsCmd::Show { id } => show(ctx, &id),
-        HostsCmd::Delete { id } => delete(ctx, &id),
-        HostsCmd::Cordon { id } => maintain(ctx, &id, "cordon", &json!({})),
-        HostsCmd::Uncordon { id } => maintain(ctx, &id, "uncordon", &json!({})),
+        HostsCmd::Show { id } => show(ctx, &named(&id)?),
+        HostsCmd::Delete { id } => delete(ctx, &named(&id)?),
+        HostsCmd::Cordon { id } => maintain(ctx, &named(&id)?, "cordon", &json!({})),
+        HostsCmd::Uncordon { id } => maintain(ctx, &named(&id)?, "uncordon", &json!({})),
         HostsCmd::Drain { id, deadline } => {
             let body = deadline.map_or_else(|| json!({}), |d| json!({ "deadline": d }));
-            maintain(ctx, &id, "drain", &body)
+            maintain(ctx, &named(&id)?, "drain", &body)
         }
     }
 }
@@ -44,19 +46,26 @@ fn maintain(ctx: &Ctx, id: &str, action: &str, body: &Value) -> anyhow::Result<(
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/hosts")?;
     ctx.emit(&answer, |v| {
-        let headers =
-            ["ID", "HOSTNAME", "STATE", "GPUS", "RUNTIMES", "UNITS FREE/TOTAL", "LAST SEEN"];
+        let mut headers = vec!["ID", "HOSTNAME", "STATE", "GPUS", "UNITS FREE/TOTAL", "LAST SEEN"];
+        if ctx.wide() {
+            headers.extend(["RUNTIMES", "CPU CORES", "MEMORY GIB", "AGENT"]);
+        }
         let mut table = Table::new(&headers);
+        let now = chrono::Utc::now();
         for host in items(v, "hosts") {
-            table.row(vec![
+            let mut row = vec![
                 field(host, "id"),
                 host_name(host),
                 field(host, "state"),
                 gpus_text(host),
-                field(host, "runtimes"),
                 format!("{}/{}", field(host, "units_free"), field(host, "units_total")),
-                field(host, "last_seen"),
-            ]);
+                lookup::age(host.get("last_seen").and_then(Value::as_str), now),
+            ];
+            if ctx.wide() {
+                let more = ["runtimes", "cpu_cores", "memory_gib", "agent_version"];
+                row.extend(more.iter().map(|k| field(host, k)));
+            }
+            table.row(row);
         }
         table.print();
     })

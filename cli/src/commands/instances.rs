@@ -1,12 +1,13 @@
-//! `gpuspot instances create|list|show|delete|logs` (and `exec`, in [`super::exec`]);
+//! `gpuspot instances create|list|show|update|delete|logs` (and `exec`, in [`super::exec`]);
 //! instances go by name or id (see [`super::lookup`]).
 
 use super::{Ctx, lookup};
-use crate::args::{InstanceCreateArgs, InstancesCmd};
+use crate::args::{InstanceCreateArgs, InstancesCmd, ListFilter};
 use crate::client::encode_segment;
 use crate::output::{Table, field, fields, items, text};
 use crate::request::instance_request;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
@@ -41,10 +42,15 @@ const SHOW_ORDER: &[&str] = &[
 pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
     match cmd {
         InstancesCmd::Create(args) => create(ctx, &args),
-        InstancesCmd::List { states, all } => list(ctx, &states, all),
+        InstancesCmd::List(filter) => list(ctx, &filter),
         InstancesCmd::Show { id } => show(ctx, &lookup::instance_id(ctx, &id)?),
         InstancesCmd::Delete { ids, wait } => {
             ids.iter().try_for_each(|id| delete(ctx, &lookup::instance_id(ctx, id)?, wait))
+        }
+        InstancesCmd::Update { id, rename, env, clear_env } => {
+            let body = change_body(rename, &env, clear_env)?;
+            let changed = ctx.client.patch_json(&path(&lookup::instance_id(ctx, &id)?), &body)?;
+            ctx.emit(&changed, |v| print!("{}", fields(&readable(v), SHOW_ORDER)))
         }
         InstancesCmd::Logs { id, follow } => logs(ctx, &lookup::instance_id(ctx, &id)?, follow),
         InstancesCmd::Exec(mut args) => {
@@ -87,38 +93,71 @@ fn summary(instance: &Value) -> String {
     }
 }
 
-fn list(ctx: &Ctx, states: &[String], all: bool) -> anyhow::Result<()> {
+fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
     let answer = ctx.client.get_json("/v1/instances")?;
-    let shown: Vec<Value> = items(&answer, "instances")
-        .iter()
-        .filter(|i| lookup::shown(i, states, all))
-        .cloned()
-        .collect();
-    ctx.emit(&Value::Array(shown), |v| table(items(v, "instances")).print())
+    let shown = lookup::INSTANCE.filtered(&answer, filter);
+    ctx.emit(&shown, |v| {
+        let hostnames = hostnames(ctx);
+        table(items(v, "instances"), &hostnames, ctx.wide()).print()
+    })
 }
 
-/// The instances table, also used by `deployments show`.
-pub fn table(instances: &[Value]) -> Table {
-    let headers =
-        ["ID", "NAME", "STATE", "AGE", "HOST", "GPUS", "IMAGE", "BILLING", "PRICE", "REASON"];
+/// Host id → hostname, when the caller may list hosts (the admin); empty otherwise, and the
+/// tables show host ids.
+pub fn hostnames(ctx: &Ctx) -> HashMap<String, String> {
+    let Ok(hosts) = ctx.client.get_json("/v1/hosts") else {
+        return HashMap::new();
+    };
+    items(&hosts, "hosts").iter().map(|h| (field(h, "id"), field(h, "hostname"))).collect()
+}
+
+/// The instances table, also used by `deployments show`; `wide` adds ids, the image, the
+/// deployment and the termination time.
+pub fn table(instances: &[Value], hostnames: &HashMap<String, String>, wide: bool) -> Table {
+    let mut headers = vec!["ID", "NAME", "STATE", "AGE", "HOST", "GPUS", "BILLING", "PRICE"];
+    if wide {
+        headers.extend(["HOST ID", "IMAGE", "DEPLOYMENT", "TERMINATION", "ACCOUNT"]);
+    }
+    headers.push("REASON");
     let mut table = Table::new(&headers);
     let now = chrono::Utc::now();
     for instance in instances {
         let created = instance.get("created_at").and_then(Value::as_str);
-        table.row(vec![
+        let host_id = field(instance, "host_id");
+        let mut row = vec![
             field(instance, "id"),
             field(instance, "name"),
             field(instance, "state"),
             lookup::age(created, now),
-            field(instance, "host_id"),
+            hostnames.get(&host_id).cloned().unwrap_or_else(|| host_id.clone()),
             gpus_text(instance),
-            field(instance, "image"),
             billing_text(instance.get("billing")),
             field(instance, "price"),
-            field(instance, "reason"),
-        ]);
+        ];
+        if wide {
+            let more = ["image", "deployment_id", "termination_time", "account_id"];
+            row.push(host_id);
+            row.extend(more.iter().map(|k| field(instance, k)));
+        }
+        row.push(field(instance, "reason"));
+        table.row(row);
     }
     table
+}
+
+/// The PATCH body of `instances update`: only what was given.
+fn change_body(rename: Option<String>, env: &[String], clear: bool) -> anyhow::Result<Value> {
+    let mut body = serde_json::Map::new();
+    if let Some(name) = rename {
+        body.insert("name".into(), Value::String(name));
+    }
+    if clear || !env.is_empty() {
+        body.insert("env".into(), Value::Object(crate::request::env_json(env)?));
+    }
+    if body.is_empty() {
+        return crate::errors::usage("nothing to change: give --rename, --env or --clear-env");
+    }
+    Ok(Value::Object(body))
 }
 
 /// `COUNT x MODEL`: the assigned GPUs when placed, the requested ones otherwise.

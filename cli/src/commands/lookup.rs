@@ -1,8 +1,10 @@
-//! What `instances` commands share beyond one request: an instance named by its name or its
-//! id, waiting until instances reach a state (`--wait`), the `--state`/`--all` filter of
-//! lists, and ages (`5s`, `3m`, `2h`, `4d`) instead of timestamps.
+//! What commands share beyond one request: an instance, deployment, host or account named by
+//! its name (a host by its hostname) or its id, waiting until instances reach a state
+//! (`--wait`), the `--state`/`--all` filter of lists, and ages (`5s`, `3m`, `2h`, `4d`)
+//! instead of timestamps.
 
 use super::Ctx;
+use crate::args::ListFilter;
 use crate::errors::usage;
 use crate::output::{field, items};
 use chrono::{DateTime, Utc};
@@ -12,16 +14,42 @@ use std::time::{Duration, Instant};
 /// States an instance never leaves.
 pub const ENDED: [&str; 2] = ["terminated", "failed"];
 
-/// The id of the instance `name_or_id` names: an id as it is, else the one live instance
-/// of that name (or, with none live, the newest ended one).
+/// Something the CLI lets a user name: where its list is, which field holds the name, and
+/// which states mean it is over (lists hide those by default).
+pub struct Noun {
+    pub list: &'static str,
+    pub name_field: &'static str,
+    pub ended: &'static [&'static str],
+}
+
+pub const INSTANCE: Noun = Noun { list: "/v1/instances", name_field: "name", ended: &ENDED };
+pub const DEPLOYMENT: Noun = Noun {
+    list: "/v1/deployments",
+    name_field: "name",
+    ended: &["deleted", "completed", "failed"],
+};
+pub const HOST: Noun = Noun { list: "/v1/hosts", name_field: "hostname", ended: &[] };
+pub const ACCOUNT: Noun = Noun { list: "/v1/accounts", name_field: "name", ended: &[] };
+
+/// The id of the instance `name_or_id` names (see [`id_of`]).
 pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
-    let list = ctx.client.get_json("/v1/instances")?;
-    let instances = items(&list, "instances");
-    if instances.iter().any(|i| field(i, "id") == name_or_id) {
+    id_of(ctx, &INSTANCE, name_or_id)
+}
+
+/// The id `name_or_id` names: an id as it is, else the one live item of that name (or, with
+/// none live, the newest ended one). When the list cannot be read (an account token asking
+/// for accounts) the word is used as an id and the request itself says what is wrong.
+pub fn id_of(ctx: &Ctx, noun: &Noun, name_or_id: &str) -> anyhow::Result<String> {
+    let Ok(list) = ctx.client.get_json(noun.list) else {
+        return Ok(name_or_id.to_owned());
+    };
+    let all = items(&list, "items");
+    if all.iter().any(|i| field(i, "id") == name_or_id) {
         return Ok(name_or_id.to_owned());
     }
-    let named: Vec<&Value> = instances.iter().filter(|i| field(i, "name") == name_or_id).collect();
-    let live: Vec<&&Value> = named.iter().filter(|i| !is_ended(i)).collect();
+    let named: Vec<&Value> =
+        all.iter().filter(|i| field(i, noun.name_field) == name_or_id).collect();
+    let live: Vec<&&Value> = named.iter().filter(|i| !noun.is_ended(i)).collect();
     match (live.as_slice(), named.last()) {
         ([one], _) => Ok(field(one, "id")),
         ([], Some(newest)) => Ok(field(newest, "id")),
@@ -29,11 +57,32 @@ pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
         (many, _) => {
             let ids: Vec<String> = many.iter().map(|i| field(i, "id")).collect();
             usage(format!(
-                "{name_or_id:?} names {} instances ({}): give an id",
+                "{name_or_id:?} names {} of them ({}): give an id",
                 ids.len(),
                 ids.join(", ")
             ))
         }
+    }
+}
+
+impl Noun {
+    pub fn is_ended(&self, item: &Value) -> bool {
+        self.ended.contains(&field(item, "state").as_str())
+    }
+
+    /// Whether a list shows `item`: with `--state` only those states; without, everything
+    /// not ended unless `--all`.
+    pub fn shown(&self, item: &Value, filter: &ListFilter) -> bool {
+        match filter.states.is_empty() {
+            false => filter.states.contains(&field(item, "state")),
+            true => filter.all || !self.is_ended(item),
+        }
+    }
+
+    /// The items of a list answer that `filter` lets through.
+    pub fn filtered(&self, answer: &Value, filter: &ListFilter) -> Value {
+        let shown = items(answer, "items").iter().filter(|i| self.shown(i, filter)).cloned();
+        Value::Array(shown.collect())
     }
 }
 
@@ -55,16 +104,6 @@ pub fn wait_for(ctx: &Ctx, id: &str, states: &[&str], within: Duration) -> anyho
             anyhow::bail!("{id} is still {state} after {}s", within.as_secs());
         }
         std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// Whether a list shows `instance`: with `--state` only those states; without, everything
-/// but ended instances unless `--all`.
-pub fn shown(instance: &Value, states: &[String], all: bool) -> bool {
-    let state = field(instance, "state");
-    match states.is_empty() {
-        false => states.contains(&state),
-        true => all || !is_ended(instance),
     }
 }
 
@@ -102,9 +141,13 @@ mod tests {
     fn ended_instances_are_hidden_unless_asked_for() {
         let ended = json!({"state": "terminated"});
         let running = json!({"state": "running"});
-        assert!(!shown(&ended, &[], false) && shown(&ended, &[], true));
-        assert!(shown(&running, &[], false));
-        let only = vec!["terminated".to_owned()];
-        assert!(shown(&ended, &only, false) && !shown(&running, &only, false));
+        let default = ListFilter::default();
+        let all = ListFilter { all: true, ..ListFilter::default() };
+        assert!(!INSTANCE.shown(&ended, &default) && INSTANCE.shown(&ended, &all));
+        assert!(INSTANCE.shown(&running, &default));
+        let only = ListFilter { states: vec!["terminated".to_owned()], all: false };
+        assert!(INSTANCE.shown(&ended, &only) && !INSTANCE.shown(&running, &only));
+        let deleted = json!({"state": "deleted"});
+        assert!(!DEPLOYMENT.shown(&deleted, &default) && DEPLOYMENT.shown(&deleted, &all));
     }
 }

@@ -10,7 +10,9 @@ pub mod instances;
 pub mod lookup;
 pub mod messages;
 pub mod pools;
+pub mod snapshots;
 
+use crate::args::Output;
 use crate::client::Client;
 use crate::output;
 use serde_json::Value;
@@ -18,13 +20,22 @@ use serde_json::Value;
 /// What every command needs: the API client and the output choice.
 pub struct Ctx {
     pub client: Client,
-    pub json: bool,
+    pub output: Output,
 }
 
 impl Ctx {
-    /// Prints `value` as pretty JSON with `--json`, or through `human` otherwise.
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+
+    /// `-o wide`: tables with more columns.
+    pub fn wide(&self) -> bool {
+        self.output == Output::Wide
+    }
+
+    /// Prints `value` as pretty JSON with `-o json`, or through `human` otherwise.
     pub fn emit(&self, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
-        if self.json {
+        if self.json() {
             output::print_json(value)
         } else {
             human(value);

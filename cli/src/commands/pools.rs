@@ -5,6 +5,7 @@ use super::Ctx;
 use crate::args::PoolsCmd;
 use crate::chart;
 use crate::client::encode_segment;
+use crate::errors::usage;
 use crate::output::{Table, field, items};
 use gpuspot_common::Money;
 use serde_json::Value;
@@ -47,6 +48,10 @@ pub fn availability(available: Option<&Value>) -> String {
 }
 
 fn history(ctx: &Ctx, model: &str, hours: u32) -> anyhow::Result<()> {
+    let pools = ctx.client.get_json("/v1/pools")?;
+    let models: Vec<String> = items(&pools, "pools").iter().map(|p| field(p, "model")).collect();
+    let model = pool_named(&models, model)?;
+    let model = model.as_str();
     let path = format!("/v1/pools/{}/price-history?hours={hours}", encode_segment(model));
     let answer = ctx.client.get_json(&path)?;
     ctx.emit(&answer, |v| {
@@ -65,6 +70,30 @@ fn history(ctx: &Ctx, model: &str, hours: u32) -> anyhow::Result<()> {
             println!("{line}");
         }
     })
+}
+
+/// The pool a model names: its exact name, the pool whose name the NVML name contains
+/// ("NVIDIA GeForce RTX 5090" → "RTX 5090"; the longest wins, so "RTX PRO 6000" beats
+/// "RTX 6000"), or the one pool whose name contains it ("5090"); case is ignored.
+fn pool_named(models: &[String], given: &str) -> anyhow::Result<String> {
+    let wanted = given.trim().to_lowercase();
+    if let Some(exact) = models.iter().find(|m| m.to_lowercase() == wanted) {
+        return Ok(exact.clone());
+    }
+    let within = models.iter().filter(|m| wanted.contains(&m.to_lowercase()));
+    if let Some(longest) = within.max_by_key(|m| m.len()) {
+        return Ok(longest.clone());
+    }
+    let containing: Vec<&String> =
+        models.iter().filter(|m| m.to_lowercase().contains(&wanted)).collect();
+    match containing.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => usage(format!("no pool for {given:?}; pools: {}", models.join(", "))),
+        many => usage(format!(
+            "{given:?} matches several pools: {}",
+            many.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// The chart under the points, with the first and last time beneath it.
@@ -93,6 +122,20 @@ mod tests {
         assert_eq!(availability(Some(&json!(0))), "No capacity currently available");
         assert_eq!(availability(Some(&Value::Null)), "No capacity currently available");
         assert_eq!(availability(None), "No capacity currently available");
+    }
+
+    #[test]
+    fn a_pool_is_found_by_its_nvml_name_too() {
+        let models: Vec<String> =
+            ["RTX 5090", "RTX 6000", "RTX PRO 6000"].iter().map(|m| m.to_string()).collect();
+        let pick = |given| pool_named(&models, given).ok();
+        assert_eq!(pick("RTX 5090").as_deref(), Some("RTX 5090"));
+        assert_eq!(pick("NVIDIA GeForce RTX 5090").as_deref(), Some("RTX 5090"));
+        assert_eq!(pick("NVIDIA RTX PRO 6000 Blackwell").as_deref(), Some("RTX PRO 6000"));
+        assert_eq!(pick("rtx 5090").as_deref(), Some("RTX 5090"));
+        assert_eq!(pick("5090").as_deref(), Some("RTX 5090"));
+        assert_eq!(pick("6000"), None, "ambiguous");
+        assert_eq!(pick("H100"), None);
     }
 
     #[test]
