@@ -1,9 +1,12 @@
 //! The command line, declared with clap derive: global options and one subcommand tree per
 //! API noun (DESIGN §12: `gpuspot <noun> <verb> …`).
 
+mod deployments;
+
+pub use deployments::{DeploymentCreateArgs, DeploymentsCmd, Mode};
+
 use crate::dev::DevArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
 
 /// gpuspot: the command line of a spot GPU cloud.
 #[derive(Parser)]
@@ -361,98 +364,4 @@ pub enum AccountsCmd {
     Disable { id: String },
     /// Enable a disabled account again (admin).
     Enable { id: String },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum DeploymentsCmd {
-    /// Create a deployment from --file or from flags.
-    Create(Box<DeploymentCreateArgs>),
-    /// List deployments (deleted and finished ones only with --all or --state).
-    #[command(alias = "ls")]
-    List(ListFilter),
-    /// Show one deployment and its instances (by name or id).
-    Show { id: String },
-    /// Set a replica set's replica count.
-    Scale { id: String, replicas: u32 },
-    /// Move replicas that fell back to regular back to spot.
-    Rebuild { id: String },
-    /// Delete deployments (by name or id) and terminate their instances.
-    #[command(alias = "rm")]
-    Delete {
-        #[arg(required = true, value_name = "ID")]
-        ids: Vec<String>,
-    },
-    /// A replica set's replicas: address, ready, draining.
-    Endpoints { id: String },
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Replicaset,
-    Job,
-    Container,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct DeploymentCreateArgs {
-    /// The deployment request as TOML or JSON (by extension).
-    #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "name", "mode", "replicas", "completions", "parallelism", "retry_limit", "specs",
-        "env", "snapshot", "command", "cpu", "cpu_min", "cpu_max", "memory_gib",
-        "memory_gib_min", "memory_gib_max", "image", "data_disk_gib", "ports", "readiness",
-        "autoscale", "target_rps", "target_gpu", "scale_in_delay", "schedule",
-    ])]
-    pub file: Option<PathBuf>,
-    /// Deployment name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// replicaset (default), job or container.
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
-    /// Replicas to keep running (replicaset).
-    #[arg(long)]
-    pub replicas: Option<u32>,
-    /// Successful completions needed (job).
-    #[arg(long)]
-    pub completions: Option<u32>,
-    /// Runs at once (job).
-    #[arg(long)]
-    pub parallelism: Option<u32>,
-    /// Failed runs allowed (job).
-    #[arg(long)]
-    pub retry_limit: Option<u32>,
-    /// BILLING:MODELS:COUNT[:MAX_PRICE], e.g. spot:H100|A100:1:1.20; repeat, in preference order.
-    #[arg(long = "spec", value_name = "SPEC")]
-    pub specs: Vec<String>,
-    #[command(flatten)]
-    pub resources: ResourceArgs,
-    /// Environment variable for the workload; repeatable.
-    #[arg(long = "env", value_name = "K=V")]
-    pub env: Vec<String>,
-    /// Snapshot the data directory when an instance stops.
-    #[arg(long)]
-    pub snapshot: bool,
-    #[command(flatten)]
-    pub guest: GuestArgs,
-    /// Act for this account (admin token only).
-    #[arg(long, value_name = "ID")]
-    pub account: Option<String>,
-    /// Autoscale the replica set between MIN and MAX replicas (with --target-rps/--target-gpu).
-    #[arg(long, value_name = "MIN:MAX")]
-    pub autoscale: Option<String>,
-    /// Autoscaling target: requests per second per replica, through the gateway.
-    #[arg(long, value_name = "RPS", requires = "autoscale")]
-    pub target_rps: Option<f64>,
-    /// Autoscaling target: GPU utilisation per replica, percent.
-    #[arg(long, value_name = "PERCENT", requires = "autoscale")]
-    pub target_gpu: Option<u32>,
-    /// How long fewer replicas must be wanted before scaling in, e.g. 5m (default).
-    #[arg(long, value_name = "DURATION", requires = "autoscale")]
-    pub scale_in_delay: Option<String>,
-    /// A scheduled minimum, CRON=N in UTC (e.g. '0 9 * * 1-5=4'); repeatable.
-    #[arg(long = "schedule", value_name = "CRON=N")]
-    pub schedule: Vec<String>,
-    /// The command to run, after `--` (with --image: replaces the image's CMD).
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }

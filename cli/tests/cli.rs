@@ -199,6 +199,6 @@ fn events_print_one_line_each() {
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[0].starts_with("2026-04-08T05:00:00Z  instance.running"));
+    assert!(lines[0].starts_with("2026-04-08T05:00:00.000Z  instance.running"), "{stdout}");
     assert!(lines[1].contains("instance.terminated") && lines[1].ends_with("reason=user"));
 }

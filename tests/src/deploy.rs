@@ -241,6 +241,16 @@ pub fn step_after(logs: &str, prefix: &str) -> u32 {
 /// binary's `deps/` dir) and parses its JSON output; None, with the reason printed, when
 /// the binary has not been built. Panics when the command fails.
 pub fn cli(api: &Api, args: &[&str]) -> Option<Value> {
+    let stdout = cli_output(api, args, &["--json"], &[])?;
+    Some(serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)))
+}
+
+/// Like [`cli`], but what a person sees (tables, lines), with `env` set (e.g. `COLUMNS`).
+pub fn cli_text(api: &Api, args: &[&str], env: &[(&str, &str)]) -> Option<String> {
+    cli_output(api, args, &[], env)
+}
+
+fn cli_output(api: &Api, args: &[&str], flags: &[&str], env: &[(&str, &str)]) -> Option<String> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("gpuspot");
     if !bin.is_file() {
@@ -254,14 +264,17 @@ pub fn cli(api: &Api, args: &[&str]) -> Option<Value> {
     let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
     let output = Command::new(&bin)
         .args(&args[..split])
-        .args(["--api", &api.base, "--token", api.token.as_deref().unwrap_or_default(), "--json"])
+        .args(["--api", &api.base, "--token", api.token.as_deref().unwrap_or_default()])
+        .args(flags)
         .args(&args[split..])
         .env_remove("GPUSPOT_API")
         .env_remove("GPUSPOT_TOKEN")
+        .env_remove("COLUMNS")
+        .envs(env.iter().copied())
         .output()
         .expect("run gpuspot");
     let (stdout, stderr) =
         (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "gpuspot {args:?}: {}\n{stdout}\n{stderr}", output.status);
-    Some(serde_json::from_str(&stdout).unwrap_or(Value::String(stdout.into_owned())))
+    Some(stdout.into_owned())
 }
