@@ -119,9 +119,9 @@ impl Cluster {
 
     /// Every live replica set's route, for the gateway.
     pub fn routes(&self) -> Vec<Route> {
-        self.deployments
-            .iter()
-            .filter(|d| !d.state.is_final())
+        let mut live: Vec<_> = self.deployments.iter().filter(|d| !d.state.is_final()).collect();
+        live.sort_by(|a, b| (a.created_at, &a.id.0).cmp(&(b.created_at, &b.id.0)));
+        live.into_iter()
             .map(|d| Route {
                 deployment_id: d.id.clone(),
                 name: d.name.clone(),

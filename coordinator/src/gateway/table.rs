@@ -1,5 +1,6 @@
-//! The gateway's routing table: per deployment (by id, and by name where the name is
-//! unique), the ready, non-draining replicas with their outstanding requests. A new table
+//! The gateway's routing table: per deployment (by id, and by name for the oldest live
+//! deployment of that name: first come, first named, so a later one, perhaps another
+//! tenant's, cannot take over a name that is in use), the ready, non-draining replicas with their outstanding requests. A new table
 //! from the cluster replaces the old at once; counters of replicas and deployments that
 //! stay carry over, so the least-outstanding choice and the request rate see no jump.
 
@@ -48,7 +49,8 @@ impl Table {
         self.by_key.get(key).cloned()
     }
 
-    /// The table for `routes`, keeping `previous`'s counters where they still apply.
+    /// The table for `routes` (oldest first), keeping `previous`'s counters where they still
+    /// apply. Ids are claimed before names, so no name can shadow another deployment's id.
     pub fn build(routes: Vec<Route>, previous: &Table) -> Table {
         let mut old_requests = HashMap::new();
         let mut old_outstanding = HashMap::new();
@@ -58,11 +60,8 @@ impl Table {
                 old_outstanding.insert(b.instance_id.clone(), b.outstanding.clone());
             }
         }
-        let mut names: HashMap<String, usize> = HashMap::new();
-        for route in &routes {
-            *names.entry(route.name.clone()).or_default() += 1;
-        }
         let mut by_key = HashMap::new();
+        let mut names = Vec::new();
         for route in routes {
             let backends = route
                 .backends
@@ -79,10 +78,11 @@ impl Table {
                 backends,
                 next: AtomicUsize::new(0),
             });
-            if names.get(&route.name) == Some(&1) && route.name != route.deployment_id.0 {
-                by_key.insert(route.name, state.clone());
-            }
+            names.push((route.name, state.clone()));
             by_key.insert(route.deployment_id.0, state);
+        }
+        for (name, state) in names {
+            by_key.entry(name).or_insert(state);
         }
         Table { by_key }
     }
@@ -131,16 +131,25 @@ mod tests {
     }
 
     #[test]
-    fn counters_carry_over_and_shared_names_route_by_id_only() {
+    fn counters_carry_over_and_the_first_deployment_of_a_name_keeps_it() {
         let first = Table::build(vec![route("d-1", "svc", &["a", "b"])], &Table::default());
         let state = first.get("d-1").unwrap();
         state.requests.store(7, Ordering::Relaxed);
         state.backends[1].outstanding.store(3, Ordering::Relaxed);
         let routes = vec![route("d-1", "svc", &["b", "c"]), route("d-2", "svc", &[])];
         let second = Table::build(routes, &first);
-        assert!(second.get("svc").is_none(), "two deployments named svc: ids only");
+        let by_name = second.get("svc").expect("svc");
+        assert_eq!(by_name.deployment_id.0, "d-1", "the older deployment keeps the name");
+        assert_eq!(second.get("d-2").unwrap().deployment_id.0, "d-2", "the newer by id");
         let state = second.get("d-1").unwrap();
         assert_eq!(state.backends[0].outstanding.load(Ordering::Relaxed), 3);
         assert_eq!(second.request_counts()[&DeploymentId("d-1".into())], 7);
+    }
+
+    #[test]
+    fn a_name_cannot_shadow_another_deployments_id() {
+        let routes = vec![route("d-1", "d-2", &["a"]), route("d-2", "svc", &["b"])];
+        let table = Table::build(routes, &Table::default());
+        assert_eq!(table.get("d-2").unwrap().deployment_id.0, "d-2");
     }
 }
