@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use gpuspot_agent::config::{AgentSettings, default_socket_dir};
 use gpuspot_agent::discovery::{Reservation, SimulatedDiscovery, SimulatedProfile};
 use gpuspot_agent::host::{GpuKind, RuntimeKind};
-use gpuspot_coordinator::config::RawConfig;
+use gpuspot_coordinator::config::{RawConfig, RawGateway};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,7 +76,9 @@ fn coordinator_settings(
     };
     raw.http = Some(args.http);
     raw.quic = Some(args.quic);
-    raw.gateway = Some(gpuspot_coordinator::config::RawGateway { listen: gateway_addr(args) });
+    let listen = gateway_addr(args);
+    let gateway = raw.gateway.take().map(|configured| RawGateway { listen, ..configured });
+    raw.gateway = Some(gateway.unwrap_or_else(|| RawGateway::listening_on(listen)));
     raw.data_dir = Some(data_dir.join("coordinator"));
     if let Ok(token) = std::env::var("GPUSPOT_ADMIN_TOKEN")
         && !token.trim().is_empty()

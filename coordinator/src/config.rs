@@ -56,11 +56,39 @@ pub struct RawConfig {
     pub gateway: Option<RawGateway>,
 }
 
-/// `[gateway]`: `listen = "ADDR"` serves `/d/{deployment}/…` there.
+/// `[gateway]`: `listen = "ADDR"` serves `/d/{deployment}/…` there; `max_connections` and
+/// `max_connections_per_client` (one IP address) bound what it holds open.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub listen: SocketAddr,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+}
+
+impl RawGateway {
+    pub fn listening_on(listen: SocketAddr) -> Self {
+        RawGateway { listen, max_connections: None, max_connections_per_client: None }
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) -> GatewaySettings {
+        let defaults = crate::gateway::limits::Limits::default();
+        let limits = crate::gateway::limits::Limits {
+            total: self.max_connections.unwrap_or(defaults.total),
+            per_client: self.max_connections_per_client.unwrap_or(defaults.per_client),
+        };
+        if limits.total == 0 || limits.per_client == 0 {
+            problems.push("[gateway] connection limits must be at least 1".to_owned());
+        }
+        GatewaySettings { listen: self.listen, limits }
+    }
+}
+
+/// The gateway's validated `[gateway]` table.
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    pub limits: crate::gateway::limits::Limits,
 }
 
 /// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
@@ -185,8 +213,8 @@ pub struct Settings {
     pub ssh: Option<SshSettings>,
     pub default_quota: Quota,
     pub smtp: Option<SmtpSettings>,
-    /// `[gateway] listen`.
-    pub gateway: Option<SocketAddr>,
+    /// `[gateway]`.
+    pub gateway: Option<GatewaySettings>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -244,6 +272,7 @@ impl RawConfig {
             SshSettings { listen: raw.listen, host }
         });
         let smtp = self.smtp.and_then(|raw| raw.validate(&mut problems));
+        let gateway = self.gateway.map(|raw| raw.validate(&mut problems));
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -268,7 +297,7 @@ impl RawConfig {
                 max_instances: self.accounts.default_max_instances,
             },
             smtp,
-            gateway: self.gateway.map(|g| g.listen),
+            gateway,
         })
     }
 }

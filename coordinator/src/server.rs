@@ -178,13 +178,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         crate::mail::spawn(smtp, store.clone(), events.subscribe());
     }
     let writer = Writer::start(store.clone());
-    let gateway = match settings.gateway {
-        Some(listen) => {
-            let gateway = crate::gateway::Gateway::new();
+    let gateway = match &settings.gateway {
+        Some(config) => {
+            let gateway = crate::gateway::Gateway::new(config.limits);
             let (addr, task) = gateway
-                .serve(listen)
+                .serve(config.listen)
                 .await
-                .with_context(|| format!("binding the gateway on {listen}"))?;
+                .with_context(|| format!("binding the gateway on {}", config.listen))?;
             Some((gateway, addr, task))
         }
         None => None,

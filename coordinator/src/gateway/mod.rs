@@ -4,11 +4,15 @@
 //! an endpoint changes, so a noticed replica leaves the rotation at once while its
 //! requests in flight finish. A request whose body is buffered (known length up to
 //! [`proxy::BUFFER_LIMIT`]) is tried on another replica when its connection cannot be
-//! made: nothing reached the first one, so this is safe for every method.
+//! made: nothing reached the first one, so this is safe for every method. Connections are
+//! limited per client address and in all ([`limits`]); one past its limit gets a 429 and
+//! is closed, and a client that sends no request head within [`proxy::HEADER_TIMEOUT`] is
+//! dropped, so slow or greedy clients cannot hold the gateway for the others.
 //!
 //! Plain HTTP/1.1 on hyper: the gateway needs nothing else, and hyper is already what the
 //! agent's metadata socket is served with.
 
+pub mod limits;
 mod proxy;
 pub mod table;
 
@@ -21,11 +25,13 @@ use std::sync::{Arc, RwLock};
 pub struct Gateway {
     table: RwLock<Arc<table::Table>>,
     client: proxy::Client,
+    admission: limits::Admission,
 }
 
 impl Gateway {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self { table: Default::default(), client: proxy::client() })
+    pub fn new(limits: limits::Limits) -> Arc<Self> {
+        let admission = limits::Admission::new(limits);
+        Arc::new(Self { table: Default::default(), client: proxy::client(), admission })
     }
 
     /// Replaces the routing table (the cluster actor calls this after endpoint changes).

@@ -11,8 +11,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +39,10 @@ pub fn client() -> Client {
         .build(connector)
 }
 
+/// How long a client may take to send a request's head (slow-header clients hold a
+/// connection without a request).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -49,19 +54,39 @@ pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListene
             }
         };
         let _ = stream.set_nodelay(true);
+        let slot = gateway.admission.admit(peer.ip());
         let gateway = gateway.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(forward(&gateway, request, peer).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let result = match slot {
+                Some(_slot) => {
+                    let service = hyper::service::service_fn(move |request| {
+                        let gateway = gateway.clone();
+                        async move { Ok::<_, Infallible>(forward(&gateway, request, peer).await) }
+                    });
+                    builder.serve_connection(TokioIo::new(stream), service).await
+                }
+                None => {
+                    tracing::debug!(%peer, "gateway connection refused: too many open");
+                    let service = hyper::service::service_fn(|_| async {
+                        Ok::<_, Infallible>(too_many_connections())
+                    });
+                    builder.keep_alive(false).serve_connection(TokioIo::new(stream), service).await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, "gateway connection ended");
             }
         });
     }
+}
+
+fn too_many_connections() -> Response<ProxyBody> {
+    let message = "too many connections from this address; close some and retry";
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message);
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// `/d/{key}/rest` → (key, `/rest`).
