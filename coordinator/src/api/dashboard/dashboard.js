@@ -540,6 +540,8 @@ function useToken() {
   else localStorage.removeItem(TOKEN_KEY);
   state.account = null;
   clearAll();
+  // The feed showed what the old token may see: not for the new one.
+  $("events").replaceChildren();
   clearError("action");
   refresh();
 }
