@@ -43,6 +43,29 @@ pub fn screenshot_dir() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
+/// chromedriver on a free loopback port, once it answers; it and its URL.
+fn spawn_driver(profile: &Path) -> (Proc, String) {
+    let port = free_port();
+    let mut command = Command::new(CHROMEDRIVER);
+    // Its own process group, so chromium and its helpers die with it; HOME in the profile,
+    // so even crashpad (whose database lives under it) names the profile.
+    command
+        .arg(format!("--port={port}"))
+        .current_dir(profile)
+        .env("HOME", profile)
+        .env_remove("XDG_CONFIG_HOME")
+        .process_group(0);
+    let driver = Proc::spawn("chromedriver", command, &profile.join("chromedriver.log"));
+    let url = format!("http://127.0.0.1:{port}");
+    let status = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+    wait_until(Duration::from_secs(20), "chromedriver to answer /status", || {
+        let answer = status.get(format!("{url}/status")).send().map_err(|e| e.to_string())?;
+        let body: Value = answer.json().map_err(|e| e.to_string())?;
+        if body["value"]["ready"] == true { Ok(()) } else { Err(body.to_string()) }
+    });
+    (driver, url)
+}
+
 fn capabilities(profile: &Path, width: u32, height: u32) -> serde_json::Map<String, Value> {
     // As root chromium refuses to start without --no-sandbox; /dev/shm is small in
     // containers, and there is no GPU to draw with.
@@ -64,34 +87,23 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and a `width`×`height` headless
     /// chromium session; screenshots go to [`screenshot_dir`].
     pub fn start(width: u32, height: u32) -> Browser {
+        // Never skipped: a machine without them fails here, saying what to install.
+        for binary in [CHROMEDRIVER, CHROMIUM] {
+            assert!(
+                Path::new(binary).exists(),
+                "{binary} is missing: scripts/install-test-deps.sh installs chromium and \
+                 chromium-driver (apt-get install -y chromium chromium-driver)"
+            );
+        }
         let profile = tempfile::Builder::new().prefix("chromium").tempdir().expect("temp dir");
-        let port = free_port();
-        let mut command = Command::new(CHROMEDRIVER);
-        // Its own process group, so chromium and its helpers die with it; HOME in the
-        // profile, so even crashpad (whose database lives under it) names the profile.
-        command
-            .arg(format!("--port={port}"))
-            .current_dir(profile.path())
-            .env("HOME", profile.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .process_group(0);
-        let log = profile.path().join("chromedriver.log");
-        let driver = Proc::spawn("chromedriver", command, &log);
-        let url = format!("http://127.0.0.1:{port}");
-        let status = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
-        wait_until(Duration::from_secs(20), "chromedriver to answer /status", || {
-            let answer = status.get(format!("{url}/status")).send().map_err(|e| e.to_string())?;
-            let body: Value = answer.json().map_err(|e| e.to_string())?;
-            if body["value"]["ready"] == true { Ok(()) } else { Err(body.to_string()) }
-        });
+        let (driver, url) = spawn_driver(profile.path());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         let runtime = runtime.expect("tokio runtime");
         let caps = capabilities(profile.path(), width, height);
         let mut builder = ClientBuilder::new(HttpConnector::new());
-        let client =
-            runtime.block_on(builder.capabilities(caps).connect(&url)).unwrap_or_else(|e| {
-                panic!("WebDriver session: {e}\n{}", crate::process::log_tail(&log, 4000))
-            });
+        let client = runtime
+            .block_on(builder.capabilities(caps).connect(&url))
+            .unwrap_or_else(|e| panic!("WebDriver session: {e}\n{}", driver.log_tail(4000)));
         let shots = screenshot_dir();
         Browser { client: Some(client), runtime, shots, profile, driver }
     }
