@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod billing;
+pub mod browser;
 pub mod cluster;
 pub mod coordinator;
 pub mod deploy;

@@ -1,4 +1,6 @@
 //! `GET /v1/events`: every change as server-sent events; an account sees only its own.
+//! The token comes as a bearer token or, for browsers' `EventSource`, which cannot send a
+//! header, as the `gpuspot_token` cookie ([`super::auth::StreamCaller`]).
 //!
 //! Bounded on purpose (DESIGN §15), since every tenant may open streams and not read them:
 //! - without `Last-Event-ID` (header, or `?after=`) a stream starts from now: no replay;
@@ -11,7 +13,7 @@
 //!   a client that reconnects with `Last-Event-ID` resumes where it stopped.
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::StreamCaller;
 use super::error::HttpError;
 use crate::actors::Scope;
 use crate::core::cluster::Event;
@@ -188,7 +190,7 @@ async fn replay_start(state: &AppState, scope: &Scope, after: u64) -> Result<u64
 
 async fn stream(
     state: web::Data<AppState>,
-    caller: Caller,
+    StreamCaller(caller): StreamCaller,
     request: HttpRequest,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, HttpError> {

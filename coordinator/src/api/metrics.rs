@@ -1,6 +1,4 @@
-//! `GET /metrics` (Prometheus text format), `GET /openapi.json` and the dashboard at `/`.
-//! Metrics and the OpenAPI document need no token; the dashboard asks for one and then
-//! uses the API like any client.
+//! `GET /metrics` (Prometheus text format) and `GET /openapi.json`; neither needs a token.
 
 use super::AppState;
 use super::error::HttpError;
@@ -13,12 +11,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 const OPENAPI: &str = include_str!("openapi.json");
-const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
-        .route("/", web::get().to(dashboard));
+    cfg.route("/metrics", web::get().to(metrics)).route("/openapi.json", web::get().to(openapi));
 }
 
 async fn metrics(
@@ -53,8 +48,4 @@ pub async fn count(
 
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(OPENAPI)
-}
-
-async fn dashboard() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(DASHBOARD)
 }

@@ -7,9 +7,11 @@
 //! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
 //! - [`messages`]: the accounts' inboxes.
+//! - [`dashboard`]: the browser dashboard at `/`.
 
 pub mod accounts;
 pub mod auth;
+pub mod dashboard;
 pub mod deployments;
 pub mod error;
 pub mod events;
@@ -88,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(error::query_config())
         .route("/healthz", web::get().to(healthz))
         .configure(metrics::routes)
+        .configure(dashboard::routes)
         .service(
             web::scope("/v1")
                 .configure(instances::routes)

@@ -1,0 +1,560 @@
+// The gpuspot dashboard: reads the HTTP API (DESIGN §11) with the token kept in
+// localStorage, refreshes every few seconds, and follows GET /v1/events live.
+//
+// Tenants choose names, commands and more, so every string from the API is hostile: the
+// page is built with createElement/textContent only (never innerHTML), and the coordinator
+// serves it under a Content-Security-Policy that allows no inline script.
+"use strict";
+
+const TOKEN_KEY = "gpuspot-token";
+const TOKEN_COOKIE = "gpuspot_token";
+const REFRESH_MS = 3000;
+const HISTORY_MS = 30000;
+const HISTORY_HOURS = 48;
+const CHART_POINTS = 240;
+const MAX_EVENTS = 200;
+const ENDED = new Set(["terminated", "failed"]);
+// EventSource has no catch-all for named events: every kind the coordinator sends
+// (core/events.rs) is listened for by name.
+const EVENT_KINDS = [
+  "instance_created", "instance_placed", "instance_running", "instance_changed",
+  "instance_stopping", "instance_terminated", "instance_failed", "termination_scheduled",
+  "termination_cancelled", "price_changed", "host_connected", "host_disconnected",
+  "host_health_changed", "host_lost", "host_deleted", "host_cordoned", "host_uncordoned",
+  "host_draining", "account_created", "account_changed", "account_overdue",
+  "account_overdue_shutdown", "account_settled", "account_disabled", "account_enabled",
+  "payment", "token_rotated", "deployment_created", "deployment_changed",
+  "deployment_rebuilt", "deployment_ended", "deployment_scaled", "snapshot_saved",
+  "snapshot_failed",
+];
+
+const $ = id => document.getElementById(id);
+
+const state = {
+  token: localStorage.getItem(TOKEN_KEY) || "",
+  admin: false,
+  data: { pools: [], hosts: [], instances: [], deployments: [], accounts: [], ledger: [] },
+  history: {},          // pool model -> [{t, price, text}]
+  historyAt: 0,
+  account: null,        // the account whose ledger is shown
+  drafts: {},           // deployment id -> replica count typed but not applied yet
+  rendered: {},         // table id -> what it was last rendered from
+  events: null,         // the EventSource
+  timer: null,
+};
+
+// ---- DOM building: strings only ever become text nodes or attribute values ----
+
+function build(node, props, children) {
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const el = (tag, props, ...children) => build(document.createElement(tag), props, children);
+const svg = (tag, props, ...children) =>
+  build(document.createElementNS("http://www.w3.org/2000/svg", tag), props, children);
+
+function time(iso) {
+  if (!iso) return "-";
+  const d = new Date(iso);
+  return isNaN(d) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 19);
+}
+
+const dash = v => (v === undefined || v === null || v === "" ? "-" : v);
+const stateCell = s => el("td", { class: "state-" + String(s).replace(/[^a-z_]/g, "") }, dash(s));
+
+// Renders `table` from `rows` unless it was rendered from the same data last time, so an
+// unchanged table keeps its focus, selection and half-typed inputs across refreshes.
+function render(table, columns, rows, key, empty) {
+  const signature = JSON.stringify([key, rows]);
+  if (state.rendered[table] === signature) return;
+  state.rendered[table] = signature;
+  const head = el("tr", {}, columns.map(c => el("th", {}, c.title)));
+  const body = rows.length
+    ? rows.map(row => el("tr", { "data-id": row.id ?? row.model }, columns.map(c => cell(c, row))))
+    : [el("tr", {}, el("td", { class: "empty", colspan: columns.length }, empty || "none"))];
+  $(table).replaceChildren(el("thead", {}, head), el("tbody", {}, body));
+}
+
+function cell(column, row) {
+  const value = column.value(row);
+  if (value instanceof Node && value.nodeName === "TD") return value;
+  return el("td", { class: column.class }, value instanceof Node ? value : dash(value));
+}
+
+// ---- the API ----
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + state.token };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    response = await fetch(path, { method, headers, body: payload, cache: "no-store" });
+  } catch (e) {
+    throw new ApiError(0, "unreachable", "the coordinator did not answer (" + e.message + ")");
+  }
+  const text = await response.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (_) { /* not JSON: text below */ }
+  if (!response.ok) {
+    const error = (json && json.error) || {};
+    throw new ApiError(response.status, error.code || "http_" + response.status,
+      error.message || text || response.statusText);
+  }
+  return json;
+}
+
+function describe(error) {
+  if (!(error instanceof ApiError)) return String(error);
+  const head = error.status ? error.status + " " + error.code : error.code;
+  const hint = error.status === 401 ? " — check the token above (admin or account token)" : "";
+  return head + ": " + error.message + hint;
+}
+
+// ---- the error banner: refresh errors clear themselves, action errors stay until dismissed ----
+
+let bannerFrom = null;
+
+function showError(from, text) {
+  bannerFrom = from;
+  $("error-text").textContent = text;
+  $("error").hidden = false;
+}
+
+function clearError(from) {
+  if (bannerFrom !== from) return;
+  bannerFrom = null;
+  $("error").hidden = true;
+}
+
+// ---- refreshing ----
+
+async function load() {
+  const [pools, instances, deployments] = await Promise.all([
+    api("GET", "/v1/pools"), api("GET", "/v1/instances"), api("GET", "/v1/deployments"),
+  ]);
+  // GET /v1/hosts is the admin's: 403 means an account token, which is fine.
+  const hosts = await api("GET", "/v1/hosts").catch(e => {
+    if (e.status === 403) return null;
+    throw e;
+  });
+  const data = { pools, instances, deployments, hosts: hosts || [], accounts: [], ledger: [] };
+  state.admin = hosts !== null;
+  if (state.admin) {
+    data.accounts = await api("GET", "/v1/accounts");
+    if (!data.accounts.some(a => a.id === state.account)) state.account = null;
+    if (state.account) {
+      const path = "/v1/accounts/" + encodeURIComponent(state.account) + "/ledger?limit=200";
+      data.ledger = await api("GET", path);
+    }
+  }
+  return data;
+}
+
+// One refresh at a time: a call during one asks for another right after it.
+let inflight = null, again = false;
+
+function refresh() {
+  if (inflight) {
+    again = true;
+    return inflight;
+  }
+  inflight = refreshOnce().finally(() => {
+    inflight = null;
+    if (again) {
+      again = false;
+      refresh();
+    }
+  });
+  return inflight;
+}
+
+async function refreshOnce() {
+  clearTimeout(state.timer);
+  if (!state.token) {
+    showError("refresh", "No token: paste the admin token or an account token above and press “use”.");
+    clearAll();
+  } else {
+    try {
+      state.data = await load();
+      clearError("refresh");
+      showAll();
+      if (!state.events) startEvents();
+      await refreshHistory();
+    } catch (e) {
+      showError("refresh", describe(e));
+      if (e.status === 401 || e.status === 403) clearAll();
+    }
+  }
+  state.timer = setTimeout(refresh, REFRESH_MS);
+}
+
+// Price history changes once a tick: fetched every HISTORY_MS, or sooner while a pool has
+// no points yet (a coordinator that just started).
+async function refreshHistory() {
+  const pools = state.data.pools;
+  const missing = pools.some(p => !(state.history[p.model] || []).length);
+  if (!missing && Date.now() - state.historyAt < HISTORY_MS) return;
+  state.historyAt = Date.now();
+  const lists = await Promise.all(pools.map(p =>
+    api("GET", "/v1/pools/" + encodeURIComponent(p.model) + "/price-history?hours=" + HISTORY_HOURS)));
+  pools.forEach((p, i) => {
+    state.history[p.model] = lists[i].map(x => ({ t: Date.parse(x.at), price: +x.price, text: x.price }));
+  });
+  state.rendered.pools = null;
+  showPools();
+}
+
+function clearAll() {
+  stopEvents();
+  state.admin = false;
+  state.data = { pools: [], hosts: [], instances: [], deployments: [], accounts: [], ledger: [] };
+  state.history = {};
+  state.rendered = {};
+  for (const id of ["pools", "hosts", "instances", "deployments", "accounts", "ledger"]) {
+    $(id).replaceChildren();
+  }
+  showAdmin();
+  $("who").textContent = "";
+}
+
+function showAll() {
+  showAdmin();
+  $("who").textContent = state.admin ? "admin" : "account token";
+  $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  showPools();
+  showHosts();
+  showInstances();
+  showDeployments();
+  showAccounts();
+}
+
+function showAdmin() {
+  for (const section of document.querySelectorAll(".admin")) section.hidden = !state.admin;
+}
+
+// ---- pools and their price chart ----
+
+function showPools() {
+  render("pools", [
+    { title: "model", value: p => p.model },
+    { title: "list", value: p => p.list_price, class: "num" },
+    { title: "market", value: p => p.market_price, class: "num" },
+    { title: "pricing", value: p => p.pricing },
+    { title: "availability", value: p => p.availability },
+    { title: "available/total", value: p => p.available + "/" + p.total, class: "num" },
+    { title: "notice", value: p => p.notice_period },
+    { title: "price, last " + HISTORY_HOURS + " h", value: p => chart(p.model, state.history[p.model] || []) },
+  ], state.data.pools, null, "no pools");
+}
+
+// At most CHART_POINTS points, each the mean of a contiguous bucket of the series.
+function squeeze(points) {
+  if (points.length <= CHART_POINTS) return points;
+  const out = [];
+  for (let i = 0; i < CHART_POINTS; i++) {
+    const from = Math.floor(i * points.length / CHART_POINTS);
+    const to = Math.max(Math.floor((i + 1) * points.length / CHART_POINTS), from + 1);
+    const bucket = points.slice(from, to);
+    const price = bucket.reduce((s, p) => s + p.price, 0) / bucket.length;
+    out.push({ t: bucket[bucket.length - 1].t, price });
+  }
+  return out;
+}
+
+// A line over time, oldest at the left: the axis spans 48 h, or less while the history is
+// shorter (the left label says since when), so a young coordinator's chart is not a dot.
+function chart(model, points) {
+  const W = 320, H = 84, PAD = 6, LABEL = 14;
+  const box = svg("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`,
+    role: "img", "data-model": model, "data-points": points.length,
+    "aria-label": `price of ${model}, last ${HISTORY_HOURS} h` });
+  box.append(svg("line", { x1: PAD, y1: H - LABEL, x2: W - PAD, y2: H - LABEL }));
+  if (!points.length) {
+    box.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no price history yet"));
+    return box;
+  }
+  const shown = squeeze(points);
+  const now = Date.now();
+  const start = Math.max(now - HISTORY_HOURS * 3600e3, points[0].t);
+  const prices = points.map(p => p.price);
+  const lo = Math.min(...prices), hi = Math.max(...prices);
+  const x = t => PAD + (t - start) / Math.max(now - start, 1) * (W - 2 * PAD);
+  const y = p => hi === lo ? (H - LABEL) / 2 : PAD + (hi - p) / (hi - lo) * (H - LABEL - 2 * PAD);
+  const coords = shown.map(p => [x(p.t), y(p.price)]);
+  if (coords.length === 1) coords.unshift([PAD, coords[0][1]]);
+  box.append(svg("polyline", { points: coords.map(c => c[0].toFixed(1) + "," + c[1].toFixed(1)).join(" ") }));
+  for (const [cx, cy] of coords.slice(-1)) box.append(svg("circle", { cx, cy, r: 2.5 }));
+  const text = v => points.find(p => p.price === v).text;
+  box.append(svg("text", { x: PAD, y: PAD + 8 }, "max " + text(hi)));
+  box.append(svg("text", { x: PAD + 80, y: PAD + 8 }, "min " + text(lo)));
+  const since = now - start >= (HISTORY_HOURS - 1) * 3600e3 ? HISTORY_HOURS + " h ago" : "since " + time(new Date(start).toISOString()).slice(11);
+  box.append(svg("text", { x: PAD, y: H - 2 }, since));
+  box.append(svg("text", { x: W - PAD, y: H - 2, "text-anchor": "end" }, "now " + points[points.length - 1].text));
+  box.append(svg("title", {}, `${model}: ${points.length} prices, ${text(lo)}–${text(hi)}`));
+  return box;
+}
+
+// ---- hosts ----
+
+function units(host) {
+  return el("span", { class: "units" }, host.gpus.map(g =>
+    el("span", { class: "unit" + (!g.healthy ? " unhealthy" : g.instance_id ? " used" : ""),
+      title: `GPU ${g.index} ${g.uuid}` + (g.instance_id ? " → " + g.instance_id : " free") })));
+}
+
+function showHosts() {
+  render("hosts", [
+    { title: "hostname", value: h => h.hostname },
+    { title: "id", value: h => el("span", { class: "mono" }, h.id) },
+    { title: "state", value: h => stateCell(h.state) },
+    { title: "GPUs", value: h => h.gpus.length ? h.gpus.length + " x " + h.gpus[0].model : "0" },
+    { title: "units free/total", value: h => el("span", {}, `${h.units_free}/${h.units_total}`, units(h)) },
+    { title: "unit", value: h => h.unit ? `${h.unit.cpu_cores} cores, ${h.unit.memory_gib} GiB` : "-" },
+    { title: "runtimes", value: h => (h.runtimes || []).join(", ") },
+    { title: "version", value: h => h.agent_version },
+    { title: "last seen", value: h => time(h.last_seen) },
+  ], state.admin ? state.data.hosts : [], null, "no hosts");
+}
+
+// ---- instances ----
+
+// Placed: the GPUs it holds; waiting: what it asked for, e.g. "9 x RTX 4090|H100".
+function gpus(i) {
+  if ((i.gpu_uuids || []).length) return i.gpu_uuids.length + " x " + (i.gpu_model || i.gpu.models.join("|"));
+  return i.gpu.count + " x " + i.gpu.models.join("|");
+}
+
+function matches(item, text) {
+  const needle = text.trim().toLowerCase();
+  return !needle || [item.id, item.name].some(v => String(v || "").toLowerCase().includes(needle));
+}
+
+function hostName(id) {
+  const host = state.data.hosts.find(h => h.id === id);
+  return host ? host.hostname : id;
+}
+
+function showInstances() {
+  const wanted = $("instances-state").value, text = $("instances-filter").value;
+  const rows = state.data.instances.filter(i =>
+    (wanted === "all" || (wanted === "active" ? !ENDED.has(i.state) : i.state === wanted)) && matches(i, text));
+  $("instances-count").textContent = `(${rows.length} of ${state.data.instances.length})`;
+  render("instances", [
+    { title: "name", value: i => i.name },
+    { title: "id", value: i => el("span", { class: "mono" }, i.id) },
+    { title: "account", value: i => i.account_id },
+    { title: "state", value: i => stateCell(i.state) },
+    { title: "reason", value: i => i.reason },
+    { title: "host", value: i => i.host_id && hostName(i.host_id) },
+    { title: "GPUs", value: i => gpus(i) },
+    { title: "billing", value: i => i.billing.mode + (i.billing.max_price ? " ≤ " + i.billing.max_price : "") },
+    { title: "price", value: i => i.price, class: "num" },
+    { title: "created", value: i => time(i.created_at) },
+    { title: "ends", value: i => time(i.termination_time) },
+    { title: "", value: i => ENDED.has(i.state) || i.state === "stopping" ? "" : el("button",
+      { class: "danger terminate", type: "button", "data-id": i.id, onclick: () => terminate(i) }, "terminate") },
+  ], rows, [wanted, text, state.data.hosts.map(h => h.hostname)], "no instances");
+}
+
+async function terminate(instance) {
+  const label = instance.name ? `${instance.name} (${instance.id})` : instance.id;
+  if (!confirm(`Terminate instance ${label}?`)) return;
+  await act(() => api("DELETE", "/v1/instances/" + encodeURIComponent(instance.id)));
+}
+
+// Runs a change; its error goes to the banner (and stays until dismissed), then refreshes.
+async function act(change) {
+  try {
+    await change();
+    clearError("action");
+  } catch (e) {
+    showError("action", describe(e));
+  }
+  await refresh();
+}
+
+// ---- deployments ----
+
+function scaler(d) {
+  if (d.mode !== "replicaset" || d.state === "deleted") return dash(d.replicas);
+  const input = el("input", { class: "replicas", type: "number", min: 0, "data-id": d.id,
+    "aria-label": "replicas of " + d.name,
+    oninput: e => { state.drafts[d.id] = e.target.value; } });
+  input.value = state.drafts[d.id] ?? String(d.replicas);
+  const button = el("button", { type: "button", class: "scale", "data-id": d.id,
+    onclick: () => scale(d, input.value) }, "scale");
+  return el("span", {}, input, " ", button);
+}
+
+async function scale(d, value) {
+  const replicas = Number(value);
+  if (!Number.isInteger(replicas) || replicas < 0) {
+    showError("action", `replicas must be a whole number of 0 or more, not “${value}”`);
+    return;
+  }
+  await act(async () => {
+    await api("PATCH", "/v1/deployments/" + encodeURIComponent(d.id), { replicas });
+    delete state.drafts[d.id];
+  });
+}
+
+function showDeployments() {
+  const text = $("deployments-filter").value, deleted = $("deployments-deleted").checked;
+  const rows = state.data.deployments.filter(d => (deleted || d.state !== "deleted") && matches(d, text));
+  $("deployments-count").textContent = `(${rows.length} of ${state.data.deployments.length})`;
+  const live = d => (d.instances || []).filter(i => !ENDED.has(i.state));
+  render("deployments", [
+    { title: "name", value: d => d.name },
+    { title: "id", value: d => el("span", { class: "mono" }, d.id) },
+    { title: "account", value: d => d.account_id },
+    { title: "mode", value: d => d.mode },
+    { title: "state", value: d => stateCell(d.state) },
+    { title: "replicas", value: d => scaler(d) },
+    { title: "running/instances", value: d => `${live(d).filter(i => i.state === "running").length}/${live(d).length}`, class: "num" },
+    { title: "succeeded/failed", value: d => `${d.succeeded}/${d.failed}`, class: "num" },
+    { title: "restarts", value: d => d.restarts, class: "num" },
+    { title: "reason", value: d => d.reason },
+  ], rows, [text, deleted], "no deployments");
+}
+
+// ---- accounts and the ledger (admin) ----
+
+function showAccounts() {
+  const data = state.admin ? state.data : { accounts: [], ledger: [] };
+  render("accounts", [
+    { title: "name", value: a => a.name },
+    { title: "id", value: a => el("span", { class: "mono" }, a.id) },
+    { title: "balance", value: a => a.balance, class: "num" },
+    { title: "overdue", value: a => a.overdue ? "since " + time(a.overdue_since) : "no" },
+    { title: "disabled", value: a => a.disabled ? "yes" : "no" },
+    { title: "holds", value: a => a.usage ? `${a.usage.instances} instances, ${a.usage.gpus} GPUs` : "-" },
+    { title: "email", value: a => a.email },
+    { title: "created", value: a => time(a.created_at) },
+    { title: "", value: a => el("button", { type: "button", class: "show-ledger", "data-id": a.id,
+      onclick: () => { state.account = a.id; act(async () => {}); } }, "ledger") },
+  ], data.accounts, state.account, "no accounts");
+  for (const row of $("accounts").querySelectorAll("tbody tr")) {
+    row.classList.toggle("selected", row.dataset.id === state.account);
+  }
+  const account = data.accounts.find(a => a.id === state.account);
+  $("ledger-title").textContent = account ? `Ledger of ${account.name} (${account.id})` : "Ledger (choose an account)";
+  render("ledger", [
+    { title: "at", value: e => time(e.at) },
+    { title: "kind", value: e => e.kind },
+    { title: "amount", value: e => e.amount, class: "num" },
+    { title: "balance after", value: e => e.balance_after, class: "num" },
+    { title: "instance", value: e => e.instance_id && el("span", { class: "mono" }, e.instance_id) },
+  ], data.ledger.slice().reverse(), state.account, account ? "no entries" : "no account chosen");
+}
+
+// ---- the live event feed ----
+
+// EventSource cannot send an Authorization header: the token goes in a cookie that only
+// GET /v1/events reads (Path=/v1/events, SameSite=Strict so no other site's page sends it).
+function setTokenCookie(token) {
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  const value = token ? encodeURIComponent(token) : "";
+  const expiry = token ? "" : "; Max-Age=0";
+  document.cookie = `${TOKEN_COOKIE}=${value}; Path=/v1/events; SameSite=Strict${secure}${expiry}`;
+}
+
+function startEvents() {
+  stopEvents();
+  setTokenCookie(state.token);
+  const source = new EventSource("/v1/events");
+  state.events = source;
+  eventsStatus("connecting");
+  source.onopen = () => eventsStatus("live");
+  // The browser reconnects by itself (with Last-Event-ID) unless the server refused the
+  // stream, e.g. a 401; then the next refresh shows why and opens a new one.
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      eventsStatus("closed");
+      if (state.events === source) state.events = null;
+    } else {
+      eventsStatus("reconnecting");
+    }
+  };
+  for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
+  source.onmessage = onEvent;
+}
+
+function stopEvents() {
+  if (state.events) state.events.close();
+  state.events = null;
+  eventsStatus("off");
+}
+
+function eventsStatus(text) {
+  $("events-status").textContent = text;
+  $("events-status").className = "pill " + text;
+}
+
+let soon = null;
+
+function onEvent(message) {
+  let event;
+  try { event = JSON.parse(message.data); } catch (_) { return; }
+  const kind = String(event.kind || message.type);
+  if (kind !== "price_changed" || $("events-prices").checked) {
+    const subject = event.instance_id || event.host_id || event.account_id || "";
+    const detail = event.subject || (event.data && Object.keys(event.data).length ? JSON.stringify(event.data) : "");
+    const item = el("li", { "data-kind": kind, "data-id": event.id },
+      el("span", { class: "muted" }, time(event.at).slice(11)),
+      el("span", { class: "kind" }, kind),
+      el("span", { class: "mono" }, subject),
+      detail && el("span", { class: "detail" }, detail.slice(0, 240)));
+    const list = $("events");
+    list.prepend(item);
+    while (list.children.length > MAX_EVENTS) list.lastChild.remove();
+  }
+  // Something changed: show it now rather than at the next tick.
+  if (kind !== "price_changed" && !soon) {
+    soon = setTimeout(() => { soon = null; refresh(); }, 200);
+  }
+}
+
+// ---- wiring ----
+
+function useToken() {
+  state.token = $("token").value.trim();
+  if (state.token) localStorage.setItem(TOKEN_KEY, state.token);
+  else localStorage.removeItem(TOKEN_KEY);
+  state.account = null;
+  clearAll();
+  // The feed showed what the old token may see: not for the new one.
+  $("events").replaceChildren();
+  clearError("action");
+  refresh();
+}
+
+$("token").value = state.token;
+$("use-token").addEventListener("click", useToken);
+$("token").addEventListener("keydown", e => { if (e.key === "Enter") useToken(); });
+$("forget-token").addEventListener("click", () => {
+  $("token").value = "";
+  setTokenCookie("");
+  useToken();
+});
+$("error-close").addEventListener("click", () => { bannerFrom = null; $("error").hidden = true; });
+for (const id of ["instances-state", "instances-filter"]) $(id).addEventListener("input", showInstances);
+for (const id of ["deployments-filter", "deployments-deleted"]) $(id).addEventListener("input", showDeployments);
+refresh();
