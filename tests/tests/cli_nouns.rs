@@ -64,6 +64,10 @@ fn update_wide_tables_history_payments_and_events_read_well() {
     let paid = cli_text(&c.api, &["accounts", "pay", "acme", "5"], &[]).expect("built");
     let expected = format!("paid 5.00 to acme ({}): balance 5.00", s(&account, "id"));
     assert_eq!(paid.trim(), expected);
+    let accounts = cli(&c.api, &["accounts", "list"]).expect("built");
+    let names: Vec<&str> =
+        accounts.as_array().into_iter().flatten().map(|a| s(a, "name")).collect();
+    assert!(names.contains(&"acme"), "{accounts}");
     assert_eq!(cli(&c.api, &["snapshots"]).expect("built"), Value::Array(vec![]));
     events_line_up(&c.api);
 }
