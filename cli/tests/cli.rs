@@ -19,14 +19,15 @@ fn serve(route: fn(&str) -> Answer) -> (String, Arc<Mutex<Vec<String>>>) {
     let log = Arc::clone(&seen);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let head = answer(stream, route);
-            log.lock().expect("request log").push(head);
+            // Logged before the answer goes out: the CLI may exit (and the test read the
+            // log) as soon as it has its answer.
+            answer(stream, route, |head| log.lock().expect("request log").push(head.to_owned()));
         }
     });
     (base, seen)
 }
 
-fn answer(stream: TcpStream, route: fn(&str) -> Answer) -> String {
+fn answer(stream: TcpStream, route: fn(&str) -> Answer, log: impl FnOnce(&str)) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let mut head = String::new();
     loop {
@@ -36,6 +37,7 @@ fn answer(stream: TcpStream, route: fn(&str) -> Answer) -> String {
         }
         head.push_str(&line);
     }
+    log(&head);
     let request_line = head.lines().next().unwrap_or("").to_owned();
     let (status, content_type, body) = route(&request_line);
     let response = format!(
@@ -45,7 +47,6 @@ fn answer(stream: TcpStream, route: fn(&str) -> Answer) -> String {
     );
     let mut stream = stream;
     let _ = stream.write_all(response.as_bytes());
-    head
 }
 
 fn routes(request_line: &str) -> Answer {
