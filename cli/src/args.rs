@@ -239,10 +239,24 @@ pub struct InstanceCreateArgs {
     /// Spot bid: the most to pay per GPU-hour, e.g. 1.20.
     #[arg(long, value_name = "PRICE")]
     pub max_price: Option<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Wait until it runs (or fails); exits 1 if it ends without running.
+    #[arg(long)]
+    pub wait: bool,
+    /// The command to run, after `--` (with --image: replaces the image's CMD).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// What instances and deployments' templates share: the environment, snapshots, how the
+/// guest runs and whose it is.
+#[derive(Args, Debug, Default, Clone)]
+pub struct WorkloadArgs {
     /// Environment variable for the workload; repeatable.
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Snapshot the data directory when the instance stops.
+    /// Snapshot the data directory when an instance stops.
     #[arg(long)]
     pub snapshot: bool,
     #[command(flatten)]
@@ -250,12 +264,6 @@ pub struct InstanceCreateArgs {
     /// Act for this account (admin token only).
     #[arg(long, value_name = "ID")]
     pub account: Option<String>,
-    /// Wait until it runs (or fails); exits 1 if it ends without running.
-    #[arg(long)]
-    pub wait: bool,
-    /// The command to run, after `--` (with --image: replaces the image's CMD).
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }
 
 /// How the guest runs (DESIGN §14): in a container from an image, and its data disk.

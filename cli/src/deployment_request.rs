@@ -14,7 +14,7 @@ pub fn deployment_request(args: &DeploymentCreateArgs) -> anyhow::Result<Value> 
         Some(path) => load_deployment_file(path)?,
         None => request_from_flags(args)?,
     };
-    if let (Some(account), Some(map)) = (&args.account, body.as_object_mut()) {
+    if let (Some(account), Some(map)) = (&args.workload.account, body.as_object_mut()) {
         map.insert("account_id".into(), json!(account));
     }
     Ok(body)
@@ -50,7 +50,7 @@ fn request_from_flags(args: &DeploymentCreateArgs) -> anyhow::Result<Value> {
     body.insert("specs".into(), specs_json(args)?);
     insert_scaling(&mut body, args)?;
     let mut template = Map::new();
-    insert_template(&mut template, &args.command, &args.env, args.snapshot, &args.guest)?;
+    insert_template(&mut template, &args.command, &args.workload)?;
     body.insert("template".into(), Value::Object(template));
     Ok(Value::Object(body))
 }

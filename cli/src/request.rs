@@ -2,7 +2,7 @@
 //! deployments share: ranges, billing, env and the command. Everything obviously wrong is
 //! reported here as a [`UsageError`](crate::errors::UsageError) before anything is sent.
 
-use crate::args::{GuestArgs, InstanceCreateArgs, ResourceArgs};
+use crate::args::{GuestArgs, InstanceCreateArgs, ResourceArgs, WorkloadArgs};
 use crate::errors::usage;
 use gpuspot_common::Money;
 use serde_json::{Map, Value, json};
@@ -16,8 +16,8 @@ pub fn instance_request(args: &InstanceCreateArgs) -> anyhow::Result<Value> {
     body.insert("gpu".into(), gpu_json(&args.gpus, args.count)?);
     insert_resources(&mut body, &args.resources)?;
     body.insert("billing".into(), billing_json(args.spot, args.max_price.as_deref())?);
-    insert_template(&mut body, &args.command, &args.env, args.snapshot, &args.guest)?;
-    if let Some(account) = &args.account {
+    insert_template(&mut body, &args.command, &args.workload)?;
+    if let Some(account) = &args.workload.account {
         body.insert("account_id".into(), json!(account));
     }
     Ok(Value::Object(body))
@@ -149,10 +149,9 @@ pub fn env_json(items: &[String]) -> anyhow::Result<Map<String, Value>> {
 pub fn insert_template(
     body: &mut Map<String, Value>,
     command: &[String],
-    env: &[String],
-    snapshot: bool,
-    guest: &GuestArgs,
+    workload: &WorkloadArgs,
 ) -> anyhow::Result<()> {
+    let guest = &workload.guest;
     insert_guest(body, guest)?;
     let image_cmd = guest.image.is_some() && command.is_empty();
     if !image_cmd && command.first().is_none_or(|c| c.trim().is_empty()) {
@@ -161,11 +160,11 @@ pub fn insert_template(
     if !image_cmd {
         body.insert("command".into(), json!(command));
     }
-    let env = env_json(env)?;
+    let env = env_json(&workload.env)?;
     if !env.is_empty() {
         body.insert("env".into(), Value::Object(env));
     }
-    if snapshot {
+    if workload.snapshot {
         body.insert("snapshot".into(), json!({ "enabled": true }));
     }
     Ok(())

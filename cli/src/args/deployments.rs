@@ -1,7 +1,7 @@
 //! `gpuspot deployments …` arguments: the verbs, and a deployment request from flags or a
 //! file.
 
-use super::{GuestArgs, ListFilter, ResourceArgs};
+use super::{ListFilter, ResourceArgs, WorkloadArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -68,17 +68,8 @@ pub struct DeploymentCreateArgs {
     pub specs: Vec<String>,
     #[command(flatten)]
     pub resources: ResourceArgs,
-    /// Environment variable for the workload; repeatable.
-    #[arg(long = "env", value_name = "K=V")]
-    pub env: Vec<String>,
-    /// Snapshot the data directory when an instance stops.
-    #[arg(long)]
-    pub snapshot: bool,
     #[command(flatten)]
-    pub guest: GuestArgs,
-    /// Act for this account (admin token only).
-    #[arg(long, value_name = "ID")]
-    pub account: Option<String>,
+    pub workload: WorkloadArgs,
     /// Autoscale the replica set between MIN and MAX replicas (with --target-rps/--target-gpu).
     #[arg(long, value_name = "MIN:MAX")]
     pub autoscale: Option<String>,
