@@ -1,6 +1,6 @@
-//! `GET /metrics` (Prometheus text format), `GET /openapi.json` and the dashboard at `/`.
-//! Metrics and the OpenAPI document need no token; the dashboard asks for one and then
-//! uses the API like any client.
+//! `GET /metrics` (Prometheus text format) and the dashboard at `/`. Metrics need no
+//! token; the dashboard asks for one and then uses the API like any client. (Both are
+//! described in [`super::openapi`].)
 
 use super::AppState;
 use super::error::HttpError;
@@ -12,13 +12,10 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-const OPENAPI: &str = include_str!("openapi.json");
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
-        .route("/", web::get().to(dashboard));
+    cfg.route("/metrics", web::get().to(metrics)).route("/", web::get().to(dashboard));
 }
 
 async fn metrics(
@@ -49,10 +46,6 @@ pub async fn count(
     let latency = started.elapsed().as_secs_f64();
     METRICS.api_latency.get_or_create(&One { name: method }).observe(latency);
     Ok(response)
-}
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
 async fn dashboard() -> HttpResponse {

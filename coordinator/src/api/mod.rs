@@ -7,6 +7,8 @@
 //! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
 //! - [`messages`]: the accounts' inboxes.
+//! - [`openapi`]: the OpenAPI document generated from the routes, and the docs page;
+//!   [`schemas`]: the answers' shapes in it.
 
 pub mod accounts;
 pub mod auth;
@@ -19,7 +21,9 @@ pub mod hosts;
 pub mod instances;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod pools;
+pub mod schemas;
 pub mod snapshots;
 pub mod validation;
 pub mod views;
@@ -82,14 +86,14 @@ where
         .map_err(|e| HttpError::internal(e.to_string()))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The documented routes; [`openapi::assemble`] adds [`metrics::routes`] and the docs.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::path_config())
         .app_data(error::query_config())
-        .route("/healthz", web::get().to(healthz))
-        .configure(metrics::routes)
+        .service(openapi::healthz)
         .service(
-            web::scope("/v1")
+            utoipa_actix_web::scope("/v1")
                 .configure(instances::routes)
                 .configure(exec::routes)
                 .configure(hosts::routes)
@@ -101,10 +105,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(snapshots::routes),
         )
         .default_service(web::to(not_found));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
