@@ -99,6 +99,33 @@ fn properties(document: &Value, schema: &Value) -> BTreeSet<String> {
     names
 }
 
+/// Checks each `(schema, answer)` with openapi-schema-validator (installed with the spec
+/// validator): types, nullability and required fields, as an API fuzzer would.
+fn validate_answers(c: &Cluster, document: &Value, answers: &[(&str, &Value)]) {
+    let file = c.dir().join("answers.json");
+    let pairs: Vec<_> = answers.iter().map(|(name, answer)| json!([name, answer])).collect();
+    std::fs::write(&file, json!({ "document": document, "answers": pairs }).to_string()).unwrap();
+    let python = validator().with_file_name("python3");
+    let output = Command::new(python).arg("-c").arg(CHECK_ANSWERS).arg(&file).output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "answers do not match their schemas:\n{said}");
+}
+
+const CHECK_ANSWERS: &str = r##"
+import json, sys
+from openapi_schema_validator import OAS31Validator
+data = json.load(open(sys.argv[1]))
+components = data["document"]["components"]
+failed = 0
+for name, answer in data["answers"]:
+    schema = {"$ref": "#/components/schemas/" + name, "components": components}
+    for error in OAS31Validator(schema).iter_errors(answer):
+        failed += 1
+        print(f"{name}: {list(error.absolute_path)}: {error.message}")
+sys.exit(1 if failed else 0)
+"##;
+
 /// The answer's fields are the schema's, or the schema's less the optional ones it omits.
 fn assert_shape(document: &Value, name: &str, answer: &Value, optional: &[&str]) {
     let schema = json!({ "$ref": format!("#/components/schemas/{name}") });
@@ -151,5 +178,19 @@ fn response_schemas_name_the_fields_real_answers_carry() {
     assert_eq!(status, 404, "{error}");
     assert_shape(&doc, "ErrorBody", &error, &[]);
     assert_shape(&doc, "ErrorDetail", &error["error"], &[]);
-    assert_shape(&doc, "Health", &c.api.get_ok("/healthz"), &[]);
+    let health = c.api.get_ok("/healthz");
+    assert_shape(&doc, "Health", &health, &[]);
+    let running = c.wait_state(s(&instance, "id"), "running");
+    let answers = [
+        ("Instance", &instance),
+        ("Instance", &running),
+        ("Host", &host),
+        ("Pool", &pools[0]),
+        ("AccountWithToken", &account),
+        ("PaymentReceipt", &paid),
+        ("Deployment", &deployment),
+        ("ErrorBody", &error),
+        ("Health", &health),
+    ];
+    validate_answers(&c, &doc, &answers);
 }

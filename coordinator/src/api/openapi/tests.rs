@@ -2,8 +2,8 @@
 //! around the document, and the document says what clients need (ids, schemas, errors).
 
 use super::{assemble, document};
-use actix_web::http::Method;
 use actix_web::App;
+use actix_web::http::Method;
 use actix_web::test as actix_test;
 use serde_json::Value;
 use std::collections::BTreeSet;
