@@ -39,7 +39,7 @@ fn concrete(path: &str) -> String {
     while let Some(start) = rest.find('{') {
         let end = rest[start..].find('}').map_or(rest.len(), |e| start + e + 1);
         out.push_str(&rest[..start]);
-        out.push_str("x");
+        out.push('x');
         rest = &rest[end..];
     }
     out + rest
