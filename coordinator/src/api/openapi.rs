@@ -72,25 +72,26 @@ pub fn assemble<T>(app: App<T>) -> App<T>
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    let (app, document) = app
-        .configure(super::metrics::routes)
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(super::configure)
-        .configure(docs_routes)
-        .split_for_parts();
+    let (app, document) = documented(app.configure(super::metrics::routes));
     app.service(SwaggerUi::new("/docs/{_:.*}").url(DOCUMENT_PATH, document))
 }
 
 /// The document as [`assemble`] serves it.
 pub fn document() -> Document {
-    App::new()
-        .into_utoipa_app()
+    documented(App::new()).1
+}
+
+/// `app` with the documented routes, and the document that utoipa-actix-web collected
+/// while registering them.
+fn documented<T>(app: App<T>) -> (App<T>, Document)
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    app.into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(super::configure)
         .configure(docs_routes)
         .split_for_parts()
-        .1
 }
 
 fn docs_routes(cfg: &mut ServiceConfig) {
