@@ -2,8 +2,9 @@
 # scripts/api-fuzz.sh: runs Schemathesis (from PyPI; installed into target/api-fuzz-venv when
 # missing) against a release coordinator that this script starts on 127.0.0.1 with a temp
 # data dir, loading the schema from its own /openapi.json: once with the admin token and
-# once with an account token created through the API. Checks: no 5xx, and every response
-# as the document describes it (where it has response schemas). The coordinator must still
+# once with an account token created through the API (each run with a fresh account of its
+# own). Checks: no 5xx, and every response as the document's schemas describe it. The
+# coordinator must still
 # answer /healthz afterwards. Prints a summary; exits non-zero on any failure; reports
 # (JUnit, NDJSON) stay in target/api-fuzz/.
 #
