@@ -4,9 +4,8 @@
 # data dir, loading the schema from its own /openapi.json: once with the admin token and
 # once with an account token created through the API (each run with a fresh account of its
 # own). Checks: no 5xx, and every response as the document's schemas describe it. The
-# coordinator must still
-# answer /healthz afterwards. Prints a summary; exits non-zero on any failure; reports
-# (JUnit, NDJSON) stay in target/api-fuzz/.
+# coordinator must still answer /healthz afterwards. Prints a summary; exits non-zero on any
+# failure; reports (JUnit, NDJSON) stay in target/api-fuzz/.
 #
 # Bounds (environment): API_FUZZ_MAX_EXAMPLES (per operation, default 30),
 # API_FUZZ_MAX_TIME (seconds per run, default 120), API_FUZZ_CHECKS (default
