@@ -254,10 +254,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         policy: settings.policy.clone(),
     });
     let server = HttpServer::new(move || {
-        App::new()
+        api::openapi::assemble(App::new().app_data(state.clone()))
             .wrap(actix_web::middleware::from_fn(api::metrics::count))
-            .app_data(state.clone())
-            .configure(api::configure)
     })
     .workers(2)
     .disable_signals()

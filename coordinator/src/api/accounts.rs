@@ -5,25 +5,27 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{self, Account, AccountWithToken, ErrorBody, PaymentReceipt};
 use crate::actors::ApiRequest;
 use crate::actors::messages::{AccountView, Payment};
 use crate::core::accounts::NewAccount;
 use crate::core::billing::LedgerEntry;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, patch, post, web};
 use gpuspot_common::{AccountId, Money};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/accounts", web::post().to(create))
-        .route("/accounts", web::get().to(list))
-        .route("/accounts/{id}", web::get().to(show))
-        .route("/accounts/{id}", web::patch().to(change))
-        .route("/accounts/{id}/token", web::post().to(rotate_token))
-        .route("/accounts/{id}/payments", web::post().to(pay))
-        .route("/accounts/{id}/ledger", web::get().to(ledger));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(show)
+        .service(change)
+        .service(rotate_token)
+        .service(pay)
+        .service(ledger);
 }
 
 /// An account with the quota that applies to it and what it holds (DESIGN §16).
@@ -56,7 +58,8 @@ pub fn entry_view(entry: &LedgerEntry) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewAccount)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -72,6 +75,20 @@ fn email_address(text: &str) -> Result<String, HttpError> {
     })
 }
 
+/// Creates an account and its API token (shown this once). Admin only.
+#[utoipa::path(
+    tag = "accounts", operation_id = "create_account",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The account and its token", body = AccountWithToken),
+        (status = 400, description = "Invalid body or query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[post("/accounts")]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -99,12 +116,33 @@ async fn create(
     Ok(HttpResponse::Created().json(body))
 }
 
+/// Every account. Admin only.
+#[utoipa::path(
+    tag = "accounts", operation_id = "list_accounts",
+    responses(
+        (status = 200, description = "The accounts", body = Vec<Account>),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+    )
+)]
+#[get("/accounts")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
     let accounts = state.ask(|reply| ApiRequest::ListAccounts { reply }).await?;
     Ok(HttpResponse::Ok().json(accounts.iter().map(view).collect::<Vec<_>>()))
 }
 
+/// An account; an account token sees only its own.
+#[utoipa::path(
+    tag = "accounts", operation_id = "get_account",
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[get("/accounts/{id}")]
 async fn show(
     state: web::Data<AppState>,
     caller: Caller,
@@ -116,9 +154,12 @@ async fn show(
     Ok(HttpResponse::Ok().json(view(&account)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Payment)]
 #[serde(deny_unknown_fields)]
 struct PaymentBody {
+    /// A decimal above zero with at most 6 decimals, e.g. `10.00`.
+    #[schema(example = "10.00", pattern = r"^[0-9]+(\.[0-9]{1,6})?$")]
     amount: String,
 }
 
@@ -144,6 +185,22 @@ fn payment_amount(text: &str) -> Result<Money, HttpError> {
     Ok(amount)
 }
 
+/// Adds a payment to the ledger. Admin only.
+#[utoipa::path(
+    tag = "accounts", operation_id = "create_payment",
+    request_body = PaymentBody,
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 201, description = "The ledger entry and the account", body = PaymentReceipt),
+        (status = 400, description = "Invalid body or query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[post("/accounts/{id}/payments")]
 async fn pay(
     state: web::Data<AppState>,
     caller: Caller,
@@ -159,6 +216,17 @@ async fn pay(
         .json(json!({ "entry": entry_view(&entry), "account": view(&account) })))
 }
 
+/// A new API token; the old one stops working at once.
+#[utoipa::path(
+    tag = "accounts", operation_id = "rotate_token",
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 201, description = "The account and its new token", body = AccountWithToken),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[post("/accounts/{id}/token")]
 async fn rotate_token(
     state: web::Data<AppState>,
     caller: Caller,
@@ -179,16 +247,21 @@ async fn rotate_token(
     Ok(HttpResponse::Created().json(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AccountChange)]
 #[serde(deny_unknown_fields)]
 struct ChangeBody {
+    /// Admin only.
     disabled: Option<bool>,
     /// An object changes the limits it names (`null` in one clears it); `null` here goes
     /// back to the configured default.
+    /// Admin only: `{"max_gpus": N|null, "max_instances": N|null}`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     quota: Option<Option<QuotaChange>>,
     /// The account's own to change; `null` stops mail (the inbox stays).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
 }
 
@@ -199,6 +272,23 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// Changes `email` (the account's own), or `disabled` and `quota` (admin only).
+#[utoipa::path(
+    tag = "accounts", operation_id = "change_account",
+    request_body = ChangeBody,
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "The changed account", body = Account),
+        (status = 400, description = "Invalid body or query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only (disabled, quota)", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "The operator account cannot be changed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[patch("/accounts/{id}")]
 async fn change(
     state: web::Data<AppState>,
     caller: Caller,
@@ -223,11 +313,25 @@ async fn change(
     Ok(HttpResponse::Ok().json(view(&account)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LedgerQuery {
+    /// At most this many, 1 to 100000 (default 10000).
     limit: Option<usize>,
 }
 
+/// The account's ledger; its amounts sum to the balance.
+#[utoipa::path(
+    tag = "accounts", operation_id = "get_ledger",
+    params(("id" = String, Path, description = "Account id"), LedgerQuery),
+    responses(
+        (status = 200, description = "Ledger entries", body = Vec<schemas::LedgerEntry>),
+        (status = 400, description = "Invalid body or query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[get("/accounts/{id}/ledger")]
 async fn ledger(
     state: web::Data<AppState>,
     caller: Caller,

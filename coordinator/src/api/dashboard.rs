@@ -8,7 +8,8 @@
 //! these files and connections only to this origin, so a tenant's string that slipped past
 //! the page's escaping could still not run as script.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 const HTML: &str = include_str!("dashboard/dashboard.html");
 const JS: &str = include_str!("dashboard/dashboard.js");
@@ -18,10 +19,40 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(|| asset("text/html; charset=utf-8", HTML)))
-        .route("/dashboard.js", web::get().to(|| asset("text/javascript; charset=utf-8", JS)))
-        .route("/dashboard.css", web::get().to(|| asset("text/css; charset=utf-8", CSS)));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(page).service(script).service(style);
+}
+
+/// The dashboard: it asks for a token, then uses this API like any client.
+#[utoipa::path(
+    tag = "operations", operation_id = "dashboard", security(()),
+    responses((status = 200, description = "The dashboard page", body = String,
+        content_type = "text/html"))
+)]
+#[get("/")]
+async fn page() -> HttpResponse {
+    asset("text/html; charset=utf-8", HTML).await
+}
+
+/// The dashboard's script.
+#[utoipa::path(
+    tag = "operations", operation_id = "dashboard_script", security(()),
+    responses((status = 200, description = "JavaScript", body = String,
+        content_type = "text/javascript"))
+)]
+#[get("/dashboard.js")]
+async fn script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", JS).await
+}
+
+/// The dashboard's style sheet.
+#[utoipa::path(
+    tag = "operations", operation_id = "dashboard_style", security(()),
+    responses((status = 200, description = "CSS", body = String, content_type = "text/css"))
+)]
+#[get("/dashboard.css")]
+async fn style() -> HttpResponse {
+    asset("text/css; charset=utf-8", CSS).await
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {

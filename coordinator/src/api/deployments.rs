@@ -4,25 +4,27 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{Deployment, Endpoint as EndpointSchema, ErrorBody};
 use super::validation::{self, deployment as validate};
 use super::validation::{DeploymentBody as CreateBody, SpecBody, TemplateBody};
 use super::views;
 use crate::actors::messages::{DeploymentRequest, DeploymentView, Endpoint};
 use crate::actors::{ApiRequest, Reply};
 use crate::core::deployment::Template;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use gpuspot_common::DeploymentId;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/deployments", web::post().to(create))
-        .route("/deployments", web::get().to(list))
-        .route("/deployments/{id}", web::get().to(show))
-        .route("/deployments/{id}", web::patch().to(change))
-        .route("/deployments/{id}", web::delete().to(delete))
-        .route("/deployments/{id}/rebuild", web::post().to(rebuild))
-        .route("/deployments/{id}/endpoints", web::get().to(endpoints));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(show)
+        .service(change)
+        .service(delete)
+        .service(rebuild)
+        .service(endpoints);
 }
 
 /// `[policy] process_workloads = false` refuses a template without an image.
@@ -59,6 +61,21 @@ async fn ask<T: 'static>(
     state.ask(|reply| ApiRequest::Deployment(request(reply))).await
 }
 
+/// Creates a ReplicaSet, Job or Container deployment (DESIGN §7).
+#[utoipa::path(
+    tag = "deployments", operation_id = "create_deployment",
+    request_body = CreateBody,
+    responses(
+        (status = 202, description = "Accepted; its instances are queued", body = Deployment),
+        (status = 400, description = "Invalid body (every problem named) or unknown GPU models", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 402, description = "The account is overdue", body = ErrorBody),
+        (status = 403, description = "Another account named, or a quota exceeded", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[post("/deployments")]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -82,11 +99,29 @@ async fn create(
     Ok(HttpResponse::Accepted().json(view(&v)))
 }
 
+#[utoipa::path(
+    tag = "deployments", operation_id = "list_deployments",
+    responses(
+        (status = 200, description = "The deployments", body = Vec<Deployment>),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+    )
+)]
+#[get("/deployments")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    let list = ask(&state, |reply| DeploymentRequest::List { scope: caller.scope, reply }).await?;
-    Ok(HttpResponse::Ok().json(list.iter().map(view).collect::<Vec<_>>()))
+    let found = ask(&state, |reply| DeploymentRequest::List { scope: caller.scope, reply }).await?;
+    Ok(HttpResponse::Ok().json(found.iter().map(view).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(
+    tag = "deployments", operation_id = "get_deployment",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The deployment", body = Deployment),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[get("/deployments/{id}")]
 async fn show(
     state: web::Data<AppState>,
     caller: Caller,
@@ -97,7 +132,8 @@ async fn show(
     Ok(HttpResponse::Ok().json(view(&v)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeploymentChange)]
 #[serde(deny_unknown_fields)]
 struct ChangeBody {
     replicas: Option<u32>,
@@ -105,6 +141,22 @@ struct ChangeBody {
     template: Option<TemplateBody>,
 }
 
+/// Scales a replica set or changes specs and template.
+#[utoipa::path(
+    tag = "deployments", operation_id = "change_deployment",
+    request_body = ChangeBody,
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The changed deployment", body = Deployment),
+        (status = 400, description = "Invalid body or query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "Only a replica set has replicas to scale", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[patch("/deployments/{id}")]
 async fn change(
     state: web::Data<AppState>,
     caller: Caller,
@@ -127,6 +179,17 @@ async fn change(
     Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))
 }
 
+/// Deletes the deployment and terminates its instances.
+#[utoipa::path(
+    tag = "deployments", operation_id = "delete_deployment",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The deployment, deleted", body = Deployment),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[delete("/deployments/{id}")]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -137,6 +200,17 @@ async fn delete(
     Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))
 }
 
+/// Replaces every instance with a fresh one from the current template.
+#[utoipa::path(
+    tag = "deployments", operation_id = "rebuild_deployment",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The deployment", body = Deployment),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[post("/deployments/{id}/rebuild")]
 async fn rebuild(
     state: web::Data<AppState>,
     caller: Caller,
@@ -147,15 +221,27 @@ async fn rebuild(
     Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))
 }
 
+/// Where the deployment's instances serve, and whether each is ready.
+#[utoipa::path(
+    tag = "deployments", operation_id = "list_endpoints",
+    params(("id" = String, Path, description = "Deployment id")),
+    responses(
+        (status = 200, description = "The endpoints", body = Vec<EndpointSchema>),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+    )
+)]
+#[get("/deployments/{id}/endpoints")]
 async fn endpoints(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = DeploymentId(id.into_inner());
-    let list = ask(&state, |reply| DeploymentRequest::Endpoints { scope: caller.scope, id, reply })
-        .await?;
-    Ok(HttpResponse::Ok().json(list.iter().map(endpoint_view).collect::<Vec<_>>()))
+    let found =
+        ask(&state, |reply| DeploymentRequest::Endpoints { scope: caller.scope, id, reply })
+            .await?;
+    Ok(HttpResponse::Ok().json(found.iter().map(endpoint_view).collect::<Vec<_>>()))
 }
 
 fn endpoint_view(Endpoint { instance: i, hostname, info }: &Endpoint) -> Value {

@@ -15,10 +15,11 @@
 use super::AppState;
 use super::auth::StreamCaller;
 use super::error::HttpError;
+use super::schemas::ErrorBody;
 use crate::actors::Scope;
 use crate::core::cluster::Event;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use bytes::Bytes;
 use futures::StreamExt;
 use gpuspot_common::AccountId;
@@ -27,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 pub const MAX_STREAMS_PER_TOKEN: usize = 8;
 pub const MAX_REPLAY: usize = 1000;
@@ -34,13 +36,15 @@ pub const MAX_REPLAY: usize = 1000;
 const REPLAY_PAGE: usize = 100;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/events", web::get().to(stream));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(stream);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// Resume after this event id (as `Last-Event-ID`, which wins).
     after: Option<u64>,
 }
 
@@ -188,6 +192,23 @@ async fn replay_start(state: &AppState, scope: &Scope, after: u64) -> Result<u64
     super::blocking(move || store.replay_start(after, account.as_ref(), MAX_REPLAY)).await
 }
 
+/// Server-sent events: `id`, `event` (the kind) and `data` (the event as JSON) per event,
+/// and `: keep-alive` comments.
+#[utoipa::path(
+    tag = "events", operation_id = "stream_events",
+    security(("bearer" = []), ("token_cookie" = [])),
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Invalid query or Last-Event-ID", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 429, description = "Too many open streams for this token", body = ErrorBody),
+    )
+)]
+#[get("/events")]
 async fn stream(
     state: web::Data<AppState>,
     StreamCaller(caller): StreamCaller,

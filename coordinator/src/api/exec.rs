@@ -6,16 +6,18 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{ErrorBody, ExecResult};
 use crate::actors::{ApiRequest, ClusterActor, Scope};
 use crate::core::model::InstanceState;
 use crate::quic::exec::{self, ExecChannel, ExecLinks};
 use actix::Addr;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, post, web};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{ExecOutput, ExecRequest};
 use serde::Deserialize;
 use std::time::Duration;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Output kept for the JSON answer; the rest is read (so the command is not blocked) and
 /// dropped, and the answer says `"truncated": true`.
@@ -26,9 +28,8 @@ const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 /// How long past its own timeout the coordinator waits for the agent's answer.
 const ANSWER_GRACE: Duration = Duration::from_secs(15);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/instances/{id}/exec", web::post().to(run))
-        .route("/instances/{id}/exec", web::get().to(super::exec_ws::interactive));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(run).service(super::exec_ws::interactive);
 }
 
 /// What to run; the instance and caller are given separately.
@@ -120,10 +121,14 @@ pub fn exec_failed(reason: String) -> HttpError {
     HttpError::new(StatusCode::CONFLICT, "exec_failed", reason)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ExecCommand)]
 #[serde(deny_unknown_fields)]
 struct ExecBody {
+    /// Program and arguments, e.g. `["sh", "-c", "nvidia-smi"]`.
     command: Vec<String>,
+    /// 1 to 3600 (default 30).
+    #[schema(minimum = 1, maximum = 3600)]
     timeout_seconds: Option<u64>,
 }
 
@@ -154,6 +159,24 @@ fn timeout_of(seconds: Option<u64>) -> Result<Duration, HttpError> {
     }
 }
 
+/// Runs a command in a running instance and answers when it ends (the interactive form is
+/// `GET` on the same path with `Upgrade: websocket`).
+#[utoipa::path(
+    tag = "exec", operation_id = "exec_instance", request_body = ExecBody,
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The command ended", body = ExecResult),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance is not running, or the command could not start", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 503, description = "The instance's host is not connected", body = ErrorBody),
+        (status = 504, description = "No exit status in time", body = ErrorBody),
+    )
+)]
+#[post("/instances/{id}/exec")]
 async fn run(
     state: web::Data<AppState>,
     caller: Caller,

@@ -13,8 +13,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use super::exec::{ExecStart, Gateway, check_command};
+use super::schemas::ErrorBody;
 use crate::quic::exec::ExecChannel;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{ExecInput, ExecOutput};
@@ -84,6 +85,30 @@ fn parse_query(query: &str) -> Result<Query, HttpError> {
     Ok(parsed)
 }
 
+/// An interactive session over a WebSocket: binary frames carry stdin and output, text
+/// frames JSON control (see this module's documentation). Every refusal comes before the
+/// upgrade, as an ordinary JSON error.
+#[utoipa::path(
+    tag = "exec", operation_id = "exec_instance_interactive",
+    params(
+        ("id" = String, Path, description = "Instance id"),
+        ("command" = Option<Vec<String>>, Query, explode = true, description = "Program and arguments, repeated (default `/bin/sh`)"),
+        ("tty" = Option<bool>, Query, description = "A terminal (default false)"),
+        ("cols" = Option<u16>, Query, minimum = 1, description = "Terminal columns (with rows)"),
+        ("rows" = Option<u16>, Query, minimum = 1, description = "Terminal rows (with cols)"),
+        ("timeout_seconds" = Option<u64>, Query, minimum = 1, maximum = 86400, description = "Default and most: 86400"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "No `Upgrade: websocket`, or an invalid query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance is not running", body = ErrorBody),
+        (status = 503, description = "The instance's host is not connected", body = ErrorBody),
+    )
+)]
+#[get("/instances/{id}/exec")]
 pub async fn interactive(
     request: HttpRequest,
     body: web::Payload,

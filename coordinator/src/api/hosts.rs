@@ -4,20 +4,22 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{ErrorBody, Host};
 use super::views;
 use crate::actors::ApiRequest;
 use crate::actors::messages::HostAction;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use gpuspot_common::HostId;
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/hosts", web::get().to(list))
-        .route("/hosts/{id}", web::get().to(show))
-        .route("/hosts/{id}", web::delete().to(delete))
-        .route("/hosts/{id}/cordon", web::post().to(cordon))
-        .route("/hosts/{id}/uncordon", web::post().to(uncordon))
-        .route("/hosts/{id}/drain", web::post().to(drain));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(show)
+        .service(delete)
+        .service(cordon)
+        .service(uncordon)
+        .service(drain);
 }
 
 async fn maintain(
@@ -32,7 +34,18 @@ async fn maintain(
     Ok(HttpResponse::Ok().json(views::host(&host)))
 }
 
-/// No new placements on the host (DESIGN §19).
+/// No new placements on the host (DESIGN §19). Admin only.
+#[utoipa::path(
+    tag = "hosts", operation_id = "cordon_host",
+    params(("id" = String, Path, description = "Host id")),
+    responses(
+        (status = 200, description = "The host", body = Host),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 404, description = "No such host", body = ErrorBody),
+    )
+)]
+#[post("/hosts/{id}/cordon")]
 async fn cordon(
     state: web::Data<AppState>,
     caller: Caller,
@@ -41,6 +54,18 @@ async fn cordon(
     maintain(&state, caller, id.into_inner(), HostAction::Cordon).await
 }
 
+/// Placements on the host again. Admin only.
+#[utoipa::path(
+    tag = "hosts", operation_id = "uncordon_host",
+    params(("id" = String, Path, description = "Host id")),
+    responses(
+        (status = 200, description = "The host", body = Host),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 404, description = "No such host", body = ErrorBody),
+    )
+)]
+#[post("/hosts/{id}/uncordon")]
 async fn uncordon(
     state: web::Data<AppState>,
     caller: Caller,
@@ -49,14 +74,29 @@ async fn uncordon(
     maintain(&state, caller, id.into_inner(), HostAction::Uncordon).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = Drain)]
 #[serde(deny_unknown_fields)]
 struct DrainBody {
     /// e.g. "10m": every instance ends by then at the latest.
     deadline: Option<String>,
 }
 
-/// Cordons the host and gives everything on it a `host_maintenance` notice.
+/// Cordons the host and gives everything on it a `host_maintenance` notice. Admin only;
+/// the body is optional.
+#[utoipa::path(
+    tag = "hosts", operation_id = "drain_host",
+    request_body(content = Option<DrainBody>, content_type = "application/json"),
+    params(("id" = String, Path, description = "Host id")),
+    responses(
+        (status = 200, description = "The host", body = Host),
+        (status = 400, description = "Invalid body or deadline", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 404, description = "No such host", body = ErrorBody),
+    )
+)]
+#[post("/hosts/{id}/drain")]
 async fn drain(
     state: web::Data<AppState>,
     caller: Caller,
@@ -81,12 +121,34 @@ async fn drain(
     maintain(&state, caller, id.into_inner(), HostAction::Drain(deadline)).await
 }
 
+/// Every host with its units, GPUs and health. Admin only.
+#[utoipa::path(
+    tag = "hosts", operation_id = "list_hosts",
+    responses(
+        (status = 200, description = "The hosts", body = Vec<Host>),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+    )
+)]
+#[get("/hosts")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
     let hosts = state.ask(|reply| ApiRequest::ListHosts { reply }).await?;
     Ok(HttpResponse::Ok().json(hosts.iter().map(views::host).collect::<Vec<_>>()))
 }
 
+/// One host. Admin only.
+#[utoipa::path(
+    tag = "hosts", operation_id = "get_host",
+    params(("id" = String, Path, description = "Host id")),
+    responses(
+        (status = 200, description = "The host", body = Host),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 404, description = "No such host", body = ErrorBody),
+    )
+)]
+#[get("/hosts/{id}")]
 async fn show(
     state: web::Data<AppState>,
     caller: Caller,
@@ -99,7 +161,18 @@ async fn show(
 }
 
 /// Forgets the host and revokes its certificate (DESIGN §15); answers with the host as it
-/// was, GPUs still naming the instances that were stopped.
+/// was, GPUs still naming the instances that were stopped. Admin only.
+#[utoipa::path(
+    tag = "hosts", operation_id = "delete_host",
+    params(("id" = String, Path, description = "Host id")),
+    responses(
+        (status = 200, description = "The host as it was", body = Host),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Admin only", body = ErrorBody),
+        (status = 404, description = "No such host", body = ErrorBody),
+    )
+)]
+#[delete("/hosts/{id}")]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,

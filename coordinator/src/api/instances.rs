@@ -3,23 +3,39 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{ErrorBody, Instance};
 use super::validation::{InstanceBody as CreateBody, instance as validate};
 use super::views;
 use crate::actors::ApiRequest;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use gpuspot_common::InstanceId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/instances", web::post().to(create))
-        .route("/instances", web::get().to(list))
-        .route("/instances/{id}", web::get().to(show))
-        .route("/instances/{id}", web::patch().to(change))
-        .route("/instances/{id}", web::delete().to(terminate))
-        .route("/instances/{id}/logs", web::get().to(logs));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(show)
+        .service(change)
+        .service(terminate)
+        .service(logs);
 }
 
+/// Queues an instance; it is placed when a host and the market allow (DESIGN §3, §4).
+#[utoipa::path(
+    tag = "instances", operation_id = "create_instance", request_body = CreateBody,
+    responses(
+        (status = 202, description = "Accepted and queued", body = Instance),
+        (status = 400, description = "Invalid body (every problem named) or unknown GPU model", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 402, description = "The account is overdue", body = ErrorBody),
+        (status = 403, description = "Another account named, or a quota exceeded", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[post("/instances")]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -49,11 +65,30 @@ async fn create(
     Ok(HttpResponse::Accepted().json(views::instance(&instance)))
 }
 
+/// Every instance the caller sees, ended ones included (the CLI filters by state).
+#[utoipa::path(
+    tag = "instances", operation_id = "list_instances",
+    responses(
+        (status = 200, description = "The instances", body = Vec<Instance>),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+    )
+)]
+#[get("/instances")]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    let list = state.ask(|reply| ApiRequest::ListInstances { scope: caller.scope, reply }).await?;
-    Ok(HttpResponse::Ok().json(list.iter().map(views::instance).collect::<Vec<_>>()))
+    let found = state.ask(|reply| ApiRequest::ListInstances { scope: caller.scope, reply }).await?;
+    Ok(HttpResponse::Ok().json(found.iter().map(views::instance).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(
+    tag = "instances", operation_id = "get_instance",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The instance", body = Instance),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such instance (or another account's)", body = ErrorBody),
+    )
+)]
+#[get("/instances/{id}")]
 async fn show(
     state: web::Data<AppState>,
     caller: Caller,
@@ -65,17 +100,38 @@ async fn show(
     Ok(HttpResponse::Ok().json(views::instance(&instance)))
 }
 
-#[derive(Debug, Deserialize)]
+/// `PATCH /v1/instances/{id}`: `name` and `env` change; the billing mode and the size are
+/// fixed (409), so those keys are accepted only to be refused with a reason.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = InstanceChange)]
 #[serde(deny_unknown_fields)]
 struct ChangeBody {
     name: Option<String>,
     env: Option<BTreeMap<String, String>>,
+    /// Refused: 409.
     billing: Option<serde_json::Value>,
+    /// Refused: 409.
     gpu: Option<serde_json::Value>,
+    /// Refused: 409.
     cpu_cores: Option<serde_json::Value>,
+    /// Refused: 409.
     memory_gib: Option<serde_json::Value>,
 }
 
+#[utoipa::path(
+    tag = "instances", operation_id = "change_instance", request_body = ChangeBody,
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The changed instance", body = Instance),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "Billing mode or size cannot change", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    )
+)]
+#[patch("/instances/{id}")]
 async fn change(
     state: web::Data<AppState>,
     caller: Caller,
@@ -101,6 +157,17 @@ async fn change(
     Ok(HttpResponse::Ok().json(views::instance(&instance)))
 }
 
+/// Terminates the instance; it stays visible as `terminated`.
+#[utoipa::path(
+    tag = "instances", operation_id = "terminate_instance",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The instance, terminating", body = Instance),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    )
+)]
+#[delete("/instances/{id}")]
 async fn terminate(
     state: web::Data<AppState>,
     caller: Caller,
@@ -112,11 +179,25 @@ async fn terminate(
     Ok(HttpResponse::Ok().json(views::instance(&instance)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// At most this many bytes from the end (default 1 MiB).
     tail_bytes: Option<u64>,
 }
 
+/// The workload's output (stdout and stderr), as text.
+#[utoipa::path(
+    tag = "instances", operation_id = "get_instance_logs",
+    params(("id" = String, Path, description = "Instance id"), LogQuery),
+    responses(
+        (status = 200, description = "The output's tail", body = String, content_type = "text/plain"),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    )
+)]
+#[get("/instances/{id}/logs")]
 async fn logs(
     state: web::Data<AppState>,
     caller: Caller,

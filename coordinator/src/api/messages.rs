@@ -5,28 +5,35 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{self, ErrorBody};
 use crate::core::notices::Message;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/messages", web::get().to(list))
-        .route("/messages/{id}/read", web::post().to(mark_read));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list).service(mark_read);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct InboxQuery {
+    /// Only unread messages.
     #[serde(default)]
     unread: bool,
+    /// Admin only: another account's inbox.
     account_id: Option<String>,
+    /// At most this many, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReadQuery {
+    /// Admin only: another account's message.
     account_id: Option<String>,
 }
 
@@ -42,6 +49,17 @@ pub fn message_view(message: &Message) -> Value {
     })
 }
 
+/// The inbox, newest first.
+#[utoipa::path(
+    tag = "messages", operation_id = "list_messages", params(InboxQuery),
+    responses(
+        (status = 200, description = "The messages", body = Vec<schemas::Message>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "An account token named another account", body = ErrorBody),
+    )
+)]
+#[get("/messages")]
 async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -56,6 +74,18 @@ async fn list(
     Ok(HttpResponse::Ok().json(messages.iter().map(message_view).collect::<Vec<_>>()))
 }
 
+#[utoipa::path(
+    tag = "messages", operation_id = "mark_message_read",
+    params(("id" = String, Path, description = "Message id"), ReadQuery),
+    responses(
+        (status = 200, description = "The message, read", body = schemas::Message),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "An account token named another account", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+    )
+)]
+#[post("/messages/{id}/read")]
 async fn mark_read(
     state: web::Data<AppState>,
     caller: Caller,

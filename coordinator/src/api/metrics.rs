@@ -1,4 +1,5 @@
-//! `GET /metrics` (Prometheus text format) and `GET /openapi.json`; neither needs a token.
+//! `GET /metrics` (Prometheus text format); it needs no token (described by hand in
+//! [`super::openapi`]).
 
 use super::AppState;
 use super::error::HttpError;
@@ -10,10 +11,8 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-const OPENAPI: &str = include_str!("openapi.json");
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics)).route("/openapi.json", web::get().to(openapi));
+    cfg.route("/metrics", web::get().to(metrics));
 }
 
 async fn metrics(
@@ -44,8 +43,4 @@ pub async fn count(
     let latency = started.elapsed().as_secs_f64();
     METRICS.api_latency.get_or_create(&One { name: method }).observe(latency);
     Ok(response)
-}
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }

@@ -8,6 +8,8 @@
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
 //! - [`messages`]: the accounts' inboxes.
 //! - [`dashboard`]: the browser dashboard at `/`.
+//! - [`openapi`]: the OpenAPI document generated from the routes, and the docs page;
+//!   [`schemas`]: the answers' shapes in it.
 
 pub mod accounts;
 pub mod auth;
@@ -21,7 +23,9 @@ pub mod hosts;
 pub mod instances;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod pools;
+pub mod schemas;
 pub mod snapshots;
 pub mod validation;
 pub mod views;
@@ -84,15 +88,15 @@ where
         .map_err(|e| HttpError::internal(e.to_string()))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The documented routes; [`openapi::assemble`] adds [`metrics::routes`] and the docs.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::path_config())
         .app_data(error::query_config())
-        .route("/healthz", web::get().to(healthz))
-        .configure(metrics::routes)
+        .service(openapi::healthz)
         .configure(dashboard::routes)
         .service(
-            web::scope("/v1")
+            utoipa_actix_web::scope("/v1")
                 .configure(instances::routes)
                 .configure(exec::routes)
                 .configure(hosts::routes)
@@ -104,10 +108,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(snapshots::routes),
         )
         .default_service(web::to(not_found));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {

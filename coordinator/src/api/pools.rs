@@ -3,15 +3,25 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::schemas::{ErrorBody, Pool, PricePoint};
 use super::views;
 use crate::actors::ApiRequest;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/pools", web::get().to(list))
-        .route("/pools/{model}/price-history", web::get().to(history));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(list).service(history);
 }
 
+/// Per GPU model: list price, market price, pricing mode and availability.
+#[utoipa::path(
+    tag = "pools", operation_id = "list_pools",
+    responses(
+        (status = 200, description = "The pools", body = Vec<Pool>),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+    )
+)]
+#[get("/pools")]
 async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, HttpError> {
     let pools = state.ask(|reply| ApiRequest::Pools { reply }).await?;
     Ok(HttpResponse::Ok().json(pools.iter().map(pool_view).collect::<Vec<_>>()))
@@ -25,12 +35,26 @@ fn pool_view(pool: &crate::actors::messages::PoolView) -> serde_json::Value {
     view
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// How far back, 1 to 8784 (default 48).
+    #[param(minimum = 1, maximum = 8784)]
     hours: Option<u32>,
 }
 
 /// `GET /v1/pools/{model}/price-history?hours=N` (default 48): `[{"at","price"}]`, oldest first.
+#[utoipa::path(
+    tag = "pools", operation_id = "get_price_history",
+    params(("model" = String, Path, description = "GPU model, e.g. `H100` (any case)"), HistoryQuery),
+    responses(
+        (status = 200, description = "Price points, oldest first", body = Vec<PricePoint>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such pool", body = ErrorBody),
+    )
+)]
+#[get("/pools/{model}/price-history")]
 async fn history(
     state: web::Data<AppState>,
     _caller: Caller,

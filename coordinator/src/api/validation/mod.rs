@@ -11,6 +11,7 @@ mod rules;
 mod tests;
 
 use super::error::HttpError;
+use super::schemas::ReadinessDoc;
 use crate::core::deployment::{DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
 use crate::core::model::{InstanceRequest, Range, SnapshotOptions};
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuBody {
     #[serde(default)]
@@ -26,7 +27,7 @@ pub struct GpuBody {
     pub count: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BillingBody {
     pub mode: String,
@@ -34,7 +35,7 @@ pub struct BillingBody {
 }
 
 /// `POST /v1/instances`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceBody {
     pub name: Option<String>,
@@ -53,21 +54,26 @@ pub struct InstanceBody {
     pub snapshot: Option<SnapshotOptions>,
     /// Taken as JSON so that a wrong type is refused with the field's name.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub image: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<u64>)]
     pub data_disk_gib: Option<Value>,
     /// `"queue"` (default) or `"fail"` (DESIGN §16); JSON so a wrong type names the field.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub on_unavailable: Option<Value>,
     /// Container ports to publish (DESIGN §18).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<u16>>)]
     pub ports: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<ReadinessDoc>)]
     pub readiness: Option<Value>,
 }
 
 /// One of a deployment's `specs`: where and how its instances may run.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecBody {
     pub gpu: GpuBody,
@@ -77,7 +83,7 @@ pub struct SpecBody {
 }
 
 /// A deployment's `template`: what its instances run.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
     #[serde(default)]
@@ -87,17 +93,21 @@ pub struct TemplateBody {
     #[serde(default)]
     pub snapshot: Option<SnapshotOptions>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub image: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<u64>)]
     pub data_disk_gib: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<u16>>)]
     pub ports: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<ReadinessDoc>)]
     pub readiness: Option<Value>,
 }
 
 /// `POST /v1/deployments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentBody {
     pub name: Option<String>,
