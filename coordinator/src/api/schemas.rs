@@ -4,8 +4,8 @@
 //! views changing shape. `tests/tests/openapi.rs` compares them with real answers, so a
 //! field added to a view and not here (or the reverse) fails a test.
 //!
-//! Nested objects whose shape is the request's own (`billing`, `specs`, `template`,
-//! `readiness`, `quota`) are given loosely: they echo what was asked for.
+//! Nested objects whose shape is the request's own (`specs`, `template`, `readiness`,
+//! `autoscaling`) are given loosely: they echo what was asked for.
 
 // Never built: these types exist for their schemas alone.
 #![allow(dead_code)]
@@ -59,8 +59,7 @@ pub struct Instance {
     gpu: GpuAsk,
     cpu_cores: Option<u32>,
     memory_gib: Option<u64>,
-    /// `{"mode":"regular"}` or `{"mode":"spot","max_price":"1.20"}`.
-    billing: Value,
+    billing: Billing,
     /// Decimal string per hour.
     price: Option<String>,
     hold_until: Option<DateTime<Utc>>,
@@ -87,6 +86,27 @@ pub struct Instance {
     ssh: Option<String>,
 }
 
+/// `{"mode":"regular"}` or `{"mode":"spot","max_price":"1.20"}`.
+#[derive(ToSchema)]
+pub struct Billing {
+    /// `spot` or `regular`.
+    mode: String,
+    /// The spot bid per GPU-hour (spot only).
+    max_price: Option<String>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+pub struct Quota {
+    max_gpus: Option<u32>,
+    max_instances: Option<u32>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+pub struct Usage {
+    gpus: u32,
+    instances: u32,
+}
+
 #[derive(ToSchema)]
 pub struct HostGpu {
     index: u32,
@@ -111,7 +131,8 @@ pub struct Host {
     hostname: String,
     state: String,
     agent_version: String,
-    runtimes: Value,
+    /// `process`, and `container` when the host has a container engine.
+    runtimes: Vec<String>,
     cpu_cores: u32,
     memory_gib: u64,
     gpus: Vec<HostGpu>,
@@ -160,8 +181,10 @@ pub struct Account {
     email: Option<String>,
     disabled: bool,
     created_at: DateTime<Utc>,
-    quota: Value,
-    usage: Value,
+    /// The effective quota: the account's own, else the config default; null is no limit.
+    quota: Quota,
+    /// What the account holds now, queued requests included.
+    usage: Usage,
 }
 
 /// An account and its new API token, shown this once. (`Serialize` only so that
@@ -229,7 +252,7 @@ pub struct Endpoint {
     draining: bool,
     gpu_uuids: Vec<String>,
     spec_index: Option<u32>,
-    billing: Value,
+    billing: Billing,
     started_at: Option<DateTime<Utc>>,
 }
 
