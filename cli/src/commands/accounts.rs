@@ -40,15 +40,21 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
     ctx.emit(&answer, |v| {
         let mut headers = vec!["ID", "NAME", "BALANCE", "OVERDUE SINCE", "DISABLED", "EMAIL"];
         if ctx.wide() {
-            headers.extend(["QUOTA", "USAGE", "CREATED"]);
+            headers.extend(["QUOTA", "USAGE", "AGE"]);
         }
         let mut table = Table::new(&headers);
+        let now = chrono::Utc::now();
         for account in items(v, "accounts") {
             let mut keys = vec!["id", "name", "balance", "overdue_since", "disabled", "email"];
             if ctx.wide() {
-                keys.extend(["quota", "usage", "created_at"]);
+                keys.extend(["quota", "usage"]);
             }
-            table.row(keys.iter().map(|k| field(account, k)).collect());
+            let mut row: Vec<String> = keys.iter().map(|k| field(account, k)).collect();
+            if ctx.wide() {
+                let created = account.get("created_at").and_then(Value::as_str);
+                row.push(lookup::age(created, now));
+            }
+            table.row(row);
         }
         table.print();
     })
