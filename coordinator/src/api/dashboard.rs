@@ -1,8 +1,10 @@
 //! The dashboard at `GET /` (with `/dashboard.js` and `/dashboard.css`): plain HTML, CSS
 //! and JavaScript compiled into the binary, so it works with no network beyond the
 //! coordinator. It needs no token to load; it asks for one and then uses the API like any
-//! client (the token stays in the browser's localStorage, and in the `gpuspot_token` cookie
-//! scoped to `/v1/events`, see [`super::auth::StreamCaller`]).
+//! client: the token stays in this origin's localStorage and goes only in `Authorization`
+//! headers, the event stream included (read with `fetch`, not `EventSource`, which cannot
+//! send one). Never in a cookie: cookies are not separated by port, so a tenant's page
+//! behind the gateway on the same host could read it.
 //!
 //! Every response carries a strict Content-Security-Policy: scripts and styles only from
 //! these files and connections only to this origin, so a tenant's string that slipped past

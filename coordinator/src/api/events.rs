@@ -1,6 +1,6 @@
 //! `GET /v1/events`: every change as server-sent events; an account sees only its own.
-//! The token comes as a bearer token or, for browsers' `EventSource`, which cannot send a
-//! header, as the `gpuspot_token` cookie ([`super::auth::StreamCaller`]).
+//! The token comes as a bearer token, as everywhere; never from a cookie or the URL (the
+//! dashboard reads the stream with `fetch`, which can send the header).
 //!
 //! Bounded on purpose (DESIGN §15), since every tenant may open streams and not read them:
 //! - without `Last-Event-ID` (header, or `?after=`) a stream starts from now: no replay;
@@ -13,7 +13,7 @@
 //!   a client that reconnects with `Last-Event-ID` resumes where it stopped.
 
 use super::AppState;
-use super::auth::StreamCaller;
+use super::auth::Caller;
 use super::error::HttpError;
 use super::schemas::ErrorBody;
 use crate::actors::Scope;
@@ -196,7 +196,6 @@ async fn replay_start(state: &AppState, scope: &Scope, after: u64) -> Result<u64
 /// and `: keep-alive` comments.
 #[utoipa::path(
     tag = "events", operation_id = "stream_events",
-    security(("bearer" = []), ("token_cookie" = [])),
     params(
         EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
@@ -211,7 +210,7 @@ async fn replay_start(state: &AppState, scope: &Scope, after: u64) -> Result<u64
 #[get("/events")]
 async fn stream(
     state: web::Data<AppState>,
-    StreamCaller(caller): StreamCaller,
+    caller: Caller,
     request: HttpRequest,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, HttpError> {

@@ -14,7 +14,7 @@ use super::schemas::{ErrorBody, Health};
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use actix_web::{App, HttpResponse, get, http::header};
 use utoipa::openapi::OpenApi as Document;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -63,12 +63,6 @@ impl Modify for Bearer {
             .build();
         let components = document.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-        // Browsers' EventSource cannot send a header; only GET /v1/events reads this cookie.
-        let cookie = ApiKey::Cookie(ApiKeyValue::with_description(
-            "gpuspot_token",
-            "The token, percent-encoded; accepted by GET /v1/events only",
-        ));
-        components.add_security_scheme("token_cookie", SecurityScheme::ApiKey(cookie));
     }
 }
 

@@ -7,26 +7,12 @@
 "use strict";
 
 const TOKEN_KEY = "gpuspot-token";
-const TOKEN_COOKIE = "gpuspot_token";
 const REFRESH_MS = 3000;
 const HISTORY_MS = 30000;
 const HISTORY_HOURS = 48;
 const CHART_POINTS = 240;
 const MAX_EVENTS = 200;
 const ENDED = new Set(["terminated", "failed"]);
-// EventSource has no catch-all for named events: every kind the coordinator sends
-// (core/events.rs) is listened for by name.
-const EVENT_KINDS = [
-  "instance_created", "instance_placed", "instance_running", "instance_changed",
-  "instance_stopping", "instance_terminated", "instance_failed", "termination_scheduled",
-  "termination_cancelled", "price_changed", "host_connected", "host_disconnected",
-  "host_health_changed", "host_lost", "host_deleted", "host_cordoned", "host_uncordoned",
-  "host_draining", "account_created", "account_changed", "account_overdue",
-  "account_overdue_shutdown", "account_settled", "account_disabled", "account_enabled",
-  "payment", "token_rotated", "deployment_created", "deployment_changed",
-  "deployment_rebuilt", "deployment_ended", "deployment_scaled", "snapshot_saved",
-  "snapshot_failed",
-];
 
 const $ = id => document.getElementById(id);
 
@@ -39,7 +25,7 @@ const state = {
   account: null,        // the account whose ledger is shown
   drafts: {},           // deployment id -> replica count typed but not applied yet
   rendered: {},         // table id -> what it was last rendered from
-  events: null,         // the EventSource
+  events: null,         // the EventStream
   timer: null,
 };
 
@@ -467,34 +453,95 @@ function showAccounts() {
 
 // ---- the live event feed ----
 
-// EventSource cannot send an Authorization header: the token goes in a cookie that only
-// GET /v1/events reads (Path=/v1/events, SameSite=Strict so no other site's page sends it).
-function setTokenCookie(token) {
-  const secure = location.protocol === "https:" ? "; Secure" : "";
-  const value = token ? encodeURIComponent(token) : "";
-  const expiry = token ? "" : "; Max-Age=0";
-  document.cookie = `${TOKEN_COOKIE}=${value}; Path=/v1/events; SameSite=Strict${secure}${expiry}`;
+// The feed reads GET /v1/events with fetch(), not EventSource: EventSource cannot send an
+// Authorization header, and the alternative, a cookie, is readable by every page on any port
+// of the coordinator's host (cookies are not separated by port), including a tenant's
+// service behind the gateway. So the token goes only in the header, as for every call.
+class EventStream {
+  constructor(url, token, on) {
+    Object.assign(this, { url, token, on, lastId: null, abort: null, closed: false });
+    this.connect();
+  }
+
+  async connect() {
+    if (this.closed) return;
+    this.abort = new AbortController();
+    const headers = { Authorization: "Bearer " + this.token, Accept: "text/event-stream" };
+    if (this.lastId !== null) headers["Last-Event-ID"] = this.lastId;
+    let response;
+    try {
+      response = await fetch(this.url, { headers, signal: this.abort.signal, cache: "no-store" });
+    } catch (_) {
+      return this.retry();
+    }
+    // A refused token: the next refresh shows why in the banner and opens a new stream.
+    if (response.status === 401 || response.status === 403) return this.end();
+    if (!response.ok || !response.body) return this.retry();
+    this.on.status("live");
+    await this.read(response.body.pipeThrough(new TextDecoderStream()).getReader());
+    this.retry();
+  }
+
+  async read(reader) {
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let at;
+        while ((at = buffer.indexOf("\n\n")) >= 0) {
+          this.dispatch(buffer.slice(0, at));
+          buffer = buffer.slice(at + 2);
+        }
+      }
+    } catch (_) { /* aborted or broken: connect() retries */ }
+  }
+
+  // One block of `field: value` lines (text/event-stream).
+  dispatch(block) {
+    let type = "message", id = null;
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") type = value;
+      else if (field === "data") data.push(value);
+      else if (field === "id") id = value;
+    }
+    if (id !== null) this.lastId = id;
+    if (data.length) this.on.event({ type, data: data.join("\n") });
+  }
+
+  retry() {
+    if (this.closed) return;
+    this.on.status("reconnecting");
+    setTimeout(() => this.connect(), 1000);
+  }
+
+  end() {
+    this.closed = true;
+    this.on.status("closed");
+    this.on.ended(this);
+  }
+
+  close() {
+    this.closed = true;
+    if (this.abort) this.abort.abort();
+  }
 }
 
 function startEvents() {
   stopEvents();
-  setTokenCookie(state.token);
-  const source = new EventSource("/v1/events");
-  state.events = source;
   eventsStatus("connecting");
-  source.onopen = () => eventsStatus("live");
-  // The browser reconnects by itself (with Last-Event-ID) unless the server refused the
-  // stream, e.g. a 401; then the next refresh shows why and opens a new one.
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
-      eventsStatus("closed");
-      if (state.events === source) state.events = null;
-    } else {
-      eventsStatus("reconnecting");
-    }
-  };
-  for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
-  source.onmessage = onEvent;
+  state.events = new EventStream("/v1/events", state.token, {
+    status: eventsStatus,
+    event: onEvent,
+    ended: stream => { if (state.events === stream) state.events = null; },
+  });
 }
 
 function stopEvents() {
@@ -546,12 +593,13 @@ function useToken() {
   refresh();
 }
 
+// Earlier dashboards kept the token in a cookie for the event stream; no route reads it now.
+document.cookie = "gpuspot_token=; Path=/v1/events; Max-Age=0";
 $("token").value = state.token;
 $("use-token").addEventListener("click", useToken);
 $("token").addEventListener("keydown", e => { if (e.key === "Enter") useToken(); });
 $("forget-token").addEventListener("click", () => {
   $("token").value = "";
-  setTokenCookie("");
   useToken();
 });
 $("error-close").addEventListener("click", () => { bannerFrom = null; $("error").hidden = true; });

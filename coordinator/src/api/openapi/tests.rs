@@ -127,7 +127,7 @@ fn every_operation_has_an_id_a_tag_and_typed_answers() {
                 assert_eq!(schema, "#/components/schemas/ErrorBody", "{id}: {status}");
             }
         }
-        // No `security` = the global bearer scheme; the event stream names bearer or cookie.
+        // No `security`: the global bearer scheme; `[{}]`: no token.
         let public = op["security"].as_array().is_some_and(|s| s.iter().all(|r| r == &json!({})));
         let needs_token = !public;
         assert_eq!(needs_token, path.starts_with("/v1"), "{id}: security");
@@ -171,10 +171,6 @@ fn the_document_says_what_clients_need() {
     }
     let scheme = &spec["components"]["securitySchemes"]["bearer"];
     assert_eq!(scheme["scheme"], "bearer");
-    let cookie = &spec["components"]["securitySchemes"]["token_cookie"];
-    assert_eq!((&cookie["in"], &cookie["name"]), (&json!("cookie"), &json!("gpuspot_token")));
-    let events = operation(&spec, "get", "/v1/events");
-    assert_eq!(events["security"][1], json!({"token_cookie": []}), "the stream takes the cookie");
     let dashboard = operation(&spec, "get", "/dashboard.js");
     assert_eq!(dashboard["operationId"], "dashboard_script");
 }
