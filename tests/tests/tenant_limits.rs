@@ -66,9 +66,13 @@ fn a_rotated_token_replaces_the_old_one_and_a_disabled_account_is_shut_out() {
     let me = format!("/v1/accounts/{}", acme.id);
     assert_error(&other.api.post(&format!("{me}/token"), &json!({})), 404, None, "foreign");
 
+    let old_token = acme.api.token.clone().unwrap_or_default();
+    let stolen = reading_stream(&c, &old_token);
     let (status, rotated) = acme.api.post(&format!("{me}/token"), &json!({}));
     assert_eq!(status, 201, "{rotated}");
     assert_error(&acme.api.get(&me), 401, Some("unauthorized"), "the old token");
+    let seen = read_to_end(stolen, SOON);
+    assert!(seen.contains("event: token_rotated"), "the stream saw the rotation: {seen}");
     let acme_new = Api::new(&c.api.base, Some(s(&rotated, "token")));
     assert_eq!(acme_new.get(&me).0, 200, "the new token");
 
@@ -91,6 +95,41 @@ fn a_rotated_token_replaces_the_old_one_and_a_disabled_account_is_shut_out() {
 
     assert_eq!(patch(&c.api, &me, &json!({ "disabled": false })).0, 200);
     assert_eq!(acme_new.get(&me).0, 200, "enabled again, the current token works");
+}
+
+/// Opens `GET /v1/events` from now, asking the server to close the connection when the
+/// stream ends.
+fn reading_stream(c: &Cluster, token: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(c.coordinator.http).expect("connect");
+    let head = format!(
+        "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Accept: text/event-stream\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut first = [0u8; 1];
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    // The headers come at once: after them the stream is open and counted.
+    std::io::Read::read_exact(&mut stream, &mut first).expect("the answer starts");
+    stream
+}
+
+/// Everything `stream` sends until the server closes it; panics when it is still open
+/// after `within`.
+fn read_to_end(mut stream: TcpStream, within: Duration) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&seen).into_owned(),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        let text = String::from_utf8_lossy(&seen);
+        assert!(Instant::now() < deadline, "the stream is still open: {text}");
+    }
 }
 
 /// Opens `GET /v1/events` resuming from the start and never reads a byte of the answer.

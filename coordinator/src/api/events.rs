@@ -7,6 +7,8 @@
 //! - with one, it replays at most the [`MAX_REPLAY`] newest matching events after it, then
 //!   follows live ones;
 //! - at most [`MAX_STREAMS_PER_TOKEN`] streams per token at once (429 beyond);
+//! - an account's streams end when its token is rotated or the account disabled, after
+//!   sending that event, so a stolen token stops reading (and frees the owner's slots);
 //! - a stream that falls further behind the live feed than its buffer holds (the client is
 //!   not reading, or not fast enough) is closed. actix stops polling a body whose socket
 //!   does not drain, so such a client costs a bounded write buffer until the feed overflows;
@@ -99,6 +101,9 @@ struct Feed {
     backlog: VecDeque<Event>,
     /// Replayed events still to read from the store.
     replay_left: usize,
+    /// The credentials the stream was opened with are gone (the token was rotated, or the
+    /// account disabled): the stream ends after sending that event.
+    revoked: bool,
     _slot: StreamSlot,
 }
 
@@ -110,6 +115,14 @@ pub fn visible(scope: &Scope, event: &Event) -> bool {
             event.account_id.as_ref() == Some(account) || event.kind.is_public()
         }
     }
+}
+
+/// Whether `event` takes away the token an account's stream was opened with: a stolen token
+/// must not keep reading, nor keep the owner's stream slots, once it was rotated away.
+fn revokes(scope: &Scope, event: &Event) -> bool {
+    use crate::core::events::EventKind::{AccountDisabled, TokenRotated};
+    let own = matches!(scope, Scope::Account(a) if event.account_id.as_ref() == Some(a));
+    own && matches!(event.kind, TokenRotated | AccountDisabled)
 }
 
 pub fn format_sse(event: &Event) -> Bytes {
@@ -126,6 +139,9 @@ impl Feed {
                 self.last_id = self.last_id.max(event.id);
                 return Some(format_sse(&event));
             }
+            if self.revoked {
+                return None;
+            }
             if self.replay_left > 0 {
                 match self.replay_page().await {
                     Ok(()) => continue,
@@ -138,6 +154,7 @@ impl Feed {
             match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
                 Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 Ok(Ok(event)) if event.id > self.last_id && visible(&self.scope, &event) => {
+                    self.revoked |= revokes(&self.scope, &event);
                     self.backlog.push_back(event)
                 }
                 Ok(Ok(_)) => {}
@@ -236,6 +253,7 @@ async fn stream(
         last_id,
         backlog: VecDeque::new(),
         replay_left,
+        revoked: false,
         _slot: slot,
     };
     // A comment first, so the client has the headers at once, not at the first event.
