@@ -1,9 +1,13 @@
 //! The gateway bounds what one client holds open (`[gateway] max_connections_per_client`):
 //! past it a connection is answered 429 `too_many_connections` and closed, other clients'
-//! places are untouched, and a closed connection gives its place back.
+//! places are untouched, and a closed connection gives its place back. Names, which the
+//! gateway routes by, cannot be taken from another tenant and must fit in a URL segment.
 
+use gpuspot_e2e::billing::create_account;
+use gpuspot_e2e::deploy::regular_spec;
 use gpuspot_e2e::wait::{holds, wait_until};
-use gpuspot_e2e::{SOON, TEST_CONFIG, cluster};
+use gpuspot_e2e::{SOON, TEST_CONFIG, assert_error, cluster, s};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -53,4 +57,28 @@ fn one_client_cannot_hold_more_than_its_share_of_gateway_connections() {
         let answer = ask(&mut connect());
         holds(answer.starts_with("HTTP/1.1 404"), || answer.clone())
     });
+}
+
+#[test]
+fn a_tenant_cannot_take_a_name_another_tenant_serves_under() {
+    let c = cluster!(&format!("{TEST_CONFIG}\n[gateway]\nlisten = \"127.0.0.1:0\"\n"));
+    let (alice, mallory) = (create_account(&c.api, "alice"), create_account(&c.api, "mallory"));
+    for account in [&alice, &mallory] {
+        account.pay(&c.api, "50.00");
+    }
+    let body = |name: &str| {
+        json!({ "name": name, "mode": "replicaset", "replicas": 1,
+                "specs": [regular_spec(&["RTX 4090"], 1)], "template": { "command": ["true"] } })
+    };
+    let (status, first) = alice.api.post("/v1/deployments", &body("svc"));
+    assert_eq!(status, 202, "{first}");
+    let taken = mallory.api.post("/v1/deployments", &body("svc"));
+    assert_error(&taken, 409, Some("name_taken"), "another tenant's name");
+    assert_eq!(alice.api.post("/v1/deployments", &body("svc")).0, 202, "its owner may reuse it");
+    for bad in ["a/b", "with space", "..", &"x".repeat(64)] {
+        let answer = mallory.api.post("/v1/deployments", &body(bad));
+        assert_error(&answer, 400, None, &format!("name {bad:?}"));
+    }
+    let deleted = alice.api.delete(&format!("/v1/deployments/{}", s(&first, "id")));
+    assert!(deleted.0 < 300, "{deleted:?}");
 }

@@ -7,6 +7,7 @@ use super::messages::{DeploymentRequest, DeploymentView, Endpoint, Scope};
 use super::reply::Deferred;
 use crate::core::deployment::{Deployment, DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
+use crate::core::error::DeploymentError;
 use gpuspot_common::{AccountId, DeploymentId};
 
 impl ClusterActor {
@@ -86,6 +87,9 @@ impl ClusterActor {
         };
         if !self.core.may_start(&owner.id) {
             return Err(Failure::OverdueForDeployments(account));
+        }
+        if self.core.name_held_by_another(&account, &new.name) {
+            return Err(DeploymentError::NameTaken(new.name).into());
         }
         let id = self.core.create_deployment(account, new, self.clock.now());
         self.deployment_view(&id, None)

@@ -71,6 +71,7 @@ async fn ask<T: 'static>(
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 402, description = "The account is overdue", body = ErrorBody),
         (status = 403, description = "Another account named, or a quota exceeded", body = ErrorBody),
+        (status = 409, description = "The name is held by another account's live deployment (name_taken)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
     )

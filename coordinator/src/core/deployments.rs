@@ -45,6 +45,17 @@ impl Cluster {
         self.instances.of_owner(id).collect()
     }
 
+    /// Whether a live deployment of another account has this name: it keeps it, since the
+    /// gateway serves a name to one deployment and a tenant must not take another's (empty
+    /// names become ids, which are unique).
+    pub fn name_held_by_another(&self, account: &AccountId, name: &str) -> bool {
+        !name.is_empty()
+            && self
+                .deployments
+                .iter()
+                .any(|d| d.name == name && d.account_id != *account && !d.state.is_final())
+    }
+
     pub fn create_deployment(
         &mut self,
         account: AccountId,

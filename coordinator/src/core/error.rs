@@ -36,6 +36,9 @@ pub enum DeploymentError {
     Unknown(DeploymentId),
     #[error("only a replicaset has replicas to scale")]
     NotAReplicaSet,
+    /// Gateway names are first come, first named across accounts (DESIGN §18).
+    #[error("the name {0:?} is in use by another account's deployment; choose another")]
+    NameTaken(String),
 }
 
 /// A request that would pass the account's quota (DESIGN §16); the message names the limit.

@@ -190,6 +190,9 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
 /// Checks a new deployment: its mode and counts, every spec and the template.
 pub fn deployment(body: DeploymentBody) -> Result<NewDeployment, HttpError> {
     let mut problems = Problems::default();
+    if let Some(name) = &body.name {
+        rules::deployment_name(name, &mut problems);
+    }
     let mode = rules::mode(&body.mode, &mut problems);
     let counts = rules::counts(mode, &body, &mut problems);
     let specs = specs(&body.specs, &mut problems);

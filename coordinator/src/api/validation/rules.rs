@@ -215,6 +215,23 @@ pub fn scaling(
 
 /// A deployment's mode; a bad one is reported and checked on as a container, whose counts
 /// raise no problems of their own.
+/// The longest deployment name.
+pub const MAX_DEPLOYMENT_NAME: usize = 63;
+
+/// A deployment name is one segment of the gateway's `/d/{name}/…`: up to 63 of letters,
+/// digits, `-`, `_` and `.`, not starting with `.` (a `/`, a space or `..` would make it
+/// unreachable there); empty is no name (the id serves as one).
+pub fn deployment_name(name: &str, problems: &mut Problems) {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let dotted = name.starts_with('.');
+    if name.len() > MAX_DEPLOYMENT_NAME || !name.chars().all(allowed) || dotted {
+        problems.add(format!(
+            "name: at most {MAX_DEPLOYMENT_NAME} letters, digits, '-', '_' or '.' (not first), not {:?}",
+            name.chars().take(80).collect::<String>()
+        ));
+    }
+}
+
 pub fn mode(mode: &str, problems: &mut Problems) -> Mode {
     match mode {
         "replicaset" => Mode::Replicaset,
