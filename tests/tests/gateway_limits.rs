@@ -50,6 +50,11 @@ fn one_client_cannot_hold_more_than_its_share_of_gateway_connections() {
     let answer = ask(&mut connect());
     assert!(answer.starts_with("HTTP/1.1 429"), "a third is refused: {answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");
+    let body: serde_json::Value = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_default();
+    assert_eq!(body["error"]["code"], "too_many_connections", "the API's error shape: {answer}");
     let answer = ask(&mut held[0]);
     assert!(answer.starts_with("HTTP/1.1 404"), "held connections still work: {answer}");
     held.pop();

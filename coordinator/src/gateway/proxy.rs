@@ -54,40 +54,43 @@ pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListene
             }
         };
         let _ = stream.set_nodelay(true);
-        let slot = gateway.admission.admit(peer.ip());
+        let Some(slot) = gateway.admission.admit(peer.ip()) else {
+            tokio::spawn(refuse(stream, peer));
+            continue;
+        };
         let gateway = gateway.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(forward(&gateway, request, peer).await) }
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            let result = match slot {
-                Some(_slot) => {
-                    let service = hyper::service::service_fn(move |request| {
-                        let gateway = gateway.clone();
-                        async move { Ok::<_, Infallible>(forward(&gateway, request, peer).await) }
-                    });
-                    builder.serve_connection(TokioIo::new(stream), service).await
-                }
-                None => {
-                    tracing::debug!(%peer, "gateway connection refused: too many open");
-                    let service = hyper::service::service_fn(|_| async {
-                        Ok::<_, Infallible>(too_many_connections())
-                    });
-                    builder.keep_alive(false).serve_connection(TokioIo::new(stream), service).await
-                }
-            };
-            if let Err(error) = result {
+            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%error, "gateway connection ended");
             }
         });
     }
 }
 
-fn too_many_connections() -> Response<ProxyBody> {
-    let message = "too many connections from this address; close some and retry";
-    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", message);
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+/// A connection past the limits gets a 429 written at once, without reading its request
+/// (reading would let refused connections pile up for the header timeout), and is closed.
+async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!(%peer, "gateway connection refused: too many open");
+    let body = r#"{"error":{"code":"too_many_connections","message":"too many connections from this address; close some and retry"}}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(answer.as_bytes())).await;
+    let _ = tokio::time::timeout(REFUSAL_WRITE, stream.shutdown()).await;
 }
+
+/// How long writing a refusal may take.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// `/d/{key}/rest` → (key, `/rest`).
 fn split_path(path: &str) -> Option<(&str, &str)> {
@@ -270,7 +273,8 @@ fn bad_gateway(e: &hyper_util::client::legacy::Error) -> Response<ProxyBody> {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    // The API's error shape, so one client parses both.
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
     let mut response =
         Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
