@@ -245,7 +245,7 @@ fn with_cookie(api: &Api, path: &str, token: &str) -> reqwest::blocking::Respons
 }
 
 #[test]
-fn no_route_takes_a_token_from_a_cookie_and_the_assets_carry_a_csp() {
+fn tokens_come_only_in_the_header_and_the_assets_carry_a_csp() {
     let c = cluster!();
     let admin = &c.coordinator.admin_token;
     for path in ["/v1/events", "/v1/instances"] {
@@ -254,6 +254,10 @@ fn no_route_takes_a_token_from_a_cookie_and_the_assets_carry_a_csp() {
         let body: Value = answer.json().expect("JSON error");
         assert_eq!(body["error"]["code"], "unauthorized", "{body}");
     }
+    let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+    let url = format!("{}/v1/instances", c.api.base);
+    let lower = client.get(&url).header("Authorization", format!("bearer {admin}")).send();
+    assert_eq!(lower.expect("GET").status(), 200, "the scheme's name is case-insensitive");
     for (path, kind) in
         [("/", "text/html"), ("/dashboard.js", "text/javascript"), ("/dashboard.css", "text/css")]
     {

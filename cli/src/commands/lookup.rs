@@ -43,12 +43,26 @@ pub fn id_of(ctx: &Ctx, noun: &Noun, name_or_id: &str) -> anyhow::Result<String>
     let Ok(list) = ctx.client.get_json(noun.list) else {
         return Ok(name_or_id.to_owned());
     };
-    let all = items(&list, "items");
+    pick(noun, items(&list, "items"), name_or_id)
+}
+
+/// [`id_of`] over the list `all` (oldest first).
+fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<String> {
     if all.iter().any(|i| field(i, "id") == name_or_id) {
         return Ok(name_or_id.to_owned());
     }
     let named: Vec<&Value> =
         all.iter().filter(|i| field(i, noun.name_field) == name_or_id).collect();
+    let mut owners: Vec<String> = named.iter().map(|i| field(i, "account_id")).collect();
+    owners.sort();
+    owners.dedup();
+    if owners.len() > 1 {
+        // The admin sees every tenant's: a name must not pick another tenant's by accident.
+        return usage(format!(
+            "{name_or_id:?} names items of several accounts ({}): give an id",
+            owners.join(", ")
+        ));
+    }
     let live: Vec<&&Value> = named.iter().filter(|i| !noun.is_ended(i)).collect();
     match (live.as_slice(), named.last()) {
         ([one], _) => Ok(field(one, "id")),
@@ -135,6 +149,24 @@ mod tests {
         assert_eq!(age("2026-12-03T07:00:00Z"), "5h");
         assert_eq!(age("2026-11-29T12:00:00Z"), "4d");
         assert_eq!(super::age(None, now), "-");
+    }
+
+    #[test]
+    fn names_resolve_to_the_live_one_and_never_across_accounts() {
+        let list = json!([
+            {"id": "i-1", "name": "web", "state": "terminated", "account_id": "a-op"},
+            {"id": "i-2", "name": "web", "state": "running", "account_id": "a-op"},
+            {"id": "i-3", "name": "db", "state": "terminated", "account_id": "a-op"},
+            {"id": "i-4", "name": "job", "state": "terminated", "account_id": "a-op"},
+            {"id": "i-5", "name": "job", "state": "running", "account_id": "a-tenant"},
+        ]);
+        let all = list.as_array().unwrap();
+        let pick = |name| pick(&INSTANCE, all, name).ok();
+        assert_eq!(pick("web").as_deref(), Some("i-2"), "the live one");
+        assert_eq!(pick("db").as_deref(), Some("i-3"), "else the newest ended one");
+        assert_eq!(pick("i-4").as_deref(), Some("i-4"), "an id is an id");
+        assert_eq!(pick("job"), None, "two accounts' items: give an id");
+        assert_eq!(pick("other").as_deref(), Some("other"), "unknown: the API says so");
     }
 
     #[test]

@@ -49,10 +49,16 @@ fn authenticate(request: &HttpRequest) -> Result<Caller, HttpError> {
         request.headers().get(actix_web::http::header::AUTHORIZATION).ok_or_else(|| {
             HttpError::unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
         })?;
-    let token =
-        header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).ok_or_else(
-            || HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`"),
-        )?;
+    // The scheme's name is case-insensitive (RFC 9110 §11.1).
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+        })?;
     caller_for(state(request)?, token)
 }
 
