@@ -1,6 +1,6 @@
-//! How many connections the gateway holds open: at most `per_client` from one IP address and
-//! `total` in all, so one client (a hostile tenant, a runaway load test) cannot take every
-//! file descriptor and shut the others out. A [`Slot`] gives its place back when dropped.
+//! How many connections the gateway holds open: at most `per_client` from one client (an IPv4
+//! address or an IPv6 /64) and `total` in all, so one client (a hostile tenant, a runaway
+//! load test) cannot take every file descriptor and shut the others out. A [`Slot`] gives its place back when dropped.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -47,6 +47,7 @@ impl Admission {
 
     /// A slot for a connection from `client`, or None when it or everyone is at the limit.
     pub fn admit(&self, client: IpAddr) -> Option<Slot> {
+        let client = client_of(client);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let mine = open.by_client.get(&client).copied().unwrap_or(0);
         if open.total >= self.limits.total || mine >= self.limits.per_client {
@@ -55,6 +56,18 @@ impl Admission {
         open.total += 1;
         open.by_client.insert(client, mine + 1);
         Some(Slot { client, open: self.open.clone() })
+    }
+}
+
+/// Who a connection counts against: its IPv4 address, or its IPv6 /64 (one customer is
+/// routinely given a whole /64, and would otherwise have 2^64 addresses' worth of shares).
+fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
     }
 }
 
@@ -86,5 +99,17 @@ mod tests {
         assert!(admission.admit(b).is_none(), "the total is reached");
         drop(first);
         assert!(admission.admit(a).is_some(), "a closed connection frees its place");
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_client() {
+        let admission = Admission::new(Limits { total: 10, per_client: 1 });
+        let first = admission.admit("2001:db8:1:2::1".parse().unwrap());
+        assert!(first.is_some());
+        assert!(admission.admit("2001:db8:1:2:ffff::9".parse().unwrap()).is_none(), "same /64");
+        assert!(admission.admit("2001:db8:1:3::1".parse().unwrap()).is_some(), "another /64");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let _v4 = admission.admit("10.0.0.1".parse().unwrap()).expect("v4");
+        assert!(admission.admit(mapped).is_none(), "a mapped IPv4 address is that address");
     }
 }
