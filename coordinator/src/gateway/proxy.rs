@@ -79,7 +79,8 @@ pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListene
 async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
     use tokio::io::AsyncWriteExt;
     tracing::debug!(%peer, "gateway connection refused: too many open");
-    let body = r#"{"error":{"code":"too_many_connections","message":"too many connections from this address; close some and retry"}}"#;
+    let message = "too many connections from this address; close some and retry";
+    let body = error_body("too_many_connections", message);
     let answer = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -272,9 +273,13 @@ fn bad_gateway(e: &hyper_util::client::legacy::Error) -> Response<ProxyBody> {
     error(StatusCode::BAD_GATEWAY, "bad_gateway", &format!("the replica failed: {e}{source}"))
 }
 
+/// The API's error shape, so one client parses both.
+fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    // The API's error shape, so one client parses both.
-    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    let body = error_body(code, message);
     let mut response =
         Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
