@@ -47,7 +47,8 @@ fn the_owner_reads_and_changes_a_deployment_by_its_name_and_nobody_else_does() {
     assert_eq!(status, 202, "{created}");
     let id = s(&created, "id").to_owned();
 
-    for path in ["/v1/deployments/bobweb", "/v1/deployments/BobWeb", &format!("/v1/deployments/{id}")]
+    for path in
+        ["/v1/deployments/bobweb", "/v1/deployments/BobWeb", &format!("/v1/deployments/{id}")]
     {
         let (status, shown) = bob.api.get(path);
         assert_eq!((status, s(&shown, "id")), (200, id.as_str()), "GET {path}: {shown}");

@@ -135,7 +135,7 @@ fn a_worst_case_valid_request_queued_on_a_full_pool_leaves_pools_fast() {
 
 #[test]
 fn a_data_dir_holding_an_old_twenty_thousand_model_request_loads() {
-    let (mut c, _agent) = full_pool();
+    let (mut c, agent) = full_pool();
     let queued = c.api.create(&request("old", &["H100"], 1, &sh(SLEEP)));
     let id = s(&queued, "id").to_owned();
     c.coordinator.kill();
@@ -157,6 +157,11 @@ fn a_data_dir_holding_an_old_twenty_thousand_model_request_loads() {
     c.coordinator.start_again();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "started in {took:?}");
+    // Passes over the queue weigh only once the host is back and could be reclaimed.
+    c.wait_host(&agent.hostname, "connected");
+    let pass = Instant::now();
+    c.wait_state(s(&c.api.create(&request("probe", &["H100"], 1, &sh(SLEEP))), "id"), "queued");
+    assert!(pass.elapsed() < AT_ONCE, "a request after the load took {:?}", pass.elapsed());
     let median = pools_median(&c);
     assert!(median < POOLS_WITHIN, "GET /v1/pools median {median:?} after loading it");
     let loaded = c.api.instance(&id);

@@ -6,6 +6,9 @@
 //! under one name, so both paths go through the same rules in [`rules`] and a rule gives
 //! the same verdict on both.
 
+mod bounds;
+#[cfg(test)]
+mod bounds_tests;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -126,13 +129,23 @@ pub struct DeploymentBody {
     pub schedule: Option<Value>,
 }
 
+/// The longest problem reported; the field it names comes first.
+const MAX_PROBLEM_CHARS: usize = 300;
+
 /// Every problem found in one body, each a sentence that names its field.
 #[derive(Debug, Default)]
 pub struct Problems(Vec<String>);
 
 impl Problems {
+    /// A problem longer than [`MAX_PROBLEM_CHARS`] is cut (a parser's message may quote
+    /// the whole value it refused).
     pub fn add(&mut self, problem: impl Into<String>) {
-        self.0.push(problem.into());
+        let mut problem: String = problem.into();
+        if let Some((cut, _)) = problem.char_indices().nth(MAX_PROBLEM_CHARS) {
+            problem.truncate(cut);
+            problem.push('…');
+        }
+        self.0.push(problem);
     }
 
     /// Ok when nothing was found, else one 400 `invalid_request` listing all of it.
@@ -166,6 +179,7 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
     let spec = SpecBody { gpu, cpu_cores, memory_gib, billing };
     let template = TemplateBody { command, env, snapshot, image, data_disk_gib, ports, readiness };
     let mut problems = Problems::default();
+    bounds::instance_name(name.as_deref().unwrap_or_default(), &mut problems);
     let spec = rules::spec("", &spec, &mut problems);
     let template = rules::template("", template, &mut problems);
     let on_unavailable = rules::on_unavailable(on_unavailable.as_ref(), &mut problems);
@@ -218,22 +232,47 @@ pub fn deployment(body: DeploymentBody) -> Result<NewDeployment, HttpError> {
     })
 }
 
-/// Checks what a `PATCH /v1/deployments/{id}` replaces, specs and template together.
+/// Checks what a `PATCH /v1/deployments/{id}` replaces, replicas, specs and template
+/// together.
 pub fn deployment_change(
+    replicas: Option<u32>,
     specs: Option<&[SpecBody]>,
     template: Option<TemplateBody>,
 ) -> Result<(Option<Vec<DeploymentSpec>>, Option<Template>), HttpError> {
     let mut problems = Problems::default();
+    if replicas.is_some_and(|r| r > rules::MAX_REPLICAS) {
+        problems.add(format!("replicas must be at most {}", rules::MAX_REPLICAS));
+    }
     let specs = specs.map(|bodies| self::specs(bodies, &mut problems));
     let template = template.map(|body| rules::template("template.", body, &mut problems));
     problems.finish()?;
     Ok((specs, template))
 }
 
-/// The ordered specs; at least one, since each new instance takes the first that fits.
+/// What a `PATCH /v1/instances/{id}` changes: its name and env, bounded as on creation.
+pub fn instance_change(
+    name: Option<&str>,
+    env: Option<&BTreeMap<String, String>>,
+) -> Result<(), HttpError> {
+    let mut problems = Problems::default();
+    if let Some(name) = name {
+        bounds::instance_name(name, &mut problems);
+    }
+    if let Some(env) = env {
+        bounds::env("", env, &mut problems);
+    }
+    problems.finish()
+}
+
+/// The ordered specs; at least one, since each new instance takes the first that fits, and
+/// at most [`bounds::MAX_SPECS`].
 fn specs(bodies: &[SpecBody], problems: &mut Problems) -> Vec<DeploymentSpec> {
     if bodies.is_empty() {
         problems.add("specs must list at least one spec (tried in order)");
+    }
+    if bodies.len() > bounds::MAX_SPECS {
+        problems.add(format!("specs may list at most {} specs", bounds::MAX_SPECS));
+        return Vec::new();
     }
     let at = |index: usize| format!("specs[{index}].");
     bodies.iter().enumerate().map(|(i, body)| rules::spec(&at(i), body, problems)).collect()
