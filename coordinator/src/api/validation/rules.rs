@@ -245,7 +245,6 @@ pub fn deployment_name(name: &str, problems: &mut Problems) {
 
 /// A deployment's mode; a bad one is reported and checked on as a container, whose counts
 /// raise no problems of their own.
-
 pub fn mode(mode: &str, problems: &mut Problems) -> Mode {
     match mode {
         "replicaset" => Mode::Replicaset,
