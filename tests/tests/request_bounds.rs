@@ -72,6 +72,7 @@ fn a_request_listing_one_model_twenty_thousand_times_is_refused_at_once() {
     let took = started.elapsed();
     refused_naming(&answer, "gpu.models", "20,000 models");
     assert!(took < AT_ONCE, "refused at once, not after {took:?}");
+    println!("figure: 20,000 models refused in {took:?}");
 
     let mut long = request("long", &["H100"], 1, &sh(SLEEP));
     long["gpu"]["models"] = json!(["H100", "x".repeat(65)]);
@@ -96,6 +97,7 @@ fn an_oversized_env_command_or_name_is_refused_naming_the_field() {
     let started = Instant::now();
     refused_naming(&c.api.post("/v1/instances", &big), "env", "a 912 KB env");
     assert!(started.elapsed() < AT_ONCE, "at once: {:?}", started.elapsed());
+    println!("figure: a 912 KB env refused in {:?}", started.elapsed());
 
     let mut bad_name = request("bad-env-name", &["H100"], 1, &sh(SLEEP));
     bad_name["env"] = json!({ "1A": "x" });
@@ -131,6 +133,7 @@ fn a_worst_case_valid_request_queued_on_a_full_pool_leaves_pools_fast() {
     });
     let median = pools_median(&c);
     assert!(median < POOLS_WITHIN, "GET /v1/pools median {median:?}");
+    println!("figure: GET /v1/pools median {median:?} with two worst-case requests queued");
 }
 
 #[test]
@@ -164,6 +167,7 @@ fn a_data_dir_holding_an_old_twenty_thousand_model_request_loads() {
     assert!(pass.elapsed() < AT_ONCE, "a request after the load took {:?}", pass.elapsed());
     let median = pools_median(&c);
     assert!(median < POOLS_WITHIN, "GET /v1/pools median {median:?} after loading it");
+    println!("figure: restart on the old row {took:?}, GET /v1/pools median {median:?}");
     let loaded = c.api.instance(&id);
     assert_eq!(loaded["gpu"]["models"], json!(["H100"]), "deduplicated on load: {loaded}");
     assert_eq!(s(&loaded, "state"), "queued", "{loaded}");

@@ -25,7 +25,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuBody {
+    /// In order of preference; at most 16 entries (repeats count) of at most 64 characters.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub models: Vec<String>,
     pub count: Option<u32>,
 }
@@ -41,6 +43,7 @@ pub struct BillingBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceBody {
+    #[schema(max_length = 63)]
     pub name: Option<String>,
     /// The admin may create for another account.
     pub account_id: Option<String>,
@@ -48,9 +51,11 @@ pub struct InstanceBody {
     pub cpu_cores: Option<Range>,
     pub memory_gib: Option<Range>,
     pub billing: Option<BillingBody>,
-    /// Optional with an image (it replaces the image's CMD), required without.
+    /// Optional with an image (it replaces the image's CMD), required without; at most
+    /// 64 KiB in all (each argument with its NUL).
     #[serde(default)]
     pub command: Vec<String>,
+    /// Names `[A-Za-z_][A-Za-z0-9_]*`; at most 64 KiB in all (`NAME=value` and a NUL each).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -113,12 +118,15 @@ pub struct TemplateBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentBody {
+    /// Unique among live deployments whatever its case; no leading or trailing dot.
+    #[schema(max_length = 63, pattern = "^([A-Za-z0-9_-]([A-Za-z0-9._-]{0,61}[A-Za-z0-9_-])?)?$")]
     pub name: Option<String>,
     pub mode: String,
     pub replicas: Option<u32>,
     pub completions: Option<u32>,
     pub parallelism: Option<u32>,
     pub retry_limit: Option<u32>,
+    #[schema(max_items = 16)]
     pub specs: Vec<SpecBody>,
     pub template: TemplateBody,
     pub account_id: Option<String>,
