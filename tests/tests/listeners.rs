@@ -142,6 +142,7 @@ fn the_ssh_door_holds_an_address_to_its_share_and_closes_a_client_that_does_not_
     let (_, closed) = read_for(&mut held[0], CUT_OFF + SLACK, "");
     let after = connected.elapsed();
     assert!(closed, "a client silent for {after:?} is still connected");
+    eprintln!("a client that did not log in was closed after {after:?}");
     assert!(after >= CUT_OFF - Duration::from_millis(300), "closed after only {after:?}");
     for stream in &mut held[1..] {
         assert!(read_for(stream, SLACK, "").1, "every silent client is closed");
@@ -209,6 +210,7 @@ fn the_gateway_cuts_off_a_body_sent_a_byte_every_two_seconds() {
         let closed = closed.unwrap_or_else(|| panic!("{what}: still open: {answer:?}"));
         assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer:?} after {closed:?}");
         assert!(answer.contains("request_timeout"), "{what}: the API's error shape: {answer}");
+        eprintln!("gateway, {what}: 408 and closed after {closed:?}");
     }
 }
 
@@ -235,7 +237,9 @@ fn the_api_caps_an_address_cuts_off_slow_bodies_and_survives_a_descriptor_flood(
         c.coordinator.admin_token
     );
     let (answer, closed) = trickle(&http.to_string(), &head, " ", CUT_OFF + SLACK);
-    assert!(closed.is_some(), "a trickled body is still being read: {answer:?}");
+    let closed =
+        closed.unwrap_or_else(|| panic!("a trickled body is still being read: {answer:?}"));
+    eprintln!("API: a trickled body got its answer and was closed after {closed:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(answer.contains("request_timeout"), "{answer}");
 
