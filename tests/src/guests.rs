@@ -11,6 +11,27 @@ pub fn uid_of(pid: u32) -> Option<u32> {
     line.split_whitespace().next()?.parse().ok()
 }
 
+/// The host pid of the process a guest whose data dir is `data_dir` sees as `pid` (in its
+/// own PID namespace when the agent is root): the process with that innermost pid and
+/// that `GPUSPOT_DATA_DIR`. `None` when it does not run.
+pub fn host_pid_of(data_dir: &Path, pid: u32) -> Option<u32> {
+    let marker = format!("GPUSPOT_DATA_DIR={}", data_dir.display());
+    let inner = |p: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+        line.split_whitespace().last()?.parse::<u32>().ok()
+    };
+    let of_guest = |p: u32| {
+        let environ = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
+        environ.split(|b| *b == 0).any(|var| var == marker.as_bytes())
+    };
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| inner(*p) == Some(pid) && of_guest(*p))
+}
+
 /// (owner uid, permission bits) of `path`, not following a final symlink.
 pub fn owner_and_mode(path: &Path) -> (u32, u32) {
     let meta =
