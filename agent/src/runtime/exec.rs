@@ -36,12 +36,13 @@ pub(super) fn start(target: &ExecTarget, spec: ExecSpec) -> Result<ExecSession, 
     let cgroups = super::cgroup::open_procs(&target.cgroup_dirs);
     let cgroup_procs = super::cgroup::procs_fds(cgroups.iter().map(File::as_raw_fd));
     let identity = Identity { ids: target.ids, cgroup_procs };
-    let joiner = match target.init {
-        Some(init) => Some(
-            Joiner::open(init, &target.data_dir)
-                .map_err(|e| RuntimeError::Exec(format!("cannot enter the guest: {e}")))?,
-        ),
-        None => None,
+    let (joiner, guest_pid) = match target.init {
+        Some(init) => {
+            let cannot = |e| RuntimeError::Exec(format!("cannot enter the guest: {e}"));
+            let (joiner, pid) = Joiner::open(init, &target.data_dir).map_err(cannot)?;
+            (Some(joiner), Some(pid))
+        }
+        None => (None, None),
     };
     let mut command = Command::new(&spec.command[0]);
     command
@@ -58,12 +59,17 @@ pub(super) fn start(target: &ExecTarget, spec: ExecSpec) -> Result<ExecSession, 
         spawn_piped(command, identity, joiner, spec.stdin).map_err(spawn_error)?
     };
     drop(cgroups);
+    // In a guest's namespaces the command leads its own group, below a relaying process.
+    let pgid = match guest_pid {
+        Some(pid) => pid.read().unwrap_or(0),
+        None => child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0),
+    };
     let (output_tx, output_rx) = mpsc::channel(16);
     let (input_tx, input_rx) = mpsc::channel(16);
     let (exit_tx, exit_rx) = oneshot::channel();
     let (cancel_tx, cancel_rx) = oneshot::channel();
     tokio::spawn(forward_input(input_rx, input, spec.stdin));
-    tokio::spawn(run(child, output, output_tx, exit_tx, cancel_rx));
+    tokio::spawn(run(child, pgid, output, output_tx, exit_tx, cancel_rx));
     Ok(ExecSession { output: output_rx, input: input_tx, exit: exit_rx, cancel: cancel_tx })
 }
 
@@ -154,12 +160,12 @@ fn async_fd(fd: OwnedFd) -> std::io::Result<Arc<AsyncFd<OwnedFd>>> {
 /// Follows the command: output out, a kill on cancel, then the exit code.
 async fn run(
     mut child: Child,
+    pgid: i32,
     output: Arc<AsyncFd<OwnedFd>>,
     output_tx: mpsc::Sender<Vec<u8>>,
     exit_tx: oneshot::Sender<Result<Option<i32>, String>>,
     mut cancel: oneshot::Receiver<()>,
 ) {
-    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
     let (mut open, mut cancelled) = (true, false);
     let status = loop {
         tokio::select! {

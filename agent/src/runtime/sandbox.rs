@@ -231,17 +231,33 @@ pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd) -> ! {
     }
 }
 
-/// A running guest's namespaces, held open for one command run inside it.
+/// A running guest's namespaces, held open for one command run inside it, and where the
+/// command's host pid is told (see [`GuestPid`]).
 #[derive(Debug)]
 pub struct Joiner {
     namespaces: Vec<(File, libc::c_int)>,
     data_dir: CString,
+    pid_writer: std::io::PipeWriter,
+}
+
+/// The host pid of a command run in a guest's namespaces: the leader of its own session
+/// and group there, which the agent signals.
+#[derive(Debug)]
+pub struct GuestPid(std::io::PipeReader);
+
+impl GuestPid {
+    /// Once the command was spawned (and the [`Joiner`] dropped): its pid, if it started.
+    pub fn read(mut self) -> Option<i32> {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut self.0, &mut text).ok()?;
+        text.trim().parse().ok().filter(|pid| *pid > 1)
+    }
 }
 
 impl Joiner {
     /// Opens the namespaces of `init` (the guest's pid 1), checking it is still the same
     /// process once they are held.
-    pub fn open(init: ProcRef, data_dir: &Path) -> std::io::Result<Self> {
+    pub fn open(init: ProcRef, data_dir: &Path) -> std::io::Result<(Self, GuestPid)> {
         let gone = || std::io::Error::other("the guest's processes are gone");
         if !init.alive() {
             return Err(gone());
@@ -255,7 +271,14 @@ impl Joiner {
         if !init.alive() {
             return Err(gone());
         }
-        Ok(Self { namespaces, data_dir: cstring(data_dir)? })
+        let (reader, pid_writer) = std::io::pipe()?;
+        let joiner = Self { namespaces, data_dir: cstring(data_dir)?, pid_writer };
+        Ok((joiner, GuestPid(reader)))
+    }
+
+    /// Where the process between fork and exec writes the command's pid.
+    pub fn pid_fd(&self) -> RawFd {
+        self.pid_writer.as_raw_fd()
     }
 
     /// Between fork and exec: joins the namespaces (the pid namespace applies to children,

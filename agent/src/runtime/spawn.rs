@@ -147,22 +147,31 @@ pub fn enter_guest(identity: Identity, tty: Option<RawFd>) -> std::io::Result<()
     become_guest(identity)
 }
 
-/// Between fork and exec of a command run in a namespaced guest: its own session, the
-/// guest's namespaces; then a fork, since only children enter a PID namespace. The child
-/// becomes the guest and execs; this process stays outside, relays its exit and dies
-/// with it.
+/// Between fork and exec of a command run in a namespaced guest: the guest's namespaces,
+/// then a fork, since only children enter a PID namespace. The child leads its own
+/// session there (with its terminal, so that a shell's job control works), becomes the
+/// guest and execs; this process stays outside, tells the child's pid, relays its exit
+/// and ends with it.
 pub fn enter_joined(
     identity: Identity,
     tty: Option<RawFd>,
     joiner: &Joiner,
 ) -> std::io::Result<()> {
-    enter_session(tty)?;
-    joiner.enter()?;
     // SAFETY: async-signal-safe calls only; `relay` never returns.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
-        0 => become_guest(identity),
-        child => unsafe { relay(child) },
+    unsafe {
+        // Out of the agent's process group: its signals are not the command's.
+        if libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        joiner.enter()?;
+        match libc::fork() {
+            -1 => Err(std::io::Error::last_os_error()),
+            0 => enter_guest(identity, tty),
+            child => {
+                write_number(joiner.pid_fd(), i64::from(child));
+                relay(child)
+            }
+        }
     }
 }
 
