@@ -356,6 +356,21 @@ mod tests {
     }
 
     #[test]
+    fn process_limits_are_read_and_checked() {
+        let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
+        let settings = parse("coordinator = \"c:1\"\n").unwrap();
+        assert_eq!((settings.pids_max, settings.unlimited_ok), (4096, false));
+        let text = "coordinator = \"c:1\"\n[process]\npids_max = 64\nunlimited_ok = true\n";
+        let settings = parse(text).unwrap();
+        assert_eq!((settings.pids_max, settings.unlimited_ok), (64, true));
+        for bad in [0, 15, 4_194_305] {
+            let err = parse(&format!("coordinator = \"c:1\"\n[process]\npids_max = {bad}\n"))
+                .unwrap_err();
+            assert!(err.to_string().contains("process.pids_max"), "{err}");
+        }
+    }
+
+    #[test]
     fn port_range_and_address_are_read_and_checked() {
         let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
         let settings = parse("coordinator = \"c:1\"\n").unwrap();

@@ -1,7 +1,7 @@
 //! The namespaces of an isolated process guest (DESIGN §15): its own PID, mount, IPC and
 //! UTS namespaces. Its pid 1 is a tiny init (a fork of the agent's watcher, root, outside
 //! the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest sees
-//! only its own processes), binds `/tmp` and `/run/lock` to `<data>/.gpuspot/` (so they
+//! only its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to `<data>/.gpuspot/` (so they
 //! count against the data disk and go with it), forks the workload, forwards it the
 //! signals it gets, reaps every orphan and, once the workload has ended, writes its wait
 //! status and exits, which kills whatever else runs in the namespace. SysV IPC objects die
@@ -23,7 +23,8 @@ use std::path::Path;
 
 /// The host dirs each guest gets a private copy of, on its data disk: (host dir, name
 /// under `<data>/.gpuspot`).
-const PRIVATE_DIRS: [(&str, &str); 2] = [("/tmp", "tmp"), ("/run/lock", "lock")];
+const PRIVATE_DIRS: [(&str, &str); 3] =
+    [("/tmp", "tmp"), ("/var/tmp", "var-tmp"), ("/run/lock", "lock")];
 /// Where a guest's private dirs live inside its data dir.
 pub const SCRATCH: &str = ".gpuspot";
 /// Namespaces joined by commands run in the guest, `/proc/<pid>/ns/<name>`; `pid` last
@@ -40,7 +41,7 @@ fn cstring(path: &Path) -> std::io::Result<CString> {
 }
 
 /// At most the private dirs and two kept paths.
-const MAX_BINDS: usize = 4;
+const MAX_BINDS: usize = PRIVATE_DIRS.len() + 2;
 
 /// A bind of `source` onto `target`, after creating `create` (innermost first) in
 /// whatever is mounted there by then. `source` is opened before any bind and bound
