@@ -18,6 +18,9 @@ const CPU_PERIOD_US: u64 = 100_000;
 const GIB: u64 = 1 << 30;
 /// How long removal waits for the cgroup's last processes to be gone.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// An instance cgroup empty for this long was left by an agent that was killed: removed
+/// at start. (Younger empty ones may belong to a guest another agent is starting.)
+const STALE_AFTER: Duration = Duration::from_secs(600);
 /// Processes one guest may have when `[process] pids_max` is not set.
 pub const DEFAULT_PIDS_MAX: u64 = 4096;
 /// At most one hierarchy per limit: what the code between fork and exec joins.
@@ -222,6 +225,7 @@ fn prepare(version: Version, mount: &Path, options: &str) -> Result<Option<Hiera
     if version == Version::V2 {
         enable_controllers(&parent, &limits)?;
     }
+    remove_stale(&parent);
     Ok(Some(Hierarchy { version, parent, limits }))
 }
 
@@ -390,7 +394,9 @@ impl InstanceCgroup {
             while !members(&dir.dir).is_empty() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            if let Err(error) = std::fs::remove_dir(&dir.dir) {
+            if let Err(error) = std::fs::remove_dir(&dir.dir)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
                 tracing::warn!(dir = %dir.dir.display(), %error, "cannot remove workload cgroup");
             }
         }
@@ -411,6 +417,20 @@ pub fn procs_fds(fds: impl Iterator<Item = RawFd>) -> ProcsFds {
         *slot = fd;
     }
     out
+}
+
+/// Removes the empty instance cgroups under `parent` older than [`STALE_AFTER`] (rmdir
+/// refuses any that still has a process).
+fn remove_stale(parent: &Path) {
+    let entries = std::fs::read_dir(parent).into_iter().flatten().flatten();
+    for dir in entries.map(|e| e.path()).filter(|p| p.is_dir()) {
+        let old = std::fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_AFTER));
+        if old && members(&dir).is_empty() && std::fs::remove_dir(&dir).is_ok() {
+            tracing::info!(dir = %dir.display(), "removed a workload cgroup left by an earlier agent");
+        }
+    }
 }
 
 fn members(dir: &Path) -> Vec<i32> {

@@ -96,3 +96,24 @@ fn zero_shares_mean_no_limit() {
     assert_eq!(limit_files(Version::V1, Limit::Memory, none, 1)[0].1, "-1");
     assert_eq!(limit_files(Version::V1, Limit::Cpu, none, 1)[1].1, "-1");
 }
+
+#[test]
+fn only_old_empty_instance_cgroups_are_removed_as_stale() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = |name: &str, age: Duration, procs: &str| {
+        let dir = parent.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        if !procs.is_empty() {
+            std::fs::write(dir.join("cgroup.procs"), procs).unwrap();
+        }
+        let when = std::time::SystemTime::now() - age;
+        File::open(&dir).unwrap().set_modified(when).unwrap();
+        dir
+    };
+    let hour = Duration::from_secs(3600);
+    let (stale, young, busy) =
+        (dir("i-stale", hour, ""), dir("i-young", Duration::ZERO, ""), dir("i-busy", hour, "42\n"));
+    remove_stale(parent.path());
+    assert!(!stale.exists(), "an old empty cgroup stays");
+    assert!(young.exists() && busy.exists());
+}
