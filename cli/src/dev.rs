@@ -176,6 +176,9 @@ async fn cluster(
             log_max_bytes,
             container_engine: container_engine.clone(),
             uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
+            pids_max: gpuspot_agent::runtime::cgroup::DEFAULT_PIDS_MAX,
+            // A laptop without root has no cgroup to limit guests with: dev runs them anyway.
+            unlimited_ok: true,
             // One machine, several hosts: each its own block of ports.
             network: dev_network(agents.len()),
             metrics: None,

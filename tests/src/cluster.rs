@@ -341,12 +341,14 @@ impl Agent {
     }
 
     /// Waits for the file `pid` that a workload (`echo $$ > pid`) wrote in its data dir;
-    /// the pid.
+    /// the pid on the host (the guest sees its own PID namespace's).
     pub fn workload_pid(&self, id: &str) -> u32 {
-        let file = self.instance_data_dir(id).join("pid");
-        wait_until(SOON, &format!("{} to hold a pid", file.display()), || {
+        let data_dir = self.instance_data_dir(id);
+        let file = data_dir.join("pid");
+        wait_until(SOON, &format!("{} to hold a running pid", file.display()), || {
             let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
-            text.trim().parse::<u32>().map_err(|e| format!("{text:?}: {e}"))
+            let pid = text.trim().parse::<u32>().map_err(|e| format!("{text:?}: {e}"))?;
+            crate::guests::host_pid_of(&data_dir, pid).ok_or(format!("pid {pid} does not run"))
         })
     }
 }
