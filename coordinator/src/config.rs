@@ -3,10 +3,12 @@
 
 mod policy;
 mod pool;
+mod retention;
 mod smtp;
 
 pub use policy::{Policy, RawPolicy};
 pub use pool::RawPool;
+pub use retention::RawRetention;
 pub use smtp::{RawSmtp, SmtpSettings};
 
 use crate::core::crash_loop::CrashBackoff;
@@ -54,6 +56,9 @@ pub struct RawConfig {
     pub smtp: Option<RawSmtp>,
     /// The serving gateway (DESIGN §18); off when absent.
     pub gateway: Option<RawGateway>,
+    /// How long ended work is kept (DESIGN §15).
+    #[serde(default)]
+    pub retention: RawRetention,
 }
 
 /// `[gateway]`: `listen = "ADDR"` serves `/d/{deployment}/…` there; `max_connections` and
@@ -215,6 +220,7 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// `[gateway]`.
     pub gateway: Option<GatewaySettings>,
+    pub retention: crate::core::retention::Retention,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -273,6 +279,7 @@ impl RawConfig {
         });
         let smtp = self.smtp.and_then(|raw| raw.validate(&mut problems));
         let gateway = self.gateway.map(|raw| raw.validate(&mut problems));
+        let retention = self.retention.validate(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -298,6 +305,7 @@ impl RawConfig {
             },
             smtp,
             gateway,
+            retention,
         })
     }
 }

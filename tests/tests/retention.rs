@@ -8,8 +8,8 @@
 use gpuspot_e2e::billing::{Account, charged, create_account};
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::market::patch;
-use gpuspot_e2e::{Cluster, SOON, TEST_CONFIG, assert_error, cluster, holds, request, s, sh};
 use gpuspot_e2e::{Api, wait_until};
+use gpuspot_e2e::{Cluster, SOON, TEST_CONFIG, assert_error, cluster, holds, request, s, sh};
 use serde_json::{Value, json};
 
 const SLEEP: &str = "exec sleep 300";
@@ -138,8 +138,7 @@ fn rows_past_their_retention_are_pruned_when_the_coordinator_starts() {
     let ended_at: chrono::DateTime<chrono::Utc> =
         s(&acme.api.instance(&id), "ended_at").parse().expect("ended_at");
     let path = c.dir().join("coordinator.toml");
-    let write_config =
-        |retention: &str| std::fs::write(&path, config(retention)).expect("config");
+    let write_config = |retention: &str| std::fs::write(&path, config(retention)).expect("config");
     c.coordinator.terminate(SOON);
     write_config("failed = \"1s\"");
     wait_until(SOON, "the failed request to be older than 1s", || {

@@ -172,7 +172,8 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
     for removed in &batch.removed_hosts {
         credentials::forget_host(tx, &removed.id, removed.at)?;
     }
-    messages::insert(tx, &batch.messages)
+    messages::insert(tx, &batch.messages)?;
+    super::retention::apply(tx, batch)
 }
 
 impl Store for SqliteStore {
