@@ -53,7 +53,7 @@ fn wait_forgotten(api: &Api, id: &str, what: &str) {
 
 #[test]
 fn a_failed_request_counts_against_the_quota_until_it_is_pruned() {
-    let c = cluster!(&config("failed = \"2s\"\nended = \"1h\""));
+    let c = cluster!(&config("failed = \"3s\"\nended = \"1h\""));
     let acme = create_account(&c.api, "acme");
     let path = format!("/v1/accounts/{}", acme.id);
     let (status, body) = patch(&c.api, &path, &json!({ "quota": { "max_instances": 1 } }));
