@@ -1,10 +1,18 @@
 //! Retention in SQLite (DESIGN §15): the rows of instances the core forgot are deleted, and
 //! events older than the cutoff with the inbox messages they made (mail still pending
 //! stays). The newest event always stays, so that event ids continue after it on the next
-//! start; the ledger is never touched.
+//! start; the ledger is never touched. A database created by this version gives the pages
+//! freed back to the file system (incremental auto-vacuum); an older one reuses them.
 
 use super::{Batch, StoreError};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, Transaction, params};
+
+/// Before any table exists: freed pages can be handed back (SQLite fixes this setting when
+/// the first table is created, so an existing database keeps what it has).
+pub fn prepare(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    Ok(())
+}
 
 /// Applies the batch's deletions (after its upserts, so an instance ended and forgotten in
 /// one commit is gone).
@@ -15,6 +23,12 @@ pub fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     }
     if let Some(before) = batch.prune_events_before {
         prune_events(tx, &before.to_rfc3339())?;
+    }
+    if !batch.forgotten_instances.is_empty() || batch.prune_events_before.is_some() {
+        // Each step hands back one free page: the work is what the deletions freed.
+        let mut vacuum = tx.prepare_cached("PRAGMA incremental_vacuum")?;
+        let mut pages = vacuum.query([])?;
+        while pages.next()?.is_some() {}
     }
     Ok(())
 }
@@ -60,7 +74,8 @@ mod tests {
             account_id: Some(AccountId::from("a-1")),
             instance_id: None,
             host_id: None,
-            data: serde_json::json!({}),
+            // Large enough that deleting it frees whole pages.
+            data: serde_json::json!({ "pad": "x".repeat(20_000) }),
             subject: None,
             message: None,
         }
@@ -119,5 +134,13 @@ mod tests {
         assert_eq!(store.load().unwrap().last_event_id, 4);
         let inbox = store.messages(&AccountId::from("a-1"), false, 10).unwrap();
         assert_eq!(inbox.len(), 1, "the pending mail stays: {inbox:?}");
+
+        // The pages the deletions freed went back to the file system.
+        let file = rusqlite::Connection::open(dir.path().join("gpuspot.db")).unwrap();
+        let pragma = |name: &str| -> i64 {
+            file.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(pragma("auto_vacuum"), 2, "incremental");
+        assert_eq!(pragma("freelist_count"), 0);
     }
 }

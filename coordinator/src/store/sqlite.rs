@@ -62,6 +62,7 @@ impl SqliteStore {
         // that one 0600 first covers all three.
         private_file(&path).map_err(dir_error)?;
         let conn = Connection::open(&path)?;
+        super::retention::prepare(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
