@@ -144,6 +144,10 @@ pub fn create_join_token_with(
 /// How long an idle HTTP connection stays open.
 const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(75);
 
+/// How long a connection being closed (a 408, a refusal) waits for its client to take the
+/// last bytes: a client that stops reading is not waited for.
+const CLIENT_DISCONNECT: Duration = Duration::from_secs(1);
+
 /// How long API requests in flight may take once a stop began.
 const SHUTDOWN_GRACE: u64 = 3;
 
@@ -181,7 +185,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let writer = Writer::start(store.clone());
     let gateway = match &settings.gateway {
         Some(config) => {
-            let gateway = crate::gateway::Gateway::new(config.limits);
+            let gateway = crate::gateway::Gateway::new(config);
             let (addr, task) = gateway
                 .serve(config.listen)
                 .await
@@ -254,12 +258,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         exec_links,
         policy: settings.policy.clone(),
     });
+    let admission = Arc::new(crate::listen::Admission::new(settings.api.limits));
+    let body_timeout = settings.api.body_timeout;
     let server = HttpServer::new(move || {
         api::openapi::assemble(App::new().app_data(state.clone()))
             .wrap(actix_web::middleware::from_fn(api::metrics::count))
+            .wrap(actix_web::middleware::from_fn(move |request, next| {
+                crate::listen::api::body_deadline(body_timeout, request, next)
+            }))
     })
     .workers(2)
     .disable_signals()
+    .on_connect(crate::listen::api::on_connect(admission))
+    .client_request_timeout(settings.api.header_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT)
     // Actix's 5 s default makes a client that reuses a connection after 5 idle seconds race the server's close
     // and see "connection closed before message completed" on a request that never ran.
     .keep_alive(HTTP_KEEP_ALIVE)

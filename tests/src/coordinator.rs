@@ -184,6 +184,25 @@ impl Coordinator {
         self.proc.as_ref().map(Proc::pid)
     }
 
+    /// Lowers the running coordinator's descriptor limit (`RLIMIT_NOFILE`, soft and hard) to
+    /// `limit`, as a busy host or a small `LimitNOFILE` would, so a test can flood it to
+    /// the limit with a few hundred connections.
+    pub fn limit_descriptors(&self, limit: u64) {
+        let pid = self.pid().expect("a running coordinator");
+        let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+        // SAFETY: prlimit reads `rlimit` and writes nothing (the old-limit pointer is null).
+        let done = unsafe {
+            libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut())
+        };
+        assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
+    /// How many descriptors the running coordinator holds open.
+    pub fn open_descriptors(&self) -> usize {
+        let pid = self.pid().expect("a running coordinator");
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map(|dir| dir.count()).unwrap_or(0)
+    }
+
     /// The tail of the current run's log.
     pub fn log_tail(&self) -> String {
         self.proc.as_ref().map(|p| p.log_tail(4000)).unwrap_or_default()

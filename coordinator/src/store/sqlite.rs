@@ -12,6 +12,7 @@ use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
 use crate::core::notices::Message;
+use crate::core::placement::models::normalise_loaded;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
@@ -107,6 +108,25 @@ fn load_all<T: serde::de::DeserializeOwned>(
     .collect()
 }
 
+/// Rows written before requests were bounded (DESIGN §15) may list one GPU model
+/// thousands of times, which would cost every scheduling pass; they are brought to the
+/// bounds here (see [`normalise_loaded`]) and said so once each. The row is rewritten the
+/// next time the instance or deployment changes.
+fn bound_old_requests(instances: &mut [Instance], deployments: &mut [Deployment]) {
+    for instance in instances {
+        if normalise_loaded(&mut instance.request.gpu) {
+            tracing::warn!(instance = %instance.id, "stored request's GPU models cut to the bounds");
+        }
+    }
+    for deployment in deployments {
+        for spec in &mut deployment.specs {
+            if normalise_loaded(&mut spec.gpu) {
+                tracing::warn!(deployment = %deployment.id, "stored spec's GPU models cut to the bounds");
+            }
+        }
+    }
+}
+
 fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     let mut host_stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO hosts (id, body) VALUES (?1, ?2)")?;
@@ -181,7 +201,7 @@ impl Store for SqliteStore {
     fn load(&self) -> Result<Loaded, StoreError> {
         let conn = self.conn();
         let hosts: Vec<Host> = load_all(&conn, "hosts")?;
-        let instances: Vec<Instance> = load_all(&conn, "instances ORDER BY seq")?;
+        let mut instances: Vec<Instance> = load_all(&conn, "instances ORDER BY seq")?;
         let last_event_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
         let mut prices = std::collections::BTreeMap::new();
@@ -194,7 +214,8 @@ impl Store for SqliteStore {
             prices.insert(model, gpuspot_common::Money(price));
         }
         let accounts: Vec<Account> = load_all(&conn, "accounts")?;
-        let deployments: Vec<Deployment> = load_all(&conn, "deployments")?;
+        let mut deployments: Vec<Deployment> = load_all(&conn, "deployments")?;
+        bound_old_requests(&mut instances, &mut deployments);
         let snapshots: Vec<SnapshotRecord> = load_all(&conn, "snapshots")?;
         let last_ledger_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?;
