@@ -4,11 +4,13 @@
 mod listeners;
 mod policy;
 mod pool;
+mod retention;
 mod smtp;
 
 pub use listeners::{ApiSettings, GatewaySettings, RawApi, RawGateway, RawSsh, SshSettings};
 pub use policy::{Policy, RawPolicy};
 pub use pool::RawPool;
+pub use retention::RawRetention;
 pub use smtp::{RawSmtp, SmtpSettings};
 
 use crate::core::crash_loop::CrashBackoff;
@@ -59,6 +61,9 @@ pub struct RawConfig {
     /// The HTTP API's connection limits and client timeouts (DESIGN §15).
     #[serde(default)]
     pub api: RawApi,
+    /// How long ended work is kept (DESIGN §15).
+    #[serde(default)]
+    pub retention: RawRetention,
 }
 
 /// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
@@ -172,6 +177,7 @@ pub struct Settings {
     pub gateway: Option<GatewaySettings>,
     /// `[api]`.
     pub api: ApiSettings,
+    pub retention: crate::core::retention::Retention,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -225,6 +231,7 @@ impl RawConfig {
         let smtp = self.smtp.and_then(|raw| raw.validate(&mut problems));
         let gateway = self.gateway.map(|raw| raw.validate(&mut problems));
         let api = self.api.validate(&mut problems);
+        let retention = self.retention.validate(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -251,6 +258,7 @@ impl RawConfig {
             smtp,
             gateway,
             api,
+            retention,
         })
     }
 }

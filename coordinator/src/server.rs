@@ -171,6 +171,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_snapshot_limit(settings.snapshot_max_bytes)
         .with_crash_backoff(settings.crash_backoff.clone())
         .with_default_quota(settings.default_quota)
+        .with_retention(settings.retention.clone())
         .with_mail(settings.smtp.is_some());
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {

@@ -63,6 +63,7 @@ impl SqliteStore {
         // that one 0600 first covers all three.
         private_file(&path).map_err(dir_error)?;
         let conn = Connection::open(&path)?;
+        super::retention::prepare(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -192,7 +193,8 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
     for removed in &batch.removed_hosts {
         credentials::forget_host(tx, &removed.id, removed.at)?;
     }
-    messages::insert(tx, &batch.messages)
+    messages::insert(tx, &batch.messages)?;
+    super::retention::apply(tx, batch)
 }
 
 impl Store for SqliteStore {
