@@ -135,7 +135,7 @@ mod tests {
     fn a_hostname_is_bounded_and_printable_before_a_use_is_spent() {
         assert!(check_hostname("gpu-7.example").is_ok());
         assert!(check_hostname(&"a".repeat(MAX_HOSTNAME)).is_ok());
-        let long = check_hostname(&"a".repeat(MAX_HOSTNAME + 1)).err().expect("refused");
+        let long = check_hostname(&"a".repeat(MAX_HOSTNAME + 1)).expect_err("refused");
         assert_eq!(long.code, RefusalCode::BadCsr);
         assert!(long.reason.contains("254 bytes long (at most 253)"), "{}", long.reason);
         for bad in ["", "  ", "gpu\n7", "gpu\u{1b}[31m"] {
