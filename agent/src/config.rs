@@ -23,6 +23,8 @@ pub enum ConfigError {
 pub struct RawAgentConfig {
     /// `host:port` of the coordinator's QUIC listener.
     pub coordinator: Option<String>,
+    /// Only until the host has joined; `--join-token-file` and `GPUSPOT_JOIN_TOKEN` come
+    /// first (DESIGN §15). A file that holds it should be private (a warning says so).
     pub join_token: Option<String>,
     /// Credentials, instance data dirs and output live here.
     pub state_dir: Option<PathBuf>,

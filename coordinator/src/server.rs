@@ -100,11 +100,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// How long a join token lasts unless `--ttl` says otherwise (DESIGN §15).
 pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Creates a join token with the default lifetime and no use limit.
-pub fn create_join_token(data_dir: &Path) -> anyhow::Result<JoinToken> {
-    Ok(create_join_token_with(data_dir, JOIN_TOKEN_TTL, None)?.0)
-}
-
 /// Creates a join token that expires after `ttl` and, with `max_uses`, admits that many
 /// hosts; works whether or not the coordinator is running (they share the database).
 pub fn create_join_token_with(

@@ -157,17 +157,25 @@ impl Coordinator {
         self.spawn();
     }
 
-    /// `e2e-coordinator --data-dir DIR token create` (works while the coordinator runs).
-    pub fn create_join_token(&self) -> String {
-        let output = Command::new(&self.bin)
+    /// `e2e-coordinator --data-dir DIR token ARGS…` on this coordinator's data dir (works
+    /// while the coordinator runs).
+    pub fn token_command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["token", "create"])
-            .env("GPUSPOT_ADMIN_TOKEN", &self.admin_token)
+            .arg("token")
+            .args(args)
+            .env_remove("GPUSPOT_CONFIG")
+            .env_remove("GPUSPOT_DATA_DIR")
             .output()
-            .expect("run token create");
+            .expect("run the token command")
+    }
+
+    /// `token create --uses USES`: a join token that admits `uses` hosts.
+    pub fn create_join_token(&self, uses: u32) -> String {
+        let output = self.token_command(&["create", "--uses", &uses.to_string()]);
         assert!(
             output.status.success(),
             "token create failed ({}): {}",
