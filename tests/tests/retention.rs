@@ -71,6 +71,13 @@ fn a_failed_request_counts_against_the_quota_until_it_is_pruned() {
     assert_eq!(acme.show()["usage"], json!({ "gpus": 0, "instances": 0 }), "freed");
     let again = create_failed(&acme, "again");
     assert_ne!(again, first);
+
+    // Its owner need not wait: a DELETE forgets a request that never ran at once.
+    let (status, body) = acme.api.delete(&format!("/v1/instances/{again}"));
+    assert_eq!((status, s(&body, "state")), (200, "failed"), "{body}");
+    assert_eq!(status_of(&acme.api, &again), 404);
+    assert_eq!(acme.show()["usage"], json!({ "gpus": 0, "instances": 0 }), "freed at once");
+    create_failed(&acme, "after the delete");
 }
 
 #[test]

@@ -199,10 +199,12 @@ impl ClusterActor {
         self.visible(&Scope::Admin, &id).cloned()
     }
 
+    /// Answers with the instance as it is after the DELETE, or as it was when the DELETE
+    /// forgot it (a request that never ran).
     fn delete_instance(&mut self, scope: &Scope, id: InstanceId) -> Result<Instance, Failure> {
-        self.visible(scope, &id)?;
+        let before = self.visible(scope, &id)?.clone();
         self.core.delete_instance(&id, self.clock.now())?;
-        self.visible(&Scope::Admin, &id).cloned()
+        Ok(self.visible(&Scope::Admin, &id).cloned().unwrap_or(before))
     }
 
     fn change_instance(

@@ -48,13 +48,19 @@ impl Cluster {
 
     /// The user's DELETE: a queued instance ends at once; a placed one is stopped by its
     /// agent (SIGTERM, then SIGKILL after `kill_timeout`) and ends when the agent says so.
+    /// A request that never ran (`failed`) is forgotten at once: it counts against its
+    /// account's quota while it exists (DESIGN §15), and its owner may clear it sooner than
+    /// `[retention] failed`.
     pub fn delete_instance(
         &mut self,
         id: &InstanceId,
         now: DateTime<Utc>,
     ) -> Result<(), LifecycleError> {
-        if self.instances.get(id).is_none() {
-            return Err(LifecycleError::UnknownInstance(id.clone()));
+        let instance =
+            self.instances.get(id).ok_or_else(|| LifecycleError::UnknownInstance(id.clone()))?;
+        if instance.state() == InstanceState::Failed {
+            self.instances.forget(id);
+            return Ok(());
         }
         self.end_or_stop(id, EndReason::User, now);
         self.settle(now);

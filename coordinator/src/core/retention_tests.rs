@@ -85,6 +85,21 @@ fn a_failed_request_counts_against_the_quota_until_failed_has_passed() {
 }
 
 #[test]
+fn deleting_a_failed_request_forgets_it_and_frees_the_quota_at_once() {
+    let mut c = cluster(&[("h", 1)]).with_retention(retention(1000));
+    let acme = account(&mut c, "acme", Some(1));
+    let id = failed(&mut c, &acme, t(1));
+    assert!(c.check_quota(&acme, &request(OnUnavailable::Fail)).is_err());
+
+    c.delete_instance(&id, t(2)).unwrap();
+    assert!(c.instance(&id).is_none(), "a request that never ran goes with its DELETE");
+    assert_eq!(c.take_changes().forgotten_instances, vec![id.clone()], "and so does its row");
+    assert_eq!(c.usage(&acme), Usage::default());
+    assert_eq!(c.check_quota(&acme, &request(OnUnavailable::Fail)), Ok(()));
+    assert!(c.delete_instance(&id, t(3)).is_err(), "a second DELETE finds nothing");
+}
+
+#[test]
 fn an_instance_that_ran_is_kept_for_ended_and_never_counts_once_ended() {
     let mut c = cluster(&[("h", 1)]).with_retention(retention(1000));
     let acme = account(&mut c, "acme", Some(1));
