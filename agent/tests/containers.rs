@@ -70,8 +70,12 @@ impl Host {
     /// A runtime for this agent, on `rt`, and its events.
     fn runtime(&self, rt: &Runtime) -> (ContainerRuntime, mpsc::UnboundedReceiver<RuntimeEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let options =
-            ContainerOptions { agent: self.label(), real_gpus: false, log_max_bytes: 1 << 20 };
+        let options = ContainerOptions {
+            agent: self.label(),
+            real_gpus: false,
+            log_max_bytes: 1 << 20,
+            guest_uids: None,
+        };
         let _guard = rt.enter();
         (ContainerRuntime::connect(&engine().url, options, tx).expect("connect"), rx)
     }
@@ -114,6 +118,12 @@ impl Drop for Host {
             for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
                 let remove = RemoveContainerOptions { force: true, v: true, link: false };
                 let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
+            }
+            let filters =
+                HashMap::from([("label".to_owned(), vec![format!("{LABEL_AGENT}={label}")])]);
+            let options = bollard::query_parameters::ListNetworksOptions { filters: Some(filters) };
+            for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
+                let _ = docker.remove_network(&n.name.unwrap_or_default()).await;
             }
         });
     }

@@ -34,6 +34,7 @@ impl Cluster {
             self.next_crash_restart(),
             self.next_overdue_deadline(),
             self.next_host_expiry(),
+            self.next_port_retry(),
         ]
         .into_iter()
         .flatten()
@@ -56,12 +57,13 @@ impl Cluster {
     }
 
     /// What is due that is not periodic: notices whose deadline came, replacements whose
-    /// backoff is over, overdue deadlines and hosts silent for too long.
+    /// backoff is over, overdue deadlines, hosts silent for too long and busy host ports.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.carry_out_deadlines(now);
         self.start_due_restarts(now);
         self.expire_overdue(now);
         self.lose_silent_hosts(now);
+        self.expire_ports(now);
         self.settle(now);
     }
 
