@@ -163,6 +163,11 @@ impl Cluster {
 
     fn ports_waiting_reason(&self, host_id: &HostId, now: DateTime<Utc>) -> String {
         let busy = self.ports.busy_on(host_id, now);
+        if busy.is_empty() {
+            return format!(
+                "waiting for free host ports on host {host_id}: its guests hold its [ports] range"
+            );
+        }
         let shown: Vec<String> = busy.iter().take(8).map(u16::to_string).collect();
         let more = if busy.len() > shown.len() { ", …" } else { "" };
         format!(

@@ -17,10 +17,10 @@
 mod adopt;
 mod engine;
 mod exec;
-pub mod firewall;
+mod firewall;
 mod images;
 mod logs;
-pub mod network;
+mod network;
 mod oom;
 mod spec;
 mod supervise;
