@@ -136,7 +136,8 @@ coordinator() {
   C_DATA="$WORK/$1"
   mkdir -p "$C_DATA"
   rm -f "$C_DATA/endpoints.json"
-  C_TOKEN="$("$BIN/gpuspot-coordinator" --data-dir "$C_DATA" token create)"
+  # One token for every fleet host and the real agent (tokens are single-use by default).
+  C_TOKEN="$("$BIN/gpuspot-coordinator" --data-dir "$C_DATA" token create --uses 1000000)"
   start "$1" env GPUSPOT_ADMIN_TOKEN="$ADMIN" RUST_LOG=warn "$BIN/gpuspot-coordinator" \
     --config "$2" --data-dir "$C_DATA" --http "${3:-127.0.0.1:0}" --quic "${4:-127.0.0.1:0}"
   C_PID=$LAST_PID
@@ -153,8 +154,9 @@ fleets() {
   local first=1 n
   while [ "$first" -le "$4" ]; do
     n=$(($4 - first + 1 < PER_FLEET ? $4 - first + 1 : PER_FLEET))
-    start "$1-$first" env RUST_LOG=warn "$BIN/gpuspot-agent" fleet --coordinator "$C_QUIC" \
-      --join-token "$C_TOKEN" --hosts "$n" --first "$first" --profile "$WORK/$2.toml" \
+    # The token goes through the environment: a command line is readable by every user.
+    GPUSPOT_JOIN_TOKEN="$C_TOKEN" start "$1-$first" env RUST_LOG=warn "$BIN/gpuspot-agent" fleet \
+      --coordinator "$C_QUIC" --hosts "$n" --first "$first" --profile "$WORK/$2.toml" \
       --runtime "$3" --state-dir "$WORK/$1-$first"
     F_PIDS+=("$LAST_PID") F_DIRS+=("$WORK/$1-$first")
     first=$((first + n))
@@ -195,7 +197,7 @@ stage_small() {
   local joined
   joined="$(kv "$("${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((SMALL * 8)) 180)" seconds)"
   row "$SMALL hosts joined and connected (s)" "$joined" "-" "-"
-  start agent-a env RUST_LOG=warn "$BIN/gpuspot-agent" --coordinator "$C_QUIC" --join-token "$C_TOKEN" \
+  GPUSPOT_JOIN_TOKEN="$C_TOKEN" start agent-a env RUST_LOG=warn "$BIN/gpuspot-agent" --coordinator "$C_QUIC" \
     --simulate "$ROOT/config/hosts/host-a.toml" --state-dir "$WORK/agent-a" --hostname bench-agent-a
   local agent=$LAST_PID
   "${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((SMALL * 8 + 8)) 60 >/dev/null

@@ -67,12 +67,13 @@ for _ in $(seq 1 120); do [ -s "$DATA/endpoints.json" ] && break; sleep 0.25; do
 URL="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$DATA/endpoints.json")"
 QUIC="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["quic"])' "$DATA/endpoints.json")"
 
-agent() { # [--join-token TOKEN]
+agent() {
   start agent env RUST_LOG=info "$BIN/gpuspot-agent" --coordinator "$QUIC" --simulate "$WORK/host.toml" \
-    --state-dir "$WORK/agent" --container-engine "$ENGINE" "$@"
+    --state-dir "$WORK/agent" --container-engine "$ENGINE"
   AGENT_PID=$LAST_PID
 }
-agent --join-token "$TOKEN"
+# The token only for the first start, through the environment (never on a command line).
+GPUSPOT_JOIN_TOKEN="$TOKEN" agent
 export URL ADMIN IMAGE N K WORK
 python3 - "$@" <<'EOF'
 import json, os, signal, statistics, subprocess, sys, time, urllib.request

@@ -84,8 +84,8 @@ GPUSPOT_ADMIN_TOKEN=$TOKEN "$BIN_DIR/gpuspot-coordinator" --config "$WORK/coordi
 PIDS+=($!)
 wait_for 20 curl -sf "http://$HTTP/healthz" -o /dev/null && pass "coordinator answers /healthz" \
     || { fail "coordinator did not start"; tail "$WORK/coordinator.log"; exit 1; }
-JOIN=$("$BIN_DIR/gpuspot-coordinator" --data-dir "$WORK/coord" token create)
-"$BIN_DIR/gpuspot-agent" --coordinator "$QUIC" --join-token "$JOIN" --state-dir "$WORK/agent" \
+( umask 077 && "$BIN_DIR/gpuspot-coordinator" --data-dir "$WORK/coord" token create > "$WORK/join-token" )
+"$BIN_DIR/gpuspot-agent" --coordinator "$QUIC" --join-token-file "$WORK/join-token" --state-dir "$WORK/agent" \
     "${AGENT_ARGS[@]}" > "$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 host_up() { [ "$(api "http://$HTTP/v1/hosts" | json 'len([h for h in d if h["state"]=="connected"])')" = 1 ]; }

@@ -1,8 +1,9 @@
 //! The `gpuspot-agent` command line. Flags and `GPUSPOT_*` variables override the config file.
 
 use crate::config::{AgentSettings, RawAgentConfig};
+use crate::join_token::JoinTokenArgs;
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,9 +25,8 @@ pub struct Args {
     /// The coordinator's QUIC address, HOST:PORT
     #[arg(long, env = "GPUSPOT_COORDINATOR")]
     pub coordinator: Option<String>,
-    /// Join token from `gpuspot-coordinator token create` (needed only until the host has joined)
-    #[arg(long, env = "GPUSPOT_JOIN_TOKEN")]
-    pub join_token: Option<String>,
+    #[command(flatten)]
+    pub join_token: JoinTokenArgs,
     /// Agent TOML config
     #[arg(long, env = "GPUSPOT_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
@@ -71,13 +71,18 @@ pub enum Command {
 }
 
 impl Args {
-    pub fn settings(&self) -> anyhow::Result<AgentSettings> {
+    /// The settings, with the join token from `--join-token-file`, else `token_from_env`
+    /// (`GPUSPOT_JOIN_TOKEN`), else the config file.
+    pub fn settings(&self, token_from_env: Option<String>) -> anyhow::Result<AgentSettings> {
         let mut raw = match &self.config {
             Some(path) => RawAgentConfig::from_file(path)?,
             None => RawAgentConfig::default(),
         };
+        if let (Some(path), Some(_)) = (&self.config, &raw.join_token) {
+            crate::join_token::warn_if_config_exposed(path);
+        }
         raw.coordinator = self.coordinator.clone().or(raw.coordinator);
-        raw.join_token = self.join_token.clone().or(raw.join_token);
+        raw.join_token = self.join_token.resolve(token_from_env)?.or(raw.join_token);
         raw.simulate = self.simulate.clone().or(raw.simulate);
         raw.state_dir = self.state_dir.clone().or(raw.state_dir);
         raw.socket_dir = self.socket_dir.clone().or(raw.socket_dir);
@@ -94,13 +99,16 @@ impl Args {
 
 /// Entry point of the `gpuspot-agent` binary.
 pub fn main() -> ExitCode {
+    // Before any thread exists, and before anything the agent starts could inherit it.
+    let token_from_env = crate::join_token::take_from_env();
     gpuspot_common::pki::install_crypto_provider();
     let args = Args::parse();
+    refuse_token_on_command_line(&args);
     gpuspot_common::process::init_tracing_as(&args.log_format);
     raise_fd_limit();
     let result = match args.command {
-        Some(Command::Fleet(fleet)) => crate::fleet::run(fleet),
-        None => run(args),
+        Some(Command::Fleet(fleet)) => crate::fleet::run(fleet, token_from_env),
+        None => run(args, token_from_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,8 +119,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let settings = args.settings()?;
+/// `--join-token TOKEN` is a usage error (status 2), for the agent and for `fleet`.
+fn refuse_token_on_command_line(args: &Args) {
+    let mut command = Args::command();
+    match &args.command {
+        Some(Command::Fleet(fleet)) => {
+            let fleet_command = command.find_subcommand_mut("fleet").cloned();
+            let fleet_command = fleet_command.map(|c| c.bin_name("gpuspot-agent fleet"));
+            fleet.join_token.refuse_command_line(fleet_command.unwrap_or(command));
+        }
+        None => args.join_token.refuse_command_line(command),
+    }
+}
+
+fn run(args: Args, token_from_env: Option<String>) -> anyhow::Result<()> {
+    let settings = args.settings(token_from_env)?;
     // The state dir is traversable by guests: what the agent writes there is private.
     crate::config::restrict_umask();
     crate::config::create_guest_reachable_dir(&settings.state_dir)

@@ -23,6 +23,8 @@ pub enum ConfigError {
 pub struct RawAgentConfig {
     /// `host:port` of the coordinator's QUIC listener.
     pub coordinator: Option<String>,
+    /// Only until the host has joined; `--join-token-file` and `GPUSPOT_JOIN_TOKEN` come
+    /// first (DESIGN §15). A file that holds it should be private (a warning says so).
     pub join_token: Option<String>,
     /// Credentials, instance data dirs and output live here.
     pub state_dir: Option<PathBuf>,
@@ -73,6 +75,11 @@ pub struct RawContainers {
 pub struct RawProcess {
     /// `FIRST-LAST`: the uids (and gids) given to process guests, one per instance.
     pub uid_range: Option<String>,
+    /// Processes (and threads) one process guest may have (cgroup `pids.max`).
+    pub pids_max: Option<u64>,
+    /// Run process guests even where no memory, pids or CPU limit can be enforced.
+    #[serde(default)]
+    pub unlimited_ok: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +98,10 @@ pub struct AgentSettings {
     pub container_engine: Option<String>,
     /// `[process] uid_range`, inclusive: one uid/gid per process guest.
     pub uid_range: (u32, u32),
+    /// `[process] pids_max`: processes one process guest may have.
+    pub pids_max: u64,
+    /// `[process] unlimited_ok`: process guests run where no limit can be enforced.
+    pub unlimited_ok: bool,
     /// `[ports]`: guests' host ports and where they are reached.
     pub network: GuestNetwork,
     /// `metrics`: where `/metrics` is served.
@@ -102,6 +113,11 @@ pub const DEFAULT_PORT_RANGE: (u16, u16) = (20_000, 20_999);
 
 /// `[process] uid_range` when none is configured.
 pub const DEFAULT_UID_RANGE: (u32, u32) = (200_000, 299_999);
+
+/// Bounds of `[process] pids_max`: a shell and a few tools at least; no more than the
+/// kernel's own pid limit.
+pub const MIN_PIDS_MAX: u64 = 16;
+pub const MAX_PIDS_MAX: u64 = 4_194_304;
 
 /// The smallest `[logs] max_bytes`: one disk block.
 pub const MIN_LOG_BYTES: u64 = 4096;
@@ -158,6 +174,12 @@ impl RawAgentConfig {
                 DEFAULT_UID_RANGE
             }
         };
+        let pids_max = self.process.pids_max.unwrap_or(crate::runtime::cgroup::DEFAULT_PIDS_MAX);
+        if !(MIN_PIDS_MAX..=MAX_PIDS_MAX).contains(&pids_max) {
+            problems.push(format!(
+                "process.pids_max: must be {MIN_PIDS_MAX} to {MAX_PIDS_MAX}, not {pids_max}"
+            ));
+        }
         let network = guest_network(self.ports, &mut problems);
         let container_engine =
             self.containers.engine.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
@@ -176,6 +198,8 @@ impl RawAgentConfig {
             log_max_bytes,
             container_engine,
             uid_range,
+            pids_max,
+            unlimited_ok: self.process.unlimited_ok,
             network,
             metrics: self.metrics,
         })
@@ -330,6 +354,21 @@ mod tests {
             let err = parse(&format!("coordinator = \"c:1\"\n[process]\nuid_range = \"{bad}\"\n"))
                 .unwrap_err();
             assert!(err.to_string().contains("process.uid_range"), "{err}");
+        }
+    }
+
+    #[test]
+    fn process_limits_are_read_and_checked() {
+        let parse = |text: &str| toml::from_str::<RawAgentConfig>(text).unwrap().validate();
+        let settings = parse("coordinator = \"c:1\"\n").unwrap();
+        assert_eq!((settings.pids_max, settings.unlimited_ok), (4096, false));
+        let text = "coordinator = \"c:1\"\n[process]\npids_max = 64\nunlimited_ok = true\n";
+        let settings = parse(text).unwrap();
+        assert_eq!((settings.pids_max, settings.unlimited_ok), (64, true));
+        for bad in [0, 15, 4_194_305] {
+            let err = parse(&format!("coordinator = \"c:1\"\n[process]\npids_max = {bad}\n"))
+                .unwrap_err();
+            assert!(err.to_string().contains("process.pids_max"), "{err}");
         }
     }
 

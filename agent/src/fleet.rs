@@ -28,9 +28,10 @@ pub struct FleetArgs {
     /// The coordinator's QUIC address, HOST:PORT
     #[arg(long, env = "GPUSPOT_COORDINATOR")]
     pub coordinator: String,
-    /// Join token (needed only for hosts that have not joined yet)
-    #[arg(long, env = "GPUSPOT_JOIN_TOKEN")]
-    pub join_token: Option<String>,
+    /// The join token (needed only for hosts that have not joined yet); it must admit as
+    /// many hosts as join with it (`token create --uses N`)
+    #[command(flatten)]
+    pub join_token: crate::join_token::JoinTokenArgs,
     /// How many simulated hosts to run
     #[arg(long)]
     pub hosts: usize,
@@ -60,15 +61,21 @@ pub fn hostname(profile: &SimulatedProfile, index: usize) -> String {
 }
 
 /// Runs the fleet until SIGINT/SIGTERM; then every host stops its workloads.
-pub fn run(args: FleetArgs) -> anyhow::Result<()> {
+/// `token_from_env`: `GPUSPOT_JOIN_TOKEN`, used when no `--join-token-file` is given.
+pub fn run(args: FleetArgs, token_from_env: Option<String>) -> anyhow::Result<()> {
     anyhow::ensure!(args.hosts > 0, "--hosts must be at least 1");
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     let profile = SimulatedProfile::from_file(&args.profile)?;
+    let token = args.join_token.resolve(token_from_env)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(fleet(args, profile))
+    runtime.block_on(fleet(args, token, profile))
 }
 
-async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()> {
+async fn fleet(
+    args: FleetArgs,
+    token: Option<String>,
+    profile: SimulatedProfile,
+) -> anyhow::Result<()> {
     let state_dir = std::path::absolute(&args.state_dir).unwrap_or(args.state_dir.clone());
     crate::config::create_private_dir(&state_dir)
         .with_context(|| format!("creating state dir {}", state_dir.display()))?;
@@ -81,7 +88,7 @@ async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()>
     for index in args.first..args.first + args.hosts {
         let name = hostname(&profile, index);
         let host_dir = state_dir.join(format!("host-{index:05}"));
-        let settings = host_settings(&args, &host_dir, &name)?;
+        let settings = host_settings(&args, token.clone(), &host_dir, &name)?;
         crate::config::create_private_dir(&host_dir)
             .with_context(|| format!("creating {}", host_dir.display()))?;
         let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
@@ -118,12 +125,13 @@ async fn fleet(args: FleetArgs, profile: SimulatedProfile) -> anyhow::Result<()>
 /// Settings for one fleet host, through the same validation as a single agent's.
 fn host_settings(
     args: &FleetArgs,
+    join_token: Option<String>,
     host_dir: &Path,
     name: &str,
 ) -> anyhow::Result<crate::config::AgentSettings> {
     let raw = RawAgentConfig {
         coordinator: Some(args.coordinator.clone()),
-        join_token: args.join_token.clone(),
+        join_token,
         state_dir: Some(host_dir.to_owned()),
         socket_dir: Some(default_socket_dir(host_dir)),
         simulate: Some(args.profile.clone()),
@@ -224,7 +232,7 @@ mod tests {
     fn host_settings_are_validated_per_host() {
         let args = FleetArgs {
             coordinator: "127.0.0.1:7443".into(),
-            join_token: None,
+            join_token: Default::default(),
             hosts: 2,
             profile: PathBuf::from("p.toml"),
             state_dir: PathBuf::from("/tmp/fleet"),
@@ -233,8 +241,10 @@ mod tests {
             first: 1,
             concurrency: 4,
         };
-        let settings = host_settings(&args, Path::new("/tmp/fleet/host-00001"), "sim-00001")
-            .expect("settings");
+        let settings =
+            host_settings(&args, Some("t".into()), Path::new("/tmp/fleet/host-00001"), "sim-00001")
+                .expect("settings");
+        assert_eq!(settings.join_token.as_deref(), Some("t"));
         assert_eq!(settings.link_timeout, Duration::from_secs(9));
         assert_eq!(settings.socket_dir, PathBuf::from("/tmp/fleet/host-00001/sock"));
         assert_eq!(settings.hostname.as_deref(), Some("sim-00001"));

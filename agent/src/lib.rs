@@ -12,6 +12,7 @@
 //! - [`link`]: joining, and the QUIC session with reconnects and reconciliation.
 //! - [`state_file`]: crash-safe JSON records in the state dir.
 //! - [`host`]: assembles one host's agent; [`config`] and [`cli`]: settings and the binary;
+//!   [`join_token`]: where the join token comes from (never the command line);
 //!   [`lock`]: one agent per state dir.
 //! - [`fleet`]: many simulated hosts in one process, for load tests.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod discovery;
 pub mod fleet;
 pub mod host;
+pub mod join_token;
 pub mod link;
 pub mod lock;
 pub mod metadata;

@@ -138,7 +138,10 @@ async fn cluster(
     let log_max_bytes = settings.log_max_bytes;
     let coordinator_dir = settings.data_dir.clone();
     let running = gpuspot_coordinator::server::start(settings).await?;
-    let token = gpuspot_coordinator::server::create_join_token(&coordinator_dir)?;
+    let names: Vec<String> = (profiles.iter().enumerate())
+        .map(|(i, p)| p.name.clone().unwrap_or_else(|| format!("host-{}", i + 1)))
+        .collect();
+    let token = join_token(&coordinator_dir, &data_dir.join("hosts"), &names)?;
     let mut quic = running.quic_addr;
     if quic.ip().is_unspecified() {
         quic.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -161,12 +164,11 @@ async fn cluster(
         );
     }
     let mut locks = Vec::new();
-    for profile in profiles {
-        let name = profile.name.clone().unwrap_or_else(|| format!("host-{}", agents.len() + 1));
+    for (profile, name) in profiles.into_iter().zip(names) {
         let state_dir = data_dir.join("hosts").join(&name);
         let settings = AgentSettings {
             coordinator: quic.to_string(),
-            join_token: Some(token.to_string()),
+            join_token: token.clone(),
             socket_dir: default_socket_dir(&state_dir),
             state_dir,
             simulate: None,
@@ -176,6 +178,9 @@ async fn cluster(
             log_max_bytes,
             container_engine: container_engine.clone(),
             uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
+            pids_max: gpuspot_agent::runtime::cgroup::DEFAULT_PIDS_MAX,
+            // A laptop without root has no cgroup to limit guests with: dev runs them anyway.
+            unlimited_ok: true,
             // One machine, several hosts: each its own block of ports.
             network: dev_network(agents.len()),
             metrics: None,
@@ -206,6 +211,28 @@ async fn cluster(
     }
     running.stop().await;
     Ok(())
+}
+
+/// A join token with one use for each dev host that has not joined yet (hosts kept from an
+/// earlier run on the same `--data-dir` reconnect with their certificates); None when all
+/// have joined. Tokens are single-use by default (DESIGN §15), so the count matters.
+fn join_token(
+    coordinator_dir: &Path,
+    hosts_dir: &Path,
+    names: &[String],
+) -> anyhow::Result<Option<String>> {
+    let joined = |name: &String| {
+        matches!(gpuspot_common::pki::HostCredentials::load(&hosts_dir.join(name)), Ok(Some(_)))
+    };
+    let joining = names.iter().filter(|name| !joined(name)).count();
+    if joining == 0 {
+        return Ok(None);
+    }
+    let uses = u32::try_from(joining).unwrap_or(u32::MAX);
+    let ttl = gpuspot_coordinator::server::JOIN_TOKEN_TTL;
+    let (token, _) =
+        gpuspot_coordinator::server::create_join_token_with(coordinator_dir, ttl, Some(uses))?;
+    Ok(Some(token.to_string()))
 }
 
 /// The first directory above `dir` that other users cannot traverse, when running as root

@@ -54,14 +54,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
-    /// Print a new join token (agents: --join-token); its id and expiry go to stderr
+    /// Print a new join token (agents read it with --join-token-file PATH or from
+    /// GPUSPOT_JOIN_TOKEN); its id, expiry and uses go to stderr
     Create {
         /// How long the token admits new hosts, e.g. 30m, 24h, 7d
         #[arg(long, default_value = "24h", value_parser = tokens::parse_ttl)]
         ttl: Duration,
-        /// How many hosts may join with it [default: unlimited]
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        uses: Option<u32>,
+        /// How many hosts may join with it (hosts that joined reconnect without it)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        uses: u32,
     },
     /// List join tokens: id, created, expires, uses/max and state
     #[command(alias = "ls")]

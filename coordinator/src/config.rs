@@ -1,12 +1,16 @@
 //! Coordinator configuration: TOML file → [`RawConfig`] (serde, every key optional) →
 //! [`Settings`] (validated). Every problem is reported at once, not the first only.
 
+mod listeners;
 mod policy;
 mod pool;
+mod retention;
 mod smtp;
 
+pub use listeners::{ApiSettings, GatewaySettings, RawApi, RawGateway, RawSsh, SshSettings};
 pub use policy::{Policy, RawPolicy};
 pub use pool::RawPool;
+pub use retention::RawRetention;
 pub use smtp::{RawSmtp, SmtpSettings};
 
 use crate::core::crash_loop::CrashBackoff;
@@ -54,41 +58,12 @@ pub struct RawConfig {
     pub smtp: Option<RawSmtp>,
     /// The serving gateway (DESIGN §18); off when absent.
     pub gateway: Option<RawGateway>,
-}
-
-/// `[gateway]`: `listen = "ADDR"` serves `/d/{deployment}/…` there; `max_connections` and
-/// `max_connections_per_client` (one IP address) bound what it holds open.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawGateway {
-    pub listen: SocketAddr,
-    pub max_connections: Option<usize>,
-    pub max_connections_per_client: Option<usize>,
-}
-
-impl RawGateway {
-    pub fn listening_on(listen: SocketAddr) -> Self {
-        RawGateway { listen, max_connections: None, max_connections_per_client: None }
-    }
-
-    fn validate(&self, problems: &mut Vec<String>) -> GatewaySettings {
-        let defaults = crate::gateway::limits::Limits::default();
-        let limits = crate::gateway::limits::Limits {
-            total: self.max_connections.unwrap_or(defaults.total),
-            per_client: self.max_connections_per_client.unwrap_or(defaults.per_client),
-        };
-        if limits.total == 0 || limits.per_client == 0 {
-            problems.push("[gateway] connection limits must be at least 1".to_owned());
-        }
-        GatewaySettings { listen: self.listen, limits }
-    }
-}
-
-/// The gateway's validated `[gateway]` table.
-#[derive(Clone, Debug)]
-pub struct GatewaySettings {
-    pub listen: SocketAddr,
-    pub limits: crate::gateway::limits::Limits,
+    /// The HTTP API's connection limits and client timeouts (DESIGN §15).
+    #[serde(default)]
+    pub api: RawApi,
+    /// How long ended work is kept (DESIGN §15).
+    #[serde(default)]
+    pub retention: RawRetention,
 }
 
 /// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
@@ -98,21 +73,6 @@ pub struct GatewaySettings {
 pub struct RawAccounts {
     pub default_max_gpus: Option<u32>,
     pub default_max_instances: Option<u32>,
-}
-
-/// `[ssh]`: `listen = "ADDR"`, and the host name users are told to connect to (default:
-/// the listen address when it names one, else this machine's hostname).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSsh {
-    pub listen: SocketAddr,
-    pub host: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SshSettings {
-    pub listen: SocketAddr,
-    pub host: Option<String>,
 }
 
 /// Replica sets' crash-loop backoff (DESIGN §15).
@@ -215,6 +175,9 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// `[gateway]`.
     pub gateway: Option<GatewaySettings>,
+    /// `[api]`.
+    pub api: ApiSettings,
+    pub retention: crate::core::retention::Retention,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -264,15 +227,11 @@ impl RawConfig {
         if log_max_bytes == 0 {
             problems.push("logs.max_bytes: must be greater than zero".into());
         }
-        let ssh = self.ssh.map(|raw| {
-            let host = raw.host.map(|h| h.trim().to_owned());
-            if host.as_ref().is_some_and(|h| h.is_empty() || h.contains(char::is_whitespace)) {
-                problems.push("ssh.host: must be a host name without spaces".into());
-            }
-            SshSettings { listen: raw.listen, host }
-        });
+        let ssh = self.ssh.map(|raw| raw.validate(&mut problems));
         let smtp = self.smtp.and_then(|raw| raw.validate(&mut problems));
         let gateway = self.gateway.map(|raw| raw.validate(&mut problems));
+        let api = self.api.validate(&mut problems);
+        let retention = self.retention.validate(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -298,6 +257,8 @@ impl RawConfig {
             },
             smtp,
             gateway,
+            api,
+            retention,
         })
     }
 }

@@ -11,7 +11,8 @@
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator;
 //!   [`mail`]: the mail outbox of customers' messages; [`metrics`]: what `/metrics` counts.
 //! - [`gateway`]: the HTTP gateway in front of replica sets (DESIGN §18).
-//! - [`ssh`]: the SSH front door into instances.
+//! - [`ssh`]: the SSH front door into instances; [`listen`]: what all three listeners share
+//!   (connection caps per client, accepting through a descriptor shortage, body deadlines).
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.
 
 pub mod actors;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod core;
 pub mod directory;
 pub mod gateway;
+pub mod listen;
 pub mod mail;
 pub mod metrics;
 pub mod quic;

@@ -100,11 +100,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// How long a join token lasts unless `--ttl` says otherwise (DESIGN §15).
 pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Creates a join token with the default lifetime and no use limit.
-pub fn create_join_token(data_dir: &Path) -> anyhow::Result<JoinToken> {
-    Ok(create_join_token_with(data_dir, JOIN_TOKEN_TTL, None)?.0)
-}
-
 /// Creates a join token that expires after `ttl` and, with `max_uses`, admits that many
 /// hosts; works whether or not the coordinator is running (they share the database).
 pub fn create_join_token_with(
@@ -144,6 +139,10 @@ pub fn create_join_token_with(
 /// How long an idle HTTP connection stays open.
 const HTTP_KEEP_ALIVE: Duration = Duration::from_secs(75);
 
+/// How long a connection being closed (a 408, a refusal) waits for its client to take the
+/// last bytes: a client that stops reading is not waited for.
+const CLIENT_DISCONNECT: Duration = Duration::from_secs(1);
+
 /// How long API requests in flight may take once a stop began.
 const SHUTDOWN_GRACE: u64 = 3;
 
@@ -167,6 +166,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_snapshot_limit(settings.snapshot_max_bytes)
         .with_crash_backoff(settings.crash_backoff.clone())
         .with_default_quota(settings.default_quota)
+        .with_retention(settings.retention.clone())
         .with_mail(settings.smtp.is_some());
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
@@ -180,7 +180,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let writer = Writer::start(store.clone());
     let gateway = match &settings.gateway {
         Some(config) => {
-            let gateway = crate::gateway::Gateway::new(config.limits);
+            let gateway = crate::gateway::Gateway::new(config);
             let (addr, task) = gateway
                 .serve(config.listen)
                 .await
@@ -253,12 +253,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         exec_links,
         policy: settings.policy.clone(),
     });
+    let admission = Arc::new(crate::listen::Admission::new(settings.api.limits));
+    let body_timeout = settings.api.body_timeout;
     let server = HttpServer::new(move || {
         api::openapi::assemble(App::new().app_data(state.clone()))
             .wrap(actix_web::middleware::from_fn(api::metrics::count))
+            .wrap(actix_web::middleware::from_fn(move |request, next| {
+                crate::listen::api::body_deadline(body_timeout, request, next)
+            }))
     })
     .workers(2)
     .disable_signals()
+    .on_connect(crate::listen::api::on_connect(admission))
+    .client_request_timeout(settings.api.header_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT)
     // Actix's 5 s default makes a client that reuses a connection after 5 idle seconds race the server's close
     // and see "connection closed before message completed" on a request that never ran.
     .keep_alive(HTTP_KEEP_ALIVE)

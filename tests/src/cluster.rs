@@ -4,11 +4,12 @@
 
 use crate::api::{Api, s};
 use crate::coordinator::{Coordinator, LogList};
+use crate::join::JoinVia;
 use crate::process::{Proc, kill_processes_under};
 use crate::wait::wait_until;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,8 +104,14 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// A fresh single-use join token.
     pub fn join_token(&self) -> String {
-        self.coordinator.create_join_token()
+        self.coordinator.create_join_token(1)
+    }
+
+    /// A fresh join token that admits `uses` hosts.
+    pub fn join_token_for(&self, uses: u32) -> String {
+        self.coordinator.create_join_token(uses)
     }
 
     /// One of seed 004's host profiles in `config/hosts/` ("host-a", "host-b", "host-c").
@@ -138,8 +145,15 @@ impl Cluster {
         agent
     }
 
-    /// Starts an agent without waiting for anything; `token` None means no --join-token.
+    /// Starts an agent without waiting for anything; `token` (in a private file, given
+    /// with `--join-token-file`) None means none.
     pub fn spawn_agent(&self, profile: &Path, token: Option<&str>) -> Agent {
+        self.spawn_agent_via(profile, token.map(JoinVia::File))
+    }
+
+    /// Starts an agent that is handed its join token `via` a file, stdin, the environment
+    /// or the command line, without waiting for anything.
+    pub fn spawn_agent_via(&self, profile: &Path, via: Option<JoinVia<'_>>) -> Agent {
         let hostname = profile_name(profile);
         let n = {
             let mut started = self.agents_started.lock().expect("counter");
@@ -147,7 +161,7 @@ impl Cluster {
             *started
         };
         let state_dir = self.dir().join(format!("agent-{n}"));
-        self.spawn_agent_in(profile, token, &state_dir, &hostname)
+        self.spawn_agent_in(profile, via, &state_dir, &hostname)
     }
 
     /// SIGKILLs `agent` and starts it again on its state dir (it reconnects with the
@@ -165,18 +179,18 @@ impl Cluster {
     fn spawn_agent_in(
         &self,
         profile: &Path,
-        token: Option<&str>,
+        via: Option<JoinVia<'_>>,
         state_dir: &Path,
         hostname: &str,
     ) -> Agent {
-        let proc = self.spawn_agent_proc(profile, token, state_dir, hostname);
+        let proc = self.spawn_agent_proc(profile, via, state_dir, hostname);
         Agent { proc, state_dir: state_dir.to_owned(), hostname: hostname.to_owned() }
     }
 
     fn spawn_agent_proc(
         &self,
         profile: &Path,
-        token: Option<&str>,
+        via: Option<JoinVia<'_>>,
         state_dir: &Path,
         hostname: &str,
     ) -> Proc {
@@ -186,12 +200,17 @@ impl Cluster {
             logs.push(log.clone());
             log
         };
-        let command = self.agent_command(&self.bins.agent, profile, state_dir, token);
-        Proc::spawn(&format!("agent {hostname}"), command, &log)
+        let mut command = self.agent_command(&self.bins.agent, profile, state_dir, None);
+        let stdin = match via {
+            Some(via) => via.apply(&mut command, state_dir),
+            None => Stdio::null(),
+        };
+        Proc::spawn_with_stdin(&format!("agent {hostname}"), command, &log, stdin)
     }
 
     /// How the tests start an agent binary: simulated hosts from `profile`, state in
-    /// `state_dir`, a short link timeout, and nothing taken from the caller's environment.
+    /// `state_dir`, a short link timeout, and nothing taken from the caller's environment;
+    /// `token` goes into a private file given with `--join-token-file`.
     pub fn agent_command(
         &self,
         bin: &Path,
@@ -217,7 +236,7 @@ impl Cluster {
             .env_remove("GPUSPOT_STATE_DIR")
             .env_remove("GPUSPOT_CONTAINER_ENGINE");
         if let Some(token) = token {
-            command.arg("--join-token").arg(token);
+            JoinVia::File(token).apply(&mut command, state_dir);
         }
         command
     }
@@ -352,12 +371,14 @@ impl Agent {
     }
 
     /// Waits for the file `pid` that a workload (`echo $$ > pid`) wrote in its data dir;
-    /// the pid.
+    /// the pid on the host (the guest sees its own PID namespace's).
     pub fn workload_pid(&self, id: &str) -> u32 {
-        let file = self.instance_data_dir(id).join("pid");
-        wait_until(SOON, &format!("{} to hold a pid", file.display()), || {
+        let data_dir = self.instance_data_dir(id);
+        let file = data_dir.join("pid");
+        wait_until(SOON, &format!("{} to hold a running pid", file.display()), || {
             let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
-            text.trim().parse::<u32>().map_err(|e| format!("{text:?}: {e}"))
+            let pid = text.trim().parse::<u32>().map_err(|e| format!("{text:?}: {e}"))?;
+            crate::guests::host_pid_of(&data_dir, pid).ok_or(format!("pid {pid} does not run"))
         })
     }
 }

@@ -157,17 +157,25 @@ impl Coordinator {
         self.spawn();
     }
 
-    /// `e2e-coordinator --data-dir DIR token create` (works while the coordinator runs).
-    pub fn create_join_token(&self) -> String {
-        let output = Command::new(&self.bin)
+    /// `e2e-coordinator --data-dir DIR token ARGS…` on this coordinator's data dir (works
+    /// while the coordinator runs).
+    pub fn token_command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["token", "create"])
-            .env("GPUSPOT_ADMIN_TOKEN", &self.admin_token)
+            .arg("token")
+            .args(args)
+            .env_remove("GPUSPOT_CONFIG")
+            .env_remove("GPUSPOT_DATA_DIR")
             .output()
-            .expect("run token create");
+            .expect("run the token command")
+    }
+
+    /// `token create --uses USES`: a join token that admits `uses` hosts.
+    pub fn create_join_token(&self, uses: u32) -> String {
+        let output = self.token_command(&["create", "--uses", &uses.to_string()]);
         assert!(
             output.status.success(),
             "token create failed ({}): {}",
@@ -182,6 +190,25 @@ impl Coordinator {
     /// The running coordinator's pid (to read its memory from /proc).
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// Lowers the running coordinator's descriptor limit (`RLIMIT_NOFILE`, soft and hard) to
+    /// `limit`, as a busy host or a small `LimitNOFILE` would, so a test can flood it to
+    /// the limit with a few hundred connections.
+    pub fn limit_descriptors(&self, limit: u64) {
+        let pid = self.pid().expect("a running coordinator");
+        let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+        // SAFETY: prlimit reads `rlimit` and writes nothing (the old-limit pointer is null).
+        let done = unsafe {
+            libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut())
+        };
+        assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
+    /// How many descriptors the running coordinator holds open.
+    pub fn open_descriptors(&self) -> usize {
+        let pid = self.pid().expect("a running coordinator");
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map(|dir| dir.count()).unwrap_or(0)
     }
 
     /// The tail of the current run's log.

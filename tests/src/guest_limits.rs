@@ -21,8 +21,8 @@ pub struct ConfiguredAgent {
 
 impl ConfiguredAgent {
     /// Starts the agent binary `bin` (`binaries!().agent`) for `profile` (whose `name` is
-    /// `hostname`) with `config` (agent TOML) and a fresh join token, and waits until its
-    /// host is connected.
+    /// `hostname`) with `config` (agent TOML) and a fresh join token in
+    /// `GPUSPOT_JOIN_TOKEN`, and waits until its host is connected.
     pub fn start(
         c: &Cluster,
         bin: &Path,
@@ -39,14 +39,12 @@ impl ConfiguredAgent {
             .arg(&config_path)
             .arg("--coordinator")
             .arg(c.coordinator.quic.to_string())
-            .arg("--join-token")
-            .arg(c.join_token())
             .arg("--simulate")
             .arg(profile)
             .arg("--state-dir")
             .arg(&state_dir)
             .args(["--link-timeout", "3s"])
-            .env_remove("GPUSPOT_JOIN_TOKEN")
+            .env("GPUSPOT_JOIN_TOKEN", c.join_token())
             .env_remove("GPUSPOT_AGENT_CONFIG")
             .env_remove("GPUSPOT_STATE_DIR");
         let log = c.dir().join(format!("configured-{hostname}.log"));

@@ -11,6 +11,31 @@ pub fn uid_of(pid: u32) -> Option<u32> {
     line.split_whitespace().next()?.parse().ok()
 }
 
+/// The host pid of the process that a guest whose data dir is `data_dir` sees as `pid`
+/// (a guest of a root agent has its own PID namespace): the process with that innermost
+/// pid in the namespace of the guest's processes (those with its `GPUSPOT_DATA_DIR`).
+/// `None` when none of the guest's processes runs or `pid` does not.
+pub fn host_pid_of(data_dir: &Path, pid: u32) -> Option<u32> {
+    let marker = format!("GPUSPOT_DATA_DIR={}", data_dir.display());
+    let of_guest = |p: u32| {
+        let environ = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
+        environ.split(|b| *b == 0).any(|var| var == marker.as_bytes())
+    };
+    let namespace = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let inner = |p: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+        line.split_whitespace().last()?.parse::<u32>().ok()
+    };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect();
+    let guest = pids.iter().copied().find(|p| of_guest(*p)).and_then(namespace)?;
+    pids.into_iter().find(|p| namespace(*p).as_ref() == Some(&guest) && inner(*p) == Some(pid))
+}
+
 /// (owner uid, permission bits) of `path`, not following a final symlink.
 pub fn owner_and_mode(path: &Path) -> (u32, u32) {
     let meta =

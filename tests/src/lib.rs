@@ -15,6 +15,7 @@ pub mod events;
 pub mod exec;
 pub mod guest_limits;
 pub mod guests;
+pub mod join;
 pub mod load;
 pub mod market;
 pub mod metadata;

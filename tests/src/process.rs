@@ -17,10 +17,15 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `command` with stdin closed and its output appended to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Proc {
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Proc {
+        Proc::spawn_with_stdin(name, command, log, Stdio::null())
+    }
+
+    /// [`Proc::spawn`] with `stdin` as the process's standard input.
+    pub fn spawn_with_stdin(name: &str, mut command: Command, log: &Path, stdin: Stdio) -> Proc {
         let out = File::options().create(true).append(true).open(log).expect("open log file");
         let err = out.try_clone().expect("clone log file");
-        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        command.stdin(stdin).stdout(out).stderr(err);
         let child = command.spawn().unwrap_or_else(|e| panic!("cannot spawn {name}: {e}"));
         Proc { name: name.to_owned(), log: log.to_owned(), child }
     }

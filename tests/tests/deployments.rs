@@ -134,7 +134,9 @@ fn replicaset_rides_out_a_price_rise_on_regular_and_rebuilds_back_to_spot() {
 fn job_reaches_exactly_its_completions_while_runs_are_reclaimed() {
     let c = cluster!();
     let _a = c.agent(&c.write_profile("batch", "NVIDIA GeForce RTX 5090", 2, 32, 128));
-    let go = c.dir().join("go");
+    // Where every run can see it: a process guest's /tmp (the test dir's home) is its own.
+    let name = c.dir().file_name().expect("a named test dir").to_string_lossy();
+    let go = std::path::Path::new("/dev/shm").join(format!("gpuspot-e2e-go-{name}"));
     let deps = Deployments::new(&c.api);
     // Every run works until the test says go; retry_limit 0: one counted failure fails it.
     let created = deps.create(&json!({
@@ -178,6 +180,7 @@ fn job_reaches_exactly_its_completions_while_runs_are_reclaimed() {
     let done = deps.wait(&id, Duration::from_secs(30), "the job to complete", |d| {
         holds(s(d, "state") == "completed", String::new).map(|()| d.clone())
     });
+    let _ = std::fs::remove_file(&go);
 
     let all = instances(&done);
     let context = summary(&done);

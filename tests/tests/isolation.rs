@@ -3,7 +3,7 @@
 //! nor signal it; nothing a guest detaches outlives its instance; the data dir (a size-
 //! limited disk where the host allows) is gone once the instance has ended.
 
-use gpuspot_e2e::guests::{is_mount_point, owner_and_mode, uid_of, value_of};
+use gpuspot_e2e::guests::{host_pid_of, is_mount_point, owner_and_mode, uid_of, value_of};
 use gpuspot_e2e::{Cluster, SOON, cluster, is_alive, request, s, sh, wait_until};
 use serde_json::json;
 use std::path::PathBuf;
@@ -77,18 +77,26 @@ fn two_process_guests_cannot_read_or_signal_each_other() {
 #[test]
 fn a_setsid_child_dies_with_its_instance_whether_stopped_or_exited() {
     let c = cluster!();
-    let _a = c.agent(&Cluster::seed_profile("host-a"));
+    let a = c.agent(&Cluster::seed_profile("host-a"));
     // A detached grandchild in a session of its own, away from the instance's dir.
     let escape = "setsid sh -c 'cd /; exec env -i sleep 300' & echo ESCAPED=$!; sleep 0.5";
     let stopped = request("stopped", &["RTX 5090"], 1, &sh(&format!("{escape}; exec sleep 120")));
-    let exited = request("exited", &["RTX 5090"], 1, &sh(&format!("{escape}; exit 0")));
+    // It exits once the test has found its child on the host.
+    let exit = format!("{escape}; while [ ! -e go ]; do sleep 0.05; done; exit 0");
+    let exited = request("exited", &["RTX 5090"], 1, &sh(&exit));
     let stopped = s(&c.api.create(&stopped), "id").to_owned();
     let exited = s(&c.api.create(&exited), "id").to_owned();
+    // The pid the guest saw, on the host (the guest has its own PID namespace).
     let escaped = |id: &str| -> u32 {
         let logs = c.wait_logs(id, "ESCAPED=");
-        value_of(&logs, "ESCAPED").and_then(|pid| pid.parse().ok()).expect("escaped pid")
+        let pid = value_of(&logs, "ESCAPED").and_then(|pid| pid.parse().ok()).expect("pid");
+        let data = a.instance_data_dir(id);
+        wait_until(SOON, &format!("{id}'s child {pid} on the host"), || {
+            host_pid_of(&data, pid).ok_or_else(|| "not found".to_owned())
+        })
     };
     let (stopped_child, exited_child) = (escaped(&stopped), escaped(&exited));
+    std::fs::write(a.instance_data_dir(&exited).join("go"), "").expect("go");
     c.wait_state(&stopped, "running");
     assert!(is_alive(stopped_child), "the detached child never ran");
 
@@ -129,9 +137,11 @@ fn the_data_dir_is_a_limited_disk_and_is_gone_after_the_end() {
     std::fs::write(data.join("done"), "").unwrap();
     let ended = c.wait_state(&id, "terminated");
     assert_eq!(ended["exit_code"], 0, "{ended}");
-    wait_until(SOON, "the data dir to be deleted", || {
-        if data.exists() { Err(format!("{} exists", data.display())) } else { Ok(()) }
+    // The image goes right after the dir.
+    let image = data.with_extension("img");
+    wait_until(SOON, "the data dir and its disk image to be deleted", || {
+        let left = (data.exists(), image.exists());
+        if left == (false, false) { Ok(()) } else { Err(format!("(dir, image) left: {left:?}")) }
     });
-    assert!(!data.with_extension("img").exists(), "the disk image stayed");
     assert!(c.wait_logs(&id, "finished").contains("BLOCKS="), "the output is kept");
 }

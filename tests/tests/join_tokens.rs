@@ -1,64 +1,24 @@
-//! Join tokens and host deletion (DESIGN §15): an expired, used-up or revoked join token is
-//! refused with its reason and `token list` shows why; a host the operator deletes has its
-//! work stopped and replaced, disappears from `/v1/hosts` and its agent is refused from then
-//! on, across a coordinator restart too.
+//! Join tokens and host deletion (DESIGN §15): a token reaches the agent through a private
+//! file, stdin or `GPUSPOT_JOIN_TOKEN`, never its command line (the flag is refused); a
+//! token admits one host unless made for more; an expired, used-up or revoked token is
+//! refused with its reason and `token list` shows why; every join is an event the operator
+//! sees and tenants do not; a host the operator deletes has its work stopped and replaced,
+//! disappears from `/v1/hosts` and its agent is refused from then on, across a coordinator
+//! restart too.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::regular_spec;
-use gpuspot_e2e::{Agent, Cluster, SOON, assert_error, cluster, is_alive, s, sh, wait_until};
-use serde_json::{Value, json};
+use gpuspot_e2e::events::EventStream;
+use gpuspot_e2e::join::{
+    Created, JoinVia, create_token, listed, succeeded, table_row, token_command, write_token_file,
+};
+use gpuspot_e2e::process::Proc;
+use gpuspot_e2e::{
+    Agent, Cluster, SOON, assert_error, binaries, cluster, is_alive, s, sh, wait_until,
+};
+use serde_json::json;
 use std::path::PathBuf;
-use std::process::Output;
-
-/// `e2e-coordinator --data-dir DIR token ARGS…` on the cluster's data dir, while it runs.
-fn token_command(c: &Cluster, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_e2e-coordinator"))
-        .arg("--config")
-        .arg(&c.coordinator.config)
-        .arg("--data-dir")
-        .arg(&c.coordinator.data_dir)
-        .arg("token")
-        .args(args)
-        .env_remove("GPUSPOT_CONFIG")
-        .env_remove("GPUSPOT_DATA_DIR")
-        .output()
-        .expect("run the token command")
-}
-
-fn succeeded(output: &Output, what: &str) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{what} failed ({}): {stderr}", output.status);
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// `token create ARGS…`: the token (stdout's first line) and its id (from stderr).
-fn create_token(c: &Cluster, args: &[&str]) -> (String, String) {
-    let output = token_command(c, &[&["create"], args].concat());
-    let stdout = succeeded(&output, "token create");
-    let token = stdout.lines().next().unwrap_or_default().to_owned();
-    assert!(token.starts_with("gpuspot1."), "stdout's first line is not a token: {stdout:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let id = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("jt-"))
-        .unwrap_or_else(|| panic!("no token id on stderr: {stderr:?}"));
-    (token, id.trim_end_matches(':').to_owned())
-}
-
-/// `token list --json`: the entry for `id`.
-fn listed(c: &Cluster, id: &str) -> Value {
-    let stdout = succeeded(&token_command(c, &["list", "--json"]), "token list --json");
-    let list: Vec<Value> = serde_json::from_str(&stdout).expect("token list --json is JSON");
-    list.into_iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("{id} not listed: {stdout}"))
-}
-
-/// The line of the `token list` table that names `id`.
-fn table_row(c: &Cluster, id: &str) -> String {
-    let stdout = succeeded(&token_command(c, &["list"]), "token list");
-    assert!(stdout.starts_with("ID"), "no table header: {stdout}");
-    let row = stdout.lines().find(|l| l.starts_with(id));
-    row.unwrap_or_else(|| panic!("{id} not in the table:\n{stdout}")).to_owned()
-}
+use std::process::{Command, ExitStatus};
 
 fn profile(c: &Cluster, name: &str) -> PathBuf {
     c.write_profile(name, "NVIDIA H100 80GB HBM3", 1, 16, 64)
@@ -88,7 +48,7 @@ fn join(c: &Cluster, token: &str, name: &str) -> Agent {
 #[test]
 fn an_expired_token_is_refused_with_its_reason() {
     let c = cluster!();
-    let (token, id) = create_token(&c, &["--ttl", "1s"]);
+    let Created { token, id, .. } = create_token(&c, &["--ttl", "1s"]);
     let entry = wait_until(SOON, "token list to show the token expired", || {
         let entry = listed(&c, &id);
         if entry["state"] == "expired" { Ok(entry) } else { Err(entry.to_string()) }
@@ -99,12 +59,13 @@ fn an_expired_token_is_refused_with_its_reason() {
 }
 
 #[test]
-fn a_token_for_one_use_refuses_the_second_host() {
+fn a_default_token_admits_one_host_and_a_restarted_agent_needs_none() {
     let c = cluster!();
-    let (token, id) = create_token(&c, &["--uses", "1"]);
+    let Created { token, id, stderr } = create_token(&c, &[]);
+    assert!(stderr.contains("1 host may join with it"), "{stderr}");
     let row = table_row(&c, &id);
     assert!(row.contains("0/1") && row.ends_with("active"), "{row}");
-    let _first = join(&c, &token, "first");
+    let mut first = join(&c, &token, "first");
     assert_join_refused(
         &c,
         &token,
@@ -114,13 +75,24 @@ fn a_token_for_one_use_refuses_the_second_host() {
     let row = table_row(&c, &id);
     assert!(row.contains("1/1") && row.ends_with("used up"), "{row}");
     assert_eq!(listed(&c, &id)["uses"], 1);
+
+    // A host that joined comes back with its certificate: the used-up token is not asked.
+    c.restart_agent(&mut first, &profile(&c, "first"));
+    wait_until(SOON, "the restarted agent to open a session", || {
+        let log = first.log();
+        if log.contains("session open") { Ok(()) } else { Err(log) }
+    });
+    let log = first.log();
+    assert!(!log.contains("joined the cluster"), "the restarted agent joined again: {log}");
+    assert_eq!(c.api.hosts().len(), 1, "{:?}", c.api.hosts());
+    assert_eq!(listed(&c, &id)["uses"], 1);
 }
 
 #[test]
 fn a_revoked_token_is_refused_and_hosts_that_joined_with_it_stay() {
     let c = cluster!();
-    let (token, id) = create_token(&c, &[]);
-    assert!(table_row(&c, &id).contains("0/unlimited"));
+    let Created { token, id, .. } = create_token(&c, &["--uses", "5"]);
+    assert!(table_row(&c, &id).contains("0/5"));
     let _first = join(&c, &token, "first");
     let stdout = succeeded(&token_command(&c, &["revoke", &id]), "token revoke");
     assert!(stdout.contains(&format!("revoked join token {id}")), "{stdout}");
@@ -142,7 +114,7 @@ fn refusals(agent: &Agent) -> usize {
 #[test]
 fn a_deleted_host_stops_its_work_and_its_agent_is_refused_from_then_on() {
     let mut c = cluster!();
-    let token = c.join_token();
+    let token = c.join_token_for(2);
     let agents = [join(&c, &token, "doomed"), join(&c, &token, "spare")];
     let body = json!({
         "name": "svc", "mode": "replicaset", "replicas": 1,
@@ -239,4 +211,112 @@ fn signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) on a process this test started; no memory is involved.
     let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(sent, 0, "kill({pid}, {signal})");
+}
+
+/// What an agent said when it exited by itself (within [`SOON`]) with `code`.
+fn exit_output(agent: &mut Agent, code: i32) -> String {
+    let status = agent.wait_exit(SOON);
+    let log = agent.log();
+    assert_eq!(status.code(), Some(code), "agent exited with {status}:\n{log}");
+    log
+}
+
+/// Runs an agent `command` that must exit by itself within [`SOON`]: its status and output.
+fn run_to_exit(c: &Cluster, name: &str, command: Command) -> (ExitStatus, String) {
+    let log = c.dir().join(format!("{name}.log"));
+    let mut proc = Proc::spawn(&format!("agent {name}"), command, &log);
+    let status = wait_until(SOON, &format!("agent {name} to exit"), || {
+        proc.try_wait().ok_or_else(|| proc.log_tail(1500))
+    });
+    (status, proc.log_tail(1 << 16))
+}
+
+#[test]
+fn a_join_token_on_the_command_line_is_refused() {
+    let c = cluster!();
+    let Created { token, id, .. } = create_token(&c, &[]);
+    let mut agent = c.spawn_agent_via(&profile(&c, "flagged"), Some(JoinVia::CommandLine(&token)));
+    let said = exit_output(&mut agent, 2);
+    assert!(
+        said.contains("--join-token-file") && said.contains("GPUSPOT_JOIN_TOKEN"),
+        "the refusal does not say what to use instead:\n{said}"
+    );
+    assert!(!said.contains(&token), "the refusal repeats the token:\n{said}");
+
+    // `fleet` refuses it the same way.
+    let mut fleet = std::process::Command::new(binaries!().agent);
+    fleet.args(["fleet", "--hosts", "1", "--coordinator", &c.coordinator.quic.to_string()]);
+    fleet.arg("--profile").arg(profile(&c, "fleeted"));
+    fleet.arg("--state-dir").arg(c.dir().join("fleet"));
+    fleet.arg(format!("--join-token={token}")).env_remove("GPUSPOT_JOIN_TOKEN");
+    let (status, said) = run_to_exit(&c, "fleet", fleet);
+    assert_eq!(status.code(), Some(2), "fleet exited with {status}:\n{said}");
+    assert!(said.contains("--join-token-file"), "{said}");
+    assert!(!said.contains(&token), "the refusal repeats the token:\n{said}");
+
+    assert!(c.api.hosts().is_empty(), "{:?}", c.api.hosts());
+    assert_eq!(listed(&c, &id)["uses"], 0, "a refused flag spent a use");
+}
+
+#[test]
+fn a_token_joins_from_a_private_file_stdin_or_the_environment_never_the_command_line() {
+    let c = cluster!();
+    let Created { token, id, .. } = create_token(&c, &["--uses", "4"]);
+    let ways = [
+        ("filed", JoinVia::File(&token)),
+        ("piped", JoinVia::Stdin(&token)),
+        ("environed", JoinVia::Env(&token)),
+    ];
+    let agents: Vec<Agent> = ways
+        .into_iter()
+        .map(|(name, via)| c.spawn_agent_via(&profile(&c, name), Some(via)))
+        .collect();
+    for agent in &agents {
+        c.wait_host(&agent.hostname, "connected");
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", agent.pid())).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(!cmdline.contains(&token), "{} has the token in its cmdline", agent.hostname);
+    }
+    assert_eq!(listed(&c, &id)["uses"], 3);
+
+    // A token file other users may read is refused before anything is sent.
+    let state_dir = c.dir().join("exposed");
+    let file = write_token_file(&state_dir, &token);
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod the token file");
+    let mut command =
+        c.agent_command(&binaries!().agent, &profile(&c, "exposed"), &state_dir, None);
+    command.arg("--join-token-file").arg(&file);
+    let (status, said) = run_to_exit(&c, "exposed", command);
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("chmod 600 {}", file.display())), "{said}");
+    assert!(c.host("exposed").is_none(), "{:?}", c.api.hosts());
+    assert_eq!(listed(&c, &id)["uses"], 3);
+}
+
+#[test]
+fn every_join_is_an_event_for_the_operator_and_not_for_tenants() {
+    let c = cluster!();
+    let account = create_account(&c.api, "tenant");
+    let Created { token, id, .. } = create_token(&c, &[]);
+    let _agent = join(&c, &token, "newcomer");
+    let host = c.host("newcomer").expect("the new host");
+
+    let mut admin = EventStream::open(&c.api, Some(0));
+    let joined = admin.wait_for(SOON, "host_joined", |e| e.kind == "host_joined");
+    assert_eq!(joined.body["host_id"], host["id"], "{}", joined.body);
+    assert_eq!(joined.data()["hostname"], "newcomer", "{}", joined.body);
+    assert_eq!(joined.data()["token_id"], id.as_str(), "{}", joined.body);
+    assert!(joined.body["account_id"].is_null(), "{}", joined.body);
+    // The join comes before the host's first hello.
+    admin.wait_for(SOON, "host_connected after host_joined", |e| {
+        e.kind == "host_connected" && e.body["host_id"] == host["id"]
+    });
+
+    // A tenant's stream, replayed from the start, ends at its own payment without it.
+    account.pay(&c.api, "1");
+    let mut tenant = EventStream::open(&account.api, Some(0));
+    tenant.wait_for(SOON, "the tenant's payment", |e| e.kind == "payment");
+    let leaked: Vec<_> = tenant.seen.iter().filter(|e| e.kind.starts_with("host_")).collect();
+    assert!(leaked.is_empty(), "a tenant sees host events: {}", tenant.summary());
 }

@@ -202,7 +202,7 @@ impl HostAgent {
         }
         let Some(token) = &self.join_token else {
             return Err(LinkError::Fatal(format!(
-                "this host has not joined yet (no credentials in {}): pass --join-token TOKEN from `gpuspot-coordinator token create`",
+                "this host has not joined yet (no credentials in {}): give it a token from `gpuspot-coordinator token create` with --join-token-file PATH (- for stdin) or GPUSPOT_JOIN_TOKEN",
                 self.state_dir.display()
             )));
         };

@@ -95,7 +95,7 @@ pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
         let alive = !matches!(watcher, Watcher::Gone);
         tracing::info!(instance_id = %record.instance_id, pid = record.workload.pid, alive,
             "adopting a workload left by an earlier agent process");
-        let cgroup = record.cgroup.as_deref().and_then(InstanceCgroup::open);
+        let cgroup = InstanceCgroup::open(&record.cgroups);
         let stopping = instance_dir.join(record::STOPPING).exists();
         let id = record.instance_id.clone();
         adopted.push(id.clone());

@@ -1,7 +1,9 @@
-//! cgroup v2 limits for workloads: `<mount>/gpuspot/<instance>` with `cpu.max` and
-//! `memory.max` from the instance's share of the host. Limits are best effort: where the host
-//! has no usable cgroup v2 hierarchy (v1 only, no permission, a container) workloads run
-//! unconfined and the agent says so once, never failing a workload over it.
+//! Memory, pids and CPU limits for process guests, on cgroup v2 or v1 (DESIGN §15). Each
+//! hierarchy that carries one of the controllers gets `<mount>/gpuspot/<instance>`: on v2
+//! one dir with `memory.max`, `pids.max` and `cpu.max`; on v1 one dir per controller mount
+//! (`memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`, `pids.max`,
+//! `cpu.cfs_quota_us`). The agent says once at start which limits it enforces; a host that
+//! can enforce none refuses process guests unless `[process] unlimited_ok = true`.
 
 use gpuspot_common::InstanceId;
 use std::fs::{File, OpenOptions};
@@ -11,226 +13,435 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
-const DEFAULT_MOUNT: &str = "/sys/fs/cgroup";
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 const CPU_PERIOD_US: u64 = 100_000;
 const GIB: u64 = 1 << 30;
 /// How long removal waits for the cgroup's last processes to be gone.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// An instance cgroup empty for this long was left by an agent that was killed: removed
+/// at start. (Younger empty ones may belong to a guest another agent is starting.)
+const STALE_AFTER: Duration = Duration::from_secs(600);
+/// Processes one guest may have when `[process] pids_max` is not set.
+pub const DEFAULT_PIDS_MAX: u64 = 4096;
+/// At most one hierarchy per limit: what the code between fork and exec joins.
+pub const MAX_HIERARCHIES: usize = 3;
 
-static UNAVAILABLE_LOGGED: Once = Once::new();
+static DETECTION_LOGGED: Once = Once::new();
 
-/// Where instance cgroups go, or `None` when limits cannot be enforced on this host.
+/// A limit a process guest gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Memory,
+    Pids,
+    Cpu,
+}
+
+impl Limit {
+    const ALL: [Limit; 3] = [Limit::Memory, Limit::Pids, Limit::Cpu];
+
+    fn controller(self) -> &'static str {
+        match self {
+            Limit::Memory => "memory",
+            Limit::Pids => "pids",
+            Limit::Cpu => "cpu",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+/// `<mount>/gpuspot` of one hierarchy and the limits it carries.
+#[derive(Clone, Debug)]
+struct Hierarchy {
+    version: Version,
+    parent: PathBuf,
+    limits: Vec<Limit>,
+}
+
+/// Where instance cgroups go, and whether guests may run where no limit can be enforced.
 #[derive(Clone, Debug)]
 pub struct Cgroups {
-    parent: Option<PathBuf>,
+    hierarchies: Vec<Hierarchy>,
+    pids_max: u64,
+    /// Why no limit can be enforced, when guests are refused for it.
+    refusal: Option<String>,
+}
+
+/// The limits of one instance, from its share of the host.
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    pub cpu_cores: u32,
+    pub memory_gib: u64,
 }
 
 impl Cgroups {
-    /// Probes `/sys/fs/cgroup`.
+    /// Probes this host's cgroup mounts; guests run even where nothing is enforced.
     pub fn detect() -> Self {
-        Self::at(Path::new(DEFAULT_MOUNT))
+        Self::detect_with(DEFAULT_PIDS_MAX, true)
     }
 
-    /// Probes a cgroup v2 hierarchy mounted at `mount`, preparing `<mount>/gpuspot`.
-    pub fn at(mount: &Path) -> Self {
-        match prepare(mount) {
-            Ok(parent) => Self { parent: Some(parent) },
-            Err(reason) => {
-                UNAVAILABLE_LOGGED.call_once(|| {
-                    tracing::info!(
-                        "workload CPU and memory limits are not enforced on this host: {reason}"
-                    );
-                });
-                Self::disabled()
+    /// Probes this host's cgroup mounts, says once what is enforced, and refuses guests
+    /// where nothing is unless `unlimited_ok`.
+    pub fn detect_with(pids_max: u64, unlimited_ok: bool) -> Self {
+        let mountinfo = std::fs::read_to_string(MOUNTINFO).unwrap_or_default();
+        let cgroups = Self::from_mountinfo(&mountinfo, pids_max, unlimited_ok);
+        DETECTION_LOGGED.call_once(|| cgroups.log());
+        cgroups
+    }
+
+    /// From `/proc/self/mountinfo` text (tests point it at fake mounts).
+    pub fn from_mountinfo(mountinfo: &str, pids_max: u64, unlimited_ok: bool) -> Self {
+        let mut hierarchies = Vec::new();
+        let mut problems = Vec::new();
+        for (version, mount, options) in cgroup_mounts(mountinfo) {
+            match prepare(version, &mount, &options) {
+                // The same hierarchy mounted twice (a bind mount) is used once.
+                Ok(Some(hierarchy))
+                    if !hierarchies.iter().any(|h: &Hierarchy| h.limits == hierarchy.limits) =>
+                {
+                    hierarchies.push(hierarchy)
+                }
+                Ok(_) => {}
+                Err(problem) => problems.push(problem),
             }
         }
+        let refusal = (hierarchies.is_empty() && !unlimited_ok).then(|| {
+            let why = if problems.is_empty() {
+                "no cgroup hierarchy with a memory, pids or cpu controller".to_owned()
+            } else {
+                problems.join("; ")
+            };
+            format!(
+                "this host can enforce no memory, pids or CPU limit ({why}); \
+                 set [process] unlimited_ok = true to run process guests without limits"
+            )
+        });
+        Self { hierarchies, pids_max, refusal }
     }
 
+    /// No limits, guests allowed (tests of bookkeeping, fake runtimes).
     pub fn disabled() -> Self {
-        Self { parent: None }
+        Self { hierarchies: Vec::new(), pids_max: DEFAULT_PIDS_MAX, refusal: None }
     }
 
     pub fn enforced(&self) -> bool {
-        self.parent.is_some()
+        !self.hierarchies.is_empty()
+    }
+
+    /// The limits this host enforces.
+    pub fn limits(&self) -> Vec<Limit> {
+        self.hierarchies.iter().flat_map(|h| h.limits.iter().copied()).collect()
+    }
+
+    /// Why a process guest may not start here, if it may not.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+
+    fn log(&self) {
+        let enforced = self.limits();
+        let missing: Vec<_> = Limit::ALL.into_iter().filter(|l| !enforced.contains(l)).collect();
+        let names = |limits: &[Limit]| limits.iter().map(|l| l.controller()).collect::<Vec<_>>();
+        let versions: Vec<_> =
+            self.hierarchies.iter().map(|h| (h.version, h.limits.clone())).collect();
+        if let Some(refusal) = &self.refusal {
+            tracing::warn!("process guests are refused: {refusal}");
+        } else if missing.is_empty() {
+            tracing::info!(?versions, "process guest limits enforced: memory, pids, cpu");
+        } else {
+            tracing::warn!(enforced = ?names(&enforced), not_enforced = ?names(&missing), ?versions,
+                "some process guest limits are not enforced on this host");
+        }
     }
 
     /// A limited cgroup for one instance, or `None` (logged) when it cannot be made.
-    pub fn create(
-        &self,
-        instance_id: &InstanceId,
-        cpu_cores: u32,
-        memory_gib: u64,
-    ) -> Option<InstanceCgroup> {
-        let dir = self.parent.as_ref()?.join(instance_id.as_str());
-        match InstanceCgroup::create(&dir, cpu_cores, memory_gib) {
-            Ok(cgroup) => Some(cgroup),
-            Err(error) => {
-                tracing::warn!(%instance_id, dir = %dir.display(), %error,
-                    "cannot create the workload's cgroup; it runs without limits");
-                let _ = std::fs::remove_dir(&dir);
-                None
+    pub fn create(&self, instance_id: &InstanceId, share: Share) -> Option<InstanceCgroup> {
+        if self.hierarchies.is_empty() {
+            return None;
+        }
+        let mut dirs = Vec::new();
+        for hierarchy in &self.hierarchies {
+            let dir = hierarchy.parent.join(instance_id.as_str());
+            match create_dir(hierarchy, &dir, share, self.pids_max) {
+                Ok(open) => dirs.push(open),
+                Err(error) => {
+                    tracing::warn!(%instance_id, dir = %dir.display(), %error,
+                        "cannot create the workload's cgroup; it runs without this limit");
+                    let _ = std::fs::remove_dir(&dir);
+                }
             }
         }
+        (!dirs.is_empty()).then_some(InstanceCgroup { dirs })
     }
 }
 
-fn prepare(mount: &Path) -> Result<PathBuf, String> {
-    let controllers = std::fs::read_to_string(mount.join("cgroup.controllers"))
-        .map_err(|e| format!("no cgroup v2 hierarchy at {} ({e})", mount.display()))?;
-    for wanted in ["cpu", "memory"] {
-        if !controllers.split_whitespace().any(|c| c == wanted) {
-            return Err(format!("the cgroup v2 `{wanted}` controller is not available"));
-        }
+/// (version, mount point, super options) of every cgroup mount in `mountinfo`.
+fn cgroup_mounts(mountinfo: &str) -> Vec<(Version, PathBuf, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mount = before.split_whitespace().nth(4)?;
+            let mut fields = after.split_whitespace();
+            let version = match fields.next()? {
+                "cgroup2" => Version::V2,
+                "cgroup" => Version::V1,
+                _ => return None,
+            };
+            let options = fields.nth(1).unwrap_or_default().to_owned();
+            Some((version, PathBuf::from(mount.replace("\\040", " ")), options))
+        })
+        .collect()
+}
+
+/// Prepares `<mount>/gpuspot` when the hierarchy carries limits; `None` when it carries none.
+fn prepare(version: Version, mount: &Path, options: &str) -> Result<Option<Hierarchy>, String> {
+    let available = match version {
+        Version::V1 => options.split(',').map(str::to_owned).collect::<Vec<_>>(),
+        Version::V2 => std::fs::read_to_string(mount.join("cgroup.controllers"))
+            .map_err(|e| format!("cannot read {} ({e})", mount.display()))?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    };
+    let limits: Vec<Limit> =
+        Limit::ALL.into_iter().filter(|l| available.iter().any(|c| c == l.controller())).collect();
+    if limits.is_empty() {
+        return Ok(None);
     }
-    enable_controllers(mount)?;
     let parent = mount.join("gpuspot");
+    if version == Version::V2 {
+        enable_controllers(mount, &limits)?;
+    }
     match std::fs::create_dir(&parent) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("cannot create {} ({e})", parent.display())),
     }
-    enable_controllers(&parent)?;
-    Ok(parent)
+    if version == Version::V2 {
+        enable_controllers(&parent, &limits)?;
+    }
+    remove_stale(&parent);
+    Ok(Some(Hierarchy { version, parent, limits }))
 }
 
-/// Children of `dir` can only get cpu/memory limits once `dir` delegates those controllers.
-fn enable_controllers(dir: &Path) -> Result<(), String> {
+/// Children of a v2 `dir` only get limits once `dir` delegates those controllers.
+fn enable_controllers(dir: &Path, limits: &[Limit]) -> Result<(), String> {
     let path = dir.join("cgroup.subtree_control");
     let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let enabled = |c: &str| current.split_whitespace().any(|e| e == c);
-    if enabled("cpu") && enabled("memory") {
+    let missing: Vec<String> = limits
+        .iter()
+        .filter(|l| !current.split_whitespace().any(|e| e == l.controller()))
+        .map(|l| format!("+{}", l.controller()))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    std::fs::write(&path, "+cpu +memory")
-        .map_err(|e| format!("cannot enable cpu and memory in {} ({e})", path.display()))
+    std::fs::write(&path, missing.join(" "))
+        .map_err(|e| format!("cannot enable {} in {} ({e})", missing.join(" "), path.display()))
 }
 
-/// One instance's cgroup. The workload joins it before `exec` by writing "0" to the
-/// `cgroup.procs` file held open here, so none of its processes ever runs unconfined.
+/// Makes (or reuses: left by an agent that died mid-cleanup) `dir` and writes its limits.
+fn create_dir(
+    hierarchy: &Hierarchy,
+    dir: &Path,
+    share: Share,
+    pids_max: u64,
+) -> std::io::Result<CgroupDir> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for limit in &hierarchy.limits {
+        for (file, value) in limit_files(hierarchy.version, *limit, share, pids_max) {
+            let path = dir.join(file);
+            // memsw exists only where swap accounting is on; then swap cannot bypass memory.
+            if file == "memory.memsw.limit_in_bytes" && !path.exists() {
+                continue;
+            }
+            std::fs::write(&path, value)?;
+        }
+    }
+    CgroupDir::open(hierarchy.version, dir)
+}
+
+/// What to write for `limit`, in order.
+fn limit_files(
+    version: Version,
+    limit: Limit,
+    share: Share,
+    pids_max: u64,
+) -> Vec<(&'static str, String)> {
+    let memory = (share.memory_gib > 0).then(|| share.memory_gib.saturating_mul(GIB));
+    let quota = (share.cpu_cores > 0).then(|| u64::from(share.cpu_cores) * CPU_PERIOD_US);
+    let or = |value: Option<u64>, none: &str| value.map_or(none.to_owned(), |v| v.to_string());
+    match (version, limit) {
+        (_, Limit::Pids) => vec![("pids.max", pids_max.to_string())],
+        (Version::V2, Limit::Memory) => vec![("memory.max", or(memory, "max"))],
+        (Version::V2, Limit::Cpu) => {
+            vec![("cpu.max", format!("{} {CPU_PERIOD_US}", or(quota, "max")))]
+        }
+        (Version::V1, Limit::Memory) => vec![
+            ("memory.limit_in_bytes", or(memory, "-1")),
+            ("memory.memsw.limit_in_bytes", or(memory, "-1")),
+        ],
+        (Version::V1, Limit::Cpu) => vec![
+            ("cpu.cfs_period_us", CPU_PERIOD_US.to_string()),
+            ("cpu.cfs_quota_us", or(quota, "-1")),
+        ],
+    }
+}
+
 #[derive(Debug)]
-pub struct InstanceCgroup {
+struct CgroupDir {
+    version: Version,
     dir: PathBuf,
     procs: File,
 }
 
-impl InstanceCgroup {
-    fn create(dir: &Path, cpu_cores: u32, memory_gib: u64) -> std::io::Result<Self> {
-        match std::fs::create_dir(dir) {
-            Ok(()) => {}
-            // Left over from an agent that died mid-cleanup: reuse it.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        std::fs::write(dir.join("cpu.max"), cpu_max(cpu_cores))?;
-        std::fs::write(dir.join("memory.max"), memory_max(memory_gib))?;
+impl CgroupDir {
+    fn open(version: Version, dir: &Path) -> std::io::Result<Self> {
+        // The kernel makes the file; creating it only matters for the tests' fake mounts.
         let procs = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(dir.join("cgroup.procs"))?;
-        Ok(Self { dir: dir.to_owned(), procs })
+        Ok(Self { version, dir: dir.to_owned(), procs })
+    }
+}
+
+/// One instance's cgroups (one per hierarchy). The workload joins them before `exec` by
+/// writing "0" to the `cgroup.procs` files held open here, so none of its processes ever
+/// runs unconfined.
+#[derive(Debug)]
+pub struct InstanceCgroup {
+    dirs: Vec<CgroupDir>,
+}
+
+/// The `cgroup.procs` descriptors a process joins between fork and exec; -1: none.
+pub type ProcsFds = [RawFd; MAX_HIERARCHIES];
+
+pub const NO_PROCS: ProcsFds = [-1; MAX_HIERARCHIES];
+
+impl InstanceCgroup {
+    /// The cgroups an earlier agent process made for a workload it left running; `None`
+    /// when all are gone.
+    pub fn open(dirs: &[PathBuf]) -> Option<Self> {
+        let dirs: Vec<CgroupDir> = dirs
+            .iter()
+            .filter_map(|dir| {
+                let version =
+                    if dir.join("cgroup.controllers").exists() { Version::V2 } else { Version::V1 };
+                CgroupDir::open(version, dir).ok()
+            })
+            .collect();
+        (!dirs.is_empty()).then_some(Self { dirs })
     }
 
-    /// The cgroup an earlier agent process made for a workload it left running; `None`
-    /// when it is gone.
-    pub fn open(dir: &Path) -> Option<Self> {
-        let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok()?;
-        Some(Self { dir: dir.to_owned(), procs })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.dir.clone()).collect()
     }
 
     /// For the child's `pre_exec`; valid as long as `self` lives.
-    pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    pub fn procs_fds(&self) -> ProcsFds {
+        procs_fds(self.dirs.iter().map(|d| d.procs.as_raw_fd()))
     }
 
-    /// SIGKILLs every process in the cgroup, including ones that left the process group
-    /// (kernels without `cgroup.kill`, before 5.14, rely on the process-group kill alone).
+    /// SIGKILLs every process in the cgroups, including ones that left the process group.
     pub fn kill_all(&self) {
-        if let Ok(mut file) = OpenOptions::new().write(true).open(self.dir.join("cgroup.kill")) {
-            let _ = file.write_all(b"1");
+        for dir in &self.dirs {
+            if dir.version == Version::V2
+                && let Ok(mut file) =
+                    OpenOptions::new().write(true).open(dir.dir.join("cgroup.kill"))
+                && file.write_all(b"1").is_ok()
+            {
+                continue;
+            }
+            for pid in members(&dir.dir) {
+                // SAFETY: kill has no memory-safety preconditions; pid > 1 (a member).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     }
 
-    /// Waits (bounded) for the cgroup to empty, then removes it.
+    /// How many times the kernel's OOM killer struck inside the memory cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        self.dirs
+            .iter()
+            .filter_map(|d| {
+                let file =
+                    if d.version == Version::V2 { "memory.events" } else { "memory.oom_control" };
+                std::fs::read_to_string(d.dir.join(file)).ok()
+            })
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
+    /// Waits (bounded) for the cgroups to empty, then removes them.
     pub async fn remove(self) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        while !self.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        for dir in &self.dirs {
+            while !members(&dir.dir).is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if let Err(error) = std::fs::remove_dir(&dir.dir)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.dir.display(), %error, "cannot remove workload cgroup");
+            }
         }
-        if let Err(error) = std::fs::remove_dir(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove workload cgroup");
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .map(|procs| procs.trim().is_empty())
-            .unwrap_or(true)
     }
 }
 
-fn cpu_max(cores: u32) -> String {
-    if cores == 0 {
-        return format!("max {CPU_PERIOD_US}");
-    }
-    format!("{} {CPU_PERIOD_US}", u64::from(cores) * CPU_PERIOD_US)
+/// Opens the `cgroup.procs` of `dirs` for a command run inside them (exec).
+pub fn open_procs(dirs: &[PathBuf]) -> Vec<File> {
+    dirs.iter()
+        .filter_map(|dir| OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok())
+        .collect()
 }
 
-fn memory_max(gib: u64) -> String {
-    if gib == 0 {
-        return "max".into();
+/// The fixed-size form of `fds` (extra ones dropped: there are never more hierarchies).
+pub fn procs_fds(fds: impl Iterator<Item = RawFd>) -> ProcsFds {
+    let mut out = NO_PROCS;
+    for (slot, fd) in out.iter_mut().zip(fds) {
+        *slot = fd;
     }
-    gib.saturating_mul(GIB).to_string()
+    out
+}
+
+/// Removes the empty instance cgroups under `parent` older than [`STALE_AFTER`] (rmdir
+/// refuses any that still has a process).
+fn remove_stale(parent: &Path) {
+    let entries = std::fs::read_dir(parent).into_iter().flatten().flatten();
+    for dir in entries.map(|e| e.path()).filter(|p| p.is_dir()) {
+        let old = std::fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_AFTER));
+        if old && members(&dir).is_empty() && std::fs::remove_dir(&dir).is_ok() {
+            tracing::info!(dir = %dir.display(), "removed a workload cgroup left by an earlier agent");
+        }
+    }
+}
+
+fn members(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|pid: &i32| *pid > 1)
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fake_mount(controllers: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        if !controllers.is_empty() {
-            std::fs::write(dir.path().join("cgroup.controllers"), controllers).expect("write");
-        }
-        dir
-    }
-
-    fn read(path: PathBuf) -> String {
-        std::fs::read_to_string(path).expect("read")
-    }
-
-    #[test]
-    fn no_v2_hierarchy_or_missing_controller_means_not_enforced() {
-        assert!(!Cgroups::at(fake_mount("").path()).enforced());
-        assert!(!Cgroups::at(fake_mount("cpuset cpu io pids").path()).enforced());
-        let disabled = Cgroups::disabled();
-        assert!(disabled.create(&InstanceId::from("i-1"), 4, 8).is_none());
-    }
-
-    #[test]
-    fn limits_are_written_from_the_instance_share() {
-        let mount = fake_mount("cpuset cpu io memory pids\n");
-        let cgroups = Cgroups::at(mount.path());
-        assert!(cgroups.enforced());
-        assert_eq!(read(mount.path().join("cgroup.subtree_control")), "+cpu +memory");
-        let parent = mount.path().join("gpuspot");
-        assert_eq!(read(parent.join("cgroup.subtree_control")), "+cpu +memory");
-
-        let cgroup = cgroups.create(&InstanceId::from("i-abc"), 16, 90).expect("cgroup");
-        assert_eq!(cgroup.dir(), parent.join("i-abc"));
-        assert_eq!(read(cgroup.dir().join("cpu.max")), "1600000 100000");
-        assert_eq!(read(cgroup.dir().join("memory.max")), (90u64 << 30).to_string());
-        assert!(cgroup.procs_fd() >= 0);
-    }
-
-    #[test]
-    fn zero_shares_mean_no_limit() {
-        assert_eq!(cpu_max(0), "max 100000");
-        assert_eq!(memory_max(0), "max");
-        assert_eq!(cpu_max(1), "100000 100000");
-    }
-}
+#[path = "cgroup_tests.rs"]
+mod tests;

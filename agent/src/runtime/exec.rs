@@ -1,15 +1,16 @@
 //! Commands run inside a process guest (DESIGN §14 "Getting in"): as its uid/gid, in its
-//! cgroup when it has one, in its data dir, with its environment; stdout and stderr merged,
+//! namespaces (same `/proc`, `/tmp`, IPC) and cgroups when it has them, in its data dir, with its environment; stdout and stderr merged,
 //! through a pipe or, for interactive sessions, a pseudo-terminal (the command's
 //! controlling terminal, resized on request). Dropping the session's `cancel` kills the
 //! command's process group. The output closes once the command has exited and what it
 //! wrote is read; then the exit code is sent.
 
 use super::process::ExecTarget;
-use super::spawn::{Identity, enter_guest};
+use super::sandbox::Joiner;
+use super::spawn::{Identity, enter_guest, enter_joined};
 use super::{ExecSession, ExecSpec, RuntimeError};
 use gpuspot_common::protocol::ExecInput;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -31,12 +32,18 @@ pub(super) fn start(target: &ExecTarget, spec: ExecSpec) -> Result<ExecSession, 
     if spec.command.is_empty() {
         return Err(RuntimeError::Exec("the command is empty".into()));
     }
-    // Opened per command: the workload's own descriptor belongs to its supervisor.
-    let cgroup = target
-        .cgroup_dir
-        .as_ref()
-        .and_then(|dir| OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok());
-    let identity = Identity { ids: target.ids, cgroup_procs: cgroup.as_ref().map(File::as_raw_fd) };
+    // Opened per command: the workload's own descriptors belong to its supervisor.
+    let cgroups = super::cgroup::open_procs(&target.cgroup_dirs);
+    let cgroup_procs = super::cgroup::procs_fds(cgroups.iter().map(File::as_raw_fd));
+    let identity = Identity { ids: target.ids, cgroup_procs };
+    let (joiner, guest_pid) = match target.init {
+        Some(init) => {
+            let cannot = |e| RuntimeError::Exec(format!("cannot enter the guest: {e}"));
+            let (joiner, pid) = Joiner::open(init, &target.data_dir).map_err(cannot)?;
+            (Some(joiner), Some(pid))
+        }
+        None => (None, None),
+    };
     let mut command = Command::new(&spec.command[0]);
     command
         .args(&spec.command[1..])
@@ -47,22 +54,37 @@ pub(super) fn start(target: &ExecTarget, spec: ExecSpec) -> Result<ExecSession, 
     let spawn_error =
         |e: std::io::Error| RuntimeError::Spawn { program: spec.command[0].clone(), source: e };
     let (child, output, input) = if spec.tty {
-        spawn_tty(command, identity, target, spec.size).map_err(spawn_error)?
+        spawn_tty(command, identity, joiner, target, spec.size).map_err(spawn_error)?
     } else {
-        spawn_piped(command, identity, spec.stdin).map_err(spawn_error)?
+        spawn_piped(command, identity, joiner, spec.stdin).map_err(spawn_error)?
+    };
+    drop(cgroups);
+    // In a guest's namespaces the command leads its own group, below a relaying process.
+    let pgid = match guest_pid {
+        Some(pid) => pid.read().unwrap_or(0),
+        None => child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0),
     };
     let (output_tx, output_rx) = mpsc::channel(16);
     let (input_tx, input_rx) = mpsc::channel(16);
     let (exit_tx, exit_rx) = oneshot::channel();
     let (cancel_tx, cancel_rx) = oneshot::channel();
     tokio::spawn(forward_input(input_rx, input, spec.stdin));
-    tokio::spawn(run(child, output, output_tx, exit_tx, cancel_rx));
+    tokio::spawn(run(child, pgid, output, output_tx, exit_tx, cancel_rx));
     Ok(ExecSession { output: output_rx, input: input_tx, exit: exit_rx, cancel: cancel_tx })
+}
+
+/// Between fork and exec: into the guest, through its namespaces when it has them.
+fn enter(identity: Identity, tty: Option<RawFd>, joiner: Option<&Joiner>) -> std::io::Result<()> {
+    match joiner {
+        Some(joiner) => enter_joined(identity, tty, joiner),
+        None => enter_guest(identity, tty),
+    }
 }
 
 fn spawn_piped(
     mut command: Command,
     identity: Identity,
+    joiner: Option<Joiner>,
     stdin: bool,
 ) -> std::io::Result<(Child, Arc<AsyncFd<OwnedFd>>, Input)> {
     let (reader, writer) = std::io::pipe()?;
@@ -70,9 +92,9 @@ fn spawn_piped(
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(writer.try_clone()?)
         .stderr(writer);
-    // SAFETY: enter_guest makes async-signal-safe calls only.
+    // SAFETY: enter makes async-signal-safe calls only.
     unsafe {
-        command.pre_exec(move || enter_guest(identity, None));
+        command.pre_exec(move || enter(identity, None, joiner.as_ref()));
     }
     let mut child = command.spawn()?;
     drop(command); // our copies of the pipe's write end: EOF once the command's are gone
@@ -83,6 +105,7 @@ fn spawn_piped(
 fn spawn_tty(
     mut command: Command,
     identity: Identity,
+    joiner: Option<Joiner>,
     target: &ExecTarget,
     size: Option<(u16, u16)>,
 ) -> std::io::Result<(Child, Arc<AsyncFd<OwnedFd>>, Input)> {
@@ -94,9 +117,9 @@ fn spawn_tty(
     }
     let slave = File::from(slave);
     command.stdin(slave.try_clone()?).stdout(slave.try_clone()?).stderr(slave);
-    // SAFETY: enter_guest makes async-signal-safe calls only; fd 0 is the terminal by then.
+    // SAFETY: enter makes async-signal-safe calls only; fd 0 is the terminal by then.
     unsafe {
-        command.pre_exec(move || enter_guest(identity, Some(0)));
+        command.pre_exec(move || enter(identity, Some(0), joiner.as_ref()));
     }
     let child = command.spawn()?;
     drop(command);
@@ -137,12 +160,12 @@ fn async_fd(fd: OwnedFd) -> std::io::Result<Arc<AsyncFd<OwnedFd>>> {
 /// Follows the command: output out, a kill on cancel, then the exit code.
 async fn run(
     mut child: Child,
+    pgid: i32,
     output: Arc<AsyncFd<OwnedFd>>,
     output_tx: mpsc::Sender<Vec<u8>>,
     exit_tx: oneshot::Sender<Result<Option<i32>, String>>,
     mut cancel: oneshot::Receiver<()>,
 ) {
-    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
     let (mut open, mut cancelled) = (true, false);
     let status = loop {
         tokio::select! {

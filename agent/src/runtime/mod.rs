@@ -1,5 +1,5 @@
-//! Guest workloads behind one trait: [`ProcessRuntime`] runs real processes (own session,
-//! cgroup v2 limits where the host allows), [`FakeRuntime`] only records, for load tests.
+//! Guest workloads behind one trait: [`ProcessRuntime`] runs real processes (own session
+//! and namespaces, cgroup v1 or v2 limits where the host allows), [`FakeRuntime`] only records, for load tests.
 //!
 //! Contract shared by both: `start` either fails synchronously (nothing runs, nothing will be
 //! reported; the caller reports `Failed`) or succeeds, and then exactly one final
@@ -9,7 +9,7 @@
 //! always ends as [`WorkloadState::Stopped`], whatever the exit status.
 
 mod adopt;
-mod cgroup;
+pub mod cgroup;
 pub mod container;
 pub mod disk;
 mod dispatch;
@@ -20,11 +20,12 @@ mod guest_files;
 mod orphans;
 mod process;
 mod record;
+mod sandbox;
 mod spawn;
 mod sweep;
 pub mod uids;
 
-pub use cgroup::{Cgroups, InstanceCgroup};
+pub use cgroup::{Cgroups, InstanceCgroup, Limit, Share};
 pub use container::{ContainerError, ContainerOptions, ContainerRuntime};
 pub use disk::DataDisks;
 pub use dispatch::GuestRuntimes;
@@ -127,6 +128,8 @@ pub enum RuntimeError {
     NotRunning(InstanceId),
     #[error("{0}")]
     Exec(String),
+    #[error("process guests are refused on this host: {0}")]
+    Unlimited(String),
     #[error("cannot start {program:?}: {source}")]
     Spawn {
         program: String,

@@ -1,16 +1,19 @@
 //! Workloads as real processes (DESIGN §14). Each runs under a watcher (see [`super::spawn`])
 //! as the leader of its own session, under its own uid when the agent is root (see
-//! [`super::uids`]), inside its instance's cgroup when limits can be enforced, with a
-//! cleared environment plus what the guest is promised (DESIGN §6). Its lifecycle follows
+//! [`super::uids`]) and then in its own namespaces (see [`super::sandbox`]), inside its
+//! instance's cgroups when limits can be enforced (a host that can enforce none refuses
+//! process guests unless `[process] unlimited_ok`), with a cleared environment plus what
+//! the guest is promised (DESIGN §6). A workload the OOM killer ended fails saying so. Its lifecycle follows
 //! its command (seed 004): when the command ends or is stopped, whatever it left behind is
 //! killed, everything under its uid included. Each workload is recorded in its instance
 //! dir (see [`super::record`]) so that a restarted agent adopts it (see [`super::adopt`]).
 
 use super::adopt::Watcher;
-use super::cgroup::{Cgroups, InstanceCgroup};
+use super::cgroup::{Cgroups, InstanceCgroup, Share};
 use super::disk::DataDisks;
 use super::group::{signal_group, wait_group_gone};
 use super::record::{self, ProcRef, ProcessRecord};
+use super::sandbox::Sandbox;
 use super::spawn::{Identity, guest_env, spawn_watched};
 use super::uids::{GuestIds, Isolation};
 use super::{ExecSession, ExecSpec, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
@@ -36,12 +39,12 @@ pub struct ProcessOptions {
 }
 
 impl ProcessOptions {
-    /// What the host allows: own uids when root, cgroup v2 limits and data disks where
-    /// usable; adoption from the agent's state dir.
+    /// What the host allows: own uids and namespaces when root, cgroup limits and data
+    /// disks where usable; adoption from the agent's state dir.
     pub fn for_host(settings: &crate::config::AgentSettings) -> Self {
         Self {
             isolation: Isolation::detect(settings.uid_range),
-            cgroups: Cgroups::detect(),
+            cgroups: Cgroups::detect_with(settings.pids_max, settings.unlimited_ok),
             disks: DataDisks::detect(),
             instances_dir: Some(settings.state_dir.join("instances")),
         }
@@ -72,7 +75,9 @@ pub(super) struct Control {
 #[derive(Debug)]
 pub(super) struct ExecTarget {
     pub(super) ids: Option<GuestIds>,
-    pub(super) cgroup_dir: Option<PathBuf>,
+    pub(super) cgroup_dirs: Vec<PathBuf>,
+    /// The init of the guest's namespaces, which commands join; `None`: not namespaced.
+    pub(super) init: Option<ProcRef>,
     pub(super) data_dir: PathBuf,
     pub(super) env: Vec<(String, String)>,
 }
@@ -136,7 +141,8 @@ impl Inner {
         let record = &guest.record;
         let target = Arc::new(ExecTarget {
             ids: record.ids.map(|(uid, gid)| GuestIds { uid, gid }),
-            cgroup_dir: record.cgroup.clone(),
+            cgroup_dirs: record.cgroups.clone(),
+            init: record.namespaced.then_some(record.workload),
             data_dir: record.data_dir.clone(),
             env: record.env.clone(),
         });
@@ -158,12 +164,18 @@ impl Inner {
         let _ = std::fs::remove_file(dir.join(record::STOPPING));
         let status_path = dir.join(record::STATUS);
         let status = open_private(&status_path, true).map_err(prepare(&status_path))?;
-        let cgroup =
-            self.options.cgroups.create(&spec.instance_id, spec.cpu_cores, spec.memory_gib);
+        // Namespaces need root, as own uids do.
+        let sandbox = match ids {
+            Some(_) => Some(sandbox_for(spec).map_err(prepare(data_dir))?),
+            None => None,
+        };
+        let namespaced = sandbox.is_some();
+        let share = Share { cpu_cores: spec.cpu_cores, memory_gib: spec.memory_gib };
+        let cgroup = self.options.cgroups.create(&spec.instance_id, share);
         let env = guest_env(spec);
-        let identity =
-            Identity { ids, cgroup_procs: cgroup.as_ref().map(InstanceCgroup::procs_fd) };
-        let child = match spawn_watched(spec, &env, identity, &output, &status) {
+        let cgroup_procs = cgroup.as_ref().map_or(super::cgroup::NO_PROCS, |c| c.procs_fds());
+        let identity = Identity { ids, cgroup_procs };
+        let child = match spawn_watched(spec, &env, identity, sandbox, &output, &status) {
             Ok(child) => child,
             Err(error) => {
                 if let Some(cgroup) = cgroup {
@@ -178,8 +190,9 @@ impl Inner {
             watcher: ProcRef::of(child.id().unwrap_or(0)),
             // The watcher wrote it before std's spawn could return.
             workload: ProcRef::of(record::read_status(&status_path).pid.unwrap_or(0)),
+            namespaced,
             ids: ids.map(|ids| (ids.uid, ids.gid)),
-            cgroup: cgroup.as_ref().map(|c| c.dir().to_owned()),
+            cgroups: cgroup.as_ref().map(InstanceCgroup::dirs).unwrap_or_default(),
             data_dir: data_dir.clone(),
             metadata_socket: spec.metadata_socket.clone(),
             env,
@@ -188,6 +201,12 @@ impl Inner {
         let id = spec.instance_id.clone();
         Ok(Guest { id, record, cgroup, watcher: Watcher::Child(child) })
     }
+}
+
+/// The guest's namespaces, with its data dir and socket dir reachable at their paths.
+fn sandbox_for(spec: &WorkloadSpec) -> std::io::Result<Sandbox> {
+    let socket_dir = spec.metadata_socket.parent().unwrap_or(&spec.metadata_socket);
+    Sandbox::prepare(&spec.data_dir, &[&spec.data_dir, socket_dir])
 }
 
 fn prepare(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -229,6 +248,9 @@ impl WorkloadRuntime for ProcessRuntime {
         let mut workloads = self.inner.workloads();
         if workloads.contains_key(&id) {
             return Err(RuntimeError::AlreadyRunning(id));
+        }
+        if let Some(refusal) = self.inner.options.cgroups.refusal() {
+            return Err(RuntimeError::Unlimited(refusal.to_owned()));
         }
         // Callers may sit on a blocking thread; spawning needs the runtime's reactor.
         let _runtime = self.inner.tokio.enter();
@@ -281,6 +303,7 @@ async fn supervise(inner: Arc<Inner>, mut guest: Guest, mut stop_rx: oneshot::Re
     };
     let status =
         record::read_status(&record::instance_dir(&guest.record.data_dir).join(record::STATUS));
+    let oom_kills = guest.cgroup.as_ref().map_or(0, InstanceCgroup::oom_kills);
     clean_up(&mut guest, pgid).await;
     // A stop that raced with a natural exit still counts: the user asked for it.
     let control = inner.workloads().remove(&guest.id);
@@ -288,7 +311,7 @@ async fn supervise(inner: Arc<Inner>, mut guest: Guest, mut stop_rx: oneshot::Re
     let state = if stopped || stop_requested {
         WorkloadState::Stopped
     } else {
-        final_state(status.wait_status)
+        final_state(status.wait_status, oom_kills)
     };
     tracing::info!(instance_id = %guest.id, ?state, "workload ended");
     let _ = inner.events.send(RuntimeEvent { instance_id: guest.id, state });
@@ -326,8 +349,18 @@ async fn terminate(watcher: &mut Watcher, pgid: i32, kill_timeout: Duration) {
     }
 }
 
-fn final_state(wait_status: Option<i32>) -> WorkloadState {
+fn final_state(wait_status: Option<i32>, oom_kills: u64) -> WorkloadState {
     match wait_status {
+        Some(status) if oom_kills > 0 && record::exit_code(status) != Some(0) => {
+            let code = record::exit_code(status);
+            let how = code.map_or("was killed".to_owned(), |code| format!("exited with {code}"));
+            WorkloadState::Failed {
+                message: format!(
+                    "out of memory: the kernel's OOM killer ended {oom_kills} of the workload's \
+                     processes at its memory limit (memory_gib) and the workload {how}"
+                ),
+            }
+        }
         Some(status) => WorkloadState::Exited { code: record::exit_code(status) },
         None => WorkloadState::Failed {
             message: "lost track of the workload: its watcher ended without its exit status".into(),

@@ -32,6 +32,7 @@ async fn isolated_guests_cannot_read_or_signal_each_other() {
     a.env.insert("API_KEY".into(), "hunter2".into());
     h.runtime.start(a.clone()).expect("start a");
     let a_pid: u32 = read_when_written(&a.data_dir.join("pid")).await.trim().parse().unwrap();
+    let a_pid = host_pid(&a.data_dir, a_pid);
 
     let probe = format!(
         "id -u > uid; cat {data}/secret > r-data 2>&1; cat /proc/{a_pid}/environ > r-env 2>&1; \
@@ -47,11 +48,13 @@ async fn isolated_guests_cannot_read_or_signal_each_other() {
     let read = |name: &str| std::fs::read_to_string(h.data_dir("i-b").join(name)).unwrap();
     let (a_uid, b_uid) = (uid_of(a_pid), read("uid").trim().parse::<u32>().unwrap());
     assert!(a_uid >= 200_000 && b_uid >= 200_000 && a_uid != b_uid, "{a_uid} {b_uid}");
-    assert!(read("r-data").contains("Permission denied"), "{}", read("r-data"));
+    // Another guest's dirs are out of its view (namespaces) and closed to it (modes).
+    let hidden = |text: String| text.contains("Permission denied") || text.contains("No such file");
+    assert!(hidden(read("r-data")), "{}", read("r-data"));
     assert!(!read("r-env").contains("hunter2"), "{}", read("r-env"));
     assert!(!read("r-kill").trim().ends_with("\n0") && read("r-kill").trim() != "0");
     assert!(!read("r-sock").trim().ends_with("\n0"), "socket reached: {}", read("r-sock"));
-    assert!(read("r-ls").contains("Permission denied"), "{}", read("r-ls"));
+    assert!(hidden(read("r-ls")), "{}", read("r-ls"));
     assert!(process_alive(a_pid), "guest b killed guest a");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&a.data_dir).unwrap().uid(), a_uid);
@@ -68,10 +71,13 @@ async fn a_detached_child_dies_with_its_instance() {
     // setsid + a double fork: neither its process group nor its session is the workload's.
     let script = "setsid sh -c 'sleep 300 & echo $! > escaped' & sleep 0.2; \
                   while [ ! -s escaped ]; do sleep 0.05; done; \
-                  touch /tmp/gpuspot-test-scratch-$$; exit 4";
+                  touch /tmp/gpuspot-test-scratch-$$; \
+                  while [ ! -e go ]; do sleep 0.05; done; exit 4";
     h.start("i-detach", script);
     let escaped = h.data_dir("i-detach").join("escaped");
     let pid: u32 = read_when_written(&escaped).await.trim().parse().unwrap();
+    let pid = host_pid(&h.data_dir("i-detach"), pid);
+    std::fs::write(h.data_dir("i-detach").join("go"), "").unwrap();
     let event = h.next_event().await;
     assert_eq!(event.state, WorkloadState::Exited { code: Some(4) });
     assert!(!process_alive(pid), "the detached child outlived its instance");
@@ -116,6 +122,7 @@ async fn a_restarted_agent_adopts_running_and_ended_workloads() {
         }
     });
     let pid = read_when_written(&running.data_dir.join("pid")).await.trim().parse().unwrap();
+    let pid = host_pid(&running.data_dir, pid);
     // One ends while no agent runs: its watcher keeps the exit code.
     std::fs::write(ended.data_dir.join("go"), "").unwrap();
     let status = record::instance_dir(&ended.data_dir).join(record::STATUS);
@@ -150,6 +157,7 @@ async fn a_restarted_agent_adopts_running_and_ended_workloads() {
     );
     let sleeper: u32 =
         read_when_written(&stopped.data_dir.join("pid")).await.trim().parse().unwrap();
+    let sleeper = host_pid(&stopped.data_dir, sleeper);
     restarted.stop(&InstanceId::from("i-stop"), Duration::from_secs(2));
     let third = next().await;
     assert_eq!((third.instance_id.as_str(), third.state), ("i-stop", WorkloadState::Stopped));
@@ -163,7 +171,7 @@ async fn a_restarted_agent_adopts_running_and_ended_workloads() {
 }
 
 /// Runs `command` in `id` and collects (output, exit).
-async fn exec(
+pub(super) async fn exec(
     h: &Harness,
     id: &str,
     spec: ExecSpec,
@@ -184,7 +192,7 @@ async fn exec(
     (String::from_utf8_lossy(&output).into_owned(), exit.expect("exit sent").expect("followed"))
 }
 
-fn command(args: &[&str]) -> ExecSpec {
+pub(super) fn command(args: &[&str]) -> ExecSpec {
     ExecSpec {
         command: args.iter().map(|a| a.to_string()).collect(),
         tty: false,
@@ -198,6 +206,7 @@ async fn exec_runs_as_the_guest_with_its_environment_input_and_terminal() {
     let h = isolated().unwrap_or_else(Harness::new);
     h.start("i-x", "echo $$ > pid; exec sleep 300");
     let pid: u32 = read_when_written(&h.data_dir("i-x").join("pid")).await.trim().parse().unwrap();
+    let pid = host_pid(&h.data_dir("i-x"), pid);
     let script = "id -u; pwd; echo $GPUSPOT_INSTANCE_ID; echo oops >&2; exit 3";
     let (output, code) = exec(&h, "i-x", command(&["sh", "-c", script]), vec![]).await;
     let lines: Vec<&str> = output.lines().collect();

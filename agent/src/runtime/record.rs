@@ -43,11 +43,17 @@ pub struct ProcessRecord {
     /// `/proc/sys/kernel/random/boot_id` at start: after a reboot no pid means anything.
     pub boot_id: String,
     pub watcher: ProcRef,
-    /// Leader of its own session and process group.
+    /// Leader of its own session and process group: the workload, or the init of its
+    /// namespaces when `namespaced`.
     pub workload: ProcRef,
+    /// Whether the guest runs in its own namespaces (commands run in it join them).
+    #[serde(default)]
+    pub namespaced: bool,
     /// (uid, gid) of an isolated guest; `None`: it runs as the agent's user.
     pub ids: Option<(u32, u32)>,
-    pub cgroup: Option<PathBuf>,
+    /// Its cgroups, one per hierarchy.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     pub data_dir: PathBuf,
     pub metadata_socket: PathBuf,
     /// The guest's environment, for commands run in it later (exec).
@@ -109,8 +115,9 @@ mod tests {
             boot_id: boot_id(),
             watcher: ProcRef::of(std::process::id()),
             workload: ProcRef { pid: 1, start_time: 0 },
+            namespaced: true,
             ids: Some((200_001, 200_001)),
-            cgroup: None,
+            cgroups: vec![tmp.path().join("cg")],
             data_dir: tmp.path().join("data"),
             metadata_socket: tmp.path().join("s"),
             env: vec![("A".into(), "b".into())],

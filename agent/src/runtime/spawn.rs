@@ -10,7 +10,13 @@
 //! Everything between fork and exec makes async-signal-safe calls only (the agent is
 //! multi-threaded). std's spawn sees the exec succeed once both the workload's exec and
 //! the watcher's close have shut its error pipe; a failing exec is still reported.
+//!
+//! An isolated guest gets its own namespaces (see [`super::sandbox`]): the watcher's child
+//! is then the namespace's init, which forks the workload; the pid the agent signals is
+//! the init's (it forwards), and killing it ends everything in the namespace.
 
+use super::cgroup::ProcsFds;
+use super::sandbox::{Joiner, Sandbox};
 use super::uids::GuestIds;
 use super::{RuntimeError, WorkloadSpec};
 use std::fs::File;
@@ -25,16 +31,19 @@ const PASSED_THROUGH: [&str; 3] = ["PATH", "LANG", "LD_LIBRARY_PATH"];
 #[derive(Clone, Copy, Debug)]
 pub struct Identity {
     pub ids: Option<GuestIds>,
-    /// The instance cgroup's `cgroup.procs`, held open by the agent.
-    pub cgroup_procs: Option<RawFd>,
+    /// The instance cgroups' `cgroup.procs`, held open by the agent.
+    pub cgroup_procs: ProcsFds,
 }
 
-/// Spawns the watcher and, under it, the workload. `status` receives the workload's pid at
-/// once (read it with [`super::record::read_status`]) and its wait status at the end.
+/// Spawns the watcher and, under it, the workload (in its own namespaces, under their
+/// init, with a `sandbox`). `status` receives the pid to signal (the workload's, or its
+/// init's) at once (read it with [`super::record::read_status`]) and the workload's wait
+/// status at the end.
 pub fn spawn_watched(
     spec: &WorkloadSpec,
     env: &[(String, String)],
     identity: Identity,
+    sandbox: Option<Sandbox>,
     output: &File,
     status: &File,
 ) -> Result<Child, RuntimeError> {
@@ -54,41 +63,73 @@ pub fn spawn_watched(
     let status_fd = std::os::fd::AsRawFd::as_raw_fd(status);
     // SAFETY: the closure only makes async-signal-safe calls (see the module docs).
     unsafe {
-        command.pre_exec(move || fork_watched(identity, status_fd));
+        command.pre_exec(move || fork_watched(identity, sandbox.as_ref(), status_fd));
     }
     command.spawn().map_err(spawn_error)
 }
 
 /// In the agent's child: returns only in the workload (which std then execs).
-fn fork_watched(identity: Identity, status_fd: RawFd) -> std::io::Result<()> {
+fn fork_watched(
+    identity: Identity,
+    sandbox: Option<&Sandbox>,
+    status_fd: RawFd,
+) -> std::io::Result<()> {
     // SAFETY: async-signal-safe calls only; the watcher never returns from `watch`.
     unsafe {
         if libc::setsid() == -1 {
             return Err(std::io::Error::last_os_error());
         }
+        // The next child is pid 1 of a new PID namespace.
+        if sandbox.is_some() && libc::unshare(libc::CLONE_NEWPID) == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
         match libc::fork() {
             -1 => Err(std::io::Error::last_os_error()),
-            0 => enter_guest(identity, None),
-            workload => watch(workload, status_fd),
+            0 => match sandbox {
+                None => enter_guest(identity, None),
+                Some(sandbox) => start_init(sandbox, identity, status_fd),
+            },
+            child => watch(child, status_fd, sandbox.is_some()),
         }
     }
 }
 
-/// The watcher: records the workload's pid and, once it has ended, its wait status.
-unsafe fn watch(workload: libc::pid_t, status_fd: RawFd) -> ! {
+/// In the guest's pid 1: its namespaces, then the workload under [`sandbox::init`].
+fn start_init(sandbox: &Sandbox, identity: Identity, status_fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: async-signal-safe calls only; init never returns.
+    unsafe {
+        // Its own group, so that the agent's signals to it reach it alone.
+        if libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        sandbox.enter()?;
+        match libc::fork() {
+            -1 => Err(std::io::Error::last_os_error()),
+            0 => enter_guest(identity, None),
+            workload => super::sandbox::init(workload, status_fd),
+        }
+    }
+}
+
+/// The watcher: records the pid to signal and, once it has ended, its wait status. An
+/// init that exits 0 has written the workload's status itself.
+unsafe fn watch(child: libc::pid_t, status_fd: RawFd, init: bool) -> ! {
     // SAFETY: async-signal-safe calls on a descriptor the agent opened for us.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"gpuspot-watch".as_ptr());
         for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
             libc::signal(signal, libc::SIG_IGN);
         }
-        write_number(status_fd, i64::from(workload));
+        write_number(status_fd, i64::from(child));
         close_all_but(status_fd);
         let mut status = 0;
         loop {
-            let waited = libc::waitpid(workload, &mut status, 0);
-            if waited == workload {
-                write_number(status_fd, i64::from(status));
+            let waited = libc::waitpid(child, &mut status, 0);
+            if waited == child {
+                let written = init && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+                if !written {
+                    write_number(status_fd, i64::from(status));
+                }
                 break;
             }
             if waited == -1 && *libc::__errno_location() != libc::EINTR {
@@ -102,18 +143,58 @@ unsafe fn watch(workload: libc::pid_t, status_fd: RawFd) -> ! {
 /// Between fork and exec of a guest's process (workload or exec'd command): its own
 /// session (with `tty` as controlling terminal when given), its cgroup, its ids.
 pub fn enter_guest(identity: Identity, tty: Option<RawFd>) -> std::io::Result<()> {
-    let fail = || Err(std::io::Error::last_os_error());
+    enter_session(tty)?;
+    become_guest(identity)
+}
+
+/// Between fork and exec of a command run in a namespaced guest: the guest's namespaces,
+/// then a fork, since only children enter a PID namespace. The child leads its own
+/// session there (with its terminal, so that a shell's job control works), becomes the
+/// guest and execs; this process stays outside, tells the child's pid, relays its exit
+/// and ends with it.
+pub fn enter_joined(
+    identity: Identity,
+    tty: Option<RawFd>,
+    joiner: &Joiner,
+) -> std::io::Result<()> {
+    // SAFETY: async-signal-safe calls only; `relay` never returns.
+    unsafe {
+        // Out of the agent's process group: its signals are not the command's.
+        if libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        joiner.enter()?;
+        match libc::fork() {
+            -1 => Err(std::io::Error::last_os_error()),
+            0 => enter_guest(identity, tty),
+            child => {
+                write_number(joiner.pid_fd(), i64::from(child));
+                relay(child)
+            }
+        }
+    }
+}
+
+fn enter_session(tty: Option<RawFd>) -> std::io::Result<()> {
     // SAFETY: async-signal-safe calls with valid arguments.
     unsafe {
         if libc::setsid() == -1 {
-            return fail();
+            return Err(std::io::Error::last_os_error());
         }
         if let Some(tty) = tty
             && libc::ioctl(tty, libc::TIOCSCTTY, 0) == -1
         {
-            return fail();
+            return Err(std::io::Error::last_os_error());
         }
-        if let Some(fd) = identity.cgroup_procs {
+    }
+    Ok(())
+}
+
+fn become_guest(identity: Identity) -> std::io::Result<()> {
+    let fail = || Err(std::io::Error::last_os_error());
+    // SAFETY: async-signal-safe calls with valid arguments.
+    unsafe {
+        for fd in identity.cgroup_procs.into_iter().filter(|fd| *fd >= 0) {
             // Best effort: without the cgroup the guest still runs, just unconfined.
             libc::write(fd, b"0".as_ptr().cast(), 1);
         }
@@ -133,8 +214,38 @@ pub fn enter_guest(identity: Identity, tty: Option<RawFd>) -> std::io::Result<()
     Ok(())
 }
 
+/// Waits for `child` and ends the same way: its exit code, or killed by its signal.
+/// Terminal signals are the command's, not this process's.
+unsafe fn relay(child: libc::pid_t) -> ! {
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTSTP, libc::SIGHUP, libc::SIGPIPE] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        // The std error pipe and the output among them: EOF comes from the child alone.
+        libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0);
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) == -1 {
+            if *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            let signal = libc::WTERMSIG(status);
+            libc::signal(signal, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signal);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), signal);
+            libc::_exit(128 + signal);
+        }
+        libc::_exit(libc::WEXITSTATUS(status))
+    }
+}
+
 /// Closes every descriptor but `keep` (close_range(2); the std error pipe among them).
-unsafe fn close_all_but(keep: RawFd) {
+pub(super) unsafe fn close_all_but(keep: RawFd) {
     let keep = keep as libc::c_uint;
     // SAFETY: closing descriptors is always memory-safe.
     unsafe {
@@ -150,7 +261,7 @@ unsafe fn close_all_but(keep: RawFd) {
 }
 
 /// `n` and a newline, formatted without allocating.
-unsafe fn write_number(fd: RawFd, n: i64) {
+pub(super) unsafe fn write_number(fd: RawFd, n: i64) {
     let mut buf = [0u8; 24];
     let mut at = buf.len() - 1;
     buf[at] = b'\n';

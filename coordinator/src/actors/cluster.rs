@@ -162,7 +162,10 @@ impl Actor for ClusterActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(usize::MAX);
-        // A fresh start runs the market at once, as the first due time says.
+        // Everything due at start runs before the first request is answered: the market's
+        // first pass, and retention of what a data dir held past its time (DESIGN §15).
+        self.core.handle_timeout(self.clock.now());
+        drop(self.flush());
         self.arm_alarm(ctx);
         let every = self.core.timers().autoscale_interval;
         ctx.run_interval(every, |actor, ctx| actor.autoscale(ctx));

@@ -9,6 +9,7 @@ use crate::core::deployment::{Deployment, DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
 use crate::core::error::DeploymentError;
 use gpuspot_common::{AccountId, DeploymentId};
+use std::collections::BTreeSet;
 
 impl ClusterActor {
     /// Like `answer`, for deployments: reads at once, writes after their commit.
@@ -38,11 +39,32 @@ impl ClusterActor {
         None
     }
 
-    fn visible_deployment(&self, scope: &Scope, id: &DeploymentId) -> Result<&Deployment, Failure> {
-        self.core
-            .deployment(id)
-            .filter(|d| scope.may_see(&d.account_id))
-            .ok_or_else(|| Failure::NotFound(Missing::Deployment(id.clone())))
+    /// The deployment `key` names for `scope`: the one with that id, else the one with
+    /// that name (whatever its case), as the CLI resolves names: the live one, else the
+    /// newest ended. Another account's stay hidden; a name the caller sees on several
+    /// accounts' deployments (the admin sees them all) is ambiguous, never a guess.
+    fn visible_deployment(
+        &self,
+        scope: &Scope,
+        key: &DeploymentId,
+    ) -> Result<&Deployment, Failure> {
+        let by_id = self.core.deployment(key).filter(|d| scope.may_see(&d.account_id));
+        if let Some(deployment) = by_id {
+            return Ok(deployment);
+        }
+        let named: Vec<&Deployment> =
+            self.core.deployments_named(&key.0).filter(|d| scope.may_see(&d.account_id)).collect();
+        let accounts: BTreeSet<&AccountId> = named.iter().map(|d| &d.account_id).collect();
+        let live: Vec<&Deployment> =
+            named.iter().copied().filter(|d| !d.state.is_final()).collect();
+        if accounts.len() > 1 || live.len() > 1 {
+            let ids = named.iter().map(|d| d.id.clone()).collect();
+            return Err(DeploymentError::AmbiguousName { name: key.0.clone(), ids }.into());
+        }
+        live.first()
+            .or(named.iter().max_by_key(|d| d.seq))
+            .copied()
+            .ok_or_else(|| Failure::NotFound(Missing::Deployment(key.clone())))
     }
 
     fn deployment_view(
@@ -64,8 +86,8 @@ impl ClusterActor {
         list.iter().map(|d| self.deployment_view(&d.id, None)).collect()
     }
 
-    fn endpoints(&self, scope: &Scope, id: &DeploymentId) -> Result<Vec<Endpoint>, Failure> {
-        self.visible_deployment(scope, id)?;
+    fn endpoints(&self, scope: &Scope, key: &DeploymentId) -> Result<Vec<Endpoint>, Failure> {
+        let id = &self.visible_deployment(scope, key)?.id;
         let endpoints = self.core.endpoints(id).into_iter().map(|(instance, info)| {
             let hostname = instance
                 .host_id()
@@ -88,7 +110,7 @@ impl ClusterActor {
         if !self.core.may_start(&owner.id) {
             return Err(Failure::OverdueForDeployments(account));
         }
-        if self.core.name_held_by_another(&account, &new.name) {
+        if self.core.name_taken(&new.name) {
             return Err(DeploymentError::NameTaken(new.name).into());
         }
         let id = self.core.create_deployment(account, new, self.clock.now());
@@ -103,7 +125,7 @@ impl ClusterActor {
         specs: Option<Vec<DeploymentSpec>>,
         template: Option<Template>,
     ) -> Result<DeploymentView, Failure> {
-        self.visible_deployment(scope, &id)?;
+        let id = self.visible_deployment(scope, &id)?.id.clone();
         self.core.change_deployment(&id, replicas, specs, template, self.clock.now())?;
         self.deployment_view(&id, None)
     }
@@ -114,7 +136,7 @@ impl ClusterActor {
         scope: &Scope,
         id: DeploymentId,
     ) -> Result<DeploymentView, Failure> {
-        self.visible_deployment(scope, &id)?;
+        let id = self.visible_deployment(scope, &id)?.id.clone();
         let moved = self.core.rebuild_deployment(&id, self.clock.now())?;
         self.deployment_view(&id, Some(moved))
     }
@@ -124,7 +146,7 @@ impl ClusterActor {
         scope: &Scope,
         id: DeploymentId,
     ) -> Result<DeploymentView, Failure> {
-        self.visible_deployment(scope, &id)?;
+        let id = self.visible_deployment(scope, &id)?.id.clone();
         self.core.delete_deployment(&id, self.clock.now())?;
         self.deployment_view(&id, None)
     }

@@ -1,14 +1,15 @@
 //! Deleting a host through the cluster actor (`DELETE /v1/hosts/{id}`): the core forgets
 //! it and queues the stops and the refusal for its agent, which leave after the commit
 //! like every other message. A hello from a host deleted while it was being checked is
-//! turned away here.
+//! turned away here. A host that joins is recorded here too ([`HostJoined`]).
 
 use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
-use super::messages::AgentEvent;
+use super::messages::{AgentEvent, HostJoined};
 use crate::core::Host;
 use crate::core::model::EndReason;
 use crate::core::registry::removal::revoked_reason;
+use actix::{Context, Handler, ResponseFuture};
 use gpuspot_common::HostId;
 use gpuspot_common::protocol::{CoordinatorMessage, RefusalCode};
 
@@ -71,5 +72,20 @@ impl ClusterActor {
         let refused = CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason };
         let _ = outbox.send(Box::new(refused));
         None
+    }
+}
+
+impl Handler<HostJoined> for ClusterActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, HostJoined(joined): HostJoined, ctx: &mut Context<Self>) -> Self::Result {
+        self.core.host_joined(&joined, self.clock.now());
+        let committed = self.flush();
+        self.arm_alarm(ctx);
+        Box::pin(async move {
+            if let Err(error) = committed.await {
+                tracing::warn!(host_id = %joined.host_id, ?error, "the host_joined event was not saved");
+            }
+        })
     }
 }

@@ -245,6 +245,12 @@ impl Message for ApiRequest {
     type Result = ();
 }
 
+/// A join token let a host in (the QUIC join): the actor records `host_joined` and answers
+/// once that is committed, before the agent gets its certificate.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HostJoined(pub crate::core::agents::Joined);
+
 /// What a QUIC session tells the actor about its agent.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -101,9 +101,12 @@ async fn create(
         return Err(HttpError::bad_request("invalid_request", "name must be 1 to 128 characters"));
     }
     if let Some(url) = &body.webhook_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
+        && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048)
     {
-        return Err(HttpError::bad_request("invalid_request", "webhook_url must be http(s)://…"));
+        return Err(HttpError::bad_request(
+            "invalid_request",
+            "webhook_url must be http(s)://… (at most 2048 bytes)",
+        ));
     }
     let email = body.email.as_deref().map(email_address).transpose()?;
     let token = new_token();

@@ -71,7 +71,7 @@ async fn ask<T: 'static>(
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 402, description = "The account is overdue", body = ErrorBody),
         (status = 403, description = "Another account named, or a quota exceeded", body = ErrorBody),
-        (status = 409, description = "The name is held by another account's live deployment (name_taken)", body = ErrorBody),
+        (status = 409, description = "The name, in any case, is held by a live deployment (name_taken)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
     )
@@ -115,11 +115,12 @@ async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse
 
 #[utoipa::path(
     tag = "deployments", operation_id = "get_deployment",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = String, Path, description = "Deployment id, or its name (any case) for its account")),
     responses(
         (status = 200, description = "The deployment", body = Deployment),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name on several accounts' deployments, for the admin (ambiguous_name): give an id", body = ErrorBody),
     )
 )]
 #[get("/deployments/{id}")]
@@ -146,13 +147,13 @@ struct ChangeBody {
 #[utoipa::path(
     tag = "deployments", operation_id = "change_deployment",
     request_body = ChangeBody,
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = String, Path, description = "Deployment id, or its name (any case) for its account")),
     responses(
         (status = 200, description = "The changed deployment", body = Deployment),
         (status = 400, description = "Invalid body or query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
-        (status = 409, description = "Only a replica set has replicas to scale", body = ErrorBody),
+        (status = 409, description = "Only a replica set has replicas to scale, or a name on several accounts' deployments (ambiguous_name)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
     )
@@ -165,7 +166,8 @@ async fn change(
     body: web::Json<ChangeBody>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
-    let (specs, template) = validation::deployment_change(body.specs.as_deref(), body.template)?;
+    let (specs, template) =
+        validation::deployment_change(body.replicas, body.specs.as_deref(), body.template)?;
     if let Some(template) = &template {
         admit(&state, template)?;
     }
@@ -183,11 +185,12 @@ async fn change(
 /// Deletes the deployment and terminates its instances.
 #[utoipa::path(
     tag = "deployments", operation_id = "delete_deployment",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = String, Path, description = "Deployment id, or its name (any case) for its account")),
     responses(
         (status = 200, description = "The deployment, deleted", body = Deployment),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name on several accounts' deployments, for the admin (ambiguous_name): give an id", body = ErrorBody),
     )
 )]
 #[delete("/deployments/{id}")]
@@ -204,11 +207,12 @@ async fn delete(
 /// Replaces every instance with a fresh one from the current template.
 #[utoipa::path(
     tag = "deployments", operation_id = "rebuild_deployment",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = String, Path, description = "Deployment id, or its name (any case) for its account")),
     responses(
         (status = 200, description = "The deployment", body = Deployment),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name on several accounts' deployments, for the admin (ambiguous_name): give an id", body = ErrorBody),
     )
 )]
 #[post("/deployments/{id}/rebuild")]
@@ -225,11 +229,12 @@ async fn rebuild(
 /// Where the deployment's instances serve, and whether each is ready.
 #[utoipa::path(
     tag = "deployments", operation_id = "list_endpoints",
-    params(("id" = String, Path, description = "Deployment id")),
+    params(("id" = String, Path, description = "Deployment id, or its name (any case) for its account")),
     responses(
         (status = 200, description = "The endpoints", body = Vec<EndpointSchema>),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name on several accounts' deployments, for the admin (ambiguous_name): give an id", body = ErrorBody),
     )
 )]
 #[get("/deployments/{id}/endpoints")]

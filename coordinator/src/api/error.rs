@@ -117,6 +117,9 @@ impl From<DeploymentError> for HttpError {
             DeploymentError::NameTaken(_) => {
                 HttpError::new(StatusCode::CONFLICT, "name_taken", message)
             }
+            DeploymentError::AmbiguousName { .. } => {
+                HttpError::new(StatusCode::CONFLICT, "ambiguous_name", message)
+            }
         }
     }
 }

@@ -140,6 +140,7 @@ async fn change(
 ) -> Result<HttpResponse, HttpError> {
     let id = InstanceId(id.into_inner());
     let body = body.into_inner();
+    super::validation::instance_change(body.name.as_deref(), body.env.as_ref())?;
     let resize = body.billing.is_some()
         || body.gpu.is_some()
         || body.cpu_cores.is_some()

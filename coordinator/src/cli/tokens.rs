@@ -28,8 +28,9 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 }
 
 /// The token alone on stdout (scripts read its first line); what it allows on stderr.
-fn create(data_dir: &Path, ttl: Duration, uses: Option<u32>) -> anyhow::Result<()> {
-    let (token, record) = crate::server::create_join_token_with(data_dir, ttl, uses)?;
+/// Single use unless `--uses N`: a token that leaks admits no more hosts than it was made for.
+fn create(data_dir: &Path, ttl: Duration, uses: u32) -> anyhow::Result<()> {
+    let (token, record) = crate::server::create_join_token_with(data_dir, ttl, Some(uses))?;
     println!("{token}");
     let expires = record.expires_at.map_or_else(|| "never".to_owned(), show_time);
     eprintln!(
@@ -37,9 +38,8 @@ fn create(data_dir: &Path, ttl: Duration, uses: Option<u32>) -> anyhow::Result<(
         record.id,
         humantime::format_duration(ttl),
         match uses {
-            Some(1) => "1 host may join with it".to_owned(),
-            Some(n) => format!("{n} hosts may join with it"),
-            None => "unlimited uses".to_owned(),
+            1 => "1 host may join with it".to_owned(),
+            n => format!("{n} hosts may join with it"),
         }
     );
     Ok(())

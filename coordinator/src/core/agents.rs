@@ -1,6 +1,6 @@
-//! What hosts and their agents say: a host connecting (with what it still runs), its
-//! heartbeats, reports on workloads, going quiet and getting lost. Each is turned into
-//! lifecycle transitions of the instances concerned.
+//! What hosts and their agents say: a host joining, connecting (with what it still runs),
+//! its heartbeats, reports on workloads, going quiet and getting lost. Each is turned into
+//! events and lifecycle transitions of the instances concerned.
 
 use super::cluster::Cluster;
 use super::events::EventKind;
@@ -25,7 +25,30 @@ pub struct Hello<'a> {
     pub network: Option<super::registry::HostNetwork>,
 }
 
+/// A host that a join token let in (DESIGN §15).
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub host_id: HostId,
+    /// The hostname the joining agent gave.
+    pub hostname: String,
+    /// The id of the token it presented (`jt-…`), as `token list` shows it.
+    pub token_id: String,
+    /// Where it joined from, as the coordinator saw it.
+    pub address: String,
+}
+
 impl Cluster {
+    /// A host joined: only the operator's events tell of it (it has no account), with the
+    /// token that let it in. The host itself is registered at its first hello.
+    pub fn host_joined(&mut self, joined: &Joined, now: DateTime<Utc>) {
+        let data = serde_json::json!({
+            "hostname": joined.hostname,
+            "token_id": joined.token_id,
+            "address": joined.address,
+        });
+        self.event(now, EventKind::HostJoined, None, Some(&joined.host_id), data);
+    }
+
     /// A hello on an authenticated link: the host (re)joins with the runtimes it offers,
     /// its reports are applied and it is told its complete desired state.
     pub fn host_connected(
@@ -273,5 +296,34 @@ impl Cluster {
         for id in on_host {
             self.finish(&id, EndReason::HostLost, None, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::deployment_tests::{cluster, t};
+
+    #[test]
+    fn a_join_is_the_operators_event_with_its_token_and_the_host_comes_at_its_hello() {
+        let mut c = cluster(&[]);
+        c.take_changes();
+        let joined = Joined {
+            host_id: HostId::from("h-new"),
+            hostname: "gpu-7".into(),
+            token_id: "jt-0123456789ab".into(),
+            address: "10.0.0.7:4433".into(),
+        };
+        c.host_joined(&joined, t(1));
+        let changes = c.take_changes();
+        let event = changes.events.iter().find(|e| e.kind == EventKind::HostJoined);
+        let event = event.expect("a host_joined event");
+        assert_eq!(event.host_id.as_ref(), Some(&joined.host_id));
+        assert_eq!(event.account_id, None, "no account's stream shows it");
+        let data = serde_json::json!({
+            "hostname": "gpu-7", "token_id": "jt-0123456789ab", "address": "10.0.0.7:4433",
+        });
+        assert_eq!(event.data, data);
+        assert!(c.registry().get(&joined.host_id).is_none());
     }
 }

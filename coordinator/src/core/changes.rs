@@ -1,5 +1,6 @@
 //! The one change set: what core operations changed, which the actor commits through the
-//! store (rows to upsert, entries to append, hosts to delete, history to prune) and then
+//! store (rows to upsert, entries to append, hosts and ended instances to delete, history
+//! and old events to prune) and then
 //! acts on (messages to send once the commit is durable).
 
 use super::billing::{Account, LedgerEntry};
@@ -12,6 +13,7 @@ use super::outbox::Send;
 use super::registry::{Host, RemovedHost};
 use super::snapshots::SnapshotRecord;
 use chrono::{DateTime, Utc};
+use gpuspot_common::InstanceId;
 
 /// Applied atomically by the store (deletions last, so a host upserted and then forgotten
 /// is gone); `sends` are not stored, they leave after the commit.
@@ -29,6 +31,10 @@ pub struct Changes {
     pub price_points: Vec<PricePoint>,
     /// Price history older than this is dropped (retention, DESIGN §4).
     pub prune_prices_before: Option<DateTime<Utc>>,
+    /// Ended instances retention forgot: their rows go (DESIGN §15).
+    pub forgotten_instances: Vec<InstanceId>,
+    /// Events older than this go, with the inbox messages they made (pending mail stays).
+    pub prune_events_before: Option<DateTime<Utc>>,
     pub sends: Vec<Send>,
     /// Hosts the operator deleted: their rows go, their certificates are revoked.
     pub removed_hosts: Vec<RemovedHost>,
@@ -47,6 +53,8 @@ impl Changes {
             && self.messages.is_empty()
             && self.price_points.is_empty()
             && self.prune_prices_before.is_none()
+            && self.forgotten_instances.is_empty()
+            && self.prune_events_before.is_none()
             && self.removed_hosts.is_empty()
     }
 

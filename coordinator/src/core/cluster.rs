@@ -60,6 +60,8 @@ pub struct Cluster {
     pub(super) pools: Vec<PoolSettings>,
     pub(super) timers: Timers,
     pub(super) periodic: super::timers::Periodic,
+    /// What ended work is kept for, and the event prune due (DESIGN §15).
+    pub(super) retention: super::retention::Keeper,
     /// Whether inbox messages are also mailed (config `[smtp]`, DESIGN §17).
     mail: bool,
     mail_budget: super::mail_budget::MailBudget,
@@ -91,6 +93,7 @@ impl Cluster {
             pools,
             timers,
             periodic: Default::default(),
+            retention: Default::default(),
             mail: false,
             mail_budget: Default::default(),
             next_seq: 1,
@@ -208,6 +211,8 @@ impl Cluster {
             price_points: self.prices.take_points(),
             sends: std::mem::take(&mut self.outbox.sends),
             removed_hosts: self.registry.take_removed(),
+            forgotten_instances: self.instances.take_forgotten(),
+            prune_events_before: self.take_event_prune(),
             prune_prices_before: None,
         }
         .with_price_retention(self.timers.price_history)

@@ -45,15 +45,20 @@ impl Cluster {
         self.instances.of_owner(id).collect()
     }
 
-    /// Whether a live deployment of another account has this name: it keeps it, since the
-    /// gateway serves a name to one deployment and a tenant must not take another's (empty
-    /// names become ids, which are unique).
-    pub fn name_held_by_another(&self, account: &AccountId, name: &str) -> bool {
-        !name.is_empty()
-            && self
-                .deployments
-                .iter()
-                .any(|d| d.name == name && d.account_id != *account && !d.state.is_final())
+    /// Whether a live deployment has this name whatever its case: it keeps it, since the
+    /// gateway serves a name to one deployment without regard to case and the API resolves
+    /// a name to one deployment (empty names become ids, which are unique).
+    pub fn name_taken(&self, name: &str) -> bool {
+        !name.is_empty() && self.deployments_named(name).any(|d| !d.state.is_final())
+    }
+
+    /// The deployments `name` names whatever its case, ended ones included.
+    pub fn deployments_named<'a>(
+        &'a self,
+        name: &str,
+    ) -> impl Iterator<Item = &'a Deployment> + use<'a> {
+        let name = name.to_owned();
+        self.deployments.iter().filter(move |d| d.name.eq_ignore_ascii_case(&name))
     }
 
     pub fn create_deployment(

@@ -36,9 +36,16 @@ pub enum DeploymentError {
     Unknown(DeploymentId),
     #[error("only a replicaset has replicas to scale")]
     NotAReplicaSet,
-    /// Gateway names are first come, first named across accounts (DESIGN §18).
-    #[error("the name {0:?} is in use by another account's deployment; choose another")]
+    /// Gateway names are first come, first named across accounts, whatever their case
+    /// (DESIGN §18).
+    #[error(
+        "the name {0:?} is in use by a live deployment (names differing only in case are \
+         the same name); choose another"
+    )]
     NameTaken(String),
+    /// A name the caller sees on several accounts' deployments (the admin sees them all).
+    #[error("{name:?} names deployments of several accounts ({}): give an id", list(ids))]
+    AmbiguousName { name: String, ids: Vec<DeploymentId> },
 }
 
 /// A request that would pass the account's quota (DESIGN §16); the message names the limit.
@@ -51,6 +58,10 @@ pub enum QuotaError {
         count(*wanted, "instance")
     )]
     Instances { wanted: u64, limit: u32 },
+}
+
+fn list(ids: &[DeploymentId]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// "1 GPU", "3 GPUs".

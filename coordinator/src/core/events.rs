@@ -19,6 +19,8 @@ pub enum EventKind {
     TerminationScheduled,
     TerminationCancelled,
     PriceChanged,
+    /// A new host was let in by a join token (DESIGN §15); the operator's alone.
+    HostJoined,
     HostConnected,
     HostDisconnected,
     HostHealthChanged,
@@ -62,6 +64,7 @@ impl EventKind {
             TerminationScheduled => "termination_scheduled",
             TerminationCancelled => "termination_cancelled",
             PriceChanged => "price_changed",
+            HostJoined => "host_joined",
             HostConnected => "host_connected",
             HostDisconnected => "host_disconnected",
             HostHealthChanged => "host_health_changed",

@@ -22,6 +22,7 @@
 //!   gateway's table (DESIGN §18).
 //! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
 //! - [`maintenance`]: cordon, uncordon and drain of a host (DESIGN §19).
+//! - [`retention`]: what ended work is kept for, and forgetting it (DESIGN §15).
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`notices`]: the messages events make for a person's inbox and mail.
 //! - [`events`], [`error`], [`ids`], [`settings`], [`outbox`], [`changes`]: what the parts
@@ -66,6 +67,9 @@ pub mod quotas;
 mod quotas_tests;
 pub mod registry;
 pub mod requests;
+pub mod retention;
+#[cfg(test)]
+mod retention_tests;
 pub mod routes;
 pub mod scaling;
 #[cfg(test)]

@@ -11,8 +11,10 @@
 use super::guest::{host_runs, required_runtime, runtime_phrase};
 use super::model::InstanceRequest;
 use super::registry::{Host, HostState, Registry};
-use gpuspot_common::inventory::model_matches;
 use gpuspot_common::{HostId, Money};
+pub use models::ModelFilter;
+
+pub mod models;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -60,15 +62,25 @@ pub fn describe(request: &InstanceRequest) -> String {
     parts.join(", ")
 }
 
-fn fit_on_host(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> bool) -> HostFit {
+fn fit_on_host(
+    host: &Host,
+    request: &InstanceRequest,
+    filter: &ModelFilter,
+    allowed: &impl Fn(&str) -> bool,
+) -> HostFit {
     if !host_runs(host, request) {
         return HostFit::Never;
     }
-    fit_units(host, request, allowed)
+    fit_units(host, request, filter, allowed)
 }
 
 /// Whether the host's units and shares suit the request, whatever its runtimes.
-fn fit_units(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> bool) -> HostFit {
+fn fit_units(
+    host: &Host,
+    request: &InstanceRequest,
+    filter: &ModelFilter,
+    allowed: &impl Fn(&str) -> bool,
+) -> HostFit {
     let k = request.gpu.count as usize;
     let Some(first) = host.units.first() else {
         return HostFit::Never;
@@ -79,13 +91,13 @@ fn fit_units(host: &Host, request: &InstanceRequest, allowed: &impl Fn(&str) -> 
         return HostFit::Never;
     }
     let mut any_model_could = false;
-    for wanted in &request.gpu.models {
+    for wanted in 0..filter.len() {
         let of_model = |free_only: bool| {
             host.units
                 .iter()
                 .enumerate()
                 .filter(move |(_, s)| {
-                    model_matches(wanted, &s.unit.gpu.model) && allowed(&s.unit.gpu.model)
+                    filter.names(wanted, &s.unit.gpu.model) && allowed(&s.unit.gpu.model)
                 })
                 .filter(move |(_, s)| if free_only { s.is_free() } else { s.unit.gpu.healthy })
         };
@@ -121,20 +133,17 @@ struct Candidate {
 
 /// Reads the index: the classes whose model and shares suit `request` and that have a
 /// host with enough healthy units, plus the hosts that mix models (examined one by one).
-fn candidates(registry: &Registry, request: &InstanceRequest) -> (Vec<Candidate>, Vec<HostId>) {
+fn candidates(
+    registry: &Registry,
+    request: &InstanceRequest,
+    filter: &ModelFilter,
+) -> (Vec<Candidate>, Vec<HostId>) {
     let k = request.gpu.count as usize;
-    let wanted: Vec<String> = request
-        .gpu
-        .models
-        .iter()
-        .map(|w| w.trim().to_lowercase())
-        .filter(|w| !w.is_empty())
-        .collect();
     let runtime = required_runtime(request);
     let index = registry.index();
     let classes = index
         .classes()
-        .filter(|(_, class)| wanted.iter().any(|w| class.lower_model.contains(w.as_str())))
+        .filter(|(shape, _)| filter.any(&shape.model))
         .filter(|(shape, _)| {
             let cores = shape.cpu_cores * request.gpu.count;
             let memory = shape.memory_gib * request.gpu.count as u64;
@@ -195,29 +204,38 @@ struct Outlook {
 }
 
 /// Hosts that mix GPU models, examined one by one.
-fn consider_mixed(
-    registry: &Registry,
-    ids: &[HostId],
-    request: &InstanceRequest,
-    price_of: &impl Fn(&str) -> Money,
-    allowed: &impl Fn(&str) -> bool,
-    best: &mut Option<Best>,
-    outlook: &mut Outlook,
-) {
-    let mixed = ids.iter().filter_map(|id| registry.get(id));
-    for host in mixed.filter(|h| h.state != HostState::Lost) {
-        if !host_runs(host, request) {
-            outlook.wrong_runtime |= !matches!(fit_units(host, request, allowed), HostFit::Never);
-            continue;
-        }
-        match fit_on_host(host, request, allowed) {
-            HostFit::Fits(placement) => {
-                let left = host.free_units() - placement.unit_indices.len();
-                let key = (left, price_of(&placement.gpu_model), host.id.clone());
-                offer(best, Best { key, placement: Some(placement), model: String::new() });
+struct Mixed<'a> {
+    registry: &'a Registry,
+    ids: &'a [HostId],
+    request: &'a InstanceRequest,
+    filter: &'a ModelFilter,
+}
+
+impl Mixed<'_> {
+    fn consider(
+        &self,
+        price_of: &impl Fn(&str) -> Money,
+        allowed: &impl Fn(&str) -> bool,
+        best: &mut Option<Best>,
+        outlook: &mut Outlook,
+    ) {
+        let (request, filter) = (self.request, self.filter);
+        let mixed = self.ids.iter().filter_map(|id| self.registry.get(id));
+        for host in mixed.filter(|h| h.state != HostState::Lost) {
+            if !host_runs(host, request) {
+                let fit = fit_units(host, request, filter, allowed);
+                outlook.wrong_runtime |= !matches!(fit, HostFit::Never);
+                continue;
             }
-            HostFit::Busy => outlook.could_wait = true,
-            HostFit::Never => {}
+            match fit_on_host(host, request, filter, allowed) {
+                HostFit::Fits(placement) => {
+                    let left = host.free_units() - placement.unit_indices.len();
+                    let key = (left, price_of(&placement.gpu_model), host.id.clone());
+                    offer(best, Best { key, placement: Some(placement), model: String::new() });
+                }
+                HostFit::Busy => outlook.could_wait = true,
+                HostFit::Never => {}
+            }
         }
     }
 }
@@ -232,8 +250,9 @@ pub fn place(
     allowed: impl Fn(&str) -> bool,
 ) -> Result<Placement, NoFit> {
     let k = request.gpu.count as usize;
+    let filter = ModelFilter::new(&request.gpu);
     let (classes, irregular) =
-        if k == 0 { Default::default() } else { candidates(registry, request) };
+        if k == 0 { Default::default() } else { candidates(registry, request, &filter) };
     let mut best = None;
     let mut outlook = Outlook::default();
     for candidate in classes.into_iter().filter(|c| allowed(&c.model)) {
@@ -247,7 +266,8 @@ pub fn place(
             offer(&mut best, Best { key, placement: None, model: candidate.model });
         }
     }
-    consider_mixed(registry, &irregular, request, &price_of, &allowed, &mut best, &mut outlook);
+    let mixed = Mixed { registry, ids: &irregular, request, filter: &filter };
+    mixed.consider(&price_of, &allowed, &mut best, &mut outlook);
     let placed = best.and_then(|b| {
         b.placement.or_else(|| take_units(registry.get(&b.key.2)?, request, &b.model))
     });

@@ -1,6 +1,8 @@
 //! Quotas (DESIGN §16, seed 001's "excessive number"): how many GPUs and instances one
 //! account may hold at once. Every instance that is not final counts, queued ones too, so a
-//! request is refused up front rather than queued past the limit. An account's own quota
+//! request is refused up front rather than queued past the limit; so does a request that
+//! never ran (`failed`) until retention forgets it (DESIGN §15), so that failing requests
+//! cannot pile up past the quota. An account's own quota
 //! (set by the admin) wins over the configured default; the operator account is unlimited.
 
 use super::billing::Account;
@@ -43,7 +45,8 @@ impl Quota {
     }
 }
 
-/// What an account holds now: its instances that are not final and their GPUs.
+/// What an account holds now: its instances that count (not final, or failed and kept)
+/// and their GPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub gpus: u64,
@@ -115,14 +118,14 @@ impl Cluster {
     pub fn usage(&self, account: &AccountId) -> Usage {
         self.instances
             .iter()
-            .filter(|i| &i.account_id == account && !i.is_terminated())
+            .filter(|i| &i.account_id == account && i.counts_against_quota())
             .fold(Usage::default(), |usage, i| usage.plus(1, i.request.gpu.count))
     }
 
     /// What every account holds now, in one pass (accounts holding nothing are absent).
     pub fn usage_by_account(&self) -> BTreeMap<AccountId, Usage> {
         let mut usage: BTreeMap<AccountId, Usage> = BTreeMap::new();
-        for i in self.instances.iter().filter(|i| !i.is_terminated()) {
+        for i in self.instances.iter().filter(|i| i.counts_against_quota()) {
             let held = usage.entry(i.account_id.clone()).or_default();
             *held = held.plus(1, i.request.gpu.count);
         }

@@ -63,6 +63,26 @@ impl Pass {
     }
 }
 
+/// What choosing a host reads of a request: all of it but its guest's command and env,
+/// which may be 64 KiB each and are copied only when it is placed, not on every pass.
+fn placement_view(request: &InstanceRequest) -> InstanceRequest {
+    InstanceRequest {
+        name: String::new(),
+        gpu: request.gpu.clone(),
+        cpu_cores: request.cpu_cores,
+        memory_gib: request.memory_gib,
+        billing: request.billing.clone(),
+        command: Vec::new(),
+        env: Default::default(),
+        snapshot: request.snapshot.clone(),
+        image: request.image.clone(),
+        data_disk_gib: request.data_disk_gib,
+        on_unavailable: request.on_unavailable,
+        ports: request.ports.clone(),
+        readiness: request.readiness.clone(),
+    }
+}
+
 impl Cluster {
     /// The market price a spot instance of this GPU model pays now.
     pub fn market_price(&self, gpu_model: &str) -> Option<Money> {
@@ -90,7 +110,7 @@ impl Cluster {
         let mut pass = Pass::default();
         for id in self.instances.queued() {
             let Some((request, account)) =
-                self.instances.get(&id).map(|i| (i.request.clone(), i.account_id.clone()))
+                self.instances.get(&id).map(|i| (placement_view(&i.request), i.account_id.clone()))
             else {
                 continue;
             };

@@ -1,8 +1,9 @@
 //! The core's one timer (quinn-proto style): [`Cluster::poll_timeout`] names the next
 //! moment anything is due — a termination deadline, the price tick, the meter tick, a lost
-//! host, a crashed replica's replacement, an overdue deadline — and
-//! [`Cluster::handle_timeout`] does everything due by `now`. The actor arms one timer for
-//! the answer and calls back; tests drive whole scenarios on a manual clock the same way.
+//! host, a crashed replica's replacement, an overdue deadline, ended work past its
+//! retention, the event sweep — and [`Cluster::handle_timeout`] does everything due by
+//! `now`. The actor arms one timer for the answer and calls back; tests drive whole
+//! scenarios on a manual clock the same way.
 
 use super::cluster::Cluster;
 use chrono::{DateTime, Duration, Utc};
@@ -12,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 pub struct Periodic {
     next_price_tick: Option<DateTime<Utc>>,
     next_meter_tick: Option<DateTime<Utc>>,
+    next_event_sweep: Option<DateTime<Utc>>,
 }
 
 fn after(now: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
@@ -25,11 +27,14 @@ impl Cluster {
     /// The next moment [`Cluster::handle_timeout`] has work; never None while the market
     /// ticks, so an idle cluster still wakes for its prices.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
-        let periodic = [self.periodic.next_price_tick, self.periodic.next_meter_tick]
+        let p = &self.periodic;
+        let periodic = [p.next_price_tick, p.next_meter_tick, p.next_event_sweep]
             .map(|t| t.unwrap_or(DateTime::<Utc>::MIN_UTC));
         [
             Some(periodic[0]),
             Some(periodic[1]),
+            Some(periodic[2]),
+            self.next_forget(),
             self.next_deadline(),
             self.next_crash_restart(),
             self.next_overdue_deadline(),
@@ -53,11 +58,16 @@ impl Cluster {
             self.periodic.next_meter_tick = Some(after(now, self.timers.meter_tick));
             self.meter_tick(now);
         }
+        if self.periodic.next_event_sweep.is_none_or(|t| t <= now) {
+            self.periodic.next_event_sweep = Some(after(now, self.retention().event_sweep()));
+            self.sweep_events(now);
+        }
         self.tick(now);
     }
 
     /// What is due that is not periodic: notices whose deadline came, replacements whose
-    /// backoff is over, overdue deadlines, hosts silent for too long and busy host ports.
+    /// backoff is over, overdue deadlines, hosts silent for too long, ended instances past
+    /// their retention and busy host ports.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.carry_out_deadlines(now);
         self.start_due_restarts(now);
@@ -65,6 +75,7 @@ impl Cluster {
         self.lose_silent_hosts(now);
         self.expire_ports(now);
         self.settle(now);
+        self.forget_ended(now);
     }
 
     fn next_overdue_deadline(&self) -> Option<DateTime<Utc>> {

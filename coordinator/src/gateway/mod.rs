@@ -5,33 +5,44 @@
 //! requests in flight finish. A request whose body is buffered (known length up to
 //! [`proxy::BUFFER_LIMIT`]) is tried on another replica when its connection cannot be
 //! made: nothing reached the first one, so this is safe for every method. Connections are
-//! limited per client address and in all ([`limits`]); one past its limit gets a 429 and
-//! is closed, and a client that sends no request head within [`proxy::HEADER_TIMEOUT`] is
-//! dropped, so slow or greedy clients cannot hold the gateway for the others.
+//! limited per client address and in all ([`crate::listen::admission`]); one past its limit
+//! gets a 429 and is closed. A client that sends no request head within `header_timeout`
+//! is dropped, and one whose body misses its deadline (`body_timeout`, see
+//! [`crate::listen::body`]) gets a 408 and is closed, so slow or greedy clients cannot hold
+//! the gateway for the others. A descriptor shortage pauses accepting, never ends it.
 //!
 //! Plain HTTP/1.1 on hyper: the gateway needs nothing else, and hyper is already what the
 //! agent's metadata socket is served with.
 
-pub mod limits;
 mod proxy;
 pub mod table;
 
+use crate::config::GatewaySettings;
 use crate::core::routes::Route;
+use crate::listen::{Acceptor, Admission};
 use gpuspot_common::DeploymentId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 pub struct Gateway {
     table: RwLock<Arc<table::Table>>,
     client: proxy::Client,
-    admission: limits::Admission,
+    admission: Admission,
+    header_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl Gateway {
-    pub fn new(limits: limits::Limits) -> Arc<Self> {
-        let admission = limits::Admission::new(limits);
-        Arc::new(Self { table: Default::default(), client: proxy::client(), admission })
+    pub fn new(settings: &GatewaySettings) -> Arc<Self> {
+        Arc::new(Self {
+            table: Default::default(),
+            client: proxy::client(),
+            admission: Admission::new(settings.limits),
+            header_timeout: settings.header_timeout,
+            body_timeout: settings.body_timeout,
+        })
     }
 
     /// Replaces the routing table (the cluster actor calls this after endpoint changes).
@@ -54,10 +65,10 @@ impl Gateway {
         self: &Arc<Self>,
         addr: SocketAddr,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
+        let acceptor = Acceptor::new(tokio::net::TcpListener::bind(addr).await?, "gateway");
+        let local = acceptor.local_addr()?;
         let gateway = self.clone();
-        let task = tokio::spawn(async move { proxy::accept_loop(gateway, listener).await });
+        let task = tokio::spawn(async move { proxy::accept_loop(gateway, acceptor).await });
         tracing::info!(%local, "gateway listening");
         Ok((local, task))
     }

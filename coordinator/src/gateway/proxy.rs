@@ -4,6 +4,8 @@
 
 use super::Gateway;
 use super::table::{Backend, RouteState};
+use crate::listen::Acceptor;
+use crate::listen::body::Deadlined;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -39,20 +41,9 @@ pub fn client() -> Client {
         .build(connector)
 }
 
-/// How long a client may take to send a request's head (slow-header clients hold a
-/// connection without a request).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) {
+pub async fn accept_loop(gateway: Arc<Gateway>, mut acceptor: Acceptor) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "gateway accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = acceptor.next().await;
         let _ = stream.set_nodelay(true);
         let Some(slot) = gateway.admission.admit(peer.ip()) else {
             tokio::spawn(refuse(stream, peer));
@@ -61,12 +52,13 @@ pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListene
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let header_timeout = gateway.header_timeout;
             let service = hyper::service::service_fn(move |request| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(forward(&gateway, request, peer).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
             if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%error, "gateway connection ended");
             }
@@ -74,18 +66,12 @@ pub async fn accept_loop(gateway: Arc<Gateway>, listener: tokio::net::TcpListene
     }
 }
 
-/// A connection past the limits gets a 429 written at once, without reading its request
-/// (reading would let refused connections pile up for the header timeout), and is closed.
+/// A connection past the limits gets a 429 written at once, without reading its request,
+/// and is closed.
 async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
     use tokio::io::AsyncWriteExt;
     tracing::debug!(%peer, "gateway connection refused: too many open");
-    let message = "too many connections from this address; close some and retry";
-    let body = error_body("too_many_connections", message);
-    let answer = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let answer = crate::listen::refusal();
     let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(answer.as_bytes())).await;
     let _ = tokio::time::timeout(REFUSAL_WRITE, stream.shutdown()).await;
 }
@@ -121,7 +107,8 @@ async fn forward(
     };
     let (mut parts, body) = request.into_parts();
     forwarded_headers(&mut parts.headers, peer);
-    match buffered(&parts.headers, body).await {
+    let (body, expired) = Deadlined::new(body, gateway.body_timeout);
+    let response = match buffered(&parts.headers, body).await {
         Ok(RequestBody::Buffered(bytes)) => {
             send_buffered(gateway, &route, parts, &target, bytes).await
         }
@@ -129,16 +116,27 @@ async fn forward(
             send_streamed(gateway, &route, parts, &target, body).await
         }
         Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", &message),
+    };
+    if !expired.get() {
+        return response;
     }
+    tracing::info!(%peer, "request body too slow; closing the connection");
+    let message = crate::listen::body::too_slow(gateway.body_timeout);
+    let mut response = error(StatusCode::REQUEST_TIMEOUT, "request_timeout", &message);
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
+
+/// The client's body, which must come in time.
+type ClientBody = Deadlined<Incoming>;
 
 enum RequestBody {
     Buffered(Bytes),
-    Streamed(Incoming),
+    Streamed(ClientBody),
 }
 
 /// The body in memory when its declared length allows (or it has none), else as a stream.
-async fn buffered(headers: &HeaderMap, body: Incoming) -> Result<RequestBody, String> {
+async fn buffered(headers: &HeaderMap, body: ClientBody) -> Result<RequestBody, String> {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -192,10 +190,10 @@ async fn send_streamed(
     route: &RouteState,
     parts: hyper::http::request::Parts,
     target: &str,
-    body: Incoming,
+    body: ClientBody,
 ) -> Response<ProxyBody> {
     let Some((_, backend)) = route.pick(&BTreeSet::new()) else { return no_replicas(route) };
-    let body = body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed();
+    let body = body.boxed();
     match outgoing(&parts, backend, target, body) {
         Ok(request) => send(gateway, backend, request).await.unwrap_or_else(|e| bad_gateway(&e)),
         Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", &message),

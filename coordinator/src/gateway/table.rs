@@ -1,5 +1,5 @@
 //! The gateway's routing table: per deployment (by id, and by name for the oldest live
-//! deployment of that name: first come, first named, so a later one, perhaps another
+//! deployment of that name in any case: first come, first named, so a later one, perhaps another
 //! tenant's, cannot take over a name that is in use), the ready, non-draining replicas with their outstanding requests. A new table
 //! from the cluster replaces the old at once; counters of replicas and deployments that
 //! stay carry over, so the least-outstanding choice and the request rate see no jump.
@@ -40,13 +40,16 @@ impl RouteState {
 
 #[derive(Default)]
 pub struct Table {
-    by_key: HashMap<String, Arc<RouteState>>,
+    by_id: HashMap<String, Arc<RouteState>>,
+    /// By name in ASCII lowercase: `/d/BobWeb/` is `/d/bobweb/` (the cluster keeps live
+    /// names unique whatever their case).
+    by_name: HashMap<String, Arc<RouteState>>,
 }
 
 impl Table {
-    /// Deployment `key` (its id or its unique name).
+    /// Deployment `key`: its id, else its unique name in any case.
     pub fn get(&self, key: &str) -> Option<Arc<RouteState>> {
-        self.by_key.get(key).cloned()
+        self.by_id.get(key).or_else(|| self.by_name.get(&key.to_ascii_lowercase())).cloned()
     }
 
     /// The table for `routes` (oldest first), keeping `previous`'s counters where they still
@@ -54,14 +57,14 @@ impl Table {
     pub fn build(routes: Vec<Route>, previous: &Table) -> Table {
         let mut old_requests = HashMap::new();
         let mut old_outstanding = HashMap::new();
-        for state in previous.by_key.values() {
+        for state in previous.by_id.values() {
             old_requests.insert(state.deployment_id.clone(), state.requests.clone());
             for b in &state.backends {
                 old_outstanding.insert(b.instance_id.clone(), b.outstanding.clone());
             }
         }
-        let mut by_key = HashMap::new();
-        let mut names = Vec::new();
+        let mut by_id = HashMap::new();
+        let mut by_name = HashMap::new();
         for route in routes {
             let backends = route
                 .backends
@@ -78,18 +81,15 @@ impl Table {
                 backends,
                 next: AtomicUsize::new(0),
             });
-            names.push((route.name, state.clone()));
-            by_key.insert(route.deployment_id.0, state);
+            by_name.entry(route.name.to_ascii_lowercase()).or_insert(state.clone());
+            by_id.insert(route.deployment_id.0, state);
         }
-        for (name, state) in names {
-            by_key.entry(name).or_insert(state);
-        }
-        Table { by_key }
+        Table { by_id, by_name }
     }
 
     /// Requests received so far, per deployment.
     pub fn request_counts(&self) -> HashMap<DeploymentId, u64> {
-        self.by_key
+        self.by_id
             .values()
             .map(|s| (s.deployment_id.clone(), s.requests.load(Ordering::Relaxed)))
             .collect()
@@ -144,6 +144,15 @@ mod tests {
         let state = second.get("d-1").unwrap();
         assert_eq!(state.backends[0].outstanding.load(Ordering::Relaxed), 3);
         assert_eq!(second.request_counts()[&DeploymentId("d-1".into())], 7);
+    }
+
+    #[test]
+    fn a_name_is_found_whatever_its_case() {
+        let table = Table::build(vec![route("d-1", "BobWeb", &["a"])], &Table::default());
+        for key in ["bobweb", "BOBWEB", "BobWeb", "d-1"] {
+            assert_eq!(table.get(key).expect(key).deployment_id.0, "d-1", "{key}");
+        }
+        assert!(table.get("bobweb.").is_none() && table.get("D-1").is_none());
     }
 
     #[test]

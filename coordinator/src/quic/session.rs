@@ -43,7 +43,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
     let fingerprint = peer_certificate_fingerprint(&connection);
     match (fingerprint, first) {
         (None, AgentMessage::Join { token, csr_pem, hostname }) => {
-            let answer = join::handle(&context, &token, &csr_pem, &hostname).await;
+            let answer = join::handle(&context, &token, &csr_pem, &hostname, remote).await;
             let _ = codec::write_frame(&mut send, &answer).await;
             let _ = send.finish();
             // Let the answer reach the agent before the connection goes.

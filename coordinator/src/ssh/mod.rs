@@ -5,9 +5,15 @@
 //! [`Gateway`] as `POST /v1/instances/{id}/exec`, so it reaches only running instances the
 //! caller may see. A wrong password and another account's instance are refused alike.
 //!
+//! Connections are capped per client address and in all (`[ssh] max_connections…`, one
+//! past its limit is closed at once), one not logged in within `login_timeout` is closed,
+//! and a descriptor shortage pauses accepting, never ends it (DESIGN §15).
+//!
 //! - [`keys`]: the host key, made once and kept in the data dir (0600).
 //! - [`session`]: one client connection: login, then its session channels.
+//! - [`guard`]: a connection's login deadline, and its end when the door closes.
 
+mod guard;
 mod keys;
 mod session;
 
@@ -15,11 +21,12 @@ use crate::actors::Scope;
 use crate::api::exec::Gateway;
 use crate::config::SshSettings;
 use crate::directory::Directory;
+use crate::listen::{Acceptor, Admission};
 use anyhow::Context as _;
 use gpuspot_common::InstanceId;
-use russh::server::Server as _;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -56,6 +63,8 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct SshDoor {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// Dropped with the door: every connection's [`guard::Guarded`] sees it and ends.
+    _open: tokio::sync::watch::Sender<()>,
 }
 
 impl Drop for SshDoor {
@@ -87,20 +96,60 @@ pub async fn start(
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 3,
-        nodelay: true,
         ..Default::default()
     });
     let host = settings.host.clone().unwrap_or_else(|| default_host(addr));
     *door_lock() = Some(Advertised { port: addr.port(), host });
-    let access = Arc::new(access);
-    let task = tokio::spawn(async move {
-        let mut server = session::Door { access };
-        if let Err(e) = server.run_on_socket(config, &listener).await {
-            tracing::error!(error = %e, "the SSH door stopped accepting connections");
-        }
-    });
+    let (open, closed) = tokio::sync::watch::channel(());
+    let door = Door {
+        config,
+        access: Arc::new(access),
+        admission: Admission::new(settings.limits),
+        login_timeout: settings.login_timeout,
+        closed,
+    };
+    let task = tokio::spawn(door.serve(Acceptor::new(listener, "SSH door")));
     tracing::info!(%addr, "SSH door open");
-    Ok(SshDoor { addr, task })
+    Ok(SshDoor { addr, task, _open: open })
+}
+
+/// What every connection of the door shares.
+struct Door {
+    config: Arc<russh::server::Config>,
+    access: Arc<Access>,
+    admission: Admission,
+    login_timeout: Duration,
+    closed: tokio::sync::watch::Receiver<()>,
+}
+
+impl Door {
+    /// Accepts until the door is dropped; each admitted connection runs on its own task.
+    async fn serve(self, mut acceptor: Acceptor) {
+        loop {
+            let (stream, peer) = acceptor.next().await;
+            let Some(slot) = self.admission.admit(peer.ip()) else {
+                // Closed before the SSH banner: there is no way to say why in SSH.
+                tracing::debug!(%peer, "SSH connection refused: too many open");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let logged_in = Arc::new(AtomicBool::new(false));
+            let client = session::Client::new(self.access.clone(), peer, logged_in.clone());
+            let stream =
+                guard::Guarded::new(stream, self.login_timeout, logged_in, self.closed.clone());
+            let config = self.config.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let ended = match russh::server::run_stream(config, stream, client).await {
+                    Ok(session) => session.await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "SSH connection ended");
+                }
+            });
+        }
+    }
 }
 
 /// What users are told to type: `ssh -p PORT <id>@<host>`.

@@ -14,28 +14,29 @@ use gpuspot_common::protocol::{ExecInput, ExecOutput};
 use russh::server::{Auth, Handler, Msg, Session};
 use russh::{Channel, ChannelId, ChannelMsg};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Exit status sent when the command ended without a code of its own (a signal, the
 /// timeout, or it never ran).
 const NO_STATUS: u32 = 255;
 
-pub struct Door {
-    pub access: Arc<Access>,
-}
-
-impl russh::server::Server for Door {
-    type Handler = Client;
-
-    fn new_client(&mut self, peer: Option<std::net::SocketAddr>) -> Client {
-        Client { access: self.access.clone(), peer, login: None }
-    }
-}
-
 pub struct Client {
     access: Arc<Access>,
-    peer: Option<std::net::SocketAddr>,
+    peer: std::net::SocketAddr,
     /// Set by a successful login.
     login: Option<(Scope, InstanceId)>,
+    /// Raised by a successful login: the connection's login deadline no longer applies.
+    logged_in: Arc<AtomicBool>,
+}
+
+impl Client {
+    pub fn new(
+        access: Arc<Access>,
+        peer: std::net::SocketAddr,
+        logged_in: Arc<AtomicBool>,
+    ) -> Self {
+        Client { access, peer, login: None, logged_in }
+    }
 }
 
 impl Handler for Client {
@@ -52,10 +53,11 @@ impl Handler for Client {
         };
         // A wrong token and another account's instance look the same from outside.
         let Some(scope) = allowed else {
-            tracing::info!(peer = ?self.peer, instance = %id, "SSH login refused");
+            tracing::info!(peer = %self.peer, instance = %id, "SSH login refused");
             return Ok(Auth::reject());
         };
-        tracing::info!(peer = ?self.peer, instance = %id, "SSH login");
+        tracing::info!(peer = %self.peer, instance = %id, "SSH login");
+        self.logged_in.store(true, Ordering::Relaxed);
         self.login = Some((scope, id));
         Ok(Auth::Accept)
     }

@@ -9,6 +9,7 @@ mod credentials_tests;
 pub mod files;
 pub mod lock;
 pub mod messages;
+pub mod retention;
 pub mod sqlite;
 pub mod writer;
 

@@ -12,6 +12,7 @@ use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
 use crate::core::notices::Message;
+use crate::core::placement::models::normalise_loaded;
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance};
 use chrono::{DateTime, Utc};
@@ -62,6 +63,7 @@ impl SqliteStore {
         // that one 0600 first covers all three.
         private_file(&path).map_err(dir_error)?;
         let conn = Connection::open(&path)?;
+        super::retention::prepare(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -104,6 +106,25 @@ fn load_all<T: serde::de::DeserializeOwned>(
         from_json(&format!("{table} row {id}"), &body)
     })
     .collect()
+}
+
+/// Rows written before requests were bounded (DESIGN §15) may list one GPU model
+/// thousands of times, which would cost every scheduling pass; they are brought to the
+/// bounds here (see [`normalise_loaded`]) and said so once each. The row is rewritten the
+/// next time the instance or deployment changes.
+fn bound_old_requests(instances: &mut [Instance], deployments: &mut [Deployment]) {
+    for instance in instances {
+        if normalise_loaded(&mut instance.request.gpu) {
+            tracing::warn!(instance = %instance.id, "stored request's GPU models cut to the bounds");
+        }
+    }
+    for deployment in deployments {
+        for spec in &mut deployment.specs {
+            if normalise_loaded(&mut spec.gpu) {
+                tracing::warn!(deployment = %deployment.id, "stored spec's GPU models cut to the bounds");
+            }
+        }
+    }
 }
 
 fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
@@ -172,14 +193,15 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), Stor
     for removed in &batch.removed_hosts {
         credentials::forget_host(tx, &removed.id, removed.at)?;
     }
-    messages::insert(tx, &batch.messages)
+    messages::insert(tx, &batch.messages)?;
+    super::retention::apply(tx, batch)
 }
 
 impl Store for SqliteStore {
     fn load(&self) -> Result<Loaded, StoreError> {
         let conn = self.conn();
         let hosts: Vec<Host> = load_all(&conn, "hosts")?;
-        let instances: Vec<Instance> = load_all(&conn, "instances ORDER BY seq")?;
+        let mut instances: Vec<Instance> = load_all(&conn, "instances ORDER BY seq")?;
         let last_event_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
         let mut prices = std::collections::BTreeMap::new();
@@ -192,7 +214,8 @@ impl Store for SqliteStore {
             prices.insert(model, gpuspot_common::Money(price));
         }
         let accounts: Vec<Account> = load_all(&conn, "accounts")?;
-        let deployments: Vec<Deployment> = load_all(&conn, "deployments")?;
+        let mut deployments: Vec<Deployment> = load_all(&conn, "deployments")?;
+        bound_old_requests(&mut instances, &mut deployments);
         let snapshots: Vec<SnapshotRecord> = load_all(&conn, "snapshots")?;
         let last_ledger_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ledger", [], |r| r.get(0))?;

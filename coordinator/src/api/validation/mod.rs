@@ -6,6 +6,9 @@
 //! under one name, so both paths go through the same rules in [`rules`] and a rule gives
 //! the same verdict on both.
 
+mod bounds;
+#[cfg(test)]
+mod bounds_tests;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -22,7 +25,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuBody {
+    /// In order of preference; at most 16 entries (repeats count) of at most 64 characters.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub models: Vec<String>,
     pub count: Option<u32>,
 }
@@ -38,6 +43,7 @@ pub struct BillingBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceBody {
+    #[schema(max_length = 63)]
     pub name: Option<String>,
     /// The admin may create for another account.
     pub account_id: Option<String>,
@@ -45,9 +51,11 @@ pub struct InstanceBody {
     pub cpu_cores: Option<Range>,
     pub memory_gib: Option<Range>,
     pub billing: Option<BillingBody>,
-    /// Optional with an image (it replaces the image's CMD), required without.
+    /// Optional with an image (it replaces the image's CMD), required without; at most
+    /// 64 KiB in all (each argument with its NUL).
     #[serde(default)]
     pub command: Vec<String>,
+    /// Names `[A-Za-z_][A-Za-z0-9_]*`; at most 64 KiB in all (`NAME=value` and a NUL each).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -110,12 +118,15 @@ pub struct TemplateBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentBody {
+    /// Unique among live deployments whatever its case; no leading or trailing dot.
+    #[schema(max_length = 63, pattern = "^([A-Za-z0-9_-]([A-Za-z0-9._-]{0,61}[A-Za-z0-9_-])?)?$")]
     pub name: Option<String>,
     pub mode: String,
     pub replicas: Option<u32>,
     pub completions: Option<u32>,
     pub parallelism: Option<u32>,
     pub retry_limit: Option<u32>,
+    #[schema(max_items = 16)]
     pub specs: Vec<SpecBody>,
     pub template: TemplateBody,
     pub account_id: Option<String>,
@@ -126,13 +137,23 @@ pub struct DeploymentBody {
     pub schedule: Option<Value>,
 }
 
+/// The longest problem reported; the field it names comes first.
+const MAX_PROBLEM_CHARS: usize = 300;
+
 /// Every problem found in one body, each a sentence that names its field.
 #[derive(Debug, Default)]
 pub struct Problems(Vec<String>);
 
 impl Problems {
+    /// A problem longer than [`MAX_PROBLEM_CHARS`] is cut (a parser's message may quote
+    /// the whole value it refused).
     pub fn add(&mut self, problem: impl Into<String>) {
-        self.0.push(problem.into());
+        let mut problem: String = problem.into();
+        if let Some((cut, _)) = problem.char_indices().nth(MAX_PROBLEM_CHARS) {
+            problem.truncate(cut);
+            problem.push('…');
+        }
+        self.0.push(problem);
     }
 
     /// Ok when nothing was found, else one 400 `invalid_request` listing all of it.
@@ -166,6 +187,7 @@ pub fn instance(body: InstanceBody) -> Result<InstanceRequest, HttpError> {
     let spec = SpecBody { gpu, cpu_cores, memory_gib, billing };
     let template = TemplateBody { command, env, snapshot, image, data_disk_gib, ports, readiness };
     let mut problems = Problems::default();
+    bounds::instance_name(name.as_deref().unwrap_or_default(), &mut problems);
     let spec = rules::spec("", &spec, &mut problems);
     let template = rules::template("", template, &mut problems);
     let on_unavailable = rules::on_unavailable(on_unavailable.as_ref(), &mut problems);
@@ -218,22 +240,47 @@ pub fn deployment(body: DeploymentBody) -> Result<NewDeployment, HttpError> {
     })
 }
 
-/// Checks what a `PATCH /v1/deployments/{id}` replaces, specs and template together.
+/// Checks what a `PATCH /v1/deployments/{id}` replaces, replicas, specs and template
+/// together.
 pub fn deployment_change(
+    replicas: Option<u32>,
     specs: Option<&[SpecBody]>,
     template: Option<TemplateBody>,
 ) -> Result<(Option<Vec<DeploymentSpec>>, Option<Template>), HttpError> {
     let mut problems = Problems::default();
+    if replicas.is_some_and(|r| r > rules::MAX_REPLICAS) {
+        problems.add(format!("replicas must be at most {}", rules::MAX_REPLICAS));
+    }
     let specs = specs.map(|bodies| self::specs(bodies, &mut problems));
     let template = template.map(|body| rules::template("template.", body, &mut problems));
     problems.finish()?;
     Ok((specs, template))
 }
 
-/// The ordered specs; at least one, since each new instance takes the first that fits.
+/// What a `PATCH /v1/instances/{id}` changes: its name and env, bounded as on creation.
+pub fn instance_change(
+    name: Option<&str>,
+    env: Option<&BTreeMap<String, String>>,
+) -> Result<(), HttpError> {
+    let mut problems = Problems::default();
+    if let Some(name) = name {
+        bounds::instance_name(name, &mut problems);
+    }
+    if let Some(env) = env {
+        bounds::env("", env, &mut problems);
+    }
+    problems.finish()
+}
+
+/// The ordered specs; at least one, since each new instance takes the first that fits, and
+/// at most [`bounds::MAX_SPECS`].
 fn specs(bodies: &[SpecBody], problems: &mut Problems) -> Vec<DeploymentSpec> {
     if bodies.is_empty() {
         problems.add("specs must list at least one spec (tried in order)");
+    }
+    if bodies.len() > bounds::MAX_SPECS {
+        problems.add(format!("specs may list at most {} specs", bounds::MAX_SPECS));
+        return Vec::new();
     }
     let at = |index: usize| format!("specs[{index}].");
     bodies.iter().enumerate().map(|(i, body)| rules::spec(&at(i), body, problems)).collect()

@@ -3,17 +3,19 @@
 //! `"specs[1]."`, `"template."`) and returns the best value it can, so that checking goes
 //! on and every problem is found in one pass.
 
+use super::bounds::{self, quoted};
 use super::{BillingBody, DeploymentBody, GpuBody, Problems, SpecBody, TemplateBody};
 use crate::core::autoscale::{self, Autoscaling, ScheduledMinimum};
 use crate::core::deployment::{DeploymentSpec, Mode, Template};
 use crate::core::guest::{self, DEFAULT_DATA_DISK_GIB};
 use crate::core::model::{Billing, GpuRequest, OnUnavailable, Range};
+use crate::core::placement::models::normalise;
 use crate::core::serving::{self, Readiness};
 use gpuspot_common::Money;
 use serde_json::Value;
 
 /// Most replicas, or parallel runs of a job, one deployment may ask for.
-const MAX_REPLICAS: u32 = 10_000;
+pub const MAX_REPLICAS: u32 = 10_000;
 
 /// Where and how an instance may run: GPUs, core and memory ranges, billing.
 pub fn spec(at: &str, body: &SpecBody, problems: &mut Problems) -> DeploymentSpec {
@@ -30,12 +32,16 @@ pub fn template(at: &str, body: TemplateBody, problems: &mut Problems) -> Templa
     let image = image(at, body.image.as_ref(), problems);
     let data_disk_gib = data_disk(at, body.data_disk_gib.as_ref(), problems);
     command(at, &body.command, image.as_deref(), problems);
+    bounds::command(at, &body.command, problems);
+    bounds::env(at, &body.env, problems);
+    let snapshot = body.snapshot.unwrap_or_default();
+    bounds::snapshot_id(at, snapshot.restore_from.as_deref(), problems);
     let ports = ports(at, body.ports.as_ref(), image.is_some(), problems);
     let readiness = readiness(at, body.readiness.as_ref(), problems);
     Template {
         command: body.command,
         env: body.env,
-        snapshot: body.snapshot.unwrap_or_default(),
+        snapshot,
         image,
         data_disk_gib,
         ports,
@@ -80,11 +86,13 @@ fn gpu(at: &str, body: &GpuBody, problems: &mut Problems) -> GpuRequest {
     if count == 0 {
         problems.add(format!("{at}gpu.count must be at least 1"));
     }
-    let models: Vec<String> = body.models.iter().map(|m| m.trim().to_owned()).collect();
-    if models.is_empty() || models.iter().any(String::is_empty) {
+    if !bounds::models(at, &body.models, problems) {
+        return GpuRequest { models: Vec::new(), count };
+    }
+    if body.models.is_empty() || body.models.iter().any(|m| m.trim().is_empty()) {
         problems.add(format!("{at}gpu.models must list at least one GPU model, e.g. [\"H100\"]"));
     }
-    GpuRequest { models, count }
+    GpuRequest { models: normalise(&body.models), count }
 }
 
 fn range(at: &str, name: &str, range: Option<Range>, problems: &mut Problems) -> Range {
@@ -110,7 +118,9 @@ fn billing(at: &str, body: Option<&BillingBody>, problems: &mut Problems) -> Bil
             Err(e) => format!("{price}: {e}"),
         },
         ("spot", None) => format!("spot billing needs {price} (your bid per GPU-hour)"),
-        (other, _) => format!("{at}billing.mode must be \"spot\" or \"regular\", not {other:?}"),
+        (other, _) => {
+            format!("{at}billing.mode must be \"spot\" or \"regular\", not {}", quoted(other))
+        }
     };
     problems.add(problem);
     Billing::Regular
@@ -160,6 +170,7 @@ pub fn on_unavailable(value: Option<&Value>, problems: &mut Problems) -> OnUnava
     match value.as_str().and_then(OnUnavailable::parse) {
         Some(choice) => choice,
         None => {
+            let value = quoted(&value.to_string());
             problems.add(format!("on_unavailable must be \"queue\" or \"fail\", not {value}"));
             OnUnavailable::Queue
         }
@@ -207,38 +218,41 @@ pub fn scaling(
             Vec::new()
         })
     });
+    let crons: Vec<&str> = entries.iter().map(|e| e.cron.as_str()).collect();
+    let entries = if bounds::schedule(&crons, problems) { entries } else { Vec::new() };
     for problem in autoscale::check(policy.as_ref(), &entries) {
         problems.add(problem);
     }
     (policy, entries)
 }
 
-/// A deployment's mode; a bad one is reported and checked on as a container, whose counts
-/// raise no problems of their own.
-/// The longest deployment name.
-pub const MAX_DEPLOYMENT_NAME: usize = 63;
-
 /// A deployment name is one segment of the gateway's `/d/{name}/…`: up to 63 of letters,
 /// digits, `-`, `_` and `.`, not starting with `.` (a `/`, a space or `..` would make it
-/// unreachable there); empty is no name (the id serves as one).
+/// unreachable there) nor ending with one (`web.` would read as `web` to anyone who treats
+/// it as a host name); empty is no name (the id serves as one). Case does not tell names
+/// apart: the cluster keeps them unique whatever their case.
 pub fn deployment_name(name: &str, problems: &mut Problems) {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let dotted = name.starts_with('.');
-    if name.len() > MAX_DEPLOYMENT_NAME || !name.chars().all(allowed) || dotted {
+    let dotted = name.starts_with('.') || name.ends_with('.');
+    if name.len() > bounds::MAX_NAME_CHARS || !name.chars().all(allowed) || dotted {
         problems.add(format!(
-            "name: at most {MAX_DEPLOYMENT_NAME} letters, digits, '-', '_' or '.' (not first), not {:?}",
-            name.chars().take(80).collect::<String>()
+            "name: at most {} letters, digits, '-', '_' or '.' (not first or last), not {}",
+            bounds::MAX_NAME_CHARS,
+            quoted(name)
         ));
     }
 }
 
+/// A deployment's mode; a bad one is reported and checked on as a container, whose counts
+/// raise no problems of their own.
 pub fn mode(mode: &str, problems: &mut Problems) -> Mode {
     match mode {
         "replicaset" => Mode::Replicaset,
         "job" => Mode::Job,
         "container" => Mode::Container,
         other => {
-            problems.add(format!("mode must be replicaset, job or container, not {other:?}"));
+            problems
+                .add(format!("mode must be replicaset, job or container, not {}", quoted(other)));
             Mode::Container
         }
     }

@@ -174,11 +174,11 @@ fn modes_take_their_own_counts() {
 fn a_change_reports_its_specs_and_template_problems_together() {
     let spec: SpecBody = serde_json::from_value(json!({ "gpu": { "models": [] } })).unwrap();
     let template: TemplateBody = serde_json::from_value(json!({ "image": "" })).unwrap();
-    let got = problems(deployment_change(Some(&[spec]), Some(template)));
+    let got = problems(deployment_change(None, Some(&[spec]), Some(template)));
     assert!(got[0].starts_with("specs[0].gpu.models"), "{got:?}");
     assert!(got[1].starts_with("template.image must not be empty"), "{got:?}");
-    assert!(problems(deployment_change(Some(&[]), None))[0].starts_with("specs must list"));
-    assert_eq!(deployment_change(None, None).expect("nothing to check"), (None, None));
+    assert!(problems(deployment_change(None, Some(&[]), None))[0].starts_with("specs must list"));
+    assert_eq!(deployment_change(None, None, None).expect("nothing to check"), (None, None));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - [`table`]: all instances, with the queue, notice-deadline and owner indexes.
 
 pub mod effects;
+pub mod ended;
 pub mod lifecycle;
 pub mod record;
 pub mod table;

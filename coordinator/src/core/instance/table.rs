@@ -2,8 +2,10 @@
 //! notice deadlines in time order, and each deployment's instances. Every change goes
 //! through [`Instances::update`], which re-derives an instance's index entries from its
 //! lifecycle, so no caller keeps an index in step by hand; changed instances are marked
-//! for the next commit.
+//! for the next commit. Retention ([`Instances::forget`]) drops an ended instance from
+//! every index and marks its row for deletion.
 
+use super::ended::{EndedIndex, EndedKey};
 use super::{Instance, Lifecycle};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{DeploymentId, InstanceId};
@@ -32,6 +34,7 @@ impl QueueKey {
 struct Keys {
     queue: Option<QueueKey>,
     notice: Option<DateTime<Utc>>,
+    ended: Option<EndedKey>,
 }
 
 impl Keys {
@@ -40,6 +43,7 @@ impl Keys {
             queue: matches!(instance.lifecycle, Lifecycle::Queued { .. })
                 .then(|| QueueKey::of(instance)),
             notice: instance.lifecycle.notice().map(|n| n.at),
+            ended: EndedKey::of(instance),
         }
     }
 }
@@ -50,7 +54,10 @@ pub struct Instances {
     queue: BTreeMap<QueueKey, InstanceId>,
     notices: BTreeSet<(DateTime<Utc>, InstanceId)>,
     by_owner: BTreeMap<DeploymentId, BTreeSet<(u64, InstanceId)>>,
+    ended: EndedIndex,
     dirty: BTreeSet<InstanceId>,
+    /// Forgotten since the last commit: their rows are deleted.
+    forgotten: Vec<InstanceId>,
 }
 
 impl Instances {
@@ -112,6 +119,9 @@ impl Instances {
         if let Some(at) = keys.notice {
             self.notices.insert((at, id.clone()));
         }
+        if let Some(ended) = &keys.ended {
+            self.ended.insert(id, ended);
+        }
     }
 
     fn unindex(&mut self, id: &InstanceId, keys: &Keys) {
@@ -121,6 +131,34 @@ impl Instances {
         if let Some(at) = keys.notice {
             self.notices.remove(&(at, id.clone()));
         }
+        if let Some(ended) = &keys.ended {
+            self.ended.remove(id, ended);
+        }
+    }
+
+    /// Drops an ended instance from the table and every index; its row goes with the
+    /// next commit. One that has not ended stays (retention never forgets live work).
+    pub fn forget(&mut self, id: &InstanceId) -> Option<Instance> {
+        let instance = self.by_id.get(id).filter(|i| i.is_terminated())?;
+        let (keys, seq) = (Keys::of(instance), instance.seq);
+        let deployment = instance.deployment_id().cloned();
+        self.unindex(id, &keys);
+        if let Some(deployment) = deployment
+            && let Some(owned) = self.by_owner.get_mut(&deployment)
+        {
+            owned.remove(&(seq, id.clone()));
+            if owned.is_empty() {
+                self.by_owner.remove(&deployment);
+            }
+        }
+        self.dirty.remove(id);
+        self.forgotten.push(id.clone());
+        self.by_id.remove(id)
+    }
+
+    /// The ended-instance index retention reads.
+    pub fn ended(&self) -> &EndedIndex {
+        &self.ended
     }
 
     /// Queued instances in service order.
@@ -158,5 +196,10 @@ impl Instances {
             .into_iter()
             .filter_map(|id| self.by_id.get(&id).cloned())
             .collect()
+    }
+
+    /// Instances forgotten since the last call, for the commit to delete.
+    pub fn take_forgotten(&mut self) -> Vec<InstanceId> {
+        std::mem::take(&mut self.forgotten)
     }
 }

@@ -2,7 +2,7 @@
 //! that walk (the original algorithm) and compares both on random registries as hosts
 //! connect, fill, fail, empty and get lost.
 
-use super::{HostFit, NoFit, Placement, fit_on_host, place};
+use super::{HostFit, ModelFilter, NoFit, Placement, fit_on_host, place};
 use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
 use crate::core::pools::{PoolUsage, usage};
 use crate::core::registry::{Host, HostState, Registry};
@@ -32,8 +32,9 @@ fn place_by_scan(
 ) -> Result<Placement, NoFit> {
     let mut best: Option<((usize, Money, HostId), Placement)> = None;
     let mut could_wait = false;
+    let filter = ModelFilter::new(&request.gpu);
     for host in registry.iter().filter(|h| h.state != HostState::Lost) {
-        match fit_on_host(host, request, &allowed) {
+        match fit_on_host(host, request, &filter, &allowed) {
             HostFit::Fits(placement) => {
                 let left = host.free_units() - placement.unit_indices.len();
                 let key = (left, price_of(&placement.gpu_model), host.id.clone());

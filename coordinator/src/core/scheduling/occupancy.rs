@@ -5,10 +5,10 @@
 use super::super::cluster::Cluster;
 use super::super::guest::host_runs;
 use super::super::model::{InstanceRequest, InstanceState};
+use super::super::placement::ModelFilter;
 use super::super::registry::{Host, HostState, UnitSlot};
 use chrono::{DateTime, SecondsFormat, Utc};
 use gpuspot_common::HostId;
-use gpuspot_common::inventory::model_matches;
 use std::collections::BTreeSet;
 
 /// Matching hosts named in a reason; the rest are counted.
@@ -34,7 +34,12 @@ pub struct Occupancy {
 
 /// The healthy units of `host` that could serve `request`: of a wanted model the host has
 /// at least `k` of, on a host that runs its guest with shares in the requested ranges.
-pub fn matching_slots<'h>(host: &'h Host, request: &InstanceRequest) -> Vec<&'h UnitSlot> {
+/// `filter` is the request's, resolved once for every host.
+pub fn matching_slots<'h>(
+    host: &'h Host,
+    request: &InstanceRequest,
+    filter: &ModelFilter,
+) -> Vec<&'h UnitSlot> {
     let k = request.gpu.count as usize;
     let Some(first) = host.units.first() else { return Vec::new() };
     let fits_share = request.cpu_cores.contains(u64::from(first.unit.cpu_cores) * k as u64)
@@ -42,18 +47,17 @@ pub fn matching_slots<'h>(host: &'h Host, request: &InstanceRequest) -> Vec<&'h 
     if k == 0 || !fits_share || !host_runs(host, request) {
         return Vec::new();
     }
-    let healthy_of = |model: &str| {
+    let healthy_of = |wanted: usize| {
         host.units
             .iter()
-            .filter(|s| s.unit.gpu.healthy && model_matches(model, &s.unit.gpu.model))
+            .filter(|s| s.unit.gpu.healthy && filter.names(wanted, &s.unit.gpu.model))
             .count()
     };
-    let usable: Vec<&str> =
-        request.gpu.models.iter().map(String::as_str).filter(|m| healthy_of(m) >= k).collect();
+    let usable: Vec<usize> = (0..filter.len()).filter(|&w| healthy_of(w) >= k).collect();
     host.units
         .iter()
         .filter(|s| {
-            s.unit.gpu.healthy && usable.iter().any(|m| model_matches(m, &s.unit.gpu.model))
+            s.unit.gpu.healthy && usable.iter().any(|&w| filter.names(w, &s.unit.gpu.model))
         })
         .collect()
 }
@@ -62,8 +66,9 @@ impl Cluster {
     /// Every known host that matches `request`, and what holds its units at `now`.
     pub(super) fn occupancy(&self, request: &InstanceRequest, now: DateTime<Utc>) -> Occupancy {
         let mut occupancy = Occupancy::default();
+        let filter = ModelFilter::new(&request.gpu);
         for host in self.registry.iter().filter(|h| h.state != HostState::Lost) {
-            let slots = matching_slots(host, request);
+            let slots = matching_slots(host, request, &filter);
             if slots.is_empty() {
                 continue;
             }

@@ -3,12 +3,11 @@
 
 use super::super::cluster::Cluster;
 use super::super::model::{EndReason, InstanceRequest, InstanceState};
-use super::super::placement;
-use super::super::registry::Host;
+use super::super::placement::{self, ModelFilter};
+use super::super::registry::UnitSlot;
 use super::Pass;
 use super::occupancy::matching_slots;
 use chrono::{DateTime, Utc};
-use gpuspot_common::inventory::model_matches;
 use gpuspot_common::{HostId, InstanceId};
 
 /// Where room can be made: the host, and the spot instances to reclaim there.
@@ -53,10 +52,14 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> Option<Plan> {
         let mut best: Option<Plan> = None;
+        let filter = ModelFilter::new(&request.gpu);
         for host in self.registry.iter().filter(|h| h.takes_placements()) {
             let already = pass.claimed.get(&host.id).copied().unwrap_or(0);
-            for model in &request.gpu.models {
-                let Some(victims) = self.reclaim_plan(host, request, model, already, now) else {
+            let slots = matching_slots(host, request, &filter);
+            for wanted in 0..filter.len() {
+                let of_model = slots.iter().filter(|s| filter.names(wanted, &s.unit.gpu.model));
+                let of_model: Vec<&UnitSlot> = of_model.copied().collect();
+                let Some(victims) = self.reclaim_plan(&of_model, request, already, now) else {
                     continue;
                 };
                 let bids = victims.iter().filter_map(|id| self.bid_of(id)).sum::<i64>();
@@ -73,28 +76,23 @@ impl Cluster {
         self.instances.get(id)?.request.billing.bid().map(|b| b.micros())
     }
 
-    /// On `host`, for GPU `model`: the spot instances (lowest bids first, then the newest)
-    /// whose termination would make room for `request`, counting units already coming
-    /// free. None if it cannot fit.
+    /// On one host, among `slots` (its matching units of one wanted model): the spot
+    /// instances (lowest bids first, then the newest) whose termination would make room
+    /// for `request`, counting units already coming free. None if it cannot fit.
     fn reclaim_plan(
         &self,
-        host: &Host,
+        slots: &[&UnitSlot],
         request: &InstanceRequest,
-        model: &str,
         already_claimed: usize,
         now: DateTime<Utc>,
     ) -> Option<Vec<InstanceId>> {
         let k = request.gpu.count as usize;
-        let slots: Vec<_> = matching_slots(host, request)
-            .into_iter()
-            .filter(|s| model_matches(model, &s.unit.gpu.model))
-            .collect();
         if slots.len() < k {
             return None;
         }
         let mut coming = slots.iter().filter(|s| s.instance.is_none()).count();
         let mut holders: Vec<(i64, u64, InstanceId, usize)> = Vec::new();
-        for slot in &slots {
+        for slot in slots {
             let Some(instance) = slot.instance.as_ref().and_then(|id| self.instances.get(id))
             else {
                 continue;

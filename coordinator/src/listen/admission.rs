@@ -1,25 +1,17 @@
-//! How many connections the gateway holds open: at most `per_client` from one client (an IPv4
+//! How many connections a listener holds open: at most `per_client` from one client (an IPv4
 //! address or an IPv6 /64) and `total` in all, so one client (a hostile tenant, a runaway
-//! load test) cannot take every file descriptor and shut the others out. A [`Slot`] gives its place back when dropped.
+//! load test) cannot take every file descriptor and shut the others out. A [`Slot`] gives
+//! its place back when dropped. The API, the gateway and the SSH door each count their own.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Defaults of `[gateway] max_connections` and `max_connections_per_client`.
-pub const DEFAULT_TOTAL: usize = 8192;
-pub const DEFAULT_PER_CLIENT: usize = 256;
-
+/// `max_connections` and `max_connections_per_client` of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub total: usize,
     pub per_client: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { total: DEFAULT_TOTAL, per_client: DEFAULT_PER_CLIENT }
-    }
 }
 
 #[derive(Default)]

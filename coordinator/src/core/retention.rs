@@ -1,0 +1,129 @@
+//! Retention (DESIGN §15): what the coordinator forgets, so that no tenant's ended work
+//! grows its disk or memory without bound. An ended instance is forgotten `ended` after its
+//! end, a request that never ran (`failed`) after `failed`, and beyond its account's newest
+//! `max_ended_per_account` at once; events, and the inbox messages they made (pending mail
+//! excepted), after `events`. The ledger is never pruned. Instance deadlines come from the
+//! table's ended index (exact); events are swept every twentieth of their retention.
+
+use super::cluster::Cluster;
+use super::instance::Instance;
+use super::instance::ended::Kept;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// An account's ended instances beyond this many (newest kept) are forgotten at once: at
+/// 64 KiB of `env` and of `command` each, about 130 MB per account at worst.
+pub const DEFAULT_MAX_ENDED_PER_ACCOUNT: usize = 1000;
+
+/// Config `[retention]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// How long an instance that ran (or was stopped before it ran) is kept after its end.
+    pub ended: Duration,
+    /// How long a request that never ran (`failed`) is kept; it counts against its
+    /// account's quota until then.
+    pub failed: Duration,
+    /// How long events, and the inbox messages they made, are kept.
+    pub events: Duration,
+    pub max_ended_per_account: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let hours = |h: u64| Duration::from_secs(3600 * h);
+        Self {
+            ended: hours(7 * 24),
+            failed: hours(24),
+            events: hours(30 * 24),
+            max_ended_per_account: DEFAULT_MAX_ENDED_PER_ACCOUNT,
+        }
+    }
+}
+
+impl Retention {
+    fn of(&self, kept: Kept) -> Duration {
+        match kept {
+            Kept::Failed => self.failed,
+            Kept::Ended => self.ended,
+        }
+    }
+
+    /// How often old events are swept: a twentieth of their retention (so none outlives
+    /// it by more than 5%), at least every hour, at most every 100 ms.
+    pub fn event_sweep(&self) -> Duration {
+        (self.events / 20).clamp(Duration::from_millis(100), Duration::from_secs(3600))
+    }
+}
+
+/// The cluster's retention: its settings and the event prune the next commit carries.
+#[derive(Debug, Default)]
+pub struct Keeper {
+    pub settings: Retention,
+    prune_events_before: Option<DateTime<Utc>>,
+}
+
+fn shifted(at: DateTime<Utc>, by: Duration, later: bool) -> DateTime<Utc> {
+    let by = chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+    let moved = if later { at.checked_add_signed(by) } else { at.checked_sub_signed(by) };
+    moved.unwrap_or(if later { DateTime::<Utc>::MAX_UTC } else { DateTime::<Utc>::MIN_UTC })
+}
+
+impl Cluster {
+    /// How long ended work is kept (config `[retention]`).
+    pub fn with_retention(mut self, settings: Retention) -> Self {
+        self.retention.settings = settings;
+        self
+    }
+
+    pub fn retention(&self) -> &Retention {
+        &self.retention.settings
+    }
+
+    /// When an ended instance is next due to be forgotten: at once while an account keeps
+    /// more than it may, else when the longest-ended of either class reaches its retention.
+    pub(super) fn next_forget(&self) -> Option<DateTime<Utc>> {
+        let settings = &self.retention.settings;
+        let ended = self.instances.ended();
+        if ended.any_over(settings.max_ended_per_account) {
+            return Some(DateTime::<Utc>::MIN_UTC);
+        }
+        let due = |kept| ended.oldest(kept).map(|at| shifted(at, settings.of(kept), true));
+        Kept::ALL.into_iter().filter_map(due).min()
+    }
+
+    /// Forgets the ended instances whose retention is over at `now`, and each account's
+    /// beyond its newest `max_ended_per_account`; their rows go with the next commit.
+    pub(super) fn forget_ended(&mut self, now: DateTime<Utc>) {
+        let settings = &self.retention.settings;
+        let ended = self.instances.ended();
+        let mut due: Vec<_> = Kept::ALL
+            .into_iter()
+            .flat_map(|kept| ended.ended_by(kept, shifted(now, settings.of(kept), false)))
+            .collect();
+        due.extend(ended.beyond(settings.max_ended_per_account));
+        let forgotten = due.into_iter().filter_map(|id| self.instances.forget(&id)).count();
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "ended instances past their retention forgotten");
+        }
+    }
+
+    /// Events older than `events` (and their messages) go with the next commit.
+    pub(super) fn sweep_events(&mut self, now: DateTime<Utc>) {
+        self.retention.prune_events_before =
+            Some(shifted(now, self.retention.settings.events, false));
+    }
+
+    /// The event prune for the commit being taken.
+    pub(super) fn take_event_prune(&mut self) -> Option<DateTime<Utc>> {
+        self.retention.prune_events_before.take()
+    }
+}
+
+impl Instance {
+    /// Whether it counts against its account's quota (DESIGN §15): everything not ended,
+    /// and a request of the account's own that never ran, for as long as it is kept (a
+    /// deployment's failed starts do not: the deployment bounds how many it makes).
+    pub fn counts_against_quota(&self) -> bool {
+        !self.is_terminated() || (Kept::of(self) == Some(Kept::Failed) && self.owner.is_none())
+    }
+}
