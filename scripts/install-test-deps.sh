@@ -10,7 +10,7 @@
 # comes from PyPI into its own venv at $OPENAPI_VENV (default /opt/gpuspot-test-venv).
 # Idempotent; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-PACKAGES=(podman runc busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd chromium chromium-driver python3-venv)
+PACKAGES=(podman runc iptables busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd chromium chromium-driver python3-venv)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -139,6 +139,7 @@ fn guest_runtimes(
                 agent: settings.state_dir.display().to_string(),
                 real_gpus: gpus == GpuKind::Real,
                 log_max_bytes: settings.log_max_bytes,
+                guest_uids: Some(settings.uid_range),
             };
             let runtime = ContainerRuntime::connect(url, options, events)?;
             Some(Arc::new(runtime) as Arc<dyn WorkloadRuntime>)

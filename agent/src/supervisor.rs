@@ -209,28 +209,33 @@ impl Supervisor {
             restoring.cancelled = false;
             return None;
         }
+        if let Some(refusal) = serving::port_refusal(&id, &assignment.ports) {
+            return Some(refusal);
+        }
         if let Some(snapshot) = assignment.snapshot.as_ref().and_then(|p| p.restore.clone()) {
             return Some(Followup::Restore(self.begin_restore(assignment, snapshot)));
         }
-        self.launch(assignment).map(Followup::Report)
+        self.launch(assignment)
     }
 
-    /// Starts the command of an assignment whose data dir is ready.
-    fn launch(&mut self, assignment: Assignment) -> Option<InstanceReport> {
+    /// Starts the command of an assignment whose data dir is ready: its report (running,
+    /// or failed with why), or the refusal of a start whose host port was taken meanwhile.
+    fn launch(&mut self, assignment: Assignment) -> Option<Followup> {
         let id = assignment.instance_id.clone();
+        if let Some(refusal) = serving::port_refusal(&id, &assignment.ports) {
+            self.release_data(&id);
+            return Some(refusal);
+        }
         let spec = self.spec(&assignment);
         let (metadata, watcher) = watch::channel(assignment.metadata.clone());
         let socket = match MetadataServer::start(spec.metadata_socket.clone(), watcher) {
             Ok(server) => Some(server),
             Err(e) => {
                 self.release_data(&id);
-                return Some(failed(&id, format!("cannot open the metadata socket: {e}")));
+                let message = format!("cannot open the metadata socket: {e}");
+                return Some(Followup::Report(failed(&id, message)));
             }
         };
-        if let Err(message) = serving::ports_free(&spec.ports) {
-            self.release_data(&id);
-            return Some(failed(&id, message));
-        }
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
         // A container gets its data disk here, to bind-mount it; the process runtime makes
@@ -245,7 +250,7 @@ impl Supervisor {
             let state = WorkloadState::Failed { message: e.to_string() };
             self.remember_finished(id.clone(), state, log, None);
             self.release_data(&id);
-            return Some(failed(&id, e.to_string()));
+            return Some(Followup::Report(failed(&id, e.to_string())));
         }
         tracing::info!(instance = %id, "workload started");
         records::save(&self.instance_dir(&id), &assignment);
@@ -253,7 +258,8 @@ impl Supervisor {
         // runtime says when (see `on_runtime_event`), so pull time is neither `running` nor billed.
         let starts_later = assignment.image.is_some();
         self.track(assignment, metadata, socket, log, data_dir);
-        (!starts_later).then_some(InstanceReport { instance_id: id, state: WorkloadState::Running })
+        let running = InstanceReport { instance_id: id, state: WorkloadState::Running };
+        (!starts_later).then_some(Followup::Report(running))
     }
 
     /// Stops a workload; one still waiting for its restore will not start.

@@ -1,8 +1,8 @@
 //! The container runtime alone on a real Podman (scripts/container-engine.sh starts one and
 //! builds the test image): output, exit codes, stops, hard limits, the OOM killer, a failed
 //! pull, exec, and adoption by a new runtime after the old one died (its tasks gone with
-//! its tokio runtime, as when the agent process dies), also between two agents sharing an
-//! engine.
+//! its tokio runtime, as when the agent process dies), with its orphaned networks swept,
+//! also between two agents sharing an engine.
 
 use bollard::Docker;
 use bollard::query_parameters::{
@@ -70,8 +70,12 @@ impl Host {
     /// A runtime for this agent, on `rt`, and its events.
     fn runtime(&self, rt: &Runtime) -> (ContainerRuntime, mpsc::UnboundedReceiver<RuntimeEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let options =
-            ContainerOptions { agent: self.label(), real_gpus: false, log_max_bytes: 1 << 20 };
+        let options = ContainerOptions {
+            agent: self.label(),
+            real_gpus: false,
+            log_max_bytes: 1 << 20,
+            guest_uids: None,
+        };
         let _guard = rt.enter();
         (ContainerRuntime::connect(&engine().url, options, tx).expect("connect"), rx)
     }
@@ -114,6 +118,12 @@ impl Drop for Host {
             for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
                 let remove = RemoveContainerOptions { force: true, v: true, link: false };
                 let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
+            }
+            let filters =
+                HashMap::from([("label".to_owned(), vec![format!("{LABEL_AGENT}={label}")])]);
+            let options = bollard::query_parameters::ListNetworksOptions { filters: Some(filters) };
+            for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
+                let _ = docker.remove_network(&n.name.unwrap_or_default()).await;
             }
         });
     }
@@ -353,6 +363,20 @@ fn a_new_runtime_adopts_running_and_ended_containers_and_logs_continue() {
     });
     assert_eq!(container_state(&rt, &ticker.instance_id), (true, true));
 
+    // A network the dead agent made for a container it never created.
+    let orphan = format!("gpuspot-i-orphan-{}-{}", std::process::id(), nanos());
+    let labels = HashMap::from([
+        (LABEL_AGENT.to_owned(), host.label()),
+        ("gpuspot.instance".to_owned(), "i-orphan".to_owned()),
+    ]);
+    let request = bollard::models::NetworkCreateRequest {
+        name: orphan.clone(),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    rt.block_on(docker().create_network(request)).expect("create a network");
+    assert_eq!(networks(&rt, &host.label()).len(), 3, "ticker, quitter and the orphan");
+
     let (runtime, mut events) = host.runtime(&rt);
     let restarted = Instant::now();
     let mut adopted = runtime.adopt();
@@ -360,6 +384,11 @@ fn a_new_runtime_adopts_running_and_ended_containers_and_logs_continue() {
     let mut expected = vec![ticker.instance_id.clone(), quitter.instance_id.clone()];
     expected.sort();
     assert_eq!(adopted, expected);
+    let mut left = networks(&rt, &host.label());
+    left.sort();
+    let mut needed: Vec<String> = expected.iter().map(container_name).collect();
+    needed.sort();
+    assert_eq!(left, needed, "the orphaned network is swept, the adopted ones' stay");
     eprintln!("adopted {} containers in {:?}", adopted.len(), restarted.elapsed());
     let ended = next_event(&rt, &mut events);
     assert_eq!(
@@ -377,6 +406,18 @@ fn a_new_runtime_adopts_running_and_ended_containers_and_logs_continue() {
     runtime.stop(&ticker.instance_id, Duration::from_secs(1));
     assert_eq!(next_event(&rt, &mut events).state, WorkloadState::Stopped);
     ticks(&log_of(&ticker));
+    wait_for(SOON, "the ended containers' networks to go", || {
+        let left = networks(&rt, &host.label());
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    });
+}
+
+/// The networks labelled with agent `label`.
+fn networks(rt: &Runtime, label: &str) -> Vec<String> {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_AGENT}={label}")])]);
+    let options = bollard::query_parameters::ListNetworksOptions { filters: Some(filters) };
+    let listed = rt.block_on(docker().list_networks(Some(options))).expect("list networks");
+    listed.into_iter().filter_map(|n| n.name).collect()
 }
 
 /// The terminal's size once the engine has set it (it starts at 0x0 until the resize that

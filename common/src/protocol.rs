@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 /// Bumped whenever a message changes shape; the hello is refused on mismatch, in the
 /// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
 /// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (DESIGN §18).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: an agent refuses a start whose host port is taken ([`AgentMessage::StartRefused`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Agent → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +59,22 @@ pub enum AgentMessage {
     NoticeShown {
         instance_id: InstanceId,
     },
+    /// A `Start` the agent did not carry out, for a reason the coordinator can act on (a
+    /// corrected `Start` is welcome): nothing of the instance runs or is remembered here.
+    StartRefused {
+        instance_id: InstanceId,
+        code: StartRefusal,
+        /// The sentence for logs.
+        reason: String,
+    },
+}
+
+/// Why an agent refused a start, as the coordinator acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartRefusal {
+    /// A program that is no guest of this instance holds this host port of the
+    /// assignment: the coordinator picks another (DESIGN §18).
+    PortBusy { port: u16 },
 }
 
 /// Where a host's guests listen: the host ports the coordinator may hand out (inclusive)

@@ -9,7 +9,7 @@ use gpuspot_common::codec::{self, CodecError, MAX_FRAME};
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, CoordinatorMessage, GpuStatus, GuestMetadata, GuestNetwork,
     GuestRuntime, InstanceReport, PortMapping, ReadinessProbe, RefusalCode, SnapshotPlan,
-    SnapshotRef, SnapshotStreamReply, SnapshotStreamRequest, WorkloadState,
+    SnapshotRef, SnapshotStreamReply, SnapshotStreamRequest, StartRefusal, WorkloadState,
 };
 use gpuspot_common::{GpuInfo, HostId, HostInventory, InstanceId, Money};
 use proptest::collection::{btree_map, vec};
@@ -183,6 +183,10 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
         (text(), any::<bool>())
             .prop_map(|(id, ready)| AgentMessage::Readiness { instance_id: InstanceId(id), ready }),
         text().prop_map(|id| AgentMessage::NoticeShown { instance_id: InstanceId(id) }),
+        (text(), any::<u16>(), text()).prop_map(|(id, port, reason)| {
+            let code = StartRefusal::PortBusy { port };
+            AgentMessage::StartRefused { instance_id: InstanceId(id), code, reason }
+        }),
     ]
 }
 

@@ -17,6 +17,12 @@ use std::time::Duration;
 /// this machine, so each gets a block of its own (the same on every restart), below the
 /// kernel's ephemeral ports (32768 and up), which clients' sockets take.
 fn port_block(state_dir: &Path) -> String {
+    let (first, last) = port_range(state_dir);
+    format!("{first}-{last}")
+}
+
+/// The block of [`port_block`], as numbers.
+fn port_range(state_dir: &Path) -> (u16, u16) {
     static BLOCKS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let mut blocks = BLOCKS.lock().unwrap_or_else(|p| p.into_inner());
     let index = match blocks.iter().position(|d| d == state_dir) {
@@ -29,7 +35,7 @@ fn port_block(state_dir: &Path) -> String {
     // Test binaries run one after another; the pid staggers them anyway.
     let block = (std::process::id() as usize * 31 + index) % 700;
     let first = 21_000 + block as u16 * 16;
-    format!("{first}-{}", first + 15)
+    (first, first + 15)
 }
 
 /// Paths of the wrapper binaries; build one with [`crate::binaries!`] inside a test crate.
@@ -352,6 +358,11 @@ impl Agent {
 
     pub fn log(&self) -> String {
         self.proc.log_tail(1 << 20)
+    }
+
+    /// The host ports it hands to guests (`--ports`), inclusive.
+    pub fn ports(&self) -> (u16, u16) {
+        port_range(&self.state_dir)
     }
 
     /// `<state-dir>/instances/<id>/data`: the instance's GPUSPOT_DATA_DIR.

@@ -22,6 +22,21 @@ pub fn exec(api: &Api, id: &str, command: &[&str], timeout_seconds: u64) -> (u16
     api.post(&format!("/v1/instances/{id}/exec"), &body)
 }
 
+/// Runs `script` (`sh -c`) in instance `id` through `api`; (exit code, output).
+pub fn run_in(api: &Api, id: &str, script: &str) -> (i64, String) {
+    let (status, body) = exec(api, id, &crate::sh(script), 30);
+    assert_eq!(status, 200, "exec {script:?} in {id}: {body}");
+    (body["exit_code"].as_i64().unwrap_or(-1), crate::s(&body, "output").to_owned())
+}
+
+/// `script` fails in `id` and its output does not show `secret`; its output.
+pub fn denied(api: &Api, id: &str, script: &str, secret: &str) -> String {
+    let (code, output) = run_in(api, id, script);
+    assert_ne!(code, 0, "{script:?} succeeded in {id}: {output:?}");
+    assert!(!output.contains(secret), "{script:?} in {id} showed the secret: {output:?}");
+    output
+}
+
 /// The SSH door's port, from the coordinator's `endpoints.json`.
 pub fn ssh_port(coordinator: &Coordinator) -> u16 {
     let path = coordinator.data_dir.join("endpoints.json");

@@ -67,7 +67,23 @@ pub fn container_of(instance_id: &str) -> Option<(bool, u32)> {
     Some((running == "true", pid.parse().ok()?))
 }
 
-/// Removes every container labelled with agent `label` (a state dir).
+/// The address of an instance's container on its own network.
+pub fn container_ip(instance_id: &str) -> String {
+    let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
+    let name = format!("gpuspot-{instance_id}");
+    let ip = podman_cli(&["inspect", "--format", format, &name]).expect("inspect the container");
+    assert!(!ip.trim().is_empty(), "container {name} has no address");
+    ip.trim().to_owned()
+}
+
+/// The networks labelled with agent `label`.
+pub fn networks_of(label: &str) -> Vec<String> {
+    let filter = format!("label=gpuspot.agent={label}");
+    let names = podman_cli(&["network", "ls", "-q", "--filter", &filter]).unwrap_or_default();
+    names.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Removes every container and network labelled with agent `label` (a state dir).
 pub fn remove_containers_of(label: &str) {
     let filter = format!("label=gpuspot.agent={label}");
     let ids = podman_cli(&["ps", "-a", "-q", "--filter", &filter]).unwrap_or_default();
@@ -75,6 +91,12 @@ pub fn remove_containers_of(label: &str) {
     if !ids.is_empty() {
         let mut args = vec!["rm", "-f"];
         args.extend(ids);
+        let _ = podman_cli(&args);
+    }
+    let networks = networks_of(label);
+    if !networks.is_empty() {
+        let mut args = vec!["network", "rm", "-f"];
+        args.extend(networks.iter().map(String::as_str));
         let _ = podman_cli(&args);
     }
 }

@@ -8,7 +8,6 @@
 use gpuspot_e2e::deploy::{
     Deployments, TRAIN_LOOP, host_id, in_state, instances, spot_spec, step_after, summary,
 };
-use gpuspot_e2e::exec::exec;
 use gpuspot_e2e::market::SEED_WATCHER;
 use gpuspot_e2e::podman::{ContainerAgent, container_of, image_request, podman, podman_cli};
 use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, signed, time, unix_nanos};
@@ -220,18 +219,12 @@ fn mounts_of(id: &str) -> (String, String) {
     (source("/data"), source("/run/gpuspot"))
 }
 
-/// Runs `script` in instance `id` through the API; (exit code, output).
 fn run_in(c: &Cluster, id: &str, script: &str) -> (i64, String) {
-    let (status, body) = exec(&c.api, id, &sh(script), 30);
-    assert_eq!(status, 200, "exec {script:?} in {id}: {body}");
-    (body["exit_code"].as_i64().unwrap_or(-1), s(&body, "output").to_owned())
+    gpuspot_e2e::exec::run_in(&c.api, id, script)
 }
 
-/// `script` fails in `id` and its output does not show `secret`.
 fn denied(c: &Cluster, id: &str, script: &str, secret: &str) {
-    let (code, output) = run_in(c, id, script);
-    assert_ne!(code, 0, "{script:?} succeeded in {id}: {output:?}");
-    assert!(!output.contains(secret), "{script:?} in {id} showed the secret: {output:?}");
+    gpuspot_e2e::exec::denied(&c.api, id, script, secret);
 }
 
 #[test]

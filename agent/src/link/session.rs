@@ -148,6 +148,9 @@ async fn follow(
             Followup::Report(report) => outgoing.push(AgentMessage::InstanceUpdate(report)),
             Followup::Restore(job) => drop(agent.snapshots.restore(connection, job)),
             Followup::Save(job) => drop(agent.snapshots.save(connection, job)),
+            Followup::Refuse { instance_id, code, reason } => {
+                outgoing.push(AgentMessage::StartRefused { instance_id, code, reason })
+            }
             Followup::Close(id) => {
                 outgoing.extend(agent.supervisor.closing(&id));
                 closed.push(id);

@@ -1,11 +1,12 @@
 //! What the supervisor knows about guests that serve (DESIGN §18): whether their host ports
-//! are free before they start, what their readiness probes target, and, on simulated hosts,
+//! are free before they start (a start whose port is held is refused, not failed), what their readiness probes target, and, on simulated hosts,
 //! the GPU utilisation a guest sets for its GPUs by writing a percentage to
 //! `$GPUSPOT_DATA_DIR/.gpu_utilization` (so that tests can drive autoscaling).
 
-use super::Supervisor;
+use super::{Followup, Supervisor};
 use crate::probes::ProbeTarget;
-use gpuspot_common::protocol::PortMapping;
+use gpuspot_common::InstanceId;
+use gpuspot_common::protocol::{PortMapping, StartRefusal};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -13,19 +14,28 @@ use std::path::Path;
 /// The file a guest on a simulated host writes its GPUs' utilisation into.
 pub const SIMULATED_UTILIZATION_FILE: &str = ".gpu_utilization";
 
-/// Refuses to start a guest whose host port another program already holds: it would fail
-/// to listen, or a container would not start, for a reason nobody sees.
-pub(super) fn ports_free(ports: &[PortMapping]) -> Result<(), String> {
-    for port in ports {
-        if let Err(error) = std::net::TcpListener::bind(("0.0.0.0", port.host)) {
-            return Err(format!(
-                "host port {} is not free on this host ({error}): another program holds a \
-                 port of the agent's [ports] range",
-                port.host
-            ));
-        }
-    }
-    Ok(())
+/// The first host port of an assignment that another program holds, and the bind error:
+/// the guest would fail to listen, or its container to start. The coordinator is told
+/// (a [`StartRefusal::PortBusy`]) and sends the start again with another port.
+pub(super) fn busy_port(ports: &[PortMapping]) -> Option<(u16, std::io::Error)> {
+    ports.iter().find_map(|port| {
+        std::net::TcpListener::bind(("0.0.0.0", port.host)).err().map(|error| (port.host, error))
+    })
+}
+
+/// The refusal of `id`'s start when one of its host ports is held.
+pub(super) fn port_refusal(id: &InstanceId, ports: &[PortMapping]) -> Option<Followup> {
+    let (port, error) = busy_port(ports)?;
+    let reason = format!(
+        "host port {port} is not free on this host ({error}): another program holds a port \
+         of the agent's [ports] range"
+    );
+    tracing::warn!(instance = %id, port, %reason, "start refused");
+    Some(Followup::Refuse {
+        instance_id: id.clone(),
+        code: StartRefusal::PortBusy { port },
+        reason,
+    })
 }
 
 impl Supervisor {
@@ -97,11 +107,16 @@ mod tests {
 
     #[test]
     fn a_held_port_is_refused_with_its_number() {
-        let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
-        let err = ports_free(&[PortMapping { host: port, guest: None }]).unwrap_err();
-        assert!(err.contains(&port.to_string()), "{err}");
+        let ports = [PortMapping { host: port, guest: None }];
+        let id = InstanceId::from("i-1");
+        let Some(Followup::Refuse { code, reason, .. }) = port_refusal(&id, &ports) else {
+            panic!("no refusal for a held port");
+        };
+        assert_eq!(code, StartRefusal::PortBusy { port });
+        assert!(reason.contains(&port.to_string()), "{reason}");
         drop(held);
-        assert!(ports_free(&[PortMapping { host: port, guest: None }]).is_ok());
+        assert!(busy_port(&ports).is_none());
     }
 }

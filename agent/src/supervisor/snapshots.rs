@@ -9,7 +9,7 @@ use crate::snapshots::tasks::Packed;
 use crate::snapshots::{RestoreJob, SaveJob};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
-    AgentMessage, Assignment, InstanceReport, SnapshotRef, WorkloadState,
+    AgentMessage, Assignment, InstanceReport, SnapshotRef, StartRefusal, WorkloadState,
 };
 use std::path::PathBuf;
 
@@ -24,6 +24,8 @@ pub enum Followup {
     Save(SaveJob),
     /// Send [`Supervisor::closing`] for this instance, then call [`Supervisor::closed`].
     Close(InstanceId),
+    /// Send a `StartRefused`: the start was not carried out (nothing of it is kept).
+    Refuse { instance_id: InstanceId, code: StartRefusal, reason: String },
 }
 
 /// Packed snapshots wait in `<instance>/scratch/`, 0700: the instance dir is traversable
@@ -81,7 +83,7 @@ impl Supervisor {
         let restoring = self.restoring.remove(id)?;
         let assignment = restoring.assignment;
         let state = match (restoring.cancelled, result) {
-            (false, Ok(())) => return self.launch(assignment).map(Followup::Report),
+            (false, Ok(())) => return self.launch(assignment),
             (true, _) => WorkloadState::Stopped,
             (false, Err(e)) => {
                 let snapshot = assignment.snapshot.as_ref().and_then(|p| p.restore.as_ref());

@@ -138,6 +138,10 @@ impl ClusterActor {
             AgentMessage::InstanceUpdate(report) => {
                 self.core.instance_update(host_id, &report, now)
             }
+            AgentMessage::StartRefused { instance_id, code, reason } => {
+                tracing::info!(%host_id, %instance_id, %reason, "the agent refused a start");
+                self.core.start_refused(host_id, &instance_id, code, now)
+            }
             AgentMessage::Readiness { instance_id, ready } => {
                 self.core.set_readiness(host_id, &instance_id, ready)
             }

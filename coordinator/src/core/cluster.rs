@@ -73,6 +73,8 @@ pub struct Cluster {
     /// The gateway's request counter per deployment at the autoscaler's last look.
     pub(super) request_samples:
         std::collections::HashMap<gpuspot_common::DeploymentId, (u64, DateTime<Utc>)>,
+    /// Host ports other programs hold, and refused starts (DESIGN §18); not stored.
+    pub(super) ports: super::ports::PortBook,
 }
 
 impl Cluster {
@@ -98,6 +100,7 @@ impl Cluster {
             readiness: Default::default(),
             routes_changed: true,
             request_samples: Default::default(),
+            ports: Default::default(),
         }
     }
 

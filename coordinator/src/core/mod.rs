@@ -17,8 +17,9 @@
 //!   may hold at once.
 //! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling
 //!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
-//! - [`serving`]: ports and readiness of guests that serve; [`routes`]: their endpoints
-//!   and the gateway's table (DESIGN §18).
+//! - [`serving`]: ports and readiness of guests that serve; [`ports`]: which host ports
+//!   they get, and starts refused for a port; [`routes`]: their endpoints and the
+//!   gateway's table (DESIGN §18).
 //! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
 //! - [`maintenance`]: cordon, uncordon and drain of a host (DESIGN §19).
 //! - [`retention`]: what ended work is kept for, and forgetting it (DESIGN §15).
@@ -60,6 +61,7 @@ mod notices_tests;
 pub mod outbox;
 pub mod placement;
 pub mod pools;
+pub mod ports;
 pub mod quotas;
 #[cfg(test)]
 mod quotas_tests;

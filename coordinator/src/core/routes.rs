@@ -1,15 +1,14 @@
-//! Where a deployment's replicas are reached (DESIGN §18): host ports handed out at
-//! placement, the readiness verdicts agents report, each replica as an endpoint (address,
-//! ready, draining), and the table the gateway routes by. A replica takes traffic while it
-//! is ready, not draining and its host is connected; a notice drains it at once.
+//! Where a deployment's replicas are reached (DESIGN §18): the host ports of an assignment
+//! (drawn at placement, see [`super::ports`]), the readiness verdicts agents report, each
+//! replica as an endpoint (address, ready, draining), and the table the gateway routes by.
+//! A replica takes traffic while it is ready, not draining and its host is connected; a
+//! notice drains it at once.
 
 use super::cluster::Cluster;
-use super::model::{Instance, InstanceRequest, InstanceState};
+use super::model::{Instance, InstanceState};
 use super::registry::HostState;
-use super::serving;
 use gpuspot_common::protocol::PortMapping;
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId};
-use std::collections::BTreeSet;
 
 /// One replica as `GET /v1/deployments/{id}/endpoints` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,24 +32,6 @@ pub struct Route {
 }
 
 impl Cluster {
-    /// The lowest free ports of the host's range for a request being placed there.
-    pub(super) fn allocate_ports(&self, host_id: &HostId, request: &InstanceRequest) -> Vec<u16> {
-        let Some(host) = self.registry.get(host_id) else { return Vec::new() };
-        let used: BTreeSet<u16> = self
-            .held_on(host_id)
-            .into_iter()
-            .filter_map(|i| i.placement())
-            .flat_map(|p| p.host_ports.iter().copied())
-            .collect();
-        let needed = serving::ports_needed(&request.ports, request.image.is_some());
-        let ports = serving::allocate(&host.network, &used, needed);
-        if ports.len() < needed {
-            tracing::warn!(host = %host_id, needed, given = ports.len(),
-                "the host's [ports] range is exhausted; the guest gets fewer ports");
-        }
-        ports
-    }
-
     /// The assignment's ports: host ports paired with the container's own, in order.
     pub(super) fn port_mappings(instance: &Instance) -> Vec<PortMapping> {
         let host_ports = instance.placement().map(|p| p.host_ports.as_slice()).unwrap_or(&[]);

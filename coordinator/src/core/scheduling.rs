@@ -25,13 +25,16 @@ enum Unplaced {
     Overdue,
     /// Nothing can take it now; the waiting reason says why.
     NoRoom(String),
+    /// Its host has no free host ports now (programs outside gpuspot hold them): it waits
+    /// even when it asked to fail rather than wait, as the capacity is there (DESIGN §18).
+    NoPorts(String),
 }
 
 impl Unplaced {
     fn text(&self) -> &str {
         match self {
             Unplaced::Overdue => "account overdue: waiting for a payment",
-            Unplaced::NoRoom(reason) => reason,
+            Unplaced::NoRoom(reason) | Unplaced::NoPorts(reason) => reason,
         }
     }
 }
@@ -114,7 +117,9 @@ impl Cluster {
             let outcome = self.try_place(&id, &request, &account, &mut pass, now);
             match (outcome, request.on_unavailable) {
                 (Ok(()), _) => pass.forget_occupancy(),
-                (Err(why), OnUnavailable::Queue) => self.set_waiting_reason(&id, why.text()),
+                (Err(why @ Unplaced::NoPorts(_)), _) | (Err(why), OnUnavailable::Queue) => {
+                    self.set_waiting_reason(&id, why.text())
+                }
                 (Err(Unplaced::Overdue), OnUnavailable::Fail) => {
                     self.fail(&id, "account overdue: pay to start new instances".into(), now)
                 }
@@ -142,7 +147,10 @@ impl Cluster {
             request.billing.bid().is_none() && request.on_unavailable == OnUnavailable::Queue;
         match self.find_placement(request) {
             Ok(placement) => {
-                self.assign(id, placement, now);
+                let ports = self
+                    .ports_for(id, &placement.host_id, request, now)
+                    .map_err(Unplaced::NoPorts)?;
+                self.assign(id, placement, ports, now);
                 Ok(())
             }
             Err(NoFit::Wait(_)) if reclaims => {
@@ -239,7 +247,14 @@ impl Cluster {
         }
     }
 
-    pub(super) fn assign(&mut self, id: &InstanceId, placement: Placement, now: DateTime<Utc>) {
+    /// Places the instance on `placement` with `host_ports` (see [`super::ports`]).
+    pub(super) fn assign(
+        &mut self,
+        id: &InstanceId,
+        placement: Placement,
+        host_ports: Vec<u16>,
+        now: DateTime<Utc>,
+    ) {
         let Some(request) = self.instances.get(id).map(|i| i.request.clone()) else {
             return;
         };
@@ -254,7 +269,6 @@ impl Cluster {
                 host.units[i].unit.gpu.uuid.clone()
             })
             .collect();
-        let host_ports = self.allocate_ports(&placement.host_id, &request);
         self.touch_host(&placement.host_id);
         let placed = Placed {
             host_ports,

@@ -1,9 +1,9 @@
 //! Guests that serve (DESIGN §18): the ports and readiness probe a request asks for, the
-//! rules for them, and the host ports an instance is given when it is placed. A process
-//! guest always gets one host port (its `PORT`); a container gets one per declared port.
+//! rules for them, and how many host ports an instance is given when it is placed (which
+//! ones: [`super::ports`]). A process guest always gets one host port (its `PORT`); a
+//! container gets one per declared port.
 //! Pure: validation and placement call it.
 
-use super::registry::HostNetwork;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -79,24 +79,9 @@ pub fn ports_needed(container_ports: &[u16], has_image: bool) -> usize {
     if has_image { container_ports.len() } else { 1 }
 }
 
-/// The lowest `count` ports of the host's range that no live instance holds; fewer when
-/// the range is exhausted.
-pub fn allocate(network: &HostNetwork, used: &BTreeSet<u16>, count: usize) -> Vec<u16> {
-    let (first, last) = network.ports;
-    (first..=last).filter(|p| !used.contains(p)).take(count).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ports_come_lowest_first_skipping_held_ones() {
-        let network = HostNetwork { ports: (100, 104), address: "10.0.0.1".into() };
-        let used = BTreeSet::from([100, 102]);
-        assert_eq!(allocate(&network, &used, 2), vec![101, 103]);
-        assert_eq!(allocate(&network, &used, 9), vec![101, 103, 104], "an exhausted range");
-    }
 
     #[test]
     fn ports_are_for_containers_and_checked() {

@@ -39,6 +39,7 @@ impl Cluster {
             self.next_crash_restart(),
             self.next_overdue_deadline(),
             self.next_host_expiry(),
+            self.next_port_retry(),
         ]
         .into_iter()
         .flatten()
@@ -65,13 +66,14 @@ impl Cluster {
     }
 
     /// What is due that is not periodic: notices whose deadline came, replacements whose
-    /// backoff is over, overdue deadlines, hosts silent for too long and ended instances
-    /// past their retention.
+    /// backoff is over, overdue deadlines, hosts silent for too long, ended instances past
+    /// their retention and busy host ports.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.carry_out_deadlines(now);
         self.start_due_restarts(now);
         self.expire_overdue(now);
         self.lose_silent_hosts(now);
+        self.expire_ports(now);
         self.settle(now);
         self.forget_ended(now);
     }

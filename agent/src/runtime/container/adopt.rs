@@ -2,16 +2,17 @@
 //! "Agent restarts"): every container labelled with this agent is supervised again, the
 //! running ones from where their log left off, those that ended meanwhile only to report
 //! how. Containers of ours that never started, or whose labels are incomplete, are
-//! leftovers the coordinator cannot want: they are removed.
+//! leftovers the coordinator cannot want: they are removed, with their networks, and so
+//! are networks of ours that no container needs.
 
 use super::engine::block_on_side;
 use super::images::engine_message;
-use super::{Inner, spec, supervise};
+use super::{Inner, network, spec, supervise};
 use bollard::Docker;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::ListContainersOptions;
 use gpuspot_common::InstanceId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -36,10 +37,16 @@ pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
         }
     };
     let (found, leftovers) = sort(summaries);
-    for name in leftovers {
+    sweep_networks(inner, &found, &leftovers);
+    for (name, instance) in leftovers {
         tracing::warn!(container = %name, "removing a container this agent left unstarted");
         let docker = inner.engine.docker.clone();
-        inner.tokio.spawn(async move { supervise::remove(&docker, &name).await });
+        inner.tokio.spawn(async move {
+            supervise::remove(&docker, &name).await;
+            if let Some(id) = instance {
+                network::remove(&docker, &network::network_name(&id)).await;
+            }
+        });
     }
     let mut adopted = Vec::new();
     for Found { instance_id, name, log } in found {
@@ -50,6 +57,36 @@ pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
         adopted.push(instance_id);
     }
     adopted
+}
+
+/// Removes this agent's networks that no container needs any more (an agent that died
+/// between creating a network and its container, or between removing them). Runs before
+/// any start, so no network of a container being started now can be among them; those of
+/// leftover containers go with their container.
+fn sweep_networks(inner: &Inner, found: &[Found], leftovers: &[(String, Option<InstanceId>)]) {
+    let docker = inner.engine.docker.clone();
+    let agent = inner.options.agent.clone();
+    let keep: HashSet<String> = found
+        .iter()
+        .map(|f| &f.instance_id)
+        .chain(leftovers.iter().filter_map(|(_, id)| id.as_ref()))
+        .map(network::network_name)
+        .collect();
+    let swept = block_on_side(async move {
+        let mut swept = Vec::new();
+        for (name, _) in network::ours(&docker, &agent).await? {
+            if !keep.contains(&name) {
+                network::remove(&docker, &name).await;
+                swept.push(name);
+            }
+        }
+        Ok::<_, bollard::errors::Error>(swept)
+    });
+    match swept {
+        Ok(swept) if !swept.is_empty() => tracing::info!(?swept, "removed orphaned networks"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %engine_message(&error), "cannot list networks"),
+    }
 }
 
 /// Every container labelled with `agent`, whatever its state.
@@ -75,8 +112,8 @@ async fn ours(
         .collect())
 }
 
-/// Containers to adopt, and the names of those to remove.
-fn sort(summaries: Vec<ContainerSummary>) -> (Vec<Found>, Vec<String>) {
+/// Containers to adopt, and those to remove (name, and instance when labelled).
+fn sort(summaries: Vec<ContainerSummary>) -> (Vec<Found>, Vec<(String, Option<InstanceId>)>) {
     let mut found = Vec::new();
     let mut leftovers = Vec::new();
     for summary in summaries {
@@ -89,7 +126,7 @@ fn sort(summaries: Vec<ContainerSummary>) -> (Vec<Found>, Vec<String>) {
             (Some(instance_id), Some(log), Some(name)) if started => {
                 found.push(Found { instance_id, name, log })
             }
-            (_, _, name) => leftovers.extend(name),
+            (instance, _, name) => leftovers.extend(name.map(|name| (name, instance))),
         }
     }
     (found, leftovers)
@@ -134,6 +171,8 @@ mod tests {
         let ids: Vec<&str> = found.iter().map(|f| f.instance_id.as_str()).collect();
         assert_eq!(ids, vec!["i-1", "i-2"]);
         assert_eq!(found[0].log, PathBuf::from("/s/i-1/output.log"));
-        assert_eq!(leftovers, vec!["gpuspot-i-3".to_owned(), "odd".to_owned()]);
+        let names: Vec<&str> = leftovers.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, vec!["gpuspot-i-3", "odd"]);
+        assert_eq!(leftovers[1].1, Some(InstanceId::from("i-4")));
     }
 }

@@ -4,19 +4,23 @@
 //! A container is named `gpuspot-<instance id>` and labelled with its instance and its
 //! agent (the state dir), so that agents sharing one engine adopt only their own. It runs
 //! the image's CMD or the given command, sees the instance's data dir at `/data` and its
-//! metadata socket under `/run/gpuspot`, has hard CPU, memory and pids limits, its own
-//! network namespace and exactly its GPUs. Its output is followed into the instance's log
+//! metadata socket under `/run/gpuspot`, has hard CPU, memory and pids limits, a network
+//! of its own (reached only on its published ports), a read-only root with capped scratch
+//! space, and exactly its GPUs. Its output is followed into the instance's log
 //! file; its end (exit code, a stop, the OOM killer) is reported once, as for processes.
 //! Containers outlive the agent: a restarted agent adopts them ([`WorkloadRuntime::adopt`]).
 //!
 //! Files: [`engine`] (connecting), [`spec`] (the create request), [`images`] (pulls),
+//! [`network`] and [`firewall`] (each container's network and the host's rules for them),
 //! `supervise` (one task per container), `logs`, `oom`, `exec`, `adopt`.
 
 mod adopt;
 mod engine;
 mod exec;
+mod firewall;
 mod images;
 mod logs;
+mod network;
 mod oom;
 mod spec;
 mod supervise;
@@ -54,6 +58,8 @@ pub struct ContainerOptions {
     pub real_gpus: bool,
     /// Output the engine keeps per container (the agent keeps as much in its own log).
     pub log_max_bytes: u64,
+    /// The process guests' uids (`[process] uid_range`): kept out of containers' networks.
+    pub guest_uids: Option<(u32, u32)>,
 }
 
 pub struct ContainerRuntime {
@@ -89,6 +95,11 @@ impl ContainerRuntime {
         tracing::info!(url, engine = %engine.version, ?gpus, "container engine connected");
         if gpus == spec::GpuAttach::Unavailable {
             tracing::warn!(url, "{}", gpus.refusal(&["GPU".into()]).unwrap_or_default());
+        }
+        // Without the rules the engine still isolates networks from each other; only the
+        // host's own processes (guests included) could reach undeclared ports.
+        if let Err(error) = firewall::install(network::BRIDGE_PREFIX, options.guest_uids) {
+            tracing::warn!(%error, "process guests can reach containers' undeclared ports");
         }
         let inner = Inner {
             engine,

@@ -1,6 +1,7 @@
 //! What a guest's container is made of (DESIGN §14), as a pure function of its
 //! [`WorkloadSpec`]: name and labels, command, environment, the two host paths it may see,
-//! hard limits, its own network namespace, and exactly its GPUs.
+//! hard limits, a network of its own, a read-only root with bounded scratch space, fewer
+//! capabilities, and exactly its GPUs.
 
 use super::super::WorkloadSpec;
 use super::engine::EngineKind;
@@ -33,6 +34,11 @@ pub const PIDS_LIMIT: i64 = 4096;
 /// hosts, and then no container starts at all.
 const NOFILE: i64 = 1024;
 const NPROC: i64 = 4096;
+/// Capabilities the engine's defaults may grant that no guest needs: raw sockets (ARP and
+/// ICMP spoofing on the bridge) and device nodes (DESIGN §15).
+const CAP_DROP: [&str; 2] = ["NET_RAW", "MKNOD"];
+/// Writable scratch paths over the read-only root (see [`scratch`]).
+const SCRATCH: [&str; 4] = ["/tmp", "/var/tmp", "/run", "/root"];
 
 /// The variables a guest cannot set itself.
 const RESERVED_ENV: [&str; 6] = [
@@ -171,8 +177,11 @@ fn host_config(spec: &WorkloadSpec, gpus: GpuAttach, log_max_bytes: u64) -> Host
         memory_swap: Some(memory),
         pids_limit: Some(PIDS_LIMIT),
         ulimits: Some(vec![ulimit("nofile", NOFILE), ulimit("nproc", NPROC)]),
-        // Its own network namespace behind the engine's bridge.
-        network_mode: Some("bridge".to_owned()),
+        // A network of its own (see `network`), reached only on its published ports.
+        network_mode: Some(super::network::network_name(&spec.instance_id)),
+        cap_drop: Some(CAP_DROP.map(str::to_owned).to_vec()),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(scratch(spec)),
         port_bindings: port_bindings(spec),
         // A tiny init as PID 1 passes SIGTERM on to the command (PID 1 ignores signals it
         // has no handler for) and reaps what it leaves behind.
@@ -186,6 +195,21 @@ fn host_config(spec: &WorkloadSpec, gpus: GpuAttach, log_max_bytes: u64) -> Host
         }),
         ..Default::default()
     }
+}
+
+/// The root filesystem is read-only and the writable paths are size-capped tmpfs, because
+/// nothing else bounds what a container writes there on this kind of host: the engine's
+/// `size` storage option needs overlay on xfs with project quotas (or btrfs, zfs), and on
+/// ext4 the writable layer grows on the host's disk without limit. Each tmpfs holds at most
+/// the data disk's size and all of them count against the container's memory limit (no
+/// swap), so a guest filling them gets ENOSPC, or the OOM killer, never a full host disk;
+/// writes anywhere else fail with EROFS. Large files belong in `/data`, the data disk.
+/// `exec`: scripts written to /tmp must run; the image's own files at these paths are
+/// copied in (Podman's tmpcopyup default).
+fn scratch(spec: &WorkloadSpec) -> HashMap<String, String> {
+    let size = spec.data_disk_gib.max(1);
+    let options = format!("rw,exec,nosuid,nodev,size={size}g");
+    SCRATCH.iter().map(|path| ((*path).to_owned(), options.clone())).collect()
 }
 
 /// The data dir at `/data`, and the metadata socket at `/run/gpuspot/metadata.sock`: its

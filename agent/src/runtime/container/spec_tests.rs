@@ -57,13 +57,25 @@ fn limits_labels_and_command() {
     assert_eq!(host.memory, Some(2 << 30));
     assert_eq!(host.memory_swap, Some(2 << 30));
     assert_eq!(host.pids_limit, Some(PIDS_LIMIT));
-    assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+    assert_eq!(host.network_mode.as_deref(), Some("gpuspot-i-1"), "a network of its own");
+    assert_eq!(host.cap_drop, Some(vec!["NET_RAW".to_owned(), "MKNOD".to_owned()]));
     assert_eq!(host.privileged, None);
     assert!(host.binds.is_none());
 
     let mut image_cmd = spec();
     image_cmd.command.clear();
     assert_eq!(create_body(&image_cmd, "img", "/state", GpuAttach::None, 1).cmd, None);
+}
+
+#[test]
+fn the_root_is_read_only_and_scratch_space_is_capped_at_the_data_disk() {
+    let host = body(&spec(), GpuAttach::None).host_config.expect("host config");
+    assert_eq!(host.readonly_rootfs, Some(true));
+    let tmpfs = host.tmpfs.expect("tmpfs");
+    let mut paths: Vec<&str> = tmpfs.keys().map(String::as_str).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/root", "/run", "/tmp", "/var/tmp"]);
+    assert!(tmpfs.values().all(|o| o == "rw,exec,nosuid,nodev,size=50g"), "{tmpfs:?}");
 }
 
 #[test]

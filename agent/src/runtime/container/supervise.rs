@@ -1,6 +1,6 @@
 //! One task per container, from its start (or adoption) to its single final event: pull,
-//! create and start it; follow its output; wait for its end or stop it; tell a plain exit
-//! from the OOM killer; remove it.
+//! create its network, create and start it; follow its output; wait for its end or stop
+//! it; tell a plain exit from the OOM killer; remove it and its network.
 //!
 //! An engine that stops answering (restarted, say) is retried: the container keeps running
 //! without the engine, and only its end or a stop from the coordinator ends supervision.
@@ -8,7 +8,7 @@
 use super::images::engine_message;
 use super::logs::{self, FollowError, Mark};
 use super::oom::OomWatch;
-use super::{Inner, RuntimeEvent, spec};
+use super::{Inner, RuntimeEvent, network, spec};
 use crate::runtime::{RuntimeError, WorkloadSpec};
 use bollard::Docker;
 use bollard::errors::Error as EngineError;
@@ -86,6 +86,7 @@ async fn launch(inner: &Inner, spec: &WorkloadSpec, image: &str, name: &str) -> 
         return Err(refusal);
     }
     inner.pulls.ensure(docker, image).await.map_err(|e| format!("image_pull_failed: {e}"))?;
+    network::create(docker, &spec.instance_id, &inner.options.agent).await?;
     let options = &inner.options;
     let body = spec::create_body(spec, image, &options.agent, inner.gpus, options.log_max_bytes);
     let create = || {
@@ -265,6 +266,7 @@ async fn end(inner: &Inner, id: &InstanceId, name: &str, state: WorkloadState) {
     tracing::info!(instance_id = %id, container = name, ?state, "container ended");
     let _ = inner.events.send(RuntimeEvent { instance_id: id.clone(), state });
     remove(&inner.engine.docker, name).await;
+    network::remove(&inner.engine.docker, &network::network_name(id)).await;
 }
 
 async fn inspect(docker: &Docker, name: &str) -> Result<ContainerInspectResponse, EngineError> {

@@ -191,6 +191,25 @@ impl Lifecycle {
         Ok(vec![Effect::Event(EventKind::InstancePlaced, data), Effect::Start { host }])
     }
 
+    /// Scheduled → queued again, its units released: its agent refused to start it (a
+    /// host port held by another program, DESIGN §18) and it waits with `waiting`.
+    pub fn unplace(&mut self, waiting: String) -> Result<Vec<Effect>, WrongState> {
+        self.check("unplace", &[InstanceState::Scheduled])?;
+        let Lifecycle::Scheduled { placement } = self else { unreachable!() };
+        let host = placement.host_id.clone();
+        let data = serde_json::json!({ "requeued": waiting });
+        *self = Lifecycle::Queued { waiting };
+        Ok(vec![Effect::Event(EventKind::InstanceChanged, data), Effect::Release { host }])
+    }
+
+    /// Scheduled: other host ports for the same placement (the agent refused the first).
+    pub fn set_host_ports(&mut self, ports: Vec<u16>) -> Result<(), WrongState> {
+        self.check("set_host_ports", &[InstanceState::Scheduled])?;
+        let Lifecycle::Scheduled { placement } = self else { unreachable!() };
+        placement.host_ports = ports;
+        Ok(())
+    }
+
     /// The agent reports it running: the run (and a spot hold) starts now. A workload
     /// noticed before it ran keeps its notice; it still starts its run, so it is charged.
     pub fn start(&mut self, run: Run) -> Result<Vec<Effect>, WrongState> {
