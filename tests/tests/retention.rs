@@ -1,7 +1,8 @@
 //! Retention (DESIGN §15, issue 24 hole 3): a request that never ran (`failed`) counts
 //! against its account's quota while it is kept and is forgotten after `[retention] failed`;
 //! ended instances go after `ended`, events (and their inbox messages) after `events`, the
-//! ledger never; each account keeps at most `max_ended_per_account` ended records; and a
+//! ledger never; each account keeps at most `max_ended_per_account` ended records and
+//! `max_events_per_account` events; a DELETE forgets a failed request at once; and a
 //! data dir holding rows past their retention is pruned as the coordinator starts. The
 //! retentions come from the config, so a day runs as a second or two.
 
@@ -161,4 +162,35 @@ fn rows_past_their_retention_are_pruned_when_the_coordinator_starts() {
     c.coordinator.start_again();
     assert_eq!(status_of(&acme.api, &id), 404, "deleted for good");
     assert_eq!(acme.show()["usage"], json!({ "gpus": 0, "instances": 0 }));
+}
+
+#[test]
+fn an_account_keeps_at_most_its_newest_events_whatever_their_age() {
+    let c = cluster!(&config("max_events_per_account = 20"));
+    let acme = create_account(&c.api, "acme");
+    let other = create_account(&c.api, "other");
+    other.pay(&c.api, "1.00");
+    for _ in 0..60 {
+        acme.pay(&c.api, "0.01");
+    }
+    acme.pay(&c.api, "0.02");
+    let mut replay = EventStream::open(&acme.api, Some(0));
+    let mut kept = Vec::new();
+    let newest = loop {
+        let event = replay.next(SOON).expect("the replay reaches the newest payment");
+        if event.kind == "price_changed" {
+            continue; // public, no account's
+        }
+        kept.push(event.clone());
+        if event.kind == "payment" && event.data()["amount"] == json!("0.02") {
+            break event;
+        }
+    };
+    // Trimmed back to 20 whenever it passes 22 (a tenth of slack makes a trim rare).
+    assert!((20..=22).contains(&kept.len()), "acme kept {} events: {kept:?}", kept.len());
+    assert_eq!(kept.last().map(|e| e.id), Some(newest.id));
+    let mut theirs = EventStream::open(&other.api, Some(0));
+    let first = theirs.wait_for(SOON, "other's first own event", |e| e.kind != "price_changed");
+    assert_eq!(first.kind, "account_created", "another account keeps its oldest: {first:?}");
+    assert_eq!(acme.ledger().len(), 61, "the ledger keeps every payment");
 }

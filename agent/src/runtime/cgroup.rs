@@ -260,8 +260,9 @@ fn create_dir(
     for limit in &hierarchy.limits {
         for (file, value) in limit_files(hierarchy.version, *limit, share, pids_max) {
             let path = dir.join(file);
-            // memsw exists only where swap accounting is on; then swap cannot bypass memory.
-            if file == "memory.memsw.limit_in_bytes" && !path.exists() {
+            // The swap files exist only where the kernel accounts swap; where they do not,
+            // a v1 cgroup at least does not swap (swappiness 0).
+            if OPTIONAL_FILES.contains(&file) && !path.exists() {
                 continue;
             }
             std::fs::write(&path, value)?;
@@ -269,6 +270,10 @@ fn create_dir(
     }
     CgroupDir::open(hierarchy.version, dir)
 }
+
+/// Limit files a kernel may lack (swap accounting off): skipped, not an error.
+const OPTIONAL_FILES: [&str; 3] =
+    ["memory.memsw.limit_in_bytes", "memory.swap.max", "memory.swappiness"];
 
 /// What to write for `limit`, in order.
 fn limit_files(
@@ -282,13 +287,17 @@ fn limit_files(
     let or = |value: Option<u64>, none: &str| value.map_or(none.to_owned(), |v| v.to_string());
     match (version, limit) {
         (_, Limit::Pids) => vec![("pids.max", pids_max.to_string())],
-        (Version::V2, Limit::Memory) => vec![("memory.max", or(memory, "max"))],
+        // No swap beyond the memory limit: a guest must not page the host's swap full.
+        (Version::V2, Limit::Memory) => {
+            vec![("memory.max", or(memory, "max")), ("memory.swap.max", "0".to_owned())]
+        }
         (Version::V2, Limit::Cpu) => {
             vec![("cpu.max", format!("{} {CPU_PERIOD_US}", or(quota, "max")))]
         }
         (Version::V1, Limit::Memory) => vec![
             ("memory.limit_in_bytes", or(memory, "-1")),
             ("memory.memsw.limit_in_bytes", or(memory, "-1")),
+            ("memory.swappiness", "0".to_owned()),
         ],
         (Version::V1, Limit::Cpu) => vec![
             ("cpu.cfs_period_us", CPU_PERIOD_US.to_string()),

@@ -23,12 +23,15 @@ fn v2_limits_are_written_from_the_instance_share() {
     assert_eq!(read(mount.path().join("cgroup.subtree_control")), "+memory +pids +cpu");
     assert_eq!(read(parent.join("cgroup.subtree_control")), "+memory +pids +cpu");
 
-    let cgroup = cgroups.create(&InstanceId::from("i-abc"), SHARE).expect("cgroup");
     let dir = parent.join("i-abc");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("memory.swap.max"), "max").unwrap();
+    let cgroup = cgroups.create(&InstanceId::from("i-abc"), SHARE).expect("cgroup");
     assert_eq!(cgroup.dirs(), std::slice::from_ref(&dir));
     assert_eq!(read(dir.join("cpu.max")), "1600000 100000");
     assert_eq!(read(dir.join("memory.max")), (90u64 << 30).to_string());
     assert_eq!(read(dir.join("pids.max")), "77");
+    assert_eq!(read(dir.join("memory.swap.max")), "0", "no swap beyond the memory limit");
     assert!(cgroup.procs_fds()[0] >= 0 && cgroup.procs_fds()[1] == -1);
     std::fs::write(dir.join("memory.events"), "low 0\noom 2\noom_kill 1\n").unwrap();
     assert_eq!(cgroup.oom_kills(), 1);
@@ -69,6 +72,7 @@ fn v1_controllers_each_get_their_dir_and_memsw_when_present() {
     assert_eq!(read(cpu.join("gpuspot/i-1/cpu.cfs_quota_us")), "200000");
     assert_eq!(read(cpu.join("gpuspot/i-1/cpu.cfs_period_us")), "100000");
     assert!(!cpu.join("gpuspot/i-1/memory.memsw.limit_in_bytes").exists());
+    assert!(!m.join("memory.swappiness").exists(), "a file the kernel lacks is skipped");
     std::fs::write(m.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
         .unwrap();
     assert_eq!(cgroup.oom_kills(), 3);

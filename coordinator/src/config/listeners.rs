@@ -68,7 +68,7 @@ pub struct ApiSettings {
 
 impl RawApi {
     pub fn validate(&self, problems: &mut Vec<String>) -> ApiSettings {
-        let defaults = Limits { total: 4096, per_client: 256 };
+        let defaults = Limits { total: 4096, per_client: 64 };
         let (total, per_client) = (self.max_connections, self.max_connections_per_client);
         ApiSettings {
             limits: limits("api", total, per_client, defaults, problems),
@@ -118,7 +118,7 @@ impl RawGateway {
     }
 
     pub fn validate(&self, problems: &mut Vec<String>) -> GatewaySettings {
-        let defaults = Limits { total: 8192, per_client: 256 };
+        let defaults = Limits { total: 8192, per_client: 128 };
         let (total, per_client) = (self.max_connections, self.max_connections_per_client);
         GatewaySettings {
             listen: self.listen,
@@ -170,7 +170,7 @@ impl RawSsh {
             problems.push("ssh.host: must be a host name without spaces".into());
         }
         // Logins are rare and sessions few; a shell per window is plenty per address.
-        let defaults = Limits { total: 1024, per_client: 64 };
+        let defaults = Limits { total: 1024, per_client: 16 };
         let (total, per_client) = (self.max_connections, self.max_connections_per_client);
         let login = Duration::from_secs(10);
         SshSettings {
@@ -199,12 +199,12 @@ mod tests {
         let raw = "[ssh]\nlisten = \"127.0.0.1:22\"\n[gateway]\nlisten = \"127.0.0.1:80\"\n";
         let settings = RawConfig::from_toml(raw).unwrap().validate().unwrap();
         let ssh = settings.ssh.expect("ssh");
-        assert_eq!((ssh.limits.total, ssh.limits.per_client), (1024, 64));
+        assert_eq!((ssh.limits.total, ssh.limits.per_client), (1024, 16));
         assert_eq!(ssh.login_timeout, Duration::from_secs(10));
         let gateway = settings.gateway.expect("gateway");
-        assert_eq!((gateway.limits.total, gateway.limits.per_client), (8192, 256));
+        assert_eq!((gateway.limits.total, gateway.limits.per_client), (8192, 128));
         assert_eq!(gateway.body_timeout, Duration::from_secs(30));
-        assert_eq!(settings.api.limits.per_client, 256);
+        assert_eq!(settings.api.limits.per_client, 64);
         assert_eq!(settings.api.header_timeout, Duration::from_secs(10));
     }
 

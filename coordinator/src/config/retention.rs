@@ -1,8 +1,8 @@
 //! `[retention]` (DESIGN §15): how long ended work is kept. `ended` (default 7d) for
 //! instances that ran or were stopped, `failed` (24h) for requests that never ran (they
 //! count against the quota until then), `events` (30d) for events and the inbox messages
-//! they made, and `max_ended_per_account` (1000) ended instances per account at most. The
-//! ledger is never pruned.
+//! they made, `max_ended_per_account` (1000) ended instances and `max_events_per_account`
+//! (100,000) events per account at most. The ledger is never pruned.
 
 use crate::core::retention::Retention;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ pub struct RawRetention {
     #[serde(default, with = "humantime_serde")]
     pub events: Option<Duration>,
     pub max_ended_per_account: Option<usize>,
+    pub max_events_per_account: Option<usize>,
 }
 
 impl RawRetention {
@@ -30,6 +31,9 @@ impl RawRetention {
             max_ended_per_account: self
                 .max_ended_per_account
                 .unwrap_or(defaults.max_ended_per_account),
+            max_events_per_account: self
+                .max_events_per_account
+                .unwrap_or(defaults.max_events_per_account),
         };
         for (name, value) in
             [("ended", retention.ended), ("failed", retention.failed), ("events", retention.events)]
@@ -38,8 +42,13 @@ impl RawRetention {
                 problems.push(format!("retention.{name}: must be greater than zero"));
             }
         }
-        if retention.max_ended_per_account == 0 {
-            problems.push("retention.max_ended_per_account: must be at least 1".into());
+        for (name, value) in [
+            ("max_ended_per_account", retention.max_ended_per_account),
+            ("max_events_per_account", retention.max_events_per_account),
+        ] {
+            if value == 0 {
+                problems.push(format!("retention.{name}: must be at least 1"));
+            }
         }
         retention
     }
@@ -60,6 +69,7 @@ mod tests {
         assert_eq!(settings.retention.failed, day);
         assert_eq!(settings.retention.events, 30 * day);
         assert_eq!(settings.retention.max_ended_per_account, 1000);
+        assert_eq!(settings.retention.max_events_per_account, 100_000);
     }
 
     #[test]
@@ -78,14 +88,16 @@ mod tests {
     #[test]
     fn every_bad_retention_key_is_reported() {
         let raw = RawConfig::from_toml(
-            "[retention]\nended = \"0s\"\nevents = \"0s\"\nmax_ended_per_account = 0",
+            "[retention]\nended = \"0s\"\nevents = \"0s\"\nmax_ended_per_account = 0\n\
+             max_events_per_account = 0",
         )
         .unwrap();
         let ConfigError::Invalid(problems) = raw.validate().unwrap_err() else {
             panic!("expected Invalid")
         };
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("retention.max_ended_per_account")));
+        assert!(problems.iter().any(|p| p.contains("retention.max_events_per_account")));
         assert!(RawConfig::from_toml("[retention]\nfailed = \"soon\"").is_err());
         assert!(RawConfig::from_toml("[retention]\nledger = \"1d\"").is_err());
     }

@@ -13,7 +13,7 @@ use super::outbox::Send;
 use super::registry::{Host, RemovedHost};
 use super::snapshots::SnapshotRecord;
 use chrono::{DateTime, Utc};
-use gpuspot_common::InstanceId;
+use gpuspot_common::{AccountId, InstanceId};
 
 /// Applied atomically by the store (deletions last, so a host upserted and then forgotten
 /// is gone); `sends` are not stored, they leave after the commit.
@@ -35,6 +35,8 @@ pub struct Changes {
     pub forgotten_instances: Vec<InstanceId>,
     /// Events older than this go, with the inbox messages they made (pending mail stays).
     pub prune_events_before: Option<DateTime<Utc>>,
+    /// Accounts past their event cap: all but each one's newest N events go.
+    pub trim_events: Vec<(AccountId, usize)>,
     pub sends: Vec<Send>,
     /// Hosts the operator deleted: their rows go, their certificates are revoked.
     pub removed_hosts: Vec<RemovedHost>,
@@ -55,6 +57,7 @@ impl Changes {
             && self.prune_prices_before.is_none()
             && self.forgotten_instances.is_empty()
             && self.prune_events_before.is_none()
+            && self.trim_events.is_empty()
             && self.removed_hosts.is_empty()
     }
 

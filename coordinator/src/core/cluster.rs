@@ -199,6 +199,8 @@ impl Cluster {
         let (accounts, ledger) = self.ledger.take_changes();
         let instances = self.instances.take_dirty();
         self.note_route_changes(&instances, &hosts);
+        let events = std::mem::take(&mut self.outbox.events);
+        let trim_events = self.retention.count_events(&events);
         Changes {
             instances,
             snapshots: self.snapshots.take_new(),
@@ -206,13 +208,14 @@ impl Cluster {
             hosts,
             accounts,
             ledger,
-            events: std::mem::take(&mut self.outbox.events),
+            events,
             messages: self.take_messages(),
             price_points: self.prices.take_points(),
             sends: std::mem::take(&mut self.outbox.sends),
             removed_hosts: self.registry.take_removed(),
             forgotten_instances: self.instances.take_forgotten(),
             prune_events_before: self.take_event_prune(),
+            trim_events,
             prune_prices_before: None,
         }
         .with_price_retention(self.timers.price_history)

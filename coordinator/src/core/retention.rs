@@ -2,18 +2,24 @@
 //! grows its disk or memory without bound. An ended instance is forgotten `ended` after its
 //! end, a request that never ran (`failed`) after `failed`, and beyond its account's newest
 //! `max_ended_per_account` at once; events, and the inbox messages they made (pending mail
-//! excepted), after `events`. The ledger is never pruned. Instance deadlines come from the
+//! excepted), after `events`, and an account's beyond its newest `max_events_per_account`. The ledger is never pruned. Instance deadlines come from the
 //! table's ended index (exact); events are swept every twentieth of their retention.
 
 use super::cluster::Cluster;
+use super::events::Event;
 use super::instance::Instance;
 use super::instance::ended::Kept;
 use chrono::{DateTime, Utc};
+use gpuspot_common::AccountId;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// An account's ended instances beyond this many (newest kept) are forgotten at once: at
 /// 64 KiB of `env` and of `command` each, about 130 MB per account at worst.
 pub const DEFAULT_MAX_ENDED_PER_ACCOUNT: usize = 1000;
+/// An account's events beyond this many (newest kept) go, whatever their age: a tenant
+/// looping create and delete (each a few events) cannot fill the disk within `events`.
+pub const DEFAULT_MAX_EVENTS_PER_ACCOUNT: usize = 100_000;
 
 /// Config `[retention]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +32,9 @@ pub struct Retention {
     /// How long events, and the inbox messages they made, are kept.
     pub events: Duration,
     pub max_ended_per_account: usize,
+    /// Events of one account kept at most (its newest); counted from this process's start,
+    /// so a restart may keep up to twice as many until the count catches up.
+    pub max_events_per_account: usize,
 }
 
 impl Default for Retention {
@@ -36,6 +45,7 @@ impl Default for Retention {
             failed: hours(24),
             events: hours(30 * 24),
             max_ended_per_account: DEFAULT_MAX_ENDED_PER_ACCOUNT,
+            max_events_per_account: DEFAULT_MAX_EVENTS_PER_ACCOUNT,
         }
     }
 }
@@ -55,11 +65,32 @@ impl Retention {
     }
 }
 
-/// The cluster's retention: its settings and the event prune the next commit carries.
+/// The cluster's retention: its settings, the event prune the next commit carries, and
+/// the events each account made since start (to trim an account past its cap).
 #[derive(Debug, Default)]
 pub struct Keeper {
     pub settings: Retention,
     prune_events_before: Option<DateTime<Utc>>,
+    events_by_account: HashMap<AccountId, usize>,
+}
+
+impl Keeper {
+    /// Counts `events` against their accounts; an account a tenth past its cap is trimmed
+    /// back to it (the slack makes a trim, an indexed delete, rare): the accounts to trim,
+    /// each with how many of its newest events stay.
+    pub fn count_events(&mut self, events: &[Event]) -> Vec<(AccountId, usize)> {
+        let max = self.settings.max_events_per_account;
+        let mut trims = Vec::new();
+        for account in events.iter().filter_map(|e| e.account_id.as_ref()) {
+            let count = self.events_by_account.entry(account.clone()).or_default();
+            *count += 1;
+            if *count > max.saturating_add(max / 10) {
+                *count = max;
+                trims.push((account.clone(), max));
+            }
+        }
+        trims
+    }
 }
 
 fn shifted(at: DateTime<Utc>, by: Duration, later: bool) -> DateTime<Utc> {

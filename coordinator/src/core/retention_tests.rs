@@ -22,6 +22,7 @@ fn retention(max_ended_per_account: usize) -> Retention {
         failed: secs(FAILED),
         events: secs(EVENTS),
         max_ended_per_account,
+        max_events_per_account: 100,
     }
 }
 
@@ -159,4 +160,25 @@ fn a_restored_state_past_its_retention_is_pruned_at_the_first_wake() {
         .restore(vec![], stored, 0, t(1 + FAILED + 1));
     assert!(after.instance(&id).is_some(), "loaded");
     assert_eq!(wake(&mut after, t(1 + FAILED + 1)), vec![id]);
+}
+
+#[test]
+fn an_account_a_tenth_past_its_event_cap_is_trimmed_back_to_it() {
+    let mut c = cluster(&[("h", 1)]).with_retention(retention(1000));
+    let acme = account(&mut c, "acme", None);
+    let other = account(&mut c, "other", None);
+    let made =
+        c.take_changes().events.iter().filter(|e| e.account_id == Some(acme.clone())).count();
+    let pay = |c: &mut Cluster, id: &AccountId, n: i64| {
+        c.pay(id, gpuspot_common::Money(1), t(n)).unwrap();
+    };
+    for n in made..110 {
+        pay(&mut c, &acme, n as i64);
+    }
+    pay(&mut c, &other, 1);
+    assert!(c.take_changes().trim_events.is_empty(), "110 events: within the slack");
+    pay(&mut c, &acme, 200);
+    assert_eq!(c.take_changes().trim_events, vec![(acme.clone(), 100)], "the 111th trims");
+    pay(&mut c, &acme, 201);
+    assert!(c.take_changes().trim_events.is_empty(), "counted from the cap again");
 }

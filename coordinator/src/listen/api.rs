@@ -44,13 +44,15 @@ pub fn on_connect(
 }
 
 /// Middleware (`from_fn`): the request body must come within `timeout` at the minimum rate
-/// ([`super::body`]). WebSocket upgrades are left alone: their "body" is the session.
+/// ([`super::body`]). A WebSocket upgrade (a GET: the exec session) is left alone, its
+/// "body" is the session; any other request with an `Upgrade` header is not, or a client
+/// could trickle a POST body past the deadline by naming one.
 pub async fn body_deadline(
     timeout: Duration,
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if request.headers().contains_key(actix_web::http::header::UPGRADE) {
+    if is_websocket_upgrade(&request) {
         return Ok(next.call(request).await?.map_into_left_body());
     }
     let (payload, expired) = Deadlined::new(request.take_payload(), timeout);
@@ -67,4 +69,10 @@ pub async fn body_deadline(
         .force_close()
         .json(serde_json::json!({ "error": { "code": "request_timeout", "message": message } }));
     Ok(ServiceResponse::new(request, answer).map_into_right_body())
+}
+
+fn is_websocket_upgrade(request: &ServiceRequest) -> bool {
+    let upgrade = request.headers().get(actix_web::http::header::UPGRADE);
+    request.method() == actix_web::http::Method::GET
+        && upgrade.is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS messages (
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
     mail_error TEXT, mailed_at TEXT, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_by_account ON messages (account_id, event_id);
+CREATE INDEX IF NOT EXISTS messages_by_event ON messages (event_id);
 CREATE INDEX IF NOT EXISTS messages_to_mail ON messages (mail_state, next_attempt_ms);
 ";
 

@@ -24,7 +24,11 @@ pub fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     if let Some(before) = batch.prune_events_before {
         prune_events(tx, &before.to_rfc3339())?;
     }
-    if !batch.forgotten_instances.is_empty() || batch.prune_events_before.is_some() {
+    for (account, keep) in &batch.trim_events {
+        trim_events(tx, account.as_str(), *keep)?;
+    }
+    let pruned = batch.prune_events_before.is_some() || !batch.trim_events.is_empty();
+    if !batch.forgotten_instances.is_empty() || pruned {
         // Each step hands back one free page: the work is what the deletions freed.
         let mut vacuum = tx.prepare_cached("PRAGMA incremental_vacuum")?;
         let mut pages = vacuum.query([])?;
@@ -52,6 +56,22 @@ fn prune_events(tx: &Transaction<'_>, before: &str) -> Result<(), StoreError> {
     )?;
     if events + messages > 0 {
         tracing::debug!(events, messages, "events and messages past their retention deleted");
+    }
+    Ok(())
+}
+
+/// Deletes all but the newest `keep` events of `account` (through the index on
+/// `(account_id, id)`: the work is what it deletes, plus `keep` index steps). Its inbox
+/// has its own cap, so its messages stay.
+fn trim_events(tx: &Transaction<'_>, account: &str, keep: usize) -> Result<(), StoreError> {
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let trimmed = tx.execute(
+        "DELETE FROM events WHERE account_id = ?1 AND id < \
+         (SELECT id FROM events WHERE account_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![account, keep - 1],
+    )?;
+    if trimmed > 0 {
+        tracing::info!(account, trimmed, keep, "an account's events past its cap deleted");
     }
     Ok(())
 }
@@ -142,5 +162,22 @@ mod tests {
         };
         assert_eq!(pragma("auto_vacuum"), 2, "incremental");
         assert_eq!(pragma("freelist_count"), 0);
+    }
+
+    #[test]
+    fn an_account_past_its_event_cap_keeps_its_newest_and_others_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let at = Utc::now();
+        let mut events: Vec<Event> = (1..=10).map(|id| event(id, at)).collect();
+        for (id, e) in (11..=13).zip(events.clone()) {
+            events.push(Event { id, account_id: Some(AccountId::from("a-2")), ..e });
+        }
+        store.commit(&[Batch { events, ..Batch::default() }]).unwrap();
+
+        let trim = vec![(AccountId::from("a-1"), 4), (AccountId::from("a-2"), 5)];
+        store.commit(&[Batch { trim_events: trim, ..Batch::default() }]).unwrap();
+        let kept: Vec<u64> = store.events_after(0, 20).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(kept, vec![7, 8, 9, 10, 11, 12, 13], "a-1's 4 newest, a-2 under its cap");
     }
 }

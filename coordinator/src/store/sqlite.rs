@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL,
     account_id TEXT, instance_id TEXT, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_account ON events (account_id, id);
 CREATE TABLE IF NOT EXISTS price_history (model TEXT NOT NULL, at INTEGER NOT NULL, price INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS price_history_by_model ON price_history (model, at);
 CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, body TEXT NOT NULL);

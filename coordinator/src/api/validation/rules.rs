@@ -266,8 +266,15 @@ pub struct Counts {
     pub retry_limit: u32,
 }
 
+/// A job's completions: each is an instance the coordinator makes, records and reports,
+/// so one request may not ask for an endless stream of them.
+pub const MAX_COMPLETIONS: u32 = 10_000;
+/// A job's retries: failed runs are restarted at once, so this bounds the churn of a job
+/// that fails at start.
+pub const MAX_RETRY_LIMIT: u32 = 100;
+
 /// A job needs at least one completion and run at a time; no deployment more than
-/// [`MAX_REPLICAS`] at once.
+/// [`MAX_REPLICAS`] at once, [`MAX_COMPLETIONS`] in all or [`MAX_RETRY_LIMIT`] retries.
 pub fn counts(mode: Mode, body: &DeploymentBody, problems: &mut Problems) -> Counts {
     let counts = counts_of(mode, body);
     if mode == Mode::Job {
@@ -279,9 +286,14 @@ pub fn counts(mode: Mode, body: &DeploymentBody, problems: &mut Problems) -> Cou
             }
         }
     }
-    for (name, value) in [("replicas", counts.replicas), ("parallelism", counts.parallelism)] {
-        if value > MAX_REPLICAS {
-            problems.add(format!("{name} must be at most {MAX_REPLICAS}"));
+    for (name, value, max) in [
+        ("replicas", counts.replicas, MAX_REPLICAS),
+        ("parallelism", counts.parallelism, MAX_REPLICAS),
+        ("completions", counts.completions, MAX_COMPLETIONS),
+        ("retry_limit", counts.retry_limit, MAX_RETRY_LIMIT),
+    ] {
+        if value > max {
+            problems.add(format!("{name} must be at most {max}"));
         }
     }
     counts

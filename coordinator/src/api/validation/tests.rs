@@ -100,6 +100,25 @@ fn every_problem_of_an_instance_is_reported_naming_its_field() {
 }
 
 #[test]
+fn a_job_cannot_ask_for_endless_completions_or_retries() {
+    let body = json!({
+        "mode": "job", "completions": u32::MAX, "retry_limit": u32::MAX,
+        "specs": [{ "gpu": { "models": ["H100"] } }], "template": { "command": ["run"] },
+    });
+    let got = problems(deployment(serde_json::from_value(body).expect("a body")));
+    assert_eq!(
+        got,
+        ["completions must be at most 10000", "retry_limit must be at most 100"],
+        "{got:?}"
+    );
+    let fine = json!({
+        "mode": "job", "completions": 10_000, "retry_limit": 100,
+        "specs": [{ "gpu": { "models": ["H100"] } }], "template": { "command": ["run"] },
+    });
+    deployment(serde_json::from_value(fine).expect("a body")).expect("at the caps is fine");
+}
+
+#[test]
 fn every_problem_of_a_deployment_is_reported_naming_its_field() {
     let body = json!({
         "mode": "job", "completions": 0, "parallelism": 20_000,
