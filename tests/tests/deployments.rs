@@ -134,9 +134,10 @@ fn replicaset_rides_out_a_price_rise_on_regular_and_rebuilds_back_to_spot() {
 fn job_reaches_exactly_its_completions_while_runs_are_reclaimed() {
     let c = cluster!();
     let _a = c.agent(&c.write_profile("batch", "NVIDIA GeForce RTX 5090", 2, 32, 128));
-    // Where every run can see it: a process guest's /tmp (the test dir's home) is its own.
+    // Where every run can see it: a process guest's /tmp (the test dir's home) and
+    // /dev/shm are its own; /run is the host's.
     let name = c.dir().file_name().expect("a named test dir").to_string_lossy();
-    let go = std::path::Path::new("/dev/shm").join(format!("gpuspot-e2e-go-{name}"));
+    let go = std::path::Path::new("/run").join(format!("gpuspot-e2e-go-{name}"));
     let deps = Deployments::new(&c.api);
     // Every run works until the test says go; retry_limit 0: one counted failure fails it.
     let created = deps.create(&json!({

@@ -1,6 +1,6 @@
 //! Process guests in their own PID, mount and IPC namespaces under memory and pids limits
 //! (DESIGN §15; issue 24 holes 2, 7, 8): a guest sees only its own processes (not the
-//! agent's command line, not another guest's); its `/tmp` and `/run/lock` are its own and
+//! agent's command line, not another guest's); its `/tmp`, `/run/lock` and `/dev/shm` are its own and
 //! count against its data disk; its SysV segments live in its own IPC namespace and go
 //! with it; exec and the SSH door see what it sees; on this host's cgroups (v1 here) a
 //! guest over its memory is OOM-killed and fails saying so, and its processes stay under
@@ -88,7 +88,7 @@ fn tmp_lock_and_sysv_ipc_are_the_guests_own_and_go_with_it() {
     // 1.1 GiB into /tmp on a 1 GiB data disk; then what exec and ssh must see.
     let script = "echo FULL=$(head -c 1100M /dev/zero 2>&1 > /tmp/big; echo $?); rm -f /tmp/big; \
                   echo private > /tmp/e2e-$GPUSPOT_INSTANCE_ID; \
-                  touch /run/lock/e2e-$GPUSPOT_INSTANCE_ID; \
+                  touch /run/lock/e2e-$GPUSPOT_INSTANCE_ID /dev/shm/e2e-$GPUSPOT_INSTANCE_ID; \
                   echo IPC=$(ipcmk -M 4096 2>&1); echo UID=$(id -u); echo READY; exec sleep 300";
     let id = start(&c, "scratch", script, Some(1));
     let out = c.wait_logs(&id, "READY");
@@ -100,12 +100,15 @@ fn tmp_lock_and_sysv_ipc_are_the_guests_own_and_go_with_it() {
     let (tmp, lock) = (format!("/tmp/e2e-{id}"), format!("/run/lock/e2e-{id}"));
     assert!(!Path::new(&tmp).exists(), "the guest wrote the host's /tmp");
     assert!(!Path::new(&lock).exists(), "the guest wrote the host's /run/lock");
+    let shm = format!("/dev/shm/e2e-{id}");
+    assert!(!Path::new(&shm).exists(), "the guest wrote the host's /dev/shm");
     assert_eq!(host_segments_of(uid), 0, "the guest's segment is in the host's IPC namespace");
 
-    let look = format!("cat {tmp}; ls /run/lock; ipcs -m | grep -c 0x");
+    let look = format!("cat {tmp}; ls /run/lock /dev/shm; ipcs -m | grep -c 0x");
     let (status, body) = exec(&c.api, &id, &["sh", "-c", &look], 30);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(s(&body, "output"), format!("private\ne2e-{id}\n1\n"), "{body}");
+    let listed = format!("private\n/dev/shm:\ne2e-{id}\n\n/run/lock:\ne2e-{id}\n1\n");
+    assert_eq!(s(&body, "output"), listed, "{body}");
     let port = ssh_port(&c.coordinator);
     let login = SshLogin { port, user: &id, password: &c.coordinator.admin_token };
     let ssh = login.command(c.dir(), &format!("cat {tmp}"));

@@ -2,7 +2,7 @@
 //! UTS namespaces. Its pid 1 is a tiny init (a fork of the agent's watcher, root, outside
 //! the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest sees
 //! only its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to `<data>/.gpuspot/` (so they
-//! count against the data disk and go with it), forks the workload, forwards it the
+//! count against the data disk and go with it), mounts a `/dev/shm` of its own, forks the workload, forwards it the
 //! signals it gets, reaps every orphan and, once the workload has ended, writes its wait
 //! status and exits, which kills whatever else runs in the namespace. SysV IPC objects die
 //! with the namespace. Commands run in the guest later (exec) join its namespaces.
@@ -58,7 +58,14 @@ struct Bind {
 #[derive(Debug)]
 pub struct Sandbox {
     binds: Vec<Bind>,
+    /// Whether the host has a `/dev/shm` to cover with the guest's own tmpfs.
+    private_shm: bool,
 }
+
+/// The guest's own `/dev/shm`: POSIX shared memory and semaphores (NCCL, DataLoader) are
+/// files there, which a shared tmpfs would let one tenant list, pre-create (0666) for
+/// another to open, or fill. Its pages are charged to the guest's memory cgroup.
+const SHM: &std::ffi::CStr = c"/dev/shm";
 
 impl Sandbox {
     /// Makes `<data>/.gpuspot/{tmp,lock}` afresh (root's, 1777) and opens what will be
@@ -100,7 +107,7 @@ impl Sandbox {
         if binds.len() > MAX_BINDS {
             return Err(std::io::Error::other("too many paths to keep in the guest's view"));
         }
-        Ok(Self { binds })
+        Ok(Self { binds, private_shm: Path::new("/dev/shm").is_dir() })
     }
 
     /// In the guest's pid 1, before it forks the workload: its own mount, IPC and UTS
@@ -129,6 +136,14 @@ impl Sandbox {
             ) == -1
             {
                 return fail();
+            }
+            if self.private_shm {
+                let flags = libc::MS_NOSUID | libc::MS_NODEV;
+                let options = c"mode=1777";
+                let tmpfs = c"tmpfs".as_ptr();
+                if libc::mount(tmpfs, SHM.as_ptr(), tmpfs, flags, options.as_ptr().cast()) == -1 {
+                    return fail();
+                }
             }
             libc::umask(0);
             // Opened in this namespace: a bind's source must be one of its mounts.
