@@ -4,7 +4,7 @@
 //! see the agent's process) reads in `/proc/PID/cmdline`.
 
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// The environment variable that may hold the token.
@@ -27,6 +27,11 @@ pub enum TokenError {
          chmod 600 {path}"
     )]
     Exposed { path: String, mode: u32 },
+    #[error(
+        "{path} belongs to uid {owner}, not to the agent's user or root: whoever owns it can \
+         swap the token (and point this host at a coordinator of theirs); chown it"
+    )]
+    Foreign { path: String, owner: u32 },
     #[error("{0} holds no join token (it is empty)")]
     Empty(String),
     #[error("{0} holds more than {MAX_BYTES} bytes: not a join token")]
@@ -79,8 +84,8 @@ pub fn take_from_env() -> Option<String> {
     value
 }
 
-/// A token file: a regular file must be private to its owner (a pipe or `/dev/stdin` has
-/// no such mode to check).
+/// A token file: a regular file must be private to its owner, who is the agent's user or
+/// root (a pipe or `/dev/stdin` has no such mode to check).
 fn read_file(path: &Path) -> Result<Option<String>, TokenError> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| TokenError::Read(shown.clone(), e))?;
@@ -88,6 +93,11 @@ fn read_file(path: &Path) -> Result<Option<String>, TokenError> {
     let mode = meta.permissions().mode() & 0o7777;
     if meta.is_file() && mode & 0o077 != 0 {
         return Err(TokenError::Exposed { path: shown, mode });
+    }
+    // SAFETY: geteuid cannot fail.
+    let agent = unsafe { libc::geteuid() };
+    if meta.is_file() && meta.uid() != agent && meta.uid() != 0 {
+        return Err(TokenError::Foreign { path: shown, owner: meta.uid() });
     }
     read_bounded(file, &shown)
 }
@@ -160,6 +170,21 @@ mod tests {
             assert!(error.contains(&format!("chmod 600 {}", path.display())), "{error}");
             assert!(!error.contains("gpuspot1.abc"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_private_file_another_user_owns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = token_file(dir.path(), 0o600, "gpuspot1.abc.def\n");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // only root can give a file away; as another user this cannot be set up
+        }
+        std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        let error = args(&path).resolve(None).unwrap_err();
+        assert!(matches!(error, TokenError::Foreign { owner: 4242, .. }), "{error}");
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        assert!(args(&path).resolve(None).is_ok(), "root's own file is fine");
     }
 
     #[test]
