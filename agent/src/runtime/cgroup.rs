@@ -412,11 +412,10 @@ impl InstanceCgroup {
     }
 }
 
-/// Opens the `cgroup.procs` of `dirs` for a command run inside them (exec).
-pub fn open_procs(dirs: &[PathBuf]) -> Vec<File> {
-    dirs.iter()
-        .filter_map(|dir| OpenOptions::new().write(true).open(dir.join("cgroup.procs")).ok())
-        .collect()
+/// Opens the `cgroup.procs` of `dirs` for a command run inside them (exec); an error when
+/// one cannot be opened: a command outside its guest's limits must not run.
+pub fn open_procs(dirs: &[PathBuf]) -> std::io::Result<Vec<File>> {
+    dirs.iter().map(|dir| OpenOptions::new().write(true).open(dir.join("cgroup.procs"))).collect()
 }
 
 /// The fixed-size form of `fds` (extra ones dropped: there are never more hierarchies).

@@ -33,7 +33,8 @@ pub(super) fn start(target: &ExecTarget, spec: ExecSpec) -> Result<ExecSession, 
         return Err(RuntimeError::Exec("the command is empty".into()));
     }
     // Opened per command: the workload's own descriptors belong to its supervisor.
-    let cgroups = super::cgroup::open_procs(&target.cgroup_dirs);
+    let cgroups = super::cgroup::open_procs(&target.cgroup_dirs)
+        .map_err(|e| RuntimeError::Exec(format!("cannot enter the guest's cgroups: {e}")))?;
     let cgroup_procs = super::cgroup::procs_fds(cgroups.iter().map(File::as_raw_fd));
     let identity = Identity { ids: target.ids, cgroup_procs };
     let (joiner, guest_pid) = match target.init {

@@ -195,8 +195,10 @@ fn become_guest(identity: Identity) -> std::io::Result<()> {
     // SAFETY: async-signal-safe calls with valid arguments.
     unsafe {
         for fd in identity.cgroup_procs.into_iter().filter(|fd| *fd >= 0) {
-            // Best effort: without the cgroup the guest still runs, just unconfined.
-            libc::write(fd, b"0".as_ptr().cast(), 1);
+            // The agent enforces these limits: a guest that cannot join them does not run.
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return fail();
+            }
         }
         if let Some(ids) = identity.ids
             && (libc::setgroups(0, std::ptr::null()) == -1
