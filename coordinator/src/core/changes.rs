@@ -1,7 +1,7 @@
 //! The one change set: what core operations changed, which the actor commits through the
-//! store (rows to upsert, entries to append, hosts and ended instances to delete, history
-//! and old events to prune) and then
-//! acts on (messages to send once the commit is durable).
+//! store (rows to upsert, entries to append, hosts, ended instances and final deployments
+//! to delete, history and old events to prune) and then acts on (messages to send once the
+//! commit is durable).
 
 use super::billing::{Account, LedgerEntry};
 use super::deployment::Deployment;
@@ -13,7 +13,7 @@ use super::outbox::Send;
 use super::registry::{Host, RemovedHost};
 use super::snapshots::SnapshotRecord;
 use chrono::{DateTime, Utc};
-use gpuspot_common::{AccountId, InstanceId};
+use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 
 /// Applied atomically by the store (deletions last, so a host upserted and then forgotten
 /// is gone); `sends` are not stored, they leave after the commit.
@@ -33,6 +33,8 @@ pub struct Changes {
     pub prune_prices_before: Option<DateTime<Utc>>,
     /// Ended instances retention forgot: their rows go (DESIGN §15).
     pub forgotten_instances: Vec<InstanceId>,
+    /// Final deployments retention forgot: their rows go (DESIGN §15).
+    pub forgotten_deployments: Vec<DeploymentId>,
     /// Events older than this go, with the inbox messages they made (pending mail stays).
     pub prune_events_before: Option<DateTime<Utc>>,
     /// Accounts past their event cap: all but each one's newest N events go.
@@ -56,6 +58,7 @@ impl Changes {
             && self.price_points.is_empty()
             && self.prune_prices_before.is_none()
             && self.forgotten_instances.is_empty()
+            && self.forgotten_deployments.is_empty()
             && self.prune_events_before.is_none()
             && self.trim_events.is_empty()
             && self.removed_hosts.is_empty()

@@ -157,8 +157,9 @@ impl Cluster {
 
     /// Deployments a previous run committed.
     pub fn with_deployments(mut self, deployments: Vec<super::deployment::Deployment>) -> Self {
-        for d in deployments {
+        for mut d in deployments {
             self.next_seq = self.next_seq.max(d.seq + 1);
+            d.ended_at = self.restored_end(&d);
             self.deployments.restore(d);
         }
         self
@@ -214,6 +215,7 @@ impl Cluster {
             sends: std::mem::take(&mut self.outbox.sends),
             removed_hosts: self.registry.take_removed(),
             forgotten_instances: self.instances.take_forgotten(),
+            forgotten_deployments: self.deployments.take_forgotten(),
             prune_events_before: self.take_event_prune(),
             trim_events,
             prune_prices_before: None,

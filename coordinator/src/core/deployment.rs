@@ -3,11 +3,12 @@
 //! template; each new instance takes the first spec that can be placed now.
 
 use super::crash_loop::CrashLoop;
+use super::instance::ended::{EndedIndex, EndedKey, Kept};
 use super::model::{Billing, GpuRequest, Instance, InstanceRequest, Range, SnapshotOptions};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +108,10 @@ pub struct Deployment {
     pub schedule: Vec<super::autoscale::ScheduledMinimum>,
     #[serde(default)]
     pub scaling: super::autoscale::ScalingState,
+    /// When it became final with none of its instances still active: its retention runs
+    /// from here (DESIGN §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 impl Deployment {
@@ -160,22 +165,46 @@ impl Deployment {
 }
 
 /// All deployments, those changed since the last commit, and the crashed replica sets
-/// waiting to replace replicas.
+/// waiting to replace replicas; indexed by name (whatever its case) and, the final ones
+/// whose instances have all ended, by end for retention. Every change goes through
+/// [`Deployments::update`], which keeps both indexes in step.
 #[derive(Debug, Default)]
 pub struct Deployments {
-    pub(super) by_id: std::collections::BTreeMap<gpuspot_common::DeploymentId, Deployment>,
-    pub(super) dirty: std::collections::BTreeSet<gpuspot_common::DeploymentId>,
+    pub(super) by_id: BTreeMap<DeploymentId, Deployment>,
+    pub(super) dirty: BTreeSet<DeploymentId>,
     pub(super) crash_restarts: super::crash_loop::CrashRestarts,
+    by_name: HashMap<String, BTreeSet<DeploymentId>>,
+    ended: EndedIndex<DeploymentId>,
+    forgotten: Vec<DeploymentId>,
+}
+
+/// What the indexes hold for a deployment: its name's key and its retention entry.
+#[derive(PartialEq)]
+struct Keys {
+    name: String,
+    ended: Option<EndedKey>,
+}
+
+impl Keys {
+    fn of(d: &Deployment) -> Self {
+        let ended = d.ended_at.filter(|_| d.state.is_final()).map(|at| EndedKey {
+            kept: Kept::Ended,
+            at,
+            account: d.account_id.clone(),
+        });
+        Self { name: d.name.to_ascii_lowercase(), ended }
+    }
 }
 
 impl Deployments {
     /// A deployment a previous run committed, with its crash-loop wait.
     pub fn restore(&mut self, d: Deployment) {
         self.crash_restarts.restored(&d);
+        self.index(&d.id, &Keys::of(&d));
         self.by_id.insert(d.id.clone(), d);
     }
 
-    pub fn get(&self, id: &gpuspot_common::DeploymentId) -> Option<&Deployment> {
+    pub fn get(&self, id: &DeploymentId) -> Option<&Deployment> {
         self.by_id.get(id)
     }
 
@@ -183,20 +212,68 @@ impl Deployments {
         self.by_id.values()
     }
 
+    /// The deployments `name` names whatever its case, ended ones included.
+    pub fn named(&self, name: &str) -> impl Iterator<Item = &Deployment> {
+        let ids = self.by_name.get(&name.to_ascii_lowercase()).into_iter().flatten();
+        ids.filter_map(|id| self.by_id.get(id))
+    }
+
+    /// Final deployments whose instances have all ended, in the order retention forgets them.
+    pub fn ended(&self) -> &EndedIndex<DeploymentId> {
+        &self.ended
+    }
+
     pub fn insert(&mut self, d: Deployment) {
         self.dirty.insert(d.id.clone());
-        self.by_id.insert(d.id.clone(), d);
+        self.restore(d);
     }
 
     /// Changes a deployment (stored with the next commit).
     pub fn update<R>(
         &mut self,
-        id: &gpuspot_common::DeploymentId,
+        id: &DeploymentId,
         change: impl FnOnce(&mut Deployment) -> R,
     ) -> Option<R> {
         let d = self.by_id.get_mut(id)?;
+        let before = Keys::of(d);
+        let result = change(d);
+        let after = Keys::of(d);
         self.dirty.insert(id.clone());
-        Some(change(d))
+        if before != after {
+            self.unindex(id, &before);
+            self.index(id, &after);
+        }
+        Some(result)
+    }
+
+    /// Removes a final deployment whose instances have all ended; its row goes with the
+    /// next commit. None (and nothing changes) for any other.
+    pub fn forget(&mut self, id: &DeploymentId) -> Option<Deployment> {
+        let keys = self.by_id.get(id).map(Keys::of).filter(|k| k.ended.is_some())?;
+        self.forget_crashes(id);
+        self.unindex(id, &keys);
+        self.dirty.remove(id);
+        self.forgotten.push(id.clone());
+        self.by_id.remove(id)
+    }
+
+    fn index(&mut self, id: &DeploymentId, keys: &Keys) {
+        self.by_name.entry(keys.name.clone()).or_default().insert(id.clone());
+        if let Some(ended) = &keys.ended {
+            self.ended.insert(id, ended);
+        }
+    }
+
+    fn unindex(&mut self, id: &DeploymentId, keys: &Keys) {
+        if let Some(ids) = self.by_name.get_mut(&keys.name) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_name.remove(&keys.name);
+            }
+        }
+        if let Some(ended) = &keys.ended {
+            self.ended.remove(id, ended);
+        }
     }
 
     pub fn take_dirty(&mut self) -> Vec<Deployment> {
@@ -204,5 +281,10 @@ impl Deployments {
             .into_iter()
             .filter_map(|id| self.by_id.get(&id).cloned())
             .collect()
+    }
+
+    /// Deployments retention forgot since the last call, for the commit.
+    pub fn take_forgotten(&mut self) -> Vec<DeploymentId> {
+        std::mem::take(&mut self.forgotten)
     }
 }

@@ -52,13 +52,10 @@ impl Cluster {
         !name.is_empty() && self.deployments_named(name).any(|d| !d.state.is_final())
     }
 
-    /// The deployments `name` names whatever its case, ended ones included.
-    pub fn deployments_named<'a>(
-        &'a self,
-        name: &str,
-    ) -> impl Iterator<Item = &'a Deployment> + use<'a> {
-        let name = name.to_owned();
-        self.deployments.iter().filter(move |d| d.name.eq_ignore_ascii_case(&name))
+    /// The deployments `name` names whatever its case, ended ones included (from the name
+    /// index: the cost is the matches, not every deployment kept).
+    pub fn deployments_named(&self, name: &str) -> impl Iterator<Item = &Deployment> {
+        self.deployments.named(name)
     }
 
     pub fn create_deployment(
@@ -93,6 +90,7 @@ impl Cluster {
             autoscaling: new.autoscaling,
             schedule: new.schedule,
             scaling: Default::default(),
+            ended_at: None,
         };
         self.deployments.insert(deployment);
         self.deployment_event(now, EventKind::DeploymentCreated, &id);
@@ -225,6 +223,7 @@ impl Cluster {
             self.end_instance(&instance, now);
         }
         self.deployment_event(now, EventKind::DeploymentEnded, id);
+        self.note_deployment_ended(id, now);
     }
 
     /// Stops an instance for its deployment (queued ones end at once). It ends with
@@ -276,7 +275,7 @@ impl Cluster {
                     _ => {}
                 });
             }
-            None => {}
+            None => self.note_deployment_ended(&id, now),
         }
         self.reconcile_one(&id, now);
     }

@@ -41,6 +41,8 @@ pub mod crash_loop;
 mod crash_loop_tests;
 pub mod deployment;
 #[cfg(test)]
+mod deployment_retention_tests;
+#[cfg(test)]
 mod deployment_tests;
 pub mod deployments;
 pub mod error;

@@ -2,15 +2,20 @@
 //! grows its disk or memory without bound. An ended instance is forgotten `ended` after its
 //! end, a request that never ran (`failed`) after `failed`, and beyond its account's newest
 //! `max_ended_per_account` at once; events, and the inbox messages they made (pending mail
-//! excepted), after `events`, and an account's beyond its newest `max_events_per_account`. The ledger is never pruned. Instance deadlines come from the
-//! table's ended index (exact); events are swept every twentieth of their retention.
+//! excepted), after `events`, and an account's beyond its newest `max_events_per_account`.
+//! A final deployment is forgotten `ended` after it ended and its last instance did, and
+//! beyond its account's newest `max_ended_per_account` final deployments at once, with the
+//! instances it still has (so that none refers to a deployment that is gone). The ledger is
+//! never pruned. Deadlines come from the ended indexes (exact); events are swept every
+//! twentieth of their retention.
 
 use super::cluster::Cluster;
+use super::deployment::Deployment;
 use super::events::Event;
 use super::instance::Instance;
-use super::instance::ended::Kept;
+use super::instance::ended::{EndedIndex, Kept};
 use chrono::{DateTime, Utc};
-use gpuspot_common::AccountId;
+use gpuspot_common::{AccountId, DeploymentId};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -110,32 +115,54 @@ impl Cluster {
         &self.retention.settings
     }
 
-    /// When an ended instance is next due to be forgotten: at once while an account keeps
-    /// more than it may, else when the longest-ended of either class reaches its retention.
+    /// When an ended instance or a final deployment is next due to be forgotten.
     pub(super) fn next_forget(&self) -> Option<DateTime<Utc>> {
         let settings = &self.retention.settings;
-        let ended = self.instances.ended();
-        if ended.any_over(settings.max_ended_per_account) {
-            return Some(DateTime::<Utc>::MIN_UTC);
-        }
-        let due = |kept| ended.oldest(kept).map(|at| shifted(at, settings.of(kept), true));
-        Kept::ALL.into_iter().filter_map(due).min()
+        let instances = self.instances.ended().next_due(settings);
+        instances.into_iter().chain(self.deployments.ended().next_due(settings)).min()
     }
 
-    /// Forgets the ended instances whose retention is over at `now`, and each account's
-    /// beyond its newest `max_ended_per_account`; their rows go with the next commit.
+    /// Forgets the ended instances and final deployments whose retention is over at `now`,
+    /// and each account's beyond its newest `max_ended_per_account`; their rows go with the
+    /// next commit. A deployment takes the instances it still has with it.
     pub(super) fn forget_ended(&mut self, now: DateTime<Utc>) {
         let settings = &self.retention.settings;
-        let ended = self.instances.ended();
-        let mut due: Vec<_> = Kept::ALL
-            .into_iter()
-            .flat_map(|kept| ended.ended_by(kept, shifted(now, settings.of(kept), false)))
-            .collect();
-        due.extend(ended.beyond(settings.max_ended_per_account));
-        let forgotten = due.into_iter().filter_map(|id| self.instances.forget(&id)).count();
-        if forgotten > 0 {
-            tracing::debug!(forgotten, "ended instances past their retention forgotten");
+        let (instances, deployments) = (
+            self.instances.ended().due(settings, now),
+            self.deployments.ended().due(settings, now),
+        );
+        let mut forgotten = instances.iter().filter_map(|id| self.instances.forget(id)).count();
+        for id in &deployments {
+            let owned: Vec<_> = self.instances.of_owner(id).map(|i| i.id.clone()).collect();
+            forgotten += owned.iter().filter_map(|i| self.instances.forget(i)).count();
+            self.deployments.forget(id);
         }
+        if forgotten + deployments.len() > 0 {
+            let deployments = deployments.len();
+            tracing::debug!(forgotten, deployments, "ended work past its retention forgotten");
+        }
+    }
+
+    /// A final deployment's retention starts once none of its instances is active (it may
+    /// still be stopping them when it ends).
+    pub(super) fn note_deployment_ended(&mut self, id: &DeploymentId, now: DateTime<Utc>) {
+        let pending =
+            self.deployments.get(id).is_none_or(|d| !d.state.is_final() || d.ended_at.is_some());
+        if pending || self.instances.of_owner(id).any(|i| !i.is_terminated()) {
+            return;
+        }
+        self.deployments.update(id, |d| d.ended_at = Some(now));
+    }
+
+    /// For a deployment stored before retention knew its end: its last instance's end (or
+    /// its creation), once it is final and they have all ended.
+    pub(super) fn restored_end(&self, d: &Deployment) -> Option<DateTime<Utc>> {
+        if !d.state.is_final() || d.ended_at.is_some() {
+            return d.ended_at;
+        }
+        let mut owned = self.instances.of_owner(&d.id);
+        let ends: Option<Vec<_>> = owned.by_ref().map(|i| i.ended_at()).collect();
+        Some(ends?.into_iter().max().unwrap_or(d.created_at))
     }
 
     /// Events older than `events` (and their messages) go with the next commit.
@@ -147,6 +174,29 @@ impl Cluster {
     /// The event prune for the commit being taken.
     pub(super) fn take_event_prune(&mut self) -> Option<DateTime<Utc>> {
         self.retention.prune_events_before.take()
+    }
+}
+
+impl<Id: Ord + Clone> EndedIndex<Id> {
+    /// When the next of these is due to be forgotten: at once while an account keeps more
+    /// than it may, else when the longest-ended of either class reaches its retention.
+    fn next_due(&self, settings: &Retention) -> Option<DateTime<Utc>> {
+        if self.any_over(settings.max_ended_per_account) {
+            return Some(DateTime::<Utc>::MIN_UTC);
+        }
+        let due = |kept| self.oldest(kept).map(|at| shifted(at, settings.of(kept), true));
+        Kept::ALL.into_iter().filter_map(due).min()
+    }
+
+    /// Those whose retention is over at `now`, and each account's beyond its newest
+    /// `max_ended_per_account` (one may be named twice).
+    fn due(&self, settings: &Retention, now: DateTime<Utc>) -> Vec<Id> {
+        let mut due: Vec<_> = Kept::ALL
+            .into_iter()
+            .flat_map(|kept| self.ended_by(kept, shifted(now, settings.of(kept), false)))
+            .collect();
+        due.extend(self.beyond(settings.max_ended_per_account));
+        due
     }
 }
 

@@ -12,10 +12,10 @@ use gpuspot_common::protocol::WorkloadState;
 use gpuspot_common::{AccountId, InstanceId};
 
 const FAILED: i64 = 10;
-const ENDED: i64 = 20;
+pub(super) const ENDED: i64 = 20;
 const EVENTS: i64 = 100;
 
-fn retention(max_ended_per_account: usize) -> Retention {
+pub(super) fn retention(max_ended_per_account: usize) -> Retention {
     let secs = |s: i64| std::time::Duration::from_secs(s as u64);
     Retention {
         ended: secs(ENDED),
@@ -26,7 +26,7 @@ fn retention(max_ended_per_account: usize) -> Retention {
     }
 }
 
-fn account(c: &mut Cluster, name: &str, max_instances: Option<u32>) -> AccountId {
+pub(super) fn account(c: &mut Cluster, name: &str, max_instances: Option<u32>) -> AccountId {
     let id = c.create_account(crate::core::accounts::NewAccount::named(name), t(0));
     let change = QuotaChange { max_gpus: None, max_instances: Some(max_instances) };
     c.set_quota(&id, QuotaUpdate::Change(change), t(0)).unwrap();

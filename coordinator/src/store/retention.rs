@@ -3,6 +3,7 @@
 //! stays). The newest event always stays, so that event ids continue after it on the next
 //! start; the ledger is never touched. A database created by this version gives the pages
 //! freed back to the file system (incremental auto-vacuum); an older one reuses them.
+//! The rows of final deployments the core forgot are deleted like those of instances.
 
 use super::{Batch, StoreError};
 use rusqlite::{Connection, Transaction, params};
@@ -21,6 +22,10 @@ pub fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     for id in &batch.forgotten_instances {
         forget.execute([id.as_str()])?;
     }
+    let mut forget = tx.prepare_cached("DELETE FROM deployments WHERE id = ?1")?;
+    for id in &batch.forgotten_deployments {
+        forget.execute([id.as_str()])?;
+    }
     if let Some(before) = batch.prune_events_before {
         prune_events(tx, &before.to_rfc3339())?;
     }
@@ -28,7 +33,8 @@ pub fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
         trim_events(tx, account.as_str(), *keep)?;
     }
     let pruned = batch.prune_events_before.is_some() || !batch.trim_events.is_empty();
-    if !batch.forgotten_instances.is_empty() || pruned {
+    let forgotten = batch.forgotten_instances.len() + batch.forgotten_deployments.len();
+    if forgotten > 0 || pruned {
         // Each step hands back one free page: the work is what the deletions freed.
         let mut vacuum = tx.prepare_cached("PRAGMA incremental_vacuum")?;
         let mut pages = vacuum.query([])?;

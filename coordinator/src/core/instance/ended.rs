@@ -1,7 +1,8 @@
 //! Ended instances in the order retention forgets them (DESIGN §15): by end time within
 //! each [`Kept`] class (a request that never ran is kept for `failed`, any other end for
 //! `ended`), and per account, so that the newest `max_ended_per_account` are all an
-//! account keeps. The table keeps this index in step with every instance's lifecycle.
+//! account keeps. The table keeps this index in step with every instance's lifecycle; the
+//! deployments keep one of their own for final deployments (all kept for `ended`).
 
 use super::Instance;
 use crate::core::model::InstanceState;
@@ -49,19 +50,26 @@ impl EndedKey {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct EndedIndex {
-    by_age: BTreeMap<Kept, BTreeSet<(DateTime<Utc>, InstanceId)>>,
-    by_account: BTreeMap<AccountId, BTreeSet<(DateTime<Utc>, InstanceId)>>,
+/// Ended records (instances, or final deployments) by age and by account.
+#[derive(Debug)]
+pub struct EndedIndex<Id = InstanceId> {
+    by_age: BTreeMap<Kept, BTreeSet<(DateTime<Utc>, Id)>>,
+    by_account: BTreeMap<AccountId, BTreeSet<(DateTime<Utc>, Id)>>,
 }
 
-impl EndedIndex {
-    pub fn insert(&mut self, id: &InstanceId, key: &EndedKey) {
+impl<Id> Default for EndedIndex<Id> {
+    fn default() -> Self {
+        Self { by_age: BTreeMap::new(), by_account: BTreeMap::new() }
+    }
+}
+
+impl<Id: Ord + Clone> EndedIndex<Id> {
+    pub fn insert(&mut self, id: &Id, key: &EndedKey) {
         self.by_age.entry(key.kept).or_default().insert((key.at, id.clone()));
         self.by_account.entry(key.account.clone()).or_default().insert((key.at, id.clone()));
     }
 
-    pub fn remove(&mut self, id: &InstanceId, key: &EndedKey) {
+    pub fn remove(&mut self, id: &Id, key: &EndedKey) {
         let entry = (key.at, id.clone());
         if let Some(set) = self.by_age.get_mut(&key.kept) {
             set.remove(&entry);
@@ -80,7 +88,7 @@ impl EndedIndex {
     }
 
     /// Instances of the class that ended by `cutoff`, oldest first.
-    pub fn ended_by(&self, kept: Kept, cutoff: DateTime<Utc>) -> Vec<InstanceId> {
+    pub fn ended_by(&self, kept: Kept, cutoff: DateTime<Utc>) -> Vec<Id> {
         let set = self.by_age.get(&kept).into_iter().flatten();
         set.take_while(|(at, _)| *at <= cutoff).map(|(_, id)| id.clone()).collect()
     }
@@ -91,7 +99,7 @@ impl EndedIndex {
     }
 
     /// Every account's ended instances beyond its newest `max`.
-    pub fn beyond(&self, max: usize) -> Vec<InstanceId> {
+    pub fn beyond(&self, max: usize) -> Vec<Id> {
         let over = self.by_account.values().filter(|set| set.len() > max);
         over.flat_map(|set| set.iter().take(set.len() - max).map(|(_, id)| id.clone())).collect()
     }
