@@ -3,10 +3,12 @@
 //! ended instances go after `ended`, events (and their inbox messages) after `events`, the
 //! ledger never; each account keeps at most `max_ended_per_account` ended records and
 //! `max_events_per_account` events; a DELETE forgets a failed request at once; and a
-//! data dir holding rows past their retention is pruned as the coordinator starts. The
+//! data dir holding rows past their retention is pruned as the coordinator starts. A deleted
+//! deployment goes after `ended` too, with its instances, for good; a live one stays. The
 //! retentions come from the config, so a day runs as a second or two.
 
 use gpuspot_e2e::billing::{Account, charged, create_account};
+use gpuspot_e2e::deploy::regular_spec;
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::market::patch;
 use gpuspot_e2e::{Api, wait_until};
@@ -193,4 +195,61 @@ fn an_account_keeps_at_most_its_newest_events_whatever_their_age() {
     let first = theirs.wait_for(SOON, "other's first own event", |e| e.kind != "price_changed");
     assert_eq!(first.kind, "account_created", "another account keeps its oldest: {first:?}");
     assert_eq!(acme.ledger().len(), 61, "the ledger keeps every payment");
+}
+
+fn deployment(account: &Account, name: &str) -> (String, Vec<String>) {
+    let body = json!({ "name": name, "mode": "replicaset", "replicas": 1,
+            "specs": [regular_spec(&["RTX 4090"], 1)], "template": { "command": sh(SLEEP) } });
+    let (status, created) = account.api.post("/v1/deployments", &body);
+    assert_eq!(status, 202, "POST deployment {name}: {created}");
+    let id = s(&created, "id").to_owned();
+    let (status, view) = account.api.get(&format!("/v1/deployments/{id}"));
+    assert_eq!(status, 200, "{view}");
+    let instances = view["instances"].as_array().expect("instances").iter();
+    (id, instances.map(|i| s(i, "id").to_owned()).collect())
+}
+
+fn listed_deployments(api: &Api) -> Vec<String> {
+    let (status, list) = api.get("/v1/deployments");
+    assert_eq!(status, 200, "{list}");
+    list.as_array().expect("a list").iter().map(|d| s(d, "id").to_owned()).collect()
+}
+
+#[test]
+fn deleted_deployments_are_forgotten_after_ended_for_good_and_live_ones_stay() {
+    let mut c = cluster!(&config("ended = \"2s\""));
+    let _host = c.agent(&c.write_profile("host-a", "RTX 4090", 1, 8, 64));
+    let acme = create_account(&c.api, "acme");
+    acme.pay(&c.api, "100.00");
+    let (gone, replicas) = deployment(&acme, "gone");
+    assert_eq!(replicas.len(), 1, "its replica takes the one GPU");
+    c.wait_state(&replicas[0], "running");
+    let (by_name, waiting) = deployment(&acme, "ByName");
+    assert!(waiting.is_empty(), "no GPU is left for it");
+    assert_eq!(acme.api.delete("/v1/deployments/byname").0, 200);
+    let (live, _) = deployment(&acme, "live");
+    assert_eq!(acme.api.delete(&format!("/v1/deployments/{gone}")).0, 200);
+    assert_eq!(s(&acme.api.get(&format!("/v1/deployments/{gone}")).1, "state"), "deleted");
+    c.wait_state(&replicas[0], "terminated");
+
+    wait_until(SOON, "the deleted deployments to be forgotten after `ended`", || {
+        let listed = listed_deployments(&acme.api);
+        let answers = [&gone, &by_name].map(|id| acme.api.get(&format!("/v1/deployments/{id}")).0);
+        holds(answers == [404, 404] && listed == vec![live.clone()], || {
+            format!("GET {answers:?}, listed {listed:?}")
+        })
+    });
+    assert_eq!(acme.api.get("/v1/deployments/ByName").0, 404, "nor by its name");
+    assert_eq!(status_of(&acme.api, &replicas[0]), 404, "its replica went with it");
+    assert_eq!(acme.api.get(&format!("/v1/deployments/{live}")).0, 200, "live: kept");
+
+    // Gone from the data dir too: a longer retention after a restart does not bring it back.
+    c.coordinator.terminate(SOON);
+    std::fs::write(c.dir().join("coordinator.toml"), config("ended = \"1h\"")).expect("config");
+    c.coordinator.start_again();
+    for id in [&gone, &by_name] {
+        assert_eq!(acme.api.get(&format!("/v1/deployments/{id}")).0, 404, "{id}: for good");
+    }
+    assert_eq!(listed_deployments(&acme.api), vec![live]);
+    assert_eq!(status_of(&acme.api, &replicas[0]), 404);
 }
