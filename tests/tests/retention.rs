@@ -209,6 +209,14 @@ fn deployment(account: &Account, name: &str) -> (String, Vec<String>) {
     (id, instances.map(|i| s(i, "id").to_owned()).collect())
 }
 
+/// A deployment that never got an instance (nothing can take it), deleted at once.
+fn deleted_deployment(account: &Account, name: &str) -> String {
+    let (id, instances) = deployment(account, name);
+    assert!(instances.is_empty(), "no host: {instances:?}");
+    assert_eq!(account.api.delete(&format!("/v1/deployments/{id}")).0, 200);
+    id
+}
+
 fn listed_deployments(api: &Api) -> Vec<String> {
     let (status, list) = api.get("/v1/deployments");
     assert_eq!(status, 200, "{list}");
@@ -252,4 +260,30 @@ fn deleted_deployments_are_forgotten_after_ended_for_good_and_live_ones_stay() {
     }
     assert_eq!(listed_deployments(&acme.api), vec![live]);
     assert_eq!(status_of(&acme.api, &replicas[0]), 404);
+}
+
+#[test]
+fn each_account_keeps_at_most_its_newest_final_deployments() {
+    let c = cluster!(&config("ended = \"1h\"\nmax_ended_per_account = 3"));
+    let acme = create_account(&c.api, "acme");
+    let other = create_account(&c.api, "other");
+    let theirs = deleted_deployment(&other, "theirs");
+    // The loop a tenant could run forever: create and delete, again and again.
+    let ids: Vec<String> = (0..20).map(|n| deleted_deployment(&acme, &format!("d{n}"))).collect();
+    wait_until(SOON, "acme to keep only its 3 newest final deployments", || {
+        let mut kept = listed_deployments(&acme.api);
+        kept.sort();
+        let mut newest = ids[17..].to_vec();
+        newest.sort();
+        holds(kept == newest, || format!("kept {kept:?}, want {newest:?}"))
+    });
+    assert_eq!(acme.api.get(&format!("/v1/deployments/{}", ids[0])).0, 404);
+    assert_eq!(acme.api.get("/v1/deployments/d16").0, 404, "nor by its name");
+    assert_eq!(other.api.get(&format!("/v1/deployments/{theirs}")).0, 200, "theirs stays");
+    let db = rusqlite::Connection::open(c.coordinator.data_dir.join("gpuspot.db")).expect("db");
+    wait_until(SOON, "the table to hold acme's 3 and theirs, not the 21 made", || {
+        let rows: i64 =
+            db.query_row("SELECT COUNT(*) FROM deployments", [], |r| r.get(0)).expect("count");
+        holds(rows == 4, || format!("{rows} rows"))
+    });
 }

@@ -19,8 +19,9 @@ use gpuspot_common::{AccountId, DeploymentId};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// An account's ended instances beyond this many (newest kept) are forgotten at once: at
-/// 64 KiB of `env` and of `command` each, about 130 MB per account at worst.
+/// An account's ended instances beyond this many (newest kept) are forgotten at once, and
+/// so are its final deployments: at 64 KiB of `env` and of `command` each, about 130 MB of
+/// each per account at worst.
 pub const DEFAULT_MAX_ENDED_PER_ACCOUNT: usize = 1000;
 /// An account's events beyond this many (newest kept) go, whatever their age: a tenant
 /// looping create and delete (each a few events) cannot fill the disk within `events`.
@@ -29,7 +30,8 @@ pub const DEFAULT_MAX_EVENTS_PER_ACCOUNT: usize = 100_000;
 /// Config `[retention]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Retention {
-    /// How long an instance that ran (or was stopped before it ran) is kept after its end.
+    /// How long an instance that ran (or was stopped before it ran), or a final deployment,
+    /// is kept after its end.
     pub ended: Duration,
     /// How long a request that never ran (`failed`) is kept; it counts against its
     /// account's quota until then.
