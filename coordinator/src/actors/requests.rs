@@ -105,7 +105,7 @@ impl ClusterActor {
     fn stats(&self) -> Stats {
         let mut stats = Stats {
             pools: self.pool_views(),
-            deployments: self.core.deployments().filter(|d| !d.state.is_final()).count(),
+            deployments: self.core.live_deployments().count(),
             accounts: self.core.accounts().count(),
             ..Default::default()
         };

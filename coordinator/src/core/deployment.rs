@@ -174,14 +174,17 @@ pub struct Deployments {
     pub(super) dirty: BTreeSet<DeploymentId>,
     pub(super) crash_restarts: super::crash_loop::CrashRestarts,
     by_name: HashMap<String, BTreeSet<DeploymentId>>,
+    live: BTreeSet<DeploymentId>,
     ended: EndedIndex<DeploymentId>,
     forgotten: Vec<DeploymentId>,
 }
 
-/// What the indexes hold for a deployment: its name's key and its retention entry.
+/// What the indexes hold for a deployment: its name's key, whether it is live, and its
+/// retention entry.
 #[derive(PartialEq)]
 struct Keys {
     name: String,
+    live: bool,
     ended: Option<EndedKey>,
 }
 
@@ -192,7 +195,7 @@ impl Keys {
             at,
             account: d.account_id.clone(),
         });
-        Self { name: d.name.to_ascii_lowercase(), ended }
+        Self { name: d.name.to_ascii_lowercase(), live: !d.state.is_final(), ended }
     }
 }
 
@@ -210,6 +213,12 @@ impl Deployments {
 
     pub fn iter(&self) -> impl Iterator<Item = &Deployment> {
         self.by_id.values()
+    }
+
+    /// The deployments not final yet, by id: what reconciles and routes look at, whatever
+    /// the history kept.
+    pub fn live(&self) -> impl Iterator<Item = &Deployment> {
+        self.live.iter().filter_map(|id| self.by_id.get(id))
     }
 
     /// The deployments `name` names whatever its case, ended ones included.
@@ -259,6 +268,9 @@ impl Deployments {
 
     fn index(&mut self, id: &DeploymentId, keys: &Keys) {
         self.by_name.entry(keys.name.clone()).or_default().insert(id.clone());
+        if keys.live {
+            self.live.insert(id.clone());
+        }
         if let Some(ended) = &keys.ended {
             self.ended.insert(id, ended);
         }
@@ -271,6 +283,7 @@ impl Deployments {
                 self.by_name.remove(&keys.name);
             }
         }
+        self.live.remove(id);
         if let Some(ended) = &keys.ended {
             self.ended.remove(id, ended);
         }

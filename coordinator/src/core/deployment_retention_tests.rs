@@ -1,7 +1,7 @@
 //! Retention of deployments (DESIGN §15): a final deployment is forgotten `ended` after it
 //! and its last instance ended, with its instances; each account keeps its newest
-//! `max_ended_per_account` final deployments; a live one stays; names are found through an
-//! index kept in step with create, end and forget.
+//! `max_ended_per_account` final deployments; a live one stays; names (and the live ones)
+//! are found through indexes kept in step with create, end and forget.
 
 use super::cluster::Cluster;
 use super::deployment::{DeploymentState, Mode};
@@ -103,6 +103,8 @@ fn the_name_index_follows_create_delete_forget_and_restore() {
     let mut both = vec![old.clone(), live.clone()];
     both.sort();
     assert_eq!(named(&c, "web"), both);
+    let live_ids: Vec<_> = c.live_deployments().map(|d| d.id.clone()).collect();
+    assert_eq!(live_ids, vec![live.clone()], "reconciles and routes see the live one only");
 
     let stored = c.take_changes().deployments;
     assert_eq!(wake(&mut c, t(1 + ENDED)), vec![old.clone()]);

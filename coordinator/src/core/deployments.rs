@@ -40,6 +40,11 @@ impl Cluster {
         self.deployments.iter()
     }
 
+    /// The deployments not final yet (the cost is theirs, not the history's).
+    pub fn live_deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.deployments.live()
+    }
+
     /// The deployment's instances, oldest first.
     pub fn deployment_instances(&self, id: &DeploymentId) -> Vec<&Instance> {
         self.instances.of_owner(id).collect()
@@ -282,8 +287,7 @@ impl Cluster {
 
     /// Every deployment still in play gets another look (capacity or prices changed).
     pub fn reconcile_deployments(&mut self, now: DateTime<Utc>) {
-        let ids: Vec<DeploymentId> =
-            self.deployments.iter().filter(|d| !d.state.is_final()).map(|d| d.id.clone()).collect();
+        let ids: Vec<DeploymentId> = self.deployments.live().map(|d| d.id.clone()).collect();
         for id in ids {
             self.reconcile_deployment(&id);
         }

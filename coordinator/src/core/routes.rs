@@ -100,7 +100,7 @@ impl Cluster {
 
     /// Every live replica set's route, for the gateway.
     pub fn routes(&self) -> Vec<Route> {
-        let mut live: Vec<_> = self.deployments.iter().filter(|d| !d.state.is_final()).collect();
+        let mut live: Vec<_> = self.deployments.live().collect();
         live.sort_by(|a, b| (a.created_at, &a.id.0).cmp(&(b.created_at, &b.id.0)));
         live.into_iter()
             .map(|d| Route {
