@@ -62,6 +62,24 @@ impl Watcher {
     }
 }
 
+/// Starts the network helper of a running guest again if it died while no agent ran: the
+/// guest's ports are published through it, and only through it.
+fn reconnect(inner: &Inner, record: &mut ProcessRecord, instance_dir: &std::path::Path) {
+    let Some(helper) = record.net_helper.filter(|helper| !helper.alive()) else { return };
+    let network = &inner.options.network;
+    match network.restart(record.workload, instance_dir, &record.ports) {
+        Ok(helper) => {
+            record.net_helper = Some(helper);
+            if let Err(error) = record.save(instance_dir) {
+                tracing::warn!(instance_id = %record.instance_id, %error,
+                    "cannot record the guest's new network helper");
+            }
+        }
+        Err(error) => tracing::warn!(instance_id = %record.instance_id, pid = helper.pid,
+            %error, "the guest's network helper is gone and could not be started again"),
+    }
+}
+
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes plain integers; a returned fd is ours to own.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -93,6 +111,9 @@ pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
             watcher = Watcher::Gone;
         }
         let alive = !matches!(watcher, Watcher::Gone);
+        if alive {
+            reconnect(inner, &mut record, &instance_dir);
+        }
         tracing::info!(instance_id = %record.instance_id, pid = record.workload.pid, alive,
             "adopting a workload left by an earlier agent process");
         let cgroup = InstanceCgroup::open(&record.cgroups);

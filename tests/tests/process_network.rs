@@ -1,0 +1,103 @@
+//! Process guests in their own network namespace (DESIGN §15; issue 24 hole 4): one
+//! tenant's guest cannot reach another's undeclared port, neither over 127.0.0.1 nor over
+//! the host's address; it reaches the other's published `PORT` through the host, and the
+//! outside world (here a server on the host's non-loopback address), but not the host's
+//! loopback. Commands run in a guest (exec) see its network.
+
+use gpuspot_e2e::billing::create_account;
+use gpuspot_e2e::exec::exec;
+use gpuspot_e2e::guests::value_of;
+use gpuspot_e2e::{Cluster, cluster, request, s, sh};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener};
+
+/// The host's own non-loopback address: the source of its route to the outside.
+fn host_address() -> IpAddr {
+    let out = std::process::Command::new("ip").args(["-4", "route", "get", "1"]).output();
+    let out = String::from_utf8_lossy(&out.expect("ip route").stdout).into_owned();
+    let mut words = out.split_whitespace();
+    words.find(|w| *w == "src");
+    words.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no src in {out}"))
+}
+
+/// A server answering `body` to every connection, until the test process ends; its port.
+fn serve(address: IpAddr, body: &'static str) -> u16 {
+    let listener = TcpListener::bind((address, 0)).expect("bind a test server");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let answer = format!("HTTP/1.0 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+/// B serves `published` on its `PORT` and `secret` on an undeclared port, on every address.
+const B: &str = "mkdir -p pub sec; echo published > pub/who; echo secret > sec/who; \
+                 (cd sec && exec python3 -m http.server 9999 >/dev/null 2>&1 &); \
+                 echo PORT=$PORT; cd pub; exec python3 -m http.server $PORT";
+
+/// What A tries; each line is what curl got, then its exit status.
+fn probe(host: IpAddr, b_port: &str, outside: u16, loopback: u16) -> String {
+    let get = |key: &str, url: String| {
+        format!("echo {key}=$(curl -s --max-time 3 {url} 2>&1; echo \" $?\"); ")
+    };
+    [
+        get("B_LOOPBACK", "http://127.0.0.1:9999/who".into()),
+        get("B_HOST", format!("http://{host}:9999/who")),
+        get("B_PUBLISHED", format!("http://{host}:{b_port}/who")),
+        get("OUTSIDE", format!("http://{host}:{outside}/")),
+        get("HOST_LOOPBACK", format!("http://127.0.0.1:{loopback}/")),
+        get("HOST_VIA_GATEWAY", format!("http://10.0.2.2:{loopback}/")),
+        "echo PROBED; exec sleep 120".into(),
+    ]
+    .concat()
+}
+
+#[test]
+fn tenants_process_guests_reach_each_other_only_through_published_ports() {
+    let c = cluster!();
+    let _a = c.agent(&Cluster::seed_profile("host-a"));
+    let (alice, bob) = (create_account(&c.api, "alice"), create_account(&c.api, "bob"));
+    for tenant in [&alice, &bob] {
+        tenant.pay(&c.api, "100");
+    }
+    let host = host_address();
+    let outside = serve(host, "outside-ok");
+    let loopback = serve(IpAddr::from([127, 0, 0, 1]), "host-loopback");
+
+    let b = s(&bob.api.create(&request("b", &["RTX 5090"], 1, &sh(B))), "id").to_owned();
+    c.wait_state(&b, "running");
+    let b_logs = c.wait_logs(&b, "PORT=");
+    let b_port = value_of(&b_logs, "PORT").expect("B's PORT").to_owned();
+    // B's own command sees its undeclared server.
+    gpuspot_e2e::wait_until(gpuspot_e2e::SOON, "B's servers to listen", || {
+        let look = "curl -s --max-time 2 http://127.0.0.1:9999/who; \
+                    curl -s --max-time 2 http://127.0.0.1:$PORT/who";
+        let (status, body) = exec(&c.api, &b, &["sh", "-c", look], 10);
+        let output = s(&body, "output").to_owned();
+        if status == 200 && output == "secret\npublished\n" {
+            Ok(())
+        } else {
+            Err(body.to_string())
+        }
+    });
+
+    let script = probe(host, &b_port, outside, loopback);
+    let a = s(&alice.api.create(&request("a", &["RTX 5090"], 1, &sh(&script))), "id").to_owned();
+    let out = c.wait_logs(&a, "PROBED");
+    eprintln!("{out}");
+    let line = |key: &str| value_of(&out, key).unwrap_or_else(|| panic!("no {key}= in {out}"));
+    for key in ["B_LOOPBACK", "B_HOST"] {
+        assert!(!line(key).contains("secret"), "{key}: A reached B's undeclared port: {out}");
+        assert!(!line(key).ends_with(" 0"), "{key}: {out}");
+    }
+    assert_eq!(line("B_PUBLISHED"), "published 0", "B's published port through the host");
+    assert_eq!(line("OUTSIDE"), "outside-ok 0", "the guest's outbound access");
+    for key in ["HOST_LOOPBACK", "HOST_VIA_GATEWAY"] {
+        assert!(!line(key).contains("host-loopback"), "{key}: the host's loopback: {out}");
+    }
+}
