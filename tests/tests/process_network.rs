@@ -2,14 +2,19 @@
 //! tenant's guest cannot reach another's undeclared port, neither over 127.0.0.1 nor over
 //! the host's address; it reaches the other's published `PORT` through the host, and the
 //! outside world (here a server on the host's non-loopback address), but not the host's
-//! loopback. Commands run in a guest (exec) see its network.
+//! loopback. Commands run in a guest (exec) see its network. The helper that connects a
+//! guest's network outlives an agent restart (or is started again by the restarted agent)
+//! and goes with the guest.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::exec::exec;
 use gpuspot_e2e::guests::value_of;
-use gpuspot_e2e::{Cluster, cluster, request, s, sh};
+use gpuspot_e2e::{
+    Cluster, SOON, cluster, config_with_timers, is_alive, request, s, sh, wait_until,
+};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
+use std::time::Duration;
 
 /// The host's own non-loopback address: the source of its route to the outside.
 fn host_address() -> IpAddr {
@@ -74,7 +79,7 @@ fn tenants_process_guests_reach_each_other_only_through_published_ports() {
     let b_logs = c.wait_logs(&b, "PORT=");
     let b_port = value_of(&b_logs, "PORT").expect("B's PORT").to_owned();
     // B's own command sees its undeclared server.
-    gpuspot_e2e::wait_until(gpuspot_e2e::SOON, "B's servers to listen", || {
+    wait_until(SOON, "B's servers to listen", || {
         let look = "curl -s --max-time 2 http://127.0.0.1:9999/who; \
                     curl -s --max-time 2 http://127.0.0.1:$PORT/who";
         let (status, body) = exec(&c.api, &b, &["sh", "-c", look], 10);
@@ -100,4 +105,67 @@ fn tenants_process_guests_reach_each_other_only_through_published_ports() {
     for key in ["HOST_LOOPBACK", "HOST_VIA_GATEWAY"] {
         assert!(!line(key).contains("host-loopback"), "{key}: the host's loopback: {out}");
     }
+}
+
+/// The network helper of instance `id`: the process serving its API socket.
+fn helper_of(id: &str) -> Option<u32> {
+    let socket = format!("/{id}/net.sock");
+    let pids = std::fs::read_dir("/proc").expect("/proc").flatten();
+    pids.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        cmdline.contains("slirp4netns") && cmdline.contains(&socket)
+    })
+}
+
+/// What `url` answers, if anything, within a second.
+fn answer(url: &str) -> Option<String> {
+    let client = reqwest::blocking::Client::new();
+    let response = client.get(url).timeout(Duration::from_secs(1)).send().ok()?;
+    response.text().ok()
+}
+
+#[test]
+fn a_published_port_outlives_an_agent_restart_and_its_helper_goes_with_the_guest() {
+    let c = cluster!(&config_with_timers(&[("host_lost_after", "30s")]));
+    let profile = Cluster::seed_profile("host-a");
+    let mut a = c.agent(&profile);
+    let server = "echo ok > who; echo PORT=$PORT; exec python3 -m http.server $PORT";
+    let id = s(&c.api.create(&request("web", &["RTX 5090"], 1, &sh(server))), "id").to_owned();
+    let logs = c.wait_logs(&id, "PORT=");
+    let url = format!("http://127.0.0.1:{}/who", value_of(&logs, "PORT").expect("PORT"));
+    let serves = || answer(&url).filter(|a| a == "ok\n").ok_or("no answer".to_owned());
+    wait_until(SOON, "the guest to answer on its port", serves);
+    let helper = helper_of(&id).expect("the guest's network helper");
+
+    c.restart_agent(&mut a, &profile);
+    serves().expect("the port answers while no agent runs");
+    wait_until(SOON, "the agent to adopt the guest", || {
+        let log = a.log();
+        if log.contains("adopting a workload") { Ok(()) } else { Err(log) }
+    });
+    assert_eq!(helper_of(&id), Some(helper), "the restarted agent keeps the running helper");
+
+    // The helper dies while no agent runs: the restarted agent starts another.
+    a.kill();
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(helper as i32, libc::SIGKILL) };
+    wait_until(SOON, "the helper to end", || {
+        if is_alive(helper) { Err(String::new()) } else { Ok(()) }
+    });
+    assert!(serves().is_err(), "the port answers without its helper");
+    c.restart_agent(&mut a, &profile);
+    wait_until(SOON, "the guest to answer again", serves);
+    let second = helper_of(&id).expect("a new helper");
+    assert_ne!(second, helper);
+
+    let (status, body) = c.api.delete(&format!("/v1/instances/{id}"));
+    assert!(status < 300, "{status} {body}");
+    c.wait_state(&id, "terminated");
+    wait_until(SOON, "the helper to be gone and the port closed", || {
+        match (helper_of(&id), answer(&url)) {
+            (None, None) => Ok(()),
+            left => Err(format!("{left:?}")),
+        }
+    });
 }

@@ -204,8 +204,6 @@ fn start_helper(helper: &Path, instance_dir: &Path, target: Target) -> Result<Pr
         .arg(format!("--api-socket={}", socket.display()))
         .current_dir(instance_dir)
         .env_clear()
-        // Marks it as this instance's: the orphan sweep and the tests' clean-up find it.
-        .env("GPUSPOT_DATA_DIR", instance_dir.join("data"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
