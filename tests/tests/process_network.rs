@@ -130,13 +130,21 @@ fn a_published_port_outlives_an_agent_restart_and_its_helper_goes_with_the_guest
     let c = cluster!(&config_with_timers(&[("host_lost_after", "30s")]));
     let profile = Cluster::seed_profile("host-a");
     let mut a = c.agent(&profile);
-    let server = "echo ok > who; echo PORT=$PORT; exec python3 -m http.server $PORT";
+    let server = "echo ok > who; echo GID=$(id -g); echo PORT=$PORT; \
+                  exec python3 -m http.server $PORT";
     let id = s(&c.api.create(&request("web", &["RTX 5090"], 1, &sh(server))), "id").to_owned();
     let logs = c.wait_logs(&id, "PORT=");
     let url = format!("http://127.0.0.1:{}/who", value_of(&logs, "PORT").expect("PORT"));
     let serves = || answer(&url).filter(|a| a == "ok\n").ok_or("no answer".to_owned());
     wait_until(SOON, "the guest to answer on its port", serves);
     let helper = helper_of(&id).expect("the guest's network helper");
+    // Root without capabilities, in the guest's group: the host's filter knows its traffic.
+    let status = std::fs::read_to_string(format!("/proc/{helper}/status")).expect("status");
+    let ids = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").trim();
+    let gid = value_of(&logs, "GID").expect("GID");
+    assert!(ids("Uid:").split_whitespace().all(|id| id == "0"), "{status}");
+    assert!(ids("Gid:").split_whitespace().all(|id| id == gid), "{status}");
+    assert_eq!(ids("CapEff:"), "0000000000000400", "only CAP_NET_BIND_SERVICE: {status}");
 
     c.restart_agent(&mut a, &profile);
     serves().expect("the port answers while no agent runs");

@@ -66,8 +66,9 @@ impl Watcher {
 /// guest's ports are published through it, and only through it.
 fn reconnect(inner: &Inner, record: &mut ProcessRecord, instance_dir: &std::path::Path) {
     let Some(helper) = record.net_helper.filter(|helper| !helper.alive()) else { return };
+    let Some((_, gid)) = record.ids else { return };
     let network = &inner.options.network;
-    match network.restart(record.workload, instance_dir, &record.ports) {
+    match network.restart(record.workload, instance_dir, gid, &record.ports) {
         Ok(helper) => {
             record.net_helper = Some(helper);
             if let Err(error) = record.save(instance_dir) {

@@ -78,16 +78,21 @@ impl Networking {
         Self { helper }
     }
 
-    /// A network for one guest, its helper started and `ports` published; `None` when
-    /// guests keep the host's network.
-    pub fn create(&self, instance_dir: &Path, ports: &[u16]) -> Result<Option<GuestNet>, NetError> {
+    /// A network for one guest (group `gid`), its helper started and `ports` published;
+    /// `None` when guests keep the host's network.
+    pub fn create(
+        &self,
+        instance_dir: &Path,
+        gid: u32,
+        ports: &[u16],
+    ) -> Result<Option<GuestNet>, NetError> {
         let Some(helper) = &self.helper else { return Ok(None) };
         std::fs::write(instance_dir.join(RESOLV_CONF), NAMESERVER).map_err(NetError::Namespace)?;
         let namespace = new_namespace().map_err(NetError::Namespace)?;
         let started = Instant::now();
         let (exit_reader, exit) = std::io::pipe().map_err(NetError::Spawn)?;
         let target = Target::Namespace(&namespace, exit_reader);
-        let process = start_helper(helper, instance_dir, target)?;
+        let process = start_helper(helper, instance_dir, gid, target)?;
         let net = GuestNet { namespace: Some(namespace), helper: process, exit: Some(exit) };
         if let Err(error) = publish(instance_dir, ports) {
             net.helper.kill_and_wait();
@@ -103,10 +108,11 @@ impl Networking {
         &self,
         init: ProcRef,
         instance_dir: &Path,
+        gid: u32,
         ports: &[u16],
     ) -> Result<ProcRef, NetError> {
         let helper = self.helper.as_ref().ok_or_else(|| NetError::Spawn(missing()))?;
-        let process = start_helper(helper, instance_dir, Target::Pid(init.pid))?;
+        let process = start_helper(helper, instance_dir, gid, Target::Pid(init.pid))?;
         publish(instance_dir, ports).inspect_err(|_| process.kill_and_wait())?;
         Ok(process)
     }
@@ -192,8 +198,16 @@ fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts the helper on `target` and waits until it has configured `tap0`.
-fn start_helper(helper: &Path, instance_dir: &Path, target: Target) -> Result<ProcRef, NetError> {
+/// Starts the helper on `target` and waits until it has configured `tap0`. It runs as
+/// root (the sandbox drops its capabilities) in the guest's group, so that the host's packet
+/// filter knows the connections it opens for the guest as the guest's (`-m owner
+/// --gid-owner`).
+fn start_helper(
+    helper: &Path,
+    instance_dir: &Path,
+    gid: u32,
+    target: Target,
+) -> Result<ProcRef, NetError> {
     let socket = instance_dir.join(API_SOCKET);
     let _ = std::fs::remove_file(&socket);
     let (mut ready, ready_writer) = std::io::pipe().map_err(NetError::Spawn)?;
@@ -223,7 +237,13 @@ fn start_helper(helper: &Path, instance_dir: &Path, target: Target) -> Result<Pr
     command.arg("tap0");
     // SAFETY: the closure makes async-signal-safe calls only.
     unsafe {
-        command.pre_exec(move || helper_fds([ready_fd, netns_fd, exit_fd]));
+        command.pre_exec(move || {
+            helper_fds([ready_fd, netns_fd, exit_fd])?;
+            if libc::setgroups(0, std::ptr::null()) == -1 || libc::setgid(gid) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     // Dropped at once: tokio reaps it whenever it ends; it outlives the agent.
     let child = command.spawn().map_err(NetError::Spawn)?;

@@ -173,7 +173,7 @@ impl Inner {
         let status = open_private(&status_path, true).map_err(prepare(&status_path))?;
         // Namespaces need root, as own uids do.
         let (sandbox, net) = match ids {
-            Some(_) => self.sandbox_for(spec, &dir)?,
+            Some(ids) => self.sandbox_for(spec, &dir, ids.gid)?,
             None => (None, None),
         };
         let namespaced = sandbox.is_some();
@@ -223,8 +223,9 @@ impl Inner {
         &self,
         spec: &WorkloadSpec,
         instance_dir: &Path,
+        gid: u32,
     ) -> Result<(Option<Sandbox>, Option<GuestNet>), RuntimeError> {
-        let net = self.options.network.create(instance_dir, &host_ports(spec));
+        let net = self.options.network.create(instance_dir, gid, &host_ports(spec));
         let mut net = net.map_err(|e| prepare(instance_dir)(std::io::Error::other(e)))?;
         let resolv_conf = instance_dir.join(super::network::RESOLV_CONF);
         let joined = net.as_mut().and_then(|net| net.join(&resolv_conf));
