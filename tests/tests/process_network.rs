@@ -3,8 +3,8 @@
 //! the host's address; it reaches the other's published `PORT` through the host, and the
 //! outside world (here a server on the host's non-loopback address), but not the host's
 //! loopback. Commands run in a guest (exec) see its network. The helper that connects a
-//! guest's network outlives an agent restart (or is started again by the restarted agent)
-//! and goes with the guest.
+//! guest's network outlives an agent restart, is started again when it dies (while the
+//! agent runs or not) and goes with the guest.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::exec::exec;
@@ -126,7 +126,7 @@ fn answer(url: &str) -> Option<String> {
 }
 
 #[test]
-fn a_published_port_outlives_an_agent_restart_and_its_helper_goes_with_the_guest() {
+fn a_published_port_outlives_an_agent_restart_and_a_dead_helper_and_goes_with_the_guest() {
     let c = cluster!(&config_with_timers(&[("host_lost_after", "30s")]));
     let profile = Cluster::seed_profile("host-a");
     let mut a = c.agent(&profile);
@@ -166,6 +166,14 @@ fn a_published_port_outlives_an_agent_restart_and_its_helper_goes_with_the_guest
     wait_until(SOON, "the guest to answer again", serves);
     let second = helper_of(&id).expect("a new helper");
     assert_ne!(second, helper);
+    // And while the agent runs: it starts another at once.
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(second as i32, libc::SIGKILL) };
+    wait_until(SOON, "a third helper", || match helper_of(&id) {
+        Some(third) if third != second => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    wait_until(SOON, "the guest to answer through it", serves);
 
     let (status, body) = c.api.delete(&format!("/v1/instances/{id}"));
     assert!(status < 300, "{status} {body}");

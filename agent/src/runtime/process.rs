@@ -333,12 +333,14 @@ impl WorkloadRuntime for ProcessRuntime {
 /// Owns one workload from spawn (or adoption) to its single final event.
 async fn supervise(inner: Arc<Inner>, mut guest: Guest, mut stop_rx: oneshot::Receiver<Duration>) {
     let pgid = i32::try_from(guest.record.workload.pid).unwrap_or(0);
+    let network = &inner.options.network;
     let stopped = tokio::select! {
         () = guest.watcher.wait() => false,
         Ok(kill_timeout) = &mut stop_rx => {
             terminate(&mut guest.watcher, pgid, kill_timeout).await;
             true
         }
+        () = super::adopt::keep_connected(network, &mut guest.record) => false,
     };
     let status =
         record::read_status(&record::instance_dir(&guest.record.data_dir).join(record::STATUS));
