@@ -27,7 +27,7 @@ pub use snapshots::Followup;
 use logs::LogTail;
 
 use crate::metadata::MetadataServer;
-use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use crate::runtime::{DataDisks, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, GuestMetadata, InstanceReport, ReadinessProbe, SnapshotPlan,
@@ -246,6 +246,10 @@ impl Supervisor {
             tracing::warn!(instance = %id, %error, "cannot prepare the data dir");
         }
         if let Err(e) = self.runtime.start(spec) {
+            if let RuntimeError::PortBusy { port, .. } = e {
+                self.release_data(&id);
+                return Some(serving::refusal(&id, port, &e));
+            }
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
             let state = WorkloadState::Failed { message: e.to_string() };
             self.remember_finished(id.clone(), state, log, None);

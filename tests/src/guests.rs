@@ -1,8 +1,19 @@
 //! What a test checks about process guests on the host (DESIGN §14): the uid a process
 //! runs as, who owns a file and with which mode, and whether a data dir is a mounted disk.
 
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+/// The host's own non-loopback address (the source of its route to the outside): where a
+/// process guest, whose 127.0.0.1 is its own, reaches the host's published ports.
+pub fn host_address() -> IpAddr {
+    let out = std::process::Command::new("ip").args(["-4", "route", "get", "1"]).output();
+    let out = String::from_utf8_lossy(&out.expect("ip route").stdout).into_owned();
+    let mut words = out.split_whitespace();
+    words.find(|w| *w == "src");
+    words.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no src in {out}"))
+}
 
 /// The real uid of `pid`, from `/proc/<pid>/status`.
 pub fn uid_of(pid: u32) -> Option<u32> {

@@ -181,7 +181,7 @@ class H(http.server.SimpleHTTPRequestHandler):
         self.rfile.read()
         self.send_response(200)
         self.end_headers()
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 "#;
 
 #[test]

@@ -6,6 +6,7 @@
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::exec::{denied, run_in};
+use gpuspot_e2e::guests::host_address;
 use gpuspot_e2e::podman::{ContainerAgent, container_ip, image_request, networks_of};
 use gpuspot_e2e::{SOON, binaries, cluster, holds, request, s, sh, wait_until};
 use serde_json::json;
@@ -42,8 +43,9 @@ fn tenants_guests_reach_a_container_only_on_its_declared_ports_through_the_host(
     let bob_ip = container_ip(&b);
     let host_port = c.api.instance(&b)["host_ports"][0].as_u64().expect("a host port");
 
-    // The declared port answers through the host, from the host and from a process guest.
-    let through_host = format!("curl -sS -m 5 http://127.0.0.1:{host_port}/");
+    // The declared port answers through the host, from the host and from a process guest
+    // (whose 127.0.0.1 is its own: it comes through the host's address).
+    let through_host = format!("curl -sS -m 5 http://{}:{host_port}/", host_address());
     let page = reqwest::blocking::get(format!("http://127.0.0.1:{host_port}/")).unwrap();
     assert_eq!(page.text().unwrap(), "bob-secret\n");
     assert_eq!(run_in(&alice.api, &p, &through_host), (0, "bob-secret\n".into()));

@@ -14,8 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Each replica serves its data dir, where `id.txt` names the instance.
-const SERVER: &str =
-    "echo $GPUSPOT_INSTANCE_ID > id.txt; exec python3 -m http.server $PORT --bind 127.0.0.1";
+const SERVER: &str = "echo $GPUSPOT_INSTANCE_ID > id.txt; exec python3 -m http.server $PORT";
 
 fn config(extra_timers: &str) -> String {
     let config = TEST_CONFIG.replacen("[timers]\n", &format!("[timers]\n{extra_timers}"), 1);

@@ -7,6 +7,7 @@
 //! under the instances dir without a record are killed (see [`super::orphans`]).
 
 use super::cgroup::InstanceCgroup;
+use super::network::Networking;
 use super::process::{Guest, Inner};
 use super::record::{self, ProcRef, ProcessRecord};
 use gpuspot_common::InstanceId;
@@ -44,8 +45,15 @@ impl Watcher {
 
     /// The recorded watcher if it still runs in this boot.
     fn find(record: &ProcessRecord, boot_id: &str) -> Self {
-        let watcher = record.watcher;
-        if record.boot_id != boot_id || !watcher.alive() {
+        if record.boot_id != boot_id {
+            return Watcher::Gone;
+        }
+        Self::of(record.watcher)
+    }
+
+    /// Follows `watcher`, any process of this boot, not necessarily our child.
+    fn of(watcher: ProcRef) -> Self {
+        if !watcher.alive() {
             return Watcher::Gone;
         }
         let Some(pidfd) = pidfd_open(watcher.pid) else { return Watcher::Poll(watcher) };
@@ -59,6 +67,51 @@ impl Watcher {
             Ok(fd) => Watcher::Pidfd(fd),
             Err(_) => Watcher::Poll(watcher),
         }
+    }
+}
+
+/// How often a running guest's network helper is started again before the agent gives up
+/// (the guest then keeps running without a network until the next agent start).
+const HELPER_RESTARTS: usize = 5;
+
+/// While the guest runs, starts its network helper again whenever it dies (it is confined
+/// and should not; a crash must not leave the guest unreachable). Never completes.
+pub(super) async fn keep_connected(network: &Networking, record: &mut ProcessRecord) {
+    let instance_dir = record::instance_dir(&record.data_dir);
+    for _ in 0..HELPER_RESTARTS {
+        let Some(helper) = record.net_helper else { break };
+        Watcher::of(helper).wait().await;
+        // A guest that ends closes its helper's exit pipe: that is no crash.
+        if !record.workload.alive() {
+            break;
+        }
+        let (network, mut copy, dir) = (network.clone(), record.clone(), instance_dir.clone());
+        let restarted = tokio::task::spawn_blocking(move || {
+            reconnect(&network, &mut copy, &dir);
+            copy.net_helper
+        });
+        record.net_helper = restarted.await.unwrap_or(record.net_helper);
+    }
+    std::future::pending().await
+}
+
+/// Starts the network helper of a running guest again if it has died: the guest's ports
+/// are published through it, and only through it.
+fn reconnect(network: &Networking, record: &mut ProcessRecord, instance_dir: &std::path::Path) {
+    let Some(helper) = record.net_helper.filter(|helper| !helper.alive()) else { return };
+    let Some((_, gid)) = record.ids else { return };
+    tracing::warn!(instance_id = %record.instance_id, pid = helper.pid,
+        "the guest's network helper has ended; starting another");
+    match network.restart(record.workload, instance_dir, gid, &record.ports) {
+        Ok(helper) => {
+            record.net_helper = Some(helper);
+            if let Err(error) = record.save(instance_dir) {
+                tracing::warn!(instance_id = %record.instance_id, %error,
+                    "cannot record the guest's new network helper");
+            }
+        }
+        Err(error) => tracing::warn!(instance_id = %record.instance_id, pid = helper.pid,
+            %error, "the guest's network helper is gone and could not be started again"),
     }
 }
 
@@ -93,6 +146,9 @@ pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
             watcher = Watcher::Gone;
         }
         let alive = !matches!(watcher, Watcher::Gone);
+        if alive {
+            reconnect(&inner.options.network, &mut record, &instance_dir);
+        }
         tracing::info!(instance_id = %record.instance_id, pid = record.workload.pid, alive,
             "adopting a workload left by an earlier agent process");
         let cgroup = InstanceCgroup::open(&record.cgroups);

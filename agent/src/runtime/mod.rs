@@ -17,6 +17,7 @@ mod exec;
 mod fake;
 mod group;
 mod guest_files;
+mod network;
 mod orphans;
 mod process;
 mod record;
@@ -30,6 +31,7 @@ pub use container::{ContainerError, ContainerOptions, ContainerRuntime};
 pub use disk::DataDisks;
 pub use dispatch::GuestRuntimes;
 pub use fake::FakeRuntime;
+pub use network::Networking;
 pub use orphans::kill_orphans;
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use uids::Isolation;
@@ -130,6 +132,10 @@ pub enum RuntimeError {
     Exec(String),
     #[error("process guests are refused on this host: {0}")]
     Unlimited(String),
+    /// A host port was taken between the supervisor's check and the start: the start is
+    /// refused (and sent again with another port), not failed.
+    #[error("cannot publish host port {port}: {reason}")]
+    PortBusy { port: u16, reason: String },
     #[error("cannot start {program:?}: {source}")]
     Spawn {
         program: String,

@@ -1,6 +1,7 @@
 //! Workloads as real processes (DESIGN §14). Each runs under a watcher (see [`super::spawn`])
 //! as the leader of its own session, under its own uid when the agent is root (see
-//! [`super::uids`]) and then in its own namespaces (see [`super::sandbox`]), inside its
+//! [`super::uids`]) and then in its own namespaces (see [`super::sandbox`]; its own network
+//! too, see [`super::network`]), inside its
 //! instance's cgroups when limits can be enforced (a host that can enforce none refuses
 //! process guests unless `[process] unlimited_ok`), with a cleared environment plus what
 //! the guest is promised (DESIGN §6). A workload the OOM killer ended fails saying so. Its lifecycle follows
@@ -12,6 +13,7 @@ use super::adopt::Watcher;
 use super::cgroup::{Cgroups, InstanceCgroup, Share};
 use super::disk::DataDisks;
 use super::group::{signal_group, wait_group_gone};
+use super::network::{GuestNet, NetError, Networking};
 use super::record::{self, ProcRef, ProcessRecord};
 use super::sandbox::Sandbox;
 use super::spawn::{Identity, guest_env, spawn_watched};
@@ -33,6 +35,8 @@ pub struct ProcessOptions {
     pub isolation: Isolation,
     pub cgroups: Cgroups,
     pub disks: DataDisks,
+    /// Whether namespaced guests get their own network.
+    pub network: Networking,
     /// `<state_dir>/instances`, where [`WorkloadRuntime::adopt`] looks for workloads an
     /// earlier agent process left running; `None`: nothing is adopted.
     pub instances_dir: Option<PathBuf>,
@@ -42,8 +46,10 @@ impl ProcessOptions {
     /// What the host allows: own uids and namespaces when root, cgroup limits and data
     /// disks where usable; adoption from the agent's state dir.
     pub fn for_host(settings: &crate::config::AgentSettings) -> Self {
+        let isolation = Isolation::detect(settings.uid_range);
         Self {
-            isolation: Isolation::detect(settings.uid_range),
+            network: Networking::detect(matches!(isolation, Isolation::Uids(_))),
+            isolation,
             cgroups: Cgroups::detect_with(settings.pids_max, settings.unlimited_ok),
             disks: DataDisks::detect(),
             instances_dir: Some(settings.state_dir.join("instances")),
@@ -98,6 +104,7 @@ impl ProcessRuntime {
             events,
             ProcessOptions {
                 isolation: Isolation::detect(crate::config::DEFAULT_UID_RANGE),
+                network: Networking::default(),
                 cgroups: Cgroups::detect(),
                 disks: DataDisks::detect(),
                 instances_dir: None,
@@ -165,11 +172,12 @@ impl Inner {
         let status_path = dir.join(record::STATUS);
         let status = open_private(&status_path, true).map_err(prepare(&status_path))?;
         // Namespaces need root, as own uids do.
-        let sandbox = match ids {
-            Some(_) => Some(sandbox_for(spec).map_err(prepare(data_dir))?),
-            None => None,
+        let (sandbox, net) = match ids {
+            Some(ids) => self.sandbox_for(spec, &dir, ids.gid)?,
+            None => (None, None),
         };
         let namespaced = sandbox.is_some();
+        let net_helper = net.map(|net| net.helper);
         let share = Share { cpu_cores: spec.cpu_cores, memory_gib: spec.memory_gib };
         let cgroup = self.options.cgroups.create(&spec.instance_id, share);
         let env = guest_env(spec);
@@ -181,6 +189,9 @@ impl Inner {
                 if let Some(cgroup) = cgroup {
                     self.tokio.spawn(cgroup.remove());
                 }
+                if let Some(helper) = net_helper {
+                    helper.kill_and_wait();
+                }
                 return Err(error);
             }
         };
@@ -191,6 +202,8 @@ impl Inner {
             // The watcher wrote it before std's spawn could return.
             workload: ProcRef::of(record::read_status(&status_path).pid.unwrap_or(0)),
             namespaced,
+            net_helper,
+            ports: host_ports(spec),
             ids: ids.map(|ids| (ids.uid, ids.gid)),
             cgroups: cgroup.as_ref().map(InstanceCgroup::dirs).unwrap_or_default(),
             data_dir: data_dir.clone(),
@@ -203,10 +216,39 @@ impl Inner {
     }
 }
 
-/// The guest's namespaces, with its data dir and socket dir reachable at their paths.
-fn sandbox_for(spec: &WorkloadSpec) -> std::io::Result<Sandbox> {
-    let socket_dir = spec.metadata_socket.parent().unwrap_or(&spec.metadata_socket);
-    Sandbox::prepare(&spec.data_dir, &[&spec.data_dir, socket_dir])
+impl Inner {
+    /// The guest's namespaces, with its data dir and socket dir reachable at their paths,
+    /// and its network (`None`: the host's), published ports and all.
+    fn sandbox_for(
+        &self,
+        spec: &WorkloadSpec,
+        instance_dir: &Path,
+        gid: u32,
+    ) -> Result<(Option<Sandbox>, Option<GuestNet>), RuntimeError> {
+        let net = self.options.network.create(instance_dir, gid, &host_ports(spec));
+        let mut net = net.map_err(|e| match e {
+            NetError::Publish { port, reason } => RuntimeError::PortBusy { port, reason },
+            other => prepare(instance_dir)(std::io::Error::other(other)),
+        })?;
+        let resolv_conf = instance_dir.join(super::network::RESOLV_CONF);
+        let joined = net.as_mut().and_then(|net| net.join(&resolv_conf));
+        let socket_dir = spec.metadata_socket.parent().unwrap_or(&spec.metadata_socket);
+        let keep = [spec.data_dir.as_path(), socket_dir];
+        match Sandbox::prepare(&spec.data_dir, &keep, joined) {
+            Ok(sandbox) => Ok((Some(sandbox), net)),
+            Err(error) => {
+                if let Some(net) = net {
+                    net.helper.kill_and_wait();
+                }
+                Err(prepare(&spec.data_dir)(error))
+            }
+        }
+    }
+}
+
+/// The host ports a process guest listens on (the same numbers inside its network).
+fn host_ports(spec: &WorkloadSpec) -> Vec<u16> {
+    spec.ports.iter().map(|p| p.host).collect()
 }
 
 fn prepare(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -294,12 +336,14 @@ impl WorkloadRuntime for ProcessRuntime {
 /// Owns one workload from spawn (or adoption) to its single final event.
 async fn supervise(inner: Arc<Inner>, mut guest: Guest, mut stop_rx: oneshot::Receiver<Duration>) {
     let pgid = i32::try_from(guest.record.workload.pid).unwrap_or(0);
+    let network = &inner.options.network;
     let stopped = tokio::select! {
         () = guest.watcher.wait() => false,
         Ok(kill_timeout) = &mut stop_rx => {
             terminate(&mut guest.watcher, pgid, kill_timeout).await;
             true
         }
+        () = super::adopt::keep_connected(network, &mut guest.record) => false,
     };
     let status =
         record::read_status(&record::instance_dir(&guest.record.data_dir).join(record::STATUS));
@@ -320,6 +364,9 @@ async fn supervise(inner: Arc<Inner>, mut guest: Guest, mut stop_rx: oneshot::Re
 /// The command is over: nothing it started may outlive it.
 async fn clean_up(guest: &mut Guest, pgid: i32) {
     signal_group(pgid, libc::SIGKILL);
+    if let Some(helper) = guest.record.net_helper {
+        let _ = tokio::task::spawn_blocking(move || helper.kill_and_wait()).await;
+    }
     if let Some(cgroup) = &guest.cgroup {
         cgroup.kill_all();
     }

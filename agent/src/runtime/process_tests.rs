@@ -20,6 +20,7 @@ fn shared_options(dir: &Path) -> ProcessOptions {
         isolation: Isolation::Shared,
         cgroups: Cgroups::disabled(),
         disks: DataDisks::disabled(),
+        network: crate::runtime::Networking::default(),
         instances_dir: Some(dir.to_owned()),
     }
 }

@@ -49,6 +49,13 @@ pub struct ProcessRecord {
     /// Whether the guest runs in its own namespaces (commands run in it join them).
     #[serde(default)]
     pub namespaced: bool,
+    /// The helper that connects the guest's own network (see [`super::network`]);
+    /// `None`: the host's network.
+    #[serde(default)]
+    pub net_helper: Option<ProcRef>,
+    /// The host ports published into its network, for a helper started again.
+    #[serde(default)]
+    pub ports: Vec<u16>,
     /// (uid, gid) of an isolated guest; `None`: it runs as the agent's user.
     pub ids: Option<(u32, u32)>,
     /// Its cgroups, one per hierarchy.
@@ -116,6 +123,8 @@ mod tests {
             watcher: ProcRef::of(std::process::id()),
             workload: ProcRef { pid: 1, start_time: 0 },
             namespaced: true,
+            net_helper: Some(ProcRef { pid: 2, start_time: 0 }),
+            ports: vec![21_000],
             ids: Some((200_001, 200_001)),
             cgroups: vec![tmp.path().join("cg")],
             data_dir: tmp.path().join("data"),

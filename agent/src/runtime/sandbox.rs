@@ -1,11 +1,13 @@
 //! The namespaces of an isolated process guest (DESIGN §15): its own PID, mount, IPC and
-//! UTS namespaces. Its pid 1 is a tiny init (a fork of the agent's watcher, root, outside
-//! the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest sees
-//! only its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to `<data>/.gpuspot/` (so they
-//! count against the data disk and go with it), mounts a `/dev/shm` of its own, forks the workload, forwards it the
-//! signals it gets, reaps every orphan and, once the workload has ended, writes its wait
-//! status and exits, which kills whatever else runs in the namespace. SysV IPC objects die
-//! with the namespace. Commands run in the guest later (exec) join its namespaces.
+//! UTS namespaces, and its own network namespace where the host can connect one (see
+//! [`super::network`]). Its pid 1 is a tiny init (a fork of the agent's watcher, root,
+//! outside the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest
+//! sees only its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to
+//! `<data>/.gpuspot/` (so they count against the data disk and go with it), mounts a
+//! `/dev/shm` of its own, forks the workload, forwards it the signals it gets, reaps every
+//! orphan and, once the workload has ended, writes its wait status and exits, which kills
+//! whatever else runs in the namespace. SysV IPC objects die with the namespace. Commands
+//! run in the guest later (exec) join its namespaces.
 //!
 //! Where the guest's data dir or metadata socket lies below an overmounted dir (state dirs
 //! under `/tmp`), the path is bound again inside the new mount, so it stays reachable.
@@ -29,7 +31,8 @@ const PRIVATE_DIRS: [(&str, &str); 3] =
 pub const SCRATCH: &str = ".gpuspot";
 /// Namespaces joined by commands run in the guest, `/proc/<pid>/ns/<name>`; `pid` last
 /// (it applies to the children of the joining process).
-const JOINED: [(&str, libc::c_int); 4] = [
+const JOINED: [(&str, libc::c_int); 5] = [
+    ("net", libc::CLONE_NEWNET),
     ("ipc", libc::CLONE_NEWIPC),
     ("uts", libc::CLONE_NEWUTS),
     ("mnt", libc::CLONE_NEWNS),
@@ -40,8 +43,8 @@ fn cstring(path: &Path) -> std::io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)
 }
 
-/// At most the private dirs and two kept paths.
-const MAX_BINDS: usize = PRIVATE_DIRS.len() + 2;
+/// At most the private dirs, two kept paths and the resolver's config.
+const MAX_BINDS: usize = PRIVATE_DIRS.len() + 3;
 
 /// A bind of `source` onto `target`, after creating `create` (innermost first) in
 /// whatever is mounted there by then. `source` is opened before any bind and bound
@@ -52,6 +55,8 @@ struct Bind {
     target: CString,
     create: Vec<CString>,
     recursive: bool,
+    /// A file, not a dir.
+    file: bool,
 }
 
 /// What the guest's pid 1 mounts, prepared by the agent.
@@ -60,6 +65,10 @@ pub struct Sandbox {
     binds: Vec<Bind>,
     /// Whether the host has a `/dev/shm` to cover with the guest's own tmpfs.
     private_shm: bool,
+    /// The guest's own network namespace, joined first; `None`: the host's network.
+    net: Option<File>,
+    /// Held by the init alone: its end ends the network helper.
+    net_exit: Option<std::io::PipeWriter>,
 }
 
 /// The guest's own `/dev/shm`: POSIX shared memory and semaphores (NCCL, DataLoader) are
@@ -70,7 +79,13 @@ const SHM: &std::ffi::CStr = c"/dev/shm";
 impl Sandbox {
     /// Makes `<data>/.gpuspot/{tmp,lock}` afresh (root's, 1777) and opens what will be
     /// bound. `keep`: dirs the guest must still reach by path (its data dir, socket dir).
-    pub fn prepare(data_dir: &Path, keep: &[&Path]) -> std::io::Result<Self> {
+    /// `net`: its network namespace, what ends its helper and the `resolv.conf` that goes
+    /// with it.
+    pub fn prepare(
+        data_dir: &Path,
+        keep: &[&Path],
+        net: Option<super::network::Joined<'_>>,
+    ) -> std::io::Result<Self> {
         let scratch = data_dir.join(SCRATCH);
         // Whatever a restored snapshot or the guest left there is not trusted.
         match std::fs::symlink_metadata(&scratch) {
@@ -104,19 +119,35 @@ impl Sandbox {
             let create: Vec<&Path> = dir.ancestors().take_while(|a| a != host).collect();
             binds.push(Bind::new(dir, dir, &create, true)?);
         }
+        let (net, net_exit, resolv_conf) = match net {
+            Some(joined) => (Some(joined.namespace), joined.exit, Some(joined.resolv_conf)),
+            None => (None, None, None),
+        };
+        // A host without one (or with a dangling link) has nothing to point elsewhere.
+        let host_resolv_conf = Path::new("/etc/resolv.conf");
+        if let Some(resolv_conf) = resolv_conf.filter(|_| host_resolv_conf.is_file()) {
+            let mut bind = Bind::new(resolv_conf, host_resolv_conf, &[], false)?;
+            bind.file = true;
+            binds.push(bind);
+        }
         if binds.len() > MAX_BINDS {
             return Err(std::io::Error::other("too many paths to keep in the guest's view"));
         }
-        Ok(Self { binds, private_shm: Path::new("/dev/shm").is_dir() })
+        Ok(Self { binds, private_shm: Path::new("/dev/shm").is_dir(), net, net_exit })
     }
 
-    /// In the guest's pid 1, before it forks the workload: its own mount, IPC and UTS
-    /// namespaces, mounts private, a fresh `/proc`, the private dirs.
+    /// In the guest's pid 1, before it forks the workload: its network, its own mount,
+    /// IPC and UTS namespaces, mounts private, a fresh `/proc`, the private dirs.
     pub fn enter(&self) -> std::io::Result<()> {
         let fail = || Err(std::io::Error::last_os_error());
         let null = std::ptr::null::<libc::c_char>();
         // SAFETY: async-signal-safe syscalls on C strings that outlive them.
         unsafe {
+            if let Some(net) = &self.net
+                && libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) == -1
+            {
+                return fail();
+            }
             if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) == -1 {
                 return fail();
             }
@@ -149,7 +180,8 @@ impl Sandbox {
             // Opened in this namespace: a bind's source must be one of its mounts.
             let mut sources = [[0u8; FD_PATH]; MAX_BINDS];
             for (bind, path) in self.binds.iter().zip(sources.iter_mut()) {
-                let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                let kind = if bind.file { 0 } else { libc::O_DIRECTORY };
+                let flags = libc::O_PATH | kind | libc::O_NOFOLLOW | libc::O_CLOEXEC;
                 let fd = libc::open(bind.source.as_ptr(), flags);
                 if fd == -1 {
                     return fail();
@@ -171,6 +203,13 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// The descriptor whose closing ends the network helper; -1 when none.
+    pub fn net_exit_fd(&self) -> RawFd {
+        self.net_exit.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+}
+
 impl Bind {
     fn new(
         source: &Path,
@@ -183,6 +222,7 @@ impl Bind {
             target: cstring(target)?,
             create: create.iter().map(|p| cstring(p)).collect::<Result<_, _>>()?,
             recursive,
+            file: false,
         })
     }
 }
@@ -212,11 +252,12 @@ fn fd_path(fd: RawFd) -> [u8; FD_PATH] {
 
 /// The guest's pid 1 once the workload runs: forwards signals to the workload's group,
 /// reaps every process the namespace orphans, and writes the workload's wait status to
-/// `status_fd` when it ends; exiting then ends everything else in the namespace.
+/// `status_fd` when it ends; exiting then ends everything else in the namespace, and closes
+/// `net_exit_fd`, which ends the guest's network helper.
 ///
 /// # Safety
 /// Call only in a forked child, which must not return from it.
-pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd) -> ! {
+pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd, net_exit_fd: RawFd) -> ! {
     // SAFETY: async-signal-safe calls only, on memory of this frame.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"gpuspot-init".as_ptr());
@@ -224,7 +265,8 @@ pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd) -> ! {
         libc::sigfillset(&mut all);
         // Blocked signals reach pid 1 even without handlers: sigtimedwait takes them.
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-        super::spawn::close_all_but(status_fd);
+        let keep = [status_fd.min(net_exit_fd), status_fd.max(net_exit_fd)];
+        super::spawn::close_all_but(&keep);
         let tick = libc::timespec { tv_sec: 1, tv_nsec: 0 };
         loop {
             let signal = libc::sigtimedwait(&all, std::ptr::null_mut(), &tick);

@@ -106,7 +106,7 @@ fn start_init(sandbox: &Sandbox, identity: Identity, status_fd: RawFd) -> std::i
         match libc::fork() {
             -1 => Err(std::io::Error::last_os_error()),
             0 => enter_guest(identity, None),
-            workload => super::sandbox::init(workload, status_fd),
+            workload => super::sandbox::init(workload, status_fd, sandbox.net_exit_fd()),
         }
     }
 }
@@ -121,7 +121,7 @@ unsafe fn watch(child: libc::pid_t, status_fd: RawFd, init: bool) -> ! {
             libc::signal(signal, libc::SIG_IGN);
         }
         write_number(status_fd, i64::from(child));
-        close_all_but(status_fd);
+        close_all_but(&[status_fd]);
         let mut status = 0;
         loop {
             let waited = libc::waitpid(child, &mut status, 0);
@@ -246,16 +246,20 @@ unsafe fn relay(child: libc::pid_t) -> ! {
     }
 }
 
-/// Closes every descriptor but `keep` (close_range(2); the std error pipe among them).
-pub(super) unsafe fn close_all_but(keep: RawFd) {
-    let keep = keep as libc::c_uint;
+/// Closes every descriptor but those in `keep`, ascending (close_range(2); the std error
+/// pipe among them).
+pub(super) unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut from: libc::c_uint = 0;
     // SAFETY: closing descriptors is always memory-safe.
     unsafe {
-        if keep > 0 {
-            libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
+        for fd in keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as libc::c_uint) {
+            if fd > from {
+                libc::syscall(libc::SYS_close_range, from, fd - 1, 0);
+            }
+            from = fd + 1;
         }
-        if libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == -1 {
-            for fd in keep + 1..4096 {
+        if libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0) == -1 {
+            for fd in from..4096 {
                 libc::close(fd as RawFd);
             }
         }

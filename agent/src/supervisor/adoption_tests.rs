@@ -38,6 +38,7 @@ fn supervisor(state: &Path) -> (Supervisor, mpsc::UnboundedReceiver<RuntimeEvent
         isolation: Isolation::Shared,
         cgroups: Cgroups::disabled(),
         disks: DataDisks::disabled(),
+        network: crate::runtime::Networking::default(),
         instances_dir: Some(state.join("instances")),
     };
     let runtime = Arc::new(ProcessRuntime::with_options(tx, options));

@@ -55,6 +55,7 @@ async fn a_loud_workload_keeps_max_bytes_on_disk_and_its_real_tail_is_shipped() 
         isolation: Isolation::Shared,
         cgroups: Cgroups::disabled(),
         disks: DataDisks::disabled(),
+        network: crate::runtime::Networking::default(),
         instances_dir: None,
     };
     let runtime = Arc::new(ProcessRuntime::with_options(tx, options));

@@ -26,16 +26,17 @@ pub(super) fn busy_port(ports: &[PortMapping]) -> Option<(u16, std::io::Error)> 
 /// The refusal of `id`'s start when one of its host ports is held.
 pub(super) fn port_refusal(id: &InstanceId, ports: &[PortMapping]) -> Option<Followup> {
     let (port, error) = busy_port(ports)?;
+    Some(refusal(id, port, &error))
+}
+
+/// The refusal of `id`'s start because host port `port` is held (`error` says how).
+pub(super) fn refusal(id: &InstanceId, port: u16, error: &dyn std::fmt::Display) -> Followup {
     let reason = format!(
         "host port {port} is not free on this host ({error}): another program holds a port \
          of the agent's [ports] range"
     );
     tracing::warn!(instance = %id, port, %reason, "start refused");
-    Some(Followup::Refuse {
-        instance_id: id.clone(),
-        code: StartRefusal::PortBusy { port },
-        reason,
-    })
+    Followup::Refuse { instance_id: id.clone(), code: StartRefusal::PortBusy { port }, reason }
 }
 
 impl Supervisor {

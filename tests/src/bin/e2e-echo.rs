@@ -1,4 +1,5 @@
-//! A minimal HTTP server for the gateway benchmark: listens on 127.0.0.1:$PORT and answers
+//! A minimal HTTP server for the gateway benchmark: listens on $PORT (any address: a process
+//! guest has its own network, where only $PORT is published) and answers
 //! every request with `$GPUSPOT_INSTANCE_ID`, so that the gateway, not the replica, is what
 //! is measured (Python's http.server would be the bottleneck on 2 cores).
 
@@ -13,7 +14,7 @@ fn main() -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);

@@ -3,7 +3,8 @@
 //! rejected unless it was DNATed to a published port. Two rules, inserted first in their
 //! chains by `iptables` (the tool the engine's own rules use) and kept across restarts:
 //! - FORWARD: from another container's network (or anywhere routed through the host);
-//! - OUTPUT, for the process guests' uids only: from the host itself.
+//! - OUTPUT, for the process guests' group ids only (their uids, and their network helpers):
+//!   from the host itself.
 //!
 //! Replies and connections a container opens are untouched (conntrack state NEW only).
 
@@ -32,7 +33,9 @@ fn rules(prefix: &str, guest_uids: Option<(u32, u32)>) -> Vec<(&'static str, Vec
     let mut rules = vec![("FORWARD", forward)];
     if let Some((first, last)) = guest_uids {
         let mut output = vec!["-o".to_owned(), bridges, "-m".to_owned(), "owner".to_owned()];
-        output.extend(["--uid-owner".to_owned(), format!("{first}-{last}")]);
+        // By group: a process guest's gid is its uid, and its network helper (slirp4netns,
+        // root) runs in that group too, so its connections are the guest's.
+        output.extend(["--gid-owner".to_owned(), format!("{first}-{last}")]);
         output.extend(tail("gpuspot: process guests reach containers on published ports only"));
         rules.push(("OUTPUT", output));
     }
@@ -77,7 +80,7 @@ mod tests {
         let rules = rules("gpuspot", Some((200_000, 299_999)));
         assert_eq!(rules.len(), 2);
         let output = rules[1].1.join(" ");
-        assert!(output.starts_with("-o gpuspot+ -m owner --uid-owner 200000-299999"), "{output}");
+        assert!(output.starts_with("-o gpuspot+ -m owner --gid-owner 200000-299999"), "{output}");
         for (_, rule) in &rules {
             let text = rule.join(" ");
             assert!(text.contains("--ctstate NEW -m conntrack ! --ctstate DNAT"), "{text}");
