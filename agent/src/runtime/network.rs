@@ -202,6 +202,24 @@ fn loopback_up() -> std::io::Result<()> {
 /// root (the sandbox drops its capabilities) in the guest's group, so that the host's packet
 /// filter knows the connections it opens for the guest as the guest's (`-m owner
 /// --gid-owner`).
+/// A mount namespace of the helper's own whose mounts are all private: its sandbox
+/// (`--enable-sandbox`) remounts and pivots, and on a host where `/run/netns` is a shared
+/// mount (Podman's) the unmounts propagated back and took every container's network
+/// namespace off the host, so that the engine could no longer inspect, exec in or stop them.
+fn private_mounts() -> std::io::Result<()> {
+    let null = std::ptr::null::<libc::c_char>();
+    let private = libc::MS_REC | libc::MS_PRIVATE;
+    // SAFETY: async-signal-safe calls with valid arguments, between fork and exec.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) == -1
+            || libc::mount(null, c"/".as_ptr(), null, private, std::ptr::null()) == -1
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn start_helper(
     helper: &Path,
     instance_dir: &Path,
@@ -242,7 +260,7 @@ fn start_helper(
             if libc::setgroups(0, std::ptr::null()) == -1 || libc::setgid(gid) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            private_mounts()
         });
     }
     // Dropped at once: tokio reaps it whenever it ends; it outlives the agent.
