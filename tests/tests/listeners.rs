@@ -150,11 +150,23 @@ fn the_ssh_door_holds_an_address_to_its_share_and_closes_a_client_that_does_not_
     let mut again = connections(door, [loopback(0)], 1).remove(0);
     let (banner, _) = read_for(&mut again, SOON, "\n");
     assert!(banner.starts_with("SSH-2.0-"), "closed connections give their places back");
+    drop((again, other, fifth, held));
+
+    // A logged-in session outlives the login timeout.
+    let _host = c.agent(&Cluster::seed_profile("host-a"));
+    let (owner, id) = running_instance(&c, "patient");
+    let token = owner.api.token.clone().expect("the owner's token");
+    let login = SshLogin { port: ssh_port(&c.coordinator), user: &id, password: &token };
+    let output = login.command(c.dir(), "sleep 3; echo still here");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "still here\n", "{output:?}");
 }
 
 #[test]
 fn the_ssh_door_lets_users_in_again_after_a_flood_to_the_descriptor_limit() {
-    let c = cluster!(&format!("{TEST_CONFIG}\n{SSH}"));
+    // A login timeout long enough that the flood's silent connections are all still held
+    // when the descriptors run out, however slowly a loaded machine accepts them.
+    let ssh = SSH.replace("login_timeout = \"2s\"", "login_timeout = \"60s\"");
+    let c = cluster!(&format!("{TEST_CONFIG}\n{ssh}"));
     let _host = c.agent(&Cluster::seed_profile("host-a"));
     let (owner, id) = running_instance(&c, "flooded");
     let token = owner.api.token.clone().expect("the owner's token");
@@ -169,9 +181,6 @@ fn the_ssh_door_lets_users_in_again_after_a_flood_to_the_descriptor_limit() {
         holds(text == "back\n", || format!("{output:?}")).map(|()| output)
     });
     assert!(output.status.success(), "{output:?}");
-    // A logged-in session outlives the login timeout.
-    let output = login.command(c.dir(), "sleep 3; echo still here");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "still here\n", "{output:?}");
 }
 
 /// A replica that reads request bodies to their end before answering.
@@ -222,7 +231,10 @@ fn healthz(stream: &mut TcpStream) -> String {
 
 #[test]
 fn the_api_caps_an_address_cuts_off_slow_bodies_and_survives_a_descriptor_flood() {
-    let api = "[api]\nmax_connections_per_client = 4\nbody_timeout = \"2s\"\n";
+    // The head timeout is long so that the flood's silent connections are all still held
+    // when the descriptors run out, however slowly a loaded machine accepts them.
+    let api = "[api]\nmax_connections_per_client = 4\nbody_timeout = \"2s\"\n\
+               header_timeout = \"60s\"\n";
     let c = cluster!(&format!("{TEST_CONFIG}\n{api}"));
     let http = c.coordinator.http;
     // Each answers before the next opens: connections reach actix's two workers in any order.
