@@ -89,7 +89,9 @@ fn ended_instances_and_their_events_go_but_the_ledger_stays() {
     let _host = c.agent(&Cluster::seed_profile("host-a"));
     let acme = create_account(&c.api, "acme");
     acme.pay(&c.api, "100.00");
-    let mut live = EventStream::open(&acme.api, None);
+    // From the start (a replay, then live): a stream from now on may connect only after
+    // the instance was created, and miss its first event.
+    let mut live = EventStream::open(&acme.api, Some(0));
     let id = s(&acme.api.create(&request("run", &["RTX 5090"], 1, &sh(SLEEP))), "id").to_owned();
     c.wait_state(&id, "running");
     let created = live.wait_for(SOON, "instance_created", |e| e.is("instance_created", &id));
