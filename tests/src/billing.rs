@@ -75,3 +75,14 @@ pub fn assert_ledger_adds_up(ledger: &[Value], balance: i64) {
     }
     assert_eq!(sum, balance, "the balance is not the sum of the ledger: {ledger:?}");
 }
+
+/// A paid-up account with a running, long-lived instance (one RTX 5090 of the seed's host
+/// A); (account, instance id).
+pub fn running_instance(c: &crate::Cluster, name: &str) -> (Account, String) {
+    let account = create_account(&c.api, name);
+    account.pay(&c.api, "100.00");
+    let request = crate::request(name, &["RTX 5090"], 1, &["sleep", "600"]);
+    let id = s(&account.api.create(&request), "id").to_owned();
+    c.wait_state(&id, "running");
+    (account, id)
+}

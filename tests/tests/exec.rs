@@ -3,21 +3,11 @@
 //! instance runs; the timeout kills; the WebSocket form is an interactive shell; the SSH
 //! door opens one with the owner's token as password, using the real OpenSSH client.
 
-use gpuspot_e2e::billing::{Account, create_account};
+use gpuspot_e2e::billing::{create_account, running_instance};
 use gpuspot_e2e::exec::{SshLogin, WsSession, exec, ssh_config, ssh_port};
-use gpuspot_e2e::{Cluster, SOON, assert_error, cluster, holds, request, s, wait_until};
+use gpuspot_e2e::{Cluster, SOON, assert_error, cluster, holds, s, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-/// A paid-up account with a running, long-lived instance; (account, instance id).
-fn running_instance(c: &Cluster, name: &str) -> (Account, String) {
-    let account = create_account(&c.api, name);
-    account.pay(&c.api, "100.00");
-    let created = account.api.create(&request(name, &["RTX 5090"], 1, &["sleep", "600"]));
-    let id = s(&created, "id").to_owned();
-    c.wait_state(&id, "running");
-    (account, id)
-}
 
 #[test]
 fn exec_answers_with_output_and_exit_code_for_the_owner_only() {

@@ -7,10 +7,10 @@
 //! is this machine), so the per-address cap does not stop them before the descriptor limit,
 //! which the test lowers to [`DESCRIPTOR_LIMIT`] on the running coordinator.
 
-use gpuspot_e2e::billing::{Account, create_account};
+use gpuspot_e2e::billing::running_instance;
 use gpuspot_e2e::deploy::{Deployments, regular_spec};
 use gpuspot_e2e::exec::{SshLogin, ssh_port};
-use gpuspot_e2e::{Cluster, SOON, TEST_CONFIG, cluster, holds, request, s, wait_until};
+use gpuspot_e2e::{Cluster, SOON, TEST_CONFIG, cluster, holds, s, wait_until};
 use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -105,16 +105,6 @@ fn wait_for_descriptor_shortage(c: &Cluster) {
         let open = c.coordinator.open_descriptors();
         holds(open as u64 >= DESCRIPTOR_LIMIT - 4, || format!("{open} descriptors open"))
     });
-}
-
-/// A paid-up account with a running, long-lived instance; (account, instance id).
-fn running_instance(c: &Cluster, name: &str) -> (Account, String) {
-    let account = create_account(&c.api, name);
-    account.pay(&c.api, "100.00");
-    let created = account.api.create(&request(name, &["RTX 5090"], 1, &["sleep", "600"]));
-    let id = s(&created, "id").to_owned();
-    c.wait_state(&id, "running");
-    (account, id)
 }
 
 fn ssh_door(c: &Cluster) -> SocketAddr {

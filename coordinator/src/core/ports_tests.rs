@@ -4,7 +4,7 @@
 use super::*;
 use crate::core::accounts::OPERATOR;
 use crate::core::deployment_tests::{cluster, start_scheduled, t};
-use crate::core::model::{Billing, GpuRequest, OnUnavailable, Range};
+use crate::core::model::{Billing, OnUnavailable};
 use gpuspot_common::AccountId;
 
 fn book() -> PortBook {
@@ -65,21 +65,7 @@ fn after_max_tries_an_instance_keeps_off_the_host_for_a_while() {
 }
 
 fn process_request(on_unavailable: OnUnavailable) -> InstanceRequest {
-    InstanceRequest {
-        name: String::new(),
-        gpu: GpuRequest { models: vec!["H100".into()], count: 1 },
-        cpu_cores: Range::default(),
-        memory_gib: Range::default(),
-        billing: Billing::Regular,
-        command: vec!["serve".into()],
-        env: Default::default(),
-        snapshot: Default::default(),
-        image: None,
-        data_disk_gib: 50,
-        on_unavailable,
-        ports: Vec::new(),
-        readiness: None,
-    }
+    crate::core::scheduling::tests::request(1, Billing::Regular, on_unavailable)
 }
 
 /// A cluster of one 1-GPU host `h` whose range is `first..=last`, and a process request

@@ -4,7 +4,7 @@
 
 use super::cluster::Cluster;
 use super::deployment_tests::{cluster, end, start_scheduled, t};
-use super::model::{Billing, GpuRequest, InstanceRequest, InstanceState, OnUnavailable, Range};
+use super::model::{Billing, InstanceRequest, InstanceState, OnUnavailable};
 use super::quotas::{QuotaChange, QuotaError, QuotaUpdate, Usage};
 use super::retention::Retention;
 use chrono::{DateTime, Duration, Utc};
@@ -35,21 +35,7 @@ pub(super) fn account(c: &mut Cluster, name: &str, max_instances: Option<u32>) -
 
 /// A regular request for 4 H100s: more than any host here has.
 fn request(on_unavailable: OnUnavailable) -> InstanceRequest {
-    InstanceRequest {
-        name: String::new(),
-        gpu: GpuRequest { models: vec!["H100".into()], count: 4 },
-        cpu_cores: Range::default(),
-        memory_gib: Range::default(),
-        billing: Billing::Regular,
-        command: vec!["run".into()],
-        env: Default::default(),
-        snapshot: Default::default(),
-        image: None,
-        data_disk_gib: 50,
-        on_unavailable,
-        ports: Vec::new(),
-        readiness: None,
-    }
+    crate::core::scheduling::tests::request(4, Billing::Regular, on_unavailable)
 }
 
 fn failed(c: &mut Cluster, account: &AccountId, at: DateTime<Utc>) -> InstanceId {

@@ -7,7 +7,7 @@
 mod occupancy;
 mod reclaim;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use super::cluster::Cluster;
 use super::guest::required_runtime;

@@ -25,8 +25,6 @@ pub struct Shape {
 
 #[derive(Debug)]
 pub struct Class {
-    /// The model, lower-cased once for substring matching.
-    pub lower_model: String,
     /// Connected hosts with free units, by (free units, host id).
     free: BTreeSet<(usize, HostId)>,
     /// Healthy units on non-lost hosts → how many hosts have that many.
@@ -159,11 +157,10 @@ impl HostIndex {
     }
 
     fn apply_member(&mut self, id: &HostId, member: &Member, add: bool) {
-        let class = self.classes.entry(member.shape.clone()).or_insert_with(|| Class {
-            lower_model: member.shape.model.to_lowercase(),
-            free: BTreeSet::new(),
-            healthy: BTreeMap::new(),
-        });
+        let class = self
+            .classes
+            .entry(member.shape.clone())
+            .or_insert_with(|| Class { free: BTreeSet::new(), healthy: BTreeMap::new() });
         if let Some(free) = member.free {
             if add {
                 class.free.insert((free, id.clone()));

@@ -12,7 +12,12 @@ use gpuspot_common::{AccountId, InstanceId, Money};
 
 const HOLD: i64 = 10;
 
-fn request(count: u32, billing: Billing, on_unavailable: OnUnavailable) -> InstanceRequest {
+/// A process request for `count` H100s (the other scheduling tests build theirs from it).
+pub(crate) fn request(
+    count: u32,
+    billing: Billing,
+    on_unavailable: OnUnavailable,
+) -> InstanceRequest {
     InstanceRequest {
         name: String::new(),
         gpu: GpuRequest { models: vec!["H100".into()], count },
