@@ -268,9 +268,7 @@ fn start_helper(
     drop((ready_writer, exit));
     let process = ProcRef::of(child.id().unwrap_or(0));
     drop(child);
-    let mut byte = [0u8; 1];
-    let answer = wait_readable(&ready).and_then(|()| ready.read(&mut byte));
-    match answer {
+    match read_ready_byte(&mut ready) {
         Ok(1) => Ok(process),
         Ok(_) => Err(NetError::NotReady("it exited".into())),
         Err(error) => {
@@ -308,14 +306,34 @@ fn helper_fds(fds: [i32; 3]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Waits until the ready pipe has something to read, or [`READY_WITHIN`] has passed. A
+/// signal (the agent's children ending) interrupts `poll`: it is asked again for the time left.
 fn wait_readable(pipe: &std::io::PipeReader) -> std::io::Result<()> {
-    let mut poll = libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let timeout = READY_WITHIN.as_millis() as libc::c_int;
-    // SAFETY: one pollfd we own.
-    match unsafe { libc::poll(&mut poll, 1, timeout) } {
-        -1 => Err(std::io::Error::last_os_error()),
-        0 => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
-        _ => Ok(()),
+    let deadline = std::time::Instant::now() + READY_WITHIN;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut poll = libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd we own.
+        match unsafe { libc::poll(&mut poll, 1, left.as_millis() as libc::c_int) } {
+            -1 => match std::io::Error::last_os_error() {
+                e if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                e => return Err(e),
+            },
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// One byte from the ready pipe once it is readable; a signal's interruption is retried.
+fn read_ready_byte(pipe: &mut std::io::PipeReader) -> std::io::Result<usize> {
+    wait_readable(pipe)?;
+    let mut byte = [0u8; 1];
+    loop {
+        match pipe.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            answer => return answer,
+        }
     }
 }
 
@@ -400,5 +418,35 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(!net.helper.alive(), "the helper outlived its exit pipe");
+    }
+
+    extern "C" fn ignore_signal(_: libc::c_int) {}
+
+    #[test]
+    fn a_signal_while_waiting_for_the_helper_is_not_taken_for_its_failure() {
+        // SAFETY: a handler that does nothing, installed without SA_RESTART, as a process
+        // reaping children would have; SIGUSR2 is used by nothing else in this test binary.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as *const () as usize;
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
+        }
+        let (mut ready, mut writer) = std::io::pipe().unwrap();
+        let (thread_tx, thread_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            thread_tx.send(unsafe { libc::pthread_self() }).unwrap();
+            read_ready_byte(&mut ready)
+        });
+        let thread = thread_rx.recv().unwrap();
+        // Signals paced over 100 ms: most land while the waiter sits in poll.
+        for _ in 0..100 {
+            // SAFETY: the waiter is alive until it has read the byte written below.
+            unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        writer.write_all(b"1").unwrap();
+        let answer = waiter.join().unwrap();
+        assert_eq!(answer.unwrap(), 1);
     }
 }
