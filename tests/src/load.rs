@@ -1,9 +1,10 @@
 //! A load generator for serving tests and the gateway benchmark: requests at a fixed rate
 //! (open loop: a slow answer does not slow the next request) or as fast as `concurrency`
-//! clients can go (closed loop), each outcome and latency recorded.
+//! clients can go (closed loop: back to back, for a while or until stopped), each outcome
+//! and latency recorded.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a run saw.
@@ -46,6 +47,8 @@ impl LoadReport {
 /// A fixed-rate load running on its own thread until [`SteadyLoad::stop`].
 pub struct SteadyLoad {
     stop: Arc<AtomicBool>,
+    /// Answers so far, successful or not (closed loop only), to wait on while it runs.
+    answered: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<LoadReport>>,
 }
 
@@ -56,7 +59,24 @@ impl SteadyLoad {
         let (url, flag) = (url.to_owned(), stop.clone());
         let thread =
             std::thread::spawn(move || runtime().block_on(fixed_rate(url, rate, flag, None)));
-        SteadyLoad { stop, thread: Some(thread) }
+        SteadyLoad { stop, answered: Default::default(), thread: Some(thread) }
+    }
+
+    /// GETs `url` from `clients` tasks, each sending its next request on the last answer,
+    /// so that no moment goes without a request in flight.
+    pub fn back_to_back(url: &str, clients: usize) -> SteadyLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let until = Until { stop: stop.clone(), answered: answered.clone(), duration: None };
+        let url = url.to_owned();
+        let thread =
+            std::thread::spawn(move || runtime().block_on(closed_loop(url, clients, until)));
+        SteadyLoad { stop, answered, thread: Some(thread) }
+    }
+
+    /// Answers received so far (a closed loop's; 0 for a fixed rate).
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::Relaxed)
     }
 
     /// Stops sending, waits for the answers in flight and reports.
@@ -131,15 +151,36 @@ pub async fn fixed_rate(
 
 /// Closed loop: `concurrency` clients, each sending its next request on the last answer.
 pub async fn max_rate(url: String, concurrency: usize, duration: Duration) -> LoadReport {
+    let until =
+        Until { stop: Default::default(), answered: Default::default(), duration: Some(duration) };
+    closed_loop(url, concurrency, until).await
+}
+
+/// When a closed loop ends: when `stop` is set or `duration` has passed.
+struct Until {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    duration: Option<Duration>,
+}
+
+impl Until {
+    fn over(&self, started: Instant) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.duration.is_some_and(|d| started.elapsed() >= d)
+    }
+}
+
+async fn closed_loop(url: String, concurrency: usize, until: Until) -> LoadReport {
     let client = client();
     let started = Instant::now();
+    let until = Arc::new(until);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, until) = (client.clone(), url.clone(), until.clone());
         tasks.spawn(async move {
             let mut report = LoadReport::default();
-            while started.elapsed() < duration {
+            while !until.over(started) {
                 report.add(one(&client, &url).await);
+                until.answered.fetch_add(1, Ordering::Relaxed);
             }
             report
         });
