@@ -7,6 +7,7 @@ use crate::actors::ClusterActor;
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::core::Cluster;
+use crate::core::rotation::DEFAULT_DRAIN_MARGIN;
 use crate::quic::{self, LogStore, QuicContext};
 use crate::store::credentials::{JoinTokenRecord, NewJoinToken};
 use crate::store::files::{self, restrict};
@@ -167,7 +168,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_crash_backoff(settings.crash_backoff.clone())
         .with_default_quota(settings.default_quota)
         .with_retention(settings.retention.clone())
-        .with_mail(settings.smtp.is_some());
+        .with_mail(settings.smtp.is_some())
+        .with_drain_margin(
+            settings.gateway.as_ref().map_or(DEFAULT_DRAIN_MARGIN, |g| g.drain_margin),
+        );
     let directory = Arc::new(crate::directory::Directory::default());
     for account in &loaded.accounts {
         directory.add(account);

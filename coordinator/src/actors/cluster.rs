@@ -67,8 +67,8 @@ impl ClusterActor {
         self
     }
 
-    /// Publishes the routes when an endpoint may have changed (before the commit: a
-    /// noticed replica leaves the rotation at once).
+    /// Publishes the routes when an endpoint may have changed (before the commit, so a
+    /// replica leaves the rotation before its agent is told to stop it).
     fn publish_routes(&mut self) {
         if self.core.take_routes_changed()
             && let Some(gateway) = &self.gateway

@@ -2,8 +2,10 @@
 //! connections it holds open (`max_connections`, `max_connections_per_client`: one IPv4
 //! address or IPv6 /64) and how long a client may take: the API and the gateway to send a
 //! request head (`header_timeout`) and body (`body_timeout`, extended at 1 KiB/s received),
-//! the SSH door to log in (`login_timeout`).
+//! the SSH door to log in (`login_timeout`). The gateway also keeps a noticed replica in
+//! its rotation until `drain_margin` before the replica's deadline at the latest (DESIGN §18).
 
+use crate::core::rotation::DEFAULT_DRAIN_MARGIN;
 use crate::listen::Limits;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -95,6 +97,9 @@ pub struct RawGateway {
     pub header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub body_timeout: Option<Duration>,
+    /// A noticed replica leaves the rotation this long before its deadline at the latest.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_margin: Option<Duration>,
 }
 
 /// The gateway's validated `[gateway]` table.
@@ -104,6 +109,7 @@ pub struct GatewaySettings {
     pub limits: Limits,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub drain_margin: Duration,
 }
 
 impl RawGateway {
@@ -114,6 +120,7 @@ impl RawGateway {
             max_connections_per_client: None,
             header_timeout: None,
             body_timeout: None,
+            drain_margin: None,
         }
     }
 
@@ -137,8 +144,18 @@ impl RawGateway {
                 BODY_TIMEOUT,
                 problems,
             ),
+            drain_margin: drain_margin(self.drain_margin, problems),
         }
     }
+}
+
+/// `gateway.drain_margin`, or 30 s; at most an hour (0s: noticed replicas serve to the end).
+fn drain_margin(value: Option<Duration>, problems: &mut Vec<String>) -> Duration {
+    let value = value.unwrap_or(DEFAULT_DRAIN_MARGIN);
+    if value > MAX_TIMEOUT {
+        problems.push("gateway.drain_margin: must be at most 1h".into());
+    }
+    value
 }
 
 /// `[ssh]`: `listen = "ADDR"`, the host name users are told to connect to (default: the
@@ -204,6 +221,7 @@ mod tests {
         let gateway = settings.gateway.expect("gateway");
         assert_eq!((gateway.limits.total, gateway.limits.per_client), (8192, 128));
         assert_eq!(gateway.body_timeout, Duration::from_secs(30));
+        assert_eq!(gateway.drain_margin, Duration::from_secs(30));
         assert_eq!(settings.api.limits.per_client, 64);
         assert_eq!(settings.api.header_timeout, Duration::from_secs(10));
     }
@@ -213,10 +231,11 @@ mod tests {
         let found = problems(
             "[api]\nbody_timeout = \"0s\"\nmax_connections_per_client = 0\n\
              [ssh]\nlisten = \"127.0.0.1:22\"\nlogin_timeout = \"2h\"\n\
-             [gateway]\nlisten = \"127.0.0.1:80\"\nheader_timeout = \"0s\"\n",
+             [gateway]\nlisten = \"127.0.0.1:80\"\nheader_timeout = \"0s\"\n\
+             drain_margin = \"2h\"\n",
         );
-        for name in ["api.body_timeout", "[api] connection", "ssh.login_timeout", "gateway.header"]
-        {
+        let names = ["api.body_timeout", "[api] connection", "ssh.login_timeout", "gateway.header"];
+        for name in names.into_iter().chain(["gateway.drain_margin"]) {
             assert!(found.iter().any(|p| p.contains(name)), "{name} in {found:?}");
         }
         assert!(RawConfig::from_toml("[api]\nmax_connections = -1").is_err());
@@ -236,7 +255,9 @@ mod tests {
         }
         let settings = RawConfig::from_toml(&section).unwrap().validate().unwrap();
         assert_eq!(settings.ssh.expect("ssh").login_timeout, Duration::from_secs(10));
-        assert_eq!(settings.gateway.expect("gateway").body_timeout, Duration::from_secs(30));
+        let gateway = settings.gateway.expect("gateway");
+        assert_eq!(gateway.body_timeout, Duration::from_secs(30));
+        assert_eq!(gateway.drain_margin, Duration::from_secs(30));
         assert_eq!(settings.api.body_timeout, Duration::from_secs(30));
     }
 }

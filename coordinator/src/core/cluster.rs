@@ -70,6 +70,8 @@ pub struct Cluster {
     pub(super) readiness: std::collections::HashMap<InstanceId, bool>,
     /// Whether an endpoint may have changed since the gateway's table was last built.
     pub(super) routes_changed: bool,
+    /// Noticed replicas leave the rotation this long before their deadline (DESIGN §18).
+    pub(super) drain_margin: super::rotation::DrainMargin,
     /// The gateway's request counter per deployment at the autoscaler's last look.
     pub(super) request_samples:
         std::collections::HashMap<gpuspot_common::DeploymentId, (u64, DateTime<Utc>)>,
@@ -99,6 +101,7 @@ impl Cluster {
             next_seq: 1,
             readiness: Default::default(),
             routes_changed: true,
+            drain_margin: Default::default(),
             request_samples: Default::default(),
             ports: Default::default(),
         }
@@ -146,6 +149,13 @@ impl Cluster {
     /// Inbox messages are mailed to their account's `email` too (an `[smtp]` is set).
     pub fn with_mail(mut self, enabled: bool) -> Self {
         self.mail = enabled;
+        self
+    }
+
+    /// How long before its deadline a noticed replica leaves the gateway's rotation at the
+    /// latest (config `[gateway] drain_margin`).
+    pub fn with_drain_margin(mut self, margin: std::time::Duration) -> Self {
+        self.drain_margin = super::rotation::DrainMargin::new(margin);
         self
     }
 

@@ -19,7 +19,8 @@
 //!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
 //! - [`serving`]: ports and readiness of guests that serve; [`ports`]: which host ports
 //!   they get, and starts refused for a port; [`routes`]: their endpoints and the
-//!   gateway's table (DESIGN §18).
+//!   gateway's table; [`rotation`]: which replicas take traffic, noticed ones until a
+//!   replacement is ready or their drain margin (DESIGN §18).
 //! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
 //! - [`maintenance`]: cordon, uncordon and drain of a host (DESIGN §19).
 //! - [`retention`]: what ended work is kept for, and forgetting it (DESIGN §15).
@@ -72,6 +73,7 @@ pub mod requests;
 pub mod retention;
 #[cfg(test)]
 mod retention_tests;
+pub mod rotation;
 pub mod routes;
 pub mod scaling;
 #[cfg(test)]

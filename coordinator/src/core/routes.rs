@@ -2,11 +2,13 @@
 //! (drawn at placement, see [`super::ports`]), the readiness verdicts agents report, each
 //! replica as an endpoint (address, ready, draining), and the table the gateway routes by.
 //! A replica takes traffic while it is ready, not draining and its host is connected; a
-//! notice drains it at once.
+//! noticed one drains once a replacement is ready or its drain margin came
+//! ([`super::rotation`]).
 
 use super::cluster::Cluster;
 use super::model::{Instance, InstanceState};
 use super::registry::HostState;
+use super::rotation::{self, Replica, Stage};
 use gpuspot_common::protocol::PortMapping;
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId};
 
@@ -60,7 +62,7 @@ impl Cluster {
 
     /// Running and draining replicas of a deployment, oldest first.
     pub fn endpoints(&self, id: &DeploymentId) -> Vec<(&Instance, EndpointInfo)> {
-        let mut list: Vec<(&Instance, EndpointInfo)> = self
+        let mut list: Vec<&Instance> = self
             .deployment_instances(id)
             .into_iter()
             .filter(|i| {
@@ -71,12 +73,34 @@ impl Cluster {
                         | InstanceState::Stopping
                 )
             })
-            .map(|i| (i, self.endpoint(i)))
             .collect();
-        list.sort_by_key(|(i, _)| i.seq);
-        list
+        list.sort_by_key(|i| i.seq);
+        let mut endpoints: Vec<EndpointInfo> = list.iter().map(|i| self.endpoint(i)).collect();
+        let replicas: Vec<Replica> = list
+            .iter()
+            .zip(&endpoints)
+            .map(|(i, e)| Replica { stage: self.stage(i), ready: e.ready })
+            .collect();
+        let wanted = self.deployments.get(id).filter(|d| !d.state.is_final());
+        let wanted = wanted.map_or(0, |d| d.wanted_active() as usize);
+        for (e, draining) in endpoints.iter_mut().zip(rotation::draining(&replicas, wanted)) {
+            e.draining = draining;
+        }
+        list.into_iter().zip(endpoints).collect()
     }
 
+    /// Where a replica is in its life for the rotation: a notice past its drain margin
+    /// counts as stopping.
+    fn stage(&self, instance: &Instance) -> Stage {
+        match instance.lifecycle().notice() {
+            Some(n) if self.drain_margin.passed(n.at) => Stage::Stopping,
+            Some(n) => Stage::Noticed { deadline: n.at },
+            None if instance.state() == InstanceState::Running => Stage::InService,
+            None => Stage::Stopping,
+        }
+    }
+
+    /// The endpoint, draining or not as [`Cluster::endpoints`] decides.
     fn endpoint(&self, instance: &Instance) -> EndpointInfo {
         let host = instance.host_id().and_then(|h| self.registry.get(h));
         let address = host
@@ -94,7 +118,7 @@ impl Cluster {
             host_id: instance.host_id().cloned(),
             ready: running && connected && address.is_some() && (!probed || verdict == Some(true)),
             address,
-            draining: instance.is_draining(),
+            draining: true,
         }
     }
 

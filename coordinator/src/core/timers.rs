@@ -1,7 +1,7 @@
 //! The core's one timer (quinn-proto style): [`Cluster::poll_timeout`] names the next
-//! moment anything is due — a termination deadline, the price tick, the meter tick, a lost
-//! host, a crashed replica's replacement, an overdue deadline, ended work past its
-//! retention, the event sweep — and [`Cluster::handle_timeout`] does everything due by
+//! moment anything is due — a termination deadline, a noticed replica's drain margin, the
+//! price tick, the meter tick, a lost host, a crashed replica's replacement, an overdue
+//! deadline, ended work past its retention, the event sweep — and [`Cluster::handle_timeout`] does everything due by
 //! `now`. The actor arms one timer for the answer and calls back; tests drive whole
 //! scenarios on a manual clock the same way.
 
@@ -36,6 +36,7 @@ impl Cluster {
             Some(periodic[2]),
             self.next_forget(),
             self.next_deadline(),
+            self.drain_margin.next(&self.instances),
             self.next_crash_restart(),
             self.next_overdue_deadline(),
             self.next_host_expiry(),
@@ -65,10 +66,11 @@ impl Cluster {
         self.tick(now);
     }
 
-    /// What is due that is not periodic: notices whose deadline came, replacements whose
-    /// backoff is over, overdue deadlines, hosts silent for too long, ended instances past
-    /// their retention and busy host ports.
+    /// What is due that is not periodic: notices whose deadline or drain margin came,
+    /// replacements whose backoff is over, overdue deadlines, hosts silent for too long,
+    /// ended instances past their retention and busy host ports.
     pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.routes_changed |= self.drain_margin.advance(&self.instances, now);
         self.carry_out_deadlines(now);
         self.start_due_restarts(now);
         self.expire_overdue(now);

@@ -1,8 +1,9 @@
 //! The serving gateway (DESIGN §18): `http://GATEWAY/d/{deployment name or id}/…` is
 //! proxied to one of the deployment's ready, non-draining replicas, the one with the
 //! fewest requests in flight. The cluster actor publishes a new [`table::Table`] whenever
-//! an endpoint changes, so a noticed replica leaves the rotation at once while its
-//! requests in flight finish. A request whose body is buffered (known length up to
+//! an endpoint changes: a noticed replica stays in it until a replacement is ready or its
+//! drain margin came ([`crate::core::rotation`]), then leaves while its requests in flight
+//! finish. A request whose body is buffered (known length up to
 //! [`proxy::BUFFER_LIMIT`]) is tried on another replica when its connection cannot be
 //! made: nothing reached the first one, so this is safe for every method. Connections are
 //! limited per client address and in all ([`crate::listen::admission`]); one past its limit

@@ -175,6 +175,12 @@ impl Instances {
         self.notices.first().map(|(at, _)| *at)
     }
 
+    /// The earliest notice deadline after `after`.
+    pub fn next_notice_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let from = (after, InstanceId(String::new()));
+        self.notices.range(from..).map(|(at, _)| *at).find(|at| *at > after)
+    }
+
     /// Noticed instances whose deadline has come, earliest first.
     pub fn due_notices(&self, now: DateTime<Utc>) -> Vec<InstanceId> {
         self.notices.iter().take_while(|(at, _)| *at <= now).map(|(_, id)| id.clone()).collect()
