@@ -74,6 +74,8 @@ pub mod retention;
 #[cfg(test)]
 mod retention_tests;
 pub mod rotation;
+#[cfg(test)]
+mod rotation_tests;
 pub mod routes;
 pub mod scaling;
 #[cfg(test)]
