@@ -99,6 +99,13 @@ fn assert_no_failed_request(load: SteadyLoad) {
         holds(load.answered() >= at_end + 20, || format!("{} answers", load.answered()))
     });
     let report = load.stop();
+    eprintln!(
+        "{} requests in {:.1?}, {} failed, p99 {:?}",
+        report.sent,
+        report.elapsed,
+        report.failures.len(),
+        report.percentile(0.99)
+    );
     assert!(report.sent >= 200, "the load ran through the notice: {} requests", report.sent);
     assert!(
         report.failures.is_empty(),
