@@ -109,10 +109,11 @@ impl Cluster {
         let connected = host.is_some_and(|h| h.state == HostState::Connected);
         let probed = instance.request.readiness.is_some();
         let verdict = self.readiness.get(&instance.id).copied();
+        // A notice can come before the workload ran (an overdue account): nothing serves.
         let running = matches!(
             instance.state(),
             InstanceState::Running | InstanceState::TerminationScheduled
-        );
+        ) && instance.started_at().is_some();
         EndpointInfo {
             instance_id: instance.id.clone(),
             host_id: instance.host_id().cloned(),
