@@ -5,11 +5,13 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use super::schemas::{self, Account, AccountWithToken, ErrorBody, PaymentReceipt};
-use crate::actors::ApiRequest;
+use super::listing::{self, PageQuery};
+use super::schemas::{self, Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
+use crate::actors::{ApiRequest, Scope};
 use crate::actors::messages::{AccountView, Payment};
 use crate::core::accounts::NewAccount;
 use crate::core::billing::LedgerEntry;
+use crate::core::listing::Page;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, get, patch, post, web};
@@ -21,6 +23,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
+        .service(whoami)
         .service(show)
         .service(change)
         .service(rotate_token)
@@ -119,26 +122,56 @@ async fn create(
     Ok(HttpResponse::Created().json(body))
 }
 
-/// Every account. Admin only.
+/// The accounts, oldest first, paged on the server. Admin only.
 #[utoipa::path(
-    tag = "accounts", operation_id = "list_accounts",
+    tag = "accounts", operation_id = "list_accounts", params(PageQuery),
     responses(
-        (status = 200, description = "The accounts", body = Vec<Account>),
+        (status = 200, description = "The accounts; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<Account>),
+        (status = 400, description = "Invalid query (the parameter named)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Admin only", body = ErrorBody),
     )
 )]
 #[get("/accounts")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    let accounts = state.ask(|reply| ApiRequest::ListAccounts { reply }).await?;
-    Ok(HttpResponse::Ok().json(accounts.iter().map(view).collect::<Vec<_>>()))
+    let wanted = query.listing()?;
+    let query = listing::repeated(&wanted);
+    let found = state.ask(|reply| ApiRequest::ListAccounts { listing: wanted, reply }).await?;
+    Ok(listing::answer("/v1/accounts", &query, &found, view, |a| a.account.id.to_string()))
 }
 
-/// An account; an account token sees only its own.
+/// The token's own account (the operator account, which the admin acts for, with
+/// `role: admin`), with its quota and usage.
+#[utoipa::path(
+    tag = "accounts", operation_id = "whoami",
+    responses(
+        (status = 200, description = "Who the token is", body = Whoami),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+    )
+)]
+#[get("/whoami")]
+async fn whoami(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
+    let role = match caller.scope {
+        Scope::Admin => "admin",
+        Scope::Account(_) => "account",
+    };
+    let id = caller.account(None)?;
+    let account =
+        state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
+    let mut body = view(&account);
+    body["role"] = json!(role);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// An account, by id or name; an account token sees only its own.
 #[utoipa::path(
     tag = "accounts", operation_id = "get_account",
-    params(("id" = String, Path, description = "Account id")),
+    params(("id" = String, Path, description = "Account id, or its name (an account token: its own)")),
     responses(
         (status = 200, description = "The account", body = Account),
         (status = 401, description = "No or bad token", body = ErrorBody),
@@ -318,17 +351,38 @@ async fn change(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct LedgerQuery {
-    /// At most this many, 1 to 100000 (default 10000).
-    limit: Option<usize>,
+    /// At most this many, 1 to 100000 (default 10000). When more follow, the answer's
+    /// `Link` header (`rel="next"`) gives the next page's URL.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100000)]
+    limit: Option<String>,
+    /// The id of the last entry of the previous page: the ledger continues after it.
+    #[param(value_type = Option<u64>)]
+    after: Option<String>,
 }
 
-/// The account's ledger; its amounts sum to the balance.
+const LEDGER: listing::Bounds = listing::Bounds { default: 10_000, max: 100_000 };
+
+impl LedgerQuery {
+    fn after(&self) -> Result<Option<u64>, HttpError> {
+        let Some(text) = listing::after(self.after.as_deref())? else { return Ok(None) };
+        text.parse().map(Some).map_err(|_| {
+            let shown: String = text.chars().take(32).collect();
+            HttpError::bad_request(
+                "invalid_query",
+                format!("after: expected a ledger entry id (a whole number), not {shown:?}"),
+            )
+        })
+    }
+}
+
+/// The account's ledger, by id or name, oldest first; its amounts sum to the balance.
 #[utoipa::path(
     tag = "accounts", operation_id = "get_ledger",
-    params(("id" = String, Path, description = "Account id"), LedgerQuery),
+    params(("id" = String, Path, description = "Account id, or its name (an account token: its own)"), LedgerQuery),
     responses(
-        (status = 200, description = "Ledger entries", body = Vec<schemas::LedgerEntry>),
+        (status = 200, description = "Ledger entries; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<schemas::LedgerEntry>),
         (status = 400, description = "Invalid body or query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
@@ -341,14 +395,19 @@ async fn ledger(
     id: web::Path<String>,
     query: web::Query<LedgerQuery>,
 ) -> Result<HttpResponse, HttpError> {
+    let (limit, after) = (listing::limit(query.limit.as_deref(), LEDGER)?, query.after()?);
     let id = AccountId(id.into_inner());
-    state
-        .ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id: id.clone(), reply })
-        .await?;
-    let limit = query.limit.unwrap_or(10_000).clamp(1, 100_000);
-    let store = state.store.clone();
-    let entries = super::blocking(move || store.ledger(&id, limit)).await?;
-    Ok(HttpResponse::Ok().json(entries.iter().map(entry_view).collect::<Vec<_>>()))
+    let account =
+        state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
+    let (store, id) = (state.store.clone(), account.account.id.clone());
+    // One more than asked for says whether another page follows.
+    let mut items = super::blocking(move || store.ledger(&id, after, limit + 1)).await?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let path = format!("/v1/accounts/{}/ledger", account.account.id);
+    let query = [("limit", limit.to_string())];
+    let page = Page { items, more };
+    Ok(listing::answer(&path, &query, &page, entry_view, |e| e.id.to_string()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! - [`error`]: the error type and the JSON/path/query error handlers.
 //! - [`auth`]: who is calling (admin or account) from the bearer token.
-//! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
+//! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes;
+//!   [`listing`]: the `state`, `limit` and `after` of every list and its `Link` header.
 //! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
 //! - [`messages`]: the accounts' inboxes.
@@ -21,6 +22,7 @@ pub mod exec;
 pub mod exec_ws;
 pub mod hosts;
 pub mod instances;
+pub mod listing;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
