@@ -94,8 +94,7 @@ fn summary(instance: &Value) -> String {
 }
 
 fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/instances")?;
-    let shown = lookup::INSTANCE.filtered(&answer, filter);
+    let shown = lookup::INSTANCE.list(ctx, filter)?;
     ctx.emit(&shown, |v| {
         let hostnames = hostnames(ctx);
         table(items(v, "instances"), &hostnames, ctx.wide()).print()
