@@ -218,10 +218,12 @@ mod tests {
     #[test]
     fn the_next_page_is_the_link_marked_next() {
         let mut headers = reqwest::header::HeaderMap::new();
-        let link = "</v1/x?limit=2&after=i-1>; rel=\"prev\", </v1/x?limit=2&after=i-3>; rel=\"next\"";
+        let link =
+            "</v1/x?limit=2&after=i-1>; rel=\"prev\", </v1/x?limit=2&after=i-3>; rel=\"next\"";
         headers.insert(reqwest::header::LINK, link.parse().unwrap());
         assert_eq!(next_link(&headers).as_deref(), Some("/v1/x?limit=2&after=i-3"));
-        headers.insert(reqwest::header::LINK, "<http://elsewhere/x>; rel=\"next\"".parse().unwrap());
+        headers
+            .insert(reqwest::header::LINK, "<http://elsewhere/x>; rel=\"next\"".parse().unwrap());
         assert_eq!(next_link(&headers), None, "only a path on the same API is followed");
     }
 

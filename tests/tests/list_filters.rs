@@ -150,5 +150,8 @@ fn cli_asks_the_server(c: &Cluster, scene: &Scene, all_queued: &[String]) {
     let all = cli(&c.api, &["instances", "list", "--all", "--chunk-size", "2"]).expect("built");
     assert_eq!(all.as_array().map(Vec::len), Some(9), "every page: {all}");
     let two = cli(&c.api, &["instances", "list", "--all", "--limit", "2"]).expect("built");
-    assert_eq!(ids(two.as_array().expect("a list")), [scene.done.clone(), scene.running[0].clone()]);
+    assert_eq!(
+        ids(two.as_array().expect("a list")),
+        [scene.done.clone(), scene.running[0].clone()]
+    );
 }

@@ -30,11 +30,12 @@ impl ClusterActor {
         scope: &Scope,
         listing: &Listing,
     ) -> Result<Page<Instance>, Failure> {
-        let after =
-            cursor(listing, |id| self.visible(scope, &InstanceId(id.to_owned())).ok())?.map(|i| i.seq);
-        let shown = self.core.instances().filter(|i| {
-            scope.may_see(&i.account_id) && listing.wants(i.state().as_str())
-        });
+        let after = cursor(listing, |id| self.visible(scope, &InstanceId(id.to_owned())).ok())?
+            .map(|i| i.seq);
+        let shown = self
+            .core
+            .instances()
+            .filter(|i| scope.may_see(&i.account_id) && listing.wants(i.state().as_str()));
         Ok(page(shown, |i| i.seq, after, listing.limit).map(Instance::clone))
     }
 
@@ -48,8 +49,9 @@ impl ClusterActor {
 
     pub(super) fn accounts_page(&self, listing: &Listing) -> Result<Page<AccountView>, Failure> {
         let key = |a: &&crate::core::billing::Account| (a.created_at, a.id.to_string());
-        let after =
-            cursor(listing, |id| self.core.accounts().find(|a| a.id.as_str() == id).map(|a| key(&a)))?;
+        let after = cursor(listing, |id| {
+            self.core.accounts().find(|a| a.id.as_str() == id).map(|a| key(&a))
+        })?;
         let found = page(self.core.accounts(), key, after, listing.limit);
         let usage = self.core.usage_by_account();
         Ok(found.map(|account| AccountView {
@@ -68,9 +70,7 @@ impl ClusterActor {
             (s.created_at, s.snapshot.id.clone())
         };
         let visible = || self.core.snapshots().filter(|s| scope.may_see(&s.account_id));
-        let after =
-            cursor(listing, |id| visible().find(|s| s.snapshot.id == id).map(|s| key(&s)))?;
+        let after = cursor(listing, |id| visible().find(|s| s.snapshot.id == id).map(|s| key(&s)))?;
         Ok(page(visible(), key, after, listing.limit).map(SnapshotRecord::clone))
     }
-
 }

@@ -181,11 +181,13 @@ mod tests {
     fn the_next_page_is_linked_only_when_more_follow() {
         let page = Page { items: vec!["i-1", "i-2"], more: true };
         let query = [("state", "queued,running".to_owned()), ("limit", "2".to_owned())];
-        let response = answer("/v1/instances", &query, &page, |i| Value::from(*i), |i| i.to_string());
+        let response =
+            answer("/v1/instances", &query, &page, |i| Value::from(*i), |i| i.to_string());
         let link = response.headers().get("Link").unwrap().to_str().unwrap();
         assert_eq!(link, "</v1/instances?state=queued%2Crunning&limit=2&after=i-2>; rel=\"next\"");
         let last = Page { items: vec!["i-3"], more: false };
-        let response = answer("/v1/instances", &query, &last, |i| Value::from(*i), |i| i.to_string());
+        let response =
+            answer("/v1/instances", &query, &last, |i| Value::from(*i), |i| i.to_string());
         assert!(response.headers().get("Link").is_none());
     }
 }

@@ -363,9 +363,8 @@ impl Store for SqliteStore {
         )?;
         // Entry ids start at 1; beyond i64 there are none.
         let after = after.map_or(0, |a| i64::try_from(a).unwrap_or(i64::MAX));
-        let rows = stmt.query_map(params![account.as_str(), after, limit as i64], |r| {
-            r.get::<_, String>(0)
-        })?;
+        let rows = stmt
+            .query_map(params![account.as_str(), after, limit as i64], |r| r.get::<_, String>(0))?;
         rows.map(|body| from_json("ledger entry", &body?)).collect()
     }
 }
