@@ -84,7 +84,7 @@ fn lists_filter_by_state_and_page_on_the_server() {
     pages_cover(&c.api, "/v1/instances?state=queued", 4, 2);
     let after = one_page(&c.api, &format!("/v1/instances?after={}", scene.running[1]));
     assert_eq!(after, all_queued, "after the second running one come the queued ones");
-    assert_eq!(one_page(&scene.tenant.api, "/v1/instances"), [scene.tenant_queued.clone()]);
+    assert_eq!(one_page(&scene.tenant.api, "/v1/instances"), [scene.tenant_queued.as_str()]);
     let foreign = format!("/v1/instances?after={}", scene.done);
     assert_error(&scene.tenant.api.get(&foreign), 400, Some("invalid_query"), "another's id");
     refuses(
@@ -114,7 +114,7 @@ fn other_lists_page_too(c: &Cluster, scene: &Scene) {
     let gone = s(&deployments.create(&body("gone")), "id").to_owned();
     let waiting = s(&deployments.create(&body("waiting")), "id").to_owned();
     assert_eq!(c.api.delete(&format!("/v1/deployments/{gone}")).0, 200);
-    assert_eq!(one_page(&c.api, "/v1/deployments?state=deleted"), [gone.clone()]);
+    assert_eq!(one_page(&c.api, "/v1/deployments?state=deleted"), [gone.as_str()]);
     assert_eq!(one_page(&c.api, "/v1/deployments?state=waiting,running"), [waiting]);
     pages_cover(&c.api, "/v1/deployments", 1, 2);
     refuses(&c.api, "/v1/deployments", &[("state=sleeping", "sleeping"), ("after=d-x", "after")]);
