@@ -1,17 +1,17 @@
 //! `/v1/accounts`: accounts (created by the admin, each with its API token), payments (the
 //! admin's alone, DESIGN §15), token rotation, disabling, quotas (the admin's, DESIGN §16),
-//! the email messages are mailed to (the account's own, DESIGN §17) and the ledger. An account sees only itself; another account's id answers 404.
+//! the email messages are mailed to (the account's own, DESIGN §17) and `whoami`; the
+//! ledger is in [`super::ledger`]. An account sees only itself; another account's id answers 404.
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use super::listing::{self, PageQuery};
-use super::schemas::{self, Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
+use super::schemas::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
 use crate::actors::messages::{AccountView, Payment};
 use crate::actors::{ApiRequest, Scope};
 use crate::core::accounts::NewAccount;
 use crate::core::billing::LedgerEntry;
-use crate::core::listing::Page;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, get, patch, post, web};
@@ -27,8 +27,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(show)
         .service(change)
         .service(rotate_token)
-        .service(pay)
-        .service(ledger);
+        .service(pay);
 }
 
 /// An account with the quota that applies to it and what it holds (DESIGN §16).
@@ -347,67 +346,6 @@ async fn change(
         .await?;
     state.directory.set(&account.account);
     Ok(HttpResponse::Ok().json(view(&account)))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct LedgerQuery {
-    /// At most this many, 1 to 100000 (default 10000). When more follow, the answer's
-    /// `Link` header (`rel="next"`) gives the next page's URL.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100000)]
-    limit: Option<String>,
-    /// The id of the last entry of the previous page: the ledger continues after it.
-    #[param(value_type = Option<u64>)]
-    after: Option<String>,
-}
-
-const LEDGER: listing::Bounds = listing::Bounds { default: 10_000, max: 100_000 };
-
-impl LedgerQuery {
-    fn after(&self) -> Result<Option<u64>, HttpError> {
-        let Some(text) = listing::after(self.after.as_deref())? else { return Ok(None) };
-        text.parse().map(Some).map_err(|_| {
-            let shown: String = text.chars().take(32).collect();
-            HttpError::bad_request(
-                "invalid_query",
-                format!("after: expected a ledger entry id (a whole number), not {shown:?}"),
-            )
-        })
-    }
-}
-
-/// The account's ledger, by id or name, oldest first; its amounts sum to the balance.
-#[utoipa::path(
-    tag = "accounts", operation_id = "get_ledger",
-    params(("id" = String, Path, description = "Account id, or its name (an account token: its own)"), LedgerQuery),
-    responses(
-        (status = 200, description = "Ledger entries; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<schemas::LedgerEntry>),
-        (status = 400, description = "Invalid body or query", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
-    )
-)]
-#[get("/accounts/{id}/ledger")]
-async fn ledger(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-    query: web::Query<LedgerQuery>,
-) -> Result<HttpResponse, HttpError> {
-    let (limit, after) = (listing::limit(query.limit.as_deref(), LEDGER)?, query.after()?);
-    let id = AccountId(id.into_inner());
-    let account =
-        state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
-    let (store, id) = (state.store.clone(), account.account.id.clone());
-    // One more than asked for says whether another page follows.
-    let mut items = super::blocking(move || store.ledger(&id, after, limit + 1)).await?;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let path = format!("/v1/accounts/{}/ledger", account.account.id);
-    let query = [("limit", limit.to_string())];
-    let page = Page { items, more };
-    Ok(listing::answer(&path, &query, &page, entry_view, |e| e.id.to_string()))
 }
 
 #[cfg(test)]

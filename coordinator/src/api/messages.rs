@@ -90,12 +90,10 @@ async fn list(
     // One more than asked for says whether another page follows.
     let found =
         super::blocking(move || store.messages(&account, unread, cursor.as_deref(), limit + 1));
-    let Some(mut items) = found.await? else {
+    let Some(items) = found.await? else {
         return Err(Failure::UnknownCursor(after.unwrap_or_default()).into());
     };
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let page = Page { items, more };
+    let page = Page::of_one_more(items, limit);
     Ok(listing::answer("/v1/messages", &repeated, &page, message_view, |m| m.id.clone()))
 }
 

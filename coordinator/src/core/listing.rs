@@ -32,6 +32,14 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// A page from up to `limit + 1` items read in order: an extra one only says that more
+    /// follow.
+    pub fn of_one_more(mut items: Vec<T>, limit: usize) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Self { items, more }
+    }
+
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page { items: self.items.into_iter().map(f).collect(), more: self.more }
     }
@@ -72,6 +80,12 @@ mod tests {
         let exact = page(items.iter(), |i| **i, Some(3), 2);
         assert_eq!((exact.items, exact.more), (vec![&4, &5], false), "no empty last page");
         assert_eq!(page(items.iter(), |i| **i, Some(9), 2).items, Vec::<&u64>::new());
+    }
+
+    #[test]
+    fn one_more_than_the_limit_says_more_follow() {
+        assert_eq!(Page::of_one_more(vec![1, 2, 3], 2), Page { items: vec![1, 2], more: true });
+        assert_eq!(Page::of_one_more(vec![1, 2], 2), Page { items: vec![1, 2], more: false });
     }
 
     #[test]
