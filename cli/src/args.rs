@@ -76,6 +76,8 @@ pub enum Command {
     /// Accounts, payments and the ledger.
     #[command(subcommand)]
     Accounts(AccountsCmd),
+    /// The token's account: name, id, balance, quota and usage (`admin` for the admin token).
+    Whoami,
     /// Deployments: replica sets, jobs and containers.
     #[command(subcommand)]
     Deployments(DeploymentsCmd),
@@ -154,15 +156,30 @@ pub enum InstancesCmd {
     Exec(ExecArgs),
 }
 
-/// Which items a list shows: by default everything that has not ended.
-#[derive(Args, Debug, Default, Clone)]
+/// Which items a list shows: by default everything that has not ended. The server filters
+/// (`?state=`) and pages (`?limit=`, `?after=`); the CLI follows the pages.
+#[derive(Args, Debug, Clone)]
 pub struct ListFilter {
-    /// Only items in this state (repeatable), e.g. queued, running, terminated.
-    #[arg(long = "state", value_name = "STATE")]
+    /// Only items in this state (repeatable or comma-separated), e.g. queued, running,
+    /// terminated.
+    #[arg(long = "state", value_name = "STATE", value_delimiter = ',')]
     pub states: Vec<String>,
     /// Ended ones too (terminated instances, deleted or finished deployments).
     #[arg(long, short)]
     pub all: bool,
+    /// At most this many, oldest first.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// How many to ask the server for per request (1 to 1000); every page is read.
+    #[arg(long, value_name = "N", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub chunk_size: u32,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        Self { states: Vec::new(), all: false, limit: None, chunk_size: 500 }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -58,6 +58,29 @@ impl Client {
         self.json(Method::GET, path, None)
     }
 
+    /// A list route's items, page after page as its `Link: <…>; rel="next"` headers lead,
+    /// until there are none or `at_most` items came (DESIGN §11).
+    pub fn get_list(&self, path: &str, at_most: Option<usize>) -> anyhow::Result<Value> {
+        let (mut items, mut next) = (Vec::new(), Some(path.to_owned()));
+        while let Some(path) = next.take() {
+            let response = self.send(self.request(&self.http, Method::GET, &path))?;
+            next = next_link(response.headers());
+            let text = response.text().context("reading the response")?;
+            let page: Value = serde_json::from_str(&text).with_context(|| {
+                format!("the coordinator's answer to {path} is not JSON: {text:.200}")
+            })?;
+            match page {
+                Value::Array(page) => items.extend(page),
+                other => return Ok(other),
+            }
+            if let Some(at_most) = at_most.filter(|n| items.len() >= *n) {
+                items.truncate(at_most);
+                break;
+            }
+        }
+        Ok(Value::Array(items))
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.json(Method::POST, path, Some(body))
     }
@@ -147,6 +170,17 @@ fn build_http(timeout: Option<Duration>) -> anyhow::Result<Http> {
         .context("building the HTTP client")
 }
 
+/// The path of a `Link` header's `rel="next"` target (`</v1/x?after=a>; rel="next"`).
+fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let values = headers.get_all(reqwest::header::LINK).into_iter();
+    values.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).find_map(|entry| {
+        let (target, params) = entry.trim().split_once(';')?;
+        params.split(';').any(|p| p.trim() == "rel=\"next\"").then_some(())?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        target.starts_with('/').then(|| target.to_owned())
+    })
+}
+
 /// The innermost cause's text ("Connection refused (os error 111)").
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
@@ -179,6 +213,18 @@ mod tests {
         assert_eq!(encode_segment("NVIDIA GeForce RTX 5090"), "NVIDIA%20GeForce%20RTX%205090");
         assert_eq!(encode_segment("a/b?c"), "a%2Fb%3Fc");
         assert_eq!(encode_segment("H100"), "H100");
+    }
+
+    #[test]
+    fn the_next_page_is_the_link_marked_next() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let link =
+            "</v1/x?limit=2&after=i-1>; rel=\"prev\", </v1/x?limit=2&after=i-3>; rel=\"next\"";
+        headers.insert(reqwest::header::LINK, link.parse().unwrap());
+        assert_eq!(next_link(&headers).as_deref(), Some("/v1/x?limit=2&after=i-3"));
+        headers
+            .insert(reqwest::header::LINK, "<http://elsewhere/x>; rel=\"next\"".parse().unwrap());
+        assert_eq!(next_link(&headers), None, "only a path on the same API is followed");
     }
 
     #[test]

@@ -53,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pools(pools) => commands::pools::run(&ctx()?, pools.cmd),
         Command::Events(events) => commands::events::run(&ctx()?, &events),
         Command::Accounts(cmd) => commands::accounts::run(&ctx()?, cmd),
+        Command::Whoami => commands::accounts::whoami(&ctx()?),
         Command::Deployments(cmd) => commands::deployments::run(&ctx()?, cmd),
         Command::Messages(args) => commands::messages::run(&ctx()?, &args),
         Command::Snapshots(args) => commands::snapshots::run(&ctx()?, args.cmd),

@@ -60,6 +60,37 @@ impl Api {
         self.send(self.request(Method::GET, path), &format!("GET {path}"))
     }
 
+    /// One page of a list route: the status, the body and the `Link: <…>; rel="next"`
+    /// header's target (a path with its query), if the answer has one.
+    pub fn get_page(&self, path: &str) -> (u16, Value, Option<String>) {
+        let response = self.request(Method::GET, path).send();
+        let response = response.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let next = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_link);
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), next)
+    }
+
+    /// Every item of a list route, page by page through its `Link` headers; also how many
+    /// pages it took. Each page must answer 200 with a JSON array.
+    pub fn all_pages(&self, path: &str) -> (Vec<Value>, usize) {
+        let (mut items, mut pages, mut next) = (Vec::new(), 0, Some(path.to_owned()));
+        while let Some(path) = next.take() {
+            let (status, body, link) = self.get_page(&path);
+            assert_eq!(status, 200, "GET {path}: {body}");
+            items.extend(as_list(body));
+            pages += 1;
+            assert!(pages <= 10_000, "{path}: pages without end");
+            next = link;
+        }
+        (items, pages)
+    }
+
     /// Like [`Api::get`], but a connection failure is an `Err` (for polling a server that
     /// may be down).
     pub fn try_get(&self, path: &str) -> Result<(u16, Value), String> {
@@ -130,6 +161,16 @@ fn as_list(value: Value) -> Vec<Value> {
         Value::Array(items) => items,
         other => panic!("expected a JSON array, got {other}"),
     }
+}
+
+/// The target of a `Link` header's `rel="next"` entry: `</v1/x?after=a>; rel="next"`.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|entry| {
+        let (target, params) = entry.trim().split_once(';')?;
+        let next = params.split(';').any(|p| p.trim() == "rel=\"next\"");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        next.then(|| target.to_owned())
+    })
 }
 
 /// `value["field"]` as a string, or "" when absent or not a string.

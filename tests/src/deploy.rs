@@ -251,6 +251,27 @@ pub fn cli_text(api: &Api, args: &[&str], env: &[(&str, &str)]) -> Option<String
 }
 
 fn cli_output(api: &Api, args: &[&str], flags: &[&str], env: &[(&str, &str)]) -> Option<String> {
+    let output = cli_run(api, args, flags, env)?;
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "gpuspot {args:?}: {}\n{stdout}\n{stderr}", output.status);
+    Some(stdout.into_owned())
+}
+
+/// Runs `gpuspot ARGS` as [`cli_text`] does, but the command must fail: its stderr.
+pub fn cli_error(api: &Api, args: &[&str]) -> Option<String> {
+    let output = cli_run(api, args, &[], &[])?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "gpuspot {args:?} succeeded: {stdout}");
+    Some(String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+fn cli_run(
+    api: &Api,
+    args: &[&str],
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> Option<std::process::Output> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("gpuspot");
     if !bin.is_file() {
@@ -273,8 +294,5 @@ fn cli_output(api: &Api, args: &[&str], flags: &[&str], env: &[(&str, &str)]) ->
         .envs(env.iter().copied())
         .output()
         .expect("run gpuspot");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "gpuspot {args:?}: {}\n{stdout}\n{stderr}", output.status);
-    Some(stdout.into_owned())
+    Some(output)
 }

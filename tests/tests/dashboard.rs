@@ -1,8 +1,8 @@
 //! The dashboard at `/` in a real headless browser (Debian's chromium and chromedriver,
 //! scripts/install-test-deps.sh): what a user sees with a wrong token, as the admin (pools
 //! with their price charts, hosts with units, a queued multi-GPU instance, an account's
-//! ledger, live events) and as an account; terminating an instance and scaling a replica set
-//! from the page. Screenshots of every step go to `target/screenshots/dashboard-*.png`.
+//! ledger, live events) and as an account (its own balance, quota, ledger and inbox);
+//! terminating an instance, scaling a replica set and reading a message from the page. Screenshots of every step go to `target/screenshots/dashboard-*.png`.
 //! Also: no route takes a token from a cookie (a cookie is readable by every port of the
 //! host, tenants' pages behind the gateway included), and the assets carry a strict CSP.
 
@@ -219,6 +219,42 @@ fn account_sees_its_own(b: &Browser, c: &Cluster, scene: &Scene) {
     b.screenshot("08-account-view");
 }
 
+/// An account sees its own balance, quota, ledger and inbox (issue 25.5), its hostile name
+/// as text, and marks a message read from the page.
+fn account_sees_its_balance_ledger_and_inbox(b: &Browser, c: &Cluster, scene: &Scene) {
+    let tenant = Api::new(&c.api.base, Some(&scene.account_token));
+    let mut impossible = request("nope", &["RTX 4090"], 9, &sh("true"));
+    impossible["on_unavailable"] = json!("fail");
+    let failed = tenant.create(&impossible);
+    let message = wait_until(SOON, "a message about the failed request", || {
+        let inbox = tenant.get_ok("/v1/messages");
+        let found = inbox.as_array().and_then(|l| l.first()).cloned();
+        found.ok_or_else(|| inbox.to_string())
+    });
+    assert_eq!(s(&message, "instance_id"), s(&failed, "id"), "{message}");
+    let me = b.wait_for(
+        "the account's own row",
+        "const r = document.querySelector('#me tbody tr');          return r && r.innerText.includes('25.00') && r.innerText",
+    );
+    let me = me.as_str().unwrap_or_default();
+    assert!(me.contains(HOSTILE) && me.contains(&scene.account_id), "{me}");
+    let markup = b.js("return document.querySelectorAll('#me img, #messages img').length", vec![]);
+    assert_eq!(markup, 0, "a hostile name stays text");
+    let ledger = b.wait_for(
+        "the account's ledger",
+        "const r = document.querySelector('#my-ledger tbody tr'); return r && r.innerText",
+    );
+    assert!(ledger.to_string().contains("payment") && ledger.to_string().contains("25.00"));
+    let id = s(&message, "id");
+    let row = row_text_where(b, "messages", id, |t| t.contains("mark read"));
+    assert!(row.contains(s(&message, "subject")), "{row}");
+    b.screenshot("09-account-inbox");
+    b.click(&format!("#messages button.mark-read[data-id='{id}']"));
+    row_text_where(b, "messages", id, |t| t.contains("yes"));
+    let read = tenant.get_ok("/v1/messages?unread=true");
+    assert_eq!(read.as_array().map(Vec::len), Some(0), "marked read on the server: {read}");
+}
+
 #[test]
 fn the_dashboard_shows_the_cluster_and_acts_on_it_in_a_real_browser() {
     let c = cluster!();
@@ -235,6 +271,7 @@ fn the_dashboard_shows_the_cluster_and_acts_on_it_in_a_real_browser() {
     terminate_from_the_page(&b, &c, &scene);
     scale_from_the_page(&b, &c, &scene);
     account_sees_its_own(&b, &c, &scene);
+    account_sees_its_balance_ledger_and_inbox(&b, &c, &scene);
 }
 
 /// `GET path` with the token as a cookie and no `Authorization` header.

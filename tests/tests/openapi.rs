@@ -146,7 +146,7 @@ fn document(c: &Cluster) -> Value {
 }
 
 /// One real answer per schema, `(schema name, answer)`: an instance (queued and running),
-/// a host and its parts, a pool, accounts, a payment, a deployment, an error, health.
+/// a host and its parts, a pool, accounts, a payment, whoami, a deployment, an error, health.
 fn real_answers(c: &Cluster) -> Vec<(&'static str, Value)> {
     let profile = c.write_profile("schemas", "NVIDIA GeForce RTX 4090", 1, 8, 32);
     let _agent = c.agent(&profile);
@@ -174,6 +174,7 @@ fn real_answers(c: &Cluster) -> Vec<(&'static str, Value)> {
         ("LedgerEntry", paid["entry"].clone()),
         ("Account", paid["account"].clone()),
         ("PaymentReceipt", paid),
+        ("Whoami", c.api.get_ok("/v1/whoami")),
         ("Deployment", deployment),
         ("ErrorDetail", error["error"].clone()),
         ("ErrorBody", error),

@@ -1,5 +1,5 @@
-//! `gpuspot accounts list|create|set-email|show|pay|ledger|rotate-token|disable|enable`; an
-//! account goes by name or id.
+//! `gpuspot accounts list|create|set-email|show|pay|ledger|rotate-token|disable|enable` and
+//! `gpuspot whoami`; an account goes by name or id (an account token: its own name).
 
 use super::{Ctx, lookup};
 use crate::args::AccountsCmd;
@@ -35,8 +35,16 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
     }
 }
 
+/// `gpuspot whoami`: the token's account (`role: admin` for the admin token, with the
+/// operator account it acts for).
+pub fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
+    let me = ctx.client.get_json("/v1/whoami")?;
+    let order = ["role", "name", "id", "balance", "overdue_since", "quota", "usage", "email"];
+    ctx.emit(&me, |v| print!("{}", fields(v, &order)))
+}
+
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/accounts")?;
+    let answer = ctx.client.get_list("/v1/accounts", None)?;
     ctx.emit(&answer, |v| {
         let mut headers = vec!["ID", "NAME", "BALANCE", "OVERDUE SINCE", "DISABLED", "EMAIL"];
         if ctx.wide() {
@@ -113,7 +121,7 @@ fn paid(answer: &Value, id: &str, amount: &str) -> String {
 }
 
 fn ledger(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json(&format!("{}/ledger", path(id)))?;
+    let answer = ctx.client.get_list(&format!("{}/ledger", path(id)), None)?;
     ctx.emit(&answer, |v| {
         let headers = ["AT", "KIND", "AMOUNT", "INSTANCE", "BALANCE AFTER"];
         let mut table = Table::new(&headers);

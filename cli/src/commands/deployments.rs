@@ -97,8 +97,7 @@ fn or_id(answer: &Value, id: &str, word: &str) -> String {
 }
 
 fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/deployments")?;
-    let shown = lookup::DEPLOYMENT.filtered(&answer, filter);
+    let shown = lookup::DEPLOYMENT.list(ctx, filter)?;
     ctx.emit(&shown, |v| {
         let mut headers = vec!["ID", "NAME", "MODE", "STATE", "AGE", "WANT", "INSTANCES"];
         if ctx.wide() {

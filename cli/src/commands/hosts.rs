@@ -44,7 +44,7 @@ fn maintain(ctx: &Ctx, id: &str, action: &str, body: &Value) -> anyhow::Result<(
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/hosts")?;
+    let answer = ctx.client.get_list("/v1/hosts", None)?;
     ctx.emit(&answer, |v| {
         let mut headers = vec!["ID", "HOSTNAME", "STATE", "GPUS", "UNITS FREE/TOTAL", "LAST SEEN"];
         if ctx.wide() {

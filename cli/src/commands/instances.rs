@@ -94,8 +94,7 @@ fn summary(instance: &Value) -> String {
 }
 
 fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/instances")?;
-    let shown = lookup::INSTANCE.filtered(&answer, filter);
+    let shown = lookup::INSTANCE.list(ctx, filter)?;
     ctx.emit(&shown, |v| {
         let hostnames = hostnames(ctx);
         table(items(v, "instances"), &hostnames, ctx.wide()).print()
@@ -105,7 +104,7 @@ fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
 /// Host id → hostname, when the caller may list hosts (the admin); empty otherwise, and the
 /// tables show host ids.
 pub fn hostnames(ctx: &Ctx) -> HashMap<String, String> {
-    let Ok(hosts) = ctx.client.get_json("/v1/hosts") else {
+    let Ok(hosts) = ctx.client.get_list("/v1/hosts", None) else {
         return HashMap::new();
     };
     items(&hosts, "hosts").iter().map(|h| (field(h, "id"), field(h, "hostname"))).collect()

@@ -5,6 +5,7 @@
 
 use super::Ctx;
 use crate::args::ListFilter;
+use crate::client::encode_segment;
 use crate::errors::usage;
 use crate::output::{field, items};
 use chrono::{DateTime, Utc};
@@ -14,22 +15,30 @@ use std::time::{Duration, Instant};
 /// States an instance never leaves.
 pub const ENDED: [&str; 2] = ["terminated", "failed"];
 
-/// Something the CLI lets a user name: where its list is, which field holds the name, and
-/// which states mean it is over (lists hide those by default).
+/// Something the CLI lets a user name: where its list is, which field holds the name, its
+/// states, and which of them mean it is over (lists hide those by default).
 pub struct Noun {
     pub list: &'static str,
     pub name_field: &'static str,
+    pub states: &'static [&'static str],
     pub ended: &'static [&'static str],
 }
 
-pub const INSTANCE: Noun = Noun { list: "/v1/instances", name_field: "name", ended: &ENDED };
+pub const INSTANCE: Noun = Noun {
+    list: "/v1/instances",
+    name_field: "name",
+    states: &["queued", "scheduled", "running", "termination_scheduled", "stopping"],
+    ended: &ENDED,
+};
 pub const DEPLOYMENT: Noun = Noun {
     list: "/v1/deployments",
     name_field: "name",
+    states: &["waiting", "running"],
     ended: &["deleted", "completed", "failed"],
 };
-pub const HOST: Noun = Noun { list: "/v1/hosts", name_field: "hostname", ended: &[] };
-pub const ACCOUNT: Noun = Noun { list: "/v1/accounts", name_field: "name", ended: &[] };
+pub const HOST: Noun = Noun { list: "/v1/hosts", name_field: "hostname", states: &[], ended: &[] };
+pub const ACCOUNT: Noun =
+    Noun { list: "/v1/accounts", name_field: "name", states: &[], ended: &[] };
 
 /// The id of the instance `name_or_id` names (see [`id_of`]).
 pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
@@ -40,7 +49,7 @@ pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
 /// none live, the newest ended one). When the list cannot be read (an account token asking
 /// for accounts) the word is used as an id and the request itself says what is wrong.
 pub fn id_of(ctx: &Ctx, noun: &Noun, name_or_id: &str) -> anyhow::Result<String> {
-    let Ok(list) = ctx.client.get_json(noun.list) else {
+    let Ok(list) = ctx.client.get_list(noun.list, None) else {
         return Ok(name_or_id.to_owned());
     };
     pick(noun, items(&list, "items"), name_or_id)
@@ -84,19 +93,25 @@ impl Noun {
         self.ended.contains(&field(item, "state").as_str())
     }
 
-    /// Whether a list shows `item`: with `--state` only those states; without, everything
-    /// not ended unless `--all`.
-    pub fn shown(&self, item: &Value, filter: &ListFilter) -> bool {
-        match filter.states.is_empty() {
-            false => filter.states.contains(&field(item, "state")),
-            true => filter.all || !self.is_ended(item),
+    /// The list's path with the query that asks the server for what `filter` shows: with
+    /// `--state` only those states; without, every state not ended unless `--all`.
+    pub fn query(&self, filter: &ListFilter) -> String {
+        let states: Vec<&str> = match (filter.states.is_empty(), filter.all) {
+            (false, _) => filter.states.iter().map(String::as_str).collect(),
+            (true, false) => self.states.to_vec(),
+            (true, true) => Vec::new(),
+        };
+        let chunk = filter.limit.map_or(filter.chunk_size, |l| l.min(filter.chunk_size));
+        let mut query = format!("{}?limit={chunk}", self.list);
+        if !states.is_empty() {
+            query.push_str(&format!("&state={}", encode_segment(&states.join(","))));
         }
+        query
     }
 
-    /// The items of a list answer that `filter` lets through.
-    pub fn filtered(&self, answer: &Value, filter: &ListFilter) -> Value {
-        let shown = items(answer, "items").iter().filter(|i| self.shown(i, filter)).cloned();
-        Value::Array(shown.collect())
+    /// The items `filter` shows, every page of them (or its `--limit`).
+    pub fn list(&self, ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<Value> {
+        ctx.client.get_list(&self.query(filter), filter.limit.map(|l| l as usize))
     }
 }
 
@@ -170,16 +185,15 @@ mod tests {
     }
 
     #[test]
-    fn ended_instances_are_hidden_unless_asked_for() {
-        let ended = json!({"state": "terminated"});
-        let running = json!({"state": "running"});
+    fn the_server_is_asked_for_what_a_list_shows() {
         let default = ListFilter::default();
-        let all = ListFilter { all: true, ..ListFilter::default() };
-        assert!(!INSTANCE.shown(&ended, &default) && INSTANCE.shown(&ended, &all));
-        assert!(INSTANCE.shown(&running, &default));
-        let only = ListFilter { states: vec!["terminated".to_owned()], all: false };
-        assert!(INSTANCE.shown(&ended, &only) && !INSTANCE.shown(&running, &only));
-        let deleted = json!({"state": "deleted"});
-        assert!(!DEPLOYMENT.shown(&deleted, &default) && DEPLOYMENT.shown(&deleted, &all));
+        let live = "/v1/instances?limit=500&state=queued%2Cscheduled%2Crunning%2C\
+                    termination_scheduled%2Cstopping";
+        assert_eq!(INSTANCE.query(&default), live, "ended ones are hidden");
+        let all = ListFilter { all: true, limit: Some(2), ..ListFilter::default() };
+        assert_eq!(INSTANCE.query(&all), "/v1/instances?limit=2");
+        let only = ListFilter { states: vec!["terminated".to_owned()], ..ListFilter::default() };
+        assert_eq!(INSTANCE.query(&only), "/v1/instances?limit=500&state=terminated");
+        assert_eq!(DEPLOYMENT.query(&default), "/v1/deployments?limit=500&state=waiting%2Crunning");
     }
 }

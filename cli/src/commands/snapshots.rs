@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, cmd: Option<SnapshotsCmd>) -> anyhow::Result<()> {
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/snapshots")?;
+    let answer = ctx.client.get_list("/v1/snapshots", None)?;
     ctx.emit(&answer, |v| {
         let mut headers = vec!["ID", "INSTANCE", "DEPLOYMENT", "SIZE", "AGE"];
         if ctx.wide() {

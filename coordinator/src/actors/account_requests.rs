@@ -28,21 +28,8 @@ impl ClusterActor {
         Ok(AccountView {
             account: account.clone(),
             quota: self.core.quota(account),
-            usage: self.core.usage(id),
+            usage: self.core.usage(&account.id),
         })
-    }
-
-    /// Every account, with the usage of all of them counted in one pass.
-    pub(super) fn account_views(&self) -> Vec<AccountView> {
-        let usage = self.core.usage_by_account();
-        self.core
-            .accounts()
-            .map(|account| AccountView {
-                account: account.clone(),
-                quota: self.core.quota(account),
-                usage: usage.get(&account.id).copied().unwrap_or_default(),
-            })
-            .collect()
     }
 
     pub(super) fn create_account(&mut self, new: NewAccount) -> Result<AccountView, Failure> {
@@ -56,7 +43,7 @@ impl ClusterActor {
         id: AccountId,
         amount: Money,
     ) -> Result<Payment, Failure> {
-        self.visible_account(scope, &id)?;
+        let id = self.visible_account(scope, &id)?.id.clone();
         let entry = self.core.pay(&id, amount, self.clock.now())?;
         let account = self.account_view(&Scope::Admin, &id)?;
         Ok(Payment { entry, account })
@@ -68,7 +55,7 @@ impl ClusterActor {
         id: AccountId,
         token_hash: String,
     ) -> Result<AccountView, Failure> {
-        self.visible_account(scope, &id)?;
+        let id = self.visible_account(scope, &id)?.id.clone();
         self.core.rotate_token(&id, token_hash, self.clock.now())?;
         self.account_view(scope, &id)
     }
@@ -81,7 +68,7 @@ impl ClusterActor {
         id: AccountId,
         change: AccountChange,
     ) -> Result<AccountView, Failure> {
-        self.visible_account(scope, &id)?;
+        let id = self.visible_account(scope, &id)?.id.clone();
         let now = self.clock.now();
         if id.as_str() == OPERATOR && (change.disabled.is_some() || change.quota.is_some()) {
             return Err(Failure::OperatorIsFixed);

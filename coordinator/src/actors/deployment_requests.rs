@@ -8,6 +8,7 @@ use super::reply::Deferred;
 use crate::core::deployment::{Deployment, DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
 use crate::core::error::DeploymentError;
+use crate::core::listing::{Listing, Page, page};
 use gpuspot_common::{AccountId, DeploymentId};
 use std::collections::BTreeSet;
 
@@ -20,7 +21,9 @@ impl ClusterActor {
                 self.visible_deployment(&scope, &id)
                     .and_then(|d| self.deployment_view(&d.id, None)),
             ),
-            Ask::List { scope, reply } => reply.send(self.deployments_of(&scope)),
+            Ask::List { scope, listing, reply } => {
+                reply.send(self.deployments_page(&scope, &listing))
+            }
             Ask::Endpoints { scope, id, reply } => reply.send(self.endpoints(&scope, &id)),
             Ask::Create { account, new, reply } => {
                 return Some(reply.after_commit(self.create_deployment(account, new)));
@@ -79,11 +82,19 @@ impl ClusterActor {
         Ok(DeploymentView { deployment, instances, moved })
     }
 
-    fn deployments_of(&self, scope: &Scope) -> Result<Vec<DeploymentView>, Failure> {
-        let mut list: Vec<&Deployment> =
-            self.core.deployments().filter(|d| scope.may_see(&d.account_id)).collect();
-        list.sort_by_key(|d| d.seq);
-        list.iter().map(|d| self.deployment_view(&d.id, None)).collect()
+    fn deployments_page(
+        &self,
+        scope: &Scope,
+        listing: &Listing,
+    ) -> Result<Page<DeploymentView>, Failure> {
+        let visible = || self.core.deployments().filter(|d| scope.may_see(&d.account_id));
+        let after = super::lists::cursor(listing, |id| {
+            visible().find(|d| d.id.as_str() == id).map(|d| d.seq)
+        })?;
+        let shown = visible().filter(|d| listing.wants(d.state.as_str()));
+        let found = page(shown, |d| d.seq, after, listing.limit);
+        let views = found.items.iter().map(|d| self.deployment_view(&d.id, None));
+        Ok(Page { items: views.collect::<Result<_, _>>()?, more: found.more })
     }
 
     fn endpoints(&self, scope: &Scope, key: &DeploymentId) -> Result<Vec<Endpoint>, Failure> {

@@ -31,6 +31,10 @@ pub enum Failure {
     /// The operator account is the coordinator's own and stays as configured.
     #[error("the operator account cannot be changed")]
     OperatorIsFixed,
+    /// A list's `?after=` names nothing the caller may see in it (never existed, another
+    /// account's, or forgotten since): the same answer for each.
+    #[error("after: {0} is not in this list (start again without `after`)")]
+    UnknownCursor(String),
     #[error("could not persist the change: {0}")]
     Store(#[from] StoreError),
 }

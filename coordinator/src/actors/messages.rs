@@ -7,6 +7,7 @@ use crate::config::PoolSettings;
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::deployment::{Deployment, DeploymentSpec, Template};
 use crate::core::deployments::NewDeployment;
+use crate::core::listing::{Listing, Page};
 use crate::core::pools::PoolUsage;
 use crate::core::quotas::{Quota, QuotaUpdate, Usage};
 use crate::core::snapshots::SnapshotRecord;
@@ -48,7 +49,8 @@ pub enum ApiRequest {
     },
     ListInstances {
         scope: Scope,
-        reply: Reply<Vec<Instance>>,
+        listing: Listing,
+        reply: Reply<Page<Instance>>,
     },
     DeleteInstance {
         scope: Scope,
@@ -65,7 +67,8 @@ pub enum ApiRequest {
         reply: Reply<Instance>,
     },
     ListHosts {
-        reply: Reply<Vec<Host>>,
+        listing: Listing,
+        reply: Reply<Page<Host>>,
     },
     GetHost {
         id: HostId,
@@ -89,7 +92,8 @@ pub enum ApiRequest {
         reply: Reply<AccountView>,
     },
     ListAccounts {
-        reply: Reply<Vec<AccountView>>,
+        listing: Listing,
+        reply: Reply<Page<AccountView>>,
     },
     /// Counts for `/metrics`.
     Stats {
@@ -97,7 +101,8 @@ pub enum ApiRequest {
     },
     ListSnapshots {
         scope: Scope,
-        reply: Reply<Vec<SnapshotRecord>>,
+        listing: Listing,
+        reply: Reply<Page<SnapshotRecord>>,
     },
     /// Everything about deployments goes through one variant per verb.
     Deployment(DeploymentRequest),
@@ -197,7 +202,8 @@ pub enum DeploymentRequest {
     },
     List {
         scope: Scope,
-        reply: Reply<Vec<DeploymentView>>,
+        listing: Listing,
+        reply: Reply<Page<DeploymentView>>,
     },
     Change {
         scope: Scope,

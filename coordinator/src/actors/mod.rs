@@ -4,13 +4,14 @@
 //!   messages both arrive here as messages, so the state has a single writer.
 //! - [`messages`]: what crosses into the actor (one enum for API requests), each request
 //!   with its typed [`Reply`]; [`failure`]: why a request is refused; `requests`,
-//!   `account_requests`, `deployment_requests`, `host_requests`: how the actor answers.
+//!   `account_requests`, `deployment_requests`, `host_requests`, `lists`: how the actor answers.
 
 mod account_requests;
 pub mod cluster;
 mod deployment_requests;
 pub mod failure;
 mod host_requests;
+mod lists;
 pub mod messages;
 pub mod reply;
 mod requests;

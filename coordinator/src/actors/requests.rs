@@ -1,6 +1,7 @@
 //! How the cluster actor answers API requests: reads straight from the core state, writes
 //! through the core and then the store (the answer waits for the commit, see `cluster`).
-//! Accounts are in `account_requests`, deployments in `deployment_requests`.
+//! Accounts are in `account_requests`, deployments in `deployment_requests`, lists in
+//! `lists`.
 
 use super::account_requests::AccountChange;
 use super::cluster::ClusterActor;
@@ -8,7 +9,6 @@ use super::failure::{Failure, Missing};
 use super::messages::{ApiRequest, DeploymentRequest, PoolView, Scope, Stats};
 use super::reply::Deferred;
 use crate::core::billing::Account;
-use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance, InstanceRequest, pools};
 use gpuspot_common::inventory::model_matches;
 use gpuspot_common::{AccountId, HostId, InstanceId};
@@ -21,16 +21,18 @@ impl ClusterActor {
         use ApiRequest as Ask;
         match request {
             Ask::GetInstance { scope, id, reply } => reply.send(self.visible(&scope, &id).cloned()),
-            Ask::ListInstances { scope, reply } => reply.send(Ok(self.instances_of(&scope))),
-            Ask::ListHosts { reply } => {
-                reply.send(Ok(self.core.registry().iter().cloned().collect()))
+            Ask::ListInstances { scope, listing, reply } => {
+                reply.send(self.instances_page(&scope, &listing))
             }
+            Ask::ListHosts { listing, reply } => reply.send(self.hosts_page(&listing)),
             Ask::GetHost { id, reply } => reply.send(self.host(&id).cloned()),
             Ask::Pools { reply } => reply.send(Ok(self.pool_views())),
             Ask::KnownModel { model, reply } => reply.send(Ok(self.known_model(&model))),
             Ask::GetAccount { scope, id, reply } => reply.send(self.account_view(&scope, &id)),
-            Ask::ListAccounts { reply } => reply.send(Ok(self.account_views())),
-            Ask::ListSnapshots { scope, reply } => reply.send(Ok(self.snapshots_of(&scope))),
+            Ask::ListAccounts { listing, reply } => reply.send(self.accounts_page(&listing)),
+            Ask::ListSnapshots { scope, listing, reply } => {
+                reply.send(self.snapshots_page(&scope, &listing))
+            }
             Ask::Stats { reply } => reply.send(Ok(self.stats())),
             Ask::Deployment(request) => {
                 return self.within_quota(request).and_then(|r| self.answer_deployment(r));
@@ -73,33 +75,27 @@ impl ClusterActor {
             .ok_or_else(|| Failure::NotFound(Missing::Instance(id.clone())))
     }
 
+    /// The account `key` names in `scope`: its id, or its name (an account token's own
+    /// account's, or for the admin the one account of that name). Another account's name
+    /// answers as a name nobody has.
     pub(super) fn visible_account(
         &self,
         scope: &Scope,
-        id: &AccountId,
+        key: &AccountId,
     ) -> Result<&Account, Failure> {
-        self.core
-            .account(id)
-            .filter(|a| scope.may_see(&a.id))
-            .ok_or_else(|| Failure::NotFound(Missing::Account(id.clone())))
+        let by_id = self.core.account(key).filter(|a| scope.may_see(&a.id));
+        let by_name = || match scope {
+            Scope::Account(own) => self.core.account(own).filter(|a| a.name == key.as_str()),
+            Scope::Admin => {
+                let mut named = self.core.accounts().filter(|a| a.name == key.as_str());
+                named.next().filter(|_| named.next().is_none())
+            }
+        };
+        by_id.or_else(by_name).ok_or_else(|| Failure::NotFound(Missing::Account(key.clone())))
     }
 
     fn host(&self, id: &HostId) -> Result<&Host, Failure> {
         self.core.registry().get(id).ok_or_else(|| Failure::NotFound(Missing::Host(id.clone())))
-    }
-
-    fn instances_of(&self, scope: &Scope) -> Vec<Instance> {
-        let mut list: Vec<Instance> =
-            self.core.instances().filter(|i| scope.may_see(&i.account_id)).cloned().collect();
-        list.sort_by_key(|i| i.seq);
-        list
-    }
-
-    fn snapshots_of(&self, scope: &Scope) -> Vec<SnapshotRecord> {
-        let mut list: Vec<SnapshotRecord> =
-            self.core.snapshots().filter(|s| scope.may_see(&s.account_id)).cloned().collect();
-        list.sort_by_key(|s| s.created_at);
-        list
     }
 
     fn stats(&self) -> Stats {

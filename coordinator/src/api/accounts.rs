@@ -1,13 +1,15 @@
 //! `/v1/accounts`: accounts (created by the admin, each with its API token), payments (the
 //! admin's alone, DESIGN §15), token rotation, disabling, quotas (the admin's, DESIGN §16),
-//! the email messages are mailed to (the account's own, DESIGN §17) and the ledger. An account sees only itself; another account's id answers 404.
+//! the email messages are mailed to (the account's own, DESIGN §17) and `whoami`; the
+//! ledger is in [`super::ledger`]. An account sees only itself; another account's id answers 404.
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use super::schemas::{self, Account, AccountWithToken, ErrorBody, PaymentReceipt};
-use crate::actors::ApiRequest;
+use super::listing::{self, PageQuery};
+use super::schemas::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
 use crate::actors::messages::{AccountView, Payment};
+use crate::actors::{ApiRequest, Scope};
 use crate::core::accounts::NewAccount;
 use crate::core::billing::LedgerEntry;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
@@ -21,11 +23,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
+        .service(whoami)
         .service(show)
         .service(change)
         .service(rotate_token)
-        .service(pay)
-        .service(ledger);
+        .service(pay);
 }
 
 /// An account with the quota that applies to it and what it holds (DESIGN §16).
@@ -119,26 +121,56 @@ async fn create(
     Ok(HttpResponse::Created().json(body))
 }
 
-/// Every account. Admin only.
+/// The accounts, oldest first, paged on the server. Admin only.
 #[utoipa::path(
-    tag = "accounts", operation_id = "list_accounts",
+    tag = "accounts", operation_id = "list_accounts", params(PageQuery),
     responses(
-        (status = 200, description = "The accounts", body = Vec<Account>),
+        (status = 200, description = "The accounts; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<Account>),
+        (status = 400, description = "Invalid query (the parameter named)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Admin only", body = ErrorBody),
     )
 )]
 #[get("/accounts")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    let accounts = state.ask(|reply| ApiRequest::ListAccounts { reply }).await?;
-    Ok(HttpResponse::Ok().json(accounts.iter().map(view).collect::<Vec<_>>()))
+    let wanted = query.listing()?;
+    let query = listing::repeated(&wanted);
+    let found = state.ask(|reply| ApiRequest::ListAccounts { listing: wanted, reply }).await?;
+    Ok(listing::answer("/v1/accounts", &query, &found, view, |a| a.account.id.to_string()))
 }
 
-/// An account; an account token sees only its own.
+/// The token's own account (the operator account, which the admin acts for, with
+/// `role: admin`), with its quota and usage.
+#[utoipa::path(
+    tag = "accounts", operation_id = "whoami",
+    responses(
+        (status = 200, description = "Who the token is", body = Whoami),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+    )
+)]
+#[get("/whoami")]
+async fn whoami(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
+    let role = match caller.scope {
+        Scope::Admin => "admin",
+        Scope::Account(_) => "account",
+    };
+    let id = caller.account(None)?;
+    let account =
+        state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
+    let mut body = view(&account);
+    body["role"] = json!(role);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// An account, by id or name; an account token sees only its own.
 #[utoipa::path(
     tag = "accounts", operation_id = "get_account",
-    params(("id" = String, Path, description = "Account id")),
+    params(("id" = String, Path, description = "Account id, or its name (an account token: its own)")),
     responses(
         (status = 200, description = "The account", body = Account),
         (status = 401, description = "No or bad token", body = ErrorBody),
@@ -314,41 +346,6 @@ async fn change(
         .await?;
     state.directory.set(&account.account);
     Ok(HttpResponse::Ok().json(view(&account)))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct LedgerQuery {
-    /// At most this many, 1 to 100000 (default 10000).
-    limit: Option<usize>,
-}
-
-/// The account's ledger; its amounts sum to the balance.
-#[utoipa::path(
-    tag = "accounts", operation_id = "get_ledger",
-    params(("id" = String, Path, description = "Account id"), LedgerQuery),
-    responses(
-        (status = 200, description = "Ledger entries", body = Vec<schemas::LedgerEntry>),
-        (status = 400, description = "Invalid body or query", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 404, description = "Not found (or another account's)", body = ErrorBody),
-    )
-)]
-#[get("/accounts/{id}/ledger")]
-async fn ledger(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-    query: web::Query<LedgerQuery>,
-) -> Result<HttpResponse, HttpError> {
-    let id = AccountId(id.into_inner());
-    state
-        .ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id: id.clone(), reply })
-        .await?;
-    let limit = query.limit.unwrap_or(10_000).clamp(1, 100_000);
-    let store = state.store.clone();
-    let entries = super::blocking(move || store.ledger(&id, limit)).await?;
-    Ok(HttpResponse::Ok().json(entries.iter().map(entry_view).collect::<Vec<_>>()))
 }
 
 #[cfg(test)]

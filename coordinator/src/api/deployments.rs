@@ -4,13 +4,14 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::listing::{self, StateQuery};
 use super::schemas::{Deployment, Endpoint as EndpointSchema, ErrorBody};
 use super::validation::{self, deployment as validate};
 use super::validation::{DeploymentBody as CreateBody, SpecBody, TemplateBody};
 use super::views;
 use crate::actors::messages::{DeploymentRequest, DeploymentView, Endpoint};
 use crate::actors::{ApiRequest, Reply};
-use crate::core::deployment::Template;
+use crate::core::deployment::{DeploymentState, Template};
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use gpuspot_common::DeploymentId;
 use serde::Deserialize;
@@ -100,17 +101,27 @@ async fn create(
     Ok(HttpResponse::Accepted().json(view(&v)))
 }
 
+/// The deployments the caller sees, deleted ones included, oldest first: filtered by state
+/// and paged on the server.
 #[utoipa::path(
-    tag = "deployments", operation_id = "list_deployments",
+    tag = "deployments", operation_id = "list_deployments", params(StateQuery),
     responses(
-        (status = 200, description = "The deployments", body = Vec<Deployment>),
+        (status = 200, description = "The deployments; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<Deployment>),
+        (status = 400, description = "Invalid query (the parameter named)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
     )
 )]
 #[get("/deployments")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    let found = ask(&state, |reply| DeploymentRequest::List { scope: caller.scope, reply }).await?;
-    Ok(HttpResponse::Ok().json(found.iter().map(view).collect::<Vec<_>>()))
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<StateQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let wanted = query.listing(&DeploymentState::ALL.map(DeploymentState::as_str))?;
+    let (scope, query) = (caller.scope, listing::repeated(&wanted));
+    let found =
+        ask(&state, |reply| DeploymentRequest::List { scope, listing: wanted, reply }).await?;
+    Ok(listing::answer("/v1/deployments", &query, &found, view, |v| v.deployment.id.to_string()))
 }
 
 #[utoipa::path(

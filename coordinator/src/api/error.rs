@@ -78,6 +78,7 @@ impl From<Failure> for HttpError {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }
             Failure::OperatorIsFixed => HttpError::conflict(message),
+            Failure::UnknownCursor(_) => HttpError::bad_request("invalid_query", message),
             Failure::Store(_) => HttpError::internal(message),
         }
     }

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::listing::{self, StateQuery};
 use super::schemas::{ErrorBody, Host};
 use super::views;
 use crate::actors::ApiRequest;
@@ -121,20 +122,28 @@ async fn drain(
     maintain(&state, caller, id.into_inner(), HostAction::Drain(deadline)).await
 }
 
-/// Every host with its units, GPUs and health. Admin only.
+/// The hosts with their units, GPUs and health, in the order they joined: filtered by
+/// state and paged on the server. Admin only.
 #[utoipa::path(
-    tag = "hosts", operation_id = "list_hosts",
+    tag = "hosts", operation_id = "list_hosts", params(StateQuery),
     responses(
-        (status = 200, description = "The hosts", body = Vec<Host>),
+        (status = 200, description = "The hosts; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<Host>),
+        (status = 400, description = "Invalid query (the parameter named)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Admin only", body = ErrorBody),
     )
 )]
 #[get("/hosts")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<StateQuery>,
+) -> Result<HttpResponse, HttpError> {
     caller.require_admin()?;
-    let hosts = state.ask(|reply| ApiRequest::ListHosts { reply }).await?;
-    Ok(HttpResponse::Ok().json(hosts.iter().map(views::host).collect::<Vec<_>>()))
+    let wanted = query.listing(&crate::core::Host::SHOWN_STATES)?;
+    let query = listing::repeated(&wanted);
+    let hosts = state.ask(|reply| ApiRequest::ListHosts { listing: wanted, reply }).await?;
+    Ok(listing::answer("/v1/hosts", &query, &hosts, views::host, |h| h.id.to_string()))
 }
 
 /// One host. Admin only.

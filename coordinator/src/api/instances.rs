@@ -3,10 +3,12 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::listing::{self, StateQuery};
 use super::schemas::{ErrorBody, Instance};
 use super::validation::{InstanceBody as CreateBody, instance as validate};
 use super::views;
 use crate::actors::ApiRequest;
+use crate::core::model::InstanceState;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use gpuspot_common::InstanceId;
 use serde::Deserialize;
@@ -65,18 +67,28 @@ async fn create(
     Ok(HttpResponse::Accepted().json(views::instance(&instance)))
 }
 
-/// Every instance the caller sees, ended ones included (the CLI filters by state).
+/// The instances the caller sees, ended ones included, oldest first: filtered by state
+/// and paged on the server.
 #[utoipa::path(
-    tag = "instances", operation_id = "list_instances",
+    tag = "instances", operation_id = "list_instances", params(StateQuery),
     responses(
-        (status = 200, description = "The instances", body = Vec<Instance>),
+        (status = 200, description = "The instances; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<Instance>),
+        (status = 400, description = "Invalid query (the parameter named)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
     )
 )]
 #[get("/instances")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    let found = state.ask(|reply| ApiRequest::ListInstances { scope: caller.scope, reply }).await?;
-    Ok(HttpResponse::Ok().json(found.iter().map(views::instance).collect::<Vec<_>>()))
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<StateQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let known = InstanceState::ALL.map(InstanceState::as_str);
+    let wanted = query.listing(&known)?;
+    let (scope, query) = (caller.scope, listing::repeated(&wanted));
+    let found =
+        state.ask(|reply| ApiRequest::ListInstances { scope, listing: wanted, reply }).await?;
+    Ok(listing::answer("/v1/instances", &query, &found, views::instance, |i| i.id.to_string()))
 }
 
 #[utoipa::path(

@@ -5,7 +5,10 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::listing;
 use super::schemas::{self, ErrorBody};
+use crate::actors::Failure;
+use crate::core::listing::Page;
 use crate::core::notices::Message;
 use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
@@ -25,9 +28,16 @@ struct InboxQuery {
     unread: bool,
     /// Admin only: another account's inbox.
     account_id: Option<String>,
-    /// At most this many, 1 to 1000 (default 100).
-    limit: Option<usize>,
+    /// At most this many, 1 to 1000 (default 100). When more follow, the answer's `Link`
+    /// header (`rel="next"`) gives the next page's URL.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The id of the last message of the previous page: the inbox continues with older
+    /// ones.
+    after: Option<String>,
 }
+
+const INBOX: listing::Bounds = listing::Bounds { default: 100, max: 1000 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -49,11 +59,11 @@ pub fn message_view(message: &Message) -> Value {
     })
 }
 
-/// The inbox, newest first.
+/// The inbox, newest first, paged on the server.
 #[utoipa::path(
     tag = "messages", operation_id = "list_messages", params(InboxQuery),
     responses(
-        (status = 200, description = "The messages", body = Vec<schemas::Message>),
+        (status = 200, description = "The messages; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<schemas::Message>),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "An account token named another account", body = ErrorBody),
@@ -66,12 +76,25 @@ async fn list(
     query: web::Query<InboxQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let query = query.into_inner();
+    let limit = listing::limit(query.limit.as_deref(), INBOX)?;
+    let after = listing::after(query.after.as_deref())?;
+    let mut repeated = vec![("limit", limit.to_string())];
+    if query.unread {
+        repeated.push(("unread", "true".to_owned()));
+    }
+    if let Some(named) = &query.account_id {
+        repeated.push(("account_id", named.clone()));
+    }
     let account = caller.account(query.account_id)?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let store = state.store.clone();
-    let unread = query.unread;
-    let messages = super::blocking(move || store.messages(&account, unread, limit)).await?;
-    Ok(HttpResponse::Ok().json(messages.iter().map(message_view).collect::<Vec<_>>()))
+    let (store, unread, cursor) = (state.store.clone(), query.unread, after.clone());
+    // One more than asked for says whether another page follows.
+    let found =
+        super::blocking(move || store.messages(&account, unread, cursor.as_deref(), limit + 1));
+    let Some(items) = found.await? else {
+        return Err(Failure::UnknownCursor(after.unwrap_or_default()).into());
+    };
+    let page = Page::of_one_more(items, limit);
+    Ok(listing::answer("/v1/messages", &repeated, &page, message_view, |m| m.id.clone()))
 }
 
 #[utoipa::path(

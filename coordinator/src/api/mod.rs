@@ -3,10 +3,11 @@
 //!
 //! - [`error`]: the error type and the JSON/path/query error handlers.
 //! - [`auth`]: who is calling (admin or account) from the bearer token.
-//! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes.
+//! - [`instances`], [`hosts`], [`pools`]: the routes; [`views`]: the JSON shapes;
+//!   [`listing`]: the `state`, `limit` and `after` of every list and its `Link` header.
 //! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
-//! - [`messages`]: the accounts' inboxes.
+//! - [`messages`]: the accounts' inboxes; [`ledger`]: their ledgers.
 //! - [`dashboard`]: the browser dashboard at `/`.
 //! - [`openapi`]: the OpenAPI document generated from the routes, and the docs page;
 //!   [`schemas`]: the answers' shapes in it.
@@ -21,6 +22,8 @@ pub mod exec;
 pub mod exec_ws;
 pub mod hosts;
 pub mod instances;
+pub mod ledger;
+pub mod listing;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
@@ -103,6 +106,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(pools::routes)
                 .configure(events::routes)
                 .configure(accounts::routes)
+                .configure(ledger::routes)
                 .configure(messages::routes)
                 .configure(deployments::routes)
                 .configure(snapshots::routes),

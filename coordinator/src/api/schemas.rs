@@ -196,6 +196,17 @@ pub struct AccountWithToken {
     token: String,
 }
 
+/// `GET /v1/whoami`: the token's account (for the admin token, the operator account it
+/// acts for) and its role.
+#[derive(ToSchema, serde::Serialize)]
+pub struct Whoami {
+    #[serde(flatten)]
+    account: Account,
+    /// `admin` for the admin token, `account` for an account's token.
+    #[schema(example = "account")]
+    role: String,
+}
+
 /// Signed: payments positive, charges negative.
 #[derive(ToSchema)]
 pub struct LedgerEntry {

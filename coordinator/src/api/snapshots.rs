@@ -3,8 +3,10 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
+use super::listing::{self, PageQuery};
 use super::schemas::{ErrorBody, Snapshot};
 use crate::actors::ApiRequest;
+use crate::core::listing::{Listing, Page};
 use crate::core::snapshots::SnapshotRecord;
 use actix_web::{HttpResponse, get, web};
 use serde_json::{Value, json};
@@ -26,22 +28,34 @@ fn view(record: &SnapshotRecord) -> Value {
     })
 }
 
-async fn visible(state: &AppState, caller: Caller) -> Result<Vec<SnapshotRecord>, HttpError> {
-    state.ask(|reply| ApiRequest::ListSnapshots { scope: caller.scope, reply }).await
+async fn visible(
+    state: &AppState,
+    caller: Caller,
+    listing: Listing,
+) -> Result<Page<SnapshotRecord>, HttpError> {
+    state.ask(|reply| ApiRequest::ListSnapshots { scope: caller.scope, listing, reply }).await
 }
 
-/// The snapshots kept for the caller's instances and deployments.
+/// The snapshots kept for the caller's instances and deployments, oldest first, paged on
+/// the server.
 #[utoipa::path(
-    tag = "snapshots", operation_id = "list_snapshots",
+    tag = "snapshots", operation_id = "list_snapshots", params(PageQuery),
     responses(
-        (status = 200, description = "The snapshots", body = Vec<Snapshot>),
+        (status = 200, description = "The snapshots; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<Snapshot>),
+        (status = 400, description = "Invalid query (the parameter named)", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
     )
 )]
 #[get("/snapshots")]
-async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    let found = visible(&state, caller).await?;
-    Ok(HttpResponse::Ok().json(found.iter().map(view).collect::<Vec<_>>()))
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let wanted = query.listing()?;
+    let query = listing::repeated(&wanted);
+    let found = visible(&state, caller, wanted).await?;
+    Ok(listing::answer("/v1/snapshots", &query, &found, view, |r| r.snapshot.id.clone()))
 }
 
 #[utoipa::path(
@@ -59,8 +73,9 @@ async fn show(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let found = visible(&state, caller).await?;
+    let found = visible(&state, caller, Listing::everything()).await?;
     let record = found
+        .items
         .iter()
         .find(|r| r.snapshot.id == *id)
         .ok_or_else(|| HttpError::not_found(format!("snapshot {id}")))?;

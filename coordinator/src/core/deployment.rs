@@ -63,6 +63,26 @@ pub enum DeploymentState {
 }
 
 impl DeploymentState {
+    /// Every state (what `?state=` may name).
+    pub const ALL: [DeploymentState; 5] = [
+        DeploymentState::Waiting,
+        DeploymentState::Running,
+        DeploymentState::Completed,
+        DeploymentState::Failed,
+        DeploymentState::Deleted,
+    ];
+
+    /// The state's name in the API (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Waiting => "waiting",
+            DeploymentState::Running => "running",
+            DeploymentState::Completed => "completed",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Deleted => "deleted",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         matches!(
             self,

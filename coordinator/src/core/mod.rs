@@ -26,6 +26,7 @@
 //! - [`retention`]: what ended work is kept for, and forgetting it (DESIGN §15).
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`notices`]: the messages events make for a person's inbox and mail.
+//! - [`listing`]: one page of a list, by state, cursor and limit.
 //! - [`events`], [`error`], [`ids`], [`settings`], [`outbox`], [`changes`]: what the parts
 //!   share.
 
@@ -54,6 +55,7 @@ mod guest_tests;
 pub mod ids;
 pub mod instance;
 pub mod ledger;
+pub mod listing;
 pub mod mail_budget;
 pub mod maintenance;
 pub mod market;

@@ -137,6 +137,17 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// Every state, in lifecycle order (what `?state=` may name).
+    pub const ALL: [InstanceState; 7] = [
+        InstanceState::Queued,
+        InstanceState::Scheduled,
+        InstanceState::Running,
+        InstanceState::TerminationScheduled,
+        InstanceState::Stopping,
+        InstanceState::Terminated,
+        InstanceState::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceState::Queued => "queued",

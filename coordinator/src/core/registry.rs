@@ -160,6 +160,10 @@ impl Host {
         self.state == HostState::Connected && self.maintenance == Maintenance::None
     }
 
+    /// Every state [`Host::shown_state`] may say (what `?state=` may name).
+    pub const SHOWN_STATES: [&'static str; 6] =
+        ["connected", "cordoned", "draining", "drained", "disconnected", "lost"];
+
     /// The state users see: the link's, or the operator's cordon / drain while connected
     /// (`drained` once a draining host holds nothing).
     pub fn shown_state(&self) -> &'static str {

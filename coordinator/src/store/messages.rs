@@ -77,25 +77,45 @@ fn decode(body: &str, read: bool, mail: &str) -> Result<Message, StoreError> {
 }
 
 /// The account's messages, newest first.
+/// Newest first, older than message `after` when given; `None` when `after` is not one
+/// of the account's messages.
 pub fn list(
     conn: &Connection,
     account: &AccountId,
     unread_only: bool,
+    after: Option<&str>,
     limit: usize,
-) -> Result<Vec<Message>, StoreError> {
+) -> Result<Option<Vec<Message>>, StoreError> {
+    let before = match after {
+        None => i64::MAX,
+        Some(id) => match conn
+            .query_row(
+                "SELECT event_id FROM messages WHERE id = ?1 AND account_id = ?2",
+                params![id, account.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+        {
+            Some(event_id) => event_id,
+            None => return Ok(None),
+        },
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT body, is_read, mail_state FROM messages WHERE account_id = ?1 \
-         AND (?2 = 0 OR is_read = 0) \
-         ORDER BY event_id DESC LIMIT ?3",
+         AND (?2 = 0 OR is_read = 0) AND event_id < ?3 \
+         ORDER BY event_id DESC LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![account.as_str(), unread_only, limit as i64], |r| {
+    let query = params![account.as_str(), unread_only, before, limit as i64];
+    let rows = stmt.query_map(query, |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?))
     })?;
-    rows.map(|row| {
-        let (body, read, mail) = row?;
-        decode(&body, read, &mail)
-    })
-    .collect()
+    let found: Result<Vec<Message>, StoreError> = rows
+        .map(|row| {
+            let (body, read, mail) = row?;
+            decode(&body, read, &mail)
+        })
+        .collect();
+    found.map(Some)
 }
 
 /// Marks the account's message `id` read; `None` when the account has no such message.

@@ -58,13 +58,15 @@ pub struct Loaded {
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Loaded, StoreError>;
     fn commit(&self, batches: &[Batch]) -> Result<(), StoreError>;
-    /// Up to `limit` of the account's inbox messages, newest first (DESIGN §17).
+    /// Up to `limit` of the account's inbox messages, newest first (DESIGN §17), those
+    /// older than message `after` when given; `None` when `after` is not the account's.
     fn messages(
         &self,
         account: &AccountId,
         unread_only: bool,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Message>, StoreError>;
+    ) -> Result<Option<Vec<Message>>, StoreError>;
     /// Marks the account's message read; `None` when the account has no such message.
     fn mark_message_read(
         &self,
@@ -113,7 +115,14 @@ pub trait Store: Send + Sync + 'static {
     /// The host a certificate names, and whether it was revoked.
     fn host_certificate(&self, fingerprint: &str) -> Result<Option<CertificateRecord>, StoreError>;
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
-    fn ledger(&self, account: &AccountId, limit: usize) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// Up to `limit` of the account's ledger entries, oldest first, those after entry
+    /// `after` when given.
+    fn ledger(
+        &self,
+        account: &AccountId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
     fn price_history(
         &self,
         model: &str,

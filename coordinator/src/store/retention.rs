@@ -148,7 +148,7 @@ mod tests {
         store.commit(&[Batch { prune_events_before: Some(cutoff), ..Batch::default() }]).unwrap();
         let kept: Vec<u64> = store.events_after(0, 10).unwrap().iter().map(|e| e.id).collect();
         assert_eq!(kept, vec![3, 4], "the events older than the cutoff went");
-        let inbox = store.messages(&AccountId::from("a-1"), false, 10).unwrap();
+        let inbox = store.messages(&AccountId::from("a-1"), false, None, 10).unwrap().unwrap();
         let ids: Vec<&str> = inbox.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, vec!["m-3", "m-1"], "m-2 went with its event; m-1's mail is pending");
 
@@ -158,7 +158,7 @@ mod tests {
         let kept: Vec<u64> = store.events_after(0, 10).unwrap().iter().map(|e| e.id).collect();
         assert_eq!(kept, vec![4], "the newest event stays: ids continue after it");
         assert_eq!(store.load().unwrap().last_event_id, 4);
-        let inbox = store.messages(&AccountId::from("a-1"), false, 10).unwrap();
+        let inbox = store.messages(&AccountId::from("a-1"), false, None, 10).unwrap().unwrap();
         assert_eq!(inbox.len(), 1, "the pending mail stays: {inbox:?}");
 
         // The pages the deletions freed went back to the file system.

@@ -246,9 +246,10 @@ impl Store for SqliteStore {
         &self,
         account: &AccountId,
         unread_only: bool,
+        after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        messages::list(&self.conn(), account, unread_only, limit)
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        messages::list(&self.conn(), account, unread_only, after, limit)
     }
 
     fn mark_message_read(
@@ -350,14 +351,20 @@ impl Store for SqliteStore {
         self.read_price_history(model, since)
     }
 
-    fn ledger(&self, account: &AccountId, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+    fn ledger(
+        &self,
+        account: &AccountId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT body FROM (SELECT id, body FROM ledger WHERE account_id = ?1 \
-             ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            "SELECT body FROM ledger WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
         )?;
-        let rows =
-            stmt.query_map(params![account.as_str(), limit as i64], |r| r.get::<_, String>(0))?;
+        // Entry ids start at 1; beyond i64 there are none.
+        let after = after.map_or(0, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let rows = stmt
+            .query_map(params![account.as_str(), after, limit as i64], |r| r.get::<_, String>(0))?;
         rows.map(|body| from_json("ledger entry", &body?)).collect()
     }
 }

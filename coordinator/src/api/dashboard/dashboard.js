@@ -12,6 +12,9 @@ const HISTORY_MS = 30000;
 const HISTORY_HOURS = 48;
 const CHART_POINTS = 240;
 const MAX_EVENTS = 200;
+const LEDGER_SHOWN = 200;   // newest ledger entries shown
+const MAX_PAGES = 10;       // pages of 1000 read per list and refresh
+const INBOX_SHOWN = 100;
 const ENDED = new Set(["terminated", "failed"]);
 
 const $ = id => document.getElementById(id);
@@ -19,7 +22,8 @@ const $ = id => document.getElementById(id);
 const state = {
   token: localStorage.getItem(TOKEN_KEY) || "",
   admin: false,
-  data: { pools: [], hosts: [], instances: [], deployments: [], accounts: [], ledger: [] },
+  data: { pools: [], hosts: [], instances: [], deployments: [], accounts: [], ledger: [],
+          me: null, myLedger: [], messages: [] },
   history: {},          // pool model -> [{t, price, text}]
   historyAt: 0,
   account: null,        // the account whose ledger is shown
@@ -87,6 +91,30 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
+  return (await call(method, path, body)).json;
+}
+
+// The target of a Link header's rel="next" entry (a path on this API), or null.
+function nextPage(link) {
+  for (const entry of (link || "").split(",")) {
+    const match = /^\s*<(\/[^>]*)>\s*;\s*rel="next"\s*$/.exec(entry);
+    if (match) return match[1];
+  }
+  return null;
+}
+
+// A list route, page after page as its Link headers lead, at most MAX_PAGES of them.
+async function list(path) {
+  let items = [], next = path;
+  for (let page = 0; next && page < MAX_PAGES; page++) {
+    const answer = await call("GET", next);
+    items = items.concat(answer.json || []);
+    next = nextPage(answer.link);
+  }
+  return items;
+}
+
+async function call(method, path, body) {
   const headers = { Authorization: "Bearer " + state.token };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
@@ -104,7 +132,7 @@ async function api(method, path, body) {
     throw new ApiError(response.status, error.code || "http_" + response.status,
       error.message || text || response.statusText);
   }
-  return json;
+  return { json, link: response.headers.get("Link") };
 }
 
 function describe(error) {
@@ -132,24 +160,25 @@ function clearError(from) {
 
 // ---- refreshing ----
 
+// The newest LEDGER_SHOWN entries of an account's ledger (served oldest first, in pages).
+async function ledgerOf(id) {
+  const entries = await list("/v1/accounts/" + encodeURIComponent(id) + "/ledger?limit=1000");
+  return entries.slice(-LEDGER_SHOWN);
+}
+
 async function load() {
-  const [pools, instances, deployments] = await Promise.all([
-    api("GET", "/v1/pools"), api("GET", "/v1/instances"), api("GET", "/v1/deployments"),
+  const me = await api("GET", "/v1/whoami");
+  const [pools, instances, deployments, myLedger, messages] = await Promise.all([
+    api("GET", "/v1/pools"), list("/v1/instances"), list("/v1/deployments"),
+    ledgerOf(me.id), api("GET", "/v1/messages?limit=" + INBOX_SHOWN),
   ]);
-  // GET /v1/hosts is the admin's: 403 means an account token, which is fine.
-  const hosts = await api("GET", "/v1/hosts").catch(e => {
-    if (e.status === 403) return null;
-    throw e;
-  });
-  const data = { pools, instances, deployments, hosts: hosts || [], accounts: [], ledger: [] };
-  state.admin = hosts !== null;
+  const data = { pools, instances, deployments, hosts: [], accounts: [], ledger: [], me, myLedger, messages };
+  state.admin = me.role === "admin";
   if (state.admin) {
-    data.accounts = await api("GET", "/v1/accounts");
+    data.hosts = await list("/v1/hosts");
+    data.accounts = await list("/v1/accounts");
     if (!data.accounts.some(a => a.id === state.account)) state.account = null;
-    if (state.account) {
-      const path = "/v1/accounts/" + encodeURIComponent(state.account) + "/ledger?limit=200";
-      data.ledger = await api("GET", path);
-    }
+    if (state.account) data.ledger = await ledgerOf(state.account);
   }
   return data;
 }
@@ -211,10 +240,12 @@ async function refreshHistory() {
 function clearAll() {
   stopEvents();
   state.admin = false;
-  state.data = { pools: [], hosts: [], instances: [], deployments: [], accounts: [], ledger: [] };
+  state.data = { pools: [], hosts: [], instances: [], deployments: [], accounts: [], ledger: [],
+                 me: null, myLedger: [], messages: [] };
   state.history = {};
   state.rendered = {};
-  for (const id of ["pools", "hosts", "instances", "deployments", "accounts", "ledger"]) {
+  for (const id of ["pools", "hosts", "instances", "deployments", "accounts", "ledger", "me",
+                    "my-ledger", "messages"]) {
     $(id).replaceChildren();
   }
   showAdmin();
@@ -225,6 +256,7 @@ function showAll() {
   showAdmin();
   $("who").textContent = state.admin ? "admin" : "account token";
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  showMe();
   showPools();
   showHosts();
   showInstances();
@@ -442,13 +474,53 @@ function showAccounts() {
   }
   const account = data.accounts.find(a => a.id === state.account);
   $("ledger-title").textContent = account ? `Ledger of ${account.name} (${account.id})` : "Ledger (choose an account)";
-  render("ledger", [
+  render("ledger", ledgerColumns(), data.ledger.slice().reverse(), state.account,
+    account ? "no entries" : "no account chosen");
+}
+
+// ---- the caller's own account, ledger and inbox ----
+
+const limits = q => q ? Object.entries(q).map(([k, v]) => k + " " + (v === null ? "none" : v)).join(", ") : "-";
+
+function ledgerColumns() {
+  return [
     { title: "at", value: e => time(e.at) },
     { title: "kind", value: e => e.kind },
     { title: "amount", value: e => e.amount, class: "num" },
     { title: "balance after", value: e => e.balance_after, class: "num" },
     { title: "instance", value: e => e.instance_id && el("span", { class: "mono" }, e.instance_id) },
-  ], data.ledger.slice().reverse(), state.account, account ? "no entries" : "no account chosen");
+  ];
+}
+
+function showMe() {
+  const me = state.data.me;
+  $("me-title").textContent = !me ? "Your account" : state.admin
+    ? "Your account (admin, acting for " + me.name + ")" : "Your account";
+  render("me", [
+    { title: "name", value: a => a.name },
+    { title: "id", value: a => el("span", { class: "mono" }, a.id) },
+    { title: "balance", value: a => a.balance, class: "num balance" },
+    { title: "overdue", value: a => a.overdue ? "since " + time(a.overdue_since) + ", stops " + time(a.overdue_deadline) : "no" },
+    { title: "quota", value: a => limits(a.quota) },
+    { title: "holds", value: a => a.usage ? `${a.usage.instances} instances, ${a.usage.gpus} GPUs` : "-" },
+    { title: "email", value: a => a.email },
+  ], me ? [me] : [], null, "-");
+  const ledger = state.data.myLedger;
+  $("my-ledger-count").textContent = `(newest ${Math.min(ledger.length, LEDGER_SHOWN)})`;
+  render("my-ledger", ledgerColumns(), ledger.slice().reverse(), null, "no entries");
+  const messages = state.data.messages;
+  $("messages-count").textContent = `(${messages.filter(m => !m.read).length} unread)`;
+  render("messages", [
+    { title: "at", value: m => time(m.at) },
+    { title: "subject", value: m => el("span", { class: m.read ? "" : "unread", title: m.body }, m.subject) },
+    { title: "instance", value: m => m.instance_id && el("span", { class: "mono" }, m.instance_id) },
+    { title: "read", value: m => m.read ? "yes" : el("button", { type: "button", class: "mark-read",
+      "data-id": m.id, onclick: () => markRead(m) }, "mark read") },
+  ], messages, null, "no messages");
+}
+
+async function markRead(message) {
+  await act(() => api("POST", "/v1/messages/" + encodeURIComponent(message.id) + "/read"));
 }
 
 // ---- the live event feed ----
