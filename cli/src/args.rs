@@ -3,7 +3,9 @@
 
 mod deployments;
 
-pub use deployments::{DeploymentCreateArgs, DeploymentsCmd, Mode};
+pub use deployments::{
+    DeploymentCreateArgs, DeploymentUpdateArgs, DeploymentsCmd, Mode, ScalingArgs,
+};
 
 use crate::dev::DevArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -90,8 +92,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `gpuspot man | man -l -`.
-    Man,
+    /// Print the manual page (roff): `gpuspot man | man -l -`; with --dir, write one page
+    /// per command there (gpuspot.1, gpuspot-instances.1, gpuspot-instances-create.1, …).
+    Man {
+        /// Write every page into this directory (created if missing) instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -258,12 +265,23 @@ pub struct InstanceCreateArgs {
     pub max_price: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// When no host can take it now: queue (wait for capacity, the default) or fail (end at
+    /// once, state failed, reason out_of_stock).
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_unavailable: Option<OnUnavailable>,
     /// Wait until it runs (or fails); exits 1 if it ends without running.
     #[arg(long)]
     pub wait: bool,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `--on-unavailable`: what a request does when nothing can take it at once.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    Queue,
+    Fail,
 }
 
 /// What instances and deployments' templates share: the environment, snapshots, how the
@@ -276,6 +294,9 @@ pub struct WorkloadArgs {
     /// Snapshot the data directory when an instance stops.
     #[arg(long)]
     pub snapshot: bool,
+    /// Start with the data directory of this snapshot (an id from `gpuspot snapshots`).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub restore_from: Option<String>,
     #[command(flatten)]
     pub guest: GuestArgs,
     /// Act for this account (admin token only).
@@ -283,7 +304,7 @@ pub struct WorkloadArgs {
     pub account: Option<String>,
 }
 
-/// How the guest runs (DESIGN §14): in a container from an image, and its data disk.
+/// How the guest runs: in a container from an image, and its data disk.
 #[derive(Args, Debug, Default, Clone)]
 pub struct GuestArgs {
     /// Run in a container from this OCI image (on hosts that run containers).
@@ -367,10 +388,22 @@ pub enum AccountsCmd {
     /// Create an account (admin); prints its id and token.
     Create {
         name: String,
-        /// Where the account's notices are mailed (DESIGN §17).
+        /// Where the account's notices are mailed.
         #[arg(long)]
         email: Option<String>,
+        /// Where the account's events are POSTed as JSON (http or https).
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
     },
+    /// Set or clear (`--url ""`) the URL an account's events are POSTed to (admin).
+    SetWebhook {
+        id: String,
+        #[arg(long, value_name = "URL")]
+        url: String,
+    },
+    /// Set an account's quota (admin): the most GPUs and instances it may hold at once,
+    /// queued ones included; `none` for no limit.
+    Quota(QuotaArgs),
     /// Set or clear (`--email ""`) the address an account's notices are mailed to.
     SetEmail {
         id: String,
@@ -389,4 +422,33 @@ pub enum AccountsCmd {
     Disable { id: String },
     /// Enable a disabled account again (admin).
     Enable { id: String },
+}
+
+/// `gpuspot accounts quota NAME --max-gpus N|none --max-instances N|none | --default`
+#[derive(Args, Debug)]
+pub struct QuotaArgs {
+    pub id: String,
+    /// The most GPUs at once, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = parse_limit)]
+    pub max_gpus: Option<Limit>,
+    /// The most instances at once, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = parse_limit)]
+    pub max_instances: Option<Limit>,
+    /// Go back to the coordinator's default quota.
+    #[arg(long, conflicts_with_all = ["max_gpus", "max_instances"])]
+    pub default: bool,
+}
+
+/// A quota limit: a count, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    At(u32),
+    Unlimited,
+}
+
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    match text.trim() {
+        "none" | "unlimited" => Ok(Limit::Unlimited),
+        n => n.parse().map(Limit::At).map_err(|_| format!("{text:?} is not a count or none")),
+    }
 }

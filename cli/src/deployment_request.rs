@@ -2,7 +2,7 @@
 //! JSON, chosen by extension; TOML becomes the same JSON) or flags, with `--spec
 //! BILLING:MODELS:COUNT[:MAX_PRICE]` repeated in preference order.
 
-use crate::args::{DeploymentCreateArgs, Mode};
+use crate::args::{DeploymentCreateArgs, Mode, ResourceArgs, ScalingArgs};
 use crate::errors::usage;
 use crate::request::{billing_json, gpu_json, insert_resources, insert_template};
 use serde_json::{Map, Value, json};
@@ -47,8 +47,8 @@ fn request_from_flags(args: &DeploymentCreateArgs) -> anyhow::Result<Value> {
             body.insert(key.into(), json!(value));
         }
     }
-    body.insert("specs".into(), specs_json(args)?);
-    insert_scaling(&mut body, args)?;
+    body.insert("specs".into(), specs_json(&args.specs, &args.resources)?);
+    insert_scaling(&mut body, &args.scaling)?;
     let mut template = Map::new();
     insert_template(&mut template, &args.command, &args.workload)?;
     body.insert("template".into(), Value::Object(template));
@@ -56,10 +56,7 @@ fn request_from_flags(args: &DeploymentCreateArgs) -> anyhow::Result<Value> {
 }
 
 /// `--autoscale MIN:MAX` with its targets, and `--schedule CRON=N` entries.
-fn insert_scaling(
-    body: &mut Map<String, Value>,
-    args: &DeploymentCreateArgs,
-) -> anyhow::Result<()> {
+pub fn insert_scaling(body: &mut Map<String, Value>, args: &ScalingArgs) -> anyhow::Result<()> {
     if let Some(bounds) = &args.autoscale {
         let parsed = bounds.split_once(':').and_then(|(min, max)| {
             Some((min.trim().parse::<u32>().ok()?, max.trim().parse::<u32>().ok()?))
@@ -98,17 +95,17 @@ fn insert_scaling(
 }
 
 /// The `--spec` list, each with the `--cpu`/`--memory-gib` ranges.
-fn specs_json(args: &DeploymentCreateArgs) -> anyhow::Result<Value> {
-    let mut specs = Vec::with_capacity(args.specs.len());
-    for text in &args.specs {
+pub fn specs_json(texts: &[String], resources: &ResourceArgs) -> anyhow::Result<Value> {
+    let mut specs = Vec::with_capacity(texts.len());
+    for text in texts {
         let mut spec = parse_spec(text)?;
-        insert_resources(&mut spec, &args.resources)?;
+        insert_resources(&mut spec, resources)?;
         specs.push(Value::Object(spec));
     }
     Ok(Value::Array(specs))
 }
 
-/// Each mode takes only its own counts (DESIGN §11).
+/// Each mode takes only its own counts.
 fn check_mode_flags(mode: Mode, args: &DeploymentCreateArgs) -> anyhow::Result<()> {
     let job_flags =
         args.completions.is_some() || args.parallelism.is_some() || args.retry_limit.is_some();

@@ -42,6 +42,11 @@ pub struct DevArgs {
     /// unix:///run/podman/podman.sock: the hosts then run image requests too.
     #[arg(long, value_name = "URL", env = "GPUSPOT_CONTAINER_ENGINE")]
     pub container_engine: Option<String>,
+    /// Log lines (on stderr) as `text` (coloured only on a terminal) or `json` (one object
+    /// per line), as the coordinator and the agent write them.
+    #[arg(long, env = "GPUSPOT_LOG_FORMAT", default_value = "text",
+          value_parser = gpuspot_common::process::LOG_FORMATS)]
+    pub log_format: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +113,7 @@ const DEFAULT_GATEWAY: &str = "127.0.0.1:8088";
 
 /// Runs the local cluster until Ctrl-C.
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    gpuspot_common::process::init_tracing_as(&args.log_format);
     gpuspot_common::pki::install_crypto_provider();
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),

@@ -89,12 +89,22 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 /// cause chain otherwise.
 pub fn render(err: &anyhow::Error) -> String {
     if let Some(api) = err.downcast_ref::<ApiError>() {
-        return api.to_string();
+        return in_cli_words(&api.to_string());
     }
     if let Some(usage) = err.downcast_ref::<UsageError>() {
         return usage.to_string();
     }
     format!("{err:#}")
+}
+
+/// API routes an API message points to, and the commands that show the same.
+const ROUTES_AS_COMMANDS: &[(&str, &str)] = &[("GET /v1/pools", "`gpuspot pools`")];
+
+/// An API message as a CLI user reads it: routes it points to become commands.
+fn in_cli_words(message: &str) -> String {
+    ROUTES_AS_COMMANDS
+        .iter()
+        .fold(message.to_owned(), |text, (route, command)| text.replace(route, command))
 }
 
 #[cfg(test)]
@@ -114,6 +124,16 @@ mod tests {
         assert_eq!(err.to_string(), "upstream down (http_error, HTTP 502)");
         let err = ApiError::from_body(500, "Internal Server Error", "");
         assert_eq!(err.to_string(), "Internal Server Error (http_error, HTTP 500)");
+    }
+
+    #[test]
+    fn api_routes_in_messages_read_as_commands() {
+        let body = r#"{"error":{"code":"unknown_model","message":"no pool or host offers GPU model Z80; see GET /v1/pools"}}"#;
+        let err: anyhow::Error = ApiError::from_body(400, "Bad Request", body).into();
+        assert_eq!(
+            render(&err),
+            "no pool or host offers GPU model Z80; see `gpuspot pools` (unknown_model, HTTP 400)"
+        );
     }
 
     #[test]

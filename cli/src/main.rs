@@ -8,8 +8,10 @@ mod chart;
 mod client;
 mod commands;
 mod deployment_request;
+mod deployment_update;
 mod dev;
 mod errors;
+mod manpages;
 mod output;
 mod request;
 mod sse;
@@ -62,9 +64,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "gpuspot", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
+        Command::Man { dir } => {
             let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            match dir {
+                Some(dir) => {
+                    let written = manpages::write_all(command, &dir)?;
+                    println!("wrote {} pages to {}", written.len(), dir.display());
+                }
+                None => manpages::print_top(command)?,
+            }
             Ok(())
         }
     }

@@ -95,6 +95,20 @@ pub fn field(object: &Value, key: &str) -> String {
     text(object.get(key))
 }
 
+/// A `{"min", "max"}` range as a person writes it: `16-64`, `≥16`, `≤64`, `32`; `-` for
+/// none (any).
+pub fn range_text(range: Option<&Value>) -> String {
+    let bound =
+        |key: &str| range.and_then(|r| r.get(key)).filter(|v| !v.is_null()).map(|v| text(Some(v)));
+    match (bound("min"), bound("max")) {
+        (Some(min), Some(max)) if min == max => min,
+        (Some(min), Some(max)) => format!("{min}-{max}"),
+        (Some(min), None) => format!("≥{min}"),
+        (None, Some(max)) => format!("≤{max}"),
+        (None, None) => "-".to_owned(),
+    }
+}
+
 /// The items of a list answer: a JSON array, or an object holding the array under `key`
 /// (or under `items`), so a wrapped list still prints.
 pub fn items<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
@@ -189,6 +203,16 @@ i-22222  queued   no capacity
         assert_eq!(text(Some(&json!(["a", "b"]))), "a, b");
         assert_eq!(text(Some(&json!({"gpus": 1, "max": null}))), "gpus=1, max=-");
         assert_eq!(text(Some(&json!({"k": [1]}))), r#"{"k":[1]}"#);
+    }
+
+    #[test]
+    fn ranges_read_as_written() {
+        assert_eq!(range_text(Some(&json!({"min": 16, "max": 64}))), "16-64");
+        assert_eq!(range_text(Some(&json!({"min": 16, "max": null}))), "≥16");
+        assert_eq!(range_text(Some(&json!({"max": 64}))), "≤64");
+        assert_eq!(range_text(Some(&json!({"min": 32, "max": 32}))), "32");
+        assert_eq!(range_text(Some(&json!({"min": null, "max": null}))), "-");
+        assert_eq!(range_text(None), "-");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! deployments share: ranges, billing, env and the command. Everything obviously wrong is
 //! reported here as a [`UsageError`](crate::errors::UsageError) before anything is sent.
 
-use crate::args::{GuestArgs, InstanceCreateArgs, ResourceArgs, WorkloadArgs};
+use crate::args::{GuestArgs, InstanceCreateArgs, OnUnavailable, ResourceArgs, WorkloadArgs};
 use crate::errors::usage;
 use gpuspot_common::Money;
 use serde_json::{Map, Value, json};
@@ -17,6 +17,13 @@ pub fn instance_request(args: &InstanceCreateArgs) -> anyhow::Result<Value> {
     insert_resources(&mut body, &args.resources)?;
     body.insert("billing".into(), billing_json(args.spot, args.max_price.as_deref())?);
     insert_template(&mut body, &args.command, &args.workload)?;
+    if let Some(choice) = args.on_unavailable {
+        let choice = match choice {
+            OnUnavailable::Queue => "queue",
+            OnUnavailable::Fail => "fail",
+        };
+        body.insert("on_unavailable".into(), json!(choice));
+    }
     if let Some(account) = &args.workload.account {
         body.insert("account_id".into(), json!(account));
     }
@@ -143,7 +150,7 @@ pub fn env_json(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     Ok(env)
 }
 
-/// Adds `command`, `env` (when given), `snapshot` (when enabled), `image` and
+/// Adds `command`, `env` (when given), `snapshot` (when enabled or restored), `image` and
 /// `data_disk_gib` (when given) to a body or template. With an image the command may be
 /// left out: the image's CMD runs.
 pub fn insert_template(
@@ -164,8 +171,18 @@ pub fn insert_template(
     if !env.is_empty() {
         body.insert("env".into(), Value::Object(env));
     }
+    let mut snapshot = Map::new();
     if workload.snapshot {
-        body.insert("snapshot".into(), json!({ "enabled": true }));
+        snapshot.insert("enabled".into(), json!(true));
+    }
+    if let Some(id) = &workload.restore_from {
+        if id.trim().is_empty() {
+            return usage("--restore-from: name a snapshot id (see `gpuspot snapshots`)");
+        }
+        snapshot.insert("restore_from".into(), json!(id.trim()));
+    }
+    if !snapshot.is_empty() {
+        body.insert("snapshot".into(), Value::Object(snapshot));
     }
     Ok(())
 }
@@ -290,6 +307,24 @@ mod tests {
         assert!(junk.contains("not a range"), "{junk}");
         let price = usage_message(create(&["--gpu", "H", "--spot", "--max-price", "x", "--", "x"]));
         assert!(price.contains("bad price"), "{price}");
+    }
+
+    #[test]
+    fn on_unavailable_and_restore_from_reach_the_body() {
+        let argv =
+            ["--gpu", "H100", "--on-unavailable", "fail", "--restore-from", "s-1", "--", "x"];
+        let body = create(&argv).expect("valid");
+        assert_eq!(body["on_unavailable"], json!("fail"));
+        assert_eq!(body["snapshot"], json!({ "restore_from": "s-1" }));
+        let both = create(&["--gpu", "H", "--snapshot", "--restore-from", "s-2", "--", "x"]);
+        assert_eq!(
+            both.expect("valid")["snapshot"],
+            json!({ "enabled": true, "restore_from": "s-2" })
+        );
+        let blank = usage_message(create(&["--gpu", "H", "--restore-from", " ", "--", "x"]));
+        assert!(blank.contains("--restore-from"), "{blank}");
+        let argv = ["gpuspot", "instances", "create", "--gpu", "H", "--on-unavailable", "later"];
+        assert!(Cli::try_parse_from(argv).is_err(), "queue or fail only");
     }
 
     #[test]

@@ -38,12 +38,17 @@ impl Directory {
         }
     }
 
-    /// After a token rotation or a change of `disabled`: the account's old token stops
-    /// resolving at once, and the current one resolves unless the account is disabled.
+    /// After a token rotation or a change of `disabled` or `webhook_url`: the account's old
+    /// token stops resolving at once, and the current one resolves unless the account is
+    /// disabled; events go to the current webhook only.
     pub fn set(&self, account: &Account) {
         {
             let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
             tokens.retain(|_, owner| owner != &account.id);
+        }
+        {
+            let mut webhooks = self.webhooks.write().unwrap_or_else(|p| p.into_inner());
+            webhooks.remove(&account.id);
         }
         self.add(account);
     }
@@ -91,7 +96,7 @@ mod tests {
             name: "acme".into(),
             balance: Money::ZERO,
             token_hash: token_hash(&rotated),
-            webhook_url: None,
+            webhook_url: Some("http://127.0.0.1:9/hook".into()),
             email: None,
             overdue_since: None,
             overdue_deadline: None,
@@ -110,5 +115,8 @@ mod tests {
             directory.webhook_of(&AccountId::from("a-1")).as_deref(),
             Some("http://127.0.0.1:9/hook")
         );
+        account.webhook_url = None;
+        directory.set(&account);
+        assert_eq!(directory.webhook_of(&AccountId::from("a-1")), None, "a cleared webhook");
     }
 }

@@ -154,7 +154,12 @@ impl Metrics {
             "Spot market price per GPU-hour",
             m.market_price.clone(),
         );
-        r.register("gpuspot_pool_units", "Healthy units per pool, free or used", m.units.clone());
+        r.register(
+            "gpuspot_pool_units",
+            "Healthy units per pool: free, used (holding an instance) or unavailable (free on a \
+             cordoned, draining or disconnected host)",
+            m.units.clone(),
+        );
         r.register("gpuspot_hosts", "Hosts by state", m.hosts.clone());
         r.register("gpuspot_instances", "Instances by lifecycle state", m.instances.clone());
         r.register(
@@ -204,9 +209,10 @@ impl Metrics {
             set(&self.queue, model, stats.queued_by_pool.get(model).copied().unwrap_or(0));
             let price = pool.market_price.micros() as f64 / 1e6;
             self.market_price.get_or_create(&Pool { pool: model.clone() }).set(price);
-            for (state, n) in
-                [("free", pool.usage.free), ("used", pool.usage.total - pool.usage.free)]
-            {
+            let usage = &pool.usage;
+            let states =
+                [("free", usage.free), ("used", usage.used), ("unavailable", usage.unavailable())];
+            for (state, n) in states {
                 let labels = PoolUnits { pool: model.clone(), state: state.to_owned() };
                 self.units.get_or_create(&labels).set(n as i64);
             }

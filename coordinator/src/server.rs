@@ -158,10 +158,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loaded = store.load().context("loading coordinator state")?;
     tracing::info!(hosts = loaded.hosts.len(), instances = loaded.instances.len(), "state loaded");
+    let now = clock.now();
     let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
-        .restore(loaded.hosts, loaded.instances, loaded.last_event_id, clock.now())
+        .restore(loaded.hosts, loaded.instances, loaded.last_event_id, now)
         .with_prices(loaded.prices)
-        .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id)
+        .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id, now)
         .with_deployments(loaded.deployments)
         .with_snapshots(loaded.snapshots)
         .with_snapshot_limit(settings.snapshot_max_bytes)

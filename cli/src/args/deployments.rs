@@ -16,6 +16,9 @@ pub enum DeploymentsCmd {
     Show { id: String },
     /// Set a replica set's replica count.
     Scale { id: String, replicas: u32 },
+    /// Change a deployment: its specs, replica count, autoscaling or schedule (by name or
+    /// id). Instances that no longer match new specs are replaced.
+    Update(Box<DeploymentUpdateArgs>),
     /// Move replicas that fell back to regular back to spot.
     Rebuild { id: String },
     /// Delete deployments (by name or id) and terminate their instances.
@@ -40,7 +43,7 @@ pub struct DeploymentCreateArgs {
     /// The deployment request as TOML or JSON (by extension).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "name", "mode", "replicas", "completions", "parallelism", "retry_limit", "specs",
-        "env", "snapshot", "command", "cpu", "cpu_min", "cpu_max", "memory_gib",
+        "env", "snapshot", "restore_from", "command", "cpu", "cpu_min", "cpu_max", "memory_gib",
         "memory_gib_min", "memory_gib_max", "image", "data_disk_gib", "ports", "readiness",
         "autoscale", "target_rps", "target_gpu", "scale_in_delay", "schedule",
     ])]
@@ -70,6 +73,16 @@ pub struct DeploymentCreateArgs {
     pub resources: ResourceArgs,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+    /// The command to run, after `--` (with --image: replaces the image's CMD).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A replica set's autoscaling and schedule, at creation or in an update.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScalingArgs {
     /// Autoscale the replica set between MIN and MAX replicas (with --target-rps/--target-gpu).
     #[arg(long, value_name = "MIN:MAX")]
     pub autoscale: Option<String>,
@@ -85,7 +98,27 @@ pub struct DeploymentCreateArgs {
     /// A scheduled minimum, CRON=N in UTC (e.g. '0 9 * * 1-5=4'); repeatable.
     #[arg(long = "schedule", value_name = "CRON=N")]
     pub schedule: Vec<String>,
-    /// The command to run, after `--` (with --image: replaces the image's CMD).
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+}
+
+/// `gpuspot deployments update NAME …`: what is given replaces what the deployment has.
+#[derive(Args, Debug, Clone)]
+pub struct DeploymentUpdateArgs {
+    pub id: String,
+    /// Replicas to keep running (replicaset; autoscaling keeps it within its bounds).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// New specs, BILLING:MODELS:COUNT[:MAX_PRICE] in preference order, replacing all the
+    /// old ones (with --cpu/--memory-gib applied to each).
+    #[arg(long = "spec", value_name = "SPEC")]
+    pub specs: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+    /// Turn autoscaling off (the replica count stays where it is).
+    #[arg(long, conflicts_with = "autoscale")]
+    pub no_autoscale: bool,
+    /// Remove every scheduled minimum.
+    #[arg(long, conflicts_with = "schedule")]
+    pub clear_schedule: bool,
 }

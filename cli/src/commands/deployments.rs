@@ -1,11 +1,13 @@
-//! `gpuspot deployments create|list|show|scale|rebuild|delete|endpoints`; a deployment goes
-//! by name or id.
+//! `gpuspot deployments create|list|show|scale|update|rebuild|delete|endpoints`; a
+//! deployment goes by name or id. Lists and `show` print only what the deployment's mode
+//! uses: replicas and autoscaling for a replica set, completions for a job.
 
 use super::{Ctx, instances, lookup};
 use crate::args::{DeploymentsCmd, ListFilter};
 use crate::client::encode_segment;
 use crate::deployment_request::deployment_request;
-use crate::output::{Table, field, fields, items};
+use crate::deployment_update::update_request;
+use crate::output::{Table, field, fields, items, range_text};
 use serde_json::{Value, json};
 
 const SHOW_ORDER: &[&str] = &[
@@ -38,6 +40,12 @@ pub fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> anyhow::Result<()> {
             let body = json!({ "replicas": replicas });
             let answer = ctx.client.patch_json(&path(&id), &body)?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "scaled")))
+        }
+        DeploymentsCmd::Update(args) => {
+            let body = update_request(&args)?;
+            let id = named(ctx, &args.id)?;
+            let answer = ctx.client.patch_json(&path(&id), &body)?;
+            ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "updated")))
         }
         DeploymentsCmd::Rebuild { id } => {
             let id = named(ctx, &id)?;
@@ -139,17 +147,55 @@ fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
 
 /// Replicas for a replica set, completions for a job or container.
 fn wanted(deployment: &Value) -> String {
-    match deployment.get("replicas").filter(|r| !r.is_null()) {
-        Some(_) => field(deployment, "replicas"),
-        None => field(deployment, "completions"),
+    match deployment.get("mode").and_then(Value::as_str) {
+        Some("replicaset") => field(deployment, "replicas"),
+        _ => field(deployment, "completions"),
     }
 }
 
+/// The instances that have not ended (a replaced or finished one is history, not capacity).
 fn instance_count(deployment: &Value) -> String {
+    let ended = |i: &&Value| matches!(i["state"].as_str(), Some("terminated" | "failed"));
     match deployment.get("instances").and_then(Value::as_array) {
-        Some(list) => list.len().to_string(),
+        Some(list) => list.iter().filter(|i| !ended(i)).count().to_string(),
         None => "-".to_owned(),
     }
+}
+
+/// The fields a deployment of this mode does not use.
+fn unused_fields(mode: Option<&str>) -> &'static [&'static str] {
+    match mode {
+        Some("replicaset") => &["completions", "parallelism", "retry_limit", "succeeded"],
+        Some("job") => &["replicas", "autoscaling", "schedule"],
+        Some("container") => &["replicas", "autoscaling", "schedule", "parallelism"],
+        _ => &[],
+    }
+}
+
+/// `1-4 replicas, 20 requests/s or 70% GPU per replica, scale in after 5m`.
+fn autoscaling_text(policy: &Value) -> String {
+    if !policy.is_object() {
+        return "-".to_owned();
+    }
+    let mut targets = Vec::new();
+    if let Some(rps) = policy.get("target_rps_per_replica").filter(|v| !v.is_null()) {
+        targets.push(format!("{rps} requests/s"));
+    }
+    if let Some(gpu) = policy.get("target_gpu_utilization").filter(|v| !v.is_null()) {
+        targets.push(format!("{gpu}% GPU"));
+    }
+    let (min, max) = (field(policy, "min_replicas"), field(policy, "max_replicas"));
+    let delay = field(policy, "scale_in_delay");
+    format!("{min}-{max} replicas, {} per replica, scale in after {delay}", targets.join(" or "))
+}
+
+/// `0 9 * * 1-5 → 4; …` (times UTC).
+fn schedule_text(schedule: &Value) -> String {
+    let entries: Vec<String> = items(schedule, "schedule")
+        .iter()
+        .map(|e| format!("{} → {}", field(e, "cron"), field(e, "min_replicas")))
+        .collect();
+    if entries.is_empty() { "-".to_owned() } else { format!("{} (UTC)", entries.join("; ")) }
 }
 
 fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
@@ -158,9 +204,19 @@ fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         let mut summary = v.clone();
         let instances =
             summary.as_object_mut().and_then(|map| map.remove("instances")).unwrap_or(Value::Null);
+        let mode = v.get("mode").and_then(Value::as_str);
         if let Some(map) = summary.as_object_mut() {
             map.remove("specs");
             map.remove("template");
+            for key in unused_fields(mode) {
+                map.remove(*key);
+            }
+            if let Some(policy) = map.get_mut("autoscaling") {
+                *policy = Value::String(autoscaling_text(policy));
+            }
+            if let Some(schedule) = map.get_mut("schedule") {
+                *schedule = Value::String(schedule_text(schedule));
+            }
         }
         print!("{}", fields(&summary, SHOW_ORDER));
         print_specs(v);
@@ -184,8 +240,8 @@ fn print_specs(deployment: &Value) {
             i.to_string(),
             instances::gpus_text(spec),
             instances::billing_text(spec.get("billing")),
-            field(spec, "cpu_cores"),
-            field(spec, "memory_gib"),
+            range_text(spec.get("cpu_cores")),
+            range_text(spec.get("memory_gib")),
         ]);
     }
     println!();
@@ -198,12 +254,29 @@ mod tests {
 
     #[test]
     fn list_cells() {
-        let job = json!({"mode": "job", "replicas": null, "completions": 5, "instances": [{}, {}]});
-        assert_eq!(wanted(&job), "5");
-        assert_eq!(instance_count(&job), "2");
-        let set = json!({"replicas": 3});
+        let job = json!({"mode": "job", "replicas": 0, "completions": 5,
+                         "instances": [{"state": "running"}, {"state": "terminated"}]});
+        assert_eq!(wanted(&job), "5", "a job wants its completions");
+        assert_eq!(instance_count(&job), "1", "ended instances are not counted");
+        let set = json!({"mode": "replicaset", "replicas": 3, "completions": 0});
         assert_eq!(wanted(&set), "3");
         assert_eq!(instance_count(&set), "-");
         assert_eq!(or_id(&Value::Null, "d-1", "deleted"), "d-1 deleted");
+    }
+
+    #[test]
+    fn scaling_reads_as_words() {
+        let policy = json!({"min_replicas": 1, "max_replicas": 4, "target_rps_per_replica": 20.0,
+                            "scale_in_delay": "5m"});
+        assert_eq!(
+            autoscaling_text(&policy),
+            "1-4 replicas, 20.0 requests/s per replica, scale in after 5m"
+        );
+        assert_eq!(autoscaling_text(&Value::Null), "-");
+        let schedule = json!([{"cron": "0 9 * * 1-5", "min_replicas": 4}]);
+        assert_eq!(schedule_text(&schedule), "0 9 * * 1-5 → 4 (UTC)");
+        assert_eq!(schedule_text(&json!([])), "-");
+        assert!(unused_fields(Some("replicaset")).contains(&"completions"));
+        assert!(unused_fields(Some("job")).contains(&"replicas"));
     }
 }

@@ -15,6 +15,8 @@ pub struct AccountChange {
     pub disabled: Option<bool>,
     pub quota: Option<QuotaUpdate>,
     pub email: Option<Option<String>>,
+    /// `Some(None)` stops the account's webhook.
+    pub webhook_url: Option<Option<String>>,
 }
 
 impl ClusterActor {
@@ -75,6 +77,9 @@ impl ClusterActor {
         }
         if let Some(email) = change.email {
             self.core.set_email(&id, email, now)?;
+        }
+        if let Some(url) = change.webhook_url {
+            self.core.set_webhook_url(&id, url, now)?;
         }
         if let Some(disabled) = change.disabled {
             self.core.set_disabled(&id, disabled, now)?;

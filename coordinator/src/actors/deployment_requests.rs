@@ -5,8 +5,8 @@ use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
 use super::messages::{DeploymentRequest, DeploymentView, Endpoint, Scope};
 use super::reply::Deferred;
-use crate::core::deployment::{Deployment, DeploymentSpec, Template};
-use crate::core::deployments::NewDeployment;
+use crate::core::deployment::Deployment;
+use crate::core::deployments::{DeploymentChange, NewDeployment};
 use crate::core::error::DeploymentError;
 use crate::core::listing::{Listing, Page, page};
 use gpuspot_common::{AccountId, DeploymentId};
@@ -28,8 +28,8 @@ impl ClusterActor {
             Ask::Create { account, new, reply } => {
                 return Some(reply.after_commit(self.create_deployment(account, new)));
             }
-            Ask::Change { scope, id, replicas, specs, template, reply } => {
-                let changed = self.change_deployment(&scope, id, replicas, specs, template);
+            Ask::Change { scope, id, change, reply } => {
+                let changed = self.change_deployment(&scope, id, change);
                 return Some(reply.after_commit(changed));
             }
             Ask::Rebuild { scope, id, reply } => {
@@ -132,12 +132,10 @@ impl ClusterActor {
         &mut self,
         scope: &Scope,
         id: DeploymentId,
-        replicas: Option<u32>,
-        specs: Option<Vec<DeploymentSpec>>,
-        template: Option<Template>,
+        change: DeploymentChange,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        self.core.change_deployment(&id, replicas, specs, template, self.clock.now())?;
+        self.core.change_deployment(&id, change, self.clock.now())?;
         self.deployment_view(&id, None)
     }
 

@@ -5,11 +5,11 @@
 use super::reply::Reply;
 use crate::config::PoolSettings;
 use crate::core::billing::{Account, LedgerEntry};
-use crate::core::deployment::{Deployment, DeploymentSpec, Template};
-use crate::core::deployments::NewDeployment;
+use crate::core::deployment::Deployment;
+use crate::core::deployments::{DeploymentChange, NewDeployment};
 use crate::core::listing::{Listing, Page};
 use crate::core::pools::PoolUsage;
-use crate::core::quotas::{Quota, QuotaUpdate, Usage};
+use crate::core::quotas::{Quota, Usage};
 use crate::core::snapshots::SnapshotRecord;
 use crate::core::{Host, Instance, InstanceRequest};
 use actix::Message;
@@ -118,14 +118,12 @@ pub enum ApiRequest {
         token_hash: String,
         reply: Reply<AccountView>,
     },
-    /// `disabled` and `quota` are the admin's alone (checked by the API); an account may
-    /// change its own `email` (`Some(None)` clears it).
+    /// `disabled`, `quota` and `webhook_url` are the admin's alone (checked by the API);
+    /// an account may change its own `email`.
     ChangeAccount {
         scope: Scope,
         id: AccountId,
-        disabled: Option<bool>,
-        quota: Option<QuotaUpdate>,
-        email: Option<Option<String>>,
+        change: super::AccountChange,
         reply: Reply<AccountView>,
     },
     /// Admin only (checked by the API): forget the host, revoke its certificate. Answers
@@ -208,9 +206,7 @@ pub enum DeploymentRequest {
     Change {
         scope: Scope,
         id: DeploymentId,
-        replicas: Option<u32>,
-        specs: Option<Vec<DeploymentSpec>>,
-        template: Option<Template>,
+        change: DeploymentChange,
         reply: Reply<DeploymentView>,
     },
     Rebuild {

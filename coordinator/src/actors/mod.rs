@@ -17,6 +17,7 @@ pub mod reply;
 mod requests;
 mod wakeup;
 
+pub use account_requests::AccountChange;
 pub use cluster::ClusterActor;
 pub use failure::{Failure, Missing};
 pub use messages::{AgentEvent, ApiRequest, Scope};

@@ -3,7 +3,6 @@
 //! Accounts are in `account_requests`, deployments in `deployment_requests`, lists in
 //! `lists`.
 
-use super::account_requests::AccountChange;
 use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
 use super::messages::{ApiRequest, DeploymentRequest, PoolView, Scope, Stats};
@@ -56,8 +55,7 @@ impl ClusterActor {
             Ask::RotateToken { scope, id, token_hash, reply } => {
                 return Some(reply.after_commit(self.rotate_token(&scope, id, token_hash)));
             }
-            Ask::ChangeAccount { scope, id, disabled, quota, email, reply } => {
-                let change = AccountChange { disabled, quota, email };
+            Ask::ChangeAccount { scope, id, change, reply } => {
                 return Some(reply.after_commit(self.change_account(&scope, id, change)));
             }
             Ask::DeleteHost { id, reply } => return Some(reply.after_commit(self.delete_host(id))),

@@ -8,15 +8,16 @@ use super::auth::Caller;
 use super::error::HttpError;
 use super::listing::{self, PageQuery};
 use super::schemas::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
+use super::validation::present;
 use crate::actors::messages::{AccountView, Payment};
-use crate::actors::{ApiRequest, Scope};
+use crate::actors::{AccountChange, ApiRequest, Scope};
 use crate::core::accounts::NewAccount;
 use crate::core::billing::LedgerEntry;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, get, patch, post, web};
 use gpuspot_common::{AccountId, Money};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -30,7 +31,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(pay);
 }
 
-/// An account with the quota that applies to it and what it holds (DESIGN §16).
+/// An account with the quota that applies to it and what it holds.
 pub fn view(shown: &AccountView) -> Value {
     let account = &shown.account;
     json!({
@@ -69,12 +70,25 @@ struct CreateBody {
     email: Option<String>,
 }
 
-/// An address lettre can send to, as written (DESIGN §17).
+/// An address lettre can send to, as written.
 fn email_address(text: &str) -> Result<String, HttpError> {
     let text = text.trim();
     text.parse::<lettre::Address>().map(|_| text.to_owned()).map_err(|e| {
         HttpError::bad_request("invalid_request", format!("email {text:?} is not an address: {e}"))
     })
+}
+
+/// Where an account's events are POSTed: an http(s) URL of at most 2048 bytes.
+fn webhook_url(text: &str) -> Result<String, HttpError> {
+    let text = text.trim();
+    let scheme = text.starts_with("http://") || text.starts_with("https://");
+    if !scheme || text.len() > 2048 || reqwest::Url::parse(text).is_err() {
+        return Err(HttpError::bad_request(
+            "invalid_request",
+            "webhook_url must be http(s)://… (at most 2048 bytes)",
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Creates an account and its API token (shown this once). Admin only.
@@ -102,18 +116,10 @@ async fn create(
     if name.is_empty() || name.len() > 128 {
         return Err(HttpError::bad_request("invalid_request", "name must be 1 to 128 characters"));
     }
-    if let Some(url) = &body.webhook_url
-        && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048)
-    {
-        return Err(HttpError::bad_request(
-            "invalid_request",
-            "webhook_url must be http(s)://… (at most 2048 bytes)",
-        ));
-    }
+    let webhook_url = body.webhook_url.as_deref().map(webhook_url).transpose()?;
     let email = body.email.as_deref().map(email_address).transpose()?;
     let token = new_token();
-    let new =
-        NewAccount { name, token_hash: token_hash(&token), webhook_url: body.webhook_url, email };
+    let new = NewAccount { name, token_hash: token_hash(&token), webhook_url, email };
     let account = state.ask(|reply| ApiRequest::CreateAccount { new, reply }).await?;
     state.directory.add(&account.account);
     let mut body = view(&account);
@@ -298,16 +304,15 @@ struct ChangeBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
+    /// Admin only, as at creation: where the account's events are POSTed (http(s), at
+    /// most 2048 bytes); `null` stops them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    webhook_url: Option<Option<String>>,
 }
 
-/// A key that is present, `null` included (`Some(None)`); an absent key is `None`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// Changes `email` (the account's own), or `disabled` and `quota` (admin only).
+/// Changes `email` (the account's own), or `disabled`, `quota` and `webhook_url` (admin
+/// only).
 #[utoipa::path(
     tag = "accounts", operation_id = "change_account",
     request_body = ChangeBody,
@@ -316,7 +321,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         (status = 200, description = "The changed account", body = Account),
         (status = 400, description = "Invalid body or query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Admin only (disabled, quota)", body = ErrorBody),
+        (status = 403, description = "Admin only (disabled, quota, webhook_url)", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
         (status = 409, description = "The operator account cannot be changed", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
@@ -331,19 +336,20 @@ async fn change(
     body: web::Json<ChangeBody>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
-    if body.disabled.is_some() || body.quota.is_some() {
+    if body.disabled.is_some() || body.quota.is_some() || body.webhook_url.is_some() {
         caller.require_admin()?;
     }
-    let (id, disabled) = (AccountId(id.into_inner()), body.disabled);
-    let quota = body.quota.map(|q| q.map_or(QuotaUpdate::Default, QuotaUpdate::Change));
-    let email = match body.email {
-        Some(Some(text)) => Some(Some(email_address(&text)?)),
-        other => other,
+    let change = AccountChange {
+        disabled: body.disabled,
+        quota: body.quota.map(|q| q.map_or(QuotaUpdate::Default, QuotaUpdate::Change)),
+        email: body.email.map(|e| e.as_deref().map(email_address).transpose()).transpose()?,
+        webhook_url: body
+            .webhook_url
+            .map(|u| u.as_deref().map(webhook_url).transpose())
+            .transpose()?,
     };
-    let scope = caller.scope;
-    let account = state
-        .ask(|reply| ApiRequest::ChangeAccount { scope, id, disabled, quota, email, reply })
-        .await?;
+    let (id, scope) = (AccountId(id.into_inner()), caller.scope);
+    let account = state.ask(|reply| ApiRequest::ChangeAccount { scope, id, change, reply }).await?;
     state.directory.set(&account.account);
     Ok(HttpResponse::Ok().json(view(&account)))
 }

@@ -7,14 +7,13 @@ use super::error::HttpError;
 use super::listing::{self, StateQuery};
 use super::schemas::{Deployment, Endpoint as EndpointSchema, ErrorBody};
 use super::validation::{self, deployment as validate};
-use super::validation::{DeploymentBody as CreateBody, SpecBody, TemplateBody};
+use super::validation::{DeploymentBody as CreateBody, DeploymentChangeBody as ChangeBody};
 use super::views;
 use crate::actors::messages::{DeploymentRequest, DeploymentView, Endpoint};
 use crate::actors::{ApiRequest, Reply};
 use crate::core::deployment::{DeploymentState, Template};
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use gpuspot_common::DeploymentId;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -62,7 +61,7 @@ async fn ask<T: 'static>(
     state.ask(|reply| ApiRequest::Deployment(request(reply))).await
 }
 
-/// Creates a ReplicaSet, Job or Container deployment (DESIGN §7).
+/// Creates a ReplicaSet, Job or Container deployment.
 #[utoipa::path(
     tag = "deployments", operation_id = "create_deployment",
     request_body = CreateBody,
@@ -145,23 +144,15 @@ async fn show(
     Ok(HttpResponse::Ok().json(view(&v)))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = DeploymentChange)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    replicas: Option<u32>,
-    specs: Option<Vec<SpecBody>>,
-    template: Option<TemplateBody>,
-}
-
-/// Scales a replica set or changes specs and template.
+/// Scales a replica set, changes specs and template, or turns autoscaling and a schedule
+/// on or off for a replica set.
 #[utoipa::path(
     tag = "deployments", operation_id = "change_deployment",
     request_body = ChangeBody,
     params(("id" = String, Path, description = "Deployment id, or its name (any case) for its account")),
     responses(
         (status = 200, description = "The changed deployment", body = Deployment),
-        (status = 400, description = "Invalid body or query", body = ErrorBody),
+        (status = 400, description = "Invalid body (every problem named), or autoscaling that does not fit the deployment", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
         (status = 409, description = "Only a replica set has replicas to scale, or a name on several accounts' deployments (ambiguous_name)", body = ErrorBody),
@@ -176,18 +167,14 @@ async fn change(
     id: web::Path<String>,
     body: web::Json<ChangeBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let body = body.into_inner();
-    let (specs, template) =
-        validation::deployment_change(body.replicas, body.specs.as_deref(), body.template)?;
-    if let Some(template) = &template {
+    let change = validation::deployment_change(body.into_inner())?;
+    if let Some(template) = &change.template {
         admit(&state, template)?;
     }
     let request = |reply| DeploymentRequest::Change {
         scope: caller.scope,
         id: DeploymentId(id.into_inner()),
-        replicas: body.replicas,
-        specs,
-        template,
+        change,
         reply,
     };
     Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))

@@ -115,6 +115,9 @@ impl From<DeploymentError> for HttpError {
         match error {
             DeploymentError::Unknown(_) => HttpError::not_found(message),
             DeploymentError::NotAReplicaSet => HttpError::conflict(message),
+            DeploymentError::InvalidScaling(_) => {
+                HttpError::bad_request("invalid_request", message)
+            }
             DeploymentError::NameTaken(_) => {
                 HttpError::new(StatusCode::CONFLICT, "name_taken", message)
             }

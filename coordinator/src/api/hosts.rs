@@ -35,7 +35,7 @@ async fn maintain(
     Ok(HttpResponse::Ok().json(views::host(&host)))
 }
 
-/// No new placements on the host (DESIGN §19). Admin only.
+/// No new placements on the host. Admin only.
 #[utoipa::path(
     tag = "hosts", operation_id = "cordon_host",
     params(("id" = String, Path, description = "Host id")),
@@ -169,7 +169,7 @@ async fn show(
     Ok(HttpResponse::Ok().json(views::host(&host)))
 }
 
-/// Forgets the host and revokes its certificate (DESIGN §15); answers with the host as it
+/// Forgets the host and revokes its certificate; answers with the host as it
 /// was, GPUs still naming the instances that were stopped. Admin only.
 #[utoipa::path(
     tag = "hosts", operation_id = "delete_host",

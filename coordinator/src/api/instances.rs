@@ -24,7 +24,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(logs);
 }
 
-/// Queues an instance; it is placed when a host and the market allow (DESIGN §3, §4).
+/// Queues an instance; it is placed when a host and the market allow.
 #[utoipa::path(
     tag = "instances", operation_id = "create_instance", request_body = CreateBody,
     responses(

@@ -28,7 +28,7 @@ pub const DOCUMENT_PATH: &str = "/openapi.json";
     info(
         title = "gpuspot",
         version = "1",
-        description = "Spot GPU cloud: instances, deployments, market, billing (DESIGN §11). \
+        description = "Spot GPU cloud: instances, deployments, market, billing. \
             Every error is `{\"error\":{\"code\",\"message\"}}`; times are RFC 3339 UTC; money \
             is a decimal string. An account token sees only its own resources (another \
             account's ids answer 404); routes marked admin only answer 403 to account tokens."
@@ -121,7 +121,7 @@ pub async fn healthz() -> HttpResponse {
 // The functions below are never called: each describes a route registered elsewhere, for
 // its `#[utoipa::path]`.
 
-/// Prometheus metrics (DESIGN §19); OpenMetrics when the client asks for it.
+/// Prometheus metrics; OpenMetrics when the client asks for it.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations", operation_id = "metrics", security(()),
     responses((status = 200, description = "Prometheus text format, or OpenMetrics if asked for",

@@ -43,7 +43,7 @@ pub struct GpuAsk {
     count: u32,
 }
 
-/// An instance as it changes (DESIGN §11).
+/// An instance as it changes.
 #[derive(ToSchema)]
 pub struct Instance {
     id: String,
@@ -157,7 +157,7 @@ pub struct Pool {
     /// e.g. `2m`.
     notice_period: String,
     notice_period_seconds: u64,
-    /// `market` or `fixed_at_start` (DESIGN §4).
+    /// `market` or `fixed_at_start`.
     pricing: String,
 }
 
@@ -167,7 +167,7 @@ pub struct PricePoint {
     price: String,
 }
 
-/// An account with its quota and what it holds (DESIGN §16).
+/// An account with its quota and what it holds.
 #[derive(ToSchema, serde::Serialize)]
 pub struct Account {
     id: String,
@@ -224,7 +224,7 @@ pub struct PaymentReceipt {
     account: Account,
 }
 
-/// A deployment and its instances (DESIGN §7).
+/// A deployment and its instances.
 #[derive(ToSchema)]
 pub struct Deployment {
     id: String,
@@ -278,7 +278,7 @@ pub struct Snapshot {
     created_at: DateTime<Utc>,
 }
 
-/// An inbox message (DESIGN §17).
+/// An inbox message.
 #[derive(ToSchema)]
 pub struct Message {
     id: String,
@@ -301,7 +301,7 @@ pub struct ExecResult {
     timed_out: bool,
 }
 
-/// `readiness`: the agent GETs `http_path` on the first port every `interval` (DESIGN §18).
+/// `readiness`: the agent GETs `http_path` on the first port every `interval`.
 #[derive(ToSchema)]
 pub struct ReadinessDoc {
     #[schema(example = "/healthz")]

@@ -73,6 +73,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// Where the account's events are POSTed from now on (`None`: nowhere).
+    pub fn set_webhook_url(
+        &mut self,
+        id: &AccountId,
+        url: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccountError> {
+        self.ledger.get(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
+        self.ledger.update(id, |a| a.webhook_url = url);
+        self.account_event(now, EventKind::AccountChanged, id, serde_json::json!({}));
+        Ok(())
+    }
+
     /// An event about an account, with its name, balance and overdue deadline.
     fn account_event(
         &mut self,

@@ -140,9 +140,14 @@ impl Cluster {
         self
     }
 
-    /// Accounts and the last ledger entry id a previous run committed.
-    pub fn with_accounts(mut self, accounts: Vec<super::billing::Account>, last_id: u64) -> Self {
-        self.ledger.restore(accounts, last_id);
+    /// Accounts and the last ledger entry id a previous run committed, restored at `now`.
+    pub fn with_accounts(
+        mut self,
+        accounts: Vec<super::billing::Account>,
+        last_id: u64,
+        now: DateTime<Utc>,
+    ) -> Self {
+        self.ledger.restore(accounts, last_id, now);
         self
     }
 

@@ -7,6 +7,7 @@ use super::cluster::Cluster;
 use super::crash_loop::CrashBackoff;
 use super::deployment::{Deployment, DeploymentState, Mode, Template};
 use super::deployment_tests::{cluster, end, new, running, start_scheduled, t};
+use super::deployments::DeploymentChange;
 use super::model::EndReason;
 use crate::config::RawConfig;
 use gpuspot_common::protocol::WorkloadState;
@@ -141,7 +142,12 @@ fn new_conditions_are_started_at_once() {
     let id = replicaset(&mut c);
     run_and_exit(&mut c, &id, 0, 1, 1);
     let fixed = Template { command: vec!["fixed".into()], ..shown(&c, &id).template };
-    c.change_deployment(&id, None, None, Some(fixed), t(2)).unwrap();
+    c.change_deployment(
+        &id,
+        DeploymentChange { template: Some(fixed), ..Default::default() },
+        t(2),
+    )
+    .unwrap();
     assert_eq!(live(&c, &id), 1, "a new template does not wait out the old one's backoff");
     let d = shown(&c, &id);
     assert_eq!((d.failed, d.restarts, d.crash_loop.consecutive), (1, 0, 0));

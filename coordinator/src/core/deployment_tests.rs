@@ -4,7 +4,7 @@
 use super::accounts::OPERATOR;
 use super::cluster::Cluster;
 use super::deployment::{DeploymentSpec, DeploymentState, Mode, Template};
-use super::deployments::NewDeployment;
+use super::deployments::{DeploymentChange, NewDeployment};
 use super::model::{Billing, GpuRequest, Instance, InstanceState, Range};
 use crate::config::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
@@ -184,9 +184,11 @@ fn scaling_a_replicaset_is_immediate() {
     let mut c = cluster(&[("h", 8)]);
     let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 2, 0, 0), t(0));
     start_scheduled(&mut c, t(0));
-    c.change_deployment(&id, Some(5), None, None, t(1)).unwrap();
+    c.change_deployment(&id, DeploymentChange { replicas: Some(5), ..Default::default() }, t(1))
+        .unwrap();
     assert_eq!(c.deployment_instances(&id).iter().filter(|i| !i.is_terminated()).count(), 5);
-    c.change_deployment(&id, Some(1), None, None, t(2)).unwrap();
+    c.change_deployment(&id, DeploymentChange { replicas: Some(1), ..Default::default() }, t(2))
+        .unwrap();
     let stopping = c
         .deployment_instances(&id)
         .iter()
@@ -273,7 +275,12 @@ fn a_container_the_deployment_replaces_itself_runs_again() {
     let run = running(&c, &id).remove(0);
     let mut template = c.deployment(&id).unwrap().template.clone();
     template.command = vec!["run-v2".into()];
-    c.change_deployment(&id, None, None, Some(template), t(1)).unwrap();
+    c.change_deployment(
+        &id,
+        DeploymentChange { template: Some(template), ..Default::default() },
+        t(1),
+    )
+    .unwrap();
     end(&mut c, &run, WorkloadState::Stopped, t(2));
     let d = c.deployment(&id).unwrap();
     assert_ne!(d.state, DeploymentState::Completed, "{d:?}");

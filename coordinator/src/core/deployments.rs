@@ -31,6 +31,24 @@ pub struct NewDeployment {
     pub schedule: Vec<super::autoscale::ScheduledMinimum>,
 }
 
+/// What a `PATCH` changes; an absent field stays as it is.
+#[derive(Clone, Debug, Default)]
+pub struct DeploymentChange {
+    pub replicas: Option<u32>,
+    pub specs: Option<Vec<DeploymentSpec>>,
+    pub template: Option<Template>,
+    /// `Some(None)` turns autoscaling off.
+    pub autoscaling: Option<Option<super::autoscale::Autoscaling>>,
+    /// `Some(vec![])` clears the schedule.
+    pub schedule: Option<Vec<super::autoscale::ScheduledMinimum>>,
+}
+
+impl DeploymentChange {
+    fn scaling(&self) -> bool {
+        self.autoscaling.is_some() || self.schedule.is_some()
+    }
+}
+
 impl Cluster {
     pub fn deployment(&self, id: &DeploymentId) -> Option<&Deployment> {
         self.deployments.get(id)
@@ -125,19 +143,22 @@ impl Cluster {
     }
 
     /// PATCH: replicas scale at once; new specs or template replace the instances that no
-    /// longer match.
+    /// longer match; autoscaling and a schedule apply from now on (see
+    /// [`Cluster::set_scaling`]).
     pub fn change_deployment(
         &mut self,
         id: &DeploymentId,
-        replicas: Option<u32>,
-        specs: Option<Vec<DeploymentSpec>>,
-        template: Option<Template>,
+        change: DeploymentChange,
         now: DateTime<Utc>,
     ) -> Result<(), DeploymentError> {
-        let mode = self.live(id)?.mode;
-        if replicas.is_some() && mode != Mode::Replicaset {
+        let current = self.live(id)?;
+        if change.replicas.is_some() && current.mode != Mode::Replicaset {
             return Err(DeploymentError::NotAReplicaSet);
         }
+        if change.scaling() {
+            super::scaling::check_change(current, &change)?;
+        }
+        let DeploymentChange { replicas, specs, template, autoscaling, schedule } = change;
         if specs.is_some() || template.is_some() {
             self.deployments.forget_crashes(id);
         }
@@ -158,6 +179,9 @@ impl Cluster {
             .collect();
         for instance in stale {
             self.end_instance(&instance, now);
+        }
+        if autoscaling.is_some() || schedule.is_some() {
+            self.set_scaling(id, autoscaling, schedule, now);
         }
         self.deployment_event(now, EventKind::DeploymentChanged, id);
         self.reconcile_deployment(id);

@@ -36,6 +36,9 @@ pub enum DeploymentError {
     Unknown(DeploymentId),
     #[error("only a replicaset has replicas to scale")]
     NotAReplicaSet,
+    /// `autoscaling` and `schedule` that do not fit the deployment or each other.
+    #[error("{0}")]
+    InvalidScaling(String),
     /// Gateway names are first come, first named across accounts, whatever their case
     /// (DESIGN §18).
     #[error(

@@ -33,8 +33,16 @@ impl Default for Ledger {
 }
 
 impl Ledger {
-    /// Accounts and the last entry id a previous run committed.
-    pub fn restore(&mut self, accounts: Vec<Account>, last_entry_id: u64) {
+    /// Accounts and the last entry id a previous run committed. An operator account that
+    /// was never stored (a new data dir, or one from before it was) is dated now, or by
+    /// the oldest account when that is older, and stored with the next commit: its
+    /// creation time is the data dir's, not a placeholder.
+    pub fn restore(&mut self, accounts: Vec<Account>, last_entry_id: u64, now: DateTime<Utc>) {
+        let operator = AccountId::from(OPERATOR);
+        if !accounts.iter().any(|a| a.id == operator) {
+            let oldest = accounts.iter().map(|a| a.created_at).min().unwrap_or(now);
+            self.update(&operator, |a| a.created_at = oldest.min(now));
+        }
         for account in accounts {
             self.accounts.insert(account.id.clone(), account);
         }
@@ -120,9 +128,29 @@ fn operator_account() -> Account {
         email: None,
         overdue_since: None,
         overdue_deadline: None,
+        // Until [`Ledger::restore`] dates it (tests that never restore keep this).
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         unlimited: true,
         disabled: false,
         quota: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_is_dated_at_its_first_start_and_keeps_that_date() {
+        let operator = AccountId::from(OPERATOR);
+        let first = DateTime::parse_from_rfc3339("2026-12-07T08:00:00Z").unwrap().to_utc();
+        let mut ledger = Ledger::default();
+        ledger.restore(Vec::new(), 0, first);
+        assert_eq!(ledger.get(&operator).map(|a| a.created_at), Some(first));
+        let (stored, _) = ledger.take_changes();
+        assert!(stored.iter().any(|a| a.id == operator), "stored with the next commit");
+        let mut restarted = Ledger::default();
+        restarted.restore(stored, 0, first + chrono::Duration::hours(5));
+        assert_eq!(restarted.get(&operator).map(|a| a.created_at), Some(first));
     }
 }

@@ -6,21 +6,32 @@ use crate::config::PoolSettings;
 use gpuspot_common::Money;
 use gpuspot_common::inventory::model_matches;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolUsage {
     /// Healthy units on hosts that are not lost.
     pub total: usize,
-    /// Healthy free units on connected hosts.
+    /// Healthy free units on hosts that take placements.
     pub free: usize,
+    /// Healthy units that hold an instance. The rest of `total` is free on hosts that take
+    /// no placements (cordoned, draining, disconnected).
+    pub used: usize,
+}
+
+impl PoolUsage {
+    /// Free units that cannot be placed on: neither free nor used.
+    pub fn unavailable(&self) -> usize {
+        self.total.saturating_sub(self.free + self.used)
+    }
 }
 
 /// Sums the registry index's per-model counts over the GPU models `model` names.
 pub fn usage(registry: &Registry, model: &str) -> PoolUsage {
-    let mut usage = PoolUsage { total: 0, free: 0 };
+    let mut usage = PoolUsage::default();
     for (name, counts) in registry.index().models() {
         if model_matches(model, name) {
             usage.total += counts.total;
             usage.free += counts.free;
+            usage.used += counts.used;
         }
     }
     usage
@@ -80,10 +91,10 @@ mod tests {
     #[test]
     fn surplus_price_rises_from_floor_to_busy() {
         let p = pool();
-        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 8 }), Money(258_000));
-        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 4 }), Money(387_000));
-        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 0 }), Money(516_000));
-        assert_eq!(surplus_price(&p, &PoolUsage { total: 0, free: 0 }), Money(258_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 8, used: 0 }), Money(258_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 4, used: 4 }), Money(387_000));
+        assert_eq!(surplus_price(&p, &PoolUsage { total: 8, free: 0, used: 8 }), Money(516_000));
+        assert_eq!(surplus_price(&p, &PoolUsage::default()), Money(258_000));
     }
 
     #[test]

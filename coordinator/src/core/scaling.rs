@@ -1,16 +1,37 @@
 //! The cluster's side of autoscaling (see [`super::autoscale`] for the rules): every
 //! `autoscale_interval` each replica set with `autoscaling` or a `schedule` is measured
 //! (requests per second from the gateway's counters, its GPUs' utilisation from the
-//! heartbeats) and scaled, each change an event `deployment_scaled` with its reason.
+//! heartbeats) and scaled, each change an event `deployment_scaled` with its reason; a
+//! PATCH may turn autoscaling on or off and replace the schedule of a running replica set.
 
-use super::autoscale::{self, Signals};
+use super::autoscale::{self, Autoscaling, ScheduledMinimum, Signals};
 use super::cluster::Cluster;
 use super::deployment::{Deployment, Mode};
+use super::deployments::{DeploymentChange, DeploymentError};
 use super::events::EventKind;
 use super::model::InstanceState;
 use chrono::{DateTime, Utc};
 use gpuspot_common::DeploymentId;
 use std::collections::HashMap;
+
+/// Whether a PATCH's `autoscaling` and `schedule` fit the deployment (a replica set) and,
+/// together with what it keeps, each other.
+pub(super) fn check_change(
+    d: &Deployment,
+    change: &DeploymentChange,
+) -> Result<(), DeploymentError> {
+    if d.mode != Mode::Replicaset {
+        let why = "autoscaling and schedule are for replica sets (mode replicaset)";
+        return Err(DeploymentError::InvalidScaling(why.into()));
+    }
+    let policy = change.autoscaling.as_ref().map_or(d.autoscaling.as_ref(), Option::as_ref);
+    let schedule = change.schedule.as_deref().unwrap_or(&d.schedule);
+    let problems = autoscale::check(policy, schedule);
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(DeploymentError::InvalidScaling(problems.join("; "))),
+    }
+}
 
 impl Cluster {
     /// One look at every autoscaled replica set; `requests` are the gateway's counters of
@@ -73,6 +94,42 @@ impl Cluster {
         if let Some((replicas, reason)) = decision.filter(|(n, _)| *n != d.replicas) {
             self.scale_to(&d, replicas, &reason, now);
         }
+    }
+
+    /// A PATCH's `autoscaling` (`None`: off) and `schedule`: they apply from now on (a
+    /// schedule's earlier times do not fire, as for a new deployment), and replicas outside
+    /// new bounds move into them at once, as a `deployment_scaled` with its reason.
+    pub(super) fn set_scaling(
+        &mut self,
+        id: &DeploymentId,
+        autoscaling: Option<Option<Autoscaling>>,
+        schedule: Option<Vec<ScheduledMinimum>>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(d) = self.deployments.update(id, |d| {
+            if let Some(policy) = autoscaling {
+                d.autoscaling = policy;
+                d.scaling.lower_since = None;
+            }
+            if let Some(entries) = schedule {
+                d.schedule = entries;
+                d.scaling.scheduled_min = None;
+                d.scaling.schedule_seen_until = Some(now);
+            }
+            d.clone()
+        }) else {
+            return;
+        };
+        let Some(policy) = &d.autoscaling else { return };
+        let bounded = d.replicas.clamp(policy.min_replicas, policy.max_replicas);
+        let why = match bounded.cmp(&d.replicas) {
+            std::cmp::Ordering::Greater => {
+                format!("autoscaling set: raised to the minimum {bounded}")
+            }
+            std::cmp::Ordering::Less => format!("autoscaling set: capped at the maximum {bounded}"),
+            std::cmp::Ordering::Equal => return,
+        };
+        self.scale_to(&d, bounded, &why, now);
     }
 
     fn scale_to(&mut self, d: &Deployment, replicas: u32, reason: &str, now: DateTime<Utc>) {

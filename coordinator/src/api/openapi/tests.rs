@@ -174,3 +174,16 @@ fn the_document_says_what_clients_need() {
     let dashboard = operation(&spec, "get", "/dashboard.js");
     assert_eq!(dashboard["operationId"], "dashboard_script");
 }
+
+#[test]
+fn the_document_cites_no_design_sections_and_documents_the_new_patch_fields() {
+    let spec = spec();
+    let text = spec.to_string();
+    let cited: Vec<&str> = text.match_indices("DESIGN").map(|(at, _)| &text[at..at + 12]).collect();
+    assert!(cited.is_empty(), "a user reads the document, not DESIGN.md: {cited:?}");
+    let schemas = &spec["components"]["schemas"];
+    for field in ["autoscaling", "schedule", "replicas", "specs", "template"] {
+        assert!(schemas["DeploymentChange"]["properties"][field].is_object(), "{field}");
+    }
+    assert!(schemas["AccountChange"]["properties"]["webhook_url"].is_object());
+}

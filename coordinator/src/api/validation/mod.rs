@@ -15,8 +15,8 @@ mod tests;
 
 use super::error::HttpError;
 use super::schemas::ReadinessDoc;
-use crate::core::deployment::{DeploymentSpec, Template};
-use crate::core::deployments::NewDeployment;
+use crate::core::deployment::{DeploymentSpec, Mode};
+use crate::core::deployments::{DeploymentChange, NewDeployment};
 use crate::core::model::{InstanceRequest, Range, SnapshotOptions};
 use serde::Deserialize;
 use serde_json::Value;
@@ -67,11 +67,12 @@ pub struct InstanceBody {
     #[serde(default)]
     #[schema(value_type = Option<u64>)]
     pub data_disk_gib: Option<Value>,
-    /// `"queue"` (default) or `"fail"` (DESIGN §16); JSON so a wrong type names the field.
+    /// `"queue"` (default) or `"fail"`: end at once, `failed`, when nothing can take it
+    /// now. JSON so that a wrong type names the field.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub on_unavailable: Option<Value>,
-    /// Container ports to publish (DESIGN §18).
+    /// Container ports to publish.
     #[serde(default)]
     #[schema(value_type = Option<Vec<u16>>)]
     pub ports: Option<Value>,
@@ -130,11 +131,39 @@ pub struct DeploymentBody {
     pub specs: Vec<SpecBody>,
     pub template: TemplateBody,
     pub account_id: Option<String>,
-    /// Replica sets: scaling on load and on a schedule (DESIGN §18).
+    /// Replica sets: scaling on load and on a schedule.
     #[serde(default)]
     pub autoscaling: Option<Value>,
     #[serde(default)]
     pub schedule: Option<Value>,
+}
+
+/// `PATCH /v1/deployments/{id}`: what it names is replaced, the rest stays.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeploymentChange)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentChangeBody {
+    /// A replica set's count (autoscaling keeps it within its bounds).
+    pub replicas: Option<u32>,
+    #[schema(max_items = 16)]
+    pub specs: Option<Vec<SpecBody>>,
+    pub template: Option<TemplateBody>,
+    /// A replica set's autoscaling, as at creation; `null` turns it off.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub autoscaling: Option<Option<Value>>,
+    /// A replica set's schedule, as at creation (it applies from now on); `null` or `[]`
+    /// clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub schedule: Option<Option<Value>>,
+}
+
+/// A key that is present, `null` included (`Some(None)`); an absent key is `None`.
+pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// The longest problem reported; the field it names comes first.
@@ -240,21 +269,29 @@ pub fn deployment(body: DeploymentBody) -> Result<NewDeployment, HttpError> {
     })
 }
 
-/// Checks what a `PATCH /v1/deployments/{id}` replaces, replicas, specs and template
-/// together.
-pub fn deployment_change(
-    replicas: Option<u32>,
-    specs: Option<&[SpecBody]>,
-    template: Option<TemplateBody>,
-) -> Result<(Option<Vec<DeploymentSpec>>, Option<Template>), HttpError> {
+/// Checks what a `PATCH /v1/deployments/{id}` replaces, each part as on creation; whether
+/// autoscaling fits the deployment and what it keeps is the cluster's to check.
+pub fn deployment_change(body: DeploymentChangeBody) -> Result<DeploymentChange, HttpError> {
     let mut problems = Problems::default();
-    if replicas.is_some_and(|r| r > rules::MAX_REPLICAS) {
+    if body.replicas.is_some_and(|r| r > rules::MAX_REPLICAS) {
         problems.add(format!("replicas must be at most {}", rules::MAX_REPLICAS));
     }
-    let specs = specs.map(|bodies| self::specs(bodies, &mut problems));
-    let template = template.map(|body| rules::template("template.", body, &mut problems));
+    let specs = body.specs.map(|bodies| self::specs(&bodies, &mut problems));
+    let template = body.template.map(|t| rules::template("template.", t, &mut problems));
+    let (policy, entries) = rules::scaling(
+        Mode::Replicaset,
+        body.autoscaling.as_ref().and_then(Option::as_ref),
+        body.schedule.as_ref().and_then(Option::as_ref),
+        &mut problems,
+    );
     problems.finish()?;
-    Ok((specs, template))
+    Ok(DeploymentChange {
+        replicas: body.replicas,
+        specs,
+        template,
+        autoscaling: body.autoscaling.map(|_| policy),
+        schedule: body.schedule.map(|_| entries),
+    })
 }
 
 /// What a `PATCH /v1/instances/{id}` changes: its name and env, bounded as on creation.

@@ -189,15 +189,39 @@ fn modes_take_their_own_counts() {
     assert_eq!((container.mode, counts(&container)), (Mode::Container, (0, 1, 1, 0)));
 }
 
+fn change(body: Value) -> Result<DeploymentChange, HttpError> {
+    deployment_change(serde_json::from_value(body).expect("a change body"))
+}
+
 #[test]
 fn a_change_reports_its_specs_and_template_problems_together() {
-    let spec: SpecBody = serde_json::from_value(json!({ "gpu": { "models": [] } })).unwrap();
-    let template: TemplateBody = serde_json::from_value(json!({ "image": "" })).unwrap();
-    let got = problems(deployment_change(None, Some(&[spec]), Some(template)));
+    let body = json!({ "specs": [{ "gpu": { "models": [] } }], "template": { "image": "" } });
+    let got = problems(change(body));
     assert!(got[0].starts_with("specs[0].gpu.models"), "{got:?}");
     assert!(got[1].starts_with("template.image must not be empty"), "{got:?}");
-    assert!(problems(deployment_change(None, Some(&[]), None))[0].starts_with("specs must list"));
-    assert_eq!(deployment_change(None, None, None).expect("nothing to check"), (None, None));
+    assert!(problems(change(json!({ "specs": [] })))[0].starts_with("specs must list"));
+    let nothing = change(json!({})).expect("nothing to check");
+    assert!(nothing.specs.is_none() && nothing.template.is_none() && nothing.autoscaling.is_none());
+}
+
+#[test]
+fn a_change_turns_autoscaling_on_or_off_checked_as_on_creation() {
+    let on = json!({ "autoscaling": { "min_replicas": 2, "max_replicas": 4, "target_rps_per_replica": 10 } });
+    let policy = change(on).expect("valid").autoscaling.expect("named").expect("on");
+    assert_eq!((policy.min_replicas, policy.max_replicas), (2, 4));
+    let off = change(json!({ "autoscaling": null, "schedule": null })).expect("valid");
+    assert_eq!((off.autoscaling, off.schedule), (Some(None), Some(Vec::new())));
+    let bad = json!({ "autoscaling": { "min_replicas": 5, "max_replicas": 2, "target_gpu_utilization": 50 } });
+    assert!(problems(change(bad))[0].starts_with("autoscaling.min_replicas"));
+    let no_target = json!({ "autoscaling": { "min_replicas": 1, "max_replicas": 2 } });
+    assert!(problems(change(no_target))[0].contains("target"));
+    let cron = json!({ "schedule": [{ "cron": "every day", "min_replicas": 2 }] });
+    assert!(problems(change(cron))[0].starts_with("schedule[0].cron"));
+    let many: Vec<Value> =
+        (0..1000).map(|_| json!({ "cron": "0 9 * * *", "min_replicas": 1 })).collect();
+    assert!(!problems(change(json!({ "schedule": many }))).is_empty(), "bounded");
+    let typo = serde_json::from_value::<DeploymentChangeBody>(json!({ "autoscale": {} }));
+    assert!(typo.is_err(), "unknown fields are refused");
 }
 
 #[test]

@@ -54,11 +54,12 @@ fn place_by_scan(
 }
 
 fn usage_by_scan(registry: &Registry, model: &str) -> PoolUsage {
-    let mut usage = PoolUsage { total: 0, free: 0 };
+    let mut usage = PoolUsage::default();
     for host in registry.iter().filter(|h| h.state != HostState::Lost) {
         for slot in host.units.iter().filter(|s| model_matches(model, &s.unit.gpu.model)) {
             if slot.unit.gpu.healthy {
                 usage.total += 1;
+                usage.used += usize::from(slot.instance.is_some());
                 if slot.instance.is_none() && host.takes_placements() {
                     usage.free += 1;
                 }

@@ -43,11 +43,13 @@ impl Class {
     }
 }
 
-/// Healthy units of one exact model on non-lost hosts, and how many are free on connected ones.
+/// Healthy units of one exact model on non-lost hosts, how many are free on hosts that take
+/// placements, and how many hold an instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelUsage {
     pub total: usize,
     pub free: usize,
+    pub used: usize,
 }
 
 /// A host's place in a class.
@@ -82,6 +84,7 @@ impl Entry {
             let usage = &mut models[position].1;
             if host.state != HostState::Lost {
                 usage.total += 1;
+                usage.used += usize::from(slot.instance.is_some());
             }
             if host.takes_placements() && slot.instance.is_none() {
                 usage.free += 1;
@@ -139,9 +142,11 @@ impl HostIndex {
             if add {
                 sum.total += usage.total;
                 sum.free += usage.free;
+                sum.used += usage.used;
             } else {
                 sum.total -= usage.total;
                 sum.free -= usage.free;
+                sum.used -= usage.used;
             }
         }
         if entry.irregular {
