@@ -123,7 +123,10 @@ fn a_tenants_queue_reason_names_hostnames_and_not_other_accounts_holdings() {
     let spot_reason = s(&spot, "reason");
     assert!(spot_reason.contains("Spot capacity is currently insufficient to run"), "{spot}");
     let failed_reason = s(&failed, "reason");
-    assert!(failed_reason.starts_with("out_of_stock: no matching capacity is free now"), "{failed}");
+    assert!(
+        failed_reason.starts_with("out_of_stock: no matching capacity is free now"),
+        "{failed}"
+    );
     assert!(failed_reason.contains("busy-box"), "{failed}");
     assert!(!failed_reason.contains("waiting"), "a failed request is not waiting: {failed}");
     for shown in [&regular, &spot, &failed] {
