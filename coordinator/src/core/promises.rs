@@ -28,12 +28,10 @@ pub(super) enum Standing {
 impl Cluster {
     /// Records that `id` is owed `gpu_uuids` on `host_id`, replacing any earlier promise.
     pub(super) fn promise(&mut self, id: &InstanceId, host_id: &HostId, gpu_uuids: Vec<String>) {
-        let promise = Promise { host_id: host_id.clone(), gpu_uuids };
-        if let Some(Ok(Some(earlier))) =
-            self.instances.update(id, |i| i.lifecycle_mut().set_promise(None))
-        {
+        if let Some(earlier) = self.take_promise(id) {
             self.unmark_promise(id, &earlier.host_id);
         }
+        let promise = Promise { host_id: host_id.clone(), gpu_uuids };
         if let Some(host) = self.registry.get_mut(host_id) {
             host.promise(&promise.gpu_uuids, id);
         }
@@ -43,12 +41,16 @@ impl Cluster {
     /// Ends the promise `id` holds, if any: its units are free for others again, and the
     /// queue gets another look.
     pub(super) fn end_promise(&mut self, id: &InstanceId) {
-        if let Some(Ok(Some(promise))) =
-            self.instances.update(id, |i| i.lifecycle_mut().set_promise(None))
-        {
+        if let Some(promise) = self.take_promise(id) {
             self.unmark_promise(id, &promise.host_id);
             self.reactions.place_queue = true;
         }
+    }
+
+    /// Takes the promise out of `id`'s lifecycle (its row is written only if it had one).
+    fn take_promise(&mut self, id: &InstanceId) -> Option<Promise> {
+        self.instances.get(id)?.promise()?;
+        self.instances.update(id, |i| i.lifecycle_mut().set_promise(None))?.ok()?
     }
 
     /// Clears the registry's marks of `id`'s promise on `host_id`.
