@@ -186,3 +186,29 @@ fn a_promise_survives_a_restart() {
     assert_eq!(state(&c, &bidder), InstanceState::Queued);
     assert_eq!(state(&c, &waiting), InstanceState::Scheduled);
 }
+
+#[test]
+fn a_cordoned_host_breaks_the_promise_and_the_request_reclaims_elsewhere() {
+    let mut c = cluster(&[("g", 1), ("h", 1)]);
+    let victims = running_spots(&mut c, &[300_000, 400_000]);
+    let waiting = create(&mut c, regular(1), PAST_HOLD);
+    let cordoned = promise_of(&c, &waiting).unwrap().host_id;
+    c.cordon_host(&cordoned, t(PAST_HOLD + 1)).unwrap();
+    let promise = promise_of(&c, &waiting).expect("a new promise");
+    assert_ne!(promise.host_id, cordoned);
+    assert!(victims.iter().all(|v| state(&c, v) == InstanceState::TerminationScheduled));
+}
+
+#[test]
+fn an_overdue_accounts_promise_ends_and_its_units_serve_others() {
+    let mut c = cluster(&[("h", 1)]);
+    let victims = running_spots(&mut c, &[300_000]);
+    let tenant = c.create_account(super::accounts::NewAccount::named("late"), t(0));
+    let waiting = c.create_instance(tenant.clone(), regular(1), t(PAST_HOLD));
+    assert!(promise_of(&c, &waiting).is_some());
+    let bidder = create(&mut c, spot(1, 1_900_000), PAST_HOLD + 1);
+    c.ledger.update(&tenant, |a| a.overdue_since = Some(t(PAST_HOLD + 2)));
+    stopped(&mut c, &victims[0], PAST_HOLD + 5);
+    assert_eq!(promise_of(&c, &waiting), None);
+    assert_eq!(state(&c, &bidder), InstanceState::Scheduled);
+}
