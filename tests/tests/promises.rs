@@ -89,6 +89,30 @@ fn reclaimed_units_go_to_the_regular_request_before_a_later_bid_or_replacement()
 }
 
 #[test]
+fn the_promise_survives_a_coordinator_restart() {
+    let mut c = cluster!(&config_with_timers(&[("hold_period", "2s"), ("notice_period", "8s")]));
+    let _host = c.agent(&c.write_profile("promise-host", H100, 2, 32, 128));
+    let low = c.api.create(&spot_request("low", &["H100"], 1, "0.60", &sh(SLEEP)));
+    let slow = c.api.create(&spot_request("slow", &["H100"], 1, "0.70", &sh(SLOW_TO_STOP)));
+    let victims: Vec<Value> =
+        [&low, &slow].iter().map(|v| c.wait_state(s(v, "id"), "running")).collect();
+    wait_for_time(victims.iter().map(|v| time(v, "hold_until")).max().unwrap_or_default());
+    let regular = c.api.create(&request("big", &["H100"], 2, &sh(SLEEP)));
+    let regular = s(&regular, "id").to_owned();
+    for victim in &victims {
+        c.wait_state(s(victim, "id"), "termination_scheduled");
+    }
+
+    c.coordinator.restart();
+    c.wait_host("promise-host", "connected");
+    let bidder = c.api.create(&spot_request("bidder", &["H100"], 1, "2.00", &sh(SLEEP)));
+    let placed = c.wait_state(&regular, "running");
+    let bidder = c.api.instance(s(&bidder, "id"));
+    assert_eq!(s(&bidder, "state"), "queued", "the bid took promised units: {bidder}");
+    assert_eq!(placed["gpu_uuids"].as_array().map(Vec::len), Some(2), "{placed}");
+}
+
+#[test]
 fn a_tenants_queue_reason_names_hostnames_and_not_other_accounts_holdings() {
     let c = cluster!();
     let _host = c.agent(&c.write_profile("busy-box", H100, 2, 32, 128));
