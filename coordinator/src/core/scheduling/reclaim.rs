@@ -3,7 +3,7 @@
 //! and the units so made are promised to it ([`super::super::promises`]).
 
 use super::super::cluster::Cluster;
-use super::super::model::{EndReason, InstanceRequest, InstanceState};
+use super::super::model::{EndReason, InstanceRequest};
 use super::super::placement::{self, ModelFilter};
 use super::super::registry::UnitSlot;
 use super::Pass;
@@ -94,35 +94,7 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> Option<(Vec<InstanceId>, Vec<String>)> {
         let k = request.gpu.count as usize;
-        let (mut free, mut leaving) = (Vec::new(), Vec::new());
-        let mut holders: Vec<Holder> = Vec::new();
-        for slot in slots.iter().filter(|s| s.promised.is_none()) {
-            let uuid = slot.unit.gpu.uuid.clone();
-            let Some(holder) = &slot.instance else {
-                free.push(uuid);
-                continue;
-            };
-            let Some(instance) = self.instances.get(holder) else { continue };
-            match instance.state() {
-                InstanceState::TerminationScheduled | InstanceState::Stopping => leaving.push(uuid),
-                InstanceState::Running if instance.reclaimable(now) => {
-                    match holders.iter_mut().find(|h| h.2 == instance.id) {
-                        Some(known) => known.3.push(uuid),
-                        None => {
-                            let bid =
-                                instance.request.billing.bid().map_or(i64::MAX, |b| b.micros());
-                            holders.push((
-                                bid,
-                                u64::MAX - instance.seq,
-                                instance.id.clone(),
-                                vec![uuid],
-                            ));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        let Room { free, leaving, mut holders } = self.room(slots, now);
         let mut units: Vec<String> = free.into_iter().chain(leaving).take(k).collect();
         holders.sort();
         let mut victims = Vec::new();
@@ -136,4 +108,40 @@ impl Cluster {
         units.truncate(k);
         (units.len() == k).then_some((victims, units))
     }
+
+    /// What of `slots` could serve a request, leaving out units promised to another.
+    fn room(&self, slots: &[&UnitSlot], now: DateTime<Utc>) -> Room {
+        let mut room = Room::default();
+        for slot in slots.iter().filter(|s| s.promised.is_none()) {
+            let uuid = slot.unit.gpu.uuid.clone();
+            let Some(holder) = &slot.instance else {
+                room.free.push(uuid);
+                continue;
+            };
+            let Some(instance) = self.instances.get(holder) else { continue };
+            if instance.is_draining() {
+                room.leaving.push(uuid);
+            } else if instance.reclaimable(now) {
+                match room.holders.iter_mut().find(|h| h.2 == instance.id) {
+                    Some(known) => known.3.push(uuid),
+                    None => {
+                        let bid = instance.request.billing.bid().map_or(i64::MAX, |b| b.micros());
+                        let newest_first = u64::MAX - instance.seq;
+                        room.holders.push((bid, newest_first, instance.id.clone(), vec![uuid]));
+                    }
+                }
+            }
+        }
+        room
+    }
+}
+
+/// The units of one host's matching slots, by how they could come to a request.
+#[derive(Default)]
+struct Room {
+    free: Vec<String>,
+    /// Held by instances on their way out.
+    leaving: Vec<String>,
+    /// Spot instances past their hold.
+    holders: Vec<Holder>,
 }
