@@ -1,6 +1,6 @@
 //! Requests that fail and reasons that say what is true (DESIGN §16, seeds 001 and 004):
 //! `"on_unavailable": "fail"` on a full pool ends `failed` with `out_of_stock` at once, a
-//! queued request on a host full of regular instances says they hold it, and a container
+//! queued request on a host full of its own instances says they hold it, and a container
 //! deployment whose instance the user deletes ends `completed`, never started again.
 
 use gpuspot_e2e::deploy::{Deployments, instances, regular_spec, summary};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 const SLEEP: &str = "exec sleep 120";
 
 #[test]
-fn fail_on_a_full_pool_fails_at_once_and_a_queued_request_names_the_regular_instances() {
+fn fail_on_a_full_pool_fails_at_once_and_a_queued_request_names_its_own_instances() {
     let c = cluster!();
     let _host = c.agent(&c.write_profile("full-h100", "NVIDIA H100 80GB HBM3", 2, 48, 512));
     let first = c.api.create(&request("first", &["H100"], 2, &sh(SLEEP)));
@@ -32,8 +32,8 @@ fn fail_on_a_full_pool_fails_at_once_and_a_queued_request_names_the_regular_inst
         "failed at once, in the answer or the first GET: {seen}"
     );
     let reason = s(&seen, "reason");
-    assert!(reason.starts_with("out_of_stock: "), "{seen}");
-    assert!(reason.contains("held by regular instances"), "{seen}");
+    assert!(reason.starts_with("out_of_stock: no matching capacity is free now"), "{seen}");
+    assert!(reason.contains("full-h100"), "the hostname: {seen}");
     assert!(seen["host_id"].is_null() && seen["started_at"].is_null(), "it never ran: {seen}");
 
     let queued = c.api.create(&request("patient", &["H100"], 1, &sh(SLEEP)));
@@ -42,14 +42,17 @@ fn fail_on_a_full_pool_fails_at_once_and_a_queued_request_names_the_regular_inst
     let waiting = wait_until(SOON, "the queued request to name what holds the host", || {
         let instance = c.api.instance(&id);
         let reason = s(&instance, "reason");
-        holds(s(&instance, "state") == "queued" && reason.contains("regular"), || {
+        holds(s(&instance, "state") == "queued" && reason.contains("held by"), || {
             instance.to_string()
         })
         .map(|()| instance)
     });
     let reason = s(&waiting, "reason");
-    assert!(reason.contains("2 units held by regular instances"), "{waiting}");
-    assert!(!reason.contains("hold period"), "no spot instance holds it: {waiting}");
+    // The same account holds the host: its own instances are named as such.
+    assert!(
+        reason.contains("1 matching host (full-h100): 2 units held by your own instances"),
+        "{waiting}"
+    );
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn regular_request_reclaims_the_lowest_bid_and_starts_after_the_notice() {
             Err(instance.to_string())
         }
     });
-    assert!(s(&waiting, "reason").contains(s(&spots[0], "host_id")), "{waiting}");
+    assert!(s(&waiting, "reason").ends_with(" on host spot-host"), "the hostname: {waiting}");
     let victim = c.api.instance(s(&spots[1], "id"));
     assert_eq!(s(&victim, "state"), "termination_scheduled", "the 0.60 bid: {victim}");
     assert_eq!(s(&victim, "termination_reason"), "reclaimed_capacity", "{victim}");

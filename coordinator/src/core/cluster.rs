@@ -133,6 +133,7 @@ impl Cluster {
             self.next_seq = self.next_seq.max(instance.seq + 1);
             self.instances.restore(instance);
         }
+        self.mark_promises();
         // Like Nomad's failover heartbeat TTL: a restart is not the agents' fault.
         let grace = self.timers.host_lost_after.max(RESTART_GRACE);
         self.restart_grace = chrono::Duration::from_std(grace).ok().map(|g| (now, now + g));
@@ -336,6 +337,10 @@ impl Cluster {
                     h.release(id);
                     self.touch_host(&host);
                 }
+                self.reactions.place_queue = true;
+            }
+            Effect::ForgetPromise { host } => {
+                self.unmark_promise(id, &host);
                 self.reactions.place_queue = true;
             }
             Effect::Reconcile => {

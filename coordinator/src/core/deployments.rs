@@ -410,7 +410,8 @@ impl Cluster {
                     return Ok(());
                 }
                 Err(no_fit) => {
-                    let reason = self.waiting_reason(&d.request(index), no_fit, &mut pass, now);
+                    let (request, account) = (d.request(index), &d.account_id);
+                    let reason = self.shortage(&request, account, no_fit, &mut pass).waiting();
                     why.push(format!("spec {index}: {reason}"));
                 }
             }

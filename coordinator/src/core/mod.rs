@@ -8,8 +8,9 @@
 //! - [`registry`]: hosts, their units, runtimes and liveness; [`agents`]: what hosts and
 //!   their agents report.
 //! - [`requests`]: creating, changing and deleting instances; [`scheduling`]: serving
-//!   the queue and reclaiming capacity for regular requests; [`placement`]: where a request
-//!   fits (seed 004, best fit); [`guest`]: which hosts can run it.
+//!   the queue and reclaiming capacity for regular requests; [`promises`]: the reclaimed
+//!   units owed to them; [`placement`]: where a request fits (seed 004, best fit);
+//!   [`guest`]: which hosts can run it.
 //! - [`market`]: the per-pool spot auction and prices; [`spot`]: running it, notices and
 //!   their deadlines; [`pools`]: availability and the surplus price.
 //! - [`billing`]: accounts and the exact meter; [`ledger`]: accounts and their entries;
@@ -67,6 +68,9 @@ pub mod outbox;
 pub mod placement;
 pub mod pools;
 pub mod ports;
+pub mod promises;
+#[cfg(test)]
+mod promises_tests;
 pub mod quotas;
 #[cfg(test)]
 mod quotas_tests;

@@ -278,14 +278,11 @@ pub fn place(
             describe(request)
         ))),
         None if outlook.wrong_runtime => Err(NoFit::Never(format!(
-            "no host with a matching GPU {}: {} (waiting for one that does to join)",
+            "no host with a matching GPU {}: {}",
             runtime_phrase(required_runtime(request)),
             describe(request)
         ))),
-        None => Err(NoFit::Never(format!(
-            "no known host can satisfy {} (waiting for one to join)",
-            describe(request)
-        ))),
+        None => Err(NoFit::Never(format!("no known host can satisfy {}", describe(request)))),
     }
 }
 

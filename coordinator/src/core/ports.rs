@@ -163,6 +163,7 @@ impl Cluster {
 
     fn ports_waiting_reason(&self, host_id: &HostId, now: DateTime<Utc>) -> String {
         let busy = self.ports.busy_on(host_id, now);
+        let host_id = self.registry.hostname(host_id);
         if busy.is_empty() {
             return format!(
                 "waiting for free host ports on host {host_id}: its guests hold its [ports] range"

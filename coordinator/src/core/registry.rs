@@ -33,11 +33,16 @@ pub enum HostState {
 pub struct UnitSlot {
     pub unit: Unit,
     pub instance: Option<InstanceId>,
+    /// The queued regular request these units are promised to (DESIGN §4). Not stored with
+    /// the host: the request's own record is the promise, and restore marks it again.
+    #[serde(skip)]
+    pub promised: Option<InstanceId>,
 }
 
 impl UnitSlot {
+    /// Healthy, held by nobody and promised to nobody: any request may take it.
     pub fn is_free(&self) -> bool {
-        self.unit.gpu.healthy && self.instance.is_none()
+        self.unit.gpu.healthy && self.instance.is_none() && self.promised.is_none()
     }
 }
 
@@ -107,7 +112,7 @@ impl Host {
             memory_gib: inventory.memory_gib,
             units: partition(inventory)
                 .into_iter()
-                .map(|unit| UnitSlot { unit, instance: None })
+                .map(|unit| UnitSlot { unit, instance: None, promised: None })
                 .collect(),
             runtimes: process_only(),
             state: HostState::Connected,
@@ -119,8 +124,9 @@ impl Host {
         }
     }
 
-    /// Takes a fresh inventory from a (re)connecting agent, keeping who holds which GPU.
-    /// Holders of GPUs that disappeared are returned: they cannot be running any more.
+    /// Takes a fresh inventory from a (re)connecting agent, keeping who holds which GPU and
+    /// to whom it is promised. Holders of GPUs that disappeared are returned: they cannot be
+    /// running any more (a promise of such a GPU is found broken at the next pass).
     pub fn refresh_inventory(
         &mut self,
         inventory: &HostInventory,
@@ -135,11 +141,17 @@ impl Host {
         self.agent_version = agent_version.to_owned();
         self.cpu_cores = inventory.cpu_cores;
         self.memory_gib = inventory.memory_gib;
+        let mut promised: BTreeMap<String, InstanceId> = self
+            .units
+            .iter()
+            .filter_map(|s| Some((s.unit.gpu.uuid.clone(), s.promised.clone()?)))
+            .collect();
         self.units = partition(inventory)
             .into_iter()
             .map(|unit| {
                 let instance = holders.remove(&unit.gpu.uuid);
-                UnitSlot { unit, instance }
+                let promised = promised.remove(&unit.gpu.uuid);
+                UnitSlot { unit, instance, promised }
             })
             .collect();
         holders.into_values().collect()
@@ -184,6 +196,22 @@ impl Host {
 
     pub fn healthy_units(&self) -> usize {
         self.units.iter().filter(|s| s.unit.gpu.healthy).count()
+    }
+
+    /// Marks the units with these GPU UUIDs as promised to `to`.
+    pub fn promise(&mut self, gpu_uuids: &[String], to: &InstanceId) {
+        for slot in self.units.iter_mut().filter(|s| gpu_uuids.contains(&s.unit.gpu.uuid)) {
+            slot.promised = Some(to.clone());
+        }
+    }
+
+    /// Ends every promise of this host's units to `to`.
+    pub fn forget_promise(&mut self, to: &InstanceId) {
+        for slot in &mut self.units {
+            if slot.promised.as_ref() == Some(to) {
+                slot.promised = None;
+            }
+        }
     }
 
     pub fn release(&mut self, instance: &InstanceId) {
@@ -271,6 +299,11 @@ impl Registry {
 
     pub fn get(&self, id: &HostId) -> Option<&Host> {
         self.hosts.get(id)
+    }
+
+    /// How reasons name a host: its hostname (its id once it is gone).
+    pub fn hostname(&self, id: &HostId) -> String {
+        self.hosts.get(id).map_or_else(|| id.to_string(), |h| h.hostname.clone())
     }
 
     pub fn get_mut(&mut self, id: &HostId) -> Option<&mut Host> {

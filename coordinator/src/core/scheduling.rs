@@ -5,6 +5,7 @@
 //! waits gets a reason that says what is true ([`occupancy`]).
 
 mod occupancy;
+mod reasons;
 mod reclaim;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -15,36 +16,30 @@ use super::instance::Placement as Placed;
 use super::model::{InstanceRequest, OnUnavailable};
 use super::placement::{self, NoFit, Placement};
 use super::pools;
+use super::promises::Standing;
 use chrono::{DateTime, Utc};
-use gpuspot_common::{AccountId, HostId, InstanceId, Money};
+use gpuspot_common::{AccountId, InstanceId, Money};
 pub(super) use occupancy::Occupancy;
+pub use reasons::{SPOT_INSUFFICIENT, Shortage};
 use std::collections::HashMap;
 
 /// Why a queued request was not placed in this pass.
 enum Unplaced {
     Overdue,
-    /// Nothing can take it now; the waiting reason says why.
-    NoRoom(String),
+    /// It waits for the reclaimed units it is owed, or for room nobody can make yet.
+    Waits(String),
+    /// Nothing can take it now.
+    Short(Shortage),
     /// Its host has no free host ports now (programs outside gpuspot hold them): it waits
     /// even when it asked to fail rather than wait, as the capacity is there (DESIGN §18).
     NoPorts(String),
 }
 
-impl Unplaced {
-    fn text(&self) -> &str {
-        match self {
-            Unplaced::Overdue => "account overdue: waiting for a payment",
-            Unplaced::NoRoom(reason) | Unplaced::NoPorts(reason) => reason,
-        }
-    }
-}
-
-/// What one pass over the queue remembers: units already claimed by reclaims, and what
-/// holds the hosts matching each shape of request (until something is placed or noticed).
+/// What one pass over the queue remembers: how busy the hosts matching each shape of
+/// request are, as one account sees them (until something is placed or noticed).
 #[derive(Default)]
 pub(super) struct Pass {
-    claimed: HashMap<HostId, usize>,
-    occupancy: HashMap<String, Occupancy>,
+    occupancy: HashMap<(String, AccountId), Occupancy>,
 }
 
 impl Pass {
@@ -52,10 +47,11 @@ impl Pass {
         &mut self,
         cluster: &Cluster,
         request: &InstanceRequest,
-        now: DateTime<Utc>,
+        account: &AccountId,
     ) -> Occupancy {
         let shape = format!("{} {:?}", placement::describe(request), required_runtime(request));
-        self.occupancy.entry(shape).or_insert_with(|| cluster.occupancy(request, now)).clone()
+        let key = (shape, account.clone());
+        self.occupancy.entry(key).or_insert_with(|| cluster.occupancy(request, account)).clone()
     }
 
     fn forget_occupancy(&mut self) {
@@ -117,21 +113,28 @@ impl Cluster {
             let outcome = self.try_place(&id, &request, &account, &mut pass, now);
             match (outcome, request.on_unavailable) {
                 (Ok(()), _) => pass.forget_occupancy(),
-                (Err(why @ Unplaced::NoPorts(_)), _) | (Err(why), OnUnavailable::Queue) => {
-                    self.set_waiting_reason(&id, why.text())
+                (Err(Unplaced::NoPorts(why) | Unplaced::Waits(why)), _) => {
+                    self.set_waiting_reason(&id, &why)
+                }
+                (Err(Unplaced::Overdue), OnUnavailable::Queue) => {
+                    self.set_waiting_reason(&id, "account overdue: waiting for a payment")
+                }
+                (Err(Unplaced::Short(short)), OnUnavailable::Queue) => {
+                    self.set_waiting_reason(&id, &short.waiting())
                 }
                 (Err(Unplaced::Overdue), OnUnavailable::Fail) => {
                     self.fail(&id, "account overdue: pay to start new instances".into(), now)
                 }
-                (Err(Unplaced::NoRoom(reason)), OnUnavailable::Fail) => {
-                    self.fail(&id, format!("out_of_stock: {reason}"), now)
+                (Err(Unplaced::Short(short)), OnUnavailable::Fail) => {
+                    self.fail(&id, short.failed(), now)
                 }
             }
         }
     }
 
-    /// Places the request now, or says why not. Only a request that would wait reclaims
-    /// spot capacity: one that fails at once must not cost anyone a notice.
+    /// Places the request now, or says why not. A request owed reclaimed units takes them
+    /// once they are free, or any placement that comes first. Only a request that would
+    /// wait reclaims spot capacity: one that fails at once must not cost anyone a notice.
     fn try_place(
         &mut self,
         id: &InstanceId,
@@ -141,23 +144,40 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> Result<(), Unplaced> {
         if !self.ledger.may_start(account) {
+            // Units held for an account that cannot start anything serve others meanwhile.
+            self.end_promise(id);
             return Err(Unplaced::Overdue);
         }
+        let owed = match self.promise_standing(id) {
+            Some(Standing::Ready(placement)) => return self.place_on(id, placement, request, now),
+            Some(Standing::Pending(host)) => Some(host),
+            Some(Standing::Broken) | None => None,
+        };
         let reclaims =
             request.billing.bid().is_none() && request.on_unavailable == OnUnavailable::Queue;
-        match self.find_placement(request) {
-            Ok(placement) => {
-                let ports = self
-                    .ports_for(id, &placement.host_id, request, now)
-                    .map_err(Unplaced::NoPorts)?;
-                self.assign(id, placement, ports, now);
-                Ok(())
+        match (self.find_placement(request), owed) {
+            (Ok(placement), _) => self.place_on(id, placement, request, now),
+            (Err(_), Some(host)) => Err(Unplaced::Waits(self.owed_reason(&host))),
+            (Err(NoFit::Wait(_)), None) if reclaims => {
+                Err(Unplaced::Waits(self.reclaim_for(id, request, account, pass, now)))
             }
-            Err(NoFit::Wait(_)) if reclaims => {
-                Err(Unplaced::NoRoom(self.reclaim_for(request, pass, now)))
+            (Err(no_fit), None) => {
+                Err(Unplaced::Short(self.shortage(request, account, no_fit, pass)))
             }
-            Err(no_fit) => Err(Unplaced::NoRoom(self.waiting_reason(request, no_fit, pass, now))),
         }
+    }
+
+    fn place_on(
+        &mut self,
+        id: &InstanceId,
+        placement: Placement,
+        request: &InstanceRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(), Unplaced> {
+        let ports =
+            self.ports_for(id, &placement.host_id, request, now).map_err(Unplaced::NoPorts)?;
+        self.assign(id, placement, ports, now);
+        Ok(())
     }
 
     pub(super) fn find_placement(&self, request: &InstanceRequest) -> Result<Placement, NoFit> {
@@ -167,76 +187,6 @@ impl Cluster {
             Some(bid) => placement::place(&self.registry, request, price_of, |model| {
                 self.market_price(model).is_some_and(|price| price <= bid)
             }),
-        }
-    }
-
-    /// Why a request that found no placement waits, as things are now: no host for it at
-    /// all; for spot, whether the bid is the obstacle; else which hosts match and what
-    /// holds their units.
-    pub(super) fn waiting_reason(
-        &self,
-        request: &InstanceRequest,
-        no_fit: NoFit,
-        pass: &mut Pass,
-        now: DateTime<Utc>,
-    ) -> String {
-        // Pools the bid does not cover were left out: what is true at any price?
-        let no_fit = match request.billing.bid() {
-            None => no_fit,
-            Some(bid) => match placement::place(&self.registry, request, |_| Money::ZERO, |_| true)
-            {
-                Ok(placement) => return self.outbid(&placement.gpu_model, bid),
-                Err(at_any_price) => at_any_price,
-            },
-        };
-        let NoFit::Wait(_) = no_fit else {
-            return no_fit.reason().to_owned();
-        };
-        let occupancy = pass.occupancy(self, request, now);
-        let full = format!(
-            "no matching host has free units for {}: {}",
-            placement::describe(request),
-            occupancy.describe()
-        );
-        match request.billing.bid().map(|bid| self.bid_against(&occupancy, bid)) {
-            None => format!("waiting for capacity: {full}"),
-            Some(Ok(covered)) => format!("waiting for capacity: {full}; {covered}"),
-            Some(Err(obstacle)) => format!("{obstacle}; and {full}"),
-        }
-    }
-
-    /// A placement would exist at any price but not at this bid: the bid is what stops
-    /// it (or the model has no spot market).
-    fn outbid(&self, gpu_model: &str, bid: Money) -> String {
-        match self.market_price(gpu_model) {
-            None => {
-                format!("no spot market for {gpu_model}: no pool is configured for this GPU model")
-            }
-            Some(price) => {
-                format!("outbid: your bid {bid} is below the market price {price} for {gpu_model}")
-            }
-        }
-    }
-
-    /// Whether `bid` covers the market price of any matching model: Ok says it does (the
-    /// bid is not the obstacle), Err says how it is (below all of them, or no market).
-    fn bid_against(&self, occupancy: &Occupancy, bid: Money) -> Result<String, String> {
-        let prices: Vec<(Money, &String)> = occupancy
-            .models
-            .iter()
-            .filter_map(|model| Some((self.market_price(model)?, model)))
-            .collect();
-        let Some(&(lowest, model)) = prices.iter().min() else {
-            let models: Vec<&str> = occupancy.models.iter().map(String::as_str).collect();
-            return Err(format!(
-                "no spot market for {}: no pool is configured for this GPU model",
-                models.join(", ")
-            ));
-        };
-        if bid >= lowest {
-            Ok(format!("your bid {bid} covers the market price {lowest} for {model}"))
-        } else {
-            Err(format!("outbid: your bid {bid} is below the market price {lowest} for {model}"))
         }
     }
 

@@ -9,6 +9,7 @@ use crate::core::events::EventKind;
 use crate::core::model::{EndReason, InstanceState};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{HostId, Money};
+use serde::{Deserialize, Serialize};
 
 /// Where an instance was placed and at what price it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +38,15 @@ pub struct Run {
 pub struct Notice {
     pub at: DateTime<Utc>,
     pub reason: EndReason,
+}
+
+/// Units a regular request reclaimed and is owed (DESIGN §4): while it waits nothing else
+/// is placed on them. Their marks in the registry follow from it (see
+/// [`crate::core::promises`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    pub host_id: HostId,
+    pub gpu_uuids: Vec<String>,
 }
 
 /// How an instance ended.
@@ -80,6 +90,8 @@ impl Ending {
 pub enum Lifecycle {
     Queued {
         waiting: String,
+        /// The units it reclaimed, while it waits for them.
+        promise: Option<Promise>,
     },
     Scheduled {
         placement: Placement,
@@ -173,7 +185,7 @@ impl Lifecycle {
     /// Queued → a fresh waiting reason; true when it changed (worth storing).
     pub fn wait(&mut self, reason: &str) -> Result<bool, WrongState> {
         self.check("wait", &[InstanceState::Queued])?;
-        let Lifecycle::Queued { waiting } = self else { unreachable!() };
+        let Lifecycle::Queued { waiting, .. } = self else { unreachable!() };
         let changed = waiting != reason;
         if changed {
             reason.clone_into(waiting);
@@ -181,14 +193,37 @@ impl Lifecycle {
         Ok(changed)
     }
 
-    /// Queued → scheduled on `placement`: its agent is told to start it.
+    /// The promise it holds while queued.
+    pub fn promise(&self) -> Option<&Promise> {
+        match self {
+            Lifecycle::Queued { promise, .. } => promise.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Queued: records the units it is owed (or none); the promise it held before.
+    pub fn set_promise(&mut self, new: Option<Promise>) -> Result<Option<Promise>, WrongState> {
+        self.check("set_promise", &[InstanceState::Queued])?;
+        let Lifecycle::Queued { promise, .. } = self else { unreachable!() };
+        Ok(std::mem::replace(promise, new))
+    }
+
+    /// Queued → scheduled on `placement`: its agent is told to start it; a promise it held
+    /// ends (the promised units, if it was not placed on them, are free for others).
     pub fn place(&mut self, placement: Placement) -> Result<Vec<Effect>, WrongState> {
         self.check("place", &[InstanceState::Queued])?;
         let data =
             serde_json::json!({ "gpu_uuids": placement.gpu_uuids, "price": placement.price });
         let host = placement.host_id.clone();
+        let kept = self.forget_promise();
         *self = Lifecycle::Scheduled { placement };
-        Ok(vec![Effect::Event(EventKind::InstancePlaced, data), Effect::Start { host }])
+        let placed = [Effect::Event(EventKind::InstancePlaced, data), Effect::Start { host }];
+        Ok(kept.into_iter().chain(placed).collect())
+    }
+
+    /// The effect that ends the promise a queued lifecycle holds, if it holds one.
+    fn forget_promise(&self) -> Option<Effect> {
+        self.promise().map(|p| Effect::ForgetPromise { host: p.host_id.clone() })
     }
 
     /// Scheduled → queued again, its units released: its agent refused to start it (a
@@ -198,7 +233,7 @@ impl Lifecycle {
         let Lifecycle::Scheduled { placement } = self else { unreachable!() };
         let host = placement.host_id.clone();
         let data = serde_json::json!({ "requeued": waiting });
-        *self = Lifecycle::Queued { waiting };
+        *self = Lifecycle::Queued { waiting, promise: None };
         Ok(vec![Effect::Event(EventKind::InstanceChanged, data), Effect::Release { host }])
     }
 
@@ -292,6 +327,7 @@ impl Lifecycle {
         };
         let release =
             ending.placement.as_ref().map(|p| Effect::Release { host: p.host_id.clone() });
+        let release = release.or_else(|| self.forget_promise());
         *self = Lifecycle::Ended(Box::new(ending));
         Ok(release.into_iter().chain([Effect::Event(kind, data), Effect::Ended]).collect())
     }

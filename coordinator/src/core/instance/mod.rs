@@ -18,7 +18,7 @@ use super::billing::Meter;
 use super::model::{EndReason, InstanceRequest, InstanceState};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
-pub use lifecycle::{Lifecycle, Notice, Placement, Run};
+pub use lifecycle::{Lifecycle, Notice, Placement, Promise, Run};
 use serde::{Deserialize, Serialize};
 
 /// The deployment an instance belongs to, and which of its specs it took.
@@ -60,7 +60,7 @@ impl Instance {
             seq,
             meter: Meter::default(),
             owner: None,
-            lifecycle: Lifecycle::Queued { waiting: lifecycle::FIRST_WAIT.into() },
+            lifecycle: Lifecycle::Queued { waiting: lifecycle::FIRST_WAIT.into(), promise: None },
         }
     }
 
@@ -85,10 +85,15 @@ impl Instance {
     /// Why it waits (queued) or how it ended; a sentence for humans.
     pub fn reason(&self) -> Option<&str> {
         match &self.lifecycle {
-            Lifecycle::Queued { waiting } => Some(waiting),
+            Lifecycle::Queued { waiting, .. } => Some(waiting),
             Lifecycle::Ended(ending) => Some(&ending.text),
             _ => None,
         }
+    }
+
+    /// The reclaimed units it is owed while queued (DESIGN §4).
+    pub fn promise(&self) -> Option<&Promise> {
+        self.lifecycle.promise()
     }
 
     pub fn placement(&self) -> Option<&Placement> {

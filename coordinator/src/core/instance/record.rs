@@ -4,7 +4,7 @@
 
 use super::Instance;
 use super::Owner;
-use super::lifecycle::{Ending, FIRST_WAIT, Lifecycle, Notice, Placement, Run};
+use super::lifecycle::{Ending, FIRST_WAIT, Lifecycle, Notice, Placement, Promise, Run};
 use crate::core::billing::Meter;
 use crate::core::model::{EndReason, InstanceRequest, InstanceState};
 use chrono::{DateTime, Utc};
@@ -39,6 +39,9 @@ pub struct InstanceRecord {
     pub meter: Meter,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<u16>,
+    /// Queued only: the reclaimed units it is owed (DESIGN §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<Promise>,
 }
 
 impl From<Instance> for InstanceRecord {
@@ -55,6 +58,7 @@ impl From<Instance> for InstanceRecord {
             memory_gib: placement.map(|p| p.memory_gib),
             price: placement.map(|p| p.price),
             host_ports: placement.map(|p| p.host_ports.clone()).unwrap_or_default(),
+            promise: i.lifecycle.promise().cloned(),
             hold_until: run.and_then(|r| r.hold_until),
             termination_time: i.lifecycle.notice_at(),
             termination_reason: i.lifecycle.end_reason(),
@@ -121,9 +125,10 @@ fn lifecycle_of(r: &InstanceRecord) -> Result<Lifecycle, RecordError> {
     let placed =
         || placement_of(r).ok_or_else(|| RecordError::NoHost(r.id.clone(), r.state.as_str()));
     Ok(match r.state {
-        InstanceState::Queued => {
-            Lifecycle::Queued { waiting: r.reason.clone().unwrap_or_else(|| FIRST_WAIT.into()) }
-        }
+        InstanceState::Queued => Lifecycle::Queued {
+            waiting: r.reason.clone().unwrap_or_else(|| FIRST_WAIT.into()),
+            promise: r.promise.clone(),
+        },
         InstanceState::Scheduled => Lifecycle::Scheduled { placement: placed()? },
         // Older versions could mark an instance running without a start (a payment that
         // cancelled a notice before it ran): it is scheduled until its agent reports it.

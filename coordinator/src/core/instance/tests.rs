@@ -51,7 +51,7 @@ fn run() -> Run {
 
 #[test]
 fn transitions_start_only_where_they_say() {
-    let mut lifecycle = Lifecycle::Queued { waiting: "waiting".into() };
+    let mut lifecycle = Lifecycle::Queued { waiting: "waiting".into(), promise: None };
     assert!(lifecycle.start(run()).is_err(), "a queued request has not run");
     assert!(lifecycle.stop(EndReason::User).is_err(), "nothing to stop yet");
     let effects = lifecycle.place(placement()).unwrap();

@@ -1,35 +1,39 @@
 //! What holds the hosts that match a request, for waiting reasons that say what is true
-//! (issue 12): which hosts match, and whose instances hold their units (regular ones,
-//! spot ones in their hold period, ones already leaving), or why a host takes nothing now.
+//! (issue 12) and no more than its owner may know (issue 25): which hosts match, by
+//! hostname; how many of their units are busy, held by the owner's own instances, promised
+//! to a request that reclaimed them, or already leaving; or why a host takes nothing now.
 
 use super::super::cluster::Cluster;
 use super::super::guest::host_runs;
-use super::super::model::{InstanceRequest, InstanceState};
+use super::super::model::InstanceRequest;
 use super::super::placement::ModelFilter;
 use super::super::registry::{Host, HostState, UnitSlot};
-use chrono::{DateTime, SecondsFormat, Utc};
-use gpuspot_common::HostId;
+use gpuspot_common::AccountId;
 use std::collections::BTreeSet;
 
 /// Matching hosts named in a reason; the rest are counted.
 const NAMED_HOSTS: usize = 3;
 
-/// The matching hosts' units, by what holds them.
+/// The matching hosts' units, by what holds them, as one account may know it: its own
+/// instances apart, everyone else's only as busy (a tenant learns a host is busy, not whose
+/// or which instances hold it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Occupancy {
-    pub hosts: Vec<HostId>,
+    /// Hostnames.
+    pub hosts: Vec<String>,
     /// GPU models of the matching units (a spot bid is checked against their prices).
     pub models: BTreeSet<String>,
     pub free: usize,
-    pub regular: usize,
-    /// Spot instances not yet past their hold (those still starting included).
-    pub spot_in_hold: usize,
-    pub first_hold_end: Option<DateTime<Utc>>,
-    pub spot_past_hold: usize,
-    /// Instances with a termination scheduled or stopping: their units come free.
+    /// Held by other accounts' instances.
+    pub busy: usize,
+    /// Held by the account's own instances.
+    pub yours: usize,
+    /// Held by instances with a termination scheduled or stopping: their units come free.
     pub leaving: usize,
+    /// Promised to a request that reclaimed them (DESIGN §4).
+    pub promised: usize,
     /// Matching hosts that take no placements now, by their state (`disconnected`, …).
-    pub unavailable: Vec<(HostId, String)>,
+    pub unavailable: Vec<(String, String)>,
 }
 
 /// The healthy units of `host` that could serve `request`: of a wanted model the host has
@@ -63,8 +67,9 @@ pub fn matching_slots<'h>(
 }
 
 impl Cluster {
-    /// Every known host that matches `request`, and what holds its units at `now`.
-    pub(super) fn occupancy(&self, request: &InstanceRequest, now: DateTime<Utc>) -> Occupancy {
+    /// Every known host that matches `request`, and what holds its units, as `account`
+    /// may know it.
+    pub(super) fn occupancy(&self, request: &InstanceRequest, account: &AccountId) -> Occupancy {
         let mut occupancy = Occupancy::default();
         let filter = ModelFilter::new(&request.gpu);
         for host in self.registry.iter().filter(|h| h.state != HostState::Lost) {
@@ -72,50 +77,47 @@ impl Cluster {
             if slots.is_empty() {
                 continue;
             }
-            occupancy.hosts.push(host.id.clone());
+            occupancy.hosts.push(host.hostname.clone());
             if !host.takes_placements() {
-                occupancy.unavailable.push((host.id.clone(), host.shown_state().to_owned()));
+                let state = host.shown_state().to_owned();
+                occupancy.unavailable.push((host.hostname.clone(), state));
             }
             for slot in slots {
                 occupancy.models.insert(slot.unit.gpu.model.clone());
                 if slot.instance.is_some() || host.takes_placements() {
-                    self.count_holder(slot, now, &mut occupancy);
+                    self.count_holder(slot, account, &mut occupancy);
                 }
             }
         }
         occupancy
     }
 
-    fn count_holder(&self, slot: &UnitSlot, now: DateTime<Utc>, occupancy: &mut Occupancy) {
+    fn count_holder(&self, slot: &UnitSlot, account: &AccountId, occupancy: &mut Occupancy) {
+        if slot.promised.is_some() {
+            occupancy.promised += 1;
+            return;
+        }
         let Some(instance) = slot.instance.as_ref().and_then(|id| self.instances.get(id)) else {
             occupancy.free += usize::from(slot.instance.is_none());
             return;
         };
-        match (instance.state(), instance.request.billing.bid()) {
-            (InstanceState::TerminationScheduled | InstanceState::Stopping, _) => {
-                occupancy.leaving += 1
-            }
-            (_, None) => occupancy.regular += 1,
-            (_, Some(_)) if instance.reclaimable(now) => occupancy.spot_past_hold += 1,
-            (_, Some(_)) => {
-                occupancy.spot_in_hold += 1;
-                if let Some(end) = instance.hold_until() {
-                    occupancy.first_hold_end =
-                        Some(occupancy.first_hold_end.map_or(end, |first| first.min(end)));
-                }
-            }
+        if instance.is_draining() {
+            occupancy.leaving += 1;
+        } else if instance.account_id == *account {
+            occupancy.yours += 1;
+        } else {
+            occupancy.busy += 1;
         }
     }
 }
 
 impl Occupancy {
-    /// E.g. `1 matching host (h-1): 8 units held by regular instances`.
+    /// E.g. `1 matching host (gpu-a): 8 units busy`.
     pub fn describe(&self) -> String {
         if self.hosts.is_empty() {
             return "no known host matches".to_owned();
         }
-        let mut names: Vec<String> =
-            self.hosts.iter().take(NAMED_HOSTS).map(ToString::to_string).collect();
+        let mut names: Vec<String> = self.hosts.iter().take(NAMED_HOSTS).cloned().collect();
         if self.hosts.len() > NAMED_HOSTS {
             names.push(format!("{} more", self.hosts.len() - NAMED_HOSTS));
         }
@@ -129,22 +131,16 @@ impl Occupancy {
     fn holders(&self) -> Vec<String> {
         let units = |n: usize| if n == 1 { "1 unit".to_owned() } else { format!("{n} units") };
         let mut parts = Vec::new();
-        let mut held = |n: usize, by: String| {
+        let mut count = |n: usize, what: &str| {
             if n > 0 {
-                let lead =
-                    if parts.is_empty() { format!("{} held", units(n)) } else { n.to_string() };
-                parts.push(format!("{lead} by {by}"));
+                let lead = if parts.is_empty() { units(n) } else { n.to_string() };
+                parts.push(format!("{lead} {what}"));
             }
         };
-        held(self.regular, "regular instances".into());
-        let hold_end = self.first_hold_end.map_or(String::new(), |end| {
-            format!(" (the first ends at {})", end.to_rfc3339_opts(SecondsFormat::Secs, true))
-        });
-        held(self.spot_in_hold, format!("spot instances in their hold period{hold_end}"));
-        held(self.spot_past_hold, "spot instances past their hold".into());
-        if self.leaving > 0 {
-            parts.push(format!("{} already leaving (termination scheduled)", units(self.leaving)));
-        }
+        count(self.busy, "busy");
+        count(self.yours, "held by your own instances");
+        count(self.promised, "promised to a request that reclaimed them");
+        count(self.leaving, "already leaving (termination scheduled)");
         if self.free > 0 {
             parts.push(format!("{} free, too few on any one host", units(self.free)));
         }
