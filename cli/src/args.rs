@@ -126,9 +126,8 @@ pub enum InstancesCmd {
     Delete {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
-        /// Wait until each is terminated.
-        #[arg(long)]
-        wait: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Change an instance's name or environment (by name or id).
     Update {
@@ -258,12 +257,25 @@ pub struct InstanceCreateArgs {
     pub max_price: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    /// Wait until it runs (or fails); exits 1 if it ends without running.
-    #[arg(long)]
-    pub wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `--wait` and `--timeout`, the same on every command that can wait for what it asked.
+#[derive(Args, Debug, Default, Clone, Copy)]
+pub struct WaitArgs {
+    /// Wait until it is done (an instance runs, or has ended; a replica set's replicas are
+    /// ready), printing each state change with its reason on stderr; exits 1 if it ends
+    /// another way.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after DURATION (e.g. 90s, 5m) and exit 1; what was asked for
+    /// goes on.
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What instances and deployments' templates share: the environment, snapshots, how the

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod billing;
 pub mod browser;
+pub mod cli;
 pub mod cluster;
 pub mod coordinator;
 pub mod deploy;

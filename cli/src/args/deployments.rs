@@ -1,7 +1,7 @@
 //! `gpuspot deployments …` arguments: the verbs, and a deployment request from flags or a
 //! file.
 
-use super::{ListFilter, ResourceArgs, WorkloadArgs};
+use super::{ListFilter, ResourceArgs, WaitArgs, WorkloadArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -23,6 +23,8 @@ pub enum DeploymentsCmd {
     Delete {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// A replica set's replicas: address, ready, draining.
     Endpoints { id: String },
@@ -85,6 +87,8 @@ pub struct DeploymentCreateArgs {
     /// A scheduled minimum, CRON=N in UTC (e.g. '0 9 * * 1-5=4'); repeatable.
     #[arg(long = "schedule", value_name = "CRON=N")]
     pub schedule: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
