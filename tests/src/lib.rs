@@ -26,6 +26,7 @@ pub mod process;
 pub mod smtp;
 pub mod values;
 pub mod wait;
+pub mod walkthrough;
 
 pub use api::{Api, assert_error, request, s, sh};
 pub use cluster::{Agent, Binaries, Cluster, SOON};
