@@ -209,7 +209,7 @@ async fn serve(
     for dir in [data_dir.clone(), data_dir.join("hosts")] {
         gpuspot_agent::config::create_guest_reachable_dir(&dir)?;
     }
-    if let Some(closed) = closed_ancestor(&data_dir) {
+    if let Some(closed) = closed_ancestor(data_dir) {
         eprintln!(
             "gpuspot dev: warning: {} is not traversable by other users, so guests (which run \
              under their own uids) cannot reach their data dirs below {}; chmod o+x it or \

@@ -15,7 +15,7 @@ fn wait_prints_each_state_change_and_timeout_gives_up() {
     let c = cluster!();
     let _a = c.agent(&c.write_profile("box", MODEL, 1, 16, 64));
     let first = c.api.create(&request("first", &["RTX 4090"], 1, &["sleep", "600"]));
-    c.wait_state(&s(&first, "id"), "running");
+    c.wait_state(s(&first, "id"), "running");
 
     // The only GPU is held: the request queues, and --timeout gives up on it.
     let queued = ["instances", "create", "--name", "second", "--gpu", "RTX 4090"];
@@ -119,10 +119,10 @@ fn a_renamed_instance_goes_by_its_new_name_and_the_old_one_says_how_to_list() {
     let c = cluster!();
     let _a = c.agent(&c.write_profile("box", MODEL, 1, 16, 64));
     let big = c.api.create(&request("big", &["RTX 4090"], 1, &["sleep", "600"]));
-    c.wait_state(&s(&big, "id"), "running");
+    c.wait_state(s(&big, "id"), "running");
     assert!(run(&c.api, &["instances", "update", "big", "--rename", "train"]).status.success());
     let shown = run(&c.api, &["instances", "show", "train", "-o", "json"]);
-    assert!(texts(&shown).0.contains(&s(&big, "id")), "the new name finds it");
+    assert!(texts(&shown).0.contains(s(&big, "id")), "the new name finds it");
     let output = run(&c.api, &["instances", "logs", "big"]);
     let (_, stderr) = texts(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
