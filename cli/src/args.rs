@@ -115,6 +115,10 @@ pub enum MessagesCmd {
 #[derive(Subcommand, Debug)]
 pub enum InstancesCmd {
     /// Request an instance: `gpuspot instances create --gpu H100 -- python3 train.py`.
+    #[command(mut_arg("wait", |a| a.help(
+        "Wait until it runs, printing each state change with its reason on stderr; exits 1 \
+         if it ends without running"
+    )))]
     Create(Box<InstanceCreateArgs>),
     /// List instances (ended ones only with --all or --state).
     #[command(alias = "ls")]
@@ -122,7 +126,9 @@ pub enum InstancesCmd {
     /// Show one instance (by name or id).
     Show { id: String },
     /// Terminate instances (by name or id).
-    #[command(alias = "rm")]
+    #[command(alias = "rm", mut_arg("wait", |a| a.help(
+        "Wait until each has ended, printing each state change with its reason on stderr"
+    )))]
     Delete {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
@@ -267,9 +273,7 @@ pub struct InstanceCreateArgs {
 /// `--wait` and `--timeout`, the same on every command that can wait for what it asked.
 #[derive(Args, Debug, Default, Clone, Copy)]
 pub struct WaitArgs {
-    /// Wait until it is done (an instance runs, or has ended; a replica set's replicas are
-    /// ready), printing each state change with its reason on stderr; exits 1 if it ends
-    /// another way.
+    /// Wait until it is done, printing each state change with its reason on stderr.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after DURATION (e.g. 90s, 5m) and exit 1; what was asked for

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 #[derive(Subcommand, Debug)]
 pub enum DeploymentsCmd {
     /// Create a deployment from --file or from flags.
+    #[command(mut_arg("wait", |a| a.help(
+        "Wait until it runs (a replica set: with every replica ready), printing each change \
+         on stderr; exits 1 if it ends first"
+    )))]
     Create(Box<DeploymentCreateArgs>),
     /// List deployments (deleted and finished ones only with --all or --state).
     #[command(alias = "ls")]
@@ -19,7 +23,9 @@ pub enum DeploymentsCmd {
     /// Move replicas that fell back to regular back to spot.
     Rebuild { id: String },
     /// Delete deployments (by name or id) and terminate their instances.
-    #[command(alias = "rm")]
+    #[command(alias = "rm", mut_arg("wait", |a| a.help(
+        "Wait until each one's instances have ended, printing each change on stderr"
+    )))]
     Delete {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,

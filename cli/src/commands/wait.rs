@@ -51,7 +51,8 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(start: Instant, timeout: Option<Duration>) -> Progress {
-        Progress { last: None, deadline: timeout.map(|t| start + t) }
+        // A timeout past what an Instant holds is no timeout at all.
+        Progress { last: None, deadline: timeout.and_then(|t| start.checked_add(t)) }
     }
 
     /// `line` when it differs from the last one seen, None when it says nothing new.
@@ -133,6 +134,8 @@ mod tests {
         assert!(!progress.expired(start + Duration::from_secs(4)));
         assert!(progress.expired(start + Duration::from_secs(5)));
         assert!(!Progress::new(start, None).expired(start + Duration::from_secs(86_400)));
+        let forever = Progress::new(start, Some(Duration::MAX));
+        assert!(!forever.expired(start + Duration::from_secs(86_400)));
     }
 
     #[test]
