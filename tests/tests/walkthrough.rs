@@ -7,7 +7,7 @@
 
 use gpuspot_e2e::api::Api;
 use gpuspot_e2e::process::{kill_processes_under, log_tail};
-use gpuspot_e2e::{podman, wait_until, walkthrough};
+use gpuspot_e2e::{mounts, podman, wait_until, walkthrough};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -95,7 +95,7 @@ impl Drop for Shell {
 }
 
 /// Terminal 1: dev. Dropping it kills what is left: the group, the workloads, the
-/// containers; and removes dev's data dir.
+/// containers, the data disks' mounts; and removes dev's data dir.
 struct Terminal1 {
     shell: Shell,
     data_dir: Option<PathBuf>,
@@ -135,6 +135,8 @@ impl Drop for Terminal1 {
                 podman::remove_containers_of(&host.path().display().to_string());
             }
         }
+        // A dev killed before it stopped its workloads leaves their data disks mounted.
+        mounts::unmount_under(data_dir);
         let _ = std::fs::remove_dir_all(data_dir);
     }
 }
