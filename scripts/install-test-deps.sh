@@ -8,10 +8,11 @@
 # (its chromedriver) for the dashboard test in a real headless browser, and python3-venv for
 # openapi-spec-validator (tests/tests/openapi.rs): Debian bookworm does not package it, so it
 # comes from PyPI into its own venv at $OPENAPI_VENV (default /opt/gpuspot-test-venv).
-# slirp4netns gives each process guest its own network (tests/tests/process_network.rs).
+# slirp4netns gives each process guest its own network (tests/tests/process_network.rs); jq
+# reads JSON in the README walk-through that tests/tests/walkthrough.rs runs.
 # Idempotent; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-PACKAGES=(podman runc iptables slirp4netns busybox-static curl bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd chromium chromium-driver python3-venv)
+PACKAGES=(podman runc iptables slirp4netns busybox-static curl jq bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd chromium chromium-driver python3-venv)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

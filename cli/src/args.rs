@@ -122,6 +122,10 @@ pub enum MessagesCmd {
 #[derive(Subcommand, Debug)]
 pub enum InstancesCmd {
     /// Request an instance: `gpuspot instances create --gpu H100 -- python3 train.py`.
+    #[command(mut_arg("wait", |a| a.help(
+        "Wait until it runs, printing each state change with its reason on stderr; exits 1 \
+         if it ends without running"
+    )))]
     Create(Box<InstanceCreateArgs>),
     /// List instances (ended ones only with --all or --state).
     #[command(alias = "ls")]
@@ -129,13 +133,14 @@ pub enum InstancesCmd {
     /// Show one instance (by name or id).
     Show { id: String },
     /// Terminate instances (by name or id).
-    #[command(alias = "rm")]
+    #[command(alias = "rm", mut_arg("wait", |a| a.help(
+        "Wait until each has ended, printing each state change with its reason on stderr"
+    )))]
     Delete {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
-        /// Wait until each is terminated.
-        #[arg(long)]
-        wait: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Change an instance's name or environment (by name or id).
     Update {
@@ -269,9 +274,8 @@ pub struct InstanceCreateArgs {
     /// once, state failed, reason out_of_stock).
     #[arg(long, value_enum, value_name = "WHAT")]
     pub on_unavailable: Option<OnUnavailable>,
-    /// Wait until it runs (or fails); exits 1 if it ends without running.
-    #[arg(long)]
-    pub wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -282,6 +286,18 @@ pub struct InstanceCreateArgs {
 pub enum OnUnavailable {
     Queue,
     Fail,
+}
+
+/// `--wait` and `--timeout`, the same on every command that can wait for what it asked.
+#[derive(Args, Debug, Default, Clone, Copy)]
+pub struct WaitArgs {
+    /// Wait until it is done, printing each state change with its reason on stderr.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after DURATION (e.g. 90s, 5m) and exit 1; what was asked for
+    /// goes on.
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What instances and deployments' templates share: the environment, snapshots, how the

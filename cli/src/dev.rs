@@ -123,10 +123,46 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let settings = coordinator_settings(&args, &data_dir)?;
     let profiles = load_hosts(args.hosts.as_deref())?;
     let engine = args.container_engine.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+    if let Some(url) = &engine {
+        check_engine(url)?;
+    }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
     })
     .block_on(cluster(settings, profiles, data_dir, engine))
+}
+
+/// A container engine that does not answer, said before anything starts (each dev host
+/// would fail on it otherwise), with how to start one.
+fn check_engine(url: &str) -> anyhow::Result<()> {
+    use gpuspot_agent::runtime::ContainerError;
+    match gpuspot_agent::runtime::container::Engine::connect(url) {
+        Ok(_) => Ok(()),
+        Err(error @ ContainerError::Url(_)) => Err(anyhow::anyhow!("{error}")),
+        Err(error) => {
+            let socket = url.strip_prefix("unix://").unwrap_or(url);
+            // Podman's own unit serves only its default socket.
+            let systemd = match socket {
+                "/run/podman/podman.sock" => " or `systemctl start podman.socket`",
+                _ => "",
+            };
+            anyhow::bail!(
+                "{error}\nhint: start Podman's Docker Engine API service on it, e.g. \
+                 `scripts/container-engine.sh --socket {socket} --idle 0` (root; Podman and \
+                 runc){systemd}; or leave out --container-engine (and GPUSPOT_CONTAINER_ENGINE) \
+                 to run process guests only"
+            )
+        }
+    }
+}
+
+/// Everything the dev hosts' agents share.
+struct HostsSetup {
+    data_dir: PathBuf,
+    coordinator_dir: PathBuf,
+    link_timeout: Duration,
+    log_max_bytes: u64,
+    container_engine: Option<String>,
 }
 
 async fn cluster(
@@ -135,19 +171,38 @@ async fn cluster(
     data_dir: PathBuf,
     container_engine: Option<String>,
 ) -> anyhow::Result<()> {
-    let link_timeout = (settings.timers.heartbeat * 3).max(Duration::from_secs(3));
     // One process serves every guest socket of the dev hosts: give it all the descriptors
     // it may have, and the coordinator's log cap to its hosts.
     if let Err(error) = gpuspot_agent::metadata::raise_fd_limit() {
         tracing::warn!(%error, "cannot raise the open-file limit");
     }
-    let log_max_bytes = settings.log_max_bytes;
-    let coordinator_dir = settings.data_dir.clone();
+    let setup = HostsSetup {
+        data_dir,
+        coordinator_dir: settings.data_dir.clone(),
+        link_timeout: (settings.timers.heartbeat * 3).max(Duration::from_secs(3)),
+        log_max_bytes: settings.log_max_bytes,
+        container_engine,
+    };
     let running = gpuspot_coordinator::server::start(settings).await?;
+    let served = serve(&running, profiles, &setup).await;
+    // Also after an error: actors dropped before they ran would panic outside the runtime.
+    running.stop().await;
+    served
+}
+
+/// Starts the dev hosts' agents on `running` and serves until Ctrl-C.
+async fn serve(
+    running: &gpuspot_coordinator::server::Running,
+    profiles: Vec<SimulatedProfile>,
+    setup: &HostsSetup,
+) -> anyhow::Result<()> {
+    let HostsSetup { data_dir, coordinator_dir, link_timeout, log_max_bytes, container_engine } =
+        setup;
+    let (link_timeout, log_max_bytes) = (*link_timeout, *log_max_bytes);
     let names: Vec<String> = (profiles.iter().enumerate())
         .map(|(i, p)| p.name.clone().unwrap_or_else(|| format!("host-{}", i + 1)))
         .collect();
-    let token = join_token(&coordinator_dir, &data_dir.join("hosts"), &names)?;
+    let token = join_token(coordinator_dir, &data_dir.join("hosts"), &names)?;
     let mut quic = running.quic_addr;
     if quic.ip().is_unspecified() {
         quic.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -160,7 +215,7 @@ async fn cluster(
     for dir in [data_dir.clone(), data_dir.join("hosts")] {
         gpuspot_agent::config::create_guest_reachable_dir(&dir)?;
     }
-    if let Some(closed) = closed_ancestor(&data_dir) {
+    if let Some(closed) = closed_ancestor(data_dir) {
         eprintln!(
             "gpuspot dev: warning: {} is not traversable by other users, so guests (which run \
              under their own uids) cannot reach their data dirs below {}; chmod o+x it or \
@@ -208,14 +263,13 @@ async fn cluster(
             let _ = stop.changed().await;
         })));
     }
-    print_banner(&running, &data_dir, agents.len(), container_engine.as_deref());
+    print_banner(running, data_dir, agents.len(), container_engine.as_deref());
     gpuspot_common::process::shutdown_signal().await;
     println!("gpuspot dev: stopping workloads and the coordinator");
     let _ = stop_tx.send(true);
     for agent in agents {
         let _ = tokio::time::timeout(Duration::from_secs(40), agent).await;
     }
-    running.stop().await;
     Ok(())
 }
 

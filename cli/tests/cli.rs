@@ -62,6 +62,11 @@ fn routes(request_line: &str) -> Answer {
             json,
             r#"{"error":{"code":"not_found","message":"no instance i-missing"}}"#.to_owned(),
         ),
+        l if l.starts_with("GET /v1/instances/i-hidden ") => (
+            "403 Forbidden",
+            json,
+            r#"{"error":{"code":"forbidden","message":"not yours"}}"#.to_owned(),
+        ),
         l if l.starts_with("GET /v1/events ") => ("200 OK", "text/event-stream", EVENTS.into()),
         _ => ("500 Internal Server Error", "text/plain", "unexpected".into()),
     }
@@ -164,9 +169,21 @@ fn instances_list_prints_a_table() {
 #[test]
 fn api_errors_print_the_message_and_exit_1() {
     let (base, _seen) = serve(routes);
+    let out = gpuspot(&base, &["instances", "show", "i-hidden"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "error: not yours (forbidden, HTTP 403)\n");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn neither_a_name_nor_an_id_says_how_to_list() {
+    let (base, _seen) = serve(routes);
     let out = gpuspot(&base, &["instances", "show", "i-missing"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr), "error: no instance i-missing (not_found, HTTP 404)\n");
+    let listing = "`gpuspot instances list --all` lists them";
+    let expected =
+        format!("error: no instance is named \"i-missing\" or has that id ({listing})\n");
+    assert_eq!(text(&out.stderr), expected);
     assert!(out.stdout.is_empty());
 }
 

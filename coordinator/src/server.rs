@@ -148,6 +148,16 @@ const CLIENT_DISCONNECT: Duration = Duration::from_secs(1);
 const SHUTDOWN_GRACE: u64 = 3;
 
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let started = start_services(settings).await;
+    if started.is_err() {
+        // The cluster actor of a start that failed half-way must run its `started` inside
+        // the runtime: dropped unstarted with the runtime, it panics ("no reactor running").
+        actix_rt::task::yield_now().await;
+    }
+    started
+}
+
+async fn start_services(settings: Settings) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir.clone();
     files::private_dir(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod billing;
 pub mod browser;
+pub mod cli;
 pub mod cluster;
 pub mod coordinator;
 pub mod deploy;
@@ -25,6 +26,7 @@ pub mod process;
 pub mod smtp;
 pub mod values;
 pub mod wait;
+pub mod walkthrough;
 
 pub use api::{Api, assert_error, request, s, sh};
 pub use cluster::{Agent, Binaries, Cluster, SOON};

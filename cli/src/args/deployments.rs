@@ -1,13 +1,17 @@
 //! `gpuspot deployments …` arguments: the verbs, and a deployment request from flags or a
 //! file.
 
-use super::{ListFilter, ResourceArgs, WorkloadArgs};
+use super::{ListFilter, ResourceArgs, WaitArgs, WorkloadArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub enum DeploymentsCmd {
     /// Create a deployment from --file or from flags.
+    #[command(mut_arg("wait", |a| a.help(
+        "Wait until it runs (a replica set: with every replica ready), printing each change \
+         on stderr; exits 1 if it ends first"
+    )))]
     Create(Box<DeploymentCreateArgs>),
     /// List deployments (deleted and finished ones only with --all or --state).
     #[command(alias = "ls")]
@@ -22,10 +26,14 @@ pub enum DeploymentsCmd {
     /// Move replicas that fell back to regular back to spot.
     Rebuild { id: String },
     /// Delete deployments (by name or id) and terminate their instances.
-    #[command(alias = "rm")]
+    #[command(alias = "rm", mut_arg("wait", |a| a.help(
+        "Wait until each one's instances have ended, printing each change on stderr"
+    )))]
     Delete {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// A replica set's replicas: address, ready, draining.
     Endpoints { id: String },
@@ -75,6 +83,8 @@ pub struct DeploymentCreateArgs {
     pub workload: WorkloadArgs,
     #[command(flatten)]
     pub scaling: ScalingArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// The command to run, after `--` (with --image: replaces the image's CMD).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

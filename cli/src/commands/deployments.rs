@@ -2,8 +2,9 @@
 //! deployment goes by name or id. Lists and `show` print only what the deployment's mode
 //! uses: replicas and autoscaling for a replica set, completions for a job.
 
+use super::wait::{self, Outcome, Status};
 use super::{Ctx, instances, lookup};
-use crate::args::{DeploymentsCmd, ListFilter};
+use crate::args::{DeploymentsCmd, ListFilter, WaitArgs};
 use crate::client::encode_segment;
 use crate::deployment_request::deployment_request;
 use crate::deployment_update::update_request;
@@ -30,8 +31,17 @@ pub fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> anyhow::Result<()> {
     match cmd {
         DeploymentsCmd::Create(args) => {
             let body = deployment_request(&args)?;
-            let created = ctx.client.post_json("/v1/deployments", &body)?;
-            ctx.emit(&created, |v| println!("{}", summary(v)))
+            let mut created = ctx.client.post_json("/v1/deployments", &body)?;
+            if args.wait.wait {
+                created = wait_for(ctx, &args.wait, &field(&created, "id"), Goal::Up)?;
+            }
+            ctx.emit(&created, |v| println!("{}", summary(v)))?;
+            match args.wait.wait && is_over(&created) {
+                true => {
+                    anyhow::bail!("{} ended: {}", field(&created, "id"), field(&created, "reason"))
+                }
+                false => Ok(()),
+            }
         }
         DeploymentsCmd::List(filter) => list(ctx, &filter),
         DeploymentsCmd::Show { id } => show(ctx, &named(ctx, &id)?),
@@ -52,12 +62,85 @@ pub fn run(ctx: &Ctx, cmd: DeploymentsCmd) -> anyhow::Result<()> {
             let answer = ctx.client.post_json(&format!("{}/rebuild", path(&id)), &json!({}))?;
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "rebuilding")))
         }
-        DeploymentsCmd::Delete { ids } => ids.iter().try_for_each(|id| {
+        DeploymentsCmd::Delete { ids, wait } => ids.iter().try_for_each(|id| {
             let id = named(ctx, id)?;
-            let answer = ctx.client.delete(&path(&id))?;
+            let mut answer = ctx.client.delete(&path(&id))?;
+            if wait.wait {
+                answer = wait_for(ctx, &wait, &id, Goal::Gone)?;
+            }
             ctx.emit(&answer, |v| println!("{}", or_id(v, &id, "deleted")))
         }),
         DeploymentsCmd::Endpoints { id } => endpoints(ctx, &named(ctx, &id)?),
+    }
+}
+
+/// What a deployment's `--wait` waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// Running; for a replica set, every replica ready.
+    Up,
+    /// Every instance ended (after a delete).
+    Gone,
+}
+
+/// Waits (see [`wait::until`]) until deployment `id` reaches `goal`; the last answer.
+fn wait_for(ctx: &Ctx, args: &WaitArgs, id: &str, goal: Goal) -> anyhow::Result<Value> {
+    let what = match goal {
+        Goal::Up => format!("{id} to be up"),
+        Goal::Gone => format!("{id}'s instances to end"),
+    };
+    wait::until(args, &what, || {
+        let deployment = ctx.client.get_json(&path(id))?;
+        let status = match goal {
+            Goal::Up => up_status(ctx, id, &deployment)?,
+            Goal::Gone => gone_status(&deployment),
+        };
+        Ok((deployment, status))
+    })
+}
+
+/// Whether the deployment is over: deleted, failed, or (a replica set) completed.
+fn is_over(deployment: &Value) -> bool {
+    match field(deployment, "state").as_str() {
+        "completed" => field(deployment, "mode") == "replicaset",
+        state => lookup::DEPLOYMENT.ended.contains(&state),
+    }
+}
+
+/// `STATE (R/N ready)[: REASON]` for a replica set, `STATE[: REASON]` otherwise; up once it
+/// runs with every replica ready (a replica set) or runs or completed (a job, a container).
+fn up_status(ctx: &Ctx, id: &str, deployment: &Value) -> anyhow::Result<Status> {
+    let state = field(deployment, "state");
+    let wanted = deployment.get("replicas").and_then(Value::as_u64);
+    let mut line = state.clone();
+    let mut ready_enough = true;
+    if let (Some(wanted), "replicaset") = (wanted, field(deployment, "mode").as_str()) {
+        let endpoints = ctx.client.get_json(&format!("{}/endpoints", path(id)))?;
+        let ready = items(&endpoints, "endpoints")
+            .iter()
+            .filter(|e| e.get("ready") == Some(&Value::Bool(true)))
+            .filter(|e| e.get("draining") != Some(&Value::Bool(true)))
+            .count() as u64;
+        line = format!("{line} ({ready}/{wanted} ready)");
+        ready_enough = ready >= wanted;
+    }
+    let outcome = match state.as_str() {
+        _ if is_over(deployment) => Outcome::Ended,
+        "running" if ready_enough => Outcome::Reached,
+        "completed" => Outcome::Reached,
+        _ => Outcome::Pending,
+    };
+    Ok(Status { line: wait::with_reason(line, deployment), outcome })
+}
+
+/// `STATE (N instances ending)`; reached once none is left.
+fn gone_status(deployment: &Value) -> Status {
+    let instances = deployment.get("instances").unwrap_or(&Value::Null);
+    let live = items(instances, "instances").iter().filter(|i| !lookup::is_ended(i)).count();
+    let state = field(deployment, "state");
+    match live {
+        0 => Status { line: state, outcome: Outcome::Reached },
+        n => Status { line: format!("{state} ({n} instances ending)"), outcome: Outcome::Pending },
     }
 }
 

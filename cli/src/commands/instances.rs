@@ -1,8 +1,9 @@
 //! `gpuspot instances create|list|show|update|delete|logs` (and `exec`, in [`super::exec`]);
 //! instances go by name or id (see [`super::lookup`]).
 
+use super::wait::{self, Outcome, Status};
 use super::{Ctx, lookup};
-use crate::args::{InstanceCreateArgs, InstancesCmd, ListFilter};
+use crate::args::{InstanceCreateArgs, InstancesCmd, ListFilter, WaitArgs};
 use crate::client::encode_segment;
 use crate::output::{Table, field, fields, items, text};
 use crate::request::instance_request;
@@ -45,7 +46,7 @@ pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
         InstancesCmd::List(filter) => list(ctx, &filter),
         InstancesCmd::Show { id } => show(ctx, &lookup::instance_id(ctx, &id)?),
         InstancesCmd::Delete { ids, wait } => {
-            ids.iter().try_for_each(|id| delete(ctx, &lookup::instance_id(ctx, id)?, wait))
+            ids.iter().try_for_each(|id| delete(ctx, &lookup::instance_id(ctx, id)?, &wait))
         }
         InstancesCmd::Update { id, rename, env, clear_env } => {
             let body = change_body(rename, &env, clear_env)?;
@@ -67,22 +68,43 @@ fn path(id: &str) -> String {
 fn create(ctx: &Ctx, args: &InstanceCreateArgs) -> anyhow::Result<()> {
     let body = instance_request(args)?;
     let mut created = ctx.client.post_json("/v1/instances", &body)?;
-    if args.wait {
-        created = lookup::wait_for(ctx, &field(&created, "id"), &["running"], WAIT_LIMIT)?;
+    let id = field(&created, "id");
+    if args.wait.wait {
+        created = wait_for(ctx, &args.wait, &id, Goal::Running)?;
     }
     ctx.emit(&created, |v| println!("{}", summary(v)))?;
-    if args.wait && lookup::is_ended(&created) {
-        anyhow::bail!(
-            "{} ended without running: {}",
-            field(&created, "id"),
-            field(&created, "reason")
-        );
+    if args.wait.wait && lookup::is_ended(&created) {
+        anyhow::bail!("{id} ended without running: {}", field(&created, "reason"));
     }
     Ok(())
 }
 
-/// The longest `--wait`.
-const WAIT_LIMIT: Duration = Duration::from_secs(3600);
+/// What an instance's `--wait` waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    Running,
+    Ended,
+}
+
+/// Waits (see [`wait::until`]) until instance `id` reaches `goal` or ends; the last answer.
+fn wait_for(ctx: &Ctx, args: &WaitArgs, id: &str, goal: Goal) -> anyhow::Result<Value> {
+    let hostnames = hostnames(ctx);
+    let what = match goal {
+        Goal::Running => format!("{id} to run"),
+        Goal::Ended => format!("{id} to end"),
+    };
+    wait::until(args, &what, || {
+        let instance = ctx.client.get_json(&path(id))?;
+        let outcome = match (lookup::is_ended(&instance), field(&instance, "state").as_str()) {
+            (true, _) if goal == Goal::Ended => Outcome::Reached,
+            (true, _) => Outcome::Ended,
+            (false, "running") if goal == Goal::Running => Outcome::Reached,
+            _ => Outcome::Pending,
+        };
+        let line = wait::instance_line(&instance, &hostnames);
+        Ok((instance, Status { line, outcome }))
+    })
+}
 
 /// `ID STATE` and, when there is one, the reason in parentheses.
 fn summary(instance: &Value) -> String {
@@ -220,10 +242,10 @@ fn requested(instance: &Value) -> Value {
     serde_json::json!({ "gpu": instance.get("gpu") })
 }
 
-fn delete(ctx: &Ctx, id: &str, wait: bool) -> anyhow::Result<()> {
+fn delete(ctx: &Ctx, id: &str, wait: &WaitArgs) -> anyhow::Result<()> {
     let mut answer = ctx.client.delete(&path(id))?;
-    if wait {
-        answer = lookup::wait_for(ctx, id, &lookup::ENDED, WAIT_LIMIT)?;
+    if wait.wait {
+        answer = wait_for(ctx, wait, id, Goal::Ended)?;
     }
     ctx.emit(&answer, |v| match v.get("id") {
         Some(_) => println!("{}", summary(v)),
@@ -257,9 +279,7 @@ fn print_new(text: &str, printed: usize) -> anyhow::Result<usize> {
 
 /// Whether the instance has ended: `terminated`, or `failed` (it never ran).
 fn is_terminated(ctx: &Ctx, id: &str) -> anyhow::Result<bool> {
-    let instance = ctx.client.get_json(&path(id))?;
-    let state = instance.get("state").and_then(Value::as_str);
-    Ok(matches!(state, Some("terminated" | "failed")))
+    Ok(lookup::is_ended(&ctx.client.get_json(&path(id))?))
 }
 
 #[cfg(test)]

@@ -1,44 +1,71 @@
 //! What commands share beyond one request: an instance, deployment, host or account named by
-//! its name (a host by its hostname) or its id, waiting until instances reach a state
-//! (`--wait`), the `--state`/`--all` filter of lists, and ages (`5s`, `3m`, `2h`, `4d`)
-//! instead of timestamps.
+//! its name (a host by its hostname) or its id, the `--state`/`--all` filter of lists, and
+//! ages (`5s`, `3m`, `2h`, `4d`) instead of timestamps.
 
 use super::Ctx;
 use crate::args::ListFilter;
 use crate::client::encode_segment;
-use crate::errors::usage;
+use crate::errors::{ApiError, usage};
 use crate::output::{field, items};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use std::time::{Duration, Instant};
 
 /// States an instance never leaves.
 pub const ENDED: [&str; 2] = ["terminated", "failed"];
 
-/// Something the CLI lets a user name: where its list is, which field holds the name, its
-/// states, and which of them mean it is over (lists hide those by default).
+/// Something the CLI lets a user name: what it is called, where its list is, which field
+/// holds the name, its states and which of them mean it is over (lists hide those by
+/// default), and the command that lists them all.
 pub struct Noun {
+    pub kind: &'static str,
     pub list: &'static str,
     pub name_field: &'static str,
     pub states: &'static [&'static str],
     pub ended: &'static [&'static str],
+    pub listing: &'static str,
 }
 
 pub const INSTANCE: Noun = Noun {
+    kind: "instance",
     list: "/v1/instances",
     name_field: "name",
     states: &["queued", "scheduled", "running", "termination_scheduled", "stopping"],
     ended: &ENDED,
+    listing: "gpuspot instances list --all",
 };
 pub const DEPLOYMENT: Noun = Noun {
+    kind: "deployment",
     list: "/v1/deployments",
     name_field: "name",
     states: &["waiting", "running"],
     ended: &["deleted", "completed", "failed"],
+    listing: "gpuspot deployments list --all",
 };
-pub const HOST: Noun = Noun { list: "/v1/hosts", name_field: "hostname", states: &[], ended: &[] };
-pub const ACCOUNT: Noun =
-    Noun { list: "/v1/accounts", name_field: "name", states: &[], ended: &[] };
+pub const HOST: Noun = Noun {
+    kind: "host",
+    list: "/v1/hosts",
+    name_field: "hostname",
+    states: &[],
+    ended: &[],
+    listing: "gpuspot hosts",
+};
+pub const ACCOUNT: Noun = Noun {
+    kind: "account",
+    list: "/v1/accounts",
+    name_field: "name",
+    states: &[],
+    ended: &[],
+    listing: "gpuspot accounts list",
+};
+
+/// A word that is neither a name nor an id of its kind.
+#[derive(Debug, thiserror::Error)]
+#[error("no {kind} is named {word:?} or has that id (`{listing}` lists them)")]
+pub struct Unknown {
+    kind: &'static str,
+    word: String,
+    listing: &'static str,
+}
 
 /// The id of the instance `name_or_id` names (see [`id_of`]).
 pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
@@ -46,19 +73,36 @@ pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
 }
 
 /// The id `name_or_id` names: an id as it is, else the one live item of that name (or, with
-/// none live, the newest ended one). When the list cannot be read (an account token asking
-/// for accounts) the word is used as an id and the request itself says what is wrong.
+/// none live, the newest ended one); [`Unknown`] when it is neither. When the list cannot
+/// be read (an account token asking for accounts) the word is used as an id and the request
+/// itself says what is wrong.
 pub fn id_of(ctx: &Ctx, noun: &Noun, name_or_id: &str) -> anyhow::Result<String> {
     let Ok(list) = ctx.client.get_list(noun.list, None) else {
         return Ok(name_or_id.to_owned());
     };
-    pick(noun, items(&list, "items"), name_or_id)
+    match pick(noun, items(&list, "items"), name_or_id)? {
+        Some(id) => Ok(id),
+        None => known_id(ctx, noun, name_or_id),
+    }
 }
 
-/// [`id_of`] over the list `all` (oldest first).
-fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<String> {
+/// `word` when the API knows it as an id (a list need not hold everything: one page of
+/// many), else [`Unknown`].
+fn known_id(ctx: &Ctx, noun: &Noun, word: &str) -> anyhow::Result<String> {
+    let path = format!("{}/{}", noun.list, encode_segment(word));
+    match ctx.client.get_json(&path) {
+        Ok(_) => Ok(word.to_owned()),
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(|a| a.status == 404) => {
+            Err(Unknown { kind: noun.kind, word: word.to_owned(), listing: noun.listing }.into())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`id_of`] over the list `all` (oldest first); None when nothing there has that name or id.
+fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<Option<String>> {
     if all.iter().any(|i| field(i, "id") == name_or_id) {
-        return Ok(name_or_id.to_owned());
+        return Ok(Some(name_or_id.to_owned()));
     }
     let named: Vec<&Value> =
         all.iter().filter(|i| field(i, noun.name_field) == name_or_id).collect();
@@ -74,9 +118,9 @@ fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<String> 
     }
     let live: Vec<&&Value> = named.iter().filter(|i| !noun.is_ended(i)).collect();
     match (live.as_slice(), named.last()) {
-        ([one], _) => Ok(field(one, "id")),
-        ([], Some(newest)) => Ok(field(newest, "id")),
-        ([], None) => Ok(name_or_id.to_owned()),
+        ([one], _) => Ok(Some(field(one, "id"))),
+        ([], Some(newest)) => Ok(Some(field(newest, "id"))),
+        ([], None) => Ok(None),
         (many, _) => {
             let ids: Vec<String> = many.iter().map(|i| field(i, "id")).collect();
             usage(format!(
@@ -117,23 +161,6 @@ impl Noun {
 
 pub fn is_ended(instance: &Value) -> bool {
     ENDED.contains(&field(instance, "state").as_str())
-}
-
-/// Polls instance `id` until its state is one of `states` (or it ended); the last answer.
-pub fn wait_for(ctx: &Ctx, id: &str, states: &[&str], within: Duration) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + within;
-    let path = format!("/v1/instances/{}", crate::client::encode_segment(id));
-    loop {
-        let instance = ctx.client.get_json(&path)?;
-        let state = field(&instance, "state");
-        if states.contains(&state.as_str()) || is_ended(&instance) {
-            return Ok(instance);
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!("{id} is still {state} after {}s", within.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// How long ago an RFC 3339 time was, in its largest whole unit.
@@ -177,11 +204,16 @@ mod tests {
         ]);
         let all = list.as_array().unwrap();
         let pick = |name| pick(&INSTANCE, all, name).ok();
-        assert_eq!(pick("web").as_deref(), Some("i-2"), "the live one");
-        assert_eq!(pick("db").as_deref(), Some("i-3"), "else the newest ended one");
-        assert_eq!(pick("i-4").as_deref(), Some("i-4"), "an id is an id");
+        assert_eq!(pick("web").flatten().as_deref(), Some("i-2"), "the live one");
+        assert_eq!(pick("db").flatten().as_deref(), Some("i-3"), "else the newest ended one");
+        assert_eq!(pick("i-4").flatten().as_deref(), Some("i-4"), "an id is an id");
         assert_eq!(pick("job"), None, "two accounts' items: give an id");
-        assert_eq!(pick("other").as_deref(), Some("other"), "unknown: the API says so");
+        assert_eq!(pick("other"), Some(None), "neither a name nor an id in the list");
+        let unknown = Unknown { kind: "instance", word: "big".into(), listing: INSTANCE.listing };
+        assert_eq!(
+            unknown.to_string(),
+            "no instance is named \"big\" or has that id (`gpuspot instances list --all` lists them)"
+        );
     }
 
     #[test]

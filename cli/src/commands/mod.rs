@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod messages;
 pub mod pools;
 pub mod snapshots;
+pub mod wait;
 
 use crate::args::Output;
 use crate::client::Client;

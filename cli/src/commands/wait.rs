@@ -1,0 +1,166 @@
+//! `--wait` and `--timeout` for every command that waits (instances create/delete,
+//! deployments create/delete): what is waited for is polled, each change of its state and
+//! reason is printed as it happens (one line on stderr, so that stdout stays the answer a
+//! script reads), and the wait gives up with an error once `--timeout` has passed.
+
+use crate::args::WaitArgs;
+use crate::output::field;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Between two looks at what is waited for.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Where one look found what is waited for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not there yet.
+    Pending,
+    /// Done: what was waited for happened.
+    Reached,
+    /// It ended another way (e.g. an instance failed instead of running): no use waiting.
+    Ended,
+}
+
+/// One look: the line that says where it stands (`queued: <reason>`) and whether that ends
+/// the wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub line: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error(
+        "gave up waiting for {what} after {}: it is {line}",
+        humantime::format_duration(*after)
+    )]
+    TimedOut { what: String, after: Duration, line: String },
+}
+
+/// The part of a wait that decides, given the time: which lines are news and when the
+/// timeout has passed.
+#[derive(Debug)]
+pub struct Progress {
+    last: Option<String>,
+    deadline: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new(start: Instant, timeout: Option<Duration>) -> Progress {
+        // A timeout past what an Instant holds is no timeout at all.
+        Progress { last: None, deadline: timeout.and_then(|t| start.checked_add(t)) }
+    }
+
+    /// `line` when it differs from the last one seen, None when it says nothing new.
+    pub fn news<'a>(&mut self, line: &'a str) -> Option<&'a str> {
+        if self.last.as_deref() == Some(line) {
+            return None;
+        }
+        self.last = Some(line.to_owned());
+        Some(line)
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+}
+
+/// Looks with `look` until it says [`Outcome::Reached`] or [`Outcome::Ended`] (the last
+/// answer is returned; the caller says what an end means), printing each new status line
+/// to stderr; fails with [`WaitError::TimedOut`] once `args.timeout` has passed. `what`
+/// completes "waiting for …" (`i-1 to run`).
+pub fn until(
+    args: &WaitArgs,
+    what: &str,
+    mut look: impl FnMut() -> anyhow::Result<(Value, Status)>,
+) -> anyhow::Result<Value> {
+    let mut progress = Progress::new(Instant::now(), args.timeout);
+    loop {
+        let (answer, status) = look()?;
+        if let Some(line) = progress.news(&status.line) {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }
+        if status.outcome != Outcome::Pending {
+            return Ok(answer);
+        }
+        if progress.expired(Instant::now()) {
+            let after = args.timeout.unwrap_or_default();
+            let (what, line) = (what.to_owned(), status.line);
+            return Err(WaitError::TimedOut { what, after, line }.into());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `STATE[ on HOST][: REASON]`: an instance's state, where it runs, and why it is as it is.
+pub fn instance_line(instance: &Value, hostnames: &HashMap<String, String>) -> String {
+    let state = field(instance, "state");
+    let mut line = state.clone();
+    let host_id = instance.get("host_id").and_then(Value::as_str).unwrap_or_default();
+    if !host_id.is_empty()
+        && matches!(state.as_str(), "scheduled" | "running" | "termination_scheduled" | "stopping")
+    {
+        let host = hostnames.get(host_id).map_or(host_id, String::as_str);
+        line = format!("{line} on {host}");
+    }
+    with_reason(line, instance)
+}
+
+/// `line: REASON` when `item` has a reason.
+pub fn with_reason(line: String, item: &Value) -> String {
+    match item.get("reason").and_then(Value::as_str).map(str::trim) {
+        Some(reason) if !reason.is_empty() => format!("{line}: {reason}"),
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_changes_are_news() {
+        let start = Instant::now();
+        let mut progress = Progress::new(start, Some(Duration::from_secs(5)));
+        assert_eq!(progress.news("queued: no capacity"), Some("queued: no capacity"));
+        assert_eq!(progress.news("queued: no capacity"), None);
+        assert_eq!(progress.news("running on host-a"), Some("running on host-a"));
+        assert!(!progress.expired(start + Duration::from_secs(4)));
+        assert!(progress.expired(start + Duration::from_secs(5)));
+        assert!(!Progress::new(start, None).expired(start + Duration::from_secs(86_400)));
+        let forever = Progress::new(start, Some(Duration::MAX));
+        assert!(!forever.expired(start + Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn instance_lines_name_the_host_and_the_reason() {
+        let names = HashMap::from([("h-1".to_owned(), "host-a".to_owned())]);
+        let queued = json!({"state": "queued", "reason": "waiting for capacity", "host_id": null});
+        assert_eq!(instance_line(&queued, &names), "queued: waiting for capacity");
+        let running = json!({"state": "running", "host_id": "h-1", "reason": null});
+        assert_eq!(instance_line(&running, &names), "running on host-a");
+        let elsewhere = json!({"state": "running", "host_id": "h-2"});
+        assert_eq!(instance_line(&elsewhere, &names), "running on h-2");
+        let ended = json!({"state": "terminated", "host_id": "h-1", "reason": "stopped by user"});
+        assert_eq!(instance_line(&ended, &names), "terminated: stopped by user");
+    }
+
+    #[test]
+    fn a_timeout_says_what_and_where_it_stands() {
+        let error = WaitError::TimedOut {
+            what: "i-1 to run".into(),
+            after: Duration::from_secs(90),
+            line: "queued: waiting for capacity".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "gave up waiting for i-1 to run after 1m 30s: it is queued: waiting for capacity"
+        );
+    }
+}
