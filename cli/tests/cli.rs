@@ -52,7 +52,9 @@ fn answer(stream: TcpStream, route: fn(&str) -> Answer, log: impl FnOnce(&str)) 
 fn routes(request_line: &str) -> Answer {
     let json = "application/json";
     match request_line {
-        l if l.starts_with("GET /v1/instances ") => ("200 OK", json, INSTANCES.to_owned()),
+        l if l.starts_with("GET /v1/instances ") || l.starts_with("GET /v1/instances?") => {
+            ("200 OK", json, instances_in(l))
+        }
         l if l.starts_with("GET /v1/instances/i-abc ") => {
             let list: serde_json::Value = serde_json::from_str(INSTANCES).expect("json");
             ("200 OK", json, list[0].to_string())
@@ -70,6 +72,22 @@ fn routes(request_line: &str) -> Answer {
         l if l.starts_with("GET /v1/events ") => ("200 OK", "text/event-stream", EVENTS.into()),
         _ => ("500 Internal Server Error", "text/plain", "unexpected".into()),
     }
+}
+
+/// The list answer for a request line, filtered by its `state=` as the coordinator does.
+fn instances_in(request_line: &str) -> String {
+    let target = request_line.split(' ').nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, query)| query);
+    let states: Option<Vec<&str>> = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("state="))
+        .map(|states| states.split("%2C").flat_map(|s| s.split(',')).collect());
+    let list: Vec<serde_json::Value> = serde_json::from_str(INSTANCES).expect("json");
+    let shown: Vec<_> = list
+        .into_iter()
+        .filter(|i| states.as_ref().is_none_or(|s| s.contains(&i["state"].as_str().unwrap_or(""))))
+        .collect();
+    serde_json::to_string(&shown).expect("json")
 }
 
 const INSTANCES: &str = r#"[
