@@ -131,3 +131,27 @@ fn a_renamed_instance_goes_by_its_new_name_and_the_old_one_says_how_to_list() {
         "error: no instance is named \"big\" or has that id (`gpuspot instances list --all` lists them)"
     );
 }
+
+/// A command that runs and exits before `--wait` first looks has run: the wait is met
+/// (exit 0, the end printed), not "ended without running". A request that never ran still
+/// fails the wait.
+#[test]
+fn a_run_that_ended_before_the_first_look_meets_the_wait() {
+    let c = cluster!();
+    let _a = c.agent(&c.write_profile("box", MODEL, 1, 16, 64));
+    let quick = ["instances", "create", "--name", "quick", "--gpu", "RTX 4090", "--wait"];
+    let output = run(&c.api, &[&quick[..], &["--timeout", "60s", "--", "true"]].concat());
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "it ran: {stdout}{stderr}");
+    assert!(!stderr.contains("without running"), "{stderr}");
+    assert!(
+        stderr.lines().last().is_some_and(|l| l.starts_with("terminated: exited: code 0")),
+        "{stderr}"
+    );
+    let never = ["instances", "create", "--name", "never", "--gpu", "RTX 4090", "--count", "2"];
+    let fail = ["--on-unavailable", "fail", "--wait", "--", "true"];
+    let output = run(&c.api, &[&never[..], &fail[..]].concat());
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "it never ran: {stdout}{stderr}");
+    assert!(stderr.contains("ended without running"), "{stderr}");
+}

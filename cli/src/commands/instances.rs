@@ -73,10 +73,16 @@ fn create(ctx: &Ctx, args: &InstanceCreateArgs) -> anyhow::Result<()> {
         created = wait_for(ctx, &args.wait, &id, Goal::Running)?;
     }
     ctx.emit(&created, |v| println!("{}", summary(v)))?;
-    if args.wait.wait && lookup::is_ended(&created) {
+    if args.wait.wait && lookup::is_ended(&created) && !ran(&created) {
         anyhow::bail!("{id} ended without running: {}", field(&created, "reason"));
     }
     Ok(())
+}
+
+/// Whether the instance's workload started: one that ended between two looks still ran
+/// (a short command may end before `--wait` first sees it running).
+fn ran(instance: &Value) -> bool {
+    instance.get("started_at").is_some_and(|at| !at.is_null())
 }
 
 /// What an instance's `--wait` waits for.
@@ -96,7 +102,7 @@ fn wait_for(ctx: &Ctx, args: &WaitArgs, id: &str, goal: Goal) -> anyhow::Result<
     wait::until(args, &what, || {
         let instance = ctx.client.get_json(&path(id))?;
         let outcome = match (lookup::is_ended(&instance), field(&instance, "state").as_str()) {
-            (true, _) if goal == Goal::Ended => Outcome::Reached,
+            (true, _) if goal == Goal::Ended || ran(&instance) => Outcome::Reached,
             (true, _) => Outcome::Ended,
             (false, "running") if goal == Goal::Running => Outcome::Reached,
             _ => Outcome::Pending,
