@@ -156,8 +156,8 @@ impl Metrics {
         );
         r.register(
             "gpuspot_pool_units",
-            "Healthy units per pool: free, used (holding an instance) or unavailable (free on a \
-             cordoned, draining or disconnected host)",
+            "Healthy units per pool: free, used (holding an instance or promised to a request) or \
+             unavailable (free on a cordoned, draining or disconnected host)",
             m.units.clone(),
         );
         r.register("gpuspot_hosts", "Hosts by state", m.hosts.clone());

@@ -12,8 +12,9 @@ pub struct PoolUsage {
     pub total: usize,
     /// Healthy free units on hosts that take placements.
     pub free: usize,
-    /// Healthy units that hold an instance. The rest of `total` is free on hosts that take
-    /// no placements (cordoned, draining, disconnected).
+    /// Healthy units that hold an instance or are promised to a queued request. The rest
+    /// of `total` is free on hosts that take no placements (cordoned, draining,
+    /// disconnected).
     pub used: usize,
 }
 

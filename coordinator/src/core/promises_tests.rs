@@ -212,3 +212,15 @@ fn an_overdue_accounts_promise_ends_and_its_units_serve_others() {
     assert_eq!(promise_of(&c, &waiting), None);
     assert_eq!(state(&c, &bidder), InstanceState::Scheduled);
 }
+
+#[test]
+fn promised_units_are_not_offered_as_free_in_the_pool() {
+    let mut c = cluster(&[("h", 2)]);
+    let victims = running_spots(&mut c, &[300_000, 400_000]);
+    let busy = c.market_price("H100");
+    create(&mut c, regular(2), PAST_HOLD);
+    stopped(&mut c, &victims[0], PAST_HOLD + 5);
+    let usage = super::pools::usage(&c.registry, "H100");
+    assert_eq!((usage.free, usage.used, usage.unavailable()), (0, 2, 0), "{usage:?}");
+    assert_eq!(c.market_price("H100"), busy, "a promised unit does not lower the price");
+}

@@ -44,7 +44,7 @@ impl Class {
 }
 
 /// Healthy units of one exact model on non-lost hosts, how many are free on hosts that take
-/// placements, and how many hold an instance.
+/// placements, and how many hold an instance or are promised to a queued request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelUsage {
     pub total: usize,
@@ -84,9 +84,11 @@ impl Entry {
             let usage = &mut models[position].1;
             if host.state != HostState::Lost {
                 usage.total += 1;
-                usage.used += usize::from(slot.instance.is_some());
+                // A unit promised to a request (DESIGN §4) is spoken for: no one else may
+                // take it, so it is not on offer and it weighs on the price as a used one.
+                usage.used += usize::from(slot.instance.is_some() || slot.promised.is_some());
             }
-            if host.takes_placements() && slot.instance.is_none() {
+            if host.takes_placements() && slot.is_free() {
                 usage.free += 1;
             }
         }
