@@ -172,3 +172,37 @@ fn a_data_dir_holding_an_old_twenty_thousand_model_request_loads() {
     assert_eq!(loaded["gpu"]["models"], json!(["H100"]), "deduplicated on load: {loaded}");
     assert_eq!(s(&loaded, "state"), "queued", "{loaded}");
 }
+
+/// Autoscaling and a schedule are held to the same bound as `replicas`, at creation and in
+/// a PATCH: a tenant cannot scale past 10000 replicas through them (issue 25.7).
+#[test]
+fn autoscaling_and_schedule_cannot_pass_the_replica_bound() {
+    let c = cluster!();
+    let _agent = c.agent(&c.write_profile("one-h100", "NVIDIA H100 80GB HBM3", 1, 16, 128));
+    let spec = json!({ "gpu": { "models": ["H100"], "count": 1 } });
+    let body = |extra: Value| {
+        let mut body = json!({
+            "mode": "replicaset", "replicas": 1, "specs": [spec],
+            "template": { "command": sh(SLEEP) },
+        });
+        body.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        body
+    };
+    let policy = json!({ "min_replicas": 1, "max_replicas": 20_000, "target_rps_per_replica": 1 });
+    let refused = c.api.post("/v1/deployments", &body(json!({ "autoscaling": policy })));
+    refused_naming(&refused, "autoscaling.max_replicas", "an autoscaling maximum past the bound");
+    let schedule = json!([{ "cron": "0 9 * * *", "min_replicas": 20_000 }]);
+    let refused = c.api.post("/v1/deployments", &body(json!({ "schedule": schedule })));
+    refused_naming(&refused, "schedule[0].min_replicas", "a scheduled minimum past the bound");
+
+    let (status, created) = c.api.post("/v1/deployments", &body(json!({ "name": "svc" })));
+    assert_eq!(status, 202, "{created}");
+    let path = format!("/v1/deployments/{}", s(&created, "id"));
+    let policy = json!({ "min_replicas": 20_000, "max_replicas": 20_000, "target_rps_per_replica": 1 });
+    let refused = c.api.patch(&path, &json!({ "autoscaling": policy }));
+    refused_naming(&refused, "autoscaling.max_replicas", "a PATCH past the bound");
+    let (_, shown) = c.api.get(&path);
+    assert_eq!(shown["replicas"], 1, "unchanged: {shown}");
+    let refused = c.api.patch(&path, &json!({ "schedule": schedule }));
+    refused_naming(&refused, "schedule[0].min_replicas", "a PATCHed schedule past the bound");
+}

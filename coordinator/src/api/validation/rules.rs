@@ -220,10 +220,26 @@ pub fn scaling(
     });
     let crons: Vec<&str> = entries.iter().map(|e| e.cron.as_str()).collect();
     let entries = if bounds::schedule(&crons, problems) { entries } else { Vec::new() };
+    replica_bounds(policy.as_ref(), &entries, problems);
     for problem in autoscale::check(policy.as_ref(), &entries) {
         problems.add(problem);
     }
     (policy, entries)
+}
+
+/// Autoscaling and a schedule set the replica count too: they are held to the bound
+/// `replicas` has, or a PATCH of them would pass it.
+fn replica_bounds(
+    policy: Option<&Autoscaling>,
+    entries: &[ScheduledMinimum],
+    problems: &mut Problems,
+) {
+    if policy.is_some_and(|p| p.max_replicas > MAX_REPLICAS) {
+        problems.add(format!("autoscaling.max_replicas must be at most {MAX_REPLICAS}"));
+    }
+    for (i, _) in entries.iter().enumerate().filter(|(_, e)| e.min_replicas > MAX_REPLICAS) {
+        problems.add(format!("schedule[{i}].min_replicas must be at most {MAX_REPLICAS}"));
+    }
 }
 
 /// A deployment name is one segment of the gateway's `/d/{name}/…`: up to 63 of letters,
