@@ -59,3 +59,28 @@ fn a_tenant_sees_itself_by_whoami_and_by_its_own_name() {
     let refused = cli_error(&acme.api, &["accounts", "show", "bob"]).expect("built");
     assert!(refused.contains("not found") && !refused.contains(&bob.id), "{refused}");
 }
+
+/// The ledger grows by an entry per instance per meter tick: the newest entries (what the
+/// dashboard shows, "the newest 200") must be one request away, not behind every older page.
+#[test]
+fn the_newest_ledger_entries_come_first_when_asked() {
+    let c = cluster!();
+    let acme = create_account(&c.api, "acme");
+    for amount in ["1.00", "2.00", "3.00", "4.00", "5.00"] {
+        acme.pay(&c.api, amount);
+    }
+    let amounts = |entries: &[serde_json::Value]| -> Vec<i64> {
+        entries.iter().map(|e| money(e, "amount") / 1_000_000).collect()
+    };
+    let (status, page, next) = acme.api.get_page("/v1/accounts/acme/ledger?order=newest&limit=2");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(amounts(page.as_array().expect("a list")), [5, 4], "{page}");
+    assert!(next.as_deref().is_some_and(|n| n.contains("order=newest")), "{next:?}");
+    let (all, pages) = acme.api.all_pages("/v1/accounts/acme/ledger?order=newest&limit=2");
+    assert_eq!((amounts(&all), pages), (vec![5, 4, 3, 2, 1], 3), "older pages follow, once each");
+    let (oldest, _) = acme.api.all_pages("/v1/accounts/acme/ledger?limit=2");
+    assert_eq!(amounts(&oldest), [1, 2, 3, 4, 5], "oldest first stays the default");
+    let refused = acme.api.get("/v1/accounts/acme/ledger?order=sideways");
+    assert_error(&refused, 400, Some("invalid_query"), "an unknown order");
+    assert!(s(&refused.1["error"], "message").starts_with("order:"), "{}", refused.1);
+}

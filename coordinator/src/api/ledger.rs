@@ -9,6 +9,7 @@ use super::listing;
 use super::schemas::{self, ErrorBody};
 use crate::actors::ApiRequest;
 use crate::core::listing::Page;
+use crate::store::LedgerOrder;
 use actix_web::{HttpResponse, get, web};
 use gpuspot_common::AccountId;
 use serde::Deserialize;
@@ -29,11 +30,25 @@ struct LedgerQuery {
     /// The id of the last entry of the previous page: the ledger continues after it.
     #[param(value_type = Option<u64>)]
     after: Option<String>,
+    /// `oldest` (default: oldest first) or `newest` (newest first, `after` going back).
+    #[param(value_type = Option<String>)]
+    order: Option<String>,
 }
 
 const LEDGER: listing::Bounds = listing::Bounds { default: 10_000, max: 100_000 };
 
 impl LedgerQuery {
+    fn order(&self) -> Result<LedgerOrder, HttpError> {
+        let Some(text) = self.order.as_deref() else { return Ok(LedgerOrder::default()) };
+        LedgerOrder::ALL.into_iter().find(|o| o.as_str() == text).ok_or_else(|| {
+            let shown: String = text.chars().take(32).collect();
+            HttpError::bad_request(
+                "invalid_query",
+                format!("order: expected oldest or newest, not {shown:?}"),
+            )
+        })
+    }
+
     fn after(&self) -> Result<Option<u64>, HttpError> {
         let Some(text) = listing::after(self.after.as_deref())? else { return Ok(None) };
         text.parse().map(Some).map_err(|_| {
@@ -46,7 +61,8 @@ impl LedgerQuery {
     }
 }
 
-/// The account's ledger, by id or name, oldest first; its amounts sum to the balance.
+/// The account's ledger, by id or name, oldest first (or newest first); its amounts sum to
+/// the balance.
 #[utoipa::path(
     tag = "accounts", operation_id = "get_ledger",
     params(("id" = String, Path, description = "Account id, or its name (an account token: its own)"), LedgerQuery),
@@ -65,14 +81,18 @@ async fn ledger(
     query: web::Query<LedgerQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let (limit, after) = (listing::limit(query.limit.as_deref(), LEDGER)?, query.after()?);
+    let order = query.order()?;
     let id = AccountId(id.into_inner());
     let account =
         state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
     let (store, id) = (state.store.clone(), account.account.id.clone());
     // One more than asked for says whether another page follows.
-    let items = super::blocking(move || store.ledger(&id, after, limit + 1)).await?;
+    let items = super::blocking(move || store.ledger(&id, order, after, limit + 1)).await?;
     let page = Page::of_one_more(items, limit);
     let path = format!("/v1/accounts/{}/ledger", account.account.id);
-    let query = [("limit", limit.to_string())];
+    let mut query = vec![("limit", limit.to_string())];
+    if order != LedgerOrder::default() {
+        query.push(("order", order.as_str().to_owned()));
+    }
     Ok(listing::answer(&path, &query, &page, entry_view, |e| e.id.to_string()))
 }

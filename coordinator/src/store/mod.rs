@@ -41,6 +41,28 @@ pub enum StoreError {
 /// What the store commits: the core's change set, as is.
 pub use crate::core::changes::Changes as Batch;
 
+/// Which end of an account's ledger a page starts from: the oldest entry (the default), or
+/// the newest, which a dashboard or a user checking recent charges wants without reading
+/// every older page first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LedgerOrder {
+    #[default]
+    Oldest,
+    Newest,
+}
+
+impl LedgerOrder {
+    pub const ALL: [LedgerOrder; 2] = [LedgerOrder::Oldest, LedgerOrder::Newest];
+
+    /// The name `?order=` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerOrder::Oldest => "oldest",
+            LedgerOrder::Newest => "newest",
+        }
+    }
+}
+
 /// Everything a restarting coordinator needs.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -117,9 +139,11 @@ pub trait Store: Send + Sync + 'static {
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// Up to `limit` of the account's ledger entries, oldest first, those after entry
     /// `after` when given.
+    /// An account's ledger entries in `order`, those past entry `after` in that order.
     fn ledger(
         &self,
         account: &AccountId,
+        order: LedgerOrder,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError>;

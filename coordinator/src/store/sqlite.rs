@@ -7,7 +7,7 @@ use super::credentials::{
 };
 use super::files::{private_dir, private_file, restrict};
 use super::messages::{self, MailOutcome, PendingMail};
-use super::{Batch, Loaded, Store, StoreError};
+use super::{Batch, LedgerOrder, Loaded, Store, StoreError};
 use crate::core::billing::{Account, LedgerEntry};
 use crate::core::cluster::{Event, PricePoint};
 use crate::core::deployment::Deployment;
@@ -354,15 +354,25 @@ impl Store for SqliteStore {
     fn ledger(
         &self,
         account: &AccountId,
+        order: LedgerOrder,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT body FROM ledger WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-        )?;
         // Entry ids start at 1; beyond i64 there are none.
-        let after = after.map_or(0, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let after = after.map(|a| i64::try_from(a).unwrap_or(i64::MAX));
+        let (sql, after) = match order {
+            LedgerOrder::Oldest => (
+                "SELECT body FROM ledger WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                after.unwrap_or(0),
+            ),
+            LedgerOrder::Newest => (
+                "SELECT body FROM ledger WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC \
+                 LIMIT ?3",
+                after.unwrap_or(i64::MAX),
+            ),
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt
             .query_map(params![account.as_str(), after, limit as i64], |r| r.get::<_, String>(0))?;
         rows.map(|body| from_json("ledger entry", &body?)).collect()

@@ -160,10 +160,12 @@ function clearError(from) {
 
 // ---- refreshing ----
 
-// The newest LEDGER_SHOWN entries of an account's ledger (served oldest first, in pages).
+// The newest LEDGER_SHOWN entries of an account's ledger, oldest first: one page asked
+// newest first, however long the ledger has grown.
 async function ledgerOf(id) {
-  const entries = await list("/v1/accounts/" + encodeURIComponent(id) + "/ledger?limit=1000");
-  return entries.slice(-LEDGER_SHOWN);
+  const path = "/v1/accounts/" + encodeURIComponent(id) + "/ledger?order=newest&limit=" + LEDGER_SHOWN;
+  const entries = await api("GET", path);
+  return entries.slice().reverse();
 }
 
 async function load() {
