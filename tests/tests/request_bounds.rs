@@ -198,7 +198,8 @@ fn autoscaling_and_schedule_cannot_pass_the_replica_bound() {
     let (status, created) = c.api.post("/v1/deployments", &body(json!({ "name": "svc" })));
     assert_eq!(status, 202, "{created}");
     let path = format!("/v1/deployments/{}", s(&created, "id"));
-    let policy = json!({ "min_replicas": 20_000, "max_replicas": 20_000, "target_rps_per_replica": 1 });
+    let policy =
+        json!({ "min_replicas": 20_000, "max_replicas": 20_000, "target_rps_per_replica": 1 });
     let refused = c.api.patch(&path, &json!({ "autoscaling": policy }));
     refused_naming(&refused, "autoscaling.max_replicas", "a PATCH past the bound");
     let (_, shown) = c.api.get(&path);
