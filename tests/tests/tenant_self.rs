@@ -84,3 +84,20 @@ fn the_newest_ledger_entries_come_first_when_asked() {
     assert_error(&refused, 400, Some("invalid_query"), "an unknown order");
     assert!(s(&refused.1["error"], "message").starts_with("order:"), "{}", refused.1);
 }
+
+/// Account names need not be unique: for the admin, a name two accounts share answers 409
+/// `ambiguous_name` with their ids (as a deployment name does), not a 404 that says no
+/// such account exists.
+#[test]
+fn a_name_two_accounts_share_is_ambiguous_for_the_admin() {
+    let c = cluster!();
+    let first = create_account(&c.api, "twin");
+    let second = create_account(&c.api, "twin");
+    let answer = c.api.get("/v1/accounts/twin");
+    assert_error(&answer, 409, Some("ambiguous_name"), "a shared name");
+    let message = s(&answer.1["error"], "message");
+    assert!(message.contains(&first.id) && message.contains(&second.id), "{message}");
+    assert_error(&c.api.get("/v1/accounts/twin/ledger"), 409, Some("ambiguous_name"), "ledger");
+    // Each account's own token still finds itself by the name.
+    assert_eq!(s(&first.api.get_ok("/v1/accounts/twin"), "id"), first.id);
+}

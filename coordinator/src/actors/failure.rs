@@ -28,6 +28,9 @@ pub enum Failure {
     /// Nor deployments.
     #[error("account {0} is overdue: pay to start new work")]
     OverdueForDeployments(AccountId),
+    /// The admin named accounts by a name several of them have.
+    #[error("account name {name:?} names {} accounts ({}): give an id", ids.len(), join(ids))]
+    AmbiguousAccountName { name: String, ids: Vec<AccountId> },
     /// The operator account is the coordinator's own and stays as configured.
     #[error("the operator account cannot be changed")]
     OperatorIsFixed,
@@ -59,4 +62,8 @@ impl fmt::Display for Missing {
             Missing::Snapshot(id) => write!(f, "snapshot {id}"),
         }
     }
+}
+
+fn join(ids: &[AccountId]) -> String {
+    ids.iter().map(AccountId::as_str).collect::<Vec<_>>().join(", ")
 }

@@ -81,15 +81,24 @@ impl ClusterActor {
         scope: &Scope,
         key: &AccountId,
     ) -> Result<&Account, Failure> {
-        let by_id = self.core.account(key).filter(|a| scope.may_see(&a.id));
-        let by_name = || match scope {
-            Scope::Account(own) => self.core.account(own).filter(|a| a.name == key.as_str()),
-            Scope::Admin => {
-                let mut named = self.core.accounts().filter(|a| a.name == key.as_str());
-                named.next().filter(|_| named.next().is_none())
+        if let Some(account) = self.core.account(key).filter(|a| scope.may_see(&a.id)) {
+            return Ok(account);
+        }
+        let by_name: Vec<&Account> = match scope {
+            Scope::Account(own) => {
+                self.core.account(own).filter(|a| a.name == key.as_str()).into_iter().collect()
             }
+            Scope::Admin => self.core.accounts().filter(|a| a.name == key.as_str()).collect(),
         };
-        by_id.or_else(by_name).ok_or_else(|| Failure::NotFound(Missing::Account(key.clone())))
+        match by_name.as_slice() {
+            [] => Err(Failure::NotFound(Missing::Account(key.clone()))),
+            [one] => Ok(one),
+            // Names are not unique: only the admin sees several, and must give an id.
+            many => Err(Failure::AmbiguousAccountName {
+                name: key.to_string(),
+                ids: many.iter().map(|a| a.id.clone()).collect(),
+            }),
+        }
     }
 
     fn host(&self, id: &HostId) -> Result<&Host, Failure> {

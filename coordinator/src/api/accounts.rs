@@ -181,6 +181,7 @@ async fn whoami(state: web::Data<AppState>, caller: Caller) -> Result<HttpRespon
         (status = 200, description = "The account", body = Account),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name several accounts have (ambiguous_name, the admin's): give an id", body = ErrorBody),
     )
 )]
 #[get("/accounts/{id}")]
@@ -237,6 +238,7 @@ fn payment_amount(text: &str) -> Result<Money, HttpError> {
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Admin only", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name several accounts have (ambiguous_name, the admin's): give an id", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
     )
@@ -265,6 +267,7 @@ async fn pay(
         (status = 201, description = "The account and its new token", body = AccountWithToken),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name several accounts have (ambiguous_name, the admin's): give an id", body = ErrorBody),
     )
 )]
 #[post("/accounts/{id}/token")]
@@ -323,7 +326,7 @@ struct ChangeBody {
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Admin only (disabled, quota, webhook_url)", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
-        (status = 409, description = "The operator account cannot be changed", body = ErrorBody),
+        (status = 409, description = "The operator account cannot be changed, or a name several accounts have (ambiguous_name, the admin's): give an id", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
     )

@@ -77,6 +77,9 @@ impl From<Failure> for HttpError {
             Failure::OverdueForInstances { .. } | Failure::OverdueForDeployments(_) => {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }
+            Failure::AmbiguousAccountName { .. } => {
+                HttpError::new(StatusCode::CONFLICT, "ambiguous_name", message)
+            }
             Failure::OperatorIsFixed => HttpError::conflict(message),
             Failure::UnknownCursor(_) => HttpError::bad_request("invalid_query", message),
             Failure::Store(_) => HttpError::internal(message),

@@ -71,6 +71,7 @@ impl LedgerQuery {
         (status = 400, description = "Invalid body or query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
+        (status = 409, description = "A name several accounts have (ambiguous_name, the admin's): give an id", body = ErrorBody),
     )
 )]
 #[get("/accounts/{id}/ledger")]
