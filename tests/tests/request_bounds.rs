@@ -206,4 +206,11 @@ fn autoscaling_and_schedule_cannot_pass_the_replica_bound() {
     assert_eq!(shown["replicas"], 1, "unchanged: {shown}");
     let refused = c.api.patch(&path, &json!({ "schedule": schedule }));
     refused_naming(&refused, "schedule[0].min_replicas", "a PATCHed schedule past the bound");
+    // A delay past what a clock holds read as none at all: scale-in at once.
+    let policy = json!({
+        "min_replicas": 1, "max_replicas": 2, "target_rps_per_replica": 1,
+        "scale_in_delay": "400000000years",
+    });
+    let refused = c.api.patch(&path, &json!({ "autoscaling": policy }));
+    refused_naming(&refused, "autoscaling.scale_in_delay", "a scale-in delay past a day");
 }

@@ -17,6 +17,9 @@ use serde_json::Value;
 /// Most replicas, or parallel runs of a job, one deployment may ask for.
 pub const MAX_REPLICAS: u32 = 10_000;
 
+/// The longest an autoscaler waits before scaling in.
+const MAX_SCALE_IN_DELAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Where and how an instance may run: GPUs, core and memory ranges, billing.
 pub fn spec(at: &str, body: &SpecBody, problems: &mut Problems) -> DeploymentSpec {
     DeploymentSpec {
@@ -228,7 +231,8 @@ pub fn scaling(
 }
 
 /// Autoscaling and a schedule set the replica count too: they are held to the bound
-/// `replicas` has, or a PATCH of them would pass it.
+/// `replicas` has, or a PATCH of them would pass it. The scale-in delay is bounded too: one
+/// past what a clock holds read as none at all.
 fn replica_bounds(
     policy: Option<&Autoscaling>,
     entries: &[ScheduledMinimum],
@@ -236,6 +240,9 @@ fn replica_bounds(
 ) {
     if policy.is_some_and(|p| p.max_replicas > MAX_REPLICAS) {
         problems.add(format!("autoscaling.max_replicas must be at most {MAX_REPLICAS}"));
+    }
+    if policy.is_some_and(|p| p.scale_in_delay > MAX_SCALE_IN_DELAY) {
+        problems.add("autoscaling.scale_in_delay must be at most 24h");
     }
     for (i, _) in entries.iter().enumerate().filter(|(_, e)| e.min_replicas > MAX_REPLICAS) {
         problems.add(format!("schedule[{i}].min_replicas must be at most {MAX_REPLICAS}"));
