@@ -61,8 +61,8 @@ start_service() {
     # its own group leaves the shared service (and the containers other tests run) alone.
     # From /: conmon needs the service's working directory, and the caller's (a test's
     # temporary directory, a checkout) may be deleted while the service lives on.
-    (cd / && setsid podman system service --time="$idle" "unix://$socket" \
-        >>"$dir/service.log" 2>&1 </dev/null 9>&- &)
+    (cd / && exec setsid podman system service --time="$idle" "unix://$socket" \
+        >>"$dir/service.log" 2>&1 </dev/null 9>&-) 9>&- &
     for _ in $(seq 1 200); do
         alive && return 0
         sleep 0.1
