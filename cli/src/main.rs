@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod deployment_request;
 mod dev;
+mod dev_ports;
 mod errors;
 mod output;
 mod request;
