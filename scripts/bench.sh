@@ -7,6 +7,8 @@
 #   scripts/bench.sh quick    smaller: 1,000 and 2,000 hosts, 10,000 instances (~3 min)
 #   KEEP=1 scripts/bench.sh   keeps the work dir (logs, data dirs) for a look afterwards
 #   STAGES="small big" scripts/bench.sh   runs only those stages (of: core small notice big)
+#   PROFILE=debug scripts/bench.sh quick  debug binaries: checks that every stage passes
+#                                         without a release build (figures not comparable)
 #
 # Stages (each bounded by timeouts):
 #   core     scheduler core alone (cargo bench scheduler): placements/s with 10,000 hosts
@@ -33,7 +35,13 @@ NOTICE_PROC=16 PER_FLEET=2000 WINDOW=20 CONCURRENCY=32
 
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-BIN="$ROOT/target/release"
+PROFILE="${PROFILE:-release}"
+case "$PROFILE" in
+release) CARGO_PROFILE=(--release) ;;
+debug) CARGO_PROFILE=() ;;
+*) echo "PROFILE must be release or debug" >&2 && exit 2 ;;
+esac
+BIN="$ROOT/target/$PROFILE"
 UTIL=(python3 "$ROOT/scripts/bench_util.py")
 ADMIN="bench-admin-$RANDOM$RANDOM"
 WORK="$(mktemp -d /tmp/gpuspot-bench.XXXXXX)"
@@ -67,7 +75,7 @@ print_table() {
     IFS='|' read -r m v t ok <<<"$r"
     printf '%-66s | %-14s | %-12s | %s\n' "$m" "$v" "$t" "$ok"
   done
-  printf '(%s mode, %s cores, %s GiB; %ds)\n' "$MODE" "$(nproc)" \
+  printf '(%s mode, %s binaries, %s cores, %s GiB; %ds)\n' "$MODE" "$PROFILE" "$(nproc)" \
     "$(awk '/MemTotal/ { printf "%d", $2 / 1048576 }' /proc/meminfo)" "$((SECONDS - START_TIME))"
 }
 
@@ -187,10 +195,10 @@ loadgen() { # COUNT BODY IDS_FILE
 body() { echo "{\"gpu\":{\"models\":[\"$1\"],\"count\":1},\"billing\":{\"mode\":\"regular\"},\"command\":[\"sleep\",\"infinity\"]}"; }
 
 build() {
-  log "building release binaries, the load generator and the scheduler bench"
-  cargo build --release --bins
-  cargo build --release -p gpuspot-coordinator --example loadgen
-  cargo bench -p gpuspot-coordinator --bench scheduler --no-run
+  log "building $PROFILE binaries, the load generator and the scheduler bench"
+  cargo build "${CARGO_PROFILE[@]}" --bins
+  cargo build "${CARGO_PROFILE[@]}" -p gpuspot-coordinator --example loadgen
+  [[ " ${STAGES:-core} " != *" core "* ]] || cargo bench -p gpuspot-coordinator --bench scheduler --no-run
 }
 
 stage_core() {
