@@ -250,8 +250,7 @@ fn service_pid(socket: &Path) -> Option<u32> {
         let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
         let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let serves =
-            args.iter().any(|a| *a == b"service") && args.iter().any(|a| *a == wanted.as_bytes());
+        let serves = args.iter().any(|a| *a == b"service") && args.contains(&wanted.as_bytes());
         serves.then_some(pid)
     })
 }
