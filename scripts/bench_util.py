@@ -75,8 +75,12 @@ def wait_running(url, token, ids_file, timeout):
     ids = set(open(ids_file).read().split())
     start = time.time()
     while time.time() - start < timeout:
-        states = [i["state"] for i in api(url, token, "/v1/instances") if i["id"] in ids]
-        if len(states) == len(ids) and all(s == "running" for s in states):
+        ours = [i for i in api(url, token, "/v1/instances") if i["id"] in ids]
+        ended = [i for i in ours if i["state"] in ("failed", "terminated")]
+        if ended:
+            i = ended[0]
+            sys.exit(f"{len(ended)} instances ended, e.g. {i['id']} {i['state']}: {i.get('reason')}")
+        if len(ours) == len(ids) and all(i["state"] == "running" for i in ours):
             return print(f"seconds={time.time() - start:.1f}")
         time.sleep(2)
     sys.exit(f"timed out after {timeout}s waiting for {len(ids)} instances to run")

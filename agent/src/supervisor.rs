@@ -209,7 +209,7 @@ impl Supervisor {
             restoring.cancelled = false;
             return None;
         }
-        if let Some(refusal) = serving::port_refusal(&id, &assignment.ports) {
+        if let Some(refusal) = self.port_refusal(&id, &assignment.ports) {
             return Some(refusal);
         }
         if let Some(snapshot) = assignment.snapshot.as_ref().and_then(|p| p.restore.clone()) {
@@ -222,7 +222,7 @@ impl Supervisor {
     /// or failed with why), or the refusal of a start whose host port was taken meanwhile.
     fn launch(&mut self, assignment: Assignment) -> Option<Followup> {
         let id = assignment.instance_id.clone();
-        if let Some(refusal) = serving::port_refusal(&id, &assignment.ports) {
+        if let Some(refusal) = self.port_refusal(&id, &assignment.ports) {
             self.release_data(&id);
             return Some(refusal);
         }

@@ -112,6 +112,12 @@ pub trait WorkloadRuntime: Send + Sync + 'static {
     fn exec(&self, instance_id: &InstanceId, spec: ExecSpec) -> Result<ExecSession, RuntimeError>;
     /// The guest runtimes this host offers, as reported in the hello.
     fn runtimes(&self) -> Vec<GuestRuntime>;
+    /// Whether its guests listen on real host ports: only then does the supervisor check
+    /// an assignment's ports before the start (a runtime without guests binds none, and
+    /// its checks would only race the other hosts of a fleet for the machine's ports).
+    fn binds_host_ports(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
