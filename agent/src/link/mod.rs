@@ -189,8 +189,14 @@ impl HostAgent {
         self.supervisor.stop_all();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
         while !self.supervisor.running_ids().is_empty() {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => drop(self.supervisor.on_runtime_event(event)),
+            let next = async {
+                tokio::select! {
+                    event = self.events.recv() => event.map(|e| drop(self.supervisor.on_runtime_event(e))),
+                    started = self.supervisor.next_started() => Some(drop(self.supervisor.started(started))),
+                }
+            };
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(Some(())) => {}
                 _ => break,
             }
         }
