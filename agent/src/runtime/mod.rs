@@ -24,6 +24,7 @@ mod record;
 mod sandbox;
 mod spawn;
 mod sweep;
+mod timing;
 pub mod uids;
 
 pub use cgroup::{Cgroups, InstanceCgroup, Limit, Share};
