@@ -71,9 +71,9 @@ def helpers(work, agent_bin):
             cmd = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
-        ours = work.encode() in cmd
-        if ours and (exe.startswith(os.path.realpath(agent_bin)) or "slirp4netns" in exe
-                     or "gpuspot" in exe):
+        # Helpers re-exec'd from the agent binary name no work dir: their binary tells.
+        agent = exe.startswith(os.path.realpath(agent_bin))
+        if agent or ("slirp4netns" in exe and work.encode() in cmd):
             found.append(int(pid))
     return found
 
@@ -163,7 +163,7 @@ def run(work, procs):
         open(profile, "w").write(f'name = "host-{h}"\nmodel = "H100"\ngpu_count = {PER_HOST}\n'
                                  f'gpu_memory_mib = 81920\ncpu_cores = {2 * PER_HOST}\n'
                                  f'memory_gib = {16 * PER_HOST}\n')
-        first = 42000 + h * (PER_HOST + 8)
+        first = 61000 + h * (PER_HOST + 8)
         agents.append(start(procs, f"agent-{h}", [os.path.join(BIN, "gpuspot-agent"),
                       "--coordinator", quic, "--simulate", profile, "--state-dir",
                       os.path.join(work, f"agent-{h}"), "--ports", f"{first}-{first + PER_HOST + 7}"],

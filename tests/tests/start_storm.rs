@@ -18,7 +18,8 @@ const SHOW: &str = "echo $$ > pid; echo UID=$(id -u); echo PIDNS=$(readlink /pro
                     echo BIG=$(fallocate -l 2G big 2>&1; echo $?); rm -f big; exec sleep 600";
 
 /// An agent for a simulated host of `gpus` H100s named `name`, with a host port for each
-/// guest (every process guest gets one) from `ports`, a range no other test's agents use.
+/// guest (every process guest gets one) from `ports`: above the kernel's ephemeral range
+/// (32768-60999), where no client socket takes one, and used by no other test.
 fn agent(c: &Cluster, name: &str, gpus: u32, ports: &str) -> ConfiguredAgent {
     let profile = c.write_profile(name, "H100", gpus, gpus * 2, gpus * 16);
     let config = format!("[ports]\nrange = {ports:?}\n");
@@ -83,7 +84,7 @@ fn memory_limit(cgroups: &str) -> Option<u64> {
 #[test]
 fn a_host_of_256_gpus_runs_256_process_guests_each_isolated() {
     let c = cluster!();
-    let agent = agent(&c, "big", 256, "41000-41299");
+    let agent = agent(&c, "big", 256, "61000-61299");
     let began = Instant::now();
     let ids = create(&c, 256, SHOW);
     let all: BTreeSet<String> = ids.iter().cloned().collect();
@@ -126,7 +127,7 @@ fn a_host_of_256_gpus_runs_256_process_guests_each_isolated() {
 #[test]
 fn an_agent_starting_500_guests_keeps_its_host_connected() {
     let c = cluster!();
-    let _agent = agent(&c, "busy", 512, "41400-41999");
+    let _agent = agent(&c, "busy", 512, "61400-61999");
     let ids = create(&c, 500, "exec sleep 600");
     let all: BTreeSet<String> = ids.into_iter().collect();
     let began = Instant::now();
