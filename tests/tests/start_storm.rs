@@ -1,11 +1,12 @@
 //! Start storms (DESIGN §14 "Cost of a start"): one simulated host of 256 GPUs runs 256
 //! one-GPU process guests, each still isolated (its own uid and PID namespace, its cgroup
 //! limits, its data disk limit, only its own processes in sight); an agent busy starting
-//! 500 guests keeps its host `connected` all along (the coordinator of these tests takes a
-//! host that is silent for 2 s for lost).
+//! 500 guests keeps its host `connected` all along, and so do 32 hosts of one fleet process
+//! starting 256 (the coordinator of these tests takes a host silent for 2 s for lost).
 
 use gpuspot_e2e::guest_limits::ConfiguredAgent;
 use gpuspot_e2e::guests::{host_pid_of, is_mount_point, value_of};
+use gpuspot_e2e::process::Proc;
 use gpuspot_e2e::{Cluster, binaries, cluster, request, s, sh, wait_until};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -139,4 +140,41 @@ fn an_agent_starting_500_guests_keeps_its_host_connected() {
     });
     eprintln!("500 guests running after {:?}", began.elapsed());
     assert_eq!(host_state(&c, "busy"), "connected");
+}
+
+/// The fleet case: many hosts in one agent process share its few threads, so a
+/// start that held one (synchronously, in a host's link loop) starved the other hosts'
+/// heartbeats and they were declared lost. 32 hosts of 8 GPUs start 256 guests; none is
+/// ever anything but `connected`.
+#[test]
+fn a_fleet_of_hosts_starting_256_guests_loses_no_host() {
+    let c = cluster!();
+    let profile = c.write_profile("fleet", "H100", 8, 16, 128);
+    let mut command = std::process::Command::new(binaries!().agent);
+    command
+        .args(["fleet", "--hosts", "32", "--link-timeout", "3s", "--coordinator"])
+        .arg(c.coordinator.quic.to_string())
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--state-dir")
+        .arg(c.dir().join("fleet"))
+        .env("GPUSPOT_JOIN_TOKEN", c.join_token_for(32));
+    let _fleet = Proc::spawn("fleet", command, &c.dir().join("fleet.log"));
+    let hosts = || c.api.hosts().into_iter().filter(|h| s(h, "hostname").starts_with("fleet-"));
+    wait_until(Duration::from_secs(60), "32 fleet hosts to connect", || {
+        let n = hosts().filter(|h| s(h, "state") == "connected").count();
+        if n == 32 { Ok(()) } else { Err(format!("{n} of 32 connected")) }
+    });
+    let ids: BTreeSet<String> = create(&c, 256, "exec sleep 600").into_iter().collect();
+    let began = Instant::now();
+    wait_until(Duration::from_secs(300), "256 guests to run, every host connected", || {
+        let lost: Vec<String> = hosts()
+            .filter(|h| s(h, "state") != "connected")
+            .map(|h| format!("{} {}", s(&h, "hostname"), s(&h, "state")))
+            .collect();
+        assert!(lost.is_empty(), "hosts not connected while starting guests: {lost:?}");
+        let n = running(&c, &ids)?;
+        if n == 256 { Ok(()) } else { Err(format!("{n} of 256 run")) }
+    });
+    eprintln!("256 guests on 32 hosts running after {:?}", began.elapsed());
 }

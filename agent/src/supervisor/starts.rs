@@ -89,7 +89,17 @@ impl StartJob {
         {
             tracing::warn!(instance = %id, %error, "cannot prepare the data dir");
         }
-        self.runtime.start(self.spec)?;
+        let data_dir = self.spec.data_dir.clone();
+        if let Err(error) = self.runtime.start(self.spec) {
+            // Released here, before the refusal is reported: the coordinator's retry of
+            // this very instance may start at once, and must not meet a deletion.
+            if matches!(error, RuntimeError::PortBusy { .. })
+                && let Err(e) = crate::runtime::disk::release(&data_dir)
+            {
+                tracing::warn!(instance = %id, error = %e, "cannot delete a data dir");
+            }
+            return Err(error);
+        }
         records::save(&self.instance_dir, &self.assignment);
         tracing::debug!(instance = %id, took_us = began.elapsed().as_micros() as u64, "start");
         Ok(())
@@ -137,10 +147,12 @@ impl Supervisor {
         let Started { id, result } = started;
         let Some(starting) = self.starting.remove(&id) else { return Vec::new() };
         if let Err(e) = result {
-            self.release_data(&id);
             if let RuntimeError::PortBusy { port, .. } = e {
+                // Its data dir is gone already (see `StartJob::run`); its socket dir stays
+                // for the retry.
                 return vec![serving::refusal(&id, port, &e)];
             }
+            self.release_data(&id);
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
             let state = WorkloadState::Failed { message: e.to_string() };
             self.remember_finished(id.clone(), state, starting.log, None);
