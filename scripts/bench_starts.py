@@ -9,6 +9,7 @@ guests, their mounts and the processes started here.
 
     scripts/bench_starts.sh [HOSTS] [GUESTS_PER_HOST]      (default 1 x 256)
     BIN=/path/to/target/debug scripts/bench_starts.sh       (other binaries: a baseline)
+    ROUNDS=1 scripts/bench_starts.sh 8 256                   (only the round on an empty pool)
 """
 import json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 import urllib.request
@@ -78,14 +79,23 @@ def helpers(work, agent_bin):
     return found
 
 
+BY_KIND = {}
+
+
 def usage(pids):
+    """CPU and PSS of `pids` in all; the PSS by process name goes to BY_KIND."""
     cpu = mem = 0
+    BY_KIND.clear()
     for pid in pids:
         try:
             cpu += cpu_s(pid)
-            mem += pss_kib(pid)
+            pss = pss_kib(pid)
+            kind = open(f"/proc/{pid}/comm").read().strip()
         except (OSError, StopIteration):
-            pass
+            continue
+        mem += pss
+        n, total = BY_KIND.get(kind, (0, 0))
+        BY_KIND[kind] = (n + 1, total + pss)
     return cpu, mem
 
 
@@ -177,7 +187,8 @@ def run(work, procs):
         time.sleep(0.5)
     time.sleep(2)
     failed = False
-    for label in ("first round (empty disk pool)", "second round (disks reused)"):
+    labels = ("first round (empty disk pool)", "second round (disks reused)")
+    for label in labels[: int(os.environ.get("ROUNDS", "2"))]:
         failed |= storm(url, work, agents, label)
         stop_all(url)
     if failed:
@@ -238,6 +249,8 @@ def storm(url, work, agents, label):
     hcpu, hmem = (a - b for a, b in zip(helpers_after, helpers_before))
     print(f"agents with their helpers ({len(found)} processes: watchers, inits, network "
           f"helpers): CPU per start {hcpu / n * 1000:.1f} ms, memory (PSS) per guest {hmem / n:.0f} KiB")
+    kinds = ", ".join(f"{k} x{n}: {t / n:.0f}" for k, (n, t) in sorted(BY_KIND.items()))
+    print(f"  PSS KiB per process by kind: {kinds}")
     print(f"hosts ever not connected: {sorted(lost) or 'none'}")
     logs = [open(os.path.join(work, f"agent-{h}.log")).read()[logs_before[h]:] for h in range(HOSTS)]
     for name, (wall, cpu, k) in steps(logs).items():
