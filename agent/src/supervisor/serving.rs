@@ -142,7 +142,7 @@ mod tests {
         assignment.ports = vec![PortMapping { host: port, guest: None }];
         assignment.snapshot = None;
         let followup = supervisor.start(assignment);
-        assert!(matches!(followup, Some(Followup::Report(_))), "{followup:?}");
+        assert!(matches!(followup.as_slice(), [Followup::Report(_)]), "{followup:?}");
         assert_eq!(runtime.started().len(), 1, "started on a port another program holds");
     }
 }
