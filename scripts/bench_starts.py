@@ -15,6 +15,9 @@ import json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_util  # noqa: E402  (its Link-page reader)
+
 HOSTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 PER_HOST = int(sys.argv[2]) if len(sys.argv) > 2 else 256
 BIN = os.environ.get("BIN", os.path.join(os.path.dirname(__file__), "..", "target", "debug"))
@@ -33,12 +36,17 @@ list_price = "2.58"
 
 
 def api(url, path, body=None, timeout=60):
+    """POST `body`, or GET `path` (a list read to its end through its `Link` pages)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method="POST" if data else "GET")
-    req.add_header("Authorization", f"Bearer {ADMIN}")
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+    answer = None
+    while path:
+        req = urllib.request.Request(url + path, data=data, method="POST" if data else "GET")
+        req.add_header("Authorization", f"Bearer {ADMIN}")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            page, path = json.loads(r.read()), bench_util.next_page(r.headers.get("Link"))
+        answer = page if answer is None or data else answer + page
+    return answer
 
 
 def items(answer):
