@@ -7,6 +7,8 @@
 #   scripts/bench.sh quick    smaller: 1,000 and 2,000 hosts, 10,000 instances (~3 min)
 #   KEEP=1 scripts/bench.sh   keeps the work dir (logs, data dirs) for a look afterwards
 #   STAGES="small big" scripts/bench.sh   runs only those stages (of: core small notice big)
+#   PROFILE=debug scripts/bench.sh quick  debug binaries: checks that every stage passes
+#                                         without a release build (figures not comparable)
 #
 # Stages (each bounded by timeouts):
 #   core     scheduler core alone (cargo bench scheduler): placements/s with 10,000 hosts
@@ -18,7 +20,10 @@
 #   big      coordinator + fleets of 10,000 fake hosts: join, CPU/RSS/heartbeats, API at that
 #            scale while creating 50,000 instances, then SIGKILL + restart on the same data dir
 #            and ports until every host is connected and every instance still running
-set -euo pipefail
+#
+# A wait that times out, or an instance that fails, ends the run at once: non-zero exit,
+# naming the stage and what it waited for.
+set -Eeuo pipefail
 
 MODE="${1:-full}"
 case "$MODE" in
@@ -30,15 +35,34 @@ NOTICE_PROC=16 PER_FLEET=2000 WINDOW=20 CONCURRENCY=32
 
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-BIN="$ROOT/target/release"
+PROFILE="${PROFILE:-release}"
+case "$PROFILE" in
+release) CARGO_PROFILE=(--release) ;;
+debug) CARGO_PROFILE=() ;;
+*) echo "PROFILE must be release or debug" >&2 && exit 2 ;;
+esac
+BIN="$ROOT/target/$PROFILE"
 UTIL=(python3 "$ROOT/scripts/bench_util.py")
 ADMIN="bench-admin-$RANDOM$RANDOM"
 WORK="$(mktemp -d /tmp/gpuspot-bench.XXXXXX)"
 PIDS=()
 ROWS=()
+AWAITED=
 START_TIME=$SECONDS
+STAGE=setup
 
 log() { printf '[bench %4ds] %s\n' "$((SECONDS - START_TIME))" "$*" >&2; }
+fail() { log "FAILED in stage $STAGE: $*" && exit 1; }
+trap 'log "FAILED in stage $STAGE: line $LINENO: $BASH_COMMAND exited $?"' ERR
+
+# await WHAT UTIL-COMMAND ARGS...: runs a bench_util wait in this shell (not in a command
+# substitution, where its failure would be lost) and sets AWAITED to its output; ends the run
+# naming the stage and WHAT when it timed out or an instance failed.
+await() {
+  local what="$1"
+  shift
+  AWAITED="$("${UTIL[@]}" "$@" 2>&1)" || fail "$what: $AWAITED"
+}
 kv() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 met() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print (ok ? "yes" : "NO") }'; }
 row() { ROWS+=("$1|$2|$3|$4"); }
@@ -51,7 +75,7 @@ print_table() {
     IFS='|' read -r m v t ok <<<"$r"
     printf '%-66s | %-14s | %-12s | %s\n' "$m" "$v" "$t" "$ok"
   done
-  printf '(%s mode, %s cores, %s GiB; %ds)\n' "$MODE" "$(nproc)" \
+  printf '(%s mode, %s binaries, %s cores, %s GiB; %ds)\n' "$MODE" "$PROFILE" "$(nproc)" \
     "$(awk '/MemTotal/ { printf "%d", $2 / 1048576 }' /proc/meminfo)" "$((SECONDS - START_TIME))"
 }
 
@@ -100,7 +124,7 @@ cleanup() {
   [ "${#reversed[@]}" -eq 0 ] || stop "${reversed[@]}"
   sweep_guests || true
   print_table
-  [ "$status" -eq 0 ] || echo "bench: FAILED (exit $status)" >&2
+  [ "$status" -eq 0 ] || echo "bench: FAILED in stage $STAGE (exit $status)" >&2
   if [ -n "${KEEP:-}" ]; then echo "bench: work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$status"
 }
@@ -142,7 +166,7 @@ coordinator() {
     --config "$2" --data-dir "$C_DATA" --http "${3:-127.0.0.1:0}" --quic "${4:-127.0.0.1:0}"
   C_PID=$LAST_PID
   for _ in $(seq 1 120); do [ -s "$C_DATA/endpoints.json" ] && break; sleep 0.25; done
-  [ -s "$C_DATA/endpoints.json" ] || { log "coordinator $1 did not start" && exit 1; }
+  [ -s "$C_DATA/endpoints.json" ] || fail "coordinator $1 did not start (see $WORK/$1.log)"
   C_URL="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$C_DATA/endpoints.json")"
   C_QUIC="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["quic"])' "$C_DATA/endpoints.json")"
   for _ in $(seq 1 60); do curl -sf "$C_URL/healthz" >/dev/null && break; sleep 0.25; done
@@ -171,13 +195,14 @@ loadgen() { # COUNT BODY IDS_FILE
 body() { echo "{\"gpu\":{\"models\":[\"$1\"],\"count\":1},\"billing\":{\"mode\":\"regular\"},\"command\":[\"sleep\",\"infinity\"]}"; }
 
 build() {
-  log "building release binaries, the load generator and the scheduler bench"
-  cargo build --release --bins
-  cargo build --release -p gpuspot-coordinator --example loadgen
-  cargo bench -p gpuspot-coordinator --bench scheduler --no-run
+  log "building $PROFILE binaries, the load generator and the scheduler bench"
+  cargo build "${CARGO_PROFILE[@]}" --bins
+  cargo build "${CARGO_PROFILE[@]}" -p gpuspot-coordinator --example loadgen
+  [[ " ${STAGES:-core} " != *" core "* ]] || cargo bench -p gpuspot-coordinator --bench scheduler --no-run
 }
 
 stage_core() {
+  STAGE=core
   log "core: scheduler alone, 10,000 hosts"
   local out
   out="$(timeout 300 cargo bench -q -p gpuspot-coordinator --bench scheduler -- --hosts 10000 | grep placements_per_s)"
@@ -188,6 +213,7 @@ stage_core() {
 }
 
 stage_small() {
+  STAGE=small
   log "small: $SMALL fleet hosts + one real agent"
   coordinator small "$WORK/load.toml"
   sleep 2
@@ -195,12 +221,13 @@ stage_small() {
   base="$(kv "$("${UTIL[@]}" rss "$C_PID")" rss_kib)"
   fleets small h100 fake "$SMALL"
   local joined
-  joined="$(kv "$("${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((SMALL * 8)) 180)" seconds)"
+  await "$SMALL hosts joined" wait-available "$C_URL" "$ADMIN" $((SMALL * 8)) 180
+  joined="$(kv "$AWAITED" seconds)"
   row "$SMALL hosts joined and connected (s)" "$joined" "-" "-"
   GPUSPOT_JOIN_TOKEN="$C_TOKEN" start agent-a env RUST_LOG=warn "$BIN/gpuspot-agent" --coordinator "$C_QUIC" \
     --simulate "$ROOT/config/hosts/host-a.toml" --state-dir "$WORK/agent-a" --hostname bench-agent-a
   local agent=$LAST_PID
-  "${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((SMALL * 8 + 8)) 60 >/dev/null
+  await "the real agent joined" wait-available "$C_URL" "$ADMIN" $((SMALL * 8 + 8)) 60
   sleep 5
   log "small: measuring for ${WINDOW}s"
   local w
@@ -238,10 +265,11 @@ api_rate() {
   local out rate
   out="$(loadgen "$1" "$(body H100)" "$WORK/ids-$2.txt")"
   log "$out"
-  [ "$(kv "$out" failed)" = 0 ] || { log "API: some requests failed" && exit 1; }
+  [ "$(kv "$out" failed)" = 0 ] || fail "API: some requests failed: $out"
   rate="$(kv "$out" per_s)"
   local ran
-  ran="$(kv "$("${UTIL[@]}" wait-running "$C_URL" "$ADMIN" "$WORK/ids-$2.txt" 300)" seconds)"
+  await "API: all $1 instances running" wait-running "$C_URL" "$ADMIN" "$WORK/ids-$2.txt" 300
+  ran="$(kv "$AWAITED" seconds)"
   log "API: all $1 running ${ran}s after the last 202"
   if [ "$2" = "$SMALL" ]; then
     row "API placements/s, end to end ($2 hosts; all reached running)" "$rate" ">= 2000" "$(met "$rate" '>=' 2000)"
@@ -251,6 +279,7 @@ api_rate() {
 }
 
 stage_notice() {
+  STAGE=notice
   local hosts=$((NOTICE_FAKE + NOTICE_PROC))
   log "notice: $NOTICE_FAKE fake A100 hosts + $NOTICE_PROC process-runtime H100 hosts"
   coordinator notice "$WORK/notice.toml"
@@ -258,12 +287,12 @@ stage_notice() {
   local fake=("${F_PIDS[@]}")
   fleets nproc h100 process "$NOTICE_PROC"
   local proc=("${F_PIDS[@]}")
-  "${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((hosts * 8)) 180 >/dev/null
+  await "$hosts hosts joined" wait-available "$C_URL" "$ADMIN" $((hosts * 8)) 180
   loadgen $((NOTICE_FAKE * 4)) "$(body A100)" "$WORK/ids-notice.txt" >/dev/null
-  "${UTIL[@]}" wait-running "$C_URL" "$ADMIN" "$WORK/ids-notice.txt" 120 >/dev/null
+  await "the fake hosts' instances running" wait-running "$C_URL" "$ADMIN" "$WORK/ids-notice.txt" 120
   local out p50 p99
   out="$(timeout 300 python3 "$ROOT/scripts/bench_notice.py" --attach "$C_URL" --token "$ADMIN" \
-    --model H100 --count $((NOTICE_PROC * 8)) --notice-s 20)"
+    --model H100 --count $((NOTICE_PROC * 8)) --notice-s 20)" || fail "bench_notice.py: $out"
   log "$out"
   p50="$(kv "$out" notice_p50_ms)"
   p99="$(kv "$out" notice_p99_ms)"
@@ -273,13 +302,15 @@ stage_notice() {
 }
 
 stage_big() {
+  STAGE=big
   log "big: $BIG fleet hosts"
   coordinator big "$WORK/load.toml"
   sleep 2
   local base joined
   base="$(kv "$("${UTIL[@]}" rss "$C_PID")" rss_kib)"
   fleets big h100 fake "$BIG"
-  joined="$(kv "$("${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((BIG * 8)) 420)" seconds)"
+  await "$BIG hosts joined" wait-available "$C_URL" "$ADMIN" $((BIG * 8)) 420
+  joined="$(kv "$AWAITED" seconds)"
   row "$BIG hosts joined and connected (s)" "$joined" "-" "-"
   sleep 5
   log "big: measuring for ${WINDOW}s"
@@ -293,6 +324,7 @@ stage_big() {
 }
 
 restart() {
+  STAGE=restart
   log "restart: SIGKILL the coordinator, start it again on the same data dir and ports"
   local http="${C_URL#http://}" quic="$C_QUIC"
   kill -KILL -- "-$C_PID"
@@ -301,8 +333,8 @@ restart() {
   coordinator big "$WORK/load.toml" "$http" "$quic"
   # Free units first (cheap to poll), then every host connected (a lost host's full units
   # would look the same), then every instance still running.
-  "${UTIL[@]}" wait-available "$C_URL" "$ADMIN" $((BIG * 8 - BIG_INSTANCES)) 300 >/dev/null || true
-  "${UTIL[@]}" wait-hosts "$C_URL" "$ADMIN" "$BIG" 120 >/dev/null || true
+  await "the instances' units taken again" wait-available "$C_URL" "$ADMIN" $((BIG * 8 - BIG_INSTANCES)) 300
+  await "$BIG hosts connected again" wait-hosts "$C_URL" "$ADMIN" "$BIG" 120
   local total=$((SECONDS - t0))
   local hosts inst
   hosts="$("${UTIL[@]}" hosts "$C_URL" "$ADMIN")"
@@ -311,6 +343,7 @@ restart() {
   local ok=yes
   [ "$(kv "$hosts" connected)" = "$BIG" ] && [ "$(kv "$inst" running)" = "$BIG_INSTANCES" ] || ok=NO
   row "restart: $BIG hosts back, $BIG_INSTANCES instances running (s)" "$total" "-" "$ok"
+  [ "$ok" = yes ] || fail "after the restart: $hosts; $inst"
 }
 
 main() {

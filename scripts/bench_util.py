@@ -12,16 +12,27 @@
         the window, and heartbeats/s sent by the fleets whose state dirs are given
   rss PID                                  VmRSS in KiB
 Every command prints `key=value` pairs on one line."""
-import json, os, sys, time, urllib.request
+import json, os, re, sys, time, urllib.request
 
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def next_page(link):
+    """The path of a `Link: <PATH>; rel="next"` header (lists come a page at a time), or None."""
+    match = re.match(r'\s*<([^>]+)>;\s*rel="next"', link or "")
+    return match.group(1) if match else None
+
+
 def api(url, token, path, timeout=120):
-    req = urllib.request.Request(url + path)
-    req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+    """GET `path`; a list is read to its end, following the `Link` pages."""
+    answer = None
+    while path:
+        req = urllib.request.Request(url + path)
+        req.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            page, path = json.loads(r.read()), next_page(r.headers.get("Link"))
+        answer = page if answer is None else answer + page
+    return answer
 
 
 def rss_kib(pid):
@@ -75,8 +86,12 @@ def wait_running(url, token, ids_file, timeout):
     ids = set(open(ids_file).read().split())
     start = time.time()
     while time.time() - start < timeout:
-        states = [i["state"] for i in api(url, token, "/v1/instances") if i["id"] in ids]
-        if len(states) == len(ids) and all(s == "running" for s in states):
+        ours = [i for i in api(url, token, "/v1/instances") if i["id"] in ids]
+        ended = [i for i in ours if i["state"] in ("failed", "terminated")]
+        if ended:
+            i = ended[0]
+            sys.exit(f"{len(ended)} instances ended, e.g. {i['id']} {i['state']}: {i.get('reason')}")
+        if len(ours) == len(ids) and all(i["state"] == "running" for i in ours):
             return print(f"seconds={time.time() - start:.1f}")
         time.sleep(2)
     sys.exit(f"timed out after {timeout}s waiting for {len(ids)} instances to run")

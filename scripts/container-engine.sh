@@ -59,8 +59,10 @@ start_service() {
     rm -f "$socket"
     # setsid: the service is not in the caller's process group, so a test harness that kills
     # its own group leaves the shared service (and the containers other tests run) alone.
-    setsid podman system service --time="$idle" "unix://$socket" \
-        >>"$dir/service.log" 2>&1 </dev/null 9>&- &
+    # From /: conmon needs the service's working directory, and the caller's (a test's
+    # temporary directory, a checkout) may be deleted while the service lives on.
+    (cd / && exec setsid podman system service --time="$idle" "unix://$socket" \
+        >>"$dir/service.log" 2>&1 </dev/null 9>&-) 9>&- &
     for _ in $(seq 1 200); do
         alive && return 0
         sleep 0.1

@@ -99,6 +99,8 @@ impl Args {
 
 /// Entry point of the `gpuspot-agent` binary.
 pub fn main() -> ExitCode {
+    // A guest's watcher or init re-exec'd from the agent binary: none of the rest.
+    crate::runtime::spawn_helper_main();
     // Before any thread exists, and before anything the agent starts could inherit it.
     let token_from_env = crate::join_token::take_from_env();
     gpuspot_common::pki::install_crypto_provider();

@@ -53,6 +53,27 @@ pub struct FleetArgs {
     /// How many hosts may join or handshake at the same time
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Host ports for the guests, FIRST-LAST. The hosts share this machine: with the process
+    /// runtime each gets its own equal part of the range; fake hosts bind no port and each
+    /// offers all of it
+    #[arg(long, value_name = "FIRST-LAST", default_value = "20000-32767",
+          value_parser = crate::config::parse_port_range)]
+    pub ports: (u16, u16),
+}
+
+/// The ports host `nth` (0-based) of a fleet of `hosts` offers its guests: its own part of
+/// `range` when guests bind real ports (parts wrap around when there are more hosts than
+/// ports; the coordinator retries a port another host holds), else all of it.
+fn host_ports(range: (u16, u16), binds: bool, hosts: usize, nth: usize) -> (u16, u16) {
+    let (first, last) = range;
+    if !binds {
+        return range;
+    }
+    let len = usize::from(last - first) + 1;
+    let per = (len / hosts.max(1)).max(1);
+    let start = first as usize + (nth * per) % len;
+    let end = (start + per - 1).min(usize::from(last));
+    (start as u16, end as u16)
 }
 
 /// The hostname of fleet host `index`: `<profile name or "sim">-NNNNN`.
@@ -88,7 +109,9 @@ async fn fleet(
     for index in args.first..args.first + args.hosts {
         let name = hostname(&profile, index);
         let host_dir = state_dir.join(format!("host-{index:05}"));
-        let settings = host_settings(&args, token.clone(), &host_dir, &name)?;
+        let binds = args.runtime != RuntimeKind::Fake;
+        let ports = host_ports(args.ports, binds, args.hosts, index - args.first);
+        let settings = host_settings(&args, token.clone(), &host_dir, &name, ports)?;
         crate::config::create_private_dir(&host_dir)
             .with_context(|| format!("creating {}", host_dir.display()))?;
         let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
@@ -128,6 +151,7 @@ fn host_settings(
     join_token: Option<String>,
     host_dir: &Path,
     name: &str,
+    (first, last): (u16, u16),
 ) -> anyhow::Result<crate::config::AgentSettings> {
     let raw = RawAgentConfig {
         coordinator: Some(args.coordinator.clone()),
@@ -141,7 +165,7 @@ fn host_settings(
         logs: Default::default(),
         containers: Default::default(),
         process: Default::default(),
-        ports: Default::default(),
+        ports: crate::config::RawPorts { range: Some(format!("{first}-{last}")), address: None },
         metrics: None,
     };
     Ok(raw.validate()?)
@@ -240,13 +264,31 @@ mod tests {
             link_timeout: Some(Duration::from_secs(9)),
             first: 1,
             concurrency: 4,
+            ports: (30_000, 30_009),
         };
-        let settings =
-            host_settings(&args, Some("t".into()), Path::new("/tmp/fleet/host-00001"), "sim-00001")
-                .expect("settings");
+        let dir = Path::new("/tmp/fleet/host-00001");
+        let settings = host_settings(&args, Some("t".into()), dir, "sim-00001", (30_000, 30_004))
+            .expect("settings");
+        assert_eq!(settings.network.ports, (30_000, 30_004));
         assert_eq!(settings.join_token.as_deref(), Some("t"));
         assert_eq!(settings.link_timeout, Duration::from_secs(9));
         assert_eq!(settings.socket_dir, PathBuf::from("/tmp/fleet/host-00001/sock"));
         assert_eq!(settings.hostname.as_deref(), Some("sim-00001"));
+    }
+
+    #[test]
+    fn hosts_whose_guests_bind_ports_get_parts_of_the_range_of_their_own() {
+        let range = (20_000, 20_999);
+        assert_eq!(host_ports(range, false, 250, 7), range, "fake hosts bind none: all of it");
+        let parts: Vec<_> = (0..4).map(|n| host_ports(range, true, 4, n)).collect();
+        assert_eq!(
+            parts,
+            vec![(20_000, 20_249), (20_250, 20_499), (20_500, 20_749), (20_750, 20_999)]
+        );
+        assert_eq!(
+            host_ports((20_000, 20_002), true, 5, 4),
+            (20_001, 20_001),
+            "more hosts than ports wrap"
+        );
     }
 }

@@ -111,7 +111,8 @@ pub fn try_host_agent_with(
             settings.state_dir.clone(),
             settings.socket_dir.clone(),
         )
-        .with_log_limit(settings.log_max_bytes, log_poll),
+        .with_log_limit(settings.log_max_bytes, log_poll)
+        .with_start_workers(crate::supervisor::StartWorkers::for_host()),
         events,
         snapshots: Default::default(),
         log_poll,

@@ -19,15 +19,17 @@ mod logs;
 mod records;
 mod serving;
 mod snapshots;
+mod starts;
 #[cfg(test)]
 mod tests;
 
 pub use snapshots::Followup;
+pub use starts::{StartWorkers, Started};
 
 use logs::LogTail;
 
 use crate::metadata::MetadataServer;
-use crate::runtime::{DataDisks, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, GuestMetadata, InstanceReport, ReadinessProbe, SnapshotPlan,
@@ -71,6 +73,10 @@ pub struct Supervisor {
     finished: BTreeMap<InstanceId, Finished>,
     /// Assignments waiting for their snapshot to be restored before they start.
     restoring: BTreeMap<InstanceId, snapshots::Restoring>,
+    /// Workloads whose start runs on a worker.
+    starting: BTreeMap<InstanceId, starts::Starting>,
+    /// Where starts run; `None`: inline, on the caller's thread.
+    workers: Option<StartWorkers>,
     /// Output each instance keeps on disk (`[logs] max_bytes`).
     log_max_bytes: u64,
     /// How often a running workload's log is capped besides every read; `None`: only reads.
@@ -103,6 +109,8 @@ impl Supervisor {
             running: BTreeMap::new(),
             finished: BTreeMap::new(),
             restoring: BTreeMap::new(),
+            starting: BTreeMap::new(),
+            workers: None,
             log_max_bytes: gpuspot_common::logcap::DEFAULT_MAX_BYTES,
             log_cap_every: None,
             disks: DataDisks::detect(),
@@ -114,6 +122,12 @@ impl Supervisor {
     /// Where data dirs are size-limited (default: where the host allows).
     pub fn with_data_disks(mut self, disks: DataDisks) -> Self {
         self.disks = disks;
+        self
+    }
+
+    /// Runs starts on `workers`, off the caller's loop (see [`starts`]).
+    pub fn with_start_workers(mut self, workers: StartWorkers) -> Self {
+        self.workers = Some(workers);
         self
     }
 
@@ -135,6 +149,7 @@ impl Supervisor {
         let running = self
             .running
             .keys()
+            .chain(self.starting.keys())
             .map(|id| InstanceReport { instance_id: id.clone(), state: WorkloadState::Running });
         let finished = self.finished.iter().map(|(id, f)| InstanceReport {
             instance_id: id.clone(),
@@ -162,8 +177,9 @@ impl Supervisor {
         self.running.len()
     }
 
+    /// What runs or is starting.
     pub fn running_ids(&self) -> Vec<InstanceId> {
-        self.running.keys().cloned().collect()
+        self.running.keys().chain(self.starting.keys()).cloned().collect()
     }
 
     fn instance_dir(&self, id: &InstanceId) -> PathBuf {
@@ -194,37 +210,43 @@ impl Supervisor {
     /// Starts an assignment unless it already runs (then only its metadata is refreshed).
     /// Returns the report to send (running, or failed with why), or the snapshot to restore
     /// first, after which [`Supervisor::restored`] starts it.
-    pub fn start(&mut self, assignment: Assignment) -> Option<Followup> {
+    pub fn start(&mut self, assignment: Assignment) -> Vec<Followup> {
         let id = assignment.instance_id.clone();
         if let Some(workload) = self.running.get_mut(&id) {
             workload.metadata.send_replace(assignment.metadata);
             workload.log.sent = assignment.log_offset;
-            return None;
+            return Vec::new();
+        }
+        if let Some(starting) = self.starting.get_mut(&id) {
+            starting.metadata.send_replace(assignment.metadata);
+            starting.log.sent = assignment.log_offset;
+            return Vec::new();
         }
         if self.finished.contains_key(&id) {
-            return None;
+            return Vec::new();
         }
         if let Some(restoring) = self.restoring.get_mut(&id) {
             restoring.assignment = assignment;
             restoring.cancelled = false;
-            return None;
+            return Vec::new();
         }
-        if let Some(refusal) = serving::port_refusal(&id, &assignment.ports) {
-            return Some(refusal);
+        if let Some(refusal) = self.port_refusal(&id, &assignment.ports) {
+            return vec![refusal];
         }
         if let Some(snapshot) = assignment.snapshot.as_ref().and_then(|p| p.restore.clone()) {
-            return Some(Followup::Restore(self.begin_restore(assignment, snapshot)));
+            return vec![Followup::Restore(self.begin_restore(assignment, snapshot))];
         }
         self.launch(assignment)
     }
 
-    /// Starts the command of an assignment whose data dir is ready: its report (running,
-    /// or failed with why), or the refusal of a start whose host port was taken meanwhile.
-    fn launch(&mut self, assignment: Assignment) -> Option<Followup> {
+    /// Starts the command of an assignment whose data dir is ready (see [`starts`]): its
+    /// report (running, or failed with why), or the refusal of a start whose host port was
+    /// taken meanwhile, now or once a worker has started it.
+    fn launch(&mut self, assignment: Assignment) -> Vec<Followup> {
         let id = assignment.instance_id.clone();
-        if let Some(refusal) = serving::port_refusal(&id, &assignment.ports) {
+        if let Some(refusal) = self.port_refusal(&id, &assignment.ports) {
             self.release_data(&id);
-            return Some(refusal);
+            return vec![refusal];
         }
         let spec = self.spec(&assignment);
         let (metadata, watcher) = watch::channel(assignment.metadata.clone());
@@ -233,42 +255,28 @@ impl Supervisor {
             Err(e) => {
                 self.release_data(&id);
                 let message = format!("cannot open the metadata socket: {e}");
-                return Some(Followup::Report(failed(&id, message)));
+                return vec![Followup::Report(failed(&id, message))];
             }
         };
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
-        // A container gets its data disk here, to bind-mount it; the process runtime makes
-        // its guests' own (and the fake one needs none).
-        if spec.image.is_some()
-            && let Err(error) = self.disks.prepare(&data_dir, spec.data_disk_gib)
-        {
-            tracing::warn!(instance = %id, %error, "cannot prepare the data dir");
-        }
-        if let Err(e) = self.runtime.start(spec) {
-            if let RuntimeError::PortBusy { port, .. } = e {
-                self.release_data(&id);
-                return Some(serving::refusal(&id, port, &e));
-            }
-            tracing::warn!(instance = %id, error = %e, "workload failed to start");
-            let state = WorkloadState::Failed { message: e.to_string() };
-            self.remember_finished(id.clone(), state, log, None);
-            self.release_data(&id);
-            return Some(Followup::Report(failed(&id, e.to_string())));
-        }
-        tracing::info!(instance = %id, "workload started");
-        records::save(&self.instance_dir(&id), &assignment);
-        // A container runs only once its image is pulled and it is created and started: its
-        // runtime says when (see `on_runtime_event`), so pull time is neither `running` nor billed.
-        let starts_later = assignment.image.is_some();
-        self.track(assignment, metadata, socket, log, data_dir);
-        let running = InstanceReport { instance_id: id, state: WorkloadState::Running };
-        (!starts_later).then_some(Followup::Report(running))
+        let starting = starts::Starting {
+            assignment,
+            metadata,
+            socket,
+            log,
+            data_dir,
+            stop: None,
+            early: Vec::new(),
+        };
+        self.begin_start(spec, starting)
     }
 
     /// Stops a workload; one still waiting for its restore will not start.
     pub fn stop(&mut self, id: &InstanceId, kill_timeout: Duration) {
-        if self.running.contains_key(id) {
+        if let Some(starting) = self.starting.get_mut(id) {
+            starting.stop = Some(kill_timeout);
+        } else if self.running.contains_key(id) {
             tracing::info!(instance = %id, "stopping workload");
             self.runtime.stop(id, kill_timeout);
         } else if let Some(restoring) = self.restoring.get_mut(id) {
@@ -281,11 +289,16 @@ impl Supervisor {
         for (id, workload) in &self.running {
             self.runtime.stop(id, workload.kill_timeout);
         }
+        for starting in self.starting.values_mut() {
+            starting.stop = Some(Duration::from_millis(starting.assignment.kill_timeout_ms));
+        }
     }
 
     pub fn set_metadata(&mut self, metadata: GuestMetadata) {
         if let Some(workload) = self.running.get_mut(&metadata.instance_id) {
             workload.metadata.send_replace(metadata);
+        } else if let Some(starting) = self.starting.get_mut(&metadata.instance_id) {
+            starting.metadata.send_replace(metadata);
         }
     }
 
@@ -293,6 +306,9 @@ impl Supervisor {
     /// Returns its report, or, when its data dir is to be saved, the save to run first.
     /// A `Running` event (a runtime whose start completes later) is reported as it is.
     pub fn on_runtime_event(&mut self, event: RuntimeEvent) -> Option<Followup> {
+        if self.early_event(&event) {
+            return None;
+        }
         if !event.state.is_final() {
             let id = event.instance_id;
             let running = self.running.contains_key(&id);
@@ -351,11 +367,17 @@ impl Supervisor {
             self.forget(id);
         }
         let wanted: BTreeSet<InstanceId> = desired.iter().map(|a| a.instance_id.clone()).collect();
+        let starting = self
+            .starting
+            .iter()
+            .map(|(id, s)| (id, Duration::from_millis(s.assignment.kill_timeout_ms)));
         let unwanted: Vec<(InstanceId, Duration)> = self
             .running
             .iter()
+            .map(|(id, w)| (id, w.kill_timeout))
+            .chain(starting)
             .filter(|(id, _)| !wanted.contains(*id))
-            .map(|(id, w)| (id.clone(), w.kill_timeout))
+            .map(|(id, timeout)| (id.clone(), timeout))
             .collect();
         for (id, kill_timeout) in unwanted {
             tracing::info!(instance = %id, "not desired by the coordinator");
@@ -364,7 +386,7 @@ impl Supervisor {
         for (id, restoring) in &mut self.restoring {
             restoring.cancelled |= !wanted.contains(id);
         }
-        desired.into_iter().filter_map(|a| self.start(a)).collect()
+        desired.into_iter().flat_map(|a| self.start(a)).collect()
     }
 
     /// Output not yet shipped, as log frames (all instances, or one).

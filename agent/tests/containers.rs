@@ -2,7 +2,8 @@
 //! builds the test image): output, exit codes, stops, hard limits, the OOM killer, a failed
 //! pull, exec, and adoption by a new runtime after the old one died (its tasks gone with
 //! its tokio runtime, as when the agent process dies), with its orphaned networks swept,
-//! also between two agents sharing an engine.
+//! also between two agents sharing an engine; an end while the engine was away is still
+//! reported once it is back.
 
 use bollard::Docker;
 use bollard::query_parameters::{
@@ -69,6 +70,15 @@ impl Host {
 
     /// A runtime for this agent, on `rt`, and its events.
     fn runtime(&self, rt: &Runtime) -> (ContainerRuntime, mpsc::UnboundedReceiver<RuntimeEvent>) {
+        self.runtime_on(rt, &engine().url)
+    }
+
+    /// [`Host::runtime`] on the engine at `url`.
+    fn runtime_on(
+        &self,
+        rt: &Runtime,
+        url: &str,
+    ) -> (ContainerRuntime, mpsc::UnboundedReceiver<RuntimeEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let options = ContainerOptions {
             agent: self.label(),
@@ -77,7 +87,7 @@ impl Host {
             guest_uids: None,
         };
         let _guard = rt.enter();
-        (ContainerRuntime::connect(&engine().url, options, tx).expect("connect"), rx)
+        (ContainerRuntime::connect(url, options, tx).expect("connect"), rx)
     }
 
     /// A 1-core, 1-GiB spec running `script` in the test image.
@@ -515,4 +525,54 @@ fn agents_sharing_an_engine_adopt_only_their_own_containers() {
     assert_eq!(their_runtime.running(), vec![their_spec.instance_id.clone()]);
     their_runtime.stop(&their_spec.instance_id, Duration::from_secs(1));
     assert_eq!(next_event(&other, &mut their_events).state, WorkloadState::Stopped);
+}
+
+/// A Podman service of the test's own on `socket` (the shared one's storage): its pid.
+fn private_engine(socket: &Path) -> u32 {
+    engine();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/container-engine.sh");
+    let output = std::process::Command::new(&script)
+        .arg("--socket")
+        .arg(socket)
+        .args(["--idle", "120"])
+        .output()
+        .expect("run container-engine.sh");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let wanted = format!("unix://{}", socket.display());
+    let pids = std::fs::read_dir("/proc").expect("/proc").flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.contains(&wanted.as_bytes()).then_some(pid)
+    });
+    pids.into_iter().next().expect("the private service's pid")
+}
+
+fn kill(pid: u32) {
+    // SAFETY: kill has no memory preconditions; a stale pid yields ESRCH.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+#[test]
+fn an_end_while_the_engine_was_away_is_reported_once_it_is_back() {
+    let rt = Runtime::new().unwrap();
+    let host = Host::new();
+    let socket = host.dir.path().join("engine").join("podman.sock");
+    let pid = private_engine(&socket);
+    let url = format!("unix://{}", socket.display());
+    let (runtime, mut events) = host.runtime_on(&rt, &url);
+    let spec = host.spec("sleep 4; exit 5");
+    runtime.start(spec.clone()).expect("start");
+    assert_eq!(raw_event(&rt, &mut events).state, WorkloadState::Running);
+    // The engine goes away (its containers live on), and the container ends meanwhile.
+    kill(pid);
+    wait_for(SOON, "the container to end", || match container_state(&rt, &spec.instance_id) {
+        (true, false) => Ok(()),
+        state => Err(format!("{state:?}")),
+    });
+    let pid = private_engine(&socket);
+    let event = next_event(&rt, &mut events);
+    assert_eq!(event.state, WorkloadState::Exited { code: Some(5) }, "{event:?}");
+    wait_removed(&rt, &spec.instance_id);
+    kill(pid);
 }

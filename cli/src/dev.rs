@@ -225,6 +225,9 @@ async fn serve(
         );
     }
     let mut locks = Vec::new();
+    // One machine, several hosts, maybe several dev clusters: each host its own ports.
+    let ports = crate::dev_ports::DevPorts::claim(&std::env::temp_dir());
+    let hosts = profiles.len();
     for (profile, name) in profiles.into_iter().zip(names) {
         let state_dir = data_dir.join("hosts").join(&name);
         let settings = AgentSettings {
@@ -242,8 +245,7 @@ async fn serve(
             pids_max: gpuspot_agent::runtime::cgroup::DEFAULT_PIDS_MAX,
             // A laptop without root has no cgroup to limit guests with: dev runs them anyway.
             unlimited_ok: true,
-            // One machine, several hosts: each its own block of ports.
-            network: dev_network(agents.len()),
+            network: ports.network(agents.len(), hosts),
             metrics: None,
         };
         gpuspot_agent::config::create_guest_reachable_dir(&settings.state_dir)?;
@@ -307,16 +309,6 @@ fn closed_ancestor(dir: &Path) -> Option<PathBuf> {
         .skip(1)
         .find(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
         .map(Path::to_owned)
-}
-
-/// Host `index`'s guests get ports 20000 + 1000·index onwards (below the kernel's ephemeral
-/// ports), on loopback.
-fn dev_network(index: usize) -> gpuspot_common::protocol::GuestNetwork {
-    let first = 20_000 + 1_000 * (index as u16 % 12);
-    gpuspot_common::protocol::GuestNetwork {
-        ports: (first, first + 999),
-        address: Some("127.0.0.1".to_owned()),
-    }
 }
 
 fn print_banner(

@@ -10,6 +10,7 @@ mod commands;
 mod deployment_request;
 mod deployment_update;
 mod dev;
+mod dev_ports;
 mod errors;
 mod manpages;
 mod output;

@@ -129,12 +129,14 @@ impl Api {
         self.get_ok(&format!("/v1/instances/{id}"))
     }
 
+    /// Every instance the token sees, read page by page (a list answers at most 1,000).
     pub fn instances(&self) -> Vec<Value> {
-        as_list(self.get_ok("/v1/instances"))
+        self.all_pages("/v1/instances").0
     }
 
+    /// Every host, read page by page.
     pub fn hosts(&self) -> Vec<Value> {
-        as_list(self.get_ok("/v1/hosts"))
+        self.all_pages("/v1/hosts").0
     }
 
     /// The workload's output so far.

@@ -117,6 +117,7 @@ pub fn image_request(name: &str, models: &[&str], count: u32, command: &[&str]) 
 pub struct ContainerAgent {
     pub state_dir: PathBuf,
     pub hostname: String,
+    engine: String,
     bin: PathBuf,
     profile: PathBuf,
     starts: u32,
@@ -127,14 +128,20 @@ impl ContainerAgent {
     /// Starts the agent binary `bin` (`binaries!().agent`) for `profile` with a fresh join
     /// token, and waits until its host is connected.
     pub fn start(c: &Cluster, bin: &Path, profile: &Path) -> ContainerAgent {
+        ContainerAgent::start_on(c, bin, profile, &podman().url)
+    }
+
+    /// [`ContainerAgent::start`] on the engine at `engine` (e.g. a [`PrivateEngine`]).
+    pub fn start_on(c: &Cluster, bin: &Path, profile: &Path, engine: &str) -> ContainerAgent {
         let hostname = profile.file_stem().map(|s| s.to_string_lossy().into_owned());
         let hostname = hostname.expect("a profile file name");
         let state_dir = c.dir().join(format!("containers-{hostname}"));
         let token = c.join_token();
-        let proc = spawn(c, bin, profile, &state_dir, Some(&token), 1);
+        let proc = spawn(c, bin, profile, &state_dir, Some(&token), 1, engine);
         let agent = ContainerAgent {
             state_dir,
             hostname,
+            engine: engine.to_owned(),
             bin: bin.to_owned(),
             profile: profile.to_owned(),
             starts: 1,
@@ -154,7 +161,8 @@ impl ContainerAgent {
     pub fn respawn(&mut self, c: &Cluster) {
         self.proc.kill();
         self.starts += 1;
-        self.proc = spawn(c, &self.bin, &self.profile, &self.state_dir, None, self.starts);
+        let (bin, profile, dir) = (&self.bin, &self.profile, &self.state_dir);
+        self.proc = spawn(c, bin, profile, dir, None, self.starts, &self.engine);
     }
 
     /// `<state-dir>/instances/<id>/data`: the instance's data dir, `/data` in its container.
@@ -170,6 +178,10 @@ impl ContainerAgent {
     pub fn log(&self) -> String {
         self.proc.log_tail(1 << 20)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
 }
 
 fn spawn(
@@ -179,9 +191,10 @@ fn spawn(
     state_dir: &Path,
     token: Option<&str>,
     n: u32,
+    engine: &str,
 ) -> Proc {
     let mut command = c.agent_command(bin, profile, state_dir, token);
-    command.arg("--container-engine").arg(&podman().url);
+    command.arg("--container-engine").arg(engine);
     let log = PathBuf::from(format!("{}.{n}.log", state_dir.display()));
     Proc::spawn(&format!("agent {}", state_dir.display()), command, &log)
 }
@@ -195,4 +208,49 @@ impl Drop for ContainerAgent {
         kill_processes_under(&self.state_dir);
         remove_containers_of(&self.label());
     }
+}
+
+/// A Podman service of one test's own, on a socket under `dir` (the same storage and image
+/// as the shared one, so [`podman_cli`] sees its containers): what it costs can be measured
+/// without the load of other tests. Stopped when dropped.
+pub struct PrivateEngine {
+    pub url: String,
+    /// The `podman system service` process.
+    pub pid: u32,
+}
+
+impl PrivateEngine {
+    pub fn start(dir: &Path) -> PrivateEngine {
+        podman();
+        let socket = dir.join("engine").join("podman.sock");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/container-engine.sh");
+        let output = Command::new(&script)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--idle", "300"])
+            .output()
+            .expect("run scripts/container-engine.sh");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{} --socket failed: {said}", script.display());
+        let pid = service_pid(&socket).expect("the private podman service's pid");
+        PrivateEngine { url: format!("unix://{}", socket.display()), pid }
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        crate::process::kill_tree(self.pid);
+    }
+}
+
+/// The pid of the `podman system service` serving `socket`.
+fn service_pid(socket: &Path) -> Option<u32> {
+    let wanted = format!("unix://{}", socket.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let serves = args.iter().any(|a| *a == b"service") && args.contains(&wanted.as_bytes());
+        serves.then_some(pid)
+    })
 }

@@ -189,9 +189,21 @@ impl HostAgent {
         self.supervisor.stop_all();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
         while !self.supervisor.running_ids().is_empty() {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => drop(self.supervisor.on_runtime_event(event)),
-                _ => break,
+            // A start still on a worker ends there first, then as stopped (see `stop_all`).
+            let next = async {
+                tokio::select! {
+                    event = self.events.recv() => match event {
+                        Some(event) => drop(self.supervisor.on_runtime_event(event)),
+                        None => return false,
+                    },
+                    started = self.supervisor.next_started() => {
+                        drop(self.supervisor.started(started));
+                    }
+                }
+                true
+            };
+            if !matches!(tokio::time::timeout_at(deadline, next).await, Ok(true)) {
+                break;
             }
         }
     }

@@ -1,7 +1,8 @@
 //! One authenticated session: hello, then commands in, reports, heartbeats and output out,
 //! until the link fails. Frames are read by a separate task, because a half-read frame must
 //! never be abandoned by a `select!`. Snapshot restores and saves run as tasks (see
-//! [`crate::snapshots::tasks`]) whose outcomes come back into the same `select!`. Streams
+//! [`crate::snapshots::tasks`]) whose outcomes come back into the same `select!`, as do
+//! guest starts, which run on the supervisor's workers (a start never blocks it). Streams
 //! the coordinator opens during the session are execs, served by [`super::exec`].
 
 use super::refusal::refused;
@@ -75,6 +76,10 @@ pub async fn run(
                 let followups = agent.supervisor.on_runtime_event(event).into_iter().collect();
                 follow(agent, connection, &mut send, followups).await?;
             }
+            started = agent.supervisor.next_started() => {
+                let followups = agent.supervisor.started(started);
+                follow(agent, connection, &mut send, followups).await?;
+            }
             outcome = agent.snapshots.next() => {
                 let followups = on_outcome(agent, connection, outcome);
                 follow(agent, connection, &mut send, followups).await?;
@@ -108,9 +113,7 @@ fn handle(
             followups.extend(agent.supervisor.resume_snapshots(|id| tasks.in_flight(id)));
             followups
         }
-        CoordinatorMessage::Start(assignment) => {
-            agent.supervisor.start(assignment).into_iter().collect()
-        }
+        CoordinatorMessage::Start(assignment) => agent.supervisor.start(assignment),
         CoordinatorMessage::Stop { instance_id, kill_timeout_ms, .. } => {
             agent.supervisor.stop(&instance_id, Duration::from_millis(kill_timeout_ms));
             Vec::new()
@@ -205,7 +208,7 @@ fn on_outcome(
             supervisor.restore_retry(&instance_id).filter(|_| alive).map(Followup::Restore)
         }
         TaskOutcome::Restored { instance_id, result, .. } => {
-            supervisor.restored(&instance_id, result)
+            return supervisor.restored(&instance_id, result);
         }
         TaskOutcome::Saved { instance_id, packed, link_lost: true, .. } => {
             supervisor.save_interrupted(&instance_id, packed).filter(|_| alive).map(Followup::Save)

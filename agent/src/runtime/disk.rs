@@ -1,9 +1,24 @@
 //! Data dirs with a size limit (DESIGN §14 "Data", `data_disk_gib`). Where the agent is
-//! root and the host has loop devices, `mkfs.ext4` and `mount`, an instance's data dir is a
-//! sparse ext4 image (`<instance>/data.img`, 0600) loop-mounted `nosuid,nodev` on it: a
-//! guest that fills it gets ENOSPC, and the host's disk holds only what was written.
-//! Elsewhere the data dir is a plain directory and the agent says once that the limit is
-//! not enforced. [`release`] unmounts and deletes it, image included.
+//! root and the host has loop devices and `mkfs.ext4`, an instance's data dir is a sparse
+//! ext4 image (`<instance>/data.img`, 0600) loop-mounted `nosuid,nodev` on it: a guest that
+//! fills it gets ENOSPC, and the host's disk holds only what was written. Elsewhere the data
+//! dir is a plain directory and the agent says once that the limit is not enforced.
+//!
+//! A start costs the same however many guests run (DESIGN §14 "Cost of a start"): images
+//! are reused from a pool beside the instances (`<instances>/.disks/<gib>g-<n>.img`; see
+//! [`pool`]): [`release`] empties an image (and trims it, so that the host gets its blocks
+//! back) and returns it there instead of deleting it, and a start of that size takes it
+//! back by a rename, never formatting it again. The image is attached to a free loop device
+//! by ioctl (`LOOP_CTL_GET_FREE`, `LOOP_CONFIGURE`, auto-cleared at unmount) and mounted by
+//! mount(2): no scan of the machine's loop devices as `mount -o loop` makes, no helper
+//! process. Only a size the pool has none of is formatted (`mkfs.ext4`, once per image).
+//!
+//! Project quotas would make even that first format unnecessary, but need a kernel with
+//! quota formats (`CONFIG_QFMT_V2` for ext4, `CONFIG_XFS_QUOTA`); hosts without them (CI's
+//! among them) are the ones this pool serves.
+
+mod loopdev;
+mod pool;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -74,7 +89,7 @@ fn unsupported_reason() -> Option<String> {
     if !Path::new("/dev/loop-control").exists() {
         return Some("no /dev/loop-control".into());
     }
-    for tool in ["mkfs.ext4", "mount"] {
+    for tool in ["mkfs.ext4"] {
         if find_tool(tool).is_none() {
             return Some(format!("{tool} is not installed"));
         }
@@ -98,38 +113,32 @@ fn image_of(dir: &Path) -> PathBuf {
 
 fn mount_image(dir: &Path, gib: u64) -> Result<(), String> {
     let image = image_of(dir);
+    if !pool::take(dir, gib, &image) {
+        make_image(&image, gib)?;
+    }
+    loopdev::mount(&image, dir).map_err(|e| format!("cannot mount {}: {e}", image.display()))?;
+    let _ = std::fs::remove_dir(dir.join("lost+found"));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
+}
+
+/// A fresh sparse image of `gib` GiB holding an empty ext4.
+fn make_image(image: &Path, gib: u64) -> Result<(), String> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&image)
+        .open(image)
         .map_err(|e| format!("cannot create {}: {e}", image.display()))?;
     file.set_len(gib.saturating_mul(GIB)).map_err(|e| format!("cannot size the image: {e}"))?;
     drop(file);
-    let image_arg = image.as_os_str();
     // No journal and lazy init: a scratch disk that is ready in milliseconds.
     let options = "lazy_itable_init=1,lazy_journal_init=1,nodiscard";
-    run(
-        "mkfs.ext4",
-        &[
-            "-q".as_ref(),
-            "-F".as_ref(),
-            "-m".as_ref(),
-            "0".as_ref(),
-            "-O".as_ref(),
-            "^has_journal".as_ref(),
-            "-i".as_ref(),
-            BYTES_PER_INODE.as_ref(),
-            "-E".as_ref(),
-            options.as_ref(),
-            image_arg,
-        ],
-    )?;
-    run("mount", &["-o".as_ref(), "loop,nosuid,nodev".as_ref(), image_arg, dir.as_os_str()])?;
-    let _ = std::fs::remove_dir(dir.join("lost+found"));
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
+    let args = ["-q", "-F", "-m", "0", "-O", "^has_journal", "-i", BYTES_PER_INODE, "-E", options];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(image.as_os_str());
+    run("mkfs.ext4", &args)
 }
 
 fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
@@ -156,11 +165,16 @@ pub fn is_mount_point(dir: &Path) -> bool {
     own.is_dir() && own.dev() != parent.dev()
 }
 
-/// Deletes a data dir: unmounts its disk (the loop device goes with it), removes the image
-/// and the directory. A dir that is already gone is fine.
+/// Deletes a data dir: empties its disk and returns the image to the pool (see [`pool`];
+/// an image that cannot be emptied is deleted), unmounts it (the loop device goes with it)
+/// and removes the directory. A dir that is already gone is fine.
 pub fn release(dir: &Path) -> std::io::Result<()> {
     if is_mount_point(dir) {
+        let emptied = pool::empty(dir);
         unmount(dir)?;
+        if emptied {
+            pool::give_back(dir, &image_of(dir));
+        }
     }
     let removed = match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -219,6 +233,7 @@ mod tests {
         assert!(is_mount_point(&dir), "not mounted");
         disks.prepare(&dir, 1).unwrap(); // idempotent
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "an empty disk");
+        std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
         let total = statvfs_total(&dir);
         assert!(total > GIB * 9 / 10 && total <= GIB, "size {total}");
         let file = std::fs::File::create(dir.join("big")).unwrap();
@@ -234,6 +249,16 @@ mod tests {
         assert!(image.metadata().unwrap().blocks() * 512 < 256 << 20, "the image is sparse");
         release(&dir).unwrap();
         assert!(!dir.exists() && !image.exists());
+        let pool = tmp.path().join(pool::DIR);
+        assert_eq!(std::fs::read_dir(&pool).unwrap().count(), 1, "the image waits in the pool");
+
+        // The next disk of that size is the same image, emptied: no format.
+        let again = tmp.path().join("i-2/data");
+        disks.prepare(&again, 1).unwrap();
+        assert!(is_mount_point(&again), "not mounted");
+        assert_eq!(std::fs::read_dir(&pool).unwrap().count(), 0, "taken from the pool");
+        assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0, "emptied: {again:?}");
+        release(&again).unwrap();
     }
 
     fn statvfs_total(dir: &Path) -> u64 {

@@ -118,6 +118,11 @@ impl WorkloadRuntime for FakeRuntime {
     fn runtimes(&self) -> Vec<GuestRuntime> {
         vec![GuestRuntime::Process]
     }
+
+    /// Its guests are bookkeeping only: they hold no host port.
+    fn binds_host_ports(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod exec;
 mod fake;
 mod group;
 mod guest_files;
+mod helper;
 mod network;
 mod orphans;
 mod process;
@@ -24,6 +25,7 @@ mod record;
 mod sandbox;
 mod spawn;
 mod sweep;
+mod timing;
 pub mod uids;
 
 pub use cgroup::{Cgroups, InstanceCgroup, Limit, Share};
@@ -31,6 +33,7 @@ pub use container::{ContainerError, ContainerOptions, ContainerRuntime};
 pub use disk::DataDisks;
 pub use dispatch::GuestRuntimes;
 pub use fake::FakeRuntime;
+pub use helper::helper_main as spawn_helper_main;
 pub use network::Networking;
 pub use orphans::kill_orphans;
 pub use process::{ProcessOptions, ProcessRuntime};
@@ -112,6 +115,12 @@ pub trait WorkloadRuntime: Send + Sync + 'static {
     fn exec(&self, instance_id: &InstanceId, spec: ExecSpec) -> Result<ExecSession, RuntimeError>;
     /// The guest runtimes this host offers, as reported in the hello.
     fn runtimes(&self) -> Vec<GuestRuntime>;
+    /// Whether its guests listen on real host ports: only then does the supervisor check
+    /// an assignment's ports before the start (a runtime without guests binds none, and
+    /// its checks would only race the other hosts of a fleet for the machine's ports).
+    fn binds_host_ports(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -160,26 +160,32 @@ impl Inner {
 
     /// Prepares the guest's files, spawns it and records it.
     fn launch(&self, spec: &WorkloadSpec) -> Result<Guest, RuntimeError> {
+        let mut timer = super::timing::StartTimer::new();
         let data_dir = &spec.data_dir;
         self.options.disks.prepare(data_dir, spec.data_disk_gib).map_err(prepare(data_dir))?;
+        timer.step("disk");
         let output = open_private(&spec.log_path, false).map_err(prepare(&spec.log_path))?;
         let ids = self.options.isolation.claim(data_dir);
         let ids = ids.map_err(|e| prepare(data_dir)(std::io::Error::other(e)))?;
+        timer.step("uid");
         super::guest_files::hand_over(data_dir, &spec.metadata_socket, ids)
             .map_err(prepare(data_dir))?;
         let dir = record::instance_dir(data_dir);
         let _ = std::fs::remove_file(dir.join(record::STOPPING));
         let status_path = dir.join(record::STATUS);
         let status = open_private(&status_path, true).map_err(prepare(&status_path))?;
+        timer.step("files");
         // Namespaces need root, as own uids do.
         let (sandbox, net) = match ids {
             Some(ids) => self.sandbox_for(spec, &dir, ids.gid)?,
             None => (None, None),
         };
+        timer.step("sandbox+net");
         let namespaced = sandbox.is_some();
         let net_helper = net.map(|net| net.helper);
         let share = Share { cpu_cores: spec.cpu_cores, memory_gib: spec.memory_gib };
         let cgroup = self.options.cgroups.create(&spec.instance_id, share);
+        timer.step("cgroup");
         let env = guest_env(spec);
         let cgroup_procs = cgroup.as_ref().map_or(super::cgroup::NO_PROCS, |c| c.procs_fds());
         let identity = Identity { ids, cgroup_procs };
@@ -210,7 +216,10 @@ impl Inner {
             metadata_socket: spec.metadata_socket.clone(),
             env,
         };
+        timer.step("spawn");
         save_record(&record, &dir);
+        timer.step("record");
+        timer.log(&spec.instance_id);
         let id = spec.instance_id.clone();
         Ok(Guest { id, record, cgroup, watcher: Watcher::Child(child) })
     }

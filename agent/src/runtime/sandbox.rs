@@ -267,6 +267,24 @@ pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd, net_exit_fd: RawFd) 
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
         let keep = [status_fd.min(net_exit_fd), status_fd.max(net_exit_fd)];
         super::spawn::close_all_but(&keep);
+        // The agent binary afresh, holding none of the agent's memory; the mask stays.
+        let numbers = [i64::from(workload), i64::from(status_fd), i64::from(net_exit_fd)];
+        super::helper::reexec(super::helper::INIT_MODE, &numbers);
+        reap(workload, status_fd)
+    }
+}
+
+/// Init's loop (in the fork, or in the agent binary re-exec'd as init): forwards signals
+/// to the workload, reaps orphans and ends with the workload, writing its status.
+///
+/// # Safety
+/// Call only in a guest's init, with every signal blocked.
+pub unsafe fn reap(workload: libc::pid_t, status_fd: RawFd) -> ! {
+    // SAFETY: async-signal-safe calls only, on memory of this frame.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
         let tick = libc::timespec { tv_sec: 1, tv_nsec: 0 };
         loop {
             let signal = libc::sigtimedwait(&all, std::ptr::null_mut(), &tick);

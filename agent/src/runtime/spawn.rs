@@ -7,6 +7,10 @@
 //! exec: its own session and process group, its cgroup, no supplementary groups, its
 //! gid and uid, no new privileges, umask 022.
 //!
+//! Neither the watcher nor the init keeps the agent's memory: each execs the agent binary
+//! afresh in a helper mode (see [`super::helper`]) that does only its waiting, so an idle guest
+//! costs a few hundred KiB beside itself, not a copy of the agent's touched pages.
+//!
 //! Everything between fork and exec makes async-signal-safe calls only (the agent is
 //! multi-threaded). std's spawn sees the exec succeed once both the workload's exec and
 //! the watcher's close have shut its error pipe; a failing exec is still reported.
@@ -112,7 +116,8 @@ fn start_init(sandbox: &Sandbox, identity: Identity, status_fd: RawFd) -> std::i
 }
 
 /// The watcher: records the pid to signal and, once it has ended, its wait status. An
-/// init that exits 0 has written the workload's status itself.
+/// init that exits 0 has written the workload's status itself. It then becomes the agent
+/// binary afresh (see [`super::helper`]), so that it holds none of the agent's memory.
 unsafe fn watch(child: libc::pid_t, status_fd: RawFd, init: bool) -> ! {
     // SAFETY: async-signal-safe calls on a descriptor the agent opened for us.
     unsafe {
@@ -122,6 +127,18 @@ unsafe fn watch(child: libc::pid_t, status_fd: RawFd, init: bool) -> ! {
         }
         write_number(status_fd, i64::from(child));
         close_all_but(&[status_fd]);
+        super::helper::reexec(
+            super::helper::WATCH_MODE,
+            &[i64::from(child), i64::from(status_fd), i64::from(init)],
+        );
+        wait_and_record(child, status_fd, init)
+    }
+}
+
+/// The watcher's wait, in the forked watcher or in the agent binary re-exec'd as one.
+pub(super) unsafe fn wait_and_record(child: libc::pid_t, status_fd: RawFd, init: bool) -> ! {
+    // SAFETY: async-signal-safe calls on a descriptor we hold.
+    unsafe {
         let mut status = 0;
         loop {
             let waited = libc::waitpid(child, &mut status, 0);

@@ -7,13 +7,21 @@
 //! once its data dir is gone (the agent deletes it when the instance is over, DESIGN §14
 //! "Data") and no process runs under the uid. Uids are handed out round-robin (a cursor in
 //! `<claims>/.next`), so a uid comes back only after the whole range was used.
+//!
+//! A claim costs a few file operations, whatever runs on the machine (DESIGN §14 "Cost of
+//! a start"): which uids processes run under is read from `/proc` once per pool, at its
+//! first claim, and the uids in use then that no live claim explains (a host user inside
+//! the range, a leftover of a crashed agent) are never handed out by that pool. Later
+//! guests' processes need no scan: an agent kills every process of a guest's uid before it
+//! deletes the guest's data dir, so a claim whose data dir is gone has none left.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once, OnceLock};
 
 /// Where claims live unless told otherwise: tmpfs, so a reboot frees every claim.
 pub const CLAIMS_DIR: &str = "/run/gpuspot-uids";
@@ -93,24 +101,38 @@ pub struct UidPool {
     first: u32,
     last: u32,
     claims: PathBuf,
+    /// Uids of the range that processes ran under at the first claim without a live claim.
+    foreign: Arc<OnceLock<HashSet<u32>>>,
 }
 
 impl UidPool {
     pub fn new((first, last): (u32, u32), claims: PathBuf) -> Self {
-        Self { first, last, claims }
+        Self { first, last, claims, foreign: Arc::default() }
+    }
+
+    /// Read once: the range's uids in use by processes that no live claim explains.
+    fn foreign(&self) -> &HashSet<u32> {
+        self.foreign.get_or_init(|| {
+            let range = self.first..=self.last;
+            let live = |uid: &u32| {
+                read_claim(&self.claims.join(uid.to_string())).is_some_and(|dir| dir.exists())
+            };
+            uids_in_use().into_iter().filter(|uid| range.contains(uid) && !live(uid)).collect()
+        })
     }
 
     /// Claims a free uid for the guest owning `data_dir`.
     pub fn claim(&self, data_dir: &Path) -> Result<u32, UidError> {
         let io = |source| UidError::Io { dir: self.claims.clone(), source };
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.claims).map_err(io)?;
+        // Before the lock: the one scan of /proc is slow work no other claimer waits for.
+        self.foreign();
         let _lock = self.lock().map_err(io)?;
-        let mut in_use = None;
         let size = u64::from(self.last - self.first) + 1;
         let start = self.cursor();
         for step in 0..size {
             let uid = self.first + ((u64::from(start - self.first) + step) % size) as u32;
-            if self.try_claim(uid, data_dir, &mut in_use).map_err(io)? {
+            if self.try_claim(uid, data_dir).map_err(io)? {
                 let _ =
                     std::fs::write(self.claims.join(".next"), uid.saturating_add(1).to_string());
                 return Ok(uid);
@@ -123,28 +145,23 @@ impl UidPool {
         if !(self.first..=self.last).contains(&uid) {
             return Ok(false);
         }
+        self.foreign();
         let _lock = self.lock()?;
         if read_claim(&self.claims.join(uid.to_string())).as_deref() == Some(data_dir) {
             return Ok(true);
         }
-        self.try_claim(uid, data_dir, &mut None)
+        self.try_claim(uid, data_dir)
     }
 
-    /// Takes `uid` if it is free or its claim is stale. `in_use` caches the uids processes
-    /// run under (one scan of /proc per claim, and only when needed).
-    fn try_claim(
-        &self,
-        uid: u32,
-        data_dir: &Path,
-        in_use: &mut Option<std::collections::HashSet<u32>>,
-    ) -> std::io::Result<bool> {
+    /// Takes `uid` if it is free or its claim is stale (no stat of /proc: see the module doc).
+    fn try_claim(&self, uid: u32, data_dir: &Path) -> std::io::Result<bool> {
         let path = self.claims.join(uid.to_string());
         if let Some(owner) = read_claim(&path)
             && owner.exists()
         {
             return Ok(false);
         }
-        if in_use.get_or_insert_with(uids_in_use).contains(&uid) {
+        if self.foreign().contains(&uid) {
             return Ok(false);
         }
         // Free, or stale: we hold the lock, so nobody else is deciding about it now.
@@ -163,7 +180,7 @@ impl UidPool {
     }
 
     /// The pool's lock, held until the returned file is dropped. Blocks briefly: holders
-    /// only scan claims.
+    /// only read and write a few claim files.
     fn lock(&self) -> std::io::Result<File> {
         let file = OpenOptions::new()
             .read(true)

@@ -61,7 +61,8 @@ impl Supervisor {
         let dirs = std::fs::read_dir(&self.instances_dir).into_iter().flatten().flatten();
         for entry in dirs {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if adopted.iter().any(|id| id.as_str() == name) {
+            // Dot names are the agent's own (the data-disk pool), never an instance's.
+            if name.starts_with('.') || adopted.iter().any(|id| id.as_str() == name) {
                 continue;
             }
             tracing::info!(instance = %name, "removing what an earlier agent process left of an instance");

@@ -40,6 +40,12 @@ pub(super) fn refusal(id: &InstanceId, port: u16, error: &dyn std::fmt::Display)
 }
 
 impl Supervisor {
+    /// The refusal of a start whose host ports another program holds; never for a runtime
+    /// whose guests bind no port (the fake one).
+    pub(super) fn port_refusal(&self, id: &InstanceId, ports: &[PortMapping]) -> Option<Followup> {
+        self.runtime.binds_host_ports().then(|| port_refusal(id, ports)).flatten()
+    }
+
     /// The probes of the running workloads that have one.
     pub fn probe_targets(&self) -> Vec<ProbeTarget> {
         self.running
@@ -119,5 +125,24 @@ mod tests {
         assert!(reason.contains(&port.to_string()), "{reason}");
         drop(held);
         assert!(busy_port(&ports).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_fake_runtime_starts_whatever_ports_are_held_and_binds_none() {
+        let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+        let runtime = std::sync::Arc::new(crate::runtime::FakeRuntime::new(tx));
+        std::fs::create_dir_all(tmp.path().join("s")).unwrap();
+        let mut supervisor =
+            Supervisor::new(runtime.clone(), tmp.path().join("state"), tmp.path().join("s"))
+                .with_data_disks(crate::runtime::DataDisks::disabled());
+        let mut assignment = super::super::tests::assignment("i-1", false, None);
+        assignment.ports = vec![PortMapping { host: port, guest: None }];
+        assignment.snapshot = None;
+        let followup = supervisor.start(assignment);
+        assert!(matches!(followup.as_slice(), [Followup::Report(_)]), "{followup:?}");
+        assert_eq!(runtime.started().len(), 1, "started on a port another program holds");
     }
 }

@@ -79,8 +79,8 @@ impl Supervisor {
 
     /// A restore ended: the command starts now, or the instance fails (never started on a
     /// snapshot that could not be restored), or it ends as stopped if cancelled meanwhile.
-    pub fn restored(&mut self, id: &InstanceId, result: Result<(), String>) -> Option<Followup> {
-        let restoring = self.restoring.remove(id)?;
+    pub fn restored(&mut self, id: &InstanceId, result: Result<(), String>) -> Vec<Followup> {
+        let Some(restoring) = self.restoring.remove(id) else { return Vec::new() };
         let assignment = restoring.assignment;
         let state = match (restoring.cancelled, result) {
             (false, Ok(())) => return self.launch(assignment),
@@ -96,7 +96,7 @@ impl Supervisor {
         let log = self.log_tail(self.spec(&assignment).log_path, assignment.log_offset);
         self.remember_finished(id.clone(), state.clone(), log, None);
         self.release_data(id);
-        Some(Followup::Report(InstanceReport { instance_id: id.clone(), state }))
+        vec![Followup::Report(InstanceReport { instance_id: id.clone(), state })]
     }
 
     /// The restore to retry after a lost link; None when there is none or it was cancelled.

@@ -26,7 +26,7 @@ fn snapshot_ref() -> SnapshotRef {
     SnapshotRef { id: "s-0123456789abcdef".into(), sha256: "ab".repeat(32), size: 42 }
 }
 
-fn assignment(id: &str, save: bool, restore: Option<SnapshotRef>) -> Assignment {
+pub(super) fn assignment(id: &str, save: bool, restore: Option<SnapshotRef>) -> Assignment {
     Assignment {
         instance_id: InstanceId::from(id),
         gpu_uuids: vec![],
@@ -62,7 +62,7 @@ async fn the_command_starts_only_after_its_snapshot_is_restored() {
     let mut f = fixture();
     let id = InstanceId::from("i-r");
     let Some(Followup::Restore(job)) =
-        f.supervisor.start(assignment("i-r", false, Some(snapshot_ref())))
+        f.supervisor.start(assignment("i-r", false, Some(snapshot_ref()))).pop()
     else {
         panic!("a restore comes first");
     };
@@ -71,12 +71,12 @@ async fn the_command_starts_only_after_its_snapshot_is_restored() {
     assert!(job.scratch.starts_with(job.data_dir.parent().unwrap()));
     assert!(f.runtime.started().is_empty());
     assert_eq!(
-        f.supervisor.start(assignment("i-r", false, Some(snapshot_ref()))),
+        f.supervisor.start(assignment("i-r", false, Some(snapshot_ref()))).pop(),
         None,
         "no second restore"
     );
     assert!(f.supervisor.reports().is_empty(), "nothing runs yet");
-    assert_eq!(f.supervisor.restored(&id, Ok(())), report("i-r", WorkloadState::Running));
+    assert_eq!(f.supervisor.restored(&id, Ok(())).pop(), report("i-r", WorkloadState::Running));
     assert_eq!(f.runtime.started().len(), 1);
     assert!(!f.supervisor.is_restoring(&id));
 }
@@ -86,7 +86,8 @@ async fn a_failed_restore_fails_the_instance_without_starting_it() {
     let mut f = fixture();
     let id = InstanceId::from("i-r");
     f.supervisor.start(assignment("i-r", false, Some(snapshot_ref())));
-    let Some(Followup::Report(report)) = f.supervisor.restored(&id, Err("sha256 mismatch".into()))
+    let Some(Followup::Report(report)) =
+        f.supervisor.restored(&id, Err("sha256 mismatch".into())).pop()
     else {
         panic!("a report");
     };
@@ -103,7 +104,7 @@ async fn a_restore_stopped_meanwhile_ends_as_stopped() {
     f.supervisor.start(assignment("i-r", false, Some(snapshot_ref())));
     f.supervisor.stop(&id, Duration::from_secs(1));
     assert_eq!(f.supervisor.restore_retry(&id), None, "cancelled restores are not retried");
-    assert_eq!(f.supervisor.restored(&id, Ok(())), report("i-r", WorkloadState::Stopped));
+    assert_eq!(f.supervisor.restored(&id, Ok(())).pop(), report("i-r", WorkloadState::Stopped));
     assert!(f.runtime.started().is_empty());
     // A restore the coordinator no longer wants is cancelled by the welcome.
     f.supervisor.start(assignment("i-s", false, Some(snapshot_ref())));
@@ -117,7 +118,7 @@ async fn a_save_is_reported_before_the_end_and_the_end_waits_for_it() {
     let mut f = fixture();
     let id = InstanceId::from("i-s");
     assert_eq!(
-        f.supervisor.start(assignment("i-s", true, None)),
+        f.supervisor.start(assignment("i-s", true, None)).pop(),
         report("i-s", WorkloadState::Running)
     );
     let Some(Followup::Save(job)) = f.end("i-s", WorkloadState::Exited { code: Some(0) }) else {
@@ -167,4 +168,46 @@ async fn without_a_save_plan_the_end_is_reported_at_once() {
     assert_eq!(f.end("i-p", WorkloadState::Stopped), report("i-p", WorkloadState::Stopped));
     f.supervisor.start(assignment("i-q", false, None));
     assert_eq!(f.end("i-q", WorkloadState::Stopped), report("i-q", WorkloadState::Stopped));
+}
+
+/// With workers, a start returns at once; its report comes through `next_started`, and a
+/// stop or an end that came meanwhile is applied then, not lost.
+#[tokio::test]
+async fn starts_on_workers_report_later_and_keep_what_came_meanwhile() {
+    let mut f = fixture();
+    f.supervisor = std::mem::replace(
+        &mut f.supervisor,
+        Supervisor::new(f.runtime.clone(), f._tmp.path().join("other"), f._tmp.path().join("s")),
+    )
+    .with_start_workers(StartWorkers::new(2));
+    assert!(f.supervisor.start(assignment("i-a", false, None)).is_empty(), "nothing inline");
+    assert!(f.supervisor.start(assignment("i-a", false, None)).is_empty(), "no second start");
+    let running =
+        InstanceReport { instance_id: InstanceId::from("i-a"), state: WorkloadState::Running };
+    assert_eq!(f.supervisor.reports(), vec![running], "a hello counts it as running");
+    let started = f.supervisor.next_started().await;
+    assert_eq!(f.supervisor.started(started), vec![report("i-a", WorkloadState::Running).unwrap()]);
+
+    // Stopped while starting: the stop reaches the runtime once the workload runs.
+    f.supervisor.start(assignment("i-b", false, None));
+    f.supervisor.stop(&InstanceId::from("i-b"), Duration::from_secs(2));
+    let started = f.supervisor.next_started().await;
+    f.supervisor.started(started);
+    assert_eq!(f.runtime.stopped(), vec![(InstanceId::from("i-b"), Duration::from_secs(2))]);
+    let event = f.events.try_recv().unwrap();
+    assert_eq!(f.supervisor.on_runtime_event(event), report("i-b", WorkloadState::Stopped));
+
+    // Ended before its start was seen: reported running, then ended.
+    f.supervisor.start(assignment("i-c", false, None));
+    let started = f.supervisor.next_started().await;
+    assert!(f.runtime.finish(&InstanceId::from("i-c"), WorkloadState::Exited { code: Some(3) }));
+    let event = f.events.try_recv().unwrap();
+    assert_eq!(f.supervisor.on_runtime_event(event), None, "kept for the start");
+    assert_eq!(
+        f.supervisor.started(started),
+        vec![
+            report("i-c", WorkloadState::Running).unwrap(),
+            report("i-c", WorkloadState::Exited { code: Some(3) }).unwrap(),
+        ]
+    );
 }

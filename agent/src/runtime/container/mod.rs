@@ -12,11 +12,13 @@
 //!
 //! Files: [`engine`] (connecting), [`spec`] (the create request), [`images`] (pulls),
 //! [`network`] and [`firewall`] (each container's network and the host's rules for them),
-//! `supervise` (one task per container), `logs`, `oom`, `exec`, `adopt`.
+//! `supervise` (one task per container), `exits` (their ends, from one events stream),
+//! `logs`, `oom`, `exec`, `adopt`.
 
 mod adopt;
 mod engine;
 mod exec;
+mod exits;
 mod firewall;
 mod images;
 mod logs;
@@ -73,6 +75,8 @@ struct Inner {
     events: mpsc::UnboundedSender<RuntimeEvent>,
     tokio: tokio::runtime::Handle,
     pulls: images::Pulls,
+    /// Ends of the containers supervised, from the engine's events.
+    exits: Arc<exits::Exits>,
     /// Containers from start (or adoption) until their final event is sent.
     workloads: Mutex<HashMap<InstanceId, Control>>,
 }
@@ -101,13 +105,17 @@ impl ContainerRuntime {
         if let Err(error) = firewall::install(network::BRIDGE_PREFIX, options.guest_uids) {
             tracing::warn!(%error, "process guests can reach containers' undeclared ports");
         }
+        let exits = Arc::new(exits::Exits::default());
+        let tokio = tokio::runtime::Handle::current();
+        exits.follow(engine.docker.clone(), &tokio);
         let inner = Inner {
             engine,
             options,
             gpus,
             events,
-            tokio: tokio::runtime::Handle::current(),
+            tokio,
             pulls: images::Pulls::default(),
+            exits,
             workloads: Mutex::new(HashMap::new()),
         };
         Ok(Self { inner: Arc::new(inner) })

@@ -1,6 +1,7 @@
 //! One task per container, from its start (or adoption) to its single final event: pull,
-//! create its network, create and start it; follow its output; wait for its end or stop
-//! it; tell a plain exit from the OOM killer; remove it and its network.
+//! create its network, create and start it; follow its output; wait for its end (told by
+//! the agent's one events stream, `exits`, never a `wait` held per container) or stop it;
+//! tell a plain exit from the OOM killer; remove it and its network.
 //!
 //! An engine that stops answering (restarted, say) is retried: the container keeps running
 //! without the engine, and only its end or a stop from the coordinator ends supervision.
@@ -15,9 +16,8 @@ use bollard::errors::Error as EngineError;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, RemoveContainerOptions,
-    StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    StartContainerOptions, StopContainerOptions,
 };
-use futures::StreamExt;
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::WorkloadState;
 use std::path::PathBuf;
@@ -137,10 +137,10 @@ async fn follow(
     let oom = pid_of(&docker, name).await.and_then(OomWatch::start);
     let output = tokio::spawn(follow_output(docker.clone(), name.to_owned(), log));
     let stopped = tokio::select! {
-        () = wait_for_end(&docker, name) => false,
+        () = wait_for_end(inner, name) => false,
         Ok(kill_timeout) = &mut stop => {
             stop_container(&docker, name, kill_timeout).await;
-            wait_for_end(&docker, name).await;
+            wait_for_end(inner, name).await;
             true
         }
     };
@@ -192,16 +192,18 @@ async fn running(docker: &Docker, name: &str) -> Option<bool> {
     }
 }
 
-/// Returns once the container no longer runs (the engine's wait, checked by an inspect).
-async fn wait_for_end(docker: &Docker, name: &str) {
+/// Returns once the container no longer runs: an inspect decides, at first and each time
+/// the events stream says it may have ended (or, while the engine does not answer, after
+/// [`RETRY`]).
+async fn wait_for_end(inner: &Inner, name: &str) {
+    // Watched before the first inspect, so an end in between wakes the wait.
+    let watch = inner.exits.watch(name);
     loop {
-        let options = WaitContainerOptions { condition: "not-running".to_owned() };
-        // A non-zero exit comes back as an error of its own; the inspect below decides.
-        let _ = docker.wait_container(name, Some(options)).next().await;
-        if running(docker, name).await == Some(false) {
-            return;
+        match running(&inner.engine.docker, name).await {
+            Some(false) => return,
+            Some(true) => watch.woken().await,
+            None => drop(tokio::time::timeout(RETRY, watch.woken()).await),
         }
-        tokio::time::sleep(RETRY).await;
     }
 }
 
