@@ -183,8 +183,8 @@ async fn cluster(
         log_max_bytes: settings.log_max_bytes,
         container_engine,
     };
-    let running = gpuspot_coordinator::server::start(settings).await?;
-    let served = serve(&running, profiles, &setup).await;
+    let mut running = gpuspot_coordinator::server::start_unopened(settings).await?;
+    let served = serve(&mut running, profiles, &setup).await;
     // Also after an error: actors dropped before they ran would panic outside the runtime.
     running.stop().await;
     served
@@ -192,7 +192,7 @@ async fn cluster(
 
 /// Starts the dev hosts' agents on `running` and serves until Ctrl-C.
 async fn serve(
-    running: &gpuspot_coordinator::server::Running,
+    running: &mut gpuspot_coordinator::server::Running,
     profiles: Vec<SimulatedProfile>,
     setup: &HostsSetup,
 ) -> anyhow::Result<()> {
@@ -265,6 +265,8 @@ async fn serve(
             let _ = stop.changed().await;
         })));
     }
+    await_hosts(running, hosts).await;
+    running.open_api();
     print_banner(running, data_dir, agents.len(), container_engine.as_deref());
     gpuspot_common::process::shutdown_signal().await;
     println!("gpuspot dev: stopping workloads and the coordinator");
@@ -273,6 +275,30 @@ async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(40), agent).await;
     }
     Ok(())
+}
+
+/// How long dev waits for its hosts before it answers API requests anyway.
+const HOSTS_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until `hosts` hosts are connected (or [`HOSTS_WITHIN`] passed, said on stderr), so
+/// that whoever sees the API answer also sees the cluster's hosts.
+async fn await_hosts(running: &gpuspot_coordinator::server::Running, hosts: usize) {
+    let deadline = tokio::time::Instant::now() + HOSTS_WITHIN;
+    loop {
+        match running.connected_hosts().await {
+            Ok(connected) if connected >= hosts => return,
+            Ok(_) if tokio::time::Instant::now() < deadline => {}
+            Ok(connected) => {
+                eprintln!("gpuspot dev: warning: {connected} of {hosts} hosts connected so far");
+                return;
+            }
+            Err(error) => {
+                eprintln!("gpuspot dev: warning: {error:#}");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A join token with one use for each dev host that has not joined yet (hosts kept from an

@@ -36,6 +36,8 @@ pub struct Running {
     /// The serving gateway's address, when `[gateway]` is configured (DESIGN §18).
     pub gateway_addr: Option<SocketAddr>,
     http: actix_web::dev::ServerHandle,
+    /// The API server until [`Running::open_api`] runs it (its socket is bound already).
+    unopened_api: Option<actix_web::dev::Server>,
     endpoint: quinn::Endpoint,
     /// Held while this coordinator runs: no second one starts on its data dir.
     _lock: DataDirLock,
@@ -45,6 +47,25 @@ pub struct Running {
 }
 
 impl Running {
+    /// Lets the API answer (once; later calls do nothing).
+    pub fn open_api(&mut self) {
+        if let Some(server) = self.unopened_api.take() {
+            actix_rt::spawn(server);
+        }
+    }
+
+    /// How many hosts are connected now.
+    pub async fn connected_hosts(&self) -> anyhow::Result<usize> {
+        let hosts = crate::api::ask(&self.cluster, |reply| crate::actors::ApiRequest::ListHosts {
+            listing: crate::core::listing::Listing::everything(),
+            reply,
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("listing hosts: {error:?}"))?;
+        let connected = crate::core::registry::HostState::Connected;
+        Ok(hosts.items.iter().filter(|host| host.state == connected).count())
+    }
+
     /// Stops promptly (DESIGN §19): the API first (requests in flight get a few seconds,
     /// open event streams are cut), then the cluster commits and stops taking events, and
     /// only then do the agents' connections close, so none of them is counted lost.
@@ -53,7 +74,10 @@ impl Running {
             task.abort();
         }
         drop(self.ssh);
-        self.http.stop(true).await;
+        // A server never run cannot answer its stop: dropping it closes its socket.
+        if self.unopened_api.is_none() {
+            self.http.stop(true).await;
+        }
         if let Err(error) = self.cluster.send(crate::actors::cluster::Shutdown).await {
             tracing::debug!(%error, "the cluster had stopped already");
         }
@@ -147,7 +171,17 @@ const CLIENT_DISCONNECT: Duration = Duration::from_secs(1);
 /// How long API requests in flight may take once a stop began.
 const SHUTDOWN_GRACE: u64 = 3;
 
+/// Starts the coordinator with its API answering at once.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let mut running = start_unopened(settings).await?;
+    running.open_api();
+    Ok(running)
+}
+
+/// Starts everything but the API's answers: its socket is bound (and its address known), but
+/// requests wait until [`Running::open_api`] (`gpuspot dev` first waits for its hosts, so a
+/// client that sees `/healthz` answer also sees them).
+pub async fn start_unopened(settings: Settings) -> anyhow::Result<Running> {
     let started = start_services(settings).await;
     if started.is_err() {
         // The cluster actor of a start that failed half-way must run its `started` inside
@@ -292,7 +326,6 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
     let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
     let server = server.run();
     let http = server.handle();
-    actix_rt::spawn(server);
 
     let endpoints = serde_json::json!({
         "http": http_addr.to_string(),
@@ -310,6 +343,7 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
         ssh_addr,
         gateway_addr,
         http,
+        unopened_api: Some(server),
         endpoint,
         ssh,
         gateway_task,

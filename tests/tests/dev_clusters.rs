@@ -58,7 +58,8 @@ fn free_addr() -> String {
 }
 
 /// Starts `gpuspot dev` in `dir` with its own API and QUIC ports and the default gateway,
-/// its port-slot locks in `tmp`; waits for its banner.
+/// its port-slot locks in `tmp`; checks that its hosts are connected as soon as its API
+/// answers, and waits for its banner.
 fn dev(dir: &Path, tmp: &Path) -> Dev {
     std::fs::create_dir_all(dir).expect("dev dir");
     let (http, quic) = (free_addr(), free_addr());
@@ -71,6 +72,17 @@ fn dev(dir: &Path, tmp: &Path) -> Dev {
         .env_remove("GPUSPOT_CONTAINER_ENGINE")
         .env("RUST_LOG", "warn");
     let proc = Proc::spawn("gpuspot dev", command, &dir.join("dev.log"));
+    let api = Api::new(&format!("http://{http}"), Some("dev-admin-token-for-the-test"));
+    // A new user's first two calls: once the API answers at all, dev's hosts are there.
+    let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+    let healthz = format!("http://{http}/healthz");
+    wait_until(START, "gpuspot dev's /healthz", || {
+        let status = client.get(&healthz).send().map_err(|e| e.to_string())?.status();
+        if status.is_success() { Ok(()) } else { Err(status.to_string()) }
+    });
+    let hosts = api.hosts();
+    let connected = hosts.iter().filter(|h| s(h, "state") == "connected").count();
+    assert_eq!(connected, 3, "the API answered before dev's hosts connected: {hosts:?}");
     let log = proc.log.clone();
     let gateway = wait_until(START, "gpuspot dev's banner", || {
         let text = log_tail(&log, 20_000);
@@ -78,14 +90,7 @@ fn dev(dir: &Path, tmp: &Path) -> Dev {
         let gateway = gateway.and_then(|g| g.trim().strip_prefix("http://")?.split('/').next());
         gateway.map(str::to_owned).ok_or_else(|| text.clone())
     });
-    let api = Api::new(&format!("http://{http}"), Some("dev-admin-token-for-the-test"));
-    let dev = Dev { api, gateway, dir: dir.to_owned(), proc };
-    wait_until(START, "3 connected dev hosts", || {
-        let hosts = dev.api.hosts();
-        let connected = hosts.iter().filter(|h| s(h, "state") == "connected").count();
-        if connected == 3 { Ok(()) } else { Err(format!("{hosts:?}")) }
-    });
-    dev
+    Dev { api, gateway, dir: dir.to_owned(), proc }
 }
 
 /// Holds the lock files of dev's first port slots in `tmp`, as other clusters would.
