@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use gpuspot_agent::config::{AgentSettings, default_socket_dir};
 use gpuspot_agent::discovery::{Reservation, SimulatedDiscovery, SimulatedProfile};
 use gpuspot_agent::host::{GpuKind, RuntimeKind};
+use gpuspot_common::protocol::GuestNetwork;
 use gpuspot_coordinator::config::{RawConfig, RawGateway};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -190,64 +191,30 @@ async fn cluster(
     served
 }
 
-/// Starts the dev hosts' agents on `running` and serves until Ctrl-C.
+/// Starts the dev hosts' agents on `running`, opens its API once they are connected, and
+/// serves until Ctrl-C.
 async fn serve(
     running: &mut gpuspot_coordinator::server::Running,
     profiles: Vec<SimulatedProfile>,
     setup: &HostsSetup,
 ) -> anyhow::Result<()> {
-    let HostsSetup { data_dir, coordinator_dir, link_timeout, log_max_bytes, container_engine } =
-        setup;
-    let (link_timeout, log_max_bytes) = (*link_timeout, *log_max_bytes);
     let names: Vec<String> = (profiles.iter().enumerate())
         .map(|(i, p)| p.name.clone().unwrap_or_else(|| format!("host-{}", i + 1)))
         .collect();
-    let token = join_token(coordinator_dir, &data_dir.join("hosts"), &names)?;
+    let token = join_token(&setup.coordinator_dir, &setup.data_dir.join("hosts"), &names)?;
     let mut quic = running.quic_addr;
     if quic.ip().is_unspecified() {
         quic.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
+    prepare_dirs(&setup.data_dir)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut agents = Vec::new();
-    // Process guests run under their own uids and must traverse these to reach their data
-    // dirs and sockets (DESIGN §14); what lies inside stays private by its own modes.
-    gpuspot_agent::config::restrict_umask();
-    for dir in [data_dir.clone(), data_dir.join("hosts")] {
-        gpuspot_agent::config::create_guest_reachable_dir(&dir)?;
-    }
-    if let Some(closed) = closed_ancestor(data_dir) {
-        eprintln!(
-            "gpuspot dev: warning: {} is not traversable by other users, so guests (which run \
-             under their own uids) cannot reach their data dirs below {}; chmod o+x it or \
-             pick another --data-dir",
-            closed.display(),
-            data_dir.display()
-        );
-    }
-    let mut locks = Vec::new();
+    let (mut agents, mut locks) = (Vec::new(), Vec::new());
     // One machine, several hosts, maybe several dev clusters: each host its own ports.
     let ports = crate::dev_ports::DevPorts::claim(&std::env::temp_dir());
     let hosts = profiles.len();
     for (profile, name) in profiles.into_iter().zip(names) {
-        let state_dir = data_dir.join("hosts").join(&name);
-        let settings = AgentSettings {
-            coordinator: quic.to_string(),
-            join_token: token.clone(),
-            socket_dir: default_socket_dir(&state_dir),
-            state_dir,
-            simulate: None,
-            hostname: Some(name.clone()),
-            reserve: Reservation::default(),
-            link_timeout,
-            log_max_bytes,
-            container_engine: container_engine.clone(),
-            uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
-            pids_max: gpuspot_agent::runtime::cgroup::DEFAULT_PIDS_MAX,
-            // A laptop without root has no cgroup to limit guests with: dev runs them anyway.
-            unlimited_ok: true,
-            network: ports.network(agents.len(), hosts),
-            metrics: None,
-        };
+        let network = ports.network(agents.len(), hosts);
+        let settings = agent_settings(setup, &name, quic, &token, network);
         gpuspot_agent::config::create_guest_reachable_dir(&settings.state_dir)?;
         locks.push(gpuspot_agent::lock::StateLock::acquire(&settings.state_dir)?);
         let discovery = std::sync::Arc::new(SimulatedDiscovery::new(profile, Some(name)));
@@ -267,7 +234,7 @@ async fn serve(
     }
     await_hosts(running, hosts).await;
     running.open_api();
-    print_banner(running, data_dir, agents.len(), container_engine.as_deref());
+    print_banner(running, &setup.data_dir, agents.len(), setup.container_engine.as_deref());
     gpuspot_common::process::shutdown_signal().await;
     println!("gpuspot dev: stopping workloads and the coordinator");
     let _ = stop_tx.send(true);
@@ -275,6 +242,55 @@ async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(40), agent).await;
     }
     Ok(())
+}
+
+/// The dev hosts' directories, reachable by guests; a warning when a parent is not.
+fn prepare_dirs(data_dir: &Path) -> anyhow::Result<()> {
+    // Process guests run under their own uids and must traverse these to reach their data
+    // dirs and sockets; what lies inside stays private by its own modes.
+    gpuspot_agent::config::restrict_umask();
+    for dir in [data_dir.to_owned(), data_dir.join("hosts")] {
+        gpuspot_agent::config::create_guest_reachable_dir(&dir)?;
+    }
+    if let Some(closed) = closed_ancestor(data_dir) {
+        eprintln!(
+            "gpuspot dev: warning: {} is not traversable by other users, so guests (which run \
+             under their own uids) cannot reach their data dirs below {}; chmod o+x it or \
+             pick another --data-dir",
+            closed.display(),
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// One dev host's agent settings.
+fn agent_settings(
+    setup: &HostsSetup,
+    name: &str,
+    quic: SocketAddr,
+    token: &Option<String>,
+    network: GuestNetwork,
+) -> AgentSettings {
+    let state_dir = setup.data_dir.join("hosts").join(name);
+    AgentSettings {
+        coordinator: quic.to_string(),
+        join_token: token.clone(),
+        socket_dir: default_socket_dir(&state_dir),
+        state_dir,
+        simulate: None,
+        hostname: Some(name.to_owned()),
+        reserve: Reservation::default(),
+        link_timeout: setup.link_timeout,
+        log_max_bytes: setup.log_max_bytes,
+        container_engine: setup.container_engine.clone(),
+        uid_range: gpuspot_agent::config::DEFAULT_UID_RANGE,
+        pids_max: gpuspot_agent::runtime::cgroup::DEFAULT_PIDS_MAX,
+        // A laptop without root has no cgroup to limit guests with: dev runs them anyway.
+        unlimited_ok: true,
+        network,
+        metrics: None,
+    }
 }
 
 /// How long dev waits for its hosts before it answers API requests anyway.
