@@ -80,7 +80,20 @@ pub fn until(
 ) -> anyhow::Result<Value> {
     let mut progress = Progress::new(Instant::now(), args.timeout);
     loop {
-        let (answer, status) = look()?;
+        let (answer, status) = match look() {
+            Ok(found) => found,
+            // A coordinator restarting (or a standby taking over) is no reason to stop
+            // waiting: the wait goes on, as long as the timeout allows.
+            Err(error) if transient(&error) && !progress.expired(Instant::now()) => {
+                let first = error.to_string().lines().next().unwrap_or_default().to_owned();
+                if let Some(line) = progress.news(&format!("no answer yet: {first}")) {
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if let Some(line) = progress.news(&status.line) {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{line}");
@@ -95,6 +108,20 @@ pub fn until(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Whether a failed look may succeed if tried again: the coordinator unreachable, or an
+/// answer that says so (5xx), or a request that timed out.
+fn transient(error: &anyhow::Error) -> bool {
+    if error.downcast_ref::<crate::errors::Unreachable>().is_some() {
+        return true;
+    }
+    if let Some(api) = error.downcast_ref::<crate::errors::ApiError>() {
+        return api.status >= 500;
+    }
+    error.chain().any(|cause| {
+        cause.downcast_ref::<reqwest::Error>().is_some_and(|e| e.is_timeout() || e.is_request())
+    })
 }
 
 /// `STATE[ on HOST][: REASON]`: an instance's state, where it runs, and why it is as it is.
@@ -162,5 +189,28 @@ mod tests {
             error.to_string(),
             "gave up waiting for i-1 to run after 1m 30s: it is queued: waiting for capacity"
         );
+    }
+
+    fn reached() -> anyhow::Result<(Value, Status)> {
+        Ok((Value::Null, Status { line: "running".into(), outcome: Outcome::Reached }))
+    }
+
+    #[test]
+    fn an_unreachable_coordinator_is_waited_out_and_a_refusal_is_not() {
+        let args = WaitArgs { wait: true, timeout: Some(Duration::from_secs(30)) };
+        let mut looks = 0;
+        let answer = until(&args, "i-1 to run", || {
+            looks += 1;
+            if looks < 3 {
+                let cause = "connection refused".to_owned();
+                return Err(crate::errors::Unreachable { url: "http://x".into(), cause }.into());
+            }
+            reached()
+        });
+        assert!(answer.is_ok() && looks == 3, "{answer:?} after {looks} looks");
+        let refused = until(&args, "i-1 to run", || {
+            Err(crate::errors::ApiError::from_body(404, "Not Found", "{}").into())
+        });
+        assert!(refused.is_err(), "a 404 is waited on");
     }
 }
