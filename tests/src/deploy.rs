@@ -160,6 +160,15 @@ impl Deployments {
 }
 
 /// The deployment's instances that have not ended.
+/// The replicas of an endpoints answer that take traffic: ready and not draining.
+pub fn serving(endpoints: &[Value]) -> BTreeSet<String> {
+    endpoints
+        .iter()
+        .filter(|e| e["ready"] == true && e["draining"] == false)
+        .map(|e| s(e, "instance_id").to_owned())
+        .collect()
+}
+
 pub fn live(d: &Value) -> Vec<Value> {
     instances(d).into_iter().filter(|i| !matches!(s(i, "state"), "terminated" | "failed")).collect()
 }

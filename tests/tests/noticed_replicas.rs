@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use gpuspot_e2e::deploy::{
-    Deployments, host_id, ids, in_state, regular_spec, spot_request, spot_spec,
+    Deployments, host_id, ids, in_state, regular_spec, serving, spot_request, spot_spec,
 };
 use gpuspot_e2e::load::SteadyLoad;
 use gpuspot_e2e::{SOON, cluster, config_with_timers, holds, s, sh, wait_until};
@@ -37,15 +37,6 @@ fn web(deps: &Deployments, replicas: u32, specs: Value) -> String {
         "template": { "command": sh(SERVER), "readiness": { "http_path": "/id.txt", "interval": "200ms" } },
     }));
     s(&created, "id").to_owned()
-}
-
-/// The replicas that take traffic: ready and not draining.
-fn serving(endpoints: &[Value]) -> BTreeSet<String> {
-    endpoints
-        .iter()
-        .filter(|e| e["ready"] == true && e["draining"] == false)
-        .map(|e| s(e, "instance_id").to_owned())
-        .collect()
 }
 
 /// Waits for `n` replicas in the rotation; their endpoints.

@@ -4,7 +4,9 @@
 //! GPU utilisation and on a schedule, each decision an event with its reason.
 
 use chrono::Timelike;
-use gpuspot_e2e::deploy::{Deployments, host_id, in_state, regular_spec, spot_request, spot_spec};
+use gpuspot_e2e::deploy::{
+    Deployments, host_id, in_state, regular_spec, serving, spot_request, spot_spec,
+};
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::load::SteadyLoad;
 use gpuspot_e2e::podman::{ContainerAgent, podman};
@@ -19,15 +21,6 @@ const SERVER: &str = "echo $GPUSPOT_INSTANCE_ID > id.txt; exec python3 -m http.s
 fn config(extra_timers: &str) -> String {
     let config = TEST_CONFIG.replacen("[timers]\n", &format!("[timers]\n{extra_timers}"), 1);
     format!("{config}\n[gateway]\nlisten = \"127.0.0.1:0\"\n")
-}
-
-/// The replicas that take traffic: ready and not draining.
-fn serving(endpoints: &[Value]) -> BTreeSet<String> {
-    endpoints
-        .iter()
-        .filter(|e| e["ready"] == true && e["draining"] == false)
-        .map(|e| s(e, "instance_id").to_owned())
-        .collect()
 }
 
 /// Which replicas answer `n` requests through the gateway.

@@ -7,25 +7,13 @@ use super::cluster::Cluster;
 use super::deployment::Mode;
 use super::deployment_tests::{cluster, end, new, start_scheduled, t};
 use super::instance::Promise;
-use super::model::{Billing, InstanceRequest, InstanceState, OnUnavailable};
-use super::scheduling::tests::request;
+use super::model::InstanceState;
+use super::scheduling::tests::{create, regular, spot};
 use gpuspot_common::protocol::WorkloadState;
-use gpuspot_common::{AccountId, HostId, InstanceId, Money};
+use gpuspot_common::{AccountId, HostId, InstanceId};
 
 /// Past the fixture's 10 s hold.
 const PAST_HOLD: i64 = 11;
-
-fn regular(count: u32) -> InstanceRequest {
-    request(count, Billing::Regular, OnUnavailable::Queue)
-}
-
-fn spot(count: u32, bid: i64) -> InstanceRequest {
-    request(count, Billing::Spot { max_price: Money(bid) }, OnUnavailable::Queue)
-}
-
-fn create(c: &mut Cluster, request: InstanceRequest, at: i64) -> InstanceId {
-    c.create_instance(AccountId::from(OPERATOR), request, t(at))
-}
 
 fn state(c: &Cluster, id: &InstanceId) -> InstanceState {
     c.instance(id).expect("known").state()

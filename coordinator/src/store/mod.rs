@@ -137,9 +137,8 @@ pub trait Store: Send + Sync + 'static {
     /// The host a certificate names, and whether it was revoked.
     fn host_certificate(&self, fingerprint: &str) -> Result<Option<CertificateRecord>, StoreError>;
     fn events_after(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
-    /// Up to `limit` of the account's ledger entries, oldest first, those after entry
-    /// `after` when given.
-    /// An account's ledger entries in `order`, those past entry `after` in that order.
+    /// Up to `limit` of an account's ledger entries in `order`, those past entry `after` (in
+    /// that order) when given.
     fn ledger(
         &self,
         account: &AccountId,

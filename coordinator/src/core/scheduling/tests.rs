@@ -35,15 +35,15 @@ pub(crate) fn request(
     }
 }
 
-fn regular(count: u32) -> InstanceRequest {
+pub(crate) fn regular(count: u32) -> InstanceRequest {
     request(count, Billing::Regular, OnUnavailable::Queue)
 }
 
-fn spot(count: u32, bid: i64) -> InstanceRequest {
+pub(crate) fn spot(count: u32, bid: i64) -> InstanceRequest {
     request(count, Billing::Spot { max_price: Money(bid) }, OnUnavailable::Queue)
 }
 
-fn create(c: &mut Cluster, request: InstanceRequest, at: i64) -> InstanceId {
+pub(crate) fn create(c: &mut Cluster, request: InstanceRequest, at: i64) -> InstanceId {
     c.create_instance(AccountId::from(OPERATOR), request, t(at))
 }
 
