@@ -20,7 +20,8 @@ Idempotent: a second run finds nothing left to rewrite. Usage:
 
     scripts/rewrite_design_refs.py [--root DIR] [--dry-run] [--readme] [--width 100]
 
---dry-run lists the files it would change. Exits 1 when a citation is left that it could not
+--dry-run lists the files it would change. Refuses to run (exit 2) when an anchor of the
+tables is no heading of its docs file. Exits 1 when a citation is left that it could not
 rewrite (a section missing from SECTIONS, or one inside a Rust string), naming each.
 """
 import argparse
@@ -242,6 +243,27 @@ def rewrap(old_lines, new_lines, width):
     return out
 
 
+def slug(heading):
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def missing_anchors(root):
+    """Targets of the tables that no heading of their docs file makes, as "file#anchor"."""
+    targets = {t for (t, _) in SECTIONS.values()} | set(SUBSECTIONS.values())
+    targets |= {(t[0], a) for (t, refine) in SECTIONS.values() for (_, a) in refine}
+    missing = []
+    for file, anchor in sorted(targets):
+        try:
+            with open(os.path.join(root, file), encoding="utf-8") as f:
+                anchors = {slug(m) for m in re.findall(r"^#+\s+(.*)$", f.read(), re.M)}
+        except FileNotFoundError:
+            anchors = set()
+        if anchor not in anchors:
+            missing.append(f"{file}#{anchor}")
+    return missing
+
+
 def files(root, readme):
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in ("target", "node_modules") and not d.startswith("."))
@@ -263,6 +285,10 @@ def main():
     ap.add_argument("--width", type=int, default=100, help="re-wrap changed comment lines longer than this")
     args = ap.parse_args()
     root = os.path.normpath(args.root)
+    missing = missing_anchors(root)
+    if missing:
+        print("no heading makes these anchors; fix SECTIONS or docs/: " + ", ".join(missing), file=sys.stderr)
+        return 2
     changed, left = [], []
     for path in files(root, args.readme):
         try:
