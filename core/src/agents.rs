@@ -302,7 +302,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::deployment_tests::{cluster, t};
+    use crate::deployment_tests::{cluster, t};
 
     #[test]
     fn a_join_is_the_operators_event_with_its_token_and_the_host_comes_at_its_hello() {

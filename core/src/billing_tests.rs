@@ -3,7 +3,7 @@
 use super::billing::EntryKind;
 use super::cluster::Cluster;
 use super::model::{Billing, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
-use crate::config::{PoolSettings, Timers};
+use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, InstanceReport, WorkloadState};
 use gpuspot_common::{AccountId, GpuInfo, HostId, HostInventory, InstanceId, Money};
@@ -90,7 +90,7 @@ fn start(
 #[test]
 fn a_run_is_charged_per_second_at_list_and_the_ledger_sums_to_the_balance() {
     let (mut cluster, host) = cluster();
-    let account = cluster.create_account(crate::core::accounts::NewAccount::named("acme"), t(0));
+    let account = cluster.create_account(crate::accounts::NewAccount::named("acme"), t(0));
     cluster.pay(&account, Money(100_000_000), t(0)).unwrap();
     let id = start(&mut cluster, &host, &account, t(0));
     cluster.meter_tick(t(60));
@@ -110,7 +110,7 @@ fn a_run_is_charged_per_second_at_list_and_the_ledger_sums_to_the_balance() {
 #[test]
 fn running_out_of_money_schedules_overdue_terminations_and_a_payment_cancels_them() {
     let (mut cluster, host) = cluster();
-    let account = cluster.create_account(crate::core::accounts::NewAccount::named("acme"), t(0));
+    let account = cluster.create_account(crate::accounts::NewAccount::named("acme"), t(0));
     cluster.pay(&account, Money(100_000), t(0)).unwrap();
     let id = start(&mut cluster, &host, &account, t(0));
     cluster.meter_tick(t(60));
@@ -141,7 +141,7 @@ fn running_out_of_money_schedules_overdue_terminations_and_a_payment_cancels_the
 #[test]
 fn an_unpaid_account_is_shut_down_at_the_deadline_even_inside_a_hold() {
     let (mut cluster, host) = cluster();
-    let account = cluster.create_account(crate::core::accounts::NewAccount::named("acme"), t(0));
+    let account = cluster.create_account(crate::accounts::NewAccount::named("acme"), t(0));
     let id = cluster.create_instance(
         account.clone(),
         InstanceRequest { billing: Billing::Spot { max_price: Money(9_000_000) }, ..regular(1) },

@@ -9,7 +9,6 @@ use super::deployment::{Deployment, DeploymentState, Mode, Template};
 use super::deployment_tests::{cluster, end, new, running, start_scheduled, t};
 use super::deployments::DeploymentChange;
 use super::model::EndReason;
-use crate::config::RawConfig;
 use gpuspot_common::protocol::WorkloadState;
 use gpuspot_common::{AccountId, DeploymentId};
 use std::time::Duration;
@@ -182,21 +181,4 @@ fn records_from_before_the_backoff_load_with_none_of_it() {
     fields.remove("crash_loop");
     let loaded: Deployment = serde_json::from_value(old).unwrap();
     assert_eq!((loaded.restarts, loaded.crash_loop), (0, Default::default()));
-}
-
-#[test]
-fn the_backoff_comes_from_the_deployments_config_section() {
-    let text = "[deployments]\ncrash_backoff = \"1s\"\ncrash_backoff_max = \"4s\"\n\
-                crash_reset_after = \"30s\"\n";
-    let settings = RawConfig::from_toml(text).unwrap().validate().unwrap();
-    let backoff = settings.crash_backoff;
-    assert_eq!((backoff.delay(1), backoff.delay(4)), (Duration::from_secs(1), backoff.max));
-    assert_eq!(
-        (backoff.max, backoff.reset_after),
-        (Duration::from_secs(4), Duration::from_secs(30))
-    );
-    let defaults = RawConfig::from_toml("").unwrap().validate().unwrap().crash_backoff;
-    assert_eq!(defaults, CrashBackoff::default());
-    let bad = "[deployments]\ncrash_backoff = \"0s\"\n";
-    assert!(RawConfig::from_toml(bad).unwrap().validate().is_err(), "a zero backoff is refused");
 }

@@ -6,7 +6,7 @@ use super::cluster::Cluster;
 use super::deployment::{DeploymentSpec, DeploymentState, Mode, Template};
 use super::deployments::{DeploymentChange, NewDeployment};
 use super::model::{Billing, GpuRequest, Instance, InstanceState, Range};
-use crate::config::{PoolSettings, Timers};
+use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{InstanceReport, WorkloadState};
 use gpuspot_common::{AccountId, DeploymentId, GpuInfo, HostId, HostInventory, Money};

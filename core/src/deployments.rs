@@ -12,7 +12,7 @@ use super::deployment::{Deployment, DeploymentSpec, DeploymentState, Mode, Templ
 pub use super::error::DeploymentError;
 use super::instance::Owner;
 use super::model::{EndReason, Instance, InstanceState};
-use crate::core::events::EventKind;
+use crate::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 

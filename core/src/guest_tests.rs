@@ -7,7 +7,7 @@ use super::cluster::Cluster;
 use super::deployment::{DeploymentSpec, Mode, Template};
 use super::deployments::NewDeployment;
 use super::model::{Billing, EndReason, GpuRequest, InstanceRequest, InstanceState, Range};
-use crate::config::{PoolSettings, Timers};
+use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, GuestRuntime, InstanceReport, WorkloadState};
 use gpuspot_common::{AccountId, GpuInfo, HostId, HostInventory, InstanceId, Money};

@@ -2,7 +2,7 @@
 //! `floor_ratio` × list when idle, rising linearly to `busy_ratio` × list when full.
 
 use super::registry::Registry;
-use crate::config::PoolSettings;
+use crate::settings::PoolSettings;
 use gpuspot_common::Money;
 use gpuspot_common::inventory::model_matches;
 

@@ -2,9 +2,9 @@
 //! start refused for a port retried with another, then waiting, never failing.
 
 use super::*;
-use crate::core::accounts::OPERATOR;
-use crate::core::deployment_tests::{cluster, start_scheduled, t};
-use crate::core::model::{Billing, OnUnavailable};
+use crate::accounts::OPERATOR;
+use crate::deployment_tests::{cluster, start_scheduled, t};
+use crate::model::{Billing, OnUnavailable};
 use gpuspot_common::AccountId;
 
 fn book() -> PortBook {
@@ -65,7 +65,7 @@ fn after_max_tries_an_instance_keeps_off_the_host_for_a_while() {
 }
 
 fn process_request(on_unavailable: OnUnavailable) -> InstanceRequest {
-    crate::core::scheduling::tests::request(1, Billing::Regular, on_unavailable)
+    crate::scheduling::tests::request(1, Billing::Regular, on_unavailable)
 }
 
 /// A cluster of one 1-GPU host `h` whose range is `first..=last`, and a process request

@@ -11,7 +11,7 @@ use gpuspot_common::AccountId;
 use gpuspot_common::protocol::WorkloadState;
 
 fn account(c: &mut Cluster, quota: Quota) -> AccountId {
-    let id = c.create_account(crate::core::accounts::NewAccount::named("acme"), t(0));
+    let id = c.create_account(crate::accounts::NewAccount::named("acme"), t(0));
     let change =
         QuotaChange { max_gpus: Some(quota.max_gpus), max_instances: Some(quota.max_instances) };
     c.set_quota(&id, QuotaUpdate::Change(change), t(0)).unwrap();
@@ -75,7 +75,7 @@ fn max_instances_counts_instances_whatever_their_size() {
 fn the_default_applies_until_the_admin_sets_one_and_the_operator_is_unlimited() {
     let default = Quota { max_gpus: Some(1), max_instances: Some(5) };
     let mut c = cluster(&[("h", 8)]).with_default_quota(default);
-    let acme = c.create_account(crate::core::accounts::NewAccount::named("acme"), t(0));
+    let acme = c.create_account(crate::accounts::NewAccount::named("acme"), t(0));
     let quota_of = |c: &Cluster, id: &AccountId| c.quota(c.account(id).unwrap());
     assert_eq!(quota_of(&c, &acme), default);
     assert!(c.check_quota(&acme, &request(2)).is_err());

@@ -27,7 +27,7 @@ pub(super) fn retention(max_ended_per_account: usize) -> Retention {
 }
 
 pub(super) fn account(c: &mut Cluster, name: &str, max_instances: Option<u32>) -> AccountId {
-    let id = c.create_account(crate::core::accounts::NewAccount::named(name), t(0));
+    let id = c.create_account(crate::accounts::NewAccount::named(name), t(0));
     let change = QuotaChange { max_gpus: None, max_instances: Some(max_instances) };
     c.set_quota(&id, QuotaUpdate::Change(change), t(0)).unwrap();
     id
@@ -35,7 +35,7 @@ pub(super) fn account(c: &mut Cluster, name: &str, max_instances: Option<u32>) -
 
 /// A regular request for 4 H100s: more than any host here has.
 fn request(on_unavailable: OnUnavailable) -> InstanceRequest {
-    crate::core::scheduling::tests::request(4, Billing::Regular, on_unavailable)
+    crate::scheduling::tests::request(4, Billing::Regular, on_unavailable)
 }
 
 fn failed(c: &mut Cluster, account: &AccountId, at: DateTime<Utc>) -> InstanceId {

@@ -21,7 +21,7 @@ const MS: Duration = Duration::milliseconds(1);
 
 fn funded_account(sim: &mut Sim, amount: Money) -> AccountId {
     let account =
-        sim.act(|c, now| c.create_account(crate::core::accounts::NewAccount::named("acme"), now));
+        sim.act(|c, now| c.create_account(crate::accounts::NewAccount::named("acme"), now));
     sim.act(|c, now| c.pay(&account, amount, now)).expect("a payment is accepted");
     account
 }

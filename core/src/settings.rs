@@ -1,5 +1,5 @@
 //! What the core is configured with: its timers and its pools (and how each prices). The config file's parsing
-//! (`crate::config`) builds these; the core never reads the file's types.
+//! (the coordinator's `config`) builds these; the core never reads the file's types.
 
 use gpuspot_common::Money;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! bytes live in the coordinator's snapshot store; this only tracks them.
 
 use super::cluster::Cluster;
-use crate::core::events::EventKind;
+use crate::events::EventKind;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use gpuspot_common::{AccountId, InstanceId};

@@ -5,7 +5,7 @@
 use super::cluster::Cluster;
 use super::model::{Billing, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
 use super::settings::PoolPricing;
-use crate::config::{PoolSettings, Timers};
+use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, InstanceReport, WorkloadState};
 use gpuspot_common::{AccountId, GpuInfo, HostId, HostInventory, InstanceId, Money};

@@ -1,8 +1,8 @@
 //! What a lifecycle transition asks of the cluster, and the refusal of a transition from a
 //! state it may not start in.
 
-use crate::core::events::EventKind;
-use crate::core::model::{EndReason, InstanceState};
+use crate::events::EventKind;
+use crate::model::{EndReason, InstanceState};
 use gpuspot_common::HostId;
 
 /// Carried out by the cluster after the transition, in order.

@@ -5,7 +5,7 @@
 //! deployments keep one of their own for final deployments (all kept for `ended`).
 
 use super::Instance;
-use crate::core::model::InstanceState;
+use crate::model::InstanceState;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId};
 use std::collections::{BTreeMap, BTreeSet};

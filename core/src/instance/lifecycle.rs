@@ -5,8 +5,8 @@
 //! from and returns the [`Effect`]s the cluster must carry out.
 
 use super::effects::{Effect, WrongState};
-use crate::core::events::EventKind;
-use crate::core::model::{EndReason, InstanceState};
+use crate::events::EventKind;
+use crate::model::{EndReason, InstanceState};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{HostId, Money};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ pub struct Notice {
 
 /// Units a regular request reclaimed and is owed (DESIGN §4): while it waits nothing else
 /// is placed on them. Their marks in the registry follow from it (see
-/// [`crate::core::promises`]).
+/// [`crate::promises`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Promise {
     pub host_id: HostId,

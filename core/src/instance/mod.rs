@@ -69,7 +69,7 @@ impl Instance {
     }
 
     /// For the transitions (through the table, which keeps its indexes in step).
-    pub(in crate::core) fn lifecycle_mut(&mut self) -> &mut Lifecycle {
+    pub(crate) fn lifecycle_mut(&mut self) -> &mut Lifecycle {
         &mut self.lifecycle
     }
 

@@ -5,8 +5,8 @@
 use super::Instance;
 use super::Owner;
 use super::lifecycle::{Ending, FIRST_WAIT, Lifecycle, Notice, Placement, Promise, Run};
-use crate::core::billing::Meter;
-use crate::core::model::{EndReason, InstanceRequest, InstanceState};
+use crate::billing::Meter;
+use crate::model::{EndReason, InstanceRequest, InstanceState};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
 use serde::{Deserialize, Serialize};

@@ -3,8 +3,8 @@
 
 use super::lifecycle::{Ending, Lifecycle, Notice, Placement, Run};
 use super::{Instance, Owner};
-use crate::core::instance::effects::Effect;
-use crate::core::model::{
+use crate::instance::effects::Effect;
+use crate::model::{
     Billing, EndReason, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions,
 };
 use chrono::{DateTime, Duration, Utc};

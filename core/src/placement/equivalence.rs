@@ -3,10 +3,10 @@
 //! connect, fill, fail, empty and get lost.
 
 use super::{HostFit, ModelFilter, NoFit, Placement, fit_on_host, place};
-use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
-use crate::core::pools::{PoolUsage, usage};
-use crate::core::registry::{Host, HostState, Registry};
-use chrono::Utc;
+use crate::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
+use crate::pools::{PoolUsage, usage};
+use crate::registry::{Host, HostState, Registry};
+use chrono::DateTime;
 use gpuspot_common::inventory::model_matches;
 use gpuspot_common::protocol::GuestRuntime;
 use gpuspot_common::{GpuInfo, HostId, HostInventory, Money};
@@ -88,8 +88,12 @@ fn random_host(rng: &mut Rng, n: usize) -> Host {
         cpu_cores: [64, 128][rng.below(2) as usize],
         memory_gib: [512, 1024][rng.below(2) as usize],
     };
-    let mut host =
-        Host::new(HostId::from(format!("h-{n:04}").as_str()), &inventory, "t", Utc::now());
+    let mut host = Host::new(
+        HostId::from(format!("h-{n:04}").as_str()),
+        &inventory,
+        "t",
+        DateTime::UNIX_EPOCH,
+    );
     if rng.below(2) == 0 {
         host.set_runtimes(&[GuestRuntime::Process, GuestRuntime::Container]);
     }

@@ -4,7 +4,7 @@
 //! linear work in its size once per pass, then a lookup per unit, whatever the number of
 //! hosts.
 
-use crate::core::model::GpuRequest;
+use crate::model::GpuRequest;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 

@@ -2,9 +2,9 @@
 //! containers, and wait with a reason that says so when none does.
 
 use super::{NoFit, place};
-use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
-use crate::core::registry::{Host, Registry};
-use chrono::Utc;
+use crate::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
+use crate::registry::{Host, Registry};
+use chrono::DateTime;
 use gpuspot_common::protocol::GuestRuntime;
 use gpuspot_common::{GpuInfo, HostId, HostInventory, Money};
 
@@ -26,7 +26,7 @@ fn host(id: &str, model: &str, gpus: u32, runtimes: &[GuestRuntime]) -> Host {
         cpu_cores: 64,
         memory_gib: 512,
     };
-    let mut host = Host::new(HostId::from(id), &inventory, "test", Utc::now());
+    let mut host = Host::new(HostId::from(id), &inventory, "test", DateTime::UNIX_EPOCH);
     host.set_runtimes(runtimes);
     host
 }

@@ -4,10 +4,10 @@
 //! leaves the registry and, with the same commit, the store, which revokes its certificate.
 //! The agent is then told why it is refused, and every later hello is refused the same way.
 
-use crate::core::cluster::Cluster;
-use crate::core::events::EventKind;
-use crate::core::model::EndReason;
-use crate::core::registry::Host;
+use crate::cluster::Cluster;
+use crate::events::EventKind;
+use crate::model::EndReason;
+use crate::registry::Host;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, RefusalCode};
 use gpuspot_common::{HostId, InstanceId};
@@ -50,10 +50,10 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::InstanceState;
-    use crate::core::accounts::OPERATOR;
-    use crate::core::deployment::Mode;
-    use crate::core::deployment_tests::{cluster, new, start_scheduled, t};
+    use crate::InstanceState;
+    use crate::accounts::OPERATOR;
+    use crate::deployment::Mode;
+    use crate::deployment_tests::{cluster, new, start_scheduled, t};
     use gpuspot_common::AccountId;
 
     #[test]

@@ -2,10 +2,10 @@
 //! hour's notice — simulated time costs nothing), one H100 pool, hosts, requests, and the
 //! price integral a user expects to be charged.
 
-use crate::config::{PoolSettings, Timers};
-use crate::core::deployment::{DeploymentSpec, Mode, Template};
-use crate::core::deployments::NewDeployment;
-use crate::core::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
+use crate::deployment::{DeploymentSpec, Mode, Template};
+use crate::deployments::NewDeployment;
+use crate::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
+use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::{GpuInfo, HostInventory, Money};
 

@@ -4,10 +4,10 @@
 //! and recorded is kept in a [`Log`], stamped with the simulated time, for assertions.
 
 use super::fixtures;
-use crate::core::Cluster;
-use crate::core::Instance;
-use crate::core::billing::{EntryKind, LedgerEntry};
-use crate::core::events::{Event, EventKind};
+use crate::Cluster;
+use crate::Instance;
+use crate::billing::{EntryKind, LedgerEntry};
+use crate::events::{Event, EventKind};
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{
     CoordinatorMessage, GuestMetadata, GuestRuntime, InstanceReport, WorkloadState,

@@ -65,7 +65,7 @@ impl Cluster {
     /// Why a request of `account` that found no placement cannot be placed, as things are
     /// now: no host for it at all; for spot, whether the bid is the obstacle; else which
     /// hosts match and how busy they are.
-    pub(in crate::core) fn shortage(
+    pub(crate) fn shortage(
         &self,
         request: &InstanceRequest,
         account: &AccountId,

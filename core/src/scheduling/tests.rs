@@ -2,12 +2,10 @@
 //! `failed` with `out_of_stock: …` and costs nobody a notice; a waiting one's reason names
 //! what holds the matching hosts and, for spot, whether the bid is the obstacle.
 
-use crate::core::accounts::{NewAccount, OPERATOR};
-use crate::core::cluster::Cluster;
-use crate::core::deployment_tests::{cluster, start_scheduled, t};
-use crate::core::model::{
-    Billing, GpuRequest, InstanceRequest, InstanceState, OnUnavailable, Range,
-};
+use crate::accounts::{NewAccount, OPERATOR};
+use crate::cluster::Cluster;
+use crate::deployment_tests::{cluster, start_scheduled, t};
+use crate::model::{Billing, GpuRequest, InstanceRequest, InstanceState, OnUnavailable, Range};
 use gpuspot_common::{AccountId, InstanceId, Money};
 
 const HOLD: i64 = 10;
