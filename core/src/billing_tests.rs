@@ -81,7 +81,7 @@ fn start(
     account: &AccountId,
     at: DateTime<Utc>,
 ) -> InstanceId {
-    let id = cluster.create_instance(account.clone(), regular(1), at);
+    let id = cluster.create_instance(account.clone(), regular(1), at).unwrap();
     let report = InstanceReport { instance_id: id.clone(), state: WorkloadState::Running };
     cluster.instance_update(host, &report, at);
     id
@@ -142,11 +142,16 @@ fn running_out_of_money_schedules_overdue_terminations_and_a_payment_cancels_the
 fn an_unpaid_account_is_shut_down_at_the_deadline_even_inside_a_hold() {
     let (mut cluster, host) = cluster();
     let account = cluster.create_account(crate::accounts::NewAccount::named("acme"), t(0));
-    let id = cluster.create_instance(
-        account.clone(),
-        InstanceRequest { billing: Billing::Spot { max_price: Money(9_000_000) }, ..regular(1) },
-        t(0),
-    );
+    let id = cluster
+        .create_instance(
+            account.clone(),
+            InstanceRequest {
+                billing: Billing::Spot { max_price: Money(9_000_000) },
+                ..regular(1)
+            },
+            t(0),
+        )
+        .unwrap();
     let report = InstanceReport { instance_id: id.clone(), state: WorkloadState::Running };
     cluster.instance_update(&host, &report, t(0));
     cluster.meter_tick(t(10));

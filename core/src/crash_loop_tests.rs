@@ -26,7 +26,7 @@ fn run_and_exit(c: &mut Cluster, id: &DeploymentId, at: i64, ran: i64, code: i32
 }
 
 fn replicaset(c: &mut Cluster) -> DeploymentId {
-    c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 1, 0, 0), t(0))
+    c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 1, 0, 0), t(0)).unwrap()
 }
 
 fn shown(c: &Cluster, id: &DeploymentId) -> Deployment {

@@ -29,7 +29,7 @@ fn named(c: &Cluster, name: &str) -> Vec<DeploymentId> {
 fn deleted(c: &mut Cluster, account: &AccountId, name: &str, at: DateTime<Utc>) -> DeploymentId {
     let mut request = new(Mode::Replicaset, 1, 0, 0);
     request.name = name.into();
-    let id = c.create_deployment(account.clone(), request, at);
+    let id = c.create_deployment(account.clone(), request, at).unwrap();
     c.delete_deployment(&id, at).unwrap();
     assert_eq!(c.deployment(&id).unwrap().ended_at, Some(at), "nothing of it is active");
     id
@@ -39,7 +39,7 @@ fn deleted(c: &mut Cluster, account: &AccountId, name: &str, at: DateTime<Utc>) 
 fn a_final_deployment_is_forgotten_at_its_deadline_counted_from_its_last_instances_end() {
     let mut c = cluster(&[("h", 1)]).with_retention(retention(1000));
     let acme = account(&mut c, "acme", None);
-    let id = c.create_deployment(acme, new(Mode::Replicaset, 1, 0, 0), t(1));
+    let id = c.create_deployment(acme, new(Mode::Replicaset, 1, 0, 0), t(1)).unwrap();
     start_scheduled(&mut c, t(2));
     let replica = c.deployment_instances(&id)[0].clone();
     c.delete_deployment(&id, t(3)).unwrap();
@@ -81,9 +81,11 @@ fn an_account_keeps_only_its_newest_final_deployments_and_others_keep_theirs() {
 fn a_live_deployment_is_never_forgotten() {
     let mut c = cluster(&[("h", 1)]).with_retention(retention(1));
     let acme = account(&mut c, "acme", None);
-    let live = c.create_deployment(acme.clone(), new(Mode::Replicaset, 1, 0, 0), t(1));
+    let live = c.create_deployment(acme.clone(), new(Mode::Replicaset, 1, 0, 0), t(1)).unwrap();
     start_scheduled(&mut c, t(2));
-    let queued = c.create_deployment(acme, new(Mode::Replicaset, 1, 0, 0), t(3));
+    let mut second = new(Mode::Replicaset, 1, 0, 0);
+    second.name = "second".into();
+    let queued = c.create_deployment(acme, second, t(3)).unwrap();
     assert!(wake(&mut c, t(100 * ENDED)).is_empty());
     assert!(c.deployment(&live).is_some() && c.deployment(&queued).is_some());
     assert!(c.deployments().all(|d| d.ended_at.is_none()));
@@ -98,7 +100,7 @@ fn the_name_index_follows_create_delete_forget_and_restore() {
     assert_eq!(named(&c, "WEB"), vec![old.clone()], "but is still found by it");
     let mut request = new(Mode::Replicaset, 1, 0, 0);
     request.name = "wEb".into();
-    let live = c.create_deployment(acme, request, t(2));
+    let live = c.create_deployment(acme, request, t(2)).unwrap();
     assert!(c.name_taken("WEB"));
     let mut both = vec![old.clone(), live.clone()];
     both.sort();

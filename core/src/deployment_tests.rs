@@ -129,7 +129,7 @@ fn a_replicaset_replaces_noticed_replicas_at_once_falls_back_and_rebuilds() {
     // Spot H100s first, regular A100s as the fallback (seed 002's ordered specs).
     let mut c = cluster_of(&[("spot-host", 4, "NVIDIA H100"), ("regular-host", 4, "NVIDIA A100")]);
     let operator = AccountId::from(OPERATOR);
-    let id = c.create_deployment(operator.clone(), new(Mode::Replicaset, 3, 0, 0), t(0));
+    let id = c.create_deployment(operator.clone(), new(Mode::Replicaset, 3, 0, 0), t(0)).unwrap();
     start_scheduled(&mut c, t(0));
     assert_eq!(running(&c, &id).len(), 3);
     assert!(running(&c, &id).iter().all(|i| i.spec_index() == Some(0)), "spot first");
@@ -139,8 +139,9 @@ fn a_replicaset_replaces_noticed_replicas_at_once_falls_back_and_rebuilds() {
         billing: Billing::Spot { max_price: Money(1_900_000) },
         ..c.deployment(&id).unwrap().request(0)
     };
-    let high: Vec<_> =
-        (0..3).map(|_| c.create_instance(operator.clone(), high_request.clone(), t(1))).collect();
+    let high: Vec<_> = (0..3)
+        .map(|_| c.create_instance(operator.clone(), high_request.clone(), t(1)).unwrap())
+        .collect();
     c.market_tick(t(HOLD + 1));
     let noticed: Vec<Instance> = c
         .deployment_instances(&id)
@@ -182,7 +183,9 @@ fn a_replicaset_replaces_noticed_replicas_at_once_falls_back_and_rebuilds() {
 #[test]
 fn scaling_a_replicaset_is_immediate() {
     let mut c = cluster(&[("h", 8)]);
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 2, 0, 0), t(0));
+    let id = c
+        .create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 2, 0, 0), t(0))
+        .unwrap();
     start_scheduled(&mut c, t(0));
     c.change_deployment(&id, DeploymentChange { replicas: Some(5), ..Default::default() }, t(1))
         .unwrap();
@@ -200,7 +203,7 @@ fn scaling_a_replicaset_is_immediate() {
 #[test]
 fn a_job_counts_successes_reruns_reclaimed_runs_and_completes_at_its_target() {
     let mut c = cluster(&[("h", 2)]);
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Job, 0, 5, 2), t(0));
+    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Job, 0, 5, 2), t(0)).unwrap();
     let mut now = 0;
     let mut reclaimed = 0;
     while c.deployment(&id).unwrap().state != DeploymentState::Completed {
@@ -229,7 +232,7 @@ fn a_job_counts_successes_reruns_reclaimed_runs_and_completes_at_its_target() {
 #[test]
 fn a_job_fails_once_real_failures_pass_the_retry_limit() {
     let mut c = cluster(&[("h", 1)]);
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Job, 0, 3, 1), t(0));
+    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Job, 0, 3, 1), t(0)).unwrap();
     for now in 1..=2 {
         start_scheduled(&mut c, t(now));
         let run = running(&c, &id).remove(0);
@@ -243,7 +246,9 @@ fn a_job_fails_once_real_failures_pass_the_retry_limit() {
 #[test]
 fn a_container_follows_its_command() {
     let mut c = cluster(&[("h", 1)]);
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0));
+    let id = c
+        .create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0))
+        .unwrap();
     start_scheduled(&mut c, t(0));
     assert_eq!(c.deployment(&id).unwrap().state, DeploymentState::Running);
     let run = running(&c, &id).remove(0);
@@ -255,7 +260,9 @@ fn a_container_follows_its_command() {
 #[test]
 fn a_container_whose_instance_the_user_deletes_completes_and_is_not_started_again() {
     let mut c = cluster(&[("h", 1)]);
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0));
+    let id = c
+        .create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0))
+        .unwrap();
     start_scheduled(&mut c, t(0));
     let run = running(&c, &id).remove(0);
     c.delete_instance(&run.id, t(2)).unwrap();
@@ -270,7 +277,9 @@ fn a_container_whose_instance_the_user_deletes_completes_and_is_not_started_agai
 #[test]
 fn a_container_the_deployment_replaces_itself_runs_again() {
     let mut c = cluster(&[("h", 1)]);
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0));
+    let id = c
+        .create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0))
+        .unwrap();
     start_scheduled(&mut c, t(0));
     let run = running(&c, &id).remove(0);
     let mut template = c.deployment(&id).unwrap().template.clone();

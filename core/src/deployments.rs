@@ -5,6 +5,7 @@
 //! ([`super::crash_loop`]); a Job counts successful exits, retries real failures up to its
 //! limit, and re-runs reclaimed or lost runs without counting them.
 
+use super::admission::Refusal;
 use super::cluster::Cluster;
 use super::crash_loop::crash_cause;
 pub use super::deployment::Deployments;
@@ -81,45 +82,22 @@ impl Cluster {
         self.deployments.named(name)
     }
 
+    /// Accepts a validated deployment its account may make ([`Refusal`] says why not).
     pub fn create_deployment(
         &mut self,
         account: AccountId,
         new: NewDeployment,
         now: DateTime<Utc>,
-    ) -> DeploymentId {
+    ) -> Result<DeploymentId, Refusal> {
+        self.admit_deployment(&account, &new)?;
         let id = self.ids.deployment();
         let seq = self.take_seq();
-        let name = if new.name.is_empty() { id.to_string() } else { new.name };
-        let deployment = Deployment {
-            id: id.clone(),
-            account_id: account,
-            name,
-            mode: new.mode,
-            replicas: new.replicas,
-            completions: new.completions,
-            parallelism: new.parallelism,
-            retry_limit: new.retry_limit,
-            specs: new.specs,
-            template: new.template,
-            state: DeploymentState::Waiting,
-            reason: Some("starting".into()),
-            succeeded: 0,
-            failed: 0,
-            restarts: 0,
-            crash_loop: Default::default(),
-            created_at: now,
-            seq,
-            stopped_by_deployment: Default::default(),
-            autoscaling: new.autoscaling,
-            schedule: new.schedule,
-            scaling: Default::default(),
-            ended_at: None,
-        };
+        let deployment = new_deployment(id.clone(), account, new, now, seq);
         self.deployments.insert(deployment);
         self.deployment_event(now, EventKind::DeploymentCreated, &id);
         self.reconcile_deployment(&id);
         self.settle(now);
-        id
+        Ok(id)
     }
 
     fn deployment_event(&mut self, now: DateTime<Utc>, kind: EventKind, id: &DeploymentId) {
@@ -440,5 +418,41 @@ impl Cluster {
                 d.reason = reason;
             });
         }
+    }
+}
+
+/// A new deployment as created: waiting, nothing run yet.
+fn new_deployment(
+    id: DeploymentId,
+    account: AccountId,
+    new: NewDeployment,
+    now: DateTime<Utc>,
+    seq: u64,
+) -> Deployment {
+    let name = if new.name.is_empty() { id.to_string() } else { new.name };
+    Deployment {
+        id,
+        account_id: account,
+        name,
+        mode: new.mode,
+        replicas: new.replicas,
+        completions: new.completions,
+        parallelism: new.parallelism,
+        retry_limit: new.retry_limit,
+        specs: new.specs,
+        template: new.template,
+        state: DeploymentState::Waiting,
+        reason: Some("starting".into()),
+        succeeded: 0,
+        failed: 0,
+        restarts: 0,
+        crash_loop: Default::default(),
+        created_at: now,
+        seq,
+        stopped_by_deployment: Default::default(),
+        autoscaling: new.autoscaling,
+        schedule: new.schedule,
+        scaling: Default::default(),
+        ended_at: None,
     }
 }

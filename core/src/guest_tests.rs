@@ -83,7 +83,8 @@ fn report(c: &mut Cluster, id: &InstanceId, state: WorkloadState, at: DateTime<U
 fn an_image_request_waits_for_a_container_host_and_carries_its_image_there() {
     let mut c = cluster();
     connect(&mut c, "plain", PROCESS, t(0));
-    let id = c.create_instance(AccountId::from(OPERATOR), request(Some("busybox:1")), t(1));
+    let id =
+        c.create_instance(AccountId::from(OPERATOR), request(Some("busybox:1")), t(1)).unwrap();
     let queued = c.instance(&id).unwrap();
     assert_eq!(queued.state(), InstanceState::Queued);
     let reason = queued.reason().unwrap_or_default().to_owned();
@@ -106,7 +107,7 @@ fn an_image_request_waits_for_a_container_host_and_carries_its_image_there() {
 fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() {
     let mut c = cluster();
     let host = connect(&mut c, "boxes", BOTH, t(0));
-    let id = c.create_instance(AccountId::from(OPERATOR), request(Some("nope:1")), t(1));
+    let id = c.create_instance(AccountId::from(OPERATOR), request(Some("nope:1")), t(1)).unwrap();
     c.take_changes();
     report(&mut c, &id, WorkloadState::Failed { message: PULL_FAILED.into() }, t(30));
     let failed = c.instance(&id).unwrap().clone();
@@ -124,7 +125,7 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     assert_eq!(c.registry().get(&host).unwrap().free_units(), 2, "its unit is released");
 
     // Other failures of a workload keep ending it `terminated` with reason `failed: …`.
-    let other = c.create_instance(AccountId::from(OPERATOR), request(Some("ok:1")), t(40));
+    let other = c.create_instance(AccountId::from(OPERATOR), request(Some("ok:1")), t(40)).unwrap();
     report(&mut c, &other, WorkloadState::Failed { message: "no such file".into() }, t(41));
     let ended = c.instance(&other).unwrap();
     assert_eq!(ended.state(), InstanceState::Terminated);
@@ -161,7 +162,7 @@ fn a_replica_set_whose_image_cannot_be_pulled_backs_off() {
         }],
         template,
     };
-    let d = c.create_deployment(AccountId::from(OPERATOR), new, t(0));
+    let d = c.create_deployment(AccountId::from(OPERATOR), new, t(0)).unwrap();
     let first = c.deployment_instances(&d)[0].clone();
     assert_eq!(first.request.image.as_deref(), Some("nope:1"));
     report(&mut c, &first.id, WorkloadState::Failed { message: PULL_FAILED.into() }, t(1));

@@ -7,7 +7,7 @@
 //!   and the table of instances with its indexes; [`model`]: requests and state names.
 //! - [`registry`]: hosts, their units, runtimes and liveness; [`agents`]: what hosts and
 //!   their agents report.
-//! - [`requests`]: creating, changing and deleting instances; [`scheduling`]: serving
+//! - [`admission`]: who may create work, typed refusals; [`requests`]: creating, changing and deleting instances; [`scheduling`]: serving
 //!   the queue and reclaiming capacity for regular requests; [`promises`]: the reclaimed
 //!   units owed to them; [`placement`]: where a request fits (seed 004, best fit);
 //!   [`guest`]: which hosts can run it.
@@ -32,6 +32,9 @@
 //!   share.
 
 pub mod accounts;
+pub mod admission;
+#[cfg(test)]
+mod admission_tests;
 pub mod agents;
 pub mod autoscale;
 pub mod billing;

@@ -75,7 +75,7 @@ fn placed(first: u16, last: u16) -> (Cluster, InstanceId) {
     c.registry.get_mut(&HostId::from("h")).unwrap().network = network(first, last);
     c.ports = book();
     let request = process_request(OnUnavailable::Fail);
-    let id = c.create_instance(AccountId::from(OPERATOR), request, t(1));
+    let id = c.create_instance(AccountId::from(OPERATOR), request, t(1)).unwrap();
     assert_eq!(c.instance(&id).unwrap().state(), InstanceState::Scheduled);
     c.take_changes();
     (c, id)

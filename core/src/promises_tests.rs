@@ -63,7 +63,7 @@ fn units_freed_one_at_a_time_go_to_the_regular_request_not_a_later_bid() {
 fn a_replicasets_replacement_does_not_take_promised_units() {
     let mut c = cluster(&[("h", 2)]);
     let operator = AccountId::from(OPERATOR);
-    let d = c.create_deployment(operator, new(Mode::Replicaset, 1, 0, 0), t(0));
+    let d = c.create_deployment(operator, new(Mode::Replicaset, 1, 0, 0), t(0)).unwrap();
     let other = running_spots(&mut c, &[300_000]);
     let replica = c.deployment_instances(&d)[0].id.clone();
     let big = create(&mut c, regular(2), PAST_HOLD);
@@ -192,7 +192,7 @@ fn an_overdue_accounts_promise_ends_and_its_units_serve_others() {
     let mut c = cluster(&[("h", 1)]);
     let victims = running_spots(&mut c, &[300_000]);
     let tenant = c.create_account(super::accounts::NewAccount::named("late"), t(0));
-    let waiting = c.create_instance(tenant.clone(), regular(1), t(PAST_HOLD));
+    let waiting = c.create_instance(tenant.clone(), regular(1), t(PAST_HOLD)).unwrap();
     assert!(promise_of(&c, &waiting).is_some());
     let bidder = create(&mut c, spot(1, 1_900_000), PAST_HOLD + 1);
     c.ledger.update(&tenant, |a| a.overdue_since = Some(t(PAST_HOLD + 2)));

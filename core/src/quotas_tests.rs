@@ -21,7 +21,7 @@ fn account(c: &mut Cluster, quota: Quota) -> AccountId {
 /// A regular request for `gpus` H100s (a deployment's fallback spec, resized).
 fn request(gpus: u32) -> InstanceRequest {
     let mut probe = cluster(&[]);
-    let id = probe.create_deployment(OPERATOR.into(), new(Mode::Job, 0, 0, 0), t(0));
+    let id = probe.create_deployment(OPERATOR.into(), new(Mode::Job, 0, 0, 0), t(0)).unwrap();
     let mut request = probe.deployment(&id).unwrap().request(1);
     request.gpu = GpuRequest { models: vec!["H100".into()], count: gpus };
     request
@@ -36,8 +36,8 @@ fn queued_and_running_instances_count_and_the_third_gpu_is_refused() {
     // One GPU in the cluster: the second request queues, and still counts.
     let mut c = cluster(&[("h", 1)]);
     let acme = account(&mut c, Quota { max_gpus: Some(2), max_instances: None });
-    let running = c.create_instance(acme.clone(), request(1), t(1));
-    let queued = c.create_instance(acme.clone(), request(1), t(1));
+    let running = c.create_instance(acme.clone(), request(1), t(1)).unwrap();
+    let queued = c.create_instance(acme.clone(), request(1), t(1)).unwrap();
     assert_eq!(c.instance(&queued).unwrap().state(), InstanceState::Queued);
     assert_eq!(usage(&c, &acme), Usage { gpus: 2, instances: 2 });
 
@@ -60,7 +60,7 @@ fn queued_and_running_instances_count_and_the_third_gpu_is_refused() {
 fn max_instances_counts_instances_whatever_their_size() {
     let mut c = cluster(&[("h", 8)]);
     let acme = account(&mut c, Quota { max_gpus: None, max_instances: Some(1) });
-    c.create_instance(acme.clone(), request(4), t(1));
+    c.create_instance(acme.clone(), request(4), t(1)).unwrap();
     assert_eq!(
         c.check_quota(&acme, &request(1)),
         Err(QuotaError::Instances { wanted: 2, limit: 1 })
@@ -121,7 +121,7 @@ fn a_deployment_that_could_never_fit_is_refused() {
 fn a_replica_set_at_its_quota_waits_to_replace_a_draining_replica() {
     let mut c = cluster(&[("h", 8)]);
     let acme = account(&mut c, Quota { max_gpus: Some(2), max_instances: None });
-    let id = c.create_deployment(acme.clone(), new(Mode::Replicaset, 2, 0, 0), t(0));
+    let id = c.create_deployment(acme.clone(), new(Mode::Replicaset, 2, 0, 0), t(0)).unwrap();
     start_scheduled(&mut c, t(1));
     let noticed = c.deployment_instances(&id)[0].clone();
     c.give_notice(&noticed.id, EndReason::ReclaimedCapacity, t(2));

@@ -2,6 +2,7 @@
 //! change (name and env only) and delete; and the two ways the core ends one, `finish`
 //! (terminated) and `fail` (failed, never ran). Ending charges what ran, in the same commit.
 
+use super::admission::Refusal;
 use super::cluster::Cluster;
 use super::error::LifecycleError;
 use super::events::EventKind;
@@ -13,16 +14,18 @@ use gpuspot_common::{AccountId, InstanceId};
 use std::collections::BTreeMap;
 
 impl Cluster {
-    /// Accepts a validated request: it is queued, then placed at once if anything fits.
+    /// Accepts a validated request its account may make ([`Refusal`] says why not): it is
+    /// queued, then placed at once if anything fits.
     pub fn create_instance(
         &mut self,
         account: AccountId,
         request: InstanceRequest,
         now: DateTime<Utc>,
-    ) -> InstanceId {
+    ) -> Result<InstanceId, Refusal> {
+        self.admit_instance(&account, &request)?;
         let id = self.create_instance_for(account, request, None, now);
         self.settle(now);
-        id
+        Ok(id)
     }
 
     /// Like [`Cluster::create_instance`], for `owner` (a deployment) when it has one.

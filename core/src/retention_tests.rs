@@ -39,7 +39,7 @@ fn request(on_unavailable: OnUnavailable) -> InstanceRequest {
 }
 
 fn failed(c: &mut Cluster, account: &AccountId, at: DateTime<Utc>) -> InstanceId {
-    let id = c.create_instance(account.clone(), request(OnUnavailable::Fail), at);
+    let id = c.create_instance(account.clone(), request(OnUnavailable::Fail), at).unwrap();
     assert_eq!(c.instance(&id).unwrap().state(), InstanceState::Failed);
     id
 }
@@ -92,7 +92,7 @@ fn an_instance_that_ran_is_kept_for_ended_and_never_counts_once_ended() {
     let acme = account(&mut c, "acme", Some(1));
     let mut small = request(OnUnavailable::Queue);
     small.gpu.count = 1;
-    let id = c.create_instance(acme.clone(), small, t(1));
+    let id = c.create_instance(acme.clone(), small, t(1)).unwrap();
     start_scheduled(&mut c, t(2));
     let running = c.instance(&id).unwrap().clone();
     end(&mut c, &running, WorkloadState::Exited { code: Some(0) }, t(3));

@@ -28,7 +28,9 @@ fn two_replicas_on_a(hosts: &[(&str, u32)]) -> (Cluster, DeploymentId) {
     let mut c = cluster(hosts).with_drain_margin(MARGIN);
     let b = HostId::from("b");
     c.cordon_host(&b, t(0));
-    let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 2, 0, 0), t(0));
+    let id = c
+        .create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 2, 0, 0), t(0))
+        .unwrap();
     start_scheduled(&mut c, t(1));
     c.uncordon_host(&b, t(1));
     c.handle_timeout(t(1));

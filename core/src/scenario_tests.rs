@@ -6,6 +6,7 @@
 mod fixtures;
 mod sim;
 
+use super::admission::Refusal;
 use super::events::EventKind;
 use super::{EndReason, InstanceState};
 use chrono::{DateTime, Duration, Utc};
@@ -28,7 +29,7 @@ fn funded_account(sim: &mut Sim, amount: Money) -> AccountId {
 
 /// Creates an instance; with `start`, its agent reports it running at once.
 fn launch(sim: &mut Sim, account: &AccountId, billing: super::Billing, start: bool) -> InstanceId {
-    let id = sim.act(|c, now| c.create_instance(account.clone(), request(billing), now));
+    let id = sim.act(|c, now| c.create_instance(account.clone(), request(billing), now).unwrap());
     assert_eq!(sim.instance(&id).state(), InstanceState::Scheduled, "placed at once");
     if start {
         sim.report(&id, WorkloadState::Running);
@@ -59,7 +60,7 @@ fn an_outbid_spot_instance_is_noticed_after_its_hold_and_stopped_at_the_deadline
     let hold_until = sim.instance(&low).hold_until().expect("a running spot instance is held");
     assert_eq!(hold_until, t0() + HOLD);
     sim.run_until(t0() + Duration::minutes(10));
-    let high = sim.act(|c, now| c.create_instance(acme.clone(), request(spot(90)), now));
+    let high = sim.act(|c, now| c.create_instance(acme.clone(), request(spot(90)), now).unwrap());
     assert_eq!(state(&sim, &high), InstanceState::Queued, "no free unit for the higher bid");
 
     sim.run_until(hold_until - MS);
@@ -203,9 +204,11 @@ fn without_a_payment_an_overdue_instance_is_stopped_at_the_deadline() {
     assert_eq!(sim.log.charged(&id), cost(&[(t0(), LIST)], 1, t0(), stopped_at));
     assert_balance_matches_ledger(&sim, &acme);
 
-    let next = sim.act(|c, now| c.create_instance(acme.clone(), request(spot(90)), now));
-    assert_eq!(state(&sim, &next), InstanceState::Queued, "nothing new starts while overdue");
-    assert!(sim.instance(&next).reason().is_some_and(|r| r.contains("overdue")));
+    let refused = sim.act(|c, now| c.create_instance(acme.clone(), request(spot(90)), now));
+    assert!(
+        matches!(refused, Err(Refusal::OverdueForInstances { .. })),
+        "nothing new is admitted while overdue: {refused:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -217,7 +220,8 @@ fn a_silent_host_is_lost_after_host_lost_after_and_its_replica_moves_elsewhere()
     let doomed = sim.connect("h-1", 2);
     let acme = funded_account(&mut sim, cents(100_000));
     let lone = launch(&mut sim, &acme, super::Billing::Regular, true);
-    let deployment = sim.act(|c, now| c.create_deployment(acme.clone(), replica_set(1), now));
+    let deployment =
+        sim.act(|c, now| c.create_deployment(acme.clone(), replica_set(1), now).unwrap());
     let replica = sim.cluster.deployment_instances(&deployment)[0].id.clone();
     sim.report(&replica, WorkloadState::Running);
     let spare = sim.connect("h-2", 1);

@@ -105,7 +105,7 @@ impl World {
     /// Creates and, if placed, starts an instance (the agent reports it running).
     fn run(&mut self, count: u32, billing: Billing, at: DateTime<Utc>) -> InstanceId {
         let account = AccountId::from(super::accounts::OPERATOR);
-        let id = self.cluster.create_instance(account, request(count, billing), at);
+        let id = self.cluster.create_instance(account, request(count, billing), at).unwrap();
         if self.state(&id) == InstanceState::Scheduled {
             self.report(&id, WorkloadState::Running, at);
         }

@@ -109,22 +109,13 @@ impl ClusterActor {
         Ok(endpoints.collect())
     }
 
-    /// Refuses an unknown or overdue owner.
+    /// The core admits it or says why not (`core::admission`).
     fn create_deployment(
         &mut self,
         account: AccountId,
         new: NewDeployment,
     ) -> Result<DeploymentView, Failure> {
-        let Some(owner) = self.core.account(&account) else {
-            return Err(Failure::NotFound(Missing::Account(account)));
-        };
-        if !self.core.may_start(&owner.id) {
-            return Err(Failure::OverdueForDeployments(account));
-        }
-        if self.core.name_taken(&new.name) {
-            return Err(DeploymentError::NameTaken(new.name).into());
-        }
-        let id = self.core.create_deployment(account, new, self.clock.now());
+        let id = self.core.create_deployment(account, new, self.clock.now())?;
         self.deployment_view(&id, None)
     }
 

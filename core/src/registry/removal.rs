@@ -59,8 +59,9 @@ mod tests {
     #[test]
     fn a_deleted_host_stops_its_work_leaves_and_its_replica_moves() {
         let mut c = cluster(&[("h-a", 1), ("h-b", 1)]);
-        let d =
-            c.create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 1, 0, 0), t(0));
+        let d = c
+            .create_deployment(AccountId::from(OPERATOR), new(Mode::Replicaset, 1, 0, 0), t(0))
+            .unwrap();
         start_scheduled(&mut c, t(0));
         let first = c.deployment_instances(&d)[0].clone();
         let (gone, other) = match first.host_id().map(HostId::as_str) {

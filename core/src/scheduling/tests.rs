@@ -42,14 +42,14 @@ pub(crate) fn spot(count: u32, bid: i64) -> InstanceRequest {
 }
 
 pub(crate) fn create(c: &mut Cluster, request: InstanceRequest, at: i64) -> InstanceId {
-    c.create_instance(AccountId::from(OPERATOR), request, t(at))
+    c.create_instance(AccountId::from(OPERATOR), request, t(at)).unwrap()
 }
 
 /// Created by another tenant: what its instances hold is not the operator's to read.
 fn create_for_other(c: &mut Cluster, request: InstanceRequest, at: i64) -> InstanceId {
     let known = c.accounts().find(|a| a.name == "other").map(|a| a.id.clone());
     let other = known.unwrap_or_else(|| c.create_account(NewAccount::named("other"), t(at)));
-    c.create_instance(other, request, t(at))
+    c.create_instance(other, request, t(at)).unwrap()
 }
 
 fn state_and_reason(c: &Cluster, id: &InstanceId) -> (InstanceState, String) {
