@@ -72,9 +72,8 @@ pub struct Cluster {
     pub(super) routes_changed: bool,
     /// Noticed replicas leave the rotation this long before their deadline (DESIGN §18).
     pub(super) drain_margin: super::rotation::DrainMargin,
-    /// The gateway's request counter per deployment at the autoscaler's last look.
-    pub(super) request_samples:
-        std::collections::HashMap<gpuspot_common::DeploymentId, (u64, DateTime<Utc>)>,
+    /// The gateway's request counters, and their rates at the autoscaler's looks.
+    pub(super) request_rates: super::scaling::RequestRates,
     /// Host ports other programs hold, and refused starts (DESIGN §18); not stored.
     pub(super) ports: super::ports::PortBook,
 }
@@ -102,7 +101,7 @@ impl Cluster {
             readiness: Default::default(),
             routes_changed: true,
             drain_margin: Default::default(),
-            request_samples: Default::default(),
+            request_rates: Default::default(),
             ports: Default::default(),
         }
     }

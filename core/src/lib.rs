@@ -88,6 +88,8 @@ mod rotation_tests;
 pub mod routes;
 pub mod scaling;
 #[cfg(test)]
+mod scaling_tests;
+#[cfg(test)]
 mod scenario_tests;
 pub mod scheduling;
 pub mod serving;

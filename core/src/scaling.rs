@@ -1,5 +1,5 @@
 //! The cluster's side of autoscaling (see [`super::autoscale`] for the rules): every
-//! `autoscale_interval` each replica set with `autoscaling` or a `schedule` is measured
+//! `autoscale_interval` (a periodic job of [`Cluster::poll_timeout`]) each replica set with `autoscaling` or a `schedule` is measured
 //! (requests per second from the gateway's counters, its GPUs' utilisation from the
 //! heartbeats) and scaled, each change an event `deployment_scaled` with its reason; a
 //! PATCH may turn autoscaling on or off and replace the schedule of a running replica set.
@@ -34,9 +34,21 @@ pub(super) fn check_change(
 }
 
 impl Cluster {
-    /// One look at every autoscaled replica set; `requests` are the gateway's counters of
-    /// requests received so far per deployment (empty without a gateway).
-    pub fn autoscale(&mut self, requests: &HashMap<DeploymentId, u64>, now: DateTime<Utc>) {
+    /// The gateway's counters of requests received so far per deployment, read by the
+    /// shell when [`Cluster::autoscale_due`] (none without a gateway).
+    pub fn observe_requests(&mut self, counters: HashMap<DeploymentId, u64>) {
+        self.request_rates.counters = counters;
+    }
+
+    /// Whether the autoscaler looks at `now`, so that the shell reads the gateway's
+    /// counters only then.
+    pub fn autoscale_due(&self, now: DateTime<Utc>) -> bool {
+        self.periodic.autoscale_due(now)
+    }
+
+    /// One look at every autoscaled replica set (every `autoscale_interval`, from
+    /// [`Cluster::handle_timeout`]), with the counters last observed.
+    pub(super) fn autoscale(&mut self, now: DateTime<Utc>) {
         let ids: Vec<DeploymentId> = self
             .deployments
             .iter()
@@ -45,7 +57,7 @@ impl Cluster {
             .map(|d| d.id.clone())
             .collect();
         for id in ids {
-            let rps = self.request_rate(&id, requests.get(&id).copied(), now);
+            let rps = self.request_rates.rate(&id, now);
             self.autoscale_one(&id, rps, now);
         }
         self.settle(now);
@@ -143,20 +155,6 @@ impl Cluster {
         self.reconcile_deployment(&d.id);
     }
 
-    /// Requests per second since the last look (none at the first, or without a gateway).
-    fn request_rate(
-        &mut self,
-        id: &DeploymentId,
-        count: Option<u64>,
-        now: DateTime<Utc>,
-    ) -> Option<f64> {
-        let count = count?;
-        let previous = self.request_samples.insert(id.clone(), (count, now));
-        let (before, at) = previous?;
-        let seconds = (now - at).num_milliseconds() as f64 / 1000.0;
-        (seconds > 0.0).then(|| count.saturating_sub(before) as f64 / seconds)
-    }
-
     /// The mean utilisation its running replicas' hosts report for their GPUs.
     fn replica_gpu_utilization(&self, id: &DeploymentId) -> Option<f64> {
         let readings: Vec<u32> = self
@@ -172,5 +170,24 @@ impl Cluster {
             .collect();
         (!readings.is_empty())
             .then(|| readings.iter().map(|&r| f64::from(r)).sum::<f64>() / readings.len() as f64)
+    }
+}
+
+/// Requests per second per deployment, from the gateway's counters at each look.
+#[derive(Debug, Default)]
+pub(super) struct RequestRates {
+    /// The counters as last observed.
+    counters: HashMap<DeploymentId, u64>,
+    /// The counter per deployment at the autoscaler's last look, and when.
+    samples: HashMap<DeploymentId, (u64, DateTime<Utc>)>,
+}
+
+impl RequestRates {
+    /// Requests per second since the last look (none at the first, or without a gateway).
+    fn rate(&mut self, id: &DeploymentId, now: DateTime<Utc>) -> Option<f64> {
+        let count = *self.counters.get(id)?;
+        let (before, at) = self.samples.insert(id.clone(), (count, now))?;
+        let seconds = (now - at).num_milliseconds() as f64 / 1000.0;
+        (seconds > 0.0).then(|| count.saturating_sub(before) as f64 / seconds)
     }
 }

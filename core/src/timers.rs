@@ -1,9 +1,9 @@
 //! The core's one timer (quinn-proto style): [`Cluster::poll_timeout`] names the next
 //! moment anything is due — a termination deadline, a noticed replica's drain margin, the
-//! price tick, the meter tick, a lost host, a crashed replica's replacement, an overdue
-//! deadline, ended work past its retention, the event sweep — and [`Cluster::handle_timeout`] does everything due by
-//! `now`. The actor arms one timer for the answer and calls back; tests drive whole
-//! scenarios on a manual clock the same way.
+//! price tick, the meter tick, the autoscaler's look, a lost host, a crashed replica's
+//! replacement, an overdue deadline, ended work past its retention, the event sweep — and
+//! [`Cluster::handle_timeout`] does everything due by `now`. The actor arms one timer for
+//! the answer and calls back; tests drive whole scenarios on a manual clock the same way.
 
 use super::cluster::Cluster;
 use chrono::{DateTime, Duration, Utc};
@@ -14,6 +14,13 @@ pub struct Periodic {
     next_price_tick: Option<DateTime<Utc>>,
     next_meter_tick: Option<DateTime<Utc>>,
     next_event_sweep: Option<DateTime<Utc>>,
+    next_autoscale: Option<DateTime<Utc>>,
+}
+
+impl Periodic {
+    pub(super) fn autoscale_due(&self, now: DateTime<Utc>) -> bool {
+        self.next_autoscale.is_none_or(|t| t <= now)
+    }
 }
 
 fn after(now: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
@@ -28,12 +35,13 @@ impl Cluster {
     /// ticks, so an idle cluster still wakes for its prices.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
         let p = &self.periodic;
-        let periodic = [p.next_price_tick, p.next_meter_tick, p.next_event_sweep]
+        let periodic = [p.next_price_tick, p.next_meter_tick, p.next_event_sweep, p.next_autoscale]
             .map(|t| t.unwrap_or(DateTime::<Utc>::MIN_UTC));
         [
             Some(periodic[0]),
             Some(periodic[1]),
             Some(periodic[2]),
+            Some(periodic[3]),
             self.next_forget(),
             self.next_deadline(),
             self.drain_margin.next(&self.instances),
@@ -62,6 +70,10 @@ impl Cluster {
         if self.periodic.next_event_sweep.is_none_or(|t| t <= now) {
             self.periodic.next_event_sweep = Some(after(now, self.retention().event_sweep()));
             self.sweep_events(now);
+        }
+        if self.periodic.autoscale_due(now) {
+            self.periodic.next_autoscale = Some(after(now, self.timers.autoscale_interval));
+            self.autoscale(now);
         }
         self.tick(now);
     }

@@ -77,7 +77,7 @@ impl ClusterActor {
     ) -> Result<DeploymentView, Failure> {
         let mut deployment = self.visible_deployment(&Scope::Admin, id)?.clone();
         // A crash-loop countdown reads as of now, not as of the crash.
-        deployment.reason = deployment.reason_at(self.clock.now());
+        deployment.reason = deployment.reason_at(self.now);
         let instances = self.core.deployment_instances(id).into_iter().cloned().collect();
         Ok(DeploymentView { deployment, instances, moved })
     }
@@ -115,7 +115,7 @@ impl ClusterActor {
         account: AccountId,
         new: NewDeployment,
     ) -> Result<DeploymentView, Failure> {
-        let id = self.core.create_deployment(account, new, self.clock.now())?;
+        let id = self.core.create_deployment(account, new, self.now)?;
         self.deployment_view(&id, None)
     }
 
@@ -126,7 +126,7 @@ impl ClusterActor {
         change: DeploymentChange,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        self.core.change_deployment(&id, change, self.clock.now())?;
+        self.core.change_deployment(&id, change, self.now)?;
         self.deployment_view(&id, None)
     }
 
@@ -137,7 +137,7 @@ impl ClusterActor {
         id: DeploymentId,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        let moved = self.core.rebuild_deployment(&id, self.clock.now())?;
+        let moved = self.core.rebuild_deployment(&id, self.now)?;
         self.deployment_view(&id, Some(moved))
     }
 
@@ -147,7 +147,7 @@ impl ClusterActor {
         id: DeploymentId,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        self.core.delete_deployment(&id, self.clock.now())?;
+        self.core.delete_deployment(&id, self.now)?;
         self.deployment_view(&id, None)
     }
 }

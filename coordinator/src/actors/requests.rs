@@ -110,7 +110,7 @@ impl ClusterActor {
             accounts: self.core.accounts().count(),
             ..Default::default()
         };
-        let now = self.clock.now();
+        let now = self.now;
         for host in self.core.registry().iter() {
             *stats.hosts_by_state.entry(host.shown_state()).or_default() += 1;
             if host.state != crate::core::HostState::Lost {
@@ -165,7 +165,7 @@ impl ClusterActor {
         account: AccountId,
         request: InstanceRequest,
     ) -> Result<Instance, Failure> {
-        let id = self.core.create_instance(account, request, self.clock.now())?;
+        let id = self.core.create_instance(account, request, self.now)?;
         self.visible(&Scope::Admin, &id).cloned()
     }
 
@@ -173,7 +173,7 @@ impl ClusterActor {
     /// forgot it (a request that never ran).
     fn delete_instance(&mut self, scope: &Scope, id: InstanceId) -> Result<Instance, Failure> {
         let before = self.visible(scope, &id)?.clone();
-        self.core.delete_instance(&id, self.clock.now())?;
+        self.core.delete_instance(&id, self.now)?;
         Ok(self.visible(&Scope::Admin, &id).cloned().unwrap_or(before))
     }
 
@@ -186,7 +186,7 @@ impl ClusterActor {
         resize: bool,
     ) -> Result<Instance, Failure> {
         self.visible(scope, &id)?;
-        self.core.change_instance(&id, name, env, resize, self.clock.now())?;
+        self.core.change_instance(&id, name, env, resize, self.now)?;
         self.visible(&Scope::Admin, &id).cloned()
     }
 }
