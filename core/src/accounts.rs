@@ -7,7 +7,7 @@
 use super::billing::{Account, EntryKind, LedgerEntry};
 use super::cluster::Cluster;
 pub use super::error::AccountError;
-use super::events::EventKind;
+use super::events::{EventData, EventKind, payloads};
 pub use super::ledger::OPERATOR;
 use super::model::{EndReason, InstanceState};
 use super::outbox::About;
@@ -56,7 +56,7 @@ impl Cluster {
             disabled: false,
             quota: None,
         });
-        self.account_event(now, EventKind::AccountCreated, &id, serde_json::json!({}));
+        self.account_event(now, EventKind::AccountCreated, &id, AccountExtra::None);
         id
     }
 
@@ -69,7 +69,7 @@ impl Cluster {
     ) -> Result<(), AccountError> {
         self.ledger.get(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
         self.ledger.update(id, |a| a.email = email);
-        self.account_event(now, EventKind::AccountChanged, id, serde_json::json!({}));
+        self.account_event(now, EventKind::AccountChanged, id, AccountExtra::None);
         Ok(())
     }
 
@@ -82,7 +82,7 @@ impl Cluster {
     ) -> Result<(), AccountError> {
         self.ledger.get(id).ok_or_else(|| AccountError::Unknown(id.clone()))?;
         self.ledger.update(id, |a| a.webhook_url = url);
-        self.account_event(now, EventKind::AccountChanged, id, serde_json::json!({}));
+        self.account_event(now, EventKind::AccountChanged, id, AccountExtra::None);
         Ok(())
     }
 
@@ -92,13 +92,9 @@ impl Cluster {
         now: DateTime<Utc>,
         kind: EventKind,
         id: &AccountId,
-        mut data: serde_json::Value,
+        extra: AccountExtra,
     ) {
-        if let Some(account) = self.ledger.get(id) {
-            data["name"] = serde_json::json!(account.name);
-            data["balance"] = serde_json::json!(account.balance);
-            data["overdue_deadline"] = serde_json::json!(account.overdue_deadline);
-        }
+        let data = self.ledger.get(id).map(|a| extra.payload(a)).unwrap_or_default();
         self.outbox.event(now, kind, About { account: Some(id), ..About::default() }, data);
     }
 
@@ -121,7 +117,7 @@ impl Cluster {
             .ok_or_else(|| AccountError::Overflow(id.clone()))?;
         let settled =
             self.ledger.get(id).is_some_and(|a| a.is_overdue() && a.balance >= Money::ZERO);
-        self.account_event(now, EventKind::Payment, id, serde_json::json!({ "amount": amount }));
+        self.account_event(now, EventKind::Payment, id, AccountExtra::Payment(amount));
         if settled {
             self.settle_account(id, now);
         }
@@ -135,7 +131,7 @@ impl Cluster {
             a.overdue_since = None;
             a.overdue_deadline = None;
         });
-        self.account_event(now, EventKind::AccountSettled, id, serde_json::json!({}));
+        self.account_event(now, EventKind::AccountSettled, id, AccountExtra::None);
         let cancelled: Vec<InstanceId> = self
             .instances
             .iter()
@@ -208,7 +204,7 @@ impl Cluster {
                 a.overdue_since = Some(now);
                 a.overdue_deadline = Some(now + grace);
             });
-            self.account_event(now, EventKind::AccountOverdue, &id, serde_json::json!({}));
+            self.account_event(now, EventKind::AccountOverdue, &id, AccountExtra::None);
             let doomed: Vec<InstanceId> = self
                 .instances
                 .iter()
@@ -244,8 +240,8 @@ impl Cluster {
             for instance in queued {
                 self.finish(&instance, EndReason::Overdue, None, now);
             }
-            let data = serde_json::json!({ "cancelled_requests": cancelled });
-            self.account_event(now, EventKind::AccountOverdueShutdown, &id, data);
+            let extra = AccountExtra::Shutdown { cancelled: cancelled as u64 };
+            self.account_event(now, EventKind::AccountOverdueShutdown, &id, extra);
         }
     }
 
@@ -266,7 +262,7 @@ impl Cluster {
             return Err(AccountError::Disabled(id.clone()));
         }
         let old = self.ledger.update(id, |a| std::mem::replace(&mut a.token_hash, token_hash));
-        self.account_event(now, EventKind::TokenRotated, id, serde_json::json!({}));
+        self.account_event(now, EventKind::TokenRotated, id, AccountExtra::None);
         Ok(old.unwrap_or_default())
     }
 
@@ -284,7 +280,7 @@ impl Cluster {
         }
         self.ledger.update(id, |a| a.disabled = disabled);
         let kind = if disabled { EventKind::AccountDisabled } else { EventKind::AccountEnabled };
-        self.account_event(now, kind, id, serde_json::json!({}));
+        self.account_event(now, kind, id, AccountExtra::None);
         if disabled {
             self.end_account_work(id, now);
         }
@@ -309,6 +305,38 @@ impl Cluster {
             .collect();
         for instance in instances {
             self.end_or_stop(&instance, EndReason::User, now);
+        }
+    }
+}
+
+/// What an account event tells beyond where the account stands.
+enum AccountExtra {
+    None,
+    Payment(Money),
+    Shutdown { cancelled: u64 },
+}
+
+impl AccountExtra {
+    fn payload(self, a: &Account) -> EventData {
+        let (balance, name, overdue_deadline) = (a.balance, a.name.clone(), a.overdue_deadline);
+        match self {
+            AccountExtra::None => {
+                EventData::AccountNews(payloads::AccountNews { balance, name, overdue_deadline })
+            }
+            AccountExtra::Payment(amount) => EventData::PaymentNews(payloads::PaymentNews {
+                amount,
+                balance,
+                name,
+                overdue_deadline,
+            }),
+            AccountExtra::Shutdown { cancelled } => {
+                EventData::OverdueShutdown(payloads::OverdueShutdown {
+                    balance,
+                    cancelled_requests: cancelled,
+                    name,
+                    overdue_deadline,
+                })
+            }
         }
     }
 }

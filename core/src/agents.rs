@@ -3,7 +3,7 @@
 //! events and lifecycle transitions of the instances concerned.
 
 use super::cluster::Cluster;
-use super::events::EventKind;
+use super::events::{EventData, EventKind, payloads};
 use super::instance::lifecycle::{Ending, Run};
 use super::model::{EndReason, Instance, InstanceState};
 use super::registry::{Host, HostState};
@@ -41,10 +41,10 @@ impl Cluster {
     /// A host joined: only the operator's events tell of it (it has no account), with the
     /// token that let it in. The host itself is registered at its first hello.
     pub fn host_joined(&mut self, joined: &Joined, now: DateTime<Utc>) {
-        let data = serde_json::json!({
-            "hostname": joined.hostname,
-            "token_id": joined.token_id,
-            "address": joined.address,
+        let data = EventData::HostJoined(payloads::HostJoined {
+            address: joined.address.clone(),
+            hostname: joined.hostname.clone(),
+            token_id: joined.token_id.clone(),
         });
         self.event(now, EventKind::HostJoined, None, Some(&joined.host_id), data);
     }
@@ -123,7 +123,10 @@ impl Cluster {
         }
         self.touch_host(host_id);
         let runtimes = self.registry.get(host_id).map(|h| h.runtimes.clone()).unwrap_or_default();
-        let data = serde_json::json!({ "hostname": inventory.hostname, "runtimes": runtimes });
+        let data = EventData::HostConnected(payloads::HostConnected {
+            hostname: inventory.hostname.clone(),
+            runtimes,
+        });
         self.event(now, EventKind::HostConnected, None, Some(host_id), data);
         vanished
     }
@@ -186,7 +189,9 @@ impl Cluster {
         host.last_seen = now;
         if host.apply_gpu_status(gpus) {
             self.touch_host(host_id);
-            let data = serde_json::json!({ "gpus": gpus });
+            let data = EventData::HostHealth(payloads::HostHealth {
+                gpus: gpus.iter().map(health).collect(),
+            });
             self.event(now, EventKind::HostHealthChanged, None, Some(host_id), data);
             self.place_queued(now);
             self.settle(now);
@@ -260,8 +265,7 @@ impl Cluster {
         if host.state == HostState::Connected {
             host.state = HostState::Disconnected;
             self.touch_host(host_id);
-            let data = serde_json::json!({});
-            self.event(now, EventKind::HostDisconnected, None, Some(host_id), data);
+            self.event(now, EventKind::HostDisconnected, None, Some(host_id), EventData::default());
         }
     }
 
@@ -291,11 +295,22 @@ impl Cluster {
             host.state = HostState::Lost;
         }
         self.touch_host(host_id);
-        self.event(now, EventKind::HostLost, None, Some(host_id), serde_json::json!({}));
+        self.event(now, EventKind::HostLost, None, Some(host_id), EventData::default());
         let on_host: Vec<InstanceId> = self.held_on(host_id).iter().map(|i| i.id.clone()).collect();
         for id in on_host {
             self.finish(&id, EndReason::HostLost, None, now);
         }
+    }
+}
+
+/// A GPU's health as `host_health_changed` tells it.
+fn health(gpu: &GpuStatus) -> payloads::GpuHealth {
+    payloads::GpuHealth {
+        healthy: gpu.healthy,
+        memory_used_mib: gpu.memory_used_mib,
+        temperature_celsius: gpu.temperature_celsius,
+        utilization_percent: gpu.utilization_percent,
+        uuid: gpu.uuid.clone(),
     }
 }
 
@@ -323,7 +338,7 @@ mod tests {
         let data = serde_json::json!({
             "hostname": "gpu-7", "token_id": "jt-0123456789ab", "address": "10.0.0.7:4433",
         });
-        assert_eq!(event.data, data);
+        assert_eq!(serde_json::to_value(&event.data).unwrap(), data);
         assert!(c.registry().get(&joined.host_id).is_none());
     }
 }

@@ -288,7 +288,7 @@ impl Cluster {
         kind: EventKind,
         instance: Option<&InstanceId>,
         host: Option<&HostId>,
-        data: serde_json::Value,
+        data: super::events::EventData,
     ) {
         let instance = instance.and_then(|id| self.instances.get(id));
         self.outbox.event(now, kind, About { instance, host, account: None }, data);

@@ -13,7 +13,8 @@ use super::deployment::{Deployment, DeploymentSpec, DeploymentState, Mode, Templ
 pub use super::error::DeploymentError;
 use super::instance::Owner;
 use super::model::{EndReason, Instance, InstanceState};
-use crate::events::EventKind;
+use crate::events::payloads::DeploymentNews;
+use crate::events::{EventData, EventKind};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 
@@ -104,9 +105,12 @@ impl Cluster {
         let Some(d) = self.deployments.get(id) else { return };
         let (account, data) = (
             d.account_id.clone(),
-            serde_json::json!({
-                "deployment_id": d.id, "state": d.state, "succeeded": d.succeeded, "failed": d.failed,
-                "restarts": d.restarts,
+            EventData::DeploymentNews(DeploymentNews {
+                deployment_id: d.id.clone(),
+                failed: d.failed,
+                restarts: d.restarts,
+                state: d.state.as_str().into(),
+                succeeded: d.succeeded,
             }),
         );
         let about = super::outbox::About { account: Some(&account), ..Default::default() };

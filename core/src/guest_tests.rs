@@ -121,7 +121,10 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     assert!(changes.ledger.is_empty(), "nothing ran, nothing is charged: {:?}", changes.ledger);
     let event = changes.events.iter().find(|e| e.instance_id.as_ref() == Some(&id));
     let event = event.expect("an event about the failure");
-    assert_eq!((event.kind.as_str(), &event.data["state"]), ("instance_failed", &"failed".into()));
+    assert_eq!(
+        (event.kind.as_str(), &serde_json::to_value(&event.data).unwrap()["state"]),
+        ("instance_failed", &"failed".into())
+    );
     assert_eq!(c.registry().get(&host).unwrap().free_units(), 2, "its unit is released");
 
     // Other failures of a workload keep ending it `terminated` with reason `failed: …`.

@@ -5,7 +5,8 @@
 //! ([`super::registry::Host::shown_state`]).
 
 use super::cluster::Cluster;
-use super::events::EventKind;
+use super::events::payloads::HostNamed;
+use super::events::{EventData, EventKind};
 use super::model::{EndReason, InstanceState};
 use super::registry::Maintenance;
 use chrono::{DateTime, Utc};
@@ -56,7 +57,7 @@ impl Cluster {
         host.maintenance = maintenance;
         let hostname = host.hostname.clone();
         self.touch_host(id);
-        let data = serde_json::json!({ "hostname": hostname });
+        let data = EventData::HostNamed(HostNamed { hostname });
         self.event(now, kind, None, Some(id), data);
         self.place_queued(now);
         self.settle(now);

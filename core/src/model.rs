@@ -205,6 +205,13 @@ impl EndReason {
             EndReason::Failed => "failed",
         }
     }
+
+    /// The reason `text` names (as `as_str` writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        use EndReason::*;
+        let all = [User, Exited, ReclaimedPrice, ReclaimedCapacity, Overdue, HostLost];
+        all.into_iter().chain([HostMaintenance, Failed]).find(|r| r.as_str() == text)
+    }
 }
 
 #[cfg(test)]

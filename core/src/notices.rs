@@ -3,13 +3,12 @@
 //! message is composed when its event is recorded, committed with it into the account's
 //! inbox, and mailed from there by the mail outbox (the coordinator's `mail`).
 
-use super::events::{Event, EventKind};
+use super::events::{Event, EventData, EventKind};
 use super::instance::Instance;
 use super::model::EndReason;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// What a person is told: a subject line and a plain-text body.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +107,7 @@ pub fn compose(event: &Event, instance: Option<&Instance>) -> Option<Notice> {
 
 fn termination_scheduled(event: &Event, instance: &Instance) -> Notice {
     let reason = reason_of(&event.data);
-    let when = time_of(&event.data, "termination_time").or(instance.termination_time());
+    let when = termination_time(&event.data).or(instance.termination_time());
     let (at, left) = match when {
         Some(at) => (words_for_time(at), duration_in_words(at - event.at)),
         None => ("its notice time".to_owned(), "soon".to_owned()),
@@ -176,8 +175,7 @@ fn request_failed(event: &Event, instance: &Instance) -> Notice {
 }
 
 fn account_overdue(event: &Event) -> Notice {
-    let (name, balance) = account_of(&event.data);
-    let deadline = time_of(&event.data, "overdue_deadline");
+    let (name, balance, deadline) = account_of(&event.data);
     let within = deadline.map_or("a few minutes".into(), |d| duration_in_words(d - event.at));
     let by = deadline.map_or(String::new(), |d| format!(", by {}", words_for_time(d)));
     Notice {
@@ -191,7 +189,7 @@ fn account_overdue(event: &Event) -> Notice {
 }
 
 fn account_settled(event: &Event) -> Notice {
-    let (name, balance) = account_of(&event.data);
+    let (name, balance, _) = account_of(&event.data);
     Notice {
         subject: format!("Payment received: the shutdown of account {name} is cancelled"),
         body: format!(
@@ -202,7 +200,7 @@ fn account_settled(event: &Event) -> Notice {
 }
 
 fn overdue_shutdown(event: &Event) -> Notice {
-    let (name, balance) = account_of(&event.data);
+    let (name, balance, _) = account_of(&event.data);
     Notice {
         subject: format!("Account {name} was shut down for an overdue payment"),
         body: format!(
@@ -249,22 +247,33 @@ fn why_ending(reason: Option<EndReason>, instance: &Instance) -> String {
     }
 }
 
-fn reason_of(data: &Value) -> Option<EndReason> {
-    serde_json::from_value(data.get("reason")?.clone()).ok()
+fn reason_of(data: &EventData) -> Option<EndReason> {
+    EndReason::parse(data.reason()?)
 }
 
-fn detail_of(data: &Value) -> Option<&str> {
-    data.get("detail").and_then(Value::as_str).filter(|d| !d.is_empty())
+fn detail_of(data: &EventData) -> Option<&str> {
+    match data {
+        EventData::Ended(ended) => Some(ended.detail.as_str()).filter(|d| !d.is_empty()),
+        _ => None,
+    }
 }
 
-fn time_of(data: &Value, key: &str) -> Option<DateTime<Utc>> {
-    serde_json::from_value(data.get(key)?.clone()).ok()
+fn termination_time(data: &EventData) -> Option<DateTime<Utc>> {
+    match data {
+        EventData::Noticed(noticed) => Some(noticed.termination_time),
+        _ => None,
+    }
 }
 
-fn account_of(data: &Value) -> (&str, &str) {
-    let name = data.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
-    let balance = data.get("balance").and_then(Value::as_str).unwrap_or("unknown");
-    (name, balance)
+/// The account's name, balance and overdue deadline, as its events tell them.
+fn account_of(data: &EventData) -> (&str, String, Option<DateTime<Utc>>) {
+    let (name, balance, deadline) = match data {
+        EventData::AccountNews(a) => (&a.name, a.balance, a.overdue_deadline),
+        EventData::PaymentNews(a) => (&a.name, a.balance, a.overdue_deadline),
+        EventData::OverdueShutdown(a) => (&a.name, a.balance, a.overdue_deadline),
+        _ => return ("(unnamed)", "unknown".into(), None),
+    };
+    (name, balance.to_string(), deadline)
 }
 
 /// `2026-12-02 10:30:00 UTC`.

@@ -1,6 +1,6 @@
 //! The words of messages (DESIGN §17): what each kind says, and times in words.
 
-use super::events::{Event, EventKind};
+use super::events::{Event, EventData, EventKind};
 use super::notices::{Message, compose, duration_in_words, words_for_time};
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
@@ -13,7 +13,7 @@ fn event(kind: EventKind, data: serde_json::Value) -> Event {
         account_id: Some("acc-1".into()),
         instance_id: None,
         host_id: None,
-        data,
+        data: EventData::from_value(data),
         subject: None,
         message: None,
     }
@@ -51,7 +51,7 @@ fn an_overdue_account_is_told_to_pay_within_the_grace() {
 
 #[test]
 fn a_payment_and_a_shutdown_are_told() {
-    let data = json!({ "name": "acme", "balance": "9.50" });
+    let data = json!({ "name": "acme", "balance": "9.50", "overdue_deadline": null });
     let settled = compose(&event(EventKind::AccountSettled, data.clone()), None).unwrap();
     assert!(settled.subject.contains("shutdown of account acme is cancelled"), "{settled:?}");
     let shutdown = compose(&event(EventKind::AccountOverdueShutdown, data), None).unwrap();

@@ -1,6 +1,7 @@
 //! What the cluster has to say once its changes are durable: events (numbered in order),
 //! the inbox messages some of them make, messages for hosts, and which hosts changed. Taken whole by `Cluster::take_changes`.
 
+use super::events::EventData;
 use super::events::{Event, EventKind};
 use super::model::Instance;
 use super::notices::{self, Message};
@@ -52,7 +53,7 @@ impl Outbox {
         now: DateTime<Utc>,
         kind: EventKind,
         about: About<'_>,
-        data: serde_json::Value,
+        data: EventData,
     ) {
         let instance = about.instance;
         let mut event = Event {

@@ -5,7 +5,7 @@
 use super::admission::Refusal;
 use super::cluster::Cluster;
 use super::error::LifecycleError;
-use super::events::EventKind;
+use super::events::{EventData, EventKind};
 use super::instance::lifecycle::Ending;
 use super::instance::{Instance, Owner};
 use super::model::{EndReason, InstanceRequest, InstanceState};
@@ -44,7 +44,7 @@ impl Cluster {
         }
         instance.owner = owner;
         self.instances.insert(instance);
-        self.event(now, EventKind::InstanceCreated, Some(&id), None, serde_json::json!({}));
+        self.event(now, EventKind::InstanceCreated, Some(&id), None, EventData::default());
         self.place_queued(now);
         id
     }
@@ -107,7 +107,7 @@ impl Cluster {
                 i.request.env = env;
             }
         });
-        self.event(now, EventKind::InstanceChanged, Some(id), None, serde_json::json!({}));
+        self.event(now, EventKind::InstanceChanged, Some(id), None, EventData::default());
         Ok(())
     }
 

@@ -8,7 +8,8 @@ use super::autoscale::{self, Autoscaling, ScheduledMinimum, Signals};
 use super::cluster::Cluster;
 use super::deployment::{Deployment, Mode};
 use super::deployments::{DeploymentChange, DeploymentError};
-use super::events::EventKind;
+use super::events::payloads::Scaled;
+use super::events::{EventData, EventKind};
 use super::model::InstanceState;
 use chrono::{DateTime, Utc};
 use gpuspot_common::DeploymentId;
@@ -147,8 +148,11 @@ impl Cluster {
     fn scale_to(&mut self, d: &Deployment, replicas: u32, reason: &str, now: DateTime<Utc>) {
         tracing::info!(deployment = %d.id, from = d.replicas, to = replicas, reason, "autoscaling");
         self.deployments.update(&d.id, |d| d.replicas = replicas);
-        let data = serde_json::json!({
-            "deployment_id": d.id, "from": d.replicas, "to": replicas, "reason": reason,
+        let data = EventData::Scaled(Scaled {
+            deployment_id: d.id.clone(),
+            from: d.replicas,
+            reason: reason.to_owned(),
+            to: replicas,
         });
         let about = super::outbox::About { account: Some(&d.account_id), ..Default::default() };
         self.outbox.event(now, EventKind::DeploymentScaled, about, data);

@@ -5,7 +5,7 @@ use super::accounts::OPERATOR;
 use super::autoscale::Autoscaling;
 use super::deployment::Mode;
 use super::deployment_tests::{cluster, new, t};
-use super::events::EventKind;
+use super::events::{EventData, EventKind};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -38,5 +38,6 @@ fn the_autoscaler_looks_every_interval_through_the_timer() {
     let scaled =
         c.take_changes().events.into_iter().find(|e| e.kind == EventKind::DeploymentScaled);
     let scaled = scaled.expect("a deployment_scaled event");
-    assert_eq!((scaled.data["from"].as_u64(), scaled.data["to"].as_u64()), (Some(1), Some(3)));
+    let EventData::Scaled(scaled) = scaled.data else { panic!("{scaled:?}") };
+    assert_eq!((scaled.from, scaled.to), (1, 3));
 }

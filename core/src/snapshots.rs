@@ -3,7 +3,7 @@
 //! bytes live in the coordinator's snapshot store; this only tracks them.
 
 use super::cluster::Cluster;
-use crate::events::EventKind;
+use crate::events::{EventData, EventKind, payloads};
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use gpuspot_common::{AccountId, InstanceId};
@@ -101,12 +101,16 @@ impl Cluster {
                 };
                 self.snapshots.remember(record.clone());
                 self.snapshots.new.push(record);
-                let data = serde_json::json!({ "snapshot_id": snapshot.id, "size": snapshot.size, "sha256": snapshot.sha256 });
+                let data = EventData::SnapshotSaved(payloads::SnapshotSaved {
+                    sha256: snapshot.sha256.clone(),
+                    size: snapshot.size,
+                    snapshot_id: snapshot.id.clone(),
+                });
                 self.event(now, EventKind::SnapshotSaved, Some(instance_id), None, data);
             }
             Err(reason) => {
                 tracing::warn!(instance = %instance_id, %reason, "snapshot failed");
-                let data = serde_json::json!({ "reason": reason });
+                let data = EventData::Because(payloads::Because { reason: reason.clone() });
                 self.event(now, EventKind::SnapshotFailed, Some(instance_id), None, data);
             }
         }

@@ -5,7 +5,7 @@
 //! comes the agent stops it. A `fixed_at_start` pool reprices and reclaims nobody.
 
 use super::cluster::Cluster;
-use super::events::EventKind;
+use super::events::{EventData, EventKind, payloads};
 use super::instance::Notice;
 use super::market::{self, SpotBid};
 use super::model::{EndReason, Instance, InstanceState};
@@ -129,7 +129,11 @@ impl Cluster {
         if previous == Some(price) {
             return;
         }
-        let data = serde_json::json!({ "model": pool.model, "price": price, "previous": previous });
+        let data = EventData::PriceChanged(payloads::PriceChanged {
+            model: pool.model.clone(),
+            previous,
+            price,
+        });
         self.event(now, EventKind::PriceChanged, None, None, data);
         if pool.pricing == PoolPricing::FixedAtStart {
             // Each keeps the price it started at (seed 003).

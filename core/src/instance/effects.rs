@@ -1,6 +1,7 @@
 //! What a lifecycle transition asks of the cluster, and the refusal of a transition from a
 //! state it may not start in.
 
+use crate::events::EventData;
 use crate::events::EventKind;
 use crate::model::{EndReason, InstanceState};
 use gpuspot_common::HostId;
@@ -9,7 +10,7 @@ use gpuspot_common::HostId;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// Log this event about the instance.
-    Event(EventKind, serde_json::Value),
+    Event(EventKind, EventData),
     /// Tell the host to run the instance (its assignment).
     Start { host: HostId },
     /// Tell the host to stop it (when the host is connected; else at its next hello).

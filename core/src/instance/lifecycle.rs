@@ -5,7 +5,7 @@
 //! from and returns the [`Effect`]s the cluster must carry out.
 
 use super::effects::{Effect, WrongState};
-use crate::events::EventKind;
+use crate::events::{EventData, EventKind, payloads};
 use crate::model::{EndReason, InstanceState};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{HostId, Money};
@@ -212,8 +212,10 @@ impl Lifecycle {
     /// ends (the promised units, if it was not placed on them, are free for others).
     pub fn place(&mut self, placement: Placement) -> Result<Vec<Effect>, WrongState> {
         self.check("place", &[InstanceState::Queued])?;
-        let data =
-            serde_json::json!({ "gpu_uuids": placement.gpu_uuids, "price": placement.price });
+        let data = EventData::Placed(payloads::Placed {
+            gpu_uuids: placement.gpu_uuids.clone(),
+            price: placement.price,
+        });
         let host = placement.host_id.clone();
         let kept = self.forget_promise();
         *self = Lifecycle::Scheduled { placement };
@@ -232,7 +234,7 @@ impl Lifecycle {
         self.check("unplace", &[InstanceState::Scheduled])?;
         let Lifecycle::Scheduled { placement } = self else { unreachable!() };
         let host = placement.host_id.clone();
-        let data = serde_json::json!({ "requeued": waiting });
+        let data = EventData::Requeued(payloads::Requeued { requeued: waiting.clone() });
         *self = Lifecycle::Queued { waiting, promise: None };
         Ok(vec![Effect::Event(EventKind::InstanceChanged, data), Effect::Release { host }])
     }
@@ -255,7 +257,7 @@ impl Lifecycle {
             Lifecycle::Noticed { run: slot @ None, .. } => *slot = Some(run),
             _ => return Err(WrongState { transition: "start", from: self.state() }),
         }
-        let mut effects = vec![Effect::Event(EventKind::InstanceRunning, serde_json::json!({}))];
+        let mut effects = vec![Effect::Event(EventKind::InstanceRunning, EventData::default())];
         if run.hold_until.is_some() {
             effects.push(Effect::Metadata);
         }
@@ -272,8 +274,10 @@ impl Lifecycle {
             _ => unreachable!(),
         };
         *self = Lifecycle::Noticed { placement, run, notice };
-        let data =
-            serde_json::json!({ "termination_time": notice.at, "reason": notice.reason.as_str() });
+        let data = EventData::Noticed(payloads::Noticed {
+            reason: because(notice.reason),
+            termination_time: notice.at,
+        });
         Ok(vec![
             Effect::Event(EventKind::TerminationScheduled, data),
             Effect::Metadata,
@@ -292,7 +296,7 @@ impl Lifecycle {
             Some(run) => Lifecycle::Running { placement: placement.clone(), run: *run },
             None => Lifecycle::Scheduled { placement: placement.clone() },
         };
-        let data = serde_json::json!({ "reason": "payment" });
+        let data = EventData::Because(payloads::Because { reason: "payment".into() });
         Ok(vec![Effect::Event(EventKind::TerminationCancelled, data), Effect::Metadata])
     }
 
@@ -305,7 +309,7 @@ impl Lifecycle {
         let placement = placement.expect("a placed instance has a placement");
         let host = placement.host_id.clone();
         *self = Lifecycle::Stopping { placement, run, reason, notice_at };
-        let data = serde_json::json!({ "reason": reason.as_str() });
+        let data = EventData::Because(payloads::Because { reason: because(reason) });
         Ok(vec![Effect::Event(EventKind::InstanceStopping, data), Effect::Stop { host, reason }])
     }
 
@@ -316,9 +320,11 @@ impl Lifecycle {
         ending.placement = self.placement().cloned();
         ending.run = self.run().copied();
         ending.notice_at = self.notice_at();
-        let data = serde_json::json!({
-            "state": ending.state.as_str(), "reason": ending.reason.as_str(),
-            "exit_code": ending.exit_code, "detail": ending.text,
+        let data = EventData::Ended(payloads::Ended {
+            detail: ending.text.clone(),
+            exit_code: ending.exit_code,
+            reason: because(ending.reason),
+            state: ending.state.as_str().into(),
         });
         let kind = if ending.state == Failed {
             EventKind::InstanceFailed
@@ -345,4 +351,9 @@ impl Lifecycle {
         }
         Ok(vec![Effect::Metadata])
     }
+}
+
+/// An end reason as events name it.
+fn because(reason: EndReason) -> String {
+    reason.as_str().into()
 }

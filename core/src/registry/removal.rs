@@ -5,7 +5,8 @@
 //! The agent is then told why it is refused, and every later hello is refused the same way.
 
 use crate::cluster::Cluster;
-use crate::events::EventKind;
+use crate::events::payloads::HostNamed;
+use crate::events::{EventData, EventKind};
 use crate::model::EndReason;
 use crate::registry::Host;
 use chrono::{DateTime, Utc};
@@ -40,7 +41,7 @@ impl Cluster {
         // After the stops, on the same stream: the session ends once it is written.
         let reason = revoked_reason(id);
         self.send(id, CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason });
-        let data = serde_json::json!({ "hostname": host.hostname });
+        let data = EventData::HostNamed(HostNamed { hostname: host.hostname.clone() });
         self.event(now, EventKind::HostDeleted, None, Some(id), data);
         self.settle(now);
         Some(host)
