@@ -291,7 +291,7 @@ impl Cluster {
     fn end_account_work(&mut self, id: &AccountId, now: DateTime<Utc>) {
         let deployments: Vec<_> = self
             .deployments()
-            .filter(|d| &d.account_id == id && !d.state.is_final())
+            .filter(|d| &d.account_id == id && !d.state().is_final())
             .map(|d| d.id.clone())
             .collect();
         for deployment in deployments {

@@ -6,7 +6,7 @@ use super::cluster::Cluster;
 use super::events::{EventData, EventKind, payloads};
 use super::instance::lifecycle::{Ending, Run};
 use super::model::{EndReason, Instance, InstanceState};
-use super::registry::{Host, HostState};
+use super::registry::Host;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{
     Assignment, CoordinatorMessage, GpuStatus, GuestRuntime, InstanceReport, WorkloadState,
@@ -102,8 +102,7 @@ impl Cluster {
         let vanished = match self.registry.get_mut(host_id) {
             Some(host) => {
                 let vanished = host.refresh_inventory(inventory, agent_version);
-                host.state = HostState::Connected;
-                host.last_seen = now;
+                host.connect(now);
                 host.set_runtimes(runtimes);
                 vanished
             }
@@ -262,8 +261,7 @@ impl Cluster {
         let Some(host) = self.registry.get_mut(host_id) else {
             return;
         };
-        if host.state == HostState::Connected {
-            host.state = HostState::Disconnected;
+        if host.disconnect().is_ok() {
             self.touch_host(host_id);
             self.event(now, EventKind::HostDisconnected, None, Some(host_id), EventData::default());
         }
@@ -291,8 +289,11 @@ impl Cluster {
     }
 
     fn lose_host(&mut self, host_id: &HostId, now: DateTime<Utc>) {
-        if let Some(host) = self.registry.get_mut(host_id) {
-            host.state = HostState::Lost;
+        if let Some(host) = self.registry.get_mut(host_id)
+            && let Err(wrong) = host.lose()
+        {
+            tracing::trace!(%host_id, %wrong, "transition not taken");
+            return;
         }
         self.touch_host(host_id);
         self.event(now, EventKind::HostLost, None, Some(host_id), EventData::default());

@@ -122,10 +122,7 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> Self {
         for mut host in hosts {
-            if host.state == HostState::Connected {
-                host.state = HostState::Disconnected;
-            }
-            host.last_seen = now;
+            host.restored(now);
             self.registry.insert(host);
         }
         for instance in instances {
@@ -326,7 +323,7 @@ impl Cluster {
                 }
             }
             Effect::Stop { host, reason } => {
-                if self.registry.get(&host).is_some_and(|h| h.state == HostState::Connected) {
+                if self.registry.get(&host).is_some_and(|h| h.state() == HostState::Connected) {
                     self.send_stop(&host, id, reason.as_str());
                 }
             }

@@ -51,7 +51,7 @@ fn a_crashing_replica_is_replaced_only_once_its_backoff_is_over() {
         let d = shown(&c, &id);
         let reason = format!("crash_loop: exit code 1, next start in {delay}s");
         assert_eq!(d.reason.as_deref(), Some(reason.as_str()), "{d:?}");
-        assert_eq!((d.state, d.failed, d.restarts), (DeploymentState::Waiting, crash, crash - 1));
+        assert_eq!((d.state(), d.failed, d.restarts), (DeploymentState::Waiting, crash, crash - 1));
         assert_eq!(live(&c, &id), 0, "nothing starts while the backoff runs");
         let half = format!("crash_loop: exit code 1, next start in {}s", delay / 2);
         assert_eq!(d.reason_at(t(at + 1 + delay / 2)).as_deref(), Some(half.as_str()));
@@ -65,7 +65,7 @@ fn a_crashing_replica_is_replaced_only_once_its_backoff_is_over() {
     }
     start_scheduled(&mut c, t(at));
     let d = shown(&c, &id);
-    assert_eq!((d.state, d.reason.as_deref()), (DeploymentState::Running, None), "{d:?}");
+    assert_eq!((d.state(), d.reason.as_deref()), (DeploymentState::Running, None), "{d:?}");
 }
 
 /// Under the default backoff, a command that crashes the moment it starts, with the

@@ -2,11 +2,14 @@
 //! Container), an ordered list of specs (e.g. spot H100, spot A100, regular H100) and a
 //! template; each new instance takes the first spec that can be placed now.
 
+mod progress;
+
 use super::crash_loop::CrashLoop;
 use super::instance::ended::{EndedIndex, EndedKey, Kept};
 use super::model::{Billing, GpuRequest, Instance, InstanceRequest, Range, SnapshotOptions};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
+pub use progress::WrongDeploymentState;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -91,6 +94,21 @@ impl DeploymentState {
     }
 }
 
+/// A validated deployment request.
+#[derive(Clone, Debug)]
+pub struct NewDeployment {
+    pub name: String,
+    pub mode: Mode,
+    pub replicas: u32,
+    pub completions: u32,
+    pub parallelism: u32,
+    pub retry_limit: u32,
+    pub specs: Vec<DeploymentSpec>,
+    pub template: Template,
+    pub autoscaling: Option<super::autoscale::Autoscaling>,
+    pub schedule: Vec<super::autoscale::ScheduledMinimum>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     pub id: DeploymentId,
@@ -103,7 +121,8 @@ pub struct Deployment {
     pub retry_limit: u32,
     pub specs: Vec<DeploymentSpec>,
     pub template: Template,
-    pub state: DeploymentState,
+    /// Changed only through its transitions (`progress`).
+    state: DeploymentState,
     pub reason: Option<String>,
     pub succeeded: u32,
     /// Job: failed runs; replica set: crashed runs.
@@ -210,12 +229,12 @@ struct Keys {
 
 impl Keys {
     fn of(d: &Deployment) -> Self {
-        let ended = d.ended_at.filter(|_| d.state.is_final()).map(|at| EndedKey {
+        let ended = d.ended_at.filter(|_| d.state().is_final()).map(|at| EndedKey {
             kept: Kept::Ended,
             at,
             account: d.account_id.clone(),
         });
-        Self { name: d.name.to_ascii_lowercase(), live: !d.state.is_final(), ended }
+        Self { name: d.name.to_ascii_lowercase(), live: !d.state().is_final(), ended }
     }
 }
 

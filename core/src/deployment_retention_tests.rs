@@ -44,7 +44,7 @@ fn a_final_deployment_is_forgotten_at_its_deadline_counted_from_its_last_instanc
     let replica = c.deployment_instances(&id)[0].clone();
     c.delete_deployment(&id, t(3)).unwrap();
     let d = c.deployment(&id).unwrap();
-    assert_eq!((d.state, d.ended_at), (DeploymentState::Deleted, None), "still stopping");
+    assert_eq!((d.state(), d.ended_at), (DeploymentState::Deleted, None), "still stopping");
     assert!(wake(&mut c, t(3 + 10 * ENDED)).is_empty(), "not while its replica stops");
 
     let stopped = t(4 + 10 * ENDED);

@@ -206,7 +206,7 @@ fn a_job_counts_successes_reruns_reclaimed_runs_and_completes_at_its_target() {
     let id = c.create_deployment(AccountId::from(OPERATOR), new(Mode::Job, 0, 5, 2), t(0)).unwrap();
     let mut now = 0;
     let mut reclaimed = 0;
-    while c.deployment(&id).unwrap().state != DeploymentState::Completed {
+    while c.deployment(&id).unwrap().state() != DeploymentState::Completed {
         now += 1;
         assert!(now < 100, "job never completed: {:?}", c.deployment(&id));
         start_scheduled(&mut c, t(now));
@@ -239,7 +239,7 @@ fn a_job_fails_once_real_failures_pass_the_retry_limit() {
         end(&mut c, &run, WorkloadState::Exited { code: Some(1) }, t(now));
     }
     let d = c.deployment(&id).unwrap();
-    assert_eq!(d.state, DeploymentState::Failed, "{d:?}");
+    assert_eq!(d.state(), DeploymentState::Failed, "{d:?}");
     assert_eq!(d.failed, 2);
 }
 
@@ -250,10 +250,10 @@ fn a_container_follows_its_command() {
         .create_deployment(AccountId::from(OPERATOR), new(Mode::Container, 0, 1, 1), t(0))
         .unwrap();
     start_scheduled(&mut c, t(0));
-    assert_eq!(c.deployment(&id).unwrap().state, DeploymentState::Running);
+    assert_eq!(c.deployment(&id).unwrap().state(), DeploymentState::Running);
     let run = running(&c, &id).remove(0);
     end(&mut c, &run, WorkloadState::Exited { code: Some(0) }, t(3));
-    assert_eq!(c.deployment(&id).unwrap().state, DeploymentState::Completed);
+    assert_eq!(c.deployment(&id).unwrap().state(), DeploymentState::Completed);
     assert!(c.deployment_instances(&id).iter().all(|i| i.is_terminated()));
 }
 
@@ -269,7 +269,7 @@ fn a_container_whose_instance_the_user_deletes_completes_and_is_not_started_agai
     end(&mut c, &run, WorkloadState::Stopped, t(3));
     c.reconcile_deployments(t(4));
     let d = c.deployment(&id).unwrap();
-    assert_eq!(d.state, DeploymentState::Completed, "{d:?}");
+    assert_eq!(d.state(), DeploymentState::Completed, "{d:?}");
     assert_eq!(d.reason.as_deref(), Some("stopped by user"));
     assert_eq!(c.deployment_instances(&id).len(), 1, "no new run");
 }
@@ -292,7 +292,7 @@ fn a_container_the_deployment_replaces_itself_runs_again() {
     .unwrap();
     end(&mut c, &run, WorkloadState::Stopped, t(2));
     let d = c.deployment(&id).unwrap();
-    assert_ne!(d.state, DeploymentState::Completed, "{d:?}");
+    assert_ne!(d.state(), DeploymentState::Completed, "{d:?}");
     assert!(d.stopped_by_deployment.is_empty(), "forgotten once ended: {d:?}");
     let live: Vec<_> =
         c.deployment_instances(&id).into_iter().filter(|i| !i.is_terminated()).collect();

@@ -18,20 +18,7 @@ use crate::events::{EventData, EventKind};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 
-/// A validated deployment request.
-#[derive(Clone, Debug)]
-pub struct NewDeployment {
-    pub name: String,
-    pub mode: Mode,
-    pub replicas: u32,
-    pub completions: u32,
-    pub parallelism: u32,
-    pub retry_limit: u32,
-    pub specs: Vec<DeploymentSpec>,
-    pub template: Template,
-    pub autoscaling: Option<super::autoscale::Autoscaling>,
-    pub schedule: Vec<super::autoscale::ScheduledMinimum>,
-}
+pub use super::deployment::NewDeployment;
 
 /// What a `PATCH` changes; an absent field stays as it is.
 #[derive(Clone, Debug, Default)]
@@ -74,7 +61,7 @@ impl Cluster {
     /// gateway serves a name to one deployment without regard to case and the API resolves
     /// a name to one deployment (empty names become ids, which are unique).
     pub fn name_taken(&self, name: &str) -> bool {
-        !name.is_empty() && self.deployments_named(name).any(|d| !d.state.is_final())
+        !name.is_empty() && self.deployments_named(name).any(|d| !d.state().is_final())
     }
 
     /// The deployments `name` names whatever its case, ended ones included (from the name
@@ -93,7 +80,7 @@ impl Cluster {
         self.admit_deployment(&account, &new)?;
         let id = self.ids.deployment();
         let seq = self.take_seq();
-        let deployment = new_deployment(id.clone(), account, new, now, seq);
+        let deployment = Deployment::new(id.clone(), account, new, now, seq);
         self.deployments.insert(deployment);
         self.deployment_event(now, EventKind::DeploymentCreated, &id);
         self.reconcile_deployment(&id);
@@ -109,7 +96,7 @@ impl Cluster {
                 deployment_id: d.id.clone(),
                 failed: d.failed,
                 restarts: d.restarts,
-                state: d.state.as_str().into(),
+                state: d.state().as_str().into(),
                 succeeded: d.succeeded,
             }),
         );
@@ -120,7 +107,7 @@ impl Cluster {
     fn live(&self, id: &DeploymentId) -> Result<&Deployment, DeploymentError> {
         self.deployments
             .get(id)
-            .filter(|d| d.state != DeploymentState::Deleted)
+            .filter(|d| d.state() != DeploymentState::Deleted)
             .ok_or_else(|| DeploymentError::Unknown(id.clone()))
     }
 
@@ -220,10 +207,11 @@ impl Cluster {
         reason: Option<String>,
         now: DateTime<Utc>,
     ) {
-        self.deployments.update(id, |d| {
-            d.state = state;
-            d.reason = reason;
-        });
+        let ended = self.deployments.update(id, |d| d.end(state, reason));
+        if let Some(Err(wrong)) = ended {
+            tracing::trace!(deployment = %id, %wrong, "transition not taken");
+            return;
+        }
         let active: Vec<InstanceId> = self
             .deployment_instances(id)
             .into_iter()
@@ -266,7 +254,7 @@ impl Cluster {
     pub(super) fn deployment_instance_ended(&mut self, instance: &InstanceId, now: DateTime<Utc>) {
         let Some(instance) = self.instances.get(instance).cloned() else { return };
         let Some(id) = instance.deployment_id().cloned() else { return };
-        let mode = self.deployments.get(&id).filter(|d| !d.state.is_final()).map(|d| d.mode);
+        let mode = self.deployments.get(&id).filter(|d| !d.state().is_final()).map(|d| d.mode);
         let by_user = self.stopped_by_user(&id, &instance);
         match mode {
             Some(Mode::Container) if by_user => {
@@ -307,7 +295,7 @@ impl Cluster {
 
     /// Closes the gap between what the deployment wants and what it has.
     pub(super) fn reconcile_one(&mut self, id: &DeploymentId, now: DateTime<Utc>) {
-        let Some(d) = self.deployments.get(id).filter(|d| !d.state.is_final()).cloned() else {
+        let Some(d) = self.deployments.get(id).filter(|d| !d.state().is_final()).cloned() else {
             return;
         };
         if d.mode != Mode::Replicaset && d.succeeded >= d.completions {
@@ -410,53 +398,13 @@ impl Cluster {
 
     fn update_deployment_state(&mut self, id: &DeploymentId, waiting_reason: Option<String>) {
         let running = self.instances.of_owner(id).any(|i| i.state() == InstanceState::Running);
-        let (state, reason) = match (running, waiting_reason) {
-            (true, reason) => (DeploymentState::Running, reason),
-            (false, Some(reason)) => (DeploymentState::Waiting, Some(reason)),
-            (false, None) => (DeploymentState::Waiting, Some("starting".into())),
+        let reason = match running {
+            true => waiting_reason,
+            false => waiting_reason.or_else(|| Some("starting".into())),
         };
         let Some(d) = self.deployments.get(id) else { return };
-        if d.state != state || d.reason != reason {
-            self.deployments.update(id, |d| {
-                d.state = state;
-                d.reason = reason;
-            });
+        if !d.state().is_final() && !d.shows(running, &reason) {
+            self.deployments.update(id, |d| d.progress(running, reason));
         }
-    }
-}
-
-/// A new deployment as created: waiting, nothing run yet.
-fn new_deployment(
-    id: DeploymentId,
-    account: AccountId,
-    new: NewDeployment,
-    now: DateTime<Utc>,
-    seq: u64,
-) -> Deployment {
-    let name = if new.name.is_empty() { id.to_string() } else { new.name };
-    Deployment {
-        id,
-        account_id: account,
-        name,
-        mode: new.mode,
-        replicas: new.replicas,
-        completions: new.completions,
-        parallelism: new.parallelism,
-        retry_limit: new.retry_limit,
-        specs: new.specs,
-        template: new.template,
-        state: DeploymentState::Waiting,
-        reason: Some("starting".into()),
-        succeeded: 0,
-        failed: 0,
-        restarts: 0,
-        crash_loop: Default::default(),
-        created_at: now,
-        seq,
-        stopped_by_deployment: Default::default(),
-        autoscaling: new.autoscaling,
-        schedule: new.schedule,
-        scaling: Default::default(),
-        ended_at: None,
     }
 }

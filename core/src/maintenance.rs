@@ -54,7 +54,7 @@ impl Cluster {
         now: DateTime<Utc>,
     ) -> Option<()> {
         let host = self.registry.get_mut(id)?;
-        host.maintenance = maintenance;
+        host.set_maintenance(maintenance);
         let hostname = host.hostname.clone();
         self.touch_host(id);
         let data = EventData::HostNamed(HostNamed { hostname });

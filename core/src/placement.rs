@@ -221,7 +221,7 @@ impl Mixed<'_> {
     ) {
         let (request, filter) = (self.request, self.filter);
         let mixed = self.ids.iter().filter_map(|id| self.registry.get(id));
-        for host in mixed.filter(|h| h.state != HostState::Lost) {
+        for host in mixed.filter(|h| h.state() != HostState::Lost) {
             if !host_runs(host, request) {
                 let fit = fit_units(host, request, filter, allowed);
                 outlook.wrong_runtime |= !matches!(fit, HostFit::Never);

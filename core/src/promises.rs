@@ -92,7 +92,7 @@ impl Cluster {
     /// Ready or pending, or None when broken.
     fn check_promise(&self, id: &InstanceId, promise: &Promise, k: u32) -> Option<Standing> {
         let host = self.registry.get(&promise.host_id)?;
-        if host.state == HostState::Lost || host.maintenance != Maintenance::None {
+        if host.state() == HostState::Lost || host.maintenance() != Maintenance::None {
             return None;
         }
         let mut indices = Vec::new();

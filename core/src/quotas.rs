@@ -174,7 +174,7 @@ impl Cluster {
         self.ledger.update(id, |a| a.quota = own);
         let waiting: Vec<_> = self
             .deployments()
-            .filter(|d| &d.account_id == id && !d.state.is_final())
+            .filter(|d| &d.account_id == id && !d.state().is_final())
             .map(|d| d.id.clone())
             .collect();
         for deployment in waiting {

@@ -143,5 +143,5 @@ fn a_replica_set_at_its_quota_waits_to_replace_a_draining_replica() {
     let active = c.deployment_instances(&id).into_iter().filter(|i| !i.is_terminated()).count();
     assert_eq!(active, 2);
     assert_eq!(usage(&c, &acme), Usage { gpus: 2, instances: 2 });
-    assert_ne!(c.deployment(&id).unwrap().state, DeploymentState::Failed);
+    assert_ne!(c.deployment(&id).unwrap().state(), DeploymentState::Failed);
 }

@@ -8,6 +8,7 @@
 //! forgotten, so that an agent still holding its certificate cannot slip back in.
 
 pub mod index;
+pub mod link;
 pub mod liveness;
 pub mod removal;
 
@@ -57,7 +58,8 @@ pub struct Host {
     /// How it can run guests, as its last hello said (DESIGN §14); sorted, no repeats.
     #[serde(default = "process_only")]
     pub runtimes: Vec<GuestRuntime>,
-    pub state: HostState,
+    /// Changed only through its transitions (`link`).
+    state: HostState,
     pub joined_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     /// Guests' host ports and the address they are reached at, as its last hello said.
@@ -65,7 +67,7 @@ pub struct Host {
     pub network: HostNetwork,
     /// The operator's cordon or drain (DESIGN §19).
     #[serde(default)]
-    pub maintenance: Maintenance,
+    maintenance: Maintenance,
     /// Per GPU UUID, the utilisation its last heartbeat reported (not stored).
     #[serde(skip)]
     pub gpu_utilization: BTreeMap<String, u32>,

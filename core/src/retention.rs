@@ -149,7 +149,7 @@ impl Cluster {
     /// still be stopping them when it ends).
     pub(super) fn note_deployment_ended(&mut self, id: &DeploymentId, now: DateTime<Utc>) {
         let pending =
-            self.deployments.get(id).is_none_or(|d| !d.state.is_final() || d.ended_at.is_some());
+            self.deployments.get(id).is_none_or(|d| !d.state().is_final() || d.ended_at.is_some());
         if pending || self.instances.of_owner(id).any(|i| !i.is_terminated()) {
             return;
         }
@@ -159,7 +159,7 @@ impl Cluster {
     /// For a deployment stored before retention knew its end: its last instance's end (or
     /// its creation), once it is final and they have all ended.
     pub(super) fn restored_end(&self, d: &Deployment) -> Option<DateTime<Utc>> {
-        if !d.state.is_final() || d.ended_at.is_some() {
+        if !d.state().is_final() || d.ended_at.is_some() {
             return d.ended_at;
         }
         let mut owned = self.instances.of_owner(&d.id);

@@ -81,7 +81,7 @@ impl Cluster {
             .zip(&endpoints)
             .map(|(i, e)| Replica { stage: self.stage(i), ready: e.ready })
             .collect();
-        let wanted = self.deployments.get(id).filter(|d| !d.state.is_final());
+        let wanted = self.deployments.get(id).filter(|d| !d.state().is_final());
         let wanted = wanted.map_or(0, |d| d.wanted_active() as usize);
         for (e, draining) in endpoints.iter_mut().zip(rotation::draining(&replicas, wanted)) {
             e.draining = draining;
@@ -106,7 +106,7 @@ impl Cluster {
         let address = host
             .zip(instance.placement().and_then(|p| p.host_ports.first()))
             .map(|(host, port)| format!("{}:{port}", host.network.address));
-        let connected = host.is_some_and(|h| h.state == HostState::Connected);
+        let connected = host.is_some_and(|h| h.state() == HostState::Connected);
         let probed = instance.request.readiness.is_some();
         let verdict = self.readiness.get(&instance.id).copied();
         // A notice can come before the workload ran (an overdue account): nothing serves.

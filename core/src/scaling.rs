@@ -53,7 +53,7 @@ impl Cluster {
         let ids: Vec<DeploymentId> = self
             .deployments
             .iter()
-            .filter(|d| d.mode == Mode::Replicaset && !d.state.is_final())
+            .filter(|d| d.mode == Mode::Replicaset && !d.state().is_final())
             .filter(|d| d.autoscaling.is_some() || !d.schedule.is_empty())
             .map(|d| d.id.clone())
             .collect();

@@ -268,7 +268,7 @@ fn assert_replaced_on(
 }
 
 fn host_state(sim: &Sim, host: &gpuspot_common::HostId) -> super::HostState {
-    sim.cluster.registry().get(host).expect("a known host").state
+    sim.cluster.registry().get(host).expect("a known host").state()
 }
 
 /// The lost host's agent reconnects still running the instance: it is told to stop it.

@@ -116,7 +116,7 @@ impl Cluster {
         let mut offered: Vec<_> = self
             .registry
             .iter()
-            .filter(|h| h.state != super::registry::HostState::Lost)
+            .filter(|h| h.state() != super::registry::HostState::Lost)
             .flat_map(|h| h.runtimes.iter().copied())
             .collect();
         offered.sort();

@@ -59,7 +59,7 @@ impl ClusterActor {
             self.core.deployments_named(&key.0).filter(|d| scope.may_see(&d.account_id)).collect();
         let accounts: BTreeSet<&AccountId> = named.iter().map(|d| &d.account_id).collect();
         let live: Vec<&Deployment> =
-            named.iter().copied().filter(|d| !d.state.is_final()).collect();
+            named.iter().copied().filter(|d| !d.state().is_final()).collect();
         if accounts.len() > 1 || live.len() > 1 {
             let ids = named.iter().map(|d| d.id.clone()).collect();
             return Err(DeploymentError::AmbiguousName { name: key.0.clone(), ids }.into());
@@ -91,7 +91,7 @@ impl ClusterActor {
         let after = super::lists::cursor(listing, |id| {
             visible().find(|d| d.id.as_str() == id).map(|d| d.seq)
         })?;
-        let shown = visible().filter(|d| listing.wants(d.state.as_str()));
+        let shown = visible().filter(|d| listing.wants(d.state().as_str()));
         let found = page(shown, |d| d.seq, after, listing.limit);
         let views = found.items.iter().map(|d| self.deployment_view(&d.id, None));
         Ok(Page { items: views.collect::<Result<_, _>>()?, more: found.more })

@@ -113,7 +113,7 @@ impl ClusterActor {
         let now = self.now;
         for host in self.core.registry().iter() {
             *stats.hosts_by_state.entry(host.shown_state()).or_default() += 1;
-            if host.state != crate::core::HostState::Lost {
+            if host.state() != crate::core::HostState::Lost {
                 let age = (now - host.last_seen).num_milliseconds().max(0) as f64 / 1000.0;
                 stats.heartbeat_ages.push((host.id.to_string(), age));
             }

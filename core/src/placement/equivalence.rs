@@ -33,7 +33,7 @@ fn place_by_scan(
     let mut best: Option<((usize, Money, HostId), Placement)> = None;
     let mut could_wait = false;
     let filter = ModelFilter::new(&request.gpu);
-    for host in registry.iter().filter(|h| h.state != HostState::Lost) {
+    for host in registry.iter().filter(|h| h.state() != HostState::Lost) {
         match fit_on_host(host, request, &filter, &allowed) {
             HostFit::Fits(placement) => {
                 let left = host.free_units() - placement.unit_indices.len();
@@ -55,7 +55,7 @@ fn place_by_scan(
 
 fn usage_by_scan(registry: &Registry, model: &str) -> PoolUsage {
     let mut usage = PoolUsage::default();
-    for host in registry.iter().filter(|h| h.state != HostState::Lost) {
+    for host in registry.iter().filter(|h| h.state() != HostState::Lost) {
         for slot in host.units.iter().filter(|s| model_matches(model, &s.unit.gpu.model)) {
             if slot.unit.gpu.healthy {
                 usage.total += 1;
@@ -111,7 +111,8 @@ fn mutate(registry: &mut Registry, rng: &mut Rng, hosts: usize) {
         0..=49 => host.units[unit].instance = Some(format!("i-{roll}").as_str().into()),
         50..=79 => host.units[unit].instance = None,
         80..=87 => host.units[unit].unit.gpu.healthy = !host.units[unit].unit.gpu.healthy,
-        88..=90 => host.state = HostState::Disconnected,
+        // A transition the state does not allow changes nothing, as in the cluster.
+        88..=90 => drop(host.disconnect()),
         91..=93 => {
             let toggled = if host.runtimes.contains(&GuestRuntime::Container) {
                 vec![GuestRuntime::Process]
@@ -120,8 +121,8 @@ fn mutate(registry: &mut Registry, rng: &mut Rng, hosts: usize) {
             };
             host.set_runtimes(&toggled);
         }
-        94..=96 => host.state = HostState::Lost,
-        _ => host.state = HostState::Connected,
+        94..=96 => drop(host.lose()),
+        _ => host.connect(host.last_seen),
     }
 }
 

@@ -117,6 +117,6 @@ fn unhealthy_and_disconnected_hosts_take_nothing() {
     registry.get_mut(&HostId::from("h-a")).unwrap().units[0].unit.gpu.healthy = false;
     assert!(matches!(place(&registry, &req, |_| Money(1), |_| true), Err(NoFit::Never(_))));
     let mut registry = seed_004();
-    registry.get_mut(&HostId::from("h-a")).unwrap().state = HostState::Disconnected;
+    registry.get_mut(&HostId::from("h-a")).unwrap().disconnect().unwrap();
     assert!(matches!(place(&registry, &req, |_| Money(1), |_| true), Err(NoFit::Wait(_))));
 }

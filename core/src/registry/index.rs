@@ -82,7 +82,7 @@ impl Entry {
                 }
             };
             let usage = &mut models[position].1;
-            if host.state != HostState::Lost {
+            if host.state() != HostState::Lost {
                 usage.total += 1;
                 // A unit promised to a request (DESIGN §4) is spoken for: no one else may
                 // take it, so it is not on offer and it weighs on the price as a used one.
@@ -103,7 +103,7 @@ impl Entry {
                 runtimes: host.runtimes.clone(),
             },
             free: Some(host.free_units()).filter(|&n| n > 0 && host.takes_placements()),
-            healthy: (host.state != HostState::Lost).then(|| host.healthy_units()),
+            healthy: (host.state() != HostState::Lost).then(|| host.healthy_units()),
         });
         Self { member, irregular: first.is_some() && !single, models }
     }

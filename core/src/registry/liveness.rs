@@ -18,7 +18,7 @@ impl Liveness {
         if let Some(at) = self.last_seen.remove(id) {
             self.by_time.remove(&(at, id.clone()));
         }
-        if let Some(host) = host.filter(|h| h.state != HostState::Lost) {
+        if let Some(host) = host.filter(|h| h.state() != HostState::Lost) {
             self.by_time.insert((host.last_seen, id.clone()));
             self.last_seen.insert(id.clone(), host.last_seen);
         }

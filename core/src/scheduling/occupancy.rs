@@ -72,7 +72,7 @@ impl Cluster {
     pub(super) fn occupancy(&self, request: &InstanceRequest, account: &AccountId) -> Occupancy {
         let mut occupancy = Occupancy::default();
         let filter = ModelFilter::new(&request.gpu);
-        for host in self.registry.iter().filter(|h| h.state != HostState::Lost) {
+        for host in self.registry.iter().filter(|h| h.state() != HostState::Lost) {
             let slots = matching_slots(host, request, &filter);
             if slots.is_empty() {
                 continue;
