@@ -121,6 +121,8 @@ impl Cluster {
             self.routes_changed = true;
         }
         self.touch_host(host_id);
+        let models = inventory.gpus.iter().map(|g| g.model.as_str());
+        self.pool_index.learn(&self.pools, models);
         let runtimes = self.registry.get(host_id).map(|h| h.runtimes.clone()).unwrap_or_default();
         let data = EventData::HostConnected(payloads::HostConnected {
             hostname: inventory.hostname.clone(),

@@ -58,14 +58,16 @@ pub struct Cluster {
     /// (when the state was restored, until when restored hosts may stay silent).
     pub(super) restart_grace: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub(super) pools: Vec<PoolSettings>,
+    /// Each host GPU model's pool, resolved when the host registers.
+    pub(super) pool_index: super::pools::PoolIndex,
     pub(super) timers: Timers,
     pub(super) periodic: super::timers::Periodic,
     /// What ended work is kept for, and the event prune due (DESIGN §15).
     pub(super) retention: super::retention::Keeper,
     /// Whether inbox messages are also mailed (config `[smtp]`, DESIGN §17).
-    mail: bool,
+    pub(super) mail: bool,
     mail_budget: super::mail_budget::MailBudget,
-    next_seq: u64,
+    pub(super) next_seq: u64,
     /// The agents' readiness verdicts (DESIGN §18); not stored, agents repeat them.
     pub(super) readiness: std::collections::HashMap<InstanceId, bool>,
     /// Whether an endpoint may have changed since the gateway's table was last built.
@@ -92,6 +94,7 @@ impl Cluster {
             ids: Ids::default(),
             restart_grace: None,
             pools,
+            pool_index: Default::default(),
             timers,
             periodic: Default::default(),
             retention: Default::default(),
@@ -104,83 +107,6 @@ impl Cluster {
             request_rates: Default::default(),
             ports: Default::default(),
         }
-    }
-
-    /// Where new ids come from (counted in tests).
-    pub fn with_ids(mut self, ids: Ids) -> Self {
-        self.ids = ids;
-        self
-    }
-
-    /// Rebuilds the state a previous run committed. Hosts start disconnected with a fresh
-    /// `host_lost_after` to come back in: their agents are reconnecting right now.
-    pub fn restore(
-        mut self,
-        hosts: Vec<Host>,
-        instances: Vec<Instance>,
-        last_event_id: u64,
-        now: DateTime<Utc>,
-    ) -> Self {
-        for mut host in hosts {
-            host.restored(now);
-            self.registry.insert(host);
-        }
-        for instance in instances {
-            self.next_seq = self.next_seq.max(instance.seq + 1);
-            self.instances.restore(instance);
-        }
-        self.mark_promises();
-        // Like Nomad's failover heartbeat TTL: a restart is not the agents' fault.
-        let grace = self.timers.host_lost_after.max(RESTART_GRACE);
-        self.restart_grace = chrono::Duration::from_std(grace).ok().map(|g| (now, now + g));
-        self.outbox.continue_after(last_event_id);
-        self
-    }
-
-    /// Accounts and the last ledger entry id a previous run committed, restored at `now`.
-    pub fn with_accounts(
-        mut self,
-        accounts: Vec<super::billing::Account>,
-        last_id: u64,
-        now: DateTime<Utc>,
-    ) -> Self {
-        self.ledger.restore(accounts, last_id, now);
-        self
-    }
-
-    /// Inbox messages are mailed to their account's `email` too (an `[smtp]` is set).
-    pub fn with_mail(mut self, enabled: bool) -> Self {
-        self.mail = enabled;
-        self
-    }
-
-    /// How long before its deadline a noticed replica leaves the gateway's rotation at the
-    /// latest (config `[gateway] drain_margin`).
-    pub fn with_drain_margin(mut self, margin: std::time::Duration) -> Self {
-        self.drain_margin = super::rotation::DrainMargin::new(margin);
-        self
-    }
-
-    /// Largest snapshot accepted (config `[snapshots] max_bytes`).
-    pub fn with_snapshot_limit(mut self, max_bytes: u64) -> Self {
-        self.snapshots.max_bytes = max_bytes;
-        self
-    }
-
-    /// Deployments a previous run committed.
-    pub fn with_deployments(mut self, deployments: Vec<super::deployment::Deployment>) -> Self {
-        for mut d in deployments {
-            self.next_seq = self.next_seq.max(d.seq + 1);
-            d.ended_at = self.restored_end(&d);
-            self.deployments.restore(d);
-        }
-        self
-    }
-
-    /// The last market prices a previous run recorded.
-    pub fn with_prices(mut self, prices: std::collections::BTreeMap<String, Money>) -> Self {
-        self.prices.restore(prices);
-        self
     }
 
     pub fn registry(&self) -> &Registry {
@@ -375,7 +301,18 @@ impl Cluster {
     }
 
     pub fn list_price(&self, gpu_model: &str) -> Money {
-        super::pools::pool_for(&self.pools, gpu_model).map_or(Money::ZERO, |p| p.list_price)
+        self.pool_of_gpu(gpu_model).map_or(Money::ZERO, |p| p.list_price)
+    }
+
+    /// The pool that prices this GPU model (looked up, not matched: see `pools`).
+    pub(super) fn pool_of_gpu(&self, gpu_model: &str) -> Option<&PoolSettings> {
+        self.pool_index.pool(&self.pools, gpu_model)
+    }
+
+    /// Resolves the pools of the host's GPU models (at registration, restore, new inventory).
+    pub(super) fn learn_pools(&mut self, host: &Host) {
+        let models = host.units.iter().map(|s| s.unit.gpu.model.as_str());
+        self.pool_index.learn(&self.pools, models);
     }
 
     pub fn guest_metadata(&self, instance: &Instance) -> GuestMetadata {

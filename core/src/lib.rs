@@ -2,7 +2,8 @@
 //! `now`; what must happen afterwards waits in the outbox ([`changes::Changes`]) for the
 //! actor to commit and send.
 //!
-//! - [`cluster`]: the coordinator over the parts below; [`timers`]: its one timer.
+//! - [`cluster`]: the coordinator over the parts below; [`restore`]: building one from
+//!   config and a previous run's state; [`timers`]: its one timer.
 //! - [`instance`]: an instance's lifecycle (one enum, its transitions and their effects)
 //!   and the table of instances with its indexes; [`model`]: requests and state names.
 //! - [`registry`]: hosts, their units, runtimes and liveness; [`agents`]: what hosts and
@@ -16,8 +17,8 @@
 //! - [`billing`]: accounts and the exact meter; [`ledger`]: accounts and their entries;
 //!   [`accounts`]: payments, metering and overdue handling; [`quotas`]: what one account
 //!   may hold at once.
-//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: reconciling
-//!   them; [`crash_loop`]: the backoff before replacing crashed replicas.
+//! - [`deployment`]: ReplicaSet/Job/Container definitions; [`deployments`]: changing
+//!   them; [`reconcile`]: closing the gap to what they want; [`crash_loop`]: the backoff before replacing crashed replicas.
 //! - [`serving`]: ports and readiness of guests that serve; [`ports`]: which host ports
 //!   they get, and starts refused for a port; [`routes`]: their endpoints and the
 //!   gateway's table; [`rotation`]: which replicas take traffic, noticed ones until a
@@ -77,8 +78,10 @@ mod promises_tests;
 pub mod quotas;
 #[cfg(test)]
 mod quotas_tests;
+pub mod reconcile;
 pub mod registry;
 pub mod requests;
+pub mod restore;
 pub mod retention;
 #[cfg(test)]
 mod retention_tests;

@@ -5,6 +5,7 @@ use super::registry::Registry;
 use crate::settings::PoolSettings;
 use gpuspot_common::Money;
 use gpuspot_common::inventory::model_matches;
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolUsage {
@@ -50,6 +51,34 @@ pub fn pool_for<'a>(pools: &'a [PoolSettings], gpu_model: &str) -> Option<&'a Po
     pools.iter().find(|p| model_matches(&p.model, gpu_model))
 }
 
+/// Which pool prices each GPU model the hosts have: matched by substring once, when a
+/// host registers or its inventory changes ([`PoolIndex::learn`]), and looked up by name
+/// on every tick after that.
+#[derive(Debug, Default)]
+pub struct PoolIndex {
+    by_model: HashMap<String, Option<usize>>,
+}
+
+impl PoolIndex {
+    /// Resolves the models of `gpus` it does not know yet.
+    pub fn learn<'a>(&mut self, pools: &[PoolSettings], gpus: impl IntoIterator<Item = &'a str>) {
+        for model in gpus {
+            if !self.by_model.contains_key(model) {
+                let pool = pools.iter().position(|p| model_matches(&p.model, model));
+                self.by_model.insert(model.to_owned(), pool);
+            }
+        }
+    }
+
+    /// The pool that prices `gpu_model`; a model no host brought is matched now.
+    pub fn pool<'a>(&self, pools: &'a [PoolSettings], gpu_model: &str) -> Option<&'a PoolSettings> {
+        match self.by_model.get(gpu_model) {
+            Some(known) => known.map(|i| &pools[i]),
+            None => pool_for(pools, gpu_model),
+        }
+    }
+}
+
 /// Why a host with `inventory` cannot join: a GPU model no pool prices (DESIGN §19: its
 /// instances would otherwise run at price 0).
 pub fn unpriced(
@@ -87,6 +116,20 @@ mod tests {
             notice_period: Duration::from_secs(60),
             pricing: Default::default(),
         }
+    }
+
+    #[test]
+    fn each_gpu_model_is_matched_to_its_pool_once() {
+        let a100 = PoolSettings { model: "A100".into(), ..pool() };
+        let pools = [pool(), a100];
+        let mut index = PoolIndex::default();
+        index.learn(&pools, ["NVIDIA H100 80GB HBM3", "NVIDIA L4", "NVIDIA A100-SXM4"]);
+        let pool_of = |model| index.pool(&pools, model).map(|p| p.model.as_str());
+        assert_eq!(pool_of("NVIDIA H100 80GB HBM3"), Some("H100"));
+        assert_eq!(pool_of("NVIDIA A100-SXM4"), Some("A100"));
+        assert_eq!(pool_of("NVIDIA L4"), None, "known to have no pool");
+        assert_eq!(pool_of("h100 pcie"), Some("H100"), "a model no host brought is matched");
+        assert_eq!(index.by_model.len(), 3, "only what hosts brought is kept");
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn placement_view(request: &InstanceRequest) -> InstanceRequest {
 impl Cluster {
     /// The market price a spot instance of this GPU model pays now.
     pub fn market_price(&self, gpu_model: &str) -> Option<Money> {
-        let pool = pools::pool_for(&self.pools, gpu_model)?;
+        let pool = self.pool_of_gpu(gpu_model)?;
         Some(self.prices.get(&pool.model).unwrap_or_else(|| {
             pools::surplus_price(pool, &pools::usage(&self.registry, &pool.model))
         }))

@@ -67,9 +67,7 @@ impl Cluster {
 
     fn in_pool(&self, instance: &Instance, pool: &PoolSettings) -> bool {
         match instance.gpu_model() {
-            Some(model) => {
-                pools::pool_for(&self.pools, model).is_some_and(|p| p.model == pool.model)
-            }
+            Some(model) => self.pool_of_gpu(model).is_some_and(|p| p.model == pool.model),
             None => pool_of_request(&self.pools, &instance.request.gpu.models)
                 .is_some_and(|p| p.model == pool.model),
         }
@@ -162,7 +160,7 @@ impl Cluster {
         }
         instance
             .gpu_model()
-            .and_then(|m| pools::pool_for(&self.pools, m))
+            .and_then(|m| self.pool_of_gpu(m))
             .map_or(self.timers.notice_period, |p| p.notice_period)
     }
 
