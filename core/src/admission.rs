@@ -5,7 +5,7 @@
 //! into the API's answer in one place.
 
 use super::cluster::Cluster;
-use super::deployments::NewDeployment;
+use super::deployment::NewDeployment;
 use super::error::{AccountError, DeploymentError, QuotaError};
 use super::model::InstanceRequest;
 use gpuspot_common::{AccountId, Money};

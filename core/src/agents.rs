@@ -4,8 +4,9 @@
 
 use super::cluster::Cluster;
 use super::events::{EventData, EventKind, payloads};
+use super::instance::Instance;
 use super::instance::lifecycle::{Ending, Run};
-use super::model::{EndReason, Instance, InstanceState};
+use super::model::{EndReason, InstanceState};
 use super::registry::Host;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{

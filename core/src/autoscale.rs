@@ -8,7 +8,9 @@
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+use gpuspot_common::DeploymentId;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// `"autoscaling"` of a replica set.
@@ -152,6 +154,30 @@ pub fn wanted(a: &Autoscaling, replicas: u32, floor: u32, signals: Signals) -> (
         why = format!("{why}, capped at the maximum {}", a.max_replicas);
     }
     (n, why)
+}
+
+/// Requests per second per deployment, from the gateway's counters at each look.
+#[derive(Debug, Default)]
+pub struct RequestRates {
+    /// The counters as last observed.
+    counters: HashMap<DeploymentId, u64>,
+    /// The counter per deployment at the autoscaler's last look, and when.
+    samples: HashMap<DeploymentId, (u64, DateTime<Utc>)>,
+}
+
+impl RequestRates {
+    /// The counters as read now.
+    pub fn observe(&mut self, counters: HashMap<DeploymentId, u64>) {
+        self.counters = counters;
+    }
+
+    /// Requests per second since the last look (none at the first, or without a gateway).
+    pub fn rate(&mut self, id: &DeploymentId, now: DateTime<Utc>) -> Option<f64> {
+        let count = *self.counters.get(id)?;
+        let (before, at) = self.samples.insert(id.clone(), (count, now))?;
+        let seconds = (now - at).num_milliseconds() as f64 / 1000.0;
+        (seconds > 0.0).then(|| count.saturating_sub(before) as f64 / seconds)
+    }
 }
 
 #[cfg(test)]

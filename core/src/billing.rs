@@ -9,7 +9,7 @@
 //! into more pieces never changes its total); and since the meter state and the ledger entries are committed together, a crash
 //! can neither lose nor repeat a charge.
 
-use super::quotas::Quota;
+use super::quota::Quota;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 use serde::{Deserialize, Serialize};

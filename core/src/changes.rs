@@ -6,12 +6,12 @@
 use super::billing::{Account, LedgerEntry};
 use super::deployment::Deployment;
 use super::events::Event;
+use super::instance::Instance;
 use super::market::PricePoint;
-use super::model::Instance;
 use super::notices::Message;
 use super::outbox::Send;
 use super::registry::{Host, RemovedHost};
-use super::snapshots::SnapshotRecord;
+use super::snapshot::SnapshotRecord;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 

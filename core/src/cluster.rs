@@ -7,7 +7,7 @@
 //! until the actor takes it ([`Cluster::take_changes`]), commits it, and only then sends.
 
 use super::changes::Changes;
-use super::deployments::Deployments;
+use super::deployment::Deployments;
 use super::events::EventKind;
 use super::ids::Ids;
 use super::instance::effects::{Effect, WrongState};
@@ -18,7 +18,7 @@ use super::market::Prices;
 use super::outbox::{About, Outbox};
 use super::registry::{Host, HostState, Registry};
 use super::settings::{PoolSettings, Timers};
-use super::snapshots::Snapshots;
+use super::snapshot::Snapshots;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata, ReadinessProbe};
 use gpuspot_common::{DeploymentId, HostId, InstanceId, Money};
@@ -33,8 +33,7 @@ pub type Outgoing = super::outbox::Send;
 /// How long hosts have to reconnect after a coordinator restart before any is lost.
 pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// 10 GiB: large enough for model checkpoints, small enough to bound the store.
-pub const DEFAULT_SNAPSHOT_MAX_BYTES: u64 = 10 << 30;
+pub use super::snapshot::DEFAULT_SNAPSHOT_MAX_BYTES;
 
 /// What deployments still have to react to in this operation.
 #[derive(Debug, Default)]
@@ -61,7 +60,7 @@ pub struct Cluster {
     /// Each host GPU model's pool, resolved when the host registers.
     pub(super) pool_index: super::pools::PoolIndex,
     pub(super) timers: Timers,
-    pub(super) periodic: super::timers::Periodic,
+    pub(super) periodic: super::periodic::Periodic,
     /// What ended work is kept for, and the event prune due (DESIGN §15).
     pub(super) retention: super::retention::Keeper,
     /// Whether inbox messages are also mailed (config `[smtp]`, DESIGN §17).
@@ -75,9 +74,9 @@ pub struct Cluster {
     /// Noticed replicas leave the rotation this long before their deadline (DESIGN §18).
     pub(super) drain_margin: super::rotation::DrainMargin,
     /// The gateway's request counters, and their rates at the autoscaler's looks.
-    pub(super) request_rates: super::scaling::RequestRates,
+    pub(super) request_rates: super::autoscale::RequestRates,
     /// Host ports other programs hold, and refused starts (DESIGN §18); not stored.
-    pub(super) ports: super::ports::PortBook,
+    pub(super) ports: super::port_book::PortBook,
 }
 
 impl Cluster {

@@ -6,9 +6,9 @@
 //! in the deployment record, so a coordinator restart keeps the backoff; an ordered index of
 //! waits lets the cluster's periodic tick start each replacement at its time.
 
-use super::cluster::Cluster;
 use super::deployment::{Deployment, Deployments};
-use super::model::{EndReason, Instance};
+use super::instance::Instance;
+use super::model::EndReason;
 use chrono::{DateTime, Utc};
 use gpuspot_common::DeploymentId;
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,15 @@ pub struct CrashRestarts {
 }
 
 impl CrashRestarts {
+    pub(crate) fn set_backoff(&mut self, backoff: CrashBackoff) {
+        self.backoff = backoff;
+    }
+
+    /// When the first waiting replacement may start.
+    pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
     /// Indexes a restored deployment's wait.
     pub fn restored(&mut self, d: &Deployment) {
         if let Some(at) = d.crash_loop.next_start_at {
@@ -139,42 +148,8 @@ impl CrashRestarts {
     }
 }
 
-impl Cluster {
-    /// The crash-loop backoff (config `[deployments]`).
-    pub fn with_crash_backoff(mut self, backoff: CrashBackoff) -> Self {
-        self.deployments.crash_restarts.backoff = backoff;
-        self
-    }
-
-    /// A replica of `id` crashed: `failed` counts it and its replacement is put off.
-    pub(super) fn replica_crashed(
-        &mut self,
-        id: &DeploymentId,
-        instance: &Instance,
-        cause: String,
-        now: DateTime<Utc>,
-    ) {
-        let ran = match (instance.started_at(), instance.ended_at()) {
-            (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
-            _ => Duration::ZERO,
-        };
-        self.deployments.replica_crashed(id, ran, cause, now);
-    }
-
-    /// From the timer: deployments whose wait is over get another look.
-    pub(super) fn start_due_restarts(&mut self, now: DateTime<Utc>) {
-        for id in self.deployments.take_due_restarts(now) {
-            self.reconcile_deployment(&id);
-        }
-    }
-
-    pub(super) fn next_crash_restart(&self) -> Option<DateTime<Utc>> {
-        self.deployments.crash_restarts.due.first().map(|(at, _)| *at)
-    }
-}
-
 impl Deployments {
-    fn replica_crashed(
+    pub(crate) fn replica_crashed(
         &mut self,
         id: &DeploymentId,
         ran: Duration,
@@ -192,7 +167,7 @@ impl Deployments {
         self.dirty.insert(id.clone());
     }
 
-    fn take_due_restarts(&mut self, now: DateTime<Utc>) -> Vec<DeploymentId> {
+    pub(crate) fn take_due_restarts(&mut self, now: DateTime<Utc>) -> Vec<DeploymentId> {
         let mut due = Vec::new();
         while let Some((at, id)) = self.crash_restarts.due.first().cloned() {
             if at > now {

@@ -5,8 +5,9 @@
 mod progress;
 
 use super::crash_loop::CrashLoop;
+use super::instance::Instance;
 use super::instance::ended::{EndedIndex, EndedKey, Kept};
-use super::model::{Billing, GpuRequest, Instance, InstanceRequest, Range, SnapshotOptions};
+use super::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 pub use progress::WrongDeploymentState;
@@ -91,6 +92,24 @@ impl DeploymentState {
             self,
             DeploymentState::Completed | DeploymentState::Failed | DeploymentState::Deleted
         )
+    }
+}
+
+/// What a `PATCH` changes; an absent field stays as it is.
+#[derive(Clone, Debug, Default)]
+pub struct DeploymentChange {
+    pub replicas: Option<u32>,
+    pub specs: Option<Vec<DeploymentSpec>>,
+    pub template: Option<Template>,
+    /// `Some(None)` turns autoscaling off.
+    pub autoscaling: Option<Option<super::autoscale::Autoscaling>>,
+    /// `Some(vec![])` clears the schedule.
+    pub schedule: Option<Vec<super::autoscale::ScheduledMinimum>>,
+}
+
+impl DeploymentChange {
+    pub(crate) fn scaling(&self) -> bool {
+        self.autoscaling.is_some() || self.schedule.is_some()
     }
 }
 

@@ -9,33 +9,16 @@ use super::admission::Refusal;
 use super::cluster::Cluster;
 use super::crash_loop::crash_cause;
 pub use super::deployment::Deployments;
-use super::deployment::{Deployment, DeploymentSpec, DeploymentState, Mode, Template};
+use super::deployment::{Deployment, DeploymentState, Mode};
 pub use super::error::DeploymentError;
-use super::model::{EndReason, Instance, InstanceState};
+use super::instance::Instance;
+use super::model::{EndReason, InstanceState};
 use crate::events::payloads::DeploymentNews;
 use crate::events::{EventData, EventKind};
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 
-pub use super::deployment::NewDeployment;
-
-/// What a `PATCH` changes; an absent field stays as it is.
-#[derive(Clone, Debug, Default)]
-pub struct DeploymentChange {
-    pub replicas: Option<u32>,
-    pub specs: Option<Vec<DeploymentSpec>>,
-    pub template: Option<Template>,
-    /// `Some(None)` turns autoscaling off.
-    pub autoscaling: Option<Option<super::autoscale::Autoscaling>>,
-    /// `Some(vec![])` clears the schedule.
-    pub schedule: Option<Vec<super::autoscale::ScheduledMinimum>>,
-}
-
-impl DeploymentChange {
-    fn scaling(&self) -> bool {
-        self.autoscaling.is_some() || self.schedule.is_some()
-    }
-}
+pub use super::deployment::{DeploymentChange, NewDeployment};
 
 impl Cluster {
     pub fn deployment(&self, id: &DeploymentId) -> Option<&Deployment> {

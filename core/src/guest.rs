@@ -7,13 +7,8 @@ use super::model::InstanceRequest;
 use super::registry::Host;
 use gpuspot_common::protocol::GuestRuntime;
 
-/// Seed 004: every instance comes with a 50 GB data disk.
-pub const DEFAULT_DATA_DISK_GIB: u64 = 50;
+pub use super::model::{DEFAULT_DATA_DISK_GIB, default_data_disk_gib};
 
-/// serde's default for records and specs written before `data_disk_gib` existed.
-pub fn default_data_disk_gib() -> u64 {
-    DEFAULT_DATA_DISK_GIB
-}
 /// Seed 004 offers no larger data disks.
 pub const MAX_DATA_DISK_GIB: u64 = 50;
 /// The longest image reference accepted (Docker's own limit for a reference is 255).

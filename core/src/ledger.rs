@@ -2,7 +2,7 @@
 //! a balance changes, so a balance is always the sum of its ledger.
 
 use super::billing::{Account, EntryKind, LedgerEntry};
-use super::quotas::Quota;
+use super::quota::Quota;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{AccountId, InstanceId, Money};
 use std::collections::{BTreeMap, BTreeSet};

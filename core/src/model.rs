@@ -1,7 +1,6 @@
 //! What users ask for (DESIGN §3/§11) and the names of the states and end reasons they
 //! see; the instance itself and its lifecycle are in [`super::instance`].
 
-pub use super::instance::Instance;
 use gpuspot_common::Money;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,6 +67,14 @@ pub struct SnapshotOptions {
     pub restore_from: Option<String>,
 }
 
+/// Seed 004: every instance comes with a 50 GB data disk.
+pub const DEFAULT_DATA_DISK_GIB: u64 = 50;
+
+/// serde's default for records and specs written before `data_disk_gib` existed.
+pub fn default_data_disk_gib() -> u64 {
+    DEFAULT_DATA_DISK_GIB
+}
+
 /// A validated request for one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceRequest {
@@ -83,7 +90,7 @@ pub struct InstanceRequest {
     #[serde(default)]
     pub image: Option<String>,
     /// Size limit of the data dir (seed 004's data disk); absent in older records.
-    #[serde(default = "super::guest::default_data_disk_gib")]
+    #[serde(default = "default_data_disk_gib")]
     pub data_disk_gib: u64,
     /// What happens when it cannot be placed at once (DESIGN §16); absent in older records.
     #[serde(default)]

@@ -3,7 +3,7 @@
 
 use super::events::EventData;
 use super::events::{Event, EventKind};
-use super::model::Instance;
+use super::instance::Instance;
 use super::notices::{self, Message};
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::CoordinatorMessage;

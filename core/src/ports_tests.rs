@@ -5,7 +5,10 @@ use super::*;
 use crate::accounts::OPERATOR;
 use crate::deployment_tests::{cluster, start_scheduled, t};
 use crate::model::{Billing, OnUnavailable};
+use crate::registry::HostNetwork;
 use gpuspot_common::AccountId;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 fn book() -> PortBook {
     PortBook::with_rng(StdRng::seed_from_u64(7))

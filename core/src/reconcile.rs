@@ -3,11 +3,14 @@
 //! can be placed now; then its state (waiting or running, and why) follows.
 
 use super::cluster::Cluster;
+use super::crash_loop::CrashBackoff;
 use super::deployment::{Deployment, DeploymentState, Mode};
+use super::instance::Instance;
 use super::instance::Owner;
-use super::model::{Instance, InstanceState};
+use super::model::InstanceState;
 use chrono::{DateTime, Utc};
 use gpuspot_common::{DeploymentId, InstanceId};
+use std::time::Duration;
 
 impl Cluster {
     /// Every deployment still in play gets another look (capacity or prices changed).
@@ -142,5 +145,40 @@ impl Cluster {
         if !d.state().is_final() && !d.shows(running, &reason) {
             self.deployments.update(id, |d| d.progress(running, reason));
         }
+    }
+}
+
+/// Crash-loop restarts (`crash_loop`): the wait before a crashed replica is replaced.
+impl Cluster {
+    /// The crash-loop backoff (config `[deployments]`).
+    pub fn with_crash_backoff(mut self, backoff: CrashBackoff) -> Self {
+        self.deployments.crash_restarts.set_backoff(backoff);
+        self
+    }
+
+    /// A replica of `id` crashed: `failed` counts it and its replacement is put off.
+    pub(super) fn replica_crashed(
+        &mut self,
+        id: &DeploymentId,
+        instance: &Instance,
+        cause: String,
+        now: DateTime<Utc>,
+    ) {
+        let ran = match (instance.started_at(), instance.ended_at()) {
+            (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        self.deployments.replica_crashed(id, ran, cause, now);
+    }
+
+    /// From the timer: deployments whose wait is over get another look.
+    pub(super) fn start_due_restarts(&mut self, now: DateTime<Utc>) {
+        for id in self.deployments.take_due_restarts(now) {
+            self.reconcile_deployment(&id);
+        }
+    }
+
+    pub(super) fn next_crash_restart(&self) -> Option<DateTime<Utc>> {
+        self.deployments.crash_restarts.next_due()
     }
 }

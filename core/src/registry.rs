@@ -4,13 +4,12 @@
 //! a host (`insert`, `get_mut`, `iter_mut`) marks it, and the index catches up with the
 //! marked hosts the next time it is read, so callers mutate hosts freely.
 //!
-//! A host the operator deletes ([`removal`]) leaves the registry and is remembered as
+//! A host the operator deletes (`host_removal`) leaves the registry and is remembered as
 //! forgotten, so that an agent still holding its certificate cannot slip back in.
 
 pub mod index;
 pub mod link;
 pub mod liveness;
-pub mod removal;
 
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{GpuStatus, GuestRuntime};

@@ -6,7 +6,8 @@
 //! ([`super::rotation`]).
 
 use super::cluster::Cluster;
-use super::model::{Instance, InstanceState};
+use super::instance::Instance;
+use super::model::InstanceState;
 use super::registry::HostState;
 use super::rotation::{self, Replica, Stage};
 use gpuspot_common::protocol::PortMapping;

@@ -6,8 +6,9 @@
 
 use super::autoscale::{self, Autoscaling, ScheduledMinimum, Signals};
 use super::cluster::Cluster;
+use super::deployment::DeploymentChange;
 use super::deployment::{Deployment, Mode};
-use super::deployments::{DeploymentChange, DeploymentError};
+use super::error::DeploymentError;
 use super::events::payloads::Scaled;
 use super::events::{EventData, EventKind};
 use super::model::InstanceState;
@@ -38,13 +39,13 @@ impl Cluster {
     /// The gateway's counters of requests received so far per deployment, read by the
     /// shell when [`Cluster::autoscale_due`] (none without a gateway).
     pub fn observe_requests(&mut self, counters: HashMap<DeploymentId, u64>) {
-        self.request_rates.counters = counters;
+        self.request_rates.observe(counters);
     }
 
     /// Whether the autoscaler looks at `now`, so that the shell reads the gateway's
     /// counters only then.
     pub fn autoscale_due(&self, now: DateTime<Utc>) -> bool {
-        self.periodic.autoscale_due(now)
+        self.periodic.is_due(super::periodic::Job::Autoscale, now)
     }
 
     /// One look at every autoscaled replica set (every `autoscale_interval`, from
@@ -174,24 +175,5 @@ impl Cluster {
             .collect();
         (!readings.is_empty())
             .then(|| readings.iter().map(|&r| f64::from(r)).sum::<f64>() / readings.len() as f64)
-    }
-}
-
-/// Requests per second per deployment, from the gateway's counters at each look.
-#[derive(Debug, Default)]
-pub(super) struct RequestRates {
-    /// The counters as last observed.
-    counters: HashMap<DeploymentId, u64>,
-    /// The counter per deployment at the autoscaler's last look, and when.
-    samples: HashMap<DeploymentId, (u64, DateTime<Utc>)>,
-}
-
-impl RequestRates {
-    /// Requests per second since the last look (none at the first, or without a gateway).
-    fn rate(&mut self, id: &DeploymentId, now: DateTime<Utc>) -> Option<f64> {
-        let count = *self.counters.get(id)?;
-        let (before, at) = self.samples.insert(id.clone(), (count, now))?;
-        let seconds = (now - at).num_milliseconds() as f64 / 1000.0;
-        (seconds > 0.0).then(|| count.saturating_sub(before) as f64 / seconds)
     }
 }

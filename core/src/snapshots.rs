@@ -5,73 +5,18 @@
 use super::cluster::Cluster;
 use crate::events::{EventData, EventKind, payloads};
 use chrono::{DateTime, Utc};
+use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
-use gpuspot_common::{AccountId, InstanceId};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    pub snapshot: SnapshotRef,
-    pub instance_id: InstanceId,
-    pub deployment_id: Option<String>,
-    pub account_id: AccountId,
-    pub created_at: DateTime<Utc>,
-}
-
-impl SnapshotRecord {
-    /// Snapshots are grouped by deployment; a lone instance is its own group.
-    pub fn lineage(&self) -> String {
-        self.deployment_id.clone().unwrap_or_else(|| self.instance_id.to_string())
-    }
-}
-
-/// The snapshots known, the latest of each lineage, and those recorded since the commit.
-#[derive(Debug)]
-pub struct Snapshots {
-    records: BTreeMap<String, SnapshotRecord>,
-    latest: BTreeMap<String, String>,
-    new: Vec<SnapshotRecord>,
-    pub max_bytes: u64,
-}
-
-impl Default for Snapshots {
-    fn default() -> Self {
-        Self {
-            records: BTreeMap::new(),
-            latest: BTreeMap::new(),
-            new: Vec::new(),
-            max_bytes: super::cluster::DEFAULT_SNAPSHOT_MAX_BYTES,
-        }
-    }
-}
-
-impl Snapshots {
-    fn remember(&mut self, record: SnapshotRecord) {
-        let lineage = record.lineage();
-        let newer = self
-            .latest
-            .get(&lineage)
-            .and_then(|id| self.records.get(id))
-            .is_none_or(|current| current.created_at <= record.created_at);
-        if newer {
-            self.latest.insert(lineage, record.snapshot.id.clone());
-        }
-        self.records.insert(record.snapshot.id.clone(), record);
-    }
-
-    pub fn take_new(&mut self) -> Vec<SnapshotRecord> {
-        std::mem::take(&mut self.new)
-    }
-}
+pub use super::snapshot::{SnapshotRecord, Snapshots};
 
 impl Cluster {
     pub fn snapshots(&self) -> impl Iterator<Item = &SnapshotRecord> {
-        self.snapshots.records.values()
+        self.snapshots.records()
     }
 
     pub fn snapshot(&self, id: &str) -> Option<&SnapshotRecord> {
-        self.snapshots.records.get(id)
+        self.snapshots.get(id)
     }
 
     /// Restores earlier records (after a restart).
@@ -99,8 +44,7 @@ impl Cluster {
                     account_id: instance.account_id.clone(),
                     created_at: now,
                 };
-                self.snapshots.remember(record.clone());
-                self.snapshots.new.push(record);
+                self.snapshots.saved(record);
                 let data = EventData::SnapshotSaved(payloads::SnapshotSaved {
                     sha256: snapshot.sha256.clone(),
                     size: snapshot.size,
@@ -118,17 +62,21 @@ impl Cluster {
 
     /// The snapshot plan of an instance: save when enabled; restore the latest of its
     /// lineage, or the one its request names.
-    pub(super) fn snapshot_plan(&self, instance: &super::model::Instance) -> Option<SnapshotPlan> {
+    pub(super) fn snapshot_plan(
+        &self,
+        instance: &super::instance::Instance,
+    ) -> Option<SnapshotPlan> {
         let options = &instance.request.snapshot;
         if !options.enabled && options.restore_from.is_none() {
             return None;
         }
         let lineage =
             instance.deployment_id().map_or_else(|| instance.id.to_string(), |d| d.to_string());
-        let restore_id =
-            options.restore_from.clone().or_else(|| self.snapshots.latest.get(&lineage).cloned());
-        let restore =
-            restore_id.and_then(|id| self.snapshots.records.get(&id)).map(|r| r.snapshot.clone());
+        let restore = match &options.restore_from {
+            Some(id) => self.snapshots.get(id),
+            None => self.snapshots.latest(&lineage),
+        };
+        let restore = restore.map(|r| r.snapshot.clone());
         let max_bytes = self.snapshots.max_bytes;
         Some(SnapshotPlan { save: options.enabled, restore, max_bytes })
     }

@@ -6,9 +6,10 @@
 
 use super::cluster::Cluster;
 use super::events::{EventData, EventKind, payloads};
+use super::instance::Instance;
 use super::instance::Notice;
 use super::market::{self, SpotBid};
-use super::model::{EndReason, Instance, InstanceState};
+use super::model::{EndReason, InstanceState};
 use super::pools;
 use super::settings::{PoolPricing, PoolSettings};
 use chrono::{DateTime, Utc};

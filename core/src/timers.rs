@@ -6,42 +6,15 @@
 //! the answer and calls back; tests drive whole scenarios on a manual clock the same way.
 
 use super::cluster::Cluster;
+use super::periodic::Job;
 use chrono::{DateTime, Duration, Utc};
-
-/// When the periodic jobs run next (None: at the first call, as a fresh start does).
-#[derive(Debug, Default)]
-pub struct Periodic {
-    next_price_tick: Option<DateTime<Utc>>,
-    next_meter_tick: Option<DateTime<Utc>>,
-    next_event_sweep: Option<DateTime<Utc>>,
-    next_autoscale: Option<DateTime<Utc>>,
-}
-
-impl Periodic {
-    pub(super) fn autoscale_due(&self, now: DateTime<Utc>) -> bool {
-        self.next_autoscale.is_none_or(|t| t <= now)
-    }
-}
-
-fn after(now: DateTime<Utc>, period: std::time::Duration) -> DateTime<Utc> {
-    Duration::from_std(period)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
 
 impl Cluster {
     /// The next moment [`Cluster::handle_timeout`] has work; never None while the market
     /// ticks, so an idle cluster still wakes for its prices.
     pub fn poll_timeout(&self) -> Option<DateTime<Utc>> {
-        let p = &self.periodic;
-        let periodic = [p.next_price_tick, p.next_meter_tick, p.next_event_sweep, p.next_autoscale]
-            .map(|t| t.unwrap_or(DateTime::<Utc>::MIN_UTC));
         [
-            Some(periodic[0]),
-            Some(periodic[1]),
-            Some(periodic[2]),
-            Some(periodic[3]),
+            Some(self.periodic.next()),
             self.next_forget(),
             self.next_deadline(),
             self.drain_margin.next(&self.instances),
@@ -59,20 +32,20 @@ impl Cluster {
     /// (so a reclaim found by the auction gets its notice now), then the meter, then due
     /// deadlines, replacements and lost hosts.
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) {
-        if self.periodic.next_price_tick.is_none_or(|t| t <= now) {
-            self.periodic.next_price_tick = Some(after(now, self.timers.price_tick));
+        let timers = &self.timers;
+        let (price, meter, scale) =
+            (timers.price_tick, timers.meter_tick, timers.autoscale_interval);
+        if self.periodic.take_due(Job::PriceTick, now, price) {
             self.market_tick(now);
         }
-        if self.periodic.next_meter_tick.is_none_or(|t| t <= now) {
-            self.periodic.next_meter_tick = Some(after(now, self.timers.meter_tick));
+        if self.periodic.take_due(Job::MeterTick, now, meter) {
             self.meter_tick(now);
         }
-        if self.periodic.next_event_sweep.is_none_or(|t| t <= now) {
-            self.periodic.next_event_sweep = Some(after(now, self.retention().event_sweep()));
+        let sweep = self.retention().event_sweep();
+        if self.periodic.take_due(Job::EventSweep, now, sweep) {
             self.sweep_events(now);
         }
-        if self.periodic.autoscale_due(now) {
-            self.periodic.next_autoscale = Some(after(now, self.timers.autoscale_interval));
+        if self.periodic.take_due(Job::Autoscale, now, scale) {
             self.autoscale(now);
         }
         self.tick(now);
