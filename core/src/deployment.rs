@@ -2,13 +2,14 @@
 //! Container), an ordered list of specs (e.g. spot H100, spot A100, regular H100) and a
 //! template; each new instance takes the first spec that can be placed now.
 
+pub mod crash_loop;
 mod progress;
 
-use super::crash_loop::CrashLoop;
 use super::instance::Instance;
 use super::instance::ended::{EndedIndex, EndedKey, Kept};
 use super::model::{Billing, GpuRequest, InstanceRequest, Range, SnapshotOptions};
 use chrono::{DateTime, Utc};
+use crash_loop::CrashLoop;
 use gpuspot_common::{AccountId, DeploymentId, InstanceId};
 pub use progress::WrongDeploymentState;
 use serde::{Deserialize, Serialize};
@@ -230,7 +231,7 @@ impl Deployment {
 pub struct Deployments {
     pub(super) by_id: BTreeMap<DeploymentId, Deployment>,
     pub(super) dirty: BTreeSet<DeploymentId>,
-    pub(super) crash_restarts: super::crash_loop::CrashRestarts,
+    pub(super) crash_restarts: crash_loop::CrashRestarts,
     by_name: HashMap<String, BTreeSet<DeploymentId>>,
     live: BTreeSet<DeploymentId>,
     ended: EndedIndex<DeploymentId>,

@@ -49,7 +49,7 @@ pub mod billing;
 mod billing_tests;
 pub mod changes;
 pub mod cluster;
-pub mod crash_loop;
+pub use deployment::crash_loop;
 #[cfg(test)]
 mod crash_loop_tests;
 pub mod deployment;

@@ -6,9 +6,9 @@
 //! in the deployment record, so a coordinator restart keeps the backoff; an ordered index of
 //! waits lets the cluster's periodic tick start each replacement at its time.
 
-use super::deployment::{Deployment, Deployments};
-use super::instance::Instance;
-use super::model::EndReason;
+use crate::deployment::{Deployment, Deployments};
+use crate::instance::Instance;
+use crate::model::EndReason;
 use chrono::{DateTime, Utc};
 use gpuspot_common::DeploymentId;
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,7 @@ impl Deployments {
     }
 
     /// New conditions (template or specs) get a fresh start: the crashes were the old ones'.
-    pub(super) fn forget_crashes(&mut self, id: &DeploymentId) {
+    pub(crate) fn forget_crashes(&mut self, id: &DeploymentId) {
         let Some(d) = self.by_id.get_mut(id) else { return };
         if let Some(old) = d.crash_loop.next_start_at {
             self.crash_restarts.due.remove(&(old, id.clone()));
@@ -191,7 +191,7 @@ impl Deployments {
 
     /// After a reconcile started `started` of the `gap` missing replicas: the ones that
     /// replace crashed runs count as restarts, and a wait that is over is cleared.
-    pub(super) fn count_restarts(
+    pub(crate) fn count_restarts(
         &mut self,
         id: &DeploymentId,
         started: u32,
