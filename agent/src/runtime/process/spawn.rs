@@ -19,10 +19,10 @@
 //! is then the namespace's init, which forks the workload; the pid the agent signals is
 //! the init's (it forwards), and killing it ends everything in the namespace.
 
-use super::cgroup::ProcsFds;
 use super::sandbox::{Joiner, Sandbox};
-use super::uids::GuestIds;
-use super::{RuntimeError, WorkloadSpec};
+use crate::runtime::cgroup::ProcsFds;
+use crate::runtime::uids::GuestIds;
+use crate::runtime::{RuntimeError, WorkloadSpec};
 use std::fs::File;
 use std::os::fd::RawFd;
 use std::process::Stdio;
@@ -41,7 +41,7 @@ pub struct Identity {
 
 /// Spawns the watcher and, under it, the workload (in its own namespaces, under their
 /// init, with a `sandbox`). `status` receives the pid to signal (the workload's, or its
-/// init's) at once (read it with [`super::record::read_status`]) and the workload's wait
+/// init's) at once (read it with [`crate::runtime::record::read_status`]) and the workload's wait
 /// status at the end.
 pub fn spawn_watched(
     spec: &WorkloadSpec,

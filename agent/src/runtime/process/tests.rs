@@ -1,8 +1,11 @@
 //! Real-process tests of [`ProcessRuntime`]: what a guest sees and how it ends.
 
 use super::*;
-use crate::runtime::group::process_alive;
+use crate::runtime::group::{process_alive, signal_group};
+use crate::runtime::record::ProcessRecord;
+use gpuspot_common::protocol::WorkloadState;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -338,8 +341,6 @@ async fn data_dirs_are_0700_and_logs_0600_even_when_they_existed() {
     assert_eq!(mode(&records.join(record::STATUS)), 0o600);
 }
 
-#[path = "process_isolation_tests.rs"]
 mod isolation;
 
-#[path = "process_namespace_tests.rs"]
 mod namespaces;
