@@ -179,7 +179,10 @@ async fn supervise(
     total: usize,
 ) {
     let mut every = tokio::time::interval(STATS_EVERY);
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = async {
+        gpuspot_common::process::shutdown_signal().await;
+        tracing::info!("shutting down; every fleet host stops its workloads");
+    };
     tokio::pin!(shutdown);
     let started = Instant::now();
     let mut all_up = false;
