@@ -154,7 +154,7 @@ fn run(args: Args, token_from_env: Option<String>) -> anyhow::Result<()> {
         let agent = crate::host::try_host_agent(&settings, discovery.clone(), endpoint)?;
         let _metrics = match settings.metrics {
             Some(addr) => {
-                let sources = crate::metrics::Sources { discovery, stats: agent.stats.clone() };
+                let sources = crate::metrics::Sources { discovery, stats: agent.stats() };
                 let (local, task) = crate::metrics::serve(addr, sources)
                     .await
                     .with_context(|| format!("binding the metrics listener on {addr}"))?;

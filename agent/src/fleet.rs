@@ -1,5 +1,5 @@
 //! `gpuspot-agent fleet`: many simulated hosts in one process, for load tests (DESIGN §2).
-//! Each host is a whole [`HostAgent`]: its own join and certificate (kept under
+//! Each host is a whole [`crate::host_agent::HostAgent`]: its own join and certificate (kept under
 //! `<state-dir>/host-NNNNN`), its own QUIC connection, heartbeats and supervisor. They share
 //! one quinn client endpoint (one UDP socket; quinn multiplexes the connections) and a
 //! gate that bounds how many join or handshake at once, so thousands of hosts start (and
@@ -115,15 +115,15 @@ async fn fleet(
         crate::config::create_private_dir(&host_dir)
             .with_context(|| format!("creating {}", host_dir.display()))?;
         let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
-        let mut agent = try_host_agent_with(
+        let agent = try_host_agent_with(
             &settings,
             discovery,
             endpoint.clone(),
             args.runtime,
             GpuKind::Simulated,
-        )?;
-        agent.connect_gate = Some(gate.clone());
-        agent.stats = stats.clone();
+        )?
+        .with_connect_gate(gate.clone())
+        .with_stats(stats.clone());
         let mut stop = stop_rx.clone();
         hosts.spawn(async move {
             let result =
