@@ -1,7 +1,8 @@
 use super::*;
 use crate::runtime::FakeRuntime;
 use crate::snapshots::tasks::Packed;
-use gpuspot_common::protocol::SnapshotRef;
+use gpuspot_common::protocol::AgentMessage;
+use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use tokio::sync::mpsc;
 
 struct Fixture {
