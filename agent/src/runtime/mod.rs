@@ -16,6 +16,7 @@ mod fake;
 mod group;
 mod network;
 mod process;
+mod procfs;
 mod record;
 mod sweep;
 pub mod uids;

@@ -116,7 +116,7 @@ fn host_pid(data_dir: &Path, pid: u32) -> u32 {
         let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
         line.split_whitespace().last()?.parse::<u32>().ok()
     };
-    crate::runtime::sweep::all_pids()
+    crate::runtime::procfs::all_pids()
         .map(|p| p as u32)
         .find(|p| ns(*p).as_ref() == Some(&guest_ns) && inner(*p) == Some(pid))
         .unwrap_or_else(|| panic!("no host pid for {pid} in {}", data_dir.display()))
