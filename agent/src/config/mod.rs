@@ -392,7 +392,8 @@ mod tests {
 
     #[test]
     fn the_sample_config_is_valid() {
-        let raw: RawAgentConfig = toml::from_str(include_str!("../../config/agent.toml")).unwrap();
+        let raw: RawAgentConfig =
+            toml::from_str(include_str!("../../../config/agent.toml")).unwrap();
         let settings = raw.validate().unwrap();
         assert_eq!(settings.network.ports, DEFAULT_PORT_RANGE);
     }
