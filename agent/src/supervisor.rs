@@ -29,7 +29,7 @@ pub use snapshots::Followup;
 pub use starts::{StartWorkers, Started};
 
 use logs::LogTail;
-use workloads::{Finished, Phase, Stage, Workloads};
+use workloads::{Finished, Phase, Running, Stage, Workloads};
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
@@ -306,29 +306,25 @@ impl Supervisor {
         else {
             return None;
         };
-        let mut workload = *workload;
+        Some(self.ended(event.instance_id, *workload, event.state))
+    }
+
+    /// A running workload ended in `state`: it is finished now, its save (if it has one)
+    /// to run first, else its end to report.
+    fn ended(&mut self, id: InstanceId, mut workload: Running, state: WorkloadState) -> Followup {
         workload.log.stop_capping();
-        tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
-        let id = event.instance_id;
-        let save = workload
-            .snapshot
-            .filter(|plan| plan.save)
-            .map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
+        tracing::info!(instance = %id, ?state, "workload ended");
+        let plan = workload.snapshot.filter(|plan| plan.save);
+        let save = plan.map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
         let pending = save.clone().map(snapshots::PendingSave::Uploading);
         if save.is_none() {
             self.release_data(&id);
         }
-        self.remember_finished(
-            id.clone(),
-            Stage::Running,
-            event.state.clone(),
-            workload.log,
-            pending,
-        );
-        Some(match save {
+        self.remember_finished(id.clone(), Stage::Running, state.clone(), workload.log, pending);
+        match save {
             Some(job) => Followup::Save(job),
-            None => Followup::Report(InstanceReport { instance_id: id, state: event.state }),
-        })
+            None => Followup::Report(InstanceReport { instance_id: id, state }),
+        }
     }
 
     /// `id`, which left `from`, is finished now (the oldest finished one is forgotten

@@ -145,19 +145,7 @@ impl RawAgentConfig {
                     .to_owned(),
             );
         }
-        // Absolute, because guests run in their own data dir and must still find the socket.
-        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-        let state_dir =
-            absolute(self.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/gpuspot-agent")));
-        let socket_dir =
-            absolute(self.socket_dir.unwrap_or_else(|| default_socket_dir(&state_dir)));
-        if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
-            problems.push(format!(
-                "socket_dir: {} is too long for unix sockets (at most {MAX_SOCKET_DIR} bytes: \
-                 sockets are <socket_dir>/<instance>/metadata.sock, 107 bytes at most)",
-                socket_dir.display()
-            ));
-        }
+        let (state_dir, socket_dir) = dirs(self.state_dir, self.socket_dir, &mut problems);
         let link_timeout = self.link_timeout.unwrap_or(Duration::from_secs(15));
         if link_timeout < Duration::from_millis(500) {
             problems.push("link_timeout: must be at least 500ms".to_owned());
@@ -166,20 +154,7 @@ impl RawAgentConfig {
         if log_max_bytes < MIN_LOG_BYTES {
             problems.push(format!("logs.max_bytes: must be at least {MIN_LOG_BYTES}"));
         }
-        let uid_range = match self.process.uid_range.as_deref().map(parse_uid_range) {
-            None => DEFAULT_UID_RANGE,
-            Some(Ok(range)) => range,
-            Some(Err(problem)) => {
-                problems.push(format!("process.uid_range: {problem}"));
-                DEFAULT_UID_RANGE
-            }
-        };
-        let pids_max = self.process.pids_max.unwrap_or(crate::runtime::cgroup::DEFAULT_PIDS_MAX);
-        if !(MIN_PIDS_MAX..=MAX_PIDS_MAX).contains(&pids_max) {
-            problems.push(format!(
-                "process.pids_max: must be {MIN_PIDS_MAX} to {MAX_PIDS_MAX}, not {pids_max}"
-            ));
-        }
+        let (uid_range, pids_max) = process_limits(&self.process, &mut problems);
         let network = guest_network(self.ports, &mut problems);
         let container_engine =
             self.containers.engine.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
@@ -204,6 +179,45 @@ impl RawAgentConfig {
             metrics: self.metrics,
         })
     }
+}
+
+/// The state and socket dirs, absolute: guests run in their own data dir and must still
+/// find their socket.
+fn dirs(
+    state_dir: Option<PathBuf>,
+    socket_dir: Option<PathBuf>,
+    problems: &mut Vec<String>,
+) -> (PathBuf, PathBuf) {
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let state_dir = absolute(state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/gpuspot-agent")));
+    let socket_dir = absolute(socket_dir.unwrap_or_else(|| default_socket_dir(&state_dir)));
+    if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
+        problems.push(format!(
+            "socket_dir: {} is too long for unix sockets (at most {MAX_SOCKET_DIR} bytes: \
+             sockets are <socket_dir>/<instance>/metadata.sock, 107 bytes at most)",
+            socket_dir.display()
+        ));
+    }
+    (state_dir, socket_dir)
+}
+
+/// `[process] uid_range` and `pids_max`, checked.
+fn process_limits(raw: &RawProcess, problems: &mut Vec<String>) -> ((u32, u32), u64) {
+    let uid_range = match raw.uid_range.as_deref().map(parse_uid_range) {
+        None => DEFAULT_UID_RANGE,
+        Some(Ok(range)) => range,
+        Some(Err(problem)) => {
+            problems.push(format!("process.uid_range: {problem}"));
+            DEFAULT_UID_RANGE
+        }
+    };
+    let pids_max = raw.pids_max.unwrap_or(crate::runtime::cgroup::DEFAULT_PIDS_MAX);
+    if !(MIN_PIDS_MAX..=MAX_PIDS_MAX).contains(&pids_max) {
+        problems.push(format!(
+            "process.pids_max: must be {MIN_PIDS_MAX} to {MAX_PIDS_MAX}, not {pids_max}"
+        ));
+    }
+    (uid_range, pids_max)
 }
 
 fn guest_network(raw: RawPorts, problems: &mut Vec<String>) -> GuestNetwork {

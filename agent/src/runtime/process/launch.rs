@@ -8,15 +8,77 @@ use super::watcher::Watcher;
 use crate::runtime::cgroup::{InstanceCgroup, Share};
 use crate::runtime::network::{GuestNet, NetError};
 use crate::runtime::record::{self, ProcRef, ProcessRecord};
+use crate::runtime::uids::GuestIds;
 use crate::runtime::{RuntimeError, WorkloadSpec};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A guest's files, ready for its spawn.
+struct Files {
+    /// `<instance>/`, where its records go.
+    dir: PathBuf,
+    ids: Option<GuestIds>,
+    /// Its output log, opened for appending.
+    output: File,
+    /// Where its watcher writes the workload's pid and exit status.
+    status_path: PathBuf,
+    status: File,
+}
 
 impl Inner {
     /// Prepares the guest's files, spawns it and records it.
     pub(super) fn launch(&self, spec: &WorkloadSpec) -> Result<Guest, RuntimeError> {
         let mut timer = super::timing::StartTimer::new();
+        let files = self.files(spec, &mut timer)?;
+        // Namespaces need root, as own uids do.
+        let (sandbox, net) = match files.ids {
+            Some(ids) => self.sandbox_for(spec, &files.dir, ids.gid)?,
+            None => (None, None),
+        };
+        timer.step("sandbox+net");
+        let namespaced = sandbox.is_some();
+        let net_helper = net.map(|net| net.helper);
+        let share = Share { cpu_cores: spec.cpu_cores, memory_gib: spec.memory_gib };
+        let cgroup = self.options.cgroups.create(&spec.instance_id, share);
+        timer.step("cgroup");
+        let env = guest_env(spec);
+        let cgroup_procs =
+            cgroup.as_ref().map_or(crate::runtime::cgroup::NO_PROCS, |c| c.procs_fds());
+        let identity = Identity { ids: files.ids, cgroup_procs };
+        let child = match spawn_watched(spec, &env, identity, sandbox, &files.output, &files.status)
+        {
+            Ok(child) => child,
+            Err(error) => {
+                self.undo(cgroup, net_helper);
+                return Err(error);
+            }
+        };
+        let cgroups = cgroup.as_ref().map(InstanceCgroup::dirs).unwrap_or_default();
+        let record = ProcessRecord {
+            watcher: ProcRef::of(child.id().unwrap_or(0)),
+            // The watcher wrote it before std's spawn could return.
+            workload: ProcRef::of(record::read_status(&files.status_path).pid.unwrap_or(0)),
+            namespaced,
+            net_helper,
+            cgroups,
+            env,
+            ..record_of(spec, files.ids)
+        };
+        timer.step("spawn");
+        save_record(&record, &files.dir);
+        timer.step("record");
+        timer.log(&spec.instance_id);
+        let id = spec.instance_id.clone();
+        Ok(Guest { id, record, cgroup, watcher: Watcher::Child(child) })
+    }
+
+    /// The guest's data disk, uid, output log and status file.
+    fn files(
+        &self,
+        spec: &WorkloadSpec,
+        timer: &mut super::timing::StartTimer,
+    ) -> Result<Files, RuntimeError> {
         let data_dir = &spec.data_dir;
         self.options.disks.prepare(data_dir, spec.data_disk_gib).map_err(prepare(data_dir))?;
         timer.step("disk");
@@ -31,54 +93,37 @@ impl Inner {
         let status_path = dir.join(record::STATUS);
         let status = open_private(&status_path, true).map_err(prepare(&status_path))?;
         timer.step("files");
-        // Namespaces need root, as own uids do.
-        let (sandbox, net) = match ids {
-            Some(ids) => self.sandbox_for(spec, &dir, ids.gid)?,
-            None => (None, None),
-        };
-        timer.step("sandbox+net");
-        let namespaced = sandbox.is_some();
-        let net_helper = net.map(|net| net.helper);
-        let share = Share { cpu_cores: spec.cpu_cores, memory_gib: spec.memory_gib };
-        let cgroup = self.options.cgroups.create(&spec.instance_id, share);
-        timer.step("cgroup");
-        let env = guest_env(spec);
-        let cgroup_procs =
-            cgroup.as_ref().map_or(crate::runtime::cgroup::NO_PROCS, |c| c.procs_fds());
-        let identity = Identity { ids, cgroup_procs };
-        let child = match spawn_watched(spec, &env, identity, sandbox, &output, &status) {
-            Ok(child) => child,
-            Err(error) => {
-                if let Some(cgroup) = cgroup {
-                    self.tokio.spawn(cgroup.remove());
-                }
-                if let Some(helper) = net_helper {
-                    helper.kill_and_wait();
-                }
-                return Err(error);
-            }
-        };
-        let record = ProcessRecord {
-            instance_id: spec.instance_id.clone(),
-            boot_id: record::boot_id(),
-            watcher: ProcRef::of(child.id().unwrap_or(0)),
-            // The watcher wrote it before std's spawn could return.
-            workload: ProcRef::of(record::read_status(&status_path).pid.unwrap_or(0)),
-            namespaced,
-            net_helper,
-            ports: host_ports(spec),
-            ids: ids.map(|ids| (ids.uid, ids.gid)),
-            cgroups: cgroup.as_ref().map(InstanceCgroup::dirs).unwrap_or_default(),
-            data_dir: data_dir.clone(),
-            metadata_socket: spec.metadata_socket.clone(),
-            env,
-        };
-        timer.step("spawn");
-        save_record(&record, &dir);
-        timer.step("record");
-        timer.log(&spec.instance_id);
-        let id = spec.instance_id.clone();
-        Ok(Guest { id, record, cgroup, watcher: Watcher::Child(child) })
+        Ok(Files { dir, ids, output, status_path, status })
+    }
+
+    /// A spawn failed: its cgroup and network helper go.
+    fn undo(&self, cgroup: Option<InstanceCgroup>, net_helper: Option<ProcRef>) {
+        if let Some(cgroup) = cgroup {
+            self.tokio.spawn(cgroup.remove());
+        }
+        if let Some(helper) = net_helper {
+            helper.kill_and_wait();
+        }
+    }
+}
+
+const NO_PROCESS: ProcRef = ProcRef { pid: 0, start_time: 0 };
+
+/// What a record says of `spec` before its spawn (no processes, cgroups or environment yet).
+fn record_of(spec: &WorkloadSpec, ids: Option<GuestIds>) -> ProcessRecord {
+    ProcessRecord {
+        instance_id: spec.instance_id.clone(),
+        boot_id: record::boot_id(),
+        watcher: NO_PROCESS,
+        workload: NO_PROCESS,
+        namespaced: false,
+        net_helper: None,
+        ports: host_ports(spec),
+        ids: ids.map(|ids| (ids.uid, ids.gid)),
+        cgroups: Vec::new(),
+        data_dir: spec.data_dir.clone(),
+        metadata_socket: spec.metadata_socket.clone(),
+        env: Vec::new(),
     }
 }
 
