@@ -19,6 +19,7 @@ mod log_tests;
 mod logs;
 mod records;
 mod serving;
+mod shipping;
 mod snapshots;
 mod starts;
 #[cfg(test)]
@@ -238,7 +239,7 @@ impl Supervisor {
         };
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
-        let starting = starts::Starting {
+        let starting = workloads::Starting {
             assignment,
             metadata,
             socket,
@@ -316,7 +317,7 @@ impl Supervisor {
         tracing::info!(instance = %id, ?state, "workload ended");
         let plan = workload.snapshot.filter(|plan| plan.save);
         let save = plan.map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
-        let pending = save.clone().map(snapshots::PendingSave::Uploading);
+        let pending = save.clone().map(workloads::PendingSave::Uploading);
         if save.is_none() {
             self.release_data(&id);
         }
@@ -335,7 +336,7 @@ impl Supervisor {
         from: Stage,
         state: WorkloadState,
         log: LogTail,
-        save: Option<snapshots::PendingSave>,
+        save: Option<workloads::PendingSave>,
     ) {
         if self.workloads.finished_count() >= MAX_FINISHED
             && let Some(oldest) = self.workloads.oldest_finished()

@@ -113,6 +113,8 @@ pub const DEFAULT_PORT_RANGE: (u16, u16) = (20_000, 20_999);
 
 /// `[process] uid_range` when none is configured.
 pub const DEFAULT_UID_RANGE: (u32, u32) = (200_000, 299_999);
+/// Processes one guest may have when `[process] pids_max` is not set.
+pub const DEFAULT_PIDS_MAX: u64 = 4096;
 
 /// Bounds of `[process] pids_max`: a shell and a few tools at least; no more than the
 /// kernel's own pid limit.
@@ -211,7 +213,7 @@ fn process_limits(raw: &RawProcess, problems: &mut Vec<String>) -> ((u32, u32), 
             DEFAULT_UID_RANGE
         }
     };
-    let pids_max = raw.pids_max.unwrap_or(crate::runtime::cgroup::DEFAULT_PIDS_MAX);
+    let pids_max = raw.pids_max.unwrap_or(DEFAULT_PIDS_MAX);
     if !(MIN_PIDS_MAX..=MAX_PIDS_MAX).contains(&pids_max) {
         problems.push(format!(
             "process.pids_max: must be {MIN_PIDS_MAX} to {MAX_PIDS_MAX}, not {pids_max}"

@@ -5,10 +5,7 @@
 //! zeros of the hole. While a workload runs, a task caps its log on a timer of its own, so
 //! the cap holds even while the coordinator is unreachable; every read caps it too.
 
-use super::workloads::Phase;
-use gpuspot_common::InstanceId;
 use gpuspot_common::logcap;
-use gpuspot_common::protocol::AgentMessage;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -19,34 +16,6 @@ use tokio::task::JoinHandle;
 
 /// Largest log chunk per frame.
 pub(super) const LOG_CHUNK: usize = 64 * 1024;
-
-/// How many log chunks one poll ships per instance.
-const LOG_CHUNKS_PER_POLL: usize = 16;
-
-impl super::Supervisor {
-    /// Output not yet shipped, as log frames (all instances, or one).
-    pub fn pending_logs(&mut self, only: Option<&InstanceId>) -> Vec<AgentMessage> {
-        let tails = (self.workloads.iter_mut())
-            .filter_map(|(id, phase)| match phase {
-                Phase::Running(running) => Some((id, &mut running.log)),
-                Phase::Finished(finished) => Some((id, &mut finished.log)),
-                Phase::Restoring(_) | Phase::Starting(_) => None,
-            })
-            .filter(|(id, _)| only.is_none_or(|o| o == *id));
-        let mut frames = Vec::new();
-        for (id, tail) in tails {
-            for _ in 0..LOG_CHUNKS_PER_POLL {
-                match tail.read_chunk() {
-                    Some((offset, data)) => {
-                        frames.push(AgentMessage::Log { instance_id: id.clone(), offset, data })
-                    }
-                    None => break,
-                }
-            }
-        }
-        frames
-    }
-}
 
 /// One instance's output file and how much of it has been shipped.
 pub(super) struct LogTail {

@@ -1,11 +1,11 @@
-//! The supervisor's snapshot bookkeeping. An assignment that restores a snapshot waits in
-//! `restoring` until its restore ends; only then does its command start (or it fails, or,
-//! when stopped meanwhile, ends as stopped). A workload that saves its data dir waits in
-//! `finished` with a pending save: until the save is reported (`SnapshotSaved`, then the
+//! The supervisor's snapshot bookkeeping. An assignment that restores a snapshot waits
+//! [`Restoring`] until its restore ends; only then does its command start (or it fails, or,
+//! when stopped meanwhile, ends as stopped). A workload that saves its data dir waits
+//! finished with a [`PendingSave`]: until the save is reported (`SnapshotSaved`, then the
 //! final `InstanceUpdate`), hellos report it as still running and it is never forgotten.
 
 use super::Supervisor;
-use super::workloads::{Phase, Stage};
+use super::workloads::{PendingSave, Phase, Restoring, Stage};
 use crate::snapshots::tasks::Packed;
 use crate::snapshots::{RestoreJob, SaveJob};
 use gpuspot_common::InstanceId;
@@ -32,16 +32,6 @@ pub enum Followup {
 /// Packed snapshots wait in `<instance>/scratch/`, 0700: the instance dir is traversable
 /// by guests, and a tarball of a guest's data is for the agent only.
 const SCRATCH: &str = "scratch";
-
-pub(super) struct Restoring {
-    pub(super) assignment: Assignment,
-    pub(super) cancelled: bool,
-}
-
-pub(super) enum PendingSave {
-    Uploading(SaveJob),
-    Done(Result<SnapshotRef, String>),
-}
 
 impl Supervisor {
     pub(super) fn begin_restore(

@@ -6,30 +6,15 @@
 //! what its runtime reports early (a guest that ended at once) is kept for when its start
 //! is seen. Without workers (unit tests) the same steps run inline.
 
-use super::logs::LogTail;
-use super::workloads::{Phase, Stage};
+use super::workloads::{Phase, Stage, Starting};
 use super::{Followup, Supervisor, failed, records, serving};
-use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::{Assignment, GuestMetadata, InstanceReport, WorkloadState};
+use gpuspot_common::protocol::{Assignment, InstanceReport, WorkloadState};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, watch};
-
-/// An instance whose start runs on a worker.
-pub(super) struct Starting {
-    pub(super) assignment: Assignment,
-    pub(super) metadata: watch::Sender<GuestMetadata>,
-    pub(super) socket: Option<MetadataServer>,
-    pub(super) log: LogTail,
-    pub(super) data_dir: PathBuf,
-    /// A stop asked for meanwhile: applied as soon as the workload runs.
-    pub(super) stop: Option<Duration>,
-    /// What its runtime reported before the start was seen, replayed after it.
-    pub(super) early: Vec<RuntimeEvent>,
-}
+use std::time::Instant;
+use tokio::sync::{Semaphore, mpsc};
 
 /// The outcome of one start, from a worker.
 pub struct Started {

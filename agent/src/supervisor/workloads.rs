@@ -4,15 +4,37 @@
 //! leaves) and [`Workloads::enter`] (which checks that the move is one of [`Stage::may_follow`]).
 
 use super::logs::LogTail;
-use super::snapshots::{PendingSave, Restoring};
-use super::starts::Starting;
 use crate::metadata::MetadataServer;
+use crate::runtime::RuntimeEvent;
+use crate::snapshots::SaveJob;
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::{GuestMetadata, ReadinessProbe, SnapshotPlan, WorkloadState};
+use gpuspot_common::protocol::{
+    Assignment, GuestMetadata, ReadinessProbe, SnapshotPlan, SnapshotRef, WorkloadState,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// An assignment waiting for its snapshot to be restored before it starts.
+pub(super) struct Restoring {
+    pub(super) assignment: Assignment,
+    /// Stopped meanwhile: it will not start, and ends as stopped.
+    pub(super) cancelled: bool,
+}
+
+/// An instance whose start runs on a worker.
+pub(super) struct Starting {
+    pub(super) assignment: Assignment,
+    pub(super) metadata: watch::Sender<GuestMetadata>,
+    pub(super) socket: Option<MetadataServer>,
+    pub(super) log: LogTail,
+    pub(super) data_dir: PathBuf,
+    /// A stop asked for meanwhile: applied as soon as the workload runs.
+    pub(super) stop: Option<Duration>,
+    /// What its runtime reported before the start was seen, replayed after it.
+    pub(super) early: Vec<RuntimeEvent>,
+}
 
 /// A workload that runs: its socket open, its log capped.
 pub(super) struct Running {
@@ -33,6 +55,12 @@ pub(super) struct Finished {
     pub(super) log: LogTail,
     /// A save not yet reported: until it is, the end itself is not reported either.
     pub(super) save: Option<PendingSave>,
+}
+
+/// A finished workload's save, until the coordinator has heard how it went.
+pub(super) enum PendingSave {
+    Uploading(SaveJob),
+    Done(Result<SnapshotRef, String>),
 }
 
 /// Where a workload stands, with what that phase needs.

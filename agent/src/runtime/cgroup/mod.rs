@@ -22,8 +22,8 @@ use std::time::Duration;
 /// An instance cgroup empty for this long was left by an agent that was killed: removed
 /// at start. (Younger empty ones may belong to a guest another agent is starting.)
 const STALE_AFTER: Duration = Duration::from_secs(600);
-/// Processes one guest may have when `[process] pids_max` is not set.
-pub const DEFAULT_PIDS_MAX: u64 = 4096;
+/// Processes one guest may have when `[process] pids_max` is not set (a setting's default).
+pub use crate::config::DEFAULT_PIDS_MAX;
 
 static DETECTION_LOGGED: Once = Once::new();
 

@@ -11,6 +11,7 @@
 
 mod adopt;
 mod exec;
+mod forked;
 mod guest;
 mod guest_files;
 pub(super) mod helper;

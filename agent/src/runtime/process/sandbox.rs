@@ -266,10 +266,10 @@ pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd, net_exit_fd: RawFd) 
         // Blocked signals reach pid 1 even without handlers: sigtimedwait takes them.
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
         let keep = [status_fd.min(net_exit_fd), status_fd.max(net_exit_fd)];
-        super::spawn::close_all_but(&keep);
+        super::forked::close_all_but(&keep);
         // The agent binary afresh, holding none of the agent's memory; the mask stays.
         let numbers = [i64::from(workload), i64::from(status_fd), i64::from(net_exit_fd)];
-        super::helper::reexec(super::helper::INIT_MODE, &numbers);
+        super::forked::reexec(super::forked::INIT_MODE, &numbers);
         reap(workload, status_fd)
     }
 }
@@ -296,7 +296,7 @@ pub unsafe fn reap(workload: libc::pid_t, status_fd: RawFd) -> ! {
                 let mut status = 0;
                 let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
                 if pid == workload {
-                    super::spawn::write_number(status_fd, i64::from(status));
+                    super::forked::write_number(status_fd, i64::from(status));
                     libc::_exit(0);
                 }
                 if pid <= 0 {
