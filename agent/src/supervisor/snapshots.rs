@@ -45,7 +45,7 @@ impl Supervisor {
             tracing::warn!(instance = %job.instance_id, %error, "cannot prepare the data dir");
         }
         tracing::info!(instance = %job.instance_id, snapshot = %job.snapshot.id, "restoring a snapshot before starting");
-        let restoring = Phase::Restoring(Restoring { assignment, cancelled: false });
+        let restoring = Phase::Restoring(Box::new(Restoring { assignment, cancelled: false }));
         self.workloads.enter(job.instance_id.clone(), None, restoring);
         job
     }

@@ -65,7 +65,7 @@ pub(super) enum PendingSave {
 
 /// Where a workload stands, with what that phase needs.
 pub(super) enum Phase {
-    Restoring(Restoring),
+    Restoring(Box<Restoring>),
     Starting(Box<Starting>),
     Running(Box<Running>),
     Finished(Finished),
@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(workloads.finished_count(), 1);
         assert!(!workloads.enter(id.clone(), Some(Running), finished()), "already known");
         assert!(workloads.take(&id, Running).is_none(), "it is not running");
-        assert_eq!(workloads.ids_in(&[Stage::Finished]), [id.clone()]);
+        assert_eq!(workloads.ids_in(&[Stage::Finished]), std::slice::from_ref(&id));
         assert!(workloads.take(&id, Stage::Finished).is_some());
         assert_eq!((workloads.finished_count(), workloads.get(&id).is_none()), (0, true));
     }
