@@ -71,7 +71,7 @@ impl Exits {
         ExitWatch { exits: self.clone(), name: name.to_owned(), notify }
     }
 
-    fn wake(&self, name: &str) {
+    pub(super) fn wake(&self, name: &str) {
         if let Some(notify) = lock(&self.waiting).get(name) {
             notify.notify_one();
         }
