@@ -27,7 +27,7 @@ pub(crate) struct LocalHost {
     pub(crate) log_poll: Option<Duration>,
     /// The host ports guests get and where they are reached, told in each hello.
     pub(crate) network: GuestNetwork,
-    /// Readiness probes of the workloads that have one (DESIGN §18).
+    /// Readiness probes of the workloads that have one.
     pub(crate) probes: Probes,
 }
 
