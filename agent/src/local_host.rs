@@ -57,3 +57,55 @@ impl LocalHost {
         self.supervisor.deletions_done().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{SimulatedDiscovery, SimulatedProfile};
+    use crate::runtime::{DataDisks, FakeRuntime};
+    use crate::supervisor::tests::assignment;
+    use gpuspot_common::InstanceId;
+    use gpuspot_common::protocol::{InstanceReport, WorkloadState};
+
+    #[tokio::test]
+    async fn stopping_the_host_stops_every_workload_and_waits_for_their_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let runtime = Arc::new(FakeRuntime::new(tx));
+        let sockets = tmp.path().join("s");
+        std::fs::create_dir_all(&sockets).unwrap();
+        let supervisor = Supervisor::new(runtime.clone(), tmp.path().join("state"), sockets)
+            .with_data_disks(DataDisks::disabled());
+        let profile = SimulatedProfile {
+            name: None,
+            model: "NVIDIA H100".into(),
+            gpu_count: 1,
+            gpu_memory_mib: 1024,
+            cpu_cores: 4,
+            memory_gib: 8,
+        };
+        let mut host = LocalHost {
+            discovery: Arc::new(SimulatedDiscovery::new(profile, Some("h".into()))),
+            supervisor,
+            events,
+            snapshots: Default::default(),
+            log_poll: None,
+            network: GuestNetwork { ports: (40_000, 40_010), address: None },
+            probes: Default::default(),
+        };
+        for id in ["i-1", "i-2"] {
+            let mut start = assignment(id, false, None);
+            start.snapshot = None;
+            host.supervisor.start(start);
+        }
+        assert_eq!(host.supervisor.running_ids().len(), 2);
+
+        host.stop_workloads().await;
+        assert!(host.supervisor.running_ids().is_empty(), "every end was waited for");
+        let stopped: Vec<InstanceId> = runtime.stopped().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(stopped, [InstanceId::from("i-1"), InstanceId::from("i-2")]);
+        let ended =
+            |id: &str| InstanceReport { instance_id: id.into(), state: WorkloadState::Stopped };
+        assert_eq!(host.supervisor.reports(), [ended("i-1"), ended("i-2")]);
+    }
+}

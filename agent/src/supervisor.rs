@@ -23,7 +23,7 @@ mod shipping;
 mod snapshots;
 mod starts;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod workloads;
 
 pub use snapshots::Followup;
