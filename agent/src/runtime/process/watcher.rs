@@ -1,18 +1,10 @@
-//! Taking over the process workloads an earlier agent process left running (DESIGN §14
-//! "Agent restarts"): every instance dir with a record (see [`super::record`]) whose data
-//! dir still exists. A watcher that still runs (same boot, same pid and start time) is
-//! followed through a pidfd (polled where the kernel has none); once it has ended, the
-//! `exit-status` it wrote gives the real exit code, also for a workload that ended while
-//! no agent ran. From then on an adopted workload is supervised like any other. Workloads
-//! under the instances dir without a record are killed (see [`super::orphans`]).
+//! Following a process workload's end: its watcher is our child, or an earlier agent
+//! process's (followed through a pidfd, polled where the kernel has none). While the guest
+//! runs, its network helper is started again whenever it dies.
 
-use super::cgroup::InstanceCgroup;
-use super::network::Networking;
-use super::process::{Guest, Inner};
-use super::record::{self, ProcRef, ProcessRecord};
-use gpuspot_common::InstanceId;
+use crate::runtime::network::Networking;
+use crate::runtime::record::{self, ProcRef, ProcessRecord};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
@@ -44,7 +36,7 @@ impl Watcher {
     }
 
     /// The recorded watcher if it still runs in this boot.
-    fn find(record: &ProcessRecord, boot_id: &str) -> Self {
+    pub(super) fn find(record: &ProcessRecord, boot_id: &str) -> Self {
         if record.boot_id != boot_id {
             return Watcher::Gone;
         }
@@ -97,7 +89,11 @@ pub(super) async fn keep_connected(network: &Networking, record: &mut ProcessRec
 
 /// Starts the network helper of a running guest again if it has died: the guest's ports
 /// are published through it, and only through it.
-fn reconnect(network: &Networking, record: &mut ProcessRecord, instance_dir: &std::path::Path) {
+pub(super) fn reconnect(
+    network: &Networking,
+    record: &mut ProcessRecord,
+    instance_dir: &std::path::Path,
+) {
     let Some(helper) = record.net_helper.filter(|helper| !helper.alive()) else { return };
     let Some((_, gid)) = record.ids else { return };
     tracing::warn!(instance_id = %record.instance_id, pid = helper.pid,
@@ -121,46 +117,4 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
     // SAFETY: fd was just returned by the kernel and is owned by nobody else.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Adopts every recorded workload under the runtime's instances dir; their ids.
-pub(super) fn adopt(inner: &Arc<Inner>) -> Vec<InstanceId> {
-    let Some(dir) = inner.options.instances_dir.clone() else { return Vec::new() };
-    let _runtime = inner.tokio.enter();
-    let boot_id = record::boot_id();
-    let mut adopted = Vec::new();
-    let mut workloads = inner.workloads();
-    for instance_dir in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()) {
-        let Some(mut record) = ProcessRecord::load(&instance_dir) else { continue };
-        // A released data dir means the instance is over; its record waits for its dir to go.
-        if !record.data_dir.exists() || workloads.contains_key(&record.instance_id) {
-            continue;
-        }
-        let mut watcher = Watcher::find(&record, &boot_id);
-        if let Some((uid, _)) = record.ids
-            && !inner.options.isolation.reclaim(uid, &record.data_dir)
-        {
-            tracing::warn!(instance_id = %record.instance_id, uid,
-                "the workload's uid now belongs to another guest; it is taken for ended");
-            record.ids = None;
-            watcher = Watcher::Gone;
-        }
-        let alive = !matches!(watcher, Watcher::Gone);
-        if alive {
-            reconnect(&inner.options.network, &mut record, &instance_dir);
-        }
-        tracing::info!(instance_id = %record.instance_id, pid = record.workload.pid, alive,
-            "adopting a workload left by an earlier agent process");
-        let cgroup = InstanceCgroup::open(&record.cgroups);
-        let stopping = instance_dir.join(record::STOPPING).exists();
-        let id = record.instance_id.clone();
-        adopted.push(id.clone());
-        inner.supervise(&mut workloads, Guest { id, record, cgroup, watcher }, stopping);
-    }
-    drop(workloads);
-    let killed = super::orphans::kill_unadopted(&dir, &adopted);
-    if killed > 0 {
-        tracing::warn!(killed, "killed unrecorded workloads left by an earlier agent process");
-    }
-    adopted
 }

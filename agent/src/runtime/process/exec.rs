@@ -5,13 +5,15 @@
 //! command's process group. The output closes once the command has exited and what it
 //! wrote is read; then the exit code is sent.
 
-use super::process::ExecTarget;
 use super::sandbox::Joiner;
 use super::spawn::{Identity, enter_guest, enter_joined};
-use super::{ExecSession, ExecSpec, RuntimeError};
+use crate::runtime::record::ProcRef;
+use crate::runtime::uids::GuestIds;
+use crate::runtime::{ExecSession, ExecSpec, RuntimeError};
 use gpuspot_common::protocol::ExecInput;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -28,14 +30,25 @@ enum Input {
     Tty(Arc<AsyncFd<OwnedFd>>),
 }
 
+/// What a command run inside the instance needs.
+#[derive(Debug)]
+pub(super) struct ExecTarget {
+    pub(super) ids: Option<GuestIds>,
+    pub(super) cgroup_dirs: Vec<PathBuf>,
+    /// The init of the guest's namespaces, which commands join; `None`: not namespaced.
+    pub(super) init: Option<ProcRef>,
+    pub(super) data_dir: PathBuf,
+    pub(super) env: Vec<(String, String)>,
+}
+
 pub(super) fn start(target: &ExecTarget, spec: ExecSpec) -> Result<ExecSession, RuntimeError> {
     if spec.command.is_empty() {
         return Err(RuntimeError::Exec("the command is empty".into()));
     }
     // Opened per command: the workload's own descriptors belong to its supervisor.
-    let cgroups = super::cgroup::open_procs(&target.cgroup_dirs)
+    let cgroups = crate::runtime::cgroup::open_procs(&target.cgroup_dirs)
         .map_err(|e| RuntimeError::Exec(format!("cannot enter the guest's cgroups: {e}")))?;
-    let cgroup_procs = super::cgroup::procs_fds(cgroups.iter().map(File::as_raw_fd));
+    let cgroup_procs = crate::runtime::cgroup::procs_fds(cgroups.iter().map(File::as_raw_fd));
     let identity = Identity { ids: target.ids, cgroup_procs };
     let (joiner, guest_pid) = match target.init {
         Some(init) => {
@@ -172,7 +185,7 @@ async fn run(
         tokio::select! {
             _ = &mut cancel, if !cancelled => {
                 cancelled = true;
-                super::group::signal_group(pgid, libc::SIGKILL);
+                crate::runtime::group::signal_group(pgid, libc::SIGKILL);
             }
             status = child.wait() => break status,
             chunk = read_some(&output), if open => match chunk {

@@ -4,7 +4,7 @@
 //! killed at start-up. They are recognised by their environment: `GPUSPOT_DATA_DIR` under
 //! our instances dir. Recorded workloads are adopted instead (see [`super::adopt`]).
 
-use super::group::signal_group;
+use crate::runtime::group::signal_group;
 use gpuspot_common::InstanceId;
 use std::path::Path;
 
@@ -14,7 +14,7 @@ use std::path::Path;
 /// before adoption is harmless.
 pub fn kill_orphans(instances_dir: &Path) -> usize {
     kill_where(instances_dir, |instance| {
-        !instances_dir.join(instance).join(super::record::RECORD).exists()
+        !instances_dir.join(instance).join(crate::runtime::record::RECORD).exists()
     })
 }
 
@@ -86,7 +86,7 @@ mod tests {
         // A recorded workload is left for adoption.
         let recorded = instances.join("i-2");
         std::fs::create_dir_all(&recorded).unwrap();
-        std::fs::write(recorded.join(super::super::record::RECORD), "{}").unwrap();
+        std::fs::write(recorded.join(crate::runtime::record::RECORD), "{}").unwrap();
         let mut adoptable = spawn(&recorded.join("data"));
         assert_eq!(kill_orphans(&instances), 1);
         let deadline = Instant::now() + Duration::from_secs(5);

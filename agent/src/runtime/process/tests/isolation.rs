@@ -19,7 +19,7 @@ fn isolated() -> Option<Harness> {
 }
 
 fn uid_of(pid: u32) -> u32 {
-    crate::runtime::uids::process_uids(pid as i32).expect("uids")[0]
+    crate::runtime::procfs::process_uids(pid as i32).expect("uids")[0]
 }
 
 #[tokio::test]

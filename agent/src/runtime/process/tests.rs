@@ -1,8 +1,11 @@
 //! Real-process tests of [`ProcessRuntime`]: what a guest sees and how it ends.
 
 use super::*;
-use crate::runtime::group::process_alive;
+use crate::runtime::group::{process_alive, signal_group};
+use crate::runtime::record::ProcessRecord;
+use gpuspot_common::protocol::WorkloadState;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -113,7 +116,7 @@ fn host_pid(data_dir: &Path, pid: u32) -> u32 {
         let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
         line.split_whitespace().last()?.parse::<u32>().ok()
     };
-    crate::runtime::sweep::all_pids()
+    crate::runtime::procfs::all_pids()
         .map(|p| p as u32)
         .find(|p| ns(*p).as_ref() == Some(&guest_ns) && inner(*p) == Some(pid))
         .unwrap_or_else(|| panic!("no host pid for {pid} in {}", data_dir.display()))
@@ -338,8 +341,6 @@ async fn data_dirs_are_0700_and_logs_0600_even_when_they_existed() {
     assert_eq!(mode(&records.join(record::STATUS)), 0o600);
 }
 
-#[path = "process_isolation_tests.rs"]
 mod isolation;
 
-#[path = "process_namespace_tests.rs"]
 mod namespaces;

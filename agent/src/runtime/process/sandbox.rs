@@ -1,6 +1,6 @@
 //! The namespaces of an isolated process guest (DESIGN §15): its own PID, mount, IPC and
 //! UTS namespaces, and its own network namespace where the host can connect one (see
-//! [`super::network`]). Its pid 1 is a tiny init (a fork of the agent's watcher, root,
+//! [`crate::runtime::network`]). Its pid 1 is a tiny init (a fork of the agent's watcher, root,
 //! outside the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest
 //! sees only its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to
 //! `<data>/.gpuspot/` (so they count against the data disk and go with it), mounts a
@@ -15,7 +15,7 @@
 //! Everything that runs between fork and exec is prepared here beforehand: paths as C
 //! strings, descriptors opened; the code there makes async-signal-safe calls only.
 
-use super::record::ProcRef;
+use crate::runtime::record::ProcRef;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
@@ -84,7 +84,7 @@ impl Sandbox {
     pub fn prepare(
         data_dir: &Path,
         keep: &[&Path],
-        net: Option<super::network::Joined<'_>>,
+        net: Option<crate::runtime::network::Joined<'_>>,
     ) -> std::io::Result<Self> {
         let scratch = data_dir.join(SCRATCH);
         // Whatever a restored snapshot or the guest left there is not trusted.
@@ -266,10 +266,10 @@ pub unsafe fn init(workload: libc::pid_t, status_fd: RawFd, net_exit_fd: RawFd) 
         // Blocked signals reach pid 1 even without handlers: sigtimedwait takes them.
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
         let keep = [status_fd.min(net_exit_fd), status_fd.max(net_exit_fd)];
-        super::spawn::close_all_but(&keep);
+        super::forked::close_all_but(&keep);
         // The agent binary afresh, holding none of the agent's memory; the mask stays.
         let numbers = [i64::from(workload), i64::from(status_fd), i64::from(net_exit_fd)];
-        super::helper::reexec(super::helper::INIT_MODE, &numbers);
+        super::forked::reexec(super::forked::INIT_MODE, &numbers);
         reap(workload, status_fd)
     }
 }
@@ -296,7 +296,7 @@ pub unsafe fn reap(workload: libc::pid_t, status_fd: RawFd) -> ! {
                 let mut status = 0;
                 let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
                 if pid == workload {
-                    super::spawn::write_number(status_fd, i64::from(status));
+                    super::forked::write_number(status_fd, i64::from(status));
                     libc::_exit(0);
                 }
                 if pid <= 0 {

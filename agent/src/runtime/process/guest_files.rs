@@ -7,7 +7,7 @@
 //! says so, once per path, where they are not. The instance dir above the data dir is
 //! root's 0711, its files (output, records) root's 0600.
 
-use super::uids::GuestIds;
+use crate::runtime::uids::GuestIds;
 use std::collections::HashSet;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,11 +18,11 @@ static WARNED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 /// Gives the guest its data dir and socket; `None`: the guest is the agent's own user.
 pub fn hand_over(data_dir: &Path, socket: &Path, ids: Option<GuestIds>) -> std::io::Result<()> {
     let (dir_mode, socket_dir_mode) = if ids.is_some() { (0o711, 0o710) } else { (0o700, 0o700) };
-    let instance_dir = super::record::instance_dir(data_dir);
+    let instance_dir = crate::runtime::record::instance_dir(data_dir);
     create_with_mode(&instance_dir, dir_mode)?;
     std::fs::create_dir_all(data_dir)?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
-    let socket_dir = super::record::instance_dir(socket);
+    let socket_dir = crate::runtime::record::instance_dir(socket);
     create_with_mode(&socket_dir, socket_dir_mode)?;
     let Some(ids) = ids else { return Ok(()) };
     chown_tree(data_dir, ids)?;

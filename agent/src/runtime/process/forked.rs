@@ -1,8 +1,6 @@
-//! A guest's watcher and init as the agent binary afresh (DESIGN §14 "Cost of a start"):
-//! forked from the agent, each execs `/proc/self/exe` in a helper mode whose `main` does
-//! only its waiting (see [`super::spawn`] and [`super::sandbox`]), so neither holds the
-//! agent's memory. The agent's `main` calls [`helper_main`] first; a binary that does not
-//! (a test harness) keeps them as plain forks.
+//! What the code between fork and exec may call (async-signal-safe, no allocation): closing
+//! descriptors, writing a number, and re-exec'ing the agent binary as a guest's watcher or
+//! init (see [`super::helper`]).
 
 use std::os::fd::RawFd;
 
@@ -68,32 +66,51 @@ fn format_number(n: i64, buf: &mut [u8; 24]) {
     buf[at + len] = 0;
 }
 
-/// Whether this binary runs [`helper_main`] first thing (the agent's does; a test
+/// Whether this binary runs [`super::helper::helper_main`] first thing (the agent's does; a test
 /// harness does not, and its guests' watchers and inits stay forks).
-static REEXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+pub(super) static REEXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// When this process is the agent binary re-exec'd as a guest's watcher or init (see
-/// [`reexec`]), runs that and never returns; otherwise returns at once. Call it first
-/// thing in `main`: a helper needs nothing of the agent's set-up.
-pub fn helper_main() {
-    let mut args = std::env::args_os().skip(1);
-    REEXEC.store(true, std::sync::atomic::Ordering::Relaxed);
-    let Some(mode) = args.next() else { return };
-    let is = |m: &std::ffi::CStr| mode.as_encoded_bytes() == m.to_bytes();
-    if !is(WATCH_MODE) && !is(INIT_MODE) {
-        return;
-    }
-    let mut number = || -> i32 { args.next().and_then(|a| a.to_str()?.parse().ok()).unwrap_or(-1) };
-    let (a, b, c) = (number(), number(), number());
-    // SAFETY: this process is the fresh image of a watcher or an init, holding the
-    // descriptors and children its arguments name.
+/// Closes every descriptor but those in `keep`, ascending (close_range(2); the std error
+/// pipe among them).
+pub(super) unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut from: libc::c_uint = 0;
+    // SAFETY: closing descriptors is always memory-safe.
     unsafe {
-        if is(WATCH_MODE) {
-            libc::prctl(libc::PR_SET_NAME, c"gpuspot-watch".as_ptr());
-            super::spawn::wait_and_record(a, b, c == 1)
+        for fd in keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as libc::c_uint) {
+            if fd > from {
+                libc::syscall(libc::SYS_close_range, from, fd - 1, 0);
+            }
+            from = fd + 1;
         }
-        libc::prctl(libc::PR_SET_NAME, c"gpuspot-init".as_ptr());
-        let _ = c; // the network helper's end: held open, nothing to do with it
-        super::sandbox::reap(a, b)
+        if libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0) == -1 {
+            for fd in from..4096 {
+                libc::close(fd as RawFd);
+            }
+        }
+    }
+}
+
+/// `n` and a newline, formatted without allocating.
+pub(super) unsafe fn write_number(fd: RawFd, n: i64) {
+    let mut buf = [0u8; 24];
+    let mut at = buf.len() - 1;
+    buf[at] = b'\n';
+    let negative = n < 0;
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // SAFETY: the buffer outlives the call.
+    unsafe {
+        libc::write(fd, buf[at..].as_ptr().cast(), buf.len() - at);
     }
 }

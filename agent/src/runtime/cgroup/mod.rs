@@ -5,54 +5,27 @@
 //! `cpu.cfs_quota_us`). The agent says once at start which limits it enforces; a host that
 //! can enforce none refuses process guests unless `[process] unlimited_ok = true`.
 
+mod instance;
+mod limits;
+mod os;
+
+pub use instance::{InstanceCgroup, MAX_HIERARCHIES, NO_PROCS, ProcsFds, open_procs, procs_fds};
+pub use limits::{Limit, Share};
+pub use os::{CgroupOs, HostCgroups};
+
 use gpuspot_common::InstanceId;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use instance::{CgroupDir, members};
+use limits::{OPTIONAL_FILES, Version, limit_files};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
-
-const MOUNTINFO: &str = "/proc/self/mountinfo";
-const CPU_PERIOD_US: u64 = 100_000;
-const GIB: u64 = 1 << 30;
-/// How long removal waits for the cgroup's last processes to be gone.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// An instance cgroup empty for this long was left by an agent that was killed: removed
 /// at start. (Younger empty ones may belong to a guest another agent is starting.)
 const STALE_AFTER: Duration = Duration::from_secs(600);
-/// Processes one guest may have when `[process] pids_max` is not set.
-pub const DEFAULT_PIDS_MAX: u64 = 4096;
-/// At most one hierarchy per limit: what the code between fork and exec joins.
-pub const MAX_HIERARCHIES: usize = 3;
+/// Processes one guest may have when `[process] pids_max` is not set (a setting's default).
+pub use crate::config::DEFAULT_PIDS_MAX;
 
 static DETECTION_LOGGED: Once = Once::new();
-
-/// A limit a process guest gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Limit {
-    Memory,
-    Pids,
-    Cpu,
-}
-
-impl Limit {
-    const ALL: [Limit; 3] = [Limit::Memory, Limit::Pids, Limit::Cpu];
-
-    fn controller(self) -> &'static str {
-        match self {
-            Limit::Memory => "memory",
-            Limit::Pids => "pids",
-            Limit::Cpu => "cpu",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Version {
-    V1,
-    V2,
-}
 
 /// `<mount>/gpuspot` of one hierarchy and the limits it carries.
 #[derive(Clone, Debug)]
@@ -69,13 +42,7 @@ pub struct Cgroups {
     pids_max: u64,
     /// Why no limit can be enforced, when guests are refused for it.
     refusal: Option<String>,
-}
-
-/// The limits of one instance, from its share of the host.
-#[derive(Clone, Copy, Debug)]
-pub struct Share {
-    pub cpu_cores: u32,
-    pub memory_gib: u64,
+    os: &'static dyn CgroupOs,
 }
 
 impl Cgroups {
@@ -87,10 +54,14 @@ impl Cgroups {
     /// Probes this host's cgroup mounts, says once what is enforced, and refuses guests
     /// where nothing is unless `unlimited_ok`.
     pub fn detect_with(pids_max: u64, unlimited_ok: bool) -> Self {
-        let mountinfo = std::fs::read_to_string(MOUNTINFO).unwrap_or_default();
-        let cgroups = Self::from_mountinfo(&mountinfo, pids_max, unlimited_ok);
+        let cgroups = Self::detect_on(&HostCgroups, pids_max, unlimited_ok);
         DETECTION_LOGGED.call_once(|| cgroups.log());
         cgroups
+    }
+
+    /// The hierarchies `os` has mounted (tests: a fake kernel and plain directories).
+    pub fn detect_on(os: &'static dyn CgroupOs, pids_max: u64, unlimited_ok: bool) -> Self {
+        Self { os, ..Self::from_mountinfo(&os.mountinfo(), pids_max, unlimited_ok) }
     }
 
     /// From `/proc/self/mountinfo` text (tests point it at fake mounts).
@@ -120,12 +91,17 @@ impl Cgroups {
                  set [process] unlimited_ok = true to run process guests without limits"
             )
         });
-        Self { hierarchies, pids_max, refusal }
+        Self { hierarchies, pids_max, refusal, os: &HostCgroups }
     }
 
     /// No limits, guests allowed (tests of bookkeeping, fake runtimes).
     pub fn disabled() -> Self {
-        Self { hierarchies: Vec::new(), pids_max: DEFAULT_PIDS_MAX, refusal: None }
+        Self {
+            hierarchies: Vec::new(),
+            pids_max: DEFAULT_PIDS_MAX,
+            refusal: None,
+            os: &HostCgroups,
+        }
     }
 
     pub fn enforced(&self) -> bool {
@@ -175,7 +151,7 @@ impl Cgroups {
                 }
             }
         }
-        (!dirs.is_empty()).then_some(InstanceCgroup { dirs })
+        InstanceCgroup::of(self.os, dirs)
     }
 }
 
@@ -271,162 +247,6 @@ fn create_dir(
     CgroupDir::open(hierarchy.version, dir)
 }
 
-/// Limit files a kernel may lack (swap accounting off): skipped, not an error.
-const OPTIONAL_FILES: [&str; 3] =
-    ["memory.memsw.limit_in_bytes", "memory.swap.max", "memory.swappiness"];
-
-/// What to write for `limit`, in order.
-fn limit_files(
-    version: Version,
-    limit: Limit,
-    share: Share,
-    pids_max: u64,
-) -> Vec<(&'static str, String)> {
-    let memory = (share.memory_gib > 0).then(|| share.memory_gib.saturating_mul(GIB));
-    let quota = (share.cpu_cores > 0).then(|| u64::from(share.cpu_cores) * CPU_PERIOD_US);
-    let or = |value: Option<u64>, none: &str| value.map_or(none.to_owned(), |v| v.to_string());
-    match (version, limit) {
-        (_, Limit::Pids) => vec![("pids.max", pids_max.to_string())],
-        // No swap beyond the memory limit: a guest must not page the host's swap full.
-        (Version::V2, Limit::Memory) => {
-            vec![("memory.max", or(memory, "max")), ("memory.swap.max", "0".to_owned())]
-        }
-        (Version::V2, Limit::Cpu) => {
-            vec![("cpu.max", format!("{} {CPU_PERIOD_US}", or(quota, "max")))]
-        }
-        (Version::V1, Limit::Memory) => vec![
-            ("memory.limit_in_bytes", or(memory, "-1")),
-            ("memory.memsw.limit_in_bytes", or(memory, "-1")),
-            ("memory.swappiness", "0".to_owned()),
-        ],
-        (Version::V1, Limit::Cpu) => vec![
-            ("cpu.cfs_period_us", CPU_PERIOD_US.to_string()),
-            ("cpu.cfs_quota_us", or(quota, "-1")),
-        ],
-    }
-}
-
-#[derive(Debug)]
-struct CgroupDir {
-    version: Version,
-    dir: PathBuf,
-    procs: File,
-}
-
-impl CgroupDir {
-    fn open(version: Version, dir: &Path) -> std::io::Result<Self> {
-        // The kernel makes the file; creating it only matters for the tests' fake mounts.
-        let procs = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("cgroup.procs"))?;
-        Ok(Self { version, dir: dir.to_owned(), procs })
-    }
-}
-
-/// One instance's cgroups (one per hierarchy). The workload joins them before `exec` by
-/// writing "0" to the `cgroup.procs` files held open here, so none of its processes ever
-/// runs unconfined.
-#[derive(Debug)]
-pub struct InstanceCgroup {
-    dirs: Vec<CgroupDir>,
-}
-
-/// The `cgroup.procs` descriptors a process joins between fork and exec; -1: none.
-pub type ProcsFds = [RawFd; MAX_HIERARCHIES];
-
-pub const NO_PROCS: ProcsFds = [-1; MAX_HIERARCHIES];
-
-impl InstanceCgroup {
-    /// The cgroups an earlier agent process made for a workload it left running; `None`
-    /// when all are gone.
-    pub fn open(dirs: &[PathBuf]) -> Option<Self> {
-        let dirs: Vec<CgroupDir> = dirs
-            .iter()
-            .filter_map(|dir| {
-                let version =
-                    if dir.join("cgroup.controllers").exists() { Version::V2 } else { Version::V1 };
-                CgroupDir::open(version, dir).ok()
-            })
-            .collect();
-        (!dirs.is_empty()).then_some(Self { dirs })
-    }
-
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.dir.clone()).collect()
-    }
-
-    /// For the child's `pre_exec`; valid as long as `self` lives.
-    pub fn procs_fds(&self) -> ProcsFds {
-        procs_fds(self.dirs.iter().map(|d| d.procs.as_raw_fd()))
-    }
-
-    /// SIGKILLs every process in the cgroups, including ones that left the process group.
-    pub fn kill_all(&self) {
-        for dir in &self.dirs {
-            if dir.version == Version::V2
-                && let Ok(mut file) =
-                    OpenOptions::new().write(true).open(dir.dir.join("cgroup.kill"))
-                && file.write_all(b"1").is_ok()
-            {
-                continue;
-            }
-            for pid in members(&dir.dir) {
-                // SAFETY: kill has no memory-safety preconditions; pid > 1 (a member).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-
-    /// How many times the kernel's OOM killer struck inside the memory cgroup.
-    pub fn oom_kills(&self) -> u64 {
-        self.dirs
-            .iter()
-            .filter_map(|d| {
-                let file =
-                    if d.version == Version::V2 { "memory.events" } else { "memory.oom_control" };
-                std::fs::read_to_string(d.dir.join(file)).ok()
-            })
-            .flat_map(|text| {
-                text.lines()
-                    .filter_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .sum()
-    }
-
-    /// Waits (bounded) for the cgroups to empty, then removes them.
-    pub async fn remove(self) {
-        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        for dir in &self.dirs {
-            while !members(&dir.dir).is_empty() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if let Err(error) = std::fs::remove_dir(&dir.dir)
-                && error.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %dir.dir.display(), %error, "cannot remove workload cgroup");
-            }
-        }
-    }
-}
-
-/// Opens the `cgroup.procs` of `dirs` for a command run inside them (exec); an error when
-/// one cannot be opened: a command outside its guest's limits must not run.
-pub fn open_procs(dirs: &[PathBuf]) -> std::io::Result<Vec<File>> {
-    dirs.iter().map(|dir| OpenOptions::new().write(true).open(dir.join("cgroup.procs"))).collect()
-}
-
-/// The fixed-size form of `fds` (extra ones dropped: there are never more hierarchies).
-pub fn procs_fds(fds: impl Iterator<Item = RawFd>) -> ProcsFds {
-    let mut out = NO_PROCS;
-    for (slot, fd) in out.iter_mut().zip(fds) {
-        *slot = fd;
-    }
-    out
-}
-
 /// Removes the empty instance cgroups under `parent` older than [`STALE_AFTER`] (rmdir
 /// refuses any that still has a process).
 fn remove_stale(parent: &Path) {
@@ -441,15 +261,5 @@ fn remove_stale(parent: &Path) {
     }
 }
 
-fn members(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .filter(|pid: &i32| *pid > 1)
-        .collect()
-}
-
 #[cfg(test)]
-#[path = "cgroup_tests.rs"]
 mod tests;

@@ -1,6 +1,7 @@
 //! Detection and limit files on fake cgroup mounts (plain directories).
 
 use super::*;
+use std::fs::File;
 
 fn read(path: PathBuf) -> String {
     std::fs::read_to_string(path).expect("read")
@@ -120,4 +121,47 @@ fn only_old_empty_instance_cgroups_are_removed_as_stale() {
     remove_stale(parent.path());
     assert!(!stale.exists(), "an old empty cgroup stays");
     assert!(young.exists() && busy.exists());
+}
+
+/// A kernel whose mount table is given and whose kills are only recorded.
+#[derive(Debug, Default)]
+struct FakeKernel {
+    mountinfo: String,
+    killed: std::sync::Mutex<Vec<i32>>,
+}
+
+impl CgroupOs for FakeKernel {
+    fn mountinfo(&self) -> String {
+        self.mountinfo.clone()
+    }
+
+    fn kill(&self, pid: i32) {
+        self.killed.lock().unwrap().push(pid);
+    }
+}
+
+fn kernel(mountinfo: String) -> &'static FakeKernel {
+    Box::leak(Box::new(FakeKernel { mountinfo, ..Default::default() }))
+}
+
+#[test]
+fn at_the_end_v1_members_are_killed_one_by_one_and_v2_through_cgroup_kill() {
+    let (v1, v2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+    let mounts = line("cgroup", v1.path(), "rw,pids") + &line("cgroup2", v2.path(), "rw");
+    let os = kernel(mounts);
+    let cgroups = Cgroups::detect_on(os, 64, false);
+    assert_eq!(cgroups.limits(), [Limit::Pids, Limit::Memory, Limit::Cpu]);
+    let cgroup = cgroups.create(&InstanceId::from("i-k"), SHARE).expect("cgroup");
+    let (v1_dir, v2_dir) = (v1.path().join("gpuspot/i-k"), v2.path().join("gpuspot/i-k"));
+    assert_eq!(cgroup.dirs(), [v1_dir.clone(), v2_dir.clone()]);
+    std::fs::write(v1_dir.join("cgroup.procs"), "1\n4242\n4343\n").unwrap();
+    std::fs::write(v2_dir.join("cgroup.procs"), "5151\n").unwrap();
+    std::fs::write(v2_dir.join("cgroup.kill"), "").unwrap();
+
+    cgroup.kill_all();
+    assert_eq!(*os.killed.lock().unwrap(), [4242, 4343], "v1 members, never init; v2 none");
+    assert_eq!(read(v2_dir.join("cgroup.kill")), "1", "v2 kills its members itself");
+    assert_eq!(read(v1_dir.join("pids.max")), "64");
+    assert_eq!(read(v2_dir.join("cpu.max")), "1600000 100000");
 }

@@ -19,10 +19,11 @@
 //! is then the namespace's init, which forks the workload; the pid the agent signals is
 //! the init's (it forwards), and killing it ends everything in the namespace.
 
-use super::cgroup::ProcsFds;
+use super::forked::{close_all_but, write_number};
 use super::sandbox::{Joiner, Sandbox};
-use super::uids::GuestIds;
-use super::{RuntimeError, WorkloadSpec};
+use crate::runtime::cgroup::ProcsFds;
+use crate::runtime::uids::GuestIds;
+use crate::runtime::{RuntimeError, WorkloadSpec};
 use std::fs::File;
 use std::os::fd::RawFd;
 use std::process::Stdio;
@@ -41,7 +42,7 @@ pub struct Identity {
 
 /// Spawns the watcher and, under it, the workload (in its own namespaces, under their
 /// init, with a `sandbox`). `status` receives the pid to signal (the workload's, or its
-/// init's) at once (read it with [`super::record::read_status`]) and the workload's wait
+/// init's) at once (read it with [`crate::runtime::record::read_status`]) and the workload's wait
 /// status at the end.
 pub fn spawn_watched(
     spec: &WorkloadSpec,
@@ -127,8 +128,8 @@ unsafe fn watch(child: libc::pid_t, status_fd: RawFd, init: bool) -> ! {
         }
         write_number(status_fd, i64::from(child));
         close_all_but(&[status_fd]);
-        super::helper::reexec(
-            super::helper::WATCH_MODE,
+        super::forked::reexec(
+            super::forked::WATCH_MODE,
             &[i64::from(child), i64::from(status_fd), i64::from(init)],
         );
         wait_and_record(child, status_fd, init)
@@ -260,51 +261,6 @@ unsafe fn relay(child: libc::pid_t) -> ! {
             libc::_exit(128 + signal);
         }
         libc::_exit(libc::WEXITSTATUS(status))
-    }
-}
-
-/// Closes every descriptor but those in `keep`, ascending (close_range(2); the std error
-/// pipe among them).
-pub(super) unsafe fn close_all_but(keep: &[RawFd]) {
-    let mut from: libc::c_uint = 0;
-    // SAFETY: closing descriptors is always memory-safe.
-    unsafe {
-        for fd in keep.iter().filter(|fd| **fd >= 0).map(|fd| *fd as libc::c_uint) {
-            if fd > from {
-                libc::syscall(libc::SYS_close_range, from, fd - 1, 0);
-            }
-            from = fd + 1;
-        }
-        if libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0) == -1 {
-            for fd in from..4096 {
-                libc::close(fd as RawFd);
-            }
-        }
-    }
-}
-
-/// `n` and a newline, formatted without allocating.
-pub(super) unsafe fn write_number(fd: RawFd, n: i64) {
-    let mut buf = [0u8; 24];
-    let mut at = buf.len() - 1;
-    buf[at] = b'\n';
-    let negative = n < 0;
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if negative {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    // SAFETY: the buffer outlives the call.
-    unsafe {
-        libc::write(fd, buf[at..].as_ptr().cast(), buf.len() - at);
     }
 }
 
