@@ -30,11 +30,11 @@ use logs::LogTail;
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
-use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, GuestMetadata, InstanceReport, ReadinessProbe, SnapshotPlan,
     WorkloadState,
 };
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -254,8 +254,11 @@ impl Supervisor {
             Ok(server) => Some(server),
             Err(e) => {
                 self.release_data(&id);
-                let message = format!("cannot open the metadata socket: {e}");
-                return vec![Followup::Report(failed(&id, message))];
+                let detail = format!("cannot open the metadata socket: {e}");
+                return vec![Followup::Report(failed(
+                    &id,
+                    Failure::new(FailureKind::Start, detail),
+                ))];
             }
         };
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
@@ -412,6 +415,6 @@ impl Supervisor {
     }
 }
 
-fn failed(id: &InstanceId, message: String) -> InstanceReport {
-    InstanceReport { instance_id: id.clone(), state: WorkloadState::Failed { message } }
+fn failed(id: &InstanceId, failure: Failure) -> InstanceReport {
+    InstanceReport { instance_id: id.clone(), state: WorkloadState::Failed(failure) }
 }

@@ -178,7 +178,7 @@ async fn stop_reported(
     for report in reports.iter().filter(|r| !r.state.is_final()) {
         let stop = CoordinatorMessage::Stop {
             instance_id: report.instance_id.clone(),
-            reason: EndReason::HostLost.as_str().into(),
+            reason: EndReason::HostLost.into(),
             kill_timeout_ms: kill_timeout.as_millis() as u64,
         };
         if codec::write_frame(send, &stop).await.is_err() {

@@ -18,8 +18,8 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
 };
-use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::WorkloadState;
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +55,7 @@ pub(super) async fn run(
     };
     let state = match launched {
         None => WorkloadState::Stopped,
-        Some(Err(message)) => WorkloadState::Failed { message },
+        Some(Err(failure)) => WorkloadState::Failed(failure),
         Some(Ok(())) => {
             tracing::info!(instance_id = %id, container = %name, image, "container started");
             // Only now does it run: the supervisor reports `running` on this, not at start().
@@ -80,12 +80,29 @@ pub(super) async fn resume(
     end(&inner, &id, &name, state).await;
 }
 
-async fn launch(inner: &Inner, spec: &WorkloadSpec, image: &str, name: &str) -> Result<(), String> {
-    let docker = &inner.engine.docker;
+async fn launch(
+    inner: &Inner,
+    spec: &WorkloadSpec,
+    image: &str,
+    name: &str,
+) -> Result<(), Failure> {
     if let Some(refusal) = inner.gpus.refusal(&spec.gpu_uuids) {
-        return Err(refusal);
+        return Err(Failure::new(FailureKind::Start, refusal));
     }
-    inner.pulls.ensure(docker, image).await.map_err(|e| format!("image_pull_failed: {e}"))?;
+    let pulled = inner.pulls.ensure(&inner.engine.docker, image).await;
+    pulled.map_err(|e| Failure::new(FailureKind::ImagePull, e.to_string()))?;
+    create_and_start(inner, spec, image, name)
+        .await
+        .map_err(|e| Failure::new(FailureKind::Start, e))
+}
+
+async fn create_and_start(
+    inner: &Inner,
+    spec: &WorkloadSpec,
+    image: &str,
+    name: &str,
+) -> Result<(), String> {
+    let docker = &inner.engine.docker;
     network::create(docker, &spec.instance_id, &inner.options.agent).await?;
     let options = &inner.options;
     let body = spec::create_body(spec, image, &options.agent, inner.gpus, options.log_max_bytes);
@@ -224,8 +241,8 @@ async fn final_state(docker: &Docker, name: &str, oom: Option<&OomWatch>) -> Wor
     let info = match inspect(docker, name).await {
         Ok(info) => info,
         Err(error) => {
-            let message = format!("lost track of container {name}: {}", engine_message(&error));
-            return WorkloadState::Failed { message };
+            let detail = format!("lost track of container {name}: {}", engine_message(&error));
+            return WorkloadState::Failed(Failure::new(FailureKind::Lost, detail));
         }
     };
     let code = info.state.as_ref().and_then(|s| s.exit_code).and_then(|c| i32::try_from(c).ok());
@@ -235,11 +252,11 @@ async fn final_state(docker: &Docker, name: &str, oom: Option<&OomWatch>) -> Wor
     }
     let limit = info.host_config.and_then(|h| h.memory).unwrap_or(0);
     let gib = limit as f64 / f64::from(1u32 << 30);
-    let message = format!(
-        "out of memory: the container was killed at its memory limit of {gib} GiB (exit code {})",
+    let detail = format!(
+        "the container was killed at its memory limit of {gib} GiB (exit code {})",
         code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
     );
-    WorkloadState::Failed { message }
+    WorkloadState::Failed(Failure::new(FailureKind::OutOfMemory, detail))
 }
 
 /// The engine's word, the watch's, or for a SIGKILL (exit 137) that no stop of ours sent,
