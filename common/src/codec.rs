@@ -52,12 +52,31 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     Ok(message)
 }
 
+/// Decodes the first values of a frame body and ignores the rest: for reading the leading
+/// fields of a message whose later fields may have another version's shape.
+pub fn decode_prefix<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (value, _) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    Ok(value)
+}
+
 /// Reads the next frame. `Ok(None)` when the stream ended cleanly between frames.
 pub async fn read_frame<R, T>(reader: &mut R) -> Result<Option<T>, CodecError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    match read_body(reader).await? {
+        Some(body) => decode_body(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads the next frame's body, undecoded. `Ok(None)` when the stream ended cleanly
+/// between frames.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, CodecError> {
     let mut len = [0u8; 4];
     // Only an end before the first prefix byte is clean; inside the prefix it is truncation.
     let mut filled = 0;
@@ -77,7 +96,7 @@ where
         std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
         _ => CodecError::Io(e),
     })?;
-    decode_body(&body).map(Some)
+    Ok(Some(body))
 }
 
 pub async fn write_frame<W, T>(writer: &mut W, message: &T) -> Result<(), CodecError>

@@ -14,7 +14,7 @@ use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
 use gpuspot_common::codec::{self, CodecError};
 use gpuspot_common::protocol::{
-    AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION, RefusalCode,
+    self, AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION, RefusalCode,
 };
 use gpuspot_common::transport::peer_certificate_fingerprint;
 use std::sync::Arc;
@@ -32,14 +32,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         tracing::info!(%remote, "agent opened no stream; closing");
         return;
     };
-    let first =
-        tokio::time::timeout(FIRST_FRAME_TIMEOUT, codec::read_frame::<_, AgentMessage>(&mut recv))
-            .await;
-    let first = match first {
-        Ok(Ok(Some(message))) => message,
-        Ok(Err(e)) => return close(&connection, &format!("bad first frame: {e}")),
-        _ => return close(&connection, "no first frame"),
-    };
+    let Some(first) = first_frame(&connection, &mut send, &mut recv).await else { return };
     let fingerprint = peer_certificate_fingerprint(&connection);
     match (fingerprint, first) {
         (None, AgentMessage::Join { token, csr_pem, hostname }) => {
@@ -95,6 +88,40 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
     }
 }
 
+/// The first message of a connection, or None once the connection is closed: a hello of
+/// another protocol version that does not decode here (its later fields have that
+/// version's shapes) is still refused as a version mismatch, which every agent decodes.
+async fn first_frame(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Option<AgentMessage> {
+    let read = tokio::time::timeout(FIRST_FRAME_TIMEOUT, codec::read_body(recv)).await;
+    let (error, body) = match read {
+        Ok(Ok(Some(body))) => match codec::decode_body(&body) {
+            Ok(message) => return Some(message),
+            Err(error) => (error, body),
+        },
+        Ok(Err(e)) => (e, Vec::new()),
+        _ => {
+            close(connection, "no first frame");
+            return None;
+        }
+    };
+    match protocol::hello_version(&body) {
+        Some(version) if version != PROTOCOL_VERSION => {
+            let reason = version_mismatch(version);
+            refuse(connection, send, Some(version), RefusalCode::VersionMismatch, &reason).await
+        }
+        _ => close(connection, &format!("bad first frame: {error}")),
+    }
+    None
+}
+
+fn version_mismatch(version: u32) -> String {
+    format!("protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})")
+}
+
 /// Where the host's guests are reached: the address its agent names, else the one it
 /// connected from (the coordinator's view, DESIGN §18).
 fn host_network(
@@ -119,10 +146,7 @@ async fn admit(
     instances: &[InstanceReport],
 ) -> Option<HostId> {
     let (code, reason) = if version != PROTOCOL_VERSION {
-        let reason = format!(
-            "protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})"
-        );
-        (RefusalCode::VersionMismatch, reason)
+        (RefusalCode::VersionMismatch, version_mismatch(version))
     } else {
         match host_for(context, fingerprint).await {
             Ok(host_id) => return Some(host_id),
