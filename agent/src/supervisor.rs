@@ -254,11 +254,8 @@ impl Supervisor {
             Ok(server) => Some(server),
             Err(e) => {
                 self.release_data(&id);
-                let detail = format!("cannot open the metadata socket: {e}");
-                return vec![Followup::Report(failed(
-                    &id,
-                    Failure::new(FailureKind::Start, detail),
-                ))];
+                let message = format!("cannot open the metadata socket: {e}");
+                return vec![Followup::Report(failed(&id, message))];
             }
         };
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
@@ -415,6 +412,8 @@ impl Supervisor {
     }
 }
 
-fn failed(id: &InstanceId, failure: Failure) -> InstanceReport {
-    InstanceReport { instance_id: id.clone(), state: WorkloadState::Failed(failure) }
+/// The report of a workload that could not be started, and why.
+fn failed(id: &InstanceId, message: String) -> InstanceReport {
+    let state = WorkloadState::Failed(Failure::new(FailureKind::Start, message));
+    InstanceReport { instance_id: id.clone(), state }
 }

@@ -10,8 +10,8 @@ use super::logs::LogTail;
 use super::{Followup, Supervisor, failed, records, serving};
 use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
+use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{Assignment, GuestMetadata, InstanceReport, WorkloadState};
-use gpuspot_common::{Failure, FailureKind, InstanceId};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,10 +154,9 @@ impl Supervisor {
             }
             self.release_data(&id);
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
-            let failure = Failure::new(FailureKind::Start, e.to_string());
-            let state = WorkloadState::Failed(failure.clone());
-            self.remember_finished(id.clone(), state, starting.log, None);
-            return vec![Followup::Report(failed(&id, failure))];
+            let report = failed(&id, e.to_string());
+            self.remember_finished(id.clone(), report.state.clone(), starting.log, None);
+            return vec![Followup::Report(report)];
         }
         tracing::info!(instance = %id, "workload started");
         // A container runs only once its image is pulled and it is created and started: its

@@ -56,17 +56,22 @@ fn snapshot_ref() -> impl Strategy<Value = SnapshotRef> {
     })
 }
 
+fn port() -> impl Strategy<Value = PortMapping> {
+    (any::<u16>(), option::of(any::<u16>())).prop_map(|(host, guest)| PortMapping { host, guest })
+}
+
+fn probe() -> impl Strategy<Value = ReadinessProbe> {
+    (text(), any::<u64>())
+        .prop_map(|(http_path, interval_ms)| ReadinessProbe { http_path, interval_ms })
+}
+
 fn assignment() -> impl Strategy<Value = Assignment> {
     let plan = (any::<bool>(), option::of(snapshot_ref()), any::<u64>())
         .prop_map(|(save, restore, max_bytes)| SnapshotPlan { save, restore, max_bytes });
     let shape = (text(), vec(text(), 0..4), any::<u32>(), any::<u64>());
     let run = (vec(text(), 0..4), btree_map(text(), text(), 0..4), metadata());
     let rest = (any::<u64>(), any::<u64>(), option::of(plan), option::of(text()), any::<u64>());
-    let port = (any::<u16>(), option::of(any::<u16>()))
-        .prop_map(|(host, guest)| PortMapping { host, guest });
-    let probe = (text(), any::<u64>())
-        .prop_map(|(http_path, interval_ms)| ReadinessProbe { http_path, interval_ms });
-    let serving = (vec(port, 0..3), option::of(probe));
+    let serving = (vec(port(), 0..3), option::of(probe()));
     (shape, run, rest, serving).prop_map(
         |((id, gpu_uuids, cpu_cores, memory_gib), (command, env, metadata), rest, serving)| {
             Assignment {
@@ -125,15 +130,36 @@ fn inventory() -> impl Strategy<Value = HostInventory> {
     )
 }
 
-pub fn agent_message() -> impl Strategy<Value = AgentMessage> {
-    let gpu_status = (text(), any::<bool>(), option::of(any::<u32>()), option::of(any::<u64>()))
-        .prop_map(|(uuid, healthy, utilization_percent, memory_used_mib)| GpuStatus {
+fn gpu_status() -> impl Strategy<Value = GpuStatus> {
+    (text(), any::<bool>(), option::of(any::<u32>()), option::of(any::<u64>())).prop_map(
+        |(uuid, healthy, utilization_percent, memory_used_mib)| GpuStatus {
             uuid,
             healthy,
             utilization_percent,
             memory_used_mib,
             temperature_celsius: utilization_percent.map(|u| u % 120),
-        });
+        },
+    )
+}
+
+fn hello() -> impl Strategy<Value = AgentMessage> {
+    (any::<u32>(), text(), inventory(), vec(report(), 0..4), any::<bool>()).prop_map(
+        |(version, agent_version, inventory, instances, containers)| AgentMessage::Hello {
+            version,
+            agent_version,
+            inventory,
+            instances,
+            runtimes: if containers {
+                vec![GuestRuntime::Process, GuestRuntime::Container]
+            } else {
+                vec![GuestRuntime::Process]
+            },
+            network: GuestNetwork { ports: (20_000, 20_999), address: None },
+        },
+    )
+}
+
+pub fn agent_message() -> impl Strategy<Value = AgentMessage> {
     let saved = prop_oneof![snapshot_ref().prop_map(Ok), text().prop_map(Err)];
     prop_oneof![
         (text(), text(), text()).prop_map(|(token, csr_pem, hostname)| AgentMessage::Join {
@@ -141,21 +167,8 @@ pub fn agent_message() -> impl Strategy<Value = AgentMessage> {
             csr_pem,
             hostname
         }),
-        (any::<u32>(), text(), inventory(), vec(report(), 0..4), any::<bool>()).prop_map(
-            |(version, agent_version, inventory, instances, containers)| AgentMessage::Hello {
-                version,
-                agent_version,
-                inventory,
-                instances,
-                runtimes: if containers {
-                    vec![GuestRuntime::Process, GuestRuntime::Container]
-                } else {
-                    vec![GuestRuntime::Process]
-                },
-                network: GuestNetwork { ports: (20_000, 20_999), address: None },
-            }
-        ),
-        vec(gpu_status, 0..4).prop_map(|gpus| AgentMessage::Heartbeat { gpus }),
+        hello(),
+        vec(gpu_status(), 0..4).prop_map(|gpus| AgentMessage::Heartbeat { gpus }),
         report().prop_map(AgentMessage::InstanceUpdate),
         (text(), saved).prop_map(|(id, result)| AgentMessage::SnapshotSaved {
             instance_id: InstanceId(id),
