@@ -187,6 +187,26 @@ mod tests {
         assert_eq!(hello_version(&unknown_shape), Some(PROTOCOL_VERSION + 1));
     }
 
+    /// An agent keeps each assignment as JSON (`assignment.json`): what an agent of
+    /// protocol 5 wrote, with strings for reason, mode and deployment, reads back typed.
+    #[test]
+    fn guest_metadata_written_with_strings_reads_back_typed() {
+        let written = serde_json::json!({
+            "instance_id": "i-1", "host_id": "h-1", "gpu_uuids": ["GPU-a"],
+            "spot_termination_time": "2026-04-08T05:00:00Z", "termination_reason": "reclaimed_price",
+            "hold_until": null, "billing_mode": "spot", "bid": "2.50", "price": "1.20",
+            "deployment_id": "d-7",
+        });
+        let read: GuestMetadata = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(read.termination_reason, Some(crate::EndReason::ReclaimedPrice));
+        assert_eq!(read.billing_mode, Some(crate::BillingMode::Spot));
+        assert_eq!(read.deployment_id, Some(crate::DeploymentId::from("d-7")));
+        let again = serde_json::to_value(&read).unwrap();
+        assert_eq!(again["termination_reason"], written["termination_reason"]);
+        assert_eq!(again["billing_mode"], written["billing_mode"]);
+        assert_eq!(again["deployment_id"], written["deployment_id"]);
+    }
+
     #[test]
     fn other_messages_and_garbage_name_no_version() {
         let join =
