@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Why an instance ended (docs/contracts.md, "termination reasons").
+/// Why an instance ended, as the API, events and the guest socket name it (docs/contracts.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
