@@ -66,26 +66,36 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 network: host_network(network, remote),
                 reports: instances,
             });
-            context.exec_links.register(host_id.clone(), link_id, connection.clone());
-            let writer = tokio::spawn(write_loop(send, inbox, connection.clone(), context.clone()));
-            let streams = SnapshotStreams {
-                files: context.snapshots.clone(),
-                max_bytes: context.snapshot_max_bytes,
-            };
-            let snapshots = snapshots::spawn_acceptor(connection.clone(), streams, host_id.clone());
-            let reason = read_loop(&mut recv, &host_id, link_id, &context).await;
-            writer.abort();
-            snapshots.abort();
-            context.exec_links.unregister(&host_id, link_id);
-            tracing::info!(%host_id, %reason, "agent session ended");
-            context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
-            connection.close(0u32.into(), reason.as_bytes());
+            serve((connection, send, recv), host_id, link_id, inbox, &context).await
         }
         (Some(_), _) => {
             refuse(&connection, &mut send, None, RefusalCode::ExpectedHello, "expected a hello")
                 .await
         }
     }
+}
+
+/// Carries the session of an admitted host until its link ends: `inbox` (what the cluster
+/// sends it) out, its messages in, its snapshot streams, and exec streams opened to it.
+async fn serve(
+    (connection, send, mut recv): (quinn::Connection, quinn::SendStream, quinn::RecvStream),
+    host_id: HostId,
+    link_id: u64,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<Box<CoordinatorMessage>>,
+    context: &Arc<QuicContext>,
+) {
+    context.exec_links.register(host_id.clone(), link_id, connection.clone());
+    let writer = tokio::spawn(write_loop(send, inbox, connection.clone(), context.clone()));
+    let streams =
+        SnapshotStreams { files: context.snapshots.clone(), max_bytes: context.snapshot_max_bytes };
+    let snapshots = snapshots::spawn_acceptor(connection.clone(), streams, host_id.clone());
+    let reason = read_loop(&mut recv, &host_id, link_id, context).await;
+    writer.abort();
+    snapshots.abort();
+    context.exec_links.unregister(&host_id, link_id);
+    tracing::info!(%host_id, %reason, "agent session ended");
+    context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
+    connection.close(0u32.into(), reason.as_bytes());
 }
 
 /// The first message of a connection, or None once the connection is closed: a hello of
