@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Why an instance ended, as the API, events and the guest socket name it (docs/contracts.md).
+/// Why an instance ended, as the API, events and the guest socket name it
+/// (docs/contracts.md#lifecycle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -46,6 +47,11 @@ impl EndReason {
             EndReason::HostMaintenance => "host_maintenance",
             EndReason::Failed => "failed",
         }
+    }
+
+    /// The reason `text` names (as [`EndReason::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 

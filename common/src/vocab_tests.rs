@@ -82,6 +82,10 @@ fn json_names_are_the_words_users_read() {
     for mode in BillingMode::ALL {
         assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
     }
+    for reason in EndReason::ALL {
+        assert_eq!(EndReason::parse(reason.as_str()), Some(reason));
+    }
+    assert_eq!(EndReason::parse("bored"), None);
     let read: EndReason = serde_json::from_str("\"reclaimed_price\"").unwrap();
     assert_eq!(read, EndReason::ReclaimedPrice);
     assert!(serde_json::from_str::<EndReason>("\"bored\"").is_err());

@@ -1,4 +1,4 @@
-//! Agents of another protocol version (docs/architecture.md, agent link): the coordinator
+//! Agents of another protocol version (docs/architecture.md#agent-link): the coordinator
 //! refuses them with a version mismatch, in the sentence-only form every version decodes,
 //! also when the rest of their hello has a shape it cannot read (protocol 5 reported a
 //! failed workload as a bare sentence; a newer agent's fields are unknown here), instead of

@@ -27,18 +27,6 @@ use serde::{Deserialize, Serialize};
 /// ([`crate::vocab`]) where they were strings.
 pub const PROTOCOL_VERSION: u32 = 6;
 
-/// The version a hello names, read from its leading fields alone (bincode writes the
-/// variant's index, then `version`): a hello of another version whose later fields have
-/// another shape still says which version it speaks, so it can be refused as such. None
-/// for a body that is no hello.
-pub fn hello_version(body: &[u8]) -> Option<u32> {
-    const HELLO: u32 = 1;
-    match crate::codec::decode_prefix::<(u32, u32)>(body) {
-        Ok((HELLO, version)) => Some(version),
-        _ => None,
-    }
-}
-
 /// Agent → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AgentMessage {
@@ -155,37 +143,6 @@ impl CoordinatorMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec;
-
-    fn body(message: &AgentMessage) -> Vec<u8> {
-        codec::encode(message).unwrap()[4..].to_vec()
-    }
-
-    fn hello(version: u32) -> AgentMessage {
-        AgentMessage::Hello {
-            version,
-            agent_version: "0.1".into(),
-            inventory: HostInventory {
-                hostname: "h".into(),
-                gpus: vec![],
-                cpu_cores: 1,
-                memory_gib: 1,
-            },
-            instances: vec![],
-            runtimes: vec![GuestRuntime::Process],
-            network: GuestNetwork { ports: (1, 2), address: None },
-        }
-    }
-
-    #[test]
-    fn a_hello_names_its_version_whatever_follows_it() {
-        assert_eq!(hello_version(&body(&hello(PROTOCOL_VERSION))), Some(PROTOCOL_VERSION));
-        let mut unknown_shape = body(&hello(PROTOCOL_VERSION + 1));
-        // Index and version (one byte each), then fields this build cannot read.
-        unknown_shape.truncate(2);
-        unknown_shape.extend_from_slice(&[0xff; 8]);
-        assert_eq!(hello_version(&unknown_shape), Some(PROTOCOL_VERSION + 1));
-    }
 
     /// An agent keeps each assignment as JSON (`assignment.json`): what an agent of
     /// protocol 5 wrote, with strings for reason, mode and deployment, reads back typed.
@@ -205,15 +162,5 @@ mod tests {
         assert_eq!(again["termination_reason"], written["termination_reason"]);
         assert_eq!(again["billing_mode"], written["billing_mode"]);
         assert_eq!(again["deployment_id"], written["deployment_id"]);
-    }
-
-    #[test]
-    fn other_messages_and_garbage_name_no_version() {
-        let join =
-            AgentMessage::Join { token: "t".into(), csr_pem: "c".into(), hostname: "h".into() };
-        assert_eq!(hello_version(&body(&join)), None);
-        assert_eq!(hello_version(&body(&AgentMessage::Heartbeat { gpus: vec![] })), None);
-        assert_eq!(hello_version(&[]), None);
-        assert_eq!(hello_version(&[1]), None);
     }
 }

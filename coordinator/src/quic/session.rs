@@ -14,7 +14,7 @@ use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
 use gpuspot_common::codec::{self, CodecError};
 use gpuspot_common::protocol::{
-    self, AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION, RefusalCode,
+    AgentMessage, CoordinatorMessage, InstanceReport, PROTOCOL_VERSION, RefusalCode,
 };
 use gpuspot_common::transport::peer_certificate_fingerprint;
 use std::sync::Arc;
@@ -118,7 +118,7 @@ async fn first_frame(
             return None;
         }
     };
-    match protocol::hello_version(&body) {
+    match codec::hello_version(&body) {
         Some(version) if version != PROTOCOL_VERSION => {
             let reason = version_mismatch(version);
             refuse(connection, send, Some(version), RefusalCode::VersionMismatch, &reason).await
