@@ -34,7 +34,7 @@ use workloads::{Finished, Phase, Running, Stage, Workloads};
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
-use gpuspot_common::InstanceId;
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use gpuspot_common::protocol::{Assignment, GuestMetadata, InstanceReport, WorkloadState};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -385,6 +385,8 @@ impl Supervisor {
     }
 }
 
+/// The report of a workload that could not be started, and why.
 fn failed(id: &InstanceId, message: String) -> InstanceReport {
-    InstanceReport { instance_id: id.clone(), state: WorkloadState::Failed { message } }
+    let state = WorkloadState::Failed(Failure::new(FailureKind::Start, message));
+    InstanceReport { instance_id: id.clone(), state }
 }

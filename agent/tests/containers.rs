@@ -7,7 +7,7 @@
 
 use gpuspot_agent::runtime::container::{LABEL_AGENT, container_name};
 use gpuspot_agent::runtime::{ExecSpec, RuntimeEvent, WorkloadRuntime};
-use gpuspot_common::InstanceId;
+use gpuspot_common::{FailureKind, InstanceId};
 use gpuspot_common::protocol::{ExecInput, WorkloadState};
 use std::collections::HashMap;
 use std::path::Path;
@@ -94,8 +94,9 @@ fn a_container_over_its_memory_limit_is_killed_and_reported() {
         host.spec("echo start; exec awk 'BEGIN { s = \"0123456789abcdef\"; while (1) s = s s }'");
     runtime.start(hog.clone()).expect("start");
     let event = next_event(&rt, &mut events);
-    let WorkloadState::Failed { message } = &event.state else { panic!("not failed: {event:?}") };
-    assert!(message.contains("memory limit of 1 GiB"), "{message}");
+    let WorkloadState::Failed(failure) = &event.state else { panic!("not failed: {event:?}") };
+    assert_eq!(failure.kind, FailureKind::OutOfMemory, "{failure}");
+    assert!(failure.to_string().contains("memory limit of 1 GiB"), "{failure}");
     // The host (this test, the engine) is fine: the next container runs normally.
     let after = host.spec("echo still-fine");
     runtime.start(after.clone()).expect("start");
@@ -134,11 +135,10 @@ fn an_image_that_cannot_be_pulled_fails_the_workload() {
     spec.image = Some("127.0.0.1:1/gpuspot/no-such-image:1".into());
     runtime.start(spec.clone()).expect("start");
     let event = next_event(&rt, &mut events);
-    let WorkloadState::Failed { message } = &event.state else { panic!("not failed: {event:?}") };
-    assert!(
-        message.starts_with("image_pull_failed: 127.0.0.1:1/gpuspot/no-such-image:1"),
-        "{message}"
-    );
+    let WorkloadState::Failed(failure) = &event.state else { panic!("not failed: {event:?}") };
+    assert_eq!(failure.kind, FailureKind::ImagePull, "{failure}");
+    let text = failure.to_string();
+    assert!(text.starts_with("image_pull_failed: 127.0.0.1:1/gpuspot/no-such-image:1"), "{text}");
     assert!(runtime.running().is_empty());
 }
 

@@ -52,12 +52,43 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     Ok(message)
 }
 
+/// Decodes the first values of a frame body and ignores the rest: for reading the leading
+/// fields of a message whose later fields may have another version's shape.
+pub fn decode_prefix<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (value, _) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    Ok(value)
+}
+
+/// The version a hello names, read from its leading fields alone (bincode writes the
+/// variant's index, then `version`): a hello of another version whose later fields have
+/// another shape still says which version it speaks, so it can be refused as such. None
+/// for a body that is no hello.
+pub fn hello_version(body: &[u8]) -> Option<u32> {
+    const HELLO: u32 = 1;
+    match decode_prefix::<(u32, u32)>(body) {
+        Ok((HELLO, version)) => Some(version),
+        _ => None,
+    }
+}
+
 /// Reads the next frame. `Ok(None)` when the stream ended cleanly between frames.
 pub async fn read_frame<R, T>(reader: &mut R) -> Result<Option<T>, CodecError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    match read_body(reader).await? {
+        Some(body) => decode_body(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads the next frame's body, undecoded. `Ok(None)` when the stream ended cleanly
+/// between frames.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, CodecError> {
     let mut len = [0u8; 4];
     // Only an end before the first prefix byte is clean; inside the prefix it is truncation.
     let mut filled = 0;
@@ -77,7 +108,7 @@ where
         std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
         _ => CodecError::Io(e),
     })?;
-    decode_body(&body).map(Some)
+    Ok(Some(body))
 }
 
 pub async fn write_frame<W, T>(writer: &mut W, message: &T) -> Result<(), CodecError>
@@ -94,10 +125,10 @@ where
 mod tests {
     use super::*;
     use crate::protocol::{
-        AgentMessage, CoordinatorMessage, GpuStatus, InstanceReport, PROTOCOL_VERSION, RefusalCode,
-        WorkloadState,
+        AgentMessage, CoordinatorMessage, GpuStatus, GuestNetwork, GuestRuntime, InstanceReport,
+        PROTOCOL_VERSION, RefusalCode, WorkloadState,
     };
-    use crate::{HostId, InstanceId};
+    use crate::{HostId, HostInventory, InstanceId};
 
     async fn round_trip<T: Serialize + DeserializeOwned>(message: &T) -> T {
         let frame = encode(message).unwrap();
@@ -243,5 +274,45 @@ mod tests {
             typed,
             CoordinatorMessage::Refused { code: RefusalCode::Revoked, reason: "r".into() }
         );
+    }
+
+    fn body_of(message: &AgentMessage) -> Vec<u8> {
+        encode(message).unwrap()[4..].to_vec()
+    }
+
+    fn hello(version: u32) -> AgentMessage {
+        AgentMessage::Hello {
+            version,
+            agent_version: "0.1".into(),
+            inventory: HostInventory {
+                hostname: "h".into(),
+                gpus: vec![],
+                cpu_cores: 1,
+                memory_gib: 1,
+            },
+            instances: vec![],
+            runtimes: vec![GuestRuntime::Process],
+            network: GuestNetwork { ports: (1, 2), address: None },
+        }
+    }
+
+    #[test]
+    fn a_hello_names_its_version_whatever_follows_it() {
+        assert_eq!(hello_version(&body_of(&hello(PROTOCOL_VERSION))), Some(PROTOCOL_VERSION));
+        let mut unknown_shape = body_of(&hello(PROTOCOL_VERSION + 1));
+        // Index and version (one byte each), then fields this build cannot read.
+        unknown_shape.truncate(2);
+        unknown_shape.extend_from_slice(&[0xff; 8]);
+        assert_eq!(hello_version(&unknown_shape), Some(PROTOCOL_VERSION + 1));
+    }
+
+    #[test]
+    fn other_messages_and_garbage_name_no_version() {
+        let join =
+            AgentMessage::Join { token: "t".into(), csr_pem: "c".into(), hostname: "h".into() };
+        assert_eq!(hello_version(&body_of(&join)), None);
+        assert_eq!(hello_version(&body_of(&AgentMessage::Heartbeat { gpus: vec![] })), None);
+        assert_eq!(hello_version(&[]), None);
+        assert_eq!(hello_version(&[1]), None);
     }
 }

@@ -14,6 +14,7 @@
 //! - [`pki`]: the coordinator CA, join tokens, host certificates and rustls configs.
 //! - [`transport`]: quinn endpoints built from the PKI configs.
 //! - [`snapshot`]: packing a data dir (tar + zstd, sha256) and restoring it safely.
+//! - [`vocab`]: the shared words: end reasons, billing modes, stop reasons, failure kinds.
 
 pub mod clock;
 #[cfg(feature = "io")]
@@ -36,8 +37,10 @@ pub mod protocol;
 pub mod snapshot;
 #[cfg(feature = "io")]
 pub mod transport;
+pub mod vocab;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{AccountId, DeploymentId, HostId, InstanceId};
 pub use inventory::{GpuInfo, HostInventory, Unit, partition};
 pub use money::Money;
+pub use vocab::{BillingMode, EndReason, Failure, FailureKind, StopReason};

@@ -12,10 +12,7 @@ use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{
     Assignment, CoordinatorMessage, GpuStatus, GuestRuntime, InstanceReport, WorkloadState,
 };
-use gpuspot_common::{HostId, HostInventory, InstanceId};
-
-/// How the agent's failure message begins when the image could not be pulled (DESIGN §14).
-pub const IMAGE_PULL_FAILED: &str = "image_pull_failed";
+use gpuspot_common::{FailureKind, HostId, HostInventory, InstanceId, StopReason};
 
 /// What a hello says about its host.
 pub struct Hello<'a> {
@@ -221,7 +218,7 @@ impl Cluster {
         if instance.host_id() != Some(host_id) || instance.is_terminated() {
             if !report.state.is_final() {
                 // Running somewhere it should not (replaced after a loss, or deleted).
-                self.send_stop(host_id, id, "not desired");
+                self.send_stop(host_id, id, StopReason::NotDesired);
             }
             return;
         }
@@ -239,11 +236,11 @@ impl Cluster {
                 self.finish(id, pending.unwrap_or(EndReason::User), None, now)
             }
             // A request that never ran (DESIGN §16): `failed`, with the agent's reason.
-            WorkloadState::Failed { message } if message.starts_with(IMAGE_PULL_FAILED) => {
-                self.fail(id, message.clone(), now)
+            WorkloadState::Failed(failure) if failure.kind == FailureKind::ImagePull => {
+                self.fail(id, failure.to_string(), now)
             }
-            WorkloadState::Failed { message } => {
-                self.finish(id, EndReason::Failed, Some(message.clone()), now)
+            WorkloadState::Failed(failure) => {
+                self.finish(id, EndReason::Failed, Some(failure.to_string()), now)
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use super::billing::EntryKind;
 use super::cluster::Cluster;
-use super::model::{Billing, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
+use super::model::{Billing, EndReason, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
 use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, InstanceReport, WorkloadState};
@@ -124,7 +124,7 @@ fn running_out_of_money_schedules_overdue_terminations_and_a_payment_cancels_the
     assert_eq!(instance.state(), InstanceState::TerminationScheduled);
     assert_eq!(instance.termination_time(), Some(t(120 + GRACE)));
     assert!(cluster.take_changes().sends.iter().any(|(_, m)| matches!(m,
-        CoordinatorMessage::Metadata(md) if md.termination_reason.as_deref() == Some("overdue"))));
+        CoordinatorMessage::Metadata(md) if md.termination_reason == Some(EndReason::Overdue))));
     let refused = cluster.may_start(&account);
     assert!(!refused, "no new instances while overdue");
 

@@ -21,7 +21,7 @@ use super::settings::{PoolSettings, Timers};
 use super::snapshot::Snapshots;
 use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{Assignment, CoordinatorMessage, GuestMetadata, ReadinessProbe};
-use gpuspot_common::{DeploymentId, HostId, InstanceId, Money};
+use gpuspot_common::{DeploymentId, HostId, InstanceId, Money, StopReason};
 use std::collections::{BTreeSet, VecDeque};
 
 pub use super::events::Event;
@@ -249,7 +249,7 @@ impl Cluster {
             }
             Effect::Stop { host, reason } => {
                 if self.registry.get(&host).is_some_and(|h| h.state() == HostState::Connected) {
-                    self.send_stop(&host, id, reason.as_str());
+                    self.send_stop(&host, id, reason.into());
                 }
             }
             Effect::Metadata => self.push_metadata(id),
@@ -273,13 +273,9 @@ impl Cluster {
         }
     }
 
-    pub(super) fn send_stop(&mut self, host: &HostId, id: &InstanceId, reason: &str) {
+    pub(super) fn send_stop(&mut self, host: &HostId, id: &InstanceId, reason: StopReason) {
         let kill_timeout_ms = self.timers.kill_timeout.as_millis() as u64;
-        let stop = CoordinatorMessage::Stop {
-            instance_id: id.clone(),
-            reason: reason.to_owned(),
-            kill_timeout_ms,
-        };
+        let stop = CoordinatorMessage::Stop { instance_id: id.clone(), reason, kill_timeout_ms };
         self.send(host, stop);
     }
 
@@ -321,13 +317,12 @@ impl Cluster {
             host_id: instance.host_id().cloned().unwrap_or_default(),
             gpu_uuids: instance.gpu_uuids().to_vec(),
             spot_termination_time: noticed,
-            termination_reason: noticed
-                .and(instance.termination_reason().map(|r| r.as_str().to_owned())),
+            termination_reason: noticed.and(instance.termination_reason()),
             hold_until: instance.hold_until(),
-            billing_mode: Some(instance.request.billing.mode().to_owned()),
+            billing_mode: Some(instance.request.billing.mode()),
             bid: instance.request.billing.bid(),
             price: instance.price(),
-            deployment_id: instance.deployment_id().map(|d| d.to_string()),
+            deployment_id: instance.deployment_id().cloned(),
         }
     }
 

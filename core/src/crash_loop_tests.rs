@@ -10,7 +10,7 @@ use super::deployment_tests::{cluster, end, new, running, start_scheduled, t};
 use super::deployments::DeploymentChange;
 use super::model::EndReason;
 use gpuspot_common::protocol::WorkloadState;
-use gpuspot_common::{AccountId, DeploymentId};
+use gpuspot_common::{AccountId, DeploymentId, Failure, FailureKind};
 use std::time::Duration;
 
 /// The deployment's instances that have not ended.
@@ -103,7 +103,12 @@ fn exit_code_0_and_failures_are_crashes_but_a_notice_is_not() {
     c.tick(t(11));
     start_scheduled(&mut c, t(11));
     let run = running(&c, &id).remove(0);
-    end(&mut c, &run, WorkloadState::Failed { message: "no such file".into() }, t(12));
+    end(
+        &mut c,
+        &run,
+        WorkloadState::Failed(Failure::new(FailureKind::Start, "no such file")),
+        t(12),
+    );
     let d = shown(&c, &id);
     let reason = "crash_loop: failed: no such file, next start in 20s";
     assert_eq!((d.reason.as_deref(), d.failed), (Some(reason), 2));

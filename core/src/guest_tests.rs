@@ -11,10 +11,17 @@ use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, GuestRuntime, InstanceReport, WorkloadState};
 use gpuspot_common::{AccountId, GpuInfo, HostId, HostInventory, InstanceId, Money};
+use gpuspot_common::{Failure, FailureKind};
 
 const PROCESS: &[GuestRuntime] = &[GuestRuntime::Process];
 const BOTH: &[GuestRuntime] = &[GuestRuntime::Process, GuestRuntime::Container];
 const PULL_FAILED: &str = "image_pull_failed: registry.example/nope:1: manifest unknown";
+
+/// What an agent reports when it cannot pull `registry.example/nope:1` (see [`PULL_FAILED`]).
+fn pull_failed() -> WorkloadState {
+    let detail = "registry.example/nope:1: manifest unknown";
+    WorkloadState::Failed(Failure::new(FailureKind::ImagePull, detail))
+}
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-04-08T05:00:00Z").unwrap().with_timezone(&Utc)
@@ -109,7 +116,7 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
     let host = connect(&mut c, "boxes", BOTH, t(0));
     let id = c.create_instance(AccountId::from(OPERATOR), request(Some("nope:1")), t(1)).unwrap();
     c.take_changes();
-    report(&mut c, &id, WorkloadState::Failed { message: PULL_FAILED.into() }, t(30));
+    report(&mut c, &id, pull_failed(), t(30));
     let failed = c.instance(&id).unwrap().clone();
     assert_eq!(failed.state(), InstanceState::Failed);
     assert_eq!(failed.state().as_str(), "failed");
@@ -129,7 +136,12 @@ fn a_failed_pull_ends_the_instance_failed_with_its_reason_and_charges_nothing() 
 
     // Other failures of a workload keep ending it `terminated` with reason `failed: …`.
     let other = c.create_instance(AccountId::from(OPERATOR), request(Some("ok:1")), t(40)).unwrap();
-    report(&mut c, &other, WorkloadState::Failed { message: "no such file".into() }, t(41));
+    report(
+        &mut c,
+        &other,
+        WorkloadState::Failed(Failure::new(FailureKind::Start, "no such file")),
+        t(41),
+    );
     let ended = c.instance(&other).unwrap();
     assert_eq!(ended.state(), InstanceState::Terminated);
     assert_eq!(ended.reason(), Some("failed: no such file"));
@@ -168,7 +180,7 @@ fn a_replica_set_whose_image_cannot_be_pulled_backs_off() {
     let d = c.create_deployment(AccountId::from(OPERATOR), new, t(0)).unwrap();
     let first = c.deployment_instances(&d)[0].clone();
     assert_eq!(first.request.image.as_deref(), Some("nope:1"));
-    report(&mut c, &first.id, WorkloadState::Failed { message: PULL_FAILED.into() }, t(1));
+    report(&mut c, &first.id, pull_failed(), t(1));
     let shown = c.deployment(&d).unwrap();
     assert_eq!(shown.failed, 1);
     let expected = format!("crash_loop: {PULL_FAILED}, next start in 10s");

@@ -35,7 +35,7 @@ impl Cluster {
         // connection has not timed out): the messages go wherever one is, and are dropped
         // where none is. A host without one hears it at its next hello.
         for instance_id in on_host {
-            self.send_stop(id, &instance_id, EndReason::HostLost.as_str());
+            self.send_stop(id, &instance_id, EndReason::HostLost.into());
             self.finish(&instance_id, EndReason::HostLost, Some(detail.clone()), now);
         }
         // After the stops, on the same stream: the session ends once it is written.

@@ -1,7 +1,7 @@
 //! What users ask for (DESIGN §3/§11) and the names of the states and end reasons they
 //! see; the instance itself and its lifecycle are in [`super::instance`].
 
-use gpuspot_common::Money;
+use gpuspot_common::{BillingMode, Money};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,10 +35,10 @@ pub enum Billing {
 }
 
 impl Billing {
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> BillingMode {
         match self {
-            Billing::Regular => "regular",
-            Billing::Spot { .. } => "spot",
+            Billing::Regular => BillingMode::Regular,
+            Billing::Spot { .. } => BillingMode::Spot,
         }
     }
 
@@ -184,42 +184,8 @@ impl InstanceState {
     }
 }
 
-/// Why an instance ended (DESIGN §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndReason {
-    User,
-    Exited,
-    ReclaimedPrice,
-    ReclaimedCapacity,
-    Overdue,
-    HostLost,
-    /// The operator drained the host (DESIGN §19).
-    HostMaintenance,
-    Failed,
-}
-
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::User => "user",
-            EndReason::Exited => "exited",
-            EndReason::ReclaimedPrice => "reclaimed_price",
-            EndReason::ReclaimedCapacity => "reclaimed_capacity",
-            EndReason::Overdue => "overdue",
-            EndReason::HostLost => "host_lost",
-            EndReason::HostMaintenance => "host_maintenance",
-            EndReason::Failed => "failed",
-        }
-    }
-
-    /// The reason `text` names (as `as_str` writes it).
-    pub fn parse(text: &str) -> Option<Self> {
-        use EndReason::*;
-        let all = [User, Exited, ReclaimedPrice, ReclaimedCapacity, Overdue, HostLost];
-        all.into_iter().chain([HostMaintenance, Failed]).find(|r| r.as_str() == text)
-    }
-}
+/// Why an instance ended (DESIGN §5): the wire's word, shared with agents and guests.
+pub use gpuspot_common::vocab::EndReason;
 
 #[cfg(test)]
 mod tests {

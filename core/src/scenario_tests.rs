@@ -15,7 +15,7 @@ use fixtures::{
     replica_set, request, spot, t0,
 };
 use gpuspot_common::protocol::{GuestRuntime, InstanceReport, WorkloadState};
-use gpuspot_common::{AccountId, InstanceId, Money};
+use gpuspot_common::{AccountId, InstanceId, Money, StopReason};
 use sim::Sim;
 
 const MS: Duration = Duration::milliseconds(1);
@@ -72,7 +72,7 @@ fn an_outbid_spot_instance_is_noticed_after_its_hold_and_stopped_at_the_deadline
     assert_eq!(state(&sim, &low), InstanceState::TerminationScheduled);
     assert!(sim.log.stops(&low).is_empty(), "nothing stops it before its deadline");
     sim.run_until(deadline);
-    assert_eq!(sim.log.stops(&low), vec![(deadline, "reclaimed_price")]);
+    assert_eq!(sim.log.stops(&low), vec![(deadline, EndReason::ReclaimedPrice.into())]);
     assert_eq!(state(&sim, &low), InstanceState::Stopping);
 
     let stopped_at = deadline + Duration::seconds(2);
@@ -110,7 +110,7 @@ fn assert_reclaim_noticed(sim: &Sim, id: &InstanceId, hold_until: DateTime<Utc>)
         .expect("the guest is told");
     assert_eq!(*told_at, auction, "at once");
     assert_eq!(told.spot_termination_time, Some(deadline));
-    assert_eq!(told.termination_reason.as_deref(), Some("reclaimed_price"));
+    assert_eq!(told.termination_reason, Some(EndReason::ReclaimedPrice));
     deadline
 }
 
@@ -147,7 +147,7 @@ fn assert_overdue_noticed(sim: &Sim, id: &InstanceId, at: DateTime<Utc>, deadlin
     let (told_at, told) = metadata.last().expect("the guest is told");
     assert_eq!(*told_at, at, "at once");
     assert_eq!(told.spot_termination_time, Some(deadline));
-    assert_eq!(told.termination_reason.as_deref(), Some("overdue"));
+    assert_eq!(told.termination_reason, Some(EndReason::Overdue));
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn without_a_payment_an_overdue_instance_is_stopped_at_the_deadline() {
     assert_eq!(state(&sim, &id), InstanceState::TerminationScheduled);
     assert!(sim.log.stops(&id).is_empty(), "nothing stops it before its deadline");
     sim.run_until(deadline);
-    assert_eq!(sim.log.stops(&id), vec![(deadline, "overdue")]);
+    assert_eq!(sim.log.stops(&id), vec![(deadline, EndReason::Overdue.into())]);
 
     let stopped_at = deadline + Duration::seconds(3);
     sim.run_until(stopped_at);
@@ -279,7 +279,7 @@ fn assert_comeback_is_told_to_stop(sim: &mut Sim, lone: &InstanceId) {
     sim.act(|c, now| {
         c.host_connected(&host, &inventory, "test", &[GuestRuntime::Process], &[report], now)
     });
-    assert_eq!(sim.log.stops(lone), vec![(sim.now(), "not desired")]);
+    assert_eq!(sim.log.stops(lone), vec![(sim.now(), StopReason::NotDesired)]);
     assert_eq!(state(sim, lone), InstanceState::Terminated, "a lost instance stays ended");
 }
 

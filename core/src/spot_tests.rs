@@ -3,7 +3,8 @@
 //! reclamation, notices and deadlines, and a `fixed_at_start` pool.
 
 use super::cluster::Cluster;
-use super::model::{Billing, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
+use super::model::SnapshotOptions;
+use super::model::{Billing, EndReason, GpuRequest, InstanceRequest, InstanceState, Range};
 use super::settings::PoolPricing;
 use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
@@ -148,7 +149,7 @@ fn a_higher_bid_reclaims_only_after_the_hold_then_at_the_deadline() {
     });
     let metadata = metadata.expect("the guest is told at once");
     assert_eq!(metadata.spot_termination_time, noticed.termination_time());
-    assert_eq!(metadata.termination_reason.as_deref(), Some("reclaimed_price"));
+    assert_eq!(metadata.termination_reason, Some(EndReason::ReclaimedPrice));
 
     w.cluster.tick(decided + Duration::seconds(NOTICE - 1));
     assert_eq!(w.state(&low), InstanceState::TerminationScheduled, "not before the deadline");

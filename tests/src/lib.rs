@@ -21,6 +21,7 @@ pub mod load;
 pub mod market;
 pub mod metadata;
 pub mod mounts;
+pub mod peer;
 pub mod podman;
 pub mod process;
 pub mod smtp;

@@ -28,12 +28,12 @@ pub fn value(metadata: &GuestMetadata, key: &str) -> Option<Value> {
         "host_id" => text(metadata.host_id.as_str()),
         "gpu_uuids" => Some(json!(metadata.gpu_uuids)),
         "spot_termination_time" => metadata.spot_termination_time.as_ref().map(time),
-        "termination_reason" => metadata.termination_reason.as_deref().and_then(text),
+        "termination_reason" => metadata.termination_reason.and_then(|r| text(r.as_str())),
         "hold_until" => metadata.hold_until.as_ref().map(time),
-        "billing_mode" => metadata.billing_mode.as_deref().and_then(text),
+        "billing_mode" => metadata.billing_mode.and_then(|m| text(m.as_str())),
         "bid" => metadata.bid.map(|m| Value::String(m.to_string())),
         "price" => metadata.price.map(|m| Value::String(m.to_string())),
-        "deployment_id" => metadata.deployment_id.as_deref().and_then(text),
+        "deployment_id" => metadata.deployment_id.as_ref().and_then(|d| text(d.as_str())),
         _ => None,
     }
 }

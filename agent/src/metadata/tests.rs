@@ -3,7 +3,7 @@
 
 use super::*;
 use chrono::{DateTime, TimeZone, Utc};
-use gpuspot_common::Money;
+use gpuspot_common::{BillingMode, EndReason, Money};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,7 +58,7 @@ fn metadata() -> GuestMetadata {
         instance_id: "i-0123".into(),
         host_id: "h-42".into(),
         gpu_uuids: vec!["GPU-a".into(), "GPU-b".into()],
-        billing_mode: Some("spot".into()),
+        billing_mode: Some(BillingMode::Spot),
         bid: Some(Money::from_micros(2_500_000)),
         price: Some(Money::from_micros(1_200_000)),
         ..GuestMetadata::default()
@@ -83,7 +83,7 @@ fn fixture() -> Fixture {
 fn schedule_termination(sender: &watch::Sender<GuestMetadata>) {
     sender.send_modify(|m| {
         m.spot_termination_time = Some(termination());
-        m.termination_reason = Some("reclaimed_price".into());
+        m.termination_reason = Some(EndReason::ReclaimedPrice);
     });
 }
 

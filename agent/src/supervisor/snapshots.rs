@@ -8,10 +8,10 @@ use super::Supervisor;
 use super::workloads::{PendingSave, Phase, Restoring, Stage};
 use crate::snapshots::tasks::Packed;
 use crate::snapshots::{RestoreJob, SaveJob};
-use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{
     AgentMessage, Assignment, InstanceReport, SnapshotRef, StartRefusal, WorkloadState,
 };
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use std::path::PathBuf;
 
 /// What the link must do after the supervisor applied a command or an event.
@@ -84,7 +84,7 @@ impl Supervisor {
                 let snapshot = snapshot.map_or("?", |s| s.id.as_str());
                 let message = format!("snapshot {snapshot} could not be restored: {e}");
                 tracing::warn!(instance = %id, %message, "workload not started");
-                WorkloadState::Failed { message }
+                WorkloadState::Failed(Failure::new(FailureKind::SnapshotRestore, message))
             }
         };
         let log = self.log_tail(self.spec(&assignment).log_path, assignment.log_offset);

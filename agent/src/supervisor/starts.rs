@@ -150,9 +150,9 @@ impl Supervisor {
             }
             self.release_data(&id);
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
-            let state = WorkloadState::Failed { message: e.to_string() };
-            self.remember_finished(id.clone(), Stage::Starting, state, starting.log, None);
-            return vec![Followup::Report(failed(&id, e.to_string()))];
+            let report = failed(&id, e.to_string());
+            self.remember_finished(id.clone(), Stage::Starting, report.state.clone(), starting.log, None);
+            return vec![Followup::Report(report)];
         }
         tracing::info!(instance = %id, "workload started");
         // A container runs only once its image is pulled and it is created and started: its

@@ -92,8 +92,10 @@ async fn a_failed_restore_fails_the_instance_without_starting_it() {
     else {
         panic!("a report");
     };
-    let WorkloadState::Failed { message } = report.state else { panic!("{report:?}") };
-    assert_eq!(message, "snapshot s-0123456789abcdef could not be restored: sha256 mismatch");
+    let WorkloadState::Failed(failure) = report.state else { panic!("{report:?}") };
+    assert_eq!(failure.kind, gpuspot_common::FailureKind::SnapshotRestore);
+    let expected = "snapshot s-0123456789abcdef could not be restored: sha256 mismatch";
+    assert_eq!(failure.to_string(), expected);
     assert!(f.runtime.started().is_empty());
     assert!(f.supervisor.finished_ids().contains(&id));
 }

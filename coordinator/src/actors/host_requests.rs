@@ -64,7 +64,7 @@ impl ClusterActor {
         for report in reports {
             let _ = outbox.send(Box::new(CoordinatorMessage::Stop {
                 instance_id: report.instance_id.clone(),
-                reason: EndReason::HostLost.as_str().into(),
+                reason: EndReason::HostLost.into(),
                 kill_timeout_ms,
             }));
         }

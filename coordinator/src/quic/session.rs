@@ -32,14 +32,7 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
         tracing::info!(%remote, "agent opened no stream; closing");
         return;
     };
-    let first =
-        tokio::time::timeout(FIRST_FRAME_TIMEOUT, codec::read_frame::<_, AgentMessage>(&mut recv))
-            .await;
-    let first = match first {
-        Ok(Ok(Some(message))) => message,
-        Ok(Err(e)) => return close(&connection, &format!("bad first frame: {e}")),
-        _ => return close(&connection, "no first frame"),
-    };
+    let Some(first) = first_frame(&connection, &mut send, &mut recv).await else { return };
     let fingerprint = peer_certificate_fingerprint(&connection);
     match (fingerprint, first) {
         (None, AgentMessage::Join { token, csr_pem, hostname }) => {
@@ -73,26 +66,70 @@ pub async fn run(connection: quinn::Connection, context: Arc<QuicContext>) {
                 network: host_network(network, remote),
                 reports: instances,
             });
-            context.exec_links.register(host_id.clone(), link_id, connection.clone());
-            let writer = tokio::spawn(write_loop(send, inbox, connection.clone(), context.clone()));
-            let streams = SnapshotStreams {
-                files: context.snapshots.clone(),
-                max_bytes: context.snapshot_max_bytes,
-            };
-            let snapshots = snapshots::spawn_acceptor(connection.clone(), streams, host_id.clone());
-            let reason = read_loop(&mut recv, &host_id, link_id, &context).await;
-            writer.abort();
-            snapshots.abort();
-            context.exec_links.unregister(&host_id, link_id);
-            tracing::info!(%host_id, %reason, "agent session ended");
-            context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
-            connection.close(0u32.into(), reason.as_bytes());
+            serve((connection, send, recv), host_id, link_id, inbox, &context).await
         }
         (Some(_), _) => {
             refuse(&connection, &mut send, None, RefusalCode::ExpectedHello, "expected a hello")
                 .await
         }
     }
+}
+
+/// Carries the session of an admitted host until its link ends: `inbox` (what the cluster
+/// sends it) out, its messages in, its snapshot streams, and exec streams opened to it.
+async fn serve(
+    (connection, send, mut recv): (quinn::Connection, quinn::SendStream, quinn::RecvStream),
+    host_id: HostId,
+    link_id: u64,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<Box<CoordinatorMessage>>,
+    context: &Arc<QuicContext>,
+) {
+    context.exec_links.register(host_id.clone(), link_id, connection.clone());
+    let writer = tokio::spawn(write_loop(send, inbox, connection.clone(), context.clone()));
+    let streams =
+        SnapshotStreams { files: context.snapshots.clone(), max_bytes: context.snapshot_max_bytes };
+    let snapshots = snapshots::spawn_acceptor(connection.clone(), streams, host_id.clone());
+    let reason = read_loop(&mut recv, &host_id, link_id, context).await;
+    writer.abort();
+    snapshots.abort();
+    context.exec_links.unregister(&host_id, link_id);
+    tracing::info!(%host_id, %reason, "agent session ended");
+    context.cluster.do_send(AgentEvent::Disconnected { host_id, link_id });
+    connection.close(0u32.into(), reason.as_bytes());
+}
+
+/// The first message of a connection, or None once the connection is closed: a hello of
+/// another protocol version that does not decode here (its later fields have that
+/// version's shapes) is still refused as a version mismatch, which every agent decodes.
+async fn first_frame(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Option<AgentMessage> {
+    let read = tokio::time::timeout(FIRST_FRAME_TIMEOUT, codec::read_body(recv)).await;
+    let (error, body) = match read {
+        Ok(Ok(Some(body))) => match codec::decode_body(&body) {
+            Ok(message) => return Some(message),
+            Err(error) => (error, body),
+        },
+        Ok(Err(e)) => (e, Vec::new()),
+        _ => {
+            close(connection, "no first frame");
+            return None;
+        }
+    };
+    match codec::hello_version(&body) {
+        Some(version) if version != PROTOCOL_VERSION => {
+            let reason = version_mismatch(version);
+            refuse(connection, send, Some(version), RefusalCode::VersionMismatch, &reason).await
+        }
+        _ => close(connection, &format!("bad first frame: {error}")),
+    }
+    None
+}
+
+fn version_mismatch(version: u32) -> String {
+    format!("protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})")
 }
 
 /// Where the host's guests are reached: the address its agent names, else the one it
@@ -119,10 +156,7 @@ async fn admit(
     instances: &[InstanceReport],
 ) -> Option<HostId> {
     let (code, reason) = if version != PROTOCOL_VERSION {
-        let reason = format!(
-            "protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})"
-        );
-        (RefusalCode::VersionMismatch, reason)
+        (RefusalCode::VersionMismatch, version_mismatch(version))
     } else {
         match host_for(context, fingerprint).await {
             Ok(host_id) => return Some(host_id),
@@ -178,7 +212,7 @@ async fn stop_reported(
     for report in reports.iter().filter(|r| !r.state.is_final()) {
         let stop = CoordinatorMessage::Stop {
             instance_id: report.instance_id.clone(),
-            reason: EndReason::HostLost.as_str().into(),
+            reason: EndReason::HostLost.into(),
             kill_timeout_ms: kill_timeout.as_millis() as u64,
         };
         if codec::write_frame(send, &stop).await.is_err() {

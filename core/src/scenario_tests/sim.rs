@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{
     CoordinatorMessage, GuestMetadata, GuestRuntime, InstanceReport, WorkloadState,
 };
-use gpuspot_common::{Clock, HostId, InstanceId, ManualClock, Money};
+use gpuspot_common::{Clock, HostId, InstanceId, ManualClock, Money, StopReason};
 use std::collections::BTreeMap;
 
 /// A run that wakes this often without the clock passing its target is stuck.
@@ -151,12 +151,12 @@ impl Log {
     }
 
     /// When the instance's agent was told to stop it, and with what reason.
-    pub fn stops(&self, id: &InstanceId) -> Vec<(DateTime<Utc>, &str)> {
+    pub fn stops(&self, id: &InstanceId) -> Vec<(DateTime<Utc>, StopReason)> {
         self.sends
             .iter()
             .filter_map(|s| match &s.message {
                 CoordinatorMessage::Stop { instance_id, reason, .. } if instance_id == id => {
-                    Some((s.at, reason.as_str()))
+                    Some((s.at, *reason))
                 }
                 _ => None,
             })

@@ -11,6 +11,7 @@ use bollard::errors::Error as EngineError;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::InspectContainerOptions;
 use gpuspot_common::protocol::WorkloadState;
+use gpuspot_common::{Failure, FailureKind};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,8 +67,8 @@ pub(super) async fn final_state(
     let info = match engine.inspect(name).await {
         Ok(info) => info,
         Err(error) => {
-            let message = format!("lost track of container {name}: {}", engine_message(&error));
-            return WorkloadState::Failed { message };
+            let detail = format!("lost track of container {name}: {}", engine_message(&error));
+            return WorkloadState::Failed(Failure::new(FailureKind::Lost, detail));
         }
     };
     let code = info.state.as_ref().and_then(|s| s.exit_code).and_then(|c| i32::try_from(c).ok());
@@ -77,11 +78,11 @@ pub(super) async fn final_state(
     }
     let limit = info.host_config.and_then(|h| h.memory).unwrap_or(0);
     let gib = limit as f64 / f64::from(1u32 << 30);
-    let message = format!(
-        "out of memory: the container was killed at its memory limit of {gib} GiB (exit code {})",
+    let detail = format!(
+        "the container was killed at its memory limit of {gib} GiB (exit code {})",
         code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
     );
-    WorkloadState::Failed { message }
+    WorkloadState::Failed(Failure::new(FailureKind::OutOfMemory, detail))
 }
 
 /// The engine's word, the watch's, or for a SIGKILL (exit 137) that no stop of ours sent,

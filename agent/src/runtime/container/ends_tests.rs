@@ -72,11 +72,11 @@ async fn an_end_is_its_exit_code_unless_the_oom_killer_ended_it() {
     engine.set(Some(Some(container(false, 137, true))));
     let oom = final_state(&engine, "c", None).await;
     // Matched and read through Debug, whatever shape the failure's reason has.
-    assert!(matches!(oom, WorkloadState::Failed { .. }), "an OOM kill is a failure: {oom:?}");
+    assert!(matches!(oom, WorkloadState::Failed(_)), "an OOM kill is a failure: {oom:?}");
     let text = format!("{oom:?}");
     assert!(text.contains("memory limit of 2 GiB") && text.contains("137"), "{text}");
     engine.set(None);
     let lost = final_state(&engine, "c", None).await;
-    assert!(matches!(lost, WorkloadState::Failed { .. }), "{lost:?}");
+    assert!(matches!(lost, WorkloadState::Failed(_)), "{lost:?}");
     assert!(format!("{lost:?}").contains("lost track of container c"), "{lost:?}");
 }

@@ -19,8 +19,8 @@ use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions,
 };
-use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::WorkloadState;
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +54,7 @@ pub(super) async fn run(
     };
     let state = match launched {
         None => WorkloadState::Stopped,
-        Some(Err(message)) => WorkloadState::Failed { message },
+        Some(Err(failure)) => WorkloadState::Failed(failure),
         Some(Ok(())) => {
             tracing::info!(instance_id = %id, container = %name, image, "container started");
             // Only now does it run: the supervisor reports `running` on this, not at start().
@@ -79,12 +79,29 @@ pub(super) async fn resume(
     end(&inner, &id, &name, state).await;
 }
 
-async fn launch(inner: &Inner, spec: &WorkloadSpec, image: &str, name: &str) -> Result<(), String> {
-    let docker = &inner.engine.docker;
+async fn launch(
+    inner: &Inner,
+    spec: &WorkloadSpec,
+    image: &str,
+    name: &str,
+) -> Result<(), Failure> {
     if let Some(refusal) = inner.gpus.refusal(&spec.gpu_uuids) {
-        return Err(refusal);
+        return Err(Failure::new(FailureKind::Start, refusal));
     }
-    inner.pulls.ensure(docker, image).await.map_err(|e| format!("image_pull_failed: {e}"))?;
+    let pulled = inner.pulls.ensure(&inner.engine.docker, image).await;
+    pulled.map_err(|e| Failure::new(FailureKind::ImagePull, e.to_string()))?;
+    create_and_start(inner, spec, image, name)
+        .await
+        .map_err(|e| Failure::new(FailureKind::Start, e))
+}
+
+async fn create_and_start(
+    inner: &Inner,
+    spec: &WorkloadSpec,
+    image: &str,
+    name: &str,
+) -> Result<(), String> {
+    let docker = &inner.engine.docker;
     network::create(docker, &spec.instance_id, &inner.options.agent).await?;
     let options = &inner.options;
     let body = spec::create_body(spec, image, &options.agent, inner.gpus, options.log_max_bytes);

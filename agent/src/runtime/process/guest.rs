@@ -10,7 +10,7 @@ use crate::runtime::cgroup::InstanceCgroup;
 use crate::runtime::group::{signal_group, wait_group_gone};
 use crate::runtime::record::{self, ProcessRecord};
 use crate::runtime::uids::GuestIds;
-use gpuspot_common::InstanceId;
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use gpuspot_common::protocol::WorkloadState;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -138,16 +138,16 @@ fn final_state(wait_status: Option<i32>, oom_kills: u64) -> WorkloadState {
         Some(status) if oom_kills > 0 && record::exit_code(status) != Some(0) => {
             let code = record::exit_code(status);
             let how = code.map_or("was killed".to_owned(), |code| format!("exited with {code}"));
-            WorkloadState::Failed {
-                message: format!(
-                    "out of memory: the kernel's OOM killer ended {oom_kills} of the workload's \
-                     processes at its memory limit (memory_gib) and the workload {how}"
-                ),
-            }
+            let detail = format!(
+                "the kernel's OOM killer ended {oom_kills} of the workload's processes at its \
+                 memory limit (memory_gib) and the workload {how}"
+            );
+            WorkloadState::Failed(Failure::new(FailureKind::OutOfMemory, detail))
         }
         Some(status) => WorkloadState::Exited { code: record::exit_code(status) },
-        None => WorkloadState::Failed {
-            message: "lost track of the workload: its watcher ended without its exit status".into(),
-        },
+        None => WorkloadState::Failed(Failure::new(
+            FailureKind::Lost,
+            "lost track of the workload: its watcher ended without its exit status",
+        )),
     }
 }

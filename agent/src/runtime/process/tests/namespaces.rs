@@ -116,8 +116,9 @@ async fn a_guest_over_its_memory_is_oom_killed_and_its_pids_are_capped() {
     // 1.5 GiB touched at once by a 1 GiB guest.
     h.start("i-oom", "exec dd if=/dev/zero of=/dev/null bs=1536M count=1");
     let event = h.next_event().await;
-    let WorkloadState::Failed { message } = &event.state else { panic!("{event:?}") };
-    assert!(message.contains("out of memory"), "{message}");
+    let WorkloadState::Failed(failure) = &event.state else { panic!("{event:?}") };
+    assert_eq!(failure.kind, gpuspot_common::FailureKind::OutOfMemory, "{failure}");
+    assert!(failure.to_string().starts_with("out of memory: "), "{failure}");
 
     // awk goes on when a fork fails (a shell would exit).
     let bomb = "id -u > uid; awk 'BEGIN { for (i = 0; i < 200; i++) \
