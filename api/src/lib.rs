@@ -35,7 +35,7 @@ pub use instances::{
 pub use misc::{ExecResult, MailState, Message, Snapshot};
 pub use pools::{Pool, PricePoint, Pricing};
 
-/// Implements `as_str` and `Display` for a unit-only enum from its serde names, and
+/// Implements `as_str`, `parse` and `Display` for a unit-only enum from its serde names, and
 /// `ALL`, every variant in declaration order.
 macro_rules! vocabulary {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -47,6 +47,14 @@ macro_rules! vocabulary {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text),+
+                }
+            }
+
+            /// The variant the API names `text`.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
                 }
             }
         }

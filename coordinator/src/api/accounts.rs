@@ -7,18 +7,18 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use super::listing::{self, PageQuery};
-use super::schemas::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
-use super::validation::present;
+use super::views;
 use crate::actors::messages::{AccountView, Payment};
 use crate::actors::{AccountChange, ApiRequest, Scope};
 use crate::core::accounts::NewAccount;
-use crate::core::billing::LedgerEntry;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, get, patch, post, web};
+use gpuspot_api::Role;
+use gpuspot_api::requests::PaymentBody;
+use gpuspot_api::requests::{AccountChangeBody as ChangeBody, NewAccountBody as CreateBody};
+use gpuspot_api::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
 use gpuspot_common::{AccountId, Money};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -31,43 +31,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(pay);
 }
 
-/// An account with the quota that applies to it and what it holds.
-pub fn view(shown: &AccountView) -> Value {
-    let account = &shown.account;
-    json!({
-        "id": account.id,
-        "name": account.name,
-        "balance": account.balance,
-        "overdue": account.is_overdue(),
-        "overdue_since": account.overdue_since,
-        "overdue_deadline": account.overdue_deadline,
-        "webhook_url": account.webhook_url,
-        "email": account.email,
-        "disabled": account.disabled,
-        "created_at": account.created_at,
-        "quota": shown.quota,
-        "usage": shown.usage,
-    })
-}
-
-pub fn entry_view(entry: &LedgerEntry) -> Value {
-    json!({
-        "id": entry.id,
-        "at": entry.at,
-        "kind": entry.kind,
-        "amount": entry.amount,
-        "instance_id": entry.instance_id,
-        "balance_after": entry.balance_after,
-    })
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = NewAccount)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    webhook_url: Option<String>,
-    email: Option<String>,
+/// The account and its token, shown this once.
+fn with_token(account: &AccountView, token: String) -> AccountWithToken {
+    AccountWithToken { account: views::account(account), token }
 }
 
 /// An address lettre can send to, as written.
@@ -122,9 +88,7 @@ async fn create(
     let new = NewAccount { name, token_hash: token_hash(&token), webhook_url, email };
     let account = state.ask(|reply| ApiRequest::CreateAccount { new, reply }).await?;
     state.directory.add(&account.account);
-    let mut body = view(&account);
-    body["token"] = json!(token);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(with_token(&account, token)))
 }
 
 /// The accounts, oldest first, paged on the server. Admin only.
@@ -147,7 +111,9 @@ async fn list(
     let wanted = query.listing()?;
     let query = listing::repeated(&wanted);
     let found = state.ask(|reply| ApiRequest::ListAccounts { listing: wanted, reply }).await?;
-    Ok(listing::answer("/v1/accounts", &query, &found, view, |a| a.account.id.to_string()))
+    Ok(listing::answer("/v1/accounts", &query, &found, views::account, |a| {
+        a.account.id.to_string()
+    }))
 }
 
 /// The token's own account (the operator account, which the admin acts for, with
@@ -162,15 +128,13 @@ async fn list(
 #[get("/whoami")]
 async fn whoami(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     let role = match caller.scope {
-        Scope::Admin => "admin",
-        Scope::Account(_) => "account",
+        Scope::Admin => Role::Admin,
+        Scope::Account(_) => Role::Account,
     };
     let id = caller.account(None)?;
     let account =
         state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
-    let mut body = view(&account);
-    body["role"] = json!(role);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(Whoami { account: views::account(&account), role }))
 }
 
 /// An account, by id or name; an account token sees only its own.
@@ -193,16 +157,7 @@ async fn show(
     let id = AccountId(id.into_inner());
     let account =
         state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
-    Ok(HttpResponse::Ok().json(view(&account)))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = Payment)]
-#[serde(deny_unknown_fields)]
-struct PaymentBody {
-    /// A decimal above zero with at most 6 decimals, e.g. `10.00`.
-    #[schema(example = "10.00", pattern = r"^[0-9]+(\.[0-9]{1,6})?$")]
-    amount: String,
+    Ok(HttpResponse::Ok().json(views::account(&account)))
 }
 
 /// The most one payment may add: 1,000,000,000 units.
@@ -255,8 +210,9 @@ async fn pay(
     let id = AccountId(id.into_inner());
     let Payment { entry, account } =
         state.ask(|reply| ApiRequest::Pay { scope: caller.scope, id, amount, reply }).await?;
-    Ok(HttpResponse::Created()
-        .json(json!({ "entry": entry_view(&entry), "account": view(&account) })))
+    let receipt =
+        PaymentReceipt { entry: views::ledger_entry(&entry), account: views::account(&account) };
+    Ok(HttpResponse::Created().json(receipt))
 }
 
 /// A new API token; the old one stops working at once.
@@ -286,32 +242,12 @@ async fn rotate_token(
         })
         .await?;
     state.directory.set(&account.account);
-    let mut body = view(&account);
-    body["token"] = json!(token);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(with_token(&account, token)))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = AccountChange)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    /// Admin only.
-    disabled: Option<bool>,
-    /// An object changes the limits it names (`null` in one clears it); `null` here goes
-    /// back to the configured default.
-    /// Admin only: `{"max_gpus": N|null, "max_instances": N|null}`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    quota: Option<Option<QuotaChange>>,
-    /// The account's own to change; `null` stops mail (the inbox stays).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    email: Option<Option<String>>,
-    /// Admin only, as at creation: where the account's events are POSTed (http(s), at
-    /// most 2048 bytes); `null` stops them.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    webhook_url: Option<Option<String>>,
+/// A quota change as the core applies it.
+fn quota_change(asked: gpuspot_api::requests::QuotaChange) -> QuotaChange {
+    QuotaChange { max_gpus: asked.max_gpus, max_instances: asked.max_instances }
 }
 
 /// Changes `email` (the account's own), or `disabled`, `quota` and `webhook_url` (admin
@@ -344,7 +280,9 @@ async fn change(
     }
     let change = AccountChange {
         disabled: body.disabled,
-        quota: body.quota.map(|q| q.map_or(QuotaUpdate::Default, QuotaUpdate::Change)),
+        quota: body
+            .quota
+            .map(|q| q.map_or(QuotaUpdate::Default, |q| QuotaUpdate::Change(quota_change(q)))),
         email: body.email.map(|e| e.as_deref().map(email_address).transpose()).transpose()?,
         webhook_url: body
             .webhook_url
@@ -354,7 +292,7 @@ async fn change(
     let (id, scope) = (AccountId(id.into_inner()), caller.scope);
     let account = state.ask(|reply| ApiRequest::ChangeAccount { scope, id, change, reply }).await?;
     state.directory.set(&account.account);
-    Ok(HttpResponse::Ok().json(view(&account)))
+    Ok(HttpResponse::Ok().json(views::account(&account)))
 }
 
 #[cfg(test)]

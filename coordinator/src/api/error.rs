@@ -6,6 +6,7 @@ use crate::actors::Failure;
 use crate::core::error::{AccountError, DeploymentError, LifecycleError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
+use gpuspot_api::ErrorBody;
 use std::fmt;
 
 #[derive(Debug)]
@@ -60,8 +61,7 @@ impl ResponseError for HttpError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "API request failed");
         }
-        HttpResponse::build(self.status)
-            .json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
+        HttpResponse::build(self.status).json(ErrorBody::new(self.code, self.message.as_str()))
     }
 }
 

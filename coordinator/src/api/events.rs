@@ -17,13 +17,13 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use super::schemas::ErrorBody;
 use crate::actors::Scope;
 use crate::core::cluster::Event;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use bytes::Bytes;
 use futures::StreamExt;
+use gpuspot_api::ErrorBody;
 use gpuspot_common::AccountId;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};

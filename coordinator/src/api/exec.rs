@@ -6,13 +6,13 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
-use super::schemas::{ErrorBody, ExecResult};
 use crate::actors::{ApiRequest, ClusterActor, Scope};
 use crate::core::model::InstanceState;
 use crate::quic::exec::{self, ExecChannel, ExecLinks};
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
+use gpuspot_api::{ErrorBody, ExecResult};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{ExecOutput, ExecRequest};
 use serde::Deserialize;
@@ -199,12 +199,12 @@ async fn run(
     })?;
     let Collected { output, truncated, end } = outcome;
     match end {
-        ExecOutput::Exit { code, timed_out } => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "exit_code": code,
-            "output": String::from_utf8_lossy(&output),
-            "truncated": truncated,
-            "timed_out": timed_out,
-        }))),
+        ExecOutput::Exit { code, timed_out } => Ok(HttpResponse::Ok().json(ExecResult {
+            exit_code: code,
+            output: String::from_utf8_lossy(&output).into_owned(),
+            truncated,
+            timed_out,
+        })),
         ExecOutput::Error { reason } => Err(exec_failed(reason)),
         ExecOutput::Data(_) => Err(HttpError::internal("exec ended on a data frame")),
     }

@@ -4,15 +4,15 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::HttpError;
 use super::listing::{self, StateQuery};
-use super::schemas::{ErrorBody, Instance};
-use super::validation::{InstanceBody as CreateBody, instance as validate};
+use super::validation::instance as validate;
 use super::views;
 use crate::actors::ApiRequest;
 use crate::core::model::InstanceState;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
+use gpuspot_api::requests::{InstanceBody as CreateBody, InstanceChangeBody as ChangeBody};
+use gpuspot_api::{ErrorBody, Instance};
 use gpuspot_common::InstanceId;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -110,24 +110,6 @@ async fn show(
     let instance =
         state.ask(|reply| ApiRequest::GetInstance { scope: caller.scope, id, reply }).await?;
     Ok(HttpResponse::Ok().json(views::instance(&instance)))
-}
-
-/// `PATCH /v1/instances/{id}`: `name` and `env` change; the billing mode and the size are
-/// fixed (409), so those keys are accepted only to be refused with a reason.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = InstanceChange)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    name: Option<String>,
-    env: Option<BTreeMap<String, String>>,
-    /// Refused: 409.
-    billing: Option<serde_json::Value>,
-    /// Refused: 409.
-    gpu: Option<serde_json::Value>,
-    /// Refused: 409.
-    cpu_cores: Option<serde_json::Value>,
-    /// Refused: 409.
-    memory_gib: Option<serde_json::Value>,
 }
 
 #[utoipa::path(

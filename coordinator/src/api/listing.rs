@@ -8,7 +8,7 @@ use super::error::HttpError;
 use crate::core::listing::{Listing, Page};
 use actix_web::HttpResponse;
 use serde::Deserialize;
-use serde_json::Value;
+use serde::Serialize;
 
 /// The limits of `?limit=`: the default and the most one page holds.
 #[derive(Clone, Copy, Debug)]
@@ -121,11 +121,11 @@ pub fn after(text: Option<&str>) -> Result<Option<String>, HttpError> {
 
 /// The page as a JSON array of `view`s; when more follow, a `Link` to the next page:
 /// `path` with `query` (the page's other parameters, as given) and `after` the last id.
-pub fn answer<T>(
+pub fn answer<T, V: Serialize>(
     path: &str,
     query: &[(&str, String)],
     page: &Page<T>,
-    view: impl Fn(&T) -> Value,
+    view: impl Fn(&T) -> V,
     id: impl Fn(&T) -> String,
 ) -> HttpResponse {
     let mut response = HttpResponse::Ok();
@@ -153,6 +153,7 @@ pub fn repeated(listing: &Listing) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const KNOWN: &[&str] = &["queued", "running", "terminated"];
 

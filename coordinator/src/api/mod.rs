@@ -10,7 +10,7 @@
 //! - [`messages`]: the accounts' inboxes; [`ledger`]: their ledgers.
 //! - [`dashboard`]: the browser dashboard at `/`.
 //! - [`openapi`]: the OpenAPI document generated from the routes, and the docs page;
-//!   [`schemas`]: the answers' shapes in it.
+//!   the answers' shapes are the [`gpuspot_api`] types.
 
 pub mod accounts;
 pub mod auth;
@@ -28,7 +28,6 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod pools;
-pub mod schemas;
 pub mod snapshots;
 pub mod validation;
 pub mod views;
