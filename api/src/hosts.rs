@@ -68,3 +68,11 @@ pub struct HostUnit {
     pub cpu_cores: u32,
     pub memory_gib: u64,
 }
+
+/// A runtime's name as the API writes it.
+pub fn runtime_name(runtime: GuestRuntime) -> &'static str {
+    match runtime {
+        GuestRuntime::Process => "process",
+        GuestRuntime::Container => "container",
+    }
+}
