@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{AccountInputError, HttpError};
 use super::listing::{self, PageQuery};
 use super::views;
 use crate::actors::messages::{AccountView, Payment};
@@ -40,7 +40,7 @@ fn with_token(account: &AccountView, token: String) -> AccountWithToken {
 fn email_address(text: &str) -> Result<String, HttpError> {
     let text = text.trim();
     text.parse::<lettre::Address>().map(|_| text.to_owned()).map_err(|e| {
-        HttpError::bad_request("invalid_request", format!("email {text:?} is not an address: {e}"))
+        AccountInputError::Email { text: text.to_owned(), reason: e.to_string() }.into()
     })
 }
 
@@ -49,10 +49,7 @@ fn webhook_url(text: &str) -> Result<String, HttpError> {
     let text = text.trim();
     let scheme = text.starts_with("http://") || text.starts_with("https://");
     if !scheme || text.len() > 2048 || reqwest::Url::parse(text).is_err() {
-        return Err(HttpError::bad_request(
-            "invalid_request",
-            "webhook_url must be http(s)://… (at most 2048 bytes)",
-        ));
+        return Err(AccountInputError::Webhook.into());
     }
     Ok(text.to_owned())
 }
@@ -80,7 +77,7 @@ async fn create(
     let body = body.into_inner();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 128 {
-        return Err(HttpError::bad_request("invalid_request", "name must be 1 to 128 characters"));
+        return Err(AccountInputError::Name.into());
     }
     let webhook_url = body.webhook_url.as_deref().map(webhook_url).transpose()?;
     let email = body.email.as_deref().map(email_address).transpose()?;
@@ -166,7 +163,7 @@ const MAX_PAYMENT: Money = Money(1_000_000_000 * gpuspot_common::money::MICROS_P
 /// `^[0-9]+(\.[0-9]{1,6})?$`, above zero, at most [`MAX_PAYMENT`].
 fn payment_amount(text: &str) -> Result<Money, HttpError> {
     let invalid =
-        |why: &str| HttpError::bad_request("invalid_request", format!("amount {text:?}: {why}"));
+        |why: &'static str| HttpError::from(AccountInputError::Amount { text: text.into(), why });
     let (whole, frac) = text.split_once('.').unwrap_or((text, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) || !digits(frac) || frac.len() > 6 {

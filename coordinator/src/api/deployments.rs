@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, WorkloadError};
 use super::listing::{self, StateQuery};
 use super::validation::{self, deployment as validate};
 use super::views;
@@ -31,7 +31,7 @@ fn admit(state: &AppState, template: &Template) -> Result<(), HttpError> {
     state
         .policy
         .admits("template.image", template.image.as_deref())
-        .map_err(|m| HttpError::bad_request("image_required", m))
+        .map_err(|m| WorkloadError::ImageRequired(m).into())
 }
 
 /// [`AppState::ask`] for a deployment request, which `request` builds around its reply.
@@ -72,10 +72,7 @@ async fn create(
         known |= state.ask(|reply| ApiRequest::KnownModel { model: model.clone(), reply }).await?;
     }
     if !known {
-        return Err(HttpError::bad_request(
-            "unknown_model",
-            "no pool or host offers any GPU model of these specs",
-        ));
+        return Err(WorkloadError::UnknownSpecModels.into());
     }
     let v = ask(&state, |reply| DeploymentRequest::Create { account, new, reply }).await?;
     Ok(HttpResponse::Accepted().json(views::deployment(&v)))

@@ -11,7 +11,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{ExecError, HttpError, QueryError};
 use super::exec::{ExecStart, Gateway, check_command};
 use crate::quic::exec::ExecChannel;
 use actix_web::{HttpRequest, HttpResponse, get, web};
@@ -37,7 +37,7 @@ struct Query {
 }
 
 fn bad(message: impl Into<String>) -> HttpError {
-    HttpError::bad_request("invalid_query", message)
+    QueryError::Invalid(message.into()).into()
 }
 
 /// `value` as a number in `1..=most`, or a message naming `key`.
@@ -118,11 +118,7 @@ pub async fn interactive(
 ) -> Result<HttpResponse, HttpError> {
     let upgrade = request.headers().get(actix_web::http::header::UPGRADE);
     if !upgrade.and_then(|u| u.to_str().ok()).is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-        return Err(HttpError::bad_request(
-            "websocket_required",
-            "GET …/exec is an interactive session and needs `Upgrade: websocket`; \
-             POST {\"command\": [...]} runs a command and answers with its output",
-        ));
+        return Err(ExecError::WebsocketRequired.into());
     }
     let id = InstanceId(id.into_inner());
     let query = parse_query(request.query_string())?;
@@ -134,8 +130,8 @@ pub async fn interactive(
         timeout: query.timeout,
     };
     let channel = Gateway::of(&state).open(caller.scope, &id, start).await?;
-    let (response, session, stream) = actix_ws::handle(&request, body)
-        .map_err(|e| HttpError::bad_request("websocket_handshake", e.to_string()))?;
+    let (response, session, stream) =
+        actix_ws::handle(&request, body).map_err(|e| ExecError::Handshake(e.to_string()))?;
     let stream = stream
         .max_frame_size(MAX_MESSAGE)
         .aggregate_continuations()

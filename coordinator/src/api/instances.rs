@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, WorkloadError};
 use super::listing::{self, StateQuery};
 use super::validation::instance as validate;
 use super::views;
@@ -46,10 +46,7 @@ async fn create(
     let body = body.into_inner();
     let account = caller.account(body.account_id.clone())?;
     let request = validate(body)?;
-    state
-        .policy
-        .admits("image", request.image.as_deref())
-        .map_err(|m| HttpError::bad_request("image_required", m))?;
+    state.policy.admits("image", request.image.as_deref()).map_err(WorkloadError::ImageRequired)?;
     let mut unknown = Vec::new();
     for model in &request.gpu.models {
         if !state.ask(|reply| ApiRequest::KnownModel { model: model.clone(), reply }).await? {
@@ -57,10 +54,7 @@ async fn create(
         }
     }
     if unknown.len() == request.gpu.models.len() {
-        return Err(HttpError::bad_request(
-            "unknown_model",
-            format!("no pool or host offers GPU model {}; see GET /v1/pools", unknown.join(", ")),
-        ));
+        return Err(WorkloadError::UnknownModels(unknown).into());
     }
     let instance =
         state.ask(|reply| ApiRequest::CreateInstance { account, request, reply }).await?;

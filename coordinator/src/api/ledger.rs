@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, QueryError};
 use super::{listing, views};
 use crate::actors::ApiRequest;
 use crate::core::listing::Page;
@@ -41,10 +41,7 @@ impl LedgerQuery {
         let Some(text) = self.order.as_deref() else { return Ok(LedgerOrder::default()) };
         LedgerOrder::ALL.into_iter().find(|o| o.as_str() == text).ok_or_else(|| {
             let shown: String = text.chars().take(32).collect();
-            HttpError::bad_request(
-                "invalid_query",
-                format!("order: expected oldest or newest, not {shown:?}"),
-            )
+            QueryError::Invalid(format!("order: expected oldest or newest, not {shown:?}")).into()
         })
     }
 
@@ -52,10 +49,8 @@ impl LedgerQuery {
         let Some(text) = listing::after(self.after.as_deref())? else { return Ok(None) };
         text.parse().map(Some).map_err(|_| {
             let shown: String = text.chars().take(32).collect();
-            HttpError::bad_request(
-                "invalid_query",
-                format!("after: expected a ledger entry id (a whole number), not {shown:?}"),
-            )
+            let why = format!("after: expected a ledger entry id (a whole number), not {shown:?}");
+            QueryError::Invalid(why).into()
         })
     }
 }

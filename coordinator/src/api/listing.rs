@@ -4,7 +4,7 @@
 //! their answer: a JSON array, with `Link: </v1/…?after=ID>; rel="next"` (RFC 8288) when
 //! more items follow.
 
-use super::error::HttpError;
+use super::error::{HttpError, QueryError};
 use crate::core::listing::{Listing, Page};
 use actix_web::HttpResponse;
 use serde::Deserialize;
@@ -73,7 +73,7 @@ impl PageQuery {
 }
 
 fn invalid(message: String) -> HttpError {
-    HttpError::bad_request("invalid_query", message)
+    QueryError::Invalid(message).into()
 }
 
 /// `?state=a,b`: each one of `known`; none given is every state.

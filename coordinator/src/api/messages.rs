@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, NotFound};
 use super::{listing, views};
 use crate::actors::Failure;
 use crate::core::listing::Page;
@@ -106,6 +106,6 @@ async fn mark_read(
     let wanted = id.clone();
     match super::blocking(move || store.mark_message_read(&account, &wanted)).await? {
         Some(message) => Ok(HttpResponse::Ok().json(views::message(&message))),
-        None => Err(HttpError::not_found(format!("no message {id}"))),
+        None => Err(NotFound::Message(id.to_string()).into()),
     }
 }

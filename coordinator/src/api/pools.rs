@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, NotFound, QueryError};
 use super::views;
 use crate::actors::ApiRequest;
 use actix_web::{HttpResponse, get, web};
@@ -55,7 +55,7 @@ async fn history(
 ) -> Result<HttpResponse, HttpError> {
     let hours = query.hours.unwrap_or(48);
     if hours == 0 || hours > 24 * 366 {
-        return Err(HttpError::bad_request("invalid_query", "hours must be between 1 and 8784"));
+        return Err(QueryError::Invalid("hours must be between 1 and 8784".to_owned()).into());
     }
     let wanted = model.into_inner();
     let pool = state
@@ -63,7 +63,7 @@ async fn history(
         .await?
         .into_iter()
         .find(|p| p.settings.model.eq_ignore_ascii_case(wanted.trim()))
-        .ok_or_else(|| HttpError::not_found(format!("pool {wanted:?} (see GET /v1/pools)")))?;
+        .ok_or_else(|| NotFound::Pool(wanted.clone()))?;
     let since = chrono::Utc::now() - chrono::Duration::hours(hours as i64);
     let store = state.store.clone();
     let model = pool.settings.model.clone();

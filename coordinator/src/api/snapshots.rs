@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, NotFound};
 use super::listing::{self, PageQuery};
 use super::views;
 use crate::actors::ApiRequest;
@@ -66,6 +66,6 @@ async fn show(
         .items
         .iter()
         .find(|r| r.snapshot.id == *id)
-        .ok_or_else(|| HttpError::not_found(format!("snapshot {id}")))?;
+        .ok_or_else(|| NotFound::Snapshot(id.to_string()))?;
     Ok(HttpResponse::Ok().json(views::snapshot(record)))
 }

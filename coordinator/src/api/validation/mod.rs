@@ -13,7 +13,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-use super::error::HttpError;
+use super::error::{HttpError, InvalidBody};
 use crate::core::deployment::{DeploymentSpec, Mode};
 use crate::core::deployments::{DeploymentChange, NewDeployment};
 use crate::core::model::InstanceRequest;
@@ -44,11 +44,7 @@ impl Problems {
 
     /// Ok when nothing was found, else one 400 `invalid_request` listing all of it.
     pub fn finish(self) -> Result<(), HttpError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(HttpError::bad_request("invalid_request", self.0.join("; ")))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(InvalidBody(self.0.join("; ")).into()) }
     }
 }
 
