@@ -32,7 +32,7 @@ pub use instances::{
     Billing, EndReason, GpuAsk, Instance, InstanceState, OnUnavailable, Range, Readiness,
     SnapshotOptions,
 };
-pub use misc::{ExecResult, MailState, Message, Snapshot};
+pub use misc::{ExecResult, MailState, Message, SessionEnd, Snapshot};
 pub use pools::{Pool, PricePoint, Pricing};
 
 /// Implements `as_str`, `parse` and `Display` for a unit-only enum from its serde names, and

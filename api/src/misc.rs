@@ -55,3 +55,12 @@ pub struct ExecResult {
     pub truncated: bool,
     pub timed_out: bool,
 }
+
+/// The last text frame of an interactive session (`GET …/exec`, a WebSocket):
+/// `{"exit_code":N,"timed_out":B}` or `{"error":"…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SessionEnd {
+    Exit { exit_code: Option<i32>, timed_out: bool },
+    Error { error: String },
+}

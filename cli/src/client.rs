@@ -44,16 +44,19 @@ impl Client {
     }
 
     /// Like [`Client::post_json`], for a request whose answer may take up to `timeout`.
-    pub fn post_json_within(
+    /// [`Client::post`] with its own time limit (a command that runs for a while).
+    pub fn post_within<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &impl Serialize,
         timeout: Duration,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Answer<T>> {
         let http = build_http(Some(timeout))?;
         let text = self.send(self.request(&http, Method::POST, path).json(body))?.text()?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("the coordinator's answer to {path} is not JSON: {text:.200}"))
+        let sent = serde_json::from_str(&text).with_context(|| {
+            format!("the coordinator's answer to {path} is not JSON: {text:.200}")
+        })?;
+        Answer::read(path, sent)
     }
 
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
