@@ -20,7 +20,7 @@ pub fn instance(i: &Instance) -> api::Instance {
         id: i.id.clone(),
         name: request.name.clone(),
         account_id: i.account_id.clone(),
-        state: i.state().into_api(),
+        state: i.state().to_api(),
         reason: i.reason().map(str::to_owned),
         host_id: i.host_id().cloned(),
         gpu_uuids: i.gpu_uuids().to_vec(),
@@ -28,23 +28,23 @@ pub fn instance(i: &Instance) -> api::Instance {
         gpu: vocabulary::gpu(&request.gpu),
         cpu_cores: i.cpu_cores(),
         memory_gib: i.memory_gib(),
-        billing: request.billing.into_api(),
+        billing: request.billing.to_api(),
         price: i.price(),
         hold_until: i.hold_until(),
         termination_time: i.termination_time(),
-        termination_reason: i.termination_reason().as_ref().map(IntoApi::into_api),
+        termination_reason: i.termination_reason().as_ref().map(ToApi::to_api),
         exit_code: i.exit_code(),
         deployment_id: i.deployment_id().cloned(),
         spec_index: i.spec_index().map(count),
         command: request.command.clone(),
         env: request.env.clone(),
-        snapshot: request.snapshot.into_api(),
+        snapshot: request.snapshot.to_api(),
         image: request.image.clone(),
         data_disk_gib: request.data_disk_gib,
-        on_unavailable: request.on_unavailable.into_api(),
+        on_unavailable: request.on_unavailable.to_api(),
         ports: request.ports.clone(),
         host_ports: i.placement().map(|p| p.host_ports.clone()).unwrap_or_default(),
-        readiness: request.readiness.as_ref().map(IntoApi::into_api),
+        readiness: request.readiness.as_ref().map(ToApi::to_api),
         created_at: i.created_at,
         started_at: i.started_at(),
         ended_at: i.ended_at(),
@@ -102,7 +102,7 @@ pub fn pool(p: &PoolView) -> api::Pool {
         total: count(p.usage.total),
         notice_period: humantime::format_duration(p.settings.notice_period).to_string(),
         notice_period_seconds: p.settings.notice_period.as_secs(),
-        pricing: p.settings.pricing.into_api(),
+        pricing: p.settings.pricing.to_api(),
     }
 }
 
@@ -132,7 +132,7 @@ pub fn ledger_entry(entry: &LedgerEntry) -> api::LedgerEntry {
     api::LedgerEntry {
         id: entry.id,
         at: entry.at,
-        kind: entry.kind.into_api(),
+        kind: entry.kind.to_api(),
         amount: entry.amount,
         instance_id: entry.instance_id.clone(),
         balance_after: entry.balance_after,
@@ -145,7 +145,7 @@ pub fn deployment(v: &DeploymentView) -> api::Deployment {
         id: d.id.clone(),
         name: d.name.clone(),
         account_id: d.account_id.clone(),
-        mode: d.mode.into_api(),
+        mode: d.mode.to_api(),
         replicas: d.replicas,
         completions: d.completions,
         parallelism: d.parallelism,
@@ -153,13 +153,13 @@ pub fn deployment(v: &DeploymentView) -> api::Deployment {
         succeeded: d.succeeded,
         failed: d.failed,
         restarts: d.restarts,
-        state: d.state.into_api(),
+        state: d.state.to_api(),
         reason: d.reason.clone(),
-        specs: d.specs.iter().map(IntoApi::into_api).collect(),
-        template: d.template.into_api(),
+        specs: d.specs.iter().map(ToApi::to_api).collect(),
+        template: d.template.to_api(),
         created_at: d.created_at,
-        autoscaling: d.autoscaling.as_ref().map(IntoApi::into_api),
-        schedule: d.schedule.iter().map(IntoApi::into_api).collect(),
+        autoscaling: d.autoscaling.as_ref().map(ToApi::to_api),
+        schedule: d.schedule.iter().map(ToApi::to_api).collect(),
         instances: v.instances.iter().map(instance).collect(),
         moved: v.moved.map(count),
     }
@@ -175,7 +175,7 @@ pub fn endpoint(Endpoint { instance: i, hostname, info }: &Endpoint) -> api::End
         draining: info.draining,
         gpu_uuids: i.gpu_uuids().to_vec(),
         spec_index: i.spec_index().map(count),
-        billing: i.request.billing.into_api(),
+        billing: i.request.billing.to_api(),
         started_at: i.started_at(),
     }
 }
@@ -200,7 +200,7 @@ pub fn message(message: &Message) -> api::Message {
         body: message.body.clone(),
         instance_id: message.instance_id.clone(),
         read: message.read,
-        mail: message.mail.into_api(),
+        mail: message.mail.to_api(),
     }
 }
 
@@ -210,4 +210,4 @@ fn count(n: impl TryInto<u32>) -> u32 {
     n.try_into().unwrap_or(u32::MAX)
 }
 
-use vocabulary::IntoApi;
+use vocabulary::ToApi;

@@ -14,17 +14,17 @@ use crate::core::settings::PoolPricing;
 use gpuspot_api as api;
 
 /// A core value as the API shows it.
-pub trait IntoApi {
+pub trait ToApi {
     type Api;
-    fn into_api(&self) -> Self::Api;
+    fn to_api(&self) -> Self::Api;
 }
 
 /// Maps unit-only enums variant by variant.
 macro_rules! same_names {
     ($core:ty => $api:ty { $($variant:ident),+ $(,)? }) => {
-        impl IntoApi for $core {
+        impl ToApi for $core {
             type Api = $api;
-            fn into_api(&self) -> $api {
+            fn to_api(&self) -> $api {
                 match self {
                     $(<$core>::$variant => <$api>::$variant),+
                 }
@@ -56,9 +56,9 @@ pub fn host_state(h: &Host) -> api::HostState {
     api::HostState::parse(shown).unwrap_or_else(|| unreachable!("host state {shown:?}"))
 }
 
-impl IntoApi for Billing {
+impl ToApi for Billing {
     type Api = api::Billing;
-    fn into_api(&self) -> api::Billing {
+    fn to_api(&self) -> api::Billing {
         match self {
             Billing::Regular => api::Billing::Regular,
             Billing::Spot { max_price } => api::Billing::Spot { max_price: *max_price },
@@ -70,23 +70,23 @@ pub fn gpu(request: &GpuRequest) -> api::GpuAsk {
     api::GpuAsk { models: request.models.clone(), count: request.count }
 }
 
-impl IntoApi for Range {
+impl ToApi for Range {
     type Api = api::Range;
-    fn into_api(&self) -> api::Range {
+    fn to_api(&self) -> api::Range {
         api::Range { min: self.min, max: self.max }
     }
 }
 
-impl IntoApi for SnapshotOptions {
+impl ToApi for SnapshotOptions {
     type Api = api::SnapshotOptions;
-    fn into_api(&self) -> api::SnapshotOptions {
+    fn to_api(&self) -> api::SnapshotOptions {
         api::SnapshotOptions { enabled: self.enabled, restore_from: self.restore_from.clone() }
     }
 }
 
-impl IntoApi for Readiness {
+impl ToApi for Readiness {
     type Api = api::Readiness;
-    fn into_api(&self) -> api::Readiness {
+    fn to_api(&self) -> api::Readiness {
         api::Readiness {
             http_path: self.http_path.clone(),
             interval: Some(humantime::format_duration(self.interval).to_string()),
@@ -94,36 +94,36 @@ impl IntoApi for Readiness {
     }
 }
 
-impl IntoApi for DeploymentSpec {
+impl ToApi for DeploymentSpec {
     type Api = api::Spec;
-    fn into_api(&self) -> api::Spec {
+    fn to_api(&self) -> api::Spec {
         api::Spec {
             gpu: gpu(&self.gpu),
-            cpu_cores: self.cpu_cores.into_api(),
-            memory_gib: self.memory_gib.into_api(),
-            billing: self.billing.into_api(),
+            cpu_cores: self.cpu_cores.to_api(),
+            memory_gib: self.memory_gib.to_api(),
+            billing: self.billing.to_api(),
         }
     }
 }
 
-impl IntoApi for Template {
+impl ToApi for Template {
     type Api = api::Template;
-    fn into_api(&self) -> api::Template {
+    fn to_api(&self) -> api::Template {
         api::Template {
             command: self.command.clone(),
             env: self.env.clone(),
-            snapshot: self.snapshot.into_api(),
+            snapshot: self.snapshot.to_api(),
             image: self.image.clone(),
             data_disk_gib: self.data_disk_gib,
             ports: self.ports.clone(),
-            readiness: self.readiness.as_ref().map(IntoApi::into_api),
+            readiness: self.readiness.as_ref().map(ToApi::to_api),
         }
     }
 }
 
-impl IntoApi for Autoscaling {
+impl ToApi for Autoscaling {
     type Api = api::Autoscaling;
-    fn into_api(&self) -> api::Autoscaling {
+    fn to_api(&self) -> api::Autoscaling {
         api::Autoscaling {
             min_replicas: self.min_replicas,
             max_replicas: self.max_replicas,
@@ -134,9 +134,9 @@ impl IntoApi for Autoscaling {
     }
 }
 
-impl IntoApi for ScheduledMinimum {
+impl ToApi for ScheduledMinimum {
     type Api = api::ScheduledMinimum;
-    fn into_api(&self) -> api::ScheduledMinimum {
+    fn to_api(&self) -> api::ScheduledMinimum {
         api::ScheduledMinimum { cron: self.cron.clone(), min_replicas: self.min_replicas }
     }
 }
