@@ -67,3 +67,6 @@ macro_rules! vocabulary {
     };
 }
 pub(crate) use vocabulary;
+
+#[cfg(test)]
+mod tests;
