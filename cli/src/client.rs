@@ -8,6 +8,8 @@ use crate::errors::{ApiError, Unreachable, UsageError};
 use anyhow::Context;
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -42,20 +44,60 @@ impl Client {
     }
 
     /// Like [`Client::post_json`], for a request whose answer may take up to `timeout`.
-    pub fn post_json_within(
+    /// [`Client::post`] with its own time limit (a command that runs for a while).
+    pub fn post_within<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &impl Serialize,
         timeout: Duration,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Answer<T>> {
         let http = build_http(Some(timeout))?;
         let text = self.send(self.request(&http, Method::POST, path).json(body))?.text()?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("the coordinator's answer to {path} is not JSON: {text:.200}"))
+        let sent = serde_json::from_str(&text).with_context(|| {
+            format!("the coordinator's answer to {path} is not JSON: {text:.200}")
+        })?;
+        Answer::read(path, sent)
     }
 
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         self.json(Method::GET, path, None)
+    }
+
+    /// `GET path`, read as a `T` of [`gpuspot_api`].
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Answer<T>> {
+        Answer::read(path, self.get_json(path)?)
+    }
+
+    /// [`Client::get_list`], each item read as a `T`.
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        at_most: Option<usize>,
+    ) -> anyhow::Result<Answer<Vec<T>>> {
+        Answer::read(path, self.get_list(path, at_most)?)
+    }
+
+    /// `POST path` with `body`, the answer read as a `T`.
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<Answer<T>> {
+        Answer::read(path, self.json(Method::POST, path, Some(&serde_json::to_value(body)?))?)
+    }
+
+    /// `PATCH path` with `body`, the answer read as a `T`.
+    pub fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<Answer<T>> {
+        Answer::read(path, self.json(Method::PATCH, path, Some(&serde_json::to_value(body)?))?)
+    }
+
+    /// `DELETE path`, the answer read as a `T`.
+    pub fn delete_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Answer<T>> {
+        Answer::read(path, self.delete(path)?)
     }
 
     /// A list route's items, page after page as its `Link: <…>; rel="next"` headers lead,
@@ -79,14 +121,6 @@ impl Client {
             }
         }
         Ok(Value::Array(items))
-    }
-
-    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.json(Method::POST, path, Some(body))
-    }
-
-    pub fn patch_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.json(Method::PATCH, path, Some(body))
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
@@ -159,6 +193,23 @@ impl Client {
             return UsageError(format!("invalid API URL {:?}: {cause}", self.base)).into();
         }
         anyhow::Error::new(err).context(format!("request to {} failed", self.base))
+    }
+}
+
+/// An answer as the coordinator sent it (what `-o json` prints, unchanged) and as read
+/// into its [`gpuspot_api`] type (what every other output is made from).
+#[derive(Clone, Debug)]
+pub struct Answer<T> {
+    pub sent: Value,
+    pub body: T,
+}
+
+impl<T: DeserializeOwned> Answer<T> {
+    fn read(path: &str, sent: Value) -> anyhow::Result<Answer<T>> {
+        let body = T::deserialize(&sent).with_context(|| {
+            format!("the coordinator's answer to {path} is not what this CLI understands")
+        })?;
+        Ok(Answer { sent, body })
     }
 }
 

@@ -5,6 +5,7 @@
 //!   `error: <message> (<code>, HTTP <status>)`; exit code 1.
 //! - [`Unreachable`]: no coordinator at the URL; names the URL and hints at `gpuspot dev`.
 
+use gpuspot_api::ErrorBody;
 use std::fmt;
 
 /// A mistake in the command line, found locally before anything is sent.
@@ -33,21 +34,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// Reads `{"error":{"code","message"}}`; any other body (or none) still gives a useful
+    /// Reads an [`ErrorBody`], `{"error":{"code","message"}}`; any other body (or none) still gives a useful
     /// message: the body's text, or the HTTP reason phrase when the body is empty.
     pub fn from_body(status: u16, reason: &str, body: &str) -> ApiError {
-        let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-        let error = parsed.as_ref().and_then(|v| v.get("error"));
-        let field = |name: &str| {
-            error.and_then(|e| e.get(name)).and_then(|v| v.as_str()).map(str::to_owned)
-        };
-        let fallback =
-            if body.trim().is_empty() { reason.to_owned() } else { body.trim().to_owned() };
-        ApiError {
-            status,
-            code: field("code").unwrap_or_else(|| "http_error".to_owned()),
-            message: field("message").unwrap_or(fallback),
+        if let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(body) {
+            return ApiError { status, code: error.code, message: error.message };
         }
+        let message =
+            if body.trim().is_empty() { reason.to_owned() } else { body.trim().to_owned() };
+        ApiError { status, code: "http_error".to_owned(), message }
     }
 }
 

@@ -1,9 +1,13 @@
 //! Terminal output: tables (comfy-table) fitted to the terminal, `key: value`
-//! listings, and tolerant renderings of JSON values (times and money are shown as the API
-//! gives them; a missing or null field shows as `-`).
+//! listings, and cells made from the answers' fields (times and money are shown as the API
+//! writes them; a missing or empty field shows as `-`).
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ColumnConstraint, Width};
+use gpuspot_api::Range;
+use serde::Serialize;
 use serde_json::Value;
+use std::fmt::Display;
 
 /// A borderless table (comfy-table): a header row, then rows; columns two spaces apart.
 /// On a terminal (or with `COLUMNS` set) it fits the width by wrapping the last column;
@@ -68,6 +72,53 @@ fn columns_from_env() -> Option<u16> {
     std::env::var("COLUMNS").ok()?.trim().parse().ok().filter(|&w| w > 0)
 }
 
+/// A field as one cell: its text, `-` when empty.
+pub fn cell(value: impl Display) -> String {
+    let text = value.to_string();
+    if text.is_empty() { "-".to_owned() } else { text }
+}
+
+/// An optional field as one cell: `-` when absent or empty.
+pub fn opt(value: Option<impl Display>) -> String {
+    value.map_or_else(|| "-".to_owned(), cell)
+}
+
+/// A list field as one cell: its items joined by `, `, `-` when empty.
+pub fn joined(values: &[impl Display]) -> String {
+    let texts: Vec<String> = values.iter().map(ToString::to_string).collect();
+    if texts.is_empty() { "-".to_owned() } else { texts.join(", ") }
+}
+
+/// A time as the API writes it (RFC 3339, UTC, `Z`).
+pub fn time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// [`fields`] of a record of the API, the way the coordinator writes it.
+pub fn record(item: &impl Serialize, first: &[&str]) -> String {
+    match serde_json::to_value(item) {
+        Ok(value) => fields(&value, first),
+        Err(e) => format!("(cannot show: {e})\n"),
+    }
+}
+
+/// [`record`] less the keys in `drop`, with the keys in `set` shown as the text given.
+pub fn record_with(
+    item: &impl Serialize,
+    first: &[&str],
+    drop: &[&str],
+    set: Vec<(&str, String)>,
+) -> String {
+    let Ok(Value::Object(mut map)) = serde_json::to_value(item) else {
+        return record(item, first);
+    };
+    map.retain(|key, _| !drop.contains(&key.as_str()));
+    for (key, text) in set {
+        map.insert(key.to_owned(), Value::String(text));
+    }
+    fields(&Value::Object(map), first)
+}
+
 /// A JSON value as one short cell: strings bare, `null`/absent as `-`, scalar arrays joined,
 /// flat objects as `key=value, …`.
 pub fn text(value: Option<&Value>) -> String {
@@ -90,34 +141,15 @@ fn is_scalar(value: &Value) -> bool {
     !matches!(value, Value::Array(_) | Value::Object(_))
 }
 
-/// `text` of one field of an object.
-pub fn field(object: &Value, key: &str) -> String {
-    text(object.get(key))
-}
-
-/// A `{"min", "max"}` range as a person writes it: `16-64`, `≥16`, `≤64`, `32`; `-` for
-/// none (any).
-pub fn range_text(range: Option<&Value>) -> String {
-    let bound =
-        |key: &str| range.and_then(|r| r.get(key)).filter(|v| !v.is_null()).map(|v| text(Some(v)));
-    match (bound("min"), bound("max")) {
-        (Some(min), Some(max)) if min == max => min,
+/// A range as a person writes it: `16-64`, `≥16`, `≤64`, `32`; `-` for none (any).
+pub fn range_text(range: &Range) -> String {
+    match (range.min, range.max) {
+        (Some(min), Some(max)) if min == max => min.to_string(),
         (Some(min), Some(max)) => format!("{min}-{max}"),
         (Some(min), None) => format!("≥{min}"),
         (None, Some(max)) => format!("≤{max}"),
         (None, None) => "-".to_owned(),
     }
-}
-
-/// The items of a list answer: a JSON array, or an object holding the array under `key`
-/// (or under `items`), so a wrapped list still prints.
-pub fn items<'a>(answer: &'a Value, key: &str) -> &'a [Value] {
-    let list = match answer {
-        Value::Array(_) => Some(answer),
-        Value::Object(map) => map.get(key).or_else(|| map.get("items")),
-        _ => None,
-    };
-    list.and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 /// `key: value` lines: the `first` keys in that order (when present), then the rest sorted.
@@ -206,13 +238,26 @@ i-22222  queued   no capacity
     }
 
     #[test]
+    fn typed_cells_read_as_the_api_writes_them() {
+        let at: DateTime<Utc> = "2026-12-03T11:59:55.123456789Z".parse().unwrap();
+        assert_eq!(time(&at), json!(at).as_str().unwrap());
+        let whole: DateTime<Utc> = "2026-12-03T12:00:00Z".parse().unwrap();
+        assert_eq!(time(&whole), json!(whole).as_str().unwrap());
+        assert_eq!(opt(None::<&str>), "-");
+        assert_eq!(opt(Some("")), "-");
+        assert_eq!(cell(3), "3");
+        assert_eq!(joined(&["a", "b"]), "a, b");
+        assert_eq!(joined(&[] as &[&str]), "-");
+    }
+
+    #[test]
     fn ranges_read_as_written() {
-        assert_eq!(range_text(Some(&json!({"min": 16, "max": 64}))), "16-64");
-        assert_eq!(range_text(Some(&json!({"min": 16, "max": null}))), "≥16");
-        assert_eq!(range_text(Some(&json!({"max": 64}))), "≤64");
-        assert_eq!(range_text(Some(&json!({"min": 32, "max": 32}))), "32");
-        assert_eq!(range_text(Some(&json!({"min": null, "max": null}))), "-");
-        assert_eq!(range_text(None), "-");
+        let range = |min, max| range_text(&Range { min, max });
+        assert_eq!(range(Some(16), Some(64)), "16-64");
+        assert_eq!(range(Some(16), None), "≥16");
+        assert_eq!(range(None, Some(64)), "≤64");
+        assert_eq!(range(Some(32), Some(32)), "32");
+        assert_eq!(range(None, None), "-");
     }
 
     #[test]
@@ -226,14 +271,5 @@ alpha:     x
 zeta:      1
 ";
         assert_eq!(out, expected);
-    }
-
-    #[test]
-    fn lists_may_be_wrapped() {
-        let bare = json!([{"id": 1}]);
-        let wrapped = json!({"instances": [{"id": 1}, {"id": 2}]});
-        assert_eq!(items(&bare, "instances").len(), 1);
-        assert_eq!(items(&wrapped, "instances").len(), 2);
-        assert!(items(&json!(null), "instances").is_empty());
     }
 }

@@ -56,8 +56,7 @@ fn routes(request_line: &str) -> Answer {
             ("200 OK", json, instances_in(l))
         }
         l if l.starts_with("GET /v1/instances/i-abc ") => {
-            let list: serde_json::Value = serde_json::from_str(INSTANCES).expect("json");
-            ("200 OK", json, list[0].to_string())
+            ("200 OK", json, instances()[0].to_string())
         }
         l if l.starts_with("GET /v1/instances/i-missing ") => (
             "404 Not Found",
@@ -82,13 +81,34 @@ fn instances_in(request_line: &str) -> String {
         .split('&')
         .find_map(|pair| pair.strip_prefix("state="))
         .map(|states| states.split("%2C").flat_map(|s| s.split(',')).collect());
-    let list: Vec<serde_json::Value> = serde_json::from_str(INSTANCES).expect("json");
-    let shown: Vec<_> = list
+    let shown: Vec<_> = instances()
         .into_iter()
         .filter(|i| states.as_ref().is_none_or(|s| s.contains(&i["state"].as_str().unwrap_or(""))))
         .collect();
     serde_json::to_string(&shown).expect("json")
 }
+
+/// [`INSTANCES`] as the coordinator writes them: each with every field of an instance
+/// (`UNSET` fills what the entry leaves out).
+fn instances() -> Vec<serde_json::Value> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(INSTANCES).expect("json");
+    let unset: serde_json::Value = serde_json::from_str(UNSET).expect("json");
+    list.into_iter()
+        .map(|entry| {
+            let mut full = unset.clone();
+            let fields = entry.as_object().cloned().unwrap_or_default();
+            full.as_object_mut().expect("object").extend(fields);
+            full
+        })
+        .collect()
+}
+
+const UNSET: &str = r#"{"account_id":"a-op","gpu":{"models":["H100"],"count":2},
+ "cpu_cores":null,"memory_gib":null,"hold_until":null,"termination_time":null,
+ "termination_reason":null,"exit_code":null,"deployment_id":null,"spec_index":null,
+ "command":["true"],"env":{},"snapshot":{"enabled":false},"image":null,"data_disk_gib":10,
+ "on_unavailable":"queue","ports":[],"host_ports":[],"readiness":null,
+ "created_at":"2026-04-08T05:00:00Z","started_at":null,"ended_at":null,"ssh":null}"#;
 
 const INSTANCES: &str = r#"[
  {"id":"i-abc","name":"train-1","state":"running","reason":null,"host_id":"h-1",

@@ -4,9 +4,10 @@
 
 use super::{Ctx, lookup};
 use crate::args::{AccountsCmd, Limit, QuotaArgs};
-use crate::client::encode_segment;
+use crate::client::{Answer, encode_segment};
 use crate::errors::usage;
-use crate::output::{Table, field, fields, items};
+use crate::output::{Table, cell, opt, record, time};
+use gpuspot_api::{Account, AccountWithToken, LedgerEntry, PaymentReceipt, Quota, Whoami};
 use gpuspot_common::Money;
 use serde_json::{Value, json};
 
@@ -26,33 +27,27 @@ const SHOW_ORDER: &[&str] = &[
 ];
 
 pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
-    let named = |id: &str| lookup::id_of(ctx, &lookup::ACCOUNT, id);
+    let named = |id: &str| lookup::id_of::<Account>(ctx, &lookup::ACCOUNT, id);
     match cmd {
         AccountsCmd::List => list(ctx),
         AccountsCmd::Create { name, email, webhook_url } => create(ctx, &name, email, webhook_url),
         AccountsCmd::SetWebhook { id, url } => {
             let url = if url.is_empty() { Value::Null } else { Value::String(url) };
             let body = json!({ "webhook_url": url });
-            let account = ctx.client.patch_json(&path(&named(&id)?), &body)?;
-            ctx.emit(&account, show_account)
+            change(ctx, &named(&id)?, &body)
         }
-        AccountsCmd::Quota(args) => {
-            let body = quota_body(&args)?;
-            let account = ctx.client.patch_json(&path(&named(&args.id)?), &body)?;
-            ctx.emit(&account, show_account)
-        }
+        AccountsCmd::Quota(args) => change(ctx, &named(&args.id)?, &quota_body(&args)?),
         AccountsCmd::SetEmail { id, email } => {
             let email = if email.is_empty() { Value::Null } else { Value::String(email) };
-            let account = ctx.client.patch_json(&path(&named(&id)?), &json!({ "email": email }))?;
-            ctx.emit(&account, show_account)
+            change(ctx, &named(&id)?, &json!({ "email": email }))
         }
         AccountsCmd::Show { id } => show(ctx, &named(&id)?),
         AccountsCmd::Pay { id, amount } => pay(ctx, &named(&id)?, &amount),
         AccountsCmd::Ledger { id } => ledger(ctx, &named(&id)?),
         AccountsCmd::RotateToken { id } => {
             let token_path = format!("{}/token", path(&named(&id)?));
-            let account = ctx.client.post_json(&token_path, &json!({}))?;
-            ctx.emit(&account, show_account)
+            let account: Answer<AccountWithToken> = ctx.client.post(&token_path, &json!({}))?;
+            ctx.show(&account, |a| show_account(&a.account, Some(&a.token)))
         }
         AccountsCmd::Disable { id } => set_disabled(ctx, &named(&id)?, true),
         AccountsCmd::Enable { id } => set_disabled(ctx, &named(&id)?, false),
@@ -62,29 +57,38 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> anyhow::Result<()> {
 /// `gpuspot whoami`: the token's account (`role: admin` for the admin token, with the
 /// operator account it acts for).
 pub fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
-    let me = ctx.client.get_json("/v1/whoami")?;
+    let me = ctx.client.get::<Whoami>("/v1/whoami")?;
     let order = ["role", "name", "id", "balance", "overdue_since", "quota", "usage", "email"];
-    ctx.emit(&me, |v| print!("{}", fields(v, &order)))
+    ctx.show(&me, |me| print!("{}", record(me, &order)))
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_list("/v1/accounts", None)?;
-    ctx.emit(&answer, |v| {
+    let answer = ctx.client.list::<Account>("/v1/accounts", None)?;
+    ctx.show(&answer, |accounts| {
         let mut headers = vec!["ID", "NAME", "BALANCE", "OVERDUE SINCE", "DISABLED", "EMAIL"];
         if ctx.wide() {
             headers.extend(["QUOTA", "USAGE", "AGE"]);
         }
         let mut table = Table::new(&headers);
         let now = chrono::Utc::now();
-        for account in items(v, "accounts") {
-            let mut keys = vec!["id", "name", "balance", "overdue_since", "disabled", "email"];
+        for account in accounts {
+            let mut row = vec![
+                cell(&account.id),
+                cell(&account.name),
+                cell(account.balance),
+                opt(account.overdue_since.as_ref().map(time)),
+                cell(account.disabled),
+                opt(account.email.as_deref()),
+            ];
             if ctx.wide() {
-                keys.extend(["quota", "usage"]);
-            }
-            let mut row: Vec<String> = keys.iter().map(|k| field(account, k)).collect();
-            if ctx.wide() {
-                let created = account.get("created_at").and_then(Value::as_str);
-                row.push(lookup::age(created, now));
+                let (quota, usage) = (&account.quota, &account.usage);
+                row.push(format!(
+                    "max_gpus={}, max_instances={}",
+                    opt(quota.max_gpus),
+                    opt(quota.max_instances)
+                ));
+                row.push(format!("gpus={}, instances={}", usage.gpus, usage.instances));
+                row.push(lookup::age(Some(account.created_at), now));
             }
             table.row(row);
         }
@@ -93,30 +97,38 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn set_disabled(ctx: &Ctx, id: &str, disabled: bool) -> anyhow::Result<()> {
-    let account = ctx.client.patch_json(&path(id), &json!({ "disabled": disabled }))?;
-    ctx.emit(&account, show_account)
+    change(ctx, id, &json!({ "disabled": disabled }))
+}
+
+/// `PATCH /v1/accounts/{id}` with `body`; prints the changed account.
+fn change(ctx: &Ctx, id: &str, body: &Value) -> anyhow::Result<()> {
+    let account = ctx.client.patch::<Account>(&path(id), body)?;
+    ctx.show(&account, |a| show_account(a, None))
 }
 
 fn path(id: &str) -> String {
     format!("/v1/accounts/{}", encode_segment(id))
 }
 
-/// `key: value` lines, the quota and usage in words.
-fn show_account(account: &Value) {
-    let mut shown = account.clone();
-    if let Some(quota) = shown.get_mut("quota") {
-        *quota = Value::String(quota_text(quota));
+/// `key: value` lines, the quota and usage in words; the token when there is one (shown
+/// this once).
+fn show_account(account: &Account, token: Option<&str>) {
+    #[derive(serde::Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        account: &'a Account,
+        quota: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<&'a str>,
     }
-    print!("{}", fields(&shown, SHOW_ORDER));
+    let shown = Shown { account, quota: quota_text(&account.quota), token };
+    print!("{}", record(&shown, SHOW_ORDER));
 }
 
 /// `max_gpus=8, max_instances=unlimited`.
-fn quota_text(quota: &Value) -> String {
-    let limit = |key: &str| match quota.get(key) {
-        Some(Value::Null) | None => "unlimited".to_owned(),
-        Some(n) => n.to_string(),
-    };
-    format!("max_gpus={}, max_instances={}", limit("max_gpus"), limit("max_instances"))
+fn quota_text(quota: &Quota) -> String {
+    let limit = |n: Option<u32>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    format!("max_gpus={}, max_instances={}", limit(quota.max_gpus), limit(quota.max_instances))
 }
 
 /// The `PATCH` body of `accounts quota`: the limits named (`null` lifts one), or `null`
@@ -158,13 +170,13 @@ fn create(
     if let Some(url) = webhook_url {
         body["webhook_url"] = Value::String(url);
     }
-    let account = ctx.client.post_json("/v1/accounts", &body)?;
-    ctx.emit(&account, show_account)
+    let account: Answer<AccountWithToken> = ctx.client.post("/v1/accounts", &body)?;
+    ctx.show(&account, |a| show_account(&a.account, Some(&a.token)))
 }
 
 fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let account = ctx.client.get_json(&path(id))?;
-    ctx.emit(&account, show_account)
+    let account = ctx.client.get::<Account>(&path(id))?;
+    ctx.show(&account, |a| show_account(a, None))
 }
 
 /// The amount as the API wants it: a positive decimal string ("10" → "10.00").
@@ -178,29 +190,30 @@ pub fn payment_body(amount: &str) -> anyhow::Result<Value> {
 
 fn pay(ctx: &Ctx, id: &str, amount: &str) -> anyhow::Result<()> {
     let body = payment_body(amount)?;
-    let answer = ctx.client.post_json(&format!("{}/payments", path(id)), &body)?;
-    ctx.emit(&answer, |v| println!("{}", paid(v, id, &field(&body, "amount"))))
+    let answer: Answer<PaymentReceipt> =
+        ctx.client.post(&format!("{}/payments", path(id)), &body)?;
+    ctx.show(&answer, |receipt| println!("{}", paid(receipt, id)))
 }
 
-/// `paid 10.00 to acme (a-…): balance 12.50`, from the `{account, entry}` answer.
-fn paid(answer: &Value, id: &str, amount: &str) -> String {
-    let account = answer.get("account").unwrap_or(answer);
-    let name = account.get("name").and_then(Value::as_str).unwrap_or(id);
-    let balance = match answer.get("entry") {
-        Some(entry) => field(entry, "balance_after"),
-        None => field(account, "balance"),
-    };
-    format!("paid {amount} to {name} ({id}): balance {balance}")
+/// `paid 10.00 to acme (a-…): balance 12.50`.
+fn paid(receipt: &PaymentReceipt, id: &str) -> String {
+    let (entry, name) = (&receipt.entry, &receipt.account.name);
+    format!("paid {} to {name} ({id}): balance {}", entry.amount, entry.balance_after)
 }
 
 fn ledger(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let answer = ctx.client.get_list(&format!("{}/ledger", path(id)), None)?;
-    ctx.emit(&answer, |v| {
+    let answer = ctx.client.list::<LedgerEntry>(&format!("{}/ledger", path(id)), None)?;
+    ctx.show(&answer, |entries| {
         let headers = ["AT", "KIND", "AMOUNT", "INSTANCE", "BALANCE AFTER"];
         let mut table = Table::new(&headers);
-        for entry in items(v, "entries") {
-            let keys = ["at", "kind", "amount", "instance_id", "balance_after"];
-            table.row(keys.iter().map(|k| field(entry, k)).collect());
+        for entry in entries {
+            table.row(vec![
+                time(&entry.at),
+                cell(entry.kind),
+                cell(entry.amount),
+                opt(entry.instance_id.as_ref()),
+                cell(entry.balance_after),
+            ]);
         }
         table.print();
     })
@@ -233,15 +246,21 @@ mod tests {
         assert_eq!(body.expect("valid"), json!({"quota": {"max_gpus": 8, "max_instances": null}}));
         assert_eq!(quota_body(&args(None, None, true)).expect("valid"), json!({"quota": null}));
         assert!(quota_body(&args(None, None, false)).is_err(), "nothing to set");
-        let quota = json!({"max_gpus": null, "max_instances": 1});
+        let quota = Quota { max_gpus: None, max_instances: Some(1) };
         assert_eq!(quota_text(&quota), "max_gpus=unlimited, max_instances=1");
     }
 
     #[test]
     fn a_payment_prints_one_line_not_json() {
-        let answer = json!({"account": {"name": "acme", "balance": "10.00"},
-                            "entry": {"amount": "10.00", "balance_after": "10.00"}});
-        assert_eq!(paid(&answer, "a-1", "10.00"), "paid 10.00 to acme (a-1): balance 10.00");
-        assert_eq!(paid(&json!({}), "a-1", "1.00"), "paid 1.00 to a-1 (a-1): balance -");
+        let account = json!({"id": "a-1", "name": "acme", "balance": "12.50", "overdue": false,
+            "overdue_since": null, "overdue_deadline": null, "webhook_url": null,
+            "email": null, "disabled": false, "created_at": "2026-12-03T12:00:00Z",
+            "quota": {"max_gpus": null, "max_instances": null},
+            "usage": {"gpus": 0, "instances": 0}});
+        let entry = json!({"id": 1, "at": "2026-12-03T12:00:00Z", "kind": "payment",
+            "amount": "10.00", "instance_id": null, "balance_after": "12.50"});
+        let receipt: PaymentReceipt =
+            serde_json::from_value(json!({"account": account, "entry": entry})).expect("read");
+        assert_eq!(paid(&receipt, "a-1"), "paid 10.00 to acme (a-1): balance 12.50");
     }
 }

@@ -7,11 +7,12 @@
 
 use super::Ctx;
 use crate::args::ExecArgs;
-use crate::client::encode_segment;
+use crate::client::{Answer, encode_segment};
 use crate::errors::{ApiError, usage};
 use anyhow::Context as _;
 use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
+use gpuspot_api::{ExecResult, SessionEnd};
+use serde_json::json;
 use std::io::Write as _;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest as _};
@@ -46,30 +47,27 @@ fn exec_path(id: &str) -> String {
 fn once(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<i32> {
     let body = json!({ "command": args.command, "timeout_seconds": args.timeout });
     let wait = Duration::from_secs(args.timeout) + ANSWER_GRACE;
-    let answer = ctx.client.post_json_within(&exec_path(&args.id), &body, wait)?;
+    let answer: Answer<ExecResult> = ctx.client.post_within(&exec_path(&args.id), &body, wait)?;
     if ctx.json() {
-        crate::output::print_json(&answer)?;
+        crate::output::print_json(&answer.sent)?;
     } else {
         let mut out = std::io::stdout().lock();
-        out.write_all(answer["output"].as_str().unwrap_or_default().as_bytes())?;
+        out.write_all(answer.body.output.as_bytes())?;
         out.flush()?;
     }
-    Ok(exit_code_of(&answer, args.timeout))
+    Ok(exit_code_of(&answer.body, args.timeout))
 }
 
 /// The exit code `gpuspot` ends with, and a note on stderr when there is something to say.
-fn exit_code_of(answer: &Value, timeout: u64) -> i32 {
-    if answer["truncated"].as_bool() == Some(true) {
+fn exit_code_of(result: &ExecResult, timeout: u64) -> i32 {
+    if result.truncated {
         eprintln!("gpuspot: output cut at the first MiB");
     }
-    if answer["timed_out"].as_bool() == Some(true) {
+    if result.timed_out {
         eprintln!("gpuspot: the command was killed after {timeout}s (--timeout)");
         return TIMED_OUT;
     }
-    match answer["exit_code"].as_i64() {
-        Some(code) => i32::try_from(code).unwrap_or(NO_CODE),
-        None => NO_CODE,
-    }
+    result.exit_code.unwrap_or(NO_CODE)
 }
 
 /// `ws://…/v1/instances/ID/exec?command=…&tty=…&cols=…&rows=…`.
@@ -193,18 +191,18 @@ async fn show(bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The server's final text frame: `{"exit_code":N,"timed_out":B}` or `{"error":"…"}`.
 fn last_word(text: &str, code: i32) -> i32 {
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return code;
-    };
-    if let Some(error) = value["error"].as_str() {
-        eprint!("\r\ngpuspot: {error}\r\n");
-        return NO_CODE;
+    match serde_json::from_str::<SessionEnd>(text) {
+        Err(_) => code,
+        Ok(SessionEnd::Error { error }) => {
+            eprint!("\r\ngpuspot: {error}\r\n");
+            NO_CODE
+        }
+        Ok(SessionEnd::Exit { timed_out: true, .. }) => {
+            eprint!("\r\ngpuspot: the session reached its time limit\r\n");
+            TIMED_OUT
+        }
+        Ok(SessionEnd::Exit { exit_code, .. }) => exit_code.unwrap_or(NO_CODE),
     }
-    if value["timed_out"].as_bool() == Some(true) {
-        eprint!("\r\ngpuspot: the session reached its time limit\r\n");
-        return TIMED_OUT;
-    }
-    value["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(NO_CODE)
 }
 
 /// Local stdin, read on a thread of its own (a blocking read cannot be cancelled); the
@@ -314,9 +312,15 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_answer() {
-        assert_eq!(exit_code_of(&json!({"exit_code": 3, "output": ""}), 30), 3);
-        assert_eq!(exit_code_of(&json!({"exit_code": null, "timed_out": true}), 30), TIMED_OUT);
-        assert_eq!(exit_code_of(&json!({"exit_code": null}), 30), NO_CODE);
+        let result = |exit_code, timed_out| ExecResult {
+            exit_code,
+            output: String::new(),
+            truncated: false,
+            timed_out,
+        };
+        assert_eq!(exit_code_of(&result(Some(3), false), 30), 3);
+        assert_eq!(exit_code_of(&result(None, true), 30), TIMED_OUT);
+        assert_eq!(exit_code_of(&result(None, false), 30), NO_CODE);
         assert_eq!(last_word(r#"{"exit_code":0,"timed_out":false}"#, NO_CODE), 0);
         assert_eq!(last_word(r#"{"error":"gone"}"#, 0), NO_CODE);
     }

@@ -1,11 +1,12 @@
 //! `gpuspot hosts [list]`, `gpuspot hosts show|delete|cordon|uncordon|drain HOST` (admin; a
 //! host by its hostname or id).
-//! Host JSON is read loosely: whatever fields are there are printed.
 
 use super::{Ctx, lookup};
 use crate::args::HostsCmd;
-use crate::client::encode_segment;
-use crate::output::{Table, field, fields, items, text};
+use crate::client::{Answer, encode_segment};
+use crate::output::{Table, cell, joined, record};
+use gpuspot_api::hosts::runtime_name;
+use gpuspot_api::{Host, HostGpu};
 use serde_json::{Value, json};
 
 const SHOW_ORDER: &[&str] = &[
@@ -22,7 +23,7 @@ const SHOW_ORDER: &[&str] = &[
 ];
 
 pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
-    let named = |id: &str| lookup::id_of(ctx, &lookup::HOST, id);
+    let named = |id: &str| lookup::id_of::<Host>(ctx, &lookup::HOST, id);
     match cmd.unwrap_or(HostsCmd::List) {
         HostsCmd::List => list(ctx),
         HostsCmd::Show { id } => show(ctx, &named(&id)?),
@@ -39,31 +40,32 @@ pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
 /// `POST /v1/hosts/{id}/{action}`; prints the host's new state.
 fn maintain(ctx: &Ctx, id: &str, action: &str, body: &Value) -> anyhow::Result<()> {
     let path = format!("/v1/hosts/{}/{action}", encode_segment(id));
-    let host = ctx.client.post_json(&path, body)?;
-    ctx.emit(&host, |v| println!("host {id} ({}): {}", host_name(v), field(v, "state")))
+    let host: Answer<Host> = ctx.client.post(&path, body)?;
+    ctx.show(&host, |h| println!("host {id} ({}): {}", cell(&h.hostname), h.state))
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_list("/v1/hosts", None)?;
-    ctx.emit(&answer, |v| {
+    let answer = ctx.client.list::<Host>("/v1/hosts", None)?;
+    ctx.show(&answer, |hosts| {
         let mut headers = vec!["ID", "HOSTNAME", "STATE", "GPUS", "UNITS FREE/TOTAL", "LAST SEEN"];
         if ctx.wide() {
             headers.extend(["RUNTIMES", "CPU CORES", "MEMORY GIB", "AGENT"]);
         }
         let mut table = Table::new(&headers);
         let now = chrono::Utc::now();
-        for host in items(v, "hosts") {
+        for host in hosts {
             let mut row = vec![
-                field(host, "id"),
-                host_name(host),
-                field(host, "state"),
-                gpus_text(host),
-                format!("{}/{}", field(host, "units_free"), field(host, "units_total")),
-                lookup::age(host.get("last_seen").and_then(Value::as_str), now),
+                cell(&host.id),
+                cell(&host.hostname),
+                cell(host.state),
+                gpus_text(&host.gpus),
+                format!("{}/{}", host.units_free, host.units_total),
+                lookup::age(Some(host.last_seen), now),
             ];
             if ctx.wide() {
-                let more = ["runtimes", "cpu_cores", "memory_gib", "agent_version"];
-                row.extend(more.iter().map(|k| field(host, k)));
+                row.push(runtimes(host));
+                row.extend([cell(host.cpu_cores), cell(host.memory_gib)]);
+                row.push(cell(&host.agent_version));
             }
             table.row(row);
         }
@@ -71,26 +73,21 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
     })
 }
 
-fn host_name(host: &Value) -> String {
-    match host.get("hostname").filter(|h| !h.is_null()) {
-        Some(hostname) => text(Some(hostname)),
-        None => field(host, "name"),
-    }
+fn runtimes(host: &Host) -> String {
+    joined(&host.runtimes.iter().map(|r| runtime_name(*r)).collect::<Vec<_>>())
 }
 
 /// `MODEL x N` per model, in order of first appearance, with unhealthy GPUs counted.
-pub fn gpus_text(host: &Value) -> String {
-    let gpus = items(host.get("gpus").unwrap_or(&Value::Null), "gpus");
-    let mut groups: Vec<(String, usize, usize)> = Vec::new();
+pub fn gpus_text(gpus: &[HostGpu]) -> String {
+    let mut groups: Vec<(&str, usize, usize)> = Vec::new();
     for gpu in gpus {
-        let model = field(gpu, "model");
-        let unhealthy = usize::from(gpu.get("healthy").and_then(Value::as_bool) == Some(false));
-        match groups.iter_mut().find(|(m, _, _)| *m == model) {
+        let unhealthy = usize::from(!gpu.healthy);
+        match groups.iter_mut().find(|(m, _, _)| *m == gpu.model) {
             Some(group) => {
                 group.1 += 1;
                 group.2 += unhealthy;
             }
-            None => groups.push((model, 1, unhealthy)),
+            None => groups.push((&gpu.model, 1, unhealthy)),
         }
     }
     if groups.is_empty() {
@@ -99,45 +96,57 @@ pub fn gpus_text(host: &Value) -> String {
     let parts: Vec<String> = groups
         .into_iter()
         .map(|(model, n, bad)| match bad {
-            0 => format!("{model} x {n}"),
-            _ => format!("{model} x {n} ({bad} unhealthy)"),
+            0 => format!("{} x {n}", cell(model)),
+            _ => format!("{} x {n} ({bad} unhealthy)", cell(model)),
         })
         .collect();
     parts.join(", ")
 }
 
 fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let host = ctx.client.get_json(&format!("/v1/hosts/{}", encode_segment(id)))?;
-    ctx.emit(&host, |v| {
-        let mut summary = v.clone();
-        if let Some(map) = summary.as_object_mut() {
-            map.insert("gpus".into(), Value::String(gpus_text(v)));
-        }
-        print!("{}", fields(&summary, SHOW_ORDER));
-        let gpus = items(v.get("gpus").unwrap_or(&Value::Null), "gpus");
-        if !gpus.is_empty() {
+    let host = ctx.client.get::<Host>(&format!("/v1/hosts/{}", encode_segment(id)))?;
+    ctx.show(&host, |h| {
+        print!("{}", readable(h));
+        if !h.gpus.is_empty() {
             println!();
-            gpu_table(gpus).print();
+            gpu_table(&h.gpus).print();
         }
     })
 }
 
+/// `key: value` lines of the host, its GPUs summed up as text.
+fn readable(host: &Host) -> String {
+    #[derive(serde::Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        host: &'a Host,
+        gpus: String,
+    }
+    record(&Shown { host, gpus: gpus_text(&host.gpus) }, SHOW_ORDER)
+}
+
 fn delete(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let host = ctx.client.delete(&format!("/v1/hosts/{}", encode_segment(id)))?;
-    ctx.emit(&host, |v| {
+    let host: Answer<Host> = ctx.client.delete_as(&format!("/v1/hosts/{}", encode_segment(id)))?;
+    ctx.show(&host, |h| {
         println!(
             "deleted host {id} ({}): its certificate is revoked and its workloads stopped",
-            host_name(v)
+            cell(&h.hostname)
         )
     })
 }
 
-fn gpu_table(gpus: &[Value]) -> Table {
+fn gpu_table(gpus: &[HostGpu]) -> Table {
     let headers = ["INDEX", "UUID", "MODEL", "MEMORY MIB", "PCI BUS ID", "HEALTHY"];
     let mut table = Table::new(&headers);
     for gpu in gpus {
-        let keys = ["index", "uuid", "model", "memory_mib", "pci_bus_id", "healthy"];
-        table.row(keys.iter().map(|k| field(gpu, k)).collect());
+        table.row(vec![
+            cell(gpu.index),
+            cell(&gpu.uuid),
+            cell(&gpu.model),
+            cell(gpu.memory_mib),
+            cell(&gpu.pci_bus_id),
+            cell(gpu.healthy),
+        ]);
     }
     table
 }
@@ -145,23 +154,23 @@ fn gpu_table(gpus: &[Value]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    #[test]
-    fn gpus_are_grouped_by_model() {
-        let host = json!({"gpus": [
-            {"model": "RTX 5090", "healthy": true},
-            {"model": "RTX 5090", "healthy": false},
-            {"model": "H100"}
-        ]});
-        assert_eq!(gpus_text(&host), "RTX 5090 x 2 (1 unhealthy), H100 x 1");
-        assert_eq!(gpus_text(&json!({})), "-");
+    fn gpu(model: &str, healthy: bool) -> HostGpu {
+        HostGpu {
+            index: 0,
+            uuid: "GPU-1".into(),
+            model: model.into(),
+            memory_mib: 1,
+            pci_bus_id: "0".into(),
+            healthy,
+            instance_id: None,
+        }
     }
 
     #[test]
-    fn hostname_falls_back_to_name() {
-        assert_eq!(host_name(&json!({"hostname": "a"})), "a");
-        assert_eq!(host_name(&json!({"name": "b", "hostname": null})), "b");
-        assert_eq!(host_name(&json!({})), "-");
+    fn gpus_are_grouped_by_model() {
+        let gpus = [gpu("RTX 5090", true), gpu("RTX 5090", false), gpu("H100", true)];
+        assert_eq!(gpus_text(&gpus), "RTX 5090 x 2 (1 unhealthy), H100 x 1");
+        assert_eq!(gpus_text(&[]), "-");
     }
 }

@@ -4,9 +4,10 @@
 use super::wait::{self, Outcome, Status};
 use super::{Ctx, lookup};
 use crate::args::{InstanceCreateArgs, InstancesCmd, ListFilter, WaitArgs};
-use crate::client::encode_segment;
-use crate::output::{Table, field, fields, items, text};
+use crate::client::{Answer, encode_segment};
+use crate::output::{Table, cell, opt, record, time};
 use crate::request::instance_request;
+use gpuspot_api::{Billing, GpuAsk, Host, Instance, InstanceState};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -50,8 +51,8 @@ pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
         }
         InstancesCmd::Update { id, rename, env, clear_env } => {
             let body = change_body(rename, &env, clear_env)?;
-            let changed = ctx.client.patch_json(&path(&lookup::instance_id(ctx, &id)?), &body)?;
-            ctx.emit(&changed, |v| print!("{}", fields(&readable(v), SHOW_ORDER)))
+            let changed = ctx.client.patch(&path(&lookup::instance_id(ctx, &id)?), &body)?;
+            ctx.show(&changed, |i| print!("{}", readable(i)))
         }
         InstancesCmd::Logs { id, follow } => logs(ctx, &lookup::instance_id(ctx, &id)?, follow),
         InstancesCmd::Exec(mut args) => {
@@ -67,22 +68,23 @@ fn path(id: &str) -> String {
 
 fn create(ctx: &Ctx, args: &InstanceCreateArgs) -> anyhow::Result<()> {
     let body = instance_request(args)?;
-    let mut created = ctx.client.post_json("/v1/instances", &body)?;
-    let id = field(&created, "id");
+    let mut created: Answer<Instance> = ctx.client.post("/v1/instances", &body)?;
+    let id = created.body.id.to_string();
     if args.wait.wait {
         created = wait_for(ctx, &args.wait, &id, Goal::Running)?;
     }
-    ctx.emit(&created, |v| println!("{}", summary(v)))?;
-    if args.wait.wait && lookup::is_ended(&created) && !ran(&created) {
-        anyhow::bail!("{id} ended without running: {}", field(&created, "reason"));
+    ctx.show(&created, |i| println!("{}", summary(i)))?;
+    let instance = &created.body;
+    if args.wait.wait && instance.state.is_final() && !ran(instance) {
+        anyhow::bail!("{id} ended without running: {}", opt(instance.reason.as_deref()));
     }
     Ok(())
 }
 
 /// Whether the instance's workload started: one that ended between two looks still ran
 /// (a short command may end before `--wait` first sees it running).
-fn ran(instance: &Value) -> bool {
-    instance.get("started_at").is_some_and(|at| !at.is_null())
+fn ran(instance: &Instance) -> bool {
+    instance.started_at.is_some()
 }
 
 /// What an instance's `--wait` waits for.
@@ -93,54 +95,55 @@ enum Goal {
 }
 
 /// Waits (see [`wait::until`]) until instance `id` reaches `goal` or ends; the last answer.
-fn wait_for(ctx: &Ctx, args: &WaitArgs, id: &str, goal: Goal) -> anyhow::Result<Value> {
+fn wait_for(ctx: &Ctx, args: &WaitArgs, id: &str, goal: Goal) -> anyhow::Result<Answer<Instance>> {
     let hostnames = hostnames(ctx);
     let what = match goal {
         Goal::Running => format!("{id} to run"),
         Goal::Ended => format!("{id} to end"),
     };
     wait::until(args, &what, || {
-        let instance = ctx.client.get_json(&path(id))?;
-        let outcome = match (lookup::is_ended(&instance), field(&instance, "state").as_str()) {
-            (true, _) if goal == Goal::Ended || ran(&instance) => Outcome::Reached,
+        let answer: Answer<Instance> = ctx.client.get(&path(id))?;
+        let instance = &answer.body;
+        let outcome = match (instance.state.is_final(), instance.state) {
+            (true, _) if goal == Goal::Ended || ran(instance) => Outcome::Reached,
             (true, _) => Outcome::Ended,
-            (false, "running") if goal == Goal::Running => Outcome::Reached,
+            (false, InstanceState::Running) if goal == Goal::Running => Outcome::Reached,
             _ => Outcome::Pending,
         };
-        let line = wait::instance_line(&instance, &hostnames);
-        Ok((instance, Status { line, outcome }))
+        let line = wait::instance_line(instance, &hostnames);
+        Ok((answer, Status { line, outcome }))
     })
 }
 
 /// `ID STATE` and, when there is one, the reason in parentheses.
-fn summary(instance: &Value) -> String {
-    let line = format!("{} {}", field(instance, "id"), field(instance, "state"));
-    match instance.get("reason").and_then(Value::as_str) {
+fn summary(instance: &Instance) -> String {
+    let line = format!("{} {}", cell(&instance.id), instance.state);
+    match instance.reason.as_deref() {
         Some(reason) if !reason.is_empty() => format!("{line} ({reason})"),
         _ => line,
     }
 }
 
 fn list(ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<()> {
-    let shown = lookup::INSTANCE.list(ctx, filter)?;
-    ctx.emit(&shown, |v| {
+    let shown = lookup::INSTANCE.list::<Instance>(ctx, filter)?;
+    ctx.show(&shown, |instances| {
         let hostnames = hostnames(ctx);
-        table(items(v, "instances"), &hostnames, ctx.wide()).print()
+        table(instances, &hostnames, ctx.wide()).print()
     })
 }
 
 /// Host id → hostname, when the caller may list hosts (the admin); empty otherwise, and the
 /// tables show host ids.
 pub fn hostnames(ctx: &Ctx) -> HashMap<String, String> {
-    let Ok(hosts) = ctx.client.get_list("/v1/hosts", None) else {
+    let Ok(hosts) = ctx.client.list::<Host>("/v1/hosts", None) else {
         return HashMap::new();
     };
-    items(&hosts, "hosts").iter().map(|h| (field(h, "id"), field(h, "hostname"))).collect()
+    hosts.body.iter().map(|h| (cell(&h.id), cell(&h.hostname))).collect()
 }
 
 /// The instances table, also used by `deployments show`; `wide` adds ids, the image, the
 /// deployment and the termination time.
-pub fn table(instances: &[Value], hostnames: &HashMap<String, String>, wide: bool) -> Table {
+pub fn table(instances: &[Instance], hostnames: &HashMap<String, String>, wide: bool) -> Table {
     let mut headers = vec!["ID", "NAME", "STATE", "AGE", "HOST", "GPUS", "BILLING", "PRICE"];
     if wide {
         headers.extend(["HOST ID", "IMAGE", "DEPLOYMENT", "TERMINATION", "ACCOUNT"]);
@@ -149,24 +152,25 @@ pub fn table(instances: &[Value], hostnames: &HashMap<String, String>, wide: boo
     let mut table = Table::new(&headers);
     let now = chrono::Utc::now();
     for instance in instances {
-        let created = instance.get("created_at").and_then(Value::as_str);
-        let host_id = field(instance, "host_id");
+        let host_id = opt(instance.host_id.as_ref());
         let mut row = vec![
-            field(instance, "id"),
-            field(instance, "name"),
-            field(instance, "state"),
-            lookup::age(created, now),
+            cell(&instance.id),
+            cell(&instance.name),
+            cell(instance.state),
+            lookup::age(Some(instance.created_at), now),
             hostnames.get(&host_id).cloned().unwrap_or_else(|| host_id.clone()),
             gpus_text(instance),
-            billing_text(instance.get("billing")),
-            field(instance, "price"),
+            billing_text(&instance.billing),
+            opt(instance.price),
         ];
         if wide {
-            let more = ["image", "deployment_id", "termination_time", "account_id"];
             row.push(host_id);
-            row.extend(more.iter().map(|k| field(instance, k)));
+            row.push(opt(instance.image.as_deref()));
+            row.push(opt(instance.deployment_id.as_ref()));
+            row.push(opt(instance.termination_time.as_ref().map(time)));
+            row.push(cell(&instance.account_id));
         }
-        row.push(field(instance, "reason"));
+        row.push(opt(instance.reason.as_deref()));
         table.row(row);
     }
     table
@@ -188,21 +192,22 @@ fn change_body(rename: Option<String>, env: &[String], clear: bool) -> anyhow::R
 }
 
 /// `COUNT x MODEL`: the assigned GPUs when placed, the requested ones otherwise.
-pub fn gpus_text(instance: &Value) -> String {
-    let request = instance.get("gpu");
-    let uuids = instance.get("gpu_uuids").and_then(Value::as_array);
-    let count = match uuids {
-        Some(uuids) if !uuids.is_empty() => Some(uuids.len() as u64),
-        _ => request.and_then(|g| g.get("count")).and_then(Value::as_u64),
+pub fn gpus_text(instance: &Instance) -> String {
+    let count = match instance.gpu_uuids.len() {
+        0 => instance.gpu.count,
+        placed => placed as u32,
     };
-    let model = match instance.get("gpu_model").and_then(Value::as_str) {
-        Some(model) => model.to_owned(),
-        None => request
-            .and_then(|g| g.get("models"))
-            .and_then(Value::as_array)
-            .map(|models| models.iter().map(|m| text(Some(m))).collect::<Vec<_>>().join("|"))
-            .unwrap_or_default(),
-    };
+    gpu_cell(Some(count), instance.gpu_model.clone(), &instance.gpu)
+}
+
+/// `COUNT x MODELS` asked for, the models `|`-joined.
+pub fn asked_gpus(asked: &GpuAsk) -> String {
+    gpu_cell(Some(asked.count), None, asked)
+}
+
+/// `COUNT x MODEL`, the model the placed one or else the requested ones, `|`-joined.
+fn gpu_cell(count: Option<u32>, model: Option<String>, asked: &GpuAsk) -> String {
+    let model = model.unwrap_or_else(|| asked.models.join("|"));
     match (count, model.is_empty()) {
         (None, true) => "-".to_owned(),
         (None, false) => model,
@@ -212,51 +217,38 @@ pub fn gpus_text(instance: &Value) -> String {
 }
 
 /// `regular` or `spot ≤BID`.
-pub fn billing_text(billing: Option<&Value>) -> String {
-    let Some(billing) = billing.filter(|b| b.is_object()) else {
-        return text(billing);
-    };
-    match billing.get("mode").and_then(Value::as_str) {
-        Some("spot") => format!("spot ≤{}", field(billing, "max_price")),
-        Some(mode) => mode.to_owned(),
-        None => text(Some(billing)),
+pub fn billing_text(billing: &Billing) -> String {
+    match billing {
+        Billing::Spot { max_price } => format!("spot ≤{max_price}"),
+        Billing::Regular => "regular".to_owned(),
     }
 }
 
 fn show(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
-    let instance = ctx.client.get_json(&path(id))?;
-    ctx.emit(&instance, |v| print!("{}", fields(&readable(v), SHOW_ORDER)))
+    let instance = ctx.client.get(&path(id))?;
+    ctx.show(&instance, |i| print!("{}", readable(i)))
 }
 
-/// The instance with `billing` and `gpu` turned into short text for `show`.
-fn readable(instance: &Value) -> Value {
-    let mut copy = instance.clone();
-    if let Some(map) = copy.as_object_mut() {
-        if map.contains_key("billing") {
-            let billing = billing_text(instance.get("billing"));
-            map.insert("billing".into(), Value::String(billing));
-        }
-        if map.contains_key("gpu") {
-            map.insert("gpu".into(), Value::String(gpus_text(&requested(instance))));
-        }
+/// `key: value` lines of the instance, `billing` and `gpu` (the request) as short text.
+fn readable(instance: &Instance) -> String {
+    #[derive(serde::Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        instance: &'a Instance,
+        billing: String,
+        gpu: String,
     }
-    copy
-}
-
-/// Only the request part of the GPU fields (for the `gpu` line of `show`).
-fn requested(instance: &Value) -> Value {
-    serde_json::json!({ "gpu": instance.get("gpu") })
+    let gpu = asked_gpus(&instance.gpu);
+    let shown = Shown { instance, billing: billing_text(&instance.billing), gpu };
+    record(&shown, SHOW_ORDER)
 }
 
 fn delete(ctx: &Ctx, id: &str, wait: &WaitArgs) -> anyhow::Result<()> {
-    let mut answer = ctx.client.delete(&path(id))?;
+    let mut answer: Answer<Instance> = ctx.client.delete_as(&path(id))?;
     if wait.wait {
         answer = wait_for(ctx, wait, id, Goal::Ended)?;
     }
-    ctx.emit(&answer, |v| match v.get("id") {
-        Some(_) => println!("{}", summary(v)),
-        None => println!("{id} terminating"),
-    })
+    ctx.show(&answer, |i| println!("{}", summary(i)))
 }
 
 fn logs(ctx: &Ctx, id: &str, follow: bool) -> anyhow::Result<()> {
@@ -285,31 +277,59 @@ fn print_new(text: &str, printed: usize) -> anyhow::Result<usize> {
 
 /// Whether the instance has ended: `terminated`, or `failed` (it never ran).
 fn is_terminated(ctx: &Ctx, id: &str) -> anyhow::Result<bool> {
-    Ok(lookup::is_ended(&ctx.client.get_json(&path(id))?))
+    Ok(ctx.client.get::<Instance>(&path(id))?.body.state.is_final())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use gpuspot_common::Money;
     use serde_json::json;
+
+    /// A queued regular instance asking for one H100.
+    pub(crate) fn instance(id: &str, state: InstanceState) -> Instance {
+        serde_json::from_value(json!({
+            "id": id, "name": "n", "account_id": "a-op", "state": state, "reason": null,
+            "host_id": null, "gpu_uuids": [], "gpu_model": null,
+            "gpu": {"models": ["H100"], "count": 1}, "cpu_cores": null, "memory_gib": null,
+            "billing": {"mode": "regular"}, "price": null, "hold_until": null,
+            "termination_time": null, "termination_reason": null, "exit_code": null,
+            "deployment_id": null, "spec_index": null, "command": ["true"], "env": {},
+            "snapshot": {"enabled": false}, "image": null, "data_disk_gib": 10,
+            "on_unavailable": "queue", "ports": [], "host_ports": [], "readiness": null,
+            "created_at": "2026-12-03T12:00:00Z", "started_at": null, "ended_at": null,
+            "ssh": null,
+        }))
+        .expect("an instance")
+    }
 
     #[test]
     fn gpus_and_billing_cells() {
-        let queued = json!({"gpu": {"models": ["H100", "A100"], "count": 2}, "gpu_uuids": []});
+        let mut queued = instance("i-1", InstanceState::Queued);
+        queued.gpu = GpuAsk { models: vec!["H100".into(), "A100".into()], count: 2 };
         assert_eq!(gpus_text(&queued), "2 x H100|A100");
-        let placed = json!({"gpu_model": "NVIDIA H100", "gpu_uuids": ["GPU-1", "GPU-2"]});
+        let mut placed = queued.clone();
+        placed.gpu_model = Some("NVIDIA H100".into());
+        placed.gpu_uuids = vec!["GPU-1".into(), "GPU-2".into()];
         assert_eq!(gpus_text(&placed), "2 x NVIDIA H100");
-        assert_eq!(gpus_text(&json!({})), "-");
-        let spot = json!({"mode": "spot", "max_price": "1.20"});
-        assert_eq!(billing_text(Some(&spot)), "spot ≤1.20");
-        assert_eq!(billing_text(Some(&json!({"mode": "regular"}))), "regular");
-        assert_eq!(billing_text(None), "-");
+        let spot = Billing::Spot { max_price: Money(1_200_000) };
+        assert_eq!(billing_text(&spot), "spot ≤1.20");
+        assert_eq!(billing_text(&Billing::Regular), "regular");
     }
 
     #[test]
     fn summary_names_the_reason() {
-        let instance = json!({"id": "i-1", "state": "queued", "reason": "no capacity"});
-        assert_eq!(summary(&instance), "i-1 queued (no capacity)");
-        assert_eq!(summary(&json!({"id": "i-2", "state": "running"})), "i-2 running");
+        let mut queued = instance("i-1", InstanceState::Queued);
+        queued.reason = Some("no capacity".into());
+        assert_eq!(summary(&queued), "i-1 queued (no capacity)");
+        assert_eq!(summary(&instance("i-2", InstanceState::Running)), "i-2 running");
+    }
+
+    #[test]
+    fn show_prints_billing_and_the_request_as_text() {
+        let out = readable(&instance("i-1", InstanceState::Queued));
+        assert!(out.starts_with("id:"), "{out}");
+        assert!(out.contains("\nbilling:            regular\n"), "{out}");
+        assert!(out.contains("\ngpu:                1 x H100\n"), "{out}");
     }
 }

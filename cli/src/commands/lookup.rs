@@ -4,22 +4,83 @@
 
 use super::Ctx;
 use crate::args::ListFilter;
+use crate::client::Answer;
 use crate::client::encode_segment;
 use crate::errors::{ApiError, usage};
-use crate::output::{field, items};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use gpuspot_api::{Account, Deployment, Host, Instance};
+use serde::de::DeserializeOwned;
 
 /// States an instance never leaves.
 pub const ENDED: [&str; 2] = ["terminated", "failed"];
 
-/// Something the CLI lets a user name: what it is called, where its list is, which field
-/// holds the name, its states and which of them mean it is over (lists hide those by
-/// default), and the command that lists them all.
+/// What [`id_of`] reads of each item of a list: its id, its name, whose it is and its
+/// state.
+pub trait Named {
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn owner(&self) -> Option<&str> {
+        None
+    }
+    fn state(&self) -> &str {
+        ""
+    }
+}
+
+impl Named for Instance {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn owner(&self) -> Option<&str> {
+        Some(self.account_id.as_str())
+    }
+    fn state(&self) -> &str {
+        self.state.as_str()
+    }
+}
+
+impl Named for Deployment {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn owner(&self) -> Option<&str> {
+        Some(self.account_id.as_str())
+    }
+    fn state(&self) -> &str {
+        self.state.as_str()
+    }
+}
+
+impl Named for Host {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn name(&self) -> &str {
+        &self.hostname
+    }
+}
+
+impl Named for Account {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Something the CLI lets a user name: what it is called, where its list is, its states
+/// and which of them mean it is over (lists hide those by default), and the command that
+/// lists them all.
 pub struct Noun {
     pub kind: &'static str,
     pub list: &'static str,
-    pub name_field: &'static str,
     pub states: &'static [&'static str],
     pub ended: &'static [&'static str],
     pub listing: &'static str,
@@ -28,7 +89,6 @@ pub struct Noun {
 pub const INSTANCE: Noun = Noun {
     kind: "instance",
     list: "/v1/instances",
-    name_field: "name",
     states: &["queued", "scheduled", "running", "termination_scheduled", "stopping"],
     ended: &ENDED,
     listing: "gpuspot instances list --all",
@@ -36,23 +96,15 @@ pub const INSTANCE: Noun = Noun {
 pub const DEPLOYMENT: Noun = Noun {
     kind: "deployment",
     list: "/v1/deployments",
-    name_field: "name",
     states: &["waiting", "running"],
     ended: &["deleted", "completed", "failed"],
     listing: "gpuspot deployments list --all",
 };
-pub const HOST: Noun = Noun {
-    kind: "host",
-    list: "/v1/hosts",
-    name_field: "hostname",
-    states: &[],
-    ended: &[],
-    listing: "gpuspot hosts",
-};
+pub const HOST: Noun =
+    Noun { kind: "host", list: "/v1/hosts", states: &[], ended: &[], listing: "gpuspot hosts" };
 pub const ACCOUNT: Noun = Noun {
     kind: "account",
     list: "/v1/accounts",
-    name_field: "name",
     states: &[],
     ended: &[],
     listing: "gpuspot accounts list",
@@ -69,18 +121,22 @@ pub struct Unknown {
 
 /// The id of the instance `name_or_id` names (see [`id_of`]).
 pub fn instance_id(ctx: &Ctx, name_or_id: &str) -> anyhow::Result<String> {
-    id_of(ctx, &INSTANCE, name_or_id)
+    id_of::<Instance>(ctx, &INSTANCE, name_or_id)
 }
 
 /// The id `name_or_id` names: an id as it is, else the one live item of that name (or, with
 /// none live, the newest ended one); [`Unknown`] when it is neither. When the list cannot
 /// be read (an account token asking for accounts) the word is used as an id and the request
 /// itself says what is wrong.
-pub fn id_of(ctx: &Ctx, noun: &Noun, name_or_id: &str) -> anyhow::Result<String> {
-    let Ok(list) = ctx.client.get_list(noun.list, None) else {
+pub fn id_of<T: Named + DeserializeOwned>(
+    ctx: &Ctx,
+    noun: &Noun,
+    name_or_id: &str,
+) -> anyhow::Result<String> {
+    let Ok(list) = ctx.client.list::<T>(noun.list, None) else {
         return Ok(name_or_id.to_owned());
     };
-    match pick(noun, items(&list, "items"), name_or_id)? {
+    match pick(noun, &list.body, name_or_id)? {
         Some(id) => Ok(id),
         None => known_id(ctx, noun, name_or_id),
     }
@@ -100,13 +156,12 @@ fn known_id(ctx: &Ctx, noun: &Noun, word: &str) -> anyhow::Result<String> {
 }
 
 /// [`id_of`] over the list `all` (oldest first); None when nothing there has that name or id.
-fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<Option<String>> {
-    if all.iter().any(|i| field(i, "id") == name_or_id) {
+fn pick<T: Named>(noun: &Noun, all: &[T], name_or_id: &str) -> anyhow::Result<Option<String>> {
+    if all.iter().any(|i| i.id() == name_or_id) {
         return Ok(Some(name_or_id.to_owned()));
     }
-    let named: Vec<&Value> =
-        all.iter().filter(|i| field(i, noun.name_field) == name_or_id).collect();
-    let mut owners: Vec<String> = named.iter().map(|i| field(i, "account_id")).collect();
+    let named: Vec<&T> = all.iter().filter(|i| i.name() == name_or_id).collect();
+    let mut owners: Vec<&str> = named.iter().filter_map(|i| i.owner()).collect();
     owners.sort();
     owners.dedup();
     if owners.len() > 1 {
@@ -116,13 +171,13 @@ fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<Option<S
             owners.join(", ")
         ));
     }
-    let live: Vec<&&Value> = named.iter().filter(|i| !noun.is_ended(i)).collect();
+    let live: Vec<&&T> = named.iter().filter(|i| !noun.ended.contains(&i.state())).collect();
     match (live.as_slice(), named.last()) {
-        ([one], _) => Ok(Some(field(one, "id"))),
-        ([], Some(newest)) => Ok(Some(field(newest, "id"))),
+        ([one], _) => Ok(Some(one.id().to_owned())),
+        ([], Some(newest)) => Ok(Some(newest.id().to_owned())),
         ([], None) => Ok(None),
         (many, _) => {
-            let ids: Vec<String> = many.iter().map(|i| field(i, "id")).collect();
+            let ids: Vec<&str> = many.iter().map(|i| i.id()).collect();
             usage(format!(
                 "{name_or_id:?} names {} of them ({}): give an id",
                 ids.len(),
@@ -133,10 +188,6 @@ fn pick(noun: &Noun, all: &[Value], name_or_id: &str) -> anyhow::Result<Option<S
 }
 
 impl Noun {
-    pub fn is_ended(&self, item: &Value) -> bool {
-        self.ended.contains(&field(item, "state").as_str())
-    }
-
     /// The list's path with the query that asks the server for what `filter` shows: with
     /// `--state` only those states; without, every state not ended unless `--all`.
     pub fn query(&self, filter: &ListFilter) -> String {
@@ -154,18 +205,18 @@ impl Noun {
     }
 
     /// The items `filter` shows, every page of them (or its `--limit`).
-    pub fn list(&self, ctx: &Ctx, filter: &ListFilter) -> anyhow::Result<Value> {
-        ctx.client.get_list(&self.query(filter), filter.limit.map(|l| l as usize))
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        ctx: &Ctx,
+        filter: &ListFilter,
+    ) -> anyhow::Result<Answer<Vec<T>>> {
+        ctx.client.list(&self.query(filter), filter.limit.map(|l| l as usize))
     }
 }
 
-pub fn is_ended(instance: &Value) -> bool {
-    ENDED.contains(&field(instance, "state").as_str())
-}
-
-/// How long ago an RFC 3339 time was, in its largest whole unit.
-pub fn age(time: Option<&str>, now: DateTime<Utc>) -> String {
-    let Some(at) = time.and_then(|t| t.parse::<DateTime<Utc>>().ok()) else {
+/// How long ago a time was, in its largest whole unit.
+pub fn age(time: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let Some(at) = time else {
         return "-".to_owned();
     };
     let seconds = (now - at).num_seconds().max(0);
@@ -180,12 +231,11 @@ pub fn age(time: Option<&str>, now: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn ages_read_at_a_glance() {
         let now: DateTime<Utc> = "2026-12-03T12:00:00Z".parse().unwrap();
-        let age = |t: &str| age(Some(t), now);
+        let age = |t: &str| age(Some(t.parse().unwrap()), now);
         assert_eq!(age("2026-12-03T11:59:55.123456789Z"), "4s");
         assert_eq!(age("2026-12-03T11:50:00Z"), "10m");
         assert_eq!(age("2026-12-03T07:00:00Z"), "5h");
@@ -195,15 +245,29 @@ mod tests {
 
     #[test]
     fn names_resolve_to_the_live_one_and_never_across_accounts() {
-        let list = json!([
-            {"id": "i-1", "name": "web", "state": "terminated", "account_id": "a-op"},
-            {"id": "i-2", "name": "web", "state": "running", "account_id": "a-op"},
-            {"id": "i-3", "name": "db", "state": "terminated", "account_id": "a-op"},
-            {"id": "i-4", "name": "job", "state": "terminated", "account_id": "a-op"},
-            {"id": "i-5", "name": "job", "state": "running", "account_id": "a-tenant"},
-        ]);
-        let all = list.as_array().unwrap();
-        let pick = |name| pick(&INSTANCE, all, name).ok();
+        struct Item(&'static str, &'static str, &'static str, &'static str);
+        impl Named for Item {
+            fn id(&self) -> &str {
+                self.0
+            }
+            fn name(&self) -> &str {
+                self.1
+            }
+            fn state(&self) -> &str {
+                self.2
+            }
+            fn owner(&self) -> Option<&str> {
+                Some(self.3)
+            }
+        }
+        let all = [
+            Item("i-1", "web", "terminated", "a-op"),
+            Item("i-2", "web", "running", "a-op"),
+            Item("i-3", "db", "terminated", "a-op"),
+            Item("i-4", "job", "terminated", "a-op"),
+            Item("i-5", "job", "running", "a-tenant"),
+        ];
+        let pick = |name| pick(&INSTANCE, &all, name).ok();
         assert_eq!(pick("web").flatten().as_deref(), Some("i-2"), "the live one");
         assert_eq!(pick("db").flatten().as_deref(), Some("i-3"), "else the newest ended one");
         assert_eq!(pick("i-4").flatten().as_deref(), Some("i-4"), "an id is an id");

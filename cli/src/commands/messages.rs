@@ -3,35 +3,35 @@
 use super::Ctx;
 use crate::args::{MessagesArgs, MessagesCmd};
 use crate::client::encode_segment;
-use crate::output::{Table, field, items};
-use serde_json::Value;
+use crate::output::{Table, cell, time};
+use gpuspot_api::Message;
 
 pub fn run(ctx: &Ctx, args: &MessagesArgs) -> anyhow::Result<()> {
     if let Some(MessagesCmd::Read { id }) = &args.cmd {
         let path = format!("/v1/messages/{}/read", encode_segment(id));
-        let message = ctx.client.post_json(&path, &serde_json::json!({}))?;
-        return ctx.emit(&message, print_message);
+        let message = ctx.client.post::<Message>(&path, &serde_json::json!({}))?;
+        return ctx.show(&message, print_message);
     }
     let path = if args.unread { "/v1/messages?unread=true" } else { "/v1/messages" };
-    let answer = ctx.client.get_json(path)?;
-    ctx.emit(&answer, |v| {
+    let answer = ctx.client.get::<Vec<Message>>(path)?;
+    ctx.show(&answer, |messages| {
         if args.long {
-            items(v, "messages").iter().for_each(print_message);
+            messages.iter().for_each(print_message);
             return;
         }
         let mut table = Table::new(&["ID", "AT", "READ", "MAIL", "SUBJECT"]);
-        for m in items(v, "messages") {
-            let read = if m["read"].as_bool() == Some(true) { "yes" } else { "no" };
-            let row = vec![field(m, "id"), field(m, "at"), read.into(), field(m, "mail")];
-            table.row(row.into_iter().chain([field(m, "subject")]).collect());
+        for m in messages {
+            let read = if m.read { "yes" } else { "no" };
+            let row = vec![cell(&m.id), time(&m.at), read.into(), cell(m.mail), cell(&m.subject)];
+            table.row(row);
         }
         table.print();
     })
 }
 
-fn print_message(message: &Value) {
-    println!("{}  {}", field(message, "at"), field(message, "id"));
-    println!("Subject: {}\n", field(message, "subject"));
-    println!("{}", field(message, "body").trim_end());
+fn print_message(message: &Message) {
+    println!("{}  {}", time(&message.at), cell(&message.id));
+    println!("Subject: {}\n", cell(&message.subject));
+    println!("{}", cell(&message.body).trim_end());
     println!();
 }

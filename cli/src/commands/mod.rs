@@ -14,9 +14,8 @@ pub mod snapshots;
 pub mod wait;
 
 use crate::args::Output;
-use crate::client::Client;
+use crate::client::{Answer, Client};
 use crate::output;
-use serde_json::Value;
 
 /// What every command needs: the API client and the output choice.
 pub struct Ctx {
@@ -35,11 +34,12 @@ impl Ctx {
     }
 
     /// Prints `value` as pretty JSON with `-o json`, or through `human` otherwise.
-    pub fn emit(&self, value: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
+    /// `answer` as the server sent it with `-o json`, else as `human` prints its body.
+    pub fn show<T>(&self, answer: &Answer<T>, human: impl FnOnce(&T)) -> anyhow::Result<()> {
         if self.json() {
-            output::print_json(value)
+            output::print_json(&answer.sent)
         } else {
-            human(value);
+            human(&answer.body);
             Ok(())
         }
     }

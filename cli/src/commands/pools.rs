@@ -6,9 +6,9 @@ use crate::args::PoolsCmd;
 use crate::chart;
 use crate::client::encode_segment;
 use crate::errors::usage;
-use crate::output::{Table, field, items};
+use crate::output::{Table, cell, time};
+use gpuspot_api::{Pool, PricePoint};
 use gpuspot_common::Money;
-use serde_json::Value;
 
 const CHART_WIDTH: usize = 60;
 const CHART_HEIGHT: usize = 8;
@@ -21,48 +21,47 @@ pub fn run(ctx: &Ctx, cmd: Option<PoolsCmd>) -> anyhow::Result<()> {
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_json("/v1/pools")?;
-    ctx.emit(&answer, |v| {
+    let answer = ctx.client.get::<Vec<Pool>>("/v1/pools")?;
+    ctx.show(&answer, |pools| {
         let headers = ["MODEL", "LIST PRICE", "MARKET PRICE", "AVAILABILITY", "TOTAL", "NOTICE"];
         let mut table = Table::new(&headers);
-        for pool in items(v, "pools") {
+        for pool in pools {
             table.row(vec![
-                field(pool, "model"),
-                field(pool, "list_price"),
-                field(pool, "market_price"),
-                availability(pool.get("available")),
-                field(pool, "total"),
-                field(pool, "notice_period"),
+                cell(&pool.model),
+                cell(pool.list_price),
+                cell(pool.market_price),
+                availability(pool.available),
+                cell(pool.total),
+                cell(&pool.notice_period),
             ]);
         }
         table.print();
     })
 }
 
-/// "Currently available (n)" or "No capacity currently available" (0, null or absent).
-pub fn availability(available: Option<&Value>) -> String {
-    match available.and_then(Value::as_u64) {
-        Some(n) if n > 0 => format!("Currently available ({n})"),
-        _ => "No capacity currently available".to_owned(),
+/// "Currently available (n)" or "No capacity currently available".
+pub fn availability(available: u32) -> String {
+    match available {
+        0 => "No capacity currently available".to_owned(),
+        n => format!("Currently available ({n})"),
     }
 }
 
 fn history(ctx: &Ctx, model: &str, hours: u32) -> anyhow::Result<()> {
-    let pools = ctx.client.get_json("/v1/pools")?;
-    let models: Vec<String> = items(&pools, "pools").iter().map(|p| field(p, "model")).collect();
+    let pools = ctx.client.get::<Vec<Pool>>("/v1/pools")?;
+    let models: Vec<String> = pools.body.into_iter().map(|p| p.model).collect();
     let model = pool_named(&models, model)?;
     let model = model.as_str();
     let path = format!("/v1/pools/{}/price-history?hours={hours}", encode_segment(model));
-    let answer = ctx.client.get_json(&path)?;
-    ctx.emit(&answer, |v| {
-        let points = items(v, "points");
+    let answer = ctx.client.get::<Vec<PricePoint>>(&path)?;
+    ctx.show(&answer, |points| {
         if points.is_empty() {
             println!("no price history for {model} in the last {hours} h");
             return;
         }
         let mut table = Table::new(&["AT", "PRICE"]);
         for point in points {
-            table.row(vec![field(point, "at"), field(point, "price")]);
+            table.row(vec![time(&point.at), cell(point.price)]);
         }
         table.print();
         println!();
@@ -97,16 +96,11 @@ fn pool_named(models: &[String], given: &str) -> anyhow::Result<String> {
 }
 
 /// The chart under the points, with the first and last time beneath it.
-fn chart_lines(points: &[Value]) -> Vec<String> {
-    let prices: Vec<i64> = points
-        .iter()
-        .filter_map(|p| p.get("price").and_then(Value::as_str))
-        .filter_map(|p| p.parse::<Money>().ok())
-        .map(Money::micros)
-        .collect();
+fn chart_lines(points: &[PricePoint]) -> Vec<String> {
+    let prices: Vec<i64> = points.iter().map(|p| Money::micros(p.price)).collect();
     let mut lines = chart::render(&prices, CHART_WIDTH, CHART_HEIGHT);
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        lines.push(format!("{} → {}", field(first, "at"), field(last, "at")));
+        lines.push(format!("{} → {}", time(&first.at), time(&last.at)));
     }
     lines
 }
@@ -118,10 +112,8 @@ mod tests {
 
     #[test]
     fn availability_is_worded_like_seed_003() {
-        assert_eq!(availability(Some(&json!(3))), "Currently available (3)");
-        assert_eq!(availability(Some(&json!(0))), "No capacity currently available");
-        assert_eq!(availability(Some(&Value::Null)), "No capacity currently available");
-        assert_eq!(availability(None), "No capacity currently available");
+        assert_eq!(availability(3), "Currently available (3)");
+        assert_eq!(availability(0), "No capacity currently available");
     }
 
     #[test]
@@ -140,11 +132,12 @@ mod tests {
 
     #[test]
     fn chart_has_a_time_axis() {
-        let points = json!([
+        let points: Vec<PricePoint> = serde_json::from_value(json!([
             {"at": "2026-04-08T00:00:00Z", "price": "0.25"},
             {"at": "2026-04-08T01:00:00Z", "price": "0.50"}
-        ]);
-        let lines = chart_lines(points.as_array().expect("array"));
+        ]))
+        .expect("points");
+        let lines = chart_lines(&points);
         assert_eq!(lines.len(), CHART_HEIGHT + 1);
         assert!(lines[0].starts_with("0.50 |"));
         assert_eq!(lines[CHART_HEIGHT], "2026-04-08T00:00:00Z → 2026-04-08T01:00:00Z");

@@ -4,7 +4,8 @@
 use super::Ctx;
 use crate::args::SnapshotsCmd;
 use crate::client::encode_segment;
-use crate::output::{Table, field, fields, items};
+use crate::output::{Table, cell, opt, record};
+use gpuspot_api::Snapshot;
 
 const SHOW_ORDER: &[&str] =
     &["id", "instance_id", "deployment_id", "account_id", "size", "sha256", "created_at"];
@@ -13,33 +14,32 @@ pub fn run(ctx: &Ctx, cmd: Option<SnapshotsCmd>) -> anyhow::Result<()> {
     match cmd.unwrap_or(SnapshotsCmd::List) {
         SnapshotsCmd::List => list(ctx),
         SnapshotsCmd::Show { id } => {
-            let snapshot =
-                ctx.client.get_json(&format!("/v1/snapshots/{}", encode_segment(&id)))?;
-            ctx.emit(&snapshot, |v| print!("{}", fields(v, SHOW_ORDER)))
+            let path = format!("/v1/snapshots/{}", encode_segment(&id));
+            let snapshot = ctx.client.get::<Snapshot>(&path)?;
+            ctx.show(&snapshot, |s| print!("{}", record(s, SHOW_ORDER)))
         }
     }
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let answer = ctx.client.get_list("/v1/snapshots", None)?;
-    ctx.emit(&answer, |v| {
+    let answer = ctx.client.list::<Snapshot>("/v1/snapshots", None)?;
+    ctx.show(&answer, |snapshots| {
         let mut headers = vec!["ID", "INSTANCE", "DEPLOYMENT", "SIZE", "AGE"];
         if ctx.wide() {
             headers.extend(["ACCOUNT", "SHA256"]);
         }
         let mut table = Table::new(&headers);
         let now = chrono::Utc::now();
-        for snapshot in items(v, "snapshots") {
-            let created = snapshot.get("created_at").and_then(serde_json::Value::as_str);
+        for snapshot in snapshots {
             let mut row = vec![
-                field(snapshot, "id"),
-                field(snapshot, "instance_id"),
-                field(snapshot, "deployment_id"),
-                field(snapshot, "size"),
-                super::lookup::age(created, now),
+                cell(&snapshot.id),
+                cell(&snapshot.instance_id),
+                opt(snapshot.deployment_id.as_ref()),
+                cell(snapshot.size),
+                super::lookup::age(Some(snapshot.created_at), now),
             ];
             if ctx.wide() {
-                row.extend([field(snapshot, "account_id"), field(snapshot, "sha256")]);
+                row.extend([cell(&snapshot.account_id), cell(&snapshot.sha256)]);
             }
             table.row(row);
         }

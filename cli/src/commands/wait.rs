@@ -4,8 +4,7 @@
 //! script reads), and the wait gives up with an error once `--timeout` has passed.
 
 use crate::args::WaitArgs;
-use crate::output::field;
-use serde_json::Value;
+use gpuspot_api::{Instance, InstanceState};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -73,11 +72,11 @@ impl Progress {
 /// answer is returned; the caller says what an end means), printing each new status line
 /// to stderr; fails with [`WaitError::TimedOut`] once `args.timeout` has passed. `what`
 /// completes "waiting for …" (`i-1 to run`).
-pub fn until(
+pub fn until<T>(
     args: &WaitArgs,
     what: &str,
-    mut look: impl FnMut() -> anyhow::Result<(Value, Status)>,
-) -> anyhow::Result<Value> {
+    mut look: impl FnMut() -> anyhow::Result<(T, Status)>,
+) -> anyhow::Result<T> {
     let mut progress = Progress::new(Instant::now(), args.timeout);
     loop {
         let (answer, status) = match look() {
@@ -125,22 +124,22 @@ fn transient(error: &anyhow::Error) -> bool {
 }
 
 /// `STATE[ on HOST][: REASON]`: an instance's state, where it runs, and why it is as it is.
-pub fn instance_line(instance: &Value, hostnames: &HashMap<String, String>) -> String {
-    let state = field(instance, "state");
-    let mut line = state.clone();
-    let host_id = instance.get("host_id").and_then(Value::as_str).unwrap_or_default();
+pub fn instance_line(instance: &Instance, hostnames: &HashMap<String, String>) -> String {
+    use InstanceState::{Running, Scheduled, Stopping, TerminationScheduled};
+    let mut line = instance.state.to_string();
+    let host_id = instance.host_id.as_ref().map_or("", |h| h.as_str());
     if !host_id.is_empty()
-        && matches!(state.as_str(), "scheduled" | "running" | "termination_scheduled" | "stopping")
+        && matches!(instance.state, Scheduled | Running | TerminationScheduled | Stopping)
     {
         let host = hostnames.get(host_id).map_or(host_id, String::as_str);
         line = format!("{line} on {host}");
     }
-    with_reason(line, instance)
+    with_reason(line, instance.reason.as_deref())
 }
 
-/// `line: REASON` when `item` has a reason.
-pub fn with_reason(line: String, item: &Value) -> String {
-    match item.get("reason").and_then(Value::as_str).map(str::trim) {
+/// `line: REASON` when there is a reason.
+pub fn with_reason(line: String, reason: Option<&str>) -> String {
+    match reason.map(str::trim) {
         Some(reason) if !reason.is_empty() => format!("{line}: {reason}"),
         _ => line,
     }
@@ -149,7 +148,6 @@ pub fn with_reason(line: String, item: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn only_changes_are_news() {
@@ -168,14 +166,18 @@ mod tests {
     #[test]
     fn instance_lines_name_the_host_and_the_reason() {
         let names = HashMap::from([("h-1".to_owned(), "host-a".to_owned())]);
-        let queued = json!({"state": "queued", "reason": "waiting for capacity", "host_id": null});
-        assert_eq!(instance_line(&queued, &names), "queued: waiting for capacity");
-        let running = json!({"state": "running", "host_id": "h-1", "reason": null});
-        assert_eq!(instance_line(&running, &names), "running on host-a");
-        let elsewhere = json!({"state": "running", "host_id": "h-2"});
-        assert_eq!(instance_line(&elsewhere, &names), "running on h-2");
-        let ended = json!({"state": "terminated", "host_id": "h-1", "reason": "stopped by user"});
-        assert_eq!(instance_line(&ended, &names), "terminated: stopped by user");
+        let line = |state, host: Option<&str>, reason: Option<&str>| {
+            let mut instance = crate::commands::instances::tests::instance("i-1", state);
+            instance.host_id = host.map(Into::into);
+            instance.reason = reason.map(Into::into);
+            instance_line(&instance, &names)
+        };
+        let queued = line(InstanceState::Queued, None, Some("waiting for capacity"));
+        assert_eq!(queued, "queued: waiting for capacity");
+        assert_eq!(line(InstanceState::Running, Some("h-1"), None), "running on host-a");
+        assert_eq!(line(InstanceState::Running, Some("h-2"), None), "running on h-2");
+        let ended = line(InstanceState::Terminated, Some("h-1"), Some("stopped by user"));
+        assert_eq!(ended, "terminated: stopped by user");
     }
 
     #[test]
@@ -191,8 +193,8 @@ mod tests {
         );
     }
 
-    fn reached() -> anyhow::Result<(Value, Status)> {
-        Ok((Value::Null, Status { line: "running".into(), outcome: Outcome::Reached }))
+    fn reached() -> anyhow::Result<((), Status)> {
+        Ok(((), Status { line: "running".into(), outcome: Outcome::Reached }))
     }
 
     #[test]
@@ -208,7 +210,7 @@ mod tests {
             reached()
         });
         assert!(answer.is_ok() && looks == 3, "{answer:?} after {looks} looks");
-        let refused = until(&args, "i-1 to run", || {
+        let refused = until(&args, "i-1 to run", || -> anyhow::Result<((), Status)> {
             Err(crate::errors::ApiError::from_body(404, "Not Found", "{}").into())
         });
         assert!(refused.is_err(), "a 404 is waited on");

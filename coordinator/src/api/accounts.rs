@@ -5,20 +5,20 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{AccountInputError, HttpError};
 use super::listing::{self, PageQuery};
-use super::schemas::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
-use super::validation::present;
+use super::views;
 use crate::actors::messages::{AccountView, Payment};
 use crate::actors::{AccountChange, ApiRequest, Scope};
 use crate::core::accounts::NewAccount;
-use crate::core::billing::LedgerEntry;
 use crate::core::quotas::{QuotaChange, QuotaUpdate};
 use crate::directory::{new_token, token_hash};
 use actix_web::{HttpResponse, get, patch, post, web};
+use gpuspot_api::Role;
+use gpuspot_api::requests::PaymentBody;
+use gpuspot_api::requests::{AccountChangeBody as ChangeBody, NewAccountBody as CreateBody};
+use gpuspot_api::{Account, AccountWithToken, ErrorBody, PaymentReceipt, Whoami};
 use gpuspot_common::{AccountId, Money};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -31,50 +31,16 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(pay);
 }
 
-/// An account with the quota that applies to it and what it holds.
-pub fn view(shown: &AccountView) -> Value {
-    let account = &shown.account;
-    json!({
-        "id": account.id,
-        "name": account.name,
-        "balance": account.balance,
-        "overdue": account.is_overdue(),
-        "overdue_since": account.overdue_since,
-        "overdue_deadline": account.overdue_deadline,
-        "webhook_url": account.webhook_url,
-        "email": account.email,
-        "disabled": account.disabled,
-        "created_at": account.created_at,
-        "quota": shown.quota,
-        "usage": shown.usage,
-    })
-}
-
-pub fn entry_view(entry: &LedgerEntry) -> Value {
-    json!({
-        "id": entry.id,
-        "at": entry.at,
-        "kind": entry.kind,
-        "amount": entry.amount,
-        "instance_id": entry.instance_id,
-        "balance_after": entry.balance_after,
-    })
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = NewAccount)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    webhook_url: Option<String>,
-    email: Option<String>,
+/// The account and its token, shown this once.
+fn with_token(account: &AccountView, token: String) -> AccountWithToken {
+    AccountWithToken { account: views::account(account), token }
 }
 
 /// An address lettre can send to, as written.
 fn email_address(text: &str) -> Result<String, HttpError> {
     let text = text.trim();
     text.parse::<lettre::Address>().map(|_| text.to_owned()).map_err(|e| {
-        HttpError::bad_request("invalid_request", format!("email {text:?} is not an address: {e}"))
+        AccountInputError::Email { text: text.to_owned(), reason: e.to_string() }.into()
     })
 }
 
@@ -83,10 +49,7 @@ fn webhook_url(text: &str) -> Result<String, HttpError> {
     let text = text.trim();
     let scheme = text.starts_with("http://") || text.starts_with("https://");
     if !scheme || text.len() > 2048 || reqwest::Url::parse(text).is_err() {
-        return Err(HttpError::bad_request(
-            "invalid_request",
-            "webhook_url must be http(s)://… (at most 2048 bytes)",
-        ));
+        return Err(AccountInputError::Webhook.into());
     }
     Ok(text.to_owned())
 }
@@ -114,7 +77,7 @@ async fn create(
     let body = body.into_inner();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 128 {
-        return Err(HttpError::bad_request("invalid_request", "name must be 1 to 128 characters"));
+        return Err(AccountInputError::Name.into());
     }
     let webhook_url = body.webhook_url.as_deref().map(webhook_url).transpose()?;
     let email = body.email.as_deref().map(email_address).transpose()?;
@@ -122,9 +85,7 @@ async fn create(
     let new = NewAccount { name, token_hash: token_hash(&token), webhook_url, email };
     let account = state.ask(|reply| ApiRequest::CreateAccount { new, reply }).await?;
     state.directory.add(&account.account);
-    let mut body = view(&account);
-    body["token"] = json!(token);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(with_token(&account, token)))
 }
 
 /// The accounts, oldest first, paged on the server. Admin only.
@@ -147,7 +108,9 @@ async fn list(
     let wanted = query.listing()?;
     let query = listing::repeated(&wanted);
     let found = state.ask(|reply| ApiRequest::ListAccounts { listing: wanted, reply }).await?;
-    Ok(listing::answer("/v1/accounts", &query, &found, view, |a| a.account.id.to_string()))
+    Ok(listing::answer("/v1/accounts", &query, &found, views::account, |a| {
+        a.account.id.to_string()
+    }))
 }
 
 /// The token's own account (the operator account, which the admin acts for, with
@@ -162,15 +125,13 @@ async fn list(
 #[get("/whoami")]
 async fn whoami(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
     let role = match caller.scope {
-        Scope::Admin => "admin",
-        Scope::Account(_) => "account",
+        Scope::Admin => Role::Admin,
+        Scope::Account(_) => Role::Account,
     };
     let id = caller.account(None)?;
     let account =
         state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
-    let mut body = view(&account);
-    body["role"] = json!(role);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(Whoami { account: views::account(&account), role }))
 }
 
 /// An account, by id or name; an account token sees only its own.
@@ -193,16 +154,7 @@ async fn show(
     let id = AccountId(id.into_inner());
     let account =
         state.ask(|reply| ApiRequest::GetAccount { scope: caller.scope, id, reply }).await?;
-    Ok(HttpResponse::Ok().json(view(&account)))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = Payment)]
-#[serde(deny_unknown_fields)]
-struct PaymentBody {
-    /// A decimal above zero with at most 6 decimals, e.g. `10.00`.
-    #[schema(example = "10.00", pattern = r"^[0-9]+(\.[0-9]{1,6})?$")]
-    amount: String,
+    Ok(HttpResponse::Ok().json(views::account(&account)))
 }
 
 /// The most one payment may add: 1,000,000,000 units.
@@ -211,7 +163,7 @@ const MAX_PAYMENT: Money = Money(1_000_000_000 * gpuspot_common::money::MICROS_P
 /// `^[0-9]+(\.[0-9]{1,6})?$`, above zero, at most [`MAX_PAYMENT`].
 fn payment_amount(text: &str) -> Result<Money, HttpError> {
     let invalid =
-        |why: &str| HttpError::bad_request("invalid_request", format!("amount {text:?}: {why}"));
+        |why: &'static str| HttpError::from(AccountInputError::Amount { text: text.into(), why });
     let (whole, frac) = text.split_once('.').unwrap_or((text, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) || !digits(frac) || frac.len() > 6 {
@@ -255,8 +207,9 @@ async fn pay(
     let id = AccountId(id.into_inner());
     let Payment { entry, account } =
         state.ask(|reply| ApiRequest::Pay { scope: caller.scope, id, amount, reply }).await?;
-    Ok(HttpResponse::Created()
-        .json(json!({ "entry": entry_view(&entry), "account": view(&account) })))
+    let receipt =
+        PaymentReceipt { entry: views::ledger_entry(&entry), account: views::account(&account) };
+    Ok(HttpResponse::Created().json(receipt))
 }
 
 /// A new API token; the old one stops working at once.
@@ -286,32 +239,12 @@ async fn rotate_token(
         })
         .await?;
     state.directory.set(&account.account);
-    let mut body = view(&account);
-    body["token"] = json!(token);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(with_token(&account, token)))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = AccountChange)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    /// Admin only.
-    disabled: Option<bool>,
-    /// An object changes the limits it names (`null` in one clears it); `null` here goes
-    /// back to the configured default.
-    /// Admin only: `{"max_gpus": N|null, "max_instances": N|null}`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    quota: Option<Option<QuotaChange>>,
-    /// The account's own to change; `null` stops mail (the inbox stays).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    email: Option<Option<String>>,
-    /// Admin only, as at creation: where the account's events are POSTed (http(s), at
-    /// most 2048 bytes); `null` stops them.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    webhook_url: Option<Option<String>>,
+/// A quota change as the core applies it.
+fn quota_change(asked: gpuspot_api::requests::QuotaChange) -> QuotaChange {
+    QuotaChange { max_gpus: asked.max_gpus, max_instances: asked.max_instances }
 }
 
 /// Changes `email` (the account's own), or `disabled`, `quota` and `webhook_url` (admin
@@ -344,7 +277,9 @@ async fn change(
     }
     let change = AccountChange {
         disabled: body.disabled,
-        quota: body.quota.map(|q| q.map_or(QuotaUpdate::Default, QuotaUpdate::Change)),
+        quota: body
+            .quota
+            .map(|q| q.map_or(QuotaUpdate::Default, |q| QuotaUpdate::Change(quota_change(q)))),
         email: body.email.map(|e| e.as_deref().map(email_address).transpose()).transpose()?,
         webhook_url: body
             .webhook_url
@@ -354,7 +289,7 @@ async fn change(
     let (id, scope) = (AccountId(id.into_inner()), caller.scope);
     let account = state.ask(|reply| ApiRequest::ChangeAccount { scope, id, change, reply }).await?;
     state.directory.set(&account.account);
-    Ok(HttpResponse::Ok().json(view(&account)))
+    Ok(HttpResponse::Ok().json(views::account(&account)))
 }
 
 #[cfg(test)]

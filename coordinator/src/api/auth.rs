@@ -2,7 +2,7 @@
 //! account unless a request names another), or an account's own token.
 
 use super::AppState;
-use super::error::HttpError;
+use super::error::{AuthError, HttpError, Internal};
 use crate::actors::Scope;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use gpuspot_common::AccountId;
@@ -24,7 +24,7 @@ impl Caller {
             (Scope::Admin, Some(named)) => Ok(AccountId(named)),
             (Scope::Admin, None) => Ok(AccountId::from(OPERATOR_ACCOUNT)),
             (Scope::Account(own), Some(named)) if named != own.as_str() => {
-                Err(HttpError::forbidden("an account token can only act for its own account"))
+                Err(AuthError::OtherAccount.into())
             }
             (Scope::Account(own), _) => Ok(own.clone()),
         }
@@ -33,7 +33,7 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), HttpError> {
         match self.scope {
             Scope::Admin => Ok(()),
-            Scope::Account(_) => Err(HttpError::forbidden("this route needs the admin token")),
+            Scope::Account(_) => Err(AuthError::AdminOnly.into()),
         }
     }
 }
@@ -41,14 +41,14 @@ impl Caller {
 fn state(request: &HttpRequest) -> Result<&web::Data<AppState>, HttpError> {
     request
         .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| HttpError::internal("application state missing"))
+        .ok_or_else(|| Internal("application state missing".to_owned()).into())
 }
 
 fn authenticate(request: &HttpRequest) -> Result<Caller, HttpError> {
-    let header =
-        request.headers().get(actix_web::http::header::AUTHORIZATION).ok_or_else(|| {
-            HttpError::unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
-        })?;
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or(AuthError::MissingToken)?;
     // The scheme's name is case-insensitive (RFC 9110 §11.1).
     let token = header
         .to_str()
@@ -56,9 +56,7 @@ fn authenticate(request: &HttpRequest) -> Result<Caller, HttpError> {
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .ok_or_else(|| {
-            HttpError::unauthorized("the Authorization header must be `Bearer TOKEN`")
-        })?;
+        .ok_or(AuthError::MalformedHeader)?;
     caller_for(state(request)?, token)
 }
 
@@ -69,7 +67,7 @@ fn caller_for(state: &AppState, token: &str) -> Result<Caller, HttpError> {
     }
     match state.directory.account_for_token(token) {
         Some(account) => Ok(Caller { scope: Scope::Account(account) }),
-        None => Err(HttpError::unauthorized("invalid token")),
+        None => Err(AuthError::InvalidToken.into()),
     }
 }
 

@@ -3,18 +3,17 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, WorkloadError};
 use super::listing::{self, StateQuery};
-use super::schemas::{Deployment, Endpoint as EndpointSchema, ErrorBody};
 use super::validation::{self, deployment as validate};
-use super::validation::{DeploymentBody as CreateBody, DeploymentChangeBody as ChangeBody};
 use super::views;
-use crate::actors::messages::{DeploymentRequest, DeploymentView, Endpoint};
+use crate::actors::messages::DeploymentRequest;
 use crate::actors::{ApiRequest, Reply};
 use crate::core::deployment::{DeploymentState, Template};
 use actix_web::{HttpResponse, delete, get, patch, post, web};
+use gpuspot_api::requests::{DeploymentBody as CreateBody, DeploymentChangeBody as ChangeBody};
+use gpuspot_api::{Deployment, Endpoint as EndpointSchema, ErrorBody};
 use gpuspot_common::DeploymentId;
-use serde_json::{Value, json};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -32,25 +31,7 @@ fn admit(state: &AppState, template: &Template) -> Result<(), HttpError> {
     state
         .policy
         .admits("template.image", template.image.as_deref())
-        .map_err(|m| HttpError::bad_request("image_required", m))
-}
-
-pub fn view(v: &DeploymentView) -> Value {
-    let d = &v.deployment;
-    let mut body = json!({
-        "id": d.id, "name": d.name, "account_id": d.account_id, "mode": d.mode,
-        "replicas": d.replicas, "completions": d.completions, "parallelism": d.parallelism,
-        "retry_limit": d.retry_limit, "succeeded": d.succeeded, "failed": d.failed,
-        "restarts": d.restarts,
-        "state": d.state(), "reason": d.reason, "specs": d.specs, "template": d.template,
-        "created_at": d.created_at,
-        "autoscaling": d.autoscaling, "schedule": d.schedule,
-        "instances": v.instances.iter().map(views::instance).collect::<Vec<_>>(),
-    });
-    if let Some(moved) = v.moved {
-        body["moved"] = json!(moved);
-    }
-    body
+        .map_err(|m| WorkloadError::ImageRequired(m).into())
 }
 
 /// [`AppState::ask`] for a deployment request, which `request` builds around its reply.
@@ -91,13 +72,10 @@ async fn create(
         known |= state.ask(|reply| ApiRequest::KnownModel { model: model.clone(), reply }).await?;
     }
     if !known {
-        return Err(HttpError::bad_request(
-            "unknown_model",
-            "no pool or host offers any GPU model of these specs",
-        ));
+        return Err(WorkloadError::UnknownSpecModels.into());
     }
     let v = ask(&state, |reply| DeploymentRequest::Create { account, new, reply }).await?;
-    Ok(HttpResponse::Accepted().json(view(&v)))
+    Ok(HttpResponse::Accepted().json(views::deployment(&v)))
 }
 
 /// The deployments the caller sees, deleted ones included, oldest first: filtered by state
@@ -120,7 +98,9 @@ async fn list(
     let (scope, query) = (caller.scope, listing::repeated(&wanted));
     let found =
         ask(&state, |reply| DeploymentRequest::List { scope, listing: wanted, reply }).await?;
-    Ok(listing::answer("/v1/deployments", &query, &found, view, |v| v.deployment.id.to_string()))
+    Ok(listing::answer("/v1/deployments", &query, &found, views::deployment, |v| {
+        v.deployment.id.to_string()
+    }))
 }
 
 #[utoipa::path(
@@ -141,7 +121,7 @@ async fn show(
 ) -> Result<HttpResponse, HttpError> {
     let id = DeploymentId(id.into_inner());
     let v = ask(&state, |reply| DeploymentRequest::Get { scope: caller.scope, id, reply }).await?;
-    Ok(HttpResponse::Ok().json(view(&v)))
+    Ok(HttpResponse::Ok().json(views::deployment(&v)))
 }
 
 /// Scales a replica set, changes specs and template, or turns autoscaling and a schedule
@@ -177,7 +157,7 @@ async fn change(
         change,
         reply,
     };
-    Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))
+    Ok(HttpResponse::Ok().json(views::deployment(&ask(&state, request).await?)))
 }
 
 /// Deletes the deployment and terminates its instances.
@@ -199,7 +179,7 @@ async fn delete(
 ) -> Result<HttpResponse, HttpError> {
     let id = DeploymentId(id.into_inner());
     let request = |reply| DeploymentRequest::Delete { scope: caller.scope, id, reply };
-    Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))
+    Ok(HttpResponse::Ok().json(views::deployment(&ask(&state, request).await?)))
 }
 
 /// Replaces every instance with a fresh one from the current template.
@@ -221,7 +201,7 @@ async fn rebuild(
 ) -> Result<HttpResponse, HttpError> {
     let id = DeploymentId(id.into_inner());
     let request = |reply| DeploymentRequest::Rebuild { scope: caller.scope, id, reply };
-    Ok(HttpResponse::Ok().json(view(&ask(&state, request).await?)))
+    Ok(HttpResponse::Ok().json(views::deployment(&ask(&state, request).await?)))
 }
 
 /// Where the deployment's instances serve, and whether each is ready.
@@ -245,14 +225,5 @@ async fn endpoints(
     let found =
         ask(&state, |reply| DeploymentRequest::Endpoints { scope: caller.scope, id, reply })
             .await?;
-    Ok(HttpResponse::Ok().json(found.iter().map(endpoint_view).collect::<Vec<_>>()))
-}
-
-fn endpoint_view(Endpoint { instance: i, hostname, info }: &Endpoint) -> Value {
-    json!({
-        "instance_id": i.id, "host_id": i.host_id(), "hostname": hostname,
-        "address": info.address, "ready": info.ready, "draining": info.draining,
-        "gpu_uuids": i.gpu_uuids(), "spec_index": i.spec_index(), "billing": i.request.billing,
-        "started_at": i.started_at(),
-    })
+    Ok(HttpResponse::Ok().json(found.iter().map(views::endpoint).collect::<Vec<_>>()))
 }

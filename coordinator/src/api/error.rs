@@ -1,11 +1,19 @@
 //! API errors: every failure answers `{"error":{"code":"…","message":"…"}}` with a status
-//! that says whose fault it was. The one place where the actor's and the core's typed
-//! errors become a status, a code and a message.
+//! that says whose fault it was. The one place where typed errors (the actor's, the core's
+//! and each API area's, in [`areas`]) become a status, a code and a message.
+
+mod areas;
+
+pub use areas::{
+    AccountInputError, AuthError, ExecError, Internal, InvalidBody, NotFound, QueryError,
+    TooManyStreams, WorkloadError,
+};
 
 use crate::actors::Failure;
 use crate::core::error::{AccountError, DeploymentError, LifecycleError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
+use gpuspot_api::ErrorBody;
 use std::fmt;
 
 #[derive(Debug)]
@@ -16,34 +24,72 @@ pub struct HttpError {
 }
 
 impl HttpError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
-    pub fn conflict(message: impl Into<String>) -> Self {
+    fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
+    fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
+
+/// Each area's refusals: every variant with its status and code.
+macro_rules! answers {
+    ($error:ty { $($variant:pat => ($status:ident, $code:literal)),+ $(,)? }) => {
+        impl From<$error> for HttpError {
+            fn from(error: $error) -> Self {
+                let (status, code) = match &error {
+                    $($variant => (StatusCode::$status, $code)),+
+                };
+                HttpError::new(status, code, error.to_string())
+            }
+        }
+    };
+}
+
+answers!(AuthError {
+    AuthError::MissingToken | AuthError::MalformedHeader | AuthError::InvalidToken
+        => (UNAUTHORIZED, "unauthorized"),
+    AuthError::OtherAccount | AuthError::AdminOnly => (FORBIDDEN, "forbidden"),
+});
+answers!(QueryError {
+    QueryError::Invalid(_) => (BAD_REQUEST, "invalid_query"),
+    QueryError::LastEventId => (BAD_REQUEST, "invalid_header"),
+});
+answers!(InvalidBody { InvalidBody(_) => (BAD_REQUEST, "invalid_request") });
+answers!(AccountInputError { _ => (BAD_REQUEST, "invalid_request") });
+answers!(WorkloadError {
+    WorkloadError::ImageRequired(_) => (BAD_REQUEST, "image_required"),
+    WorkloadError::UnknownModels(_) | WorkloadError::UnknownSpecModels
+        => (BAD_REQUEST, "unknown_model"),
+});
+answers!(NotFound { _ => (NOT_FOUND, "not_found") });
+answers!(ExecError {
+    ExecError::NotRunning { .. } => (CONFLICT, "not_running"),
+    ExecError::HostUnavailable(_) => (SERVICE_UNAVAILABLE, "host_unavailable"),
+    ExecError::Failed(_) => (CONFLICT, "exec_failed"),
+    ExecError::NoExit { .. } => (GATEWAY_TIMEOUT, "exec_timeout"),
+    ExecError::WebsocketRequired => (BAD_REQUEST, "websocket_required"),
+    ExecError::Handshake(_) => (BAD_REQUEST, "websocket_handshake"),
+});
+answers!(TooManyStreams { TooManyStreams(_) => (TOO_MANY_REQUESTS, "too_many_streams") });
+answers!(Internal { Internal(_) => (INTERNAL_SERVER_ERROR, "internal") });
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,8 +106,7 @@ impl ResponseError for HttpError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "API request failed");
         }
-        HttpResponse::build(self.status)
-            .json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
+        HttpResponse::build(self.status).json(ErrorBody::new(self.code, self.message.as_str()))
     }
 }
 
@@ -156,104 +201,4 @@ pub fn query_config() -> web::QueryConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::actors::Missing;
-    use crate::core::error::QuotaError;
-    use crate::store::StoreError;
-    use gpuspot_common::{AccountId, DeploymentId, InstanceId, Money};
-
-    fn answer(failure: impl Into<Failure>) -> (u16, &'static str, String) {
-        let error = HttpError::from(failure.into());
-        (error.status.as_u16(), error.code, error.message)
-    }
-
-    fn expect(status: u16, code: &'static str, message: &str) -> (u16, &'static str, String) {
-        (status, code, message.to_owned())
-    }
-
-    #[test]
-    fn refusals_answer_the_status_code_and_message_users_know() {
-        let alice = || AccountId("a-alice".into());
-        let cases = [
-            (
-                answer(Failure::NotFound(Missing::Instance(InstanceId("i-1".into())))),
-                expect(404, "not_found", "instance i-1 not found"),
-            ),
-            (
-                answer(Failure::NotFound(Missing::Snapshot("s-1".into()))),
-                expect(404, "not_found", "snapshot s-1 not found"),
-            ),
-            (
-                answer(LifecycleError::SizeIsFixed),
-                expect(409, "conflict", &LifecycleError::SizeIsFixed.to_string()),
-            ),
-            (
-                answer(AccountError::Disabled(alice())),
-                expect(403, "forbidden", "account a-alice is disabled"),
-            ),
-            (
-                answer(AccountError::NonPositivePayment),
-                expect(400, "invalid_request", "a payment must be a positive amount"),
-            ),
-            (
-                answer(DeploymentError::Unknown(DeploymentId("d-1".into()))),
-                expect(404, "not_found", "no deployment d-1"),
-            ),
-            (
-                answer(DeploymentError::NotAReplicaSet),
-                expect(409, "conflict", "only a replicaset has replicas to scale"),
-            ),
-            (
-                answer(Failure::OverdueForInstances {
-                    account: alice(),
-                    balance: Money(-1_500_000),
-                }),
-                expect(
-                    402,
-                    "payment_required",
-                    "account a-alice is overdue (balance -1.50): pay to start new instances",
-                ),
-            ),
-            (
-                answer(Failure::OverdueForDeployments(alice())),
-                expect(
-                    402,
-                    "payment_required",
-                    "account a-alice is overdue: pay to start new work",
-                ),
-            ),
-            (
-                answer(QuotaError::Gpus { wanted: 3, limit: 2 }),
-                expect(
-                    403,
-                    "quota_exceeded",
-                    "quota_exceeded: 3 GPUs would pass the account's max_gpus of 2",
-                ),
-            ),
-            (
-                answer(QuotaError::Instances { wanted: 1, limit: 0 }),
-                expect(
-                    403,
-                    "quota_exceeded",
-                    "quota_exceeded: 1 instance would pass the account's max_instances of 0",
-                ),
-            ),
-            (
-                answer(Failure::OperatorIsFixed),
-                expect(409, "conflict", "the operator account cannot be changed"),
-            ),
-            (
-                answer(StoreError::WriterGone),
-                expect(
-                    500,
-                    "internal",
-                    "could not persist the change: the store writer has stopped",
-                ),
-            ),
-        ];
-        for (got, expected) in cases {
-            assert_eq!(got, expected);
-        }
-    }
-}
+mod tests;

@@ -16,14 +16,13 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
-use super::schemas::ErrorBody;
+use super::error::{HttpError, QueryError, TooManyStreams};
 use crate::actors::Scope;
 use crate::core::cluster::Event;
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use bytes::Bytes;
 use futures::StreamExt;
+use gpuspot_api::ErrorBody;
 use gpuspot_common::AccountId;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
@@ -196,9 +195,7 @@ fn resume_point(request: &HttpRequest, after: Option<u64>) -> Result<Option<u64>
         None => Ok(after),
         Some(value) => match value.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
             Some(id) => Ok(Some(id)),
-            None => {
-                Err(HttpError::bad_request("invalid_header", "Last-Event-ID must be an event id"))
-            }
+            None => Err(QueryError::LastEventId.into()),
         },
     }
 }
@@ -232,13 +229,8 @@ async fn stream(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let resume = resume_point(&request, query.after)?;
-    let slot = state.streams.take(slot_key(&caller.scope)).ok_or_else(|| {
-        HttpError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_streams",
-            format!("at most {MAX_STREAMS_PER_TOKEN} event streams per token at once"),
-        )
-    })?;
+    let slot =
+        state.streams.take(slot_key(&caller.scope)).ok_or(TooManyStreams(MAX_STREAMS_PER_TOKEN))?;
     // Subscribe before reading the store, so no event falls between the two; events in
     // both are skipped by id.
     let live = state.events.subscribe();

@@ -5,14 +5,13 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
-use super::schemas::{ErrorBody, ExecResult};
+use super::error::{ExecError, HttpError, Internal, InvalidBody};
 use crate::actors::{ApiRequest, ClusterActor, Scope};
 use crate::core::model::InstanceState;
 use crate::quic::exec::{self, ExecChannel, ExecLinks};
 use actix::Addr;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
+use gpuspot_api::{ErrorBody, ExecResult};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{ExecOutput, ExecRequest};
 use serde::Deserialize;
@@ -84,18 +83,9 @@ impl<'a> Gateway<'a> {
             InstanceState::Running | InstanceState::TerminationScheduled
         );
         let host_id = instance.host_id().filter(|_| running).ok_or_else(|| {
-            HttpError::new(
-                StatusCode::CONFLICT,
-                "not_running",
-                format!(
-                    "instance {id} is {}: commands run only in a running instance",
-                    instance.state().as_str()
-                ),
-            )
+            ExecError::NotRunning { id: id.to_string(), state: instance.state().as_str() }
         })?;
-        let unavailable = |detail: String| {
-            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "host_unavailable", detail)
-        };
+        let unavailable = ExecError::HostUnavailable;
         let connection = self.links.connection(host_id).ok_or_else(|| {
             unavailable(format!(
                 "host {host_id} of instance {id} is not connected now; try again when it is back"
@@ -109,16 +99,16 @@ impl<'a> Gateway<'a> {
             stdin: start.stdin,
             timeout_ms: start.timeout.as_millis().try_into().unwrap_or(u64::MAX),
         };
-        exec::open(&connection, &request)
-            .await
-            .map_err(|e| unavailable(format!("cannot open an exec stream to host {host_id}: {e}")))
+        exec::open(&connection, &request).await.map_err(|e| {
+            unavailable(format!("cannot open an exec stream to host {host_id}: {e}")).into()
+        })
     }
 }
 
 /// An agent could not run the command (it does not run the instance after all, the
 /// program is missing…).
 pub fn exec_failed(reason: String) -> HttpError {
-    HttpError::new(StatusCode::CONFLICT, "exec_failed", reason)
+    ExecError::Failed(reason).into()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -135,16 +125,11 @@ struct ExecBody {
 /// Checks a command line: not empty, a program named, no NUL bytes (they cannot reach argv).
 pub fn check_command(command: &[String]) -> Result<(), HttpError> {
     if command.first().is_none_or(|program| program.trim().is_empty()) {
-        return Err(HttpError::bad_request(
-            "invalid_request",
-            "command must name a program to run, e.g. [\"sh\", \"-c\", \"nvidia-smi\"]",
-        ));
+        let problem = "command must name a program to run, e.g. [\"sh\", \"-c\", \"nvidia-smi\"]";
+        return Err(InvalidBody(problem.to_owned()).into());
     }
     if command.iter().any(|arg| arg.contains('\0')) {
-        return Err(HttpError::bad_request(
-            "invalid_request",
-            "command must not contain NUL bytes",
-        ));
+        return Err(InvalidBody("command must not contain NUL bytes".to_owned()).into());
     }
     Ok(())
 }
@@ -152,10 +137,10 @@ pub fn check_command(command: &[String]) -> Result<(), HttpError> {
 fn timeout_of(seconds: Option<u64>) -> Result<Duration, HttpError> {
     match seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS) {
         s @ 1..=MAX_TIMEOUT_SECONDS => Ok(Duration::from_secs(s)),
-        s => Err(HttpError::bad_request(
-            "invalid_request",
-            format!("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, not {s}"),
-        )),
+        s => Err(InvalidBody(format!(
+            "timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, not {s}"
+        ))
+        .into()),
     }
 }
 
@@ -190,23 +175,17 @@ async fn run(
     let start = ExecStart { command: body.command, tty: false, size: None, stdin: false, timeout };
     let channel = Gateway::of(&state).open(caller.scope, &id, start).await?;
     let collected = tokio::time::timeout(timeout + ANSWER_GRACE, collect(channel)).await;
-    let outcome = collected.map_err(|_| {
-        HttpError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "exec_timeout",
-            format!("host of instance {id} gave no exit status within {timeout:?}"),
-        )
-    })?;
+    let outcome = collected.map_err(|_| ExecError::NoExit { id: id.to_string(), timeout })?;
     let Collected { output, truncated, end } = outcome;
     match end {
-        ExecOutput::Exit { code, timed_out } => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "exit_code": code,
-            "output": String::from_utf8_lossy(&output),
-            "truncated": truncated,
-            "timed_out": timed_out,
-        }))),
+        ExecOutput::Exit { code, timed_out } => Ok(HttpResponse::Ok().json(ExecResult {
+            exit_code: code,
+            output: String::from_utf8_lossy(&output).into_owned(),
+            truncated,
+            timed_out,
+        })),
         ExecOutput::Error { reason } => Err(exec_failed(reason)),
-        ExecOutput::Data(_) => Err(HttpError::internal("exec ended on a data frame")),
+        ExecOutput::Data(_) => Err(Internal("exec ended on a data frame".to_owned()).into()),
     }
 }
 
@@ -248,7 +227,7 @@ mod tests {
         assert_eq!(timeout_of(Some(3600)).unwrap(), Duration::from_secs(3600));
         for bad in [0, 3601] {
             let err = timeout_of(Some(bad)).unwrap_err();
-            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.status.as_u16(), 400);
             assert!(err.message.contains("between 1 and 3600"), "{}", err.message);
         }
     }

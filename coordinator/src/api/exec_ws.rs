@@ -11,12 +11,12 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{ExecError, HttpError, QueryError};
 use super::exec::{ExecStart, Gateway, check_command};
-use super::schemas::ErrorBody;
 use crate::quic::exec::ExecChannel;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use gpuspot_api::{ErrorBody, SessionEnd};
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::{ExecInput, ExecOutput};
 use serde::Deserialize;
@@ -37,7 +37,7 @@ struct Query {
 }
 
 fn bad(message: impl Into<String>) -> HttpError {
-    HttpError::bad_request("invalid_query", message)
+    QueryError::Invalid(message.into()).into()
 }
 
 /// `value` as a number in `1..=most`, or a message naming `key`.
@@ -118,11 +118,7 @@ pub async fn interactive(
 ) -> Result<HttpResponse, HttpError> {
     let upgrade = request.headers().get(actix_web::http::header::UPGRADE);
     if !upgrade.and_then(|u| u.to_str().ok()).is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-        return Err(HttpError::bad_request(
-            "websocket_required",
-            "GET …/exec is an interactive session and needs `Upgrade: websocket`; \
-             POST {\"command\": [...]} runs a command and answers with its output",
-        ));
+        return Err(ExecError::WebsocketRequired.into());
     }
     let id = InstanceId(id.into_inner());
     let query = parse_query(request.query_string())?;
@@ -134,8 +130,8 @@ pub async fn interactive(
         timeout: query.timeout,
     };
     let channel = Gateway::of(&state).open(caller.scope, &id, start).await?;
-    let (response, session, stream) = actix_ws::handle(&request, body)
-        .map_err(|e| HttpError::bad_request("websocket_handshake", e.to_string()))?;
+    let (response, session, stream) =
+        actix_ws::handle(&request, body).map_err(|e| ExecError::Handshake(e.to_string()))?;
     let stream = stream
         .max_frame_size(MAX_MESSAGE)
         .aggregate_continuations()
@@ -194,8 +190,12 @@ async fn bridge(
             Step::End(last) => break last,
         }
     };
-    let code = if last.get("error").is_some() { CloseCode::Error } else { CloseCode::Normal };
-    let _ = session.text(last.to_string()).await;
+    let code = match last {
+        SessionEnd::Error { .. } => CloseCode::Error,
+        SessionEnd::Exit { .. } => CloseCode::Normal,
+    };
+    let text = serde_json::to_string(&last).unwrap_or_default();
+    let _ = session.text(text).await;
     let _ = session.close(Some(CloseReason { code, description: None })).await;
 }
 
@@ -205,7 +205,7 @@ enum Step {
     /// The client left or cannot be written to.
     Gone,
     /// Send this last text frame and close.
-    End(serde_json::Value),
+    End(SessionEnd),
 }
 
 async fn from_client(
@@ -219,7 +219,7 @@ async fn from_client(
         Some(Ok(AggregatedMessage::Text(text))) => match control(&text) {
             Ok(Some(input)) => drop(channel.input.send(input).await),
             Ok(None) => {}
-            Err(reason) => return Step::End(serde_json::json!({ "error": reason })),
+            Err(reason) => return Step::End(SessionEnd::Error { error: reason }),
         },
         Some(Ok(AggregatedMessage::Ping(ping))) => drop(session.pong(&ping).await),
         Some(Ok(AggregatedMessage::Pong(_))) => {}
@@ -234,10 +234,10 @@ async fn to_client(frame: Option<ExecOutput>, session: &mut Session) -> Step {
             return if session.binary(data).await.is_ok() { Step::Go } else { Step::Gone };
         }
         Some(ExecOutput::Exit { code, timed_out }) => {
-            serde_json::json!({ "exit_code": code, "timed_out": timed_out })
+            SessionEnd::Exit { exit_code: code, timed_out }
         }
-        Some(ExecOutput::Error { reason }) => serde_json::json!({ "error": reason }),
-        None => serde_json::json!({ "error": "the exec stream ended" }),
+        Some(ExecOutput::Error { reason }) => SessionEnd::Error { error: reason },
+        None => SessionEnd::Error { error: "the exec stream ended".to_owned() },
     };
     Step::End(last)
 }

@@ -3,13 +3,13 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, InvalidBody};
 use super::listing::{self, StateQuery};
-use super::schemas::{ErrorBody, Host};
 use super::views;
 use crate::actors::ApiRequest;
 use crate::actors::messages::HostAction;
 use actix_web::{HttpResponse, delete, get, post, web};
+use gpuspot_api::{ErrorBody, Host};
 use gpuspot_common::HostId;
 use serde::Deserialize;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -108,15 +108,14 @@ async fn drain(
     let body: DrainBody = if body.iter().all(u8::is_ascii_whitespace) {
         DrainBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| HttpError::bad_request("invalid_request", format!("drain body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| InvalidBody(format!("drain body: {e}")))?
     };
     let deadline = match body.deadline.as_deref().map(humantime::parse_duration) {
         None => None,
         Some(Ok(deadline)) => Some(deadline),
         Some(Err(e)) => {
             let message = format!("deadline: {e} (e.g. \"10m\")");
-            return Err(HttpError::bad_request("invalid_request", message));
+            return Err(InvalidBody(message).into());
         }
     };
     maintain(&state, caller, id.into_inner(), HostAction::Drain(deadline)).await

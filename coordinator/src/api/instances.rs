@@ -2,17 +2,17 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, WorkloadError};
 use super::listing::{self, StateQuery};
-use super::schemas::{ErrorBody, Instance};
-use super::validation::{InstanceBody as CreateBody, instance as validate};
+use super::validation::instance as validate;
 use super::views;
 use crate::actors::ApiRequest;
 use crate::core::model::InstanceState;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
+use gpuspot_api::requests::{InstanceBody as CreateBody, InstanceChangeBody as ChangeBody};
+use gpuspot_api::{ErrorBody, Instance};
 use gpuspot_common::InstanceId;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -46,10 +46,7 @@ async fn create(
     let body = body.into_inner();
     let account = caller.account(body.account_id.clone())?;
     let request = validate(body)?;
-    state
-        .policy
-        .admits("image", request.image.as_deref())
-        .map_err(|m| HttpError::bad_request("image_required", m))?;
+    state.policy.admits("image", request.image.as_deref()).map_err(WorkloadError::ImageRequired)?;
     let mut unknown = Vec::new();
     for model in &request.gpu.models {
         if !state.ask(|reply| ApiRequest::KnownModel { model: model.clone(), reply }).await? {
@@ -57,10 +54,7 @@ async fn create(
         }
     }
     if unknown.len() == request.gpu.models.len() {
-        return Err(HttpError::bad_request(
-            "unknown_model",
-            format!("no pool or host offers GPU model {}; see GET /v1/pools", unknown.join(", ")),
-        ));
+        return Err(WorkloadError::UnknownModels(unknown).into());
     }
     let instance =
         state.ask(|reply| ApiRequest::CreateInstance { account, request, reply }).await?;
@@ -110,24 +104,6 @@ async fn show(
     let instance =
         state.ask(|reply| ApiRequest::GetInstance { scope: caller.scope, id, reply }).await?;
     Ok(HttpResponse::Ok().json(views::instance(&instance)))
-}
-
-/// `PATCH /v1/instances/{id}`: `name` and `env` change; the billing mode and the size are
-/// fixed (409), so those keys are accepted only to be refused with a reason.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = InstanceChange)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    name: Option<String>,
-    env: Option<BTreeMap<String, String>>,
-    /// Refused: 409.
-    billing: Option<serde_json::Value>,
-    /// Refused: 409.
-    gpu: Option<serde_json::Value>,
-    /// Refused: 409.
-    cpu_cores: Option<serde_json::Value>,
-    /// Refused: 409.
-    memory_gib: Option<serde_json::Value>,
 }
 
 #[utoipa::path(

@@ -2,15 +2,14 @@
 //! first and paged by entry id; its amounts sum to the balance.
 
 use super::AppState;
-use super::accounts::entry_view;
 use super::auth::Caller;
-use super::error::HttpError;
-use super::listing;
-use super::schemas::{self, ErrorBody};
+use super::error::{HttpError, QueryError};
+use super::{listing, views};
 use crate::actors::ApiRequest;
 use crate::core::listing::Page;
 use crate::store::LedgerOrder;
 use actix_web::{HttpResponse, get, web};
+use gpuspot_api::{self as api, ErrorBody};
 use gpuspot_common::AccountId;
 use serde::Deserialize;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -42,10 +41,7 @@ impl LedgerQuery {
         let Some(text) = self.order.as_deref() else { return Ok(LedgerOrder::default()) };
         LedgerOrder::ALL.into_iter().find(|o| o.as_str() == text).ok_or_else(|| {
             let shown: String = text.chars().take(32).collect();
-            HttpError::bad_request(
-                "invalid_query",
-                format!("order: expected oldest or newest, not {shown:?}"),
-            )
+            QueryError::Invalid(format!("order: expected oldest or newest, not {shown:?}")).into()
         })
     }
 
@@ -53,10 +49,8 @@ impl LedgerQuery {
         let Some(text) = listing::after(self.after.as_deref())? else { return Ok(None) };
         text.parse().map(Some).map_err(|_| {
             let shown: String = text.chars().take(32).collect();
-            HttpError::bad_request(
-                "invalid_query",
-                format!("after: expected a ledger entry id (a whole number), not {shown:?}"),
-            )
+            let why = format!("after: expected a ledger entry id (a whole number), not {shown:?}");
+            QueryError::Invalid(why).into()
         })
     }
 }
@@ -67,7 +61,7 @@ impl LedgerQuery {
     tag = "accounts", operation_id = "get_ledger",
     params(("id" = String, Path, description = "Account id, or its name (an account token: its own)"), LedgerQuery),
     responses(
-        (status = 200, description = "Ledger entries; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<schemas::LedgerEntry>),
+        (status = 200, description = "Ledger entries; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<api::LedgerEntry>),
         (status = 400, description = "Invalid body or query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Not found (or another account's)", body = ErrorBody),
@@ -95,5 +89,5 @@ async fn ledger(
     if order != LedgerOrder::default() {
         query.push(("order", order.as_str().to_owned()));
     }
-    Ok(listing::answer(&path, &query, &page, entry_view, |e| e.id.to_string()))
+    Ok(listing::answer(&path, &query, &page, views::ledger_entry, |e| e.id.to_string()))
 }

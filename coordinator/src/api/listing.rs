@@ -4,11 +4,11 @@
 //! their answer: a JSON array, with `Link: </v1/…?after=ID>; rel="next"` (RFC 8288) when
 //! more items follow.
 
-use super::error::HttpError;
+use super::error::{HttpError, QueryError};
 use crate::core::listing::{Listing, Page};
 use actix_web::HttpResponse;
 use serde::Deserialize;
-use serde_json::Value;
+use serde::Serialize;
 
 /// The limits of `?limit=`: the default and the most one page holds.
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +73,7 @@ impl PageQuery {
 }
 
 fn invalid(message: String) -> HttpError {
-    HttpError::bad_request("invalid_query", message)
+    QueryError::Invalid(message).into()
 }
 
 /// `?state=a,b`: each one of `known`; none given is every state.
@@ -121,11 +121,11 @@ pub fn after(text: Option<&str>) -> Result<Option<String>, HttpError> {
 
 /// The page as a JSON array of `view`s; when more follow, a `Link` to the next page:
 /// `path` with `query` (the page's other parameters, as given) and `after` the last id.
-pub fn answer<T>(
+pub fn answer<T, V: Serialize>(
     path: &str,
     query: &[(&str, String)],
     page: &Page<T>,
-    view: impl Fn(&T) -> Value,
+    view: impl Fn(&T) -> V,
     id: impl Fn(&T) -> String,
 ) -> HttpResponse {
     let mut response = HttpResponse::Ok();
@@ -153,6 +153,7 @@ pub fn repeated(listing: &Listing) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const KNOWN: &[&str] = &["queued", "running", "terminated"];
 

@@ -4,15 +4,13 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
-use super::listing;
-use super::schemas::{self, ErrorBody};
+use super::error::{HttpError, NotFound};
+use super::{listing, views};
 use crate::actors::Failure;
 use crate::core::listing::Page;
-use crate::core::notices::Message;
 use actix_web::{HttpResponse, get, post, web};
+use gpuspot_api::{self as api, ErrorBody};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -47,23 +45,11 @@ struct ReadQuery {
     account_id: Option<String>,
 }
 
-pub fn message_view(message: &Message) -> Value {
-    json!({
-        "id": message.id,
-        "at": message.at,
-        "subject": message.subject,
-        "body": message.body,
-        "instance_id": message.instance_id,
-        "read": message.read,
-        "mail": message.mail.as_str(),
-    })
-}
-
 /// The inbox, newest first, paged on the server.
 #[utoipa::path(
     tag = "messages", operation_id = "list_messages", params(InboxQuery),
     responses(
-        (status = 200, description = "The messages; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<schemas::Message>),
+        (status = 200, description = "The messages; a `Link` header (`rel=\"next\"`) when more follow", body = Vec<api::Message>),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "An account token named another account", body = ErrorBody),
@@ -94,14 +80,14 @@ async fn list(
         return Err(Failure::UnknownCursor(after.unwrap_or_default()).into());
     };
     let page = Page::of_one_more(items, limit);
-    Ok(listing::answer("/v1/messages", &repeated, &page, message_view, |m| m.id.clone()))
+    Ok(listing::answer("/v1/messages", &repeated, &page, views::message, |m| m.id.clone()))
 }
 
 #[utoipa::path(
     tag = "messages", operation_id = "mark_message_read",
     params(("id" = String, Path, description = "Message id"), ReadQuery),
     responses(
-        (status = 200, description = "The message, read", body = schemas::Message),
+        (status = 200, description = "The message, read", body = api::Message),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "An account token named another account", body = ErrorBody),
@@ -119,7 +105,7 @@ async fn mark_read(
     let (store, id) = (state.store.clone(), id.into_inner());
     let wanted = id.clone();
     match super::blocking(move || store.mark_message_read(&account, &wanted)).await? {
-        Some(message) => Ok(HttpResponse::Ok().json(message_view(&message))),
-        None => Err(HttpError::not_found(format!("no message {id}"))),
+        Some(message) => Ok(HttpResponse::Ok().json(views::message(&message))),
+        None => Err(NotFound::Message(id.to_string()).into()),
     }
 }

@@ -10,7 +10,7 @@
 //! - [`messages`]: the accounts' inboxes; [`ledger`]: their ledgers.
 //! - [`dashboard`]: the browser dashboard at `/`.
 //! - [`openapi`]: the OpenAPI document generated from the routes, and the docs page;
-//!   [`schemas`]: the answers' shapes in it.
+//!   the answers' shapes are the [`gpuspot_api`] types.
 
 pub mod accounts;
 pub mod auth;
@@ -28,7 +28,6 @@ pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod pools;
-pub mod schemas;
 pub mod snapshots;
 pub mod validation;
 pub mod views;
@@ -37,7 +36,7 @@ use crate::actors::{ApiRequest, ClusterActor, Reply};
 use crate::quic::LogStore;
 use actix::Addr;
 use actix_web::{HttpResponse, web};
-use error::HttpError;
+use error::{HttpError, Internal, NotFound};
 
 pub struct AppState {
     pub cluster: Addr<ClusterActor>,
@@ -71,7 +70,7 @@ pub async fn ask<T: 'static>(
     request: impl FnOnce(Reply<T>) -> ApiRequest,
 ) -> Result<T, HttpError> {
     let unavailable =
-        |e: &dyn std::fmt::Display| HttpError::internal(format!("cluster actor unavailable: {e}"));
+        |e: &dyn std::fmt::Display| Internal(format!("cluster actor unavailable: {e}"));
     let (reply, answer) = Reply::channel();
     cluster.send(request(reply)).await.map_err(|e| unavailable(&e))?;
     answer.await.map_err(|e| unavailable(&e))?.map_err(HttpError::from)
@@ -87,8 +86,8 @@ where
 {
     web::block(call)
         .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|e| HttpError::internal(e.to_string()))
+        .map_err(|e| Internal(e.to_string()))?
+        .map_err(|e| Internal(e.to_string()).into())
 }
 
 /// The documented routes; [`openapi::assemble`] adds [`metrics::routes`] and the docs.
@@ -115,5 +114,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, HttpError> {
-    Err(HttpError::not_found(format!("no route for {} {}", request.method(), request.path())))
+    let (method, path) = (request.method().to_string(), request.path().to_owned());
+    Err(NotFound::Route { method, path }.into())
 }

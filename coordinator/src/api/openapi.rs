@@ -10,9 +10,9 @@
 //! `tests` below probes every documented operation against the assembled app and checks
 //! that no `.route(…)` bypasses the document.
 
-use super::schemas::{ErrorBody, Health};
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use actix_web::{App, HttpResponse, get, http::header};
+use gpuspot_api::{ErrorBody, Health};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -115,7 +115,7 @@ async fn docs_redirect() -> HttpResponse {
 )]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok".to_owned() })
 }
 
 // The functions below are never called: each describes a route registered elsewhere, for

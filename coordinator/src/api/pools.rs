@@ -2,11 +2,11 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
-use super::schemas::{ErrorBody, Pool, PricePoint};
+use super::error::{HttpError, NotFound, QueryError};
 use super::views;
 use crate::actors::ApiRequest;
 use actix_web::{HttpResponse, get, web};
+use gpuspot_api::{ErrorBody, Pool, PricePoint};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -24,15 +24,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 #[get("/pools")]
 async fn list(state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, HttpError> {
     let pools = state.ask(|reply| ApiRequest::Pools { reply }).await?;
-    Ok(HttpResponse::Ok().json(pools.iter().map(pool_view).collect::<Vec<_>>()))
-}
-
-/// [`views::pool`] and how the pool prices its running instances (`"market"` or
-/// `"fixed_at_start"`, DESIGN §4).
-fn pool_view(pool: &crate::actors::messages::PoolView) -> serde_json::Value {
-    let mut view = views::pool(pool);
-    view["pricing"] = pool.settings.pricing.as_str().into();
-    view
+    Ok(HttpResponse::Ok().json(pools.iter().map(views::pool).collect::<Vec<_>>()))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -63,7 +55,7 @@ async fn history(
 ) -> Result<HttpResponse, HttpError> {
     let hours = query.hours.unwrap_or(48);
     if hours == 0 || hours > 24 * 366 {
-        return Err(HttpError::bad_request("invalid_query", "hours must be between 1 and 8784"));
+        return Err(QueryError::Invalid("hours must be between 1 and 8784".to_owned()).into());
     }
     let wanted = model.into_inner();
     let pool = state
@@ -71,12 +63,11 @@ async fn history(
         .await?
         .into_iter()
         .find(|p| p.settings.model.eq_ignore_ascii_case(wanted.trim()))
-        .ok_or_else(|| HttpError::not_found(format!("pool {wanted:?} (see GET /v1/pools)")))?;
+        .ok_or_else(|| NotFound::Pool(wanted.clone()))?;
     let since = chrono::Utc::now() - chrono::Duration::hours(hours as i64);
     let store = state.store.clone();
     let model = pool.settings.model.clone();
     let points = super::blocking(move || store.price_history(&model, since)).await?;
-    let body: Vec<_> =
-        points.iter().map(|p| serde_json::json!({ "at": p.at, "price": p.price })).collect();
+    let body: Vec<_> = points.iter().map(|p| PricePoint { at: p.at, price: p.price }).collect();
     Ok(HttpResponse::Ok().json(body))
 }

@@ -2,30 +2,18 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::HttpError;
+use super::error::{HttpError, NotFound};
 use super::listing::{self, PageQuery};
-use super::schemas::{ErrorBody, Snapshot};
+use super::views;
 use crate::actors::ApiRequest;
 use crate::core::listing::{Listing, Page};
 use crate::core::snapshots::SnapshotRecord;
 use actix_web::{HttpResponse, get, web};
-use serde_json::{Value, json};
+use gpuspot_api::{ErrorBody, Snapshot};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(list).service(show);
-}
-
-fn view(record: &SnapshotRecord) -> Value {
-    json!({
-        "id": record.snapshot.id,
-        "size": record.snapshot.size,
-        "sha256": record.snapshot.sha256,
-        "instance_id": record.instance_id,
-        "deployment_id": record.deployment_id,
-        "account_id": record.account_id,
-        "created_at": record.created_at,
-    })
 }
 
 async fn visible(
@@ -55,7 +43,7 @@ async fn list(
     let wanted = query.listing()?;
     let query = listing::repeated(&wanted);
     let found = visible(&state, caller, wanted).await?;
-    Ok(listing::answer("/v1/snapshots", &query, &found, view, |r| r.snapshot.id.clone()))
+    Ok(listing::answer("/v1/snapshots", &query, &found, views::snapshot, |r| r.snapshot.id.clone()))
 }
 
 #[utoipa::path(
@@ -78,6 +66,6 @@ async fn show(
         .items
         .iter()
         .find(|r| r.snapshot.id == *id)
-        .ok_or_else(|| HttpError::not_found(format!("snapshot {id}")))?;
-    Ok(HttpResponse::Ok().json(view(record)))
+        .ok_or_else(|| NotFound::Snapshot(id.to_string()))?;
+    Ok(HttpResponse::Ok().json(views::snapshot(record)))
 }

@@ -2,7 +2,7 @@
 //! little, and comes from counting, not from looking at every entry of a long list.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn instance_body(extra: Value) -> InstanceBody {
     let mut body = json!({ "gpu": { "models": ["H100"] }, "command": ["true"] });

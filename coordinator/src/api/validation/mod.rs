@@ -13,158 +13,15 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-use super::error::HttpError;
-use super::schemas::ReadinessDoc;
+use super::error::{HttpError, InvalidBody};
 use crate::core::deployment::{DeploymentSpec, Mode};
 use crate::core::deployments::{DeploymentChange, NewDeployment};
-use crate::core::model::{InstanceRequest, Range, SnapshotOptions};
-use serde::Deserialize;
-use serde_json::Value;
+use crate::core::model::InstanceRequest;
+pub use gpuspot_api::requests::{
+    BillingBody, DeploymentBody, DeploymentChangeBody, GpuBody, InstanceBody, SpecBody,
+    TemplateBody,
+};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GpuBody {
-    /// In order of preference; at most 16 entries (repeats count) of at most 64 characters.
-    #[serde(default)]
-    #[schema(max_items = 16)]
-    pub models: Vec<String>,
-    pub count: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BillingBody {
-    pub mode: String,
-    pub max_price: Option<String>,
-}
-
-/// `POST /v1/instances`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceBody {
-    #[schema(max_length = 63)]
-    pub name: Option<String>,
-    /// The admin may create for another account.
-    pub account_id: Option<String>,
-    pub gpu: GpuBody,
-    pub cpu_cores: Option<Range>,
-    pub memory_gib: Option<Range>,
-    pub billing: Option<BillingBody>,
-    /// Optional with an image (it replaces the image's CMD), required without; at most
-    /// 64 KiB in all (each argument with its NUL).
-    #[serde(default)]
-    pub command: Vec<String>,
-    /// Names `[A-Za-z_][A-Za-z0-9_]*`; at most 64 KiB in all (`NAME=value` and a NUL each).
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub snapshot: Option<SnapshotOptions>,
-    /// Taken as JSON so that a wrong type is refused with the field's name.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub image: Option<Value>,
-    #[serde(default)]
-    #[schema(value_type = Option<u64>)]
-    pub data_disk_gib: Option<Value>,
-    /// `"queue"` (default) or `"fail"`: end at once, `failed`, when nothing can take it
-    /// now. JSON so that a wrong type names the field.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub on_unavailable: Option<Value>,
-    /// Container ports to publish.
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<u16>>)]
-    pub ports: Option<Value>,
-    #[serde(default)]
-    #[schema(value_type = Option<ReadinessDoc>)]
-    pub readiness: Option<Value>,
-}
-
-/// One of a deployment's `specs`: where and how its instances may run.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SpecBody {
-    pub gpu: GpuBody,
-    pub cpu_cores: Option<Range>,
-    pub memory_gib: Option<Range>,
-    pub billing: Option<BillingBody>,
-}
-
-/// A deployment's `template`: what its instances run.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateBody {
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub snapshot: Option<SnapshotOptions>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub image: Option<Value>,
-    #[serde(default)]
-    #[schema(value_type = Option<u64>)]
-    pub data_disk_gib: Option<Value>,
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<u16>>)]
-    pub ports: Option<Value>,
-    #[serde(default)]
-    #[schema(value_type = Option<ReadinessDoc>)]
-    pub readiness: Option<Value>,
-}
-
-/// `POST /v1/deployments`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeploymentBody {
-    /// Unique among live deployments whatever its case; no leading or trailing dot.
-    #[schema(max_length = 63, pattern = "^([A-Za-z0-9_-]([A-Za-z0-9._-]{0,61}[A-Za-z0-9_-])?)?$")]
-    pub name: Option<String>,
-    pub mode: String,
-    pub replicas: Option<u32>,
-    pub completions: Option<u32>,
-    pub parallelism: Option<u32>,
-    pub retry_limit: Option<u32>,
-    #[schema(max_items = 16)]
-    pub specs: Vec<SpecBody>,
-    pub template: TemplateBody,
-    pub account_id: Option<String>,
-    /// Replica sets: scaling on load and on a schedule.
-    #[serde(default)]
-    pub autoscaling: Option<Value>,
-    #[serde(default)]
-    pub schedule: Option<Value>,
-}
-
-/// `PATCH /v1/deployments/{id}`: what it names is replaced, the rest stays.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = DeploymentChange)]
-#[serde(deny_unknown_fields)]
-pub struct DeploymentChangeBody {
-    /// A replica set's count (autoscaling keeps it within its bounds).
-    pub replicas: Option<u32>,
-    #[schema(max_items = 16)]
-    pub specs: Option<Vec<SpecBody>>,
-    pub template: Option<TemplateBody>,
-    /// A replica set's autoscaling, as at creation; `null` turns it off.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    pub autoscaling: Option<Option<Value>>,
-    /// A replica set's schedule, as at creation (it applies from now on); `null` or `[]`
-    /// clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub schedule: Option<Option<Value>>,
-}
-
-/// A key that is present, `null` included (`Some(None)`); an absent key is `None`.
-pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
 
 /// The longest problem reported; the field it names comes first.
 const MAX_PROBLEM_CHARS: usize = 300;
@@ -187,11 +44,7 @@ impl Problems {
 
     /// Ok when nothing was found, else one 400 `invalid_request` listing all of it.
     pub fn finish(self) -> Result<(), HttpError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(HttpError::bad_request("invalid_request", self.0.join("; ")))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(InvalidBody(self.0.join("; ")).into()) }
     }
 }
 

@@ -8,9 +8,10 @@ use super::{BillingBody, DeploymentBody, GpuBody, Problems, SpecBody, TemplateBo
 use crate::core::autoscale::{self, Autoscaling, ScheduledMinimum};
 use crate::core::deployment::{DeploymentSpec, Mode, Template};
 use crate::core::guest::{self, DEFAULT_DATA_DISK_GIB};
-use crate::core::model::{Billing, GpuRequest, OnUnavailable, Range};
+use crate::core::model::{Billing, GpuRequest, OnUnavailable, Range, SnapshotOptions};
 use crate::core::placement::models::normalise;
 use crate::core::serving::{self, Readiness};
+use gpuspot_api as api;
 use gpuspot_common::Money;
 use serde_json::Value;
 
@@ -37,7 +38,7 @@ pub fn template(at: &str, body: TemplateBody, problems: &mut Problems) -> Templa
     command(at, &body.command, image.as_deref(), problems);
     bounds::command(at, &body.command, problems);
     bounds::env(at, &body.env, problems);
-    let snapshot = body.snapshot.unwrap_or_default();
+    let snapshot = body.snapshot.map(snapshot_options).unwrap_or_default();
     bounds::snapshot_id(at, snapshot.restore_from.as_deref(), problems);
     let ports = ports(at, body.ports.as_ref(), image.is_some(), problems);
     let readiness = readiness(at, body.readiness.as_ref(), problems);
@@ -50,6 +51,10 @@ pub fn template(at: &str, body: TemplateBody, problems: &mut Problems) -> Templa
         ports,
         readiness,
     }
+}
+
+fn snapshot_options(options: api::SnapshotOptions) -> SnapshotOptions {
+    SnapshotOptions { enabled: options.enabled, restore_from: options.restore_from }
 }
 
 /// A container's ports, a list of numbers (DESIGN §18).
@@ -98,8 +103,8 @@ fn gpu(at: &str, body: &GpuBody, problems: &mut Problems) -> GpuRequest {
     GpuRequest { models: normalise(&body.models), count }
 }
 
-fn range(at: &str, name: &str, range: Option<Range>, problems: &mut Problems) -> Range {
-    let range = range.unwrap_or_default();
+fn range(at: &str, name: &str, range: Option<api::Range>, problems: &mut Problems) -> Range {
+    let range = range.map(|r| Range { min: r.min, max: r.max }).unwrap_or_default();
     if !range.is_valid() {
         problems.add(format!("{at}{name}.min must not exceed {at}{name}.max"));
     }

@@ -2,7 +2,7 @@ use super::*;
 use crate::core::deployment::Mode;
 use crate::core::model::Billing;
 use gpuspot_common::Money;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The conditions (a spec's fields) and the guest (a template's) of a valid request.
 fn valid_spec() -> Value {
