@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 /// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
 /// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (DESIGN §18).
 /// 5: an agent refuses a start whose host port is taken ([`AgentMessage::StartRefused`]).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: GPU faults ([`AgentMessage::Faults`], [`CoordinatorMessage::Faults`]).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Agent → coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,8 @@ pub enum AgentMessage {
         /// The sentence for logs.
         reason: String,
     },
+    /// A GPU failed, or (after each hello) whether faults may be injected here.
+    Faults(crate::faults::FaultNote),
 }
 
 /// Why an agent refused a start, as the coordinator acts on it.
@@ -139,6 +142,8 @@ pub enum CoordinatorMessage {
         code: RefusalCode,
         reason: String,
     },
+    /// Inject a fault into a simulated GPU, or clear one.
+    Faults(crate::faults::FaultCommand),
 }
 
 impl CoordinatorMessage {

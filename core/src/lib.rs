@@ -24,6 +24,8 @@
 //!   replacement is ready or their drain margin (DESIGN §18).
 //! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
 //! - [`maintenance`]: cordon, uncordon and drain of a host (DESIGN §19).
+//! - [`drills`]: interruptions an owner rehearses; [`faults`]: failed GPUs off the market
+//!   and their instances replaced, not billed.
 //! - [`retention`]: what ended work is kept for, and forgetting it (DESIGN §15).
 //! - [`snapshots`]: which snapshots exist and which one an instance restores.
 //! - [`notices`]: the messages events make for a person's inbox and mail.
@@ -48,8 +50,12 @@ mod deployment_retention_tests;
 #[cfg(test)]
 mod deployment_tests;
 pub mod deployments;
+pub mod drills;
 pub mod error;
 pub mod events;
+pub mod faults;
+#[cfg(test)]
+mod faults_tests;
 pub mod guest;
 #[cfg(test)]
 mod guest_tests;

@@ -190,6 +190,10 @@ pub enum EndReason {
     /// The operator drained the host (DESIGN §19).
     HostMaintenance,
     Failed,
+    /// Its owner (or the admin) rehearsed an interruption.
+    Drill,
+    /// Its GPU failed.
+    GpuFault,
 }
 
 impl EndReason {
@@ -203,6 +207,8 @@ impl EndReason {
             EndReason::HostLost => "host_lost",
             EndReason::HostMaintenance => "host_maintenance",
             EndReason::Failed => "failed",
+            EndReason::Drill => "drill",
+            EndReason::GpuFault => "gpu_fault",
         }
     }
 }
