@@ -99,6 +99,8 @@ pub fn try_host_agent_with(
     };
     // The fake runtime writes no output: nothing to poll or cap.
     let log_poll = (kind == RuntimeKind::Process).then_some(LOG_POLL);
+    let (fault_sink, faults) = mpsc::unbounded_channel();
+    discovery.watch_faults(fault_sink);
     Ok(HostAgent {
         coordinator: settings.coordinator.clone(),
         join_token: settings.join_token.clone(),
@@ -121,6 +123,7 @@ pub fn try_host_agent_with(
         network: settings.network.clone(),
         probes: Default::default(),
         welcomed: false,
+        faults,
     })
 }
 

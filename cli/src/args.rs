@@ -156,6 +156,14 @@ pub enum InstancesCmd {
         #[arg(long, conflicts_with = "env")]
         clear_env: bool,
     },
+    /// Rehearse a reclaim (a drill): the instance (by name or id) gets a real termination
+    /// notice with reason `drill`; its deployment replaces it and it stops at the deadline.
+    Interrupt {
+        id: String,
+        /// The notice, e.g. 2m (1s to 24h); default: its pool's notice period.
+        #[arg(long, value_name = "DUR")]
+        notice: Option<String>,
+    },
     /// Print an instance's output (by name or id).
     Logs {
         id: String,

@@ -68,6 +68,8 @@ pub struct HostAgent {
     pub probes: crate::probes::Probes,
     /// Whether the last session got as far as the coordinator's welcome.
     pub(crate) welcomed: bool,
+    /// GPU faults seen on this host, sent at once ([`crate::discovery::faults`]).
+    pub faults: crate::discovery::faults::FaultFeed,
 }
 
 /// Counters of a host's link (shared by all hosts of a fleet).

@@ -10,6 +10,7 @@ use super::{HostAgent, LinkError, OpenSession};
 use crate::snapshots::TaskOutcome;
 use crate::supervisor::Followup;
 use gpuspot_common::codec;
+use gpuspot_common::faults::FaultNote;
 use gpuspot_common::pki::HostCredentials;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION, RefusalCode};
 use std::sync::atomic::Ordering;
@@ -40,6 +41,8 @@ pub async fn run(
         network: agent.network.clone(),
     };
     codec::write_frame(&mut send, &hello).await?;
+    let source = FaultNote::Source { injectable: agent.discovery.is_simulated() };
+    codec::write_frame(&mut send, &AgentMessage::Faults(source)).await?;
     let mut inbox = spawn_reader(recv);
     let _execs = super::exec::spawn_acceptor(connection.clone(), agent.supervisor.runtime());
     let mut heartbeat = tokio::time::interval(agent.link_timeout / 3);
@@ -84,6 +87,9 @@ pub async fn run(
                 let followups = on_outcome(agent, connection, outcome);
                 follow(agent, connection, &mut send, followups).await?;
             }
+            Some(fault) = agent.faults.recv() => {
+                codec::write_frame(&mut send, &AgentMessage::Faults(FaultNote::Fault(fault))).await?;
+            }
             (instance_id, ready) = agent.probes.next() => {
                 codec::write_frame(&mut send, &AgentMessage::Readiness { instance_id, ready }).await?;
             }
@@ -126,6 +132,10 @@ fn handle(
         // Only a coordinator of another protocol version answers our hello this way.
         CoordinatorMessage::LegacyRefused { reason } => {
             return Err(refused(RefusalCode::VersionMismatch, reason));
+        }
+        CoordinatorMessage::Faults(command) => {
+            crate::discovery::faults::obey(agent.discovery.as_ref(), command);
+            Vec::new()
         }
         CoordinatorMessage::Joined { .. } => {
             tracing::warn!("ignoring an unexpected join answer in a session");

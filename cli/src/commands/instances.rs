@@ -53,6 +53,9 @@ pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
             let changed = ctx.client.patch_json(&path(&lookup::instance_id(ctx, &id)?), &body)?;
             ctx.emit(&changed, |v| print!("{}", fields(&readable(v), SHOW_ORDER)))
         }
+        InstancesCmd::Interrupt { id, notice } => {
+            super::interrupt::run(ctx, &id, notice.as_deref())
+        }
         InstancesCmd::Logs { id, follow } => logs(ctx, &lookup::instance_id(ctx, &id)?, follow),
         InstancesCmd::Exec(mut args) => {
             args.id = lookup::instance_id(ctx, &args.id)?;

@@ -74,6 +74,8 @@ impl From<Failure> for HttpError {
             Failure::Account(error) => error.into(),
             Failure::Deployment(error) => error.into(),
             Failure::Quota(_) => HttpError::new(StatusCode::FORBIDDEN, "quota_exceeded", message),
+            Failure::Drill(error) => super::faults::drill_error(error, message),
+            Failure::Fault(error) => super::faults::fault_error(error, message),
             Failure::OverdueForInstances { .. } | Failure::OverdueForDeployments(_) => {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }
