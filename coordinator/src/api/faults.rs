@@ -96,6 +96,8 @@ async fn interrupt(
         (status = 403, description = "Admin only", body = ErrorBody),
         (status = 404, description = "No such host or GPU", body = ErrorBody),
         (status = 409, description = "The host's GPUs are real", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 503, description = "The host is not connected", body = ErrorBody),
     )
 )]
