@@ -136,3 +136,26 @@ fn health(nvml: &Nvml, index: u32) -> Result<(), String> {
         Err("uncorrected ECC errors (or the ECC query failed)".into())
     }
 }
+
+/// `gpuspot-agent gpu-check`: the fault watch's view of this host, through the same calls
+/// (the event set is registered as the watch registers it); no fault is injected.
+pub fn check() -> Result<Vec<GpuWatch>, super::DiscoveryError> {
+    let nvml = Nvml::init().map_err(|e| super::DiscoveryError::NvmlUnavailable(e.to_string()))?;
+    let registered = source(&nvml);
+    let watched = registered.set.is_some();
+    let mut gpus = inspect(&nvml);
+    if !watched {
+        gpus.iter_mut().for_each(|g| g.events.clear());
+    }
+    Ok(gpus)
+}
+
+/// One line per GPU: `GPU 0 GPU-… events=critical_xid,double_bit_ecc health=ok`.
+pub fn describe(gpu: &GpuWatch) -> String {
+    let events = if gpu.events.is_empty() { "none".to_owned() } else { gpu.events.join(",") };
+    let health = match &gpu.health {
+        Ok(()) => "ok".to_owned(),
+        Err(why) => format!("failing ({why})"),
+    };
+    format!("GPU {} {} events={events} health={health}", gpu.index, gpu.uuid)
+}
