@@ -8,6 +8,7 @@
 
 use super::cluster::Cluster;
 use super::events::EventKind;
+use super::instance::Notice;
 use super::model::{EndReason, InstanceState};
 use super::registry::{HostState, UnitSlot};
 use chrono::{DateTime, Utc};
@@ -105,8 +106,8 @@ impl Cluster {
         self.settle(now);
     }
 
-    /// Charges the instance up to now and nothing after; a placed one is noticed to end
-    /// after `fault_notice`.
+    /// Charges the instance up to now and nothing after; it is noticed to end after
+    /// `fault_notice` at the latest.
     fn fault_instance(&mut self, id: &InstanceId, now: DateTime<Utc>) {
         let Some(state) = self.instances.get(id).map(|i| i.state()) else { return };
         if !state.holds_units() {
@@ -114,9 +115,19 @@ impl Cluster {
         }
         self.meter_instance(id, now, true);
         self.transition(id, now, |lifecycle| lifecycle.reprice(Money::ZERO));
-        if matches!(state, InstanceState::Scheduled | InstanceState::Running) {
-            let notice = self.timers.fault_notice;
-            self.notice_in(id, EndReason::GpuFault, notice, now);
+        let notice = self.timers.fault_notice;
+        match state {
+            InstanceState::Scheduled | InstanceState::Running => {
+                self.notice_in(id, EndReason::GpuFault, notice, now);
+            }
+            // Already noticed (a drill, a reclaim): it ends no later than a fault's notice,
+            // and the market no longer prices it.
+            InstanceState::TerminationScheduled => {
+                let at = now + chrono::Duration::from_std(notice).unwrap_or(chrono::Duration::MAX);
+                let notice = Notice { at, reason: EndReason::GpuFault };
+                self.transition(id, now, |lifecycle| lifecycle.renotice(notice));
+            }
+            _ => {}
         }
     }
 

@@ -140,3 +140,20 @@ fn faults_are_injected_into_simulated_hosts_only() {
     let inject = CoordinatorMessage::Faults(FaultCommand::Inject { index: 1, xid: 79 });
     assert!(c.take_changes().sends.iter().any(|(_, m)| *m == inject));
 }
+
+#[test]
+fn a_fault_under_a_longer_notice_brings_the_deadline_forward_and_stops_the_charges() {
+    let (mut c, id) = one_running(Billing::Spot { max_price: Money(9_000_000) });
+    let account = c.instance(&id).unwrap().account_id.clone();
+    let uuid = c.instance(&id).unwrap().gpu_uuids()[0].clone();
+    c.drill(&id, Some(std::time::Duration::from_secs(600)), t(10)).unwrap();
+    fault(&mut c, &uuid, 94, t(20));
+    let instance = c.instance(&id).unwrap();
+    assert_eq!(instance.termination_reason(), Some(EndReason::GpuFault));
+    assert_eq!(instance.termination_time(), Some(t(50)));
+    c.take_changes();
+    // Nothing is charged after the fault, market ticks included.
+    c.market_tick(t(30));
+    c.meter_tick(t(40));
+    assert_eq!(charged(&mut c, &account), 0);
+}

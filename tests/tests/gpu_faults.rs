@@ -96,6 +96,9 @@ fn a_faulted_gpu_notices_its_instance_unbilled_and_the_replica_set_replaces_it()
     assert_eq!(event.data()["xid"], 79, "{:?}", event.body);
     wait_healthy(&c, &host, index, false);
     assert_eq!(h100_pool(&c).1, 1, "the faulted unit left the market");
+    let shown = gpu(&c, &host, index);
+    assert_eq!(shown["fault"]["xid"], 79, "{shown}");
+    assert_eq!(unix_nanos(s(&shown["fault"], "at")), fault_at, "{shown}");
 
     // The instance is noticed with the short fault notice, and its guest hears why.
     let noticed = c.wait_state(&id, "termination_scheduled");
@@ -130,6 +133,7 @@ fn a_faulted_gpu_notices_its_instance_unbilled_and_the_replica_set_replaces_it()
     // The operator's clear returns the unit to the market.
     clear(&c, &host, index);
     wait_healthy(&c, &host, index, true);
+    assert!(gpu(&c, &host, index)["fault"].is_null());
     wait_until(SOON, "the unit back on the market", || {
         let pool = h100_pool(&c);
         holds(pool == (1, 2), || format!("(available, total): {pool:?}"))

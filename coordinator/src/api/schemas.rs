@@ -116,6 +116,18 @@ pub struct HostGpu {
     pci_bus_id: String,
     healthy: bool,
     instance_id: Option<String>,
+    /// Set while the GPU is off the market for a fault, until the admin clears it.
+    fault: Option<HostGpuFault>,
+}
+
+/// A GPU fault its agent reported (docs/architecture.md, "Faults and drills").
+#[derive(ToSchema)]
+pub struct HostGpuFault {
+    at: DateTime<Utc>,
+    /// e.g. `Xid 79`, `double-bit ECC error`, `health query failed: …`.
+    cause: String,
+    /// The Xid code, when an Xid (or double-bit ECC, Xid 48) reported it.
+    xid: Option<u32>,
 }
 
 #[derive(ToSchema)]

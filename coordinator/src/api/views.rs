@@ -51,6 +51,9 @@ pub fn host(h: &Host) -> Value {
             json!({
                 "index": g.index, "uuid": g.uuid, "model": g.model, "memory_mib": g.memory_mib,
                 "pci_bus_id": g.pci_bus_id, "healthy": g.healthy, "instance_id": slot.instance,
+                "fault": h.faults.failed.get(&g.uuid).map(|f| json!({
+                    "at": f.at, "cause": f.cause.describe(), "xid": f.cause.xid(),
+                })),
             })
         })
         .collect();
