@@ -373,6 +373,22 @@ pub enum HostsCmd {
         #[arg(long, value_name = "DURATION")]
         deadline: Option<String>,
     },
+    /// Make a simulated GPU fail with an Xid, as a real fault would: its unit leaves the
+    /// market and the instance on it gets a gpu_fault notice (simulated hosts only).
+    Fault {
+        id: String,
+        /// The GPU's index on the host.
+        gpu: u32,
+        /// The Xid code (a critical one: not 13, 31, 43, 45, 68 or 109).
+        #[arg(long, default_value_t = 79)]
+        xid: u32,
+    },
+    /// Put a failed GPU back on the market (once its agent reports it healthy).
+    Clear {
+        id: String,
+        /// The GPU's index on the host.
+        gpu: u32,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -69,7 +69,8 @@ fn drill(account: &Account, instance: &Value, via: Via) -> Value {
 fn drill_and_follow(c: &Cluster, account: &Account, deployment: &str, instance: &Value, via: Via) {
     let id = s(instance, "id").to_owned();
     let socket = socket_of(c, &id);
-    let mut events = EventStream::open(&account.api, None);
+    // From the first event: a stream still connecting must not miss the notice.
+    let mut events = EventStream::open(&account.api, Some(0));
     let before = now_nanos();
     let noticed = drill(account, instance, via);
     let after = now_nanos();

@@ -5,7 +5,7 @@
 //! the operator's clear puts the unit back. A fault on a free GPU only takes it away.
 
 use gpuspot_e2e::billing::{Account, charged, create_account};
-use gpuspot_e2e::deploy::{Deployments, host_id, in_state, regular_spec};
+use gpuspot_e2e::deploy::{Deployments, cli, host_id, in_state, regular_spec};
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::market::{GUEST_PROLOGUE, guest_key, socket_of};
 use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, signed, time, unix_nanos};
@@ -86,7 +86,8 @@ fn a_faulted_gpu_notices_its_instance_unbilled_and_the_replica_set_replaces_it()
     let uuid = running["gpu_uuids"][0].as_str().expect("a GPU").to_owned();
     let index = (0..2).find(|&i| gpu(&c, &host, i)["uuid"] == uuid.as_str()).expect("its GPU");
     assert_eq!(h100_pool(&c), (1, 2));
-    let mut events = EventStream::open(&c.api, None);
+    // From the first event: a stream still connecting must not miss the fault.
+    let mut events = EventStream::open(&c.api, Some(0));
 
     fault(&c, &host, index, 79);
     let event = events.wait_for(SOON, "gpu_fault", |e| e.kind == "gpu_fault");
@@ -152,13 +153,15 @@ fn a_fault_on_a_free_gpu_only_takes_it_off_the_market_and_only_the_admin_injects
     assert_error(&c.api.post(&missing, &json!({ "xid": 79 })), 404, Some("not_found"), "GPU 7");
     assert_eq!(h100_pool(&c), (2, 2), "nothing changed");
 
-    fault(&c, &host, 1, 48);
+    // The CLI's `hosts fault` and `hosts clear`, by hostname.
+    let args = ["hosts", "fault", "fault-host", "1", "--xid", "48"];
+    cli(&c.api, &args).expect("the gpuspot CLI is built");
     wait_healthy(&c, &host, 1, false);
     assert_eq!(h100_pool(&c), (1, 1));
     // A request for both GPUs waits while one is broken, and runs once it is cleared.
     let both = acme.api.create(&gpuspot_e2e::request("both", &["H100"], 2, &sh("sleep 300")));
     let id = s(&both, "id").to_owned();
     assert_eq!(s(&c.api.instance(&id), "state"), "queued");
-    clear(&c, &host, 1);
+    cli(&c.api, &["hosts", "clear", "fault-host", "1"]).expect("the gpuspot CLI is built");
     c.wait_state(&id, "running");
 }
