@@ -157,3 +157,33 @@ fn a_fault_under_a_longer_notice_brings_the_deadline_forward_and_stops_the_charg
     c.meter_tick(t(40));
     assert_eq!(charged(&mut c, &account), 0);
 }
+
+#[test]
+fn a_failed_gpu_stays_off_the_market_when_its_agent_says_hello_again() {
+    let (mut c, id) = one_running(Billing::Regular);
+    let uuid = c.instance(&id).unwrap().gpu_uuids()[0].clone();
+    fault(&mut c, &uuid, 79, t(5));
+    let host = HostId::from("h1");
+    let inventory = gpuspot_common::HostInventory {
+        hostname: "h1".into(),
+        gpus: (0..2)
+            .map(|i| gpuspot_common::GpuInfo {
+                index: i,
+                uuid: format!("GPU-h1-{i}"),
+                model: "NVIDIA H100".into(),
+                memory_mib: 1,
+                pci_bus_id: String::new(),
+                healthy: true,
+            })
+            .collect(),
+        cpu_cores: 16,
+        memory_gib: 128,
+    };
+    let process = [gpuspot_common::protocol::GuestRuntime::Process];
+    c.host_connected(&host, &inventory, "test", &process, &[], t(6));
+    assert!(!healthy(&c, &uuid), "a restarted agent's inventory does not clear a fault");
+    let stored: crate::registry::Host =
+        serde_json::from_value(serde_json::to_value(c.registry().get(&host).unwrap()).unwrap())
+            .unwrap();
+    assert!(stored.faults.has_failed(&uuid), "the fault is stored with the host");
+}

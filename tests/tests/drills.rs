@@ -7,10 +7,11 @@
 use gpuspot_e2e::billing::{Account, create_account};
 use gpuspot_e2e::deploy::{Deployments, cli, in_state, regular_spec, spot_spec};
 use gpuspot_e2e::events::EventStream;
-use gpuspot_e2e::market::{GUEST_PROLOGUE, SEED_WATCHER, socket_of};
+use gpuspot_e2e::market::{GUEST_PROLOGUE, SEED_WATCHER, guest_key, socket_of};
 use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, now_nanos, signed, time, unix_nanos};
 use gpuspot_e2e::{
-    Agent, Cluster, SOON, assert_error, cluster, config_with_timers, s, sh, unix_get,
+    Agent, Cluster, SOON, assert_error, cluster, config_with_timers, holds, s, sh, unix_get,
+    wait_until,
 };
 use serde_json::{Value, json};
 
@@ -77,6 +78,14 @@ fn drill_and_follow(c: &Cluster, account: &Account, deployment: &str, instance: 
     assert_eq!(s(&noticed, "state"), "termination_scheduled", "{noticed}");
     assert_eq!(s(&noticed, "termination_reason"), "drill", "{noticed}");
     let tt = time(&noticed, "termination_time");
+    wait_until(SOON, "the guest's socket to show the deadline", || {
+        let (code, body) = guest_key(&socket, "spot_termination_time");
+        holds(code == 200, || format!("{code} {body}"))
+    });
+    eprintln!(
+        "the guest's socket showed the drill {} after the request",
+        signed(now_nanos() - before)
+    );
     let notice = NOTICE_S * SEC;
     assert!(tt >= before + notice && tt <= after + notice, "deadline {}", signed(tt - before));
 

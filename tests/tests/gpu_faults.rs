@@ -8,7 +8,7 @@ use gpuspot_e2e::billing::{Account, charged, create_account};
 use gpuspot_e2e::deploy::{Deployments, cli, host_id, in_state, regular_spec};
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::market::{GUEST_PROLOGUE, guest_key, socket_of};
-use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, signed, time, unix_nanos};
+use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, now_nanos, signed, time, unix_nanos};
 use gpuspot_e2e::{
     Agent, Cluster, SOON, assert_error, cluster, config_with_timers, holds, s, sh, wait_until,
 };
@@ -89,9 +89,14 @@ fn a_faulted_gpu_notices_its_instance_unbilled_and_the_replica_set_replaces_it()
     // From the first event: a stream still connecting must not miss the fault.
     let mut events = EventStream::open(&c.api, Some(0));
 
+    let injected = now_nanos();
     fault(&c, &host, index, 79);
     let event = events.wait_for(SOON, "gpu_fault", |e| e.kind == "gpu_fault");
     let fault_at = unix_nanos(s(&event.body, "at"));
+    eprintln!(
+        "the agent's fault report was applied {} after the injection",
+        signed(fault_at - injected)
+    );
     assert_eq!(event.body["host_id"], host.as_str(), "{:?}", event.body);
     assert_eq!(event.data()["gpu_uuid"], uuid.as_str(), "{:?}", event.body);
     assert_eq!(event.data()["xid"], 79, "{:?}", event.body);
