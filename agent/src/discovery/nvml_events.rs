@@ -7,6 +7,7 @@ use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{EventSet, Nvml};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The events that mean a GPU failed.
@@ -48,7 +49,13 @@ impl FaultSource for NvmlSource<'_> {
                 Ok(Some(NvmlEvent { index, uuid, types: data.event_type, xid }))
             }
             Err(NvmlError::Timeout) => Ok(None),
-            Err(error) => Err(error.to_string()),
+            // A GPU that fell off the bus can break the event set: its health query still
+            // tells, so the watch goes on with health queries alone.
+            Err(error) => {
+                tracing::warn!(%error, "NVML fault events stopped; health queries go on");
+                self.set = None;
+                Ok(None)
+            }
         }
     }
 
@@ -70,7 +77,7 @@ pub fn spawn(sink: FaultSink, latch: FaultLatch) {
             Ok(nvml) => nvml,
             Err(error) => return tracing::warn!(%error, "GPU fault watch not started"),
         };
-        let mut source = source(&nvml);
+        let (mut source, _) = source(&nvml);
         watch(&mut source, &sink, &latch);
     });
     if let Err(error) = spawned {
@@ -78,27 +85,39 @@ pub fn spawn(sink: FaultSink, latch: FaultLatch) {
     }
 }
 
-/// Registers every GPU that supports fault events in one event set.
-fn source(nvml: &Nvml) -> NvmlSource<'_> {
+/// Registers every GPU that supports fault events in one event set; a GPU that refuses
+/// is left out (NVML frees the whole set on a refusal, so the set is built again without
+/// it). Also returns the GPUs left out.
+fn source(nvml: &Nvml) -> (NvmlSource<'_>, BTreeSet<u32>) {
     let gpus = inspect(nvml);
-    let mut set = nvml.create_event_set().ok();
-    for gpu in gpus.iter().filter(|g| !g.events.is_empty()) {
-        let Some(taken) = set.take() else { break };
-        let Ok(device) = nvml.device_by_index(gpu.index) else {
-            set = Some(taken);
-            continue;
+    let mut left_out = BTreeSet::new();
+    let set = loop {
+        match register(nvml, &gpus, &left_out) {
+            Ok(set) => break set,
+            Err(index) => left_out.insert(index),
         };
-        let wanted = device.supported_event_types().unwrap_or(EventTypes::empty()) & FAULT_EVENTS;
-        set = match device.register_events(wanted, taken) {
-            Ok(set) => Some(set),
-            Err(error) => {
-                tracing::warn!(index = gpu.index, error = %error.error, "fault events not registered");
-                nvml.create_event_set().ok()
-            }
-        };
-    }
+    };
     let gpus = gpus.into_iter().map(|g| (g.index, g.uuid)).collect();
-    NvmlSource { nvml, set, gpus }
+    (NvmlSource { nvml, set, gpus }, left_out)
+}
+
+/// One event set for the GPUs not left out (None: NVML has no event sets here); Err names
+/// the GPU that refused.
+fn register<'a>(
+    nvml: &'a Nvml,
+    gpus: &[GpuWatch],
+    left_out: &BTreeSet<u32>,
+) -> Result<Option<EventSet<'a>>, u32> {
+    let Ok(mut set) = nvml.create_event_set() else { return Ok(None) };
+    for gpu in gpus.iter().filter(|g| !g.events.is_empty() && !left_out.contains(&g.index)) {
+        let device = nvml.device_by_index(gpu.index).map_err(|_| gpu.index)?;
+        let wanted = device.supported_event_types().unwrap_or(EventTypes::empty()) & FAULT_EVENTS;
+        set = device.register_events(wanted, set).map_err(|error| {
+            tracing::warn!(index = gpu.index, error = %error.error, "fault events not registered");
+            gpu.index
+        })?;
+    }
+    Ok(Some(set))
 }
 
 /// Every GPU's fault event support and health, read through the same NVML calls the
@@ -141,11 +160,12 @@ fn health(nvml: &Nvml, index: u32) -> Result<(), String> {
 /// (the event set is registered as the watch registers it); no fault is injected.
 pub fn check() -> Result<Vec<GpuWatch>, super::DiscoveryError> {
     let nvml = Nvml::init().map_err(|e| super::DiscoveryError::NvmlUnavailable(e.to_string()))?;
-    let registered = source(&nvml);
-    let watched = registered.set.is_some();
+    let (registered, left_out) = source(&nvml);
     let mut gpus = inspect(&nvml);
-    if !watched {
-        gpus.iter_mut().for_each(|g| g.events.clear());
+    for gpu in gpus.iter_mut() {
+        if registered.set.is_none() || left_out.contains(&gpu.index) {
+            gpu.events.clear();
+        }
     }
     Ok(gpus)
 }
