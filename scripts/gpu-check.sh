@@ -11,7 +11,9 @@
 #      /run/podman/podman.sock, or named by GPU_CHECK_ENGINE=unix:///PATH): an image instance
 #      (a tiny image built here from the host's own shell, imported through the engine's API:
 #      no registry needed) sees exactly its GPU, the metadata socket at
-#      /run/gpuspot/metadata.sock and /data, and exits 0.
+#      /run/gpuspot/metadata.sock and /data, and exits 0;
+#   6. the GPU fault watch reads every GPU's critical Xid event support and health
+#      (`gpuspot-agent gpu-check`, the agent's own code; no fault is injected).
 # Prints PASS/FAIL lines and exits non-zero if anything failed.
 # Usage: scripts/gpu-check.sh   (BIN_DIR defaults to target/release; build with cargo build --release)
 # GPU_CHECK_SIMULATE=config/hosts/host-a.toml runs the same flow on a simulated host (no GPU
@@ -249,6 +251,24 @@ SH
             || fail "container guest did not see what DESIGN §14 promises"
     else
         fail "container instance did not finish"; api "http://$HTTP/v1/instances/$CID"
+    fi
+fi
+
+# 6. The GPU fault watch (docs/architecture.md, "Faults and drills"): every GPU that
+#    nvidia-smi lists is healthy to the watch's own health query, and NVML delivers its
+#    critical Xid events (what takes a failed GPU off the market at once). Read-only: no
+#    fault is injected on real hardware.
+if [ -z "$SIMULATE" ]; then
+    if "$BIN_DIR/gpuspot-agent" gpu-check > "$WORK/faults.txt" 2>&1; then
+        sed 's/^/  /' "$WORK/faults.txt"
+        ok=1
+        while read -r uuid; do
+            grep -q "$uuid events=[a-z_,]*critical_xid.* health=ok" "$WORK/faults.txt" || ok=0
+        done < <(grep -o 'GPU-[0-9a-f-]*' "$WORK/smi.txt")
+        [ $ok = 1 ] && pass "fault watch: every GPU healthy, critical Xid events registered" \
+            || fail "fault watch: a GPU lacks Xid events or health (see above)"
+    else
+        sed 's/^/  /' "$WORK/faults.txt"; fail "gpuspot-agent gpu-check failed"
     fi
 fi
 

@@ -68,6 +68,10 @@ pub struct Args {
 pub enum Command {
     /// Runs many simulated hosts in one process, each with its own QUIC connection (load tests)
     Fleet(crate::fleet::FleetArgs),
+    /// Prints what the GPU fault watch sees on this NVIDIA host: each GPU's fault events
+    /// (critical Xid, double-bit ECC) and health; no fault is injected. Exits 1 when a GPU's
+    /// health query fails or NVML is missing
+    GpuCheck,
 }
 
 impl Args {
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
     raise_fd_limit();
     let result = match args.command {
         Some(Command::Fleet(fleet)) => crate::fleet::run(fleet, token_from_env),
+        Some(Command::GpuCheck) => gpu_check(),
         None => run(args, token_from_env),
     };
     match result {
@@ -130,8 +135,20 @@ fn refuse_token_on_command_line(args: &Args) {
             let fleet_command = fleet_command.map(|c| c.bin_name("gpuspot-agent fleet"));
             fleet.join_token.refuse_command_line(fleet_command.unwrap_or(command));
         }
-        None => args.join_token.refuse_command_line(command),
+        Some(Command::GpuCheck) | None => args.join_token.refuse_command_line(command),
     }
+}
+
+/// `gpu-check`: the fault watch's view of each GPU (scripts/gpu-check.sh runs it).
+fn gpu_check() -> anyhow::Result<()> {
+    let gpus = crate::discovery::nvml_events::check()?;
+    for gpu in &gpus {
+        println!("{}", crate::discovery::nvml_events::describe(gpu));
+    }
+    if let Some(sick) = gpus.iter().find(|g| g.health.is_err()) {
+        anyhow::bail!("GPU {} fails its health query", sick.index);
+    }
+    Ok(())
 }
 
 fn run(args: Args, token_from_env: Option<String>) -> anyhow::Result<()> {

@@ -105,8 +105,11 @@ pub fn try_host_agent_with(
         Supervisor::new(runtime, settings.state_dir.clone(), settings.socket_dir.clone())
             .with_log_limit(settings.log_max_bytes, log_poll)
             .with_start_workers(crate::supervisor::StartWorkers::for_host());
+    let (fault_sink, faults) = mpsc::unbounded_channel();
+    discovery.watch_faults(fault_sink);
     let host = LocalHost {
         discovery,
+        faults,
         supervisor,
         events,
         snapshots: Default::default(),

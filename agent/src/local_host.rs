@@ -19,6 +19,8 @@ const STOP_ALL_TIMEOUT: Duration = Duration::from_secs(35);
 /// The parts of a host a session works on (fields are the session's to use).
 pub(crate) struct LocalHost {
     pub(crate) discovery: Arc<dyn GpuDiscovery>,
+    /// GPU faults seen on this host, sent at once ([`crate::discovery::faults`]).
+    pub(crate) faults: crate::discovery::faults::FaultFeed,
     pub(crate) supervisor: Supervisor,
     pub(crate) events: UnboundedReceiver<RuntimeEvent>,
     /// Snapshot restores and saves in flight; they outlive a session.
@@ -86,6 +88,7 @@ mod tests {
         };
         let mut host = LocalHost {
             discovery: Arc::new(SimulatedDiscovery::new(profile, Some("h".into()))),
+            faults: tokio::sync::mpsc::unbounded_channel().1,
             supervisor,
             events,
             snapshots: Default::default(),

@@ -56,6 +56,10 @@ pub enum EventKind {
     DeploymentScaled,
     SnapshotSaved,
     SnapshotFailed,
+    /// A GPU failed: its unit left the market (docs/architecture.md, faults and drills).
+    GpuFault,
+    /// The operator cleared a failed GPU.
+    GpuCleared,
 }
 
 impl EventKind {
@@ -98,6 +102,8 @@ impl EventKind {
             DeploymentScaled => "deployment_scaled",
             SnapshotSaved => "snapshot_saved",
             SnapshotFailed => "snapshot_failed",
+            GpuFault => "gpu_fault",
+            GpuCleared => "gpu_cleared",
         }
     }
 

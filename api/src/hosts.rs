@@ -60,6 +60,18 @@ pub struct HostGpu {
     pub healthy: bool,
     #[schema(value_type = Option<String>)]
     pub instance_id: Option<InstanceId>,
+    /// Set while the GPU is off the market for a fault, until the admin clears it.
+    pub fault: Option<HostGpuFault>,
+}
+
+/// A GPU fault its agent reported (docs/architecture.md, "Faults and drills").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostGpuFault {
+    pub at: DateTime<Utc>,
+    /// e.g. `Xid 79`, `double-bit ECC error`, `health query failed: …`.
+    pub cause: String,
+    /// The Xid code, when an Xid (or double-bit ECC, Xid 48) reported it.
+    pub xid: Option<u32>,
 }
 
 /// The size of one of the host's units (a GPU with its share of CPU and memory).

@@ -97,6 +97,10 @@ pub enum EndReason {
     /// The operator drained the host.
     HostMaintenance,
     Failed,
+    /// Its owner (or the admin) rehearsed an interruption.
+    Drill,
+    /// Its GPU failed.
+    GpuFault,
 }
 
 vocabulary!(EndReason {
@@ -108,6 +112,8 @@ vocabulary!(EndReason {
     HostLost => "host_lost",
     HostMaintenance => "host_maintenance",
     Failed => "failed",
+    Drill => "drill",
+    GpuFault => "gpu_fault",
 });
 
 /// `{"mode":"regular"}` or `{"mode":"spot","max_price":"1.20"}`.

@@ -29,7 +29,7 @@ pub use deployments::{
     Autoscaling, Deployment, DeploymentState, Endpoint, Mode, ScheduledMinimum, Spec, Template,
 };
 pub use error::{ErrorBody, ErrorDetail, Health};
-pub use hosts::{Host, HostGpu, HostState, HostUnit};
+pub use hosts::{Host, HostGpu, HostGpuFault, HostState, HostUnit};
 pub use instances::{
     Billing, EndReason, GpuAsk, Instance, InstanceState, OnUnavailable, Range, Readiness,
     SnapshotOptions,

@@ -158,6 +158,14 @@ pub enum InstancesCmd {
         #[arg(long, conflicts_with = "env")]
         clear_env: bool,
     },
+    /// Rehearse a reclaim (a drill): the instance (by name or id) gets a real termination
+    /// notice with reason `drill`; its deployment replaces it and it stops at the deadline.
+    Interrupt {
+        id: String,
+        /// The notice, e.g. 2m (1s to 24h); default: its pool's notice period.
+        #[arg(long, value_name = "DUR")]
+        notice: Option<String>,
+    },
     /// Print an instance's output (by name or id).
     Logs {
         id: String,
@@ -366,6 +374,22 @@ pub enum HostsCmd {
         /// Every instance ends by then at the latest, e.g. 10m (default: its own notice).
         #[arg(long, value_name = "DURATION")]
         deadline: Option<String>,
+    },
+    /// Make a simulated GPU fail with an Xid, as a real fault would: its unit leaves the
+    /// market and the instance on it gets a gpu_fault notice (simulated hosts only).
+    Fault {
+        id: String,
+        /// The GPU's index on the host.
+        gpu: u32,
+        /// The Xid code (a critical one: not 13, 31, 43, 45, 68 or 109).
+        #[arg(long, default_value_t = 79)]
+        xid: u32,
+    },
+    /// Put a failed GPU back on the market (once its agent reports it healthy).
+    Clear {
+        id: String,
+        /// The GPU's index on the host.
+        gpu: u32,
     },
 }
 

@@ -7,6 +7,7 @@
 //! - [`logcap`]: workload log files capped on disk by punching out their oldest bytes.
 //! - [`clock`]: the `Clock` trait (system and manual) so core logic never reads the wall clock.
 //! - [`metrics`]: `/metrics` bodies in OpenMetrics or the classic text format.
+//! - [`faults`]: GPU faults an agent reports, and which Xid codes are critical.
 //! - [`protocol`]: the agent ↔ coordinator messages, one enum per direction.
 //! - [`codec`]: the only place that turns those messages into bytes (u32 length + bincode).
 //! - [`dirlock`]: one process per directory (the agent's state dir, the coordinator's data dir).
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod codec;
 #[cfg(feature = "io")]
 pub mod dirlock;
+pub mod faults;
 pub mod ids;
 pub mod inventory;
 #[cfg(feature = "io")]

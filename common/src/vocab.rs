@@ -21,11 +21,15 @@ pub enum EndReason {
     /// The operator drained the host.
     HostMaintenance,
     Failed,
+    /// Its owner (or the admin) rehearsed an interruption.
+    Drill,
+    /// Its GPU failed.
+    GpuFault,
 }
 
 impl EndReason {
     /// Every reason, in wire order.
-    pub const ALL: [EndReason; 8] = [
+    pub const ALL: [EndReason; 10] = [
         EndReason::User,
         EndReason::Exited,
         EndReason::ReclaimedPrice,
@@ -34,6 +38,8 @@ impl EndReason {
         EndReason::HostLost,
         EndReason::HostMaintenance,
         EndReason::Failed,
+        EndReason::Drill,
+        EndReason::GpuFault,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +52,8 @@ impl EndReason {
             EndReason::HostLost => "host_lost",
             EndReason::HostMaintenance => "host_maintenance",
             EndReason::Failed => "failed",
+            EndReason::Drill => "drill",
+            EndReason::GpuFault => "gpu_fault",
         }
     }
 

@@ -122,6 +122,9 @@ pub struct RawTimers {
     pub meter_tick: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub autoscale_interval: Option<Duration>,
+    /// The notice of an instance whose GPU failed (docs/architecture.md, faults).
+    #[serde(default, with = "humantime_serde")]
+    pub fault_notice: Option<Duration>,
 }
 
 pub use crate::core::settings::{PoolSettings, Timers};
@@ -247,7 +250,11 @@ impl RawTimers {
             kill_timeout: pick(self.kill_timeout, defaults.kill_timeout),
             meter_tick: pick(self.meter_tick, defaults.meter_tick),
             autoscale_interval: pick(self.autoscale_interval, defaults.autoscale_interval),
+            fault_notice: pick(self.fault_notice, defaults.fault_notice),
         };
+        if timers.fault_notice > Duration::from_secs(3600) {
+            problems.push("timers.fault_notice: at most 1h (a failed GPU is not billed)".into());
+        }
         for (name, value) in [
             ("price_tick", timers.price_tick),
             ("heartbeat", timers.heartbeat),

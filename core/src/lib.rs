@@ -33,6 +33,8 @@
 //! - [`autoscale`]: autoscaling rules and decisions; [`scaling`]: applying them.
 //! - [`retention`]: what ended work is kept for; [`forget`]: forgetting it.
 //! - [`snapshot`], [`snapshots`]: which snapshots exist and which one an instance restores.
+//! - [`drills`]: interruptions an owner rehearses; [`faults`]: failed GPUs off the market
+//!   and their instances replaced, not billed.
 //! - [`notices`]: the messages events make for a person's inbox and mail.
 //! - [`listing`]: one page of a list, by state, cursor and limit.
 //! - [`events`] (typed payloads, from gpuspot-api), [`error`], [`ids`], [`settings`],
@@ -58,9 +60,13 @@ mod deployment_retention_tests;
 #[cfg(test)]
 mod deployment_tests;
 pub mod deployments;
+pub mod drills;
 pub mod error;
 pub mod events;
 pub mod forget;
+pub mod faults;
+#[cfg(test)]
+mod faults_tests;
 pub mod guest;
 #[cfg(test)]
 mod guest_tests;

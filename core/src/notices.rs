@@ -243,6 +243,10 @@ fn why_ending(reason: Option<EndReason>, instance: &Instance) -> String {
         Some(EndReason::HostMaintenance) => "because its host is taken down for maintenance".into(),
         Some(EndReason::HostLost) => "because its host stopped answering".into(),
         Some(EndReason::User) => "because it was asked to stop".into(),
+        Some(EndReason::Drill) => "in a drill: an interruption rehearsed on request".into(),
+        Some(EndReason::GpuFault) => {
+            "because its GPU failed; it is not charged from the fault on".into()
+        }
         Some(EndReason::Exited | EndReason::Failed) | None => "by the system".into(),
     }
 }

@@ -70,6 +70,9 @@ pub struct Host {
     /// Per GPU UUID, the utilisation its last heartbeat reported (not stored).
     #[serde(skip)]
     pub gpu_utilization: BTreeMap<String, u32>,
+    /// Its failed GPUs, off the market until cleared ([`crate::faults`]).
+    #[serde(default)]
+    pub faults: crate::faults::HostFaults,
 }
 
 /// Whether the operator took a host out of service (DESIGN §19): a cordoned host gets no
@@ -122,6 +125,7 @@ impl Host {
             network: HostNetwork::default(),
             maintenance: Maintenance::None,
             gpu_utilization: BTreeMap::new(),
+            faults: Default::default(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Host {
                 UnitSlot { unit, instance, promised }
             })
             .collect();
+        self.faults.keep_unhealthy(&mut self.units);
         holders.into_values().collect()
     }
 
@@ -231,9 +236,10 @@ impl Host {
                 Some(percent) => self.gpu_utilization.insert(status.uuid.clone(), percent),
                 None => self.gpu_utilization.remove(&status.uuid),
             };
+            let healthy = status.healthy && !self.faults.has_failed(&status.uuid);
             for slot in self.units.iter_mut().filter(|s| s.unit.gpu.uuid == status.uuid) {
-                if slot.unit.gpu.healthy != status.healthy {
-                    slot.unit.gpu.healthy = status.healthy;
+                if slot.unit.gpu.healthy != healthy {
+                    slot.unit.gpu.healthy = healthy;
                     changed = true;
                 }
             }

@@ -17,6 +17,8 @@ pub struct Timers {
     pub meter_tick: Duration,
     /// How often replica sets with `autoscaling` or a `schedule` are looked at (DESIGN §18).
     pub autoscale_interval: Duration,
+    /// The notice an instance gets when its GPU fails (docs/architecture.md, faults).
+    pub fault_notice: Duration,
 }
 
 impl Default for Timers {
@@ -33,6 +35,7 @@ impl Default for Timers {
             kill_timeout: Duration::from_secs(30),
             meter_tick: Duration::from_secs(60),
             autoscale_interval: Duration::from_secs(15),
+            fault_notice: Duration::from_secs(30),
         }
     }
 }

@@ -142,6 +142,8 @@ impl Cluster {
             .instances
             .iter()
             .filter(|i| i.state().holds_units() && self.in_pool(i, pool))
+            // A failed GPU's time is free from the fault on (super::faults).
+            .filter(|i| i.termination_reason() != Some(EndReason::GpuFault))
             .filter_map(|i| {
                 let pays = price.min(i.request.billing.bid()?);
                 (i.price() != Some(pays)).then(|| (i.id.clone(), pays))
@@ -155,7 +157,7 @@ impl Cluster {
     }
 
     /// The notice period of the instance's pool (the grace, for an overdue account).
-    fn notice_for(&self, instance: &Instance, reason: EndReason) -> std::time::Duration {
+    pub(super) fn notice_for(&self, instance: &Instance, reason: EndReason) -> std::time::Duration {
         if reason == EndReason::Overdue {
             return self.timers.overdue_grace;
         }

@@ -1,11 +1,16 @@
 //! What this host offers: its GPUs (from NVML, or from a simulated profile) and the cores and
 //! memory left for guests once the host's own reservation is taken out (DESIGN §2).
 //!
+//! [`faults`] turns NVML's fault events and failed health queries (and injected faults)
+//! into reports the link sends at once; [`nvml_events`] reads them from NVML.
+//!
 //! Everything behind [`GpuDiscovery`] is synchronous; NVML calls cost microseconds but may
 //! block on a sick driver, so async callers go through `spawn_blocking`.
 
+pub mod faults;
 mod host;
 mod nvml;
+pub mod nvml_events;
 mod simulated;
 
 pub use host::{HostResources, host_resources, machine_hostname};
@@ -26,6 +31,31 @@ pub trait GpuDiscovery: Send + Sync + 'static {
     fn is_simulated(&self) -> bool {
         false
     }
+    /// Starts watching for GPU faults, each sent to `sink` the moment it is seen.
+    fn watch_faults(&self, sink: faults::FaultSink) {
+        drop(sink);
+    }
+    /// Simulated GPUs only: GPU `index` fails with Xid `xid`, reported as a real fault.
+    fn inject_fault(&self, index: u32, xid: u32) -> Result<(), InjectError> {
+        let _ = xid;
+        Err(InjectError::RealGpus(index))
+    }
+    /// The operator cleared GPU `index`: a new fault of it is reported again (and a
+    /// simulated GPU is healthy again).
+    fn clear_fault(&self, index: u32) {
+        let _ = index;
+    }
+}
+
+/// Why a fault could not be injected.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    #[error("GPU {0} is real: faults are injected into simulated GPUs only")]
+    RealGpus(u32),
+    #[error("there is no GPU {0}")]
+    NoSuchGpu(u32),
+    #[error("the fault watch is not running")]
+    NotWatching,
 }
 
 /// What the host keeps for itself (the agent, the OS, page cache); never offered to guests.

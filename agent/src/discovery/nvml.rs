@@ -16,6 +16,8 @@ pub struct NvmlDiscovery {
     nvml: Nvml,
     reservation: Reservation,
     hostname: String,
+    /// GPUs whose fault was reported and not cleared ([`super::faults`]).
+    latch: super::faults::FaultLatch,
 }
 
 /// One GPU as read in one pass, so inventory and heartbeat agree on health.
@@ -31,7 +33,7 @@ impl NvmlDiscovery {
     /// NVIDIA driver, whose message points at `--simulate`.
     pub fn new(reservation: Reservation, hostname: String) -> Result<Self, DiscoveryError> {
         let nvml = Nvml::init().map_err(init_error)?;
-        Ok(Self { nvml, reservation, hostname })
+        Ok(Self { nvml, reservation, hostname, latch: Default::default() })
     }
 
     fn read_all(&self) -> Result<Vec<Reading>, DiscoveryError> {
@@ -83,6 +85,16 @@ impl GpuDiscovery for NvmlDiscovery {
             })
             .collect())
     }
+
+    fn watch_faults(&self, sink: super::faults::FaultSink) {
+        super::nvml_events::spawn(sink, self.latch.clone());
+    }
+
+    fn clear_fault(&self, index: u32) {
+        if let Ok(uuid) = self.nvml.device_by_index(index).and_then(|d| d.uuid()) {
+            self.latch.clear(&uuid);
+        }
+    }
 }
 
 fn read_device(device: &Device<'_>, index: u32) -> Reading {
@@ -119,7 +131,7 @@ fn read_device(device: &Device<'_>, index: u32) -> Reading {
 
 /// Uncorrected (double-bit) errors since the driver loaded mean the GPU's memory cannot be
 /// trusted. Consumer GPUs have no ECC at all: that is not a fault.
-fn ecc_healthy(device: &Device<'_>, index: u32) -> bool {
+pub(super) fn ecc_healthy(device: &Device<'_>, index: u32) -> bool {
     match device.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile) {
         Ok(0) | Err(NvmlError::NotSupported) => true,
         Ok(count) => {

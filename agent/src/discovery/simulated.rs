@@ -63,6 +63,9 @@ pub struct SimulatedDiscovery {
     hostname: String,
     uuids: Vec<String>,
     healthy: Vec<AtomicBool>,
+    /// Where injected faults go, once the link watches ([`super::faults`]).
+    faults: std::sync::OnceLock<super::faults::FaultSink>,
+    latch: super::faults::FaultLatch,
 }
 
 impl SimulatedDiscovery {
@@ -73,7 +76,14 @@ impl SimulatedDiscovery {
             hostname_override.or_else(|| profile.name.clone()).unwrap_or_else(machine_hostname);
         let uuids = (0..profile.gpu_count).map(|index| simulated_uuid(&hostname, index)).collect();
         let healthy = (0..profile.gpu_count).map(|_| AtomicBool::new(true)).collect();
-        Self { profile, hostname, uuids, healthy }
+        Self {
+            profile,
+            hostname,
+            uuids,
+            healthy,
+            faults: Default::default(),
+            latch: Default::default(),
+        }
     }
 
     pub fn hostname(&self) -> &str {
@@ -136,6 +146,35 @@ impl GpuDiscovery for SimulatedDiscovery {
 
     fn is_simulated(&self) -> bool {
         true
+    }
+
+    fn watch_faults(&self, sink: super::faults::FaultSink) {
+        let _ = self.faults.set(sink);
+    }
+
+    /// The GPU turns unhealthy and its fault goes through the same mapping as NVML's
+    /// events.
+    fn inject_fault(&self, index: u32, xid: u32) -> Result<(), super::InjectError> {
+        let uuid = self.uuids.get(index as usize).ok_or(super::InjectError::NoSuchGpu(index))?;
+        let sink = self.faults.get().ok_or(super::InjectError::NotWatching)?;
+        self.set_healthy(index, false);
+        let event = super::faults::NvmlEvent {
+            index,
+            uuid: uuid.clone(),
+            types: nvml_wrapper::bitmasks::event::EventTypes::CRITICAL_XID_ERROR,
+            xid: Some(u64::from(xid)),
+        };
+        if let Some(fault) = super::faults::classify(&event) {
+            self.latch.report(fault, sink);
+        }
+        Ok(())
+    }
+
+    fn clear_fault(&self, index: u32) {
+        if let Some(uuid) = self.uuids.get(index as usize) {
+            self.latch.clear(uuid);
+            self.set_healthy(index, true);
+        }
     }
 }
 

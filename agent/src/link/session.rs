@@ -11,6 +11,7 @@ use crate::local_host::LocalHost;
 use crate::snapshots::TaskOutcome;
 use crate::supervisor::Followup;
 use gpuspot_common::codec;
+use gpuspot_common::faults::FaultNote;
 use gpuspot_common::pki::HostCredentials;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION, RefusalCode};
 use std::sync::atomic::Ordering;
@@ -42,6 +43,8 @@ pub(super) async fn run(
         network: agent.network.clone(),
     };
     codec::write_frame(&mut send, &hello).await?;
+    let source = FaultNote::Source { injectable: agent.discovery.is_simulated() };
+    codec::write_frame(&mut send, &AgentMessage::Faults(source)).await?;
     let mut inbox = spawn_reader(recv);
     let _execs = super::exec::spawn_acceptor(connection.clone(), agent.supervisor.runtime());
     let mut heartbeat = tokio::time::interval(link.link_timeout / 3);
@@ -87,6 +90,9 @@ pub(super) async fn run(
                 let followups = on_outcome(agent, connection, outcome);
                 follow(agent, &stats, connection, &mut send, followups).await?;
             }
+            Some(fault) = agent.faults.recv() => {
+                codec::write_frame(&mut send, &AgentMessage::Faults(FaultNote::Fault(fault))).await?;
+            }
             (instance_id, ready) = agent.probes.next() => {
                 codec::write_frame(&mut send, &AgentMessage::Readiness { instance_id, ready }).await?;
             }
@@ -128,6 +134,10 @@ fn handle(
         // Only a coordinator of another protocol version answers our hello this way.
         CoordinatorMessage::LegacyRefused { reason } => {
             return Err(refused(RefusalCode::VersionMismatch, reason));
+        }
+        CoordinatorMessage::Faults(command) => {
+            crate::discovery::faults::obey(agent.discovery.as_ref(), command);
+            Vec::new()
         }
         CoordinatorMessage::Joined { .. } => {
             tracing::warn!("ignoring an unexpected join answer in a session");

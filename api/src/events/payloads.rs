@@ -174,6 +174,30 @@ pub struct SnapshotSaved {
     pub snapshot_id: String,
 }
 
+/// `gpu_fault`: which GPU of which host failed, and how (docs/architecture.md, faults).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFault {
+    /// e.g. `Xid 79`, `double-bit ECC error`, `health query failed: …`.
+    pub cause: String,
+    pub gpu_index: u32,
+    pub gpu_uuid: String,
+    pub hostname: String,
+    /// The Xid code, when an Xid reported it.
+    pub xid: Option<u32>,
+}
+
+/// `gpu_cleared`: the operator put a failed GPU back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuCleared {
+    /// When it had failed, if it had.
+    pub failed_at: Option<DateTime<Utc>>,
+    pub gpu_index: u32,
+    pub gpu_uuid: String,
+    pub hostname: String,
+}
+
 /// An event's payload. It serializes as the payload alone (no tag: the event's `kind`
 /// says which); reading one back takes the shape it has exactly, else keeps it as is.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -195,6 +219,8 @@ pub enum EventData {
     DeploymentNews(DeploymentNews),
     Scaled(Scaled),
     SnapshotSaved(SnapshotSaved),
+    GpuFault(GpuFault),
+    GpuCleared(GpuCleared),
     Nothing(Nothing),
     /// A stored payload of no shape above (written by another version): kept as it was.
     Other(serde_json::Value),
@@ -227,7 +253,7 @@ impl EventData {
         }
         exactly!(Nothing, Placed, Requeued, Noticed, Because, Ended, PriceChanged, HostNamed);
         exactly!(HostJoined, HostConnected, HostHealth, AccountNews, PaymentNews);
-        exactly!(OverdueShutdown, DeploymentNews, Scaled, SnapshotSaved);
+        exactly!(OverdueShutdown, DeploymentNews, Scaled, SnapshotSaved, GpuFault, GpuCleared);
         EventData::Other(value)
     }
 }

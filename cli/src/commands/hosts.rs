@@ -1,5 +1,5 @@
-//! `gpuspot hosts [list]`, `gpuspot hosts show|delete|cordon|uncordon|drain HOST` (admin; a
-//! host by its hostname or id).
+//! `gpuspot hosts [list]`, `gpuspot hosts show|delete|cordon|uncordon|drain HOST`, `gpuspot
+//! hosts fault|clear HOST GPU` (admin; a host by its hostname or id).
 
 use super::{Ctx, lookup};
 use crate::args::HostsCmd;
@@ -33,6 +33,12 @@ pub fn run(ctx: &Ctx, cmd: Option<HostsCmd>) -> anyhow::Result<()> {
         HostsCmd::Drain { id, deadline } => {
             let body = deadline.map_or_else(|| json!({}), |d| json!({ "deadline": d }));
             maintain(ctx, &named(&id)?, "drain", &body)
+        }
+        HostsCmd::Fault { id, gpu, xid } => {
+            maintain(ctx, &named(&id)?, &format!("gpus/{gpu}/fault"), &json!({ "xid": xid }))
+        }
+        HostsCmd::Clear { id, gpu } => {
+            maintain(ctx, &named(&id)?, &format!("gpus/{gpu}/clear"), &json!({}))
         }
     }
 }
@@ -164,6 +170,7 @@ mod tests {
             pci_bus_id: "0".into(),
             healthy,
             instance_id: None,
+            fault: None,
         }
     }
 

@@ -54,6 +54,9 @@ pub fn run(ctx: &Ctx, cmd: InstancesCmd) -> anyhow::Result<()> {
             let changed = ctx.client.patch(&path(&lookup::instance_id(ctx, &id)?), &body)?;
             ctx.show(&changed, |i| print!("{}", readable(i)))
         }
+        InstancesCmd::Interrupt { id, notice } => {
+            super::interrupt::run(ctx, &id, notice.as_deref())
+        }
         InstancesCmd::Logs { id, follow } => logs(ctx, &lookup::instance_id(ctx, &id)?, follow),
         InstancesCmd::Exec(mut args) => {
             args.id = lookup::instance_id(ctx, &args.id)?;

@@ -7,6 +7,7 @@ pub mod events;
 pub mod exec;
 pub mod hosts;
 pub mod instances;
+pub mod interrupt;
 pub mod lookup;
 pub mod messages;
 pub mod pools;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 /// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
 /// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (DESIGN §18).
 /// 5: an agent refuses a start whose host port is taken ([`AgentMessage::StartRefused`]).
+/// 6 (also): GPU faults ([`AgentMessage::Faults`], [`CoordinatorMessage::Faults`]).
 /// 6: end reasons, billing modes, deployment ids, stop reasons and failure kinds are typed
 /// ([`crate::vocab`]) where they were strings.
 pub const PROTOCOL_VERSION: u32 = 6;
@@ -82,6 +83,8 @@ pub enum AgentMessage {
         /// The sentence for logs.
         reason: String,
     },
+    /// A GPU failed, or (after each hello) whether faults may be injected here.
+    Faults(crate::faults::FaultNote),
 }
 
 /// Coordinator → agent.
@@ -122,6 +125,8 @@ pub enum CoordinatorMessage {
         code: RefusalCode,
         reason: String,
     },
+    /// Inject a fault into a simulated GPU, or clear one.
+    Faults(crate::faults::FaultCommand),
 }
 
 impl CoordinatorMessage {

@@ -184,6 +184,11 @@ pub fn agent_message() -> impl Strategy<Value = AgentMessage> {
             let code = StartRefusal::PortBusy { port };
             AgentMessage::StartRefused { instance_id: InstanceId(id), code, reason }
         }),
+        (any::<u32>(), text(), any::<u32>()).prop_map(|(index, uuid, xid)| {
+            let cause = gpuspot_common::faults::FaultCause::Xid(xid);
+            let fault = gpuspot_common::faults::GpuFault { index, uuid, cause };
+            AgentMessage::Faults(gpuspot_common::faults::FaultNote::Fault(fault))
+        }),
     ]
 }
 
@@ -216,6 +221,10 @@ pub fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
             CoordinatorMessage::Stop { instance_id: InstanceId(id), reason, kill_timeout_ms }
         }),
         metadata().prop_map(CoordinatorMessage::Metadata),
+        (any::<u32>(), any::<u32>()).prop_map(|(index, xid)| {
+            let inject = gpuspot_common::faults::FaultCommand::Inject { index, xid };
+            CoordinatorMessage::Faults(inject)
+        }),
     ]
 }
 

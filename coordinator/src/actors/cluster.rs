@@ -163,6 +163,7 @@ impl ClusterActor {
             AgentMessage::Readiness { instance_id, ready } => {
                 self.core.set_readiness(host_id, &instance_id, ready)
             }
+            AgentMessage::Faults(note) => self.core.fault_note(host_id, &note, now),
             AgentMessage::NoticeShown { instance_id } => {
                 if let Some(decided) = self.notices_pending.remove(&instance_id) {
                     METRICS.notice_latency.observe(decided.elapsed().as_secs_f64());

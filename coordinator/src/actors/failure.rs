@@ -23,6 +23,10 @@ pub enum Failure {
     /// It would pass the account's quota (DESIGN §16); nothing was created.
     #[error(transparent)]
     Quota(#[from] QuotaError),
+    #[error(transparent)]
+    Drill(#[from] crate::core::drills::DrillError),
+    #[error(transparent)]
+    Fault(#[from] crate::core::faults::FaultError),
     /// An overdue account may not start instances until it pays (DESIGN §15).
     #[error("account {account} is overdue (balance {balance}): pay to start new instances")]
     OverdueForInstances { account: AccountId, balance: Money },

@@ -138,6 +138,8 @@ pub enum ApiRequest {
         action: HostAction,
         reply: Reply<Host>,
     },
+    /// Drills, and GPU faults injected or cleared (docs/architecture.md).
+    Fault(super::faults::FaultRequest),
 }
 
 /// What the operator does to a host.

@@ -4,12 +4,13 @@
 //!   messages both arrive here as messages, so the state has a single writer.
 //! - [`messages`]: what crosses into the actor (one enum for API requests), each request
 //!   with its typed [`Reply`]; [`failure`]: why a request is refused; `requests`,
-//!   `account_requests`, `deployment_requests`, `host_requests`, `lists`: how the actor answers.
+//!   `account_requests`, `deployment_requests`, `host_requests`, `lists`, [`faults`]: how the actor answers.
 
 mod account_requests;
 pub mod cluster;
 mod deployment_requests;
 pub mod failure;
+pub mod faults;
 mod host_requests;
 mod lists;
 pub mod messages;

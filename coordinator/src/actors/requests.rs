@@ -60,6 +60,7 @@ impl ClusterActor {
             Ask::HostMaintenance { id, action, reply } => {
                 return Some(reply.after_commit(self.host_maintenance(id, action)));
             }
+            Ask::Fault(request) => return Some(self.answer_fault(request)),
         }
         None
     }

@@ -10,7 +10,9 @@ pub use areas::{
 };
 
 use crate::actors::Failure;
+use crate::core::drills::DrillError;
 use crate::core::error::{AccountError, DeploymentError, LifecycleError};
+use crate::core::faults::FaultError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use gpuspot_api::ErrorBody;
@@ -88,6 +90,17 @@ answers!(ExecError {
     ExecError::WebsocketRequired => (BAD_REQUEST, "websocket_required"),
     ExecError::Handshake(_) => (BAD_REQUEST, "websocket_handshake"),
 });
+answers!(DrillError {
+    DrillError::Unknown(_) => (NOT_FOUND, "not_found"),
+    DrillError::NotPlaced { .. } => (CONFLICT, "not_running"),
+    DrillError::NoticeTooLong => (BAD_REQUEST, "invalid_request"),
+});
+answers!(FaultError {
+    FaultError::UnknownHost(_) | FaultError::UnknownGpu { .. } => (NOT_FOUND, "not_found"),
+    FaultError::RealGpus(_) => (CONFLICT, "real_gpus"),
+    FaultError::NotConnected(_) => (SERVICE_UNAVAILABLE, "host_unavailable"),
+    FaultError::NotCritical(_) => (BAD_REQUEST, "invalid_request"),
+});
 answers!(TooManyStreams { TooManyStreams(_) => (TOO_MANY_REQUESTS, "too_many_streams") });
 answers!(Internal { Internal(_) => (INTERNAL_SERVER_ERROR, "internal") });
 
@@ -119,6 +132,8 @@ impl From<Failure> for HttpError {
             Failure::Account(error) => error.into(),
             Failure::Deployment(error) => error.into(),
             Failure::Quota(_) => HttpError::new(StatusCode::FORBIDDEN, "quota_exceeded", message),
+            Failure::Drill(error) => error.into(),
+            Failure::Fault(error) => error.into(),
             Failure::OverdueForInstances { .. } | Failure::OverdueForDeployments(_) => {
                 HttpError::new(StatusCode::PAYMENT_REQUIRED, "payment_required", message)
             }

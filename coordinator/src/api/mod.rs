@@ -7,6 +7,7 @@
 //!   [`listing`]: the `state`, `limit` and `after` of every list and its `Link` header.
 //! - [`validation`]: what instance and deployment bodies must be, every problem at once.
 //! - [`exec`], [`exec_ws`]: commands and interactive sessions inside an instance.
+//! - [`faults`]: drills, and GPU faults injected or cleared.
 //! - [`messages`]: the accounts' inboxes; [`ledger`]: their ledgers.
 //! - [`dashboard`]: the browser dashboard at `/`.
 //! - [`openapi`]: the OpenAPI document generated from the routes, and the docs page;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod exec_ws;
+pub mod faults;
 pub mod hosts;
 pub mod instances;
 pub mod ledger;
@@ -102,6 +104,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .configure(instances::routes)
                 .configure(exec::routes)
                 .configure(hosts::routes)
+                .configure(faults::routes)
                 .configure(pools::routes)
                 .configure(events::routes)
                 .configure(accounts::routes)

@@ -63,6 +63,11 @@ pub fn host(h: &Host) -> api::Host {
             pci_bus_id: g.pci_bus_id.clone(),
             healthy: g.healthy,
             instance_id: slot.instance.clone(),
+            fault: h.faults.failed.get(&g.uuid).map(|f| api::HostGpuFault {
+                at: f.at,
+                cause: f.cause.describe(),
+                xid: f.cause.xid(),
+            }),
         }
     });
     let unit = h

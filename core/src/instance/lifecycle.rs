@@ -285,6 +285,23 @@ impl Lifecycle {
         ])
     }
 
+    /// Noticed → noticed again for `notice.reason` (a GPU that failed under it), ending at
+    /// the earlier of the two deadlines; the guest hears the new reason.
+    pub fn renotice(&mut self, notice: Notice) -> Result<Vec<Effect>, WrongState> {
+        self.check("renotice", &[InstanceState::TerminationScheduled])?;
+        let Lifecycle::Noticed { notice: current, .. } = self else { unreachable!() };
+        *current = Notice { at: current.at.min(notice.at), reason: notice.reason };
+        let data = EventData::Noticed(payloads::Noticed {
+            reason: because(current.reason),
+            termination_time: current.at,
+        });
+        Ok(vec![
+            Effect::Event(EventKind::TerminationScheduled, data),
+            Effect::Metadata,
+            Effect::Reconcile,
+        ])
+    }
+
     /// An overdue notice a payment settled: back to scheduled or running as it was.
     pub fn cancel_notice(&mut self) -> Result<Vec<Effect>, WrongState> {
         self.check("cancel_notice", &[InstanceState::TerminationScheduled])?;

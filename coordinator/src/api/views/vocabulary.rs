@@ -38,6 +38,7 @@ same_names!(InstanceState => api::InstanceState {
 });
 same_names!(EndReason => api::EndReason {
     User, Exited, ReclaimedPrice, ReclaimedCapacity, Overdue, HostLost, HostMaintenance, Failed,
+    Drill, GpuFault,
 });
 same_names!(OnUnavailable => api::OnUnavailable { Queue, Fail });
 same_names!(Mode => api::Mode { Replicaset, Job, Container });
