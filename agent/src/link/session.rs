@@ -10,16 +10,29 @@ use super::{Link, LinkError, LinkStats, OpenSession};
 use crate::local_host::LocalHost;
 use crate::snapshots::TaskOutcome;
 use crate::supervisor::Followup;
+use gpuspot_common::InstanceId;
 use gpuspot_common::codec;
 use gpuspot_common::faults::FaultNote;
 use gpuspot_common::pki::HostCredentials;
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, PROTOCOL_VERSION, RefusalCode};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The log poll of an agent whose runtime writes no output: effectively never.
 const NO_LOG_POLL: Duration = Duration::from_secs(24 * 3600);
+
+/// What a session keeps besides the host: its stream, its heartbeat and what the hello said.
+struct Session<'a> {
+    connection: &'a quinn::Connection,
+    send: quinn::SendStream,
+    stats: Arc<LinkStats>,
+    heartbeat: tokio::time::Interval,
+    /// The finished workloads the hello reported: the welcome acknowledges them.
+    acknowledged: BTreeSet<InstanceId>,
+}
 
 pub(super) async fn run(
     link: &mut Link,
@@ -29,6 +42,59 @@ pub(super) async fn run(
 ) -> Result<(), LinkError> {
     let (mut send, recv) =
         connection.open_bi().await.map_err(|e| LinkError::Connection(e.to_string()))?;
+    let (hello, acknowledged) = hello(agent)?;
+    codec::write_frame(&mut send, &hello).await?;
+    let source = FaultNote::Source { injectable: agent.discovery.is_simulated() };
+    codec::write_frame(&mut send, &AgentMessage::Faults(source)).await?;
+    let mut inbox = spawn_reader(recv);
+    let _execs = super::exec::spawn_acceptor(connection.clone(), agent.supervisor.runtime());
+    let heartbeat = tokio::time::interval(link.link_timeout / 3);
+    let mut log_poll = tokio::time::interval(agent.log_poll.unwrap_or(NO_LOG_POLL));
+    let _open = OpenSession::new(&link.stats);
+    let stats = link.stats.clone();
+    let mut session = Session { connection, send, stats, heartbeat, acknowledged };
+    tracing::info!(host_id = %credentials.host_id, "session open");
+    loop {
+        tokio::select! {
+            message = inbox.recv() => match message {
+                Some(Ok(message)) => link.welcomed |= on_message(&mut session, agent, message).await?,
+                Some(Err(e)) => return Err(e),
+                None => return Err(LinkError::Connection("the coordinator closed the session".into())),
+            },
+            Some(event) = agent.events.recv() => {
+                let logs = agent.supervisor.pending_logs(Some(&event.instance_id));
+                write_all(&mut session.send, logs).await?;
+                let followups = agent.supervisor.on_runtime_event(event).into_iter().collect();
+                session.follow(agent, followups).await?;
+            }
+            started = agent.supervisor.next_started() => {
+                let followups = agent.supervisor.started(started);
+                session.follow(agent, followups).await?;
+            }
+            outcome = agent.snapshots.next() => {
+                let followups = on_outcome(agent, session.connection, outcome);
+                session.follow(agent, followups).await?;
+            }
+            Some(fault) = agent.faults.recv() => {
+                let note = AgentMessage::Faults(FaultNote::Fault(fault));
+                codec::write_frame(&mut session.send, &note).await?;
+            }
+            (instance_id, ready) = agent.probes.next() => {
+                codec::write_frame(&mut session.send, &AgentMessage::Readiness { instance_id, ready }).await?;
+            }
+            _ = session.heartbeat.tick() => {
+                let gpus = gpu_status(agent);
+                codec::write_frame(&mut session.send, &AgentMessage::Heartbeat { gpus }).await?;
+                session.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+            }
+            _ = log_poll.tick() => write_all(&mut session.send, agent.supervisor.pending_logs(None)).await?,
+        }
+    }
+}
+
+/// The hello (everything the host runs, what ended unheard), after taking in the ends the
+/// runtime reported meanwhile; and the finished workloads it reports.
+fn hello(agent: &mut LocalHost) -> Result<(AgentMessage, BTreeSet<InstanceId>), LinkError> {
     while let Ok(event) = agent.events.try_recv() {
         drop(agent.supervisor.on_runtime_event(event));
     }
@@ -42,74 +108,49 @@ pub(super) async fn run(
         runtimes: agent.supervisor.runtimes(),
         network: agent.network.clone(),
     };
-    codec::write_frame(&mut send, &hello).await?;
-    let source = FaultNote::Source { injectable: agent.discovery.is_simulated() };
-    codec::write_frame(&mut send, &AgentMessage::Faults(source)).await?;
-    let mut inbox = spawn_reader(recv);
-    let _execs = super::exec::spawn_acceptor(connection.clone(), agent.supervisor.runtime());
-    let mut heartbeat = tokio::time::interval(link.link_timeout / 3);
-    let mut log_poll = tokio::time::interval(agent.log_poll.unwrap_or(NO_LOG_POLL));
-    let stats = link.stats.clone();
-    let _open = OpenSession::new(&stats);
-    tracing::info!(host_id = %credentials.host_id, "session open");
-    loop {
-        tokio::select! {
-            message = inbox.recv() => match message {
-                Some(Ok(message)) => {
-                    let welcome = matches!(message, CoordinatorMessage::Welcome { .. });
-                    let shown = match &message {
-                        CoordinatorMessage::Metadata(m) if m.spot_termination_time.is_some() => {
-                            Some(m.instance_id.clone())
-                        }
-                        _ => None,
-                    };
-                    let followups = handle(agent, message, &acknowledged, &mut heartbeat)?;
-                    link.welcomed |= welcome;
-                    follow(agent, &stats, connection, &mut send, followups).await?;
-                    if let Some(instance_id) = shown {
-                        codec::write_frame(&mut send, &AgentMessage::NoticeShown { instance_id }).await?;
-                    }
-                    if welcome {
-                        // The coordinator keeps no verdicts across its restarts: all again.
-                        write_all(&mut send, readiness(agent.probes.verdicts())).await?;
-                    }
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Err(LinkError::Connection("the coordinator closed the session".into())),
-            },
-            Some(event) = agent.events.recv() => {
-                write_all(&mut send, agent.supervisor.pending_logs(Some(&event.instance_id))).await?;
-                let followups = agent.supervisor.on_runtime_event(event).into_iter().collect();
-                follow(agent, &stats, connection, &mut send, followups).await?;
-            }
-            started = agent.supervisor.next_started() => {
-                let followups = agent.supervisor.started(started);
-                follow(agent, &stats, connection, &mut send, followups).await?;
-            }
-            outcome = agent.snapshots.next() => {
-                let followups = on_outcome(agent, connection, outcome);
-                follow(agent, &stats, connection, &mut send, followups).await?;
-            }
-            Some(fault) = agent.faults.recv() => {
-                codec::write_frame(&mut send, &AgentMessage::Faults(FaultNote::Fault(fault))).await?;
-            }
-            (instance_id, ready) = agent.probes.next() => {
-                codec::write_frame(&mut send, &AgentMessage::Readiness { instance_id, ready }).await?;
-            }
-            _ = heartbeat.tick() => {
-                let gpus = gpu_status(agent);
-                codec::write_frame(&mut send, &AgentMessage::Heartbeat { gpus }).await?;
-                stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-            }
-            _ = log_poll.tick() => write_all(&mut send, agent.supervisor.pending_logs(None)).await?,
+    Ok((hello, acknowledged))
+}
+
+/// Applies one message of the coordinator and writes what follows from it; true for a
+/// welcome.
+async fn on_message(
+    session: &mut Session<'_>,
+    agent: &mut LocalHost,
+    message: CoordinatorMessage,
+) -> Result<bool, LinkError> {
+    let welcome = matches!(message, CoordinatorMessage::Welcome { .. });
+    let shown = match &message {
+        CoordinatorMessage::Metadata(m) if m.spot_termination_time.is_some() => {
+            Some(m.instance_id.clone())
         }
+        _ => None,
+    };
+    let followups = handle(agent, message, &session.acknowledged, &mut session.heartbeat)?;
+    session.follow(agent, followups).await?;
+    if let Some(instance_id) = shown {
+        codec::write_frame(&mut session.send, &AgentMessage::NoticeShown { instance_id }).await?;
+    }
+    if welcome {
+        // The coordinator keeps no verdicts across its restarts: all again.
+        write_all(&mut session.send, readiness(agent.probes.verdicts())).await?;
+    }
+    Ok(welcome)
+}
+
+impl Session<'_> {
+    async fn follow(
+        &mut self,
+        agent: &mut LocalHost,
+        followups: Vec<Followup>,
+    ) -> Result<(), LinkError> {
+        follow(agent, &self.stats, self.connection, &mut self.send, followups).await
     }
 }
 
 fn handle(
     agent: &mut LocalHost,
     message: CoordinatorMessage,
-    acknowledged: &std::collections::BTreeSet<gpuspot_common::InstanceId>,
+    acknowledged: &BTreeSet<InstanceId>,
     heartbeat: &mut tokio::time::Interval,
 ) -> Result<Vec<Followup>, LinkError> {
     let followups = match message {
