@@ -22,6 +22,7 @@ pub mod market;
 pub mod metadata;
 pub mod mounts;
 pub mod podman;
+pub mod postgres;
 pub mod process;
 pub mod smtp;
 pub mod values;
