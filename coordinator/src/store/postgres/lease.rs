@@ -42,7 +42,7 @@ pub fn try_take(
 ) -> Result<Option<i64>, StoreError> {
     let row = client.query_opt(
         "UPDATE leader_lease SET holder = $1, epoch = epoch + 1, \
-         expires_at = clock_timestamp() + $2 * interval '1 millisecond', \
+         expires_at = clock_timestamp() + $2::BIGINT * interval '1 millisecond', \
          http_url = $3, quic_addr = $4 \
          WHERE id = 1 AND expires_at < clock_timestamp() RETURNING epoch",
         &[&me.holder, &millis(lease), &me.http_url, &me.quic_addr],
@@ -57,7 +57,7 @@ pub fn renew(
     lease: Duration,
 ) -> Result<bool, StoreError> {
     let renewed = client.execute(
-        "UPDATE leader_lease SET expires_at = clock_timestamp() + $2 * interval '1 millisecond' \
+        "UPDATE leader_lease SET expires_at = clock_timestamp() + $2::BIGINT * interval '1 millisecond' \
          WHERE id = 1 AND epoch = $1",
         &[&epoch, &millis(lease)],
     )?;
