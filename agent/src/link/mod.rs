@@ -47,6 +47,8 @@ pub enum LinkError {
 /// One host's agent: discovery, workloads and the link that keeps them in step with the
 /// coordinator.
 pub struct HostAgent {
+    /// `HOST:PORT`, or several comma separated (standby coordinators): the first is tried,
+    /// and after a failed attempt the next goes first.
     pub coordinator: String,
     pub join_token: Option<String>,
     pub state_dir: PathBuf,
@@ -127,7 +129,9 @@ fn rand_jitter_ms(max: u64) -> u64 {
     h.finish() % max.max(1)
 }
 
-pub async fn resolve(address: &str) -> Result<SocketAddr, LinkError> {
+/// The first address of `list` (`HOST:PORT[,HOST:PORT…]`), resolved.
+pub async fn resolve(list: &str) -> Result<SocketAddr, LinkError> {
+    let address = list.split(',').next().unwrap_or_default().trim();
     tokio::net::lookup_host(address)
         .await
         .map_err(|_| LinkError::Resolve(address.to_owned()))?
@@ -168,7 +172,10 @@ impl HostAgent {
             };
             match outcome {
                 Err(LinkError::Fatal(reason)) => return (self, Err(LinkError::Fatal(reason))),
-                Err(e) => tracing::warn!(error = %e, "link to the coordinator down; reconnecting"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "link to the coordinator down; reconnecting");
+                    self.next_coordinator();
+                }
                 Ok(()) => backoff.reset(),
             }
             // A session that was up ends like a fresh start: retry soon, not after the
@@ -182,6 +189,14 @@ impl HostAgent {
             }
         }
         (self, Ok(()))
+    }
+
+    /// After a failed attempt the next address goes first (a standby does not serve agents;
+    /// the leader may be any of them).
+    fn next_coordinator(&mut self) {
+        if let Some((first, rest)) = self.coordinator.split_once(',') {
+            self.coordinator = format!("{rest},{first}");
+        }
     }
 
     /// Stops every workload and waits (bounded) for them to end.

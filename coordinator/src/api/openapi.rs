@@ -12,7 +12,7 @@
 
 use super::schemas::{ErrorBody, Health};
 use actix_web::dev::{ServiceFactory, ServiceRequest};
-use actix_web::{App, HttpResponse, get, http::header};
+use actix_web::{App, HttpResponse, get, http::header, web};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -114,8 +114,9 @@ async fn docs_redirect() -> HttpResponse {
     responses((status = 200, description = "The coordinator answers", body = Health))
 )]
 #[get("/healthz")]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+pub async fn healthz(health: Option<web::Data<crate::ha::Health>>) -> HttpResponse {
+    let (role, leader) = health.map_or((crate::ha::Role::Leader, None), |h| h.get());
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "role": role, "leader": leader }))
 }
 
 // The functions below are never called: each describes a route registered elsewhere, for

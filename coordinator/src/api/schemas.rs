@@ -35,6 +35,12 @@ pub struct ErrorDetail {
 pub struct Health {
     #[schema(example = "ok")]
     status: String,
+    /// `leader`, or `standby` (several coordinators on one PostgreSQL).
+    #[schema(example = "leader")]
+    role: String,
+    /// The leader's API URL; null while no coordinator leads.
+    #[schema(example = "http://10.0.0.1:8080")]
+    leader: Option<String>,
 }
 
 #[derive(ToSchema)]

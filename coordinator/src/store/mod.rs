@@ -11,6 +11,7 @@ mod credentials_tests;
 pub mod files;
 pub mod lock;
 pub mod messages;
+pub mod migrate;
 pub mod postgres;
 pub mod retention;
 pub mod sqlite;

@@ -30,6 +30,12 @@ use std::time::Duration;
 /// How long opening a connection may take before the store answers "unavailable".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Session settings of every connection. A leader paused or cut off in the middle of a
+/// commit would hold the lease row's lock, and no standby could take over: the server ends
+/// a transaction left idle this long. Our transactions never wait on anything but the
+/// database, so this never cuts a healthy one. Waits for a lock are bounded likewise.
+const SESSION: &str = "-c idle_in_transaction_session_timeout=1000 -c lock_timeout=2000 -c client_min_messages=warning";
+
 /// One connection, opened on first use and again after it broke.
 struct Conn {
     config: postgres::Config,
@@ -75,7 +81,7 @@ impl PostgresStore {
         let mut config: postgres::Config =
             url.parse().map_err(|e: postgres::Error| StoreError::Url(e.to_string()))?;
         config.connect_timeout(CONNECT_TIMEOUT).application_name("gpuspot-coordinator");
-        config.keepalives(true).keepalives_idle(Duration::from_secs(10));
+        config.keepalives(true).keepalives_idle(Duration::from_secs(10)).options(SESSION);
         let store = Self {
             writer: Conn::new(&config),
             reader: Conn::new(&config),
@@ -129,6 +135,18 @@ impl PostgresStore {
             )?;
             let row = c.query_one("SELECT cert_pem, key_pem FROM certificate_authority", &[])?;
             Ok((row.get(0), row.get(1)))
+        })
+    }
+
+    /// Runs `f` in one transaction on the writer's connection, unfenced (for `migrate`).
+    pub fn with_transaction(
+        &self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.writer.with(|c| {
+            let mut tx = c.transaction()?;
+            f(&mut tx)?;
+            Ok(tx.commit()?)
         })
     }
 

@@ -1,0 +1,46 @@
+//! A standby's API (docs/contracts.md, standby coordinators): `/healthz` says `standby` and
+//! names the leader; every other request is sent there with a 307 to the same path and
+//! query, or answered 503 `no_leader` with `Retry-After: 1` while no coordinator leads.
+
+use super::Health;
+use actix_web::http::header;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use std::net::TcpListener;
+
+/// Serves the standby API on `listener` until the returned handle stops it.
+pub fn serve(
+    listener: TcpListener,
+    health: Health,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let data = web::Data::new(health);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .service(crate::api::openapi::healthz)
+            .default_service(web::to(redirect))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
+async fn redirect(request: HttpRequest, health: web::Data<Health>) -> HttpResponse {
+    match health.get().1 {
+        Some(leader) => {
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            HttpResponse::TemporaryRedirect()
+                .insert_header((header::LOCATION, format!("{leader}{path}")))
+                .finish()
+        }
+        None => HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).json(
+            serde_json::json!({ "error": {
+                "code": "no_leader",
+                "message": "no coordinator leads right now (one takes over within the lease); retry shortly",
+            }}),
+        ),
+    }
+}
