@@ -235,3 +235,41 @@ fn migrate_keeps_every_account_balance_instance_and_event() {
     let copied = pg.query(&format!("SELECT COUNT(*) FROM events WHERE id <= {last_event}"));
     assert_eq!(copied.trim(), events, "every event, by id");
 }
+
+#[test]
+fn while_postgresql_is_down_nothing_is_acknowledged_and_the_leader_carries_on_after() {
+    let mut pg = Postgres::start();
+    let c = cluster!(&config(&pg));
+    let agent = c.agent(&Cluster::seed_profile("host-a"));
+    let body = |name: &str| request(name, &["RTX 5090"], 1, &sh("echo $$ > pid; exec sleep 600"));
+    let before = s(&c.api.create(&body("before")), "id").to_owned();
+    c.wait_state(&before, "running");
+    let pid = agent.workload_pid(&before);
+
+    pg.stop();
+    let refused = wait_until(SOON, "a create to be refused while PostgreSQL is down", || {
+        match c.api.try_post("/v1/instances", &body("during")) {
+            Ok((503, answer)) => Ok(answer),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(refused["error"]["code"], "store_unavailable", "{refused}");
+    let (status, _) = c.api.get("/v1/accounts/a-operator/ledger");
+    assert_eq!(status, 503, "a read the database must answer is refused the same way");
+
+    pg.restart();
+    let after = wait_until(SOON, "creates to be acknowledged again", || {
+        match c.api.try_post("/v1/instances", &body("after")) {
+            Ok((202, answer)) => Ok(s(&answer, "id").to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    c.wait_state(&after, "running");
+    assert_eq!(health(&c.api)["role"], "leader", "it kept the lead");
+    let (_, kept) = c.api.get(&format!("/v1/instances/{before}"));
+    assert_eq!(kept["state"], "running", "{kept}");
+    assert_eq!(agent.workload_pid(&before), pid);
+    let stored =
+        pg.query(&format!("SELECT COUNT(*) FROM instances WHERE id IN ('{before}', '{after}')"));
+    assert_eq!(stored.trim(), "2", "both acknowledged creates are stored");
+}

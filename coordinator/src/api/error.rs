@@ -4,6 +4,7 @@
 
 use crate::actors::Failure;
 use crate::core::error::{AccountError, DeploymentError, LifecycleError};
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use std::fmt;
@@ -82,6 +83,9 @@ impl From<Failure> for HttpError {
             }
             Failure::OperatorIsFixed => HttpError::conflict(message),
             Failure::UnknownCursor(_) => HttpError::bad_request("invalid_query", message),
+            Failure::Store(StoreError::Unavailable(_)) => {
+                HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+            }
             Failure::Store(_) => HttpError::internal(message),
         }
     }
@@ -160,7 +164,6 @@ mod tests {
     use super::*;
     use crate::actors::Missing;
     use crate::core::error::QuotaError;
-    use crate::store::StoreError;
     use gpuspot_common::{AccountId, DeploymentId, InstanceId, Money};
 
     fn answer(failure: impl Into<Failure>) -> (u16, &'static str, String) {
@@ -242,6 +245,14 @@ mod tests {
             (
                 answer(Failure::OperatorIsFixed),
                 expect(409, "conflict", "the operator account cannot be changed"),
+            ),
+            (
+                answer(StoreError::Unavailable("connection refused".into())),
+                expect(
+                    503,
+                    "store_unavailable",
+                    "could not persist the change: the database is unreachable: connection refused",
+                ),
             ),
             (
                 answer(StoreError::WriterGone),

@@ -85,10 +85,18 @@ where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    web::block(call)
-        .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|e| HttpError::internal(e.to_string()))
+    web::block(call).await.map_err(|e| HttpError::internal(e.to_string()))?.map_err(|e| {
+        // A read the database could not answer: worth retrying (503), not a bug (500).
+        let any: &dyn std::any::Any = &e;
+        match any.downcast_ref::<crate::store::StoreError>() {
+            Some(crate::store::StoreError::Unavailable(_)) => HttpError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
+            _ => HttpError::internal(e.to_string()),
+        }
+    })
 }
 
 /// The documented routes; [`openapi::assemble`] adds [`metrics::routes`] and the docs.

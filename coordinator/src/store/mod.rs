@@ -44,6 +44,9 @@ pub enum StoreError {
     SchemaTooNew { found: i32, known: i32 },
     #[error("this coordinator's lease (epoch {epoch}) was taken by another: not committed")]
     Fenced { epoch: i64 },
+    /// The database cannot be reached: nothing was written; retrying later may succeed.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     #[error("stored row {0} is unreadable: {1}")]
     Corrupt(String, String),
     #[error("cannot create data dir {0}: {1}")]

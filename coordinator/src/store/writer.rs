@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// A failed commit's error, shared by every batch of its group.
+type Outcome = Result<(), Arc<StoreError>>;
+type Reply = oneshot::Sender<Outcome>;
 /// Runs on the writer thread right after its batch is durable, in commit order: this is
 /// how messages to agents are sent only once what they announce is on disk.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -40,9 +42,11 @@ impl Writer {
         let sent = self.tx.send((batch, after, reply));
         async move {
             sent.map_err(|_| StoreError::WriterGone)?;
-            done.await
-                .map_err(|_| StoreError::WriterGone)?
-                .map_err(|e| StoreError::Corrupt("commit".into(), e))
+            done.await.map_err(|_| StoreError::WriterGone)?.map_err(|e| match &*e {
+                // Unreachable is worth retrying, and says so to the API (503).
+                StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+                other => StoreError::Corrupt("commit".into(), other.to_string()),
+            })
         }
     }
 }
@@ -64,7 +68,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Job>) {
         } else {
             store.commit(&non_empty).map_err(|e| {
                 tracing::error!(error = %e, batches = non_empty.len(), "store commit failed; changes not acknowledged");
-                e.to_string()
+                Arc::new(e)
             })
         };
         for (_, after, reply) in group {

@@ -53,14 +53,17 @@ impl Conn {
     ) -> Result<T, StoreError> {
         let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(self.config.connect(NoTls).map_err(StoreError::from)?);
+            let client = self.config.connect(NoTls);
+            *slot = Some(client.map_err(|e| StoreError::Unavailable(e.to_string()))?);
         }
         let client = slot.as_mut().expect("connected above");
-        let result = f(client);
-        if result.is_err() && client.is_closed() {
-            *slot = None;
+        match f(client) {
+            Err(StoreError::Postgres(e)) if client.is_closed() => {
+                *slot = None;
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            result => result,
         }
-        result
     }
 }
 
