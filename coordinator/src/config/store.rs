@@ -95,4 +95,20 @@ mod tests {
             assert!(error.contains(field), "{field} in {error}");
         }
     }
+
+    #[test]
+    fn the_sample_configs_store_and_ha_lines_are_real_keys() {
+        let sample = include_str!("../../../config/coordinator.toml");
+        let start = sample.find("# [store]").expect("the sample documents [store]");
+        let section: String = sample[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#') || l.is_empty())
+            .filter(|l| !l.starts_with("#  "))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let settings = RawConfig::from_toml(&section).unwrap().validate().unwrap();
+        assert_eq!(settings.store, StoreUrl::Sqlite);
+        assert_eq!(settings.ha.lease, Duration::from_secs(10));
+        assert_eq!(settings.ha.advertise_quic.as_deref(), Some("10.0.0.1:7443"));
+    }
 }
