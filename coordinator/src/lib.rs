@@ -24,6 +24,7 @@ pub mod core;
 pub mod directory;
 pub mod gateway;
 pub mod ha;
+pub mod join;
 pub mod listen;
 pub mod mail;
 pub mod metrics;

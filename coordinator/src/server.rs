@@ -1,7 +1,8 @@
 //! Starts a coordinator inside the current actix system: store, CA, cluster actor, QUIC
 //! listener and HTTP API, and writes `endpoints.json` into the data dir so tools (and the
 //! test harness) find the addresses it actually bound. The data dir is kept 0700 and its
-//! secrets (database, CA key, admin token, reset key) 0600 (DESIGN §15).
+//! secrets (database, CA key, admin token, reset key) 0600 (DESIGN §15). With a shared
+//! PostgreSQL store it first waits as a standby until it takes the lead ([`crate::ha`]).
 
 use crate::actors::ClusterActor;
 use crate::api::{self, AppState};
@@ -9,16 +10,12 @@ use crate::config::Settings;
 use crate::core::Cluster;
 use crate::core::rotation::DEFAULT_DRAIN_MARGIN;
 use crate::quic::{self, LogStore, QuicContext};
-use crate::store::StoreError;
-use crate::store::credentials::{JoinTokenRecord, NewJoinToken};
 use crate::store::files::{self, restrict};
 use crate::store::lock::DataDirLock;
-use crate::store::url::StoreUrl;
 use crate::store::writer::Writer;
 use actix::Actor;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use gpuspot_common::pki::{CertificateAuthority, JoinToken};
 use gpuspot_common::{Clock, SystemClock};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -136,59 +133,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     files::write_private(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// How long a join token lasts unless `--ttl` says otherwise (DESIGN §15).
-pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// Creates a join token that expires after `ttl` and, with `max_uses`, admits that many
-/// hosts; works whether or not the coordinator is running (they share the database).
-pub fn create_join_token_with(
-    data_dir: &Path,
-    ttl: Duration,
-    max_uses: Option<u32>,
-) -> anyhow::Result<(JoinToken, JoinTokenRecord)> {
-    create_join_token_in(data_dir, &StoreUrl::Sqlite, ttl, max_uses)
-}
-
-/// [`create_join_token_with`] on the store at `url` (with PostgreSQL, signed by the CA
-/// every coordinator of it shares).
-pub fn create_join_token_in(
-    data_dir: &Path,
-    url: &StoreUrl,
-    ttl: Duration,
-    max_uses: Option<u32>,
-) -> anyhow::Result<(JoinToken, JoinTokenRecord)> {
-    files::private_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let opened = url.open(data_dir)?;
-    let ca = match &opened.shared {
-        Some(shared) => shared_ca_blocking(data_dir, shared)?,
-        None => CertificateAuthority::load_or_create(data_dir)?,
-    };
-    let store = opened.store;
-    let created_at = chrono::Utc::now();
-    let expires_at = chrono::Duration::from_std(ttl)
-        .ok()
-        .and_then(|ttl| created_at.checked_add_signed(ttl))
-        .context("the token lifetime is too long")?;
-    // Ids are a prefix of the secret's hash: a clash is astronomically rare, but cheap to
-    // step around.
-    let mut clash = None;
-    for _ in 0..4 {
-        let token = JoinToken::generate(&ca);
-        let new = NewJoinToken {
-            secret_hash: token.secret_hash(),
-            created_at,
-            expires_at: Some(expires_at),
-            max_uses,
-        };
-        match store.add_join_token(&new) {
-            Ok(record) => return Ok((token, record)),
-            Err(e @ StoreError::Conflict(_)) => clash = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(clash.map_or_else(|| anyhow::anyhow!("no join token created"), Into::into))
-}
-
 /// `endpoints.json`: the addresses this coordinator bound (a standby's too: tools and the
 /// test harness find it before it leads).
 fn write_endpoints(
@@ -207,14 +151,7 @@ fn write_endpoints(
     Ok(std::fs::write(dir.join("endpoints.json"), endpoints.to_string())?)
 }
 
-/// [`crate::ha::certificate_authority`] for a command line tool (no runtime running).
-fn shared_ca_blocking(
-    data_dir: &Path,
-    shared: &Arc<crate::store::postgres::PostgresStore>,
-) -> anyhow::Result<CertificateAuthority> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(crate::ha::certificate_authority(data_dir, Some(shared)))
-}
+pub use crate::join::{JOIN_TOKEN_TTL, create_join_token_in, create_join_token_with};
 
 /// Starts everything; call from inside `actix::System::with_tokio_rt`.
 /// How long an idle HTTP connection stays open.

@@ -100,16 +100,16 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
     let (a_api, b_api) = (c.api.clone(), b.api());
     let load = std::thread::spawn(move || {
         let mut accepted = Vec::new();
-        for n in 0..40 {
+        for n in 0..60 {
             let body = request(
                 &format!("load-{n}"),
                 &["RTX 4090", "RTX 5090", "H100"],
                 1,
                 &sh("sleep 600"),
             );
-            for api in [&a_api, &b_api] {
+            for (by, api) in [&a_api, &b_api].into_iter().enumerate() {
                 if let Ok((202, answer)) = api.try_post("/v1/instances", &body) {
-                    accepted.push(s(&answer, "id").to_owned());
+                    accepted.push((s(&answer, "id").to_owned(), by));
                     break;
                 }
             }
@@ -123,7 +123,8 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
     wait_role(&b.api(), "leader");
     eprintln!("the standby led {:.1?} after kill -9", took_over.elapsed());
     let accepted = load.join().unwrap();
-    assert!(accepted.len() >= 20, "creates were acknowledged: {}", accepted.len());
+    let by = |n| accepted.iter().filter(|(_, by)| *by == n).count();
+    assert!(by(0) > 0 && by(1) > 0, "creates were acknowledged by both leaders: {accepted:?}");
 
     let api = b.api();
     wait_until(Duration::from_secs(40), "host-a to reconnect to the new leader", || {
@@ -132,13 +133,20 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
             hosts.as_array().is_some_and(|h| h.iter().any(|h| h["state"] == "connected"));
         if connected { Ok(()) } else { Err(hosts.to_string()) }
     });
-    for id in &accepted {
+    for (id, _) in &accepted {
         let (status, body) = api.get(&format!("/v1/instances/{id}"));
         assert_eq!(status, 200, "a create that got 202 is lost: {id}: {body}");
     }
     let (_, before) = api.get(&format!("/v1/instances/{first}"));
     assert_eq!(before["state"], "running", "{before}");
     assert_eq!(agent.workload_pid(&first), pid, "the workload kept running, not started again");
+    let (_, metrics) = api.get("/metrics");
+    let metrics = metrics.as_str().unwrap_or_default();
+    for line in
+        ["gpuspot_leader 1", "gpuspot_leader_changes_total 1", "gpuspot_store_commit_seconds_count"]
+    {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     assert!(gpuspot_e2e::is_alive(pid));
 }
 

@@ -111,7 +111,7 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn bind(settings: &Settings) -> anyhow::Result<Self> {
-        let http = TcpListener::bind(settings.http)
+        let http = bind_http(settings.http)
             .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
         let bound = http.local_addr()?;
         let http_url =
@@ -131,6 +131,20 @@ impl Listeners {
     }
 }
 
+/// As actix binds it (address reuse, its default backlog of 1024), but bound before the
+/// server runs, so that the standby's server and then the leader's serve the same socket.
+fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// With a shared store: serves as a standby until this coordinator takes the lease, then
 /// keeps renewing it. With SQLite there is nothing to wait for.
 pub async fn lead(
@@ -140,7 +154,10 @@ pub async fn lead(
     health: &Health,
     endpoints: impl Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<Leadership>> {
-    let Some(store) = opened.shared.clone() else { return Ok(None) };
+    let Some(store) = opened.shared.clone() else {
+        crate::metrics::METRICS.leader.set(1);
+        return Ok(None);
+    };
     let me = listeners.candidate(settings);
     let lease = settings.ha.lease;
     // One look first, so that a standby names the leader from its first answer on.
@@ -155,6 +172,8 @@ pub async fn lead(
         }
     };
     tracing::info!(epoch, http = %me.http_url, quic = %me.quic_addr, "took the leadership lease");
+    crate::metrics::METRICS.leader.set(1);
+    crate::metrics::METRICS.leader_changes.inc();
     let renewal = tokio::spawn(renew(store.clone(), epoch, lease));
     Ok(Some(Leadership { store, epoch, renewal }))
 }

@@ -63,10 +63,13 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Job>) {
         }
         let batches: Vec<Batch> = group.iter_mut().map(|(b, _, _)| std::mem::take(b)).collect();
         let non_empty: Vec<Batch> = batches.into_iter().filter(|b| !b.is_empty()).collect();
+        let started = std::time::Instant::now();
         let result = if non_empty.is_empty() {
             Ok(())
         } else {
-            store.commit(&non_empty).map_err(|e| {
+            let committed = store.commit(&non_empty);
+            crate::metrics::METRICS.store_commit.observe(started.elapsed().as_secs_f64());
+            committed.map_err(|e| {
                 tracing::error!(error = %e, batches = non_empty.len(), "store commit failed; changes not acknowledged");
                 Arc::new(e)
             })
