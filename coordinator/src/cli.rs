@@ -160,9 +160,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             () = gpuspot_common::process::shutdown_signal() => {}
             () = running.deposed() => {
-                // Nothing more commits (the fence refuses it): end, and let the supervisor
-                // start this coordinator again as a standby.
-                anyhow::bail!("another coordinator took the lead: stepping down");
+                // Nothing more commits (the fence refuses it): end at once, tearing nothing
+                // down, and let the supervisor start this coordinator again as a standby.
+                tracing::error!("another coordinator took the lead: stepping down");
+                eprintln!("gpuspot-coordinator: another coordinator took the lead: stepping down");
+                std::process::exit(1);
             }
         }
         tracing::info!("shutting down");

@@ -192,10 +192,13 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
     let lock = DataDirLock::acquire(&data_dir)?;
     let opened = crate::ha::open_store(&settings).await?;
     let ca = Arc::new(crate::ha::certificate_authority(&data_dir, opened.shared.as_ref()).await?);
-    let listeners = crate::ha::Listeners::bind(&settings)?;
+    let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
+    let reset_key = quic_reset_key(&data_dir)?;
+    let listeners = crate::ha::Listeners::bind(&settings, ca.server_config()?, idle, &reset_key)?;
     let health = crate::ha::Health::new(crate::ha::Role::Standby, None);
-    let standby_endpoints =
-        || write_endpoints(&data_dir, listeners.http.local_addr()?, listeners.quic, None, None);
+    let standby_endpoints = || {
+        write_endpoints(&data_dir, listeners.http.local_addr()?, listeners.quic_addr()?, None, None)
+    };
     let leadership =
         crate::ha::lead(&settings, &opened, &listeners, &health, standby_endpoints).await?;
     health.set(crate::ha::Role::Leader, Some(listeners.http_url.clone()));
@@ -258,13 +261,7 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
         tracing::info!(stale, "removed snapshot uploads interrupted by a restart");
     }
 
-    let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
-    let endpoint = gpuspot_common::transport::server_endpoint_with_reset_key(
-        listeners.quic,
-        ca.server_config()?,
-        idle,
-        &quic_reset_key(&data_dir)?,
-    )?;
+    let endpoint = listeners.quic.clone();
     let quic_addr = endpoint.local_addr()?;
     let exec_links = Arc::new(quic::exec::ExecLinks::default());
     quic::serve(

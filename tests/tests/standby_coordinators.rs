@@ -43,7 +43,7 @@ fn wait_role(api: &Api, role: &str) -> Value {
 #[test]
 fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
     let pg = Postgres::start();
-    let c = cluster!(&config(&pg));
+    let mut c = cluster!(&config(&pg));
     let leader = health(&c.api);
     assert_eq!(
         (leader["role"].as_str(), leader["leader"].as_str()),
@@ -79,6 +79,11 @@ fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
     assert_eq!(through(&b.url()), direct, "the standby's 307 is followed with the token");
     let list = format!("http://127.0.0.1:1,{}", b.url());
     assert_eq!(through(&list), direct, "an unreachable first URL is skipped");
+
+    // A clean stop hands the lease over: the standby leads and serves what was there.
+    c.coordinator.terminate(SOON);
+    wait_role(&b.api(), "leader");
+    assert_eq!(through(&b.url()), direct);
 }
 
 #[test]

@@ -106,26 +106,38 @@ impl Leadership {
 pub struct Listeners {
     pub http: TcpListener,
     pub http_url: String,
-    pub quic: SocketAddr,
+    /// The agents' endpoint; a standby refuses every connection on it.
+    pub quic: quinn::Endpoint,
 }
 
 impl Listeners {
-    pub fn bind(settings: &Settings) -> anyhow::Result<Self> {
+    pub fn bind(
+        settings: &Settings,
+        tls: rustls::ServerConfig,
+        idle: Duration,
+        reset_key: &[u8],
+    ) -> anyhow::Result<Self> {
         let http = bind_http(settings.http)
             .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
         let bound = http.local_addr()?;
         let http_url =
             settings.ha.advertise_http.clone().unwrap_or_else(|| format!("http://{bound}"));
-        let mut quic = settings.quic;
-        if quic.port() == 0 {
-            // Learn a free port now; the QUIC endpoint binds it once this coordinator leads.
-            quic = std::net::UdpSocket::bind(quic)?.local_addr()?;
-        }
+        let quic = gpuspot_common::transport::server_endpoint_with_reset_key(
+            settings.quic,
+            tls,
+            idle,
+            reset_key,
+        )?;
         Ok(Self { http, http_url, quic })
     }
 
+    pub fn quic_addr(&self) -> std::io::Result<SocketAddr> {
+        self.quic.local_addr()
+    }
+
     fn candidate(&self, settings: &Settings) -> Candidate {
-        let quic_addr = settings.ha.advertise_quic.clone().unwrap_or_else(|| self.quic.to_string());
+        let bound = self.quic.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let quic_addr = settings.ha.advertise_quic.clone().unwrap_or(bound);
         let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         Candidate { holder, http_url: self.http_url.clone(), quic_addr }
     }
@@ -165,8 +177,10 @@ pub async fn lead(
         Some(epoch) => epoch,
         None => {
             let standby = standby::serve(listeners.http.try_clone()?, health.clone())?;
+            let refusing = tokio::spawn(standby::refuse_agents(listeners.quic.clone()));
             endpoints()?;
             let epoch = campaign(&store, &me, lease, health).await;
+            refusing.abort();
             standby.stop(false).await;
             epoch
         }

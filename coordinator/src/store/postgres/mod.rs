@@ -67,6 +67,19 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// A client owns a small runtime, which must not be dropped on an async thread (the
+    /// last holder of the store may be one at shutdown): it is dropped on a thread of its own.
+    fn drop(&mut self) {
+        let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(client) = client
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            std::thread::spawn(move || drop(client));
+        }
+    }
+}
+
 pub struct PostgresStore {
     writer: Conn,
     reader: Conn,
