@@ -65,7 +65,7 @@ def wait(what, check, timeout=600):
     while time.monotonic() - start < timeout:
         if check():
             return time.monotonic() - start
-        time.sleep(0.1)
+        time.sleep(0.2)
     sys.exit(f"timed out waiting for {what}")
 
 
