@@ -154,7 +154,7 @@ fn run(args: Args, token_from_env: Option<String>) -> anyhow::Result<()> {
         let agent = crate::host::try_host_agent(&settings, discovery.clone(), endpoint)?;
         let _metrics = match settings.metrics {
             Some(addr) => {
-                let sources = crate::metrics::Sources { discovery, stats: agent.stats.clone() };
+                let sources = crate::metrics::Sources { discovery, stats: agent.stats() };
                 let (local, task) = crate::metrics::serve(addr, sources)
                     .await
                     .with_context(|| format!("binding the metrics listener on {addr}"))?;
@@ -179,7 +179,7 @@ fn raise_fd_limit() {
 
 /// Resolves on SIGINT or SIGTERM. The agent then exits and its workloads keep running:
 /// the next agent on the state dir adopts them (DESIGN §14).
-pub(crate) async fn shutdown_signal() {
+async fn shutdown_signal() {
     gpuspot_common::process::shutdown_signal().await;
     tracing::info!("shutting down; workloads keep running and the next agent adopts them");
 }

@@ -1,5 +1,5 @@
 //! `gpuspot-agent fleet`: many simulated hosts in one process, for load tests (DESIGN §2).
-//! Each host is a whole [`HostAgent`]: its own join and certificate (kept under
+//! Each host is a whole [`crate::host_agent::HostAgent`]: its own join and certificate (kept under
 //! `<state-dir>/host-NNNNN`), its own QUIC connection, heartbeats and supervisor. They share
 //! one quinn client endpoint (one UDP socket; quinn multiplexes the connections) and a
 //! gate that bounds how many join or handshake at once, so thousands of hosts start (and
@@ -102,28 +102,17 @@ async fn fleet(
         .with_context(|| format!("creating state dir {}", state_dir.display()))?;
     let target = crate::link::resolve(&args.coordinator).await?;
     let endpoint = gpuspot_common::transport::client_endpoint(target)?;
-    let gate = Arc::new(Semaphore::new(args.concurrency));
-    let stats = Arc::new(LinkStats::default());
+    let shared = Shared {
+        endpoint: endpoint.clone(),
+        gate: Arc::new(Semaphore::new(args.concurrency)),
+        stats: Arc::new(LinkStats::default()),
+        token,
+        profile,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut hosts = JoinSet::new();
     for index in args.first..args.first + args.hosts {
-        let name = hostname(&profile, index);
-        let host_dir = state_dir.join(format!("host-{index:05}"));
-        let binds = args.runtime != RuntimeKind::Fake;
-        let ports = host_ports(args.ports, binds, args.hosts, index - args.first);
-        let settings = host_settings(&args, token.clone(), &host_dir, &name, ports)?;
-        crate::config::create_private_dir(&host_dir)
-            .with_context(|| format!("creating {}", host_dir.display()))?;
-        let discovery = Arc::new(SimulatedDiscovery::new(profile.clone(), Some(name.clone())));
-        let mut agent = try_host_agent_with(
-            &settings,
-            discovery,
-            endpoint.clone(),
-            args.runtime,
-            GpuKind::Simulated,
-        )?;
-        agent.connect_gate = Some(gate.clone());
-        agent.stats = stats.clone();
+        let (name, agent) = host(&args, &shared, &state_dir, index)?;
         let mut stop = stop_rx.clone();
         hosts.spawn(async move {
             let result =
@@ -131,6 +120,7 @@ async fn fleet(
             (name, result)
         });
     }
+    let stats = shared.stats;
     tracing::info!(hosts = args.hosts, runtime = ?args.runtime, coordinator = %args.coordinator, "fleet started");
     supervise(&mut hosts, &stats, &state_dir, args.hosts).await;
     let _ = stop_tx.send(true);
@@ -143,6 +133,38 @@ async fn fleet(
     endpoint.close(0u32.into(), b"fleet stopped");
     write_stats(&state_dir, &stats, args.hosts, hosts.len());
     Ok(())
+}
+
+/// What the hosts of a fleet share.
+struct Shared {
+    endpoint: quinn::Endpoint,
+    /// Bounds how many hosts join or handshake at once.
+    gate: Arc<Semaphore>,
+    stats: Arc<LinkStats>,
+    token: Option<String>,
+    profile: SimulatedProfile,
+}
+
+/// Fleet host `index`: its name and its agent, with its own state dir and ports.
+fn host(
+    args: &FleetArgs,
+    shared: &Shared,
+    state_dir: &Path,
+    index: usize,
+) -> anyhow::Result<(String, crate::host_agent::HostAgent)> {
+    let name = hostname(&shared.profile, index);
+    let host_dir = state_dir.join(format!("host-{index:05}"));
+    let binds = args.runtime != RuntimeKind::Fake;
+    let ports = host_ports(args.ports, binds, args.hosts, index - args.first);
+    let settings = host_settings(args, shared.token.clone(), &host_dir, &name, ports)?;
+    crate::config::create_private_dir(&host_dir)
+        .with_context(|| format!("creating {}", host_dir.display()))?;
+    let discovery = Arc::new(SimulatedDiscovery::new(shared.profile.clone(), Some(name.clone())));
+    let (endpoint, kind) = (shared.endpoint.clone(), args.runtime);
+    let agent = try_host_agent_with(&settings, discovery, endpoint, kind, GpuKind::Simulated)?
+        .with_connect_gate(shared.gate.clone())
+        .with_stats(shared.stats.clone());
+    Ok((name, agent))
 }
 
 /// Settings for one fleet host, through the same validation as a single agent's.
@@ -179,7 +201,10 @@ async fn supervise(
     total: usize,
 ) {
     let mut every = tokio::time::interval(STATS_EVERY);
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = async {
+        gpuspot_common::process::shutdown_signal().await;
+        tracing::info!("shutting down; every fleet host stops its workloads");
+    };
     tokio::pin!(shutdown);
     let started = Instant::now();
     let mut all_up = false;

@@ -7,7 +7,9 @@ use crate::config::AgentSettings;
 use crate::discovery::{
     GpuDiscovery, NvmlDiscovery, SimulatedDiscovery, SimulatedProfile, machine_hostname,
 };
-use crate::link::{HostAgent, LinkStats};
+use crate::host_agent::HostAgent;
+use crate::link::Link;
+use crate::local_host::LocalHost;
 use crate::runtime::{
     ContainerError, ContainerOptions, ContainerRuntime, FakeRuntime, GuestRuntimes, ProcessRuntime,
     RuntimeEvent, WorkloadRuntime,
@@ -99,29 +101,20 @@ pub fn try_host_agent_with(
     };
     // The fake runtime writes no output: nothing to poll or cap.
     let log_poll = (kind == RuntimeKind::Process).then_some(LOG_POLL);
-    Ok(HostAgent {
-        coordinator: settings.coordinator.clone(),
-        join_token: settings.join_token.clone(),
-        state_dir: settings.state_dir.clone(),
-        link_timeout: settings.link_timeout,
-        endpoint,
+    let supervisor =
+        Supervisor::new(runtime, settings.state_dir.clone(), settings.socket_dir.clone())
+            .with_log_limit(settings.log_max_bytes, log_poll)
+            .with_start_workers(crate::supervisor::StartWorkers::for_host());
+    let host = LocalHost {
         discovery,
-        supervisor: Supervisor::new(
-            runtime,
-            settings.state_dir.clone(),
-            settings.socket_dir.clone(),
-        )
-        .with_log_limit(settings.log_max_bytes, log_poll)
-        .with_start_workers(crate::supervisor::StartWorkers::for_host()),
+        supervisor,
         events,
         snapshots: Default::default(),
         log_poll,
-        connect_gate: None,
-        stats: Arc::new(LinkStats::default()),
         network: settings.network.clone(),
         probes: Default::default(),
-        welcomed: false,
-    })
+    };
+    Ok(HostAgent::new(Link::new(settings, endpoint), host))
 }
 
 /// Processes, plus containers when an engine is configured (connected and checked now, so

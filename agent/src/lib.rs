@@ -11,7 +11,8 @@
 //! - [`supervisor`]: what this host runs, applied idempotently from the coordinator's orders.
 //! - [`link`]: joining, and the QUIC session with reconnects and reconciliation.
 //! - [`state_file`]: crash-safe JSON records in the state dir.
-//! - [`host`]: assembles one host's agent; [`config`] and [`cli`]: settings and the binary;
+//! - [`host_agent`]: one host's agent, [`local_host`] (what it runs) plus its [`link`];
+//!   [`host`]: assembles one from settings; [`config`] and [`cli`]: settings and the binary;
 //!   [`join_token`]: where the join token comes from (never the command line);
 //!   [`lock`]: one agent per state dir.
 //! - [`fleet`]: many simulated hosts in one process, for load tests.
@@ -21,8 +22,10 @@ pub mod config;
 pub mod discovery;
 pub mod fleet;
 pub mod host;
+pub mod host_agent;
 pub mod join_token;
 pub mod link;
+pub mod local_host;
 pub mod lock;
 pub mod metadata;
 pub mod metrics;

@@ -36,19 +36,24 @@ pub struct Sources {
 /// The registry as of now.
 pub fn collect(sources: &Sources) -> Registry {
     let mut registry = Registry::default();
-    let gauges = |registry: &mut Registry, name: &str, help: &str| {
+    register_gpus(&mut registry, sources);
+    register_link(&mut registry, &sources.stats);
+    registry
+}
+
+/// Each GPU's memory, health, and what its status says of utilisation, memory in use and
+/// temperature.
+fn register_gpus(registry: &mut Registry, sources: &Sources) {
+    let mut gauges = |name: &str, help: &str| {
         let family = Family::<Gpu, Gauge>::default();
         registry.register(name, help, family.clone());
         family
     };
-    let utilization =
-        gauges(&mut registry, "gpuspot_agent_gpu_utilization_percent", "GPU utilisation");
-    let used = gauges(&mut registry, "gpuspot_agent_gpu_memory_used_bytes", "GPU memory in use");
-    let total = gauges(&mut registry, "gpuspot_agent_gpu_memory_total_bytes", "GPU memory");
-    let temperature =
-        gauges(&mut registry, "gpuspot_agent_gpu_temperature_celsius", "GPU temperature");
-    let healthy =
-        gauges(&mut registry, "gpuspot_agent_gpu_healthy", "1 if the GPU is healthy, else 0");
+    let utilization = gauges("gpuspot_agent_gpu_utilization_percent", "GPU utilisation");
+    let used = gauges("gpuspot_agent_gpu_memory_used_bytes", "GPU memory in use");
+    let total = gauges("gpuspot_agent_gpu_memory_total_bytes", "GPU memory");
+    let temperature = gauges("gpuspot_agent_gpu_temperature_celsius", "GPU temperature");
+    let healthy = gauges("gpuspot_agent_gpu_healthy", "1 if the GPU is healthy, else 0");
     let inventory = sources.discovery.inventory().ok();
     let status = sources.discovery.gpu_status().unwrap_or_default();
     for gpu in inventory.iter().flat_map(|i| i.gpus.iter()) {
@@ -66,38 +71,26 @@ pub fn collect(sources: &Sources) -> Registry {
             temperature.get_or_create(&labels).set(i64::from(celsius));
         }
     }
-    let gauge = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+}
+
+/// Guests, socket connections, sessions, heartbeats and connects.
+fn register_link(registry: &mut Registry, stats: &LinkStats) {
+    let mut gauge = |name: &str, help: &str, value: u64| {
         let gauge = Gauge::<i64>::default();
         gauge.set(value as i64);
         registry.register(name, help, gauge);
     };
-    let stats = &sources.stats;
-    gauge(
-        &mut registry,
-        "gpuspot_agent_guests",
-        "Guest workloads running",
-        stats.guests.load(Ordering::Relaxed),
-    );
+    gauge("gpuspot_agent_guests", "Guest workloads running", stats.guests.load(Ordering::Relaxed));
     let sockets = ConnectionBudget::process().in_use() as u64;
-    gauge(
-        &mut registry,
-        "gpuspot_agent_socket_connections",
-        "Guest metadata socket connections open",
-        sockets,
-    );
-    gauge(
-        &mut registry,
-        "gpuspot_agent_sessions",
-        "Sessions open to the coordinator",
-        stats.sessions.load(Ordering::Relaxed),
-    );
+    gauge("gpuspot_agent_socket_connections", "Guest metadata socket connections open", sockets);
+    let sessions = stats.sessions.load(Ordering::Relaxed);
+    gauge("gpuspot_agent_sessions", "Sessions open to the coordinator", sessions);
     let heartbeats = Counter::<u64>::default();
     heartbeats.inc_by(stats.heartbeats.load(Ordering::Relaxed));
     registry.register("gpuspot_agent_heartbeats", "Heartbeats sent to the coordinator", heartbeats);
     let connects = Counter::<u64>::default();
     connects.inc_by(stats.connects.load(Ordering::Relaxed));
     registry.register("gpuspot_agent_connects", "Sessions opened to the coordinator", connects);
-    registry
 }
 
 /// Serves `/metrics` on `addr` until the task is dropped; returns the bound address.

@@ -1,5 +1,6 @@
-//! What this host runs, as the agent knows it: one entry per workload with its metadata
-//! socket and output, plus finished workloads until the coordinator has heard of them.
+//! What this host runs, as the agent knows it: one entry per workload, in its phase (see
+//! [`workloads`]: restoring its snapshot, starting, running with its metadata socket and
+//! output, or finished until the coordinator has heard of it).
 //! It applies the coordinator's commands idempotently (instance ids) and turns the runtime's
 //! exits into reports. No I/O on the link here: the link module carries what this returns,
 //! including the snapshot work (see [`snapshots`]) that must happen before a command starts
@@ -18,63 +19,38 @@ mod log_tests;
 mod logs;
 mod records;
 mod serving;
+mod shipping;
 mod snapshots;
 mod starts;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+mod workloads;
 
 pub use snapshots::Followup;
 pub use starts::{StartWorkers, Started};
 
 use logs::LogTail;
+use workloads::{Finished, Phase, Running, Stage, Workloads};
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::{
-    AgentMessage, Assignment, GuestMetadata, InstanceReport, ReadinessProbe, SnapshotPlan,
-    WorkloadState,
-};
-use std::collections::{BTreeMap, BTreeSet};
+use gpuspot_common::protocol::{Assignment, GuestMetadata, InstanceReport, WorkloadState};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How many log chunks one poll ships per instance.
-const LOG_CHUNKS_PER_POLL: usize = 16;
 /// Finished workloads remembered for the coordinator (bounded if it never acknowledges).
 const MAX_FINISHED: usize = 4096;
-
-struct Workload {
-    metadata: watch::Sender<GuestMetadata>,
-    _socket: Option<MetadataServer>,
-    log: LogTail,
-    kill_timeout: Duration,
-    snapshot: Option<SnapshotPlan>,
-    data_dir: PathBuf,
-    /// Its readiness probe and the port it probes (DESIGN §18).
-    probe: Option<(u16, ReadinessProbe)>,
-    gpu_uuids: Vec<String>,
-}
-
-struct Finished {
-    state: WorkloadState,
-    log: LogTail,
-    /// A save not yet reported: until it is, the end itself is not reported either.
-    save: Option<snapshots::PendingSave>,
-}
 
 pub struct Supervisor {
     runtime: Arc<dyn WorkloadRuntime>,
     instances_dir: PathBuf,
     socket_dir: PathBuf,
-    running: BTreeMap<InstanceId, Workload>,
-    finished: BTreeMap<InstanceId, Finished>,
-    /// Assignments waiting for their snapshot to be restored before they start.
-    restoring: BTreeMap<InstanceId, snapshots::Restoring>,
-    /// Workloads whose start runs on a worker.
-    starting: BTreeMap<InstanceId, starts::Starting>,
+    /// Every workload, in its phase (see [`workloads`]).
+    workloads: Workloads,
     /// Where starts run; `None`: inline, on the caller's thread.
     workers: Option<StartWorkers>,
     /// Output each instance keeps on disk (`[logs] max_bytes`).
@@ -106,10 +82,7 @@ impl Supervisor {
             runtime,
             instances_dir,
             socket_dir,
-            running: BTreeMap::new(),
-            finished: BTreeMap::new(),
-            restoring: BTreeMap::new(),
-            starting: BTreeMap::new(),
+            workloads: Workloads::default(),
             workers: None,
             log_max_bytes: gpuspot_common::logcap::DEFAULT_MAX_BYTES,
             log_cap_every: None,
@@ -146,21 +119,25 @@ impl Supervisor {
     /// Everything to tell the coordinator in a hello: what runs and what ended unheard. An
     /// instance whose snapshot is still being saved counts as running until it is reported.
     pub fn reports(&self) -> Vec<InstanceReport> {
-        let running = self
-            .running
-            .keys()
-            .chain(self.starting.keys())
-            .map(|id| InstanceReport { instance_id: id.clone(), state: WorkloadState::Running });
-        let finished = self.finished.iter().map(|(id, f)| InstanceReport {
-            instance_id: id.clone(),
-            state: if f.save.is_some() { WorkloadState::Running } else { f.state.clone() },
-        });
-        running.chain(finished).collect()
+        let report = |id: &InstanceId, phase: &Phase| {
+            let state = match phase {
+                Phase::Restoring(_) => return None,
+                Phase::Starting(_) | Phase::Running(_) => WorkloadState::Running,
+                Phase::Finished(f) if f.save.is_some() => WorkloadState::Running,
+                Phase::Finished(f) => f.state.clone(),
+            };
+            Some(InstanceReport { instance_id: id.clone(), state })
+        };
+        self.workloads.iter().filter_map(|(id, phase)| report(id, phase)).collect()
     }
 
     /// The finished workloads a hello reports as ended (not those still saving).
     pub fn finished_ids(&self) -> BTreeSet<InstanceId> {
-        self.finished.iter().filter(|(_, f)| f.save.is_none()).map(|(id, _)| id.clone()).collect()
+        self.workloads
+            .finished()
+            .filter(|(_, f)| f.save.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The runtime, for commands run inside instances (exec streams).
@@ -174,12 +151,12 @@ impl Supervisor {
     }
 
     pub fn running_count(&self) -> usize {
-        self.running.len()
+        self.workloads.running().count()
     }
 
     /// What runs or is starting.
     pub fn running_ids(&self) -> Vec<InstanceId> {
-        self.running.keys().chain(self.starting.keys()).cloned().collect()
+        self.workloads.ids_in(&[Stage::Starting, Stage::Running])
     }
 
     fn instance_dir(&self, id: &InstanceId) -> PathBuf {
@@ -212,23 +189,24 @@ impl Supervisor {
     /// first, after which [`Supervisor::restored`] starts it.
     pub fn start(&mut self, assignment: Assignment) -> Vec<Followup> {
         let id = assignment.instance_id.clone();
-        if let Some(workload) = self.running.get_mut(&id) {
-            workload.metadata.send_replace(assignment.metadata);
-            workload.log.sent = assignment.log_offset;
-            return Vec::new();
-        }
-        if let Some(starting) = self.starting.get_mut(&id) {
-            starting.metadata.send_replace(assignment.metadata);
-            starting.log.sent = assignment.log_offset;
-            return Vec::new();
-        }
-        if self.finished.contains_key(&id) {
-            return Vec::new();
-        }
-        if let Some(restoring) = self.restoring.get_mut(&id) {
-            restoring.assignment = assignment;
-            restoring.cancelled = false;
-            return Vec::new();
+        match self.workloads.get_mut(&id) {
+            Some(Phase::Running(running)) => {
+                running.metadata.send_replace(assignment.metadata);
+                running.log.sent = assignment.log_offset;
+                return Vec::new();
+            }
+            Some(Phase::Starting(starting)) => {
+                starting.metadata.send_replace(assignment.metadata);
+                starting.log.sent = assignment.log_offset;
+                return Vec::new();
+            }
+            Some(Phase::Finished(_)) => return Vec::new(),
+            Some(Phase::Restoring(restoring)) => {
+                restoring.assignment = assignment;
+                restoring.cancelled = false;
+                return Vec::new();
+            }
+            None => {}
         }
         if let Some(refusal) = self.port_refusal(&id, &assignment.ports) {
             return vec![refusal];
@@ -236,13 +214,14 @@ impl Supervisor {
         if let Some(snapshot) = assignment.snapshot.as_ref().and_then(|p| p.restore.clone()) {
             return vec![Followup::Restore(self.begin_restore(assignment, snapshot))];
         }
-        self.launch(assignment)
+        self.launch(assignment, None)
     }
 
-    /// Starts the command of an assignment whose data dir is ready (see [`starts`]): its
+    /// Starts the command of an assignment whose data dir is ready (see [`starts`]), which
+    /// left phase `from` (`None`: new here): its
     /// report (running, or failed with why), or the refusal of a start whose host port was
     /// taken meanwhile, now or once a worker has started it.
-    fn launch(&mut self, assignment: Assignment) -> Vec<Followup> {
+    fn launch(&mut self, assignment: Assignment, from: Option<Stage>) -> Vec<Followup> {
         let id = assignment.instance_id.clone();
         if let Some(refusal) = self.port_refusal(&id, &assignment.ports) {
             self.release_data(&id);
@@ -260,7 +239,7 @@ impl Supervisor {
         };
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
         let data_dir = spec.data_dir.clone();
-        let starting = starts::Starting {
+        let starting = workloads::Starting {
             assignment,
             metadata,
             socket,
@@ -269,36 +248,42 @@ impl Supervisor {
             stop: None,
             early: Vec::new(),
         };
-        self.begin_start(spec, starting)
+        self.begin_start(spec, starting, from)
     }
 
     /// Stops a workload; one still waiting for its restore will not start.
     pub fn stop(&mut self, id: &InstanceId, kill_timeout: Duration) {
-        if let Some(starting) = self.starting.get_mut(id) {
-            starting.stop = Some(kill_timeout);
-        } else if self.running.contains_key(id) {
-            tracing::info!(instance = %id, "stopping workload");
-            self.runtime.stop(id, kill_timeout);
-        } else if let Some(restoring) = self.restoring.get_mut(id) {
-            tracing::info!(instance = %id, "cancelling a workload waiting for its snapshot");
-            restoring.cancelled = true;
+        match self.workloads.get_mut(id) {
+            Some(Phase::Starting(starting)) => starting.stop = Some(kill_timeout),
+            Some(Phase::Running(_)) => {
+                tracing::info!(instance = %id, "stopping workload");
+                self.runtime.stop(id, kill_timeout);
+            }
+            Some(Phase::Restoring(restoring)) => {
+                tracing::info!(instance = %id, "cancelling a workload waiting for its snapshot");
+                restoring.cancelled = true;
+            }
+            Some(Phase::Finished(_)) | None => {}
         }
     }
 
     pub fn stop_all(&mut self) {
-        for (id, workload) in &self.running {
-            self.runtime.stop(id, workload.kill_timeout);
-        }
-        for starting in self.starting.values_mut() {
-            starting.stop = Some(Duration::from_millis(starting.assignment.kill_timeout_ms));
+        for (id, phase) in self.workloads.iter_mut() {
+            match phase {
+                Phase::Running(running) => self.runtime.stop(id, running.kill_timeout),
+                Phase::Starting(s) => {
+                    s.stop = Some(Duration::from_millis(s.assignment.kill_timeout_ms))
+                }
+                Phase::Restoring(_) | Phase::Finished(_) => {}
+            }
         }
     }
 
     pub fn set_metadata(&mut self, metadata: GuestMetadata) {
-        if let Some(workload) = self.running.get_mut(&metadata.instance_id) {
-            workload.metadata.send_replace(metadata);
-        } else if let Some(starting) = self.starting.get_mut(&metadata.instance_id) {
-            starting.metadata.send_replace(metadata);
+        match self.workloads.get_mut(&metadata.instance_id) {
+            Some(Phase::Running(running)) => drop(running.metadata.send_replace(metadata)),
+            Some(Phase::Starting(starting)) => drop(starting.metadata.send_replace(metadata)),
+            _ => {}
         }
     }
 
@@ -311,48 +296,59 @@ impl Supervisor {
         }
         if !event.state.is_final() {
             let id = event.instance_id;
-            let running = self.running.contains_key(&id);
+            let running = matches!(self.workloads.get(&id), Some(Phase::Running(_)));
             return running.then_some(Followup::Report(InstanceReport {
                 instance_id: id,
                 state: event.state,
             }));
         }
-        let mut workload = self.running.remove(&event.instance_id)?;
+        let Some(Phase::Running(workload)) =
+            self.workloads.take(&event.instance_id, Stage::Running)
+        else {
+            return None;
+        };
+        Some(self.ended(event.instance_id, *workload, event.state))
+    }
+
+    /// A running workload ended in `state`: it is finished now, its save (if it has one)
+    /// to run first, else its end to report.
+    fn ended(&mut self, id: InstanceId, mut workload: Running, state: WorkloadState) -> Followup {
         workload.log.stop_capping();
-        tracing::info!(instance = %event.instance_id, state = ?event.state, "workload ended");
-        let id = event.instance_id;
-        let save = workload
-            .snapshot
-            .filter(|plan| plan.save)
-            .map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
-        let pending = save.clone().map(snapshots::PendingSave::Uploading);
+        tracing::info!(instance = %id, ?state, "workload ended");
+        let plan = workload.snapshot.filter(|plan| plan.save);
+        let save = plan.map(|plan| self.save_job(&id, workload.data_dir, plan.max_bytes));
+        let pending = save.clone().map(workloads::PendingSave::Uploading);
         if save.is_none() {
             self.release_data(&id);
         }
-        self.remember_finished(id.clone(), event.state.clone(), workload.log, pending);
-        Some(match save {
+        self.remember_finished(id.clone(), Stage::Running, state.clone(), workload.log, pending);
+        match save {
             Some(job) => Followup::Save(job),
-            None => Followup::Report(InstanceReport { instance_id: id, state: event.state }),
-        })
+            None => Followup::Report(InstanceReport { instance_id: id, state }),
+        }
     }
 
+    /// `id`, which left `from`, is finished now (the oldest finished one is forgotten
+    /// when too many are kept).
     fn remember_finished(
         &mut self,
         id: InstanceId,
+        from: Stage,
         state: WorkloadState,
         log: LogTail,
-        save: Option<snapshots::PendingSave>,
+        save: Option<workloads::PendingSave>,
     ) {
-        if self.finished.len() >= MAX_FINISHED
-            && let Some(oldest) = self.finished.keys().next().cloned()
+        if self.workloads.finished_count() >= MAX_FINISHED
+            && let Some(oldest) = self.workloads.oldest_finished()
         {
             self.forget(&oldest);
         }
-        self.finished.insert(id, Finished { state, log, save });
+        let finished = Phase::Finished(Finished { state, log, save });
+        self.workloads.enter(id, Some(from), finished);
     }
 
     fn forget(&mut self, id: &InstanceId) {
-        self.finished.remove(id);
+        self.workloads.take(id, Stage::Finished);
         self.remove_instance_dir(id);
     }
 
@@ -367,48 +363,25 @@ impl Supervisor {
             self.forget(id);
         }
         let wanted: BTreeSet<InstanceId> = desired.iter().map(|a| a.instance_id.clone()).collect();
-        let starting = self
-            .starting
-            .iter()
-            .map(|(id, s)| (id, Duration::from_millis(s.assignment.kill_timeout_ms)));
-        let unwanted: Vec<(InstanceId, Duration)> = self
-            .running
-            .iter()
-            .map(|(id, w)| (id, w.kill_timeout))
-            .chain(starting)
+        let kill_timeout = |phase: &Phase| match phase {
+            Phase::Running(running) => Some(running.kill_timeout),
+            Phase::Starting(s) => Some(Duration::from_millis(s.assignment.kill_timeout_ms)),
+            Phase::Restoring(_) | Phase::Finished(_) => None,
+        };
+        let unwanted: Vec<(InstanceId, Duration)> = (self.workloads.iter())
             .filter(|(id, _)| !wanted.contains(*id))
-            .map(|(id, timeout)| (id.clone(), timeout))
+            .filter_map(|(id, phase)| Some((id.clone(), kill_timeout(phase)?)))
             .collect();
         for (id, kill_timeout) in unwanted {
             tracing::info!(instance = %id, "not desired by the coordinator");
             self.stop(&id, kill_timeout);
         }
-        for (id, restoring) in &mut self.restoring {
-            restoring.cancelled |= !wanted.contains(id);
-        }
-        desired.into_iter().flat_map(|a| self.start(a)).collect()
-    }
-
-    /// Output not yet shipped, as log frames (all instances, or one).
-    pub fn pending_logs(&mut self, only: Option<&InstanceId>) -> Vec<AgentMessage> {
-        let tails = self
-            .running
-            .iter_mut()
-            .map(|(id, w)| (id, &mut w.log))
-            .chain(self.finished.iter_mut().map(|(id, f)| (id, &mut f.log)))
-            .filter(|(id, _)| only.is_none_or(|o| o == *id));
-        let mut frames = Vec::new();
-        for (id, tail) in tails {
-            for _ in 0..LOG_CHUNKS_PER_POLL {
-                match tail.read_chunk() {
-                    Some((offset, data)) => {
-                        frames.push(AgentMessage::Log { instance_id: id.clone(), offset, data })
-                    }
-                    None => break,
-                }
+        for (id, phase) in self.workloads.iter_mut() {
+            if let Phase::Restoring(restoring) = phase {
+                restoring.cancelled |= !wanted.contains(id);
             }
         }
-        frames
+        desired.into_iter().flat_map(|a| self.start(a)).collect()
     }
 }
 

@@ -16,17 +16,25 @@
 //! - [`snapshot`]: packing a data dir (tar + zstd, sha256) and restoring it safely.
 
 pub mod clock;
+#[cfg(feature = "io")]
 pub mod codec;
+#[cfg(feature = "io")]
 pub mod dirlock;
 pub mod ids;
 pub mod inventory;
+#[cfg(feature = "io")]
 pub mod logcap;
+#[cfg(feature = "io")]
 pub mod metrics;
 pub mod money;
+#[cfg(feature = "io")]
 pub mod pki;
+#[cfg(feature = "io")]
 pub mod process;
 pub mod protocol;
+#[cfg(feature = "io")]
 pub mod snapshot;
+#[cfg(feature = "io")]
 pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -135,7 +135,7 @@ fn main() {
     loop {
         let request = request(&mut rng);
         let count = request.gpu.count as usize;
-        let id = cluster.create_instance(account.clone(), request, now);
+        let id = cluster.create_instance(account.clone(), request, now).unwrap();
         cluster.take_changes();
         if cluster.instance(&id).is_none_or(|i| i.state() != InstanceState::Scheduled) {
             break;

@@ -1,6 +1,7 @@
 //! Coordinator configuration: TOML file → [`RawConfig`] (serde, every key optional) →
 //! [`Settings`] (validated). Every problem is reported at once, not the first only.
 
+mod deployments;
 mod listeners;
 mod policy;
 mod pool;
@@ -8,6 +9,7 @@ mod retention;
 mod smtp;
 mod store;
 
+pub use deployments::RawDeployments;
 pub use listeners::{ApiSettings, GatewaySettings, RawApi, RawGateway, RawSsh, SshSettings};
 pub use policy::{Policy, RawPolicy};
 pub use pool::RawPool;
@@ -81,39 +83,6 @@ pub struct RawConfig {
 pub struct RawAccounts {
     pub default_max_gpus: Option<u32>,
     pub default_max_instances: Option<u32>,
-}
-
-/// Replica sets' crash-loop backoff (DESIGN §15).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDeployments {
-    /// The wait before replacing a crashed replica (default 10s), doubling per crash in a row.
-    #[serde(default, with = "humantime_serde")]
-    pub crash_backoff: Option<Duration>,
-    /// The longest such wait (default 5m).
-    #[serde(default, with = "humantime_serde")]
-    pub crash_backoff_max: Option<Duration>,
-    /// A run this long resets the doubling (default 10m).
-    #[serde(default, with = "humantime_serde")]
-    pub crash_reset_after: Option<Duration>,
-}
-
-impl RawDeployments {
-    fn validate(&self, problems: &mut Vec<String>) -> CrashBackoff {
-        let defaults = CrashBackoff::default();
-        let backoff = CrashBackoff {
-            base: self.crash_backoff.unwrap_or(defaults.base),
-            max: self.crash_backoff_max.unwrap_or(defaults.max),
-            reset_after: self.crash_reset_after.unwrap_or(defaults.reset_after),
-        };
-        if backoff.base.is_zero() {
-            problems.push("deployments.crash_backoff: must be greater than zero".into());
-        }
-        if backoff.max < backoff.base {
-            problems.push("deployments.crash_backoff_max: must not be below crash_backoff".into());
-        }
-        backoff
-    }
 }
 
 /// The snapshot store (DESIGN §8).

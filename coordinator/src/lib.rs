@@ -2,7 +2,7 @@
 //!
 //! Layout (DESIGN §1):
 //! - [`config`]: TOML → validated [`config::Settings`].
-//! - [`core`]: pure logic given `now`: the instance lifecycle enum, the cluster over its
+//! - [`core`]: the gpuspot-core crate, pure logic given `now`: the instance lifecycle enum, the cluster over its
 //!   owned parts (hosts, instances, prices, ledger, deployments, snapshots), one timer.
 //! - [`actors`]: the actix shells that own the core, persist, arm timers and send.
 //! - [`store`]: SQLite or PostgreSQL behind the [`store::Store`] trait, with a
@@ -20,7 +20,6 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod core;
 pub mod directory;
 pub mod gateway;
 pub mod ha;
@@ -34,3 +33,6 @@ pub mod snapshots;
 pub mod ssh;
 pub mod store;
 pub mod webhook;
+
+/// The pure logic, a crate of its own (gpuspot-core); `crate::core::…` paths keep working.
+pub use gpuspot_core as core;

@@ -197,7 +197,7 @@ impl Metrics {
     /// Counts what committed events say happened.
     pub fn observe_events(&self, events: &[Event]) {
         for event in events {
-            let reason = || event.data["reason"].as_str().unwrap_or("unknown").to_owned();
+            let reason = || event.data.reason().unwrap_or("unknown").to_owned();
             match event.kind {
                 EventKind::InstancePlaced => {
                     self.placements.inc();

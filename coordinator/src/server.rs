@@ -71,7 +71,7 @@ impl Running {
         .await
         .map_err(|error| anyhow::anyhow!("listing hosts: {error:?}"))?;
         let connected = crate::core::registry::HostState::Connected;
-        Ok(hosts.items.iter().filter(|host| host.state == connected).count())
+        Ok(hosts.items.iter().filter(|host| host.state() == connected).count())
     }
 
     /// Stops promptly (DESIGN §19): the API first (requests in flight get a few seconds,

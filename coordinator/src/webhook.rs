@@ -116,7 +116,9 @@ mod tests {
             account_id: None,
             instance_id: Some("i-1".into()),
             host_id: None,
-            data: serde_json::json!({ "reason": "reclaimed_price" }),
+            data: crate::core::events::EventData::from_value(
+                serde_json::json!({ "reason": "reclaimed_price" }),
+            ),
             subject: None,
             message: None,
         }

@@ -49,7 +49,7 @@ fn cluster_changes() -> (Batch, AccountId) {
     let account = cluster.create_account(new, now);
     cluster.pay(&account, Money(5_000_000), now).unwrap();
     cluster.pay(&account, Money(2_500_000), now).unwrap();
-    cluster.create_instance(account.clone(), request(), now);
+    cluster.create_instance(account.clone(), request(), now).expect("created");
     let points = vec![
         PricePoint { model: "H100".into(), at: now - Span::hours(50), price: Money(1) },
         PricePoint { model: "H100".into(), at: now, price: Money(7) },

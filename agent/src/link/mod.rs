@@ -1,16 +1,15 @@
 //! The agent's side of the QUIC link: join once with a token (see [`join`]), then keep one
 //! authenticated session open, reconnecting with backoff. Each session starts with a hello
 //! that reports everything the host runs; the coordinator's welcome is the full desired
-//! state, which the [`Supervisor`] applies.
+//! state, which the [`crate::supervisor::Supervisor`] applies.
 
 pub mod exec;
 pub mod join;
 mod refusal;
 mod session;
 
-use crate::discovery::GpuDiscovery;
-use crate::runtime::RuntimeEvent;
-use crate::supervisor::Supervisor;
+use crate::config::AgentSettings;
+use crate::local_host::LocalHost;
 use gpuspot_common::pki::HostCredentials;
 use gpuspot_common::protocol::RefusalCode;
 use refusal::Reaction;
@@ -21,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -44,32 +42,20 @@ pub enum LinkError {
     Discovery(#[from] crate::discovery::DiscoveryError),
 }
 
-/// One host's agent: discovery, workloads and the link that keeps them in step with the
-/// coordinator.
-pub struct HostAgent {
+/// How this host reaches the coordinator, and what its link keeps across sessions.
+pub(crate) struct Link {
     /// `HOST:PORT`, or several comma separated (standby coordinators): the first is tried,
     /// and after a failed attempt the next goes first.
-    pub coordinator: String,
-    pub join_token: Option<String>,
-    pub state_dir: PathBuf,
-    pub link_timeout: Duration,
-    pub endpoint: quinn::Endpoint,
-    pub discovery: Arc<dyn GpuDiscovery>,
-    pub supervisor: Supervisor,
-    pub events: UnboundedReceiver<RuntimeEvent>,
-    /// Snapshot restores and saves in flight; they outlive a session.
-    pub snapshots: crate::snapshots::SnapshotTasks,
-    /// How often workload output is shipped; `None` when the runtime writes none.
-    pub log_poll: Option<Duration>,
+    coordinator: String,
+    join_token: Option<String>,
+    state_dir: PathBuf,
+    link_timeout: Duration,
+    endpoint: quinn::Endpoint,
     /// Bounds how many hosts join or handshake at once (a fleet shares one).
-    pub connect_gate: Option<Arc<Semaphore>>,
-    pub stats: Arc<LinkStats>,
-    /// The host ports guests get and where they are reached, told in each hello.
-    pub network: gpuspot_common::protocol::GuestNetwork,
-    /// Readiness probes of the workloads that have one (DESIGN §18).
-    pub probes: crate::probes::Probes,
+    connect_gate: Option<Arc<Semaphore>>,
+    stats: Arc<LinkStats>,
     /// Whether the last session got as far as the coordinator's welcome.
-    pub(crate) welcomed: bool,
+    welcomed: bool,
 }
 
 /// Counters of a host's link (shared by all hosts of a fleet).
@@ -139,39 +125,48 @@ pub async fn resolve(list: &str) -> Result<SocketAddr, LinkError> {
         .ok_or_else(|| LinkError::Resolve(address.to_owned()))
 }
 
-impl HostAgent {
-    /// Runs until `shutdown` resolves or a fatal link error. First takes over what an
-    /// earlier agent process on this state dir left running. Workloads keep running when it
-    /// returns (DESIGN §14: only a stop from the coordinator ends a workload); the next agent
-    /// on this state dir adopts them.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), LinkError> {
-        self.serve(shutdown).await.1
+impl Link {
+    pub(crate) fn new(settings: &AgentSettings, endpoint: quinn::Endpoint) -> Self {
+        Self {
+            coordinator: settings.coordinator.clone(),
+            join_token: settings.join_token.clone(),
+            state_dir: settings.state_dir.clone(),
+            link_timeout: settings.link_timeout,
+            endpoint,
+            connect_gate: None,
+            stats: Arc::new(LinkStats::default()),
+            welcomed: false,
+        }
     }
 
-    /// [`HostAgent::run`], then stops every workload and waits (bounded) for their ends:
-    /// for hosts that live and die with their process (`gpuspot dev`, load-test fleets).
-    pub async fn run_stopping_workloads(
-        self,
+    pub(crate) fn set_connect_gate(&mut self, gate: Arc<Semaphore>) {
+        self.connect_gate = Some(gate);
+    }
+
+    pub(crate) fn set_stats(&mut self, stats: Arc<LinkStats>) {
+        self.stats = stats;
+    }
+
+    pub(crate) fn stats(&self) -> Arc<LinkStats> {
+        self.stats.clone()
+    }
+
+    /// Keeps a session with the coordinator open for `host`, reconnecting with backoff,
+    /// until `shutdown` resolves or a fatal link error.
+    pub(crate) async fn serve(
+        &mut self,
+        host: &mut LocalHost,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), LinkError> {
-        let (mut agent, result) = self.serve(shutdown).await;
-        tracing::info!("stopping workloads");
-        agent.shutdown_workloads().await;
-        agent.supervisor.deletions_done().await;
-        result
-    }
-
-    async fn serve(mut self, shutdown: impl Future<Output = ()>) -> (Self, Result<(), LinkError>) {
-        self.supervisor.adopt();
         tokio::pin!(shutdown);
         let mut backoff = Backoff { next: Backoff::FIRST };
         loop {
             let outcome = tokio::select! {
                 _ = &mut shutdown => break,
-                outcome = self.connect_once() => outcome,
+                outcome = self.connect_once(host) => outcome,
             };
             match outcome {
-                Err(LinkError::Fatal(reason)) => return (self, Err(LinkError::Fatal(reason))),
+                Err(LinkError::Fatal(reason)) => return Err(LinkError::Fatal(reason)),
                 Err(e) => {
                     tracing::warn!(error = %e, "link to the coordinator down; reconnecting");
                     self.next_coordinator();
@@ -188,7 +183,7 @@ impl HostAgent {
                 _ = tokio::time::sleep(backoff.step()) => {}
             }
         }
-        (self, Ok(()))
+        Ok(())
     }
 
     /// After a failed attempt the next address goes first (a standby does not serve agents;
@@ -199,31 +194,7 @@ impl HostAgent {
         }
     }
 
-    /// Stops every workload and waits (bounded) for them to end.
-    async fn shutdown_workloads(&mut self) {
-        self.supervisor.stop_all();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
-        while !self.supervisor.running_ids().is_empty() {
-            // A start still on a worker ends there first, then as stopped (see `stop_all`).
-            let next = async {
-                tokio::select! {
-                    event = self.events.recv() => match event {
-                        Some(event) => drop(self.supervisor.on_runtime_event(event)),
-                        None => return false,
-                    },
-                    started = self.supervisor.next_started() => {
-                        drop(self.supervisor.started(started));
-                    }
-                }
-                true
-            };
-            if !matches!(tokio::time::timeout_at(deadline, next).await, Ok(true)) {
-                break;
-            }
-        }
-    }
-
-    async fn credentials(&self) -> Result<HostCredentials, LinkError> {
+    async fn credentials(&self, host: &LocalHost) -> Result<HostCredentials, LinkError> {
         if let Some(credentials) = HostCredentials::load(&self.state_dir)? {
             return Ok(credentials);
         }
@@ -233,13 +204,16 @@ impl HostAgent {
                 self.state_dir.display()
             )));
         };
-        let hostname = self.discovery.inventory()?.hostname;
+        let hostname = host.discovery.inventory()?.hostname;
         let addr = resolve(&self.coordinator).await?;
         join::join(&self.endpoint, addr, token, &hostname, &self.state_dir, self.link_timeout).await
     }
 
     /// Joins if needed and opens an authenticated connection, within the connect gate.
-    async fn handshake(&self) -> Result<(HostCredentials, quinn::Connection), LinkError> {
+    async fn handshake(
+        &self,
+        host: &LocalHost,
+    ) -> Result<(HostCredentials, quinn::Connection), LinkError> {
         let _permit = match &self.connect_gate {
             Some(gate) => Some(
                 gate.clone()
@@ -249,7 +223,7 @@ impl HostAgent {
             ),
             None => None,
         };
-        let credentials = self.credentials().await?;
+        let credentials = self.credentials(host).await?;
         let addr = resolve(&self.coordinator).await?;
         let connection = gpuspot_common::transport::connect(
             &self.endpoint,
@@ -261,9 +235,9 @@ impl HostAgent {
         Ok((credentials, connection))
     }
 
-    async fn connect_once(&mut self) -> Result<(), LinkError> {
-        let (credentials, connection) = self.handshake().await?;
-        let result = session::run(self, &connection, &credentials).await;
+    async fn connect_once(&mut self, host: &mut LocalHost) -> Result<(), LinkError> {
+        let (credentials, connection) = self.handshake(host).await?;
+        let result = session::run(self, host, &connection, &credentials).await;
         if let Err(LinkError::Refused { code, .. }) = &result
             && Reaction::to(*code) == Reaction::JoinAgain
         {

@@ -6,7 +6,8 @@
 //! the coordinator opens during the session are execs, served by [`super::exec`].
 
 use super::refusal::refused;
-use super::{HostAgent, LinkError, OpenSession};
+use super::{Link, LinkError, LinkStats, OpenSession};
+use crate::local_host::LocalHost;
 use crate::snapshots::TaskOutcome;
 use crate::supervisor::Followup;
 use gpuspot_common::codec;
@@ -19,8 +20,9 @@ use tokio::sync::mpsc;
 /// The log poll of an agent whose runtime writes no output: effectively never.
 const NO_LOG_POLL: Duration = Duration::from_secs(24 * 3600);
 
-pub async fn run(
-    agent: &mut HostAgent,
+pub(super) async fn run(
+    link: &mut Link,
+    agent: &mut LocalHost,
     connection: &quinn::Connection,
     credentials: &HostCredentials,
 ) -> Result<(), LinkError> {
@@ -42,9 +44,9 @@ pub async fn run(
     codec::write_frame(&mut send, &hello).await?;
     let mut inbox = spawn_reader(recv);
     let _execs = super::exec::spawn_acceptor(connection.clone(), agent.supervisor.runtime());
-    let mut heartbeat = tokio::time::interval(agent.link_timeout / 3);
+    let mut heartbeat = tokio::time::interval(link.link_timeout / 3);
     let mut log_poll = tokio::time::interval(agent.log_poll.unwrap_or(NO_LOG_POLL));
-    let stats = agent.stats.clone();
+    let stats = link.stats.clone();
     let _open = OpenSession::new(&stats);
     tracing::info!(host_id = %credentials.host_id, "session open");
     loop {
@@ -59,7 +61,8 @@ pub async fn run(
                         _ => None,
                     };
                     let followups = handle(agent, message, &acknowledged, &mut heartbeat)?;
-                    follow(agent, connection, &mut send, followups).await?;
+                    link.welcomed |= welcome;
+                    follow(agent, &stats, connection, &mut send, followups).await?;
                     if let Some(instance_id) = shown {
                         codec::write_frame(&mut send, &AgentMessage::NoticeShown { instance_id }).await?;
                     }
@@ -74,15 +77,15 @@ pub async fn run(
             Some(event) = agent.events.recv() => {
                 write_all(&mut send, agent.supervisor.pending_logs(Some(&event.instance_id))).await?;
                 let followups = agent.supervisor.on_runtime_event(event).into_iter().collect();
-                follow(agent, connection, &mut send, followups).await?;
+                follow(agent, &stats, connection, &mut send, followups).await?;
             }
             started = agent.supervisor.next_started() => {
                 let followups = agent.supervisor.started(started);
-                follow(agent, connection, &mut send, followups).await?;
+                follow(agent, &stats, connection, &mut send, followups).await?;
             }
             outcome = agent.snapshots.next() => {
                 let followups = on_outcome(agent, connection, outcome);
-                follow(agent, connection, &mut send, followups).await?;
+                follow(agent, &stats, connection, &mut send, followups).await?;
             }
             (instance_id, ready) = agent.probes.next() => {
                 codec::write_frame(&mut send, &AgentMessage::Readiness { instance_id, ready }).await?;
@@ -98,14 +101,13 @@ pub async fn run(
 }
 
 fn handle(
-    agent: &mut HostAgent,
+    agent: &mut LocalHost,
     message: CoordinatorMessage,
     acknowledged: &std::collections::BTreeSet<gpuspot_common::InstanceId>,
     heartbeat: &mut tokio::time::Interval,
 ) -> Result<Vec<Followup>, LinkError> {
     let followups = match message {
         CoordinatorMessage::Welcome { desired, heartbeat_interval_ms, .. } => {
-            agent.welcomed = true;
             let every = Duration::from_millis(heartbeat_interval_ms.max(100));
             *heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let mut followups = agent.supervisor.reconcile(desired, acknowledged);
@@ -139,7 +141,8 @@ fn handle(
 /// tasks, and an instance whose save is done gets its closing messages (`SnapshotSaved`
 /// before the final `InstanceUpdate`), marked closed only once they are written.
 async fn follow(
-    agent: &mut HostAgent,
+    agent: &mut LocalHost,
+    stats: &LinkStats,
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     followups: Vec<Followup>,
@@ -166,7 +169,7 @@ async fn follow(
     }
     agent.probes.sync(agent.supervisor.probe_targets());
     let guests = agent.supervisor.running_count() as u64;
-    agent.stats.guests.store(guests, std::sync::atomic::Ordering::Relaxed);
+    stats.guests.store(guests, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
@@ -178,7 +181,7 @@ fn readiness(verdicts: Vec<(gpuspot_common::InstanceId, bool)>) -> Vec<AgentMess
 }
 
 /// The GPUs' health and utilisation; on a simulated host, the utilisation its guests set.
-fn gpu_status(agent: &HostAgent) -> Vec<gpuspot_common::protocol::GpuStatus> {
+fn gpu_status(agent: &LocalHost) -> Vec<gpuspot_common::protocol::GpuStatus> {
     let mut gpus = agent.discovery.gpu_status().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "GPU status unavailable for this heartbeat");
         Vec::new()
@@ -195,7 +198,7 @@ fn gpu_status(agent: &HostAgent) -> Vec<gpuspot_common::protocol::GpuStatus> {
 /// A snapshot task ended. A transfer cut by a lost link is retried at once when this
 /// session's link is alive, otherwise after the next welcome; any other outcome is final.
 fn on_outcome(
-    agent: &mut HostAgent,
+    agent: &mut LocalHost,
     connection: &quinn::Connection,
     outcome: TaskOutcome,
 ) -> Vec<Followup> {

@@ -17,43 +17,58 @@
 //! quota formats (`CONFIG_QFMT_V2` for ext4, `CONFIG_XFS_QUOTA`); hosts without them (CI's
 //! among them) are the ones this pool serves.
 
+#[cfg(test)]
+mod fake;
 mod loopdev;
+mod os;
 mod pool;
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+pub use os::{DiskOs, HostDisks};
+
+use os::find_tool;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const GIB: u64 = 1 << 30;
-/// Bytes per inode: room for ~32k files per GiB (a Python env in `$HOME` has many).
-const BYTES_PER_INODE: &str = "32768";
 
 static DETECTED: OnceLock<DataDisks> = OnceLock::new();
 /// Set by the first image that could not be made: later ones are not tried.
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct DataDisks {
     enforced: bool,
+    os: &'static dyn DiskOs,
+}
+
+impl std::fmt::Debug for DataDisks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDisks").field("enforced", &self.enforced()).finish()
+    }
 }
 
 impl DataDisks {
     /// Whether this host can enforce the limit; probed once per process, and said when not.
     pub fn detect() -> Self {
         *DETECTED.get_or_init(|| match unsupported_reason() {
-            None => Self { enforced: true },
+            None => Self { enforced: true, os: &HostDisks },
             Some(reason) => {
                 tracing::info!("data_disk_gib is not enforced on this host: {reason}");
-                Self { enforced: false }
+                Self::disabled()
             }
         })
     }
 
     /// Plain directories, never images (tests of bookkeeping, fake runtimes).
     pub fn disabled() -> Self {
-        Self { enforced: false }
+        Self { enforced: false, os: &HostDisks }
+    }
+
+    /// Images made and mounted through `os` (tests: a fake).
+    pub fn on(os: &'static dyn DiskOs) -> Self {
+        Self { enforced: true, os }
     }
 
     pub fn enforced(&self) -> bool {
@@ -63,14 +78,14 @@ impl DataDisks {
     /// Makes `dir` ready for a guest: a mounted image of `gib` GiB when enforced, else a
     /// plain directory. Already mounted (a restore ran first, or after a restart): kept.
     pub fn prepare(&self, dir: &Path, gib: u64) -> std::io::Result<()> {
-        if is_mount_point(dir) {
+        if self.os.is_mount_point(dir) {
             return Ok(());
         }
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         if gib == 0 || !self.enforced() {
             return Ok(());
         }
-        if let Err(reason) = mount_image(dir, gib) {
+        if let Err(reason) = mount_image(self.os, dir, gib) {
             let _ = std::fs::remove_file(image_of(dir));
             if !BROKEN.swap(true, Ordering::Relaxed) {
                 tracing::warn!(dir = %dir.display(), %reason,
@@ -78,6 +93,11 @@ impl DataDisks {
             }
         }
         Ok(())
+    }
+
+    /// [`release`] through this host's [`DiskOs`].
+    pub fn release(&self, dir: &Path) -> std::io::Result<()> {
+        release_on(self.os, dir)
     }
 }
 
@@ -97,81 +117,33 @@ fn unsupported_reason() -> Option<String> {
     None
 }
 
-/// `tool` in PATH or the sbin dirs (an agent's PATH may lack them).
-fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|dir| Path::new(dir).join(tool))
-        .find(|candidate| candidate.is_file())
-}
-
 /// `<instance>/data.img` for `<instance>/data`.
 fn image_of(dir: &Path) -> PathBuf {
     dir.with_extension("img")
 }
 
-fn mount_image(dir: &Path, gib: u64) -> Result<(), String> {
+fn mount_image(os: &dyn DiskOs, dir: &Path, gib: u64) -> Result<(), String> {
     let image = image_of(dir);
     if !pool::take(dir, gib, &image) {
-        make_image(&image, gib)?;
+        os.format(&image, gib)?;
     }
-    loopdev::mount(&image, dir).map_err(|e| format!("cannot mount {}: {e}", image.display()))?;
+    os.mount(&image, dir).map_err(|e| format!("cannot mount {}: {e}", image.display()))?;
     let _ = std::fs::remove_dir(dir.join("lost+found"));
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
-}
-
-/// A fresh sparse image of `gib` GiB holding an empty ext4.
-fn make_image(image: &Path, gib: u64) -> Result<(), String> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(image)
-        .map_err(|e| format!("cannot create {}: {e}", image.display()))?;
-    file.set_len(gib.saturating_mul(GIB)).map_err(|e| format!("cannot size the image: {e}"))?;
-    drop(file);
-    // No journal and lazy init: a scratch disk that is ready in milliseconds.
-    let options = "lazy_itable_init=1,lazy_journal_init=1,nodiscard";
-    let args = ["-q", "-F", "-m", "0", "-O", "^has_journal", "-i", BYTES_PER_INODE, "-E", options];
-    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    args.push(image.as_os_str());
-    run("mkfs.ext4", &args)
-}
-
-fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
-    let program = find_tool(tool).ok_or_else(|| format!("{tool} is not installed"))?;
-    let output = Command::new(&program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {tool}: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(format!("{tool} failed ({}): {}", output.status, stderr.trim()))
-}
-
-/// Whether `dir` is the root of a filesystem mounted on it (its device differs from its
-/// parent's), as a data disk is.
-pub fn is_mount_point(dir: &Path) -> bool {
-    let (Ok(own), Some(Ok(parent))) =
-        (std::fs::symlink_metadata(dir), dir.parent().map(std::fs::metadata))
-    else {
-        return false;
-    };
-    own.is_dir() && own.dev() != parent.dev()
 }
 
 /// Deletes a data dir: empties its disk and returns the image to the pool (see [`pool`];
 /// an image that cannot be emptied is deleted), unmounts it (the loop device goes with it)
 /// and removes the directory. A dir that is already gone is fine.
 pub fn release(dir: &Path) -> std::io::Result<()> {
-    if is_mount_point(dir) {
-        let emptied = pool::empty(dir);
-        unmount(dir)?;
+    release_on(&HostDisks, dir)
+}
+
+fn release_on(os: &dyn DiskOs, dir: &Path) -> std::io::Result<()> {
+    if os.is_mount_point(dir) {
+        let emptied = pool::empty(os, dir);
+        os.unmount(dir)?;
         if emptied {
             pool::give_back(dir, &image_of(dir));
         }
@@ -187,24 +159,11 @@ pub fn release(dir: &Path) -> std::io::Result<()> {
     removed
 }
 
-fn unmount(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
-        return Ok(());
-    }
-    // Still busy (a descriptor not yet closed): detach now, freed when the last one goes.
-    // SAFETY: as above.
-    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    Err(std::io::Error::last_os_error())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::os::is_mount_point;
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn plain_dirs_when_not_enforced_and_release_removes_them() {

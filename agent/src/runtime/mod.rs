@@ -8,24 +8,17 @@
 //! workload actually runs; the process runtime runs it before `start` returns and sends none. A stop that was requested
 //! always ends as [`WorkloadState::Stopped`], whatever the exit status.
 
-mod adopt;
 pub mod cgroup;
 pub mod container;
 pub mod disk;
 mod dispatch;
-mod exec;
 mod fake;
 mod group;
-mod guest_files;
-mod helper;
 mod network;
-mod orphans;
 mod process;
+mod procfs;
 mod record;
-mod sandbox;
-mod spawn;
 mod sweep;
-mod timing;
 pub mod uids;
 
 pub use cgroup::{Cgroups, InstanceCgroup, Limit, Share};
@@ -33,9 +26,9 @@ pub use container::{ContainerError, ContainerOptions, ContainerRuntime};
 pub use disk::DataDisks;
 pub use dispatch::GuestRuntimes;
 pub use fake::FakeRuntime;
-pub use helper::helper_main as spawn_helper_main;
 pub use network::Networking;
-pub use orphans::kill_orphans;
+pub use process::helper::helper_main as spawn_helper_main;
+pub use process::orphans::kill_orphans;
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use uids::Isolation;
 

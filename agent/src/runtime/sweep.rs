@@ -3,6 +3,7 @@
 //! machine's shared scratch dirs is removed, so nothing of it outlives its instance or
 //! reaches the next guest given the same uid.
 
+use super::procfs::{self, all_pids};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,19 +13,10 @@ const KILL_DEADLINE: Duration = Duration::from_secs(5);
 /// Shared scratch dirs a guest can write to.
 const SCRATCH_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 
-/// Every pid in /proc.
-pub fn all_pids() -> impl Iterator<Item = i32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-}
-
 /// Live (non-zombie) processes with `uid` among their uids.
 pub fn processes_of(uid: u32) -> Vec<i32> {
     all_pids()
-        .filter(|pid| super::uids::process_uids(*pid).is_some_and(|ids| ids.contains(&uid)))
+        .filter(|pid| procfs::process_uids(*pid).is_some_and(|ids| ids.contains(&uid)))
         .filter(|pid| super::group::process_alive(*pid as u32))
         .collect()
 }

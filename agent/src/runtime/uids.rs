@@ -23,6 +23,22 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once, OnceLock};
 
+/// Which uids the machine's processes run under (a seam: tests give a fake).
+pub trait UidsInUse: Send + Sync + std::fmt::Debug + 'static {
+    /// Every uid (real, effective, saved or filesystem) some process runs under.
+    fn uids_in_use(&self) -> HashSet<u32>;
+}
+
+/// The machine's processes, read from `/proc`.
+#[derive(Debug)]
+pub struct ProcUids;
+
+impl UidsInUse for ProcUids {
+    fn uids_in_use(&self) -> HashSet<u32> {
+        super::procfs::uids_in_use()
+    }
+}
+
 /// Where claims live unless told otherwise: tmpfs, so a reboot frees every claim.
 pub const CLAIMS_DIR: &str = "/run/gpuspot-uids";
 
@@ -101,13 +117,23 @@ pub struct UidPool {
     first: u32,
     last: u32,
     claims: PathBuf,
+    processes: Arc<dyn UidsInUse>,
     /// Uids of the range that processes ran under at the first claim without a live claim.
     foreign: Arc<OnceLock<HashSet<u32>>>,
 }
 
 impl UidPool {
-    pub fn new((first, last): (u32, u32), claims: PathBuf) -> Self {
-        Self { first, last, claims, foreign: Arc::default() }
+    pub fn new(range: (u32, u32), claims: PathBuf) -> Self {
+        Self::with_processes(range, claims, Arc::new(ProcUids))
+    }
+
+    /// A pool that learns which uids processes run under from `processes`.
+    pub fn with_processes(
+        (first, last): (u32, u32),
+        claims: PathBuf,
+        processes: Arc<dyn UidsInUse>,
+    ) -> Self {
+        Self { first, last, claims, processes, foreign: Arc::default() }
     }
 
     /// Read once: the range's uids in use by processes that no live claim explains.
@@ -117,7 +143,11 @@ impl UidPool {
             let live = |uid: &u32| {
                 read_claim(&self.claims.join(uid.to_string())).is_some_and(|dir| dir.exists())
             };
-            uids_in_use().into_iter().filter(|uid| range.contains(uid) && !live(uid)).collect()
+            self.processes
+                .uids_in_use()
+                .into_iter()
+                .filter(|uid| range.contains(uid) && !live(uid))
+                .collect()
         })
     }
 
@@ -210,20 +240,6 @@ fn read_claim(path: &Path) -> Option<PathBuf> {
     (!line.is_empty()).then(|| PathBuf::from(line))
 }
 
-/// Every uid (real, effective, saved or filesystem) some process runs under.
-pub fn uids_in_use() -> std::collections::HashSet<u32> {
-    super::sweep::all_pids().filter_map(process_uids).flatten().collect()
-}
-
-/// The four uids of `/proc/<pid>/status`; authoritative even for processes that made
-/// themselves non-dumpable (whose `/proc/<pid>` is then owned by root).
-pub fn process_uids(pid: i32) -> Option<[u32; 4]> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-    let mut ids = line.split_whitespace().filter_map(|n| n.parse::<u32>().ok());
-    Some([ids.next()?, ids.next()?, ids.next()?, ids.next()?])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +287,8 @@ mod tests {
         let pool = pool(tmp.path(), (mine, mine));
         let err = pool.claim(tmp.path()).unwrap_err();
         assert!(matches!(err, UidError::Exhausted { .. }), "{err}");
-        assert!(process_uids(std::process::id() as i32).unwrap().contains(&mine));
+        let me = crate::runtime::procfs::process_uids(std::process::id() as i32).unwrap();
+        assert!(me.contains(&mine));
     }
 
     #[test]
@@ -296,5 +313,46 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 64);
+    }
+
+    /// Processes run under a fixed set of uids; counts how often it is asked.
+    #[derive(Debug, Default)]
+    struct FakeProcesses {
+        uids: HashSet<u32>,
+        scans: std::sync::atomic::AtomicUsize,
+    }
+
+    impl UidsInUse for FakeProcesses {
+        fn uids_in_use(&self) -> HashSet<u32> {
+            self.scans.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.uids.clone()
+        }
+    }
+
+    #[test]
+    fn uids_of_unexplained_processes_are_never_claimed_and_processes_are_read_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = 3_999_200_000;
+        let uids = HashSet::from([first, first + 1]);
+        let processes = Arc::new(FakeProcesses { uids, ..Default::default() });
+        let claims = tmp.path().join("claims");
+        let pool = UidPool::with_processes((first, first + 3), claims.clone(), processes.clone());
+        let data = |name: &str| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        };
+        // `first` runs a live guest of an earlier agent (its claim explains its process).
+        std::fs::create_dir_all(&claims).unwrap();
+        std::fs::write(claims.join(first.to_string()), format!("{}\n", data("old").display()))
+            .unwrap();
+        assert_eq!(pool.claim(&data("a")).unwrap(), first + 2, "first+1 runs an unknown process");
+        assert_eq!(pool.claim(&data("b")).unwrap(), first + 3);
+        assert!(matches!(pool.claim(&data("c")), Err(UidError::Exhausted { .. })));
+        assert!(!pool.reclaim(first + 1, &data("c")).unwrap(), "never an unexplained uid");
+        // The earlier guest is over: its uid comes back although the scan saw it busy.
+        std::fs::remove_dir_all(tmp.path().join("old")).unwrap();
+        assert_eq!(pool.claim(&data("c")).unwrap(), first);
+        assert_eq!(processes.scans.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

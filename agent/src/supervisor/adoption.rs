@@ -7,7 +7,8 @@
 //! - Data release: an instance's data dir (and data disk) is deleted as soon as the instance
 //!   has ended and its snapshot, if any, is stored; its output stays until acknowledged.
 
-use super::{Supervisor, Workload, records};
+use super::workloads::{Phase, Running, Stage};
+use super::{Supervisor, records};
 use crate::metadata::MetadataServer;
 use crate::runtime::disk;
 use gpuspot_common::InstanceId;
@@ -52,7 +53,7 @@ impl Supervisor {
             })
             .ok();
         let log = self.log_tail(spec.log_path.clone(), assignment.log_offset);
-        self.track(assignment, metadata, socket, log, spec.data_dir);
+        self.track(None, assignment, metadata, socket, log, spec.data_dir);
     }
 
     /// Instance dirs of an earlier agent process that nothing runs in any more (ended,
@@ -109,9 +110,11 @@ impl Supervisor {
         }
     }
 
-    /// Keeps `workload` (its socket open, its log capped) as running.
+    /// Keeps the workload of `assignment`, which left `from` (`None`: adopted), as running
+    /// (its socket open, its log capped).
     pub(super) fn track(
         &mut self,
+        from: Option<Stage>,
         assignment: Assignment,
         metadata: watch::Sender<gpuspot_common::protocol::GuestMetadata>,
         socket: Option<MetadataServer>,
@@ -124,7 +127,7 @@ impl Supervisor {
         let kill_timeout = Duration::from_millis(assignment.kill_timeout_ms);
         let snapshot = assignment.snapshot;
         let probe = assignment.readiness.zip(assignment.ports.first()).map(|(p, m)| (m.host, p));
-        let workload = Workload {
+        let running = Running {
             metadata,
             _socket: socket,
             log,
@@ -134,7 +137,7 @@ impl Supervisor {
             probe,
             gpu_uuids: assignment.gpu_uuids,
         };
-        self.running.insert(assignment.instance_id, workload);
+        self.workloads.enter(assignment.instance_id, from, Phase::Running(Box::new(running)));
     }
 }
 

@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::runtime::{Cgroups, FakeRuntime, Isolation, ProcessOptions, ProcessRuntime};
-use gpuspot_common::protocol::SnapshotRef;
+use gpuspot_common::protocol::AgentMessage;
+use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use std::path::Path;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,6 +4,7 @@
 use super::*;
 use crate::runtime::{Cgroups, DataDisks, Isolation, ProcessOptions, ProcessRuntime};
 use gpuspot_common::logcap;
+use gpuspot_common::protocol::AgentMessage;
 use std::time::Instant;
 use tokio::sync::mpsc;
 

@@ -48,8 +48,7 @@ impl Supervisor {
 
     /// The probes of the running workloads that have one.
     pub fn probe_targets(&self) -> Vec<ProbeTarget> {
-        self.running
-            .iter()
+        (self.workloads.running())
             .filter_map(|(id, w)| {
                 let (port, probe) = w.probe.clone()?;
                 Some(ProbeTarget { instance_id: id.clone(), port, probe })
@@ -60,7 +59,7 @@ impl Supervisor {
     /// Simulated hosts only: the utilisation each guest set for its GPUs, by GPU UUID.
     pub fn simulated_utilization(&self) -> HashMap<String, u32> {
         let mut by_gpu = HashMap::new();
-        for workload in self.running.values() {
+        for (_, workload) in self.workloads.running() {
             let Some(percent) = read_percent(&workload.data_dir.join(SIMULATED_UTILIZATION_FILE))
             else {
                 continue;

@@ -1,10 +1,11 @@
-//! The supervisor's snapshot bookkeeping. An assignment that restores a snapshot waits in
-//! `restoring` until its restore ends; only then does its command start (or it fails, or,
-//! when stopped meanwhile, ends as stopped). A workload that saves its data dir waits in
-//! `finished` with a pending save: until the save is reported (`SnapshotSaved`, then the
+//! The supervisor's snapshot bookkeeping. An assignment that restores a snapshot waits
+//! [`Restoring`] until its restore ends; only then does its command start (or it fails, or,
+//! when stopped meanwhile, ends as stopped). A workload that saves its data dir waits
+//! finished with a [`PendingSave`]: until the save is reported (`SnapshotSaved`, then the
 //! final `InstanceUpdate`), hellos report it as still running and it is never forgotten.
 
 use super::Supervisor;
+use super::workloads::{PendingSave, Phase, Restoring, Stage};
 use crate::snapshots::tasks::Packed;
 use crate::snapshots::{RestoreJob, SaveJob};
 use gpuspot_common::InstanceId;
@@ -32,16 +33,6 @@ pub enum Followup {
 /// by guests, and a tarball of a guest's data is for the agent only.
 const SCRATCH: &str = "scratch";
 
-pub(super) struct Restoring {
-    pub(super) assignment: Assignment,
-    pub(super) cancelled: bool,
-}
-
-pub(super) enum PendingSave {
-    Uploading(SaveJob),
-    Done(Result<SnapshotRef, String>),
-}
-
 impl Supervisor {
     pub(super) fn begin_restore(
         &mut self,
@@ -54,7 +45,8 @@ impl Supervisor {
             tracing::warn!(instance = %job.instance_id, %error, "cannot prepare the data dir");
         }
         tracing::info!(instance = %job.instance_id, snapshot = %job.snapshot.id, "restoring a snapshot before starting");
-        self.restoring.insert(job.instance_id.clone(), Restoring { assignment, cancelled: false });
+        let restoring = Phase::Restoring(Box::new(Restoring { assignment, cancelled: false }));
+        self.workloads.enter(job.instance_id.clone(), None, restoring);
         job
     }
 
@@ -80,10 +72,12 @@ impl Supervisor {
     /// A restore ended: the command starts now, or the instance fails (never started on a
     /// snapshot that could not be restored), or it ends as stopped if cancelled meanwhile.
     pub fn restored(&mut self, id: &InstanceId, result: Result<(), String>) -> Vec<Followup> {
-        let Some(restoring) = self.restoring.remove(id) else { return Vec::new() };
+        let Some(Phase::Restoring(restoring)) = self.workloads.take(id, Stage::Restoring) else {
+            return Vec::new();
+        };
         let assignment = restoring.assignment;
         let state = match (restoring.cancelled, result) {
-            (false, Ok(())) => return self.launch(assignment),
+            (false, Ok(())) => return self.launch(assignment, Some(Stage::Restoring)),
             (true, _) => WorkloadState::Stopped,
             (false, Err(e)) => {
                 let snapshot = assignment.snapshot.as_ref().and_then(|p| p.restore.as_ref());
@@ -94,21 +88,25 @@ impl Supervisor {
             }
         };
         let log = self.log_tail(self.spec(&assignment).log_path, assignment.log_offset);
-        self.remember_finished(id.clone(), state.clone(), log, None);
+        self.remember_finished(id.clone(), Stage::Restoring, state.clone(), log, None);
         self.release_data(id);
         vec![Followup::Report(InstanceReport { instance_id: id.clone(), state })]
     }
 
     /// The restore to retry after a lost link; None when there is none or it was cancelled.
     pub fn restore_retry(&self, id: &InstanceId) -> Option<RestoreJob> {
-        let restoring = self.restoring.get(id).filter(|r| !r.cancelled)?;
+        let Some(Phase::Restoring(restoring)) = self.workloads.get(id) else { return None };
+        if restoring.cancelled {
+            return None;
+        }
         let snapshot = restoring.assignment.snapshot.as_ref()?.restore.clone()?;
         Some(self.restore_job(id, snapshot))
     }
 
     /// A save cut short by a lost link: keeps what was packed; returns the job to retry.
     pub fn save_interrupted(&mut self, id: &InstanceId, packed: Option<Packed>) -> Option<SaveJob> {
-        let Some(PendingSave::Uploading(job)) = self.finished.get_mut(id)?.save.as_mut() else {
+        let Some(Phase::Finished(finished)) = self.workloads.get_mut(id) else { return None };
+        let Some(PendingSave::Uploading(job)) = finished.save.as_mut() else {
             return None;
         };
         if packed.is_some() {
@@ -123,7 +121,7 @@ impl Supervisor {
         id: &InstanceId,
         result: Result<SnapshotRef, String>,
     ) -> Option<Followup> {
-        let finished = self.finished.get_mut(id)?;
+        let Some(Phase::Finished(finished)) = self.workloads.get_mut(id) else { return None };
         let Some(PendingSave::Uploading(job)) = &finished.save else { return None };
         let _ = std::fs::remove_file(&job.packed_file);
         finished.save = Some(PendingSave::Done(result));
@@ -136,7 +134,7 @@ impl Supervisor {
     /// `SnapshotSaved`, then its final `InstanceUpdate`. Call [`Supervisor::closed`] once
     /// they are written.
     pub fn closing(&mut self, id: &InstanceId) -> Vec<AgentMessage> {
-        let Some(finished) = self.finished.get(id) else { return Vec::new() };
+        let Some(Phase::Finished(finished)) = self.workloads.get(id) else { return Vec::new() };
         let Some(PendingSave::Done(result)) = &finished.save else { return Vec::new() };
         let (result, state) = (result.clone(), finished.state.clone());
         let mut messages = self.pending_logs(Some(id));
@@ -148,7 +146,7 @@ impl Supervisor {
 
     /// The closing messages of `id` were written: it is an ordinary finished workload now.
     pub fn closed(&mut self, id: &InstanceId) {
-        if let Some(finished) = self.finished.get_mut(id)
+        if let Some(Phase::Finished(finished)) = self.workloads.get_mut(id)
             && matches!(finished.save, Some(PendingSave::Done(_)))
         {
             finished.save = None;
@@ -158,7 +156,8 @@ impl Supervisor {
     /// After a welcome: the snapshot work to (re)start and what can be reported now.
     /// `busy` tells which instances still have a task running (left alone).
     pub fn resume_snapshots(&mut self, busy: impl Fn(&InstanceId) -> bool) -> Vec<Followup> {
-        let idle: Vec<InstanceId> = self.restoring.keys().filter(|id| !busy(id)).cloned().collect();
+        let restoring = self.workloads.ids_in(&[Stage::Restoring]);
+        let idle: Vec<InstanceId> = restoring.into_iter().filter(|id| !busy(id)).collect();
         let mut out = Vec::new();
         for id in idle {
             match self.restore_retry(&id) {
@@ -166,7 +165,7 @@ impl Supervisor {
                 None => out.extend(self.restored(&id, Err("cancelled".into()))),
             }
         }
-        for (id, finished) in &self.finished {
+        for (id, finished) in self.workloads.finished() {
             match &finished.save {
                 Some(PendingSave::Uploading(job)) if !busy(id) => {
                     out.push(Followup::Save(job.clone()))
@@ -180,6 +179,6 @@ impl Supervisor {
 
     /// A restore is waiting for this instance (tests and diagnostics).
     pub fn is_restoring(&self, id: &InstanceId) -> bool {
-        self.restoring.contains_key(id)
+        matches!(self.workloads.get(id), Some(Phase::Restoring(_)))
     }
 }

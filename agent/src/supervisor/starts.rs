@@ -6,29 +6,15 @@
 //! what its runtime reports early (a guest that ended at once) is kept for when its start
 //! is seen. Without workers (unit tests) the same steps run inline.
 
-use super::logs::LogTail;
+use super::workloads::{Phase, Stage, Starting};
 use super::{Followup, Supervisor, failed, records, serving};
-use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeError, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;
-use gpuspot_common::protocol::{Assignment, GuestMetadata, InstanceReport, WorkloadState};
+use gpuspot_common::protocol::{Assignment, InstanceReport, WorkloadState};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, watch};
-
-/// An instance whose start runs on a worker.
-pub(super) struct Starting {
-    pub(super) assignment: Assignment,
-    pub(super) metadata: watch::Sender<GuestMetadata>,
-    pub(super) socket: Option<MetadataServer>,
-    pub(super) log: LogTail,
-    pub(super) data_dir: PathBuf,
-    /// A stop asked for meanwhile: applied as soon as the workload runs.
-    pub(super) stop: Option<Duration>,
-    /// What its runtime reported before the start was seen, replayed after it.
-    pub(super) early: Vec<RuntimeEvent>,
-}
+use std::time::Instant;
+use tokio::sync::{Semaphore, mpsc};
 
 /// The outcome of one start, from a worker.
 pub struct Started {
@@ -108,7 +94,13 @@ impl StartJob {
 
 impl Supervisor {
     /// Starts the prepared `starting` on a worker (or inline, without workers).
-    pub(super) fn begin_start(&mut self, spec: WorkloadSpec, starting: Starting) -> Vec<Followup> {
+    /// `from`: the phase it left (`None`: new here).
+    pub(super) fn begin_start(
+        &mut self,
+        spec: WorkloadSpec,
+        starting: Starting,
+        from: Option<Stage>,
+    ) -> Vec<Followup> {
         let id = spec.instance_id.clone();
         let job = StartJob {
             runtime: self.runtime.clone(),
@@ -117,7 +109,9 @@ impl Supervisor {
             assignment: starting.assignment.clone(),
             spec,
         };
-        self.starting.insert(id.clone(), starting);
+        if !self.workloads.enter(id.clone(), from, Phase::Starting(Box::new(starting))) {
+            return Vec::new();
+        }
         match &self.workers {
             Some(workers) => {
                 workers.submit(job);
@@ -145,7 +139,9 @@ impl Supervisor {
     /// happened meanwhile is applied), or it failed and is reported so.
     pub fn started(&mut self, started: Started) -> Vec<Followup> {
         let Started { id, result } = started;
-        let Some(starting) = self.starting.remove(&id) else { return Vec::new() };
+        let Some(Phase::Starting(starting)) = self.workloads.take(&id, Stage::Starting) else {
+            return Vec::new();
+        };
         if let Err(e) = result {
             if let RuntimeError::PortBusy { port, .. } = e {
                 // Its data dir is gone already (see `StartJob::run`); its socket dir stays
@@ -155,15 +151,15 @@ impl Supervisor {
             self.release_data(&id);
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
             let state = WorkloadState::Failed { message: e.to_string() };
-            self.remember_finished(id.clone(), state, starting.log, None);
+            self.remember_finished(id.clone(), Stage::Starting, state, starting.log, None);
             return vec![Followup::Report(failed(&id, e.to_string()))];
         }
         tracing::info!(instance = %id, "workload started");
         // A container runs only once its image is pulled and it is created and started: its
         // runtime says when (see `on_runtime_event`), so pull time is neither `running` nor billed.
         let starts_later = starting.assignment.image.is_some();
-        let Starting { assignment, metadata, socket, log, data_dir, stop, early } = starting;
-        self.track(assignment, metadata, socket, log, data_dir);
+        let Starting { assignment, metadata, socket, log, data_dir, stop, early } = *starting;
+        self.track(Some(Stage::Starting), assignment, metadata, socket, log, data_dir);
         let running = InstanceReport { instance_id: id.clone(), state: WorkloadState::Running };
         let mut followups: Vec<Followup> =
             (!starts_later).then_some(Followup::Report(running)).into_iter().collect();
@@ -177,12 +173,12 @@ impl Supervisor {
     /// Keeps what the runtime says of a workload whose start is not seen yet; false when
     /// the workload is not starting.
     pub(super) fn early_event(&mut self, event: &RuntimeEvent) -> bool {
-        match self.starting.get_mut(&event.instance_id) {
-            Some(starting) => {
+        match self.workloads.get_mut(&event.instance_id) {
+            Some(Phase::Starting(starting)) => {
                 starting.early.push(event.clone());
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 }

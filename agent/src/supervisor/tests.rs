@@ -1,7 +1,8 @@
 use super::*;
 use crate::runtime::FakeRuntime;
 use crate::snapshots::tasks::Packed;
-use gpuspot_common::protocol::SnapshotRef;
+use gpuspot_common::protocol::AgentMessage;
+use gpuspot_common::protocol::{SnapshotPlan, SnapshotRef};
 use tokio::sync::mpsc;
 
 struct Fixture {
@@ -26,7 +27,7 @@ fn snapshot_ref() -> SnapshotRef {
     SnapshotRef { id: "s-0123456789abcdef".into(), sha256: "ab".repeat(32), size: 42 }
 }
 
-pub(super) fn assignment(id: &str, save: bool, restore: Option<SnapshotRef>) -> Assignment {
+pub(crate) fn assignment(id: &str, save: bool, restore: Option<SnapshotRef>) -> Assignment {
     Assignment {
         instance_id: InstanceId::from(id),
         gpu_uuids: vec![],

@@ -35,7 +35,7 @@ impl ClusterActor {
     }
 
     pub(super) fn create_account(&mut self, new: NewAccount) -> Result<AccountView, Failure> {
-        let id = self.core.create_account(new, self.clock.now());
+        let id = self.core.create_account(new, self.now);
         self.account_view(&Scope::Admin, &id)
     }
 
@@ -46,7 +46,7 @@ impl ClusterActor {
         amount: Money,
     ) -> Result<Payment, Failure> {
         let id = self.visible_account(scope, &id)?.id.clone();
-        let entry = self.core.pay(&id, amount, self.clock.now())?;
+        let entry = self.core.pay(&id, amount, self.now)?;
         let account = self.account_view(&Scope::Admin, &id)?;
         Ok(Payment { entry, account })
     }
@@ -58,7 +58,7 @@ impl ClusterActor {
         token_hash: String,
     ) -> Result<AccountView, Failure> {
         let id = self.visible_account(scope, &id)?.id.clone();
-        self.core.rotate_token(&id, token_hash, self.clock.now())?;
+        self.core.rotate_token(&id, token_hash, self.now)?;
         self.account_view(scope, &id)
     }
 
@@ -71,7 +71,7 @@ impl ClusterActor {
         change: AccountChange,
     ) -> Result<AccountView, Failure> {
         let id = self.visible_account(scope, &id)?.id.clone();
-        let now = self.clock.now();
+        let now = self.now;
         if id.as_str() == OPERATOR && (change.disabled.is_some() || change.quota.is_some()) {
             return Err(Failure::OperatorIsFixed);
         }

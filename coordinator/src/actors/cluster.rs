@@ -1,6 +1,7 @@
 //! The cluster actor: owns the core state machine, commits what each operation changed
-//! through the store writer, and sends agent messages only after that commit. A periodic
-//! timer drives the core's deadlines (lost hosts).
+//! through the store writer, and sends agent messages only after that commit. It reads the
+//! wall clock once per message ([`ClusterActor::tick`]); one alarm drives the core's
+//! deadlines and periodic jobs (`wakeup`).
 
 use super::failure::Failure;
 use super::messages::{AgentEvent, ApiRequest};
@@ -11,7 +12,8 @@ use crate::core::events::EventKind;
 use crate::gateway::Gateway;
 use crate::metrics::METRICS;
 use crate::store::writer::Writer;
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, ResponseFuture};
+use actix::{Actor, ActorContext, Context, Handler, ResponseFuture};
+use chrono::{DateTime, Utc};
 use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
 use gpuspot_common::{Clock, HostId};
 use std::collections::HashMap;
@@ -31,7 +33,10 @@ struct Link {
 pub struct ClusterActor {
     pub(super) core: Cluster,
     writer: Writer,
-    pub(super) clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
+    /// The wall clock as read when this message's handling began ([`ClusterActor::tick`]):
+    /// the `now` everything the message does passes to the core.
+    pub(super) now: DateTime<Utc>,
     links: HashMap<HostId, Link>,
     /// Committed events, for the SSE stream and webhooks.
     events: broadcast::Sender<Event>,
@@ -53,6 +58,8 @@ impl ClusterActor {
             core,
             writer,
             clock,
+            // Until the first message's tick (`started` ticks before anything else).
+            now: DateTime::UNIX_EPOCH,
             links: HashMap::new(),
             events,
             alarm: Default::default(),
@@ -92,12 +99,23 @@ impl ClusterActor {
         }
     }
 
-    /// One look of the autoscaler (DESIGN §18).
-    fn autoscale(&mut self, ctx: &mut Context<Self>) {
-        let requests = self.gateway.as_ref().map(|g| g.request_counts()).unwrap_or_default();
-        self.core.autoscale(&requests, self.clock.now());
-        drop(self.flush());
-        self.arm_alarm(ctx);
+    /// The one place the actor reads the wall clock: at the start of each message, which
+    /// then passes this `now` to the core.
+    pub(super) fn tick(&mut self) -> DateTime<Utc> {
+        self.now = self.clock.now();
+        self.now
+    }
+
+    /// Runs what the core has due by now. The gateway's request counters are read only
+    /// when the autoscaler looks (DESIGN §18).
+    pub(super) fn handle_timeout(&mut self) {
+        let now = self.tick();
+        if let Some(gateway) = &self.gateway
+            && self.core.autoscale_due(now)
+        {
+            self.core.observe_requests(gateway.request_counts());
+        }
+        self.core.handle_timeout(now);
     }
 
     /// Commits the core's outbox; its messages go out once the commit is durable.
@@ -129,7 +147,7 @@ impl ClusterActor {
     }
 
     fn on_agent_message(&mut self, host_id: &HostId, message: AgentMessage) {
-        let now = self.clock.now();
+        let now = self.now;
         match message {
             AgentMessage::Heartbeat { gpus } => self.core.heartbeat(host_id, &gpus, now),
             AgentMessage::SnapshotSaved { instance_id, result } => {
@@ -164,11 +182,9 @@ impl Actor for ClusterActor {
         ctx.set_mailbox_capacity(usize::MAX);
         // Everything due at start runs before the first request is answered: the market's
         // first pass, and retention of what a data dir held past its time (DESIGN §15).
-        self.core.handle_timeout(self.clock.now());
+        self.handle_timeout();
         drop(self.flush());
         self.arm_alarm(ctx);
-        let every = self.core.timers().autoscale_interval;
-        ctx.run_interval(every, |actor, ctx| actor.autoscale(ctx));
     }
 }
 
@@ -178,6 +194,7 @@ impl Handler<ApiRequest> for ClusterActor {
     /// Reads are answered inside `answer`; a write's answer waits for its commit, which
     /// runs outside the actor so that the next message need not wait for the disk.
     fn handle(&mut self, request: ApiRequest, ctx: &mut Context<Self>) -> Self::Result {
+        self.tick();
         let Some(deferred) = self.answer(request) else {
             return Box::pin(std::future::ready(()));
         };
@@ -211,10 +228,10 @@ impl Handler<AgentEvent> for ClusterActor {
     type Result = ();
 
     fn handle(&mut self, event: AgentEvent, ctx: &mut Context<Self>) {
+        let now = self.tick();
         let Some(event) = self.turn_away_forgotten(event) else {
             return;
         };
-        let now = self.clock.now();
         match event {
             AgentEvent::Connected {
                 host_id,

@@ -59,7 +59,7 @@ impl ClusterActor {
             self.core.deployments_named(&key.0).filter(|d| scope.may_see(&d.account_id)).collect();
         let accounts: BTreeSet<&AccountId> = named.iter().map(|d| &d.account_id).collect();
         let live: Vec<&Deployment> =
-            named.iter().copied().filter(|d| !d.state.is_final()).collect();
+            named.iter().copied().filter(|d| !d.state().is_final()).collect();
         if accounts.len() > 1 || live.len() > 1 {
             let ids = named.iter().map(|d| d.id.clone()).collect();
             return Err(DeploymentError::AmbiguousName { name: key.0.clone(), ids }.into());
@@ -77,7 +77,7 @@ impl ClusterActor {
     ) -> Result<DeploymentView, Failure> {
         let mut deployment = self.visible_deployment(&Scope::Admin, id)?.clone();
         // A crash-loop countdown reads as of now, not as of the crash.
-        deployment.reason = deployment.reason_at(self.clock.now());
+        deployment.reason = deployment.reason_at(self.now);
         let instances = self.core.deployment_instances(id).into_iter().cloned().collect();
         Ok(DeploymentView { deployment, instances, moved })
     }
@@ -91,7 +91,7 @@ impl ClusterActor {
         let after = super::lists::cursor(listing, |id| {
             visible().find(|d| d.id.as_str() == id).map(|d| d.seq)
         })?;
-        let shown = visible().filter(|d| listing.wants(d.state.as_str()));
+        let shown = visible().filter(|d| listing.wants(d.state().as_str()));
         let found = page(shown, |d| d.seq, after, listing.limit);
         let views = found.items.iter().map(|d| self.deployment_view(&d.id, None));
         Ok(Page { items: views.collect::<Result<_, _>>()?, more: found.more })
@@ -109,22 +109,13 @@ impl ClusterActor {
         Ok(endpoints.collect())
     }
 
-    /// Refuses an unknown or overdue owner.
+    /// The core admits it or says why not (`core::admission`).
     fn create_deployment(
         &mut self,
         account: AccountId,
         new: NewDeployment,
     ) -> Result<DeploymentView, Failure> {
-        let Some(owner) = self.core.account(&account) else {
-            return Err(Failure::NotFound(Missing::Account(account)));
-        };
-        if !self.core.may_start(&owner.id) {
-            return Err(Failure::OverdueForDeployments(account));
-        }
-        if self.core.name_taken(&new.name) {
-            return Err(DeploymentError::NameTaken(new.name).into());
-        }
-        let id = self.core.create_deployment(account, new, self.clock.now());
+        let id = self.core.create_deployment(account, new, self.now)?;
         self.deployment_view(&id, None)
     }
 
@@ -135,7 +126,7 @@ impl ClusterActor {
         change: DeploymentChange,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        self.core.change_deployment(&id, change, self.clock.now())?;
+        self.core.change_deployment(&id, change, self.now)?;
         self.deployment_view(&id, None)
     }
 
@@ -146,7 +137,7 @@ impl ClusterActor {
         id: DeploymentId,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        let moved = self.core.rebuild_deployment(&id, self.clock.now())?;
+        let moved = self.core.rebuild_deployment(&id, self.now)?;
         self.deployment_view(&id, Some(moved))
     }
 
@@ -156,7 +147,7 @@ impl ClusterActor {
         id: DeploymentId,
     ) -> Result<DeploymentView, Failure> {
         let id = self.visible_deployment(scope, &id)?.id.clone();
-        self.core.delete_deployment(&id, self.clock.now())?;
+        self.core.delete_deployment(&id, self.now)?;
         self.deployment_view(&id, None)
     }
 }

@@ -2,6 +2,7 @@
 //! and what the actor decides itself (visibility, overdue and disabled accounts, the store).
 //! `api::error` turns each into an HTTP status and code, in one place.
 
+use crate::core::admission::Refusal;
 use crate::core::error::{AccountError, DeploymentError, LifecycleError, QuotaError};
 use crate::store::StoreError;
 use gpuspot_common::{AccountId, DeploymentId, HostId, InstanceId, Money};
@@ -42,6 +43,23 @@ pub enum Failure {
     Store(#[from] StoreError),
 }
 
+/// The core's refusals answer as the actor's own did before admission moved into the core.
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::UnknownAccount(id) => Failure::NotFound(Missing::Account(id)),
+            Refusal::Account(error) => error.into(),
+            Refusal::OverdueForInstances { account, balance } => {
+                Failure::OverdueForInstances { account, balance }
+            }
+            Refusal::OverdueForDeployments(id) => Failure::OverdueForDeployments(id),
+            Refusal::UnknownSnapshot(id) => Failure::NotFound(Missing::Snapshot(id)),
+            Refusal::Quota(error) => error.into(),
+            Refusal::Deployment(error) => error.into(),
+        }
+    }
+}
+
 /// What was not found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Missing {
@@ -66,4 +84,28 @@ impl fmt::Display for Missing {
 
 fn join(ids: &[AccountId]) -> String {
     ids.iter().map(AccountId::as_str).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refusal reads the same to the user whether the core or the actor words it.
+    #[test]
+    fn refusals_keep_their_words() {
+        let a = || AccountId::from("a-1");
+        let refusals = [
+            Refusal::UnknownAccount(a()),
+            Refusal::Account(AccountError::Disabled(a())),
+            Refusal::OverdueForInstances { account: a(), balance: Money(-5) },
+            Refusal::OverdueForDeployments(a()),
+            Refusal::UnknownSnapshot("s-1".into()),
+            Refusal::Quota(QuotaError::Gpus { wanted: 3, limit: 2 }),
+            Refusal::Deployment(DeploymentError::NameTaken("web".into())),
+        ];
+        for refusal in refusals {
+            let words = refusal.to_string();
+            assert_eq!(Failure::from(refusal).to_string(), words);
+        }
+    }
 }

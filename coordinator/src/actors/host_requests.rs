@@ -7,8 +7,8 @@ use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
 use super::messages::{AgentEvent, HostJoined};
 use crate::core::Host;
+use crate::core::host_removal::revoked_reason;
 use crate::core::model::EndReason;
-use crate::core::registry::removal::revoked_reason;
 use actix::{Context, Handler, ResponseFuture};
 use gpuspot_common::HostId;
 use gpuspot_common::protocol::{CoordinatorMessage, RefusalCode};
@@ -16,7 +16,7 @@ use gpuspot_common::protocol::{CoordinatorMessage, RefusalCode};
 impl ClusterActor {
     /// Answers with the host as it was, GPUs still naming the instances that were stopped.
     pub(super) fn delete_host(&mut self, id: HostId) -> Result<Host, Failure> {
-        let Some(host) = self.core.delete_host(&id, self.clock.now()) else {
+        let Some(host) = self.core.delete_host(&id, self.now) else {
             return Err(Failure::NotFound(Missing::Host(id)));
         };
         tracing::info!(host_id = %id, hostname = %host.hostname, "host deleted by the operator; its certificate is revoked");
@@ -29,7 +29,7 @@ impl ClusterActor {
         action: super::messages::HostAction,
     ) -> Result<Host, Failure> {
         use super::messages::HostAction;
-        let now = self.clock.now();
+        let now = self.now;
         let done = match action {
             HostAction::Cordon => self.core.cordon_host(&id, now),
             HostAction::Uncordon => self.core.uncordon_host(&id, now),
@@ -79,7 +79,8 @@ impl Handler<HostJoined> for ClusterActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, HostJoined(joined): HostJoined, ctx: &mut Context<Self>) -> Self::Result {
-        self.core.host_joined(&joined, self.clock.now());
+        let now = self.tick();
+        self.core.host_joined(&joined, now);
         let committed = self.flush();
         self.arm_alarm(ctx);
         Box::pin(async move {

@@ -5,7 +5,7 @@
 
 use super::cluster::ClusterActor;
 use super::failure::{Failure, Missing};
-use super::messages::{ApiRequest, DeploymentRequest, PoolView, Scope, Stats};
+use super::messages::{ApiRequest, PoolView, Scope, Stats};
 use super::reply::Deferred;
 use crate::core::billing::Account;
 use crate::core::{Host, Instance, InstanceRequest, pools};
@@ -33,9 +33,7 @@ impl ClusterActor {
                 reply.send(self.snapshots_page(&scope, &listing))
             }
             Ask::Stats { reply } => reply.send(Ok(self.stats())),
-            Ask::Deployment(request) => {
-                return self.within_quota(request).and_then(|r| self.answer_deployment(r));
-            }
+            Ask::Deployment(request) => return self.answer_deployment(request),
             Ask::CreateInstance { account, request, reply } => {
                 return Some(reply.after_commit(self.create_instance(account, request)));
             }
@@ -112,10 +110,10 @@ impl ClusterActor {
             accounts: self.core.accounts().count(),
             ..Default::default()
         };
-        let now = self.clock.now();
+        let now = self.now;
         for host in self.core.registry().iter() {
             *stats.hosts_by_state.entry(host.shown_state()).or_default() += 1;
-            if host.state != crate::core::HostState::Lost {
+            if host.state() != crate::core::HostState::Lost {
                 let age = (now - host.last_seen).num_milliseconds().max(0) as f64 / 1000.0;
                 stats.heartbeat_ages.push((host.id.to_string(), age));
             }
@@ -161,44 +159,13 @@ impl ClusterActor {
             .collect()
     }
 
-    /// A deployment that could never fit its account's quota is refused here, before the
-    /// deployment requests see it (DESIGN §16); `None` when it was answered.
-    fn within_quota(&mut self, request: DeploymentRequest) -> Option<DeploymentRequest> {
-        let DeploymentRequest::Create { account, new, reply } = request else {
-            return Some(request);
-        };
-        match self.core.check_deployment_quota(&account, &new) {
-            Ok(()) => Some(DeploymentRequest::Create { account, new, reply }),
-            Err(past) => {
-                reply.send(Err(past.into()));
-                None
-            }
-        }
-    }
-
-    /// Refuses an unknown, disabled or overdue owner, a snapshot that is not theirs and a
-    /// request past the account's quota, before anything is created.
+    /// The core admits it or says why not (`core::admission`).
     fn create_instance(
         &mut self,
         account: AccountId,
         request: InstanceRequest,
     ) -> Result<Instance, Failure> {
-        let Some(owner) = self.core.account(&account) else {
-            return Err(Failure::NotFound(Missing::Account(account)));
-        };
-        if owner.disabled {
-            return Err(crate::core::error::AccountError::Disabled(account).into());
-        }
-        if !self.core.may_start(&owner.id) {
-            return Err(Failure::OverdueForInstances { account, balance: owner.balance });
-        }
-        if let Some(snapshot) = &request.snapshot.restore_from
-            && self.core.snapshot(snapshot).is_none_or(|s| s.account_id != account)
-        {
-            return Err(Failure::NotFound(Missing::Snapshot(snapshot.clone())));
-        }
-        self.core.check_quota(&account, &request)?;
-        let id = self.core.create_instance(account, request, self.clock.now());
+        let id = self.core.create_instance(account, request, self.now)?;
         self.visible(&Scope::Admin, &id).cloned()
     }
 
@@ -206,7 +173,7 @@ impl ClusterActor {
     /// forgot it (a request that never ran).
     fn delete_instance(&mut self, scope: &Scope, id: InstanceId) -> Result<Instance, Failure> {
         let before = self.visible(scope, &id)?.clone();
-        self.core.delete_instance(&id, self.clock.now())?;
+        self.core.delete_instance(&id, self.now)?;
         Ok(self.visible(&Scope::Admin, &id).cloned().unwrap_or(before))
     }
 
@@ -219,7 +186,7 @@ impl ClusterActor {
         resize: bool,
     ) -> Result<Instance, Failure> {
         self.visible(scope, &id)?;
-        self.core.change_instance(&id, name, env, resize, self.clock.now())?;
+        self.core.change_instance(&id, name, env, resize, self.now)?;
         self.visible(&Scope::Admin, &id).cloned()
     }
 }

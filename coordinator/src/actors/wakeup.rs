@@ -33,7 +33,7 @@ impl ClusterActor {
         if let Some((_, handle)) = self.alarm.armed.take() {
             ctx.cancel_future(handle);
         }
-        let delay = (at - self.clock.now()).to_std().unwrap_or_default().max(MIN_DELAY);
+        let delay = (at - self.now).to_std().unwrap_or_default().max(MIN_DELAY);
         let handle = ctx.notify_later(Wake, delay);
         self.alarm.armed = Some((at, handle));
     }
@@ -44,7 +44,7 @@ impl Handler<Wake> for ClusterActor {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.alarm.armed = None;
-        self.core.handle_timeout(self.clock.now());
+        self.handle_timeout();
         drop(self.flush());
         self.arm_alarm(ctx);
     }

@@ -42,7 +42,7 @@ pub fn view(v: &DeploymentView) -> Value {
         "replicas": d.replicas, "completions": d.completions, "parallelism": d.parallelism,
         "retry_limit": d.retry_limit, "succeeded": d.succeeded, "failed": d.failed,
         "restarts": d.restarts,
-        "state": d.state, "reason": d.reason, "specs": d.specs, "template": d.template,
+        "state": d.state(), "reason": d.reason, "specs": d.specs, "template": d.template,
         "created_at": d.created_at,
         "autoscaling": d.autoscaling, "schedule": d.schedule,
         "instances": v.instances.iter().map(views::instance).collect::<Vec<_>>(),

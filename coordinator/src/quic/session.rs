@@ -8,9 +8,9 @@
 use super::snapshots::{self, SnapshotStreams};
 use super::{QuicContext, join};
 use crate::actors::AgentEvent;
+use crate::core::host_removal::revoked_reason;
 use crate::core::model::EndReason;
 use crate::core::registry::HostNetwork;
-use crate::core::registry::removal::revoked_reason;
 use gpuspot_common::HostId;
 use gpuspot_common::codec::{self, CodecError};
 use gpuspot_common::protocol::{

@@ -101,7 +101,9 @@ mod tests {
             instance_id: None,
             host_id: None,
             // Large enough that deleting it frees whole pages.
-            data: serde_json::json!({ "pad": "x".repeat(20_000) }),
+            data: crate::core::events::EventData::Other(
+                serde_json::json!({ "pad": "x".repeat(20_000) }),
+            ),
             subject: None,
             message: None,
         }

@@ -433,7 +433,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
         let mut cluster = Cluster::new(vec![], Timers::default());
-        let id = cluster.create_instance(AccountId::from("a-operator"), request(), now);
+        let id = cluster.create_instance(AccountId::from("a-operator"), request(), now).unwrap();
         let changes = cluster.take_changes();
         {
             let store = SqliteStore::open(dir.path()).unwrap();

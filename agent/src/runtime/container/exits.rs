@@ -14,6 +14,7 @@ use bollard::Docker;
 use bollard::models::EventMessage;
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +26,22 @@ const RECONNECT: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// How far before the break (or the first connect) the engine replays events.
 const REPLAY_SLACK_SECS: u64 = 2;
+
+/// Where container events come from (the engine; tests give a fake).
+pub(super) trait EventSource: Send + Sync + 'static {
+    /// The container events since unix time `since`, then as they happen, until the stream
+    /// breaks (an error) or the engine ends it.
+    fn events(&self, since: u64) -> BoxStream<'static, Result<EventMessage, String>>;
+}
+
+impl EventSource for Docker {
+    fn events(&self, since: u64) -> BoxStream<'static, Result<EventMessage, String>> {
+        let filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
+        let options =
+            EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };
+        Docker::events(self, Some(options)).map(|event| event.map_err(|e| e.to_string())).boxed()
+    }
+}
 
 /// The containers whose end someone waits for, and the task that follows the engine.
 #[derive(Default)]
@@ -42,8 +59,8 @@ pub(super) struct ExitWatch {
 
 impl Exits {
     /// Starts following the engine's container events on `tokio`, until `self` is dropped.
-    pub fn follow(self: &Arc<Self>, docker: Docker, tokio: &tokio::runtime::Handle) {
-        let task = tokio.spawn(follow(Arc::downgrade(self), docker));
+    pub fn follow(self: &Arc<Self>, source: impl EventSource, tokio: &tokio::runtime::Handle) {
+        let task = tokio.spawn(follow(Arc::downgrade(self), source));
         *lock(&self.follower) = Some(task.abort_handle());
     }
 
@@ -54,7 +71,7 @@ impl Exits {
         ExitWatch { exits: self.clone(), name: name.to_owned(), notify }
     }
 
-    fn wake(&self, name: &str) {
+    pub(super) fn wake(&self, name: &str) {
         if let Some(notify) = lock(&self.waiting).get(name) {
             notify.notify_one();
         }
@@ -111,14 +128,11 @@ fn unix_now() -> u64 {
 
 /// One stream at a time, for as long as the runtime lives: each (re)connect replays from a
 /// little before the previous stream broke and wakes every watch.
-async fn follow(exits: Weak<Exits>, docker: Docker) {
+async fn follow(exits: Weak<Exits>, source: impl EventSource) {
     let mut since = unix_now().saturating_sub(REPLAY_SLACK_SECS);
     let mut backoff = RECONNECT;
     loop {
-        let filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
-        let options =
-            EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };
-        let mut stream = docker.events(Some(options));
+        let mut stream = source.events(since);
         match exits.upgrade() {
             Some(exits) => exits.wake_all(),
             None => return,
@@ -132,7 +146,7 @@ async fn follow(exits: Weak<Exits>, docker: Docker) {
                         exits.wake(name);
                     }
                 }
-                Some(Err(error)) => break error.to_string(),
+                Some(Err(error)) => break error,
                 None => break "the engine ended the stream".to_owned(),
             }
         };
@@ -181,5 +195,52 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), watch.woken()).await.expect("reconnect");
         drop(watch);
         assert!(lock(&exits.waiting).is_empty());
+    }
+
+    type Events = tokio::sync::mpsc::UnboundedSender<Result<EventMessage, String>>;
+
+    /// An engine whose every events stream the test feeds: each connect hands the test
+    /// its `since` and the stream's sender.
+    struct FakeEngine(tokio::sync::mpsc::UnboundedSender<(u64, Events)>);
+
+    impl EventSource for FakeEngine {
+        fn events(&self, since: u64) -> BoxStream<'static, Result<EventMessage, String>> {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let _ = self.0.send((since, tx));
+            futures::stream::unfold(rx, |mut rx| async { Some((rx.recv().await?, rx)) }).boxed()
+        }
+    }
+
+    async fn wakes(watch: &ExitWatch) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), watch.woken()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn ends_on_the_stream_wake_their_watch_and_a_reconnect_replays_and_wakes_all() {
+        let (connects_tx, mut connects) = tokio::sync::mpsc::unbounded_channel();
+        let exits = Arc::new(Exits::default());
+        let (one, two) = (exits.watch("gpuspot-i-1"), exits.watch("gpuspot-i-2"));
+        exits.follow(FakeEngine(connects_tx), &tokio::runtime::Handle::current());
+        let (since, stream) = connects.recv().await.expect("a first connect");
+        assert!(since <= unix_now() && since + REPLAY_SLACK_SECS + 1 >= unix_now());
+        assert!(wakes(&one).await && wakes(&two).await, "a connect wakes every watch");
+
+        stream.send(Ok(event("start", "gpuspot-i-1"))).unwrap();
+        stream.send(Ok(event("die", "gpuspot-i-2"))).unwrap();
+        assert!(wakes(&two).await, "its container died");
+        assert!(!wakes(&one).await, "a start or another's end does not wake it");
+        stream.send(Ok(event("die", "gpuspot-i-1"))).unwrap();
+        assert!(wakes(&one).await);
+
+        // The stream breaks: the follower connects again, replaying from before the break.
+        stream.send(Err("engine restarted".into())).unwrap();
+        let (replay_since, again) =
+            tokio::time::timeout(Duration::from_secs(5), connects.recv()).await.unwrap().unwrap();
+        assert!(replay_since >= since && replay_since < unix_now(), "{replay_since}");
+        assert!(wakes(&one).await && wakes(&two).await, "a reconnect wakes every watch");
+
+        // The follower ends with the runtime's Exits.
+        drop((one, two, exits));
+        tokio::time::timeout(Duration::from_secs(1), again.closed()).await.expect("stream dropped");
     }
 }

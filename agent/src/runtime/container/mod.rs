@@ -16,6 +16,7 @@
 //! `logs`, `oom`, `exec`, `adopt`.
 
 mod adopt;
+mod ends;
 mod engine;
 mod exec;
 mod exits;

@@ -23,10 +23,7 @@ use std::collections::HashMap;
 /// bytes: the prefix and 8 hex digits).
 pub const BRIDGE_PREFIX: &str = "gpuspot";
 
-/// `gpuspot-<instance id>`, as its container.
-pub fn network_name(id: &InstanceId) -> String {
-    spec::container_name(id)
-}
+pub use spec::network_name;
 
 /// `gpuspot` and 8 hex digits of the instance id's FNV-1a hash: unique among the few
 /// networks a host has at once, and stable for one instance.

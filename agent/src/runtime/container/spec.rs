@@ -104,6 +104,11 @@ pub fn container_name(id: &InstanceId) -> String {
     format!("gpuspot-{id}")
 }
 
+/// `gpuspot-<instance id>`, as its container.
+pub fn network_name(id: &InstanceId) -> String {
+    container_name(id)
+}
+
 /// The whole create request for `spec`'s container, owned by `agent`.
 pub fn create_body(
     spec: &WorkloadSpec,
@@ -178,7 +183,7 @@ fn host_config(spec: &WorkloadSpec, gpus: GpuAttach, log_max_bytes: u64) -> Host
         pids_limit: Some(PIDS_LIMIT),
         ulimits: Some(vec![ulimit("nofile", NOFILE), ulimit("nproc", NPROC)]),
         // A network of its own (see `network`), reached only on its published ports.
-        network_mode: Some(super::network::network_name(&spec.instance_id)),
+        network_mode: Some(network_name(&spec.instance_id)),
         cap_drop: Some(CAP_DROP.map(str::to_owned).to_vec()),
         readonly_rootfs: Some(true),
         tmpfs: Some(scratch(spec)),

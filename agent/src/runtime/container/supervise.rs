@@ -6,6 +6,7 @@
 //! An engine that stops answering (restarted, say) is retried: the container keeps running
 //! without the engine, and only its end or a stop from the coordinator ends supervision.
 
+use super::ends::{self, RETRY, final_state, running, wait_for_end};
 use super::images::engine_message;
 use super::logs::{self, FollowError, Mark};
 use super::oom::OomWatch;
@@ -15,8 +16,8 @@ use bollard::Docker;
 use bollard::errors::Error as EngineError;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, RemoveContainerOptions,
-    StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, KillContainerOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::WorkloadState;
@@ -25,8 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Pause before asking an engine that did not answer again.
-const RETRY: Duration = Duration::from_secs(1);
 /// How long the output may take to arrive after the container ended.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(10);
 
@@ -137,10 +136,10 @@ async fn follow(
     let oom = pid_of(&docker, name).await.and_then(OomWatch::start);
     let output = tokio::spawn(follow_output(docker.clone(), name.to_owned(), log));
     let stopped = tokio::select! {
-        () = wait_for_end(inner, name) => false,
+        () = wait_for_end(&inner.exits, &inner.engine.docker, name) => false,
         Ok(kill_timeout) = &mut stop => {
             stop_container(&docker, name, kill_timeout).await;
-            wait_for_end(inner, name).await;
+            wait_for_end(&inner.exits, &inner.engine.docker, name).await;
             true
         }
     };
@@ -182,31 +181,6 @@ async fn follow_output(docker: Docker, name: String, log: PathBuf) {
     }
 }
 
-/// Whether the container runs; None when the engine does not answer. A container that is
-/// gone does not run.
-async fn running(docker: &Docker, name: &str) -> Option<bool> {
-    match inspect(docker, name).await {
-        Ok(info) => Some(info.state.and_then(|s| s.running).unwrap_or(false)),
-        Err(EngineError::DockerResponseServerError { status_code: 404, .. }) => Some(false),
-        Err(_) => None,
-    }
-}
-
-/// Returns once the container no longer runs: an inspect decides, at first and each time
-/// the events stream says it may have ended (or, while the engine does not answer, after
-/// [`RETRY`]).
-async fn wait_for_end(inner: &Inner, name: &str) {
-    // Watched before the first inspect, so an end in between wakes the wait.
-    let watch = inner.exits.watch(name);
-    loop {
-        match running(&inner.engine.docker, name).await {
-            Some(false) => return,
-            Some(true) => watch.woken().await,
-            None => drop(tokio::time::timeout(RETRY, watch.woken()).await),
-        }
-    }
-}
-
 /// SIGTERM now, SIGKILL after `kill_timeout` (whole seconds, rounded up), as the engine's
 /// stop does.
 async fn stop_container(docker: &Docker, name: &str, kill_timeout: Duration) {
@@ -217,46 +191,6 @@ async fn stop_container(docker: &Docker, name: &str, kill_timeout: Duration) {
         tracing::warn!(container = name, error = %engine_message(&error), "stop failed; killing");
         let _ = docker.kill_container(name, None::<KillContainerOptions>).await;
     }
-}
-
-/// How an ended container ended: its exit code, or the OOM killer at its memory limit.
-async fn final_state(docker: &Docker, name: &str, oom: Option<&OomWatch>) -> WorkloadState {
-    let info = match inspect(docker, name).await {
-        Ok(info) => info,
-        Err(error) => {
-            let message = format!("lost track of container {name}: {}", engine_message(&error));
-            return WorkloadState::Failed { message };
-        }
-    };
-    let code = info.state.as_ref().and_then(|s| s.exit_code).and_then(|c| i32::try_from(c).ok());
-    // A command that survives the loss of one of its processes and exits 0 succeeded.
-    if code == Some(0) || !oom_killed(&info, oom, code).await {
-        return WorkloadState::Exited { code };
-    }
-    let limit = info.host_config.and_then(|h| h.memory).unwrap_or(0);
-    let gib = limit as f64 / f64::from(1u32 << 30);
-    let message = format!(
-        "out of memory: the container was killed at its memory limit of {gib} GiB (exit code {})",
-        code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
-    );
-    WorkloadState::Failed { message }
-}
-
-/// The engine's word, the watch's, or for a SIGKILL (exit 137) that no stop of ours sent,
-/// the kernel log's.
-async fn oom_killed(
-    info: &ContainerInspectResponse,
-    oom: Option<&OomWatch>,
-    code: Option<i32>,
-) -> bool {
-    let engine_says = info.state.as_ref().and_then(|s| s.oom_killed) == Some(true);
-    if engine_says || oom.is_some_and(OomWatch::killed) {
-        return true;
-    }
-    let Some(id) = info.id.clone().filter(|_| code == Some(128 + libc::SIGKILL)) else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || super::oom::in_kernel_log(&id)).await.unwrap_or(false)
 }
 
 /// Reports the end (a requested stop always ends as `Stopped`), then removes the container.
@@ -272,7 +206,7 @@ async fn end(inner: &Inner, id: &InstanceId, name: &str, state: WorkloadState) {
 }
 
 async fn inspect(docker: &Docker, name: &str) -> Result<ContainerInspectResponse, EngineError> {
-    docker.inspect_container(name, None::<InspectContainerOptions>).await
+    ends::Inspect::inspect(docker, name).await
 }
 
 /// Removes a container (killing it if it still runs) with its anonymous volumes.

@@ -4,7 +4,6 @@
 //! At most [`MAX_IMAGES`] wait in one pool; beyond, a released image is deleted.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -12,8 +11,6 @@ use std::sync::{Mutex, PoisonError};
 /// The pool's dir, beside the instance dirs (a dot name: never an instance id).
 pub const DIR: &str = ".disks";
 const MAX_IMAGES: usize = 1024;
-/// `_IOWR('X', 121, struct fstrim_range)`.
-const FITRIM: libc::c_ulong = 0xC018_5879;
 
 /// Per pool dir: the images it holds, by size in GiB.
 type Index = HashMap<PathBuf, HashMap<u64, Vec<PathBuf>>>;
@@ -60,7 +57,7 @@ pub(super) fn take(data_dir: &Path, gib: u64, image: &Path) -> bool {
 
 /// Empties the mounted disk `dir` and trims it; false when something could not be removed
 /// (that image is not used again).
-pub(super) fn empty(dir: &Path) -> bool {
+pub(super) fn empty(os: &dyn super::DiskOs, dir: &Path) -> bool {
     let mut emptied = true;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
@@ -73,11 +70,8 @@ pub(super) fn empty(dir: &Path) -> bool {
             emptied = false;
         }
     }
-    if emptied && let Ok(handle) = std::fs::File::open(dir) {
-        let mut range = [0u64, u64::MAX, 0];
-        // SAFETY: `range` has the layout of struct fstrim_range and outlives the call. A
-        // failure only leaves the freed blocks allocated in the image.
-        unsafe { libc::ioctl(handle.as_raw_fd(), FITRIM, range.as_mut_ptr()) };
+    if emptied {
+        os.trim(dir);
     }
     emptied
 }
