@@ -145,6 +145,21 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
     let (_, before) = api.get(&format!("/v1/instances/{first}"));
     assert_eq!(before["state"], "running", "{before}");
     assert_eq!(agent.workload_pid(&first), pid, "the workload kept running, not started again");
+    // The ledger the new leader keeps equals the sum of its entries (read between two equal
+    // balances: the meter keeps charging the running instances).
+    let (ledger, balance) = wait_until(SOON, "a ledger between two equal balances", || {
+        let balance = |api: &Api| {
+            gpuspot_e2e::values::money(&api.get("/v1/accounts/a-operator").1, "balance")
+        };
+        let before = balance(&api);
+        let (ledger, _) = api.all_pages("/v1/accounts/a-operator/ledger");
+        if balance(&api) == before {
+            Ok((ledger, before))
+        } else {
+            Err("charged meanwhile".to_owned())
+        }
+    });
+    gpuspot_e2e::billing::assert_ledger_adds_up(&ledger, balance);
     let (_, metrics) = api.get("/metrics");
     let metrics = metrics.as_str().unwrap_or_default();
     for line in
