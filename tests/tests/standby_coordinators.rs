@@ -20,11 +20,17 @@ fn config(pg: &Postgres) -> String {
 
 /// A second coordinator on the cluster's database, in its own dir.
 fn standby(c: &Cluster, pg: &Postgres, name: &str) -> Coordinator {
+    standby_with(c, pg, name, "")
+}
+
+/// [`standby`] with `extra` config appended.
+fn standby_with(c: &Cluster, pg: &Postgres, name: &str, extra: &str) -> Coordinator {
     let dir = c.dir().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let bin = gpuspot_e2e::binaries!().coordinator;
     let token = Some(c.coordinator.admin_token.as_str());
-    Coordinator::start_sharing(&bin, &dir, c.logs(), &config(pg), token)
+    let config = format!("{}\n{extra}", config(pg));
+    Coordinator::start_sharing(&bin, &dir, c.logs(), &config, token)
 }
 
 fn health(api: &Api) -> Value {
@@ -49,7 +55,8 @@ fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
         (leader["role"].as_str(), leader["leader"].as_str()),
         (Some("leader"), Some(c.coordinator.url().as_str()))
     );
-    let b = standby(&c, &pg, "b");
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let b = standby_with(&c, &pg, "b", &format!("[gateway]\nlisten = \"{gateway}\"\n"));
     let standby_health = health(&b.api());
     assert_eq!(standby_health["role"], "standby", "{standby_health}");
     assert_eq!(standby_health["leader"], c.coordinator.url());
@@ -62,6 +69,9 @@ fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
     assert_eq!(answer.status(), 307);
     let location = answer.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(location, format!("{}/v1/instances?limit=1", c.coordinator.url()));
+    let served = raw.get(format!("http://{gateway}/d/web/")).send().unwrap();
+    assert_eq!(served.status(), 503, "a standby's gateway serves nothing");
+    assert!(served.text().unwrap().contains("not_leader"));
 
     let _agent = c.agent(&Cluster::seed_profile("host-a"));
     let id = s(&c.api.create(&request("via-leader", &["RTX 5090"], 1, &sh("sleep 600"))), "id")
@@ -84,6 +94,8 @@ fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
     c.coordinator.terminate(SOON);
     wait_role(&b.api(), "leader");
     assert_eq!(through(&b.url()), direct);
+    let served = raw.get(format!("http://{gateway}/d/web/")).send().unwrap();
+    assert_ne!(served.status(), 503, "the new leader's gateway serves on the same address");
 }
 
 #[test]

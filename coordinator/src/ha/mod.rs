@@ -178,10 +178,15 @@ pub async fn lead(
         None => {
             let standby = standby::serve(listeners.http.try_clone()?, health.clone())?;
             let refusing = tokio::spawn(standby::refuse_agents(listeners.quic.clone()));
+            let gateway = settings.gateway.as_ref().map(|g| standby::refuse_gateway(g.listen));
+            let gateway = gateway.transpose().context("binding the standby's gateway")?;
             endpoints()?;
             let epoch = campaign(&store, &me, lease, health).await;
             refusing.abort();
             standby.stop(false).await;
+            if let Some(gateway) = gateway {
+                gateway.stop(false).await;
+            }
             epoch
         }
     };

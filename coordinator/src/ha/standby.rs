@@ -1,7 +1,7 @@
 //! A standby's API (docs/contracts.md, standby coordinators): `/healthz` says `standby` and
 //! names the leader; every other request is sent there with a 307 to the same path and
 //! query, or answered 503 `no_leader` with `Retry-After: 1` while no coordinator leads.
-//! Agents' QUIC connections are refused at once.
+//! Agents' QUIC connections are refused at once, and its gateway answers 503 `not_leader`.
 
 use super::Health;
 use actix_web::http::header;
@@ -27,6 +27,28 @@ pub fn serve(
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(handle)
+}
+
+/// Answers every request to the gateway's address with 503 `not_leader` (a load balancer in
+/// front routes to the coordinator whose gateway serves), until the returned handle stops it.
+pub fn refuse_gateway(addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(|| App::new().default_service(web::to(not_leader)))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)?
+        .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
+async fn not_leader() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).json(
+        serde_json::json!({ "error": {
+            "code": "not_leader",
+            "message": "this coordinator is a standby: the leader's gateway serves deployments",
+        }}),
+    )
 }
 
 /// Refuses every agent at once (a standby serves none): the agent goes on to the next
