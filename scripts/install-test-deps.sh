@@ -9,10 +9,12 @@
 # openapi-spec-validator (tests/tests/openapi.rs): Debian bookworm does not package it, so it
 # comes from PyPI into its own venv at $OPENAPI_VENV (default /opt/gpuspot-test-venv).
 # slirp4netns gives each process guest its own network (tests/tests/process_network.rs); jq
-# reads JSON in the README walk-through that tests/tests/walkthrough.rs runs.
+# reads JSON in the README walk-through that tests/tests/walkthrough.rs runs. postgresql is
+# the real database of the standby-coordinator tests (tests/src/postgres.rs starts a private
+# server per test from /usr/lib/postgresql/15/bin).
 # Idempotent; needs root (or sudo) and Debian's apt.
 set -euo pipefail
-PACKAGES=(podman runc iptables slirp4netns busybox-static curl jq bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd chromium chromium-driver python3-venv)
+PACKAGES=(podman runc iptables slirp4netns busybox-static curl jq bash e2fsprogs util-linux openssh-client sshpass python3-aiosmtpd prometheus systemd chromium chromium-driver python3-venv postgresql)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -29,4 +29,18 @@ impl ErrorBody {
 pub struct Health {
     #[schema(example = "ok")]
     pub status: String,
+    /// `leader`, or `standby` (several coordinators on one PostgreSQL).
+    pub role: CoordinatorRole,
+    /// The leader's API URL; null while no coordinator leads (or when it is this one and it
+    /// advertises none).
+    #[schema(example = "http://10.0.0.1:8080")]
+    pub leader: Option<String>,
+}
+
+/// Whether a coordinator leads (commits, serves) or stands by (redirects to the leader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinatorRole {
+    Leader,
+    Standby,
 }

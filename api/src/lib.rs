@@ -28,7 +28,7 @@ pub use accounts::{
 pub use deployments::{
     Autoscaling, Deployment, DeploymentState, Endpoint, Mode, ScheduledMinimum, Spec, Template,
 };
-pub use error::{ErrorBody, ErrorDetail, Health};
+pub use error::{CoordinatorRole, ErrorBody, ErrorDetail, Health};
 pub use hosts::{Host, HostGpu, HostGpuFault, HostState, HostUnit};
 pub use instances::{
     Billing, EndReason, GpuAsk, Instance, InstanceState, OnUnavailable, Range, Readiness,

@@ -19,6 +19,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Talks to one coordinator.
 pub struct Client {
     base: String,
+    /// Further coordinators from a comma-separated `GPUSPOT_API`, tried in turn.
+    others: Vec<String>,
     token: Option<String>,
     http: Http,
 }
@@ -26,8 +28,10 @@ pub struct Client {
 impl Client {
     /// A client for the API at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Client> {
+        let mut urls = crate::failover::split(base).into_iter();
         Ok(Client {
-            base: base.trim_end_matches('/').to_owned(),
+            base: urls.next().unwrap_or_default(),
+            others: urls.collect(),
             token: token.filter(|t| !t.is_empty()),
             http: build_http(Some(REQUEST_TIMEOUT))?,
         })
@@ -173,7 +177,10 @@ impl Client {
 
     /// Sends a request; a 4xx/5xx answer becomes an [`ApiError`].
     fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
-        let response = request.send().map_err(|e| self.transport_error(e))?;
+        let (http, request) = request.build_split();
+        let request = request.map_err(|e| self.transport_error(e))?;
+        let response = crate::failover::execute(&http, request, &self.others)
+            .map_err(|e| self.transport_error(e))?;
         let status = response.status();
         if status.is_client_error() || status.is_server_error() {
             let reason = status.canonical_reason().unwrap_or("error").to_owned();
@@ -217,6 +224,7 @@ fn build_http(timeout: Option<Duration>) -> anyhow::Result<Http> {
     Http::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")
 }

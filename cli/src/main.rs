@@ -12,6 +12,7 @@ mod deployment_update;
 mod dev;
 mod dev_ports;
 mod errors;
+mod failover;
 mod manpages;
 mod output;
 mod request;

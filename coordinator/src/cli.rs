@@ -33,6 +33,16 @@ pub struct Args {
     /// QUIC address agents connect to
     #[arg(long, env = "GPUSPOT_QUIC")]
     pub quic: Option<SocketAddr>,
+    /// Where state lives: `sqlite` (in the data dir, the default) or
+    /// `postgres://USER[:PASS]@HOST:PORT/DB`, shared by standby coordinators
+    #[arg(long, global = true, env = "GPUSPOT_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// The API URL standbys send clients to when this coordinator leads
+    #[arg(long, env = "GPUSPOT_ADVERTISE_HTTP", value_name = "URL")]
+    pub advertise_http: Option<String>,
+    /// The QUIC address (HOST:PORT) standbys send agents to when this coordinator leads
+    #[arg(long, env = "GPUSPOT_ADVERTISE_QUIC", value_name = "ADDR")]
+    pub advertise_quic: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -49,6 +59,15 @@ pub enum Command {
         /// The new file (it must not exist)
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+    },
+    /// Copy a SQLite installation into an empty PostgreSQL database (coordinator stopped)
+    Migrate {
+        /// The SQLite coordinator's data dir
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// postgres://USER[:PASS]@HOST:PORT/DB
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
@@ -87,6 +106,9 @@ pub fn settings(args: &Args) -> anyhow::Result<Settings> {
     raw.http = args.http.or(raw.http);
     raw.quic = args.quic.or(raw.quic);
     raw.data_dir = args.data_dir.clone().or(raw.data_dir);
+    raw.store.url = args.store.clone().or(raw.store.url);
+    raw.ha.advertise_http = args.advertise_http.clone().or(raw.ha.advertise_http);
+    raw.ha.advertise_quic = args.advertise_quic.clone().or(raw.ha.advertise_quic);
     if let Ok(token) = std::env::var("GPUSPOT_ADMIN_TOKEN")
         && !token.trim().is_empty()
     {
@@ -112,7 +134,10 @@ pub fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = settings(&args)?;
     match args.command {
-        Some(Command::Token { action }) => return tokens::run(&settings.data_dir, action),
+        Some(Command::Token { action }) => {
+            return tokens::run(&settings.data_dir, &settings.store, action);
+        }
+        Some(Command::Migrate { from, to }) => return crate::store::migrate::run(&from, &to),
         Some(Command::Backup { to }) => {
             let bytes = crate::store::backup::backup(&settings.data_dir, &to)?;
             eprintln!("backed up the database to {} ({bytes} bytes)", to.display());
@@ -132,7 +157,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         if running.admin_token_generated {
             println!("admin token (saved in the data dir): {}", running.admin_token);
         }
-        gpuspot_common::process::shutdown_signal().await;
+        tokio::select! {
+            () = gpuspot_common::process::shutdown_signal() => {}
+            () = running.deposed() => {
+                // Nothing more commits (the fence refuses it): end at once, tearing nothing
+                // down, and let the supervisor start this coordinator again as a standby.
+                tracing::error!("another coordinator took the lead: stepping down");
+                eprintln!("gpuspot-coordinator: another coordinator took the lead: stepping down");
+                std::process::exit(1);
+            }
+        }
         tracing::info!("shutting down");
         running.stop().await;
         Ok(())

@@ -7,6 +7,7 @@ mod policy;
 mod pool;
 mod retention;
 mod smtp;
+mod store;
 
 pub use deployments::RawDeployments;
 pub use listeners::{ApiSettings, GatewaySettings, RawApi, RawGateway, RawSsh, SshSettings};
@@ -14,6 +15,7 @@ pub use policy::{Policy, RawPolicy};
 pub use pool::RawPool;
 pub use retention::RawRetention;
 pub use smtp::{RawSmtp, SmtpSettings};
+pub use store::{HaSettings, RawHa, RawStore};
 
 use crate::core::crash_loop::CrashBackoff;
 use crate::core::quotas::Quota;
@@ -66,6 +68,12 @@ pub struct RawConfig {
     /// How long ended work is kept (DESIGN §15).
     #[serde(default)]
     pub retention: RawRetention,
+    /// Where state lives: SQLite in the data dir, or a shared PostgreSQL.
+    #[serde(default)]
+    pub store: RawStore,
+    /// Leadership among coordinators sharing a PostgreSQL store.
+    #[serde(default)]
+    pub ha: RawHa,
 }
 
 /// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
@@ -150,6 +158,10 @@ pub struct Settings {
     /// `[api]`.
     pub api: ApiSettings,
     pub retention: crate::core::retention::Retention,
+    /// `[store] url`.
+    pub store: crate::store::url::StoreUrl,
+    /// `[ha]`.
+    pub ha: HaSettings,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -204,6 +216,8 @@ impl RawConfig {
         let gateway = self.gateway.map(|raw| raw.validate(&mut problems));
         let api = self.api.validate(&mut problems);
         let retention = self.retention.validate(&mut problems);
+        let store = self.store.validate(&mut problems);
+        let ha = self.ha.validate(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -231,6 +245,8 @@ impl RawConfig {
             gateway,
             api,
             retention,
+            store,
+            ha,
         })
     }
 }

@@ -5,7 +5,8 @@
 //! - [`core`]: the gpuspot-core crate, pure logic given `now`: the instance lifecycle enum, the cluster over its
 //!   owned parts (hosts, instances, prices, ledger, deployments, snapshots), one timer.
 //! - [`actors`]: the actix shells that own the core, persist, arm timers and send.
-//! - [`store`]: SQLite behind the [`store::Store`] trait, with a group-committing writer.
+//! - [`store`]: SQLite or PostgreSQL behind the [`store::Store`] trait, with a
+//!   group-committing writer; [`ha`]: leadership among coordinators sharing PostgreSQL.
 //! - [`quic`]: the agent link (join, mutual-TLS sessions, log intake, snapshot streams).
 //! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator;
@@ -21,6 +22,8 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod gateway;
+pub mod ha;
+pub mod join;
 pub mod listen;
 pub mod mail;
 pub mod metrics;

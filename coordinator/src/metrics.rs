@@ -79,6 +79,10 @@ pub struct Metrics {
     hosts: Family<State, Gauge>,
     instances: Family<State, Gauge>,
     heartbeat_age: Family<HostLabel, FloatGauge>,
+    /// 1 while this coordinator leads (docs/architecture.md, standby coordinators).
+    pub leader: Gauge,
+    pub leader_changes: Counter,
+    pub store_commit: Histogram,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -106,6 +110,9 @@ impl Metrics {
             hosts: Default::default(),
             instances: Default::default(),
             heartbeat_age: Default::default(),
+            leader: Default::default(),
+            leader_changes: Default::default(),
+            store_commit: seconds_histogram(),
             registry: Registry::default(),
         };
         r.register(
@@ -166,6 +173,17 @@ impl Metrics {
             "gpuspot_host_heartbeat_age_seconds",
             "Seconds since each host was last heard from",
             m.heartbeat_age.clone(),
+        );
+        r.register("gpuspot_leader", "1 while this coordinator leads", m.leader.clone());
+        r.register(
+            "gpuspot_leader_changes",
+            "Times this coordinator took the lead",
+            m.leader_changes.clone(),
+        );
+        r.register(
+            "gpuspot_store_commit_seconds",
+            "Time of one group commit to the store",
+            m.store_commit.clone(),
         );
         Metrics { registry: r, ..m }
     }

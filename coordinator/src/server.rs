@@ -1,7 +1,8 @@
 //! Starts a coordinator inside the current actix system: store, CA, cluster actor, QUIC
 //! listener and HTTP API, and writes `endpoints.json` into the data dir so tools (and the
 //! test harness) find the addresses it actually bound. The data dir is kept 0700 and its
-//! secrets (database, CA key, admin token, reset key) 0600 (DESIGN §15).
+//! secrets (database, CA key, admin token, reset key) 0600 (DESIGN §15). With a shared
+//! PostgreSQL store it first waits as a standby until it takes the lead ([`crate::ha`]).
 
 use crate::actors::ClusterActor;
 use crate::api::{self, AppState};
@@ -9,16 +10,12 @@ use crate::config::Settings;
 use crate::core::Cluster;
 use crate::core::rotation::DEFAULT_DRAIN_MARGIN;
 use crate::quic::{self, LogStore, QuicContext};
-use crate::store::credentials::{JoinTokenRecord, NewJoinToken};
 use crate::store::files::{self, restrict};
 use crate::store::lock::DataDirLock;
-use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
-use crate::store::{Store, StoreError};
 use actix::Actor;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use gpuspot_common::pki::{CertificateAuthority, JoinToken};
 use gpuspot_common::{Clock, SystemClock};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +41,8 @@ pub struct Running {
     ssh: Option<crate::ssh::SshDoor>,
     gateway_task: Option<tokio::task::JoinHandle<()>>,
     cluster: actix::Addr<ClusterActor>,
+    /// With a shared store: this coordinator's hold on the lease.
+    leadership: Option<crate::ha::Leadership>,
 }
 
 impl Running {
@@ -51,6 +50,15 @@ impl Running {
     pub fn open_api(&mut self) {
         if let Some(server) = self.unopened_api.take() {
             actix_rt::spawn(server);
+        }
+    }
+
+    /// Resolves when this coordinator lost the lead to another (never with SQLite): it must
+    /// then end without committing anything more.
+    pub async fn deposed(&self) {
+        match &self.leadership {
+            Some(leadership) => leadership.deposed().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -82,6 +90,9 @@ impl Running {
             tracing::debug!(%error, "the cluster had stopped already");
         }
         self.endpoint.close(0u32.into(), b"coordinator shutting down");
+        if let Some(leadership) = self.leadership {
+            leadership.release().await;
+        }
     }
 }
 
@@ -122,43 +133,25 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     files::write_private(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// How long a join token lasts unless `--ttl` says otherwise (DESIGN §15).
-pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// Creates a join token that expires after `ttl` and, with `max_uses`, admits that many
-/// hosts; works whether or not the coordinator is running (they share the database).
-pub fn create_join_token_with(
-    data_dir: &Path,
-    ttl: Duration,
-    max_uses: Option<u32>,
-) -> anyhow::Result<(JoinToken, JoinTokenRecord)> {
-    files::private_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let ca = CertificateAuthority::load_or_create(data_dir)?;
-    let store = SqliteStore::open(data_dir)?;
-    let created_at = chrono::Utc::now();
-    let expires_at = chrono::Duration::from_std(ttl)
-        .ok()
-        .and_then(|ttl| created_at.checked_add_signed(ttl))
-        .context("the token lifetime is too long")?;
-    // Ids are a prefix of the secret's hash: a clash is astronomically rare, but cheap to
-    // step around.
-    let mut clash = None;
-    for _ in 0..4 {
-        let token = JoinToken::generate(&ca);
-        let new = NewJoinToken {
-            secret_hash: token.secret_hash(),
-            created_at,
-            expires_at: Some(expires_at),
-            max_uses,
-        };
-        match store.add_join_token(&new) {
-            Ok(record) => return Ok((token, record)),
-            Err(e @ StoreError::Conflict(_)) => clash = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(clash.map_or_else(|| anyhow::anyhow!("no join token created"), Into::into))
+/// `endpoints.json`: the addresses this coordinator bound (a standby's too: tools and the
+/// test harness find it before it leads).
+fn write_endpoints(
+    dir: &Path,
+    http: SocketAddr,
+    quic: SocketAddr,
+    ssh: Option<SocketAddr>,
+    gateway: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let endpoints = serde_json::json!({
+        "http": http.to_string(),
+        "quic": quic.to_string(),
+        "ssh": ssh.map(|a| a.to_string()),
+        "gateway": gateway.map(|a| a.to_string()),
+    });
+    Ok(std::fs::write(dir.join("endpoints.json"), endpoints.to_string())?)
 }
+
+pub use crate::join::{JOIN_TOKEN_TTL, create_join_token_in, create_join_token_with};
 
 /// Starts everything; call from inside `actix::System::with_tokio_rt`.
 /// How long an idle HTTP connection stays open.
@@ -197,10 +190,24 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     // Before anything in the dir is read or written (endpoints.json included).
     let lock = DataDirLock::acquire(&data_dir)?;
-    let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir)?);
+    let opened = crate::ha::open_store(&settings).await?;
+    let ca = Arc::new(crate::ha::certificate_authority(&data_dir, opened.shared.as_ref()).await?);
+    let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
+    let reset_key = quic_reset_key(&data_dir)?;
+    let listeners = crate::ha::Listeners::bind(&settings, ca.server_config()?, idle, &reset_key)?;
+    let health = crate::ha::Health::new(crate::ha::Role::Standby, None);
+    let standby_endpoints = || {
+        write_endpoints(&data_dir, listeners.http.local_addr()?, listeners.quic_addr()?, None, None)
+    };
+    let leadership =
+        crate::ha::lead(&settings, &opened, &listeners, &health, standby_endpoints).await?;
+    health.set(crate::ha::Role::Leader, Some(listeners.http_url.clone()));
+    let store = opened.store;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let loaded = store.load().context("loading coordinator state")?;
+    let loader = store.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader.load())
+        .await?
+        .context("loading coordinator state")?;
     tracing::info!(hosts = loaded.hosts.len(), instances = loaded.instances.len(), "state loaded");
     let now = clock.now();
     let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
@@ -254,13 +261,7 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
         tracing::info!(stale, "removed snapshot uploads interrupted by a restart");
     }
 
-    let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
-    let endpoint = gpuspot_common::transport::server_endpoint_with_reset_key(
-        settings.quic,
-        ca.server_config()?,
-        idle,
-        &quic_reset_key(&data_dir)?,
-    )?;
+    let endpoint = listeners.quic.clone();
     let quic_addr = endpoint.local_addr()?;
     let exec_links = Arc::new(quic::exec::ExecLinks::default());
     quic::serve(
@@ -304,8 +305,9 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
     });
     let admission = Arc::new(crate::listen::Admission::new(settings.api.limits));
     let body_timeout = settings.api.body_timeout;
+    let health = web::Data::new(health);
     let server = HttpServer::new(move || {
-        api::openapi::assemble(App::new().app_data(state.clone()))
+        api::openapi::assemble(App::new().app_data(state.clone()).app_data(health.clone()))
             .wrap(actix_web::middleware::from_fn(api::metrics::count))
             .wrap(actix_web::middleware::from_fn(move |request, next| {
                 crate::listen::api::body_deadline(body_timeout, request, next)
@@ -321,19 +323,13 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
     .keep_alive(HTTP_KEEP_ALIVE)
     // Event streams never end by themselves: a stop must not wait for them.
     .shutdown_timeout(SHUTDOWN_GRACE)
-    .bind(settings.http)
-    .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
+    .listen(listeners.http)
+    .with_context(|| format!("serving the HTTP API on {}", settings.http))?;
     let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
     let server = server.run();
     let http = server.handle();
 
-    let endpoints = serde_json::json!({
-        "http": http_addr.to_string(),
-        "quic": quic_addr.to_string(),
-        "ssh": ssh_addr.map(|a| a.to_string()),
-        "gateway": gateway_addr.map(|a| a.to_string()),
-    });
-    std::fs::write(data_dir.join("endpoints.json"), endpoints.to_string())?;
+    write_endpoints(&data_dir, http_addr, quic_addr, ssh_addr, gateway_addr)?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
     Ok(Running {
         http_addr,
@@ -349,6 +345,7 @@ async fn start_services(settings: Settings) -> anyhow::Result<Running> {
         gateway_task,
         cluster: stop_handle,
         _lock: lock,
+        leadership,
     })
 }
 

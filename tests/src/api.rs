@@ -97,6 +97,12 @@ impl Api {
         self.try_send(self.request(Method::GET, path)).map_err(|e| format!("GET {path}: {e}"))
     }
 
+    /// Like [`Api::post`], but a connection failure is an `Err` (for a server that may die).
+    pub fn try_post(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        let builder = self.request(Method::POST, path).json(body);
+        self.try_send(builder).map_err(|e| format!("POST {path}: {e}"))
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(self.request(Method::POST, path).json(body), &format!("POST {path}"))
     }

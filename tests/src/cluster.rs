@@ -78,6 +78,8 @@ pub struct Cluster {
     bins: Binaries,
     logs: LogList,
     agents_started: Mutex<u32>,
+    /// `--coordinator` for agents started from now on, when not this coordinator alone.
+    agent_coordinators: Mutex<Option<String>>,
     // Dropped last: the processes above die before their files go.
     dir: tempfile::TempDir,
 }
@@ -97,11 +99,31 @@ impl Cluster {
         let coordinator =
             Coordinator::start_with_config(&bins.coordinator, dir.path(), logs.clone(), config);
         let api = coordinator.api();
-        Cluster { coordinator, api, bins, logs, agents_started: Mutex::new(0), dir }
+        let agent_coordinators = Mutex::new(None);
+        Cluster {
+            coordinator,
+            api,
+            bins,
+            logs,
+            agents_started: Mutex::new(0),
+            agent_coordinators,
+            dir,
+        }
     }
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Agents started from now on get `addresses` (`HOST:PORT,HOST:PORT`) as their
+    /// `--coordinator`: standby coordinators on one PostgreSQL.
+    pub fn agents_use(&self, addresses: &str) {
+        *self.agent_coordinators.lock().expect("agent coordinators") = Some(addresses.to_owned());
+    }
+
+    /// The test's log files so far (and a place to add others, e.g. a second coordinator's).
+    pub fn logs(&self) -> LogList {
+        self.logs.clone()
     }
 
     /// A fresh single-use join token.
@@ -219,9 +241,10 @@ impl Cluster {
         token: Option<&str>,
     ) -> Command {
         let mut command = Command::new(bin);
+        let coordinators = self.agent_coordinators.lock().expect("agent coordinators").clone();
         command
             .arg("--coordinator")
-            .arg(self.coordinator.quic.to_string())
+            .arg(coordinators.unwrap_or_else(|| self.coordinator.quic.to_string()))
             .arg("--simulate")
             .arg(profile)
             .arg("--state-dir")

@@ -91,6 +91,18 @@ impl Coordinator {
     /// Like [`Coordinator::start`], with `config` (a whole coordinator TOML) instead of
     /// [`TEST_CONFIG`]; see [`config_with_timers`].
     pub fn start_with_config(bin: &Path, dir: &Path, logs: LogList, config: &str) -> Coordinator {
+        Coordinator::start_sharing(bin, dir, logs, config, None)
+    }
+
+    /// Like [`Coordinator::start_with_config`], with `admin_token` when given: coordinators
+    /// sharing one PostgreSQL store take the same one.
+    pub fn start_sharing(
+        bin: &Path,
+        dir: &Path,
+        logs: LogList,
+        config: &str,
+        admin_token: Option<&str>,
+    ) -> Coordinator {
         let config_text = config;
         let config = dir.join("coordinator.toml");
         std::fs::write(&config, config_text).expect("write coordinator config");
@@ -102,7 +114,8 @@ impl Coordinator {
         let mut coordinator = Coordinator {
             data_dir: dir.join("coordinator-data"),
             config,
-            admin_token: format!("e2e-admin-{}-{nanos}", std::process::id()),
+            admin_token: admin_token
+                .map_or_else(|| format!("e2e-admin-{}-{nanos}", std::process::id()), str::to_owned),
             http: any,
             quic: any,
             bin: bin.to_owned(),
@@ -122,6 +135,20 @@ impl Coordinator {
 
     pub fn api(&self) -> Api {
         Api::new(&self.url(), Some(&self.admin_token))
+    }
+
+    /// SIGSTOP or SIGCONT (a paused process, e.g. a leader past its lease).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.pid().expect("a running coordinator");
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(pid as i32, signal);
+        }
+    }
+
+    /// The exit status once the process ended by itself.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc.as_mut().and_then(Proc::try_wait)
     }
 
     /// SIGKILL: no shutdown path runs.

@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod mounts;
 pub mod peer;
 pub mod podman;
+pub mod postgres;
 pub mod process;
 pub mod smtp;
 pub mod values;

@@ -44,6 +44,8 @@ pub enum LinkError {
 
 /// How this host reaches the coordinator, and what its link keeps across sessions.
 pub(crate) struct Link {
+    /// `HOST:PORT`, or several comma separated (standby coordinators): the first is tried,
+    /// and after a failed attempt the next goes first.
     coordinator: String,
     join_token: Option<String>,
     state_dir: PathBuf,
@@ -113,7 +115,9 @@ fn rand_jitter_ms(max: u64) -> u64 {
     h.finish() % max.max(1)
 }
 
-pub async fn resolve(address: &str) -> Result<SocketAddr, LinkError> {
+/// The first address of `list` (`HOST:PORT[,HOST:PORT…]`), resolved.
+pub async fn resolve(list: &str) -> Result<SocketAddr, LinkError> {
+    let address = list.split(',').next().unwrap_or_default().trim();
     tokio::net::lookup_host(address)
         .await
         .map_err(|_| LinkError::Resolve(address.to_owned()))?
@@ -163,7 +167,10 @@ impl Link {
             };
             match outcome {
                 Err(LinkError::Fatal(reason)) => return Err(LinkError::Fatal(reason)),
-                Err(e) => tracing::warn!(error = %e, "link to the coordinator down; reconnecting"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "link to the coordinator down; reconnecting");
+                    self.next_coordinator();
+                }
                 Ok(()) => backoff.reset(),
             }
             // A session that was up ends like a fresh start: retry soon, not after the
@@ -177,6 +184,14 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// After a failed attempt the next address goes first (a standby does not serve agents;
+    /// the leader may be any of them).
+    fn next_coordinator(&mut self) {
+        if let Some((first, rest)) = self.coordinator.split_once(',') {
+            self.coordinator = format!("{rest},{first}");
+        }
     }
 
     async fn credentials(&self, host: &LocalHost) -> Result<HostCredentials, LinkError> {

@@ -6,13 +6,14 @@ mod areas;
 
 pub use areas::{
     AccountInputError, AuthError, ExecError, Internal, InvalidBody, NotFound, QueryError,
-    TooManyStreams, WorkloadError,
+    StoreUnavailable, TooManyStreams, WorkloadError,
 };
 
 use crate::actors::Failure;
 use crate::core::drills::DrillError;
 use crate::core::error::{AccountError, DeploymentError, LifecycleError};
 use crate::core::faults::FaultError;
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use gpuspot_api::ErrorBody;
@@ -103,6 +104,7 @@ answers!(FaultError {
 });
 answers!(TooManyStreams { TooManyStreams(_) => (TOO_MANY_REQUESTS, "too_many_streams") });
 answers!(Internal { Internal(_) => (INTERNAL_SERVER_ERROR, "internal") });
+answers!(StoreUnavailable { StoreUnavailable(_) => (SERVICE_UNAVAILABLE, "store_unavailable") });
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -142,6 +144,9 @@ impl From<Failure> for HttpError {
             }
             Failure::OperatorIsFixed => HttpError::conflict(message),
             Failure::UnknownCursor(_) => HttpError::bad_request("invalid_query", message),
+            Failure::Store(StoreError::Unavailable(_)) => {
+                HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+            }
             Failure::Store(_) => HttpError::internal(message),
         }
     }

@@ -38,7 +38,7 @@ use crate::actors::{ApiRequest, ClusterActor, Reply};
 use crate::quic::LogStore;
 use actix::Addr;
 use actix_web::{HttpResponse, web};
-use error::{HttpError, Internal, NotFound};
+use error::{HttpError, Internal, NotFound, StoreUnavailable};
 
 pub struct AppState {
     pub cluster: Addr<ClusterActor>,
@@ -78,7 +78,8 @@ pub async fn ask<T: 'static>(
     answer.await.map_err(|e| unavailable(&e))?.map_err(HttpError::from)
 }
 
-/// Runs a store or file call off the actix thread; either failure is a 500.
+/// Runs a store or file call off the actix thread; a failure is a 500, or a 503 when the
+/// database is unreachable.
 pub async fn blocking<T, E>(
     call: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, HttpError>
@@ -86,10 +87,14 @@ where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    web::block(call)
-        .await
-        .map_err(|e| Internal(e.to_string()))?
-        .map_err(|e| Internal(e.to_string()).into())
+    web::block(call).await.map_err(|e| Internal(e.to_string()))?.map_err(|e| {
+        // A read the database could not answer: worth retrying (503), not a bug (500).
+        let any: &dyn std::any::Any = &e;
+        match any.downcast_ref::<crate::store::StoreError>() {
+            Some(crate::store::StoreError::Unavailable(_)) => StoreUnavailable(e.to_string()).into(),
+            _ => Internal(e.to_string()).into(),
+        }
+    })
 }
 
 /// The documented routes; [`openapi::assemble`] adds [`metrics::routes`] and the docs.

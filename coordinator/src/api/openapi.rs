@@ -11,8 +11,8 @@
 //! that no `.route(…)` bypasses the document.
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
-use actix_web::{App, HttpResponse, get, http::header};
-use gpuspot_api::{ErrorBody, Health};
+use actix_web::{App, HttpResponse, get, http::header, web};
+use gpuspot_api::{CoordinatorRole, ErrorBody, Health};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -114,8 +114,13 @@ async fn docs_redirect() -> HttpResponse {
     responses((status = 200, description = "The coordinator answers", body = Health))
 )]
 #[get("/healthz")]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok".to_owned() })
+pub async fn healthz(health: Option<web::Data<crate::ha::Health>>) -> HttpResponse {
+    let (role, leader) = health.map_or((crate::ha::Role::Leader, None), |h| h.get());
+    let role = match role {
+        crate::ha::Role::Leader => CoordinatorRole::Leader,
+        crate::ha::Role::Standby => CoordinatorRole::Standby,
+    };
+    HttpResponse::Ok().json(Health { status: "ok".to_owned(), role, leader })
 }
 
 // The functions below are never called: each describes a route registered elsewhere, for

@@ -1,20 +1,22 @@
-//! `gpuspot-coordinator token create|list|revoke`: join tokens, straight on the SQLite
-//! store in the data dir, so they work whether or not the coordinator is running.
+//! `gpuspot-coordinator token create|list|revoke`: join tokens, straight on the store (the
+//! SQLite file in the data dir, or the shared PostgreSQL), so they work whether or not the
+//! coordinator is running.
 
 use super::TokenAction;
 use crate::store::Store;
 use crate::store::credentials::{JoinTokenRecord, show_time};
-use crate::store::sqlite::SqliteStore;
+use crate::store::url::StoreUrl;
 use anyhow::{Context as _, bail};
 use chrono::Utc;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub fn run(data_dir: &Path, action: TokenAction) -> anyhow::Result<()> {
+pub fn run(data_dir: &Path, store: &StoreUrl, action: TokenAction) -> anyhow::Result<()> {
     match action {
-        TokenAction::Create { ttl, uses } => create(data_dir, ttl, uses),
-        TokenAction::List { json } => list(data_dir, json),
-        TokenAction::Revoke { id } => revoke(data_dir, &id),
+        TokenAction::Create { ttl, uses } => create(data_dir, store, ttl, uses),
+        TokenAction::List { json } => list(&open(data_dir, store)?, json),
+        TokenAction::Revoke { id } => revoke(&open(data_dir, store)?, &id),
     }
 }
 
@@ -29,8 +31,8 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 
 /// The token alone on stdout (scripts read its first line); what it allows on stderr.
 /// Single use unless `--uses N`: a token that leaks admits no more hosts than it was made for.
-fn create(data_dir: &Path, ttl: Duration, uses: u32) -> anyhow::Result<()> {
-    let (token, record) = crate::server::create_join_token_with(data_dir, ttl, Some(uses))?;
+fn create(data_dir: &Path, store: &StoreUrl, ttl: Duration, uses: u32) -> anyhow::Result<()> {
+    let (token, record) = crate::server::create_join_token_in(data_dir, store, ttl, Some(uses))?;
     println!("{token}");
     let expires = record.expires_at.map_or_else(|| "never".to_owned(), show_time);
     eprintln!(
@@ -46,15 +48,15 @@ fn create(data_dir: &Path, ttl: Duration, uses: u32) -> anyhow::Result<()> {
 }
 
 /// The existing store: listing or revoking must not create an empty one by mistake.
-fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    if !data_dir.join("gpuspot.db").exists() {
+fn open(data_dir: &Path, store: &StoreUrl) -> anyhow::Result<Arc<dyn Store>> {
+    if *store == StoreUrl::Sqlite && !data_dir.join("gpuspot.db").exists() {
         bail!("no coordinator state in {} (check --data-dir)", data_dir.display());
     }
-    SqliteStore::open(data_dir).with_context(|| format!("opening {}", data_dir.display()))
+    Ok(store.open(data_dir).with_context(|| format!("opening the store {store}"))?.store)
 }
 
-fn list(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let tokens = open(data_dir)?.join_tokens()?;
+fn list(store: &Arc<dyn Store>, json: bool) -> anyhow::Result<()> {
+    let tokens = store.join_tokens()?;
     let now = Utc::now();
     if json {
         let rows: Vec<serde_json::Value> = tokens.iter().map(|t| json_row(t, now)).collect();
@@ -102,9 +104,8 @@ fn table(tokens: &[JoinTokenRecord], now: chrono::DateTime<Utc>) -> String {
     out
 }
 
-fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<()> {
+fn revoke(store: &Arc<dyn Store>, id: &str) -> anyhow::Result<()> {
     let id = id.trim().to_ascii_lowercase();
-    let store = open(data_dir)?;
     let Some(before) = store.join_tokens()?.into_iter().find(|t| t.id == id) else {
         bail!("no join token {id} (see `gpuspot-coordinator token list`)");
     };

@@ -145,7 +145,7 @@ pub struct NewCertificate {
 
 const TOKEN_COLUMNS: &str = "hash, created_at, expires_at, max_uses, uses, revoked_at";
 
-fn time(what: &str, text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn time(what: &str, text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
     text.map(|t| {
         DateTime::parse_from_rfc3339(&t)
             .map(|t| t.with_timezone(&Utc))

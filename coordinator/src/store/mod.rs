@@ -1,6 +1,8 @@
-//! Durable coordinator state (DESIGN §10). [`Store`] is the seam a PostgreSQL backend would
-//! fill; [`sqlite::SqliteStore`] is the one we ship. Writes go through [`writer::Writer`],
-//! one thread that group-commits batches so that nothing blocks the actors.
+//! Durable coordinator state (DESIGN §10) behind [`Store`]: [`sqlite::SqliteStore`], the
+//! embedded default, or [`postgres::PostgresStore`], which several coordinators share (one
+//! leads; docs/architecture.md). [`url::StoreUrl`] says which. Writes go through
+//! [`writer::Writer`], one thread that group-commits batches so that nothing blocks the
+//! actors.
 
 pub mod backup;
 pub mod credentials;
@@ -9,8 +11,11 @@ mod credentials_tests;
 pub mod files;
 pub mod lock;
 pub mod messages;
+pub mod migrate;
+pub mod postgres;
 pub mod retention;
 pub mod sqlite;
+pub mod url;
 pub mod writer;
 
 use crate::core::billing::{Account, LedgerEntry};
@@ -28,6 +33,20 @@ use messages::{MailOutcome, PendingMail};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("store URL: {0}")]
+    Url(String),
+    #[error(
+        "the database's schema is version {found}, newer than this coordinator knows ({known}): \
+         upgrade this coordinator"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error("this coordinator's lease (epoch {epoch}) was taken by another: not committed")]
+    Fenced { epoch: i64 },
+    /// The database cannot be reached: nothing was written; retrying later may succeed.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     #[error("stored row {0} is unreadable: {1}")]
     Corrupt(String, String),
     #[error("cannot create data dir {0}: {1}")]

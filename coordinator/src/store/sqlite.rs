@@ -113,7 +113,7 @@ fn load_all<T: serde::de::DeserializeOwned>(
 /// thousands of times, which would cost every scheduling pass; they are brought to the
 /// bounds here (see [`normalise_loaded`]) and said so once each. The row is rewritten the
 /// next time the instance or deployment changes.
-fn bound_old_requests(instances: &mut [Instance], deployments: &mut [Deployment]) {
+pub(super) fn bound_old_requests(instances: &mut [Instance], deployments: &mut [Deployment]) {
     for instance in instances {
         if normalise_loaded(&mut instance.request.gpu) {
             tracing::warn!(instance = %instance.id, "stored request's GPU models cut to the bounds");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// A failed commit's error, shared by every batch of its group.
+type Outcome = Result<(), Arc<StoreError>>;
+type Reply = oneshot::Sender<Outcome>;
 /// Runs on the writer thread right after its batch is durable, in commit order: this is
 /// how messages to agents are sent only once what they announce is on disk.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -40,9 +42,11 @@ impl Writer {
         let sent = self.tx.send((batch, after, reply));
         async move {
             sent.map_err(|_| StoreError::WriterGone)?;
-            done.await
-                .map_err(|_| StoreError::WriterGone)?
-                .map_err(|e| StoreError::Corrupt("commit".into(), e))
+            done.await.map_err(|_| StoreError::WriterGone)?.map_err(|e| match &*e {
+                // Unreachable is worth retrying, and says so to the API (503).
+                StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+                other => StoreError::Corrupt("commit".into(), other.to_string()),
+            })
         }
     }
 }
@@ -59,12 +63,15 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Job>) {
         }
         let batches: Vec<Batch> = group.iter_mut().map(|(b, _, _)| std::mem::take(b)).collect();
         let non_empty: Vec<Batch> = batches.into_iter().filter(|b| !b.is_empty()).collect();
+        let started = std::time::Instant::now();
         let result = if non_empty.is_empty() {
             Ok(())
         } else {
-            store.commit(&non_empty).map_err(|e| {
+            let committed = store.commit(&non_empty);
+            crate::metrics::METRICS.store_commit.observe(started.elapsed().as_secs_f64());
+            committed.map_err(|e| {
                 tracing::error!(error = %e, batches = non_empty.len(), "store commit failed; changes not acknowledged");
-                e.to_string()
+                Arc::new(e)
             })
         };
         for (_, after, reply) in group {

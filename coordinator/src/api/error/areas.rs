@@ -100,3 +100,8 @@ pub struct TooManyStreams(pub usize);
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Internal(pub String);
+
+/// The database could not be reached (several coordinators on PostgreSQL): worth retrying.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreUnavailable(pub String);

@@ -80,6 +80,14 @@ fn refusals_answer_the_status_code_and_message_users_know() {
             expect(409, "conflict", "the operator account cannot be changed"),
         ),
         (
+            answer(StoreError::Unavailable("connection refused".into())),
+            expect(
+                503,
+                "store_unavailable",
+                "could not persist the change: the database is unreachable: connection refused",
+            ),
+        ),
+        (
             answer(StoreError::WriterGone),
             expect(500, "internal", "could not persist the change: the store writer has stopped"),
         ),
@@ -108,6 +116,7 @@ fn each_areas_refusals_answer_the_status_and_code_users_know() {
         (area(NotFound::Snapshot("s-1".into())), 404, "not_found"),
         (area(ExecError::Failed("no such program".into())), 409, "exec_failed"),
         (area(ExecError::HostUnavailable("host h-1 is gone".into())), 503, "host_unavailable"),
+        (area(StoreUnavailable("connection refused".into())), 503, "store_unavailable"),
         (area(ExecError::WebsocketRequired), 400, "websocket_required"),
         (area(TooManyStreams(8)), 429, "too_many_streams"),
         (area(Internal("the store is gone".into())), 500, "internal"),

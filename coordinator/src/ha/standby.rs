@@ -1,0 +1,77 @@
+//! A standby's API (docs/contracts.md, standby coordinators): `/healthz` says `standby` and
+//! names the leader; every other request is sent there with a 307 to the same path and
+//! query, or answered 503 `no_leader` with `Retry-After: 1` while no coordinator leads.
+//! Agents' QUIC connections are refused at once, and its gateway answers 503 `not_leader`.
+
+use super::Health;
+use actix_web::http::header;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use std::net::TcpListener;
+
+/// Serves the standby API on `listener` until the returned handle stops it.
+pub fn serve(
+    listener: TcpListener,
+    health: Health,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let data = web::Data::new(health);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .service(crate::api::openapi::healthz)
+            .default_service(web::to(redirect))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
+/// Answers every request to the gateway's address with 503 `not_leader` (a load balancer in
+/// front routes to the coordinator whose gateway serves), until the returned handle stops it.
+pub fn refuse_gateway(addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(|| App::new().default_service(web::to(not_leader)))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)?
+        .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
+async fn not_leader() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).json(
+        serde_json::json!({ "error": {
+            "code": "not_leader",
+            "message": "this coordinator is a standby: the leader's gateway serves deployments",
+        }}),
+    )
+}
+
+/// Refuses every agent at once (a standby serves none): the agent goes on to the next
+/// coordinator it knows instead of waiting out its link timeout here.
+pub async fn refuse_agents(endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        incoming.refuse();
+    }
+}
+
+async fn redirect(request: HttpRequest, health: web::Data<Health>) -> HttpResponse {
+    match health.get().1 {
+        Some(leader) => {
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            HttpResponse::TemporaryRedirect()
+                .insert_header((header::LOCATION, format!("{leader}{path}")))
+                .finish()
+        }
+        None => HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).json(
+            serde_json::json!({ "error": {
+                "code": "no_leader",
+                "message": "no coordinator leads right now (one takes over within the lease); retry shortly",
+            }}),
+        ),
+    }
+}

@@ -1,0 +1,315 @@
+//! Two coordinators on one real PostgreSQL (issue 28): one leads, the other answers
+//! `standby`, redirects to the leader and is what the CLI reaches through it; after
+//! `kill -9` of the leader under a create load the standby leads, every create that got
+//! 202 exists, none runs twice, workloads kept running and agents reconnected; a leader
+//! paused past its lease steps down when it resumes; `migrate` copies a SQLite
+//! installation whole.
+
+use gpuspot_e2e::coordinator::Coordinator;
+use gpuspot_e2e::postgres::Postgres;
+use gpuspot_e2e::{Api, Cluster, SOON, cluster, config_with_timers, request, s, sh, wait_until};
+use serde_json::Value;
+use std::time::Duration;
+
+/// A 2 s lease; hosts are lost only well after a takeover (agents may first try the
+/// standby, which does not serve them).
+fn config(pg: &Postgres) -> String {
+    let timers = config_with_timers(&[("host_lost_after", "20s")]);
+    format!("{timers}\n[store]\nurl = \"{}\"\n\n[ha]\nlease = \"2s\"\n", pg.url())
+}
+
+/// A second coordinator on the cluster's database, in its own dir.
+fn standby(c: &Cluster, pg: &Postgres, name: &str) -> Coordinator {
+    standby_with(c, pg, name, "")
+}
+
+/// [`standby`] with `extra` config appended.
+fn standby_with(c: &Cluster, pg: &Postgres, name: &str, extra: &str) -> Coordinator {
+    let dir = c.dir().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = gpuspot_e2e::binaries!().coordinator;
+    let token = Some(c.coordinator.admin_token.as_str());
+    let config = format!("{}\n{extra}", config(pg));
+    Coordinator::start_sharing(&bin, &dir, c.logs(), &config, token)
+}
+
+fn health(api: &Api) -> Value {
+    let (status, body) = api.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn wait_role(api: &Api, role: &str) -> Value {
+    wait_until(SOON, &format!("{} to be {role}", api.base), || match api.try_get("/healthz") {
+        Ok((200, body)) if body["role"] == role => Ok(body),
+        other => Err(format!("{other:?}")),
+    })
+}
+
+#[test]
+fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
+    let pg = Postgres::start();
+    let mut c = cluster!(&config(&pg));
+    let leader = health(&c.api);
+    assert_eq!(
+        (leader["role"].as_str(), leader["leader"].as_str()),
+        (Some("leader"), Some(c.coordinator.url().as_str()))
+    );
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let b = standby_with(&c, &pg, "b", &format!("[gateway]\nlisten = \"{gateway}\"\n"));
+    let standby_health = health(&b.api());
+    assert_eq!(standby_health["role"], "standby", "{standby_health}");
+    assert_eq!(standby_health["leader"], c.coordinator.url());
+
+    let raw = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = raw.get(format!("{}/v1/instances?limit=1", b.url())).send().unwrap();
+    assert_eq!(answer.status(), 307);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("{}/v1/instances?limit=1", c.coordinator.url()));
+    let served = raw.get(format!("http://{gateway}/d/web/")).send().unwrap();
+    assert_eq!(served.status(), 503, "a standby's gateway serves nothing");
+    assert!(served.text().unwrap().contains("not_leader"));
+
+    let _agent = c.agent(&Cluster::seed_profile("host-a"));
+    let id = s(&c.api.create(&request("via-leader", &["RTX 5090"], 1, &sh("sleep 600"))), "id")
+        .to_owned();
+    c.wait_state(&id, "running");
+    let through = |api: &str| {
+        let output =
+            gpuspot_e2e::cli::run(&Api::new(api, Some(&b.admin_token)), &["instances", "list"]);
+        let (out, err) = gpuspot_e2e::cli::texts(&output);
+        assert!(output.status.success(), "gpuspot via {api}: {err}");
+        out
+    };
+    let direct = through(&c.coordinator.url());
+    assert!(direct.contains(&id), "{direct}");
+    assert_eq!(through(&b.url()), direct, "the standby's 307 is followed with the token");
+    let list = format!("http://127.0.0.1:1,{}", b.url());
+    assert_eq!(through(&list), direct, "an unreachable first URL is skipped");
+
+    // A clean stop hands the lease over: the standby leads and serves what was there.
+    c.coordinator.terminate(SOON);
+    wait_role(&b.api(), "leader");
+    assert_eq!(through(&b.url()), direct);
+    let served = raw.get(format!("http://{gateway}/d/web/")).send().unwrap();
+    assert_ne!(served.status(), 503, "the new leader's gateway serves on the same address");
+}
+
+#[test]
+fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_twice() {
+    let pg = Postgres::start();
+    let mut c = cluster!(&config(&pg));
+    let b = standby(&c, &pg, "b");
+    c.agents_use(&format!("{},{}", c.coordinator.quic, b.quic));
+    let agent = c.agent(&Cluster::seed_profile("host-a"));
+    let first = s(
+        &c.api.create(&request("before", &["RTX 5090"], 1, &sh("echo $$ > pid; exec sleep 600"))),
+        "id",
+    )
+    .to_owned();
+    c.wait_state(&first, "running");
+    let pid = agent.workload_pid(&first);
+
+    // A client creating all along; it sends to whichever answers (both URLs, like the CLI).
+    let (a_api, b_api) = (c.api.clone(), b.api());
+    let load = std::thread::spawn(move || {
+        let mut accepted = Vec::new();
+        for n in 0..60 {
+            let body = request(
+                &format!("load-{n}"),
+                &["RTX 4090", "RTX 5090", "H100"],
+                1,
+                &sh("sleep 600"),
+            );
+            for (by, api) in [&a_api, &b_api].into_iter().enumerate() {
+                if let Ok((202, answer)) = api.try_post("/v1/instances", &body) {
+                    accepted.push((s(&answer, "id").to_owned(), by));
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        accepted
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    c.coordinator.kill();
+    let took_over = std::time::Instant::now();
+    wait_role(&b.api(), "leader");
+    eprintln!("the standby led {:.1?} after kill -9", took_over.elapsed());
+    let accepted = load.join().unwrap();
+    let by = |n| accepted.iter().filter(|(_, by)| *by == n).count();
+    assert!(by(0) > 0 && by(1) > 0, "creates were acknowledged by both leaders: {accepted:?}");
+
+    let api = b.api();
+    wait_until(Duration::from_secs(40), "host-a to reconnect to the new leader", || {
+        let (_, hosts) = api.get("/v1/hosts");
+        let connected =
+            hosts.as_array().is_some_and(|h| h.iter().any(|h| h["state"] == "connected"));
+        if connected { Ok(()) } else { Err(hosts.to_string()) }
+    });
+    for (id, _) in &accepted {
+        let (status, body) = api.get(&format!("/v1/instances/{id}"));
+        assert_eq!(status, 200, "a create that got 202 is lost: {id}: {body}");
+    }
+    let (_, before) = api.get(&format!("/v1/instances/{first}"));
+    assert_eq!(before["state"], "running", "{before}");
+    assert_eq!(agent.workload_pid(&first), pid, "the workload kept running, not started again");
+    // The ledger the new leader keeps equals the sum of its entries (read between two equal
+    // balances: the meter keeps charging the running instances).
+    let (ledger, balance) = wait_until(SOON, "a ledger between two equal balances", || {
+        let balance = |api: &Api| {
+            gpuspot_e2e::values::money(&api.get("/v1/accounts/a-operator").1, "balance")
+        };
+        let before = balance(&api);
+        let (ledger, _) = api.all_pages("/v1/accounts/a-operator/ledger");
+        if balance(&api) == before {
+            Ok((ledger, before))
+        } else {
+            Err("charged meanwhile".to_owned())
+        }
+    });
+    gpuspot_e2e::billing::assert_ledger_adds_up(&ledger, balance);
+    let (_, metrics) = api.get("/metrics");
+    let metrics = metrics.as_str().unwrap_or_default();
+    for line in
+        ["gpuspot_leader 1", "gpuspot_leader_changes_total 1", "gpuspot_store_commit_seconds_count"]
+    {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(gpuspot_e2e::is_alive(pid));
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_steps_down_when_it_resumes() {
+    let pg = Postgres::start();
+    let mut c = cluster!(&config(&pg));
+    let b = standby(&c, &pg, "b");
+    c.coordinator.signal(libc::SIGSTOP);
+    wait_role(&b.api(), "leader");
+    let epoch_after_takeover = pg.query("SELECT epoch FROM leader_lease");
+    let events = pg.query("SELECT COUNT(*) FROM events");
+    c.coordinator.signal(libc::SIGCONT);
+    let status = wait_until(SOON, "the old leader to step down", || {
+        c.coordinator.exited().ok_or_else(|| "still running".to_owned())
+    });
+    assert!(!status.success(), "it ends as a failure for its supervisor to restart: {status}");
+    assert!(c.coordinator.log_tail().contains("stepping down"), "{}", c.coordinator.log_tail());
+    assert_eq!(pg.query("SELECT epoch FROM leader_lease"), epoch_after_takeover);
+    assert_eq!(pg.query("SELECT COUNT(*) FROM events"), events, "the old leader committed nothing");
+    assert_eq!(health(&b.api())["role"], "leader");
+}
+
+#[test]
+fn migrate_keeps_every_account_balance_instance_and_event() {
+    let pg = Postgres::start();
+    let mut c = cluster!(&config_with_timers(&[("host_lost_after", "20s")]));
+    let _agent = c.agent(&Cluster::seed_profile("host-a"));
+    let (status, account) = c.api.post("/v1/accounts", &serde_json::json!({ "name": "alice" }));
+    assert_eq!(status, 201, "{account}");
+    let account_id = s(&account, "id").to_owned();
+    let (status, paid) = c.api.post(
+        &format!("/v1/accounts/{account_id}/payments"),
+        &serde_json::json!({ "amount": "12.50" }),
+    );
+    assert!(status < 300, "{paid}");
+    let id =
+        s(&c.api.create(&request("kept", &["RTX 5090"], 1, &sh("sleep 600"))), "id").to_owned();
+    c.wait_state(&id, "running");
+    let (_, accounts) = c.api.get("/v1/accounts");
+    let ledger_path = format!("/v1/accounts/{account_id}/ledger");
+    let (_, ledger) = c.api.get(&ledger_path);
+    c.coordinator.terminate(SOON);
+    let sqlite = rusqlite::Connection::open(c.coordinator.data_dir.join("gpuspot.db")).unwrap();
+    let count = |sql: &str| -> String {
+        sqlite.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap().to_string()
+    };
+    let events = count("SELECT COUNT(*) FROM events");
+    let last_event = count("SELECT MAX(id) FROM events");
+
+    let output = std::process::Command::new(gpuspot_e2e::binaries!().coordinator)
+        .args(["migrate", "--from"])
+        .arg(&c.coordinator.data_dir)
+        .args(["--to", &pg.url()])
+        .output()
+        .unwrap();
+    let (_, err) = gpuspot_e2e::cli::texts(&output);
+    assert!(output.status.success(), "migrate: {err}");
+    assert!(err.contains("accounts: 2 rows") || err.contains("accounts: 1 rows"), "{err}");
+    let again = std::process::Command::new(gpuspot_e2e::binaries!().coordinator)
+        .args(["migrate", "--from"])
+        .arg(&c.coordinator.data_dir)
+        .args(["--to", &pg.url()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a database with state is refused");
+
+    let on_pg = standby(&c, &pg, "pg");
+    let api = on_pg.api();
+    wait_role(&api, "leader");
+    let (_, moved) = api.get("/v1/accounts");
+    let names = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["id"].clone(), a["name"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&moved), names(&accounts), "every account");
+    let alice = |v: &Value| {
+        v.as_array().unwrap().iter().find(|a| a["id"] == account_id.as_str()).unwrap()["balance"]
+            .clone()
+    };
+    assert_eq!(
+        (alice(&moved), alice(&accounts)),
+        (Value::from("12.50"), Value::from("12.50")),
+        "its balance"
+    );
+    let (_, instance) = api.get(&format!("/v1/instances/{id}"));
+    assert_eq!(instance["id"], id.as_str(), "{instance}");
+    assert_eq!(api.get(&ledger_path).1, ledger, "the ledger, entry for entry");
+    let moved = pg.query("SELECT COUNT(*) FROM events WHERE id <= (SELECT MAX(id) FROM events)");
+    assert!(moved.trim().parse::<i64>().unwrap() >= events.parse::<i64>().unwrap(), "every event");
+    let copied = pg.query(&format!("SELECT COUNT(*) FROM events WHERE id <= {last_event}"));
+    assert_eq!(copied.trim(), events, "every event, by id");
+}
+
+#[test]
+fn while_postgresql_is_down_nothing_is_acknowledged_and_the_leader_carries_on_after() {
+    let mut pg = Postgres::start();
+    let c = cluster!(&config(&pg));
+    let agent = c.agent(&Cluster::seed_profile("host-a"));
+    let body = |name: &str| request(name, &["RTX 5090"], 1, &sh("echo $$ > pid; exec sleep 600"));
+    let before = s(&c.api.create(&body("before")), "id").to_owned();
+    c.wait_state(&before, "running");
+    let pid = agent.workload_pid(&before);
+
+    pg.stop();
+    let refused = wait_until(SOON, "a create to be refused while PostgreSQL is down", || {
+        match c.api.try_post("/v1/instances", &body("during")) {
+            Ok((503, answer)) => Ok(answer),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(refused["error"]["code"], "store_unavailable", "{refused}");
+    let (status, _) = c.api.get("/v1/accounts/a-operator/ledger");
+    assert_eq!(status, 503, "a read the database must answer is refused the same way");
+
+    pg.restart();
+    let after = wait_until(SOON, "creates to be acknowledged again", || {
+        match c.api.try_post("/v1/instances", &body("after")) {
+            Ok((202, answer)) => Ok(s(&answer, "id").to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    c.wait_state(&after, "running");
+    assert_eq!(health(&c.api)["role"], "leader", "it kept the lead");
+    let (_, kept) = c.api.get(&format!("/v1/instances/{before}"));
+    assert_eq!(kept["state"], "running", "{kept}");
+    assert_eq!(agent.workload_pid(&before), pid);
+    let stored =
+        pg.query(&format!("SELECT COUNT(*) FROM instances WHERE id IN ('{before}', '{after}')"));
+    assert_eq!(stored.trim(), "2", "both acknowledged creates are stored");
+}
