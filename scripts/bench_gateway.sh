@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gateway benchmark (DESIGN §18): builds the release harness, then starts a coordinator
+# The gateway benchmark (docs/contracts.md#serving): builds the release harness, then starts a coordinator
 # with its gateway and two simulated hosts on 127.0.0.1 and prints `metric | value` lines:
 # latency at 200 req/s and most req/s, direct to a replica and through the gateway, and the
 # failed requests of a steady 100 req/s load through 10 reclaims with notice (target: 0).

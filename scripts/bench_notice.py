@@ -89,7 +89,7 @@ def measure(api, model, count, notice_s):
     import threading
     spot = lambda bid, cmd: {"gpu": {"models": [model], "count": 1},
                              "billing": {"mode": "spot", "max_price": bid}, "command": cmd}
-    # Above a full pool's price (busy_ratio 0.2 of 2.58 = 0.516): otherwise DESIGN §4 reclaims
+    # Above a full pool's price (busy_ratio 0.2 of 2.58 = 0.516): otherwise docs/contracts.md#market reclaims
     # the low bids for price as soon as the pool fills, before the slowest of them runs.
     low = [api("/v1/instances", "POST", spot("0.60", ["sh", "-c", GUEST]))["id"] for _ in range(count)]
     ids = set(low)

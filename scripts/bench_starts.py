@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Start-storm benchmark (issue 26, DESIGN §14 "Cost of a start"): one coordinator and
+"""Start-storm benchmark (issue 26, docs/contracts.md#guests "Cost of a start"): one coordinator and
 HOSTS real agents (`gpuspot-agent --simulate`, one GPU per guest, process runtime), then
 GUESTS one-GPU `sleep` guests created at once; prints the time until all run, the agents'
 CPU per start (their own threads and the helpers they waited for), their memory per guest,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Container guests on a real Podman (DESIGN §14), measured end to end through the API:
+# Container guests on a real Podman (docs/contracts.md#guests), measured end to end through the API:
 #   - start latency: POST /v1/instances (image cached) → `running`, and → the guest's first
 #     line in GET /v1/instances/{id}/logs; p50/p99 over N starts, one at a time;
 #   - agent restart: K containers tick, the agent is SIGKILLed and started again on its

@@ -201,7 +201,7 @@ if wait_for 240 done_dep; then
 else
     fail "resume job did not complete"; api "http://$HTTP/v1/deployments/$DEP"
 fi
-# 5. A container guest (DESIGN §14), when the host has an engine.
+# 5. A container guest (docs/contracts.md#guests), when the host has an engine.
 engine_api() { curl -s --unix-socket "${ENGINE#unix://}" "$@"; }
 build_image() { # a rootfs of the host's sh (and its libraries), imported as gpuspot-gpu-check:1
     local root="$WORK/rootfs"
@@ -248,7 +248,7 @@ SH
             fi
         fi
         [ $ok = 1 ] && pass "container guest saw exactly its GPU, /run/gpuspot/metadata.sock and /data" \
-            || fail "container guest did not see what DESIGN §14 promises"
+            || fail "container guest did not see what docs/contracts.md#guests promises"
     else
         fail "container instance did not finish"; api "http://$HTTP/v1/instances/$CID"
     fi

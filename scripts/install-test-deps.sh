@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite drives for real (DESIGN §14): Podman with runc
+# Installs the system packages the test suite drives for real (docs/contracts.md#guests): Podman with runc
 # for container guests (crun fails under hybrid cgroups), busybox-static for the locally
 # built test image (no registry is reachable), OpenSSH's client and sshpass for the SSH front
 # door, python3-aiosmtpd (its `aiosmtpd` command) as the real mail server of the mail tests,

@@ -195,7 +195,7 @@ fn raise_fd_limit() {
 }
 
 /// Resolves on SIGINT or SIGTERM. The agent then exits and its workloads keep running:
-/// the next agent on the state dir adopts them (DESIGN §14).
+/// the next agent on the state dir adopts them (docs/contracts.md#guests).
 async fn shutdown_signal() {
     gpuspot_common::process::shutdown_signal().await;
     tracing::info!("shutting down; workloads keep running and the next agent adopts them");

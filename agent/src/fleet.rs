@@ -1,9 +1,9 @@
-//! `gpuspot-agent fleet`: many simulated hosts in one process, for load tests (DESIGN §2).
-//! Each host is a whole [`crate::host_agent::HostAgent`]: its own join and certificate (kept under
-//! `<state-dir>/host-NNNNN`), its own QUIC connection, heartbeats and supervisor. They share
-//! one quinn client endpoint (one UDP socket; quinn multiplexes the connections) and a
-//! gate that bounds how many join or handshake at once, so thousands of hosts start (and
-//! reconnect after a coordinator restart) without a thundering herd.
+//! `gpuspot-agent fleet`: many simulated hosts in one process, for load tests
+//! (docs/contracts.md#hosts-and-units). Each host is a whole [`crate::host_agent::HostAgent`]: its
+//! own join and certificate (kept under `<state-dir>/host-NNNNN`), its own QUIC connection,
+//! heartbeats and supervisor. They share one quinn client endpoint (one UDP socket; quinn
+//! multiplexes the connections) and a gate that bounds how many join or handshake at once, so
+//! thousands of hosts start (and reconnect after a coordinator restart) without a thundering herd.
 
 use crate::config::{RawAgentConfig, default_socket_dir};
 use crate::discovery::{SimulatedDiscovery, SimulatedProfile};

@@ -38,8 +38,8 @@ impl HostAgent {
 
     /// Runs until `shutdown` resolves or a fatal link error. First takes over what an
     /// earlier agent process on this state dir left running. Workloads keep running when it
-    /// returns (DESIGN §14: only a stop from the coordinator ends a workload); the next agent
-    /// on this state dir adopts them.
+    /// returns (docs/contracts.md#guests: only a stop from the coordinator ends a workload); the
+    /// next agent on this state dir adopts them.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), LinkError> {
         self.serve(shutdown).await
     }

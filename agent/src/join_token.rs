@@ -1,4 +1,4 @@
-//! Where the agent's join token comes from (DESIGN §15): a file only root may read
+//! Where the agent's join token comes from (docs/contracts.md#tokens): a file only root may read
 //! (`--join-token-file PATH`, `-` for stdin), `GPUSPOT_JOIN_TOKEN`, or the config file's
 //! `join_token`; never the command line, which every local user (and every guest that can
 //! see the agent's process) reads in `/proc/PID/cmdline`.

@@ -1,13 +1,15 @@
 //! gpuspot-agent: runs on every GPU host.
 //!
-//! Layout (DESIGN §1–2, §6, §9):
+//! Layout (docs/architecture.md#parts, docs/contracts.md#hosts-and-units, #guest-socket,
+//! docs/architecture.md#agent-link):
 //! - [`discovery`]: GPUs through NVML or a simulated profile, cores and memory via sysinfo.
 //! - [`runtime`]: guest workloads behind `WorkloadRuntime`: processes under their own uids,
-//!   containers through the host's engine, or a fake for load tests (DESIGN §14).
+//!   containers through the host's engine, or a fake for load tests (docs/contracts.md#guests).
 //! - [`metadata`]: the per-instance guest metadata socket (seed 003).
 //! - [`metrics`]: the agent's `/metrics` (`--metrics ADDR`).
-//! - [`probes`]: readiness probes of the guests that serve (DESIGN §18).
-//! - [`snapshots`]: data-dir snapshots to and from the coordinator's store (DESIGN §8).
+//! - [`probes`]: readiness probes of the guests that serve (docs/contracts.md#serving).
+//! - [`snapshots`]: data-dir snapshots to and from the coordinator's store
+//!   (docs/contracts.md#snapshots).
 //! - [`supervisor`]: what this host runs, applied idempotently from the coordinator's orders.
 //! - [`link`]: joining, and the QUIC session with reconnects and reconciliation.
 //! - [`state_file`]: crash-safe JSON records in the state dir.

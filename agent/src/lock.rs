@@ -1,4 +1,4 @@
-//! One agent per state dir (DESIGN §14): `<state_dir>/agent.lock` (see
+//! One agent per state dir (docs/contracts.md#guests): `<state_dir>/agent.lock` (see
 //! [`gpuspot_common::dirlock`]). A second agent on the same state dir would adopt, stop and
 //! delete the first one's workloads, so it refuses to start and names the holder.
 

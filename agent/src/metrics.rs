@@ -1,8 +1,8 @@
-//! The agent's own `/metrics` (DESIGN §19, `--metrics ADDR`): per GPU its utilisation,
-//! memory used and total, temperature and health (NVML, or the simulated profile), the
+//! The agent's own `/metrics` (docs/contracts.md#operating-hosts, `--metrics ADDR`): per GPU its
+//! utilisation, memory used and total, temperature and health (NVML, or the simulated profile), the
 //! guests running, guest socket connections open, and the link's heartbeats and sessions.
-//! Everything is read at each scrape into a fresh registry: the agent keeps no metric state
-//! of its own beyond the counters it already has.
+//! Everything is read at each scrape into a fresh registry: the agent keeps no metric state of its
+//! own beyond the counters it already has.
 
 use crate::discovery::GpuDiscovery;
 use crate::link::LinkStats;

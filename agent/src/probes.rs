@@ -1,7 +1,7 @@
-//! Readiness probes (DESIGN §18): for each running workload that has one, a task GETs its
-//! HTTP path on the workload's first host port every interval and reports each change of
-//! verdict. Ready means a 2xx or 3xx answer within the interval (at most 2 s); anything
-//! else, refused connections included, is not ready. A workload starts not ready.
+//! Readiness probes (docs/contracts.md#serving): for each running workload that has one, a task
+//! GETs its HTTP path on the workload's first host port every interval and reports each change of
+//! verdict. Ready means a 2xx or 3xx answer within the interval (at most 2 s); anything else,
+//! refused connections included, is not ready. A workload starts not ready.
 
 use gpuspot_common::InstanceId;
 use gpuspot_common::protocol::ReadinessProbe;

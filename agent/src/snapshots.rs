@@ -1,7 +1,7 @@
-//! Snapshot transfers with the coordinator's store (DESIGN §8): each upload or download
-//! opens its own bidirectional stream on the session's connection, sends a
-//! [`SnapshotStreamRequest`] frame and then the raw bytes (or reads the reply and then the
-//! bytes). Every step has a timeout. [`tasks`] runs restores and saves off the session loop.
+//! Snapshot transfers with the coordinator's store (docs/contracts.md#snapshots): each upload or
+//! download opens its own bidirectional stream on the session's connection, sends a
+//! [`SnapshotStreamRequest`] frame and then the raw bytes (or reads the reply and then the bytes).
+//! Every step has a timeout. [`tasks`] runs restores and saves off the session loop.
 
 pub mod tasks;
 #[cfg(test)]

@@ -34,8 +34,8 @@ use workloads::{Finished, Phase, Running, Stage, Workloads};
 
 use crate::metadata::MetadataServer;
 use crate::runtime::{DataDisks, RuntimeEvent, WorkloadRuntime, WorkloadSpec};
-use gpuspot_common::{Failure, FailureKind, InstanceId};
 use gpuspot_common::protocol::{Assignment, GuestMetadata, InstanceReport, WorkloadState};
+use gpuspot_common::{Failure, FailureKind, InstanceId};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ impl Supervisor {
         self.runtime.clone()
     }
 
-    /// The guest runtimes this host offers (DESIGN §14).
+    /// The guest runtimes this host offers (docs/contracts.md#guests).
     pub fn runtimes(&self) -> Vec<gpuspot_common::protocol::GuestRuntime> {
         self.runtime.runtimes()
     }

@@ -7,8 +7,8 @@
 
 use gpuspot_agent::runtime::container::{LABEL_AGENT, container_name};
 use gpuspot_agent::runtime::{ExecSpec, RuntimeEvent, WorkloadRuntime};
-use gpuspot_common::{FailureKind, InstanceId};
 use gpuspot_common::protocol::{ExecInput, WorkloadState};
+use gpuspot_common::{FailureKind, InstanceId};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! The command line, declared with clap derive: global options and one subcommand tree per
-//! API noun (DESIGN §12: `gpuspot <noun> <verb> …`).
+//! API noun (docs/contracts.md#commands: `gpuspot <noun> <verb> …`).
 
 mod accounts;
 mod deployments;

@@ -105,7 +105,7 @@ impl Client {
     }
 
     /// A list route's items, page after page as its `Link: <…>; rel="next"` headers lead,
-    /// until there are none or `at_most` items came (DESIGN §11).
+    /// until there are none or `at_most` items came (docs/contracts.md#http-api).
     pub fn get_list(&self, path: &str, at_most: Option<usize>) -> anyhow::Result<Value> {
         let (mut items, mut next) = (Vec::new(), Some(path.to_owned()));
         while let Some(path) = next.take() {

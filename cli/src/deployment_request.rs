@@ -1,5 +1,5 @@
-//! `gpuspot deployments create` → the DESIGN §11 deployment request: either a file (TOML or
-//! JSON, chosen by extension; TOML becomes the same JSON) or flags, with `--spec
+//! `gpuspot deployments create` → the docs/contracts.md#http-api deployment request: either a file
+//! (TOML or JSON, chosen by extension; TOML becomes the same JSON) or flags, with `--spec
 //! BILLING:MODELS:COUNT[:MAX_PRICE]` repeated in preference order.
 
 use crate::args::{DeploymentCreateArgs, Mode, ResourceArgs, ScalingArgs};

@@ -319,7 +319,7 @@ async fn await_hosts(running: &gpuspot_coordinator::server::Running, hosts: usiz
 
 /// A join token with one use for each dev host that has not joined yet (hosts kept from an
 /// earlier run on the same `--data-dir` reconnect with their certificates); None when all
-/// have joined. Tokens are single-use by default (DESIGN §15), so the count matters.
+/// have joined. Tokens are single-use by default (docs/contracts.md#tokens), so the count matters.
 fn join_token(
     coordinator_dir: &Path,
     hosts_dir: &Path,

@@ -1,10 +1,9 @@
-//! Host ports for `gpuspot dev`'s simulated hosts (DESIGN §18). Several dev clusters may
-//! run on one machine, so each claims a slot of ports of its own: slot `n` is
-//! [`FIRST`] + [`SLOT`]·n onwards, claimed by holding a lock on a file named after it in the
-//! temp dir for as long as the cluster runs (the kernel drops it however the process
-//! ends). The cluster's hosts share their slot's ports in equal parts. A port some other
-//! program holds inside the slot does not fail a start either: the agent refuses it and
-//! the coordinator draws another.
+//! Host ports for `gpuspot dev`'s simulated hosts (docs/contracts.md#serving). Several dev clusters
+//! may run on one machine, so each claims a slot of ports of its own: slot `n` is [`FIRST`] +
+//! [`SLOT`]·n onwards, claimed by holding a lock on a file named after it in the temp dir for as
+//! long as the cluster runs (the kernel drops it however the process ends). The cluster's hosts
+//! share their slot's ports in equal parts. A port some other program holds inside the slot does
+//! not fail a start either: the agent refuses it and the coordinator draws another.
 
 use gpuspot_common::protocol::GuestNetwork;
 use std::fs::{File, OpenOptions, TryLockError};

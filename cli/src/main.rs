@@ -1,5 +1,5 @@
-//! `gpuspot`: the user's command line over the coordinator's HTTP API (DESIGN §11, §12), and
-//! `gpuspot dev`, a coordinator with simulated hosts in one process.
+//! `gpuspot`: the user's command line over the coordinator's HTTP API (docs/contracts.md#http-api,
+//! #commands), and `gpuspot dev`, a coordinator with simulated hosts in one process.
 //!
 //! Exit codes: 0 success, 1 an API or connection error, 2 a mistake in the command line.
 
@@ -31,8 +31,8 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // One rustls provider for the whole process (DESIGN §13); an error only means one is
-    // already installed.
+    // One rustls provider for the whole process (docs/architecture.md#dependencies); an error only
+    // means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli) {

@@ -1,6 +1,6 @@
-//! Command-line arguments → the JSON bodies of DESIGN §11 (instances), plus the pieces that
-//! deployments share: ranges, billing, env and the command. Everything obviously wrong is
-//! reported here as a [`UsageError`](crate::errors::UsageError) before anything is sent.
+//! Command-line arguments → the JSON bodies of docs/contracts.md#http-api (instances), plus the
+//! pieces that deployments share: ranges, billing, env and the command. Everything obviously wrong
+//! is reported here as a [`UsageError`](crate::errors::UsageError) before anything is sent.
 
 use crate::args::{GuestArgs, InstanceCreateArgs, OnUnavailable, ResourceArgs, WorkloadArgs};
 use crate::errors::usage;

@@ -1,5 +1,6 @@
-//! `gpuspot dev` runs the coordinator's own start-up, data dir lock included (DESIGN §14): a
-//! second `gpuspot dev` on the same data dir refuses to start, naming the first one's pid.
+//! `gpuspot dev` runs the coordinator's own start-up, data dir lock included
+//! (docs/contracts.md#guests): a second `gpuspot dev` on the same data dir refuses to start, naming
+//! the first one's pid.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,8 @@
 //! One process per directory: `<dir>/<name>` is `flock`ed exclusively for as long as the
 //! holder lives (the kernel drops the lock when the process ends, however it ends) and holds
 //! its pid, so that a second process can say who holds the dir. The agent uses it for its
-//! state dir and the coordinator for its data dir (DESIGN §14): two of either on one dir
-//! would each believe they own every workload, host and deadline.
+//! state dir and the coordinator for its data dir (docs/contracts.md#guests): two of either on one
+//! dir would each believe they own every workload, host and deadline.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

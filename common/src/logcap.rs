@@ -1,8 +1,8 @@
-//! Bounded workload logs (DESIGN §15): a log file keeps absolute offsets, so the agent's
-//! offset-based shipping and the coordinator's idempotent writes stay as they are, but it
+//! Bounded workload logs (docs/contracts.md#limits): a log file keeps absolute offsets, so the
+//! agent's offset-based shipping and the coordinator's idempotent writes stay as they are, but it
 //! holds at most `max_bytes` on disk. Older bytes are punched out of the file
-//! (`FALLOC_FL_PUNCH_HOLE`), leaving it sparse: its length still counts every byte ever
-//! written, its allocated blocks only the newest `max_bytes` (plus one partial block).
+//! (`FALLOC_FL_PUNCH_HOLE`), leaving it sparse: its length still counts every byte ever written,
+//! its allocated blocks only the newest `max_bytes` (plus one partial block).
 
 use std::fs::File;
 use std::io;
@@ -15,7 +15,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogs {
-    /// Bytes of output each instance keeps on disk; older output is dropped (DESIGN §15).
+    /// Bytes of output each instance keeps on disk; older output is dropped
+    /// (docs/contracts.md#limits).
     pub max_bytes: Option<u64>,
 }
 

@@ -1,9 +1,9 @@
-//! `/metrics` in the format the scraper asks for (DESIGN §19). The `prometheus-client`
-//! crate writes OpenMetrics, which a Prometheus server reads; but the classic text format
-//! (0.0.4, what `promtool check metrics` and older scrapers read) names a counter's family
-//! with its `_total` suffix and has no `# EOF` or `# UNIT` lines. So OpenMetrics goes to
-//! whoever asks for it (`Accept: application/openmetrics-text`) and the classic text to
-//! everyone else, converted line by line.
+//! `/metrics` in the format the scraper asks for (docs/contracts.md#operating-hosts). The
+//! `prometheus-client` crate writes OpenMetrics, which a Prometheus server reads; but the classic
+//! text format (0.0.4, what `promtool check metrics` and older scrapers read) names a counter's
+//! family with its `_total` suffix and has no `# EOF` or `# UNIT` lines. So OpenMetrics goes to
+//! whoever asks for it (`Accept: application/openmetrics-text`) and the classic text to everyone
+//! else, converted line by line.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;

@@ -1,6 +1,6 @@
 //! What every gpuspot binary does at its edges: log to stderr filtered by `RUST_LOG`
-//! (default `info`) as text or JSON lines (`--log-format`, DESIGN §19), and wait for Ctrl-C
-//! or SIGTERM to shut down cleanly.
+//! (default `info`) as text or JSON lines (`--log-format`, docs/contracts.md#operating-hosts), and
+//! wait for Ctrl-C or SIGTERM to shut down cleanly.
 
 /// The values `--log-format` accepts.
 pub const LOG_FORMATS: [&str; 2] = ["text", "json"];

@@ -1,8 +1,8 @@
-//! Snapshots of an instance's data dir (DESIGN §8): [`pack`] streams the directory's contents
-//! into a tar archive compressed with zstd and returns its sha256 and size; [`unpack`]
-//! checks a packed file against its [`SnapshotRef`] (size, then sha256) before anything is
-//! extracted, and refuses entries that would land outside the target directory. Nothing
-//! here holds a whole snapshot in memory. [`transfer`] moves packed bytes over a stream.
+//! Snapshots of an instance's data dir (docs/contracts.md#snapshots): [`pack`] streams the
+//! directory's contents into a tar archive compressed with zstd and returns its sha256 and size;
+//! [`unpack`] checks a packed file against its [`SnapshotRef`] (size, then sha256) before anything
+//! is extracted, and refuses entries that would land outside the target directory. Nothing here
+//! holds a whole snapshot in memory. [`transfer`] moves packed bytes over a stream.
 
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,8 @@
 //! as the coordinator judges it comes from heartbeats.
 //!
 //! The agent opens its session and one stream per snapshot transfer; the coordinator opens
-//! one per exec (DESIGN §14 "Getting in"). quinn sets up per-connection state for every
-//! stream a peer may open, which at its defaults (100 + 100) was a large share of the
+//! one per exec (docs/contracts.md#guests "Getting in"). quinn sets up per-connection state for
+//! every stream a peer may open, which at its defaults (100 + 100) was a large share of the
 //! coordinator's memory per connected host, so both limits are small.
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};

@@ -54,18 +54,18 @@ pub struct RawConfig {
     pub logs: gpuspot_common::logcap::RawLogs,
     #[serde(default)]
     pub policy: RawPolicy,
-    /// The SSH front door (DESIGN §14); off when absent.
+    /// The SSH front door (docs/contracts.md#guests); off when absent.
     pub ssh: Option<RawSsh>,
     #[serde(default)]
     pub accounts: RawAccounts,
-    /// Where customers' notices are mailed (DESIGN §17); no mail when absent.
+    /// Where customers' notices are mailed (docs/contracts.md#messages); no mail when absent.
     pub smtp: Option<RawSmtp>,
-    /// The serving gateway (DESIGN §18); off when absent.
+    /// The serving gateway (docs/contracts.md#serving); off when absent.
     pub gateway: Option<RawGateway>,
-    /// The HTTP API's connection limits and client timeouts (DESIGN §15).
+    /// The HTTP API's connection limits and client timeouts (docs/contracts.md#limits).
     #[serde(default)]
     pub api: RawApi,
-    /// How long ended work is kept (DESIGN §15).
+    /// How long ended work is kept (docs/contracts.md#retention).
     #[serde(default)]
     pub retention: RawRetention,
     /// Where state lives: SQLite in the data dir, or a shared PostgreSQL.
@@ -76,8 +76,8 @@ pub struct RawConfig {
     pub ha: RawHa,
 }
 
-/// `[accounts]`: the quota of every account the admin gave none (DESIGN §16); absent keys
-/// are no limit.
+/// `[accounts]`: the quota of every account the admin gave none
+/// (docs/contracts.md#failures-and-quotas); absent keys are no limit.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccounts {
@@ -85,7 +85,7 @@ pub struct RawAccounts {
     pub default_max_instances: Option<u32>,
 }
 
-/// The snapshot store (DESIGN §8).
+/// The snapshot store (docs/contracts.md#snapshots).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSnapshots {

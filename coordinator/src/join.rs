@@ -1,5 +1,5 @@
-//! Join tokens minted for agents (DESIGN §15) by `token create` and `gpuspot dev`, straight
-//! on the store, whether or not a coordinator runs; with PostgreSQL they pin the CA that
+//! Join tokens minted for agents (docs/contracts.md#tokens) by `token create` and `gpuspot dev`,
+//! straight on the store, whether or not a coordinator runs; with PostgreSQL they pin the CA that
 //! every coordinator of the database shares.
 
 use crate::store::StoreError;
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a join token lasts unless `--ttl` says otherwise (DESIGN §15).
+/// How long a join token lasts unless `--ttl` says otherwise (docs/contracts.md#tokens).
 pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Creates a join token that expires after `ttl` and, with `max_uses`, admits that many

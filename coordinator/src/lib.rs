@@ -1,6 +1,6 @@
 //! gpuspot-coordinator: the control plane of a spot GPU cloud.
 //!
-//! Layout (DESIGN §1):
+//! Layout (docs/architecture.md#parts):
 //! - [`config`]: TOML → validated [`config::Settings`].
 //! - [`core`]: the gpuspot-core crate, pure logic given `now`: the instance lifecycle enum, the cluster over its
 //!   owned parts (hosts, instances, prices, ledger, deployments, snapshots), one timer.
@@ -11,7 +11,7 @@
 //! - [`snapshots`]: the snapshot store on disk (`<data-dir>/snapshots`).
 //! - [`api`]: the HTTP API on actix-web; [`webhook`]: event delivery to the operator;
 //!   [`mail`]: the mail outbox of customers' messages; [`metrics`]: what `/metrics` counts.
-//! - [`gateway`]: the HTTP gateway in front of replica sets (DESIGN §18).
+//! - [`gateway`]: the HTTP gateway in front of replica sets (docs/contracts.md#serving).
 //! - [`ssh`]: the SSH front door into instances; [`listen`]: what all three listeners share
 //!   (connection caps per client, accepting through a descriptor shortage, body deadlines).
 //! - [`server`]: wires them together; [`cli`]: the `gpuspot-coordinator` command line.

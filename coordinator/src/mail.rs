@@ -1,8 +1,8 @@
-//! The mail outbox (DESIGN §17): sends every inbox message that has an address to the mail
-//! server of `[smtp]`, from the durable `messages` table rather than from memory, so a
-//! server that is down, or a coordinator restart, delays a mail and never loses it. A
-//! message is marked sent once the server accepts it and never sent again; a transient
-//! failure is retried with doubling waits; a permanent refusal (5xx) is recorded and kept.
+//! The mail outbox (docs/contracts.md#messages): sends every inbox message that has an address to
+//! the mail server of `[smtp]`, from the durable `messages` table rather than from memory, so a
+//! server that is down, or a coordinator restart, delays a mail and never loses it. A message is
+//! marked sent once the server accepts it and never sent again; a transient failure is retried with
+//! doubling waits; a permanent refusal (5xx) is recorded and kept.
 
 use crate::config::SmtpSettings;
 use crate::core::cluster::Event;

@@ -1,8 +1,8 @@
-//! The coordinator's metrics (DESIGN §19), through `prometheus-client`: counters of API
-//! requests, placements, reclaims and notices by reason, webhook and mail deliveries;
-//! histograms of API latency and notice latency (the decision until the agent says the
-//! guest's socket shows it); gauges read from the cluster at each scrape (queue, market
-//! price, units free and used per pool, hosts by state, instances by state, heartbeat age).
+//! The coordinator's metrics (docs/contracts.md#operating-hosts), through `prometheus-client`:
+//! counters of API requests, placements, reclaims and notices by reason, webhook and mail
+//! deliveries; histograms of API latency and notice latency (the decision until the agent says the
+//! guest's socket shows it); gauges read from the cluster at each scrape (queue, market price,
+//! units free and used per pool, hosts by state, instances by state, heartbeat age).
 //!
 //! One set per process ([`METRICS`]): the code that counts (API middleware, the cluster
 //! actor, the webhook and mail tasks) reaches it without being handed it.

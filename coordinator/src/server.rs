@@ -1,8 +1,8 @@
 //! Starts a coordinator inside the current actix system: store, CA, cluster actor, QUIC
 //! listener and HTTP API, and writes `endpoints.json` into the data dir so tools (and the
 //! test harness) find the addresses it actually bound. The data dir is kept 0700 and its
-//! secrets (database, CA key, admin token, reset key) 0600 (DESIGN §15). With a shared
-//! PostgreSQL store it first waits as a standby until it takes the lead ([`crate::ha`]).
+//! secrets (database, CA key, admin token, reset key) 0600 (docs/contracts.md#limits). With a
+//! shared PostgreSQL store it first waits as a standby until it takes the lead ([`crate::ha`]).
 
 use crate::actors::ClusterActor;
 use crate::api::{self, AppState};
@@ -30,7 +30,7 @@ pub struct Running {
     pub admin_token_generated: bool,
     /// The SSH front door's address, when `[ssh]` is configured.
     pub ssh_addr: Option<SocketAddr>,
-    /// The serving gateway's address, when `[gateway]` is configured (DESIGN §18).
+    /// The serving gateway's address, when `[gateway]` is configured (docs/contracts.md#serving).
     pub gateway_addr: Option<SocketAddr>,
     http: actix_web::dev::ServerHandle,
     /// The API server until [`Running::open_api`] runs it (its socket is bound already).
@@ -74,9 +74,9 @@ impl Running {
         Ok(hosts.items.iter().filter(|host| host.state() == connected).count())
     }
 
-    /// Stops promptly (DESIGN §19): the API first (requests in flight get a few seconds,
-    /// open event streams are cut), then the cluster commits and stops taking events, and
-    /// only then do the agents' connections close, so none of them is counted lost.
+    /// Stops promptly (docs/contracts.md#operating-hosts): the API first (requests in flight get a
+    /// few seconds, open event streams are cut), then the cluster commits and stops taking events,
+    /// and only then do the agents' connections close, so none of them is counted lost.
     pub async fn stop(self) {
         if let Some(task) = self.gateway_task {
             task.abort();

@@ -19,7 +19,7 @@ pub enum Refusal {
     /// Disabled by the admin.
     #[error(transparent)]
     Account(#[from] AccountError),
-    /// An overdue account may not start instances until it pays (DESIGN §15).
+    /// An overdue account may not start instances until it pays (docs/contracts.md#limits).
     #[error("account {account} is overdue (balance {balance}): pay to start new instances")]
     OverdueForInstances { account: AccountId, balance: Money },
     /// Nor deployments.
@@ -28,7 +28,7 @@ pub enum Refusal {
     /// Absent or another account's: the same answer, so that their ids stay hidden.
     #[error("snapshot {0} not found")]
     UnknownSnapshot(String),
-    /// It would pass the account's quota (DESIGN §16).
+    /// It would pass the account's quota (docs/contracts.md#failures-and-quotas).
     #[error(transparent)]
     Quota(#[from] QuotaError),
     /// The deployment's name is taken.

@@ -23,7 +23,7 @@ pub struct Hello<'a> {
     pub network: Option<super::registry::HostNetwork>,
 }
 
-/// A host that a join token let in (DESIGN §15).
+/// A host that a join token let in (docs/contracts.md#tokens).
 #[derive(Clone, Debug)]
 pub struct Joined {
     pub host_id: HostId,
@@ -63,7 +63,7 @@ impl Cluster {
     }
 
     /// [`Cluster::host_connected`] with where the host's guests listen, taken before
-    /// anything is placed on it (DESIGN §18).
+    /// anything is placed on it (docs/contracts.md#serving).
     pub fn host_said_hello(
         &mut self,
         host_id: &HostId,
@@ -235,7 +235,8 @@ impl Cluster {
             WorkloadState::Exited { .. } | WorkloadState::Stopped => {
                 self.finish(id, pending.unwrap_or(EndReason::User), None, now)
             }
-            // A request that never ran (DESIGN §16): `failed`, with the agent's reason.
+            // A request that never ran (docs/contracts.md#failures-and-quotas): `failed`, with the
+            // agent's reason.
             WorkloadState::Failed(failure) if failure.kind == FailureKind::ImagePull => {
                 self.fail(id, failure.to_string(), now)
             }

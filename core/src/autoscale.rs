@@ -1,9 +1,9 @@
-//! Autoscaling of replica sets (DESIGN §18, seed 002): the `autoscaling` and `schedule`
-//! a user sets, and the pure decision taken every `autoscale_interval` from requests per
-//! second per replica (counted by the gateway) and the GPU utilisation the replicas'
-//! hosts report. Up at once, down only after the wanted count stayed lower for the whole
-//! `scale_in_delay`; a schedule entry sets the minimum from its time on (without
-//! `autoscaling`, it sets the replica count). Every decision names its reason.
+//! Autoscaling of replica sets (docs/contracts.md#serving, seed 002): the `autoscaling` and
+//! `schedule` a user sets, and the pure decision taken every `autoscale_interval` from requests per
+//! second per replica (counted by the gateway) and the GPU utilisation the replicas' hosts report.
+//! Up at once, down only after the wanted count stayed lower for the whole `scale_in_delay`; a
+//! schedule entry sets the minimum from its time on (without `autoscaling`, it sets the replica
+//! count). Every decision names its reason.
 
 use chrono::{DateTime, Utc};
 use croner::Cron;

@@ -1,5 +1,5 @@
-//! Money in motion (seed 000's billing rules, DESIGN §5): accounts, their ledger, and the
-//! meter that charges a running instance at the price of each moment.
+//! Money in motion (seed 000's billing rules, docs/contracts.md#billing): accounts, their ledger,
+//! and the meter that charges a running instance at the price of each moment.
 //!
 //! The meter accrues price × GPUs × elapsed milliseconds exactly (whole micro-units plus a
 //! remainder in micro-unit-milliseconds per GPU-hour), and a charge is always "what is due
@@ -89,7 +89,7 @@ pub struct Account {
     /// sha256 of the account's API token (the token itself is shown once, at creation).
     pub token_hash: String,
     pub webhook_url: Option<String>,
-    /// Where its messages are mailed (DESIGN §17).
+    /// Where its messages are mailed (docs/contracts.md#messages).
     #[serde(default)]
     pub email: Option<String>,
     pub overdue_since: Option<DateTime<Utc>>,
@@ -100,7 +100,8 @@ pub struct Account {
     /// Set by the admin: the token is refused and nothing of the account runs.
     #[serde(default)]
     pub disabled: bool,
-    /// Set by the admin (DESIGN §16); `None`: the configured default applies.
+    /// Set by the admin (docs/contracts.md#failures-and-quotas); `None`: the configured default
+    /// applies.
     #[serde(default)]
     pub quota: Option<Quota>,
 }

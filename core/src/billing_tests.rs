@@ -2,7 +2,9 @@
 
 use super::billing::EntryKind;
 use super::cluster::Cluster;
-use super::model::{Billing, EndReason, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions};
+use super::model::{
+    Billing, EndReason, GpuRequest, InstanceRequest, InstanceState, Range, SnapshotOptions,
+};
 use crate::settings::{PoolSettings, Timers};
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::protocol::{CoordinatorMessage, InstanceReport, WorkloadState};

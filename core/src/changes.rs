@@ -26,14 +26,14 @@ pub struct Changes {
     pub accounts: Vec<Account>,
     pub ledger: Vec<LedgerEntry>,
     pub events: Vec<Event>,
-    /// Inbox messages, with the mail still to send for them (DESIGN §17).
+    /// Inbox messages, with the mail still to send for them (docs/contracts.md#messages).
     pub messages: Vec<Message>,
     pub price_points: Vec<PricePoint>,
-    /// Price history older than this is dropped (retention, DESIGN §4).
+    /// Price history older than this is dropped (retention, docs/contracts.md#market).
     pub prune_prices_before: Option<DateTime<Utc>>,
-    /// Ended instances retention forgot: their rows go (DESIGN §15).
+    /// Ended instances retention forgot: their rows go (docs/contracts.md#retention).
     pub forgotten_instances: Vec<InstanceId>,
-    /// Final deployments retention forgot: their rows go (DESIGN §15).
+    /// Final deployments retention forgot: their rows go (docs/contracts.md#retention).
     pub forgotten_deployments: Vec<DeploymentId>,
     /// Events older than this go, with the inbox messages they made (pending mail stays).
     pub prune_events_before: Option<DateTime<Utc>>,

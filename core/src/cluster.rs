@@ -61,21 +61,22 @@ pub struct Cluster {
     pub(super) pool_index: super::pools::PoolIndex,
     pub(super) timers: Timers,
     pub(super) periodic: super::periodic::Periodic,
-    /// What ended work is kept for, and the event prune due (DESIGN §15).
+    /// What ended work is kept for, and the event prune due (docs/contracts.md#retention).
     pub(super) retention: super::retention::Keeper,
-    /// Whether inbox messages are also mailed (config `[smtp]`, DESIGN §17).
+    /// Whether inbox messages are also mailed (config `[smtp]`, docs/contracts.md#messages).
     pub(super) mail: bool,
     mail_budget: super::mail_budget::MailBudget,
     pub(super) next_seq: u64,
-    /// The agents' readiness verdicts (DESIGN §18); not stored, agents repeat them.
+    /// The agents' readiness verdicts (docs/contracts.md#serving); not stored, agents repeat them.
     pub(super) readiness: std::collections::HashMap<InstanceId, bool>,
     /// Whether an endpoint may have changed since the gateway's table was last built.
     pub(super) routes_changed: bool,
-    /// Noticed replicas leave the rotation this long before their deadline (DESIGN §18).
+    /// Noticed replicas leave the rotation this long before their deadline
+    /// (docs/contracts.md#serving).
     pub(super) drain_margin: super::rotation::DrainMargin,
     /// The gateway's request counters, and their rates at the autoscaler's looks.
     pub(super) request_rates: super::autoscale::RequestRates,
-    /// Host ports other programs hold, and refused starts (DESIGN §18); not stored.
+    /// Host ports other programs hold, and refused starts (docs/contracts.md#serving); not stored.
     pub(super) ports: super::port_book::PortBook,
 }
 

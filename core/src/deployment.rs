@@ -1,6 +1,6 @@
-//! Deployments as users see them (DESIGN §7, seeds 002 and 004): a mode (ReplicaSet, Job,
-//! Container), an ordered list of specs (e.g. spot H100, spot A100, regular H100) and a
-//! template; each new instance takes the first spec that can be placed now.
+//! Deployments as users see them (docs/contracts.md#deployments, seeds 002 and 004): a mode
+//! (ReplicaSet, Job, Container), an ordered list of specs (e.g. spot H100, spot A100, regular H100)
+//! and a template; each new instance takes the first spec that can be placed now.
 
 pub mod crash_loop;
 mod progress;
@@ -43,16 +43,16 @@ pub struct Template {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub snapshot: SnapshotOptions,
-    /// Each instance runs in a container from this image (DESIGN §14).
+    /// Each instance runs in a container from this image (docs/contracts.md#guests).
     #[serde(default)]
     pub image: Option<String>,
     /// Each instance's data disk, GiB.
     #[serde(default = "super::guest::default_data_disk_gib")]
     pub data_disk_gib: u64,
-    /// Container ports each instance publishes (DESIGN §18).
+    /// Container ports each instance publishes (docs/contracts.md#serving).
     #[serde(default)]
     pub ports: Vec<u16>,
-    /// Each instance's readiness probe (DESIGN §18).
+    /// Each instance's readiness probe (docs/contracts.md#serving).
     #[serde(default)]
     pub readiness: Option<super::serving::Readiness>,
 }
@@ -159,16 +159,16 @@ pub struct Deployment {
     /// that have not ended yet: their end is not a user's stop.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stopped_by_deployment: BTreeSet<InstanceId>,
-    /// Replica set: scaling on load (DESIGN §18).
+    /// Replica set: scaling on load (docs/contracts.md#serving).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<super::autoscale::Autoscaling>,
-    /// Replica set: scheduled minimums (DESIGN §18).
+    /// Replica set: scheduled minimums (docs/contracts.md#serving).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<super::autoscale::ScheduledMinimum>,
     #[serde(default)]
     pub scaling: super::autoscale::ScalingState,
     /// When it became final with none of its instances still active: its retention runs
-    /// from here (DESIGN §15).
+    /// from here (docs/contracts.md#limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
 }

@@ -1,7 +1,7 @@
-//! Retention of deployments (DESIGN §15): a final deployment is forgotten `ended` after it
-//! and its last instance ended, with its instances; each account keeps its newest
-//! `max_ended_per_account` final deployments; a live one stays; names (and the live ones)
-//! are found through indexes kept in step with create, end and forget.
+//! Retention of deployments (docs/contracts.md#retention): a final deployment is forgotten `ended`
+//! after it and its last instance ended, with its instances; each account keeps its newest
+//! `max_ended_per_account` final deployments; a live one stays; names (and the live ones) are found
+//! through indexes kept in step with create, end and forget.
 
 use super::cluster::Cluster;
 use super::deployment::{DeploymentState, Mode};

@@ -209,7 +209,8 @@ impl Cluster {
 
     /// Stops an instance for its deployment (queued ones end at once). It ends with
     /// reason `user` like a user's delete; the deployment remembers that the stop was its
-    /// own, so that only a user's stop ends a container deployment (§16).
+    /// own, so that only a user's stop ends a container deployment
+    /// (docs/contracts.md#failures-and-quotas).
     pub(super) fn end_instance(&mut self, id: &InstanceId, now: DateTime<Utc>) {
         let owner = self.instances.get(id).and_then(|i| i.deployment_id().cloned());
         if let Some(owner) = owner {

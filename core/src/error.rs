@@ -40,7 +40,7 @@ pub enum DeploymentError {
     #[error("{0}")]
     InvalidScaling(String),
     /// Gateway names are first come, first named across accounts, whatever their case
-    /// (DESIGN §18).
+    /// (docs/contracts.md#serving).
     #[error(
         "the name {0:?} is in use by a live deployment (names differing only in case are \
          the same name); choose another"
@@ -51,7 +51,8 @@ pub enum DeploymentError {
     AmbiguousName { name: String, ids: Vec<DeploymentId> },
 }
 
-/// A request that would pass the account's quota (DESIGN §16); the message names the limit.
+/// A request that would pass the account's quota (docs/contracts.md#failures-and-quotas); the
+/// message names the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaError {
     #[error("quota_exceeded: {} would pass the account's max_gpus of {limit}", count(*wanted, "GPU"))]

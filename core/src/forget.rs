@@ -1,6 +1,6 @@
-//! Forgetting ended work (DESIGN §15): the cluster's side of [`super::retention`] —
-//! when the next ended instance or final deployment is due to go, forgetting what is due,
-//! dating a deployment's end, and the event sweep.
+//! Forgetting ended work (docs/contracts.md#retention): the cluster's side of [`super::retention`]
+//! — when the next ended instance or final deployment is due to go, forgetting what is due, dating
+//! a deployment's end, and the event sweep.
 
 use super::cluster::Cluster;
 use super::deployment::Deployment;

@@ -1,4 +1,4 @@
-//! How a request's guest runs (DESIGN §14): in a container from its `image`, or as a
+//! How a request's guest runs (docs/contracts.md#guests): in a container from its `image`, or as a
 //! process without one, with a data disk of `data_disk_gib`. This module owns the rules
 //! for those two fields (what a valid image name and disk size are), which runtime a
 //! request needs, and whether a host offers it. Pure: the API and the placement call it.

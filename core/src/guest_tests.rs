@@ -1,6 +1,7 @@
-//! Image requests through the cluster state machine (DESIGN §14, §16): they wait for a host
-//! that runs containers, carry their image and data disk to the agent, and a failed pull
-//! ends them `failed`, charged nothing, and counts as a crash for a replica set.
+//! Image requests through the cluster state machine (docs/contracts.md#guests,
+//! #failures-and-quotas): they wait for a host that runs containers, carry their image and data
+//! disk to the agent, and a failed pull ends them `failed`, charged nothing, and counts as a crash
+//! for a replica set.
 
 use super::accounts::OPERATOR;
 use super::cluster::Cluster;

@@ -1,8 +1,8 @@
-//! Deleting a host (`DELETE /v1/hosts/{id}`, DESIGN §15): the operator forgets it for good.
-//! What it runs is stopped by its agent (now if linked, else at its next hello) and ended
-//! as `host_lost` at once, so deployments replace it elsewhere as for a lost host; the host
-//! leaves the registry and, with the same commit, the store, which revokes its certificate.
-//! The agent is then told why it is refused, and every later hello is refused the same way.
+//! Deleting a host (`DELETE /v1/hosts/{id}`, docs/contracts.md#limits): the operator forgets it for
+//! good. What it runs is stopped by its agent (now if linked, else at its next hello) and ended as
+//! `host_lost` at once, so deployments replace it elsewhere as for a lost host; the host leaves the
+//! registry and, with the same commit, the store, which revokes its certificate. The agent is then
+//! told why it is refused, and every later hello is refused the same way.
 
 use crate::cluster::Cluster;
 use crate::events::payloads::HostNamed;

@@ -15,7 +15,8 @@ pub struct Ledger {
     next_entry_id: u64,
     dirty: BTreeSet<AccountId>,
     entries: Vec<LedgerEntry>,
-    /// The quota of accounts without their own (config `[accounts]`, DESIGN §16).
+    /// The quota of accounts without their own (config `[accounts]`,
+    /// docs/contracts.md#failures-and-quotas).
     default_quota: Quota,
 }
 

@@ -63,10 +63,10 @@ pub mod deployments;
 pub mod drills;
 pub mod error;
 pub mod events;
-pub mod forget;
 pub mod faults;
 #[cfg(test)]
 mod faults_tests;
+pub mod forget;
 pub mod guest;
 #[cfg(test)]
 mod guest_tests;

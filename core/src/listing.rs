@@ -1,7 +1,7 @@
-//! One page of a list (DESIGN §11): the items of the wanted states that come after a
-//! cursor in creation order, at most a limit of them, and whether more follow. Lists are
-//! served from here so that a request's work is one pass over what the caller may see,
-//! whatever the list's size, and only the page is copied.
+//! One page of a list (docs/contracts.md#http-api): the items of the wanted states that come after
+//! a cursor in creation order, at most a limit of them, and whether more follow. Lists are served
+//! from here so that a request's work is one pass over what the caller may see, whatever the list's
+//! size, and only the page is copied.
 
 /// What a list request asks for: the states to keep (none: every state), the id to
 /// continue after, and how many at most.

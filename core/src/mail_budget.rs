@@ -1,7 +1,7 @@
-//! How many mails one account may cause per hour (DESIGN §17): a tenant can set its email
-//! to anyone's address, so without a cap a burst of failing requests would turn the
-//! operator's mail server against a stranger. Past the cap messages stay in the inbox only
-//! (their `mail` is `none`); the window slides, and starts empty after a restart.
+//! How many mails one account may cause per hour (docs/contracts.md#messages): a tenant can set its
+//! email to anyone's address, so without a cap a burst of failing requests would turn the
+//! operator's mail server against a stranger. Past the cap messages stay in the inbox only (their
+//! `mail` is `none`); the window slides, and starts empty after a restart.
 
 use chrono::{DateTime, Duration, Utc};
 use gpuspot_common::AccountId;

@@ -1,6 +1,6 @@
-//! Taking a host out of service (DESIGN §19): a cordon stops new placements on it; a drain
-//! also gives every instance there a termination with reason `host_maintenance` at now +
-//! min(its notice, the deadline), so that deployments replace them elsewhere while they
+//! Taking a host out of service (docs/contracts.md#operating-hosts): a cordon stops new placements
+//! on it; a drain also gives every instance there a termination with reason `host_maintenance` at
+//! now + min(its notice, the deadline), so that deployments replace them elsewhere while they
 //! finish. Uncordoning opens the host again. The host's shown state follows
 //! ([`super::registry::Host::shown_state`]).
 

@@ -1,10 +1,10 @@
-//! The spot auction of one pool (DESIGN §4, seeds 000 and 002): a uniform-price auction run
-//! every `price_tick`. Spot supply is the pool's healthy units minus those regular instances
-//! hold. Demand (running and queued spot instances) is ranked by bid — ties go to the
-//! running one, then the older — and the first bids whose units fit in the supply win. The
-//! price is the larger of the surplus price and the highest losing bid, never above list;
-//! everyone pays it, capped by their own bid. Which running instances that costs their
-//! units (losers, and bids below the price) is [`super::spot`]'s to say.
+//! The spot auction of one pool (docs/contracts.md#market, seeds 000 and 002): a uniform-price
+//! auction run every `price_tick`. Spot supply is the pool's healthy units minus those regular
+//! instances hold. Demand (running and queued spot instances) is ranked by bid — ties go to the
+//! running one, then the older — and the first bids whose units fit in the supply win. The price is
+//! the larger of the surplus price and the highest losing bid, never above list; everyone pays it,
+//! capped by their own bid. Which running instances that costs their units (losers, and bids below
+//! the price) is [`super::spot`]'s to say.
 
 use chrono::{DateTime, Utc};
 use gpuspot_common::{InstanceId, Money};

@@ -1,5 +1,5 @@
-//! What users ask for (DESIGN §3/§11) and the names of the states and end reasons they
-//! see; the instance itself and its lifecycle are in [`super::instance`].
+//! What users ask for (docs/contracts.md#placement, #http-api) and the names of the states and end
+//! reasons they see; the instance itself and its lifecycle are in [`super::instance`].
 
 use gpuspot_common::{BillingMode, Money};
 use serde::{Deserialize, Serialize};
@@ -86,19 +86,20 @@ pub struct InstanceRequest {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub snapshot: SnapshotOptions,
-    /// Run in a container from this image (DESIGN §14); `None`: a process guest.
+    /// Run in a container from this image (docs/contracts.md#guests); `None`: a process guest.
     #[serde(default)]
     pub image: Option<String>,
     /// Size limit of the data dir (seed 004's data disk); absent in older records.
     #[serde(default = "default_data_disk_gib")]
     pub data_disk_gib: u64,
-    /// What happens when it cannot be placed at once (DESIGN §16); absent in older records.
+    /// What happens when it cannot be placed at once (docs/contracts.md#failures-and-quotas);
+    /// absent in older records.
     #[serde(default)]
     pub on_unavailable: OnUnavailable,
-    /// Container ports to publish on host ports (DESIGN §18).
+    /// Container ports to publish on host ports (docs/contracts.md#serving).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
-    /// The agent's readiness probe (DESIGN §18).
+    /// The agent's readiness probe (docs/contracts.md#serving).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<super::serving::Readiness>,
 }
@@ -139,7 +140,8 @@ pub enum InstanceState {
     TerminationScheduled,
     Stopping,
     Terminated,
-    /// Ended without ever running (DESIGN §16), e.g. `image_pull_failed: …`.
+    /// Ended without ever running (docs/contracts.md#failures-and-quotas), e.g. `image_pull_failed:
+    /// …`.
     Failed,
 }
 
@@ -184,7 +186,8 @@ impl InstanceState {
     }
 }
 
-/// Why an instance ended (DESIGN §5): the wire's word, shared with agents and guests.
+/// Why an instance ended (docs/contracts.md#lifecycle): the wire's word, shared with agents and
+/// guests.
 pub use gpuspot_common::vocab::EndReason;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! Messages for a person (DESIGN §17, seeds 000 and 001): which events deserve one, and
-//! its subject and body in words — which instance, what happens, when, what to do. A
-//! message is composed when its event is recorded, committed with it into the account's
-//! inbox, and mailed from there by the mail outbox (the coordinator's `mail`).
+//! Messages for a person (docs/contracts.md#messages, seeds 000 and 001): which events deserve one,
+//! and its subject and body in words — which instance, what happens, when, what to do. A message is
+//! composed when its event is recorded, committed with it into the account's inbox, and mailed from
+//! there by the mail outbox (the coordinator's `mail`).
 
 use super::events::{Event, EventData, EventKind};
 use super::instance::Instance;

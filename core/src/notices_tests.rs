@@ -1,4 +1,4 @@
-//! The words of messages (DESIGN §17): what each kind says, and times in words.
+//! The words of messages (docs/contracts.md#messages): what each kind says, and times in words.
 
 use super::events::{Event, EventData, EventKind};
 use super::notices::{Message, compose, duration_in_words, words_for_time};

@@ -1,8 +1,8 @@
-//! Where a request fits (DESIGN §3, seed 004). A host matches when it has k free healthy
-//! units of one accepted model and k shares of cores and memory fall in the requested
-//! ranges, and it runs the request's kind of guest (a container for an `image`, DESIGN
-//! §14). Among matches the best fit wins: fewest free units left, then the lowest list
-//! price, then the host id, so the choice is deterministic.
+//! Where a request fits (docs/contracts.md#placement, seed 004). A host matches when it has k free
+//! healthy units of one accepted model and k shares of cores and memory fall in the requested
+//! ranges, and it runs the request's kind of guest (a container for an `image`,
+//! docs/contracts.md#guests). Among matches the best fit wins: fewest free units left, then the
+//! lowest list price, then the host id, so the choice is deterministic.
 //!
 //! The registry's index (see [`super::registry::index`]) makes this cost a few lookups per
 //! class of interchangeable hosts rather than a walk over every host; only hosts that mix

@@ -1,5 +1,6 @@
-//! Per GPU model: how many units exist and are free, and the surplus price (DESIGN §4):
-//! `floor_ratio` × list when idle, rising linearly to `busy_ratio` × list when full.
+//! Per GPU model: how many units exist and are free, and the surplus price
+//! (docs/contracts.md#market): `floor_ratio` × list when idle, rising linearly to `busy_ratio` ×
+//! list when full.
 
 use super::registry::Registry;
 use crate::settings::PoolSettings;
@@ -79,8 +80,8 @@ impl PoolIndex {
     }
 }
 
-/// Why a host with `inventory` cannot join: a GPU model no pool prices (DESIGN §19: its
-/// instances would otherwise run at price 0).
+/// Why a host with `inventory` cannot join: a GPU model no pool prices
+/// (docs/contracts.md#operating-hosts: its instances would otherwise run at price 0).
 pub fn unpriced(
     pools: &[PoolSettings],
     inventory: &gpuspot_common::HostInventory,

@@ -1,10 +1,10 @@
-//! Host ports for guests (DESIGN §18). A guest's ports are drawn at random from the free
-//! ports of its host's `[ports]` range, so that a guest squatting the low end of the range
-//! (or a second cluster on the same machine) does not block every later instance. The agent
-//! checks them before it starts the guest; when another program holds one it refuses the
-//! start, and that port is marked busy on that host for [`BUSY_FOR`] and the start is sent
-//! again with other ports. After [`MAX_TRIES`] refusals the instance goes back to the queue
-//! and keeps off that host for [`RETRY_AFTER`]. A port never fails a request.
+//! Host ports for guests (docs/contracts.md#serving). A guest's ports are drawn at random from the
+//! free ports of its host's `[ports]` range, so that a guest squatting the low end of the range (or
+//! a second cluster on the same machine) does not block every later instance. The agent checks them
+//! before it starts the guest; when another program holds one it refuses the start, and that port
+//! is marked busy on that host for [`BUSY_FOR`] and the start is sent again with other ports. After
+//! [`MAX_TRIES`] refusals the instance goes back to the queue and keeps off that host for
+//! [`RETRY_AFTER`]. A port never fails a request.
 //!
 //! [`PortBook`] is the bookkeeping, given `now`; the `impl Cluster` applies it.
 

@@ -1,8 +1,8 @@
-//! Reclaimed capacity is promised (DESIGN §4): the units a regular request reclaimed spot
-//! instances for are its own until it is placed, deleted or fails. The promise lives in the
-//! queued request's lifecycle ([`Promise`], stored with its record); the registry's unit
-//! slots carry a mark that follows from it, so that placement, the index and every other
-//! request see those units as taken. Restore marks them again from the loaded requests.
+//! Reclaimed capacity is promised (docs/contracts.md#market): the units a regular request reclaimed
+//! spot instances for are its own until it is placed, deleted or fails. The promise lives in the
+//! queued request's lifecycle ([`Promise`], stored with its record); the registry's unit slots
+//! carry a mark that follows from it, so that placement, the index and every other request see
+//! those units as taken. Restore marks them again from the loaded requests.
 //!
 //! A promise stands while its host may still take the request (not lost, cordoned, draining
 //! or deleted) and each promised unit is healthy and either free or held by an instance on

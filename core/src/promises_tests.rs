@@ -1,6 +1,6 @@
-//! Reclaimed capacity is promised (DESIGN §4): the units a regular request reclaimed go to
-//! it, not to a later spot request or replacement; the promise ends when it is placed
-//! (there or elsewhere), deleted, or its host is lost; it survives a restart.
+//! Reclaimed capacity is promised (docs/contracts.md#market): the units a regular request reclaimed
+//! go to it, not to a later spot request or replacement; the promise ends when it is placed (there
+//! or elsewhere), deleted, or its host is lost; it survives a restart.
 
 use super::accounts::OPERATOR;
 use super::cluster::Cluster;

@@ -1,6 +1,6 @@
-//! What a quota is (DESIGN §16): the limits on what one account holds at once, what it
-//! holds, and the admin's change of them. The cluster's side (what counts, which quota
-//! applies, refusals) is [`super::quotas`].
+//! What a quota is (docs/contracts.md#failures-and-quotas): the limits on what one account holds at
+//! once, what it holds, and the admin's change of them. The cluster's side (what counts, which
+//! quota applies, refusals) is [`super::quotas`].
 
 use super::error::QuotaError;
 use serde::{Deserialize, Deserializer, Serialize};

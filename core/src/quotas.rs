@@ -1,9 +1,9 @@
-//! Quotas (DESIGN §16, seed 001's "excessive number"): how many GPUs and instances one
-//! account may hold at once. Every instance that is not final counts, queued ones too, so a
-//! request is refused up front rather than queued past the limit; so does a request that
-//! never ran (`failed`) until retention forgets it (DESIGN §15), so that failing requests
-//! cannot pile up past the quota. An account's own quota
-//! (set by the admin) wins over the configured default; the operator account is unlimited.
+//! Quotas (docs/contracts.md#failures-and-quotas, seed 001's "excessive number"): how many GPUs and
+//! instances one account may hold at once. Every instance that is not final counts, queued ones
+//! too, so a request is refused up front rather than queued past the limit; so does a request that
+//! never ran (`failed`) until retention forgets it (docs/contracts.md#retention), so that failing
+//! requests cannot pile up past the quota. An account's own quota (set by the admin) wins over the
+//! configured default; the operator account is unlimited.
 
 use super::billing::Account;
 use super::cluster::Cluster;

@@ -1,5 +1,5 @@
-//! Quotas through the cluster state machine (DESIGN §16): what counts against a limit,
-//! which quota applies, and deployments that would pass one.
+//! Quotas through the cluster state machine (docs/contracts.md#failures-and-quotas): what counts
+//! against a limit, which quota applies, and deployments that would pass one.
 
 use super::accounts::OPERATOR;
 use super::cluster::Cluster;

@@ -33,8 +33,8 @@ pub enum HostState {
 pub struct UnitSlot {
     pub unit: Unit,
     pub instance: Option<InstanceId>,
-    /// The queued regular request these units are promised to (DESIGN §4). Not stored with
-    /// the host: the request's own record is the promise, and restore marks it again.
+    /// The queued regular request these units are promised to (docs/contracts.md#market). Not
+    /// stored with the host: the request's own record is the promise, and restore marks it again.
     #[serde(skip)]
     pub promised: Option<InstanceId>,
 }
@@ -54,7 +54,8 @@ pub struct Host {
     pub cpu_cores: u32,
     pub memory_gib: u64,
     pub units: Vec<UnitSlot>,
-    /// How it can run guests, as its last hello said (DESIGN §14); sorted, no repeats.
+    /// How it can run guests, as its last hello said (docs/contracts.md#guests); sorted, no
+    /// repeats.
     #[serde(default = "process_only")]
     pub runtimes: Vec<GuestRuntime>,
     /// Changed only through its transitions (`link`).
@@ -64,7 +65,7 @@ pub struct Host {
     /// Guests' host ports and the address they are reached at, as its last hello said.
     #[serde(default)]
     pub network: HostNetwork,
-    /// The operator's cordon or drain (DESIGN §19).
+    /// The operator's cordon or drain (docs/contracts.md#operating-hosts).
     #[serde(default)]
     maintenance: Maintenance,
     /// Per GPU UUID, the utilisation its last heartbeat reported (not stored).
@@ -75,8 +76,8 @@ pub struct Host {
     pub faults: crate::faults::HostFaults,
 }
 
-/// Whether the operator took a host out of service (DESIGN §19): a cordoned host gets no
-/// new placements; a draining one also had every instance noticed.
+/// Whether the operator took a host out of service (docs/contracts.md#operating-hosts): a cordoned
+/// host gets no new placements; a draining one also had every instance noticed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Maintenance {
@@ -86,7 +87,7 @@ pub enum Maintenance {
     Draining,
 }
 
-/// Where a host's guests listen (DESIGN §18).
+/// Where a host's guests listen (docs/contracts.md#serving).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostNetwork {
     /// Host ports handed to guests, inclusive.

@@ -52,8 +52,8 @@ impl Cluster {
     /// The user's DELETE: a queued instance ends at once; a placed one is stopped by its
     /// agent (SIGTERM, then SIGKILL after `kill_timeout`) and ends when the agent says so.
     /// A request that never ran (`failed`) is forgotten at once: it counts against its
-    /// account's quota while it exists (DESIGN §15), and its owner may clear it sooner than
-    /// `[retention] failed`.
+    /// account's quota while it exists (docs/contracts.md#limits), and its owner may clear it
+    /// sooner than `[retention] failed`.
     pub fn delete_instance(
         &mut self,
         id: &InstanceId,
@@ -136,8 +136,8 @@ impl Cluster {
         self.end(id, Ending::new(InstanceState::Terminated, reason, text, now));
     }
 
-    /// Ends a request that never ran in `failed` (DESIGN §16); `reason` is shown as is
-    /// (`image_pull_failed: …`). Like every end, it is charged only for what ran.
+    /// Ends a request that never ran in `failed` (docs/contracts.md#failures-and-quotas); `reason`
+    /// is shown as is (`image_pull_failed: …`). Like every end, it is charged only for what ran.
     pub(super) fn fail(&mut self, id: &InstanceId, reason: String, now: DateTime<Utc>) {
         self.end(id, Ending::new(InstanceState::Failed, EndReason::Failed, reason, now));
     }

@@ -1,13 +1,12 @@
-//! Retention (DESIGN §15): what the coordinator forgets, so that no tenant's ended work
-//! grows its disk or memory without bound. An ended instance is forgotten `ended` after its
+//! Retention (docs/contracts.md#retention): what the coordinator forgets, so that no tenant's ended
+//! work grows its disk or memory without bound. An ended instance is forgotten `ended` after its
 //! end, a request that never ran (`failed`) after `failed`, and beyond its account's newest
 //! `max_ended_per_account` at once; events, and the inbox messages they made (pending mail
-//! excepted), after `events`, and an account's beyond its newest `max_events_per_account`.
-//! A final deployment is forgotten `ended` after it ended and its last instance did, and
-//! beyond its account's newest `max_ended_per_account` final deployments at once, with the
-//! instances it still has (so that none refers to a deployment that is gone). The ledger is
-//! never pruned. Deadlines come from the ended indexes (exact); events are swept every
-//! twentieth of their retention.
+//! excepted), after `events`, and an account's beyond its newest `max_events_per_account`. A final
+//! deployment is forgotten `ended` after it ended and its last instance did, and beyond its
+//! account's newest `max_ended_per_account` final deployments at once, with the instances it still
+//! has (so that none refers to a deployment that is gone). The ledger is never pruned. Deadlines
+//! come from the ended indexes (exact); events are swept every twentieth of their retention.
 
 use super::events::Event;
 use super::instance::Instance;
@@ -138,8 +137,8 @@ impl<Id: Ord + Clone> EndedIndex<Id> {
 }
 
 impl Instance {
-    /// Whether it counts against its account's quota (DESIGN §15): everything not ended,
-    /// and a request of the account's own that never ran, for as long as it is kept (a
+    /// Whether it counts against its account's quota (docs/contracts.md#limits): everything not
+    /// ended, and a request of the account's own that never ran, for as long as it is kept (a
     /// deployment's failed starts do not: the deployment bounds how many it makes).
     pub fn counts_against_quota(&self) -> bool {
         !self.is_terminated() || (Kept::of(self) == Some(Kept::Failed) && self.owner.is_none())

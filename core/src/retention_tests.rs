@@ -1,6 +1,6 @@
-//! Retention through the cluster state machine (DESIGN §15): when an ended instance is
-//! forgotten, what counts against a quota until then, the per-account cap, the event sweep,
-//! and a restored state past its retention.
+//! Retention through the cluster state machine (docs/contracts.md#retention): when an ended
+//! instance is forgotten, what counts against a quota until then, the per-account cap, the event
+//! sweep, and a restored state past its retention.
 
 use super::cluster::Cluster;
 use super::deployment_tests::{cluster, end, start_scheduled, t};

@@ -1,7 +1,7 @@
-//! Which of a deployment's replicas are in the gateway's rotation (DESIGN §18). A noticed
-//! replica still runs for its whole notice, so it keeps serving until a replacement is
-//! ready or until the drain margin before its deadline, whichever comes first; then it is
-//! draining: no new requests, those in flight finish. A stopping replica is always out.
+//! Which of a deployment's replicas are in the gateway's rotation (docs/contracts.md#serving). A
+//! noticed replica still runs for its whole notice, so it keeps serving until a replacement is
+//! ready or until the drain margin before its deadline, whichever comes first; then it is draining:
+//! no new requests, those in flight finish. A stopping replica is always out.
 //!
 //! The decision is per replica: each replica in service that is ready releases one noticed
 //! replica (the one whose deadline comes first), so the rotation holds as many replicas as

@@ -1,6 +1,6 @@
-//! The rotation through the cluster state machine (DESIGN §18, §19): a drained host's
-//! replicas keep serving until their replacements are ready, one for one, or until the
-//! drain margin before their deadline, a moment the core's timer names.
+//! The rotation through the cluster state machine (docs/contracts.md#serving, #operating-hosts): a
+//! drained host's replicas keep serving until their replacements are ready, one for one, or until
+//! the drain margin before their deadline, a moment the core's timer names.
 
 use super::accounts::OPERATOR;
 use super::cluster::Cluster;

@@ -1,9 +1,8 @@
-//! Where a deployment's replicas are reached (DESIGN §18): the host ports of an assignment
-//! (drawn at placement, see [`super::ports`]), the readiness verdicts agents report, each
-//! replica as an endpoint (address, ready, draining), and the table the gateway routes by.
-//! A replica takes traffic while it is ready, not draining and its host is connected; a
-//! noticed one drains once a replacement is ready or its drain margin came
-//! ([`super::rotation`]).
+//! Where a deployment's replicas are reached (docs/contracts.md#serving): the host ports of an
+//! assignment (drawn at placement, see [`super::ports`]), the readiness verdicts agents report,
+//! each replica as an endpoint (address, ready, draining), and the table the gateway routes by. A
+//! replica takes traffic while it is ready, not draining and its host is connected; a noticed one
+//! drains once a replacement is ready or its drain margin came ([`super::rotation`]).
 
 use super::cluster::Cluster;
 use super::instance::Instance;

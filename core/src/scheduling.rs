@@ -1,8 +1,9 @@
 //! Serving the queue: each pass walks it in order (regular first, then spot by bid) and
 //! places what fits. A spot request only goes where its bid covers the pool's market price;
-//! a regular request that finds no free units reclaims spot capacity (DESIGN §4,
-//! [`reclaim`]); one that asked to fail rather than wait ends `failed` (§16). What still
-//! waits gets a reason that says what is true ([`occupancy`]).
+//! a regular request that finds no free units reclaims spot capacity (docs/contracts.md#market,
+//! [`reclaim`]); one that asked to fail rather than wait ends `failed`
+//! (docs/contracts.md#failures-and-quotas). What still waits gets a reason that says what is true
+//! ([`occupancy`]).
 
 mod occupancy;
 mod reasons;
@@ -31,7 +32,8 @@ enum Unplaced {
     /// Nothing can take it now.
     Short(Shortage),
     /// Its host has no free host ports now (programs outside gpuspot hold them): it waits
-    /// even when it asked to fail rather than wait, as the capacity is there (DESIGN §18).
+    /// even when it asked to fail rather than wait, as the capacity is there
+    /// (docs/contracts.md#serving).
     NoPorts(String),
 }
 
@@ -98,7 +100,8 @@ impl Cluster {
     }
 
     /// Places whatever in the queue fits now. The rest get a fresh reason, or end
-    /// `failed` with `out_of_stock: …` when they asked to fail rather than wait (§16).
+    /// `failed` with `out_of_stock: …` when they asked to fail rather than wait
+    /// (docs/contracts.md#failures-and-quotas).
     pub fn place_queued(&mut self, now: DateTime<Utc>) {
         if !self.instances.has_queued() {
             return;

@@ -1,8 +1,7 @@
-//! Guests that serve (DESIGN §18): the ports and readiness probe a request asks for, the
-//! rules for them, and how many host ports an instance is given when it is placed (which
-//! ones: [`super::ports`]). A process guest always gets one host port (its `PORT`); a
-//! container gets one per declared port.
-//! Pure: validation and placement call it.
+//! Guests that serve (docs/contracts.md#serving): the ports and readiness probe a request asks for,
+//! the rules for them, and how many host ports an instance is given when it is placed (which ones:
+//! [`super::ports`]). A process guest always gets one host port (its `PORT`); a container gets one
+//! per declared port. Pure: validation and placement call it.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -15,7 +15,8 @@ pub struct Timers {
     pub host_lost_after: Duration,
     pub kill_timeout: Duration,
     pub meter_tick: Duration,
-    /// How often replica sets with `autoscaling` or a `schedule` are looked at (DESIGN §18).
+    /// How often replica sets with `autoscaling` or a `schedule` are looked at
+    /// (docs/contracts.md#serving).
     pub autoscale_interval: Duration,
     /// The notice an instance gets when its GPU fails (docs/architecture.md, faults).
     pub fault_notice: Duration,
@@ -52,7 +53,7 @@ pub struct PoolSettings {
     pub pricing: PoolPricing,
 }
 
-/// What a running spot instance of a pool pays (DESIGN §4).
+/// What a running spot instance of a pool pays (docs/contracts.md#market).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PoolPricing {
     /// The market price of each moment, capped by the bid; a bid below it is reclaimed.

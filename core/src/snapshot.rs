@@ -1,5 +1,5 @@
-//! Which snapshots exist (DESIGN §8): their records, and the latest of each lineage (a
-//! deployment, or a lone instance). The cluster's side (`snapshots`) records saved ones
+//! Which snapshots exist (docs/contracts.md#snapshots): their records, and the latest of each
+//! lineage (a deployment, or a lone instance). The cluster's side (`snapshots`) records saved ones
 //! and says which one a new instance restores.
 
 use chrono::{DateTime, Utc};

@@ -1,6 +1,6 @@
-//! Snapshot bookkeeping (DESIGN §8): which packed data dirs exist, and which one a new
-//! instance restores — the latest of its deployment, or one named in its request. The
-//! bytes live in the coordinator's snapshot store; this only tracks them.
+//! Snapshot bookkeeping (docs/contracts.md#snapshots): which packed data dirs exist, and which one
+//! a new instance restores — the latest of its deployment, or one named in its request. The bytes
+//! live in the coordinator's snapshot store; this only tracks them.
 
 use super::cluster::Cluster;
 use crate::events::{EventData, EventKind, payloads};

@@ -43,8 +43,8 @@ impl Cluster {
     }
 
     /// Running spot instances past their hold that lost the auction or whose bid is below
-    /// the new price (DESIGN §4: a bid is the most its owner will pay, competition or
-    /// not). None in a `fixed_at_start` pool: there only capacity reclaims.
+    /// the new price (docs/contracts.md#market: a bid is the most its owner will pay, competition
+    /// or not). None in a `fixed_at_start` pool: there only capacity reclaims.
     fn outbid_after_hold(
         &self,
         pool: &PoolSettings,

@@ -1,4 +1,4 @@
-//! Accounts for the billing scenarios (DESIGN §5, §11): an account created by the admin,
+//! Accounts for the billing scenarios (docs/contracts.md#billing): an account created by the admin,
 //! with an [`Api`] that uses its own token, payments and the ledger in micro-units.
 
 use crate::api::{Api, s};

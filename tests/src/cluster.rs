@@ -92,7 +92,8 @@ impl Cluster {
     /// A cluster whose coordinator runs on `config` (a whole coordinator TOML).
     pub fn start_with_config(bins: Binaries, config: &str) -> Cluster {
         let dir = tempfile::Builder::new().prefix("e2e").tempdir().expect("temp dir");
-        // Guests run under their own uids (DESIGN §14) and must reach their dirs below it.
+        // Guests run under their own uids (docs/contracts.md#guests) and must reach their dirs
+        // below it.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .expect("chmod temp dir");
         let logs: LogList = Arc::new(Mutex::new(Vec::new()));

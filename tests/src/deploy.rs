@@ -1,6 +1,6 @@
-//! Helpers for the deployment and snapshot scenarios (DESIGN §7, §8): request bodies for
-//! specs and spot instances, a client for `/v1/deployments` (PATCH included, which
-//! [`crate::Api`] lacks), waits on a deployment's state, and restarting a fresh cluster's
+//! Helpers for the deployment and snapshot scenarios (docs/contracts.md#deployments, #snapshots):
+//! request bodies for specs and spot instances, a client for `/v1/deployments` (PATCH included,
+//! which [`crate::Api`] lacks), waits on a deployment's state, and restarting a fresh cluster's
 //! coordinator on a custom config (other pools, other notice periods).
 
 use crate::api::{Api, s};
@@ -30,7 +30,7 @@ pub fn config_with_crash_backoff(base: &str, max: &str) -> String {
 }
 
 /// The backoff before the run after the `crash`-th crash in a row (1 is the first): `base`
-/// doubling up to `max` (DESIGN §15).
+/// doubling up to `max` (docs/contracts.md#limits).
 pub fn crash_delay(base: Duration, max: Duration, crash: u32) -> Duration {
     base.saturating_mul(1 << crash.saturating_sub(1).min(31)).min(max)
 }

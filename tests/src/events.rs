@@ -1,6 +1,6 @@
-//! A reader for `GET /v1/events` (server-sent events, DESIGN §11). The stream never ends
-//! by itself, so a background thread parses it into [`Event`]s and the test reads them
-//! from a channel with deadlines. The thread ends when the coordinator goes away.
+//! A reader for `GET /v1/events` (server-sent events, docs/contracts.md#http-api). The stream never
+//! ends by itself, so a background thread parses it into [`Event`]s and the test reads them from a
+//! channel with deadlines. The thread ends when the coordinator goes away.
 
 use crate::api::Api;
 use serde_json::Value;

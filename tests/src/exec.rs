@@ -1,5 +1,5 @@
-//! Getting into instances (DESIGN §14): `POST /v1/instances/{id}/exec`, the WebSocket form
-//! (a small blocking client), and the SSH door driven with the real OpenSSH client through
+//! Getting into instances (docs/contracts.md#guests): `POST /v1/instances/{id}/exec`, the WebSocket
+//! form (a small blocking client), and the SSH door driven with the real OpenSSH client through
 //! `sshpass`.
 
 use crate::api::Api;

@@ -1,5 +1,5 @@
-//! Helpers for the guest limit scenarios (DESIGN §15): an agent started with its own agent
-//! config file (`--config`, e.g. `[logs] max_bytes`), guests that print their metadata
+//! Helpers for the guest limit scenarios (docs/contracts.md#limits): an agent started with its own
+//! agent config file (`--config`, e.g. `[logs] max_bytes`), guests that print their metadata
 //! socket's path, a flood of connections held open on a socket, and the test process's own
 //! descriptor limit.
 

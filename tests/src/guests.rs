@@ -1,5 +1,5 @@
-//! What a test checks about process guests on the host (DESIGN §14): the uid a process
-//! runs as, who owns a file and with which mode, and whether a data dir is a mounted disk.
+//! What a test checks about process guests on the host (docs/contracts.md#guests): the uid a
+//! process runs as, who owns a file and with which mode, and whether a data dir is a mounted disk.
 
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;

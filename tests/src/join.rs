@@ -1,5 +1,5 @@
-//! Join tokens in tests (DESIGN §15): how an agent is handed its token ([`JoinVia`]: a
-//! private file, stdin or `GPUSPOT_JOIN_TOKEN`; the refused command-line flag too), and the
+//! Join tokens in tests (docs/contracts.md#tokens): how an agent is handed its token ([`JoinVia`]:
+//! a private file, stdin or `GPUSPOT_JOIN_TOKEN`; the refused command-line flag too), and the
 //! `gpuspot-coordinator token …` commands run on a test cluster's data dir.
 
 use crate::cluster::Cluster;

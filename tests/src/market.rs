@@ -1,7 +1,7 @@
-//! Helpers for the spot-market and billing scenarios (DESIGN §4–§6): spot requests,
-//! PATCH (which [`crate::Api`] lacks), the guest's socket path, a guest script that
-//! long-polls its socket and stamps the moment it first sees a termination, and checks
-//! that must hold for a whole stretch of wall-clock time (not just eventually).
+//! Helpers for the spot-market and billing scenarios (docs/contracts.md#market, #billing,
+//! #guest-socket): spot requests, PATCH (which [`crate::Api`] lacks), the guest's socket path, a
+//! guest script that long-polls its socket and stamps the moment it first sees a termination, and
+//! checks that must hold for a whole stretch of wall-clock time (not just eventually).
 
 use crate::api::{Api, s};
 use crate::cluster::{Cluster, SOON};

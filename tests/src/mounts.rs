@@ -1,5 +1,5 @@
-//! Data disks (DESIGN §14: an instance's data dir may be a loop-mounted image) left mounted
-//! by agents a test killed: unmounted when the cluster goes, so that its temp dir can be
+//! Data disks (docs/contracts.md#guests: an instance's data dir may be a loop-mounted image) left
+//! mounted by agents a test killed: unmounted when the cluster goes, so that its temp dir can be
 //! deleted and no loop device outlives the test.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-//! Podman for the container scenarios (DESIGN §14): `scripts/container-engine.sh` starts one
-//! Podman API service for the whole machine and builds the test image (busybox, bash, curl)
-//! if it is missing; every test process runs the script once and shares the service.
+//! Podman for the container scenarios (docs/contracts.md#guests): `scripts/container-engine.sh`
+//! starts one Podman API service for the whole machine and builds the test image (busybox, bash,
+//! curl) if it is missing; every test process runs the script once and shares the service.
 //!
 //! The service's lifetime: parallel test binaries share it (the script serialises them with
 //! a lock file and reuses a service that answers), so no test may stop it. It is started

@@ -1,7 +1,7 @@
-//! A real mail server for the mail scenarios (DESIGN §17): Debian's `aiosmtpd` (installed by
-//! scripts/install-test-deps.sh) on 127.0.0.1, storing every accepted mail in a Maildir the
-//! test reads. It can be stopped and started again on the same port, to play a mail server
-//! that is down for a while.
+//! A real mail server for the mail scenarios (docs/contracts.md#messages): Debian's `aiosmtpd`
+//! (installed by scripts/install-test-deps.sh) on 127.0.0.1, storing every accepted mail in a
+//! Maildir the test reads. It can be stopped and started again on the same port, to play a mail
+//! server that is down for a while.
 
 use crate::process::Proc;
 use crate::wait::{holds, wait_until};

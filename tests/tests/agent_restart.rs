@@ -1,8 +1,8 @@
-//! Agent restarts never end workloads (DESIGN §14): after `kill -9` or SIGTERM of the agent
-//! every process workload keeps running and stays `running` in the API; the restarted
-//! agent adopts them, their output keeps coming, a workload that exited while no agent ran
-//! reports its real exit code, and only a stop from the coordinator ends one. A second
-//! agent on the same state dir refuses to start.
+//! Agent restarts never end workloads (docs/contracts.md#guests): after `kill -9` or SIGTERM of the
+//! agent every process workload keeps running and stays `running` in the API; the restarted agent
+//! adopts them, their output keeps coming, a workload that exited while no agent ran reports its
+//! real exit code, and only a stop from the coordinator ends one. A second agent on the same state
+//! dir refuses to start.
 
 use gpuspot_e2e::{
     Agent, Cluster, SOON, cluster, config_with_timers, is_alive, request, s, sh, wait_until,

@@ -1,7 +1,7 @@
-//! Billing end to end (DESIGN §5, §11, seed 000): tenants see only their own instances,
-//! events, account and ledger; a balance below zero ends every instance of the account
-//! after the grace (hold or not) unless a payment comes first; and the ledger stays exact
-//! to the micro-unit across a coordinator killed in the middle of metering.
+//! Billing end to end (docs/contracts.md#billing, #http-api, seed 000): tenants see only their own
+//! instances, events, account and ledger; a balance below zero ends every instance of the account
+//! after the grace (hold or not) unless a payment comes first; and the ledger stays exact to the
+//! micro-unit across a coordinator killed in the middle of metering.
 
 use gpuspot_e2e::billing::{Account, assert_ledger_adds_up, charged, create_account};
 use gpuspot_e2e::events::EventStream;

@@ -1,6 +1,6 @@
-//! Host ports held by programs outside gpuspot (issue 24 hole 6, DESIGN §18): a guest or a
-//! second cluster on the same machine that binds most of the agent's `[ports]` range does
-//! not fail anyone's request; the agent refuses the start naming the busy port and the
+//! Host ports held by programs outside gpuspot (issue 24 hole 6, docs/contracts.md#serving): a
+//! guest or a second cluster on the same machine that binds most of the agent's `[ports]` range
+//! does not fail anyone's request; the agent refuses the start naming the busy port and the
 //! coordinator draws another, until the guest runs on a free one.
 
 use gpuspot_e2e::{cluster, request, s, sh};

@@ -1,6 +1,6 @@
-//! `--wait` as a user sees it (issue 25.6, DESIGN §12): every state change is printed with
-//! its reason as it happens (`queued: …`, then `running on box`), `--timeout` gives up with
-//! exit 1 and says where things stand, and a rename leaves the old name behind with a
+//! `--wait` as a user sees it (issue 25.6, docs/contracts.md#commands): every state change is
+//! printed with its reason as it happens (`queued: …`, then `running on box`), `--timeout` gives up
+//! with exit 1 and says where things stand, and a rename leaves the old name behind with a
 //! not-found message that says how to list.
 
 use gpuspot_e2e::cli::{command, run, texts};

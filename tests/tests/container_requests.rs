@@ -1,8 +1,8 @@
-//! The coordinator's side of containers (DESIGN §14), with no container engine anywhere:
-//! hosts report their runtimes, image requests wait for a host that runs containers and say
-//! so, `[policy] process_workloads = false` refuses requests without an image, bad `image`
-//! and `data_disk_gib` values are refused naming the field, and a second coordinator on the
-//! same data dir refuses to start. (Real containers: see the podman scenarios.)
+//! The coordinator's side of containers (docs/contracts.md#guests), with no container engine
+//! anywhere: hosts report their runtimes, image requests wait for a host that runs containers and
+//! say so, `[policy] process_workloads = false` refuses requests without an image, bad `image` and
+//! `data_disk_gib` values are refused naming the field, and a second coordinator on the same data
+//! dir refuses to start. (Real containers: see the podman scenarios.)
 
 use gpuspot_e2e::process::Proc;
 use gpuspot_e2e::{

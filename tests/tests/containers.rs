@@ -1,4 +1,4 @@
-//! Guests in containers end to end (DESIGN §14) on a real Podman (see
+//! Guests in containers end to end (docs/contracts.md#guests) on a real Podman (see
 //! `gpuspot_e2e::podman`): an image instance with its socket and data dir, the seed 003
 //! watcher catching its reclamation inside the container, the stop at the deadline and the
 //! snapshot resumed in a new container on another host; the memory limit; a failed pull;

@@ -1,7 +1,7 @@
-//! Deployment names (DESIGN §18, issue 24 hole 9): the gateway routes `/d/{name}` without
-//! regard to case, so a name is unique among live deployments whatever its case, and a
-//! trailing dot is refused; the API resolves a name for the account that owns it (an id
-//! keeps working), never for another, and tells the admin when a name is several accounts'.
+//! Deployment names (docs/contracts.md#serving, issue 24 hole 9): the gateway routes `/d/{name}`
+//! without regard to case, so a name is unique among live deployments whatever its case, and a
+//! trailing dot is refused; the API resolves a name for the account that owns it (an id keeps
+//! working), never for another, and tells the admin when a name is several accounts'.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::regular_spec;

@@ -1,8 +1,8 @@
-//! Deployments and snapshots (DESIGN §7, §8, seeds 002, 003, 004): a ReplicaSet that rides
-//! out a spot price rise on its regular fallback and `rebuild`s back to spot, a Job that
-//! reaches exactly its completions while runs are reclaimed, seed 003's checkpoint/resume
-//! training loop moving hosts through a snapshot, scaling and deleting, and a crash loop
-//! held back by its backoff (DESIGN §15).
+//! Deployments and snapshots (docs/contracts.md#deployments, #snapshots, seeds 002, 003, 004): a
+//! ReplicaSet that rides out a spot price rise on its regular fallback and `rebuild`s back to spot,
+//! a Job that reaches exactly its completions while runs are reclaimed, seed 003's
+//! checkpoint/resume training loop moving hosts through a snapshot, scaling and deleting, and a
+//! crash loop held back by its backoff (docs/contracts.md#deployments).
 
 use gpuspot_e2e::deploy::{
     Deployments, TRAIN_LOOP, cli, config_with_5090_notice, config_with_crash_backoff, crash_delay,
@@ -258,7 +258,8 @@ fn checkpointed_training_job_resumes_on_another_host_from_its_snapshot() {
     eprintln!("stopped on h1 at step {stopped_at}, resumed on h2 at step {resumed_at}");
 
     // Every step was done exactly once across the two hosts (the run prints its data dir's
-    // `steps` file at the end: the dir itself is deleted once the run is over, DESIGN §14).
+    // `steps` file at the end: the dir itself is deleted once the run is over,
+    // docs/contracts.md#guests).
     let line = |prefix: &str| {
         let found = logs.lines().find_map(|l| l.strip_prefix(prefix).map(str::to_owned));
         found.unwrap_or_else(|| panic!("no {prefix:?} in {logs:?}"))

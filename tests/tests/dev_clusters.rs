@@ -1,6 +1,6 @@
-//! `gpuspot dev` on a shared machine (issue 25, item 4; DESIGN §18): two dev clusters on one
-//! machine both serve, API and gateway, each on its own port block; and ports some other
-//! program holds in a dev host's block fail no start (the agent refuses, the coordinator
+//! `gpuspot dev` on a shared machine (issue 25, item 4; docs/contracts.md#serving): two dev
+//! clusters on one machine both serve, API and gateway, each on its own port block; and ports some
+//! other program holds in a dev host's block fail no start (the agent refuses, the coordinator
 //! draws another port).
 
 use gpuspot_e2e::process::{Proc, kill_processes_under, log_tail};

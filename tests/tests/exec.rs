@@ -1,7 +1,7 @@
-//! Getting into an instance (DESIGN §14 "Getting in"): a command run through the API comes
-//! back with its output and exit code, only for the owner (or the admin) and only while the
-//! instance runs; the timeout kills; the WebSocket form is an interactive shell; the SSH
-//! door opens one with the owner's token as password, using the real OpenSSH client.
+//! Getting into an instance (docs/contracts.md#guests "Getting in"): a command run through the API
+//! comes back with its output and exit code, only for the owner (or the admin) and only while the
+//! instance runs; the timeout kills; the WebSocket form is an interactive shell; the SSH door opens
+//! one with the owner's token as password, using the real OpenSSH client.
 
 use gpuspot_e2e::billing::{create_account, running_instance};
 use gpuspot_e2e::exec::{SshLogin, WsSession, exec, ssh_config, ssh_port};

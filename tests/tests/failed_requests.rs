@@ -1,6 +1,6 @@
-//! Requests that fail and reasons that say what is true (DESIGN §16, seeds 001 and 004):
-//! `"on_unavailable": "fail"` on a full pool ends `failed` with `out_of_stock` at once, a
-//! queued request on a host full of its own instances says they hold it, and a container
+//! Requests that fail and reasons that say what is true (docs/contracts.md#failures-and-quotas,
+//! seeds 001 and 004): `"on_unavailable": "fail"` on a full pool ends `failed` with `out_of_stock`
+//! at once, a queued request on a host full of its own instances says they hold it, and a container
 //! deployment whose instance the user deletes ends `completed`, never started again.
 
 use gpuspot_e2e::deploy::{Deployments, instances, regular_spec, summary};

@@ -1,5 +1,5 @@
-//! Failures (DESIGN §9, §10): a host that goes silent is lost with its instances; a
-//! coordinator killed and restarted on its data dir keeps its state and its agents.
+//! Failures (docs/architecture.md#agent-link, #store): a host that goes silent is lost with its
+//! instances; a coordinator killed and restarted on its data dir keeps its state and its agents.
 
 use gpuspot_e2e::{Cluster, cluster, is_alive, kill_tree, request, s, sh, wait_until};
 use serde_json::Value;

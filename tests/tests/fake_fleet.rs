@@ -1,7 +1,7 @@
-//! A load-test fleet on the fake runtime (issue 26, item 5; DESIGN §14 "The fake runtime
-//! binds no host ports"): 250 simulated hosts in one `gpuspot-agent fleet` process start
-//! 2,000 instances and none fails, even when every port of the fleet's range is held by
-//! another program, because fake guests listen on nothing.
+//! A load-test fleet on the fake runtime (issue 26, item 5; docs/contracts.md#guests "The fake
+//! runtime binds no host ports"): 250 simulated hosts in one `gpuspot-agent fleet` process start
+//! 2,000 instances and none fails, even when every port of the fleet's range is held by another
+//! program, because fake guests listen on nothing.
 
 use gpuspot_e2e::process::Proc;
 use gpuspot_e2e::{binaries, cluster, config_with_timers, request, s, wait_until};

@@ -1,5 +1,5 @@
-//! The guest metadata socket (DESIGN §6, seed 003) as a workload finds it, and the API's
-//! answers to bad requests (DESIGN §11).
+//! The guest metadata socket (docs/contracts.md#guest-socket, seed 003) as a workload finds it, and
+//! the API's answers to bad requests (docs/contracts.md#http-api).
 
 use gpuspot_e2e::{Cluster, assert_error, cluster, request, s, sh, unix_get};
 use serde_json::{Value, json};

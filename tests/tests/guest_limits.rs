@@ -1,7 +1,7 @@
-//! What one guest can never take from the others on its host (DESIGN §15): a guest flooding
-//! its metadata socket with connections leaves its neighbour's socket answering within a
-//! second and new instances starting; a guest printing without end leaves at most
-//! `[logs] max_bytes` of output on the agent's disk.
+//! What one guest can never take from the others on its host (docs/contracts.md#limits): a guest
+//! flooding its metadata socket with connections leaves its neighbour's socket answering within a
+//! second and new instances starting; a guest printing without end leaves at most `[logs]
+//! max_bytes` of output on the agent's disk.
 
 use gpuspot_common::logcap;
 use gpuspot_e2e::guest_limits::{ConfiguredAgent, flood, raise_own_fd_limit, start_guest};

@@ -1,7 +1,7 @@
-//! Process guests isolated from each other (DESIGN §14): each runs under its own uid, its
-//! data dir and socket its own; one cannot read another's files, socket or environment,
-//! nor signal it; nothing a guest detaches outlives its instance; the data dir (a size-
-//! limited disk where the host allows) is gone once the instance has ended.
+//! Process guests isolated from each other (docs/contracts.md#guests): each runs under its own uid,
+//! its data dir and socket its own; one cannot read another's files, socket or environment, nor
+//! signal it; nothing a guest detaches outlives its instance; the data dir (a size- limited disk
+//! where the host allows) is gone once the instance has ended.
 
 use gpuspot_e2e::guests::{host_pid_of, is_mount_point, owner_and_mode, uid_of, value_of};
 use gpuspot_e2e::{Cluster, SOON, cluster, is_alive, request, s, sh, wait_until};

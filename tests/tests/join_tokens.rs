@@ -1,10 +1,9 @@
-//! Join tokens and host deletion (DESIGN §15): a token reaches the agent through a private
-//! file, stdin or `GPUSPOT_JOIN_TOKEN`, never its command line (the flag is refused); a
-//! token admits one host unless made for more; an expired, used-up or revoked token is
-//! refused with its reason and `token list` shows why; every join is an event the operator
-//! sees and tenants do not; a host the operator deletes has its work stopped and replaced,
-//! disappears from `/v1/hosts` and its agent is refused from then on, across a coordinator
-//! restart too.
+//! Join tokens and host deletion (docs/contracts.md#tokens): a token reaches the agent through a
+//! private file, stdin or `GPUSPOT_JOIN_TOKEN`, never its command line (the flag is refused); a
+//! token admits one host unless made for more; an expired, used-up or revoked token is refused with
+//! its reason and `token list` shows why; every join is an event the operator sees and tenants do
+//! not; a host the operator deletes has its work stopped and replaced, disappears from `/v1/hosts`
+//! and its agent is refused from then on, across a coordinator restart too.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::regular_spec;

@@ -1,7 +1,7 @@
-//! Lists filter and page on the server (issue 25.9, DESIGN §11): `?state=` (comma-separated,
-//! an unknown state is a 400 naming it), `?limit=` and `?after=` (the id to continue after,
-//! in creation order), with the next page in a `Link: <…>; rel="next"` header, on every list
-//! route; and the CLI asks the server for exactly what it shows.
+//! Lists filter and page on the server (issue 25.9, docs/contracts.md#http-api): `?state=`
+//! (comma-separated, an unknown state is a 400 naming it), `?limit=` and `?after=` (the id to
+//! continue after, in creation order), with the next page in a `Link: <…>; rel="next"` header, on
+//! every list route; and the CLI asks the server for exactly what it shows.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::{Deployments, cli, regular_spec};

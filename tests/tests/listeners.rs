@@ -1,7 +1,7 @@
 //! Every listener (the API, the gateway, the SSH door) holds up against a hostile client
-//! (DESIGN §15, issue 24 holes 5 and 9): one address gets only its share of connections, a
-//! client that logs in or sends its body too slowly is cut off, and a flood up to the
-//! coordinator's descriptor limit does not close the door for the clients that come after.
+//! (docs/contracts.md#limits, issue 24 holes 5 and 9): one address gets only its share of
+//! connections, a client that logs in or sends its body too slowly is cut off, and a flood up to
+//! the coordinator's descriptor limit does not close the door for the clients that come after.
 //!
 //! Floods come from many loopback source addresses (127.0.0.2, 127.0.0.3, …: all of 127/8
 //! is this machine), so the per-address cap does not stop them before the descriptor limit,

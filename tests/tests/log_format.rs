@@ -1,6 +1,6 @@
-//! Log lines (DESIGN §19): `--log-format json` writes one JSON object per line with its
-//! level, target and fields; the default text format carries no terminal colours into a
-//! file.
+//! Log lines (docs/contracts.md#operating-hosts): `--log-format json` writes one JSON object per
+//! line with its level, target and fields; the default text format carries no terminal colours into
+//! a file.
 
 use gpuspot_e2e::process::{Proc, log_tail};
 use gpuspot_e2e::{SOON, cluster, holds, wait_until};

@@ -1,9 +1,8 @@
-//! Notices that reach a person (DESIGN §17, seeds 000 and 001), through a real mail server
-//! (aiosmtpd): a reclaim for price mails the owner the instance, the reason and the time,
-//! and the same message waits in the inbox until read; an overdue account is told to pay
-//! within the grace and a payment is confirmed; a mail server that is down delays mail
-//! and never loses or doubles it, across a coordinator restart too; nobody reads another
-//! account's inbox.
+//! Notices that reach a person (docs/contracts.md#messages, seeds 000 and 001), through a real mail
+//! server (aiosmtpd): a reclaim for price mails the owner the instance, the reason and the time,
+//! and the same message waits in the inbox until read; an overdue account is told to pay within the
+//! grace and a payment is confirmed; a mail server that is down delays mail and never loses or
+//! doubles it, across a coordinator restart too; nobody reads another account's inbox.
 
 use gpuspot_e2e::billing::{Account, create_account_with};
 use gpuspot_e2e::events::EventStream;

@@ -1,9 +1,9 @@
-//! The spot market end to end (DESIGN §4–§6, seeds 000, 002, 003): reclamation for price
-//! and for capacity only after the hold, the notice on the guest's socket, the stop at
-//! the deadline and not before (also across a coordinator restart), a workload's own
-//! checkpoint on the seed's watcher script or on SIGTERM, and the market's events.
-//! Timers are seconds (each test's config); the guest, the coordinator and the test share
-//! one wall clock, so their timestamps compare directly.
+//! The spot market end to end (docs/contracts.md#market, #lifecycle, #guest-socket, seeds 000, 002,
+//! 003): reclamation for price and for capacity only after the hold, the notice on the guest's
+//! socket, the stop at the deadline and not before (also across a coordinator restart), a
+//! workload's own checkpoint on the seed's watcher script or on SIGTERM, and the market's events.
+//! Timers are seconds (each test's config); the guest, the coordinator and the test share one wall
+//! clock, so their timestamps compare directly.
 
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::market::{

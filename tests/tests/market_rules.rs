@@ -1,9 +1,9 @@
-//! DESIGN §4's two market rules end to end (seeds 000, 002, 003): a running spot bid below
-//! the market price is reclaimed for price once its hold is over, with nobody else waiting;
-//! and a `fixed_at_start` pool keeps each instance at its start price while the market
-//! moves, reclaiming it only for capacity. The test config's timers: hold 4 s, notice 3 s,
-//! price tick 1 s. With no competition the H100 pool (list 2.58, ratios 0.1/0.2) prices at
-//! 0.258 idle, rising to 0.516 when full.
+//! docs/contracts.md#market's two market rules end to end (seeds 000, 002, 003): a running spot bid
+//! below the market price is reclaimed for price once its hold is over, with nobody else waiting;
+//! and a `fixed_at_start` pool keeps each instance at its start price while the market moves,
+//! reclaiming it only for capacity. The test config's timers: hold 4 s, notice 3 s, price tick 1 s.
+//! With no competition the H100 pool (list 2.58, ratios 0.1/0.2) prices at 0.258 idle, rising to
+//! 0.516 when full.
 
 use gpuspot_e2e::market::{GUEST_PROLOGUE, guest_key, market_price, socket_of, spot, throughout};
 use gpuspot_e2e::values::{NANOS_PER_SECOND as SEC, money, now_nanos, signed, time};

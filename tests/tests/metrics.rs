@@ -1,7 +1,7 @@
-//! `/metrics` (DESIGN §19): the coordinator's counters, histograms and gauges and the
-//! agent's own (`--metrics ADDR`) pass `promtool check metrics` (Debian's prometheus
-//! package), and count what happened: placements, a notice by reason and its latency up to
-//! the agent's word that the guest's socket shows it.
+//! `/metrics` (docs/contracts.md#operating-hosts): the coordinator's counters, histograms and
+//! gauges and the agent's own (`--metrics ADDR`) pass `promtool check metrics` (Debian's prometheus
+//! package), and count what happened: placements, a notice by reason and its latency up to the
+//! agent's word that the guest's socket shows it.
 
 use gpuspot_e2e::process::Proc;
 use gpuspot_e2e::{SOON, cluster, holds, request, s, sh, wait_until};

@@ -1,7 +1,7 @@
 //! What one tenant's guests cannot do to another's over the network or the host's disk
-//! (DESIGN §15, issue 24 holes 4 and 7), on a real Podman: each container in a network of
-//! its own, reached only on its declared ports through the host (not from another tenant's
-//! container or process guest); no raw sockets, no device nodes; and a root filesystem a
+//! (docs/contracts.md#limits, issue 24 holes 4 and 7), on a real Podman: each container in a
+//! network of its own, reached only on its declared ports through the host (not from another
+//! tenant's container or process guest); no raw sockets, no device nodes; and a root filesystem a
 //! guest cannot fill the host's disk through.
 
 use gpuspot_e2e::billing::create_account;

@@ -1,8 +1,8 @@
-//! Noticed replicas keep serving (DESIGN §18): a replica with a termination notice still
-//! runs for its whole notice, so the gateway keeps it in the rotation until a replacement
-//! is ready or until `[gateway] drain_margin` before its deadline. Every replica of a
-//! replica set reclaimed at once, or every replica on a drained host (DESIGN §19), fails no
-//! request under a steady load when the notice outlasts a replacement's start; with no
+//! Noticed replicas keep serving (docs/contracts.md#serving): a replica with a termination notice
+//! still runs for its whole notice, so the gateway keeps it in the rotation until a replacement is
+//! ready or until `[gateway] drain_margin` before its deadline. Every replica of a replica set
+//! reclaimed at once, or every replica on a drained host (docs/contracts.md#operating-hosts), fails
+//! no request under a steady load when the notice outlasts a replacement's start; with no
 //! replacement, a noticed replica leaves the rotation at the margin, not before.
 
 use chrono::{DateTime, Utc};

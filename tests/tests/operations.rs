@@ -1,7 +1,7 @@
-//! Operating hosts (DESIGN §19): a cordoned host takes no placements until uncordoned; a
-//! drain gives everything on a host a `host_maintenance` notice within its deadline while
-//! the replica set's replacements run elsewhere, none lost, and the host ends `drained`;
-//! a backup taken while running restores into a new data dir.
+//! Operating hosts (docs/contracts.md#operating-hosts): a cordoned host takes no placements until
+//! uncordoned; a drain gives everything on a host a `host_maintenance` notice within its deadline
+//! while the replica set's replacements run elsewhere, none lost, and the host ends `drained`; a
+//! backup taken while running restores into a new data dir.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::{Deployments, host_id, in_state, live, regular_spec};

@@ -1,5 +1,6 @@
-//! Placement (DESIGN §2, §3, seed 004): units, matching on model/CPU/memory ranges, the
-//! queue and its reasons, and placing a waiting request when a host joins.
+//! Placement (docs/contracts.md#hosts-and-units, #placement, seed 004): units, matching on
+//! model/CPU/memory ranges, the queue and its reasons, and placing a waiting request when a host
+//! joins.
 
 use gpuspot_e2e::{Cluster, SOON, cluster, holds, s, sh, wait_until};
 use serde_json::{Value, json};

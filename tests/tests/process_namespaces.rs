@@ -1,5 +1,5 @@
 //! Process guests in their own PID, mount and IPC namespaces under memory and pids limits
-//! (DESIGN §15; issue 24 holes 2, 7, 8): a guest sees only its own processes (not the
+//! (docs/contracts.md#limits; issue 24 holes 2, 7, 8): a guest sees only its own processes (not the
 //! agent's command line, not another guest's); its `/tmp`, `/run/lock` and `/dev/shm` are its own and
 //! count against its data disk; its SysV segments live in its own IPC namespace and go
 //! with it; exec and the SSH door see what it sees; on this host's cgroups (v1 here) a

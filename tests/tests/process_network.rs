@@ -1,4 +1,4 @@
-//! Process guests in their own network namespace (DESIGN §15; issue 24 hole 4): one
+//! Process guests in their own network namespace (docs/contracts.md#limits; issue 24 hole 4): one
 //! tenant's guest cannot reach another's undeclared port, neither over 127.0.0.1 nor over
 //! the host's address; it reaches the other's published `PORT` through the host, and the
 //! outside world (here a server on the host's non-loopback address), but not the host's

@@ -1,7 +1,7 @@
-//! Regular before spot (DESIGN §4, issue 25 items 1 and 8, seeds 000, 001, 003): the units a
-//! regular request reclaimed are promised to it, so neither a higher spot bid nor a replica
-//! set's replacement that comes later takes them as they free; and a queued request's reason
-//! names hostnames and says a host is busy, never whose instances hold it.
+//! Regular before spot (docs/contracts.md#market, issue 25 items 1 and 8, seeds 000, 001, 003): the
+//! units a regular request reclaimed are promised to it, so neither a higher spot bid nor a replica
+//! set's replacement that comes later takes them as they free; and a queued request's reason names
+//! hostnames and says a host is busy, never whose instances hold it.
 
 use gpuspot_e2e::billing::create_account;
 use gpuspot_e2e::deploy::{Deployments, host_id, instances, spot_request, spot_spec, summary};

@@ -1,6 +1,6 @@
-//! Quotas (DESIGN §16, seed 001's "excessive number"): the admin limits how many GPUs and
-//! instances an account holds at once, queued ones included; a request past a limit is
-//! refused with 403 `quota_exceeded` naming the limit, and the account shows its quota and
+//! Quotas (docs/contracts.md#failures-and-quotas, seed 001's "excessive number"): the admin limits
+//! how many GPUs and instances an account holds at once, queued ones included; a request past a
+//! limit is refused with 403 `quota_exceeded` naming the limit, and the account shows its quota and
 //! usage. `[accounts]` in the config sets the default.
 
 use gpuspot_e2e::billing::{Account, create_account};

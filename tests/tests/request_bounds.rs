@@ -1,7 +1,7 @@
-//! Bounded work per request (DESIGN §15, issue 24 hole 1): a body is capped in every part
-//! and refused at once with a 400 naming the field; the largest valid request, queued on a
-//! full pool, costs the coordinator so little that `GET /v1/pools` stays fast for everyone;
-//! and a data dir holding an oversized request written before the caps still loads.
+//! Bounded work per request (docs/contracts.md#limits, issue 24 hole 1): a body is capped in every
+//! part and refused at once with a 400 naming the field; the largest valid request, queued on a
+//! full pool, costs the coordinator so little that `GET /v1/pools` stays fast for everyone; and a
+//! data dir holding an oversized request written before the caps still loads.
 
 use gpuspot_e2e::{Cluster, assert_error, cluster, request, s, sh};
 use serde_json::{Value, json};

@@ -1,11 +1,11 @@
-//! Retention (DESIGN §15, issue 24 hole 3): a request that never ran (`failed`) counts
-//! against its account's quota while it is kept and is forgotten after `[retention] failed`;
-//! ended instances go after `ended`, events (and their inbox messages) after `events`, the
-//! ledger never; each account keeps at most `max_ended_per_account` ended records and
-//! `max_events_per_account` events; a DELETE forgets a failed request at once; and a
-//! data dir holding rows past their retention is pruned as the coordinator starts. A deleted
-//! deployment goes after `ended` too, with its instances, for good; a live one stays. The
-//! retentions come from the config, so a day runs as a second or two.
+//! Retention (docs/contracts.md#retention, issue 24 hole 3): a request that never ran (`failed`)
+//! counts against its account's quota while it is kept and is forgotten after `[retention] failed`;
+//! ended instances go after `ended`, events (and their inbox messages) after `events`, the ledger
+//! never; each account keeps at most `max_ended_per_account` ended records and
+//! `max_events_per_account` events; a DELETE forgets a failed request at once; and a data dir
+//! holding rows past their retention is pruned as the coordinator starts. A deleted deployment goes
+//! after `ended` too, with its instances, for good; a live one stays. The retentions come from the
+//! config, so a day runs as a second or two.
 
 use gpuspot_e2e::billing::{Account, charged, create_account};
 use gpuspot_e2e::deploy::regular_spec;

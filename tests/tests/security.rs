@@ -1,5 +1,6 @@
-//! Mutual TLS on the agent link (DESIGN §9): no host joins without a valid token, and a
-//! certificate from another CA is refused even by a client that trusts the real coordinator.
+//! Mutual TLS on the agent link (docs/architecture.md#agent-link): no host joins without a valid
+//! token, and a certificate from another CA is refused even by a client that trusts the real
+//! coordinator.
 
 use gpuspot_common::HostId;
 use gpuspot_common::pki::{self, CertificateAuthority, HostCredentials};

@@ -1,7 +1,7 @@
-//! Serving on spot (DESIGN §18, seed 002): replicas of an HTTP server on their own host
-//! ports behind the gateway, a reclaim for price under steady load that fails no request
-//! while the replacement takes over once ready, and autoscaling on requests per second, on
-//! GPU utilisation and on a schedule, each decision an event with its reason.
+//! Serving on spot (docs/contracts.md#serving, seed 002): replicas of an HTTP server on their own
+//! host ports behind the gateway, a reclaim for price under steady load that fails no request while
+//! the replacement takes over once ready, and autoscaling on requests per second, on GPU
+//! utilisation and on a schedule, each decision an event with its reason.
 
 use chrono::Timelike;
 use gpuspot_e2e::deploy::{
@@ -153,7 +153,8 @@ fn autoscaling_on_gpu_utilisation_follows_what_the_guests_report() {
     let created = deps.create(&json!({
         "name": "train-serve", "mode": "replicaset",
         "specs": [regular_spec(&["RTX 4090"], 1)],
-        // On simulated hosts a guest sets its GPUs' reported utilisation (DESIGN §18).
+        // On simulated hosts a guest sets its GPUs' reported utilisation
+        // (docs/contracts.md#serving).
         "template": { "command": sh("echo 90 > .gpu_utilization; exec sleep 120") },
         "autoscaling": { "min_replicas": 1, "max_replicas": 3, "target_gpu_utilization": 50 },
     }));

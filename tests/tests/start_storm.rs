@@ -1,8 +1,8 @@
-//! Start storms (DESIGN §14 "Cost of a start"): one simulated host of 256 GPUs runs 256
-//! one-GPU process guests, each still isolated (its own uid and PID namespace, its cgroup
-//! limits, its data disk limit, only its own processes in sight); an agent busy starting
-//! 500 guests keeps its host `connected` all along, and so do 32 hosts of one fleet process
-//! starting 256 (the coordinator of these tests takes a host silent for 2 s for lost).
+//! Start storms (docs/contracts.md#guests "Cost of a start"): one simulated host of 256 GPUs runs
+//! 256 one-GPU process guests, each still isolated (its own uid and PID namespace, its cgroup
+//! limits, its data disk limit, only its own processes in sight); an agent busy starting 500 guests
+//! keeps its host `connected` all along, and so do 32 hosts of one fleet process starting 256 (the
+//! coordinator of these tests takes a host silent for 2 s for lost).
 
 use gpuspot_e2e::guest_limits::ConfiguredAgent;
 use gpuspot_e2e::guests::{host_pid_of, is_mount_point, value_of};

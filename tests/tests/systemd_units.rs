@@ -1,5 +1,6 @@
-//! The units in `scripts/systemd/` (DESIGN §19) are valid systemd units: `systemd-analyze
-//! verify` accepts them once their binaries exist (here, this package's builds of them).
+//! The units in `scripts/systemd/` (docs/contracts.md#operating-hosts) are valid systemd units:
+//! `systemd-analyze verify` accepts them once their binaries exist (here, this package's builds of
+//! them).
 
 use std::path::Path;
 use std::process::Command;

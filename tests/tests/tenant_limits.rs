@@ -1,6 +1,6 @@
-//! What one tenant can never do to the others or to the operator (DESIGN §15), tried the
-//! way a hostile tenant would: pay itself, overflow a balance, keep a stolen token, hold
-//! event streams open without reading them, or print without end.
+//! What one tenant can never do to the others or to the operator (docs/contracts.md#limits), tried
+//! the way a hostile tenant would: pay itself, overflow a balance, keep a stolen token, hold event
+//! streams open without reading them, or print without end.
 
 use gpuspot_e2e::billing::{Account, assert_ledger_adds_up, create_account};
 use gpuspot_e2e::market::patch;

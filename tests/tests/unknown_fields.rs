@@ -1,6 +1,6 @@
-//! DESIGN §18's last rule: a body with a field the API does not know is refused (400) with
-//! the field's name, at any depth, and nothing is created, so nobody believes a misspelt or
-//! misspelt feature (`autoscale`, `min_replicas`) is on.
+//! docs/contracts.md#serving's last rule: a body with a field the API does not know is refused
+//! (400) with the field's name, at any depth, and nothing is created, so nobody believes a misspelt
+//! or misspelt feature (`autoscale`, `min_replicas`) is on.
 
 use gpuspot_e2e::{assert_error, cluster, request, s};
 use serde_json::{Value, json};

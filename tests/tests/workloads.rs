@@ -1,5 +1,5 @@
-//! Workloads are real processes (DESIGN §2, §5): their output and exit code come back, and
-//! DELETE stops them.
+//! Workloads are real processes (docs/contracts.md#hosts-and-units, #lifecycle): their output and
+//! exit code come back, and DELETE stops them.
 
 use gpuspot_e2e::{Cluster, cluster, is_alive, request, s, sh, wait_until};
 use std::time::Duration;

@@ -24,7 +24,8 @@ pub struct RawAgentConfig {
     /// `host:port` of the coordinator's QUIC listener.
     pub coordinator: Option<String>,
     /// Only until the host has joined; `--join-token-file` and `GPUSPOT_JOIN_TOKEN` come
-    /// first (DESIGN §15). A file that holds it should be private (a warning says so).
+    /// first (docs/contracts.md#limits). A file that holds it should be private (a warning says
+    /// so).
     pub join_token: Option<String>,
     /// Credentials, instance data dirs and output live here.
     pub state_dir: Option<PathBuf>,
@@ -46,11 +47,11 @@ pub struct RawAgentConfig {
     pub process: RawProcess,
     #[serde(default)]
     pub ports: RawPorts,
-    /// Serve `/metrics` here (DESIGN §19); off when absent.
+    /// Serve `/metrics` here (docs/contracts.md#operating-hosts); off when absent.
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// `[ports]`: the host ports guests listen on (DESIGN §18).
+/// `[ports]`: the host ports guests listen on (docs/contracts.md#serving).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPorts {
@@ -61,7 +62,7 @@ pub struct RawPorts {
     pub address: Option<String>,
 }
 
-/// `[containers]`: the host's container engine (DESIGN §14).
+/// `[containers]`: the host's container engine (docs/contracts.md#guests).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawContainers {
@@ -69,7 +70,7 @@ pub struct RawContainers {
     pub engine: Option<String>,
 }
 
-/// `[process]`: process guests (DESIGN §14).
+/// `[process]`: process guests (docs/contracts.md#guests).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProcess {
@@ -272,8 +273,8 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Creates `dir` (and missing parents) for the agent, reachable but not listable by guests:
 /// 0711 when the agent is root (guests with their own uids must traverse it to reach their
-/// data dir and socket, DESIGN §14), else 0700 like [`create_private_dir`]. What lies in it
-/// stays private by its own modes (keys and records 0600, data dirs 0700 of their guest).
+/// data dir and socket, docs/contracts.md#guests), else 0700 like [`create_private_dir`]. What lies
+/// in it stays private by its own modes (keys and records 0600, data dirs 0700 of their guest).
 pub fn create_guest_reachable_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     // SAFETY: geteuid has no preconditions.

@@ -1,5 +1,6 @@
 //! What this host offers: its GPUs (from NVML, or from a simulated profile) and the cores and
-//! memory left for guests once the host's own reservation is taken out (DESIGN §2).
+//! memory left for guests once the host's own reservation is taken out
+//! (docs/contracts.md#hosts-and-units).
 //!
 //! [`faults`] turns NVML's fault events and failed health queries (and injected faults)
 //! into reports the link sends at once; [`nvml_events`] reads them from NVML.

@@ -1,6 +1,6 @@
-//! A host described by a profile instead of NVML (DESIGN §2, simulated-host mode): seed 004's
-//! hosts A/B/C on a laptop. GPU UUIDs are derived from (hostname, index), so a restarted agent
-//! reports the same GPUs and the coordinator recognises its units.
+//! A host described by a profile instead of NVML (docs/contracts.md#hosts-and-units, simulated-host
+//! mode): seed 004's hosts A/B/C on a laptop. GPU UUIDs are derived from (hostname, index), so a
+//! restarted agent reports the same GPUs and the coordinator recognises its units.
 
 use super::{DiscoveryError, GpuDiscovery, machine_hostname};
 use gpuspot_common::protocol::GpuStatus;

@@ -1,4 +1,4 @@
-//! Exec streams, agent side (DESIGN §14 "Getting in"): while a session is open, the
+//! Exec streams, agent side (docs/contracts.md#guests "Getting in"): while a session is open, the
 //! coordinator opens one bidirectional stream per command to run inside an instance. The
 //! stream starts with an [`ExecRequest`]; the agent runs it through the runtime
 //! ([`WorkloadRuntime::exec`]) and pumps frames both ways: [`ExecOutput`] out (`Data…`,

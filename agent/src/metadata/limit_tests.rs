@@ -1,4 +1,4 @@
-//! The socket's limits as a guest meets them (DESIGN §15), against real servers on
+//! The socket's limits as a guest meets them (docs/contracts.md#limits), against real servers on
 //! temp-dir sockets: the connection cap, the idle timeout, the request size limit and the
 //! agent-wide budget.
 

@@ -1,9 +1,9 @@
-//! What one guest may hold of the agent through its metadata socket (DESIGN §15), and the
-//! agent's descriptor budget. Per socket: at most [`MAX_CONNECTIONS`] connections (more are
-//! answered `503` and closed at once), closed after [`IDLE_TIMEOUT`] without progress
-//! (a long-poll in progress is not idle), request heads of at most [`MAX_REQUEST_BYTES`].
-//! Agent-wide: the guests of all sockets together hold at most half of the agent's
-//! descriptor limit, so the agent's own files, links and workloads always have the rest.
+//! What one guest may hold of the agent through its metadata socket (docs/contracts.md#limits), and
+//! the agent's descriptor budget. Per socket: at most [`MAX_CONNECTIONS`] connections (more are
+//! answered `503` and closed at once), closed after [`IDLE_TIMEOUT`] without progress (a long-poll
+//! in progress is not idle), request heads of at most [`MAX_REQUEST_BYTES`]. Agent-wide: the guests
+//! of all sockets together hold at most half of the agent's descriptor limit, so the agent's own
+//! files, links and workloads always have the rest.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

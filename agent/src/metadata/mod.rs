@@ -1,8 +1,8 @@
-//! The guest metadata socket (DESIGN §6, seed 003): one unix socket per instance, mode 0600,
-//! serving that instance's [`GuestMetadata`] over HTTP/1.1. The agent keeps the
-//! `watch::Sender` and updates it when the coordinator sends new metadata; long-polling guests
+//! The guest metadata socket (docs/contracts.md#guest-socket, seed 003): one unix socket per
+//! instance, mode 0600, serving that instance's [`GuestMetadata`] over HTTP/1.1. The agent keeps
+//! the `watch::Sender` and updates it when the coordinator sends new metadata; long-polling guests
 //! wake up at once. What one guest may hold of the agent through its socket is bounded by
-//! [`SocketLimits`] (DESIGN §15).
+//! [`SocketLimits`] (docs/contracts.md#limits).
 
 mod connection;
 pub mod limits;
@@ -111,7 +111,7 @@ fn bind_private(path: &Path) -> Result<(UnixListener, (u64, u64)), MetadataError
 }
 
 /// A process guest's socket dir is root's, mode 0710, with the guest's group (its uid and
-/// gid are the same number, DESIGN §14): the socket goes to that guest, also when the
+/// gid are the same number, docs/contracts.md#guests): the socket goes to that guest, also when the
 /// agent re-creates it after a restart. The dir is not writable by the guest, so the path
 /// is safe to chown.
 fn give_to_guest(socket: &Path, dir: &Path) -> Result<(), MetadataError> {

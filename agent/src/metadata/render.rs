@@ -1,12 +1,12 @@
-//! How guest metadata looks on the wire (DESIGN §6): one JSON value per key, times as RFC 3339
-//! with `+00:00` (seed 003's `"2026-04-08T05:00:00+00:00"`), money as decimal strings, and
-//! `None` meaning "absent" (the server answers 404).
+//! How guest metadata looks on the wire (docs/contracts.md#guest-socket): one JSON value per key,
+//! times as RFC 3339 with `+00:00` (seed 003's `"2026-04-08T05:00:00+00:00"`), money as decimal
+//! strings, and `None` meaning "absent" (the server answers 404).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gpuspot_common::protocol::GuestMetadata;
 use serde_json::{Map, Value, json};
 
-/// Every key a guest may ask for, in the order DESIGN §6 lists them.
+/// Every key a guest may ask for, in the order docs/contracts.md#guest-socket lists them.
 pub const KEYS: [&str; 10] = [
     "instance_id",
     "host_id",

@@ -1,5 +1,5 @@
 //! HTTP/1.1 over the instance's unix socket: the accept loop (within the socket's limits,
-//! see [`super::limits`]) and the routes of DESIGN §6.
+//! see [`super::limits`]) and the routes of docs/contracts.md#guest-socket.
 //! Answers mimic what guests already script against: seed 003's exact `404 page not found`
 //! body, AWS's `spot/instance-action` document.
 

@@ -1,17 +1,17 @@
-//! Data dirs with a size limit (DESIGN §14 "Data", `data_disk_gib`). Where the agent is
-//! root and the host has loop devices and `mkfs.ext4`, an instance's data dir is a sparse
-//! ext4 image (`<instance>/data.img`, 0600) loop-mounted `nosuid,nodev` on it: a guest that
-//! fills it gets ENOSPC, and the host's disk holds only what was written. Elsewhere the data
-//! dir is a plain directory and the agent says once that the limit is not enforced.
+//! Data dirs with a size limit (docs/contracts.md#guests "Data", `data_disk_gib`). Where the agent
+//! is root and the host has loop devices and `mkfs.ext4`, an instance's data dir is a sparse ext4
+//! image (`<instance>/data.img`, 0600) loop-mounted `nosuid,nodev` on it: a guest that fills it
+//! gets ENOSPC, and the host's disk holds only what was written. Elsewhere the data dir is a plain
+//! directory and the agent says once that the limit is not enforced.
 //!
-//! A start costs the same however many guests run (DESIGN §14 "Cost of a start"): images
-//! are reused from a pool beside the instances (`<instances>/.disks/<gib>g-<n>.img`; see
-//! [`pool`]): [`release`] empties an image (and trims it, so that the host gets its blocks
-//! back) and returns it there instead of deleting it, and a start of that size takes it
-//! back by a rename, never formatting it again. The image is attached to a free loop device
-//! by ioctl (`LOOP_CTL_GET_FREE`, `LOOP_CONFIGURE`, auto-cleared at unmount) and mounted by
-//! mount(2): no scan of the machine's loop devices as `mount -o loop` makes, no helper
-//! process. Only a size the pool has none of is formatted (`mkfs.ext4`, once per image).
+//! A start costs the same however many guests run (docs/contracts.md#guests "Cost of a start"):
+//! images are reused from a pool beside the instances (`<instances>/.disks/<gib>g-<n>.img`; see
+//! [`pool`]): [`release`] empties an image (and trims it, so that the host gets its blocks back)
+//! and returns it there instead of deleting it, and a start of that size takes it back by a rename,
+//! never formatting it again. The image is attached to a free loop device by ioctl
+//! (`LOOP_CTL_GET_FREE`, `LOOP_CONFIGURE`, auto-cleared at unmount) and mounted by mount(2): no
+//! scan of the machine's loop devices as `mount -o loop` makes, no helper process. Only a size the
+//! pool has none of is formatted (`mkfs.ext4`, once per image).
 //!
 //! Project quotas would make even that first format unnecessary, but need a kernel with
 //! quota formats (`CONFIG_QFMT_V2` for ext4, `CONFIG_XFS_QUOTA`); hosts without them (CI's

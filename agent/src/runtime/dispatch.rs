@@ -1,6 +1,6 @@
-//! One [`WorkloadRuntime`] over a host's guest runtimes (DESIGN §14): an instance with an
-//! image goes to the container runtime, one without to the process runtime; stops and
-//! execs go to whichever runs the instance.
+//! One [`WorkloadRuntime`] over a host's guest runtimes (docs/contracts.md#guests): an instance
+//! with an image goes to the container runtime, one without to the process runtime; stops and execs
+//! go to whichever runs the instance.
 
 use super::{ExecSession, ExecSpec, RuntimeError, WorkloadRuntime, WorkloadSpec};
 use gpuspot_common::InstanceId;

@@ -55,16 +55,16 @@ pub struct WorkloadSpec {
     pub metadata_socket: PathBuf,
     /// stdout and stderr are both appended here.
     pub log_path: PathBuf,
-    /// Run in a container from this image (DESIGN §14); `None`: a process guest.
+    /// Run in a container from this image (docs/contracts.md#guests); `None`: a process guest.
     pub image: Option<String>,
     /// Size limit of the data dir, GiB, where the filesystem can enforce one.
     pub data_disk_gib: u64,
-    /// Host ports it listens on (DESIGN §18): a process guest's first is its `PORT`, a
-    /// container's are published to its own ports.
+    /// Host ports it listens on (docs/contracts.md#serving): a process guest's first is its `PORT`,
+    /// a container's are published to its own ports.
     pub ports: Vec<gpuspot_common::protocol::PortMapping>,
 }
 
-/// A command to run inside a running instance (DESIGN §14 "Getting in").
+/// A command to run inside a running instance (docs/contracts.md#guests "Getting in").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecSpec {
     /// argv; must not be empty.

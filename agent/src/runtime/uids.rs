@@ -1,19 +1,21 @@
-//! One unprivileged uid/gid per process guest (DESIGN §14), from `[process] uid_range`.
+//! One unprivileged uid/gid per process guest (docs/contracts.md#guests), from `[process]
+//! uid_range`.
 //!
 //! Several agents may share one machine (`gpuspot dev` runs many hosts in one process, CI
 //! runs many tests at once, all with the default range), so a uid is claimed machine-wide:
 //! a file `<claims>/<uid>` (default `/run/gpuspot-uids`) naming the guest's data dir, created
 //! under an exclusive `flock` of `<claims>/.lock`. A claim is stale, and may be taken over,
-//! once its data dir is gone (the agent deletes it when the instance is over, DESIGN §14
-//! "Data") and no process runs under the uid. Uids are handed out round-robin (a cursor in
-//! `<claims>/.next`), so a uid comes back only after the whole range was used.
+//! once its data dir is gone (the agent deletes it when the instance is over,
+//! docs/contracts.md#guests "Data") and no process runs under the uid. Uids are handed out
+//! round-robin (a cursor in `<claims>/.next`), so a uid comes back only after the whole range was
+//! used.
 //!
-//! A claim costs a few file operations, whatever runs on the machine (DESIGN §14 "Cost of
-//! a start"): which uids processes run under is read from `/proc` once per pool, at its
-//! first claim, and the uids in use then that no live claim explains (a host user inside
-//! the range, a leftover of a crashed agent) are never handed out by that pool. Later
-//! guests' processes need no scan: an agent kills every process of a guest's uid before it
-//! deletes the guest's data dir, so a claim whose data dir is gone has none left.
+//! A claim costs a few file operations, whatever runs on the machine (docs/contracts.md#guests
+//! "Cost of a start"): which uids processes run under is read from `/proc` once per pool, at its
+//! first claim, and the uids in use then that no live claim explains (a host user inside the range,
+//! a leftover of a crashed agent) are never handed out by that pool. Later guests' processes need
+//! no scan: an agent kills every process of a guest's uid before it deletes the guest's data dir,
+//! so a claim whose data dir is gone has none left.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

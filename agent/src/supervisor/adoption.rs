@@ -1,4 +1,4 @@
-//! The supervisor's side of agent restarts and data release (DESIGN §14).
+//! The supervisor's side of agent restarts and data release (docs/contracts.md#guests).
 //! - Adoption: at start, the runtime takes over what an earlier agent process left running
 //!   ([`crate::runtime::WorkloadRuntime::adopt`]); each adopted workload gets its entry back
 //!   from its `assignment.json` (see [`super::records`]): its socket re-opened, its log

@@ -1,4 +1,4 @@
-//! Workload output on the agent (DESIGN §15): each instance's log file keeps at most
+//! Workload output on the agent (docs/contracts.md#limits): each instance's log file keeps at most
 //! `max_bytes` on disk. The oldest bytes are punched out of the file
 //! ([`gpuspot_common::logcap`]), so offsets stay absolute and shipping by offset stays as it
 //! is, and output that was dropped before it was shipped is skipped, never sent as the

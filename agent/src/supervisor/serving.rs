@@ -1,7 +1,8 @@
-//! What the supervisor knows about guests that serve (DESIGN §18): whether their host ports
-//! are free before they start (a start whose port is held is refused, not failed), what their readiness probes target, and, on simulated hosts,
-//! the GPU utilisation a guest sets for its GPUs by writing a percentage to
-//! `$GPUSPOT_DATA_DIR/.gpu_utilization` (so that tests can drive autoscaling).
+//! What the supervisor knows about guests that serve (docs/contracts.md#serving): whether their
+//! host ports are free before they start (a start whose port is held is refused, not failed), what
+//! their readiness probes target, and, on simulated hosts, the GPU utilisation a guest sets for its
+//! GPUs by writing a percentage to `$GPUSPOT_DATA_DIR/.gpu_utilization` (so that tests can drive
+//! autoscaling).
 
 use super::{Followup, Supervisor};
 use crate::probes::ProbeTarget;

@@ -1,10 +1,10 @@
-//! Starts off the link's loop (DESIGN §14 "Cost of a start"): a runtime's `start` (data
-//! disk, uid, cgroups, namespaces, the guest's network, the spawn) and the assignment's
-//! record run on a bounded set of blocking workers, so that heartbeats and reports never
-//! wait behind a start storm and a busy host is never taken for a lost one. What the
-//! coordinator says about an instance meanwhile (a repeated start, metadata, a stop) and
-//! what its runtime reports early (a guest that ended at once) is kept for when its start
-//! is seen. Without workers (unit tests) the same steps run inline.
+//! Starts off the link's loop (docs/contracts.md#guests "Cost of a start"): a runtime's `start`
+//! (data disk, uid, cgroups, namespaces, the guest's network, the spawn) and the assignment's
+//! record run on a bounded set of blocking workers, so that heartbeats and reports never wait
+//! behind a start storm and a busy host is never taken for a lost one. What the coordinator says
+//! about an instance meanwhile (a repeated start, metadata, a stop) and what its runtime reports
+//! early (a guest that ended at once) is kept for when its start is seen. Without workers (unit
+//! tests) the same steps run inline.
 
 use super::workloads::{Phase, Stage, Starting};
 use super::{Followup, Supervisor, failed, records, serving};
@@ -151,7 +151,13 @@ impl Supervisor {
             self.release_data(&id);
             tracing::warn!(instance = %id, error = %e, "workload failed to start");
             let report = failed(&id, e.to_string());
-            self.remember_finished(id.clone(), Stage::Starting, report.state.clone(), starting.log, None);
+            self.remember_finished(
+                id.clone(),
+                Stage::Starting,
+                report.state.clone(),
+                starting.log,
+                None,
+            );
             return vec![Followup::Report(report)];
         }
         tracing::info!(instance = %id, "workload started");

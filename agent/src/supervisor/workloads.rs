@@ -44,7 +44,7 @@ pub(super) struct Running {
     pub(super) kill_timeout: Duration,
     pub(super) snapshot: Option<SnapshotPlan>,
     pub(super) data_dir: PathBuf,
-    /// Its readiness probe and the port it probes (DESIGN §18).
+    /// Its readiness probe and the port it probes (docs/contracts.md#serving).
     pub(super) probe: Option<(u16, ReadinessProbe)>,
     pub(super) gpu_uuids: Vec<String>,
 }

@@ -1,4 +1,4 @@
-//! `gpuspot instances exec ID [-t] -- CMD…` (DESIGN §14 "Getting in").
+//! `gpuspot instances exec ID [-t] -- CMD…` (docs/contracts.md#guests "Getting in").
 //!
 //! Without `-t`, `POST /v1/instances/{id}/exec`: prints the output and exits with the
 //! command's exit code (124 when it timed out). With `-t`, or without a command (a shell),

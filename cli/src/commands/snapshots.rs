@@ -1,5 +1,5 @@
 //! `gpuspot snapshots [list]` and `gpuspot snapshots show ID`: the snapshots kept for
-//! instances and deployments (DESIGN §8).
+//! instances and deployments (docs/contracts.md#snapshots).
 
 use super::Ctx;
 use crate::args::SnapshotsCmd;

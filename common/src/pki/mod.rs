@@ -108,7 +108,7 @@ impl CertificateAuthority {
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         if cert_path.exists() && key_path.exists() {
             let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
-            // A key left readable by an older version is tightened (DESIGN §15).
+            // A key left readable by an older version is tightened (docs/contracts.md#limits).
             owner_only(&key_path)?;
             let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
             let key = KeyPair::from_pem(&key_pem)?;

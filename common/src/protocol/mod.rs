@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape; the hello is refused on mismatch, in the
 /// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
-/// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (DESIGN §18).
+/// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (docs/contracts.md#serving).
 /// 5: an agent refuses a start whose host port is taken ([`AgentMessage::StartRefused`]).
 /// 6 (also): GPU faults ([`AgentMessage::Faults`], [`CoordinatorMessage::Faults`]).
 /// 6: end reasons, billing modes, deployment ids, stop reasons and failure kinds are typed
@@ -44,9 +44,10 @@ pub enum AgentMessage {
         agent_version: String,
         inventory: HostInventory,
         instances: Vec<InstanceReport>,
-        /// How this host can run guests (DESIGN §14); image requests go only to `Container`.
+        /// How this host can run guests (docs/contracts.md#guests); image requests go only to
+        /// `Container`.
         runtimes: Vec<GuestRuntime>,
-        /// The host ports guests are given and where they are reached (DESIGN §18).
+        /// The host ports guests are given and where they are reached (docs/contracts.md#serving).
         network: GuestNetwork,
     },
     Heartbeat {

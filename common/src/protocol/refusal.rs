@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StartRefusal {
     /// A program that is no guest of this instance holds this host port of the
-    /// assignment: the coordinator picks another (DESIGN §18).
+    /// assignment: the coordinator picks another (docs/contracts.md#serving).
     PortBusy { port: u16 },
 }
 

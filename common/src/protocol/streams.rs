@@ -6,8 +6,8 @@ use crate::InstanceId;
 use serde::{Deserialize, Serialize};
 
 /// First frame on an exec stream, a bidirectional stream the coordinator opens to the agent
-/// (DESIGN §14 "Getting in"). The agent answers with [`ExecOutput`] frames ending in `Exit`
-/// or `Error`; the coordinator may send [`ExecInput`] frames while it runs. Closing the
+/// (docs/contracts.md#guests "Getting in"). The agent answers with [`ExecOutput`] frames ending in
+/// `Exit` or `Error`; the coordinator may send [`ExecInput`] frames while it runs. Closing the
 /// stream (either side) ends the command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecRequest {

@@ -20,18 +20,18 @@ pub struct Assignment {
     /// How many bytes of output the coordinator already holds: resume from here.
     pub log_offset: u64,
     pub kill_timeout_ms: u64,
-    /// Snapshots of the data dir (DESIGN §8); None when disabled.
+    /// Snapshots of the data dir (docs/contracts.md#snapshots); None when disabled.
     pub snapshot: Option<SnapshotPlan>,
-    /// Run in an OCI container from this image (DESIGN §14); `None`: a process guest.
+    /// Run in an OCI container from this image (docs/contracts.md#guests); `None`: a process guest.
     pub image: Option<String>,
     /// Size limit of the data dir, GiB (seed 004's 50 GB data disk).
     pub data_disk_gib: u64,
-    /// Host ports given to this instance (DESIGN §18); the first is `PORT`.
+    /// Host ports given to this instance (docs/contracts.md#serving); the first is `PORT`.
     pub ports: Vec<PortMapping>,
     pub readiness: Option<ReadinessProbe>,
 }
 
-/// The ways a host can run a guest (DESIGN §14), as `GET /v1/hosts` shows them.
+/// The ways a host can run a guest (docs/contracts.md#guests), as `GET /v1/hosts` shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestRuntime {
@@ -84,7 +84,7 @@ pub struct SnapshotRef {
     pub size: u64,
 }
 
-/// What the guest sees on its metadata socket (DESIGN §6). `None` answers 404.
+/// What the guest sees on its metadata socket (docs/contracts.md#guest-socket). `None` answers 404.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuestMetadata {
     pub instance_id: InstanceId,

@@ -1,6 +1,6 @@
 //! How the cluster actor changes accounts for the API: creating one, booking a payment,
 //! rotating its token, disabling it and setting its quota; and how an account is shown,
-//! with its effective quota and usage (DESIGN §16).
+//! with its effective quota and usage (docs/contracts.md#failures-and-quotas).
 
 use super::cluster::ClusterActor;
 use super::failure::Failure;

@@ -41,7 +41,7 @@ pub struct ClusterActor {
     /// Committed events, for the SSE stream and webhooks.
     events: broadcast::Sender<Event>,
     pub(super) alarm: super::wakeup::Alarm,
-    /// The serving gateway, told of every endpoint change (DESIGN §18).
+    /// The serving gateway, told of every endpoint change (docs/contracts.md#serving).
     gateway: Option<Arc<Gateway>>,
     /// When each notice not yet shown on its guest's socket was decided (notice latency).
     notices_pending: HashMap<gpuspot_common::InstanceId, std::time::Instant>,
@@ -107,7 +107,7 @@ impl ClusterActor {
     }
 
     /// Runs what the core has due by now. The gateway's request counters are read only
-    /// when the autoscaler looks (DESIGN §18).
+    /// when the autoscaler looks (docs/contracts.md#serving).
     pub(super) fn handle_timeout(&mut self) {
         let now = self.tick();
         if let Some(gateway) = &self.gateway
@@ -182,7 +182,8 @@ impl Actor for ClusterActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(usize::MAX);
         // Everything due at start runs before the first request is answered: the market's
-        // first pass, and retention of what a data dir held past its time (DESIGN §15).
+        // first pass, and retention of what a data dir held past its time
+        // (docs/contracts.md#retention).
         self.handle_timeout();
         drop(self.flush());
         self.arm_alarm(ctx);

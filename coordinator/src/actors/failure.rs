@@ -20,14 +20,15 @@ pub enum Failure {
     Account(#[from] AccountError),
     #[error(transparent)]
     Deployment(#[from] DeploymentError),
-    /// It would pass the account's quota (DESIGN §16); nothing was created.
+    /// It would pass the account's quota (docs/contracts.md#failures-and-quotas); nothing was
+    /// created.
     #[error(transparent)]
     Quota(#[from] QuotaError),
     #[error(transparent)]
     Drill(#[from] crate::core::drills::DrillError),
     #[error(transparent)]
     Fault(#[from] crate::core::faults::FaultError),
-    /// An overdue account may not start instances until it pays (DESIGN §15).
+    /// An overdue account may not start instances until it pays (docs/contracts.md#limits).
     #[error("account {account} is overdue (balance {balance}): pay to start new instances")]
     OverdueForInstances { account: AccountId, balance: Money },
     /// Nor deployments.

@@ -132,7 +132,8 @@ pub enum ApiRequest {
         id: HostId,
         reply: Reply<Host>,
     },
-    /// Admin only: cordon, uncordon or drain a host (DESIGN §19). Answers with the host.
+    /// Admin only: cordon, uncordon or drain a host (docs/contracts.md#operating-hosts). Answers
+    /// with the host.
     HostMaintenance {
         id: HostId,
         action: HostAction,
@@ -265,9 +266,9 @@ pub enum AgentEvent {
         outbox: UnboundedSender<Box<CoordinatorMessage>>,
         inventory: HostInventory,
         agent_version: String,
-        /// How the host runs guests (DESIGN §14).
+        /// How the host runs guests (docs/contracts.md#guests).
         runtimes: Vec<GuestRuntime>,
-        /// Where its guests listen (DESIGN §18).
+        /// Where its guests listen (docs/contracts.md#serving).
         network: crate::core::registry::HostNetwork,
         reports: Vec<InstanceReport>,
     },

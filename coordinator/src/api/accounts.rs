@@ -1,7 +1,8 @@
 //! `/v1/accounts`: accounts (created by the admin, each with its API token), payments (the
-//! admin's alone, DESIGN §15), token rotation, disabling, quotas (the admin's, DESIGN §16),
-//! the email messages are mailed to (the account's own, DESIGN §17) and `whoami`; the
-//! ledger is in [`super::ledger`]. An account sees only itself; another account's id answers 404.
+//! admin's alone, docs/contracts.md#tokens), token rotation, disabling, quotas (the admin's,
+//! docs/contracts.md#failures-and-quotas), the email messages are mailed to (the account's own,
+//! docs/contracts.md#messages) and `whoami`; the ledger is in [`super::ledger`]. An account sees
+//! only itself; another account's id answers 404.
 
 use super::AppState;
 use super::auth::Caller;

@@ -1,5 +1,5 @@
 //! `/v1/deployments`: ReplicaSet, Job and Container deployments with ordered specs
-//! (DESIGN §7, §11), their instances, scaling, rebuild and endpoints.
+//! (docs/contracts.md#deployments, #http-api), their instances, scaling, rebuild and endpoints.
 
 use super::AppState;
 use super::auth::Caller;

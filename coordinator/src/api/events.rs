@@ -2,7 +2,8 @@
 //! The token comes as a bearer token, as everywhere; never from a cookie or the URL (the
 //! dashboard reads the stream with `fetch`, which can send the header).
 //!
-//! Bounded on purpose (DESIGN §15), since every tenant may open streams and not read them:
+//! Bounded on purpose (docs/contracts.md#limits), since every tenant may open streams and not read
+//! them:
 //! - without `Last-Event-ID` (header, or `?after=`) a stream starts from now: no replay;
 //! - with one, it replays at most the [`MAX_REPLAY`] newest matching events after it, then
 //!   follows live ones;

@@ -1,7 +1,7 @@
-//! `POST /v1/instances/{id}/exec` (DESIGN §14 "Getting in"): runs a command inside a running
-//! instance and answers with its exit code and output once it ends. The interactive form
-//! (`GET` with `Upgrade: websocket`) is in [`super::exec_ws`]; both, and the SSH front door,
-//! go through [`Gateway`], which checks who may reach which instance and opens the stream.
+//! `POST /v1/instances/{id}/exec` (docs/contracts.md#guests "Getting in"): runs a command inside a
+//! running instance and answers with its exit code and output once it ends. The interactive form
+//! (`GET` with `Upgrade: websocket`) is in [`super::exec_ws`]; both, and the SSH front door, go
+//! through [`Gateway`], which checks who may reach which instance and opens the stream.
 
 use super::AppState;
 use super::auth::Caller;

@@ -1,4 +1,4 @@
-//! The interactive form of `/v1/instances/{id}/exec` (DESIGN §14): `GET` with
+//! The interactive form of `/v1/instances/{id}/exec` (docs/contracts.md#guests): `GET` with
 //! `Upgrade: websocket`. Query: `command` (repeatable; default `/bin/sh`), `tty=true|false`
 //! (default false), `cols`/`rows` (the terminal's first size), `timeout_seconds` (default and
 //! most: 24 h). Binary frames carry stdin (client → server) and output (server → client);

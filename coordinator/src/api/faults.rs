@@ -5,11 +5,11 @@
 use super::AppState;
 use super::auth::Caller;
 use super::error::{HttpError, InvalidBody};
-use gpuspot_api::{ErrorBody, Host, Instance};
 use super::views;
 use crate::actors::ApiRequest;
 use crate::actors::faults::FaultRequest;
 use actix_web::{HttpResponse, post, web};
+use gpuspot_api::{ErrorBody, Host, Instance};
 use gpuspot_common::faults::MAX_XID;
 use gpuspot_common::{HostId, InstanceId};
 use serde::Deserialize;

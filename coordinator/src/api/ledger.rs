@@ -1,5 +1,5 @@
-//! `GET /v1/accounts/{id}/ledger`: an account's ledger (DESIGN §11), by id or name, oldest
-//! first and paged by entry id; its amounts sum to the balance.
+//! `GET /v1/accounts/{id}/ledger`: an account's ledger (docs/contracts.md#billing), by id or name,
+//! oldest first and paged by entry id; its amounts sum to the balance.
 
 use super::AppState;
 use super::auth::Caller;

@@ -1,8 +1,7 @@
-//! The queries list routes take (DESIGN §11): `?state=` (comma-separated names of the
-//! list's states), `?limit=` and `?after=` (the id of the last item of the previous page,
-//! in creation order), each checked with a 400 `invalid_query` naming the parameter; and
-//! their answer: a JSON array, with `Link: </v1/…?after=ID>; rel="next"` (RFC 8288) when
-//! more items follow.
+//! The queries list routes take (docs/contracts.md#http-api): `?state=` (comma-separated names of
+//! the list's states), `?limit=` and `?after=` (the id of the last item of the previous page, in
+//! creation order), each checked with a 400 `invalid_query` naming the parameter; and their answer:
+//! a JSON array, with `Link: </v1/…?after=ID>; rel="next"` (RFC 8288) when more items follow.
 
 use super::error::{HttpError, QueryError};
 use crate::core::listing::{Listing, Page};

@@ -1,4 +1,4 @@
-//! The inbox (DESIGN §17): `GET /v1/messages[?unread=true]`, newest first, and
+//! The inbox (docs/contracts.md#messages): `GET /v1/messages[?unread=true]`, newest first, and
 //! `POST /v1/messages/{id}/read`. An account sees only its own messages; the admin sees
 //! the operator account's, or another account's with `?account_id=`.
 

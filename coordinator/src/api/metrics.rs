@@ -25,7 +25,8 @@ async fn metrics(
     Ok(HttpResponse::Ok().content_type(content_type).body(body))
 }
 
-/// Counts every API request and its latency (DESIGN §19), by method and status.
+/// Counts every API request and its latency (docs/contracts.md#operating-hosts), by method and
+/// status.
 pub async fn count(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -1,5 +1,5 @@
-//! The HTTP API (DESIGN §11) on actix-web: JSON in and out, bearer tokens, and errors as
-//! `{"error":{"code","message"}}` with a proper status for every bad input.
+//! The HTTP API (docs/contracts.md#http-api) on actix-web: JSON in and out, bearer tokens, and
+//! errors as `{"error":{"code","message"}}` with a proper status for every bad input.
 //!
 //! - [`error`]: the error type and the JSON/path/query error handlers.
 //! - [`auth`]: who is calling (admin or account) from the bearer token.
@@ -47,11 +47,11 @@ pub struct AppState {
     pub store: std::sync::Arc<dyn crate::store::Store>,
     pub events: tokio::sync::broadcast::Sender<crate::core::cluster::Event>,
     pub directory: std::sync::Arc<crate::directory::Directory>,
-    /// Open event streams per token (DESIGN §15).
+    /// Open event streams per token (docs/contracts.md#limits).
     pub streams: std::sync::Arc<events::StreamSlots>,
-    /// `[policy]`: e.g. whether requests without an image are accepted (DESIGN §14).
+    /// `[policy]`: e.g. whether requests without an image are accepted (docs/contracts.md#guests).
     pub policy: crate::config::Policy,
-    /// Agent connections by host, for exec streams (DESIGN §14).
+    /// Agent connections by host, for exec streams (docs/contracts.md#guests).
     pub exec_links: std::sync::Arc<crate::quic::exec::ExecLinks>,
 }
 
@@ -91,7 +91,9 @@ where
         // A read the database could not answer: worth retrying (503), not a bug (500).
         let any: &dyn std::any::Any = &e;
         match any.downcast_ref::<crate::store::StoreError>() {
-            Some(crate::store::StoreError::Unavailable(_)) => StoreUnavailable(e.to_string()).into(),
+            Some(crate::store::StoreError::Unavailable(_)) => {
+                StoreUnavailable(e.to_string()).into()
+            }
             _ => Internal(e.to_string()).into(),
         }
     })

@@ -1,6 +1,6 @@
-//! The OpenAPI document, generated from the code (utoipa, DESIGN §13), and the routes that
-//! serve it: `GET /openapi.json` and the Swagger UI at `GET /docs` (its assets are compiled
-//! in, so the page works offline).
+//! The OpenAPI document, generated from the code (utoipa, docs/architecture.md#dependencies), and
+//! the routes that serve it: `GET /openapi.json` and the Swagger UI at `GET /docs` (its assets are
+//! compiled in, so the page works offline).
 //!
 //! Every API route is registered through utoipa-actix-web's `service(…)`, which takes the
 //! path and method from the handler's own `#[get(…)]`/`#[post(…)]` and its

@@ -1,4 +1,4 @@
-//! `/v1/snapshots`: the snapshots kept for instances and deployments (DESIGN §8).
+//! `/v1/snapshots`: the snapshots kept for instances and deployments (docs/contracts.md#snapshots).
 
 use super::AppState;
 use super::auth::Caller;

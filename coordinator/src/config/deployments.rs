@@ -5,7 +5,7 @@ use crate::core::crash_loop::CrashBackoff;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Replica sets' crash-loop backoff (DESIGN §15).
+/// Replica sets' crash-loop backoff (docs/contracts.md#deployments).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeployments {

@@ -1,9 +1,9 @@
-//! The listeners' tables (DESIGN §15): `[api]`, `[gateway]` and `[ssh]`. Each bounds the
-//! connections it holds open (`max_connections`, `max_connections_per_client`: one IPv4
-//! address or IPv6 /64) and how long a client may take: the API and the gateway to send a
-//! request head (`header_timeout`) and body (`body_timeout`, extended at 1 KiB/s received),
-//! the SSH door to log in (`login_timeout`). The gateway also keeps a noticed replica in
-//! its rotation until `drain_margin` before the replica's deadline at the latest (DESIGN §18).
+//! The listeners' tables (docs/contracts.md#limits): `[api]`, `[gateway]` and `[ssh]`. Each bounds
+//! the connections it holds open (`max_connections`, `max_connections_per_client`: one IPv4 address
+//! or IPv6 /64) and how long a client may take: the API and the gateway to send a request head
+//! (`header_timeout`) and body (`body_timeout`, extended at 1 KiB/s received), the SSH door to log
+//! in (`login_timeout`). The gateway also keeps a noticed replica in its rotation until
+//! `drain_margin` before the replica's deadline at the latest (docs/contracts.md#serving).
 
 use crate::core::rotation::DEFAULT_DRAIN_MARGIN;
 use crate::listen::Limits;

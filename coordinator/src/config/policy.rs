@@ -1,5 +1,5 @@
-//! `[policy]`: what the operator lets guests do on this coordinator (DESIGN §14). Today one
-//! switch: `process_workloads = false` refuses requests without an `image`, for operators
+//! `[policy]`: what the operator lets guests do on this coordinator (docs/contracts.md#guests).
+//! Today one switch: `process_workloads = false` refuses requests without an `image`, for operators
 //! who run strangers only in containers.
 
 use serde::Deserialize;

@@ -1,5 +1,5 @@
-//! `[[pools]]`: one spot market per GPU model (DESIGN §4) — its list price, the surplus
-//! price's ratios, its notice period and how running instances are priced.
+//! `[[pools]]`: one spot market per GPU model (docs/contracts.md#market) — its list price, the
+//! surplus price's ratios, its notice period and how running instances are priced.
 
 use crate::core::settings::{PoolPricing, PoolSettings, Timers};
 use gpuspot_common::Money;

@@ -1,9 +1,9 @@
-//! `[retention]` (DESIGN §15): how long ended work is kept. `ended` (default 7d) for
-//! instances that ran or were stopped and for final deployments, `failed` (24h) for requests
-//! that never ran (they count against the quota until then), `events` (30d) for events and
-//! the inbox messages they made, `max_ended_per_account` (1000) ended instances (and as
-//! many final deployments) and `max_events_per_account` (100,000) events per account at
-//! most. The ledger is never pruned.
+//! `[retention]` (docs/contracts.md#retention): how long ended work is kept. `ended` (default 7d)
+//! for instances that ran or were stopped and for final deployments, `failed` (24h) for requests
+//! that never ran (they count against the quota until then), `events` (30d) for events and the
+//! inbox messages they made, `max_ended_per_account` (1000) ended instances (and as many final
+//! deployments) and `max_events_per_account` (100,000) events per account at most. The ledger is
+//! never pruned.
 
 use crate::core::retention::Retention;
 use serde::Deserialize;

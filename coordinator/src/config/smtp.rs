@@ -1,6 +1,6 @@
-//! `[smtp]`: the mail server customers' notices go through (DESIGN §17). `url` is lettre's
-//! URL form (`smtp://host:25` plain, `smtp://host:587?tls=required` STARTTLS, `smtps://user:
-//! pass@host` TLS), `from` the sender mailbox; a failed delivery is retried after
+//! `[smtp]`: the mail server customers' notices go through (docs/contracts.md#messages). `url` is
+//! lettre's URL form (`smtp://host:25` plain, `smtp://host:587?tls=required` STARTTLS,
+//! `smtps://user: pass@host` TLS), `from` the sender mailbox; a failed delivery is retried after
 //! `first_retry`, doubling up to `max_retry`, until the server accepts or refuses it for good.
 
 use lettre::message::Mailbox;

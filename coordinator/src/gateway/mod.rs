@@ -1,4 +1,4 @@
-//! The serving gateway (DESIGN §18): `http://GATEWAY/d/{deployment name or id}/…` is
+//! The serving gateway (docs/contracts.md#serving): `http://GATEWAY/d/{deployment name or id}/…` is
 //! proxied to one of the deployment's ready, non-draining replicas, the one with the
 //! fewest requests in flight. The cluster actor publishes a new [`table::Table`] whenever
 //! an endpoint changes: a noticed replica stays in it until a replacement is ready or its

@@ -1,7 +1,7 @@
-//! What every listener (the API, the gateway, the SSH door) does alike (DESIGN §15): it
-//! counts connections per client address and in all ([`admission`]), keeps accepting after
-//! a descriptor shortage ([`Acceptor`]), and gives a request body a deadline ([`body`]).
-//! The actix side of the API's share is [`api`].
+//! What every listener (the API, the gateway, the SSH door) does alike (docs/contracts.md#limits):
+//! it counts connections per client address and in all ([`admission`]), keeps accepting after a
+//! descriptor shortage ([`Acceptor`]), and gives a request body a deadline ([`body`]). The actix
+//! side of the API's share is [`api`].
 
 mod accept;
 pub mod admission;

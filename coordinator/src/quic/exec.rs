@@ -1,9 +1,9 @@
-//! Exec streams, coordinator side (DESIGN §14 "Getting in"): the connection of every agent in
-//! session, reachable by host id ([`ExecLinks`]), and one bidirectional stream per command
-//! run inside an instance ([`open`]). The stream starts with an [`ExecRequest`] frame; the
-//! agent answers with [`ExecOutput`] frames ending in `Exit` or `Error`, while [`ExecInput`]
-//! frames go the other way. Frames are read and written by tasks of their own (a half-read
-//! frame must never be abandoned by a `select!`), so callers see two channels.
+//! Exec streams, coordinator side (docs/contracts.md#guests "Getting in"): the connection of every
+//! agent in session, reachable by host id ([`ExecLinks`]), and one bidirectional stream per command
+//! run inside an instance ([`open`]). The stream starts with an [`ExecRequest`] frame; the agent
+//! answers with [`ExecOutput`] frames ending in `Exit` or `Error`, while [`ExecInput`] frames go
+//! the other way. Frames are read and written by tasks of their own (a half-read frame must never
+//! be abandoned by a `select!`), so callers see two channels.
 //!
 //! Dropping an [`ExecChannel`] ends the command: the send side is finished and the receive
 //! side stopped, which the agent takes as "the caller is gone" and kills it.

@@ -133,7 +133,7 @@ fn version_mismatch(version: u32) -> String {
 }
 
 /// Where the host's guests are reached: the address its agent names, else the one it
-/// connected from (the coordinator's view, DESIGN §18).
+/// connected from (the coordinator's view, docs/contracts.md#serving).
 fn host_network(
     network: gpuspot_common::protocol::GuestNetwork,
     remote: std::net::SocketAddr,

@@ -1,13 +1,13 @@
-//! The SSH front door (DESIGN §14 "Getting in", seed 004's "SSH command and password"):
-//! `ssh -p PORT <instance-id>@<coordinator>` with the instance owner's account token (or the
-//! admin token) as password opens a shell in the instance; `ssh … <id>@host CMD` runs CMD.
-//! It is a russh server on `[ssh] listen`; every command goes through the same
-//! [`Gateway`] as `POST /v1/instances/{id}/exec`, so it reaches only running instances the
-//! caller may see. A wrong password and another account's instance are refused alike.
+//! The SSH front door (docs/contracts.md#guests "Getting in", seed 004's "SSH command and
+//! password"): `ssh -p PORT <instance-id>@<coordinator>` with the instance owner's account token
+//! (or the admin token) as password opens a shell in the instance; `ssh … <id>@host CMD` runs CMD.
+//! It is a russh server on `[ssh] listen`; every command goes through the same [`Gateway`] as `POST
+//! /v1/instances/{id}/exec`, so it reaches only running instances the caller may see. A wrong
+//! password and another account's instance are refused alike.
 //!
 //! Connections are capped per client address and in all (`[ssh] max_connections…`, one
 //! past its limit is closed at once), one not logged in within `login_timeout` is closed,
-//! and a descriptor shortage pauses accepting, never ends it (DESIGN §15).
+//! and a descriptor shortage pauses accepting, never ends it (docs/contracts.md#limits).
 //!
 //! - [`keys`]: the host key, made once and kept in the data dir (0600).
 //! - [`session`]: one client connection: login, then its session channels.

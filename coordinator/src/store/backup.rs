@@ -1,8 +1,8 @@
-//! `gpuspot-coordinator backup --to FILE` (DESIGN §19): a consistent copy of the database
-//! while the coordinator runs. SQLite's `VACUUM INTO` reads in one transaction, so the copy
-//! is the state as of one commit (WAL mode lets the coordinator write meanwhile); it is
-//! written beside the target and renamed into place, 0600, so a half-written backup never
-//! carries the target's name.
+//! `gpuspot-coordinator backup --to FILE` (docs/contracts.md#operating-hosts): a consistent copy of
+//! the database while the coordinator runs. SQLite's `VACUUM INTO` reads in one transaction, so the
+//! copy is the state as of one commit (WAL mode lets the coordinator write meanwhile); it is
+//! written beside the target and renamed into place, 0600, so a half-written backup never carries
+//! the target's name.
 
 use std::path::Path;
 

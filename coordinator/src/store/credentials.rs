@@ -1,7 +1,7 @@
-//! Who may join and which host certificates are honoured (DESIGN §15): join tokens with
-//! their expiry, use count and revocation, and host certificates with their revocation.
-//! The records and the refusals users read live here, with the SQL that keeps them, so the
-//! rules (what "expired" or "used up" means) sit next to the rows they judge.
+//! Who may join and which host certificates are honoured (docs/contracts.md#tokens): join tokens
+//! with their expiry, use count and revocation, and host certificates with their revocation. The
+//! records and the refusals users read live here, with the SQL that keeps them, so the rules (what
+//! "expired" or "used up" means) sit next to the rows they judge.
 
 use super::StoreError;
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,5 +1,5 @@
-//! File modes of the coordinator's data dir (DESIGN §15): the dir is 0700 and everything
-//! secret in it (database, keys, tokens) 0600, created so and tightened when an older
+//! File modes of the coordinator's data dir (docs/contracts.md#limits): the dir is 0700 and
+//! everything secret in it (database, keys, tokens) 0600, created so and tightened when an older
 //! version left them open.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

@@ -1,7 +1,7 @@
-//! One coordinator per data dir (DESIGN §14): two on the same SQLite database and CA would
-//! each believe they own every host and deadline. A running coordinator holds
-//! `<data_dir>/coordinator.lock` (see [`gpuspot_common::dirlock`]) for as long as it lives.
-//! Tools that share the dir on purpose (`token create`) do not take the lock.
+//! One coordinator per data dir (docs/contracts.md#guests): two on the same SQLite database and CA
+//! would each believe they own every host and deadline. A running coordinator holds
+//! `<data_dir>/coordinator.lock` (see [`gpuspot_common::dirlock`]) for as long as it lives. Tools
+//! that share the dir on purpose (`token create`) do not take the lock.
 
 use gpuspot_common::dirlock::{DirLock, DirLockError};
 use std::path::Path;

@@ -1,7 +1,7 @@
-//! The inbox and the mail outbox in SQLite (DESIGN §17): each message is one row, written
-//! in the same transaction as the event that made it; its mail state (`pending`, `sent`,
-//! `failed`, `none`), attempts and next attempt time live beside it, so mail still due
-//! survives a restart and is sent once it is accepted.
+//! The inbox and the mail outbox in SQLite (docs/contracts.md#messages): each message is one row,
+//! written in the same transaction as the event that made it; its mail state (`pending`, `sent`,
+//! `failed`, `none`), attempts and next attempt time live beside it, so mail still due survives a
+//! restart and is sent once it is accepted.
 
 use super::StoreError;
 use crate::core::notices::{MailState, Message};

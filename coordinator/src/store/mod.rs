@@ -1,7 +1,7 @@
-//! Durable coordinator state (DESIGN §10) behind [`Store`]: [`sqlite::SqliteStore`], the
-//! embedded default, or [`postgres::PostgresStore`], which several coordinators share (one
-//! leads; docs/architecture.md). [`url::StoreUrl`] says which. Writes go through
-//! [`writer::Writer`], one thread that group-commits batches so that nothing blocks the
+//! Durable coordinator state (docs/architecture.md#store) behind [`Store`]:
+//! [`sqlite::SqliteStore`], the embedded default, or [`postgres::PostgresStore`], which several
+//! coordinators share (one leads; docs/architecture.md). [`url::StoreUrl`] says which. Writes go
+//! through [`writer::Writer`], one thread that group-commits batches so that nothing blocks the
 //! actors.
 
 pub mod backup;
@@ -99,8 +99,8 @@ pub struct Loaded {
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Loaded, StoreError>;
     fn commit(&self, batches: &[Batch]) -> Result<(), StoreError>;
-    /// Up to `limit` of the account's inbox messages, newest first (DESIGN §17), those
-    /// older than message `after` when given; `None` when `after` is not the account's.
+    /// Up to `limit` of the account's inbox messages, newest first (docs/contracts.md#messages),
+    /// those older than message `after` when given; `None` when `after` is not the account's.
     fn messages(
         &self,
         account: &AccountId,
@@ -139,7 +139,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Result<JoinTokenRecord, JoinRefusal>, StoreError>;
     /// Where a replay of at most `max` events after `after_id` starts: the id just before
     /// the `max`-th newest event `account` may see (all events with `None`), or `after_id`
-    /// when there are fewer (DESIGN §15: a bounded replay).
+    /// when there are fewer (docs/contracts.md#limits: a bounded replay).
     fn replay_start(
         &self,
         after_id: u64,

@@ -1,9 +1,9 @@
-//! Retention in SQLite (DESIGN §15): the rows of instances the core forgot are deleted, and
-//! events older than the cutoff with the inbox messages they made (mail still pending
-//! stays). The newest event always stays, so that event ids continue after it on the next
-//! start; the ledger is never touched. A database created by this version gives the pages
-//! freed back to the file system (incremental auto-vacuum); an older one reuses them.
-//! The rows of final deployments the core forgot are deleted like those of instances.
+//! Retention in SQLite (docs/contracts.md#retention): the rows of instances the core forgot are
+//! deleted, and events older than the cutoff with the inbox messages they made (mail still pending
+//! stays). The newest event always stays, so that event ids continue after it on the next start;
+//! the ledger is never touched. A database created by this version gives the pages freed back to
+//! the file system (incremental auto-vacuum); an older one reuses them. The rows of final
+//! deployments the core forgot are deleted like those of instances.
 
 use super::{Batch, StoreError};
 use rusqlite::{Connection, Transaction, params};

@@ -55,7 +55,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) `gpuspot.db` in `data_dir`; the dir is made 0700 and the
-    /// database files 0600 (DESIGN §15), tightening them if an older version left them open.
+    /// database files 0600 (docs/contracts.md#limits), tightening them if an older version left
+    /// them open.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let dir_error = |e| StoreError::DataDir(data_dir.display().to_string(), e);
         private_dir(data_dir).map_err(dir_error)?;
@@ -109,7 +110,7 @@ fn load_all<T: serde::de::DeserializeOwned>(
     .collect()
 }
 
-/// Rows written before requests were bounded (DESIGN §15) may list one GPU model
+/// Rows written before requests were bounded (docs/contracts.md#limits) may list one GPU model
 /// thousands of times, which would cost every scheduling pass; they are brought to the
 /// bounds here (see [`normalise_loaded`]) and said so once each. The row is rewritten the
 /// next time the instance or deployment changes.

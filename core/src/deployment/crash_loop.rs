@@ -1,10 +1,10 @@
-//! Crash-loop backoff for replica sets (DESIGN §15). A replica that ends on its own (any
-//! exit code: a replica is meant to keep running) or fails is a crash; its replacement waits
-//! `crash_backoff`, doubling with each crash in a row up to `crash_backoff_max`, and a run
-//! that lasted `crash_reset_after` starts the count afresh. Notices, losses and stops are
-//! not crashes: those replicas are replaced at once. The count and the next start time live
-//! in the deployment record, so a coordinator restart keeps the backoff; an ordered index of
-//! waits lets the cluster's periodic tick start each replacement at its time.
+//! Crash-loop backoff for replica sets (docs/contracts.md#deployments). A replica that ends on its
+//! own (any exit code: a replica is meant to keep running) or fails is a crash; its replacement
+//! waits `crash_backoff`, doubling with each crash in a row up to `crash_backoff_max`, and a run
+//! that lasted `crash_reset_after` starts the count afresh. Notices, losses and stops are not
+//! crashes: those replicas are replaced at once. The count and the next start time live in the
+//! deployment record, so a coordinator restart keeps the backoff; an ordered index of waits lets
+//! the cluster's periodic tick start each replacement at its time.
 
 use crate::deployment::{Deployment, Deployments};
 use crate::instance::Instance;

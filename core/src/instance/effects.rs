@@ -19,7 +19,8 @@ pub enum Effect {
     Metadata,
     /// Free the instance's units on the host; the queue gets another look.
     Release { host: HostId },
-    /// Its promise of reclaimed units on the host ended (DESIGN §4): others may take them.
+    /// Its promise of reclaimed units on the host ended (docs/contracts.md#market): others may take
+    /// them.
     ForgetPromise { host: HostId },
     /// Its deployment, if any, should look again (a replacement may be due).
     Reconcile,

@@ -1,8 +1,8 @@
-//! Ended instances in the order retention forgets them (DESIGN §15): by end time within
-//! each [`Kept`] class (a request that never ran is kept for `failed`, any other end for
-//! `ended`), and per account, so that the newest `max_ended_per_account` are all an
-//! account keeps. The table keeps this index in step with every instance's lifecycle; the
-//! deployments keep one of their own for final deployments (all kept for `ended`).
+//! Ended instances in the order retention forgets them (docs/contracts.md#retention): by end time
+//! within each [`Kept`] class (a request that never ran is kept for `failed`, any other end for
+//! `ended`), and per account, so that the newest `max_ended_per_account` are all an account keeps.
+//! The table keeps this index in step with every instance's lifecycle; the deployments keep one of
+//! their own for final deployments (all kept for `ended`).
 
 use super::Instance;
 use crate::model::InstanceState;

@@ -1,8 +1,8 @@
-//! An instance's lifecycle (DESIGN §5) as one enum whose variants carry what is true in
-//! that state: queued (why it waits), scheduled (its placement), running (and its run's
-//! start and hold), noticed (and the deadline), stopping (and why), ended (and how). The
-//! transition methods are the only code that changes it; each names the states it may start
-//! from and returns the [`Effect`]s the cluster must carry out.
+//! An instance's lifecycle (docs/contracts.md#lifecycle) as one enum whose variants carry what is
+//! true in that state: queued (why it waits), scheduled (its placement), running (and its run's
+//! start and hold), noticed (and the deadline), stopping (and why), ended (and how). The transition
+//! methods are the only code that changes it; each names the states it may start from and returns
+//! the [`Effect`]s the cluster must carry out.
 
 use super::effects::{Effect, WrongState};
 use crate::events::{EventData, EventKind, payloads};
@@ -21,7 +21,8 @@ pub struct Placement {
     pub memory_gib: u64,
     /// Per GPU-hour, now: list for regular, the market price capped by the bid for spot.
     pub price: Money,
-    /// Host ports it was given (DESIGN §18): its `PORT`, or its container ports' in order.
+    /// Host ports it was given (docs/contracts.md#serving): its `PORT`, or its container ports' in
+    /// order.
     pub host_ports: Vec<u16>,
 }
 
@@ -40,9 +41,8 @@ pub struct Notice {
     pub reason: EndReason,
 }
 
-/// Units a regular request reclaimed and is owed (DESIGN §4): while it waits nothing else
-/// is placed on them. Their marks in the registry follow from it (see
-/// [`crate::promises`]).
+/// Units a regular request reclaimed and is owed (docs/contracts.md#market): while it waits nothing
+/// else is placed on them. Their marks in the registry follow from it (see [`crate::promises`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Promise {
     pub host_id: HostId,
@@ -229,7 +229,7 @@ impl Lifecycle {
     }
 
     /// Scheduled → queued again, its units released: its agent refused to start it (a
-    /// host port held by another program, DESIGN §18) and it waits with `waiting`.
+    /// host port held by another program, docs/contracts.md#serving) and it waits with `waiting`.
     pub fn unplace(&mut self, waiting: String) -> Result<Vec<Effect>, WrongState> {
         self.check("unplace", &[InstanceState::Scheduled])?;
         let Lifecycle::Scheduled { placement } = self else { unreachable!() };

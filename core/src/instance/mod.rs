@@ -91,7 +91,7 @@ impl Instance {
         }
     }
 
-    /// The reclaimed units it is owed while queued (DESIGN §4).
+    /// The reclaimed units it is owed while queued (docs/contracts.md#market).
     pub fn promise(&self) -> Option<&Promise> {
         self.lifecycle.promise()
     }

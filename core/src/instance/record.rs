@@ -39,7 +39,7 @@ pub struct InstanceRecord {
     pub meter: Meter,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<u16>,
-    /// Queued only: the reclaimed units it is owed (DESIGN §4).
+    /// Queued only: the reclaimed units it is owed (docs/contracts.md#market).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promise: Option<Promise>,
 }

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use gpuspot_common::{DeploymentId, InstanceId};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Service order of the queue: regular before spot (DESIGN §4), higher bids first, then
-/// the older request.
+/// Service order of the queue: regular before spot (docs/contracts.md#market), higher bids first,
+/// then the older request.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct QueueKey {
     class: u8,

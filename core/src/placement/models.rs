@@ -1,8 +1,7 @@
-//! A request's GPU models (DESIGN §15, "bounded work per request"): how many it may list,
-//! their normal form (trimmed, each named once whatever its case), and [`ModelFilter`], the
-//! list resolved once against the GPU models hosts have, so that matching a request costs
-//! linear work in its size once per pass, then a lookup per unit, whatever the number of
-//! hosts.
+//! A request's GPU models (docs/contracts.md#limits, "bounded work per request"): how many it may
+//! list, their normal form (trimmed, each named once whatever its case), and [`ModelFilter`], the
+//! list resolved once against the GPU models hosts have, so that matching a request costs linear
+//! work in its size once per pass, then a lookup per unit, whatever the number of hosts.
 
 use crate::model::GpuRequest;
 use std::cell::RefCell;

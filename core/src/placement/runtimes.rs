@@ -1,4 +1,4 @@
-//! Placement by guest runtime (DESIGN §14): image requests go only to hosts that run
+//! Placement by guest runtime (docs/contracts.md#guests): image requests go only to hosts that run
 //! containers, and wait with a reason that says so when none does.
 
 use super::{NoFit, place};

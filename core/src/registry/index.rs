@@ -84,8 +84,8 @@ impl Entry {
             let usage = &mut models[position].1;
             if host.state() != HostState::Lost {
                 usage.total += 1;
-                // A unit promised to a request (DESIGN §4) is spoken for: no one else may
-                // take it, so it is not on offer and it weighs on the price as a used one.
+                // A unit promised to a request (docs/contracts.md#market) is spoken for: no one
+                // else may take it, so it is not on offer and it weighs on the price as a used one.
                 usage.used += usize::from(slot.instance.is_some() || slot.promised.is_some());
             }
             if host.takes_placements() && slot.is_free() {

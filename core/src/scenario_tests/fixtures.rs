@@ -130,7 +130,7 @@ pub fn replica_set(replicas: u32) -> NewDeployment {
 
 /// What a run of `gpus` GPUs from `from` to `to` costs, in micro-units, when the price
 /// shown to it changed at the given moments (oldest first): the exact integral, rounded
-/// down once, as the meter promises (DESIGN §5).
+/// down once, as the meter promises (docs/contracts.md#billing).
 pub fn cost(
     prices: &[(DateTime<Utc>, Money)],
     gpus: i64,

@@ -30,7 +30,7 @@ pub struct Occupancy {
     pub yours: usize,
     /// Held by instances with a termination scheduled or stopping: their units come free.
     pub leaving: usize,
-    /// Promised to a request that reclaimed them (DESIGN §4).
+    /// Promised to a request that reclaimed them (docs/contracts.md#market).
     pub promised: usize,
     /// Matching hosts that take no placements now, by their state (`disconnected`, …).
     pub unavailable: Vec<(String, String)>,

@@ -1,7 +1,7 @@
 //! Why nothing takes a request now ([`Shortage`]), worded for a request that waits and for
-//! one that asked to fail instead (DESIGN §16: `out_of_stock: …`, never "waiting"). A reason
-//! names hostnames and says a host is busy; it never says whose instances hold it or how
-//! (issue 25): another tenant reads it.
+//! one that asked to fail instead (docs/contracts.md#failures-and-quotas: `out_of_stock: …`, never
+//! "waiting"). A reason names hostnames and says a host is busy; it never says whose instances hold
+//! it or how (issue 25): another tenant reads it.
 
 use super::super::cluster::Cluster;
 use super::super::model::InstanceRequest;

@@ -1,6 +1,6 @@
-//! Reclaiming spot capacity for a regular request that finds no free units (DESIGN §4): on
-//! the host where it then fits, the lowest spot bids whose hold is over get their notice,
-//! and the units so made are promised to it ([`super::super::promises`]).
+//! Reclaiming spot capacity for a regular request that finds no free units
+//! (docs/contracts.md#market): on the host where it then fits, the lowest spot bids whose hold is
+//! over get their notice, and the units so made are promised to it ([`super::super::promises`]).
 
 use super::super::cluster::Cluster;
 use super::super::model::{EndReason, InstanceRequest};
@@ -28,8 +28,8 @@ type Holder = (i64, u64, InstanceId, Vec<String>);
 
 impl Cluster {
     /// Schedules the terminations that make room for request `id` on the cheapest host,
-    /// and promises it the units so made (DESIGN §4). Units already on their way out count;
-    /// units promised to another request do not. Returns the waiting reason.
+    /// and promises it the units so made (docs/contracts.md#market). Units already on their way out
+    /// count; units promised to another request do not. Returns the waiting reason.
     pub(super) fn reclaim_for(
         &mut self,
         id: &InstanceId,

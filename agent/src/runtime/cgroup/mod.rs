@@ -1,9 +1,9 @@
-//! Memory, pids and CPU limits for process guests, on cgroup v2 or v1 (DESIGN §15). Each
-//! hierarchy that carries one of the controllers gets `<mount>/gpuspot/<instance>`: on v2
-//! one dir with `memory.max`, `pids.max` and `cpu.max`; on v1 one dir per controller mount
-//! (`memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`, `pids.max`,
-//! `cpu.cfs_quota_us`). The agent says once at start which limits it enforces; a host that
-//! can enforce none refuses process guests unless `[process] unlimited_ok = true`.
+//! Memory, pids and CPU limits for process guests, on cgroup v2 or v1 (docs/contracts.md#limits).
+//! Each hierarchy that carries one of the controllers gets `<mount>/gpuspot/<instance>`: on v2 one
+//! dir with `memory.max`, `pids.max` and `cpu.max`; on v1 one dir per controller mount
+//! (`memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`, `pids.max`, `cpu.cfs_quota_us`). The
+//! agent says once at start which limits it enforces; a host that can enforce none refuses process
+//! guests unless `[process] unlimited_ok = true`.
 
 mod instance;
 mod limits;

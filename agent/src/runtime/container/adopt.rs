@@ -1,4 +1,4 @@
-//! Taking over the containers an earlier agent process on this host left (DESIGN §14
+//! Taking over the containers an earlier agent process on this host left (docs/contracts.md#guests
 //! "Agent restarts"): every container labelled with this agent is supervised again, the
 //! running ones from where their log left off, those that ended meanwhile only to report
 //! how. Containers of ours that never started, or whose labels are incomplete, are

@@ -1,5 +1,5 @@
-//! Commands run inside a running container (DESIGN §14 "Getting in"): the engine's exec,
-//! attached, with a TTY and its size when asked, stdin when asked. Cancelling (or dropping
+//! Commands run inside a running container (docs/contracts.md#guests "Getting in"): the engine's
+//! exec, attached, with a TTY and its size when asked, stdin when asked. Cancelling (or dropping
 //! the session) kills the command; its exit code comes from the engine.
 
 use super::images::engine_message;

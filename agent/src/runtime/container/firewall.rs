@@ -1,7 +1,8 @@
-//! The host's packet filter rules that keep guests out of containers' networks (DESIGN
-//! §15): a new connection into a container's bridge (`gpuspot+`, see [`super::network`]) is
-//! rejected unless it was DNATed to a published port. Two rules, inserted first in their
-//! chains by `iptables` (the tool the engine's own rules use) and kept across restarts:
+//! The host's packet filter rules that keep guests out of containers' networks
+//! (docs/contracts.md#limits): a new connection into a container's bridge (`gpuspot+`, see
+//! [`super::network`]) is rejected unless it was DNATed to a published port. Two rules, inserted
+//! first in their chains by `iptables` (the tool the engine's own rules use) and kept across
+//! restarts:
 //! - FORWARD: from another container's network (or anywhere routed through the host);
 //! - OUTPUT, for the process guests' group ids only (their uids, and their network helpers):
 //!   from the host itself.

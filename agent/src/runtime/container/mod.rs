@@ -1,5 +1,5 @@
-//! Guests in OCI containers through the host's container engine (DESIGN §14), over the
-//! Docker Engine API that Docker and Podman both serve ([`bollard`]).
+//! Guests in OCI containers through the host's container engine (docs/contracts.md#guests), over
+//! the Docker Engine API that Docker and Podman both serve ([`bollard`]).
 //!
 //! A container is named `gpuspot-<instance id>` and labelled with its instance and its
 //! agent (the state dir), so that agents sharing one engine adopt only their own. It runs

@@ -1,8 +1,8 @@
-//! A network of its own for each container (DESIGN §15): a bridge network named like the
-//! container, created just before it and removed just after it, labelled with its instance
-//! and agent so that a restarted agent sweeps the ones it no longer needs. Its bridge is
-//! named `gpuspot<hash>`, which is what the host's rules (see [`super::firewall`]) match:
-//! nothing reaches a container's network but its published ports.
+//! A network of its own for each container (docs/contracts.md#limits): a bridge network named like
+//! the container, created just before it and removed just after it, labelled with its instance and
+//! agent so that a restarted agent sweeps the ones it no longer needs. Its bridge is named
+//! `gpuspot<hash>`, which is what the host's rules (see [`super::firewall`]) match: nothing reaches
+//! a container's network but its published ports.
 //!
 //! Networks are isolated from each other by the engine itself: Podman's Docker API makes
 //! every network it creates `isolate` (netavark drops traffic between such bridges, and

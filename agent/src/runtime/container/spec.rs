@@ -1,4 +1,4 @@
-//! What a guest's container is made of (DESIGN §14), as a pure function of its
+//! What a guest's container is made of (docs/contracts.md#guests), as a pure function of its
 //! [`WorkloadSpec`]: name and labels, command, environment, the two host paths it may see,
 //! hard limits, a network of its own, a read-only root with bounded scratch space, fewer
 //! capabilities, and exactly its GPUs.
@@ -21,7 +21,7 @@ pub const LABEL_AGENT: &str = "gpuspot.agent";
 /// Label holding the host file the container's output is appended to, for re-adoption.
 pub const LABEL_LOG: &str = "gpuspot.log";
 
-/// Where the guest finds its data dir and its metadata socket (DESIGN §14).
+/// Where the guest finds its data dir and its metadata socket (docs/contracts.md#guests).
 pub const DATA_DIR: &str = "/data";
 pub const SOCKET_DIR: &str = "/run/gpuspot";
 pub const SOCKET: &str = "/run/gpuspot/metadata.sock";
@@ -35,7 +35,7 @@ pub const PIDS_LIMIT: i64 = 4096;
 const NOFILE: i64 = 1024;
 const NPROC: i64 = 4096;
 /// Capabilities the engine's defaults may grant that no guest needs: raw sockets (ARP and
-/// ICMP spoofing on the bridge) and device nodes (DESIGN §15).
+/// ICMP spoofing on the bridge) and device nodes (docs/contracts.md#limits).
 const CAP_DROP: [&str; 2] = ["NET_RAW", "MKNOD"];
 /// Writable scratch paths over the read-only root (see [`scratch`]).
 const SCRATCH: [&str; 4] = ["/tmp", "/var/tmp", "/run", "/root"];
@@ -124,7 +124,8 @@ pub fn create_body(
     ]);
     ContainerCreateBody {
         image: Some(image.to_owned()),
-        // Empty: the image's CMD runs (DESIGN §14: `command`, when given, replaces it).
+        // Empty: the image's CMD runs (docs/contracts.md#guests: `command`, when given, replaces
+        // it).
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(env(spec)),
         labels: Some(labels),

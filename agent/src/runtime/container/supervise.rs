@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 /// How long the output may take to arrive after the container ended.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(10);
 
-/// The data dir and the log's dir exist, private to the agent's user (DESIGN §15).
+/// The data dir and the log's dir exist, private to the agent's user (docs/contracts.md#limits).
 pub(super) fn prepare(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
     let dirs = [Some(spec.data_dir.as_path()), spec.log_path.parent()];
     for dir in dirs.into_iter().flatten() {

@@ -1,4 +1,4 @@
-//! A namespaced process guest's own network (DESIGN §15; issue 24): a fresh network
+//! A namespaced process guest's own network (docs/contracts.md#limits; issue 24): a fresh network
 //! namespace with `lo` up, joined by the guest's init, and a `slirp4netns` per guest that
 //! gives it outbound access through the host and publishes exactly its ports: host
 //! `0.0.0.0:P` → guest `P` (the guest listens on `$PORT` on any address, as a container

@@ -1,9 +1,9 @@
-//! Taking over the process workloads an earlier agent process left running (DESIGN §14
-//! "Agent restarts"): every instance dir with a record (see [`crate::runtime::record`]) whose data
-//! dir still exists. A watcher that still runs (same boot, same pid and start time) is
-//! followed through a pidfd (polled where the kernel has none); once it has ended, the
-//! `exit-status` it wrote gives the real exit code, also for a workload that ended while
-//! no agent ran. From then on an adopted workload is supervised like any other. Workloads
+//! Taking over the process workloads an earlier agent process left running
+//! (docs/contracts.md#guests "Agent restarts"): every instance dir with a record (see
+//! [`crate::runtime::record`]) whose data dir still exists. A watcher that still runs (same boot,
+//! same pid and start time) is followed through a pidfd (polled where the kernel has none); once it
+//! has ended, the `exit-status` it wrote gives the real exit code, also for a workload that ended
+//! while no agent ran. From then on an adopted workload is supervised like any other. Workloads
 //! under the instances dir without a record are killed (see [`super::orphans`]).
 
 use super::guest::{Guest, Inner};

@@ -1,9 +1,9 @@
-//! Commands run inside a process guest (DESIGN §14 "Getting in"): as its uid/gid, in its
-//! namespaces (same `/proc`, `/tmp`, IPC) and cgroups when it has them, in its data dir, with its environment; stdout and stderr merged,
-//! through a pipe or, for interactive sessions, a pseudo-terminal (the command's
-//! controlling terminal, resized on request). Dropping the session's `cancel` kills the
-//! command's process group. The output closes once the command has exited and what it
-//! wrote is read; then the exit code is sent.
+//! Commands run inside a process guest (docs/contracts.md#guests "Getting in"): as its uid/gid, in
+//! its namespaces (same `/proc`, `/tmp`, IPC) and cgroups when it has them, in its data dir, with
+//! its environment; stdout and stderr merged, through a pipe or, for interactive sessions, a
+//! pseudo-terminal (the command's controlling terminal, resized on request). Dropping the session's
+//! `cancel` kills the command's process group. The output closes once the command has exited and
+//! what it wrote is read; then the exit code is sent.
 
 use super::sandbox::Joiner;
 use super::spawn::{Identity, enter_guest, enter_joined};

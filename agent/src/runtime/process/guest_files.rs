@@ -1,11 +1,10 @@
-//! What a process guest may touch on the host (DESIGN §14, §15): its data dir (0700, its
-//! own, contents included, also what a restored snapshot put there) and its metadata
-//! socket (0600, its own). The socket's directory stays root's, 0710 with the guest's group,
-//! so the guest can reach the socket but never plant or swap files next to it, and a
-//! socket the agent re-creates after a restart gets the same owner (see
-//! [`crate::metadata`]). The paths above them must be traversable by others: the agent
-//! says so, once per path, where they are not. The instance dir above the data dir is
-//! root's 0711, its files (output, records) root's 0600.
+//! What a process guest may touch on the host (docs/contracts.md#guests, #limits): its data dir
+//! (0700, its own, contents included, also what a restored snapshot put there) and its metadata
+//! socket (0600, its own). The socket's directory stays root's, 0710 with the guest's group, so the
+//! guest can reach the socket but never plant or swap files next to it, and a socket the agent
+//! re-creates after a restart gets the same owner (see [`crate::metadata`]). The paths above them
+//! must be traversable by others: the agent says so, once per path, where they are not. The
+//! instance dir above the data dir is root's 0711, its files (output, records) root's 0600.
 
 use crate::runtime::uids::GuestIds;
 use std::collections::HashSet;

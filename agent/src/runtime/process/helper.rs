@@ -1,8 +1,8 @@
-//! A guest's watcher and init as the agent binary afresh (DESIGN §14 "Cost of a start"):
-//! forked from the agent, each execs `/proc/self/exe` in a helper mode whose `main` does
-//! only its waiting (see [`super::spawn`] and [`super::sandbox`]), so neither holds the
-//! agent's memory. The agent's `main` calls [`helper_main`] first; a binary that does not
-//! (a test harness) keeps them as plain forks.
+//! A guest's watcher and init as the agent binary afresh (docs/contracts.md#guests "Cost of a
+//! start"): forked from the agent, each execs `/proc/self/exe` in a helper mode whose `main` does
+//! only its waiting (see [`super::spawn`] and [`super::sandbox`]), so neither holds the agent's
+//! memory. The agent's `main` calls [`helper_main`] first; a binary that does not (a test harness)
+//! keeps them as plain forks.
 
 use super::forked::{INIT_MODE, REEXEC, WATCH_MODE};
 

@@ -1,13 +1,13 @@
-//! Workloads as real processes (DESIGN §14). Each runs under a watcher (see [`self::spawn`])
-//! as the leader of its own session, under its own uid when the agent is root (see
-//! [`super::uids`]) and then in its own namespaces (see [`self::sandbox`]; its own network
-//! too, see [`super::network`]), inside its
-//! instance's cgroups when limits can be enforced (a host that can enforce none refuses
-//! process guests unless `[process] unlimited_ok`), with a cleared environment plus what
-//! the guest is promised (DESIGN §6). A workload the OOM killer ended fails saying so. Its lifecycle follows
-//! its command (seed 004): when the command ends or is stopped, whatever it left behind is
-//! killed, everything under its uid included. Each workload is recorded in its instance
-//! dir (see [`super::record`]) so that a restarted agent adopts it (see [`self::adopt`]).
+//! Workloads as real processes (docs/contracts.md#guests). Each runs under a watcher (see
+//! [`self::spawn`]) as the leader of its own session, under its own uid when the agent is root (see
+//! [`super::uids`]) and then in its own namespaces (see [`self::sandbox`]; its own network too, see
+//! [`super::network`]), inside its instance's cgroups when limits can be enforced (a host that can
+//! enforce none refuses process guests unless `[process] unlimited_ok`), with a cleared environment
+//! plus what the guest is promised (docs/contracts.md#guest-socket). A workload the OOM killer
+//! ended fails saying so. Its lifecycle follows its command (seed 004): when the command ends or is
+//! stopped, whatever it left behind is killed, everything under its uid included. Each workload is
+//! recorded in its instance dir (see [`super::record`]) so that a restarted agent adopts it (see
+//! [`self::adopt`]).
 
 mod adopt;
 mod exec;

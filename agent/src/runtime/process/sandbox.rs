@@ -1,13 +1,12 @@
-//! The namespaces of an isolated process guest (DESIGN §15): its own PID, mount, IPC and
-//! UTS namespaces, and its own network namespace where the host can connect one (see
+//! The namespaces of an isolated process guest (docs/contracts.md#limits): its own PID, mount, IPC
+//! and UTS namespaces, and its own network namespace where the host can connect one (see
 //! [`crate::runtime::network`]). Its pid 1 is a tiny init (a fork of the agent's watcher, root,
-//! outside the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest
-//! sees only its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to
-//! `<data>/.gpuspot/` (so they count against the data disk and go with it), mounts a
-//! `/dev/shm` of its own, forks the workload, forwards it the signals it gets, reaps every
-//! orphan and, once the workload has ended, writes its wait status and exits, which kills
-//! whatever else runs in the namespace. SysV IPC objects die with the namespace. Commands
-//! run in the guest later (exec) join its namespaces.
+//! outside the guest's cgroup) that mounts the guest's own `/proc` (`hidepid=2`: a guest sees only
+//! its own processes), binds `/tmp`, `/var/tmp` and `/run/lock` to `<data>/.gpuspot/` (so they
+//! count against the data disk and go with it), mounts a `/dev/shm` of its own, forks the workload,
+//! forwards it the signals it gets, reaps every orphan and, once the workload has ended, writes its
+//! wait status and exits, which kills whatever else runs in the namespace. SysV IPC objects die
+//! with the namespace. Commands run in the guest later (exec) join its namespaces.
 //!
 //! Where the guest's data dir or metadata socket lies below an overmounted dir (state dirs
 //! under `/tmp`), the path is bound again inside the new mount, so it stays reachable.

@@ -265,7 +265,7 @@ unsafe fn relay(child: libc::pid_t) -> ! {
 }
 
 /// What the guest sees. Later entries win, so the guest's own variables cannot override
-/// what gpuspot promises (DESIGN §6).
+/// what gpuspot promises (docs/contracts.md#guest-socket).
 pub fn guest_env(spec: &WorkloadSpec) -> Vec<(String, String)> {
     let lossy = |p: &std::path::Path| p.to_string_lossy().into_owned();
     let mut env: Vec<(String, String)> = PASSED_THROUGH

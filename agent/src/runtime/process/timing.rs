@@ -1,7 +1,7 @@
-//! What each step of a process guest's start costs (DESIGN §14 "Cost of a start"): wall
-//! time and the CPU time of the thread that runs it (`RUSAGE_THREAD`: system calls
-//! included, helper processes such as `mkfs.ext4` or `slirp4netns` not), logged as one
-//! debug line per start (`RUST_LOG=gpuspot_agent::runtime::timing=debug`).
+//! What each step of a process guest's start costs (docs/contracts.md#guests "Cost of a start"):
+//! wall time and the CPU time of the thread that runs it (`RUSAGE_THREAD`: system calls included,
+//! helper processes such as `mkfs.ext4` or `slirp4netns` not), logged as one debug line per start
+//! (`RUST_LOG=gpuspot_agent::runtime::timing=debug`).
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-// The gpuspot dashboard: reads the HTTP API (DESIGN §11) with the token kept in
+// The gpuspot dashboard: reads the HTTP API (docs/contracts.md#http-api) with the token kept in
 // localStorage, refreshes every few seconds, and follows GET /v1/events live.
 //
 // Tenants choose names, commands and more, so every string from the API is hostile: the

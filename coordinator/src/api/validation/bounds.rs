@@ -1,9 +1,9 @@
-//! Size caps on what a body lists and says (DESIGN §15, "bounded work per request"): no
-//! request may cost the coordinator more than linear work in its own size, once, so every
-//! list, map and free-form string in a body has a bound here, and a problem quotes at most a
-//! short prefix of what it refuses. Bytes of `env` and `command` are counted as the kernel
-//! counts them for a program's start: each string with its terminating NUL (`NAME=value`
-//! for the environment), so the caps also bound how many entries there are.
+//! Size caps on what a body lists and says (docs/contracts.md#limits, "bounded work per request"):
+//! no request may cost the coordinator more than linear work in its own size, once, so every list,
+//! map and free-form string in a body has a bound here, and a problem quotes at most a short prefix
+//! of what it refuses. Bytes of `env` and `command` are counted as the kernel counts them for a
+//! program's start: each string with its terminating NUL (`NAME=value` for the environment), so the
+//! caps also bound how many entries there are.
 
 use super::Problems;
 use crate::core::placement::models::{MAX_MODEL_CHARS, MAX_MODELS};

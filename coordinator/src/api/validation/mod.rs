@@ -1,10 +1,10 @@
-//! One validation for what users ask for (DESIGN §3, §7, §11, §14): the bodies of
-//! `POST /v1/instances` and of a deployment's specs and template, turned into the core's
-//! types. Everything that can be checked without the cluster is checked, and every problem
-//! is reported at once, each naming its field (`gpu.count`, `specs[1].billing.max_price`,
-//! `template.image`), as one 400 `invalid_request`. An instance is a spec and a template
-//! under one name, so both paths go through the same rules in [`rules`] and a rule gives
-//! the same verdict on both.
+//! One validation for what users ask for (docs/contracts.md#placement, #deployments, #http-api,
+//! #guests): the bodies of `POST /v1/instances` and of a deployment's specs and template, turned
+//! into the core's types. Everything that can be checked without the cluster is checked, and every
+//! problem is reported at once, each naming its field (`gpu.count`, `specs[1].billing.max_price`,
+//! `template.image`), as one 400 `invalid_request`. An instance is a spec and a template under one
+//! name, so both paths go through the same rules in [`rules`] and a rule gives the same verdict on
+//! both.
 
 mod bounds;
 #[cfg(test)]

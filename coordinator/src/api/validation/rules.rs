@@ -57,7 +57,7 @@ fn snapshot_options(options: api::SnapshotOptions) -> SnapshotOptions {
     SnapshotOptions { enabled: options.enabled, restore_from: options.restore_from }
 }
 
-/// A container's ports, a list of numbers (DESIGN §18).
+/// A container's ports, a list of numbers (docs/contracts.md#serving).
 fn ports(at: &str, value: Option<&Value>, has_image: bool, problems: &mut Problems) -> Vec<u16> {
     let field = format!("{at}ports");
     let Some(value) = value.filter(|v| !v.is_null()) else { return Vec::new() };
@@ -200,7 +200,8 @@ fn command(at: &str, command: &[String], image: Option<&str>, problems: &mut Pro
     }
 }
 
-/// A replica set's `autoscaling` and `schedule` (DESIGN §18); other modes have neither.
+/// A replica set's `autoscaling` and `schedule` (docs/contracts.md#serving); other modes have
+/// neither.
 pub fn scaling(
     mode: Mode,
     autoscaling: Option<&Value>,

@@ -1,4 +1,4 @@
-//! Real-process tests of what DESIGN §14 promises about process guests: own uids that
+//! Real-process tests of what docs/contracts.md#guests promises about process guests: own uids that
 //! cannot reach each other, nothing outliving its instance, adoption by a restarted agent
 //! (a second runtime on the same instances dir), and exec inside a guest.
 

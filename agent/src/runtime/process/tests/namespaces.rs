@@ -1,7 +1,7 @@
-//! Real-process tests of what DESIGN §15 promises about isolated process guests: their own
-//! PID, mount and IPC namespaces (own `/proc`, `/tmp`, `/run/lock`, SysV IPC), `/tmp` on
-//! the data disk, and memory and pids limits on this host's cgroups (v1 or v2). They need
-//! root; elsewhere they say so and pass.
+//! Real-process tests of what docs/contracts.md#limits promises about isolated process guests:
+//! their own PID, mount and IPC namespaces (own `/proc`, `/tmp`, `/run/lock`, SysV IPC), `/tmp` on
+//! the data disk, and memory and pids limits on this host's cgroups (v1 or v2). They need root;
+//! elsewhere they say so and pass.
 
 use super::isolation::{command, exec};
 use super::*;
