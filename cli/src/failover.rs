@@ -39,6 +39,8 @@ pub fn execute(http: &Http, request: Request, others: &[String]) -> reqwest::Res
             Ok(response) if is_redirect(response.status()) && hops < MAX_HOPS => {
                 let target = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
                 let target = target.and_then(|t| response.url().join(t).ok());
+                // Never carry the token from https to plain http.
+                let target = target.filter(|t| !downgrades(response.url(), t));
                 let (Some(mut again), Some(target)) = (retry, target) else { return Ok(response) };
                 *again.url_mut() = target;
                 hops += 1;
@@ -47,6 +49,10 @@ pub fn execute(http: &Http, request: Request, others: &[String]) -> reqwest::Res
             other => return other,
         }
     }
+}
+
+fn downgrades(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    from.scheme() == "https" && to.scheme() != "https"
 }
 
 fn is_redirect(status: StatusCode) -> bool {
@@ -69,5 +75,14 @@ mod tests {
         assert_eq!(split("http://a:1"), vec!["http://a:1"]);
         let url = reqwest::Url::parse("http://a:1/v1/instances?limit=2").unwrap();
         assert_eq!(rebase(&url, "http://b:2").unwrap().as_str(), "http://b:2/v1/instances?limit=2");
+    }
+
+    #[test]
+    fn a_redirect_from_https_to_http_is_not_followed() {
+        let https = reqwest::Url::parse("https://a:1/v1/x").unwrap();
+        let http = reqwest::Url::parse("http://b:2/v1/x").unwrap();
+        assert!(downgrades(&https, &http));
+        assert!(!downgrades(&http, &https));
+        assert!(!downgrades(&http, &http));
     }
 }

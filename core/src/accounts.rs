@@ -210,7 +210,12 @@ impl Cluster {
                 .iter()
                 .filter(|i| {
                     i.account_id == id
-                        && matches!(i.state(), InstanceState::Scheduled | InstanceState::Running)
+                        && matches!(
+                            i.state(),
+                            InstanceState::Scheduled
+                                | InstanceState::Running
+                                | InstanceState::TerminationScheduled
+                        )
                 })
                 .map(|i| i.id.clone())
                 .collect();

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use gpuspot_common::InstanceId;
 use std::time::Duration;
 
-/// The longest notice a drill may give.
+/// The longest notice a drill may give, whatever its pool's notice period.
 pub const MAX_DRILL_NOTICE: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a drill was refused; nothing changed.
@@ -24,8 +24,10 @@ pub enum DrillError {
         state.as_str()
     )]
     NotPlaced { id: InstanceId, state: InstanceState },
-    #[error("notice: at most {} (24h)", humantime::format_duration(MAX_DRILL_NOTICE))]
-    NoticeTooLong,
+    /// A drill rehearses a reclaim: it may not hold a unit longer than a reclaim's notice
+    /// would (a longer one would shield the instance from outbids, drains and overdue ends).
+    #[error("notice: at most the pool's notice period, {}", humantime::format_duration(*.0))]
+    NoticeTooLong(Duration),
 }
 
 impl Cluster {
@@ -42,10 +44,11 @@ impl Cluster {
         if !matches!(state, InstanceState::Scheduled | InstanceState::Running) {
             return Err(DrillError::NotPlaced { id: id.clone(), state });
         }
-        if notice.is_some_and(|n| n > MAX_DRILL_NOTICE) {
-            return Err(DrillError::NoticeTooLong);
+        let longest = self.notice_for(instance, EndReason::Drill).min(MAX_DRILL_NOTICE);
+        if notice.is_some_and(|n| n > longest) {
+            return Err(DrillError::NoticeTooLong(longest));
         }
-        let period = notice.unwrap_or_else(|| self.notice_for(instance, EndReason::Drill));
+        let period = notice.unwrap_or(longest);
         let at = self.notice_in(id, EndReason::Drill, period, now);
         self.settle(now);
         Ok(at)
@@ -79,8 +82,8 @@ mod tests {
     fn a_drill_notices_spot_and_regular_alike_with_the_given_notice() {
         for billing in [Billing::Regular, Billing::Spot { max_price: Money(5_000_000) }] {
             let (mut c, id) = one_running(billing);
-            let at = c.drill(&id, Some(Duration::from_secs(120)), t(10)).unwrap();
-            assert_eq!(at, t_plus(10, 120));
+            let at = c.drill(&id, Some(Duration::from_secs(4)), t(10)).unwrap();
+            assert_eq!(at, t_plus(10, 4));
             let instance = c.instance(&id).unwrap();
             assert_eq!(instance.state(), InstanceState::TerminationScheduled);
             assert_eq!(instance.termination_reason(), Some(EndReason::Drill));
@@ -92,11 +95,27 @@ mod tests {
     #[test]
     fn a_drill_is_bounded_and_defaults_to_the_pools_notice() {
         let (mut c, id) = one_running(Billing::Regular);
-        let long = c.drill(&id, Some(MAX_DRILL_NOTICE + Duration::from_secs(1)), t(2));
-        assert_eq!(long, Err(DrillError::NoticeTooLong));
+        // Longer than a reclaim's notice (the test pools' is 5 s) is refused: a long drill
+        // would shield the instance from outbids, drains and an overdue end.
+        let long = c.drill(&id, Some(Duration::from_secs(6)), t(2));
+        assert_eq!(long, Err(DrillError::NoticeTooLong(Duration::from_secs(5))));
         let unknown = InstanceId::from("i-none");
         assert_eq!(c.drill(&unknown, None, t(2)), Err(DrillError::Unknown(unknown.clone())));
         // The test pools' notice is 5 s.
         assert_eq!(c.drill(&id, None, t(3)), Ok(t(8)));
+    }
+
+    #[test]
+    fn a_drain_or_going_overdue_brings_a_drills_deadline_forward_keeping_its_reason() {
+        let (mut c, id) = one_running(Billing::Regular);
+        assert_eq!(c.drill(&id, None, t(2)), Ok(t(7)));
+        let host = gpuspot_common::HostId::from("h1");
+        c.drain_host(&host, Some(Duration::from_secs(1)), t(3)).unwrap();
+        let instance = c.instance(&id).unwrap();
+        assert_eq!(instance.termination_time(), Some(t(4)), "the drain's deadline");
+        assert_eq!(instance.termination_reason(), Some(EndReason::Drill));
+        // A later notice never pushes the deadline back.
+        c.drain_host(&host, Some(Duration::from_secs(60)), t(3)).unwrap();
+        assert_eq!(c.instance(&id).unwrap().termination_time(), Some(t(4)));
     }
 }

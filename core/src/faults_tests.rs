@@ -147,15 +147,17 @@ fn a_fault_under_a_longer_notice_brings_the_deadline_forward_and_stops_the_charg
     let (mut c, id) = one_running(Billing::Spot { max_price: Money(9_000_000) });
     let account = c.instance(&id).unwrap().account_id.clone();
     let uuid = c.instance(&id).unwrap().gpu_uuids()[0].clone();
-    c.drill(&id, Some(std::time::Duration::from_secs(600)), t(10)).unwrap();
-    fault(&mut c, &uuid, 94, t(20));
+    // A drill of the pool's whole notice (5 s), then a fault whose notice is shorter.
+    c.timers.fault_notice = std::time::Duration::from_secs(2);
+    c.drill(&id, None, t(10)).unwrap();
+    fault(&mut c, &uuid, 94, t(11));
     let instance = c.instance(&id).unwrap();
     assert_eq!(instance.termination_reason(), Some(EndReason::GpuFault));
-    assert_eq!(instance.termination_time(), Some(t(50)));
+    assert_eq!(instance.termination_time(), Some(t(13)));
     c.take_changes();
     // Nothing is charged after the fault, market ticks included.
-    c.market_tick(t(30));
-    c.meter_tick(t(40));
+    c.market_tick(t(12));
+    c.meter_tick(t(12));
     assert_eq!(charged(&mut c, &account), 0);
 }
 

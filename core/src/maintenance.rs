@@ -36,9 +36,14 @@ impl Cluster {
         let on_host: Vec<InstanceId> = self
             .held_on(id)
             .into_iter()
-            .filter(|i| matches!(i.state(), InstanceState::Scheduled | InstanceState::Running))
+            .filter(|i| {
+                let state = i.state();
+                matches!(state, InstanceState::Scheduled | InstanceState::Running)
+                    || state == InstanceState::TerminationScheduled
+            })
             .map(|i| i.id.clone())
             .collect();
+        // Already noticed ones (a drill, a reclaim) end by the drain's deadline too.
         for instance in &on_host {
             self.give_notice_within(instance, EndReason::HostMaintenance, deadline, now);
         }

@@ -195,7 +195,19 @@ impl Cluster {
         let period = within.map_or(period, |w| w.min(period));
         let notice = chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
         let at = now.checked_add_signed(notice).unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.transition(id, now, |lifecycle| lifecycle.give_notice(Notice { at, reason }));
+        match instance.lifecycle().notice().copied() {
+            // Already noticed (a reclaim, a drill): it ends no later than this notice would
+            // end it, for its first reason (a payment that cancels an overdue notice must not
+            // cancel a reclaim).
+            Some(current) if current.at > at => {
+                let notice = Notice { at, reason: current.reason };
+                self.transition(id, now, |lifecycle| lifecycle.renotice(notice));
+            }
+            Some(_) => {}
+            None => {
+                self.transition(id, now, |lifecycle| lifecycle.give_notice(Notice { at, reason }));
+            }
+        }
     }
 
     /// Notices whose deadline has come: the agent stops them now, not before.

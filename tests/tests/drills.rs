@@ -164,6 +164,7 @@ fn only_the_owner_or_the_admin_may_drill_and_the_notice_is_bounded() {
         (json!({ "notice": "forever" }), "an unparsable notice"),
         (json!({ "notice": "0s" }), "a zero notice"),
         (json!({ "notice": "25h" }), "a notice past 24h"),
+        (json!({ "notice": "11m" }), "a notice past the pool's notice (10m)"),
         (json!({ "notise": "2m" }), "an unknown field"),
     ] {
         assert_error(&acme.api.post(&path, &body), 400, Some("invalid_request"), what);

@@ -19,6 +19,9 @@ use actix_web::{HttpResponse, ResponseError, web};
 use gpuspot_api::ErrorBody;
 use std::fmt;
 
+/// What a client reads when the database cannot be reached; the details go to the log.
+pub const UNREACHABLE: &str = "the database is unreachable; try again shortly";
+
 #[derive(Debug)]
 pub struct HttpError {
     pub status: StatusCode,
@@ -94,7 +97,7 @@ answers!(ExecError {
 answers!(DrillError {
     DrillError::Unknown(_) => (NOT_FOUND, "not_found"),
     DrillError::NotPlaced { .. } => (CONFLICT, "not_running"),
-    DrillError::NoticeTooLong => (BAD_REQUEST, "invalid_request"),
+    DrillError::NoticeTooLong(_) => (BAD_REQUEST, "invalid_request"),
 });
 answers!(FaultError {
     FaultError::UnknownHost(_) | FaultError::UnknownGpu { .. } => (NOT_FOUND, "not_found"),
@@ -144,8 +147,10 @@ impl From<Failure> for HttpError {
             }
             Failure::OperatorIsFixed => HttpError::conflict(message),
             Failure::UnknownCursor(_) => HttpError::bad_request("invalid_query", message),
-            Failure::Store(StoreError::Unavailable(_)) => {
-                HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+            // The database's own words (its host, its user) are the operator's, not a tenant's.
+            Failure::Store(StoreError::Unavailable(detail)) => {
+                tracing::warn!(%detail, "a change could not be persisted: the database is unreachable");
+                StoreUnavailable(UNREACHABLE.to_owned()).into()
             }
             Failure::Store(_) => HttpError::internal(message),
         }

@@ -92,7 +92,8 @@ where
         let any: &dyn std::any::Any = &e;
         match any.downcast_ref::<crate::store::StoreError>() {
             Some(crate::store::StoreError::Unavailable(_)) => {
-                StoreUnavailable(e.to_string()).into()
+                tracing::warn!(error = %e, "a read could not be answered: the database is unreachable");
+                StoreUnavailable(error::UNREACHABLE.to_owned()).into()
             }
             _ => Internal(e.to_string()).into(),
         }

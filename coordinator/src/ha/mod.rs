@@ -117,6 +117,7 @@ impl Listeners {
         idle: Duration,
         reset_key: &[u8],
     ) -> anyhow::Result<Self> {
+        refuse_unreachable_advertisement(settings)?;
         let http = bind_http(settings.http)
             .with_context(|| format!("binding the HTTP API on {}", settings.http))?;
         let bound = http.local_addr()?;
@@ -141,6 +142,30 @@ impl Listeners {
         let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         Candidate { holder, http_url: self.http_url.clone(), quic_addr }
     }
+}
+
+/// With other coordinators on the same database, what this one advertises is where clients
+/// and agents are sent: `0.0.0.0` there would send them (and their tokens) to whatever listens
+/// on their own machine, so a wildcard bind needs an explicit advertisement.
+fn refuse_unreachable_advertisement(settings: &Settings) -> anyhow::Result<()> {
+    if !matches!(settings.store, crate::store::url::StoreUrl::Postgres(_)) {
+        return Ok(());
+    }
+    if settings.ha.advertise_http.is_none() && settings.http.ip().is_unspecified() {
+        anyhow::bail!(
+            "http {} is a wildcard address: set [ha] advertise_http (GPUSPOT_ADVERTISE_HTTP) to \
+             the URL clients reach this coordinator at",
+            settings.http
+        );
+    }
+    if settings.ha.advertise_quic.is_none() && settings.quic.ip().is_unspecified() {
+        anyhow::bail!(
+            "quic {} is a wildcard address: set [ha] advertise_quic (GPUSPOT_ADVERTISE_QUIC) to \
+             the address agents reach this coordinator at",
+            settings.quic
+        );
+    }
+    Ok(())
 }
 
 /// As actix binds it (address reuse, its default backlog of 1024), but bound before the

@@ -168,6 +168,11 @@ async fn admit(
             Err(Refusal::Unknown) => {
                 (RefusalCode::UnknownCertificate, "unknown host certificate".to_owned())
             }
+            // The agent keeps its identity and retries: a store that cannot answer now (a
+            // database restarting, a failover) must not make a fleet forget its certificates.
+            Err(Refusal::Unavailable) => {
+                (RefusalCode::Internal, "the coordinator cannot check certificates now".to_owned())
+            }
         }
     };
     refuse(connection, send, Some(version), code, &reason).await;
@@ -176,8 +181,10 @@ async fn admit(
 
 /// Why a client certificate does not start a session.
 enum Refusal {
-    /// Never issued here (or the store could not say): the agent may join again.
+    /// Never issued here: the agent may join again.
     Unknown,
+    /// The store could not say: try again later.
+    Unavailable,
     /// Its host was deleted: the agent is refused for good.
     Revoked(HostId),
 }
@@ -194,11 +201,11 @@ async fn host_for(context: &QuicContext, fingerprint: String) -> Result<HostId, 
         Ok(Ok(None)) => Err(Refusal::Unknown),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "certificate lookup failed");
-            Err(Refusal::Unknown)
+            Err(Refusal::Unavailable)
         }
         Err(e) => {
             tracing::error!(error = %e, "certificate lookup task failed");
-            Err(Refusal::Unknown)
+            Err(Refusal::Unavailable)
         }
     }
 }
