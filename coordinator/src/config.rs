@@ -8,6 +8,7 @@ mod pool;
 mod retention;
 mod smtp;
 mod store;
+mod timers;
 
 pub use deployments::RawDeployments;
 pub use listeners::{ApiSettings, GatewaySettings, RawApi, RawGateway, RawSsh, SshSettings};
@@ -16,13 +17,13 @@ pub use pool::RawPool;
 pub use retention::RawRetention;
 pub use smtp::{RawSmtp, SmtpSettings};
 pub use store::{HaSettings, RawHa, RawStore};
+pub use timers::RawTimers;
 
 use crate::core::crash_loop::CrashBackoff;
 use crate::core::quotas::Quota;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -105,34 +106,6 @@ pub struct RawWebhook {
 pub struct WebhookSettings {
     pub url: String,
     pub max_attempts: u32,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTimers {
-    #[serde(default, with = "humantime_serde")]
-    pub hold_period: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub notice_period: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub overdue_grace: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub price_tick: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub price_history: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub heartbeat: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub host_lost_after: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub kill_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub meter_tick: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub autoscale_interval: Option<Duration>,
-    /// The notice of an instance whose GPU failed (docs/architecture.md, faults).
-    #[serde(default, with = "humantime_serde")]
-    pub fault_notice: Option<Duration>,
 }
 
 pub use crate::core::settings::{PoolSettings, Timers};
@@ -251,153 +224,5 @@ impl RawConfig {
     }
 }
 
-impl RawTimers {
-    fn validate(&self, problems: &mut Vec<String>) -> Timers {
-        let defaults = Timers::default();
-        let pick = |value: Option<Duration>, default: Duration| value.unwrap_or(default);
-        let timers = Timers {
-            hold_period: pick(self.hold_period, defaults.hold_period),
-            notice_period: pick(self.notice_period, defaults.notice_period),
-            overdue_grace: pick(self.overdue_grace, defaults.overdue_grace),
-            price_tick: pick(self.price_tick, defaults.price_tick),
-            price_history: pick(self.price_history, defaults.price_history),
-            heartbeat: pick(self.heartbeat, defaults.heartbeat),
-            host_lost_after: pick(self.host_lost_after, defaults.host_lost_after),
-            kill_timeout: pick(self.kill_timeout, defaults.kill_timeout),
-            meter_tick: pick(self.meter_tick, defaults.meter_tick),
-            autoscale_interval: pick(self.autoscale_interval, defaults.autoscale_interval),
-            fault_notice: pick(self.fault_notice, defaults.fault_notice),
-        };
-        if timers.fault_notice > Duration::from_secs(3600) {
-            problems.push("timers.fault_notice: at most 1h (a failed GPU is not billed)".into());
-        }
-        for (name, value) in [
-            ("price_tick", timers.price_tick),
-            ("heartbeat", timers.heartbeat),
-            ("host_lost_after", timers.host_lost_after),
-            ("meter_tick", timers.meter_tick),
-            ("autoscale_interval", timers.autoscale_interval),
-        ] {
-            if value.is_zero() {
-                problems.push(format!("timers.{name}: must be greater than zero"));
-            }
-        }
-        if timers.host_lost_after <= timers.heartbeat {
-            problems.push(format!(
-                "timers.host_lost_after ({}) must be longer than timers.heartbeat ({})",
-                humantime::format_duration(timers.host_lost_after),
-                humantime::format_duration(timers.heartbeat)
-            ));
-        }
-        timers
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use gpuspot_common::Money;
-
-    #[test]
-    fn empty_config_gives_the_documented_defaults() {
-        let settings = RawConfig::from_toml("").unwrap().validate().unwrap();
-        assert_eq!(settings.timers, Timers::default());
-        assert_eq!(settings.timers.hold_period, Duration::from_secs(3600));
-        assert!(settings.pools.is_empty());
-    }
-
-    #[test]
-    fn pools_and_timers_parse() {
-        let raw = RawConfig::from_toml(
-            r#"
-            [timers]
-            notice_period = "3s"
-            heartbeat = "1s"
-            host_lost_after = "5s"
-            [[pools]]
-            model = "H100"
-            list_price = "2.58"
-            [[pools]]
-            model = "A100"
-            list_price = "1.50"
-            notice_period = "5m"
-            "#,
-        )
-        .unwrap();
-        let settings = raw.validate().unwrap();
-        assert_eq!(settings.pools[0].list_price, Money(2_580_000));
-        assert_eq!(settings.pools[0].floor_ppm, 100_000);
-        assert_eq!(settings.pools[0].notice_period, Duration::from_secs(3));
-        assert_eq!(settings.pools[1].notice_period, Duration::from_secs(300));
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once() {
-        let raw = RawConfig::from_toml(
-            r#"
-            [timers]
-            heartbeat = "10s"
-            host_lost_after = "5s"
-            [[pools]]
-            model = "H100"
-            list_price = "abc"
-            floor_ratio = 0.5
-            busy_ratio = 0.2
-            "#,
-        )
-        .unwrap();
-        let ConfigError::Invalid(problems) = raw.validate().unwrap_err() else {
-            panic!("expected Invalid")
-        };
-        assert_eq!(problems.len(), 3, "{problems:?}");
-    }
-
-    #[test]
-    fn ssh_is_off_unless_configured() {
-        assert_eq!(RawConfig::from_toml("").unwrap().validate().unwrap().ssh, None);
-        let raw = RawConfig::from_toml("[ssh]\nlisten = \"127.0.0.1:2222\"").unwrap();
-        let ssh = raw.validate().unwrap().ssh.expect("ssh settings");
-        assert_eq!(ssh.listen, "127.0.0.1:2222".parse().unwrap());
-        assert!(RawConfig::from_toml("[ssh]\nlisten = \"x\"").is_err());
-    }
-
-    #[test]
-    fn account_quotas_default_to_unlimited() {
-        let settings = RawConfig::from_toml("").unwrap().validate().unwrap();
-        assert_eq!(settings.default_quota, Quota::UNLIMITED);
-        let raw = RawConfig::from_toml("[accounts]\ndefault_max_gpus = 4").unwrap();
-        let quota = raw.validate().unwrap().default_quota;
-        assert_eq!(quota, Quota { max_gpus: Some(4), max_instances: None });
-        assert!(RawConfig::from_toml("[accounts]\ndefault_max_gpus = -1").is_err());
-        assert!(RawConfig::from_toml("[accounts]\nmax_gpus = 1").is_err());
-        // The sample config's commented `[accounts]` lines are real keys.
-        let sample = include_str!("../../config/coordinator.toml");
-        let section: String = sample
-            .lines()
-            .filter(|l| l.starts_with("# [accounts]") || l.starts_with("# default_max_"))
-            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
-            .collect();
-        let documented = RawConfig::from_toml(&section).unwrap().validate().unwrap();
-        assert_eq!(documented.default_quota, Quota { max_gpus: Some(8), max_instances: Some(20) });
-    }
-
-    #[test]
-    fn the_sample_configs_smtp_lines_are_real_keys() {
-        let sample = include_str!("../../config/coordinator.toml");
-        let start = sample.find("# [smtp]").expect("the sample documents [smtp]");
-        let section: String = sample[start..]
-            .lines()
-            .take_while(|l| l.starts_with("# "))
-            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
-            .collect();
-        let smtp = RawConfig::from_toml(&section).unwrap().validate().unwrap().smtp;
-        let smtp = smtp.expect("smtp settings");
-        assert_eq!(smtp.max_retry, Duration::from_secs(600));
-        assert!(RawConfig::from_toml("").unwrap().validate().unwrap().smtp.is_none());
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        assert!(RawConfig::from_toml("[timers]\nhold = \"1h\"").is_err());
-    }
-}
+mod tests;

@@ -115,77 +115,98 @@ impl Metrics {
             store_commit: seconds_histogram(),
             registry: Registry::default(),
         };
+        m.register_api(&mut r);
+        m.register_lifecycle(&mut r);
+        m.register_gauges(&mut r);
+        m.register_store(&mut r);
+        Metrics { registry: r, ..m }
+    }
+
+    /// The HTTP API: requests by method and status, and their latency.
+    fn register_api(&self, r: &mut Registry) {
         r.register(
             "gpuspot_api_requests",
             "HTTP API requests by method and status",
-            m.api_requests.clone(),
+            self.api_requests.clone(),
         );
         r.register(
             "gpuspot_api_request_duration_seconds",
             "HTTP API latency by route method",
-            m.api_latency.clone(),
+            self.api_latency.clone(),
         );
-        r.register("gpuspot_placements", "Instances placed on a host", m.placements.clone());
+    }
+
+    /// What happens to instances (placements, reclaims, notices and how fast the guest sees
+    /// them) and the deliveries that tell their owners.
+    fn register_lifecycle(&self, r: &mut Registry) {
+        r.register("gpuspot_placements", "Instances placed on a host", self.placements.clone());
         r.register(
             "gpuspot_reclaims",
             "Instances ended by a reclaim, by reason",
-            m.reclaims.clone(),
+            self.reclaims.clone(),
         );
         r.register(
             "gpuspot_notices",
             "Terminations scheduled (notices), by reason",
-            m.notices.clone(),
+            self.notices.clone(),
         );
         r.register(
             "gpuspot_notice_latency_seconds",
             "From a notice's decision until the agent reports the guest's socket shows it",
-            m.notice_latency.clone(),
+            self.notice_latency.clone(),
         );
         r.register(
             "gpuspot_webhook_deliveries",
             "Webhook deliveries by outcome (delivered, failed attempt, given up)",
-            m.webhook_deliveries.clone(),
+            self.webhook_deliveries.clone(),
         );
         r.register(
             "gpuspot_mail_deliveries",
             "Mails by outcome (sent, failed attempt, unsendable)",
-            m.mail_deliveries.clone(),
+            self.mail_deliveries.clone(),
         );
+    }
+
+    /// The gauges set from the cluster at each scrape: pools, hosts, instances and heartbeats.
+    fn register_gauges(&self, r: &mut Registry) {
         r.register(
             "gpuspot_pool_queue_length",
             "Queued requests that may take a pool's GPUs",
-            m.queue.clone(),
+            self.queue.clone(),
         );
         r.register(
             "gpuspot_pool_market_price",
             "Spot market price per GPU-hour",
-            m.market_price.clone(),
+            self.market_price.clone(),
         );
         r.register(
             "gpuspot_pool_units",
             "Healthy units per pool: free, used (holding an instance or promised to a request) or \
              unavailable (free on a cordoned, draining or disconnected host)",
-            m.units.clone(),
+            self.units.clone(),
         );
-        r.register("gpuspot_hosts", "Hosts by state", m.hosts.clone());
-        r.register("gpuspot_instances", "Instances by lifecycle state", m.instances.clone());
+        r.register("gpuspot_hosts", "Hosts by state", self.hosts.clone());
+        r.register("gpuspot_instances", "Instances by lifecycle state", self.instances.clone());
         r.register(
             "gpuspot_host_heartbeat_age_seconds",
             "Seconds since each host was last heard from",
-            m.heartbeat_age.clone(),
+            self.heartbeat_age.clone(),
         );
-        r.register("gpuspot_leader", "1 while this coordinator leads", m.leader.clone());
+    }
+
+    /// Leadership among coordinators sharing a store, and the store's commits.
+    fn register_store(&self, r: &mut Registry) {
+        r.register("gpuspot_leader", "1 while this coordinator leads", self.leader.clone());
         r.register(
             "gpuspot_leader_changes",
             "Times this coordinator took the lead",
-            m.leader_changes.clone(),
+            self.leader_changes.clone(),
         );
         r.register(
             "gpuspot_store_commit_seconds",
             "Time of one group commit to the store",
-            m.store_commit.clone(),
+            self.store_commit.clone(),
         );
-        Metrics { registry: r, ..m }
     }
 
     /// Counts one delivery outcome of a webhook (`delivered`, `failed`, `given_up`) or a

@@ -4,22 +4,16 @@
 //! secrets (database, CA key, admin token, reset key) 0600 (docs/contracts.md#limits). With a
 //! shared PostgreSQL store it first waits as a standby until it takes the lead ([`crate::ha`]).
 
+mod services;
+
 use crate::actors::ClusterActor;
-use crate::api::{self, AppState};
 use crate::config::Settings;
-use crate::core::Cluster;
-use crate::core::rotation::DEFAULT_DRAIN_MARGIN;
-use crate::quic::{self, LogStore, QuicContext};
 use crate::store::files::{self, restrict};
 use crate::store::lock::DataDirLock;
-use crate::store::writer::Writer;
-use actix::Actor;
-use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use gpuspot_common::{Clock, SystemClock};
+use services::{Core, Lead};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Running {
@@ -186,149 +180,22 @@ pub async fn start_unopened(settings: Settings) -> anyhow::Result<Running> {
 
 async fn start_services(settings: Settings) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir.clone();
-    files::private_dir(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    // Before anything in the dir is read or written (endpoints.json included).
-    let lock = DataDirLock::acquire(&data_dir)?;
-    let opened = crate::ha::open_store(&settings).await?;
-    let ca = Arc::new(crate::ha::certificate_authority(&data_dir, opened.shared.as_ref()).await?);
-    let idle = (settings.timers.host_lost_after * 2).max(Duration::from_secs(5));
-    let reset_key = quic_reset_key(&data_dir)?;
-    let listeners = crate::ha::Listeners::bind(&settings, ca.server_config()?, idle, &reset_key)?;
-    let health = crate::ha::Health::new(crate::ha::Role::Standby, None);
-    let standby_endpoints = || {
-        write_endpoints(&data_dir, listeners.http.local_addr()?, listeners.quic_addr()?, None, None)
-    };
-    let leadership =
-        crate::ha::lead(&settings, &opened, &listeners, &health, standby_endpoints).await?;
-    health.set(crate::ha::Role::Leader, Some(listeners.http_url.clone()));
-    let store = opened.store;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let loader = store.clone();
-    let loaded = tokio::task::spawn_blocking(move || loader.load())
-        .await?
-        .context("loading coordinator state")?;
-    tracing::info!(hosts = loaded.hosts.len(), instances = loaded.instances.len(), "state loaded");
-    let now = clock.now();
-    let core = Cluster::new(settings.pools.clone(), settings.timers.clone())
-        .restore(loaded.hosts, loaded.instances, loaded.last_event_id, now)
-        .with_prices(loaded.prices)
-        .with_accounts(loaded.accounts.clone(), loaded.last_ledger_id, now)
-        .with_deployments(loaded.deployments)
-        .with_snapshots(loaded.snapshots)
-        .with_snapshot_limit(settings.snapshot_max_bytes)
-        .with_crash_backoff(settings.crash_backoff.clone())
-        .with_default_quota(settings.default_quota)
-        .with_retention(settings.retention.clone())
-        .with_mail(settings.smtp.is_some())
-        .with_drain_margin(
-            settings.gateway.as_ref().map_or(DEFAULT_DRAIN_MARGIN, |g| g.drain_margin),
-        );
-    let directory = Arc::new(crate::directory::Directory::default());
-    for account in &loaded.accounts {
-        directory.add(account);
-    }
-    let (events, _) = tokio::sync::broadcast::channel(4096);
-    crate::webhook::spawn(settings.webhook.clone(), directory.clone(), events.subscribe());
-    if let Some(smtp) = settings.smtp.clone() {
-        crate::mail::spawn(smtp, store.clone(), events.subscribe());
-    }
-    let writer = Writer::start(store.clone());
-    let gateway = match &settings.gateway {
-        Some(config) => {
-            let gateway = crate::gateway::Gateway::new(config);
-            let (addr, task) = gateway
-                .serve(config.listen)
-                .await
-                .with_context(|| format!("binding the gateway on {}", config.listen))?;
-            Some((gateway, addr, task))
-        }
-        None => None,
-    };
-    let mut actor = ClusterActor::new(core, writer, clock, events.clone());
-    if let Some((gateway, _, _)) = &gateway {
-        actor = actor.with_gateway(gateway.clone());
-    }
-    let cluster = actor.start();
-    let stop_handle = cluster.clone();
-    let (gateway_addr, gateway_task) = gateway.map(|(_, a, t)| (a, t)).unzip();
-    // Before the actor runs: a clone of a running cluster's address overflows in actix.
-    let ssh_cluster = settings.ssh.as_ref().map(|_| cluster.clone());
-    let logs = LogStore::new(data_dir.join("logs"), settings.log_max_bytes);
-    let snapshot_files = crate::snapshots::SnapshotFiles::new(data_dir.join("snapshots"));
-    let stale = snapshot_files.remove_stale_parts();
-    if stale > 0 {
-        tracing::info!(stale, "removed snapshot uploads interrupted by a restart");
-    }
-
+    let Lead { lock, ca, listeners, health, leadership, store } =
+        services::take_the_lead(&settings, &data_dir).await?;
+    let Core { cluster, stop_handle, ssh_cluster, events, directory, gateway_addr, gateway_task } =
+        services::start_core(&settings, &store).await?;
     let endpoint = listeners.quic.clone();
-    let quic_addr = endpoint.local_addr()?;
-    let exec_links = Arc::new(quic::exec::ExecLinks::default());
-    quic::serve(
-        endpoint.clone(),
-        Arc::new(QuicContext {
-            store: store.clone(),
-            ca,
-            cluster: cluster.clone(),
-            logs: logs.clone(),
-            snapshots: snapshot_files,
-            snapshot_max_bytes: settings.snapshot_max_bytes,
-            kill_timeout: settings.timers.kill_timeout,
-            exec_links: exec_links.clone(),
-        }),
-    );
-
+    let (quic_addr, agents) =
+        services::serve_agents(&settings, &data_dir, &endpoint, &store, ca, &cluster)?;
     let (admin_token, admin_token_generated) = admin_token(&settings)?;
-    let ssh = match (&settings.ssh, ssh_cluster) {
-        (Some(ssh), Some(cluster)) => {
-            let access = crate::ssh::Access {
-                cluster,
-                links: exec_links.clone(),
-                admin_token: admin_token.clone(),
-                directory: directory.clone(),
-            };
-            Some(crate::ssh::start(ssh, &data_dir, access).await?)
-        }
-        _ => None,
-    };
+    let ssh =
+        services::start_ssh(&settings, &data_dir, ssh_cluster, &agents, &admin_token, &directory)
+            .await?;
     let ssh_addr = ssh.as_ref().map(|door| door.addr);
-    let state = web::Data::new(AppState {
-        cluster,
-        admin_token: admin_token.clone(),
-        logs,
-        store: store.clone(),
-        events: events.clone(),
-        directory,
-        streams: Default::default(),
-        exec_links,
-        policy: settings.policy.clone(),
-    });
-    let admission = Arc::new(crate::listen::Admission::new(settings.api.limits));
-    let body_timeout = settings.api.body_timeout;
-    let health = web::Data::new(health);
-    let server = HttpServer::new(move || {
-        api::openapi::assemble(App::new().app_data(state.clone()).app_data(health.clone()))
-            .wrap(actix_web::middleware::from_fn(api::metrics::count))
-            .wrap(actix_web::middleware::from_fn(move |request, next| {
-                crate::listen::api::body_deadline(body_timeout, request, next)
-            }))
-    })
-    .workers(2)
-    .disable_signals()
-    .on_connect(crate::listen::api::on_connect(admission))
-    .client_request_timeout(settings.api.header_timeout)
-    .client_disconnect_timeout(CLIENT_DISCONNECT)
-    // Actix's 5 s default makes a client that reuses a connection after 5 idle seconds race the server's close
-    // and see "connection closed before message completed" on a request that never ran.
-    .keep_alive(HTTP_KEEP_ALIVE)
-    // Event streams never end by themselves: a stop must not wait for them.
-    .shutdown_timeout(SHUTDOWN_GRACE)
-    .listen(listeners.http)
-    .with_context(|| format!("serving the HTTP API on {}", settings.http))?;
-    let http_addr = *server.addrs().first().context("HTTP server bound no address")?;
-    let server = server.run();
+    let token = admin_token.clone();
+    let state = services::api_state(&settings, cluster, token, store, events, directory, agents);
+    let (server, http_addr) = services::serve_api(&settings, listeners.http, state, health)?;
     let http = server.handle();
-
     write_endpoints(&data_dir, http_addr, quic_addr, ssh_addr, gateway_addr)?;
     tracing::info!(%http_addr, %quic_addr, data_dir = %data_dir.display(), "coordinator running");
     Ok(Running {

@@ -5,69 +5,18 @@
 //! set's show, `gpuspot pools` in errors, the operator's creation time and the pool units
 //! of a cordoned host.
 
+mod run;
+mod webhook;
+
 use gpuspot_e2e::api::Api;
 use gpuspot_e2e::events::EventStream;
 use gpuspot_e2e::process::{Proc, log_tail};
-use gpuspot_e2e::{Cluster, SOON, cluster, holds, s, wait_until};
+use gpuspot_e2e::{SOON, cluster, holds, s, wait_until};
+use run::{fails, gpuspot, gpuspot_bin, json_of, ok, text};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// The `gpuspot` binary next to the test's (built by `cargo build -p gpuspot-cli`).
-fn gpuspot_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe.parent().and_then(|p| p.parent()).expect("target dir").join("gpuspot");
-    assert!(bin.is_file(), "{} is not built: cargo build -p gpuspot-cli", bin.display());
-    bin
-}
-
-/// Runs `gpuspot ARGS` against `api` (options before a `--`); the whole output.
-fn gpuspot(api: &Api, args: &[&str]) -> Output {
-    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    Command::new(gpuspot_bin())
-        .args(&args[..split])
-        .args(["--api", &api.base, "--token", api.token.as_deref().unwrap_or_default()])
-        .args(&args[split..])
-        .env_remove("GPUSPOT_API")
-        .env_remove("GPUSPOT_TOKEN")
-        .env_remove("GPUSPOT_ADMIN_TOKEN")
-        .env_remove("COLUMNS")
-        .output()
-        .expect("run gpuspot")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// What `gpuspot ARGS` printed, which must succeed.
-fn ok(api: &Api, args: &[&str]) -> String {
-    let output = gpuspot(api, args);
-    assert!(output.status.success(), "gpuspot {args:?}: {}", text(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// `gpuspot ARGS --json`, parsed.
-fn json_of(api: &Api, args: &[&str]) -> Value {
-    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let with_json = [&args[..split], &["--json"], &args[split..]].concat();
-    let out = ok(api, &with_json);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("gpuspot {args:?}: {e}: {out}"))
-}
-
-/// What `gpuspot ARGS` said on failing (it must fail with exit code 1).
-fn fails(api: &Api, args: &[&str]) -> String {
-    let output = gpuspot(api, args);
-    assert_eq!(output.status.code(), Some(1), "gpuspot {args:?}: {}", text(&output));
-    text(&output)
-}
+use std::process::Command;
+use webhook::Receiver;
 
 fn box_profile(c: &gpuspot_e2e::Cluster, name: &str, units: u32) -> PathBuf {
     c.write_profile(name, "NVIDIA GeForce RTX 4090", units, 16, 64)
@@ -340,82 +289,4 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 fn live(d: &Value) -> Vec<Value> {
     let all = d["instances"].as_array().cloned().unwrap_or_default();
     all.into_iter().filter(|i| !matches!(s(i, "state"), "terminated" | "failed")).collect()
-}
-
-/// A webhook receiver on 127.0.0.1 that answers 200 to every POST and hands on the bodies.
-struct Receiver {
-    port: u16,
-    bodies: mpsc::Receiver<String>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, bodies) = mpsc::channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let request = read_request(&mut stream);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                if tx.send(request).is_err() {
-                    return;
-                }
-            }
-        });
-        Receiver { port, bodies }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    /// The first request received within `within` that contains `needle`.
-    fn wait_for(&self, needle: &str, within: Duration, c: &Cluster) -> String {
-        let deadline = Instant::now() + within;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.bodies.recv_timeout(left) {
-                Ok(body) if body.contains(needle) => return body,
-                Ok(body) => seen.push(body),
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no {needle} POSTed to {} within {within:?}; got {seen:?}\n{}",
-            self.url(),
-            c.coordinator.log_tail()
-        )
-    }
-}
-
-/// Headers and a `content-length` body.
-fn read_request(stream: &mut std::net::TcpStream) -> String {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if body.len() >= length {
-                return text;
-            }
-        }
-    }
-    String::from_utf8_lossy(&data).to_string()
 }
