@@ -313,3 +313,41 @@ fn while_postgresql_is_down_nothing_is_acknowledged_and_the_leader_carries_on_af
         pg.query(&format!("SELECT COUNT(*) FROM instances WHERE id IN ('{before}', '{after}')"));
     assert_eq!(stored.trim(), "2", "both acknowledged creates are stored");
 }
+
+#[test]
+fn a_snapshot_stored_under_the_old_leader_is_listed_and_restored_by_the_new_one() {
+    let pg = Postgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let snapshots = format!("[snapshots]\ndir = \"{}\"\n", shared.path().display());
+    let mut c = cluster!(&format!("{}\n{snapshots}", config(&pg)));
+    let b = standby_with(&c, &pg, "b", &snapshots);
+    c.agents_use(&format!("{},{}", c.coordinator.quic, b.quic));
+    let _agent = c.agent(&Cluster::seed_profile("host-a"));
+    let mut saver = request("saver", &["RTX 5090"], 1, &sh("echo kept > note; exec sleep 600"));
+    saver["snapshot"] = serde_json::json!({ "enabled": true });
+    let saver = s(&c.api.create(&saver), "id").to_owned();
+    c.wait_state(&saver, "running");
+    let (status, body) = c.api.delete(&format!("/v1/instances/{saver}"));
+    assert_eq!(status, 200, "DELETE {saver}: {body}");
+    let stored = wait_until(SOON, "the saver's snapshot", || {
+        let (_, list) = c.api.get("/v1/snapshots");
+        let found = list.as_array().and_then(|l| l.first()).cloned();
+        found.ok_or_else(|| list.to_string())
+    });
+    let id = s(&stored, "id").to_owned();
+    assert!(shared.path().join(format!("{id}.tar.zst")).is_file(), "stored in [snapshots] dir");
+
+    c.coordinator.terminate(SOON);
+    wait_role(&b.api(), "leader");
+    c.api = b.api();
+    c.wait_host("host-a", "connected");
+    let (status, listed) = c.api.get("/v1/snapshots");
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed.as_array().unwrap().iter().find(|l| l["id"] == id.as_str()).cloned();
+    assert_eq!(listed.map(|l| l["sha256"].clone()), Some(stored["sha256"].clone()), "listed");
+    let mut reader = request("reader", &["RTX 5090"], 1, &sh("cat note; exec sleep 600"));
+    reader["snapshot"] = serde_json::json!({ "restore_from": id });
+    let reader = s(&c.api.create(&reader), "id").to_owned();
+    c.wait_state(&reader, "running");
+    c.wait_logs(&reader, "kept");
+}

@@ -177,7 +177,7 @@ pub(super) fn serve_agents(
     cluster: &Addr<ClusterActor>,
 ) -> anyhow::Result<(SocketAddr, Agents)> {
     let logs = LogStore::new(data_dir.join("logs"), settings.log_max_bytes);
-    let snapshot_files = crate::snapshots::SnapshotFiles::new(data_dir.join("snapshots"));
+    let snapshot_files = crate::snapshots::SnapshotFiles::new(settings.snapshot_dir.clone());
     let stale = snapshot_files.remove_stale_parts();
     if stale > 0 {
         tracing::info!(stale, "removed snapshot uploads interrupted by a restart");
