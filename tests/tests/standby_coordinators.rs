@@ -3,7 +3,8 @@
 //! `kill -9` of the leader under a create load the standby leads, every create that got
 //! 202 exists, none runs twice, workloads kept running and agents reconnected; a leader
 //! paused past its lease steps down when it resumes; `migrate` copies a SQLite
-//! installation whole.
+//! installation whole; an agent that reaches the standby first is sent on to the leader;
+//! snapshot files in a shared `[snapshots] dir` outlive the leader that stored them.
 
 use gpuspot_e2e::coordinator::Coordinator;
 use gpuspot_e2e::postgres::Postgres;
@@ -96,6 +97,41 @@ fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
     assert_eq!(through(&b.url()), direct);
     let served = raw.get(format!("http://{gateway}/d/web/")).send().unwrap();
     assert_ne!(served.status(), 503, "the new leader's gateway serves on the same address");
+}
+
+/// Well under the agent's 10 s backoff ceiling (a host connects in about 0.15 s here): the
+/// agent goes where the standby sends it at once.
+const SENT_ON: Duration = Duration::from_secs(5);
+
+#[test]
+fn an_agent_that_lists_the_standby_first_is_sent_on_to_the_leader_at_once() {
+    let pg = Postgres::start();
+    let c = cluster!(&config(&pg));
+    let b = standby(&c, &pg, "b");
+    // The standby first; and a host that knows only the standby still finds the leader.
+    let mut agents = Vec::new();
+    for (hostname, list) in
+        [("host-a", format!("{},{}", b.quic, c.coordinator.quic)), ("host-b", b.quic.to_string())]
+    {
+        c.agents_use(&list);
+        let started = std::time::Instant::now();
+        let agent = c.spawn_agent(&Cluster::seed_profile(hostname), Some(&c.join_token()));
+        wait_until(SENT_ON, &format!("{hostname} (--coordinator {list}) connected"), || {
+            match c.host(hostname) {
+                Some(host) if host["state"] == "connected" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+        eprintln!("{hostname} connected {:.1?} after its start", started.elapsed());
+        assert!(
+            agent.log().contains("the coordinator is a standby; going on to the leader"),
+            "{}",
+            agent.log()
+        );
+        agents.push(agent);
+    }
+    assert!(b.log_tail().contains("agent sent on to the leader (not_leader)"), "{}", b.log_tail());
+    assert_eq!(health(&b.api())["role"], "standby");
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub enum LinkError {
     Fatal(String),
     #[error("coordinator refused the session: {reason}")]
     Refused { code: RefusalCode, reason: String },
+    /// A standby answered: `leader` serves agents, and is tried next at once.
+    #[error("{reason}; going on to the leader at {leader}")]
+    NotLeader { leader: String, reason: String },
     #[error("{0}")]
     Transport(#[from] gpuspot_common::transport::TransportError),
     #[error("link: {0}")]
@@ -47,6 +50,8 @@ pub(crate) struct Link {
     /// `HOST:PORT`, or several comma separated (standby coordinators): the first is tried,
     /// and after a failed attempt the next goes first.
     coordinator: String,
+    /// The leader a standby named: tried next instead of the list, once.
+    leader: Option<String>,
     join_token: Option<String>,
     state_dir: PathBuf,
     link_timeout: Duration,
@@ -129,6 +134,7 @@ impl Link {
     pub(crate) fn new(settings: &AgentSettings, endpoint: quinn::Endpoint) -> Self {
         Self {
             coordinator: settings.coordinator.clone(),
+            leader: None,
             join_token: settings.join_token.clone(),
             state_dir: settings.state_dir.clone(),
             link_timeout: settings.link_timeout,
@@ -165,11 +171,23 @@ impl Link {
                 _ = &mut shutdown => break,
                 outcome = self.connect_once(host) => outcome,
             };
+            let redirected = self.leader.take().is_some();
             match outcome {
                 Err(LinkError::Fatal(reason)) => return Err(LinkError::Fatal(reason)),
+                Err(LinkError::NotLeader { leader, reason }) => {
+                    tracing::info!(%leader, %reason, "the coordinator is a standby; going on to the leader");
+                    self.leader = Some(leader);
+                    // At once, unless the leader named last time sent us on again (stale
+                    // leases must not make two standbys bounce agents without a pause).
+                    if !redirected {
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "link to the coordinator down; reconnecting");
-                    self.next_coordinator();
+                    if !redirected {
+                        self.next_coordinator();
+                    }
                 }
                 Ok(()) => backoff.reset(),
             }
@@ -186,8 +204,12 @@ impl Link {
         Ok(())
     }
 
-    /// After a failed attempt the next address goes first (a standby does not serve agents;
-    /// the leader may be any of them).
+    /// Where the next attempt goes: the leader a standby named, else the list's first.
+    fn target(&self) -> &str {
+        self.leader.as_deref().unwrap_or(&self.coordinator)
+    }
+
+    /// After a failed attempt the next address goes first (the leader may be any of them).
     fn next_coordinator(&mut self) {
         if let Some((first, rest)) = self.coordinator.split_once(',') {
             self.coordinator = format!("{rest},{first}");
@@ -205,7 +227,7 @@ impl Link {
             )));
         };
         let hostname = host.discovery.inventory()?.hostname;
-        let addr = resolve(&self.coordinator).await?;
+        let addr = resolve(self.target()).await?;
         join::join(&self.endpoint, addr, token, &hostname, &self.state_dir, self.link_timeout).await
     }
 
@@ -224,7 +246,7 @@ impl Link {
             None => None,
         };
         let credentials = self.credentials(host).await?;
-        let addr = resolve(&self.coordinator).await?;
+        let addr = resolve(self.target()).await?;
         let connection = gpuspot_common::transport::connect(
             &self.endpoint,
             addr,

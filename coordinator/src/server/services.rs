@@ -56,7 +56,6 @@ pub(super) async fn take_the_lead(settings: &Settings, data_dir: &Path) -> anyho
     };
     let leadership =
         crate::ha::lead(settings, &opened, &listeners, &health, standby_endpoints).await?;
-    health.set(crate::ha::Role::Leader, Some(listeners.http_url.clone()));
     Ok(Lead { lock, ca, listeners, health, leadership, store: opened.store })
 }
 
