@@ -4,7 +4,8 @@
 //! 202 exists, none runs twice, workloads kept running and agents reconnected; a leader
 //! paused past its lease steps down when it resumes; `migrate` copies a SQLite
 //! installation whole; an agent that reaches the standby first is sent on to the leader;
-//! snapshot files in a shared `[snapshots] dir` outlive the leader that stored them.
+//! while none can lead it refuses them with retry-later; snapshot files in a shared
+//! `[snapshots] dir` outlive the leader that stored them.
 
 use gpuspot_e2e::coordinator::Coordinator;
 use gpuspot_e2e::postgres::Postgres;
@@ -132,6 +133,35 @@ fn an_agent_that_lists_the_standby_first_is_sent_on_to_the_leader_at_once() {
     }
     assert!(b.log_tail().contains("agent sent on to the leader (not_leader)"), "{}", b.log_tail());
     assert_eq!(health(&b.api())["role"], "standby");
+}
+
+#[test]
+fn while_no_coordinator_can_lead_a_standby_refuses_agents_with_retry_later() {
+    let mut pg = Postgres::start();
+    let c = cluster!(&config(&pg));
+    let b = standby(&c, &pg, "b");
+    c.agents_use(&b.quic.to_string());
+    let profile = Cluster::seed_profile("host-a");
+    let mut agent = c.agent(&profile);
+    let sessions = |agent: &gpuspot_e2e::Agent| agent.log().matches("session open").count();
+    assert_eq!(sessions(&agent), 1);
+    pg.stop();
+    // The standby cannot read the lease: it names no leader, and the agent keeps trying.
+    wait_until(SOON, "the standby to name no leader", || match health(&b.api()) {
+        h if h["leader"].is_null() => Ok(()),
+        h => Err(h.to_string()),
+    });
+    c.restart_agent(&mut agent, &profile);
+    wait_until(SOON, "the agent to be refused with no_leader, twice", || {
+        let log = agent.log();
+        let refusals = log.matches("no coordinator leads right now").count();
+        if refusals >= 2 { Ok(()) } else { Err(log) }
+    });
+    assert!(gpuspot_e2e::is_alive(agent.pid()), "a retry-later refusal: {}", agent.log());
+    pg.restart();
+    wait_until(SOON, "the agent to open a session once a coordinator leads", || {
+        if sessions(&agent) == 2 { Ok(()) } else { Err(agent.log()) }
+    });
 }
 
 #[test]
