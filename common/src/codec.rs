@@ -229,6 +229,18 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_standby_names_the_leader_in_a_variant_after_every_older_one() {
+        let sent_on = CoordinatorMessage::NotLeader {
+            leader: "10.0.0.2:7443".into(),
+            reason: "standby".into(),
+        };
+        assert_eq!(round_trip(&sent_on).await, sent_on);
+        let last_before =
+            CoordinatorMessage::Faults(crate::faults::FaultCommand::Clear { index: 0 });
+        assert_eq!(encode(&sent_on).unwrap()[4], encode(&last_before).unwrap()[4] + 1, "appended");
+    }
+
     #[test]
     fn refusal_codes_keep_their_wire_order_and_a_newer_code_reads_as_other() {
         for (index, code) in RefusalCode::ALL.into_iter().enumerate() {

@@ -92,6 +92,10 @@ pub struct RawAccounts {
 pub struct RawSnapshots {
     /// Largest packed snapshot accepted, in bytes (default 10 GiB).
     pub max_bytes: Option<u64>,
+    /// Where snapshot files live (default `<data-dir>/snapshots`): with several coordinators
+    /// on one store, a directory every one of them reaches (NFS), so that a standby that
+    /// takes over serves the snapshots the old leader stored.
+    pub dir: Option<PathBuf>,
 }
 
 /// Where events are POSTed (the seeds' email/SMS notice).
@@ -120,6 +124,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub webhook: Option<WebhookSettings>,
     pub snapshot_max_bytes: u64,
+    /// `[snapshots] dir`, or the data dir's `snapshots`.
+    pub snapshot_dir: PathBuf,
     pub crash_backoff: CrashBackoff,
     pub log_max_bytes: u64,
     pub policy: Policy,
@@ -194,12 +200,14 @@ impl RawConfig {
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("gpuspot-data"));
         Ok(Settings {
             timers,
             pools,
             http: self.http.unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
             quic: self.quic.unwrap_or_else(|| DEFAULT_QUIC.parse().expect("valid default")),
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("gpuspot-data")),
+            snapshot_dir: self.snapshots.dir.unwrap_or_else(|| data_dir.join("snapshots")),
+            data_dir,
             admin_token: self.admin_token,
             webhook,
             snapshot_max_bytes: self

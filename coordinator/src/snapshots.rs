@@ -1,4 +1,5 @@
-//! The snapshot store on disk: `<data-dir>/snapshots/<id>.tar.zst`, its sha256 in a
+//! The snapshot store on disk: `<dir>/<id>.tar.zst` (`[snapshots] dir`, default
+//! `<data-dir>/snapshots`; shared by every coordinator of one store), its sha256 in a
 //! `<id>.sha256` sidecar, and `<id>.tar.zst.part` while an upload is in flight. Ids are
 //! `s-` and 16 lowercase hex digits; anything else is refused before it touches a path.
 

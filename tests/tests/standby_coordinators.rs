@@ -3,7 +3,9 @@
 //! `kill -9` of the leader under a create load the standby leads, every create that got
 //! 202 exists, none runs twice, workloads kept running and agents reconnected; a leader
 //! paused past its lease steps down when it resumes; `migrate` copies a SQLite
-//! installation whole.
+//! installation whole; an agent that reaches the standby first is sent on to the leader;
+//! while none can lead it refuses them with retry-later; snapshot files in a shared
+//! `[snapshots] dir` outlive the leader that stored them.
 
 use gpuspot_e2e::coordinator::Coordinator;
 use gpuspot_e2e::postgres::Postgres;
@@ -96,6 +98,70 @@ fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
     assert_eq!(through(&b.url()), direct);
     let served = raw.get(format!("http://{gateway}/d/web/")).send().unwrap();
     assert_ne!(served.status(), 503, "the new leader's gateway serves on the same address");
+}
+
+/// Well under the agent's 10 s backoff ceiling (a host connects in about 0.15 s here): the
+/// agent goes where the standby sends it at once.
+const SENT_ON: Duration = Duration::from_secs(5);
+
+#[test]
+fn an_agent_that_lists_the_standby_first_is_sent_on_to_the_leader_at_once() {
+    let pg = Postgres::start();
+    let c = cluster!(&config(&pg));
+    let b = standby(&c, &pg, "b");
+    // The standby first; and a host that knows only the standby still finds the leader.
+    let mut agents = Vec::new();
+    for (hostname, list) in
+        [("host-a", format!("{},{}", b.quic, c.coordinator.quic)), ("host-b", b.quic.to_string())]
+    {
+        c.agents_use(&list);
+        let started = std::time::Instant::now();
+        let agent = c.spawn_agent(&Cluster::seed_profile(hostname), Some(&c.join_token()));
+        wait_until(SENT_ON, &format!("{hostname} (--coordinator {list}) connected"), || {
+            match c.host(hostname) {
+                Some(host) if host["state"] == "connected" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+        eprintln!("{hostname} connected {:.1?} after its start", started.elapsed());
+        assert!(
+            agent.log().contains("the coordinator is a standby; going on to the leader"),
+            "{}",
+            agent.log()
+        );
+        agents.push(agent);
+    }
+    assert!(b.log_tail().contains("agent sent on to the leader (not_leader)"), "{}", b.log_tail());
+    assert_eq!(health(&b.api())["role"], "standby");
+}
+
+#[test]
+fn while_no_coordinator_can_lead_a_standby_refuses_agents_with_retry_later() {
+    let mut pg = Postgres::start();
+    let c = cluster!(&config(&pg));
+    let b = standby(&c, &pg, "b");
+    c.agents_use(&b.quic.to_string());
+    let profile = Cluster::seed_profile("host-a");
+    let mut agent = c.agent(&profile);
+    let sessions = |agent: &gpuspot_e2e::Agent| agent.log().matches("session open").count();
+    assert_eq!(sessions(&agent), 1);
+    pg.stop();
+    // The standby cannot read the lease: it names no leader, and the agent keeps trying.
+    wait_until(SOON, "the standby to name no leader", || match health(&b.api()) {
+        h if h["leader"].is_null() => Ok(()),
+        h => Err(h.to_string()),
+    });
+    c.restart_agent(&mut agent, &profile);
+    wait_until(SOON, "the agent to be refused with no_leader, twice", || {
+        let log = agent.log();
+        let refusals = log.matches("no coordinator leads right now").count();
+        if refusals >= 2 { Ok(()) } else { Err(log) }
+    });
+    assert!(gpuspot_e2e::is_alive(agent.pid()), "a retry-later refusal: {}", agent.log());
+    pg.restart();
+    wait_until(SOON, "the agent to open a session once a coordinator leads", || {
+        if sessions(&agent) == 2 { Ok(()) } else { Err(agent.log()) }
+    });
 }
 
 #[test]
@@ -312,4 +378,42 @@ fn while_postgresql_is_down_nothing_is_acknowledged_and_the_leader_carries_on_af
     let stored =
         pg.query(&format!("SELECT COUNT(*) FROM instances WHERE id IN ('{before}', '{after}')"));
     assert_eq!(stored.trim(), "2", "both acknowledged creates are stored");
+}
+
+#[test]
+fn a_snapshot_stored_under_the_old_leader_is_listed_and_restored_by_the_new_one() {
+    let pg = Postgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let snapshots = format!("[snapshots]\ndir = \"{}\"\n", shared.path().display());
+    let mut c = cluster!(&format!("{}\n{snapshots}", config(&pg)));
+    let b = standby_with(&c, &pg, "b", &snapshots);
+    c.agents_use(&format!("{},{}", c.coordinator.quic, b.quic));
+    let _agent = c.agent(&Cluster::seed_profile("host-a"));
+    let mut saver = request("saver", &["RTX 5090"], 1, &sh("echo kept > note; exec sleep 600"));
+    saver["snapshot"] = serde_json::json!({ "enabled": true });
+    let saver = s(&c.api.create(&saver), "id").to_owned();
+    c.wait_state(&saver, "running");
+    let (status, body) = c.api.delete(&format!("/v1/instances/{saver}"));
+    assert_eq!(status, 200, "DELETE {saver}: {body}");
+    let stored = wait_until(SOON, "the saver's snapshot", || {
+        let (_, list) = c.api.get("/v1/snapshots");
+        let found = list.as_array().and_then(|l| l.first()).cloned();
+        found.ok_or_else(|| list.to_string())
+    });
+    let id = s(&stored, "id").to_owned();
+    assert!(shared.path().join(format!("{id}.tar.zst")).is_file(), "stored in [snapshots] dir");
+
+    c.coordinator.terminate(SOON);
+    wait_role(&b.api(), "leader");
+    c.api = b.api();
+    c.wait_host("host-a", "connected");
+    let (status, listed) = c.api.get("/v1/snapshots");
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed.as_array().unwrap().iter().find(|l| l["id"] == id.as_str()).cloned();
+    assert_eq!(listed.map(|l| l["sha256"].clone()), Some(stored["sha256"].clone()), "listed");
+    let mut reader = request("reader", &["RTX 5090"], 1, &sh("cat note; exec sleep 600"));
+    reader["snapshot"] = serde_json::json!({ "restore_from": id });
+    let reader = s(&c.api.create(&reader), "id").to_owned();
+    c.wait_state(&reader, "running");
+    c.wait_logs(&reader, "kept");
 }

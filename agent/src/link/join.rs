@@ -5,7 +5,7 @@
 use super::LinkError;
 use gpuspot_common::codec;
 use gpuspot_common::pki::{self, HostCredentials, JoinToken};
-use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage};
+use gpuspot_common::protocol::{AgentMessage, CoordinatorMessage, RefusalCode};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -46,7 +46,14 @@ pub async fn join(
             tracing::info!(host_id = %credentials.host_id, "joined the cluster");
             Ok(credentials)
         }
-        // Whatever the code, the same token will be refused again: the agent stops.
+        Some(CoordinatorMessage::NotLeader { leader, reason }) => {
+            Err(LinkError::NotLeader { leader, reason })
+        }
+        // A standby while none leads: the token is fine, the join is tried again later.
+        Some(CoordinatorMessage::Refused { code: RefusalCode::NoLeader, reason }) => {
+            Err(LinkError::Refused { code: RefusalCode::NoLeader, reason })
+        }
+        // Whatever else the code, the same token will be refused again: the agent stops.
         Some(
             CoordinatorMessage::Refused { reason, .. }
             | CoordinatorMessage::LegacyRefused { reason },

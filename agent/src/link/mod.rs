@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod join;
 mod refusal;
+mod route;
 mod session;
 
 use crate::config::AgentSettings;
@@ -13,6 +14,7 @@ use crate::local_host::LocalHost;
 use gpuspot_common::pki::HostCredentials;
 use gpuspot_common::protocol::RefusalCode;
 use refusal::Reaction;
+use route::{Next, Route};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,9 @@ pub enum LinkError {
     Fatal(String),
     #[error("coordinator refused the session: {reason}")]
     Refused { code: RefusalCode, reason: String },
+    /// A standby answered: `leader` serves agents, and is tried next at once.
+    #[error("{reason}; going on to the leader at {leader}")]
+    NotLeader { leader: String, reason: String },
     #[error("{0}")]
     Transport(#[from] gpuspot_common::transport::TransportError),
     #[error("link: {0}")]
@@ -44,9 +49,8 @@ pub enum LinkError {
 
 /// How this host reaches the coordinator, and what its link keeps across sessions.
 pub(crate) struct Link {
-    /// `HOST:PORT`, or several comma separated (standby coordinators): the first is tried,
-    /// and after a failed attempt the next goes first.
-    coordinator: String,
+    /// `--coordinator`, and the leader a standby named.
+    route: Route,
     join_token: Option<String>,
     state_dir: PathBuf,
     link_timeout: Duration,
@@ -128,7 +132,7 @@ pub async fn resolve(list: &str) -> Result<SocketAddr, LinkError> {
 impl Link {
     pub(crate) fn new(settings: &AgentSettings, endpoint: quinn::Endpoint) -> Self {
         Self {
-            coordinator: settings.coordinator.clone(),
+            route: Route::new(&settings.coordinator),
             join_token: settings.join_token.clone(),
             state_dir: settings.state_dir.clone(),
             link_timeout: settings.link_timeout,
@@ -167,11 +171,20 @@ impl Link {
             };
             match outcome {
                 Err(LinkError::Fatal(reason)) => return Err(LinkError::Fatal(reason)),
+                Err(LinkError::NotLeader { leader, reason }) => {
+                    tracing::info!(%leader, %reason, "the coordinator is a standby; going on to the leader");
+                    if self.route.sent_on(leader) == Next::AtOnce {
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "link to the coordinator down; reconnecting");
-                    self.next_coordinator();
+                    self.route.failed();
                 }
-                Ok(()) => backoff.reset(),
+                Ok(()) => {
+                    self.route.ended();
+                    backoff.reset();
+                }
             }
             // A session that was up ends like a fresh start: retry soon, not after the
             // backoff left by earlier failed attempts.
@@ -186,14 +199,6 @@ impl Link {
         Ok(())
     }
 
-    /// After a failed attempt the next address goes first (a standby does not serve agents;
-    /// the leader may be any of them).
-    fn next_coordinator(&mut self) {
-        if let Some((first, rest)) = self.coordinator.split_once(',') {
-            self.coordinator = format!("{rest},{first}");
-        }
-    }
-
     async fn credentials(&self, host: &LocalHost) -> Result<HostCredentials, LinkError> {
         if let Some(credentials) = HostCredentials::load(&self.state_dir)? {
             return Ok(credentials);
@@ -205,7 +210,7 @@ impl Link {
             )));
         };
         let hostname = host.discovery.inventory()?.hostname;
-        let addr = resolve(&self.coordinator).await?;
+        let addr = resolve(self.route.target()).await?;
         join::join(&self.endpoint, addr, token, &hostname, &self.state_dir, self.link_timeout).await
     }
 
@@ -224,7 +229,7 @@ impl Link {
             None => None,
         };
         let credentials = self.credentials(host).await?;
-        let addr = resolve(&self.coordinator).await?;
+        let addr = resolve(self.route.target()).await?;
         let connection = gpuspot_common::transport::connect(
             &self.endpoint,
             addr,

@@ -27,6 +27,7 @@ impl Reaction {
             | RefusalCode::ExpectedHello
             | RefusalCode::Internal
             | RefusalCode::NoPool
+            | RefusalCode::NoLeader
             | RefusalCode::Other => Reaction::RetryLater,
             // Join answers: a session is never refused with them, but a coordinator that did
             // would refuse the next try the same way.
@@ -85,6 +86,13 @@ mod tests {
         let misleading = "unknown host certificate, protocol version".to_owned();
         let error = refused(RefusalCode::Revoked, misleading);
         assert!(matches!(error, LinkError::Refused { code: RefusalCode::Revoked, .. }));
+    }
+
+    #[test]
+    fn a_standby_without_a_leader_is_tried_again_later() {
+        assert_eq!(Reaction::to(RefusalCode::NoLeader), Reaction::RetryLater);
+        let error = refused(RefusalCode::NoLeader, "no coordinator leads".into());
+        assert!(matches!(error, LinkError::Refused { code: RefusalCode::NoLeader, .. }));
     }
 
     #[test]

@@ -172,6 +172,9 @@ fn handle(
             Vec::new()
         }
         CoordinatorMessage::Refused { code, reason } => return Err(refused(code, reason)),
+        CoordinatorMessage::NotLeader { leader, reason } => {
+            return Err(LinkError::NotLeader { leader, reason });
+        }
         // Only a coordinator of another protocol version answers our hello this way.
         CoordinatorMessage::LegacyRefused { reason } => {
             return Err(refused(RefusalCode::VersionMismatch, reason));

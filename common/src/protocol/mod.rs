@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 /// [`CoordinatorMessage::LegacyRefused`] form that agents of every version decode.
 /// 3: refusals carry a [`RefusalCode`]. 4: guest ports and readiness (docs/contracts.md#serving).
 /// 5: an agent refuses a start whose host port is taken ([`AgentMessage::StartRefused`]).
+/// 6 (also): a standby sends agents on to the leader ([`CoordinatorMessage::NotLeader`]).
 /// 6 (also): GPU faults ([`AgentMessage::Faults`], [`CoordinatorMessage::Faults`]).
 /// 6: end reasons, billing modes, deployment ids, stop reasons and failure kinds are typed
 /// ([`crate::vocab`]) where they were strings.
@@ -128,6 +129,13 @@ pub enum CoordinatorMessage {
     },
     /// Inject a fault into a simulated GPU, or clear one.
     Faults(crate::faults::FaultCommand),
+    /// A standby coordinator's answer to a hello or a join: it serves no agents, `leader`
+    /// (its `[ha] advertise_quic`, `HOST:PORT`) does, and the agent goes there at once.
+    /// While none leads the standby refuses with [`RefusalCode::NoLeader`] instead.
+    NotLeader {
+        leader: String,
+        reason: String,
+    },
 }
 
 impl CoordinatorMessage {

@@ -46,6 +46,10 @@ pub enum RefusalCode {
     /// A GPU model of the host has no pool on the coordinator, so it could not be priced;
     /// the agent retries (the operator adds the pool and restarts the coordinator).
     NoPool,
+    /// A standby coordinator serves no agents, and no coordinator leads right now (one
+    /// takes over within the lease): the agent tries again after its backoff. With a leader
+    /// the standby answers [`super::CoordinatorMessage::NotLeader`] instead.
+    NoLeader,
     /// A code this build does not know (sent by a newer coordinator).
     #[serde(other)]
     Other,
@@ -53,7 +57,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in wire order.
-    pub const ALL: [RefusalCode; 15] = [
+    pub const ALL: [RefusalCode; 16] = [
         RefusalCode::VersionMismatch,
         RefusalCode::UnknownCertificate,
         RefusalCode::Revoked,
@@ -68,6 +72,7 @@ impl RefusalCode {
         RefusalCode::BadCsr,
         RefusalCode::Internal,
         RefusalCode::NoPool,
+        RefusalCode::NoLeader,
         RefusalCode::Other,
     ];
 
@@ -88,6 +93,7 @@ impl RefusalCode {
             RefusalCode::BadCsr => "bad_csr",
             RefusalCode::Internal => "internal",
             RefusalCode::NoPool => "no_pool",
+            RefusalCode::NoLeader => "no_leader",
             RefusalCode::Other => "other",
         }
     }

@@ -11,6 +11,15 @@ fn empty_config_gives_the_documented_defaults() {
 }
 
 #[test]
+fn snapshot_files_live_in_the_data_dir_unless_a_shared_dir_is_named() {
+    let default = RawConfig::from_toml("data_dir = \"/var/lib/g\"").unwrap().validate().unwrap();
+    assert_eq!(default.snapshot_dir, PathBuf::from("/var/lib/g/snapshots"));
+    let shared = "[snapshots]\ndir = \"/mnt/nfs/snapshots\"";
+    let shared = RawConfig::from_toml(shared).unwrap().validate().unwrap();
+    assert_eq!(shared.snapshot_dir, PathBuf::from("/mnt/nfs/snapshots"));
+}
+
+#[test]
 fn pools_and_timers_parse() {
     let raw = RawConfig::from_toml(
         r#"

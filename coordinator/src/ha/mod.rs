@@ -27,21 +27,38 @@ pub enum Role {
     Standby,
 }
 
-/// This coordinator's role and the leader's API URL, shared with the HTTP handlers.
+/// Where the leader is reached, as its lease row advertises it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderAddrs {
+    /// Its API (`http://…`), where standbys redirect clients.
+    pub http: String,
+    /// Its agents' endpoint (`HOST:PORT`), where standbys send agents.
+    pub quic: String,
+}
+
+/// This coordinator's role and the leader's addresses, shared with the HTTP handlers and
+/// the standby's agent endpoint.
 #[derive(Clone, Debug)]
-pub struct Health(Arc<RwLock<(Role, Option<String>)>>);
+pub struct Health(Arc<RwLock<(Role, Option<LeaderAddrs>)>>);
 
 impl Health {
-    pub fn new(role: Role, leader: Option<String>) -> Self {
+    pub fn new(role: Role, leader: Option<LeaderAddrs>) -> Self {
         Self(Arc::new(RwLock::new((role, leader))))
     }
 
-    pub fn set(&self, role: Role, leader: Option<String>) {
+    pub fn set(&self, role: Role, leader: Option<LeaderAddrs>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = (role, leader);
     }
 
+    /// The role and the leader's API URL.
     pub fn get(&self) -> (Role, Option<String>) {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let (role, leader) = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        (role, leader.map(|l| l.http))
+    }
+
+    /// The leader's agents' endpoint, while one leads.
+    pub fn leader_quic(&self) -> Option<String> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).1.as_ref().map(|l| l.quic.clone())
     }
 }
 
@@ -106,7 +123,7 @@ impl Leadership {
 pub struct Listeners {
     pub http: TcpListener,
     pub http_url: String,
-    /// The agents' endpoint; a standby refuses every connection on it.
+    /// The agents' endpoint; a standby sends every agent on it to the leader.
     pub quic: quinn::Endpoint,
 }
 
@@ -191,18 +208,19 @@ pub async fn lead(
     health: &Health,
     endpoints: impl Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<Leadership>> {
+    let me = listeners.candidate(settings);
     let Some(store) = opened.shared.clone() else {
+        health.set(Role::Leader, Some(me.addrs()));
         crate::metrics::METRICS.leader.set(1);
         return Ok(None);
     };
-    let me = listeners.candidate(settings);
     let lease = settings.ha.lease;
     // One look first, so that a standby names the leader from its first answer on.
     let epoch = match attempt(&store, &me, lease, health).await {
         Some(epoch) => epoch,
         None => {
             let standby = standby::serve(listeners.http.try_clone()?, health.clone())?;
-            let refusing = tokio::spawn(standby::refuse_agents(listeners.quic.clone()));
+            let refusing = crate::quic::standby::serve(listeners.quic.clone(), health.clone());
             let gateway = settings.gateway.as_ref().map(|g| standby::refuse_gateway(g.listen));
             let gateway = gateway.transpose().context("binding the standby's gateway")?;
             endpoints()?;
@@ -216,6 +234,7 @@ pub async fn lead(
         }
     };
     tracing::info!(epoch, http = %me.http_url, quic = %me.quic_addr, "took the leadership lease");
+    health.set(Role::Leader, Some(me.addrs()));
     crate::metrics::METRICS.leader.set(1);
     crate::metrics::METRICS.leader_changes.inc();
     let renewal = tokio::spawn(renew(store.clone(), epoch, lease));
@@ -252,7 +271,10 @@ async fn attempt(
     .await;
     match tried {
         Ok(Ok(Ok(epoch))) => return Some(epoch),
-        Ok(Ok(Err(row))) => health.set(Role::Standby, row.live.then_some(row.http_url)),
+        Ok(Ok(Err(row))) => health.set(
+            Role::Standby,
+            row.live.then_some(LeaderAddrs { http: row.http_url, quic: row.quic_addr }),
+        ),
         Ok(Err(error)) => {
             tracing::warn!(%error, "standby cannot reach the store");
             health.set(Role::Standby, None);

@@ -1,7 +1,8 @@
 //! A standby's API (docs/contracts.md, standby coordinators): `/healthz` says `standby` and
 //! names the leader; every other request is sent there with a 307 to the same path and
 //! query, or answered 503 `no_leader` with `Retry-After: 1` while no coordinator leads.
-//! Agents' QUIC connections are refused at once, and its gateway answers 503 `not_leader`.
+//! Agents are sent on to the leader (see [`crate::quic::standby`]), and its gateway answers
+//! 503 `not_leader`.
 
 use super::Health;
 use actix_web::http::header;
@@ -49,14 +50,6 @@ async fn not_leader() -> HttpResponse {
             "message": "this coordinator is a standby: the leader's gateway serves deployments",
         }}),
     )
-}
-
-/// Refuses every agent at once (a standby serves none): the agent goes on to the next
-/// coordinator it knows instead of waiting out its link timeout here.
-pub async fn refuse_agents(endpoint: quinn::Endpoint) {
-    while let Some(incoming) = endpoint.accept().await {
-        incoming.refuse();
-    }
 }
 
 async fn redirect(request: HttpRequest, health: web::Data<Health>) -> HttpResponse {

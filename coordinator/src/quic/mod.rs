@@ -9,6 +9,7 @@ mod join;
 mod logs;
 mod session;
 pub mod snapshots;
+pub mod standby;
 
 pub use logs::LogStore;
 

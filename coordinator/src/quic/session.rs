@@ -101,7 +101,7 @@ async fn serve(
 /// The first message of a connection, or None once the connection is closed: a hello of
 /// another protocol version that does not decode here (its later fields have that
 /// version's shapes) is still refused as a version mismatch, which every agent decodes.
-async fn first_frame(
+pub(super) async fn first_frame(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
@@ -128,7 +128,7 @@ async fn first_frame(
     None
 }
 
-fn version_mismatch(version: u32) -> String {
+pub(super) fn version_mismatch(version: u32) -> String {
     format!("protocol version {version} is not supported (coordinator speaks {PROTOCOL_VERSION})")
 }
 
@@ -235,7 +235,7 @@ fn close(connection: &quinn::Connection, reason: &str) {
 
 /// Refuses in the form the peer decodes: `peer_version` is what its hello named, None when
 /// it sent no hello.
-async fn refuse(
+pub(super) async fn refuse(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     peer_version: Option<u32>,

@@ -56,7 +56,6 @@ pub(super) async fn take_the_lead(settings: &Settings, data_dir: &Path) -> anyho
     };
     let leadership =
         crate::ha::lead(settings, &opened, &listeners, &health, standby_endpoints).await?;
-    health.set(crate::ha::Role::Leader, Some(listeners.http_url.clone()));
     Ok(Lead { lock, ca, listeners, health, leadership, store: opened.store })
 }
 
@@ -177,7 +176,7 @@ pub(super) fn serve_agents(
     cluster: &Addr<ClusterActor>,
 ) -> anyhow::Result<(SocketAddr, Agents)> {
     let logs = LogStore::new(data_dir.join("logs"), settings.log_max_bytes);
-    let snapshot_files = crate::snapshots::SnapshotFiles::new(data_dir.join("snapshots"));
+    let snapshot_files = crate::snapshots::SnapshotFiles::new(settings.snapshot_dir.clone());
     let stale = snapshot_files.remove_stale_parts();
     if stale > 0 {
         tracing::info!(stale, "removed snapshot uploads interrupted by a restart");

@@ -19,6 +19,13 @@ pub struct Candidate {
     pub quic_addr: String,
 }
 
+impl Candidate {
+    /// Its addresses, as standbys name them once it leads.
+    pub fn addrs(&self) -> crate::ha::LeaderAddrs {
+        crate::ha::LeaderAddrs { http: self.http_url.clone(), quic: self.quic_addr.clone() }
+    }
+}
+
 /// The lease as a standby reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseRow {
