@@ -7,46 +7,14 @@
 //! while none can lead it refuses them with retry-later; snapshot files in a shared
 //! `[snapshots] dir` outlive the leader that stored them.
 
-use gpuspot_e2e::coordinator::Coordinator;
 use gpuspot_e2e::postgres::Postgres;
 use gpuspot_e2e::{Api, Cluster, SOON, cluster, config_with_timers, request, s, sh, wait_until};
 use serde_json::Value;
 use std::time::Duration;
 
-/// A 2 s lease; hosts are lost only well after a takeover (agents may first try the
-/// standby, which does not serve them).
-fn config(pg: &Postgres) -> String {
-    let timers = config_with_timers(&[("host_lost_after", "20s")]);
-    format!("{timers}\n[store]\nurl = \"{}\"\n\n[ha]\nlease = \"2s\"\n", pg.url())
-}
+mod support;
 
-/// A second coordinator on the cluster's database, in its own dir.
-fn standby(c: &Cluster, pg: &Postgres, name: &str) -> Coordinator {
-    standby_with(c, pg, name, "")
-}
-
-/// [`standby`] with `extra` config appended.
-fn standby_with(c: &Cluster, pg: &Postgres, name: &str, extra: &str) -> Coordinator {
-    let dir = c.dir().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let bin = gpuspot_e2e::binaries!().coordinator;
-    let token = Some(c.coordinator.admin_token.as_str());
-    let config = format!("{}\n{extra}", config(pg));
-    Coordinator::start_sharing(&bin, &dir, c.logs(), &config, token)
-}
-
-fn health(api: &Api) -> Value {
-    let (status, body) = api.get("/healthz");
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-fn wait_role(api: &Api, role: &str) -> Value {
-    wait_until(SOON, &format!("{} to be {role}", api.base), || match api.try_get("/healthz") {
-        Ok((200, body)) if body["role"] == role => Ok(body),
-        other => Err(format!("{other:?}")),
-    })
-}
+use support::{config, health, standby, standby_with, wait_role};
 
 #[test]
 fn one_leads_the_other_redirects_and_the_cli_works_through_either() {
