@@ -219,9 +219,16 @@ pub async fn lead(
     let epoch = match attempt(&store, &me, lease, health).await {
         Some(epoch) => epoch,
         None => {
-            let standby = standby::serve(listeners.http.try_clone()?, health.clone())?;
+            let api = standby::Guard {
+                limits: settings.api.limits,
+                header_timeout: settings.api.header_timeout,
+            };
+            let standby = standby::serve(listeners.http.try_clone()?, health.clone(), api)?;
             let refusing = crate::quic::standby::serve(listeners.quic.clone(), health.clone());
-            let gateway = settings.gateway.as_ref().map(|g| standby::refuse_gateway(g.listen));
+            let gateway = settings.gateway.as_ref().map(|g| {
+                let guard = standby::Guard { limits: g.limits, header_timeout: g.header_timeout };
+                standby::refuse_gateway(g.listen, guard)
+            });
             let gateway = gateway.transpose().context("binding the standby's gateway")?;
             endpoints()?;
             let epoch = campaign(&store, &me, lease, health).await;

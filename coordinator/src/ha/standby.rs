@@ -5,16 +5,30 @@
 //! 503 `not_leader`.
 
 use super::Health;
+use crate::listen::Admission;
+use crate::listen::Limits;
 use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A standby's listeners hold against floods as the leader's do (per-client and total
+/// connection caps, a header deadline): one it cannot refuse could keep it from taking over.
+#[derive(Clone, Copy, Debug)]
+pub struct Guard {
+    pub limits: Limits,
+    pub header_timeout: Duration,
+}
 
 /// Serves the standby API on `listener` until the returned handle stops it.
 pub fn serve(
     listener: TcpListener,
     health: Health,
+    guard: Guard,
 ) -> std::io::Result<actix_web::dev::ServerHandle> {
     let data = web::Data::new(health);
+    let admission = Arc::new(Admission::new(guard.limits));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -23,6 +37,8 @@ pub fn serve(
     })
     .workers(1)
     .disable_signals()
+    .on_connect(crate::listen::api::on_connect(admission))
+    .client_request_timeout(guard.header_timeout)
     .listen(listener)?
     .run();
     let handle = server.handle();
@@ -32,10 +48,16 @@ pub fn serve(
 
 /// Answers every request to the gateway's address with 503 `not_leader` (a load balancer in
 /// front routes to the coordinator whose gateway serves), until the returned handle stops it.
-pub fn refuse_gateway(addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::ServerHandle> {
+pub fn refuse_gateway(
+    addr: std::net::SocketAddr,
+    guard: Guard,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let admission = Arc::new(Admission::new(guard.limits));
     let server = HttpServer::new(|| App::new().default_service(web::to(not_leader)))
         .workers(1)
         .disable_signals()
+        .on_connect(crate::listen::api::on_connect(admission))
+        .client_request_timeout(guard.header_timeout)
         .bind(addr)?
         .run();
     let handle = server.handle();

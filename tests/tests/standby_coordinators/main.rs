@@ -12,6 +12,7 @@ use gpuspot_e2e::{Api, Cluster, SOON, cluster, config_with_timers, request, s, s
 use serde_json::Value;
 use std::time::Duration;
 
+mod limits;
 mod support;
 
 use support::{config, health, standby, standby_with, wait_role};
