@@ -80,10 +80,14 @@ fn both_metrics_endpoints_pass_promtool_and_count_placements_and_notices() {
     assert!(body.contains("gpuspot_host_heartbeat_age_seconds{host="), "{body}");
     promtool(&body).unwrap_or_else(|e| panic!("coordinator /metrics: {e}\n{body}"));
 
-    let agent = scrape(&agent_url);
+    // Heartbeats go out on the link's own clock (the welcome restarts it): wait for one.
+    let agent = wait_until(SOON, "the agent to count a heartbeat", || {
+        let agent = scrape(&agent_url);
+        let beats = sample(&agent, "gpuspot_agent_heartbeats_total");
+        holds(beats >= Some(1.0), || agent.clone()).map(|()| agent.clone())
+    });
     assert_eq!(sample(&agent, "gpuspot_agent_guests"), Some(1.0), "{agent}");
     assert!(agent.contains("gpuspot_agent_gpu_healthy{uuid="), "{agent}");
     assert!(agent.contains("gpuspot_agent_gpu_memory_total_bytes{"), "{agent}");
-    assert!(sample(&agent, "gpuspot_agent_heartbeats_total") >= Some(1.0), "{agent}");
     promtool(&agent).unwrap_or_else(|e| panic!("agent /metrics: {e}\n{agent}"));
 }
