@@ -73,6 +73,16 @@ pub enum LedgerOrder {
 impl LedgerOrder {
     pub const ALL: [LedgerOrder; 2] = [LedgerOrder::Oldest, LedgerOrder::Newest];
 
+    /// The id a page starts past (exclusive), for a cursor `after` or none: entry ids start
+    /// at 1 and beyond i64 there are none, so both backends bound the same way.
+    pub fn bound(self, after: Option<u64>) -> i64 {
+        match (after, self) {
+            (Some(after), _) => i64::try_from(after).unwrap_or(i64::MAX),
+            (None, LedgerOrder::Oldest) => 0,
+            (None, LedgerOrder::Newest) => i64::MAX,
+        }
+    }
+
     /// The name `?order=` takes.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -150,6 +150,8 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
 
     // A client creating all along; it sends to whichever answers (both URLs, like the CLI).
     let (a_api, b_api) = (c.api.clone(), b.api());
+    let by_leader = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = by_leader.clone();
     let load = std::thread::spawn(move || {
         let mut accepted = Vec::new();
         for n in 0..60 {
@@ -162,6 +164,9 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
             for (by, api) in [&a_api, &b_api].into_iter().enumerate() {
                 if let Ok((202, answer)) = api.try_post("/v1/instances", &body) {
                     accepted.push((s(&answer, "id").to_owned(), by));
+                    if by == 0 {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     break;
                 }
             }
@@ -169,7 +174,11 @@ fn kill_9_of_the_leader_under_load_the_standby_leads_and_nothing_is_lost_or_run_
         }
         accepted
     });
-    std::thread::sleep(Duration::from_millis(800));
+    // The leader acknowledges some of the load before it dies.
+    wait_until(SOON, "the leader to acknowledge creates", || {
+        let n = by_leader.load(std::sync::atomic::Ordering::Relaxed);
+        if n >= 3 { Ok(()) } else { Err(format!("{n} acknowledged")) }
+    });
     c.coordinator.kill();
     let took_over = std::time::Instant::now();
     wait_role(&b.api(), "leader");

@@ -107,17 +107,15 @@ pub fn ledger(
     after: Option<u64>,
     limit: usize,
 ) -> Result<Vec<LedgerEntry>, StoreError> {
-    let after = after.map(|a| i64::try_from(a).unwrap_or(i64::MAX));
-    let (sql, after) = match order {
-        LedgerOrder::Oldest => (
-            "SELECT body FROM ledger WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-            after.unwrap_or(0),
-        ),
-        LedgerOrder::Newest => (
-            "SELECT body FROM ledger WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-            after.unwrap_or(i64::MAX),
-        ),
+    let sql = match order {
+        LedgerOrder::Oldest => {
+            "SELECT body FROM ledger WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        }
+        LedgerOrder::Newest => {
+            "SELECT body FROM ledger WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        }
     };
+    let after = order.bound(after);
     bodies(client, "ledger entry", sql, &[&account.as_str(), &after, &(limit as i64)])
 }
 

@@ -138,19 +138,16 @@ pub(super) fn ledger(
     after: Option<u64>,
     limit: usize,
 ) -> Result<Vec<LedgerEntry>, StoreError> {
-    // Entry ids start at 1; beyond i64 there are none.
-    let after = after.map(|a| i64::try_from(a).unwrap_or(i64::MAX));
-    let (sql, after) = match order {
-        LedgerOrder::Oldest => (
-            "SELECT body FROM ledger WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-            after.unwrap_or(0),
-        ),
-        LedgerOrder::Newest => (
+    let sql = match order {
+        LedgerOrder::Oldest => {
+            "SELECT body FROM ledger WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        }
+        LedgerOrder::Newest => {
             "SELECT body FROM ledger WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC \
-             LIMIT ?3",
-            after.unwrap_or(i64::MAX),
-        ),
+             LIMIT ?3"
+        }
     };
+    let after = order.bound(after);
     let mut stmt = conn.prepare_cached(sql)?;
     let rows =
         stmt.query_map(params![account.as_str(), after, limit as i64], |r| r.get::<_, String>(0))?;
