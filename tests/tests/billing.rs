@@ -195,7 +195,15 @@ fn payment_inside_the_grace_cancels_the_shutdown() {
     });
     let account = late_payer.show();
     assert_eq!(account["overdue"], false, "{account}");
-    assert_ledger_adds_up(&late_payer.ledger(), money(&account, "balance"));
+    // The meter keeps charging the running instance: read the ledger between two equal
+    // balances, so no charge lands between the two reads.
+    let (ledger, balance) = wait_until(SOON, "a ledger between two equal balances", || {
+        let before = money(&late_payer.show(), "balance");
+        let ledger = late_payer.ledger();
+        let after = money(&late_payer.show(), "balance");
+        holds(before == after, || format!("{before} then {after}")).map(|()| (ledger, before))
+    });
+    assert_ledger_adds_up(&ledger, balance);
 }
 
 #[test]
